@@ -1,0 +1,3 @@
+from tickcast.cli.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""The ``tickcast`` command."""

@@ -1,0 +1,1 @@
+"""Typed, frozen settings: defaults < settings file < TICKCAST_* environment < CLI flags."""

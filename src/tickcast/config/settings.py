@@ -1,0 +1,113 @@
+"""Settings: every knob of the gateway, with its unit and what 0 means.
+
+Loaded once (``load.py``) and passed down explicitly; nothing reads the environment at
+import time.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+#: The settings file for the Settings being built (set by ``load_settings``).
+settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
+
+DEFAULT_SYMBOLS = (
+    "AAPL",
+    "MSFT",
+    "GOOGL",
+    "AMZN",
+    "TSLA",
+    "NVDA",
+    "SPY",
+    "BTC/USDT",
+    "ETH/USDT",
+)
+
+
+class Settings(BaseSettings):
+    """Gateway settings. Environment variables are ``TICKCAST_<NAME>``.
+
+    Attributes:
+        host, port: where the HTTP/WebSocket server listens.
+        symbols: the simulator's universe; also the symbols clients may subscribe to.
+        rate: simulator quote ticks per second, across all symbols.
+        seed: simulator random seed (same seed, same market).
+        calendar: "always" (market always open) or an exchange code such as "XNYS",
+            whose real sessions and holidays the simulator's equities then follow.
+        batch_ms: batching window per client in milliseconds; 0 = no window (each
+            event-loop pass writes what arrived, one write per connection).
+        outbox_max_items: pending messages per client before a client that cannot keep
+            up with non-conflatable data (trades, bars, book) is closed with 1013.
+        history_size: updates kept per topic for resume; 0 disables resume.
+        max_subscriptions: topics (symbol x channel) per connection.
+        max_message_bytes: largest inbound WebSocket message; larger closes with 1009.
+        handshake_timeout_s: time to send a complete request head; 0 disables.
+        close_timeout_s: time a peer gets to answer our close before we abort.
+        ws_ping_interval_s, ws_ping_timeout_s: protocol-level keepalive; 0 disables.
+        idle_timeout_s: close a client that sends nothing for this long (3008); 0 disables.
+        permessage_deflate: negotiate compression (off: it costs CPU per connection and
+            per message, and inflation must be bounded).
+        log_level, log_format: logging; "json" writes one JSON object per line.
+        test_echo: serve /ws/echo (WebSocket conformance tests only).
+    """
+
+    model_config = SettingsConfigDict(env_prefix="TICKCAST_", frozen=True, extra="forbid")
+
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    symbols: Annotated[tuple[str, ...], NoDecode] = DEFAULT_SYMBOLS
+    rate: float = Field(50.0, gt=0, le=1_000_000)
+    seed: int = 42
+    calendar: str = "always"
+    batch_ms: float = Field(100.0, ge=0, le=60_000)
+    outbox_max_items: int = Field(4096, ge=16)
+    history_size: int = Field(256, ge=0)
+    max_subscriptions: int = Field(50, ge=1)
+    max_message_bytes: int = Field(64 * 1024, ge=256)
+    handshake_timeout_s: float = Field(10.0, ge=0)
+    close_timeout_s: float = Field(5.0, gt=0)
+    ws_ping_interval_s: float = Field(20.0, ge=0)
+    ws_ping_timeout_s: float = Field(20.0, ge=0)
+    idle_timeout_s: float = Field(0.0, ge=0)
+    permessage_deflate: bool = False
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    log_format: Literal["json", "console"] = "console"
+    test_echo: bool = False
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Priority: init values (CLI flags) > environment > settings file > defaults."""
+        path = settings_file.get()
+        if path is None:
+            return (init_settings, env_settings)
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+    @field_validator("symbols", mode="before")
+    @classmethod
+    def _split_symbols(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            symbols = tuple(dict.fromkeys(str(s).strip().upper() for s in value if str(s).strip()))
+            if not symbols:
+                raise ValueError("at least one symbol is required")
+            return symbols
+        return value

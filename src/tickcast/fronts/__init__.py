@@ -1,0 +1,1 @@
+"""One thin module per front in MISSION.md: paths, session, topic mapping."""

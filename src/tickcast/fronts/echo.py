@@ -1,0 +1,73 @@
+"""``/ws/echo``: a test-only route that echoes every message, for WebSocket conformance.
+
+It runs through the same driver (Connection, Outbox, Pump, FrameSocket) as the fronts,
+so Autobahn's cases exercise the real transport. Enabled by ``test_echo``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from starlette.types import Receive, Scope, Send
+
+from tickcast.closecodes import CloseCode
+from tickcast.hub.hub import Encoded
+from tickcast.hub.outbox import Outbox
+from tickcast.node import Node
+from tickcast.transport.connection import Connection
+from tickcast.transport.socket import EXTENSION
+
+PATH = "/ws/echo"
+
+
+class EchoSession:
+    """Sans-I/O echo: each message comes back unchanged, text as text, bytes as bytes."""
+
+    def __init__(self) -> None:
+        self.close_reason: CloseCode | None = None
+        self._frames: list[Encoded] = []
+
+    def receive_text(self, data: str, now: float) -> None:
+        self._frames.append(Encoded(data.encode(), control=True))
+
+    def receive_bytes(self, data: bytes, now: float) -> None:
+        self._frames.append(Encoded(data, control=True, binary=True))
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def frames_to_send(self) -> list[Encoded]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def commands_received(self) -> Sequence[object]:
+        return ()
+
+
+class EchoFront:
+    def __init__(self, node: Node) -> None:
+        self.node = node
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        sock = scope.get("extensions", {}).get(EXTENSION)
+        if sock is None:
+            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
+            return
+        await send({"type": "websocket.accept"})
+        connection = Connection(
+            sock=sock,
+            session=EchoSession(),
+            wire="echo",
+            array=False,
+            outbox=Outbox(0.0, 1 << 20),
+            pump=self.node.pump,
+            stats=self.node.stats,
+            on_commands=lambda _connection, _commands: None,
+            on_close=lambda _connection: None,
+        )
+        await connection.run(receive)

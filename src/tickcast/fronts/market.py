@@ -1,0 +1,130 @@
+"""Front 1: the market feed at ``/ws/market/feed``.
+
+Maps the session's commands onto the hub: subscribe (with an instant snapshot from the
+last-value cache, or a resume from history), unsubscribe. The wire format lives in
+``protocols/native``; the I/O in ``transport``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from tickcast.closecodes import CloseCode
+from tickcast.hub.history import Gap
+from tickcast.hub.hub import Encoded
+from tickcast.hub.outbox import Outbox
+from tickcast.node import Node
+from tickcast.protocols.native import codec
+from tickcast.protocols.native.session import (
+    MarketFeedSession,
+    Subscribe,
+    Unsubscribe,
+    parse_options,
+)
+from tickcast.transport.connection import Connection
+from tickcast.transport.socket import EXTENSION
+
+PATH = "/ws/market/feed"
+log = logging.getLogger("tickcast.fronts.market")
+
+
+class MarketFeedFront:
+    """The ASGI endpoint of Front 1."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        for wire, encode in codec.CODECS.items():
+            node.hub.codecs.setdefault(wire, encode)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        sock = scope.get("extensions", {}).get(EXTENSION)
+        if sock is None:
+            # Served by something other than tickcast's uvicorn protocol: refuse clearly.
+            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
+            log.error("no %s extension: serve with `tickcast serve`", EXTENSION)
+            return
+        await send({"type": "websocket.accept"})
+        settings = self.node.settings
+        query = scope.get("query_string", b"").decode("latin-1")
+        options, option_errors = parse_options(query)
+        session = MarketFeedSession(
+            is_known=self.node.is_known,
+            max_subscriptions=settings.max_subscriptions,
+            now=time.time(),
+            options=options,
+            idle_timeout_s=settings.idle_timeout_s,
+        )
+        for message in option_errors:
+            session.send_error(message)
+        connection = Connection(
+            sock=sock,
+            session=session,
+            wire=options.wire,
+            array=options.array,
+            outbox=Outbox(settings.batch_ms / 1000, settings.outbox_max_items),
+            pump=self.node.pump,
+            stats=self.node.stats,
+            on_commands=self._apply,
+            on_close=self._closed,
+            latency=self.node.metrics.latency.observe,
+        )
+        stats = self.node.stats
+        stats.connections += 1
+        stats.connections_total += 1
+        self.node.connections.add(connection)
+        await connection.run(receive)
+
+    def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
+        hub = self.node.hub
+        stats = self.node.stats
+        wire = connection.wire
+        for command in commands:
+            if isinstance(command, Subscribe):
+                for topic in command.topics:
+                    current = hub.subscribe(connection, topic)
+                    stats.subscriptions += 1
+                    key = str(topic) if topic.conflatable else None
+                    after = command.resume.get(topic)
+                    if after is not None:
+                        missed = hub.resume(topic, after)
+                        if not isinstance(missed, Gap):
+                            for envelope in missed:
+                                connection.queue(hub.encode(wire, envelope))
+                            continue
+                        connection.queue(_reset(topic_name=str(topic), gap=missed))
+                    if current is not None:
+                        connection.queue(hub.encode(wire, current), key)
+            elif isinstance(command, Unsubscribe):
+                for topic in command.topics:
+                    hub.unsubscribe(connection, topic)
+                    stats.subscriptions -= 1
+                    connection.outbox.discard(str(topic))
+
+    def _closed(self, connection: Connection) -> None:
+        session: Any = connection.session
+        for topic in session.topics:
+            self.node.hub.unsubscribe(connection, topic)
+        self.node.stats.subscriptions -= len(session.topics)
+        session.topics.clear()
+        self.node.stats.connections -= 1
+        self.node.connections.discard(connection)
+
+
+def _reset(*, topic_name: str, gap: Gap) -> Encoded:
+    """Tell the client its resume point is gone; a snapshot (if any) follows."""
+    payload = codec.control(
+        "reset",
+        0,
+        topic=topic_name,
+        seq=gap.latest,
+        requested=gap.requested,
+        reason="history_gap",
+    )
+    return Encoded(payload, control=True)

@@ -1,0 +1,1 @@
+"""The hub: topics to subscribers, encode once, per-connection outboxes, history."""

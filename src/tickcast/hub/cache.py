@@ -1,0 +1,67 @@
+"""Last-value cache: what a new subscriber gets at once.
+
+Rules: pure. Quotes and bars keep the latest envelope; the L2 book keeps the whole
+current book (snapshot with deltas applied) so a late subscriber gets a full snapshot,
+never a bare delta. Trades are events, not state: nothing is cached for them.
+"""
+
+from __future__ import annotations
+
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import BookUpdate, Level, Trade
+
+
+def _apply(levels: dict[float, float], changes: tuple[Level, ...]) -> None:
+    for price, size in changes:
+        if size == 0:
+            levels.pop(price, None)
+        else:
+            levels[price] = size
+
+
+class _Book:
+    __slots__ = ("asks", "bids")
+
+    def __init__(self) -> None:
+        self.bids: dict[float, float] = {}
+        self.asks: dict[float, float] = {}
+
+
+class LastValueCache:
+    """Latest state per topic key (the topic's string form)."""
+
+    __slots__ = ("_books", "_values")
+
+    def __init__(self) -> None:
+        self._values: dict[str, Envelope] = {}
+        self._books: dict[str, _Book] = {}
+
+    def update(self, key: str, envelope: Envelope) -> None:
+        payload = envelope.payload
+        if isinstance(payload, Trade):
+            return
+        if isinstance(payload, BookUpdate):
+            book = self._books.get(key)
+            if book is None or payload.snapshot:
+                book = self._books[key] = _Book()
+            _apply(book.bids, payload.bids)
+            _apply(book.asks, payload.asks)
+        self._values[key] = envelope
+
+    def get(self, key: str) -> Envelope | None:
+        """The current value; for a book, a full snapshot carrying the latest seq."""
+        envelope = self._values.get(key)
+        if envelope is None or not isinstance(envelope.payload, BookUpdate):
+            return envelope
+        book = self._books[key]
+        last = envelope.payload
+        snapshot = BookUpdate(
+            symbol=last.symbol,
+            bids=tuple(sorted(book.bids.items(), reverse=True)),
+            asks=tuple(sorted(book.asks.items())),
+            snapshot=True,
+            ts=last.ts,
+            source=last.source,
+            sequence=last.sequence,
+        )
+        return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot)

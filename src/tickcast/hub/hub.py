@@ -1,0 +1,168 @@
+"""Hub: topics to subscribers; each update is encoded once per wire format.
+
+Rules: pure and synchronous. The hub stamps each event with its topic's next sequence
+number and the server time it is given, records it in history and the last-value cache,
+encodes it once per wire format in use on that topic, and hands the same bytes to every
+subscriber. It never awaits and never writes to a socket: subscribers queue (their
+Outbox) and a pump writes. It knows nothing of any bus or transport.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Protocol
+
+from tickcast.hub.cache import LastValueCache
+from tickcast.hub.history import Gap, History
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import MarketEvent
+from tickcast.model.topic import CONFLATABLE, Channel, Topic, topic_of
+from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
+
+#: Encodes an envelope into one wire format's payload (UTF-8 JSON text for now).
+Codec = Callable[[Envelope], bytes]
+
+
+class Encoded:
+    """One update in one wire format: the payload, and its WebSocket frame built once.
+
+    ``control`` marks replies (pong, subscribed, errors) that must stay a frame of their
+    own, never an element of an array frame. ``ts`` is the event time (epoch seconds)
+    for latency metrics; 0 for control replies.
+    """
+
+    __slots__ = ("_frame", "binary", "control", "payload", "ts")
+
+    def __init__(
+        self, payload: bytes, *, control: bool = False, ts: float = 0.0, binary: bool = False
+    ) -> None:
+        self.payload = payload
+        self.control = control
+        self.ts = ts
+        self.binary = binary
+        self._frame: bytes | None = None
+
+    @property
+    def frame(self) -> bytes:
+        """The complete WebSocket frame (text, or binary when ``binary``)."""
+        frame = self._frame
+        if frame is None:
+            opcode = OP_BINARY if self.binary else OP_TEXT
+            frame = self._frame = frame_header(len(self.payload), opcode) + self.payload
+        return frame
+
+    def __repr__(self) -> str:
+        return f"Encoded({self.payload!r})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Encoded) and other.payload == self.payload
+
+    def __hash__(self) -> int:
+        return hash(self.payload)
+
+
+class Subscriber(Protocol):
+    """What the hub needs of a connection."""
+
+    @property
+    def wire(self) -> str:
+        """Name of the codec this subscriber's frames are encoded with."""
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        """Queue ``item``; a ``key`` means conflatable (replace pending with same key)."""
+
+
+class Hub:
+    """Subscriptions by topic, publish with encode-once fan-out, cache and history.
+
+    Args:
+        codecs: wire format name -> codec; fronts register theirs at start.
+        history_size: envelopes kept per topic for resume; 0 disables resume.
+
+    Attributes:
+        published: updates published.
+        deliveries: items handed to subscribers (one per subscriber per update).
+    """
+
+    def __init__(self, codecs: dict[str, Codec] | None = None, history_size: int = 256) -> None:
+        self.codecs: dict[str, Codec] = dict(codecs or {})
+        self.history = History(history_size)
+        self.cache = LastValueCache()
+        self._seq: dict[str, int] = {}
+        # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
+        self._subs: dict[str, dict[str, set[Subscriber]]] = {}
+        self._topics: dict[tuple[Channel, str], tuple[Topic, str]] = {}
+        self.published = 0
+        self.deliveries = 0
+
+    # -- topics
+
+    def _topic(self, event: MarketEvent) -> tuple[Topic, str]:
+        topic = topic_of(event)
+        cached = self._topics.get((topic.channel, topic.symbol))
+        if cached is None:
+            cached = self._topics[(topic.channel, topic.symbol)] = (topic, str(topic))
+        return cached
+
+    @property
+    def subscription_count(self) -> int:
+        return sum(len(s) for wires in self._subs.values() for s in wires.values())
+
+    def latest_seq(self, topic: Topic) -> int:
+        return self._seq.get(str(topic), 0)
+
+    # -- publish
+
+    def publish(self, events: Iterable[MarketEvent], server_ts: float) -> None:
+        """Publish a batch of events stamped with ``server_ts`` (epoch seconds UTC)."""
+        seqs = self._seq
+        for event in events:
+            topic, key = self._topic(event)
+            seq = seqs[key] = seqs.get(key, 0) + 1
+            envelope = Envelope(topic, seq, server_ts, event)
+            self.history.append(key, envelope)
+            self.cache.update(key, envelope)
+            self.published += 1
+            wires = self._subs.get(key)
+            if not wires:
+                continue
+            conflation_key = key if topic.channel in CONFLATABLE else None
+            for wire, subscribers in wires.items():
+                item = Encoded(self.codecs[wire](envelope), ts=event.ts)
+                self.deliveries += len(subscribers)
+                for subscriber in subscribers:
+                    subscriber.deliver(item, conflation_key)
+
+    def encode(self, wire: str, envelope: Envelope) -> Encoded:
+        """Encode one envelope for one subscriber (snapshots and replays)."""
+        return Encoded(self.codecs[wire](envelope), ts=envelope.payload.ts)
+
+    # -- subscriptions
+
+    def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None:
+        """Add a subscription; returns the topic's current value for an instant snapshot."""
+        key = str(topic)
+        self._subs.setdefault(key, {}).setdefault(subscriber.wire, set()).add(subscriber)
+        return self.cache.get(key)
+
+    def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None:
+        key = str(topic)
+        wires = self._subs.get(key)
+        if wires is None:
+            return
+        subscribers = wires.get(subscriber.wire)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del wires[subscriber.wire]
+            if not wires:
+                del self._subs[key]
+
+    def resume(self, topic: Topic, after_seq: int) -> list[Envelope] | Gap:
+        """Envelopes after ``after_seq`` on ``topic``, or a Gap (then send a snapshot)."""
+        key = str(topic)
+        return self.history.resume(key, after_seq, self._seq.get(key, 0))
+
+    def snapshot(self, topic: Topic) -> Envelope | None:
+        return self.cache.get(str(topic))

@@ -1,0 +1,1 @@
+"""Normalized types shared by every layer. Pure: imports nothing beyond msgspec."""

@@ -1,0 +1,63 @@
+"""Prometheus metrics: hot-path counters are plain ints (Stats), exported at scrape time.
+
+Every metric is prefixed ``tickcast_``. The latency histogram is the one metric observed
+directly, sampled (one flush in eight per connection), so its cost stays off the
+per-message path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+
+from prometheus_client import CollectorRegistry, Histogram, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tickcast.observability.stats import Stats
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+
+
+class _StatsCollector(Collector):
+    def __init__(self, stats: Stats, outbox_depth: Callable[[], int]) -> None:
+        self.stats = stats
+        self.outbox_depth = outbox_depth
+
+    def collect(self) -> Iterator[Metric]:
+        s = self.stats
+        counters = (
+            ("events_in", "Normalized market events ingested from providers", s.events_in),
+            ("messages_in", "Messages received from clients", s.client_messages_in),
+            ("messages_out", "Messages (data and replies) written to clients", s.items_out),
+            ("frames_out", "WebSocket frames written to clients", s.frames_out),
+            ("connections", "WebSocket connections accepted", s.connections_total),
+            ("slow_client_closes", "Clients closed (1013) for falling behind", s.slow_closes),
+        )
+        for name, doc, value in counters:
+            yield CounterMetricFamily(f"tickcast_{name}", doc, value=value)
+        gauges = (
+            ("active_connections", "Open WebSocket connections", s.connections),
+            ("subscriptions", "Current subscriptions (connection x topic)", s.subscriptions),
+            ("outbox_depth", "Messages queued in client outboxes", self.outbox_depth()),
+        )
+        for name, doc, value in gauges:
+            yield GaugeMetricFamily(f"tickcast_{name}", doc, value=value)
+
+
+class Metrics:
+    """A registry per gateway (so tests can build several apps in one process)."""
+
+    def __init__(self, stats: Stats, outbox_depth: Callable[[], int]) -> None:
+        self.registry = CollectorRegistry()
+        self.registry.register(_StatsCollector(stats, outbox_depth))
+        self.latency = Histogram(
+            "tickcast_latency_seconds",
+            "End-to-end latency from event time to socket write (sampled)",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

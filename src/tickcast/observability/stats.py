@@ -1,0 +1,34 @@
+"""Plain counters updated on the hot path and read by the Prometheus collector.
+
+Rules: incrementing an int attribute costs nanoseconds; a prometheus_client Counter
+takes a lock. Hot paths bump these; ``metrics.py`` exports them at scrape time.
+"""
+
+from __future__ import annotations
+
+
+class Stats:
+    """Gateway-wide counters (monotonic unless named as a current value)."""
+
+    __slots__ = (
+        "client_messages_in",
+        "connections",
+        "connections_total",
+        "errors_sent",
+        "events_in",
+        "frames_out",
+        "items_out",
+        "slow_closes",
+        "subscriptions",
+    )
+
+    def __init__(self) -> None:
+        self.events_in = 0  # normalized events ingested from providers
+        self.client_messages_in = 0  # messages received from clients
+        self.items_out = 0  # data and control messages written to clients
+        self.frames_out = 0  # WebSocket frames written (array frames carry many items)
+        self.connections = 0  # current
+        self.connections_total = 0
+        self.subscriptions = 0  # current, topics across connections
+        self.slow_closes = 0  # connections closed because their outbox overflowed
+        self.errors_sent = 0  # error replies sent to clients

@@ -1,0 +1,1 @@
+"""Sans-I/O client protocols: bytes and text in, commands and frames out."""

@@ -1,0 +1,281 @@
+"""The Front 1 session: the market-feed protocol as a sans-I/O state machine.
+
+Rules: pure. ``receive_text(data, now)`` parses one client message; replies (subscribed,
+unsubscribed, pong, error) are collected for ``frames_to_send()`` and the subscription
+changes for ``commands_received()``, which the driver applies to the hub. Time is passed
+in as ``now``: wall-clock epoch seconds, used both for timestamps and for deadlines.
+Every malformed message gets ``{"type": "error", "message": ...}`` and leaves the
+session usable.
+
+Client messages (MISSION.md, Front 1, plus opt-in extensions)::
+
+    {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"],
+     "resume": {"trades.AAPL": 41}}
+    {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["trades"]}
+    {"action": "ping"}
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, NamedTuple
+from urllib.parse import parse_qsl
+
+import msgspec
+
+from tickcast.closecodes import CloseCode
+from tickcast.errors import InvalidMessage, LimitExceeded
+from tickcast.hub.hub import Encoded
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.native import codec
+
+#: A symbol: letters, digits and . / - : _ , 1 to 32 characters (``BTC/USDT``, ``BRK.B``).
+SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
+DEFAULT_CHANNELS = (Channel.QUOTES,)
+MAX_HEARTBEAT_S = 3600.0
+
+
+class Options(NamedTuple):
+    """Per-connection options, from the WebSocket URL's query string.
+
+    Attributes:
+        seq: ``seq=1`` adds ``topic`` and ``seq`` to every data message.
+        array: ``frames=array`` sends each batch of data messages as one JSON array.
+        heartbeat_s: ``heartbeat=N`` sends ``{"type": "heartbeat"}`` every N seconds
+            (1 to 3600); 0 (the default) sends none.
+    """
+
+    seq: bool = False
+    array: bool = False
+    heartbeat_s: float = 0.0
+
+    @property
+    def wire(self) -> str:
+        return codec.WIRE_SEQ if self.seq else codec.WIRE
+
+
+def parse_options(query: str) -> tuple[Options, list[str]]:
+    """Options from a query string, and an error message per option that was refused."""
+    seq, array, heartbeat_s = False, False, 0.0
+    errors: list[str] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "seq":
+            if value not in ("0", "1", "true", "false"):
+                errors.append("option seq must be 0 or 1")
+            seq = value in ("1", "true")
+        elif name == "frames":
+            if value not in ("single", "array"):
+                errors.append("option frames must be 'single' or 'array'")
+            array = value == "array"
+        elif name == "heartbeat":
+            try:
+                heartbeat_s = float(value)
+            except ValueError:
+                heartbeat_s = -1.0
+            if heartbeat_s != 0 and not 1 <= heartbeat_s <= MAX_HEARTBEAT_S:
+                errors.append("option heartbeat must be 0 or 1 to 3600 seconds")
+                heartbeat_s = 0.0
+    return Options(seq, array, heartbeat_s), errors
+
+
+_DEFAULT_OPTIONS = Options()
+
+
+class Subscribe(NamedTuple):
+    """Add topics; ``resume`` maps a topic to the last seq the client saw on it."""
+
+    topics: tuple[Topic, ...]
+    resume: dict[Topic, int]
+
+
+class Unsubscribe(NamedTuple):
+    topics: tuple[Topic, ...]
+
+
+Command = Subscribe | Unsubscribe
+
+_decode = msgspec.json.Decoder().decode
+
+
+class MarketFeedSession:
+    """One client's protocol state.
+
+    Args:
+        is_known: whether a symbol can be served (validation against the universe).
+        max_subscriptions: topics (symbol x channel) one connection may hold.
+        now: wall-clock epoch seconds at connect.
+        options: from the URL (see ``Options``).
+        idle_timeout_s: close with 3008 when the client sends nothing for this long;
+            0 disables it.
+    """
+
+    def __init__(
+        self,
+        *,
+        is_known: Callable[[str], bool],
+        max_subscriptions: int,
+        now: float,
+        options: Options = _DEFAULT_OPTIONS,
+        idle_timeout_s: float = 0.0,
+    ) -> None:
+        self.is_known = is_known
+        self.max_subscriptions = max_subscriptions
+        self.options = options
+        self.idle_timeout_s = idle_timeout_s
+        self.topics: set[Topic] = set()
+        self.close_reason: CloseCode | None = None
+        self._frames: list[Encoded] = []
+        self._commands: list[Command] = []
+        self._last_received = now
+        self._next_heartbeat = now + options.heartbeat_s if options.heartbeat_s else None
+
+    # -- sans-I/O surface
+
+    def receive_text(self, data: str, now: float) -> None:
+        """Handle one text message from the client."""
+        self._last_received = now
+        try:
+            self._handle(data, now)
+        except (InvalidMessage, LimitExceeded) as exc:
+            self.send_error(str(exc))
+
+    def receive_bytes(self, data: bytes, now: float) -> None:
+        self._last_received = now
+        self.send_error("binary frames are not supported; send JSON text")
+
+    def handle_timer(self, now: float) -> None:
+        if self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
+            self.close_reason = CloseCode.IDLE_TIMEOUT
+            return
+        if self._next_heartbeat is not None and now >= self._next_heartbeat:
+            self._frames.append(Encoded(codec.control("heartbeat", now), control=True))
+            self._next_heartbeat = now + self.options.heartbeat_s
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d
+            for d in (
+                self._last_received + self.idle_timeout_s if self.idle_timeout_s else None,
+                self._next_heartbeat,
+            )
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def frames_to_send(self) -> list[Encoded]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def commands_received(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def send_error(self, message: str) -> None:
+        self._frames.append(Encoded(codec.error(message), control=True))
+
+    def send_control(self, type_: str, now: float, **fields: Any) -> None:
+        self._frames.append(Encoded(codec.control(type_, now, **fields), control=True))
+
+    # -- message handling
+
+    def _handle(self, data: str, now: float) -> None:
+        try:
+            message = _decode(data)
+        except msgspec.DecodeError:
+            raise InvalidMessage("Invalid JSON") from None
+        if not isinstance(message, dict):
+            raise InvalidMessage("Invalid message: expected a JSON object")
+        action = message.get("action")
+        if action == "ping":
+            self.send_control("pong", now)
+        elif action == "subscribe":
+            self._subscribe(message)
+        elif action == "unsubscribe":
+            self._unsubscribe(message)
+        elif action is None:
+            raise InvalidMessage("Invalid subscription request: missing 'action'")
+        else:
+            raise InvalidMessage(f"Unknown action: {str(action)[:40]!r}")
+
+    def _symbols(self, message: dict[str, Any]) -> list[str]:
+        symbols = message.get("symbols")
+        if not isinstance(symbols, list) or not symbols:
+            raise InvalidMessage(
+                "Invalid subscription request: 'symbols' must be a non-empty list of strings"
+            )
+        result: list[str] = []
+        for symbol in symbols:
+            if not isinstance(symbol, str):
+                raise InvalidMessage(
+                    "Invalid subscription request: 'symbols' must be a non-empty list of strings"
+                )
+            symbol = symbol.strip().upper()
+            if not SYMBOL_RE.fullmatch(symbol):
+                raise InvalidMessage(f"Invalid symbol: {symbol[:40]!r}")
+            if symbol not in result:
+                result.append(symbol)
+        return result
+
+    @staticmethod
+    def _channels(message: dict[str, Any]) -> tuple[Channel, ...]:
+        channels = message.get("channels")
+        if channels is None:
+            return DEFAULT_CHANNELS
+        if not isinstance(channels, list) or not channels:
+            raise InvalidMessage("Invalid request: 'channels' must be a non-empty list")
+        try:
+            return tuple(dict.fromkeys(Channel(c) for c in channels))
+        except (ValueError, TypeError):
+            names = ", ".join(c.value for c in Channel)
+            raise InvalidMessage(f"Unknown channel: choose from {names}") from None
+
+    def _subscribe(self, message: dict[str, Any]) -> None:
+        symbols = self._symbols(message)
+        channels = self._channels(message)
+        unknown = [s for s in symbols if not self.is_known(s)]
+        if unknown:
+            raise InvalidMessage(f"Unknown symbol: {', '.join(unknown[:10])}")
+        wanted = [Topic(c, s) for s in symbols for c in channels]
+        new = [t for t in wanted if t not in self.topics]
+        if len(self.topics) + len(new) > self.max_subscriptions:
+            raise LimitExceeded(
+                f"Too many symbols: at most {self.max_subscriptions} subscriptions "
+                f"(symbol x channel) per connection"
+            )
+        # Resume applies to topics this request adds; an existing subscription is live.
+        resume = {t: s for t, s in self._resume(message, set(wanted)).items() if t in new}
+        self.topics.update(new)
+        self._frames.append(Encoded(codec.control("subscribed", 0, symbols=symbols), control=True))
+        self._commands.append(Subscribe(tuple(new), resume))
+
+    @staticmethod
+    def _resume(message: dict[str, Any], wanted: set[Topic]) -> dict[Topic, int]:
+        raw = message.get("resume")
+        if raw is None:
+            return {}
+        if not isinstance(raw, dict):
+            raise InvalidMessage("Invalid request: 'resume' must map topics to seq numbers")
+        resume: dict[Topic, int] = {}
+        for name, seq in raw.items():
+            try:
+                topic = Topic.parse(name)
+                topic = Topic(topic.channel, topic.symbol.upper())
+            except ValueError:
+                raise InvalidMessage(f"Invalid resume topic: {str(name)[:40]!r}") from None
+            if topic not in wanted:
+                raise InvalidMessage(f"Resume topic {topic} is not in this subscription")
+            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+                raise InvalidMessage(f"Invalid resume seq for {topic}: must be an integer >= 0")
+            resume[topic] = seq
+        return resume
+
+    def _unsubscribe(self, message: dict[str, Any]) -> None:
+        symbols = self._symbols(message)
+        channels = self._channels(message) if "channels" in message else tuple(Channel)
+        gone = tuple(t for t in self.topics if t.symbol in symbols and t.channel in channels)
+        self.topics.difference_update(gone)
+        self._frames.append(
+            Encoded(codec.control("unsubscribed", 0, symbols=symbols), control=True)
+        )
+        self._commands.append(Unsubscribe(gone))

@@ -1,0 +1,1 @@
+"""Upstream market-data providers: contracts here, one folder per provider."""

@@ -1,0 +1,40 @@
+"""Provider registry: name -> factory. The core looks providers up here, never by if/elif."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tickcast.config.settings import Settings
+from tickcast.errors import ConfigError
+from tickcast.providers.base import Provider
+
+ProviderFactory = Callable[[Settings], Provider]
+
+_FACTORIES: dict[str, ProviderFactory] = {}
+
+
+def register(name: str, factory: ProviderFactory) -> None:
+    _FACTORIES[name] = factory
+
+
+def create(name: str, settings: Settings) -> Provider:
+    factory = _FACTORIES.get(name)
+    if factory is None:
+        raise ConfigError(f"unknown provider {name!r}; known: {', '.join(sorted(_FACTORIES))}")
+    return factory(settings)
+
+
+def _simulator(settings: Settings) -> Provider:
+    from tickcast.providers.calendar import calendar_for
+    from tickcast.providers.simulator.market import SimulatorConfig
+    from tickcast.providers.simulator.stream import SimulatorProvider
+
+    try:
+        calendar = calendar_for(settings.calendar)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    config = SimulatorConfig(symbols=settings.symbols, seed=settings.seed, rate=settings.rate)
+    return SimulatorProvider(config, calendar)
+
+
+register("simulator", _simulator)

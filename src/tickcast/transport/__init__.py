@@ -1,0 +1,1 @@
+"""The async driver: runs sans-I/O sessions over ASGI WebSockets served by uvicorn."""

@@ -1,0 +1,156 @@
+"""uvicorn protocol classes with the limits a gateway needs, and a frame socket.
+
+Rules: the only module that knows uvicorn's internals. It adds to uvicorn's sans-I/O
+WebSocket protocol (websockets ``ServerProtocol``):
+
+- a ``FrameSocket`` in the ASGI scope (``scope["extensions"]["tickcast.socket"]``), so
+  that a batch of pre-built frames is one ``transport.write`` and nothing awaits per
+  subscriber;
+- a close that works while the peer is not reading (uvicorn's waits for the buffer to
+  drain, which a stalled peer never lets happen), aborting after ``close_timeout_s``;
+- close code 1001 on server shutdown (uvicorn sends 1012);
+
+and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
+complete request head within ``handshake_timeout_s`` is closed (slowloris).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+
+from tickcast.closecodes import CloseCode
+from tickcast.transport.socket import EXTENSION
+
+
+class UvicornFrameSocket:
+    """FrameSocket over one uvicorn WebSocket connection."""
+
+    __slots__ = ("_protocol", "on_writable")
+
+    def __init__(self, protocol: TickcastWebSocketProtocol) -> None:
+        self._protocol = protocol
+        self.on_writable: Callable[[], None] | None = None
+
+    @property
+    def raw(self) -> bool:
+        return not self._protocol.conn.extensions
+
+    @property
+    def writable(self) -> bool:
+        p = self._protocol
+        return p.writable.is_set() and not p.close_sent and not p.disconnected
+
+    def write_frames(self, data: bytes) -> None:
+        p = self._protocol
+        if not (p.close_sent or p.disconnected):
+            p.transport.write(data)
+
+    def send_texts(self, payloads: Sequence[bytes]) -> None:
+        p = self._protocol
+        if p.close_sent or p.disconnected:
+            return
+        for payload in payloads:
+            p.conn.send_text(payload)
+        p.transport.write(b"".join(p.conn.data_to_send()))
+
+    def send_bytes(self, payload: bytes) -> None:
+        p = self._protocol
+        if p.close_sent or p.disconnected:
+            return
+        p.conn.send_binary(payload)
+        p.transport.write(b"".join(p.conn.data_to_send()))
+
+    def close(self, code: int, reason: str) -> None:
+        self._protocol.close_now(code, reason)
+
+
+class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
+    """uvicorn's sans-I/O WebSocket protocol plus a FrameSocket and a non-blocking close."""
+
+    close_timeout_s: float = 5.0
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.close_timeout = self.close_timeout_s
+        self.frame_socket = UvicornFrameSocket(self)
+
+    def handle_connect(self, event: Any) -> None:
+        super().handle_connect(event)
+        # The ASGI task was created but has not run yet: the scope can still be extended.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"][EXTENSION] = self.frame_socket
+
+    def resume_writing(self) -> None:
+        super().resume_writing()
+        callback = self.frame_socket.on_writable
+        if callback is not None:
+            callback()
+
+    def close_now(self, code: int, reason: str) -> None:
+        if self.close_sent or self.disconnected or self.transport.is_closing():
+            return
+        self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
+        self.conn.send_close(code, reason)
+        self.transport.write(b"".join(self.conn.data_to_send()))
+        self.close_sent = True
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # transport.close() would wait for the buffer to drain; a stalled peer never
+        # drains it, so the connection is aborted if the peer does not answer in time.
+        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+
+    def shutdown(self) -> None:
+        if self.handshake_complete and not self.close_sent and not self.disconnected:
+            self.stop_keepalive()
+            self.close_now(CloseCode.GOING_AWAY, "server shutting down")
+            return
+        super().shutdown()
+
+
+class TickcastHttpProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol plus a timeout on the first request head."""
+
+    handshake_timeout_s: float = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._head_timer: asyncio.TimerHandle | None = None
+        if self.handshake_timeout_s > 0:
+            self._head_timer = self.loop.call_later(self.handshake_timeout_s, self._head_timeout)
+
+    def on_headers_complete(self) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().on_headers_complete()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+        super().connection_lost(exc)
+
+    def _head_timeout(self) -> None:
+        self._head_timer = None
+        if not self.transport.is_closing():
+            self.transport.close()
+
+
+def protocol_classes(
+    *, handshake_timeout_s: float, close_timeout_s: float
+) -> tuple[type[TickcastHttpProtocol], type[TickcastWebSocketProtocol]]:
+    """HTTP and WebSocket protocol classes configured with these timeouts (seconds)."""
+    http = type(
+        "TickcastHttp", (TickcastHttpProtocol,), {"handshake_timeout_s": handshake_timeout_s}
+    )
+    ws = type(
+        "TickcastWebSocket", (TickcastWebSocketProtocol,), {"close_timeout_s": close_timeout_s}
+    )
+    return http, ws
