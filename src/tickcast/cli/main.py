@@ -7,6 +7,7 @@ Settings come from defaults < a TOML file (``--config`` or ``TICKCAST_CONFIG``) 
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -88,8 +89,16 @@ def serve(settings: Settings) -> int:
         lifespan="on",
         backlog=4096,
     )
+    # uvicorn re-raises the signal that stopped it once shutdown is complete, which
+    # would end the process "killed by SIGTERM"; a clean drain should exit 0.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, _ignore)
     uvicorn.Server(config).run()
     return 0
+
+
+def _ignore(signum: int, frame: object) -> None:
+    pass
 
 
 def main(argv: Sequence[str] | None = None) -> int:

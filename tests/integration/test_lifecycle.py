@@ -1,0 +1,58 @@
+"""Server lifecycle and handshake hardening: shutdown, slowloris, secrets in logs."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from pathlib import Path
+
+import pytest
+from support.server import start_server
+from support.wsclient import recv_json, send_json
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+
+
+async def test_sigterm_closes_clients_with_1001(tmp_path: Path) -> None:
+    srv = start_server(tmp_path)
+    try:
+        async with connect(srv.feed) as ws:
+            await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"]})
+            await recv_json(ws)
+            loop = asyncio.get_running_loop()
+            stopped = loop.run_in_executor(None, srv.stop)
+            with pytest.raises(ConnectionClosed) as closed:
+                while True:
+                    await recv_json(ws, timeout=10)
+            assert closed.value.rcvd is not None
+            assert closed.value.rcvd.code == 1001
+            assert await stopped == 0
+    finally:
+        srv.stop()
+
+
+def test_half_sent_handshake_is_closed_after_the_timeout(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, handshake_timeout_s=1)
+    try:
+        with socket.create_connection(("127.0.0.1", srv.port)) as sock:
+            sock.sendall(b"GET /ws/market/feed HTTP/1.1\r\nHost: x\r\n")  # never finished
+            sock.settimeout(10)
+            started = time.monotonic()
+            assert sock.recv(1024) == b"", "the server closes the connection"
+            assert time.monotonic() - started < 9
+    finally:
+        srv.stop()
+
+
+async def test_query_string_tokens_never_reach_the_logs(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, log_level="debug")
+    try:
+        async with connect(srv.feed + "?token=SECRET-JWT-abc.def") as ws:
+            await send_json(ws, {"action": "ping"})
+            await recv_json(ws)
+    finally:
+        srv.stop()
+    log = srv.log()
+    assert "/ws/market/feed" in log, "the handshake is logged"
+    assert "SECRET-JWT" not in log

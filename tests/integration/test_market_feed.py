@@ -1,0 +1,271 @@
+"""Front 1 over real sockets, written from MISSION.md's examples."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
+from support.server import Server
+from support.wsclient import recv_json, recv_until, send_json
+
+ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
+MARKET_KEYS = ["symbol", "price", "bid", "ask", "volume", "timestamp", "source"]
+
+
+def is_data(message: Any) -> bool:
+    return isinstance(message, dict) and "type" not in message
+
+
+async def test_subscribe_confirms_and_streams_market_data(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL", "MSFT"]})
+        assert await recv_json(ws) == {"type": "subscribed", "symbols": ["AAPL", "MSFT"]}
+        seen: set[str] = set()
+        while seen != {"AAPL", "MSFT"}:
+            message = await recv_json(ws)
+            assert list(message) == MARKET_KEYS
+            assert message["symbol"] in {"AAPL", "MSFT"}
+            assert message["source"] == "simulator"
+            assert ISO_MS.match(message["timestamp"])
+            assert 0 < message["bid"] < message["ask"]
+            assert isinstance(message["volume"], int)
+            seen.add(message["symbol"])
+
+
+async def test_unsubscribe_stops_updates(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL", "MSFT"]})
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        await recv_until(ws, lambda m: m.get("symbol") == "AAPL")
+        await send_json(ws, {"action": "unsubscribe", "symbols": ["AAPL"]})
+        await recv_until(ws, lambda m: m.get("type") == "unsubscribed")
+        symbols = set()
+        deadline = time.monotonic() + 1.0
+        while time.monotonic() < deadline:
+            symbols.add((await recv_json(ws)).get("symbol"))
+        assert "MSFT" in symbols
+        assert "AAPL" not in symbols
+
+
+async def test_ping_gets_pong_with_timestamp(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "ping"})
+        pong = await recv_json(ws)
+        assert pong["type"] == "pong"
+        assert ISO_MS.match(pong["timestamp"])
+
+
+MALFORMED = [
+    pytest.param("not json", "Invalid JSON", id="bad-json"),
+    pytest.param("[1, 2]", "expected a JSON object", id="not-an-object"),
+    pytest.param(json.dumps({"symbols": ["AAPL"]}), "missing 'action'", id="no-action"),
+    pytest.param(json.dumps({"action": "dance"}), "Unknown action", id="unknown-action"),
+    pytest.param(json.dumps({"action": "subscribe", "symbols": "AAPL"}), "symbols", id="str"),
+    pytest.param(json.dumps({"action": "subscribe", "symbols": [1]}), "symbols", id="int"),
+    pytest.param(json.dumps({"action": "subscribe", "symbols": []}), "symbols", id="empty"),
+    pytest.param(json.dumps({"action": "subscribe"}), "symbols", id="missing-symbols"),
+    pytest.param(
+        json.dumps({"action": "subscribe", "symbols": ["NOPE"]}), "Unknown symbol", id="unknown"
+    ),
+    pytest.param(
+        json.dumps({"action": "subscribe", "symbols": ["../x"]}), "Invalid symbol", id="grammar"
+    ),
+    pytest.param(
+        json.dumps({"action": "subscribe", "symbols": ["AAPL"], "channels": ["gossip"]}),
+        "Unknown channel",
+        id="unknown-channel",
+    ),
+    pytest.param(
+        json.dumps({"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": -1}}),
+        "resume",
+        id="bad-resume",
+    ),
+]
+
+
+@pytest.mark.parametrize(("raw", "fragment"), MALFORMED)
+async def test_malformed_input_gets_error_and_connection_keeps_working(
+    server: Server, raw: str, fragment: str
+) -> None:
+    async with connect(server.feed) as ws:
+        await ws.send(raw)
+        error = await recv_json(ws)
+        assert error["type"] == "error"
+        assert fragment in error["message"]
+        await send_json(ws, {"action": "subscribe", "symbols": ["MSFT"]})
+        assert await recv_json(ws) == {"type": "subscribed", "symbols": ["MSFT"]}
+        await recv_until(ws, lambda m: m.get("symbol") == "MSFT")
+
+
+async def test_binary_frame_gets_error_and_connection_keeps_working(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await ws.send(b"\x00\x01")
+        assert (await recv_json(ws))["type"] == "error"
+        await send_json(ws, {"action": "ping"})
+        assert (await recv_json(ws))["type"] == "pong"
+
+
+async def test_unknown_symbol_subscribes_nothing(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL", "NOPE"]})
+        assert (await recv_json(ws))["message"] == "Unknown symbol: NOPE"
+        with pytest.raises(TimeoutError):
+            await recv_json(ws, timeout=0.5)
+
+
+async def test_too_many_symbols_is_refused(server: Server) -> None:
+    # The shared server allows 20 subscriptions; 9 symbols x 3 channels = 27.
+    symbols = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "SPY", "BTC/USDT", "ETH/USDT"]
+    async with connect(server.feed) as ws:
+        request = {"action": "subscribe", "symbols": symbols, "channels": ["quotes", "trades"]}
+        await send_json(ws, {**request, "channels": ["quotes", "trades", "bars"]})
+        error = await recv_json(ws)
+        assert error["type"] == "error"
+        assert "Too many symbols" in error["message"]
+        await send_json(ws, {"action": "subscribe", "symbols": symbols})
+        assert (await recv_json(ws))["type"] == "subscribed"
+
+
+async def test_trades_and_book_channels(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        request = {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades", "book"]}
+        await send_json(ws, request)
+        assert (await recv_json(ws))["type"] == "subscribed"
+        book = await recv_until(ws, lambda m: m.get("type") == "book")
+        assert book["snapshot"] is True, "the first book message is a full snapshot"
+        assert book["bids"] and book["asks"]
+        assert book["bids"][0][0] < book["asks"][0][0]
+        trade = await recv_until(ws, lambda m: m.get("type") == "trade")
+        assert trade["symbol"] == "AAPL"
+        assert trade["size"] > 0
+        assert ISO_MS.match(trade["timestamp"])
+        quotes = [m async for m in _take(ws, 20) if is_data(m)]
+        assert not quotes, "quotes were not asked for"
+
+
+async def _take(ws: Any, n: int) -> Any:
+    for _ in range(n):
+        yield await recv_json(ws)
+
+
+async def test_seq_option_numbers_each_stream_without_gaps(server: Server) -> None:
+    async with connect(server.feed + "?seq=1") as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]})
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        seqs = [m["seq"] async for m in _take(ws, 30)]
+        assert all(b == a + 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+
+
+async def test_resume_with_history_hit_replays_missed_messages(server: Server) -> None:
+    topic = "trades.MSFT"
+    async with connect(server.feed + "?seq=1") as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["MSFT"], "channels": ["trades"]})
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        last = (await recv_until(ws, lambda m: m.get("topic") == topic))["seq"]
+    await asyncio.sleep(0.3)  # trades keep coming while we are away
+    async with connect(server.feed + "?seq=1") as ws:
+        request = {
+            "action": "subscribe",
+            "symbols": ["MSFT"],
+            "channels": ["trades"],
+            "resume": {topic: last},
+        }
+        await send_json(ws, request)
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        replay = [m async for m in _take(ws, 10)]
+        assert all(m["topic"] == topic for m in replay)
+        assert [m["seq"] for m in replay] == list(range(last + 1, last + 11))
+
+
+async def test_resume_with_history_miss_sends_reset_then_snapshot(server: Server) -> None:
+    async with connect(server.feed + "?seq=1") as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"]})
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        await recv_until(ws, lambda m: m.get("topic") == "quotes.AAPL")
+    # History holds 64 updates per topic; seq 1 is long gone at 2,000 ticks/s.
+    async with connect(server.feed + "?seq=1") as ws:
+        request = {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": 1}}
+        await send_json(ws, request)
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        reset = await recv_json(ws)
+        assert reset["type"] == "reset"
+        assert reset["topic"] == "quotes.AAPL"
+        assert reset["requested"] == 1
+        assert reset["seq"] > 64
+        snapshot = await recv_json(ws)
+        assert snapshot["topic"] == "quotes.AAPL"
+        assert snapshot["seq"] >= reset["seq"]
+
+
+async def test_array_frames_carry_whole_batches(server: Server) -> None:
+    async with connect(server.feed + "?frames=array") as ws:
+        symbols = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "SPY"]
+        await send_json(ws, {"action": "subscribe", "symbols": symbols})
+        assert (await recv_json(ws)) == {"type": "subscribed", "symbols": symbols}
+        batch = await recv_until(ws, lambda m: isinstance(m, list) and len(m) > 1)
+        assert all(list(item) == MARKET_KEYS for item in batch)
+        assert len({item["symbol"] for item in batch}) == len(batch), "one value per symbol"
+        await send_json(ws, {"action": "ping"})
+        assert (await recv_until(ws, lambda m: isinstance(m, dict)))["type"] == "pong"
+
+
+async def test_application_heartbeat_is_opt_in(server: Server) -> None:
+    async with connect(server.feed + "?heartbeat=1") as ws:
+        heartbeat = await recv_json(ws, timeout=3)
+        assert heartbeat["type"] == "heartbeat"
+        assert ISO_MS.match(heartbeat["timestamp"])
+
+
+async def test_invalid_option_is_reported_and_defaults_apply(server: Server) -> None:
+    async with connect(server.feed + "?heartbeat=soon") as ws:
+        error = await recv_json(ws)
+        assert error == {"type": "error", "message": "option heartbeat must be 0 or 1 to 3600 seconds"}
+        await send_json(ws, {"action": "ping"})
+        assert (await recv_json(ws))["type"] == "pong"
+
+
+async def test_oversized_message_closes_with_1009_and_server_survives(server: Server) -> None:
+    async with connect(server.feed, max_size=None) as ws:
+        await ws.send("x" * (64 * 1024 + 1))
+        with pytest.raises(ConnectionClosed) as closed:
+            await recv_json(ws)
+        assert closed.value.rcvd is not None
+        assert closed.value.rcvd.code == 1009
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "ping"})
+        assert (await recv_json(ws))["type"] == "pong"
+
+
+async def test_new_subscriber_gets_current_quote_at_once(server: Server) -> None:
+    async with connect(server.feed) as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["SPY"]})
+        await recv_json(ws)  # subscribed
+        first = await recv_json(ws, timeout=0.5)
+        assert first["symbol"] == "SPY"
+
+
+def test_health_ready_and_metrics(server: Server) -> None:
+    assert httpx.get(f"{server.http}/health").json()["status"] == "ok"
+    ready = httpx.get(f"{server.http}/ready")
+    assert ready.status_code == 200
+    assert ready.json()["providers"] == ["simulator"]
+    text = httpx.get(f"{server.http}/metrics").text
+    for name in (
+        "tickcast_active_connections",
+        "tickcast_subscriptions",
+        "tickcast_messages_in_total",
+        "tickcast_messages_out_total",
+        "tickcast_outbox_depth",
+        "tickcast_slow_client_closes_total",
+        "tickcast_latency_seconds_bucket",
+        "tickcast_events_in_total",
+    ):
+        assert name in text
+    assert server.metric("tickcast_events_in_total") > 0

@@ -1,0 +1,89 @@
+"""Test clients: a JSON helper over `websockets`, and a raw client that can stop reading."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import time
+from typing import Any
+
+from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
+from websockets.frames import Frame, Opcode
+from websockets.uri import parse_uri
+
+
+async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+
+
+async def recv_until(ws: ClientConnection, predicate: Any, timeout: float = 5.0) -> Any:
+    """Receive messages until one satisfies ``predicate``; return it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise TimeoutError("no matching message")
+        message = await recv_json(ws, remaining)
+        if predicate(message):
+            return message
+
+
+async def send_json(ws: ClientConnection, message: Any) -> None:
+    await ws.send(json.dumps(message))
+
+
+class StalledClient:
+    """A real WebSocket client (websockets' sans-I/O protocol) on a blocking socket with a
+    tiny receive buffer, so that when the test stops calling ``read`` the server's writes
+    back up quickly, as with a client that stopped reading."""
+
+    def __init__(self, url: str, rcvbuf: int = 4096) -> None:
+        self.protocol = ClientProtocol(parse_uri(url), max_size=None)
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        wsuri = parse_uri(url)
+        self.sock.connect((wsuri.host, wsuri.port))
+        self.sock.settimeout(10)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.handshake_exc is None and not self._handshake_done():
+            self.protocol.receive_data(self.sock.recv(65536))
+        self.messages: list[bytes] = []
+
+    def _handshake_done(self) -> bool:
+        return any(not isinstance(e, Frame) for e in self.protocol.events_received())
+
+    def _flush(self) -> None:
+        for data in self.protocol.data_to_send():
+            if data:
+                self.sock.sendall(data)
+
+    def send_json(self, message: Any) -> None:
+        self.protocol.send_text(json.dumps(message).encode())
+        self._flush()
+
+    def read_until_closed(self, timeout: float = 20.0) -> int | None:
+        """Read everything until the server's close frame; return its code."""
+        self.sock.settimeout(timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                data = self.sock.recv(1 << 20)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not data:
+                self.protocol.receive_eof()
+                break
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if event.opcode == Opcode.TEXT:
+                    self.messages.append(bytes(event.data))
+            self._flush()
+            if self.protocol.close_rcvd is not None:
+                return self.protocol.close_rcvd.code
+        return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
+
+    def close(self) -> None:
+        self.sock.close()
