@@ -8,6 +8,7 @@ data message also carries ``topic`` and ``seq``. Wire names live here, not in mo
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
@@ -77,68 +78,66 @@ def _number(value: float) -> float | int:
     return int(value) if value.is_integer() else value
 
 
-def _message(envelope: Envelope, topic: str, seq: int) -> msgspec.Struct:
-    event = envelope.payload
-    if isinstance(event, Quote):
-        return _Quote(
-            event.symbol,
-            event.price,
-            event.bid,
-            event.ask,
-            _number(event.volume),
-            iso_ms(event.ts),
-            event.source,
-            topic,
-            seq,
-        )
-    if isinstance(event, Trade):
-        return _Trade(
-            event.symbol,
-            event.price,
-            _number(event.size),
-            iso_ms(event.ts),
-            event.source,
-            event.trade_id,
-            topic,
-            seq,
-        )
-    if isinstance(event, Bar):
-        return _Bar(
-            event.symbol,
-            event.open,
-            event.high,
-            event.low,
-            event.close,
-            _number(event.volume),
-            iso_ms(event.start),
-            iso_ms(event.ts),
-            event.source,
-            topic,
-            seq,
-        )
-    if isinstance(event, BookUpdate):
-        return _Book(
-            event.symbol,
-            event.bids,
-            event.asks,
-            event.snapshot,
-            iso_ms(event.ts),
-            event.source,
-            event.sequence,
-            topic,
-            seq,
-        )
-    raise TypeError(f"not a market event: {event!r}")
+def _quote(e: Quote, topic: str, seq: int) -> msgspec.Struct:
+    volume = e.volume
+    return _Quote(
+        e.symbol,
+        e.price,
+        e.bid,
+        e.ask,
+        int(volume) if volume.is_integer() else volume,
+        iso_ms(e.ts),
+        e.source,
+        topic,
+        seq,
+    )
+
+
+def _trade(e: Trade, topic: str, seq: int) -> msgspec.Struct:
+    size = _number(e.size)
+    return _Trade(e.symbol, e.price, size, iso_ms(e.ts), e.source, e.trade_id, topic, seq)
+
+
+def _bar(e: Bar, topic: str, seq: int) -> msgspec.Struct:
+    return _Bar(
+        e.symbol,
+        e.open,
+        e.high,
+        e.low,
+        e.close,
+        _number(e.volume),
+        iso_ms(e.start),
+        iso_ms(e.ts),
+        e.source,
+        topic,
+        seq,
+    )
+
+
+def _book(e: BookUpdate, topic: str, seq: int) -> msgspec.Struct:
+    return _Book(
+        e.symbol, e.bids, e.asks, e.snapshot, iso_ms(e.ts), e.source, e.sequence, topic, seq
+    )
+
+
+_MESSAGE: dict[type, Callable[[Any, str, int], msgspec.Struct]] = {
+    Quote: _quote,
+    Trade: _trade,
+    Bar: _bar,
+    BookUpdate: _book,
+}
 
 
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
-    return _encode(_message(envelope, "", 0))
+    event = envelope.payload
+    return _encode(_MESSAGE[type(event)](event, "", 0))
 
 
 def encode_with_seq(envelope: Envelope) -> bytes:
     """The Front 1 message with ``topic`` and ``seq`` (the ``seq=1`` option)."""
-    return _encode(_message(envelope, str(envelope.topic), envelope.seq))
+    event = envelope.payload
+    return _encode(_MESSAGE[type(event)](event, str(envelope.topic), envelope.seq))
 
 
 CODECS = {WIRE: encode, WIRE_SEQ: encode_with_seq}

@@ -1,25 +1,24 @@
 """ISO-8601 UTC timestamps with millisecond precision, e.g. ``2023-05-01T12:34:56.789Z``.
 
-Rules: pure. Formatting is on the hot path (once per update), so the date-and-minute
-prefix is cached and only seconds and milliseconds are formatted per call.
+Rules: pure. Formatting is on the hot path (once per update), so the text up to the
+second is cached and the millisecond suffixes are precomputed: a call is one division,
+one comparison and one concatenation.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 
-_prefix_minute = -1
+_MILLIS = tuple(f".{ms:03d}Z" for ms in range(1000))
+_cached_second = -1
 _prefix = ""
 
 
 def iso_ms(ts: float) -> str:
     """Format epoch seconds (UTC) as ISO-8601 with milliseconds and a ``Z`` suffix."""
-    global _prefix_minute, _prefix
-    millis = round(ts * 1000)
-    minute, rest = divmod(millis, 60_000)
-    if minute != _prefix_minute:
-        moment = dt.datetime.fromtimestamp(minute * 60, tz=dt.UTC)
-        _prefix = moment.strftime("%Y-%m-%dT%H:%M:")
-        _prefix_minute = minute
-    seconds, ms = divmod(rest, 1000)
-    return f"{_prefix}{seconds:02d}.{ms:03d}Z"
+    global _cached_second, _prefix
+    second, ms = divmod(round(ts * 1000), 1000)
+    if second != _cached_second:
+        _prefix = dt.datetime.fromtimestamp(second, tz=dt.UTC).strftime("%Y-%m-%dT%H:%M:%S")
+        _cached_second = second
+    return _prefix + _MILLIS[ms]

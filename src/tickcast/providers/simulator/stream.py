@@ -1,0 +1,107 @@
+"""SimulatorProvider: runs the pure MarketSimulator on the event loop.
+
+Rules: this is the simulator's only I/O. It reads the wall clock, sleeps, and hands each
+non-empty batch to the sink; every market decision stays in ``market.py``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable, Sequence
+from typing import Final
+
+from tickcast.model.market import MarketEvent
+from tickcast.providers.base import EventSink, Provider
+from tickcast.providers.calendar import AlwaysOpen, MarketCalendar
+from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig
+
+#: Bounds of the default batch cadence, in seconds: 5 ms at high rates, 100 ms at the slowest.
+MIN_TICK_INTERVAL_S: Final = 0.005
+MAX_TICK_INTERVAL_S: Final = 0.1
+
+
+def default_tick_interval_s(rate: float) -> float:
+    """The batch cadence for ``rate`` ticks/s: about one tick per wake-up, within 5-100 ms."""
+    return min(MAX_TICK_INTERVAL_S, max(MIN_TICK_INTERVAL_S, 1.0 / rate))
+
+
+class SimulatorProvider(Provider):
+    """The built-in market as a provider: seeded quotes, trades, books and bars.
+
+    Args:
+        config: universe, seed and rate; the defaults when None.
+        calendar: when equities trade; ``AlwaysOpen`` when None.
+        clock: wall clock in epoch seconds UTC, read at construction (the simulated
+            market's start) and on every wake-up.
+        tick_interval_s: seconds between wake-ups, each delivering one batch of the
+            events due since the previous one; None picks ``default_tick_interval_s``
+            (5 ms at 200 ticks/s and above, up to 100 ms at 10 ticks/s and below).
+
+    Raises:
+        ValueError: ``tick_interval_s`` is not positive.
+    """
+
+    name = "simulator"
+
+    def __init__(
+        self,
+        config: SimulatorConfig | None = None,
+        calendar: MarketCalendar | None = None,
+        clock: Callable[[], float] = time.time,
+        *,
+        tick_interval_s: float | None = None,
+    ) -> None:
+        config = config if config is not None else SimulatorConfig()
+        if tick_interval_s is None:
+            tick_interval_s = default_tick_interval_s(config.rate)
+        if not tick_interval_s > 0:
+            raise ValueError(f"tick_interval_s must be > 0 seconds: {tick_interval_s}")
+        self._clock = clock
+        self._interval = tick_interval_s
+        self._symbols = frozenset(config.symbols)
+        calendar = calendar if calendar is not None else AlwaysOpen()
+        self._simulator = MarketSimulator(config, calendar, clock())
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        """The configured universe."""
+        return self._symbols
+
+    @property
+    def simulator(self) -> MarketSimulator:
+        """The pure market this provider drives (for metrics such as ``skipped_ticks``)."""
+        return self._simulator
+
+    @property
+    def tick_interval_s(self) -> float:
+        """Seconds between wake-ups."""
+        return self._interval
+
+    async def run(self, sink: EventSink) -> None:
+        """Deliver the simulator's events to ``sink`` every ``tick_interval_s`` until cancelled.
+
+        Wake-ups are scheduled on absolute loop times so that the cadence does not drift;
+        after a stall longer than one interval the schedule restarts from now rather
+        than firing a burst of catch-up wake-ups (``advance`` catches up on the events).
+        Cancelling ends it at its next await, with no state left half-updated.
+        """
+        loop = asyncio.get_running_loop()
+        interval = self._interval
+        advance = self._simulator.advance
+        clock = self._clock
+        deadline = loop.time()
+        while True:
+            events = advance(clock())
+            if events:
+                sink(events)
+            deadline += interval
+            delay = deadline - loop.time()
+            if delay < 0:
+                deadline -= delay  # fell behind: resume the cadence from now
+                delay = 0.0
+            await asyncio.sleep(delay)
+
+    def snapshot(self) -> Sequence[MarketEvent]:
+        """The latest quote and full book of every symbol that has ticked."""
+        return self._simulator.snapshot()
