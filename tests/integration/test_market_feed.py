@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import re
 import time
@@ -12,6 +13,7 @@ import httpx
 import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
+
 from support.server import Server
 from support.wsclient import recv_json, recv_until, send_json
 
@@ -117,7 +119,7 @@ async def test_unknown_symbol_subscribes_nothing(server: Server) -> None:
         await send_json(ws, {"action": "subscribe", "symbols": ["AAPL", "NOPE"]})
         assert (await recv_json(ws))["message"] == "Unknown symbol: NOPE"
         with pytest.raises(TimeoutError):
-            await recv_json(ws, timeout=0.5)
+            await recv_json(ws, wait_s=0.5)
 
 
 async def test_too_many_symbols_is_refused(server: Server) -> None:
@@ -140,7 +142,8 @@ async def test_trades_and_book_channels(server: Server) -> None:
         assert (await recv_json(ws))["type"] == "subscribed"
         book = await recv_until(ws, lambda m: m.get("type") == "book")
         assert book["snapshot"] is True, "the first book message is a full snapshot"
-        assert book["bids"] and book["asks"]
+        assert book["bids"]
+        assert book["asks"]
         assert book["bids"][0][0] < book["asks"][0][0]
         trade = await recv_until(ws, lambda m: m.get("type") == "trade")
         assert trade["symbol"] == "AAPL"
@@ -160,7 +163,7 @@ async def test_seq_option_numbers_each_stream_without_gaps(server: Server) -> No
         await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]})
         await recv_until(ws, lambda m: m.get("type") == "subscribed")
         seqs = [m["seq"] async for m in _take(ws, 30)]
-        assert all(b == a + 1 for a, b in zip(seqs, seqs[1:], strict=False)), seqs
+        assert all(b == a + 1 for a, b in itertools.pairwise(seqs)), seqs
 
 
 async def test_resume_with_history_hit_replays_missed_messages(server: Server) -> None:
@@ -218,7 +221,7 @@ async def test_array_frames_carry_whole_batches(server: Server) -> None:
 
 async def test_application_heartbeat_is_opt_in(server: Server) -> None:
     async with connect(server.feed + "?heartbeat=1") as ws:
-        heartbeat = await recv_json(ws, timeout=3)
+        heartbeat = await recv_json(ws, wait_s=3)
         assert heartbeat["type"] == "heartbeat"
         assert ISO_MS.match(heartbeat["timestamp"])
 
@@ -226,7 +229,10 @@ async def test_application_heartbeat_is_opt_in(server: Server) -> None:
 async def test_invalid_option_is_reported_and_defaults_apply(server: Server) -> None:
     async with connect(server.feed + "?heartbeat=soon") as ws:
         error = await recv_json(ws)
-        assert error == {"type": "error", "message": "option heartbeat must be 0 or 1 to 3600 seconds"}
+        assert error == {
+            "type": "error",
+            "message": "option heartbeat must be 0 or 1 to 3600 seconds",
+        }
         await send_json(ws, {"action": "ping"})
         assert (await recv_json(ws))["type"] == "pong"
 
@@ -247,7 +253,7 @@ async def test_new_subscriber_gets_current_quote_at_once(server: Server) -> None
     async with connect(server.feed) as ws:
         await send_json(ws, {"action": "subscribe", "symbols": ["SPY"]})
         await recv_json(ws)  # subscribed
-        first = await recv_json(ws, timeout=0.5)
+        first = await recv_json(ws, wait_s=0.5)
         assert first["symbol"] == "SPY"
 
 

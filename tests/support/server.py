@@ -85,5 +85,3 @@ def start_server(tmp_path: Path, **settings: object) -> Server:
         time.sleep(0.1)
     server.stop()
     raise RuntimeError(f"server not ready in 30 s:\n{server.log()}")
-
-

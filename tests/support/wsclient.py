@@ -14,13 +14,13 @@ from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
 
-async def recv_json(ws: ClientConnection, timeout: float = 5.0) -> Any:
-    return json.loads(await asyncio.wait_for(ws.recv(), timeout))
+async def recv_json(ws: ClientConnection, wait_s: float = 5.0) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), wait_s))
 
 
-async def recv_until(ws: ClientConnection, predicate: Any, timeout: float = 5.0) -> Any:
+async def recv_until(ws: ClientConnection, predicate: Any, wait_s: float = 5.0) -> Any:
     """Receive messages until one satisfies ``predicate``; return it."""
-    deadline = time.monotonic() + timeout
+    deadline = time.monotonic() + wait_s
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:

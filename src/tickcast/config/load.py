@@ -26,6 +26,10 @@ def load_settings(
     Raises:
         ConfigError: the file cannot be read or a value is invalid.
     """
+    known = {f"TICKCAST_{name.upper()}" for name in Settings.model_fields} | {"TICKCAST_CONFIG"}
+    unknown = sorted(k for k in os.environ if k.startswith("TICKCAST_") and k not in known)
+    if unknown:
+        raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")
     path = config_file or os.environ.get("TICKCAST_CONFIG")
     if path:
         path = Path(path)

@@ -79,7 +79,13 @@ class MarketFeedFront:
         stats.connections += 1
         stats.connections_total += 1
         self.node.connections.add(connection)
+        peer = _peer(scope)
+        log.info("client connected", extra={"client": peer, "origin": _origin(scope)})
         await connection.run(receive)
+        log.info(
+            "client disconnected",
+            extra={"client": peer, "code": connection.close_code},
+        )
 
     def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
         hub = self.node.hub
@@ -115,6 +121,18 @@ class MarketFeedFront:
         session.topics.clear()
         self.node.stats.connections -= 1
         self.node.connections.discard(connection)
+
+
+def _peer(scope: Scope) -> str:
+    client = scope.get("client")
+    return f"{client[0]}:{client[1]}" if client else "unknown"
+
+
+def _origin(scope: Scope) -> str | None:
+    for name, value in scope.get("headers", ()):
+        if name == b"origin":
+            return str(value.decode("latin-1"))
+    return None
 
 
 def _reset(*, topic_name: str, gap: Gap) -> Encoded:

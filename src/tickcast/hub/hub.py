@@ -108,6 +108,11 @@ class Hub:
     def subscription_count(self) -> int:
         return sum(len(s) for wires in self._subs.values() for s in wires.values())
 
+    @property
+    def topic_count(self) -> int:
+        """Topics with at least one subscriber."""
+        return len(self._subs)
+
     def latest_seq(self, topic: Topic) -> int:
         return self._seq.get(str(topic), 0)
 

@@ -79,6 +79,7 @@ class Connection:
         self.on_close = on_close
         self.latency = latency
         self.closing = False
+        self.close_code: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes = 0
         sock.on_writable = self._on_writable
@@ -163,6 +164,7 @@ class Connection:
         if self.closing:
             return
         self.closing = True
+        self.close_code = int(code)
         self.sock.close(code, reason or info(code).reason)
 
     # -- inbound
@@ -176,6 +178,8 @@ class Connection:
                 message = await receive()
                 kind = message["type"]
                 if kind == "websocket.disconnect":
+                    if self.close_code is None:
+                        self.close_code = int(message.get("code", 1005))
                     break
                 if kind != "websocket.receive":
                     continue

@@ -75,17 +75,16 @@ _encode = msgspec.json.Encoder().encode
 
 def _number(value: float) -> float | int:
     """Whole volumes and sizes print as integers (``1000``, not ``1000.0``)."""
-    return int(value) if value.is_integer() else value
+    return int(value) if type(value) is float and value.is_integer() else value
 
 
 def _quote(e: Quote, topic: str, seq: int) -> msgspec.Struct:
-    volume = e.volume
     return _Quote(
         e.symbol,
         e.price,
         e.bid,
         e.ask,
-        int(volume) if volume.is_integer() else volume,
+        _number(e.volume),
         iso_ms(e.ts),
         e.source,
         topic,
@@ -128,16 +127,23 @@ _MESSAGE: dict[type, Callable[[Any, str, int], msgspec.Struct]] = {
 }
 
 
+def _build(event: Any) -> Callable[[Any, str, int], msgspec.Struct]:
+    build = _MESSAGE.get(type(event))
+    if build is None:
+        raise TypeError(f"not a market event: {event!r}")
+    return build
+
+
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
     event = envelope.payload
-    return _encode(_MESSAGE[type(event)](event, "", 0))
+    return _encode(_build(event)(event, "", 0))
 
 
 def encode_with_seq(envelope: Envelope) -> bytes:
     """The Front 1 message with ``topic`` and ``seq`` (the ``seq=1`` option)."""
     event = envelope.payload
-    return _encode(_MESSAGE[type(event)](event, str(envelope.topic), envelope.seq))
+    return _encode(_build(event)(event, str(envelope.topic), envelope.seq))
 
 
 CODECS = {WIRE: encode, WIRE_SEQ: encode_with_seq}

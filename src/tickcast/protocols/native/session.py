@@ -182,7 +182,7 @@ class MarketFeedSession:
     def _handle(self, data: str, now: float) -> None:
         try:
             message = _decode(data)
-        except msgspec.DecodeError:
+        except (msgspec.DecodeError, RecursionError):  # RecursionError: absurd nesting
             raise InvalidMessage("Invalid JSON") from None
         if not isinstance(message, dict):
             raise InvalidMessage("Invalid message: expected a JSON object")
@@ -272,7 +272,9 @@ class MarketFeedSession:
 
     def _unsubscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
-        channels = self._channels(message) if "channels" in message else tuple(Channel)
+        channels = (
+            self._channels(message) if message.get("channels") is not None else tuple(Channel)
+        )
         gone = tuple(t for t in self.topics if t.symbol in symbols and t.channel in channels)
         self.topics.difference_update(gone)
         self._frames.append(

@@ -1,0 +1,283 @@
+"""Layering rules, checked on the source (an AST walk over src/tickcast; nothing is imported).
+
+Every import counts: module level, inside functions, and under ``if TYPE_CHECKING``.
+
+Rules:
+    - Pure modules (model/, hub/ except pump.py, protocols/, retry, errors, closecodes, the
+      calendar and the market simulator) import no I/O, no clock and no server framework.
+    - ``websockets`` is imported only under transport/.
+    - model imports nothing from tickcast but model.
+    - protocols import only model, hub.hub (``Encoded``), errors, closecodes and protocols.
+    - hub never imports bus, transport, fronts, node, app or cli.
+    - Only cli imports cli (``tickcast.__main__``, the ``python -m`` shim, counts as cli).
+    - Only app and cli import app.
+"""
+
+from __future__ import annotations
+
+import ast
+import functools
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import NamedTuple
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+PACKAGE = SRC / "tickcast"
+
+IO_MODULES = frozenset(
+    {
+        "asyncio",
+        "socket",
+        "time",
+        "select",
+        "threading",
+        "uvicorn",
+        "starlette",
+        "redis",
+        "sqlalchemy",
+        "websockets",
+    }
+)
+PURE_PACKAGES = ("tickcast.model", "tickcast.hub", "tickcast.protocols")
+PURE_EXCEPTIONS = frozenset({"tickcast.hub.pump"})
+PURE_MODULES = frozenset(
+    {
+        "tickcast.retry",
+        "tickcast.errors",
+        "tickcast.closecodes",
+        "tickcast.providers.calendar",
+        "tickcast.providers.simulator.market",
+    }
+)
+#: ``python -m tickcast`` must import the CLI; it is the CLI's entry point, not a user of it.
+CLI_SHIMS = frozenset({"tickcast.__main__"})
+
+
+class Import(NamedTuple):
+    """One imported module (resolved to an absolute dotted name) and where."""
+
+    importer: str
+    target: str
+    names: tuple[str, ...]  # names taken with ``from target import ...``; () for ``import``
+    line: int
+
+    def __str__(self) -> str:
+        taken = f" ({', '.join(self.names)})" if self.names else ""
+        return f"{self.importer} imports {self.target}{taken} at line {self.line}"
+
+
+def module_name(path: Path, root: Path = SRC) -> str:
+    parts = list(path.relative_to(root).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def is_module(dotted: str, root: Path = SRC) -> bool:
+    path = root.joinpath(*dotted.split("."))
+    return path.with_suffix(".py").is_file() or (path / "__init__.py").is_file()
+
+
+def imports_in(source: str, importer: str, *, is_package: bool, root: Path = SRC) -> list[Import]:
+    """Every import in ``source``, with relative imports and ``from pkg import mod`` resolved."""
+    found: list[Import] = []
+    package = importer if is_package else importer.rpartition(".")[0]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found.extend(Import(importer, a.name, (), node.lineno) for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                parts = package.split(".")
+                base_parts = parts[: len(parts) - (node.level - 1)]
+                base = ".".join([*base_parts, node.module] if node.module else base_parts)
+            else:
+                base = node.module or ""
+            for alias in node.names:
+                submodule = f"{base}.{alias.name}"
+                if is_module(submodule, root):
+                    found.append(Import(importer, submodule, (), node.lineno))
+                else:
+                    found.append(Import(importer, base, (alias.name,), node.lineno))
+    return found
+
+
+@functools.cache
+def all_imports() -> tuple[Import, ...]:
+    found: list[Import] = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        found.extend(
+            imports_in(path.read_text(), module_name(path), is_package=path.name == "__init__.py")
+        )
+    return tuple(found)
+
+
+def all_modules() -> list[str]:
+    return [module_name(path) for path in sorted(PACKAGE.rglob("*.py"))]
+
+
+def within(module: str, *packages: str) -> bool:
+    return any(module == p or module.startswith(p + ".") for p in packages)
+
+
+def is_pure(module: str) -> bool:
+    if module in PURE_MODULES:
+        return True
+    return within(module, *PURE_PACKAGES) and module not in PURE_EXCEPTIONS
+
+
+def violations(rule: Callable[[Import], bool], imports: Iterable[Import] | None = None) -> str:
+    bad = [str(i) for i in (all_imports() if imports is None else imports) if rule(i)]
+    return "\n".join(bad)
+
+
+def tickcast(target: str) -> bool:
+    return within(target, "tickcast")
+
+
+# -- the rules
+
+
+def test_pure_modules_import_no_io() -> None:
+    bad = violations(lambda i: is_pure(i.importer) and i.target.split(".")[0] in IO_MODULES)
+    assert not bad, f"pure modules must not import I/O:\n{bad}"
+
+
+def test_websockets_is_imported_only_by_transport() -> None:
+    bad = violations(
+        lambda i: (
+            i.target.split(".")[0] == "websockets" and not within(i.importer, "tickcast.transport")
+        )
+    )
+    assert not bad, f"only tickcast.transport may import websockets:\n{bad}"
+
+
+def test_model_imports_only_model() -> None:
+    bad = violations(
+        lambda i: (
+            within(i.importer, "tickcast.model")
+            and tickcast(i.target)
+            and not within(i.target, "tickcast.model")
+        )
+    )
+    assert not bad, f"model must import nothing from tickcast but model:\n{bad}"
+
+
+def _protocol_import_allowed(i: Import) -> bool:
+    if within(i.target, "tickcast.model", "tickcast.protocols"):
+        return True
+    if i.target in ("tickcast.errors", "tickcast.closecodes"):
+        return True
+    return i.target == "tickcast.hub.hub" and i.names == ("Encoded",)
+
+
+def test_protocols_import_only_model_encoded_errors_closecodes_and_protocols() -> None:
+    bad = violations(
+        lambda i: (
+            within(i.importer, "tickcast.protocols")
+            and tickcast(i.target)
+            and not _protocol_import_allowed(i)
+        )
+    )
+    assert not bad, (
+        f"protocols may import only model, hub.hub.Encoded, errors, closecodes, protocols:\n{bad}"
+    )
+
+
+HUB_FORBIDDEN = tuple(
+    f"tickcast.{layer}" for layer in ("bus", "transport", "fronts", "node", "app", "cli")
+)
+
+
+def test_hub_never_imports_bus_transport_fronts_node_app_or_cli() -> None:
+    bad = violations(
+        lambda i: within(i.importer, "tickcast.hub") and within(i.target, *HUB_FORBIDDEN)
+    )
+    assert not bad, f"hub must not depend on outer layers:\n{bad}"
+
+
+def test_only_cli_imports_cli() -> None:
+    bad = violations(
+        lambda i: (
+            within(i.target, "tickcast.cli")
+            and not within(i.importer, "tickcast.cli")
+            and i.importer not in CLI_SHIMS
+        )
+    )
+    assert not bad, f"nothing but cli may import cli:\n{bad}"
+
+
+def test_only_app_and_cli_import_app() -> None:
+    bad = violations(
+        lambda i: (
+            within(i.target, "tickcast.app")
+            and not within(i.importer, "tickcast.app", "tickcast.cli")
+        )
+    )
+    assert not bad, f"only app and cli may import app:\n{bad}"
+
+
+# -- the checker itself
+
+
+def test_the_rules_see_the_modules_they_govern() -> None:
+    modules = all_modules()
+    for name in PURE_MODULES | PURE_EXCEPTIONS | CLI_SHIMS:
+        assert name in modules, f"{name} is named in a rule but does not exist"
+    pure = [m for m in modules if is_pure(m)]
+    assert "tickcast.hub.outbox" in pure
+    assert "tickcast.protocols.native.session" in pure
+    assert "tickcast.model.market" in pure
+    assert "tickcast.hub.pump" not in pure
+    assert "tickcast.transport.connection" not in pure
+    # Sanity: the walk sees real imports, including the ones inside functions.
+    imports = {(i.importer, i.target) for i in all_imports()}
+    assert ("tickcast.hub.pump", "asyncio") in imports
+    assert ("tickcast.cli.main", "tickcast.app") in imports
+
+
+def test_import_resolution(tmp_path: Path) -> None:
+    package = tmp_path / "pkg"
+    (package / "sub").mkdir(parents=True)
+    for name in ("__init__.py", "top.py", "sub/__init__.py", "sub/sib.py", "sub/leaf.py"):
+        (package / name).write_text("")
+    source = (
+        "import time, os.path\n"
+        "from . import sib\n"
+        "from .sib import thing\n"
+        "from .. import top, other\n"
+        "from pkg.sub import leaf, Name\n"
+        "def f():\n"
+        "    import asyncio\n"
+    )
+    found = imports_in(source, "pkg.sub.leaf", is_package=False, root=tmp_path)
+    assert sorted((i.target, i.names, i.line) for i in found) == sorted(
+        [
+            ("time", (), 1),
+            ("os.path", (), 1),
+            ("pkg.sub.sib", (), 2),
+            ("pkg.sub.sib", ("thing",), 3),
+            ("pkg.top", (), 4),
+            ("pkg", ("other",), 4),
+            ("pkg.sub.leaf", (), 5),
+            ("pkg.sub", ("Name",), 5),
+            ("asyncio", (), 7),
+        ]
+    )
+    from_init = imports_in("from . import sib", "pkg.sub", is_package=True, root=tmp_path)
+    assert [i.target for i in from_init] == ["pkg.sub.sib"]
+
+
+@pytest.mark.parametrize(
+    ("source", "importer"),
+    [
+        ("import asyncio", "tickcast.hub.outbox"),
+        ("def f():\n    from time import monotonic", "tickcast.protocols.wsframe"),
+        ("import websockets.frames", "tickcast.retry"),
+    ],
+)
+def test_io_rule_catches_a_violation(source: str, importer: str) -> None:
+    found = imports_in(source, importer, is_package=False)
+    bad = violations(lambda i: is_pure(i.importer) and i.target.split(".")[0] in IO_MODULES, found)
+    assert importer in bad

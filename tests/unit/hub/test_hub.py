@@ -1,0 +1,256 @@
+"""Hub: per-topic sequence numbers, encode-once fan-out, subscriptions, cache and resume."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pytest
+
+from tickcast.hub.history import Gap
+from tickcast.hub.hub import Encoded, Hub
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import BookUpdate, Quote, Trade
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
+
+TS = 1_700_000_000.0
+QUOTES_AAPL = Topic(Channel.QUOTES, "AAPL")
+TRADES_AAPL = Topic(Channel.TRADES, "AAPL")
+
+
+def quote(symbol: str, price: float, ts: float = TS) -> Quote:
+    return Quote(symbol, price - 0.01, price + 0.01, 1.0, 1.0, price, 100.0, ts, "test")
+
+
+def trade(symbol: str, price: float, trade_id: str, ts: float = TS) -> Trade:
+    return Trade(symbol, price, 1.0, ts, "test", trade_id)
+
+
+class CountingCodec:
+    """A codec that records every envelope it encodes."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.calls: list[Envelope] = []
+
+    def __call__(self, envelope: Envelope) -> bytes:
+        self.calls.append(envelope)
+        return f"{self.name}:{envelope.topic}:{envelope.seq}".encode()
+
+
+@dataclass(eq=False)
+class FakeSubscriber:
+    wire: str
+    received: list[tuple[Encoded, str | None]] = field(default_factory=list)
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        self.received.append((item, key))
+
+    @property
+    def payloads(self) -> list[bytes]:
+        return [item.payload for item, _ in self.received]
+
+
+@pytest.fixture
+def codecs() -> dict[str, CountingCodec]:
+    return {"a": CountingCodec("a"), "b": CountingCodec("b")}
+
+
+@pytest.fixture
+def hub(codecs: dict[str, CountingCodec]) -> Hub:
+    return Hub(dict(codecs), history_size=16)
+
+
+def test_seq_per_topic_starts_at_one_and_increments_by_one(
+    hub: Hub, codecs: dict[str, CountingCodec]
+) -> None:
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    hub.subscribe(sub, Topic(Channel.QUOTES, "MSFT"))
+    hub.publish([quote("AAPL", 1.0), quote("MSFT", 2.0), quote("AAPL", 1.1)], server_ts=TS)
+    hub.publish([quote("AAPL", 1.2)], server_ts=TS + 1)
+    seqs = [(str(e.topic), e.seq) for e in codecs["a"].calls]
+    assert seqs == [
+        ("quotes.AAPL", 1),
+        ("quotes.MSFT", 1),
+        ("quotes.AAPL", 2),
+        ("quotes.AAPL", 3),
+    ]
+    assert hub.latest_seq(QUOTES_AAPL) == 3
+    assert hub.latest_seq(Topic(Channel.QUOTES, "MSFT")) == 1
+    assert hub.latest_seq(TRADES_AAPL) == 0
+
+
+def test_publish_stamps_the_envelope_with_topic_and_server_time(
+    hub: Hub, codecs: dict[str, CountingCodec]
+) -> None:
+    hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL)
+    event = quote("AAPL", 1.0)
+    hub.publish([event], server_ts=TS + 5)
+    assert codecs["a"].calls == [Envelope(QUOTES_AAPL, 1, TS + 5, event)]
+
+
+def test_encode_happens_once_per_wire_per_update_regardless_of_subscribers(
+    hub: Hub, codecs: dict[str, CountingCodec]
+) -> None:
+    a_subs = [FakeSubscriber("a") for _ in range(50)]
+    b_subs = [FakeSubscriber("b") for _ in range(3)]
+    for sub in a_subs + b_subs:
+        hub.subscribe(sub, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.0), quote("AAPL", 1.1)], server_ts=TS)
+    assert [e.seq for e in codecs["a"].calls] == [1, 2]
+    assert [e.seq for e in codecs["b"].calls] == [1, 2]
+    assert all(s.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"] for s in a_subs)
+    assert all(s.payloads == [b"b:quotes.AAPL:1", b"b:quotes.AAPL:2"] for s in b_subs)
+
+
+def test_wire_with_no_subscriber_on_the_topic_is_not_encoded(
+    hub: Hub, codecs: dict[str, CountingCodec]
+) -> None:
+    hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL)
+    hub.subscribe(FakeSubscriber("b"), Topic(Channel.QUOTES, "MSFT"))
+    hub.publish([quote("AAPL", 1.0), quote("TSLA", 3.0)], server_ts=TS)
+    assert [str(e.topic) for e in codecs["a"].calls] == ["quotes.AAPL"]
+    assert codecs["b"].calls == []
+
+
+def test_same_encoded_object_goes_to_every_subscriber_of_a_wire(hub: Hub) -> None:
+    subs = [FakeSubscriber("a") for _ in range(3)]
+    for sub in subs:
+        hub.subscribe(sub, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.0, ts=TS - 0.25)], server_ts=TS)
+    items = [sub.received[0][0] for sub in subs]
+    assert items[0] is items[1] is items[2]
+    assert items[0].ts == TS - 0.25  # event time, for latency metrics
+    assert items[0].control is False
+
+
+def test_quotes_get_a_conflation_key_and_trades_none(hub: Hub) -> None:
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    hub.subscribe(sub, TRADES_AAPL)
+    hub.subscribe(sub, Topic(Channel.BOOK, "AAPL"))
+    hub.publish(
+        [
+            quote("AAPL", 1.0),
+            trade("AAPL", 1.0, "t1"),
+            BookUpdate("AAPL", ((1.0, 1.0),), ((1.1, 1.0),), True, TS, "test"),
+        ],
+        server_ts=TS,
+    )
+    assert [(item.payload, key) for item, key in sub.received] == [
+        (b"a:quotes.AAPL:1", "quotes.AAPL"),
+        (b"a:trades.AAPL:1", None),
+        (b"a:book.AAPL:1", None),
+    ]
+
+
+def test_unsubscribe_stops_delivery(hub: Hub) -> None:
+    stays, leaves = FakeSubscriber("a"), FakeSubscriber("a")
+    hub.subscribe(stays, QUOTES_AAPL)
+    hub.subscribe(leaves, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    hub.unsubscribe(leaves, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.1)], server_ts=TS)
+    assert leaves.payloads == [b"a:quotes.AAPL:1"]
+    assert stays.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"]
+    assert hub.subscription_count == 1
+
+
+def test_unsubscribe_cleans_empty_topics(hub: Hub, codecs: dict[str, CountingCodec]) -> None:
+    a, b = FakeSubscriber("a"), FakeSubscriber("b")
+    hub.subscribe(a, QUOTES_AAPL)
+    hub.subscribe(b, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)
+    hub.unsubscribe(a, QUOTES_AAPL)
+    assert hub.subscription_count == 0
+    assert hub.topic_count == 0
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    assert codecs["a"].calls == codecs["b"].calls == []
+    assert hub.deliveries == 0
+
+
+def test_unsubscribe_of_something_never_subscribed_is_a_no_op(hub: Hub) -> None:
+    a, b = FakeSubscriber("a"), FakeSubscriber("b")
+    hub.unsubscribe(a, QUOTES_AAPL)  # unknown topic
+    hub.subscribe(a, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)  # known topic, no subscriber on wire b
+    hub.unsubscribe(FakeSubscriber("a"), QUOTES_AAPL)  # known wire, other subscriber
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    assert a.payloads == [b"a:quotes.AAPL:1"]
+
+
+def test_subscribing_twice_delivers_once(hub: Hub) -> None:
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    hub.subscribe(sub, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    assert sub.payloads == [b"a:quotes.AAPL:1"]
+    assert hub.subscription_count == 1
+
+
+def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
+    first, latest = quote("AAPL", 1.0), quote("AAPL", 1.1)
+    hub.publish([first, latest, trade("AAPL", 1.1, "t1")], server_ts=TS)
+    assert hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL) == Envelope(QUOTES_AAPL, 2, TS, latest)
+    assert hub.snapshot(QUOTES_AAPL) == Envelope(QUOTES_AAPL, 2, TS, latest)
+    assert hub.subscribe(FakeSubscriber("a"), TRADES_AAPL) is None
+    assert hub.subscribe(FakeSubscriber("a"), Topic(Channel.QUOTES, "MSFT")) is None
+
+
+def test_resume_delegates_to_history(hub: Hub) -> None:
+    events = [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)]
+    hub.publish(events, server_ts=TS)
+    assert hub.resume(TRADES_AAPL, after_seq=2) == [
+        Envelope(TRADES_AAPL, 3, TS, events[2]),
+        Envelope(TRADES_AAPL, 4, TS, events[3]),
+        Envelope(TRADES_AAPL, 5, TS, events[4]),
+    ]
+    assert hub.resume(TRADES_AAPL, after_seq=5) == []
+    assert hub.resume(TRADES_AAPL, after_seq=9) == Gap(requested=9, oldest=1, latest=5)
+
+
+def test_resume_beyond_history_is_a_gap() -> None:
+    hub = Hub({}, history_size=2)
+    hub.publish([trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)], server_ts=TS)
+    assert hub.resume(TRADES_AAPL, after_seq=1) == Gap(requested=1, oldest=4, latest=5)
+
+
+def test_up_to_date_resume_is_empty_even_without_history() -> None:
+    hub = Hub({}, history_size=0)
+    hub.publish([trade("AAPL", 1.0, "t1")], server_ts=TS)
+    assert hub.resume(TRADES_AAPL, after_seq=1) == []
+    assert hub.resume(TRADES_AAPL, after_seq=0) == Gap(requested=0, oldest=0, latest=1)
+
+
+def test_published_and_deliveries_counters(hub: Hub) -> None:
+    subs = [FakeSubscriber("a"), FakeSubscriber("a"), FakeSubscriber("b")]
+    for sub in subs:
+        hub.subscribe(sub, QUOTES_AAPL)
+    hub.publish([quote("AAPL", 1.0), quote("AAPL", 1.1), quote("MSFT", 2.0)], server_ts=TS)
+    assert hub.published == 3
+    assert hub.deliveries == 6  # 2 AAPL updates x 3 subscribers; MSFT has none
+    assert sum(len(s.received) for s in subs) == hub.deliveries
+
+
+def test_encode_uses_the_wire_codec_and_keeps_event_time(hub: Hub) -> None:
+    envelope = Envelope(QUOTES_AAPL, 7, TS, quote("AAPL", 1.0, ts=TS - 1))
+    item = hub.encode("b", envelope)
+    assert item.payload == b"b:quotes.AAPL:7"
+    assert item.ts == TS - 1
+
+
+def test_encoded_frame_is_header_plus_payload_and_built_once() -> None:
+    text = Encoded(b'{"x":1}')
+    assert text.frame == frame_header(7, OP_TEXT) + b'{"x":1}'
+    assert text.frame is text.frame
+    binary = Encoded(b"\x00" * 200, binary=True)
+    assert binary.frame == frame_header(200, OP_BINARY) + b"\x00" * 200
+
+
+def test_encoded_equality_is_by_payload() -> None:
+    assert Encoded(b"x", control=True) == Encoded(b"x")
+    assert hash(Encoded(b"x")) == hash(Encoded(b"x"))
+    assert Encoded(b"x") != Encoded(b"y")
+    assert Encoded(b"x") != b"x"
+    assert repr(Encoded(b"x")) == "Encoded(b'x')"

@@ -1,0 +1,589 @@
+"""Front 1 session: client messages in, replies and subscription commands out, timers.
+
+The session is sans-I/O: every test feeds text with an explicit ``now`` and reads
+``frames_to_send()`` and ``commands_received()``. No event loop, no sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from tickcast.closecodes import CloseCode
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.native import codec
+from tickcast.protocols.native.session import (
+    MarketFeedSession,
+    Options,
+    Subscribe,
+    Unsubscribe,
+    parse_options,
+)
+
+#: 2023-05-01T12:34:56Z
+NOW = 1_682_944_496.0
+KNOWN = frozenset({"AAPL", "MSFT", "TSLA", "BTC/USDT", "BRK.B"})
+DEFAULT_OPTIONS = Options()
+
+
+def make_session(
+    *,
+    max_subscriptions: int = 10,
+    options: Options = DEFAULT_OPTIONS,
+    idle_timeout_s: float = 0.0,
+) -> MarketFeedSession:
+    return MarketFeedSession(
+        is_known=KNOWN.__contains__,
+        max_subscriptions=max_subscriptions,
+        now=NOW,
+        options=options,
+        idle_timeout_s=idle_timeout_s,
+    )
+
+
+def send(session: MarketFeedSession, message: Any, now: float = NOW + 1) -> list[dict[str, Any]]:
+    """Send a message (a str is sent verbatim, anything else as JSON); return the replies."""
+    session.receive_text(message if isinstance(message, str) else json.dumps(message), now)
+    return replies(session)
+
+
+def replies(session: MarketFeedSession) -> list[dict[str, Any]]:
+    frames = session.frames_to_send()
+    assert all(frame.control for frame in frames), "replies must be control frames"
+    return [json.loads(frame.payload) for frame in frames]
+
+
+def q(symbol: str) -> Topic:
+    return Topic(Channel.QUOTES, symbol)
+
+
+def t(symbol: str) -> Topic:
+    return Topic(Channel.TRADES, symbol)
+
+
+def error(message: str) -> dict[str, str]:
+    return {"type": "error", "message": message}
+
+
+SYMBOLS_ERROR = "Invalid subscription request: 'symbols' must be a non-empty list of strings"
+CHANNEL_ERROR = "Unknown channel: choose from quotes, trades, bars, book"
+
+MALFORMED: list[tuple[str, Any, str]] = [
+    ("bad json", "{not json", "Invalid JSON"),
+    ("empty text", "", "Invalid JSON"),
+    ("truncated json", '{"action": "subscribe", "symbols": ["AAPL"]', "Invalid JSON"),
+    ("json array", ["subscribe"], "Invalid message: expected a JSON object"),
+    ("json string", '"subscribe"', "Invalid message: expected a JSON object"),
+    ("json number", "42", "Invalid message: expected a JSON object"),
+    ("json null", "null", "Invalid message: expected a JSON object"),
+    ("missing action", {"symbols": ["AAPL"]}, "Invalid subscription request: missing 'action'"),
+    ("null action", {"action": None}, "Invalid subscription request: missing 'action'"),
+    ("unknown action", {"action": "subscrbe"}, "Unknown action: 'subscrbe'"),
+    ("non-string action", {"action": 7}, "Unknown action: '7'"),
+    ("long action is cut", {"action": "x" * 100}, f"Unknown action: {'x' * 40!r}"),
+    ("symbols missing", {"action": "subscribe"}, SYMBOLS_ERROR),
+    ("symbols a string", {"action": "subscribe", "symbols": "AAPL"}, SYMBOLS_ERROR),
+    ("symbols an object", {"action": "subscribe", "symbols": {"AAPL": 1}}, SYMBOLS_ERROR),
+    ("symbols empty", {"action": "subscribe", "symbols": []}, SYMBOLS_ERROR),
+    ("symbol a number", {"action": "subscribe", "symbols": ["AAPL", 3]}, SYMBOLS_ERROR),
+    ("symbol null", {"action": "subscribe", "symbols": [None]}, SYMBOLS_ERROR),
+    ("unsubscribe symbols empty", {"action": "unsubscribe", "symbols": []}, SYMBOLS_ERROR),
+    ("symbol empty", {"action": "subscribe", "symbols": ["  "]}, "Invalid symbol: ''"),
+    ("symbol with space", {"action": "subscribe", "symbols": ["AA PL"]}, "Invalid symbol: 'AA PL'"),
+    ("symbol with quote", {"action": "subscribe", "symbols": ['A"B']}, "Invalid symbol: 'A\"B'"),
+    (
+        "symbol leading dot",
+        {"action": "subscribe", "symbols": [".AAPL"]},
+        "Invalid symbol: '.AAPL'",
+    ),
+    (
+        "symbol too long",
+        {"action": "subscribe", "symbols": ["A" * 33]},
+        f"Invalid symbol: {'A' * 33!r}",
+    ),
+    ("symbol non-ascii", {"action": "subscribe", "symbols": ["ÄPFEL"]}, "Invalid symbol: 'ÄPFEL'"),
+    (
+        "unknown symbol",
+        {"action": "subscribe", "symbols": ["AAPL", "ZZZZ", "YYY"]},
+        "Unknown symbol: ZZZZ, YYY",
+    ),
+    (
+        "unknown channel",
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": ["news"]},
+        CHANNEL_ERROR,
+    ),
+    (
+        "channel not a string",
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": [1]},
+        CHANNEL_ERROR,
+    ),
+    (
+        "channel a list",
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": [["quotes"]]},
+        CHANNEL_ERROR,
+    ),
+    (
+        "channels a string",
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": "quotes"},
+        "Invalid request: 'channels' must be a non-empty list",
+    ),
+    (
+        "channels empty",
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": []},
+        "Invalid request: 'channels' must be a non-empty list",
+    ),
+    (
+        "unsubscribe unknown channel",
+        {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["news"]},
+        CHANNEL_ERROR,
+    ),
+    (
+        "resume not a map",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": [["quotes.AAPL", 1]]},
+        "Invalid request: 'resume' must map topics to seq numbers",
+    ),
+    (
+        "resume topic without channel",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"AAPL": 1}},
+        "Invalid resume topic: 'AAPL'",
+    ),
+    (
+        "resume topic without symbol",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.": 1}},
+        "Invalid resume topic: 'quotes.'",
+    ),
+    (
+        "resume topic unknown channel",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"news.AAPL": 1}},
+        "Invalid resume topic: 'news.AAPL'",
+    ),
+    (
+        "resume topic not requested",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"trades.AAPL": 1}},
+        "Resume topic trades.AAPL is not in this subscription",
+    ),
+    (
+        "resume seq negative",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": -1}},
+        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+    ),
+    (
+        "resume seq a string",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": "5"}},
+        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+    ),
+    (
+        "resume seq a float",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": 5.0}},
+        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+    ),
+    (
+        "resume seq a bool",
+        {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": True}},
+        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [pytest.param(m, e, id=name) for name, m, e in MALFORMED],
+)
+def test_malformed_message_returns_error_and_keeps_session_usable(
+    message: Any, expected: str
+) -> None:
+    session = make_session()
+    assert send(session, message) == [error(expected)]
+    assert session.commands_received() == []
+    assert session.topics == set()
+    assert session.close_reason is None
+    # The session still works.
+    assert send(session, {"action": "subscribe", "symbols": ["MSFT"]}) == [
+        {"type": "subscribed", "symbols": ["MSFT"]}
+    ]
+    assert session.commands_received() == [Subscribe((q("MSFT"),), {})]
+
+
+def test_deeply_nested_json_returns_error_and_keeps_session_usable() -> None:
+    session = make_session()
+    # 2 KB, far below max_message_bytes (64 KiB by default).
+    (reply,) = send(session, "[" * 1000 + "]" * 1000)
+    assert reply["type"] == "error"
+    assert send(session, {"action": "ping"})[0]["type"] == "pong"
+
+
+def test_binary_frame_returns_error_and_keeps_session_usable() -> None:
+    session = make_session()
+    session.receive_bytes(b'{"action":"ping"}', NOW + 1)
+    assert replies(session) == [error("binary frames are not supported; send JSON text")]
+    assert send(session, {"action": "ping"}, now=NOW + 2) == [
+        {"type": "pong", "timestamp": "2023-05-01T12:34:58.000Z"}
+    ]
+
+
+def test_unknown_symbol_subscribes_nothing() -> None:
+    session = make_session()
+    replies_ = send(session, {"action": "subscribe", "symbols": ["AAPL", "NOPE"]})
+    assert replies_ == [error("Unknown symbol: NOPE")]
+    assert session.topics == set()
+    assert session.commands_received() == []
+
+
+def test_unknown_symbol_message_lists_at_most_ten() -> None:
+    session = make_session()
+    unknown = [f"X{i}" for i in range(12)]
+    assert send(session, {"action": "subscribe", "symbols": unknown}) == [
+        error("Unknown symbol: " + ", ".join(unknown[:10]))
+    ]
+
+
+def test_too_many_subscriptions_returns_error_and_keeps_existing() -> None:
+    session = make_session(max_subscriptions=3)
+    send(session, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"]})
+    session.commands_received()
+    replies_ = send(
+        session, {"action": "subscribe", "symbols": ["MSFT"], "channels": ["quotes", "trades"]}
+    )
+    assert replies_ == [
+        error("Too many symbols: at most 3 subscriptions (symbol x channel) per connection")
+    ]
+    assert session.topics == {q("AAPL"), t("AAPL")}
+    assert session.commands_received() == []
+
+
+def test_subscriptions_up_to_the_limit_are_accepted() -> None:
+    session = make_session(max_subscriptions=3)
+    send(session, {"action": "subscribe", "symbols": ["AAPL", "MSFT"]})
+    # Already-held topics do not count twice.
+    assert send(session, {"action": "subscribe", "symbols": ["AAPL", "MSFT", "TSLA"]}) == [
+        {"type": "subscribed", "symbols": ["AAPL", "MSFT", "TSLA"]}
+    ]
+    assert session.topics == {q("AAPL"), q("MSFT"), q("TSLA")}
+
+
+def test_invalid_resume_subscribes_nothing() -> None:
+    session = make_session()
+    message = {
+        "action": "subscribe",
+        "symbols": ["AAPL", "MSFT"],
+        "resume": {"quotes.AAPL": 3, "quotes.MSFT": -2},
+    }
+    assert send(session, message)[0]["type"] == "error"
+    assert session.topics == set()
+    assert session.commands_received() == []
+
+
+# -- subscribe
+
+
+def test_subscribe_replies_and_emits_a_subscribe_command() -> None:
+    session = make_session()
+    assert send(session, {"action": "subscribe", "symbols": ["AAPL", "MSFT"]}) == [
+        {"type": "subscribed", "symbols": ["AAPL", "MSFT"]}
+    ]
+    assert session.commands_received() == [Subscribe((q("AAPL"), q("MSFT")), {})]
+    assert session.commands_received() == []  # taken once
+    assert session.topics == {q("AAPL"), q("MSFT")}
+
+
+def test_default_channel_is_quotes() -> None:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"]})
+    assert session.topics == {q("AAPL")}
+
+
+def test_explicit_null_channels_means_the_default() -> None:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"], "channels": None})
+    assert session.topics == {q("AAPL")}
+
+
+def test_subscribe_to_several_channels() -> None:
+    session = make_session()
+    send(
+        session,
+        {
+            "action": "subscribe",
+            "symbols": ["AAPL", "BTC/USDT"],
+            "channels": ["trades", "book", "trades"],
+        },
+    )
+    book = Channel.BOOK
+    assert session.commands_received() == [
+        Subscribe(
+            (t("AAPL"), Topic(book, "AAPL"), t("BTC/USDT"), Topic(book, "BTC/USDT")),
+            {},
+        )
+    ]
+
+
+def test_symbols_are_upper_cased_trimmed_and_deduplicated() -> None:
+    session = make_session()
+    replies_ = send(
+        session, {"action": "subscribe", "symbols": [" aapl", "AAPL", "brk.b", "btc/usdt", "Aapl"]}
+    )
+    assert replies_ == [{"type": "subscribed", "symbols": ["AAPL", "BRK.B", "BTC/USDT"]}]
+    assert session.commands_received() == [Subscribe((q("AAPL"), q("BRK.B"), q("BTC/USDT")), {})]
+
+
+def test_resubscribing_is_idempotent_and_commands_only_new_topics() -> None:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"]})
+    session.commands_received()
+    assert send(session, {"action": "subscribe", "symbols": ["AAPL"]}) == [
+        {"type": "subscribed", "symbols": ["AAPL"]}
+    ]
+    assert session.commands_received() == [Subscribe((), {})]
+    send(session, {"action": "subscribe", "symbols": ["AAPL", "MSFT"]})
+    assert session.commands_received() == [Subscribe((q("MSFT"),), {})]
+    assert session.topics == {q("AAPL"), q("MSFT")}
+
+
+def test_resume_map_is_passed_on_for_new_topics() -> None:
+    session = make_session()
+    send(
+        session,
+        {
+            "action": "subscribe",
+            "symbols": ["AAPL"],
+            "channels": ["quotes", "trades"],
+            "resume": {"trades.aapl": 41, "quotes.AAPL": 0},
+        },
+    )
+    assert session.commands_received() == [
+        Subscribe((q("AAPL"), t("AAPL")), {t("AAPL"): 41, q("AAPL"): 0})
+    ]
+
+
+def test_resume_for_an_already_held_topic_is_ignored() -> None:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"]})
+    session.commands_received()
+    send(
+        session,
+        {
+            "action": "subscribe",
+            "symbols": ["AAPL"],
+            "channels": ["quotes", "trades"],
+            "resume": {"quotes.AAPL": 5, "trades.AAPL": 6},
+        },
+    )
+    assert session.commands_received() == [Subscribe((t("AAPL"),), {t("AAPL"): 6})]
+
+
+# -- unsubscribe
+
+
+def subscribed_session() -> MarketFeedSession:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"]})
+    send(session, {"action": "subscribe", "symbols": ["MSFT"]})
+    session.commands_received()
+    return session
+
+
+def test_unsubscribe_removes_every_channel_of_the_symbol() -> None:
+    session = subscribed_session()
+    assert send(session, {"action": "unsubscribe", "symbols": ["aapl"]}) == [
+        {"type": "unsubscribed", "symbols": ["AAPL"]}
+    ]
+    (command,) = session.commands_received()
+    assert isinstance(command, Unsubscribe)
+    assert set(command.topics) == {q("AAPL"), t("AAPL")}
+    assert len(command.topics) == 2
+    assert session.topics == {q("MSFT")}
+
+
+def test_unsubscribe_with_channels_removes_only_those() -> None:
+    session = subscribed_session()
+    send(session, {"action": "unsubscribe", "symbols": ["AAPL", "MSFT"], "channels": ["trades"]})
+    assert session.commands_received() == [Unsubscribe((t("AAPL"),))]
+    assert session.topics == {q("AAPL"), q("MSFT")}
+
+
+def test_unsubscribe_of_unheld_symbol_replies_and_removes_nothing() -> None:
+    session = subscribed_session()
+    assert send(session, {"action": "unsubscribe", "symbols": ["TSLA"]}) == [
+        {"type": "unsubscribed", "symbols": ["TSLA"]}
+    ]
+    assert session.commands_received() == [Unsubscribe(())]
+    assert session.topics == {q("AAPL"), t("AAPL"), q("MSFT")}
+
+
+def test_unsubscribe_frees_room_under_the_limit() -> None:
+    session = make_session(max_subscriptions=1)
+    send(session, {"action": "subscribe", "symbols": ["AAPL"]})
+    assert send(session, {"action": "subscribe", "symbols": ["MSFT"]})[0]["type"] == "error"
+    send(session, {"action": "unsubscribe", "symbols": ["AAPL"]})
+    assert send(session, {"action": "subscribe", "symbols": ["MSFT"]}) == [
+        {"type": "subscribed", "symbols": ["MSFT"]}
+    ]
+
+
+# -- ping
+
+
+def test_ping_returns_pong_with_iso_timestamp() -> None:
+    session = make_session()
+    assert send(session, {"action": "ping"}, now=NOW + 0.789) == [
+        {"type": "pong", "timestamp": "2023-05-01T12:34:56.789Z"}
+    ]
+    assert session.commands_received() == []
+
+
+def test_replies_keep_the_order_of_requests() -> None:
+    session = make_session()
+    session.receive_text('{"action":"ping"}', NOW)
+    session.receive_text("nope", NOW)
+    session.receive_text('{"action":"subscribe","symbols":["AAPL"]}', NOW)
+    assert [r["type"] for r in replies(session)] == ["pong", "error", "subscribed"]
+
+
+def test_send_control_and_send_error_queue_control_frames() -> None:
+    session = make_session()
+    session.send_control("gap", NOW, topic="trades.AAPL")
+    session.send_error("snapshot follows")
+    assert replies(session) == [
+        {"type": "gap", "topic": "trades.AAPL"},
+        error("snapshot follows"),
+    ]
+
+
+# -- options
+
+
+@pytest.mark.parametrize(
+    ("query", "options"),
+    [
+        ("", Options()),
+        ("seq=1", Options(seq=True)),
+        ("seq=true", Options(seq=True)),
+        ("seq=0", Options(seq=False)),
+        ("seq=false", Options(seq=False)),
+        ("frames=array", Options(array=True)),
+        ("frames=single", Options(array=False)),
+        ("heartbeat=30", Options(heartbeat_s=30.0)),
+        ("heartbeat=1", Options(heartbeat_s=1.0)),
+        ("heartbeat=3600", Options(heartbeat_s=3600.0)),
+        ("heartbeat=0", Options(heartbeat_s=0.0)),
+        ("heartbeat=2.5", Options(heartbeat_s=2.5)),
+        ("seq=1&frames=array&heartbeat=15", Options(seq=True, array=True, heartbeat_s=15.0)),
+        ("token=abc&seq=1", Options(seq=True)),  # other parameters are not options
+    ],
+)
+def test_parse_options_accepts_valid_values(query: str, options: Options) -> None:
+    assert parse_options(query) == (options, [])
+
+
+@pytest.mark.parametrize(
+    ("query", "message"),
+    [
+        ("seq=yes", "option seq must be 0 or 1"),
+        ("seq=", "option seq must be 0 or 1"),
+        ("frames=batch", "option frames must be 'single' or 'array'"),
+        ("frames=", "option frames must be 'single' or 'array'"),
+        ("heartbeat=abc", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=0.5", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=3601", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=-5", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=nan", "option heartbeat must be 0 or 1 to 3600 seconds"),
+        ("heartbeat=inf", "option heartbeat must be 0 or 1 to 3600 seconds"),
+    ],
+)
+def test_parse_options_refuses_invalid_values_with_a_message(query: str, message: str) -> None:
+    assert parse_options(query) == (Options(), [message])
+
+
+def test_parse_options_reports_each_refused_option_and_keeps_valid_ones() -> None:
+    options, errors = parse_options("seq=2&frames=array&heartbeat=99999")
+    assert options == Options(seq=False, array=True, heartbeat_s=0.0)
+    assert errors == [
+        "option seq must be 0 or 1",
+        "option heartbeat must be 0 or 1 to 3600 seconds",
+    ]
+
+
+def test_options_select_the_wire_format() -> None:
+    assert Options().wire == codec.WIRE == "market"
+    assert Options(seq=True).wire == codec.WIRE_SEQ == "market+seq"
+
+
+# -- timers
+
+
+def test_no_timers_means_no_deadline() -> None:
+    session = make_session()
+    assert session.next_deadline() is None
+    session.handle_timer(NOW + 1_000_000)
+    assert session.frames_to_send() == []
+    assert session.close_reason is None
+
+
+def test_heartbeat_timer_emits_heartbeats_at_the_right_time() -> None:
+    session = make_session(options=Options(heartbeat_s=30.0))
+    assert session.next_deadline() == NOW + 30
+    session.handle_timer(NOW + 29.999)
+    assert session.frames_to_send() == []
+    session.handle_timer(NOW + 30.25)
+    assert replies(session) == [{"type": "heartbeat", "timestamp": "2023-05-01T12:35:26.250Z"}]
+    assert session.next_deadline() == NOW + 60.25
+    session.handle_timer(NOW + 60.25)
+    assert replies(session) == [{"type": "heartbeat", "timestamp": "2023-05-01T12:35:56.250Z"}]
+    assert session.close_reason is None
+
+
+def test_client_messages_do_not_delay_heartbeats() -> None:
+    session = make_session(options=Options(heartbeat_s=30.0))
+    send(session, {"action": "ping"}, now=NOW + 20)
+    assert session.next_deadline() == NOW + 30
+
+
+def test_idle_timeout_sets_close_reason_3008() -> None:
+    session = make_session(idle_timeout_s=60.0)
+    assert session.next_deadline() == NOW + 60
+    session.handle_timer(NOW + 59.9)
+    assert session.close_reason is None
+    session.handle_timer(NOW + 60)
+    assert session.close_reason is CloseCode.IDLE_TIMEOUT
+    assert session.close_reason == 3008
+
+
+@pytest.mark.parametrize(
+    "activity",
+    [
+        lambda s: s.receive_text('{"action":"ping"}', NOW + 10),
+        lambda s: s.receive_text("garbage", NOW + 10),
+        lambda s: s.receive_bytes(b"\x00", NOW + 10),
+    ],
+    ids=["message", "malformed message", "binary frame"],
+)
+def test_any_client_frame_resets_the_idle_timer(activity: Any) -> None:
+    session = make_session(idle_timeout_s=60.0)
+    activity(session)
+    assert session.next_deadline() == NOW + 70
+    session.handle_timer(NOW + 69)
+    assert session.close_reason is None
+    session.handle_timer(NOW + 70)
+    assert session.close_reason is CloseCode.IDLE_TIMEOUT
+
+
+def test_next_deadline_is_the_earlier_of_idle_and_heartbeat() -> None:
+    session = make_session(options=Options(heartbeat_s=30.0), idle_timeout_s=45.0)
+    assert session.next_deadline() == NOW + 30
+    session.handle_timer(NOW + 30)
+    assert replies(session)[0]["type"] == "heartbeat"
+    assert session.next_deadline() == NOW + 45  # idle (NOW+45) before heartbeat (NOW+60)
+    session.handle_timer(NOW + 45)
+    assert session.close_reason is CloseCode.IDLE_TIMEOUT
+    assert session.frames_to_send() == []
+
+
+def test_unsubscribe_with_null_channels_removes_every_channel() -> None:
+    session = make_session()
+    send(session, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"]})
+    session.commands_received()
+    send(session, {"action": "unsubscribe", "symbols": ["AAPL"], "channels": None})
+    assert session.topics == set()
