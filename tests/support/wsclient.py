@@ -10,6 +10,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection
 from websockets.client import ClientProtocol
+from websockets.exceptions import ConnectionClosed
 from websockets.frames import Frame, Opcode
 from websockets.uri import parse_uri
 
@@ -87,3 +88,12 @@ class StalledClient:
 
     def close(self) -> None:
         self.sock.close()
+
+
+async def closed_code(ws: ClientConnection, wait_s: float = 10.0) -> int | None:
+    """Read (and drop) messages until the server closes; return its close code."""
+    try:
+        while True:
+            await asyncio.wait_for(ws.recv(), wait_s)
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd is not None else None
