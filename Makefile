@@ -28,8 +28,8 @@ test: $(VENV)/.installed-test lint typecheck
 	$(BIN)/pytest
 
 lint: $(VENV)/.installed-test
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 typecheck: $(VENV)/.installed-test
 	$(BIN)/mypy
