@@ -9,6 +9,11 @@ WebSocket protocol (websockets ``ServerProtocol``):
 - a close that works while the peer is not reading (uvicorn's waits for the buffer to
   drain, which a stalled peer never lets happen), aborting after ``close_timeout_s``;
 - close code 1001 on server shutdown (uvicorn sends 1012);
+- a clean close when a Close frame arrives in the middle of a fragmented message (RFC
+  6455 section 5.4 allows control frames between fragments; websockets answers 1002,
+  Autobahn case 7.1.5);
+- a 1007 close for a text message that is not UTF-8 without an ERROR traceback in the
+  log (uvicorn logs one per message, which lets any client flood the error log);
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris).
@@ -22,9 +27,20 @@ from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.frames import Frame, Opcode
+from websockets.server import ServerProtocol
 
 from tickcast.closecodes import CloseCode
 from tickcast.transport.socket import EXTENSION
+
+
+class _ServerProtocol(ServerProtocol):
+    """websockets' sans-I/O server protocol, accepting a Close between fragments."""
+
+    def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.CLOSE and self.current_size is not None:
+            self.current_size = None  # the connection ends: drop the unfinished message
+        super().recv_frame(frame)
 
 
 class UvicornFrameSocket:
@@ -78,6 +94,23 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().__init__(*args, **kwargs)
         self.close_timeout = self.close_timeout_s
         self.frame_socket = UvicornFrameSocket(self)
+        conn = self.conn
+        self.conn = _ServerProtocol(
+            extensions=conn.available_extensions,
+            max_size=conn.max_message_size,
+            logger=conn.logger,
+        )
+
+    def send_receive_event_to_app(self) -> None:
+        if self.curr_msg_data_type == "text" and not self.close_sent:
+            try:
+                b"".join(self.frames).decode()
+            except UnicodeDecodeError:
+                self.frames = []
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+        super().send_receive_event_to_app()
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
