@@ -85,6 +85,7 @@ def serve(settings: Settings) -> int:
         ws_ping_timeout=settings.ws_ping_timeout_s or None,
         timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
         access_log=False,
+        proxy_headers=False,
         log_config=None,
         lifespan="on",
         backlog=4096,

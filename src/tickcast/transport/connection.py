@@ -54,6 +54,23 @@ class Connection:
         on_commands: the front's handler for the session's commands.
     """
 
+    __slots__ = (
+        "_flushes",
+        "_timer",
+        "array",
+        "close_code",
+        "closing",
+        "latency",
+        "on_close",
+        "on_commands",
+        "outbox",
+        "pump",
+        "session",
+        "sock",
+        "stats",
+        "wire",
+    )
+
     def __init__(
         self,
         *,

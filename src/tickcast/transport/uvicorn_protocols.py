@@ -119,6 +119,12 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if scope is not None:
             scope["extensions"][EXTENSION] = self.frame_socket
 
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # The parsed handshake is not needed once answered: about 1.5 KiB a connection.
+            self.request = self.response = None  # type: ignore[assignment]
+
     def resume_writing(self) -> None:
         super().resume_writing()
         callback = self.frame_socket.on_writable

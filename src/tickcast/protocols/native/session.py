@@ -110,6 +110,19 @@ class MarketFeedSession:
             0 disables it.
     """
 
+    __slots__ = (
+        "_commands",
+        "_frames",
+        "_last_received",
+        "_next_heartbeat",
+        "close_reason",
+        "idle_timeout_s",
+        "is_known",
+        "max_subscriptions",
+        "options",
+        "topics",
+    )
+
     def __init__(
         self,
         *,
