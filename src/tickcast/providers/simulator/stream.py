@@ -18,12 +18,13 @@ from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig
 
 #: Bounds of the default batch cadence, in seconds: 5 ms at high rates, 100 ms at the slowest.
 MIN_TICK_INTERVAL_S: Final = 0.005
-MAX_TICK_INTERVAL_S: Final = 0.1
+#: Wake-ups land this long after a scheduled tick time, so that the tick is due.
+_WAKE_AFTER_TICK_S: Final = 0.0005
 
 
 def default_tick_interval_s(rate: float) -> float:
-    """The batch cadence for ``rate`` ticks/s: about one tick per wake-up, within 5-100 ms."""
-    return min(MAX_TICK_INTERVAL_S, max(MIN_TICK_INTERVAL_S, 1.0 / rate))
+    """The batch cadence for ``rate`` ticks/s: one tick per wake-up, at most 200 a second."""
+    return max(MIN_TICK_INTERVAL_S, 1.0 / rate)
 
 
 class SimulatorProvider(Provider):
@@ -36,7 +37,7 @@ class SimulatorProvider(Provider):
             market's start) and on every wake-up.
         tick_interval_s: seconds between wake-ups, each delivering one batch of the
             events due since the previous one; None picks ``default_tick_interval_s``
-            (5 ms at 200 ticks/s and above, up to 100 ms at 10 ticks/s and below).
+            (5 ms at 200 ticks/s and above, 1/rate below: one wake-up per tick).
 
     Raises:
         ValueError: ``tick_interval_s`` is not positive.
@@ -61,7 +62,8 @@ class SimulatorProvider(Provider):
         self._interval = tick_interval_s
         self._symbols = frozenset(config.symbols)
         calendar = calendar if calendar is not None else AlwaysOpen()
-        self._simulator = MarketSimulator(config, calendar, clock())
+        self._start_ts = clock()
+        self._simulator = MarketSimulator(config, calendar, self._start_ts)
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -81,8 +83,10 @@ class SimulatorProvider(Provider):
     async def run(self, sink: EventSink) -> None:
         """Deliver the simulator's events to ``sink`` every ``tick_interval_s`` until cancelled.
 
-        Wake-ups are scheduled on absolute loop times so that the cadence does not drift;
-        after a stall longer than one interval the schedule restarts from now rather
+        Wake-ups are scheduled on absolute loop times so that the cadence does not drift,
+        and in phase with the simulator's tick schedule (tick k at start + k / rate), so
+        that a tick is delivered right after its timestamp, not up to an interval later.
+        After a stall longer than one interval the schedule restarts from now rather
         than firing a burst of catch-up wake-ups (``advance`` catches up on the events).
         Cancelling ends it at its next await, with no state left half-updated.
         """
@@ -90,7 +94,8 @@ class SimulatorProvider(Provider):
         interval = self._interval
         advance = self._simulator.advance
         clock = self._clock
-        deadline = loop.time()
+        phase = (clock() - self._start_ts) % interval
+        deadline = loop.time() + (interval - phase) + _WAKE_AFTER_TICK_S - interval
         while True:
             events = advance(clock())
             if events:
