@@ -19,20 +19,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tickcast.providers.simulator.market import DEFAULT_SYMBOLS
+
 #: The settings file for the Settings being built (set by ``load_settings``).
 settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
-
-DEFAULT_SYMBOLS = (
-    "AAPL",
-    "MSFT",
-    "GOOGL",
-    "AMZN",
-    "TSLA",
-    "NVDA",
-    "SPY",
-    "BTC/USDT",
-    "ETH/USDT",
-)
 
 
 class Settings(BaseSettings):
