@@ -1,0 +1,742 @@
+"""Run the fan-out benchmark: tickcast and its peers, side by side, in one run.
+
+    .venv/bin/python bench/run.py --quick                 # ~3 minute smoke of everything
+    .venv/bin/python bench/run.py --write-docs            # full run, rewrites docs/performance.md
+    .venv/bin/python bench/run.py --servers tickcast-b0,node-ws --workloads W1
+
+Every server runs alone, pinned to core 0; the load client (bench/loadclient.py) runs in its
+own process pinned to core 1. Server CPU is the psutil cpu_times delta over the measured
+window as % of one core. Every wait has a timeout; every child is started in its own process
+group and killed at exit, on Ctrl-C and on any exception. Only 127.0.0.1 is ever targeted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import dataclasses
+import datetime as dt
+import json
+import os
+import platform
+import queue
+import resource
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+import urllib.request
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+BENCH = Path(__file__).resolve().parent
+ROOT = BENCH.parent
+PY = sys.executable
+TICKCAST = str(Path(PY).parent / "tickcast")
+NODE_DIR = BENCH / "peers" / "node_ws"
+RESULTS = BENCH / "results"
+DOCS = ROOT / "docs" / "performance.md"
+NSYMBOLS = 100
+SYMBOLS = ",".join(f"S{i:03d}" for i in range(NSYMBOLS))
+SERVER_CPU, CLIENT_CPU = 0, 1
+BEGIN, END = "<!-- bench:results:begin -->", "<!-- bench:results:end -->"
+
+
+# ---------------------------------------------------------------------------------------------
+# Servers
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class Server:
+    name: str
+    kind: str  # tickcast | fastapi | socketio | node
+    batch_ms: int = 0
+    array: bool = False
+
+    @property
+    def conflated(self) -> bool:
+        return self.kind == "tickcast" and self.batch_ms > 0
+
+    @property
+    def track_latest(self) -> bool:
+        """Batch 0 still conflates within one event-loop pass: also measure latest-value."""
+        return self.kind == "tickcast" and self.batch_ms == 0
+
+    @property
+    def protocol(self) -> str:
+        return "socketio" if self.kind == "socketio" else "native"
+
+    @property
+    def latency_limit_ms(self) -> float:
+        """W2 pass bound on p99: 100 ms, or the batch window + 50 ms when batching."""
+        return self.batch_ms + 50.0 if self.batch_ms > 0 else 100.0
+
+    @property
+    def mode(self) -> str:
+        if self.kind != "tickcast":
+            return "per tick, per-subscriber send"
+        mode = f"batch {self.batch_ms} ms, conflated" if self.batch_ms else "batch 0 (low latency)"
+        return mode + (", array frames" if self.array else "")
+
+    def command(self, port: int, rate: float) -> list[str]:
+        if self.kind == "tickcast":
+            return [
+                TICKCAST, "serve", "--host", "127.0.0.1", "--port", str(port),
+                "--symbols", SYMBOLS, "--rate", f"{rate:g}", "--batch-ms", str(self.batch_ms),
+                "--seed", "1", "--log-level", "warning",
+            ]  # fmt: skip
+        common = ["--host", "127.0.0.1", "--port", str(port), "--nsymbols", str(NSYMBOLS),
+                  "--rate", f"{rate:g}"]  # fmt: skip
+        if self.kind == "node":
+            return ["node", str(NODE_DIR / "server.js"), *common]
+        return [PY, str(BENCH / "peers" / f"{self.kind}_peer.py"), *common]
+
+    def ws_url(self, port: int) -> str:
+        if self.kind == "socketio":
+            return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        return f"ws://127.0.0.1:{port}/ws/market/feed" + ("?frames=array" if self.array else "")
+
+    def stats(self, port: int, rate: float) -> tuple[str, str]:
+        if self.kind == "tickcast":
+            # tickcast exposes no quote-tick counter yet (tickcast_events_in_total also counts
+            # book updates, trades and bars); its simulator stamps tick k at start + k / rate,
+            # so the schedule is the ground truth. Skipped ticks count as not delivered.
+            return f"http://127.0.0.1:{port}/metrics", f"schedule:{rate:g}"
+        return f"http://127.0.0.1:{port}/stats", "peer"
+
+
+SERVERS = {
+    s.name: s
+    for s in [
+        Server("tickcast-b100", "tickcast", batch_ms=100),
+        Server("tickcast-b0", "tickcast", batch_ms=0),
+        Server("tickcast-b100-array", "tickcast", batch_ms=100, array=True),
+        Server("fastapi", "fastapi"),
+        Server("socketio", "socketio"),
+        Server("node-ws", "node"),
+    ]
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Workloads
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Load:
+    clients: int
+    per_client: int
+    rate: float
+    warmup: float
+    duration: float
+    probe_interval: float = 0.0
+    drain_max: float = 15.0
+    concurrency: int = 100
+
+
+def workloads(quick: bool) -> dict[str, dict[str, Any]]:
+    q = quick
+    return {
+        "W1": {
+            "title": "W1: 500 clients x 10 of 100 symbols, 2,000 ticks/s (100,000 deliveries/s)",
+            "load": Load(100 if q else 500, 10, 2000, 1 if q else 5, 3 if q else 20, 1.0),
+            "servers": list(SERVERS),
+        },
+        "W2": {
+            "title": "W2: tick-rate ramp, x1.5 per step, 500 clients x 10 symbols",
+            "load": Load(500, 10, 250, 1 if q else 3, 3 if q else 10),
+            "servers": [s for s in SERVERS if not SERVERS[s].array],
+            "factor": 1.5,
+            "max_steps": 2 if q else 14,
+            "budget_s": 40 if q else 480,
+            "retries": 0 if q else 1,
+        },
+        "W3": {
+            "title": "W3: 5,000 idle subscribed connections (10 ticks/s in total)",
+            "load": Load(500 if q else 5000, 1, 10, 1 if q else 3, 3 if q else 5, 1.0, 2.0),
+            "servers": [s for s in SERVERS if not SERVERS[s].array],
+        },
+        "W4": {
+            "title": "W4: 5,000 clients x 10 symbols, 200 ticks/s (about 20 messages/s each)",
+            "load": Load(500 if q else 5000, 10, 200, 1 if q else 5, 3 if q else 20),
+            "servers": [s for s in SERVERS if not SERVERS[s].array],
+        },
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Processes
+# ---------------------------------------------------------------------------------------------
+
+_children: list[subprocess.Popen[Any]] = []
+
+
+NICE = [0]  # --nice: scheduling priority of the server and the load client
+
+
+def _preexec(cpu: int) -> Callable[[], None]:
+    def setup() -> None:
+        if NICE[0]:
+            with contextlib.suppress(OSError):
+                os.nice(NICE[0])
+        with contextlib.suppress(OSError):
+            if cpu < (os.cpu_count() or 1):
+                os.sched_setaffinity(0, {cpu})
+        _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
+
+    return setup
+
+
+def spawn(cmd: list[str], cpu: int, log: Path, **kw: Any) -> subprocess.Popen[Any]:
+    with open(log, "wb") as err:
+        proc = subprocess.Popen(
+            cmd,
+            cwd=ROOT,
+            stdin=subprocess.DEVNULL,
+            stderr=err,
+            stdout=kw.pop("stdout", err),
+            preexec_fn=_preexec(cpu),
+            start_new_session=True,
+            **kw,
+        )
+    _children.append(proc)
+    return proc
+
+
+def kill(proc: subprocess.Popen[Any], grace: float = 3.0) -> None:
+    """Stop one child we started (its own process group, by id): TERM, then KILL."""
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                proc.wait(grace)
+    if proc in _children:
+        _children.remove(proc)
+
+
+def kill_all() -> None:
+    for proc in list(_children):
+        kill(proc, 1.0)
+
+
+def _on_signal(signum: int, _frame: Any) -> None:
+    kill_all()
+    raise SystemExit(128 + signum)
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(proc: subprocess.Popen[Any], port: int, log: Path, timeout: float = 45.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            tail = log.read_text(errors="replace")[-2000:]
+            raise RuntimeError(f"server exited with {proc.returncode}:\n{tail}")
+        url = f"http://127.0.0.1:{port}/ready"
+        with contextlib.suppress(OSError), urllib.request.urlopen(url, timeout=1.0) as r:
+            if r.status == 200:
+                return
+        time.sleep(0.2)
+    raise TimeoutError(f"server not ready on port {port} after {timeout:.0f} s")
+
+
+class LineReader:
+    """JSON lines from the client's stdout, read on a thread so every wait can time out."""
+
+    def __init__(self, proc: subprocess.Popen[Any]) -> None:
+        self.q: queue.Queue[dict[str, Any] | None] = queue.Queue()
+        self.proc = proc
+        threading.Thread(target=self._pump, daemon=True).start()
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            with contextlib.suppress(ValueError):
+                self.q.put(json.loads(line))
+        self.q.put(None)
+
+    def wait_for(self, event: str, timeout: float) -> dict[str, Any]:
+        deadline = time.monotonic() + timeout
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"load client: no {event!r} within {timeout:.0f} s")
+            try:
+                msg = self.q.get(timeout=left)
+            except queue.Empty:
+                continue
+            if msg is None:
+                raise RuntimeError(f"load client exited before {event!r}")
+            if msg.get("event") == "result" and event != "result":
+                raise RuntimeError(f"load client failed: {msg.get('error', msg)}")
+            if msg.get("event") == event:
+                return msg
+
+
+# ---------------------------------------------------------------------------------------------
+# One measurement
+# ---------------------------------------------------------------------------------------------
+
+
+def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
+    """Start the server, run the load client against it once, stop both; one result row."""
+    port = free_port()
+    slog = logs / f"{tag}-server.log"
+    clog = logs / f"{tag}-client.log"
+    sproc = spawn(server.command(port, load.rate), SERVER_CPU, slog)
+    cproc: subprocess.Popen[Any] | None = None
+    row: dict[str, Any] = {"server": server.name, "mode": server.mode, **dataclasses.asdict(load)}
+    try:
+        wait_ready(sproc, port, slog)
+        ps = psutil.Process(sproc.pid)
+        time.sleep(1.0)
+        rss_before = ps.memory_info().rss
+        stats_url, stats_kind = server.stats(port, load.rate)
+        timeout_connect = 60 + load.clients / 20
+        ccmd = [
+            PY, str(BENCH / "loadclient.py"), "--url", server.ws_url(port),
+            "--protocol", server.protocol, "--stats-url", stats_url, "--stats-kind", stats_kind,
+            "--clients", str(load.clients), "--per-client", str(load.per_client),
+            "--nsymbols", str(NSYMBOLS), "--warmup", f"{load.warmup:g}",
+            "--duration", f"{load.duration:g}", "--probe-interval", f"{load.probe_interval:g}",
+            "--drain-max", f"{load.drain_max:g}", "--concurrency", str(load.concurrency),
+            "--connect-phase-timeout", f"{timeout_connect:g}",
+        ] + (["--conflated"] if server.conflated else []) + (
+            ["--track-latest"] if server.track_latest else [])  # fmt: skip
+        cproc = spawn(ccmd, CLIENT_CPU, clog, stdout=subprocess.PIPE, text=True)
+        lines = LineReader(cproc)
+        lines.wait_for("connected", timeout_connect + 30)
+        lines.wait_for("measure_start", load.warmup + 45)
+        cpu0, t0, cores0 = ps.cpu_times(), time.monotonic(), core_busy()
+        rss_loaded = ps.memory_info().rss
+        lines.wait_for("measure_end", load.duration + 45)
+        cpu1, t1, cores1 = ps.cpu_times(), time.monotonic(), core_busy()
+        rss_end = ps.memory_info().rss
+        result = lines.wait_for("result", load.drain_max + 120)
+        busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        row.update(result)
+        row.pop("event", None)
+        connected = max(1, int(result.get("clients_connected") or 1))
+        wall = t1 - t0
+        core_pct = [round(100.0 * (b - a) / wall, 1) for a, b in zip(cores0, cores1, strict=True)]
+        client_pct = float(result.get("client_cpu_pct") or 0.0)
+        row.update(
+            server_cpu_pct=round(100.0 * busy / wall, 1),
+            # CPU used by everything else on the two pinned cores (other tenants, kernel):
+            # the machine is shared, so this says how much to trust a row.
+            other_load_core0_pct=round(core_pct[SERVER_CPU] - 100.0 * busy / wall, 1)
+            if len(core_pct) > SERVER_CPU
+            else None,
+            other_load_core1_pct=round(core_pct[CLIENT_CPU] - client_pct, 1)
+            if len(core_pct) > CLIENT_CPU
+            else None,
+            server_rss_before_mb=round(rss_before / 2**20, 1),
+            server_rss_mb=round(max(rss_loaded, rss_end) / 2**20, 1),
+            server_rss_per_conn_kb=round((rss_loaded - rss_before) / connected / 1024, 1),
+        )
+        if sproc.poll() is not None:
+            row["error"] = f"server exited with {sproc.returncode} during the run"
+    except Exception as exc:
+        row["error"] = f"{type(exc).__name__}: {exc}"
+    finally:
+        if cproc is not None:
+            kill(cproc)
+        kill(sproc)
+    return row
+
+
+def core_busy() -> list[float]:
+    """Busy seconds per CPU since boot (everything but idle and iowait)."""
+    return [sum(t) - t.idle - getattr(t, "iowait", 0.0) for t in psutil.cpu_times(percpu=True)]
+
+
+def judge(row: dict[str, Any], server: Server) -> tuple[bool, str]:
+    """W2 pass/fail for one step, with the reason."""
+    if row.get("error"):
+        return False, str(row["error"])[:120]
+    if row.get("clients_connected") != row.get("clients"):
+        return False, f"only {row.get('clients_connected')}/{row.get('clients')} connected"
+    if row.get("disconnected_during_run"):
+        return False, f"{row['disconnected_during_run']} clients disconnected"
+    key = "latest_delivered_ratio" if server.track_latest else "delivered_ratio"
+    if (row.get(key) or 0.0) < 0.999:
+        what = "latest-value delivered" if server.track_latest else "delivered"
+        return False, f"{what} {100 * (row.get(key) or 0):.2f}% < 99.9%"
+    p99 = row.get("latency_p99_ms")
+    if p99 is None or p99 > server.latency_limit_ms:
+        return False, f"p99 {fmt(p99)} ms > {server.latency_limit_ms:g} ms"
+    if (row.get("client_cpu_pct") or 0.0) > 95.0:
+        return False, "load client saturated (result is a lower bound)"
+    return True, "ok"
+
+
+# ---------------------------------------------------------------------------------------------
+# Report
+# ---------------------------------------------------------------------------------------------
+
+
+def fmt(v: Any, nd: int = 1) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:,.{nd}f}"
+    if isinstance(v, int):
+        return f"{v:,}"
+    return str(v)
+
+
+def clamp(v: float | None) -> float | None:
+    """Per-core and per-process CPU accounting jitter makes "other load" dip below zero."""
+    return None if v is None else max(0.0, v)
+
+
+def pct(v: Any) -> str:
+    return "-" if v is None else f"{100 * v:.2f}"
+
+
+def machine_info() -> dict[str, Any]:
+    cpu = "unknown"
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    node = "-"
+    if shutil.which("node"):
+        node = subprocess.run(
+            ["node", "--version"], capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    versions = {}
+    for mod in ("picows", "uvicorn", "fastapi", "socketio", "uvloop"):
+        with contextlib.suppress(Exception):
+            import importlib.metadata as md
+
+            versions[mod] = md.version("python-socketio" if mod == "socketio" else mod)
+    return {
+        "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "ram_gb": round(psutil.virtual_memory().total / 2**30, 1),
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "node": node,
+        "versions": versions,
+        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
+    }
+
+
+def render(doc: dict[str, Any]) -> str:
+    m = doc["machine"]
+    out = [
+        f"Run {m['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Linux "
+        f"{m['kernel']}, Python {m['python']}, Node {m['node']} "
+        f"({', '.join(f'{k} {v}' for k, v in m['versions'].items())}); load average at start "
+        f"{m['loadavg_at_start']}. Server pinned to core {SERVER_CPU}, load client to core "
+        f"{CLIENT_CPU}.",
+        "",
+        f"Reproduce: {doc['command']}"
+        if doc["command"].count("`") > 2
+        else f"Reproduce: `{doc['command']}`",
+        "",
+    ]
+    if doc.get("notes"):
+        out += [f"Note: {doc['notes']}", ""]
+    rows: list[dict[str, Any]] = doc["rows"]
+    by = {w: [r for r in rows if r["workload"] == w] for w in ("W1", "W2", "W3", "W4")}
+    titles = doc["titles"]
+    if by["W1"]:
+        out += [
+            f"### {titles['W1']}",
+            "",
+            "| server | mode | delivered % | latest value delivered % | msgs/s received "
+            "| p50 ms | p99 ms | max ms | server CPU % | server RSS MB "
+            "| extra connect under load p50 / max ms | client CPU % | other load core 0 % |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["W1"]:
+            out.append(
+                f"| {r['server']} | {r['mode']} | {pct(r.get('delivered_ratio'))} "
+                f"| {pct(r.get('latest_delivered_ratio'))} "
+                f"| {fmt(r.get('received_msgs_per_s'), 0)} | {fmt(r.get('latency_p50_ms'))} "
+                f"| {fmt(r.get('latency_p99_ms'))} | {fmt(r.get('latency_max_ms'))} "
+                f"| {fmt(r.get('server_cpu_pct'))} | {fmt(r.get('server_rss_mb'))} "
+                f"| {fmt(r.get('probe_connect_p50_ms'))} / {fmt(r.get('probe_connect_max_ms'))}"
+                f" | {fmt(r.get('client_cpu_pct'))} | {fmt(clamp(r.get('other_load_core0_pct')))} |"
+                + err_note(r)
+            )
+        out.append("")
+    if by["W2"]:
+        out += [
+            f"### {titles['W2']}",
+            "",
+            "| server | p99 bound ms | highest rate passed, ticks/s | deliveries/s "
+            "| p99 ms there | server CPU % there | other load core 0 % there | first failing rate "
+            "| why it failed |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---|",
+        ]
+        for r in by["W2"]:
+            best = r.get("best") or {}
+            steps = r.get("steps") or [{}]
+            best_rate = fmt(best.get("rate"), 0) if best else f"< {fmt(steps[0].get('rate'), 0)}"
+            out.append(
+                f"| {r['server']} | {fmt(r.get('latency_limit_ms'), 0)} "
+                f"| {best_rate} | {fmt(best.get('deliveries_per_s'), 0)} "
+                f"| {fmt(best.get('latency_p99_ms'))} | {fmt(best.get('server_cpu_pct'))} "
+                f"| {fmt(clamp(best.get('other_load_core0_pct')))} "
+                f"| {fmt(r.get('fail_rate'), 0)} | {r.get('fail_reason', '-')} |"
+            )
+        out.append("")
+    if by["W3"]:
+        out += [
+            f"### {titles['W3']}",
+            "",
+            "| server | connected | connects/s | RSS before MB | RSS after MB | RSS per "
+            "connection KB | extra connect p50 / max ms | server CPU % |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["W3"]:
+            out.append(
+                f"| {r['server']} | {fmt(r.get('clients_connected'))} "
+                f"| {fmt(r.get('connects_per_s'), 0)} | {fmt(r.get('server_rss_before_mb'))} "
+                f"| {fmt(r.get('server_rss_mb'))} | {fmt(r.get('server_rss_per_conn_kb'))} "
+                f"| {fmt(r.get('probe_connect_p50_ms'))} / {fmt(r.get('probe_connect_max_ms'))}"
+                f" | {fmt(r.get('server_cpu_pct'))} |" + err_note(r)
+            )
+        out.append("")
+    if by["W4"]:
+        out += [
+            f"### {titles['W4']}",
+            "",
+            "| server | connected | connects/s | delivered % | latest value delivered % "
+            "| msgs/s received | p50 ms | p99 ms | max ms | server CPU % | server RSS MB "
+            "| client CPU % | other load core 0 % |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for r in by["W4"]:
+            out.append(
+                f"| {r['server']} | {fmt(r.get('clients_connected'))} "
+                f"| {fmt(r.get('connects_per_s'), 0)} | {pct(r.get('delivered_ratio'))} "
+                f"| {pct(r.get('latest_delivered_ratio'))} "
+                f"| {fmt(r.get('received_msgs_per_s'), 0)} | {fmt(r.get('latency_p50_ms'))} "
+                f"| {fmt(r.get('latency_p99_ms'))} | {fmt(r.get('latency_max_ms'))} "
+                f"| {fmt(r.get('server_cpu_pct'))} | {fmt(r.get('server_rss_mb'))} "
+                f"| {fmt(r.get('client_cpu_pct'))} | {fmt(clamp(r.get('other_load_core0_pct')))} |"
+                + err_note(r)
+            )
+        out.append("")
+    return "\n".join(out)
+
+
+def err_note(r: dict[str, Any]) -> str:
+    return f" error: {str(r['error'])[:100]} |" if r.get("error") else ""
+
+
+def write_docs(text: str) -> None:
+    block = f"{BEGIN}\n{text}\n{END}"
+    if DOCS.exists():
+        cur = DOCS.read_text()
+        if BEGIN in cur and END in cur:
+            head, rest = cur.split(BEGIN, 1)
+            tail = rest.split(END, 1)[1]
+            DOCS.write_text(head + block + tail)
+            return
+        DOCS.write_text(cur.rstrip() + "\n\n## Results\n\n" + block + "\n")
+        return
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text("# Performance\n\n## Results\n\n" + block + "\n")
+
+
+# ---------------------------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------------------------
+
+
+def run_workload(
+    name: str, spec: dict[str, Any], servers: list[str], logs: Path
+) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for sname in servers:
+        server = SERVERS[sname]
+        base: Load = spec["load"]
+        if name != "W2":
+            print(f"[bench] {name} {sname} ...", flush=True)
+            row = measure(server, base, f"{name}-{sname}", logs)
+            row["workload"] = name
+            rows.append(row)
+            print(f"[bench]   {summary(row)}", flush=True)
+            continue
+        rate, steps, best = base.rate, [], None
+        fail_rate, fail_reason = None, f"not reached (cap of {spec['max_steps']} steps)"
+        started = time.monotonic()
+        for i in range(spec["max_steps"]):
+            if time.monotonic() - started > spec["budget_s"]:
+                fail_reason = f"not reached (time budget {spec['budget_s']} s)"
+                break
+            load = dataclasses.replace(base, rate=rate)
+            print(f"[bench] W2 {sname} step {i + 1}: {rate:g} ticks/s ...", flush=True)
+            for attempt in range(1 + spec["retries"]):
+                # On a shared machine a step fails for good only if every attempt fails.
+                row = measure(server, load, f"W2-{sname}-{rate:g}-{attempt}", logs)
+                ok, why = judge(row, server)
+                row.update(step_ok=ok, step_reason=why, attempt=attempt + 1)
+                steps.append(row)
+                print(f"[bench]   {'PASS' if ok else 'FAIL'} {why}; {summary(row)}", flush=True)
+                if ok:
+                    break
+            if not ok:
+                fail_rate, fail_reason = rate, why
+                break
+            best = {**row, "rate": rate}
+            rate = round(rate * spec["factor"])
+        rows.append(
+            {
+                "server": sname,
+                "workload": "W2",
+                "latency_limit_ms": server.latency_limit_ms,
+                "best": best,
+                "fail_rate": fail_rate,
+                "fail_reason": fail_reason,
+                "steps": steps,
+            }
+        )
+    return rows
+
+
+def summary(r: dict[str, Any]) -> str:
+    if r.get("error"):
+        return f"error: {r['error']}"
+    return (
+        f"delivered {pct(r.get('delivered_ratio'))}% "
+        f"(latest {pct(r.get('latest_delivered_ratio'))}%) p50 {fmt(r.get('latency_p50_ms'))} "
+        f"p99 {fmt(r.get('latency_p99_ms'))} max {fmt(r.get('latency_max_ms'))} ms, "
+        f"server CPU {fmt(r.get('server_cpu_pct'))}%, RSS {fmt(r.get('server_rss_mb'))} MB, "
+        f"client CPU {fmt(r.get('client_cpu_pct'))}%, connected {r.get('clients_connected')}, "
+        f"{fmt(r.get('connects_per_s'), 0)} conn/s, probe {fmt(r.get('probe_connect_p50_ms'))}"
+        f"/{fmt(r.get('probe_connect_max_ms'))} ms, other load core0/1 "
+        f"{fmt(clamp(r.get('other_load_core0_pct')))}/{fmt(r.get('other_load_core1_pct'))}%"
+    )
+
+
+def render_only(files: list[str], write: bool) -> None:
+    docs = [json.loads(Path(f).read_text()) for f in files]
+    merged = dict(docs[-1])  # machine info of the latest run
+    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    for d in docs:
+        for r in d["rows"]:
+            rows[(r["workload"], r["server"])] = r
+        merged["titles"] = {**d["titles"], **merged["titles"]}
+    merged["rows"] = [
+        rows[k] for k in sorted(rows, key=lambda k: (k[0], list(SERVERS).index(k[1])))
+    ]
+    if len(docs) > 1:
+        merged["command"] = "; ".join(
+            f"{', '.join(sorted({r['workload'] for r in d['rows']}))}: `{d['command']}`"
+            for d in docs
+        )
+        merged["command"] += f"; merged with `bench/run.py --render {' '.join(files)}`"
+        merged["notes"] = " ".join(dict.fromkeys(d["notes"] for d in docs if d.get("notes")))
+    text = render(merged)
+    print(text)
+    if write:
+        write_docs(text)
+        print(f"[bench] wrote {DOCS.relative_to(ROOT)}")
+
+
+def ensure_node() -> bool:
+    if not shutil.which("node"):
+        print("[bench] node not found: skipping node-ws", flush=True)
+        return False
+    if not (NODE_DIR / "node_modules" / "ws").exists():
+        print("[bench] npm ci in bench/peers/node_ws ...", flush=True)
+        subprocess.run(
+            ["npm", "ci", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True, timeout=300
+        )
+    return True
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--quick", action="store_true", help="small, short smoke run")
+    p.add_argument("--servers", default="", help=f"comma list of {', '.join(SERVERS)}")
+    p.add_argument("--workloads", default="W1,W2,W3,W4")
+    p.add_argument("--write-docs", action="store_true", help=f"rewrite the table in {DOCS}")
+    p.add_argument("--notes", default="", help="a sentence printed above the tables")
+    p.add_argument(
+        "--nice",
+        type=int,
+        default=0,
+        help="nice value for server and client (negative = ahead of other tenants; root only)",
+    )
+    p.add_argument(
+        "--render",
+        nargs="+",
+        metavar="JSON",
+        help="only render (and with --write-docs, write) earlier results; a later file's rows "
+        "replace an earlier file's rows for the same server and workload",
+    )
+    args = p.parse_args()
+    NICE[0] = args.nice
+    if args.render:
+        render_only(args.render, args.write_docs)
+        return
+
+    signal.signal(signal.SIGTERM, _on_signal)
+    signal.signal(signal.SIGINT, _on_signal)
+    atexit.register(kill_all)
+
+    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
+    logs = RESULTS / f"logs-{stamp}"
+    logs.mkdir(parents=True, exist_ok=True)
+    wanted = [s for s in args.servers.split(",") if s] or list(SERVERS)
+    unknown = [s for s in wanted if s not in SERVERS]
+    if unknown:
+        p.error(f"unknown servers: {unknown}")
+    if "node-ws" in wanted and not ensure_node():
+        wanted.remove("node-ws")
+    specs = workloads(args.quick)
+    doc: dict[str, Any] = {
+        "machine": machine_info(),
+        "command": ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:]),
+        "notes": args.notes,
+        "titles": {
+            k: v["title"] + (" (quick: reduced)" if args.quick else "") for k, v in specs.items()
+        },
+        "rows": [],
+    }
+    out = RESULTS / f"run-{stamp}.json"
+    for w in [w for w in args.workloads.split(",") if w]:
+        spec = specs[w]
+        servers = [s for s in spec["servers"] if s in wanted]
+        doc["rows"] += run_workload(w, spec, servers, logs)
+        out.write_text(json.dumps(doc, indent=1))
+    text = render(doc)
+    print("\n" + text)
+    print(f"[bench] results: {out.relative_to(ROOT)}; logs: {logs.relative_to(ROOT)}")
+    if args.write_docs:
+        write_docs(text)
+        print(f"[bench] wrote {DOCS.relative_to(ROOT)}")
+
+
+if __name__ == "__main__":
+    main()
