@@ -1,0 +1,83 @@
+"""Encoding cost per update: tickcast's Front 1 codec against stdlib json and orjson.
+
+Side by side in one process and one run, on the same quote, so the ratios hold on a noisy
+machine even when the absolute figures move. Run: .venv/bin/python bench/encode.py
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import timeit
+
+import orjson
+
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Quote
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.native.codec import encode, encode_with_seq
+
+N = 1000
+REPEAT = 7
+
+
+def envelopes() -> list[Envelope]:
+    start = time.time()
+    topic = Topic(Channel.QUOTES, "AAPL")
+    return [
+        Envelope(
+            topic,
+            i,
+            start,
+            Quote(
+                "AAPL",
+                150.2,
+                150.3,
+                100,
+                200,
+                150.25 + i / 100,
+                1000.0 + i,
+                start + i / 1e4,
+                "simulator",
+            ),
+        )
+        for i in range(N)
+    ]
+
+
+def as_dict(envelope: Envelope) -> dict[str, object]:
+    quote = envelope.payload
+    assert isinstance(quote, Quote)
+    stamp = dt.datetime.fromtimestamp(quote.ts, tz=dt.UTC).isoformat(timespec="milliseconds")
+    return {
+        "symbol": quote.symbol,
+        "price": quote.price,
+        "bid": quote.bid,
+        "ask": quote.ask,
+        "volume": int(quote.volume),
+        "timestamp": stamp.replace("+00:00", "Z"),
+        "source": quote.source,
+    }
+
+
+def main() -> None:
+    batch = envelopes()
+    candidates = {
+        "tickcast codec (msgspec)": lambda: [encode(e) for e in batch],
+        "tickcast codec, seq option": lambda: [encode_with_seq(e) for e in batch],
+        "stdlib json + datetime": lambda: [json.dumps(as_dict(e)).encode() for e in batch],
+        "orjson + datetime": lambda: [orjson.dumps(as_dict(e)) for e in batch],
+    }
+    results = {}
+    for name, run in candidates.items():
+        best = min(timeit.repeat(run, number=20, repeat=REPEAT)) / (20 * N)
+        results[name] = best * 1e6
+    base = results["tickcast codec (msgspec)"]
+    print(f"{'encoder':32} {'us/update':>10} {'x tickcast':>11}")
+    for name, us in results.items():
+        print(f"{name:32} {us:10.2f} {us / base:11.1f}")
+
+
+if __name__ == "__main__":
+    main()
