@@ -15,10 +15,9 @@ import json
 import time
 from collections.abc import AsyncIterator
 
-import uvicorn
 from fastapi import FastAPI, WebSocket, WebSocketDisconnect
 from fastapi.responses import PlainTextResponse, Response
-from ticksource import TickSource, add_peer_args, symbol_names
+from ticksource import TickSource, run_peer, symbol_names
 
 
 def build_app(args: argparse.Namespace) -> FastAPI:
@@ -95,17 +94,7 @@ def build_app(args: argparse.Namespace) -> FastAPI:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    add_peer_args(parser)
-    args = parser.parse_args()
-    uvicorn.run(
-        build_app(args),
-        host=args.host,
-        port=args.port,
-        log_level="warning",
-        access_log=False,
-        backlog=4096,
-    )
+    run_peer(__doc__, build_app)
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ import argparse
 import json
 import random
 import time
+from collections.abc import Callable
 from typing import Any
 
 
@@ -105,3 +106,20 @@ class TickSource:
                 "now": time.time(),
             }
         ).encode()
+
+
+def run_peer(doc: str | None, build_app: Callable[[argparse.Namespace], Any]) -> None:
+    """Parse the common peer flags and serve ``build_app(args)`` with uvicorn."""
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description=doc)
+    add_peer_args(parser)
+    args = parser.parse_args()
+    uvicorn.run(
+        build_app(args),
+        host=args.host,
+        port=args.port,
+        log_level="warning",
+        access_log=False,
+        backlog=4096,
+    )
