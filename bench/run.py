@@ -107,9 +107,10 @@ class Server:
 
     def stats(self, port: int, rate: float) -> tuple[str, str]:
         if self.kind == "tickcast":
-            # tickcast exposes no quote-tick counter yet (tickcast_events_in_total also counts
-            # book updates, trades and bars); its simulator stamps tick k at start + k / rate,
-            # so the schedule is the ground truth. Skipped ticks count as not delivered.
+            # tickcast's simulator stamps tick k at start + k / rate, so the schedule is the
+            # exact ground truth (tickcast_events_in_total{kind="quote"} counts the same
+            # ticks, but a scrape can only be stamped to within its HTTP round trip).
+            # Skipped ticks count as not delivered.
             return f"http://127.0.0.1:{port}/metrics", f"schedule:{rate:g}"
         return f"http://127.0.0.1:{port}/stats", "peer"
 

@@ -19,7 +19,7 @@ from typing import Protocol
 from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
 from tickcast.hub.pump import Pump
-from tickcast.model.market import MarketEvent
+from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
 from tickcast.observability.metrics import Metrics
 from tickcast.observability.stats import Stats
 from tickcast.providers import registry
@@ -27,6 +27,8 @@ from tickcast.providers.base import Provider
 from tickcast.retry import Backoff
 
 log = logging.getLogger("tickcast.node")
+
+_KIND = {Quote: "quote", Trade: "trade", Bar: "bar", BookUpdate: "book"}
 
 
 class _Queued(Protocol):
@@ -65,7 +67,10 @@ class Node:
     def ingest(self, events: Sequence[MarketEvent]) -> None:
         """The providers' sink: stamp, publish and fan out one batch of events."""
         self.pump.now = self.pump.loop.time()
-        self.stats.events_in += len(events)
+        by_kind = self.stats.events_by_kind
+        for event in events:
+            kind = _KIND[type(event)]
+            by_kind[kind] = by_kind.get(kind, 0) + 1
         self.hub.publish(events, time.time())
         self._ready = True
 

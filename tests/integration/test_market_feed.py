@@ -274,4 +274,5 @@ def test_health_ready_and_metrics(server: Server) -> None:
         "tickcast_events_in_total",
     ):
         assert name in text
-    assert server.metric("tickcast_events_in_total") > 0
+    assert server.metric('tickcast_events_in_total{kind="quote"}') > 0
+    assert server.metric('tickcast_events_in_total{kind="trade"}') > 0

@@ -28,8 +28,15 @@ class _StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
+        events = CounterMetricFamily(
+            "tickcast_events_in",
+            "Normalized market events ingested from providers, by kind",
+            labels=["kind"],
+        )
+        for kind, count in sorted(s.events_by_kind.items()):
+            events.add_metric([kind], count)
+        yield events
         counters = (
-            ("events_in", "Normalized market events ingested from providers", s.events_in),
             ("messages_in", "Messages received from clients", s.client_messages_in),
             ("messages_out", "Messages (data and replies) written to clients", s.items_out),
             ("frames_out", "WebSocket frames written to clients", s.frames_out),

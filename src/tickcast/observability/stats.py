@@ -15,7 +15,7 @@ class Stats:
         "connections",
         "connections_total",
         "errors_sent",
-        "events_in",
+        "events_by_kind",
         "frames_out",
         "items_out",
         "slow_closes",
@@ -23,7 +23,7 @@ class Stats:
     )
 
     def __init__(self) -> None:
-        self.events_in = 0  # normalized events ingested from providers
+        self.events_by_kind: dict[str, int] = {}  # ingested from providers: quote, trade...
         self.client_messages_in = 0  # messages received from clients
         self.items_out = 0  # data and control messages written to clients
         self.frames_out = 0  # WebSocket frames written (array frames carry many items)
