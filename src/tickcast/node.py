@@ -48,7 +48,6 @@ class Node:
         self.symbols = frozenset().union(*(p.symbols for p in self.providers))
         self.connections: set[_Queued] = set()
         self.metrics = Metrics(self.stats, self.outbox_depth)
-        self.provider_restarts = 0
         self._ready = False
         self._tasks: asyncio.Task[None] | None = None
         self._backoff = Backoff(base_s=0.5, cap_s=30.0)
@@ -85,7 +84,7 @@ class Node:
             except asyncio.CancelledError:
                 raise
             except Exception:
-                self.provider_restarts += 1
+                self.stats.provider_restarts += 1
                 if time.monotonic() - started > 60:
                     attempt = 0
                 delay = self._backoff.delay(attempt, rng)

@@ -49,10 +49,6 @@ class History:
             buffer = self._buffers[key] = deque(maxlen=self.size)
         buffer.append(envelope)
 
-    def latest_seq(self, key: str) -> int:
-        buffer = self._buffers.get(key)
-        return buffer[-1].seq if buffer else 0
-
     def resume(self, key: str, after_seq: int, latest_seq: int) -> list[Envelope] | Gap:
         """Envelopes with seq > ``after_seq``, oldest first, or a Gap.
 

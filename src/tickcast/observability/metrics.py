@@ -42,6 +42,7 @@ class _StatsCollector(Collector):
             ("frames_out", "WebSocket frames written to clients", s.frames_out),
             ("connections", "WebSocket connections accepted", s.connections_total),
             ("slow_client_closes", "Clients closed (1013) for falling behind", s.slow_closes),
+            ("provider_restarts", "Provider streams restarted after a crash", s.provider_restarts),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"tickcast_{name}", doc, value=value)

@@ -14,10 +14,10 @@ class Stats:
         "client_messages_in",
         "connections",
         "connections_total",
-        "errors_sent",
         "events_by_kind",
         "frames_out",
         "items_out",
+        "provider_restarts",
         "slow_closes",
         "subscriptions",
     )
@@ -30,5 +30,5 @@ class Stats:
         self.connections = 0  # current
         self.connections_total = 0
         self.subscriptions = 0  # current, topics across connections
+        self.provider_restarts = 0  # provider streams restarted after a crash
         self.slow_closes = 0  # connections closed because their outbox overflowed
-        self.errors_sent = 0  # error replies sent to clients
