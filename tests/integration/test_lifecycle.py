@@ -3,24 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import socket
 import time
 from pathlib import Path
 
+import pytest
 from websockets.asyncio.client import connect
 
 from support.server import start_server
 from support.wsclient import closed_code, recv_json, send_json
 
 
-async def test_sigterm_closes_clients_with_1001(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+async def test_shutdown_signal_closes_clients_with_1001(tmp_path: Path, signum: int) -> None:
     srv = start_server(tmp_path)
     try:
         async with connect(srv.feed) as ws:
             await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"]})
             await recv_json(ws)
             loop = asyncio.get_running_loop()
-            stopped = loop.run_in_executor(None, srv.stop)
+            stopped = loop.run_in_executor(None, srv.stop, signum)
             assert await closed_code(ws) == 1001
             assert await stopped == 0
     finally:

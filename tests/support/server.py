@@ -47,11 +47,11 @@ class Server:
                 return float(line.rsplit(" ", 1)[1])
         raise KeyError(name)
 
-    def stop(self) -> int:
-        """SIGTERM, as a deployment would; kill if it does not exit in 15 s."""
+    def stop(self, signum: int = signal.SIGTERM) -> int:
+        """SIGTERM (or ``signum``), as a deployment would; kill if not gone in 15 s."""
         try:
             if self.proc.poll() is None:
-                self.proc.send_signal(signal.SIGTERM)
+                self.proc.send_signal(signum)
                 try:
                     return self.proc.wait(timeout=15)
                 except subprocess.TimeoutExpired:
