@@ -276,3 +276,22 @@ def test_health_ready_and_metrics(server: Server) -> None:
         assert name in text
     assert server.metric('tickcast_events_in_total{kind="quote"}') > 0
     assert server.metric('tickcast_events_in_total{kind="trade"}') > 0
+
+
+async def test_bad_input_from_one_client_leaves_other_clients_untouched(server: Server) -> None:
+    async with connect(server.feed + "?seq=1") as good:
+        await send_json(good, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]})
+        await recv_until(good, lambda m: m.get("type") == "subscribed")
+        first = (await recv_json(good))["seq"]
+
+        async with connect(server.feed, max_size=None) as bad:
+            for raw in ["{", "[]", '{"action": 1}', "\x00" * 100, '{"action":"subscribe"}'] * 20:
+                await bad.send(raw)
+            errors = [await recv_json(bad) for _ in range(100)]
+            assert all(e["type"] == "error" for e in errors)
+            await bad.send("x" * (64 * 1024 + 1))  # then too big: this one is closed
+            with pytest.raises(ConnectionClosed):
+                await recv_json(bad)
+
+        seqs = [first] + [m["seq"] async for m in _take(good, 30)]
+        assert seqs == list(range(first, first + 31)), "no gap, no duplicate, still flowing"
