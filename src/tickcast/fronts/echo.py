@@ -14,8 +14,9 @@ from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.node import Node
+from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection
-from tickcast.transport.socket import EXTENSION
+from tickcast.transport.socket import FrameSocket
 
 PATH = "/ws/echo"
 
@@ -54,11 +55,11 @@ class EchoFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        sock = scope.get("extensions", {}).get(EXTENSION)
-        if sock is None:
-            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
-            return
         await send({"type": "websocket.accept"})
+        async with open_frame_socket(scope, send) as sock:
+            await self._serve(receive, sock)
+
+    async def _serve(self, receive: Receive, sock: FrameSocket) -> None:
         connection = Connection(
             sock=sock,
             session=EchoSession(),

@@ -14,7 +14,6 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from tickcast.closecodes import CloseCode
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
@@ -26,8 +25,9 @@ from tickcast.protocols.native.session import (
     Unsubscribe,
     parse_options,
 )
+from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection
-from tickcast.transport.socket import EXTENSION
+from tickcast.transport.socket import FrameSocket
 
 PATH = "/ws/market/feed"
 log = logging.getLogger("tickcast.fronts.market")
@@ -44,13 +44,11 @@ class MarketFeedFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        sock = scope.get("extensions", {}).get(EXTENSION)
-        if sock is None:
-            # Served by something other than tickcast's uvicorn protocol: refuse clearly.
-            await send({"type": "websocket.close", "code": CloseCode.INTERNAL_ERROR})
-            log.error("no %s extension: serve with `tickcast serve`", EXTENSION)
-            return
         await send({"type": "websocket.accept"})
+        async with open_frame_socket(scope, send) as sock:
+            await self._serve(scope, receive, sock)
+
+    async def _serve(self, scope: Scope, receive: Receive, sock: FrameSocket) -> None:
         settings = self.node.settings
         query = scope.get("query_string", b"").decode("latin-1")
         options, option_errors = parse_options(query)
