@@ -52,7 +52,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         body = {
             "ready": node.ready,
             "providers": [p.name for p in node.providers],
-            "connections": node.stats.connections,
+            "connections": len(node.connections),
         }
         return JSONResponse(body, status_code=200 if node.ready else 503)
 

@@ -20,7 +20,7 @@ from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
 from tickcast.hub.pump import Pump
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
-from tickcast.observability.metrics import Metrics
+from tickcast.observability.metrics import Gauges, Metrics
 from tickcast.observability.stats import Stats
 from tickcast.providers import registry
 from tickcast.providers.base import Provider
@@ -47,7 +47,7 @@ class Node:
         self.providers = list(providers or [registry.create("simulator", settings)])
         self.symbols = frozenset().union(*(p.symbols for p in self.providers))
         self.connections: set[_Queued] = set()
-        self.metrics = Metrics(self.stats, self.outbox_depth)
+        self.metrics = Metrics(self.stats, self.gauges)
         self._ready = False
         self._tasks: asyncio.Task[None] | None = None
         self._backoff = Backoff(base_s=0.5, cap_s=30.0)
@@ -57,8 +57,12 @@ class Node:
         """True once the node is running and some provider has delivered data."""
         return self._ready
 
-    def outbox_depth(self) -> int:
-        return sum(len(c.outbox) for c in self.connections)
+    def gauges(self) -> Gauges:
+        return Gauges(
+            connections=len(self.connections),
+            subscriptions=self.hub.subscription_count,
+            outbox_depth=sum(len(c.outbox) for c in self.connections),
+        )
 
     def is_known(self, symbol: str) -> bool:
         return symbol in self.symbols

@@ -295,3 +295,30 @@ async def test_bad_input_from_one_client_leaves_other_clients_untouched(server: 
 
         seqs = [first] + [m["seq"] async for m in _take(good, 30)]
         assert seqs == list(range(first, first + 31)), "no gap, no duplicate, still flowing"
+
+
+async def test_connection_and_subscription_gauges_follow_clients(server: Server) -> None:
+    def gauges() -> tuple[float, float]:
+        return (
+            server.metric("tickcast_active_connections"),
+            server.metric("tickcast_subscriptions"),
+        )
+
+    async def settle(expected: tuple[float, float]) -> tuple[float, float]:
+        for _ in range(50):  # other tests' connections may still be closing
+            if (current := gauges()) == expected:
+                break
+            await asyncio.sleep(0.1)
+        return current
+
+    assert await settle((0, 0)) == (0, 0)
+    async with connect(server.feed) as ws:
+        request = {
+            "action": "subscribe",
+            "symbols": ["AAPL", "MSFT"],
+            "channels": ["quotes", "trades"],
+        }
+        await send_json(ws, request)
+        await recv_until(ws, lambda m: m.get("type") == "subscribed")
+        assert await settle((1, 4)) == (1, 4)
+    assert await settle((0, 0)) == (0, 0)

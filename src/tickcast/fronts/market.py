@@ -73,9 +73,7 @@ class MarketFeedFront:
             on_close=self._closed,
             latency=self.node.metrics.latency.observe,
         )
-        stats = self.node.stats
-        stats.connections += 1
-        stats.connections_total += 1
+        self.node.stats.connections_total += 1
         self.node.connections.add(connection)
         peer = _peer(scope)
         log.info("client connected", extra={"client": peer, "origin": _origin(scope)})
@@ -87,13 +85,11 @@ class MarketFeedFront:
 
     def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
         hub = self.node.hub
-        stats = self.node.stats
         wire = connection.wire
         for command in commands:
             if isinstance(command, Subscribe):
                 for topic in command.topics:
                     current = hub.subscribe(connection, topic)
-                    stats.subscriptions += 1
                     key = str(topic) if topic.conflatable else None
                     after = command.resume.get(topic)
                     if after is not None:
@@ -108,16 +104,13 @@ class MarketFeedFront:
             elif isinstance(command, Unsubscribe):
                 for topic in command.topics:
                     hub.unsubscribe(connection, topic)
-                    stats.subscriptions -= 1
                     connection.outbox.discard(str(topic))
 
     def _closed(self, connection: Connection) -> None:
         session: Any = connection.session
         for topic in session.topics:
             self.node.hub.unsubscribe(connection, topic)
-        self.node.stats.subscriptions -= len(session.topics)
         session.topics.clear()
-        self.node.stats.connections -= 1
         self.node.connections.discard(connection)
 
 

@@ -168,6 +168,3 @@ class Hub:
         """Envelopes after ``after_seq`` on ``topic``, or a Gap (then send a snapshot)."""
         key = str(topic)
         return self.history.resume(key, after_seq, self._seq.get(key, 0))
-
-    def snapshot(self, topic: Topic) -> Envelope | None:
-        return self.cache.get(str(topic))

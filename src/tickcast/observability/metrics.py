@@ -8,6 +8,7 @@ per-message path.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
+from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -21,10 +22,18 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
 
 
+class Gauges(NamedTuple):
+    """Current values, derived at scrape time from the state that holds them."""
+
+    connections: int
+    subscriptions: int
+    outbox_depth: int
+
+
 class _StatsCollector(Collector):
-    def __init__(self, stats: Stats, outbox_depth: Callable[[], int]) -> None:
+    def __init__(self, stats: Stats, gauges: Callable[[], Gauges]) -> None:
         self.stats = stats
-        self.outbox_depth = outbox_depth
+        self.gauges = gauges
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
@@ -46,10 +55,11 @@ class _StatsCollector(Collector):
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"tickcast_{name}", doc, value=value)
+        now = self.gauges()
         gauges = (
-            ("active_connections", "Open WebSocket connections", s.connections),
-            ("subscriptions", "Current subscriptions (connection x topic)", s.subscriptions),
-            ("outbox_depth", "Messages queued in client outboxes", self.outbox_depth()),
+            ("active_connections", "Open WebSocket connections", now.connections),
+            ("subscriptions", "Current subscriptions (connection x topic)", now.subscriptions),
+            ("outbox_depth", "Messages queued in client outboxes", now.outbox_depth),
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(f"tickcast_{name}", doc, value=value)
@@ -58,9 +68,9 @@ class _StatsCollector(Collector):
 class Metrics:
     """A registry per gateway (so tests can build several apps in one process)."""
 
-    def __init__(self, stats: Stats, outbox_depth: Callable[[], int]) -> None:
+    def __init__(self, stats: Stats, gauges: Callable[[], Gauges]) -> None:
         self.registry = CollectorRegistry()
-        self.registry.register(_StatsCollector(stats, outbox_depth))
+        self.registry.register(_StatsCollector(stats, gauges))
         self.latency = Histogram(
             "tickcast_latency_seconds",
             "End-to-end latency from event time to socket write (sampled)",

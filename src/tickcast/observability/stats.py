@@ -12,14 +12,12 @@ class Stats:
 
     __slots__ = (
         "client_messages_in",
-        "connections",
         "connections_total",
         "events_by_kind",
         "frames_out",
         "items_out",
         "provider_restarts",
         "slow_closes",
-        "subscriptions",
     )
 
     def __init__(self) -> None:
@@ -27,8 +25,6 @@ class Stats:
         self.client_messages_in = 0  # messages received from clients
         self.items_out = 0  # data and control messages written to clients
         self.frames_out = 0  # WebSocket frames written (array frames carry many items)
-        self.connections = 0  # current
         self.connections_total = 0
-        self.subscriptions = 0  # current, topics across connections
         self.provider_restarts = 0  # provider streams restarted after a crash
         self.slow_closes = 0  # connections closed because their outbox overflowed

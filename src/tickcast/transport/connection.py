@@ -20,6 +20,7 @@ from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
+from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket
 
 log = logging.getLogger("tickcast.connection")
@@ -133,7 +134,7 @@ class Connection:
             payloads = _array_payloads(items)
             stats.frames_out += len(payloads)
             if sock.raw:
-                sock.write_frames(b"".join([Encoded(p).frame for p in payloads]))
+                sock.write_frames(b"".join([text_frame(p) for p in payloads]))
             else:
                 sock.send_texts(payloads)
         else:
@@ -141,11 +142,7 @@ class Connection:
             if sock.raw:
                 sock.write_frames(b"".join([item.frame for item in items]))
             else:
-                for item in items:
-                    if item.binary:
-                        sock.send_bytes(item.payload)
-                    else:
-                        sock.send_texts([item.payload])
+                _send_framed_by_socket(sock, items)
         self._flushes += 1
         if self.latency is not None and self._flushes & 7 == 1:
             ts = items[-1].ts
@@ -247,6 +244,21 @@ class Connection:
             return
         self.session.handle_timer(time.time())
         self._process()
+
+
+def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:
+    """Without raw frames (compression, plain ASGI): runs of text go in one call."""
+    texts: list[bytes] = []
+    for item in items:
+        if item.binary:
+            if texts:
+                sock.send_texts(texts)
+                texts = []
+            sock.send_bytes(item.payload)
+        else:
+            texts.append(item.payload)
+    if texts:
+        sock.send_texts(texts)
 
 
 def _array_payloads(items: list[Encoded]) -> list[bytes]:

@@ -193,7 +193,6 @@ def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
     first, latest = quote("AAPL", 1.0), quote("AAPL", 1.1)
     hub.publish([first, latest, trade("AAPL", 1.1, "t1")], server_ts=TS)
     assert hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL) == Envelope(QUOTES_AAPL, 2, TS, latest)
-    assert hub.snapshot(QUOTES_AAPL) == Envelope(QUOTES_AAPL, 2, TS, latest)
     assert hub.subscribe(FakeSubscriber("a"), TRADES_AAPL) is None
     assert hub.subscribe(FakeSubscriber("a"), Topic(Channel.QUOTES, "MSFT")) is None
 
