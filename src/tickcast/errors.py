@@ -4,12 +4,19 @@
 
     TickcastError                 base of everything tickcast raises on purpose
     ├── ConfigError               settings that cannot work (bad file, bad value)
-    └── ProtocolError             the peer misbehaved; answered with an error frame or close
-        ├── InvalidMessage        bad JSON, unknown action, wrong types
-        └── LimitExceeded         too many symbols, message too big, too fast
+    ├── ProtocolError             the peer misbehaved; answered with an error frame or close
+    │   ├── InvalidMessage        bad JSON, unknown action, wrong types
+    │   └── LimitExceeded         too many symbols, message too big, too fast
+    └── UpstreamError             a provider failed; the supervisor retries or fails over
+        ├── UpstreamAuthError     credentials refused or feed not entitled: terminal, never hammered
+        ├── UpstreamLimitError    connection or symbol limit (Alpaca 406/405, Polygon
+        │                         max_connections): retried only after a long back-off
+        └── UpstreamStale         no data while the market is open (raised by the supervisor)
 
 Rules: "the peer misbehaved" is a ProtocolError and becomes a reply or a close code;
 "our own code misused an API" is a bug and is left to raise (TypeError, ValueError).
+A provider's ``run`` ends with an UpstreamError (or any other exception, treated as a
+transient failure); what the supervisor does with each kind is in providers/supervisor.py.
 """
 
 from __future__ import annotations
@@ -33,3 +40,19 @@ class InvalidMessage(ProtocolError):
 
 class LimitExceeded(ProtocolError):
     """A client exceeded a configured limit."""
+
+
+class UpstreamError(TickcastError):
+    """A provider's upstream failed (disconnected, refused, misbehaved). Retried."""
+
+
+class UpstreamAuthError(UpstreamError):
+    """The upstream refused our credentials or entitlement. Terminal for that provider."""
+
+
+class UpstreamLimitError(UpstreamError):
+    """The upstream's connection or symbol limit was hit. Retried after a long back-off."""
+
+
+class UpstreamStale(UpstreamError):
+    """The upstream went silent while its market is open."""

@@ -5,7 +5,10 @@ Every import counts: module level, inside functions, and under ``if TYPE_CHECKIN
 Rules:
     - Pure modules (model/, hub/ except pump.py, protocols/, retry, errors, closecodes, the
       calendar and the market simulator) import no I/O, no clock and no server framework.
-    - ``websockets`` is imported only under transport/.
+    - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
+      book builder, the failover policy, dead letters and quote enrichment are pure too.
+    - ``websockets`` is imported only by transport/, the provider streams
+      (``providers/<vendor>/stream.py``) and the vendor emulators (emulators/).
     - model imports nothing from tickcast but model.
     - protocols import only model, hub.hub (``Encoded``), errors, closecodes and protocols.
     - hub never imports bus, transport, fronts, node, app or cli.
@@ -49,8 +52,14 @@ PURE_MODULES = frozenset(
         "tickcast.closecodes",
         "tickcast.providers.calendar",
         "tickcast.providers.simulator.market",
+        "tickcast.providers.book",
+        "tickcast.providers.failover",
+        "tickcast.providers.deadletter",
+        "tickcast.providers.enrich",
     }
 )
+#: Every provider's parse.py and messages.py is pure (matched by the last name part).
+PURE_PROVIDER_PARTS = frozenset({"parse", "messages"})
 #: ``python -m tickcast`` must import the CLI; it is the CLI's entry point, not a user of it.
 CLI_SHIMS = frozenset({"tickcast.__main__"})
 
@@ -124,6 +133,8 @@ def within(module: str, *packages: str) -> bool:
 def is_pure(module: str) -> bool:
     if module in PURE_MODULES:
         return True
+    if within(module, "tickcast.providers") and module.rsplit(".", 1)[-1] in PURE_PROVIDER_PARTS:
+        return True
     return within(module, *PURE_PACKAGES) and module not in PURE_EXCEPTIONS
 
 
@@ -139,18 +150,28 @@ def tickcast(target: str) -> bool:
 # -- the rules
 
 
+def test_provider_parsers_are_held_pure() -> None:
+    assert is_pure("tickcast.providers.alpaca.parse")
+    assert is_pure("tickcast.providers.polygon.messages")
+    assert not is_pure("tickcast.providers.alpaca.stream")
+
+
 def test_pure_modules_import_no_io() -> None:
     bad = violations(lambda i: is_pure(i.importer) and i.target.split(".")[0] in IO_MODULES)
     assert not bad, f"pure modules must not import I/O:\n{bad}"
 
 
-def test_websockets_is_imported_only_by_transport() -> None:
+def _may_import_websockets(module: str) -> bool:
+    if within(module, "tickcast.transport", "tickcast.emulators"):
+        return True
+    return within(module, "tickcast.providers") and module.rsplit(".", 1)[-1] == "stream"
+
+
+def test_websockets_is_imported_only_by_transport_provider_streams_and_emulators() -> None:
     bad = violations(
-        lambda i: (
-            i.target.split(".")[0] == "websockets" and not within(i.importer, "tickcast.transport")
-        )
+        lambda i: i.target.split(".")[0] == "websockets" and not _may_import_websockets(i.importer)
     )
-    assert not bad, f"only tickcast.transport may import websockets:\n{bad}"
+    assert not bad, f"only transport, provider streams and emulators may import websockets:\n{bad}"
 
 
 def test_model_imports_only_model() -> None:

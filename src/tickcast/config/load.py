@@ -26,7 +26,11 @@ def load_settings(
     Raises:
         ConfigError: the file cannot be read or a value is invalid.
     """
-    known = {f"TICKCAST_{name.upper()}" for name in Settings.model_fields} | {"TICKCAST_CONFIG"}
+    known = {
+        f"TICKCAST_{name.upper()}"
+        for name, field in Settings.model_fields.items()
+        if field.validation_alias is None  # credentials: their own variable names only
+    } | {"TICKCAST_CONFIG"}
     unknown = sorted(k for k in os.environ if k.startswith("TICKCAST_") and k not in known)
     if unknown:
         raise ConfigError(f"unknown setting(s) in the environment: {', '.join(unknown)}")

@@ -10,7 +10,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -50,9 +50,34 @@ class Settings(BaseSettings):
             per message, and inflation must be bounded).
         log_level, log_format: logging; "json" writes one JSON object per line.
         test_echo: serve /ws/echo (WebSocket conformance tests only).
+
+    Upstream feed (providers):
+        feed: providers in order of preference, e.g. ("alpaca", "polygon", "simulator");
+            the first healthy one feeds the hub, the others are fail-overs.
+        feed_stale_s: no data for this long while the market is open counts as a silent
+            upstream (reconnect or fail over); 0 disables the check.
+        feed_failback_s: a preferred provider that recovered must deliver data for this
+            long before it takes over again from a fail-over.
+        feed_backoff_base_s, feed_backoff_cap_s: reconnect back-off (full jitter).
+        feed_limit_backoff_s: the least wait after a connection-limit refusal (Alpaca
+            406, Polygon max_connections), so that a limit never causes a storm.
+        dead_letters: unparseable upstream messages kept for /feed/dead-letters.
+        alpaca_url: the Alpaca stream endpoint, feed path included (``.../v2/iex``,
+            ``.../v2/sip``, ``.../v2/test``, ``.../v1beta3/crypto/us``).
+        polygon_url: the Polygon stocks stream (``wss://delayed.polygon.io/stocks``
+            for the 15-minute delayed cluster).
+        replay_file: a JSON-lines recording made by ``tickcast record``.
+        replay_speed: 1 = real time, N = N times faster, 0 = as fast as possible.
+        replay_loop: start over at the end of the file (timestamps move forward).
+
+    Credentials come from the environment only, never from flags or TICKCAST_* names:
+    ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
+    ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
     """
 
-    model_config = SettingsConfigDict(env_prefix="TICKCAST_", frozen=True, extra="forbid")
+    model_config = SettingsConfigDict(
+        env_prefix="TICKCAST_", frozen=True, extra="forbid", populate_by_name=True
+    )
 
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -75,6 +100,25 @@ class Settings(BaseSettings):
     log_format: Literal["json", "console"] = "console"
     test_echo: bool = False
 
+    feed: Annotated[tuple[str, ...], NoDecode] = ("simulator",)
+    feed_stale_s: float = Field(15.0, ge=0)
+    feed_failback_s: float = Field(10.0, ge=0)
+    feed_backoff_base_s: float = Field(0.5, gt=0)
+    feed_backoff_cap_s: float = Field(30.0, gt=0)
+    feed_limit_backoff_s: float = Field(30.0, ge=0)
+    dead_letters: int = Field(1000, ge=1)
+    alpaca_url: str = "wss://stream.data.alpaca.markets/v2/iex"
+    polygon_url: str = "wss://socket.polygon.io/stocks"
+    replay_file: Path | None = None
+    replay_speed: float = Field(1.0, ge=0)
+    replay_loop: bool = False
+
+    alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")
+    alpaca_secret_key: SecretStr | None = Field(None, validation_alias="ALPACA_API_SECRET_KEY")
+    polygon_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("POLYGON_API_KEY", "MASSIVE_API_KEY")
+    )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -89,6 +133,18 @@ class Settings(BaseSettings):
         if path is None:
             return (init_settings, env_settings)
         return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, path))
+
+    @field_validator("feed", mode="before")
+    @classmethod
+    def _split_feed(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.split(",")
+        if isinstance(value, list | tuple):
+            names = tuple(dict.fromkeys(str(n).strip().lower() for n in value if str(n).strip()))
+            if not names:
+                raise ValueError("at least one provider is required")
+            return names
+        return value
 
     @field_validator("symbols", mode="before")
     @classmethod

@@ -1,14 +1,24 @@
 """The provider contract.
 
 Rules: a provider is an I/O driver. It turns an upstream (a socket, a file, the
-simulator's clock) into normalized MarketEvents and hands them, in batches, to a sink.
-Parsing stays pure (``parse.py`` in each provider's folder); this module names no vendor.
+simulator's clock) into normalized MarketEvents and hands them, in batches, to a Sink.
+Parsing stays pure (``parse.py`` in each provider's folder: raw message + receive time ->
+``Parsed``); this module names no vendor.
+
+How ``run`` ends tells the supervisor what to do (see ``tickcast.errors``):
+``UpstreamAuthError`` is terminal, ``UpstreamLimitError`` waits a long back-off, any
+other exception is a transient failure that is retried with capped, jittered back-off.
+``run`` is restarted from scratch after a failure, so every connection must send the
+whole subscription again: a provider keeps no subscription state across ``run`` calls.
 """
 
 from __future__ import annotations
 
 import abc
 from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple, Protocol
+
+import msgspec
 
 from tickcast.model.market import MarketEvent
 
@@ -16,12 +26,56 @@ from tickcast.model.market import MarketEvent
 EventSink = Callable[[Sequence[MarketEvent]], None]
 
 
+class Sink(Protocol):
+    """Where a running provider delivers what it receives.
+
+    ``sink(events)`` delivers a batch of normalized events; ``dead_letter`` records one
+    upstream message that could not be parsed (the feed goes on); ``state`` reports a
+    step of the upstream session ("connecting", "connected", "authenticated",
+    "subscribed"), for logs and the status channel.
+    """
+
+    def __call__(self, events: Sequence[MarketEvent]) -> None: ...
+
+    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None: ...
+
+    def state(self, state: str, detail: str = "") -> None: ...
+
+
+class ParseError(msgspec.Struct, frozen=True):
+    """One upstream message (or frame) that could not be normalized.
+
+    Attributes:
+        error: what was wrong, for a human ("missing field 'bp'").
+        raw: the offending item or frame, as received (text, or bytes for msgpack).
+    """
+
+    error: str
+    raw: str | bytes
+
+
+class Parsed(NamedTuple):
+    """What a pure ``parse(raw, received_at)`` makes of one upstream frame.
+
+    Attributes:
+        events: the normalized market events, in upstream order.
+        controls: the vendor's control messages (typed in the vendor's ``messages.py``):
+            connection, auth and subscription replies, errors, statuses.
+        errors: items that could not be parsed; the rest of the frame still counts.
+    """
+
+    events: list[MarketEvent]
+    controls: list[Any]
+    errors: list[ParseError]
+
+
 class Provider(abc.ABC):
     """A source of normalized market events.
 
-    ``run`` streams until cancelled; it must never let one bad upstream message end the
-    stream. ``symbols`` is the universe the provider can serve (used to validate client
-    subscriptions).
+    ``run`` streams until cancelled or until the upstream fails (it then raises); it
+    must never let one bad upstream message end the stream (that is a dead letter).
+    ``symbols`` is the universe the provider serves (used to validate client
+    subscriptions); a vendor provider subscribes all of it upstream on every connection.
     """
 
     name: str
@@ -31,9 +85,15 @@ class Provider(abc.ABC):
     def symbols(self) -> frozenset[str]: ...
 
     @abc.abstractmethod
-    async def run(self, sink: EventSink) -> None:
-        """Deliver events to ``sink`` until cancelled."""
+    async def run(self, sink: Sink) -> None:
+        """Deliver events to ``sink`` until cancelled; raise when the upstream fails."""
 
     def snapshot(self) -> Sequence[MarketEvent]:
         """The current state (latest quote, book snapshot...) per symbol, if known."""
         return ()
+
+    async def resync(self, symbol: str) -> None:  # noqa: B027 - optional hook
+        """Ask the upstream for a fresh book snapshot of ``symbol`` (after a sequence gap).
+
+        The default does nothing: the supervisor first looks for a book in ``snapshot()``.
+        """
