@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,7 +43,7 @@ class WebSocketDispatch:
 
 
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
-    """The ASGI application: health, readiness, metrics and the WebSocket fronts."""
+    """The ASGI application: health, readiness, metrics, the feed's state and the fronts."""
     node = node or Node(settings)
 
     async def health(_: Request) -> Response:
@@ -52,9 +53,31 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         body = {
             "ready": node.ready,
             "providers": [p.name for p in node.providers],
+            "active_provider": node.supervisor.active or None,
             "connections": len(node.connections),
         }
         return JSONResponse(body, status_code=200 if node.ready else 503)
+
+    async def feed(_: Request) -> Response:
+        supervisor = node.supervisor
+        body = {
+            "active": supervisor.active or None,
+            "providers": [
+                {"name": name, "state": state.value} for name, state in supervisor.states().items()
+            ],
+            "failovers": node.stats.failovers,
+            "failbacks": node.stats.failbacks,
+            "dead_letters": node.dead_letters.total,
+        }
+        return JSONResponse(body)
+
+    async def dead_letters(request: Request) -> Response:
+        try:
+            limit = min(1000, max(0, int(request.query_params.get("limit", "100"))))
+        except ValueError:
+            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
+        letters = node.dead_letters.recent(limit)
+        return Response(msgspec.json.encode(letters), media_type="application/json")
 
     async def metrics(_: Request) -> Response:
         return Response(node.metrics.render(), media_type=CONTENT_TYPE)
@@ -74,6 +97,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/health", health),
         Route("/ready", ready),
         Route("/metrics", metrics),
+        Route("/feed", feed),
+        Route("/feed/dead-letters", dead_letters),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)

@@ -1,8 +1,10 @@
 """Node: the wiring of one gateway process: providers -> hub -> pump -> connections.
 
-Rules: owns every background task (provider streams) in a TaskGroup, with start() and
-aclose(). A provider that crashes is logged, counted and restarted with capped backoff;
-it is never lost silently.
+Rules: owns every background task (the feed supervisor, which owns the provider
+streams) with start() and aclose(). A provider that fails is logged, counted and
+restarted with capped back-off or failed over (``providers/supervisor.py``); it is never
+lost silently. If the feed can never deliver (every provider's credentials refused),
+``fatal`` says why and ``on_fatal`` is called, so that the process can stop.
 """
 
 from __future__ import annotations
@@ -11,24 +13,27 @@ import asyncio
 import contextlib
 import gc
 import logging
-import random
 import time
-from collections.abc import Sequence, Sized
+from collections.abc import Callable, Sequence, Sized
 from typing import Protocol
 
 from tickcast.config.settings import Settings
+from tickcast.errors import ConfigError
 from tickcast.hub.hub import Hub
 from tickcast.hub.pump import Pump
-from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
+from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.observability.metrics import Gauges, Metrics
 from tickcast.observability.stats import Stats
 from tickcast.providers import registry
 from tickcast.providers.base import Provider
+from tickcast.providers.calendar import calendar_for
+from tickcast.providers.deadletter import DeadLetters
+from tickcast.providers.supervisor import Supervisor
 from tickcast.retry import Backoff
 
 log = logging.getLogger("tickcast.node")
 
-_KIND = {Quote: "quote", Trade: "trade", Bar: "bar", BookUpdate: "book"}
+_KIND = {Quote: "quote", Trade: "trade", Bar: "bar", BookUpdate: "book", Status: "status"}
 
 
 class _Queued(Protocol):
@@ -44,13 +49,32 @@ class Node:
         self.stats = Stats()
         self.hub = Hub(history_size=settings.history_size)
         self.pump = Pump(settings.batch_ms / 1000)
-        self.providers = list(providers or [registry.create("simulator", settings)])
+        if providers is None:
+            providers = [registry.create(name, settings) for name in settings.feed]
+        self.providers = list(providers)
         self.symbols = frozenset().union(*(p.symbols for p in self.providers))
         self.connections: set[_Queued] = set()
+        self.dead_letters = DeadLetters(settings.dead_letters)
+        try:
+            calendar = calendar_for(settings.calendar)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        self.supervisor = Supervisor(
+            self.providers,
+            self.ingest,
+            calendar,
+            stats=self.stats,
+            dead_letters=self.dead_letters,
+            stale_s=settings.feed_stale_s,
+            failback_s=settings.feed_failback_s,
+            backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
+            limit_backoff_s=settings.feed_limit_backoff_s,
+        )
         self.metrics = Metrics(self.stats, self.gauges)
+        self.fatal: BaseException | None = None
+        self.on_fatal: Callable[[BaseException], None] | None = None
         self._ready = False
         self._tasks: asyncio.Task[None] | None = None
-        self._backoff = Backoff(base_s=0.5, cap_s=30.0)
 
     @property
     def ready(self) -> bool:
@@ -62,6 +86,9 @@ class Node:
             connections=len(self.connections),
             subscriptions=self.hub.subscription_count,
             outbox_depth=sum(len(c.outbox) for c in self.connections),
+            providers={name: state.value for name, state in self.supervisor.states().items()},
+            active_provider=self.supervisor.active,
+            dead_letters=dict(self.dead_letters.totals),
         )
 
     def is_known(self, symbol: str) -> bool:
@@ -77,32 +104,18 @@ class Node:
         self.hub.publish(events, time.time())
         self._ready = True
 
-    async def _run_provider(self, provider: Provider) -> None:
-        rng = random.Random()
-        attempt = 0
-        while True:
-            started = time.monotonic()
-            try:
-                await provider.run(self.ingest)
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                self.stats.provider_restarts += 1
-                if time.monotonic() - started > 60:
-                    attempt = 0
-                delay = self._backoff.delay(attempt, rng)
-                attempt += 1
-                log.exception(
-                    "provider crashed; restarting",
-                    extra={"provider": provider.name, "retry_in_s": round(delay, 3)},
-                )
-                await asyncio.sleep(delay)
-
     async def _run(self) -> None:
-        async with asyncio.TaskGroup() as group:
-            for provider in self.providers:
-                group.create_task(self._run_provider(provider), name=f"provider:{provider.name}")
+        try:
+            await self.supervisor.run()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.fatal = exc
+            log.critical("the feed cannot deliver: %s", exc)
+            if self.on_fatal is not None:
+                self.on_fatal(exc)
+            return
+        log.warning("every provider has ended; no more market data")
 
     async def start(self) -> None:
         # Everything built so far (modules, settings, the app) lives as long as the

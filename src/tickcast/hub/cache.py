@@ -7,24 +7,9 @@ never a bare delta. Trades are events, not state: nothing is cached for them.
 
 from __future__ import annotations
 
+from tickcast.model.book import OrderBook
 from tickcast.model.envelope import Envelope
-from tickcast.model.market import BookUpdate, Level, Trade
-
-
-def _apply(levels: dict[float, float], changes: tuple[Level, ...]) -> None:
-    for price, size in changes:
-        if size == 0:
-            levels.pop(price, None)
-        else:
-            levels[price] = size
-
-
-class _Book:
-    __slots__ = ("asks", "bids")
-
-    def __init__(self) -> None:
-        self.bids: dict[float, float] = {}
-        self.asks: dict[float, float] = {}
+from tickcast.model.market import BookUpdate, Trade
 
 
 class LastValueCache:
@@ -34,7 +19,7 @@ class LastValueCache:
 
     def __init__(self) -> None:
         self._values: dict[str, Envelope] = {}
-        self._books: dict[str, _Book] = {}
+        self._books: dict[str, OrderBook] = {}
 
     def update(self, key: str, envelope: Envelope) -> None:
         payload = envelope.payload
@@ -42,10 +27,9 @@ class LastValueCache:
             return
         if isinstance(payload, BookUpdate):
             book = self._books.get(key)
-            if book is None or payload.snapshot:
-                book = self._books[key] = _Book()
-            _apply(book.bids, payload.bids)
-            _apply(book.asks, payload.asks)
+            if book is None:
+                book = self._books[key] = OrderBook()
+            book.apply(payload)
         self._values[key] = envelope
 
     def get(self, key: str) -> Envelope | None:
@@ -53,15 +37,5 @@ class LastValueCache:
         envelope = self._values.get(key)
         if envelope is None or not isinstance(envelope.payload, BookUpdate):
             return envelope
-        book = self._books[key]
-        last = envelope.payload
-        snapshot = BookUpdate(
-            symbol=last.symbol,
-            bids=tuple(sorted(book.bids.items(), reverse=True)),
-            asks=tuple(sorted(book.asks.items())),
-            snapshot=True,
-            ts=last.ts,
-            source=last.source,
-            sequence=last.sequence,
-        )
+        snapshot = self._books[key].snapshot(envelope.payload)
         return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot)

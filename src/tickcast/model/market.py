@@ -1,4 +1,4 @@
-"""Normalized market data: Quote, Trade, Bar, BookUpdate.
+"""Normalized market data: Quote, Trade, Bar, BookUpdate, and the feed's Status.
 
 Rules: these are plain frozen value objects. Timestamps are wall-clock epoch seconds
 (float, UTC); prices and sizes are floats on the market-data hot path (money in
@@ -84,4 +84,30 @@ class BookUpdate(msgspec.Struct, frozen=True, gc=False):
     sequence: int = 0
 
 
-MarketEvent = Quote | Trade | Bar | BookUpdate
+#: The stream that carries the upstream feed's status (``status.FEED``).
+FEED = "FEED"
+
+
+class Status(msgspec.Struct, frozen=True, gc=False):
+    """A change of the upstream feed: one provider's state, and who feeds the hub now.
+
+    Attributes:
+        symbol: the stream, always ``FEED`` (a status is not about an instrument).
+        provider: the provider whose state changed.
+        state: its new state: starting, up, stale, backoff, disabled, stopped.
+        active: the provider whose data is published now; "" while none is.
+        reason: why, for a human ("connection closed", "no data for 15 s", "failback").
+        ts: when, epoch seconds UTC.
+        source: always ``tickcast`` (the gateway, not a vendor, says this).
+    """
+
+    symbol: str
+    provider: str
+    state: str
+    active: str
+    reason: str
+    ts: float
+    source: str = "tickcast"
+
+
+MarketEvent = Quote | Trade | Bar | BookUpdate | Status

@@ -2,7 +2,8 @@
 
 A market topic is channel x symbol and prints as ``"<channel>.<symbol>"`` (e.g.
 ``"quotes.AAPL"``, ``"trades.BTC/USDT"``); that string is also the stream name a client
-uses to resume. Other kinds (portfolio, signals, status...) join later as new channels.
+uses to resume. The upstream feed's status is ``"status.FEED"``. Other kinds (portfolio,
+signals...) join later as new channels.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from typing import Final
 
 import msgspec
 
-from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
+from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 
 
 class Channel(enum.StrEnum):
@@ -20,9 +21,11 @@ class Channel(enum.StrEnum):
     TRADES = "trades"
     BARS = "bars"
     BOOK = "book"
+    STATUS = "status"
 
 
 #: Channels whose pending updates may be replaced by newer ones (latest value per key).
+#: Status changes are never conflated: each transition is news.
 CONFLATABLE: Final = frozenset({Channel.QUOTES})
 
 
@@ -51,6 +54,7 @@ _CHANNEL_OF: Final[dict[type, Channel]] = {
     Trade: Channel.TRADES,
     Bar: Channel.BARS,
     BookUpdate: Channel.BOOK,
+    Status: Channel.STATUS,
 }
 
 

@@ -28,6 +28,9 @@ class Gauges(NamedTuple):
     connections: int
     subscriptions: int
     outbox_depth: int
+    providers: dict[str, str]  # provider -> state (starting, up, backoff...)
+    active_provider: str  # "" while no provider feeds the hub
+    dead_letters: dict[str, int]  # provider -> unparseable messages, ever
 
 
 class _StatsCollector(Collector):
@@ -51,7 +54,15 @@ class _StatsCollector(Collector):
             ("frames_out", "WebSocket frames written to clients", s.frames_out),
             ("connections", "WebSocket connections accepted", s.connections_total),
             ("slow_client_closes", "Clients closed (1013) for falling behind", s.slow_closes),
-            ("provider_restarts", "Provider streams restarted after a crash", s.provider_restarts),
+            (
+                "provider_restarts",
+                "Provider runs that ended (failed, stale, refused)",
+                s.provider_restarts,
+            ),
+            ("feed_failovers", "Moves of the feed to a less preferred provider", s.failovers),
+            ("feed_failbacks", "Moves of the feed back to a preferred provider", s.failbacks),
+            ("feed_transitions", "Provider state changes (status messages)", s.feed_transitions),
+            ("standby_events", "Events from recovering providers, not published", s.standby_events),
         )
         for name, doc, value in counters:
             yield CounterMetricFamily(f"tickcast_{name}", doc, value=value)
@@ -63,6 +74,27 @@ class _StatsCollector(Collector):
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(f"tickcast_{name}", doc, value=value)
+        up = GaugeMetricFamily(
+            "tickcast_provider_up",
+            "1 when the provider's upstream session is up",
+            labels=["provider"],
+        )
+        active = GaugeMetricFamily(
+            "tickcast_provider_active", "1 for the provider feeding the hub", labels=["provider"]
+        )
+        for provider, state in sorted(now.providers.items()):
+            up.add_metric([provider], 1 if state == "up" else 0)
+            active.add_metric([provider], 1 if provider == now.active_provider else 0)
+        yield up
+        yield active
+        dead = CounterMetricFamily(
+            "tickcast_dead_letters",
+            "Upstream messages that could not be parsed, by provider",
+            labels=["provider"],
+        )
+        for provider in sorted(now.providers):
+            dead.add_metric([provider], now.dead_letters.get(provider, 0))
+        yield dead
 
 
 class Metrics:

@@ -14,10 +14,14 @@ class Stats:
         "client_messages_in",
         "connections_total",
         "events_by_kind",
+        "failbacks",
+        "failovers",
+        "feed_transitions",
         "frames_out",
         "items_out",
         "provider_restarts",
         "slow_closes",
+        "standby_events",
     )
 
     def __init__(self) -> None:
@@ -26,5 +30,9 @@ class Stats:
         self.items_out = 0  # data and control messages written to clients
         self.frames_out = 0  # WebSocket frames written (array frames carry many items)
         self.connections_total = 0
-        self.provider_restarts = 0  # provider streams restarted after a crash
+        self.provider_restarts = 0  # provider runs that ended (failed, stale, refused)
+        self.failovers = 0  # the feed moved to a less preferred provider
+        self.failbacks = 0  # the feed moved back to a more preferred provider
+        self.feed_transitions = 0  # provider state changes (each one a status message)
+        self.standby_events = 0  # events from recovering providers, not published
         self.slow_closes = 0  # connections closed because their outbox overflowed

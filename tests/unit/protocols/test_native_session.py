@@ -68,7 +68,7 @@ def error(message: str) -> dict[str, str]:
 
 
 SYMBOLS_ERROR = "Invalid subscription request: 'symbols' must be a non-empty list of strings"
-CHANNEL_ERROR = "Unknown channel: choose from quotes, trades, bars, book"
+CHANNEL_ERROR = "Unknown channel: choose from quotes, trades, bars, book, status"
 
 MALFORMED: list[tuple[str, Any, str]] = [
     ("bad json", "{not json", "Invalid JSON"),

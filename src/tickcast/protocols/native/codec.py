@@ -14,7 +14,7 @@ from typing import Any
 import msgspec
 
 from tickcast.model.envelope import Envelope
-from tickcast.model.market import Bar, BookUpdate, Level, Quote, Trade
+from tickcast.model.market import Bar, BookUpdate, Level, Quote, Status, Trade
 from tickcast.protocols.native.timefmt import iso_ms
 
 WIRE = "market"
@@ -70,6 +70,17 @@ class _Book(msgspec.Struct, omit_defaults=True, tag_field="type", tag="book"):
     seq: int = 0
 
 
+class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"):
+    provider: str
+    state: str
+    active: str
+    reason: str
+    timestamp: str
+    source: str
+    topic: str = ""
+    seq: int = 0
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -119,11 +130,16 @@ def _book(e: BookUpdate, topic: str, seq: int) -> msgspec.Struct:
     )
 
 
+def _status(e: Status, topic: str, seq: int) -> msgspec.Struct:
+    return _Status(e.provider, e.state, e.active, e.reason, iso_ms(e.ts), e.source, topic, seq)
+
+
 _MESSAGE: dict[type, Callable[[Any, str, int], msgspec.Struct]] = {
     Quote: _quote,
     Trade: _trade,
     Bar: _bar,
     BookUpdate: _book,
+    Status: _status,
 }
 
 

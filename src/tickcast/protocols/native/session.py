@@ -27,6 +27,7 @@ import msgspec
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.hub.hub import Encoded
+from tickcast.model.market import FEED
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec
 
@@ -246,10 +247,17 @@ class MarketFeedSession:
     def _subscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
         channels = self._channels(message)
-        unknown = [s for s in symbols if not self.is_known(s)]
+        unknown = [s for s in symbols if s != FEED and not self.is_known(s)]
         if unknown:
             raise InvalidMessage(f"Unknown symbol: {', '.join(unknown[:10])}")
-        wanted = [Topic(c, s) for s in symbols for c in channels]
+        # The status channel has one stream, FEED, which carries nothing else.
+        wanted = [
+            Topic(c, s) for s in symbols for c in channels if (c is Channel.STATUS) == (s == FEED)
+        ]
+        if {t.symbol for t in wanted} != set(symbols):
+            raise InvalidMessage(
+                "Invalid subscription request: the status channel has one symbol, FEED"
+            )
         new = [t for t in wanted if t not in self.topics]
         if len(self.topics) + len(new) > self.max_subscriptions:
             raise LimitExceeded(

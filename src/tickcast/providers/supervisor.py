@@ -1,0 +1,258 @@
+"""Supervisor: runs the providers FeedPolicy asks for and feeds the hub from the active one.
+
+Rules: the only I/O here is tasks, the clock and logging; every decision is
+``failover.FeedPolicy``'s (pure) and every book check is ``book.BookBuilder``'s (pure).
+It names no vendor. What a provider's ``run`` raising means:
+
+    UpstreamAuthError   terminal for that provider (disabled, never hammered)
+    UpstreamLimitError  connection limit: back off at least ``feed_limit_backoff_s``
+    anything else       transient: capped exponential back-off with full jitter
+    returning           the upstream ended (a replay without loop): retired
+
+Clients never see a provider change except as a status message: their subscriptions
+are to hub topics, which outlive every provider. Each transition is logged, counted and
+published as a ``Status`` on ``status.FEED``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import Callable, Coroutine, Sequence
+
+from tickcast.errors import UpstreamAuthError, UpstreamError, UpstreamLimitError, UpstreamStale
+from tickcast.model.market import FEED, BookUpdate, MarketEvent, Status
+from tickcast.observability.stats import Stats
+from tickcast.providers.base import EventSink, Provider
+from tickcast.providers.book import BookBuilder
+from tickcast.providers.calendar import MarketCalendar
+from tickcast.providers.deadletter import DeadLetters
+from tickcast.providers.failover import Failure, FeedPolicy, State, Transition
+from tickcast.retry import Backoff
+
+log = logging.getLogger("tickcast.feed")
+
+#: The longest the supervisor sleeps between checks (to notice a market opening).
+MAX_TIMER_S = 1.0
+
+
+class _ProviderSink:
+    """One provider's Sink: gates its data on being active, checks its books."""
+
+    __slots__ = ("_books", "_clock", "_name", "_provider", "_supervisor")
+
+    def __init__(self, supervisor: Supervisor, provider: Provider) -> None:
+        self._supervisor = supervisor
+        self._provider = provider
+        self._name = provider.name
+        self._clock = supervisor.clock
+        self._books = BookBuilder()
+
+    def __call__(self, events: Sequence[MarketEvent]) -> None:
+        supervisor = self._supervisor
+        policy = supervisor.policy
+        active = policy.on_data(self._name, self._clock())
+        if policy.transitions:
+            supervisor.reconcile()
+        if not active:
+            supervisor.stats.standby_events += len(events)
+            return
+        if any(type(e) is BookUpdate for e in events):
+            events = self._check_books(events)
+        if events:
+            supervisor.publish(events)
+
+    def _check_books(self, events: Sequence[MarketEvent]) -> list[MarketEvent]:
+        out: list[MarketEvent] = []
+        for event in events:
+            if type(event) is not BookUpdate:
+                out.append(event)
+                continue
+            step = self._books.apply(event)
+            out.extend(step.publish)
+            if step.resync:
+                out.extend(self._resync(event.symbol))
+        return out
+
+    def _resync(self, symbol: str) -> list[MarketEvent]:
+        """A fresh snapshot of one book: from the provider's state, or asked upstream."""
+        log.info("book gap; resyncing", extra={"provider": self._name, "symbol": symbol})
+        for event in self._provider.snapshot():
+            if type(event) is BookUpdate and event.symbol == symbol and event.snapshot:
+                return list(self._books.apply(event).publish)
+        self._supervisor.spawn(self._provider.resync(symbol), f"resync:{self._name}:{symbol}")
+        return []
+
+    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None:
+        supervisor = self._supervisor
+        supervisor.dead_letters.add(self._name, raw, error, received_at)
+        count = supervisor.dead_letters.totals[self._name]
+        if count <= 10 or count & (count - 1) == 0:  # the first ten, then powers of two
+            log.warning(
+                "unparseable upstream message (dead letter)",
+                extra={"provider": self._name, "error": error, "dead_letters": count},
+            )
+
+    def state(self, state: str, detail: str = "") -> None:
+        log.info("upstream %s", state, extra={"provider": self._name, "detail": detail})
+        if state == "subscribed":
+            supervisor = self._supervisor
+            supervisor.policy.on_up(self._name, self._clock())
+            supervisor.reconcile()
+
+
+class Supervisor:
+    """Failover across ``providers`` (in order of preference) into ``publish``.
+
+    Args:
+        providers: the providers, most preferred first.
+        publish: the hub's sink (stamps, publishes, fans out).
+        calendar: the market whose opening hours make silence suspicious.
+        stats: counters for metrics; dead_letters: the store for unparseable messages.
+        stale_s, failback_s, backoff, limit_backoff_s: see ``FeedPolicy``.
+        clock: wall clock, epoch seconds.
+    """
+
+    def __init__(
+        self,
+        providers: Sequence[Provider],
+        publish: EventSink,
+        calendar: MarketCalendar,
+        *,
+        stats: Stats,
+        dead_letters: DeadLetters,
+        stale_s: float,
+        failback_s: float,
+        backoff: Backoff,
+        limit_backoff_s: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.providers = {p.name: p for p in providers}
+        self.publish = publish
+        self.stats = stats
+        self.dead_letters = dead_letters
+        self.clock = clock
+        self.policy = FeedPolicy(
+            [p.name for p in providers],
+            calendar,
+            stale_s=stale_s,
+            failback_s=failback_s,
+            backoff=backoff,
+            limit_backoff_s=limit_backoff_s,
+            rng=random.Random(),
+        )
+        self._sinks = {p.name: _ProviderSink(self, p) for p in providers}
+        self._tasks: dict[str, asyncio.Task[None]] = {}
+        self._helpers: set[asyncio.Task[None]] = set()
+        self._wake = asyncio.Event()
+        self._refused: list[str] = []
+
+    @property
+    def active(self) -> str:
+        return self.policy.active
+
+    def states(self) -> dict[str, State]:
+        return {name: self.policy.state(name) for name in self.providers}
+
+    def spawn(self, coroutine: Coroutine[object, object, None], name: str) -> None:
+        """Run a short helper (a book resync request); its failure is logged, not lost."""
+        task = asyncio.create_task(coroutine, name=name)
+        self._helpers.add(task)
+        task.add_done_callback(self._helper_done)
+
+    def _helper_done(self, task: asyncio.Task[None]) -> None:
+        self._helpers.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.warning("%s failed: %r", task.get_name(), task.exception())
+
+    # -- the loop
+
+    async def run(self) -> None:
+        """Supervise until cancelled. Returns when every provider has ended; raises
+        UpstreamAuthError when every provider's credentials were refused."""
+        self.policy.start(self.clock())
+        self.reconcile()
+        try:
+            while not self.policy.exhausted:
+                now = self.clock()
+                deadline = self.policy.next_deadline(now)
+                timeout = MAX_TIMER_S if deadline is None else min(MAX_TIMER_S, deadline - now)
+                self._wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+                self.policy.on_timer(self.clock())
+                self.reconcile()
+        finally:
+            await self._stop_all()
+        if self._refused:
+            raise UpstreamAuthError("; ".join(self._refused))
+
+    def reconcile(self) -> None:
+        """Publish the policy's transitions and start/stop tasks to match it."""
+        for transition in self.policy.take_transitions():
+            self._announce(transition)
+        wanted = self.policy.should_run()
+        for name in wanted - self._tasks.keys():
+            self._tasks[name] = asyncio.create_task(self._run_one(name), name=f"provider:{name}")
+        for name in self._tasks.keys() - wanted:
+            self._tasks.pop(name).cancel()
+        self._wake.set()
+
+    async def _run_one(self, name: str) -> None:
+        provider = self.providers[name]
+        failure, reason = Failure.TRANSIENT, "upstream ended"
+        try:
+            await provider.run(self._sinks[name])
+            failure = Failure.AUTH  # retired: an ended upstream is not restarted
+            log.info("upstream ended", extra={"provider": name})
+        except asyncio.CancelledError:
+            raise
+        except UpstreamAuthError as exc:
+            failure, reason = Failure.AUTH, str(exc) or "credentials refused"
+            self._refused.append(f"{name}: {reason}")
+        except UpstreamLimitError as exc:
+            failure, reason = Failure.LIMIT, str(exc) or "connection limit"
+        except UpstreamStale as exc:
+            failure, reason = Failure.STALE, str(exc) or "stale"
+        except UpstreamError as exc:
+            reason = str(exc) or type(exc).__name__
+        except Exception as exc:
+            reason = f"crashed: {exc!r}"
+            log.exception("provider crashed", extra={"provider": name})
+        if self._tasks.get(name) is asyncio.current_task():
+            del self._tasks[name]
+        self.stats.provider_restarts += 1
+        self.policy.on_failure(name, failure, self.clock(), reason)
+        self.reconcile()
+
+    async def _stop_all(self) -> None:
+        tasks = [*self._tasks.values(), *self._helpers]
+        self._tasks.clear()
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    def _announce(self, t: Transition) -> None:
+        stats = self.stats
+        stats.feed_transitions += 1
+        level = logging.WARNING if t.state in (State.BACKOFF, State.DISABLED) else logging.INFO
+        log.log(
+            level,
+            "provider %s is %s",
+            t.provider,
+            t.state.value,
+            extra={
+                "provider": t.provider,
+                "state": t.state.value,
+                "active": t.active or "-",
+                "reason": t.reason,
+            },
+        )
+        stats.failovers = self.policy.failovers
+        stats.failbacks = self.policy.failbacks
+        self.publish([Status(FEED, t.provider, t.state.value, t.active, t.reason, t.ts)])
