@@ -56,6 +56,7 @@ PURE_MODULES = frozenset(
         "tickcast.providers.failover",
         "tickcast.providers.deadletter",
         "tickcast.providers.enrich",
+        "tickcast.providers.replay.format",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

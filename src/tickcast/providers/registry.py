@@ -37,4 +37,34 @@ def _simulator(settings: Settings) -> Provider:
     return SimulatorProvider(config, calendar)
 
 
+def _alpaca(settings: Settings) -> Provider:
+    from tickcast.providers.alpaca.stream import AlpacaProvider
+
+    return AlpacaProvider.from_settings(settings)
+
+
+def _polygon(settings: Settings) -> Provider:
+    from tickcast.providers.polygon.stream import PolygonProvider
+
+    return PolygonProvider.from_settings(settings)
+
+
+def _replay(settings: Settings) -> Provider:
+    from tickcast.providers.replay.stream import ReplayProvider
+
+    if settings.replay_file is None:
+        raise ConfigError("the replay provider needs a recording: set replay_file")
+    return ReplayProvider(
+        settings.replay_file, speed=settings.replay_speed, loop=settings.replay_loop
+    )
+
+
 register("simulator", _simulator)
+register("alpaca", _alpaca)
+register("polygon", _polygon)
+register("replay", _replay)
+
+
+def names() -> list[str]:
+    """Every registered provider name."""
+    return sorted(_FACTORIES)

@@ -1,0 +1,203 @@
+"""``tickcast feed`` and ``tickcast record``: the ingest side without the WebSocket server.
+
+Rules: each command builds its providers from the registry, runs one Supervisor (the
+same failover, back-off and staleness rules as ``serve``) and writes what it delivers:
+``feed`` the latest prices per symbol every ``--interval``, ``record`` every event.
+SIGINT/SIGTERM end both cleanly (exit 0) after a final flush; refused credentials end
+them with exit 1 and the vendor's reason, instead of retrying for ever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from pathlib import Path
+from typing import BinaryIO
+
+import msgspec
+
+from tickcast.config.settings import Settings
+from tickcast.errors import UpstreamAuthError
+from tickcast.model.market import MarketEvent, Quote
+from tickcast.observability.stats import Stats
+from tickcast.protocols.native.timefmt import iso_ms
+from tickcast.providers import registry
+from tickcast.providers.base import EventSink, Provider
+from tickcast.providers.calendar import calendar_for
+from tickcast.providers.deadletter import DeadLetters
+from tickcast.providers.replay.record import Recorder
+from tickcast.providers.supervisor import Supervisor
+from tickcast.retry import Backoff
+
+log = logging.getLogger("tickcast.feed")
+
+
+def _supervisor(settings: Settings, providers: Sequence[Provider], sink: EventSink) -> Supervisor:
+    return Supervisor(
+        providers,
+        sink,
+        calendar_for(settings.calendar),
+        stats=Stats(),
+        dead_letters=DeadLetters(settings.dead_letters),
+        stale_s=settings.feed_stale_s,
+        failback_s=settings.feed_failback_s,
+        backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
+        limit_backoff_s=settings.feed_limit_backoff_s,
+    )
+
+
+async def _until_stopped(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    """Run ``work(stop)`` until it ends or a signal sets ``stop``."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await work(stop)
+    finally:
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+
+
+async def _supervise_until(supervisor: Supervisor, stop: asyncio.Event) -> None:
+    """Run the supervisor until ``stop`` is set or it ends (raising what it raises)."""
+    task = asyncio.create_task(supervisor.run(), name="supervisor")
+    stopper = asyncio.create_task(stop.wait(), name="stop")
+    try:
+        await asyncio.wait({task, stopper}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stopper.cancel()
+        if not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    if task.done() and not task.cancelled():
+        task.result()
+
+
+class PriceBatcher:
+    """The latest quote per symbol, written in batches every interval (Front 2's feed).
+
+    Each flush writes the symbols that changed since the previous one, at most
+    ``batch_size`` per line: ``{"type": "prices", "timestamp": ..., "prices": [...]}``.
+    """
+
+    def __init__(self, out: BinaryIO, batch_size: int, *, verbose: bool) -> None:
+        self._out = out
+        self._batch_size = batch_size
+        self._verbose = verbose
+        self._latest: dict[str, Quote] = {}
+        self.flushed = 0
+
+    def __call__(self, events: Sequence[MarketEvent]) -> None:
+        latest = self._latest
+        for event in events:
+            if type(event) is Quote:
+                latest[event.symbol] = event
+
+    def flush(self, now: float) -> None:
+        if not self._latest:
+            return
+        quotes, self._latest = list(self._latest.values()), {}
+        size = self._batch_size
+        for start in range(0, len(quotes), size):
+            chunk = quotes[start : start + size]
+            line = {
+                "type": "prices",
+                "timestamp": iso_ms(now),
+                "prices": [
+                    {
+                        "symbol": q.symbol,
+                        "price": q.price,
+                        "bid": q.bid,
+                        "ask": q.ask,
+                        "volume": int(q.volume) if q.volume.is_integer() else q.volume,
+                        "timestamp": iso_ms(q.ts),
+                        "source": q.source,
+                    }
+                    for q in chunk
+                ],
+            }
+            self._out.write(msgspec.json.encode(line) + b"\n")
+            self.flushed += len(chunk)
+            if self._verbose:
+                symbols = ", ".join(q.symbol for q in chunk)
+                log.info("prices: %d symbols (%s)", len(chunk), symbols)
+        self._out.flush()
+
+
+def run_feed(
+    settings: Settings, *, interval: float, batch_size: int, out: str, verbose: bool
+) -> int:
+    providers = [registry.create(name, settings) for name in settings.feed]
+    with _open_out(out) as file:
+        batcher = PriceBatcher(file, batch_size, verbose=verbose)
+        supervisor = _supervisor(settings, providers, batcher)
+
+        async def work(stop: asyncio.Event) -> None:
+            async def flusher() -> None:
+                while True:
+                    await asyncio.sleep(interval)
+                    batcher.flush(time.time())
+
+            flushing = asyncio.create_task(flusher(), name="flush")
+            try:
+                await _supervise_until(supervisor, stop)
+            finally:
+                flushing.cancel()
+                batcher.flush(time.time())
+
+        return _run(work, "feed")
+
+
+def run_record(settings: Settings, *, out: Path, duration: float, count: int) -> int:
+    providers = [registry.create(name, settings) for name in settings.feed]
+    symbols = frozenset().union(*(p.symbols for p in providers))
+    with out.open("wb") as file:
+        recorder = Recorder(file, ",".join(settings.feed), symbols)
+        stop_at_count = asyncio.Event()
+
+        def sink(events: Sequence[MarketEvent]) -> None:
+            recorder(events)
+            if count and recorder.count >= count:
+                stop_at_count.set()
+
+        supervisor = _supervisor(settings, providers, sink)
+
+        async def work(stop: asyncio.Event) -> None:
+            loop = asyncio.get_running_loop()
+            if duration:
+                loop.call_later(duration, stop.set)
+            relay = asyncio.create_task(stop_at_count.wait())
+            relay.add_done_callback(lambda _: stop.set())
+            try:
+                await _supervise_until(supervisor, stop)
+            finally:
+                relay.cancel()
+                recorder.close()
+                log.info("recorded %d events to %s", recorder.count, out)
+
+        return _run(work, "record")
+
+
+def _run(work: Callable[[asyncio.Event], Awaitable[None]], command: str) -> int:
+    try:
+        asyncio.run(_until_stopped(work))
+    except UpstreamAuthError as exc:
+        print(f"tickcast {command}: credentials refused: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _open_out(out: str) -> Iterator[BinaryIO]:
+    if out == "-":
+        yield sys.stdout.buffer
+    else:
+        with Path(out).open("ab") as file:
+            yield file
