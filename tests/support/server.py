@@ -61,11 +61,17 @@ class Server:
             self.log_file.close()
 
 
-def start_server(tmp_path: Path, **settings: object) -> Server:
-    """Start `python -m tickcast serve` with TICKCAST_* settings; wait until /ready."""
+def start_server(
+    tmp_path: Path, *, extra_env: dict[str, str] | None = None, **settings: object
+) -> Server:
+    """Start `python -m tickcast serve` with TICKCAST_* settings; wait until /ready.
+
+    ``extra_env`` adds variables that are not settings (vendor credentials).
+    """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.update({f"TICKCAST_{k.upper()}": str(v) for k, v in settings.items()})
+    env.update(extra_env or {})
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
