@@ -9,6 +9,8 @@ endpoint, and a Front 1 client subscribed throughout. Times are short here (stal
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -110,10 +112,8 @@ class Watcher:
     async def __aexit__(self, *exc: object) -> None:
         assert self._task is not None
         self._task.cancel()
-        try:
+        with contextlib.suppress(asyncio.CancelledError):
             await self._task
-        except asyncio.CancelledError:
-            pass
 
     async def _run(self, ready: asyncio.Event) -> None:
         async with websockets.connect(self.url) as ws:
@@ -139,7 +139,7 @@ class Watcher:
 
     def longest_gap_s(self) -> float:
         times = [t for t, _ in self.quotes]
-        return max((b - a for a, b in zip(times, times[1:], strict=False)), default=0.0)
+        return max((b - a for a, b in itertools.pairwise(times)), default=0.0)
 
     def check_stream(self) -> None:
         """No error, no close, no reset, and quote seqs strictly increasing."""

@@ -54,9 +54,10 @@ class Fault(enum.StrEnum):
 class Faults:
     """The scripted faults in force. Pure: every method takes ``now``.
 
-    One-shot faults (malformed, slow) are generations: a connection acts once for each
-    injection it has not yet seen (``pending``), so every open connection gets exactly
-    one, and connections opened later get none.
+    One-shot faults (malformed, slow) are generations: a connection starts from
+    ``dict(faults.generation)`` (what was injected before it opened is not its business)
+    and acts once for each later injection (``pending``), so every open connection gets
+    exactly one, and a client reconnecting after a ``slow`` kill is not killed again.
     """
 
     def __init__(self) -> None:

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tickcast.model.envelope import Envelope
-from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
+from tickcast.model.market import FEED, Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.model.topic import Channel, Topic, topic_of
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.timefmt import iso_ms
@@ -159,6 +159,22 @@ def test_book_carries_type_levels_and_provider_sequence() -> None:
         "sequence": 9,
         "topic": "book.AAPL",
         "seq": 4,
+    }
+
+
+def test_feed_status_carries_type_provider_state_and_the_active_provider() -> None:
+    status = Status(FEED, "alpaca", "backoff", "polygon", "connection closed", TS)
+    assert topic_of(status) == Topic(Channel.STATUS, FEED)
+    assert decode(codec.encode_with_seq(wrap(status, seq=3))) == {
+        "type": "status",
+        "provider": "alpaca",
+        "state": "backoff",
+        "active": "polygon",
+        "reason": "connection closed",
+        "timestamp": "2023-05-01T12:34:56.789Z",
+        "source": "tickcast",
+        "topic": "status.FEED",
+        "seq": 3,
     }
 
 

@@ -587,3 +587,44 @@ def test_unsubscribe_with_null_channels_removes_every_channel() -> None:
     session.commands_received()
     send(session, {"action": "unsubscribe", "symbols": ["AAPL"], "channels": None})
     assert session.topics == set()
+
+
+def test_the_status_channel_has_one_stream_feed() -> None:
+    session = make_session()
+    assert send(session, {"action": "subscribe", "symbols": ["feed"], "channels": ["status"]}) == [
+        {"type": "subscribed", "symbols": ["FEED"]}
+    ]
+    (command,) = session.commands_received()
+    assert isinstance(command, Subscribe)
+    assert command.topics == (Topic(Channel.STATUS, "FEED"),)
+
+
+def test_status_with_market_channels_subscribes_each_where_it_belongs() -> None:
+    session = make_session()
+    send(
+        session,
+        {"action": "subscribe", "symbols": ["AAPL", "FEED"], "channels": ["quotes", "status"]},
+    )
+    (command,) = session.commands_received()
+    assert isinstance(command, Subscribe)
+    assert set(command.topics) == {q("AAPL"), Topic(Channel.STATUS, "FEED")}
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": ["status"]},
+        {"action": "subscribe", "symbols": ["FEED"]},
+        {"action": "subscribe", "symbols": ["FEED"], "channels": ["trades"]},
+    ],
+)
+def test_status_and_feed_do_not_mix_with_the_wrong_partner(message: dict[str, Any]) -> None:
+    session = make_session()
+    assert send(session, message) == [
+        {
+            "type": "error",
+            "message": "Invalid subscription request: the status channel has one symbol, FEED",
+        }
+    ]
+    assert session.commands_received() == []
+    assert send(session, {"action": "subscribe", "symbols": ["AAPL"]})[0]["type"] == "subscribed"

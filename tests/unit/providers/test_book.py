@@ -103,7 +103,8 @@ def test_unsequenced_updates_are_applied_as_they_come() -> None:
     builder = BookBuilder()
     builder.apply(book(0, ((1.0, 1.0),), snapshot=True))
     step = builder.apply(book(0, ((2.0, 1.0),)))
-    assert step.publish and not step.resync
+    assert step.publish
+    assert not step.resync
     assert builder.apply(book(0, ((3.0, 1.0),))).publish
 
 
