@@ -18,7 +18,7 @@ def test_schedule_syntax() -> None:
 
 @pytest.mark.parametrize("text", ["drop", "bogus@1", "drop@soon", "silent@1:long"])
 def test_bad_schedules_are_refused_with_the_kinds(text: str) -> None:
-    with pytest.raises(ValueError, match="drop|expected"):
+    with pytest.raises(ValueError, match=r"drop|expected"):
         parse_fault_schedule(text)
 
 

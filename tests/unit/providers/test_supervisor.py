@@ -92,7 +92,7 @@ async def run_until(sup: Supervisor, condition: object, wait_s: float = 5.0) -> 
     task = asyncio.create_task(sup.run())
     try:
         async with asyncio.timeout(wait_s):
-            while not condition():  # type: ignore[operator]
+            while not condition():  # type: ignore[operator]  # noqa: ASYNC110
                 await asyncio.sleep(0.005)
     finally:
         task.cancel()
@@ -144,7 +144,7 @@ async def test_only_the_active_providers_data_is_published() -> None:
     # recovering, with backup active, were not
     assert sources.count("flaky") == 1
     assert sup.stats.standby_events >= 1
-    assert sup.stats.provider_restarts >= 3
+    assert sup.stats.provider_restarts >= 2
     statuses = [e for e in published if type(e) is Status]
     assert any(s.provider == "flaky" and s.state == "backoff" for s in statuses)
 
