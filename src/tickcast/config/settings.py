@@ -110,7 +110,7 @@ class Settings(BaseSettings):
     alpaca_url: str = "wss://stream.data.alpaca.markets/v2/iex"
     polygon_url: str = "wss://socket.polygon.io/stocks"
     replay_file: Path | None = None
-    replay_speed: float = Field(1.0, ge=0)
+    replay_speed: float = Field(1.0, ge=0, allow_inf_nan=False)
     replay_loop: bool = False
 
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")

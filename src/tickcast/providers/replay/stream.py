@@ -5,8 +5,9 @@ Rules: this is the replay's only I/O (the file and the clock); the format is
 timestamps are moved so that the replay looks live: an event recorded ``d`` seconds
 after the first one carries ``start + d / speed`` (``start`` being when this pass began).
 ``speed`` 0 replays as fast as possible, yielding to the event loop between batches, with
-the time of emission as timestamps. With ``loop`` the file starts over at its end;
-without it, ``run`` returns there (the upstream ended).
+the time of emission as timestamps. With ``loop`` the file starts over at its end
+(yielding to the event loop in between, however short the file); without it, or when a
+pass found no event to play, ``run`` returns there (the upstream ended).
 """
 
 from __future__ import annotations
@@ -73,13 +74,15 @@ class ReplayProvider(Provider):
             try:
                 with self._path.open("rb") as file:
                     file.readline()  # the header
-                    await self._play(file, sink)
+                    played = await self._play(file, sink)
             except OSError as exc:
                 raise UpstreamError(f"cannot read {self._path}: {exc}") from exc
-            if not self._loop:
-                return
+            if not self._loop or not played:
+                return  # the end, or nothing to loop over
+            await asyncio.sleep(0)  # a pass may never have waited: let the loop run
 
-    async def _play(self, file: BinaryIO, sink: Sink) -> None:
+    async def _play(self, file: BinaryIO, sink: Sink) -> int:
+        """Play one pass; the number of events delivered."""
         loop = asyncio.get_running_loop()
         speed = self._speed
         start_wall = self._clock()
@@ -87,6 +90,7 @@ class ReplayProvider(Provider):
         first: float | None = None
         batch: list[MarketEvent] = []
         batch_due = 0.0
+        played = 0
         for line in file:
             if not line.strip():
                 continue
@@ -95,6 +99,7 @@ class ReplayProvider(Provider):
                 sink.dead_letter(decoded.raw, decoded.error, self._clock())
                 continue
             recv, event = decoded
+            played += 1
             if first is None:
                 first = recv
             offset = recv - first
@@ -114,6 +119,7 @@ class ReplayProvider(Provider):
                     await asyncio.sleep(0)
         if batch:
             await self._emit(sink, batch, start_loop + batch_due if speed else 0.0)
+        return played
 
     @staticmethod
     async def _emit(sink: Sink, batch: list[MarketEvent], due: float) -> None:
