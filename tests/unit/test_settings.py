@@ -200,3 +200,36 @@ def test_unknown_environment_setting_is_refused(monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("TICKCAST_BATCHMS", "10")
     with pytest.raises(ConfigError, match="TICKCAST_BATCHMS"):
         load_settings()
+
+
+def test_feed_is_an_ordered_list_of_provider_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert load_settings().feed == ("simulator",)
+    monkeypatch.setenv("TICKCAST_FEED", " Alpaca, polygon,alpaca,simulator ")
+    assert load_settings().feed == ("alpaca", "polygon", "simulator")
+    assert load_settings(overrides={"feed": "replay"}).feed == ("replay",)
+    with pytest.raises(ConfigError, match="at least one provider"):
+        load_settings(overrides={"feed": " , "})
+
+
+def test_vendor_credentials_come_from_their_own_variables_only(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ALPACA_API_KEY_ID", "key")
+    monkeypatch.setenv("ALPACA_API_SECRET_KEY", "s3cr3t-value")
+    monkeypatch.setenv("MASSIVE_API_KEY", "poly")
+    settings = load_settings()
+    assert settings.alpaca_key_id is not None
+    assert settings.alpaca_key_id.get_secret_value() == "key"
+    assert settings.alpaca_secret_key is not None
+    assert settings.alpaca_secret_key.get_secret_value() == "s3cr3t-value"
+    assert settings.polygon_api_key is not None
+    assert settings.polygon_api_key.get_secret_value() == "poly"
+    assert "s3cr3t-value" not in repr(settings)  # never printed
+    monkeypatch.setenv("TICKCAST_ALPACA_SECRET_KEY", "leak")
+    with pytest.raises(ConfigError, match="TICKCAST_ALPACA_SECRET_KEY"):
+        load_settings()
+
+
+def test_replay_speed_must_be_finite() -> None:
+    with pytest.raises(ConfigError, match="replay_speed"):
+        load_settings(overrides={"replay_speed": float("inf")})

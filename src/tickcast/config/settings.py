@@ -6,6 +6,7 @@ import time.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -137,23 +138,21 @@ class Settings(BaseSettings):
     @field_validator("feed", mode="before")
     @classmethod
     def _split_feed(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            names = tuple(dict.fromkeys(str(n).strip().lower() for n in value if str(n).strip()))
-            if not names:
-                raise ValueError("at least one provider is required")
-            return names
-        return value
+        return _split_names(value, str.lower, "at least one provider is required")
 
     @field_validator("symbols", mode="before")
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = value.split(",")
-        if isinstance(value, list | tuple):
-            symbols = tuple(dict.fromkeys(str(s).strip().upper() for s in value if str(s).strip()))
-            if not symbols:
-                raise ValueError("at least one symbol is required")
-            return symbols
-        return value
+        return _split_names(value, str.upper, "at least one symbol is required")
+
+
+def _split_names(value: Any, case: Callable[[str], str], empty: str) -> Any:
+    """A comma-separated string or a list -> a tuple of distinct, trimmed names, in order."""
+    if isinstance(value, str):
+        value = value.split(",")
+    if isinstance(value, list | tuple):
+        names = tuple(dict.fromkeys(case(str(n).strip()) for n in value if str(n).strip()))
+        if not names:
+            raise ValueError(empty)
+        return names
+    return value
