@@ -43,7 +43,6 @@ import math
 import re
 import time
 from collections.abc import Callable, Sequence
-from http import HTTPStatus
 from typing import Any, Final
 from urllib.parse import urlsplit
 
@@ -51,7 +50,7 @@ import msgpack  # type: ignore[import-untyped]
 import msgspec
 from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
-from websockets.http11 import Request, Response
+from websockets.http11 import Request
 
 from tickcast.emulators.base import EmulatorServer, Fault, MarketFeed
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Trade
@@ -544,13 +543,6 @@ class AlpacaEmulator(EmulatorServer):
     auth_timeout_s = 10.0
     symbol_limit = 0
 
-    def _control(self, connection: ServerConnection, request: Request) -> Response | None:
-        response = super()._control(connection, request)
-        if response is None and urlsplit(request.path).path.rstrip("/") not in FEEDS:
-            paths = ", ".join(FEEDS)
-            return connection.respond(HTTPStatus.NOT_FOUND, f"unknown stream; try {paths}\n")
-        return response
-
 
 async def _serve(server: EmulatorServer, ws: ServerConnection) -> None:
     if not isinstance(server, AlpacaEmulator) or ws.request is None:
@@ -592,7 +584,14 @@ def build_server(
     )
     limit = connection_limit
     server = AlpacaEmulator(
-        "alpaca", _serve, config, host=host, port=port, connection_limit=limit, schedule=schedule
+        "alpaca",
+        _serve,
+        config,
+        host=host,
+        port=port,
+        connection_limit=limit,
+        schedule=schedule,
+        paths=tuple(FEEDS),
     )
     server.key, server.secret, server.symbol_limit = key, secret, symbol_limit
     server.auth_timeout_s = auth_timeout_s

@@ -171,6 +171,8 @@ class EmulatorServer:
         host, port: where to listen; port 0 picks a free port (see ``port``).
         connection_limit: open connections allowed per API key (both vendors: 1).
         schedule: faults to inject at given seconds after start.
+        paths: the stream paths served; any other gets HTTP 404 at the handshake
+            (empty: every path).
     """
 
     def __init__(
@@ -183,8 +185,10 @@ class EmulatorServer:
         port: int = 0,
         connection_limit: int = 1,
         schedule: Sequence[tuple[float, Fault, float]] = (),
+        paths: Sequence[str] = (),
     ) -> None:
         self.vendor = vendor
+        self.paths = tuple(paths)
         self.market = EmulatedMarket(config)
         self.faults = Faults()
         self.connection_limit = connection_limit
@@ -244,6 +248,9 @@ class EmulatorServer:
     def _control(self, connection: ServerConnection, request: Request) -> Response | None:
         url = urlsplit(request.path)
         if not url.path.startswith("/emulator/"):
+            if self.paths and url.path.rstrip("/") not in self.paths:
+                paths = ", ".join(self.paths)
+                return connection.respond(HTTPStatus.NOT_FOUND, f"unknown stream; try {paths}\n")
             return None
         parts = url.path.strip("/").split("/")
         if parts[1:2] == ["state"]:

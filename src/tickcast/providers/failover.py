@@ -151,9 +151,13 @@ class FeedPolicy:
                 deadlines.append(p.retry_at)
             elif judge and p.state is State.UP:
                 deadlines.append(p.last_data + self._stale_s)
-            elif judge and p.state is State.STARTING and i == self._cursor:
-                if self._next_usable() is not None:
-                    deadlines.append(p.since + self._stale_s)
+            elif (
+                judge
+                and p.state is State.STARTING
+                and i == self._cursor
+                and self._next_usable() is not None
+            ):
+                deadlines.append(p.since + self._stale_s)
             if p.state is State.UP and i < self._cursor:
                 deadlines.append(p.up_since + self._failback_s)
         return min(deadlines) if deadlines else None
@@ -209,9 +213,12 @@ class FeedPolicy:
             elif self._stale_s and self._calendar.is_open(now):
                 if p.state is State.UP and now - p.last_data >= self._stale_s:
                     self.on_failure(p.name, Failure.STALE, now, f"no data for {self._stale_s} s")
-                elif p.state is State.STARTING and now - p.since >= self._stale_s:
-                    if i == self._cursor:  # keep it trying, but rely on the next one meanwhile
-                        self._advance()
+                elif (
+                    p.state is State.STARTING
+                    and now - p.since >= self._stale_s
+                    and i == self._cursor
+                ):
+                    self._advance()  # keep it trying, but rely on the next one meanwhile
         self._settle(now, "timer")
 
     # -- internals

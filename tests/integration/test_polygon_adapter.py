@@ -1,0 +1,584 @@
+"""The Polygon adapter against the Polygon emulator, in-process over real sockets.
+
+Each test starts the emulator on a free port (``build_server(port=0)``) and runs
+``PolygonProvider.run`` in a task with a recording sink. Nothing sleeps blindly: tests
+wait for a condition with a deadline (``RecordingSink.wait_for``); the only waits that
+run to their end prove an absence (no data while silent), and they are short.
+
+The emulator's own wire (trimmed params, unsubscribe, wildcards, the delayed cluster,
+auth timeout, the 404 on other paths) is checked with a plain ``websockets`` client,
+and its pure ``Tape`` (how simulator events become T, Q, A and AM) without sockets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.asyncio.server import ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+
+from support.wsclient import StalledClient
+from tickcast.emulators import polygon as polygon_emulator
+from tickcast.emulators.base import EmulatorServer, Fault
+from tickcast.emulators.polygon import DELAY_S, Tape, build_server
+from tickcast.errors import UpstreamAuthError, UpstreamError, UpstreamLimitError
+from tickcast.model.market import Bar, MarketEvent, Quote, Trade
+from tickcast.providers.calendar import AlwaysOpen
+from tickcast.providers.polygon.messages import MinuteAgg, QuoteEvent, SecondAgg, TradeEvent
+from tickcast.providers.polygon.stream import PolygonProvider
+from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig
+
+KEY = "emulator-key"
+SYMBOLS = ("AAPL", "MSFT")
+WAIT_S = 5.0
+
+
+class RecordingSink:
+    """A Sink that keeps everything, and lets a test wait for a condition."""
+
+    def __init__(self) -> None:
+        self.events: list[MarketEvent] = []
+        self.dead_letters: list[tuple[str | bytes, str]] = []
+        self.states: list[str] = []
+        self._changed = asyncio.Event()
+
+    def __call__(self, events: Sequence[MarketEvent]) -> None:
+        self.events.extend(events)
+        self._changed.set()
+
+    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None:
+        self.dead_letters.append((raw, error))
+        self._changed.set()
+
+    def state(self, state: str, detail: str = "") -> None:
+        self.states.append(state)
+        self._changed.set()
+
+    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
+        """Return once ``predicate()`` holds; TimeoutError after ``timeout_s``."""
+        async with asyncio.timeout(timeout_s):
+            while not predicate():
+                self._changed.clear()
+                await self._changed.wait()
+
+    async def wait_quiet(self, quiet_s: float, timeout_s: float = WAIT_S) -> None:
+        """Return once no event has arrived for ``quiet_s``."""
+        async with asyncio.timeout(timeout_s):
+            while True:
+                try:
+                    await self.wait_for(self._grew_from(len(self.events)), quiet_s)
+                except TimeoutError:
+                    return
+
+    def _grew_from(self, count: int) -> Callable[[], bool]:
+        return lambda: len(self.events) > count
+
+    def of(self, kind: type[Any], symbol: str | None = None) -> list[Any]:
+        return [e for e in self.events if type(e) is kind and symbol in (None, e.symbol)]
+
+
+@pytest.fixture
+async def emulator() -> AsyncIterator[EmulatorServer]:
+    async with build_server(rate=400) as server:
+        yield server
+
+
+def provider(server: EmulatorServer, key: str = KEY, **options: Any) -> PolygonProvider:
+    return PolygonProvider(f"{server.url}/stocks", key, SYMBOLS, **options)
+
+
+@contextlib.asynccontextmanager
+async def running(prov: PolygonProvider, sink: RecordingSink) -> AsyncIterator[asyncio.Task[None]]:
+    """``prov.run(sink)`` in a task, cancelled at the end."""
+    task = asyncio.create_task(prov.run(sink))
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
+            await task
+
+
+async def subscribed(sink: RecordingSink, times: int = 1) -> None:
+    await sink.wait_for(lambda: sink.states.count("subscribed") >= times)
+
+
+# -- the adapter
+
+
+async def test_authenticates_subscribes_and_streams_normalized_events(
+    emulator: EmulatorServer,
+) -> None:
+    sink = RecordingSink()
+    async with running(provider(emulator), sink):
+        await subscribed(sink)
+        assert sink.states == ["connecting", "connected", "authenticated", "subscribed"]
+
+        def quoted_after_a_trade() -> bool:
+            traded, done = set(), set()
+            for event in sink.events:
+                if type(event) is Trade:
+                    traded.add(event.symbol)
+                elif type(event) is Quote and event.symbol in traded:
+                    done.add(event.symbol)
+            return done == set(SYMBOLS)
+
+        await sink.wait_for(quoted_after_a_trade)
+    assert {e.symbol for e in sink.events} == set(SYMBOLS)  # only what was subscribed
+    assert {e.source for e in sink.events} == {"polygon"}
+    assert sink.dead_letters == []
+    last_price: dict[str, float] = {}
+    volume: dict[str, float] = {}
+    for event in sink.events:
+        if type(event) is Trade:
+            assert event.trade_id.isdigit()
+            last_price[event.symbol] = event.price
+            volume[event.symbol] = volume.get(event.symbol, 0.0) + event.size
+        elif type(event) is Quote:
+            assert 0 < event.bid < event.ask
+            assert event.bid_size in range(100, 2001, 100)  # 1 to 20 round lots, in shares
+            assert event.ts == pytest.approx(time.time(), abs=30)
+            if event.symbol in last_price:  # filled by the stream from the trades
+                assert event.price == last_price[event.symbol]
+                assert event.volume == volume[event.symbol]
+            else:
+                assert event.price == (event.bid + event.ask) / 2
+                assert event.volume == 0.0
+
+
+async def test_snapshot_holds_the_latest_filled_quote_per_symbol(emulator: EmulatorServer) -> None:
+    prov, sink = provider(emulator), RecordingSink()
+    async with running(prov, sink):
+        await sink.wait_for(lambda: {q.symbol for q in sink.of(Quote)} == set(SYMBOLS))
+        latest = {q.symbol: q for q in sink.of(Quote)}
+        assert {q.symbol: q for q in prov.snapshot() if type(q) is Quote} == latest
+
+
+async def test_second_bars_when_channel_a_is_subscribed(emulator: EmulatorServer) -> None:
+    sink = RecordingSink()
+    async with running(provider(emulator, channels=("T", "A")), sink):
+        await sink.wait_for(lambda: len(sink.of(Bar, "AAPL")) >= 2)
+    trades = sink.of(Trade, "AAPL")
+    for bar in sink.of(Bar, "AAPL"):
+        assert bar.interval_s == 1
+        assert bar.ts == bar.start + 1
+        inside = [t for t in trades if bar.start <= t.ts < bar.ts]
+        if inside and inside[0] is not trades[0]:  # a second seen whole
+            assert bar.volume == sum(t.size for t in inside)
+            assert bar.open == inside[0].price
+            assert bar.close == inside[-1].price
+            assert bar.high == max(t.price for t in inside)
+            assert bar.low == min(t.price for t in inside)
+
+
+async def test_wrong_key_raises_upstream_auth_error(emulator: EmulatorServer) -> None:
+    sink = RecordingSink()
+    with pytest.raises(UpstreamAuthError, match="authentication failed"):
+        await asyncio.wait_for(provider(emulator, key="wrong").run(sink), WAIT_S)
+    assert sink.states == ["connecting", "connected"]
+
+
+async def test_second_connection_with_the_same_key_is_refused_while_the_first_streams(
+    emulator: EmulatorServer,
+) -> None:
+    first = RecordingSink()
+    async with running(provider(emulator), first) as task:
+        await subscribed(first)
+        second = RecordingSink()
+        with pytest.raises(UpstreamLimitError, match="connection limit"):
+            await asyncio.wait_for(provider(emulator).run(second), WAIT_S)
+        assert "authenticated" not in second.states
+        count = len(first.events)
+        await first.wait_for(lambda: len(first.events) > count + 10)
+        assert not task.done()
+
+
+async def test_malformed_message_is_a_dead_letter_and_the_stream_goes_on(
+    emulator: EmulatorServer,
+) -> None:
+    sink = RecordingSink()
+    async with running(provider(emulator), sink) as task:
+        await subscribed(sink)
+        emulator.inject(Fault.MALFORMED)
+        await sink.wait_for(lambda: len(sink.dead_letters) == 1)
+        raw, error = sink.dead_letters[0]
+        assert error == "T: Object missing required field `p`"
+        assert json.loads(raw)["i"] == "malformed"
+        count = len(sink.events)
+        await sink.wait_for(lambda: len(sink.events) > count + 10)
+        assert len(sink.dead_letters) == 1  # one per injection
+        assert not task.done()
+
+
+async def test_drop_ends_run_with_upstream_error_and_the_next_run_resubscribes(
+    emulator: EmulatorServer,
+) -> None:
+    prov, sink = provider(emulator), RecordingSink()
+    task = asyncio.create_task(prov.run(sink))
+    await subscribed(sink)
+    emulator.inject(Fault.DROP)
+    with pytest.raises(UpstreamError) as caught:
+        await asyncio.wait_for(task, WAIT_S)
+    assert type(caught.value) is UpstreamError
+    assert "closed" in str(caught.value)
+    async with running(prov, sink):
+        await subscribed(sink, times=2)
+        count = len(sink.events)
+        await sink.wait_for(lambda: len(sink.events) > count + 10)
+    assert emulator.connections_total == 2
+
+
+async def test_silent_sends_no_data_but_keeps_the_connection_open(
+    emulator: EmulatorServer,
+) -> None:
+    sink = RecordingSink()
+    async with running(provider(emulator), sink) as task:
+        await subscribed(sink)
+        await sink.wait_for(lambda: len(sink.events) > 10)
+        emulator.inject(Fault.SILENT)  # until resumed
+        await sink.wait_quiet(0.2)
+        count = len(sink.events)
+        with pytest.raises(TimeoutError):
+            await sink.wait_for(lambda: len(sink.events) > count, timeout_s=0.5)
+        assert not task.done()
+        emulator.inject(Fault.RESUME)
+        await sink.wait_for(lambda: len(sink.events) > count + 10)
+    assert sink.states.count("connecting") == 1
+
+
+async def test_slow_consumer_status_ends_run_with_upstream_error(
+    emulator: EmulatorServer,
+) -> None:
+    sink = RecordingSink()
+    async with running(provider(emulator), sink) as task:
+        await subscribed(sink)
+        emulator.inject(Fault.SLOW)
+        with pytest.raises(UpstreamError, match="slow_consumer"):
+            await asyncio.wait_for(task, WAIT_S)
+
+
+async def test_a_client_that_stops_reading_is_killed_as_a_slow_consumer(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(polygon_emulator, "SEND_TIMEOUT_S", 0.5)
+    async with build_server(rate=20_000) as server:
+        url = f"{server.url}/stocks"
+        client = await asyncio.to_thread(StalledClient, url, 4096)
+        try:
+            client.send_json({"action": "auth", "params": KEY})
+            client.send_json({"action": "subscribe", "params": "T.*,Q.*"})
+            async with httpx.AsyncClient(base_url=f"http://{server.host}:{server.port}") as http:
+
+                async def connections() -> int:
+                    state = (await http.get("/emulator/state")).json()
+                    return int(state["connections"])
+
+                # The emulator's connections are only observable through its control
+                # endpoint, so this polls it, with a deadline.
+                async with asyncio.timeout(WAIT_S):
+                    while await connections() == 0:  # noqa: ASYNC110 - the handshake is done...
+                        await asyncio.sleep(0.05)
+                    while await connections() == 1:  # noqa: ASYNC110 - ...the writes back up
+                        await asyncio.sleep(0.1)
+        finally:
+            client.close()
+    assert server.connections_total == 1
+    assert "polygon emulator: slow consumer" in caplog.text
+
+
+async def test_a_silent_handshake_step_times_out_with_upstream_error() -> None:
+    async def mute(ws: ServerConnection) -> None:
+        await ws.wait_closed()
+
+    async with serve(mute, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        prov = PolygonProvider(
+            f"ws://127.0.0.1:{port}/stocks", KEY, SYMBOLS, handshake_timeout_s=0.2
+        )
+        with pytest.raises(UpstreamError, match=r"no connected status within 0\.2 s"):
+            await asyncio.wait_for(prov.run(RecordingSink()), WAIT_S)
+
+
+async def test_nothing_listening_is_an_upstream_error() -> None:
+    async with build_server() as server:
+        url = f"{server.url}/stocks"
+    with pytest.raises(UpstreamError, match="cannot connect"):
+        await asyncio.wait_for(PolygonProvider(url, KEY, SYMBOLS).run(RecordingSink()), WAIT_S)
+
+
+async def test_a_wrong_path_is_an_upstream_error_with_the_http_status(
+    emulator: EmulatorServer,
+) -> None:
+    prov = PolygonProvider(f"{emulator.url}/crypto", KEY, SYMBOLS)
+    with pytest.raises(UpstreamError, match="HTTP 404"):
+        await asyncio.wait_for(prov.run(RecordingSink()), WAIT_S)
+
+
+# -- status meanings, against a scripted upstream
+
+CONNECTED = '[{"ev":"status","status":"connected","message":"Connected Successfully"}]'
+AUTHED = '[{"ev":"status","status":"auth_success","message":"authenticated"}]'
+TRADE = '[{"ev":"T","sym":"AAPL","i":"1","x":4,"p":190.5,"s":100,"t":1767225600000,"q":2,"z":3}]'
+
+
+def status(name: str, message: str) -> str:
+    return json.dumps([{"ev": "status", "status": name, "message": message}])
+
+
+def acks(params: list[str]) -> list[str]:
+    return [status("success", f"subscribed to: {p}") for p in params]
+
+
+async def run_scripted(
+    after_auth: list[str], after_subscribe: Callable[[list[str]], list[str]] | None = None
+) -> tuple[RecordingSink, UpstreamError]:
+    """Run the adapter against a server that plays a script; the sink and the error."""
+
+    async def play(ws: ServerConnection) -> None:
+        await ws.send(CONNECTED)
+        await ws.recv()
+        for frame in after_auth:
+            await ws.send(frame)
+        if after_subscribe is not None:
+            params = json.loads(await ws.recv())["params"].split(",")
+            for frame in after_subscribe(params):
+                await ws.send(frame)
+        await ws.wait_closed()
+
+    async with serve(play, "127.0.0.1", 0) as server:
+        port = next(iter(server.sockets)).getsockname()[1]
+        url = f"ws://127.0.0.1:{port}/stocks"
+        prov = PolygonProvider(url, KEY, ("AAPL",), handshake_timeout_s=0.5)
+        sink = RecordingSink()
+        with pytest.raises(UpstreamError) as caught:
+            await asyncio.wait_for(prov.run(sink), WAIT_S)
+    return sink, caught.value
+
+
+@pytest.mark.parametrize(
+    ("reply", "error", "text"),
+    [
+        (status("auth_failed", "authentication failed"), UpstreamAuthError, "refused"),
+        (status("error", "not authorized"), UpstreamAuthError, "not authorized"),
+        (status("max_connections", "Maximum"), UpstreamLimitError, "limit"),
+        (status("auth_timeout", "No authentication"), UpstreamError, "auth timed out"),
+        (status("error", "bad request"), UpstreamError, "awaiting reply to auth"),
+    ],
+    ids=["auth_failed", "not-authorized", "max_connections", "auth_timeout", "error"],
+)
+async def test_replies_to_auth_end_run_by_meaning(
+    reply: str, error: type[UpstreamError], text: str
+) -> None:
+    sink, caught = await run_scripted([reply])
+    assert type(caught) is error
+    assert text in str(caught)
+    assert "authenticated" not in sink.states
+
+
+async def test_events_between_subscription_acks_are_delivered_and_all_acks_awaited() -> None:
+    def script(params: list[str]) -> list[str]:
+        assert params == ["T.AAPL", "Q.AAPL", "AM.AAPL"]
+        first, *rest = acks(params)
+        return [first, TRADE, *rest, TRADE, status("max_connections", "kicked")]
+
+    sink, caught = await run_scripted([AUTHED], script)
+    assert type(caught) is UpstreamLimitError  # kicked by a newer connection mid-stream
+    assert sink.states == ["connecting", "connected", "authenticated", "subscribed"]
+    assert [e.ts for e in sink.events] == [1767225600.0, 1767225600.0]
+
+
+async def test_a_missing_subscription_ack_times_out() -> None:
+    sink, caught = await run_scripted([AUTHED], lambda params: acks(params)[:-1])
+    assert type(caught) is UpstreamError
+    assert "no subscription acks within 0.5 s" in str(caught)
+    assert "subscribed" not in sink.states
+
+
+async def test_an_error_status_after_subscribing_is_logged_and_the_stream_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    def script(params: list[str]) -> list[str]:
+        return [
+            *acks(params),
+            status("error", "something odd"),
+            TRADE,
+            status("slow_consumer", "x"),
+        ]
+
+    sink, caught = await run_scripted([AUTHED], script)
+    assert "slow_consumer" in str(caught)
+    assert len(sink.events) == 1
+    assert "polygon error status" in caplog.text
+
+
+# -- the emulator's wire, with a plain client
+
+
+async def recv_json(ws: ClientConnection) -> Any:
+    return json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+
+
+async def login(server: EmulatorServer) -> ClientConnection:
+    ws = await connect(f"{server.url}/stocks")
+    assert await recv_json(ws) == [
+        {"ev": "status", "status": "connected", "message": "Connected Successfully"}
+    ]
+    await ws.send(json.dumps({"action": "auth", "params": KEY}))
+    assert await recv_json(ws) == [
+        {"ev": "status", "status": "auth_success", "message": "authenticated"}
+    ]
+    return ws
+
+
+async def data_until(ws: ClientConnection, done: Callable[[list[dict[str, Any]]], bool]) -> Any:
+    """Data items received until ``done(items)``; statuses are returned too, in order."""
+    items: list[dict[str, Any]] = []
+    async with asyncio.timeout(WAIT_S):
+        while not done(items):
+            items.extend(await recv_json(ws))
+    return items
+
+
+async def test_emulator_trims_spaces_in_subscribe_params(emulator: EmulatorServer) -> None:
+    async with await login(emulator) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "params": "T.AAPL, Q.AAPL"}))
+        items = await data_until(ws, lambda i: {"T", "Q"} <= {m["ev"] for m in i})
+    statuses = [m for m in items if m["ev"] == "status"]
+    assert statuses[:2] == [
+        {"ev": "status", "status": "success", "message": "subscribed to: T.AAPL"},
+        {"ev": "status", "status": "success", "message": "subscribed to: Q.AAPL"},
+    ]
+    assert {m["sym"] for m in items if m["ev"] != "status"} == {"AAPL"}
+
+
+async def test_emulator_wildcards_unsubscribe_and_wire_types(emulator: EmulatorServer) -> None:
+    async with await login(emulator) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "params": "T.*,Q.MSFT"}))
+
+        def three_traded_and_a_quote(items: list[dict[str, Any]]) -> bool:
+            traded = {m["sym"] for m in items if m["ev"] == "T"}
+            return len(traded) >= 3 and any(m["ev"] == "Q" for m in items)
+
+        items = await data_until(ws, three_traded_and_a_quote)
+        trade = next(m for m in items if m["ev"] == "T")
+        quote = next(m for m in items if m["ev"] == "Q")
+        assert isinstance(trade["i"], str)
+        assert isinstance(trade["t"], int)
+        assert isinstance(trade["s"], int)
+        assert trade["z"] in (2, 3)
+        assert isinstance(quote["c"], int)
+        assert isinstance(quote["i"], list)
+        assert isinstance(quote["bs"], int)
+        assert quote["sym"] == "MSFT"
+        seqs: dict[str, list[int]] = {}
+        for m in items:
+            if m["ev"] in ("T", "Q"):
+                seqs.setdefault(m["sym"], []).append(m["q"])
+        assert all(s == sorted(set(s)) for s in seqs.values())  # increasing per symbol
+        await ws.send(json.dumps({"action": "unsubscribe", "params": "T.*"}))
+        items = await data_until(
+            ws, lambda i: any(m.get("message") == "unsubscribed to: T.*" for m in i)
+        )
+        items = await data_until(ws, lambda i: sum(m["ev"] == "Q" for m in i) >= 5)
+        assert {m["ev"] for m in items} == {"Q"}
+
+
+async def test_delayed_cluster_is_15_minutes_old_and_has_no_quotes() -> None:
+    async with build_server(rate=400, delayed=True) as server, await login(server) as ws:
+        await ws.send(json.dumps({"action": "subscribe", "params": "T.*,Q.*"}))
+        items = await data_until(ws, lambda i: sum(m["ev"] == "T" for m in i) >= 20)
+    assert {m["ev"] for m in items} == {"status", "T"}
+    lag_s = time.time() - max(m["t"] for m in items if m["ev"] == "T") / 1000
+    assert DELAY_S - 5 < lag_s < DELAY_S + 5
+
+
+async def test_emulator_times_out_a_connection_that_does_not_authenticate() -> None:
+    async with build_server(auth_timeout_s=0.2) as server:
+        ws = await connect(f"{server.url}/stocks")
+        assert (await recv_json(ws))[0]["status"] == "connected"
+        assert (await recv_json(ws))[0]["status"] == "auth_timeout"
+        with pytest.raises(ConnectionClosed):
+            await recv_json(ws)
+        assert ws.close_code == 1008
+
+
+async def test_emulator_answers_protocol_mistakes_with_error_statuses() -> None:
+    async def reply(ws: ClientConnection, message: str) -> list[Any]:
+        await ws.send(message)
+        return [(m["status"], m["message"]) for m in await recv_json(ws)]
+
+    async with build_server() as server, connect(f"{server.url}/stocks") as ws:
+        await recv_json(ws)  # connected
+        assert await reply(ws, "{") == [("error", "invalid message")]
+        subscribe = json.dumps({"action": "subscribe", "params": "T.AAPL"})
+        assert await reply(ws, subscribe) == [("error", "not authenticated")]
+        auth = json.dumps({"action": "auth", "params": KEY})
+        assert await reply(ws, auth) == [("auth_success", "authenticated")]
+        await ws.send(json.dumps({"action": "subscribe", "params": " ,bogus,T.,Q.MSFT"}))
+        replies = await data_until(ws, lambda i: sum(m["ev"] == "status" for m in i) >= 3)
+        assert [(m["status"], m["message"]) for m in replies if m["ev"] == "status"] == [
+            ("error", "invalid subscription: bogus"),
+            ("error", "invalid subscription: T."),
+            ("success", "subscribed to: Q.MSFT"),
+        ]
+        await ws.send(json.dumps({"action": "unsubscribe", "params": "Q.MSFT"}))
+        await data_until(ws, lambda i: any(m["ev"] == "status" for m in i))
+
+        for message, expected in [
+            (auth, "already authenticated"),
+            ('{"action":"dance"}', "unknown action: dance"),
+            ("[]", "invalid message"),
+        ]:
+            await ws.send(message)
+            items = await data_until(ws, lambda i: any(m["ev"] == "status" for m in i))
+            assert [m["message"] for m in items if m["ev"] == "status"] == [expected]
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"symbols": ("AAPL", "BTC/USDT")}, {"auth_timeout_s": 0}],
+    ids=["crypto", "auth-timeout"],
+)
+def test_build_server_refuses_bad_options(options: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"stocks only|auth_timeout_s"):
+        build_server(**options)
+
+
+# -- the emulator's tape, without sockets
+
+
+def test_tape_makes_second_and_minute_aggregates_from_the_simulator() -> None:
+    start = 1_767_225_600.0  # on a minute boundary
+    config = SimulatorConfig(symbols=("AAPL",), rate=50.0, source="polygon")
+    simulator = MarketSimulator(config, AlwaysOpen(), start)
+    tape = Tape()
+    events = simulator.advance(start + 61.5)
+    messages = tape.convert(events, lambda ev, sym: True)
+    trades = [e for e in events if type(e) is Trade]
+    bar = next(e for e in events if type(e) is Bar)
+    wire_trades = [m for m in messages if type(m) is TradeEvent]
+    assert [m.i for m in wire_trades] == [t.trade_id for t in trades]
+    assert len([m for m in messages if type(m) is QuoteEvent]) == len(
+        [e for e in events if type(e) is Quote]
+    )
+    seconds = [m for m in messages if type(m) is SecondAgg]
+    assert sum(m.v for m in seconds) == sum(t.size for t in trades if t.ts < start + 61)
+    assert all(m.e - m.s == 1000 for m in seconds)
+    (minute,) = [m for m in messages if type(m) is MinuteAgg]
+    assert (minute.s, minute.e) == (round(start * 1000), round((start + 60) * 1000))
+    assert (minute.o, minute.h, minute.l, minute.c) == (bar.open, bar.high, bar.low, bar.close)
+    assert minute.v == bar.volume
+    in_minute = [t for t in trades if t.ts < start + 60]
+    vwap = sum(t.price * t.size for t in in_minute) / sum(t.size for t in in_minute)
+    assert minute.vw == pytest.approx(vwap, abs=1e-4)
+    assert sum(m.v for m in seconds if m.s < minute.e) == minute.v
+    # Every A precedes the AM of its minute, and each stream's ``q`` increases.
+    assert messages.index(minute) > max(messages.index(m) for m in seconds if m.e <= minute.e)
