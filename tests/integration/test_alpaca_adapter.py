@@ -10,7 +10,7 @@ import contextlib
 import json
 import re
 import socket
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 import msgpack
@@ -19,62 +19,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from support.sink import RecordingSink, running, subscribed
 from support.wsclient import closed_code
 from tickcast.config.settings import Settings
 from tickcast.emulators.alpaca import build_server
 from tickcast.emulators.base import EmulatorServer, Fault
 from tickcast.errors import ConfigError, UpstreamAuthError, UpstreamError, UpstreamLimitError
-from tickcast.model.market import BookUpdate, MarketEvent, Quote, Trade
+from tickcast.model.market import BookUpdate, Quote, Trade
 from tickcast.providers.alpaca.stream import AlpacaProvider
 
 KEY, SECRET = "emulator-key", "emulator-secret"
 STOCKS = ["AAPL", "MSFT", "BTC/USD"]  # the stock feed serves the first two
-
-
-class RecordingSink:
-    """A Sink that keeps everything and lets a test wait for a condition on it."""
-
-    def __init__(self) -> None:
-        self.events: list[MarketEvent] = []
-        self.dead_letters: list[tuple[str | bytes, str, float]] = []
-        self.states: list[str] = []
-        self.details: list[str] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, events: Sequence[MarketEvent]) -> None:
-        self.events.extend(events)
-        self._changed.set()
-
-    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None:
-        self.dead_letters.append((raw, error, received_at))
-        self._changed.set()
-
-    def state(self, state: str, detail: str = "") -> None:
-        self.states.append(state)
-        self.details.append(detail)
-        self._changed.set()
-
-    async def until(self, predicate: Callable[[], bool], wait_s: float = 5.0) -> None:
-        async with asyncio.timeout(wait_s):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def more_events(self, count: int = 1, wait_s: float = 5.0) -> None:
-        target = len(self.events) + count
-        await self.until(lambda: len(self.events) >= target, wait_s)
-
-    async def quiet(self, window_s: float, wait_s: float = 5.0) -> None:
-        """Wait until no event has arrived for ``window_s`` (frames in flight are in)."""
-        async with asyncio.timeout(wait_s):
-            while True:
-                try:
-                    await self.more_events(1, wait_s=window_s)
-                except TimeoutError:
-                    return
-
-    def of(self, kind: type, symbol: str | None = None) -> list[Any]:
-        return [e for e in self.events if type(e) is kind and symbol in (None, e.symbol)]
 
 
 @pytest.fixture
@@ -86,21 +41,6 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
 def provider(server: EmulatorServer, path: str = "/v2/iex", **kwargs: Any) -> AlpacaProvider:
     args = {"key_id": KEY, "secret": SECRET, "symbols": STOCKS} | kwargs
     return AlpacaProvider(f"{server.url}{path}", **args)
-
-
-@contextlib.asynccontextmanager
-async def running(alpaca: AlpacaProvider, sink: RecordingSink) -> AsyncIterator[asyncio.Task[None]]:
-    task = asyncio.create_task(alpaca.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-            await task
-
-
-async def subscribed(sink: RecordingSink, times: int = 1) -> None:
-    await sink.until(lambda: sink.states.count("subscribed") >= times)
 
 
 async def released(server: EmulatorServer, key: str = KEY, wait_s: float = 5.0) -> None:

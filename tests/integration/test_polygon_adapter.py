@@ -2,7 +2,7 @@
 
 Each test starts the emulator on a free port (``build_server(port=0)``) and runs
 ``PolygonProvider.run`` in a task with a recording sink. Nothing sleeps blindly: tests
-wait for a condition with a deadline (``RecordingSink.wait_for``); the only waits that
+wait for a condition with a deadline (``RecordingSink.until``); the only waits that
 run to their end prove an absence (no data while silent), and they are short.
 
 The emulator's own wire (trimmed params, unsubscribe, wildcards, the delayed cluster,
@@ -13,10 +13,9 @@ and its pure ``Tape`` (how simulator events become T, Q, A and AM) without socke
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import time
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
@@ -25,12 +24,13 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
+from support.sink import RecordingSink, running, subscribed
 from support.wsclient import StalledClient
 from tickcast.emulators import polygon as polygon_emulator
 from tickcast.emulators.base import EmulatorServer, Fault
 from tickcast.emulators.polygon import DELAY_S, Tape, build_server
 from tickcast.errors import UpstreamAuthError, UpstreamError, UpstreamLimitError
-from tickcast.model.market import Bar, MarketEvent, Quote, Trade
+from tickcast.model.market import Bar, Quote, Trade
 from tickcast.providers.calendar import AlwaysOpen
 from tickcast.providers.polygon.messages import MinuteAgg, QuoteEvent, SecondAgg, TradeEvent
 from tickcast.providers.polygon.stream import PolygonProvider
@@ -41,50 +41,6 @@ SYMBOLS = ("AAPL", "MSFT")
 WAIT_S = 5.0
 
 
-class RecordingSink:
-    """A Sink that keeps everything, and lets a test wait for a condition."""
-
-    def __init__(self) -> None:
-        self.events: list[MarketEvent] = []
-        self.dead_letters: list[tuple[str | bytes, str]] = []
-        self.states: list[str] = []
-        self._changed = asyncio.Event()
-
-    def __call__(self, events: Sequence[MarketEvent]) -> None:
-        self.events.extend(events)
-        self._changed.set()
-
-    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None:
-        self.dead_letters.append((raw, error))
-        self._changed.set()
-
-    def state(self, state: str, detail: str = "") -> None:
-        self.states.append(state)
-        self._changed.set()
-
-    async def wait_for(self, predicate: Callable[[], bool], timeout_s: float = WAIT_S) -> None:
-        """Return once ``predicate()`` holds; TimeoutError after ``timeout_s``."""
-        async with asyncio.timeout(timeout_s):
-            while not predicate():
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def wait_quiet(self, quiet_s: float, timeout_s: float = WAIT_S) -> None:
-        """Return once no event has arrived for ``quiet_s``."""
-        async with asyncio.timeout(timeout_s):
-            while True:
-                try:
-                    await self.wait_for(self._grew_from(len(self.events)), quiet_s)
-                except TimeoutError:
-                    return
-
-    def _grew_from(self, count: int) -> Callable[[], bool]:
-        return lambda: len(self.events) > count
-
-    def of(self, kind: type[Any], symbol: str | None = None) -> list[Any]:
-        return [e for e in self.events if type(e) is kind and symbol in (None, e.symbol)]
-
-
 @pytest.fixture
 async def emulator() -> AsyncIterator[EmulatorServer]:
     async with build_server(rate=400) as server:
@@ -93,22 +49,6 @@ async def emulator() -> AsyncIterator[EmulatorServer]:
 
 def provider(server: EmulatorServer, key: str = KEY, **options: Any) -> PolygonProvider:
     return PolygonProvider(f"{server.url}/stocks", key, SYMBOLS, **options)
-
-
-@contextlib.asynccontextmanager
-async def running(prov: PolygonProvider, sink: RecordingSink) -> AsyncIterator[asyncio.Task[None]]:
-    """``prov.run(sink)`` in a task, cancelled at the end."""
-    task = asyncio.create_task(prov.run(sink))
-    try:
-        yield task
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError, UpstreamError):
-            await task
-
-
-async def subscribed(sink: RecordingSink, times: int = 1) -> None:
-    await sink.wait_for(lambda: sink.states.count("subscribed") >= times)
 
 
 # -- the adapter
@@ -131,7 +71,7 @@ async def test_authenticates_subscribes_and_streams_normalized_events(
                     done.add(event.symbol)
             return done == set(SYMBOLS)
 
-        await sink.wait_for(quoted_after_a_trade)
+        await sink.until(quoted_after_a_trade)
     assert {e.symbol for e in sink.events} == set(SYMBOLS)  # only what was subscribed
     assert {e.source for e in sink.events} == {"polygon"}
     assert sink.dead_letters == []
@@ -157,7 +97,7 @@ async def test_authenticates_subscribes_and_streams_normalized_events(
 async def test_snapshot_holds_the_latest_filled_quote_per_symbol(emulator: EmulatorServer) -> None:
     prov, sink = provider(emulator), RecordingSink()
     async with running(prov, sink):
-        await sink.wait_for(lambda: {q.symbol for q in sink.of(Quote)} == set(SYMBOLS))
+        await sink.until(lambda: {q.symbol for q in sink.of(Quote)} == set(SYMBOLS))
         latest = {q.symbol: q for q in sink.of(Quote)}
         assert {q.symbol: q for q in prov.snapshot() if type(q) is Quote} == latest
 
@@ -165,7 +105,7 @@ async def test_snapshot_holds_the_latest_filled_quote_per_symbol(emulator: Emula
 async def test_second_bars_when_channel_a_is_subscribed(emulator: EmulatorServer) -> None:
     sink = RecordingSink()
     async with running(provider(emulator, channels=("T", "A")), sink):
-        await sink.wait_for(lambda: len(sink.of(Bar, "AAPL")) >= 2)
+        await sink.until(lambda: len(sink.of(Bar, "AAPL")) >= 2)
     trades = sink.of(Trade, "AAPL")
     for bar in sink.of(Bar, "AAPL"):
         assert bar.interval_s == 1
@@ -196,8 +136,7 @@ async def test_second_connection_with_the_same_key_is_refused_while_the_first_st
         with pytest.raises(UpstreamLimitError, match="connection limit"):
             await asyncio.wait_for(provider(emulator).run(second), WAIT_S)
         assert "authenticated" not in second.states
-        count = len(first.events)
-        await first.wait_for(lambda: len(first.events) > count + 10)
+        await first.more_events(11)
         assert not task.done()
 
 
@@ -208,12 +147,11 @@ async def test_malformed_message_is_a_dead_letter_and_the_stream_goes_on(
     async with running(provider(emulator), sink) as task:
         await subscribed(sink)
         emulator.inject(Fault.MALFORMED)
-        await sink.wait_for(lambda: len(sink.dead_letters) == 1)
-        raw, error = sink.dead_letters[0]
+        await sink.until(lambda: len(sink.dead_letters) == 1)
+        raw, error, _ = sink.dead_letters[0]
         assert error == "T: Object missing required field `p`"
         assert json.loads(raw)["i"] == "malformed"
-        count = len(sink.events)
-        await sink.wait_for(lambda: len(sink.events) > count + 10)
+        await sink.more_events(11)
         assert len(sink.dead_letters) == 1  # one per injection
         assert not task.done()
 
@@ -231,8 +169,7 @@ async def test_drop_ends_run_with_upstream_error_and_the_next_run_resubscribes(
     assert "closed" in str(caught.value)
     async with running(prov, sink):
         await subscribed(sink, times=2)
-        count = len(sink.events)
-        await sink.wait_for(lambda: len(sink.events) > count + 10)
+        await sink.more_events(11)
     assert emulator.connections_total == 2
 
 
@@ -242,15 +179,15 @@ async def test_silent_sends_no_data_but_keeps_the_connection_open(
     sink = RecordingSink()
     async with running(provider(emulator), sink) as task:
         await subscribed(sink)
-        await sink.wait_for(lambda: len(sink.events) > 10)
+        await sink.until(lambda: len(sink.events) > 10)
         emulator.inject(Fault.SILENT)  # until resumed
-        await sink.wait_quiet(0.2)
+        await sink.quiet(0.2)
         count = len(sink.events)
         with pytest.raises(TimeoutError):
-            await sink.wait_for(lambda: len(sink.events) > count, timeout_s=0.5)
+            await sink.more_events(1, wait_s=0.5)
         assert not task.done()
         emulator.inject(Fault.RESUME)
-        await sink.wait_for(lambda: len(sink.events) > count + 10)
+        await sink.until(lambda: len(sink.events) > count + 10)
     assert sink.states.count("connecting") == 1
 
 

@@ -13,13 +13,14 @@ import io
 import json
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import msgspec
 import pytest
 
+from support.sink import Enough, RecordingSink
 from tickcast.errors import ConfigError, UpstreamError
 from tickcast.model.market import FEED, Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.providers.base import ParseError, Sink
@@ -376,37 +377,6 @@ def test_recorder_empty_batch_writes_nothing() -> None:
 # -- the ReplayProvider
 
 
-class Enough(Exception):
-    """Raised by a test's sink or clock to end a replay that would go on for ever."""
-
-
-class RecordingSink:
-    """A Sink that keeps what it is given, and when (monotonic)."""
-
-    def __init__(self, stop_after: int | None = None) -> None:
-        self.batches: list[list[MarketEvent]] = []
-        self.arrivals: list[float] = []
-        self.dead: list[tuple[str | bytes, str, float]] = []
-        self.states: list[tuple[str, str]] = []
-        self.stop_after = stop_after
-
-    @property
-    def events(self) -> list[MarketEvent]:
-        return [event for batch in self.batches for event in batch]
-
-    def __call__(self, events: Sequence[MarketEvent]) -> None:
-        self.batches.append(list(events))
-        self.arrivals.append(time.monotonic())
-        if self.stop_after is not None and len(self.events) >= self.stop_after:
-            raise Enough
-
-    def dead_letter(self, raw: str | bytes, error: str, received_at: float) -> None:
-        self.dead.append((raw, error, received_at))
-
-    def state(self, state: str, detail: str = "") -> None:
-        self.states.append((state, detail))
-
-
 def trade(i: int, recv: float, latency: float = 0.001) -> Trade:
     """The i-th trade of a test recording (its id tells where it came from)."""
     return Trade("AAPL" if i % 2 else "MSFT", 100.0 + i, 1.0 + i, recv - latency, "alpaca", str(i))
@@ -431,14 +401,6 @@ def write_recording(
             assert line is not None
             file.write(line)
     return trades
-
-
-async def wait_until(condition: Callable[[], bool], wait_s: float = 10.0) -> None:
-    deadline = time.monotonic() + wait_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 def ids(events: Sequence[MarketEvent]) -> list[str]:
@@ -467,8 +429,9 @@ async def test_speed_0_delivers_everything_fast_in_order_and_looking_live(
         assert before - 1.0 <= event.ts <= after + 1.0
         assert msgspec.structs.replace(event, ts=recorded.ts) == recorded
     assert [e.ts for e in events] == sorted(e.ts for e in events)
-    assert sink.dead == []
-    assert sink.states == [("connecting", str(path)), ("subscribed", "2 symbols")]
+    assert sink.dead_letters == []
+    assert sink.states == ["connecting", "subscribed"]
+    assert sink.details == [str(path), "2 symbols"]
 
 
 async def test_speed_0_delivers_in_big_batches_yielding_between_them(tmp_path: Path) -> None:
@@ -574,7 +537,8 @@ async def test_loop_starts_over_and_time_keeps_moving_forward(tmp_path: Path) ->
     for i in range(lines, len(events)):
         assert events[i].ts > events[i - lines].ts
     # one state report for the whole replay, not one per pass
-    assert sink.states == [("connecting", str(path)), ("subscribed", "2 symbols")]
+    assert sink.states == ["connecting", "subscribed"]
+    assert sink.details == [str(path), "2 symbols"]
 
 
 async def test_loop_at_speed_0_starts_over_too(tmp_path: Path) -> None:
@@ -666,10 +630,10 @@ async def test_a_corrupt_line_is_a_dead_letter_and_the_rest_plays(tmp_path: Path
     await asyncio.wait_for(ReplayProvider(path, speed=0).run(sink), 10)
     assert ids(sink.events) == ["0", "1", "2", "3", "4", "5"]
     # blank lines are skipped quietly; the others are dead letters, in file order
-    assert [raw for raw, _, _ in sink.dead] == [b"this is not json\n", bad, unknown]
-    assert all(error for _, error, _ in sink.dead)
-    assert "unknown event type" in sink.dead[2][1]
-    assert all(received_at >= before - 1 for _, _, received_at in sink.dead)
+    assert [raw for raw, _, _ in sink.dead_letters] == [b"this is not json\n", bad, unknown]
+    assert all(error for _, error, _ in sink.dead_letters)
+    assert "unknown event type" in sink.dead_letters[2][1]
+    assert all(received_at >= before - 1 for _, _, received_at in sink.dead_letters)
 
 
 async def test_a_recording_deleted_while_looping_is_an_upstream_error(tmp_path: Path) -> None:
