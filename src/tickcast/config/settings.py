@@ -71,6 +71,24 @@ class Settings(BaseSettings):
         replay_speed: 1 = real time, N = N times faster, 0 = as fast as possible.
         replay_loop: start over at the end of the file (timestamps move forward).
 
+    Accounts, auth and limits (every front):
+        database_url: SQLAlchemy async URL; the default is a SQLite file created and
+            migrated on first start; ``postgresql+asyncpg://user@host/db`` for production.
+        jwt_secret: HS256 key for signed tokens; None = a random key per process (tokens
+            then die with it; a warning says so).
+        jwt_ttl_s: lifetime of the tokens the gateway issues, in seconds.
+        allow_anonymous: whether clients without credentials may read public market data.
+        allowed_origins: Origin header values allowed on WebSockets; empty = any (a
+            browser-facing deployment should list its sites); others are closed with 1008.
+        auth_timeout_s: time a client has to authenticate by its first message.
+        max_connections_per_user: open WebSockets per authenticated user.
+        rate_limit_per_s, rate_limit_burst: inbound messages per connection (token bucket).
+
+    Front 2 (the realtime envelope):
+        update_interval_s: how often portfolio values and asset updates are pushed.
+        batch_size: the most symbols priced in one update by the price-feed service.
+        cache_timeout_s: how long a computed portfolio value may be reused.
+
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
     ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
@@ -114,6 +132,19 @@ class Settings(BaseSettings):
     replay_speed: float = Field(1.0, ge=0, allow_inf_nan=False)
     replay_loop: bool = False
 
+    database_url: str = "sqlite+aiosqlite:///tickcast.db"
+    jwt_secret: SecretStr | None = None
+    jwt_ttl_s: float = Field(3600.0, gt=0)
+    allow_anonymous: bool = True
+    allowed_origins: Annotated[tuple[str, ...], NoDecode] = ()
+    auth_timeout_s: float = Field(10.0, gt=0)
+    max_connections_per_user: int = Field(5, ge=1)
+    rate_limit_per_s: float = Field(20.0, gt=0)
+    rate_limit_burst: int = Field(40, ge=1)
+    update_interval_s: float = Field(1.0, gt=0)
+    batch_size: int = Field(100, ge=1)
+    cache_timeout_s: float = Field(1.0, ge=0)
+
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias="ALPACA_API_SECRET_KEY")
     polygon_api_key: SecretStr | None = Field(
@@ -139,6 +170,13 @@ class Settings(BaseSettings):
     @classmethod
     def _split_feed(cls, value: Any) -> Any:
         return _split_names(value, str.lower, "at least one provider is required")
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(o.strip() for o in value.split(",") if o.strip())
+        return value
 
     @field_validator("symbols", mode="before")
     @classmethod
