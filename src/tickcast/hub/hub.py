@@ -15,8 +15,7 @@ from typing import Protocol
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.model.envelope import Envelope
-from tickcast.model.market import MarketEvent
-from tickcast.model.topic import CONFLATABLE, Channel, Topic, topic_of
+from tickcast.model.topic import CONFLATABLE, Channel, Event, Topic, topic_of
 from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
 
 #: Encodes an envelope into one wire format's payload (UTF-8 JSON text for now).
@@ -97,7 +96,7 @@ class Hub:
 
     # -- topics
 
-    def _topic(self, event: MarketEvent) -> tuple[Topic, str]:
+    def _topic(self, event: Event) -> tuple[Topic, str]:
         topic = topic_of(event)
         cached = self._topics.get((topic.channel, topic.symbol))
         if cached is None:
@@ -118,7 +117,7 @@ class Hub:
 
     # -- publish
 
-    def publish(self, events: Iterable[MarketEvent], server_ts: float) -> None:
+    def publish(self, events: Iterable[Event], server_ts: float) -> None:
         """Publish a batch of events stamped with ``server_ts`` (epoch seconds UTC)."""
         seqs = self._seq
         for event in events:

@@ -9,12 +9,11 @@ from __future__ import annotations
 
 import msgspec
 
-from tickcast.model.market import MarketEvent
-from tickcast.model.topic import Topic
+from tickcast.model.topic import Event, Topic
 
 
 class Envelope(msgspec.Struct, frozen=True, gc=False):
     topic: Topic
     seq: int
     server_ts: float
-    payload: MarketEvent
+    payload: Event

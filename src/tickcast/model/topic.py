@@ -14,6 +14,10 @@ from typing import Final
 import msgspec
 
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
+from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
+
+#: Everything the hub publishes.
+Event = MarketEvent | AssetUpdate | PortfolioValue | PositionUpdate
 
 
 class Channel(enum.StrEnum):
@@ -22,11 +26,26 @@ class Channel(enum.StrEnum):
     BARS = "bars"
     BOOK = "book"
     STATUS = "status"
+    ASSETS = "assets"
+    PORTFOLIO = "portfolio"
+    POSITIONS = "positions"
 
 
 #: Channels whose pending updates may be replaced by newer ones (latest value per key).
 #: Status changes are never conflated: each transition is news.
-CONFLATABLE: Final = frozenset({Channel.QUOTES})
+CONFLATABLE: Final = frozenset({Channel.QUOTES, Channel.ASSETS, Channel.PORTFOLIO})
+
+#: Channels whose data belongs to one user (the portfolio's owner).
+PRIVATE: Final = frozenset({Channel.PORTFOLIO, Channel.POSITIONS})
+
+#: Channels a market-feed client may name (the others are other fronts' vocabulary).
+MARKET_CHANNELS: Final = (
+    Channel.QUOTES,
+    Channel.TRADES,
+    Channel.BARS,
+    Channel.BOOK,
+    Channel.STATUS,
+)
 
 
 class Topic(msgspec.Struct, frozen=True, gc=False):
@@ -55,9 +74,14 @@ _CHANNEL_OF: Final[dict[type, Channel]] = {
     Bar: Channel.BARS,
     BookUpdate: Channel.BOOK,
     Status: Channel.STATUS,
+    AssetUpdate: Channel.ASSETS,
+    PortfolioValue: Channel.PORTFOLIO,
+    PositionUpdate: Channel.POSITIONS,
 }
 
 
-def topic_of(event: MarketEvent) -> Topic:
-    """The topic a market event is published on."""
+def topic_of(event: Event) -> Topic:
+    """The topic an event is published on: its channel and its key (symbol or id)."""
+    if isinstance(event, PortfolioValue | PositionUpdate | AssetUpdate):
+        return Topic(_CHANNEL_OF[type(event)], event.key)
     return Topic(_CHANNEL_OF[type(event)], event.symbol)

@@ -628,3 +628,12 @@ def test_status_and_feed_do_not_mix_with_the_wrong_partner(message: dict[str, An
     ]
     assert session.commands_received() == []
     assert send(session, {"action": "subscribe", "symbols": ["AAPL"]})[0]["type"] == "subscribed"
+
+
+@pytest.mark.parametrize("channel", ["portfolio", "positions", "assets"])
+def test_other_fronts_channels_are_not_market_feed_channels(channel: str) -> None:
+    # portfolio data is private: the market feed must never subscribe to it by name
+    session = make_session()
+    message = {"action": "subscribe", "symbols": ["AAPL"], "channels": [channel]}
+    assert send(session, message) == [{"type": "error", "message": CHANNEL_ERROR}]
+    assert session.commands_received() == []

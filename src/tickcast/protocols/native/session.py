@@ -28,7 +28,7 @@ from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.hub.hub import Encoded
 from tickcast.model.market import FEED
-from tickcast.model.topic import Channel, Topic
+from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.native import codec
 
 #: A symbol: letters, digits and . / - : _ , 1 to 32 characters (``BTC/USDT``, ``BRK.B``).
@@ -239,10 +239,13 @@ class MarketFeedSession:
         if not isinstance(channels, list) or not channels:
             raise InvalidMessage("Invalid request: 'channels' must be a non-empty list")
         try:
-            return tuple(dict.fromkeys(Channel(c) for c in channels))
+            chosen = tuple(dict.fromkeys(Channel(c) for c in channels))
         except (ValueError, TypeError):
-            names = ", ".join(c.value for c in Channel)
-            raise InvalidMessage(f"Unknown channel: choose from {names}") from None
+            chosen = ()
+        if not chosen or any(c not in MARKET_CHANNELS for c in chosen):
+            names = ", ".join(c.value for c in MARKET_CHANNELS)
+            raise InvalidMessage(f"Unknown channel: choose from {names}")
+        return chosen
 
     def _subscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
@@ -294,7 +297,7 @@ class MarketFeedSession:
     def _unsubscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
         channels = (
-            self._channels(message) if message.get("channels") is not None else tuple(Channel)
+            self._channels(message) if message.get("channels") is not None else MARKET_CHANNELS
         )
         gone = tuple(t for t in self.topics if t.symbol in symbols and t.channel in channels)
         self.topics.difference_update(gone)
