@@ -1,0 +1,1 @@
+"""Front 2's realtime envelope: ``{"type", "data", "timestamp"}`` both ways."""

@@ -1,0 +1,94 @@
+"""Front 2 wire format: every message is ``{"type": ..., "data": {...}, "timestamp": ...}``.
+
+Rules: pure. Money (Decimal) is written as a JSON number, exactly as stored (no float
+rounding on the way out). Timestamps are ISO 8601 UTC with milliseconds, like Front 1's.
+
+    {"type": "asset_update", "data": {"symbol": "AAPL", "price": 190.02, "change": 1.52,
+     "change_percent": 0.81, "volume": 1200, "high": 190.4, "low": 188.1},
+     "timestamp": "2024-01-15T10:30:00.000Z"}
+    {"type": "portfolio_update", "data": {"portfolio_id": 123, "name": "Growth",
+     "total_value": 10523.5, "daily_change": 120.25, "daily_change_percent": 1.16},
+     "timestamp": "..."}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Final
+
+import msgspec
+
+from tickcast.model.envelope import Envelope
+from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
+from tickcast.protocols.native.timefmt import iso_ms
+
+WIRE: Final = "realtime"
+
+_encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+def _round(value: float) -> float | int:
+    return int(value) if type(value) is float and value.is_integer() else round(value, 6)
+
+
+def _asset(e: AssetUpdate) -> tuple[str, dict[str, Any]]:
+    return "asset_update", {
+        "symbol": e.symbol,
+        "price": e.price,
+        "change": round(e.change, 6),
+        "change_percent": round(e.change_percent, 4),
+        "volume": _round(e.volume),
+        "high": e.high,
+        "low": e.low,
+    }
+
+
+def _portfolio(e: PortfolioValue) -> tuple[str, dict[str, Any]]:
+    return "portfolio_update", {
+        "portfolio_id": e.portfolio_id,
+        "name": e.name,
+        "total_value": e.total_value,
+        "daily_change": e.daily_change,
+        "daily_change_percent": e.daily_change_percent,
+        "unrealized_pnl": e.unrealized_pnl,
+        "realized_pnl": e.realized_pnl,
+    }
+
+
+def _position(e: PositionUpdate) -> tuple[str, dict[str, Any]]:
+    return "position_update", {
+        "portfolio_id": e.portfolio_id,
+        "symbol": e.symbol,
+        "quantity": e.quantity,
+        "cost_basis": e.cost_basis,
+        "realized_pnl": e.realized_pnl,
+    }
+
+
+_MESSAGE: Final[dict[type, Callable[[Any], tuple[str, dict[str, Any]]]]] = {
+    AssetUpdate: _asset,
+    PortfolioValue: _portfolio,
+    PositionUpdate: _position,
+}
+
+
+def encode(envelope: Envelope) -> bytes:
+    """The envelope of one published update."""
+    event = envelope.payload
+    build = _MESSAGE.get(type(event))
+    if build is None:
+        raise TypeError(f"not a realtime event: {event!r}")
+    type_, data = build(event)
+    return _encode({"type": type_, "data": data, "timestamp": iso_ms(event.ts)})
+
+
+CODECS: Final = {WIRE: encode}
+
+
+def message(type_: str, data: dict[str, Any], now: float) -> bytes:
+    """A control message (connection, pong, error...)."""
+    return _encode({"type": type_, "data": data, "timestamp": iso_ms(now)})
+
+
+def error(text: str, now: float) -> bytes:
+    return message("error", {"message": text}, now)

@@ -1,0 +1,267 @@
+"""The Front 2 session: the realtime envelope protocol as a sans-I/O state machine.
+
+Rules: pure. ``receive_text(data, now)`` handles one client message; replies are
+collected for ``frames_to_send()`` and subscription changes and authentication requests
+for ``commands_received()``, which the driver (``fronts/realtime.py``) carries out.
+Anything malformed or refused gets ``{"type": "error", "data": {"message": ...}}`` and
+leaves the session usable; only a failed or missing authentication (when anonymous
+access is off) closes it, with 1008.
+
+Client messages (MISSION.md, Front 2)::
+
+    {"type": "ping", "data": {}}
+    {"type": "subscribe_asset", "data": {"symbol": "AAPL"}}
+    {"type": "unsubscribe_asset", "data": {"symbol": "AAPL"}}
+    {"type": "subscribe_portfolio", "data": {"portfolio_id": 123}}      (owner only)
+    {"type": "unsubscribe_portfolio", "data": {"portfolio_id": 123}}
+    {"type": "auth", "data": {"token": "<JWT or API key>"}}            (first message)
+
+Fields are read from ``data``, or from the message itself when a client puts them there.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from tickcast.closecodes import CloseCode
+from tickcast.errors import InvalidMessage, LimitExceeded
+from tickcast.hub.hub import Encoded
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.envelope import codec
+
+SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
+MAX_TOKEN_CHARS: Final = 4096
+MAX_PORTFOLIO_ID: Final = 2**63 - 1
+
+
+class Subscribe(NamedTuple):
+    topics: tuple[Topic, ...]
+
+
+class Unsubscribe(NamedTuple):
+    topics: tuple[Topic, ...]
+
+
+class Authenticate(NamedTuple):
+    """The client sent credentials; the driver answers ``authenticated`` or ``refuse``."""
+
+    token: str
+
+
+Command = Subscribe | Unsubscribe | Authenticate
+
+_decode = msgspec.json.Decoder().decode
+
+
+class RealtimeSession:
+    """One client's protocol state.
+
+    Args:
+        connection_id: the id announced in the ``connection`` message.
+        user_id: the user authenticated at the handshake, or None.
+        anonymous_allowed: whether an unauthenticated client may read asset updates;
+            when False, it must authenticate by its first message within
+            ``auth_timeout_s`` or be closed with 1008.
+        is_known: whether a symbol exists (the asset table).
+        owner_of: the owner of a portfolio id, or None when there is no such portfolio.
+        max_subscriptions: topics per connection.
+        now: wall-clock epoch seconds at connect.
+        idle_timeout_s: close with 3008 when the client sends nothing for this long
+            (0 disables).
+    """
+
+    def __init__(
+        self,
+        *,
+        connection_id: str,
+        user_id: int | None,
+        anonymous_allowed: bool,
+        is_known: Callable[[str], bool],
+        owner_of: Callable[[int], int | None],
+        max_subscriptions: int,
+        now: float,
+        auth_timeout_s: float = 10.0,
+        idle_timeout_s: float = 0.0,
+    ) -> None:
+        self.connection_id = connection_id
+        self.user_id = user_id
+        self.anonymous_allowed = anonymous_allowed
+        self.is_known = is_known
+        self.owner_of = owner_of
+        self.max_subscriptions = max_subscriptions
+        self.idle_timeout_s = idle_timeout_s
+        self.topics: set[Topic] = set()
+        self.close_reason: CloseCode | None = None
+        self.close_message = ""
+        self._frames: list[Encoded] = []
+        self._commands: list[Command] = []
+        self._last_received = now
+        self._auth_pending = False
+        self._auth_deadline = (
+            now + auth_timeout_s if user_id is None and not anonymous_allowed else None
+        )
+        self._announce(now)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user_id is not None
+
+    # -- sans-I/O surface
+
+    def receive_text(self, data: str, now: float) -> None:
+        self._last_received = now
+        try:
+            self._handle(data, now)
+        except (InvalidMessage, LimitExceeded) as exc:
+            self.send_error(str(exc), now)
+
+    def receive_bytes(self, data: bytes, now: float) -> None:
+        self._last_received = now
+        self.send_error("binary frames are not supported; send JSON text", now)
+
+    def frames_to_send(self) -> list[Encoded]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def commands_received(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def handle_timer(self, now: float) -> None:
+        if self._auth_deadline is not None and now >= self._auth_deadline:
+            self._close(CloseCode.POLICY_VIOLATION, "authentication timeout", now)
+        elif self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
+            self.close_reason = CloseCode.IDLE_TIMEOUT
+
+    def next_deadline(self) -> float | None:
+        deadlines = [
+            d
+            for d in (
+                self._auth_deadline,
+                self._last_received + self.idle_timeout_s if self.idle_timeout_s else None,
+            )
+            if d is not None
+        ]
+        return min(deadlines) if deadlines else None
+
+    def send_error(self, message: str, now: float) -> None:
+        self._frames.append(Encoded(codec.error(message, now), control=True))
+
+    # -- the driver's answers to Authenticate
+
+    def authenticated_as(self, user_id: int, now: float) -> None:
+        """The credentials were good: announce the new state."""
+        self.user_id = user_id
+        self._auth_pending = False
+        self._auth_deadline = None
+        self._announce(now)
+
+    def refuse(self, message: str, now: float) -> None:
+        """The credentials were bad: say why and close with 1008."""
+        self._auth_pending = False
+        self._close(CloseCode.POLICY_VIOLATION, message, now)
+
+    # -- message handling
+
+    def _announce(self, now: float) -> None:
+        data = {
+            "status": "connected",
+            "connection_id": self.connection_id,
+            "authenticated": self.authenticated,
+            "user_id": self.user_id,
+        }
+        self._frames.append(Encoded(codec.message("connection", data, now), control=True))
+
+    def _close(self, code: CloseCode, message: str, now: float) -> None:
+        self.send_error(message, now)
+        self.close_reason = code
+        self.close_message = message
+
+    def _handle(self, data: str, now: float) -> None:
+        try:
+            message = _decode(data)
+        except (msgspec.DecodeError, RecursionError):
+            raise InvalidMessage("Invalid JSON") from None
+        if not isinstance(message, dict):
+            raise InvalidMessage("Invalid message: expected a JSON object")
+        type_ = message.get("type")
+        body = message.get("data")
+        if body is None:
+            body = message
+        if not isinstance(body, dict):
+            raise InvalidMessage("Invalid message: 'data' must be an object")
+        if type_ == "ping":
+            self._frames.append(Encoded(codec.message("pong", {}, now), control=True))
+        elif type_ == "auth":
+            self._auth(body)
+        elif type_ in ("subscribe_asset", "unsubscribe_asset"):
+            self._asset(type_ == "subscribe_asset", body)
+        elif type_ in ("subscribe_portfolio", "unsubscribe_portfolio"):
+            self._portfolio(type_ == "subscribe_portfolio", body)
+        elif type_ is None:
+            raise InvalidMessage("Invalid message: missing 'type'")
+        else:
+            raise InvalidMessage(f"Unknown message type: {str(type_)[:40]!r}")
+
+    def _auth(self, body: dict[str, Any]) -> None:
+        token = body.get("token")
+        if not isinstance(token, str) or not token or len(token) > MAX_TOKEN_CHARS:
+            raise InvalidMessage("Invalid auth message: 'token' must be a non-empty string")
+        if self.authenticated or self._auth_pending:
+            raise InvalidMessage("Already authenticated")
+        self._auth_pending = True
+        self._commands.append(Authenticate(token))
+
+    def _require_reader(self) -> None:
+        if not self.authenticated and not self.anonymous_allowed:
+            raise InvalidMessage("Authentication required")
+
+    def _add(self, topic: Topic) -> None:
+        if topic in self.topics:
+            return
+        if len(self.topics) >= self.max_subscriptions:
+            raise LimitExceeded(
+                f"Too many subscriptions: at most {self.max_subscriptions} per connection"
+            )
+        self.topics.add(topic)
+        self._commands.append(Subscribe((topic,)))
+
+    def _remove(self, topic: Topic) -> None:
+        if topic in self.topics:
+            self.topics.discard(topic)
+            self._commands.append(Unsubscribe((topic,)))
+
+    def _asset(self, subscribe: bool, body: dict[str, Any]) -> None:
+        symbol = body.get("symbol")
+        if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol.strip().upper()):
+            raise InvalidMessage("Invalid request: 'symbol' must be a ticker such as 'AAPL'")
+        symbol = symbol.strip().upper()
+        topic = Topic(Channel.ASSETS, symbol)
+        if not subscribe:
+            self._remove(topic)
+            return
+        self._require_reader()
+        if not self.is_known(symbol):
+            raise InvalidMessage(f"Unknown symbol: {symbol}")
+        self._add(topic)
+
+    def _portfolio(self, subscribe: bool, body: dict[str, Any]) -> None:
+        raw = body.get("portfolio_id")
+        if isinstance(raw, str) and raw.isdigit():
+            raw = int(raw)
+        if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw <= MAX_PORTFOLIO_ID:
+            raise InvalidMessage("Invalid request: 'portfolio_id' must be a positive integer")
+        topic = Topic(Channel.PORTFOLIO, str(raw))
+        if not subscribe:
+            self._remove(topic)
+            return
+        if not self.authenticated:
+            raise InvalidMessage("Authentication required for portfolio data")
+        if self.owner_of(raw) != self.user_id:
+            # the same answer whether it does not exist or is someone else's
+            raise InvalidMessage(f"Portfolio {raw} not found")
+        self._add(topic)
