@@ -78,8 +78,8 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        """True once the node is running and some provider has delivered data."""
-        return self._ready
+        """True once market data has arrived, while a provider feeds the hub."""
+        return self._ready and bool(self.supervisor.active)
 
     def gauges(self) -> Gauges:
         return Gauges(
@@ -102,7 +102,8 @@ class Node:
             kind = _KIND[type(event)]
             by_kind[kind] = by_kind.get(kind, 0) + 1
         self.hub.publish(events, time.time())
-        self._ready = True
+        if type(events[0]) is not Status:  # a feed status alone is not market data
+            self._ready = True
 
     async def _run(self) -> None:
         try:
@@ -128,10 +129,10 @@ class Node:
 
     async def aclose(self) -> None:
         self.metrics.gc_pauses.uninstall()
-        self._ready = False
         task, self._tasks = self._tasks, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        self._ready = False  # after the feed has stopped: it can no longer set it again
         self.pump.close()

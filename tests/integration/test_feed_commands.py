@@ -342,3 +342,26 @@ def test_help(args: list[str], mentions: list[str]) -> None:
     assert result.returncode == 0, result.stderr
     for flag in mentions:
         assert flag in result.stdout, flag
+
+
+def test_feed_ends_cleanly_when_its_reader_goes_away() -> None:
+    # `tickcast feed | head -c 100`: the pipe closes; the feed must stop, exit 0, no traceback
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tickcast", "feed", "--interval", "0.1"],
+        env=clean_env(),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    assert proc.stdout.read(100)
+    proc.stdout.close()
+    try:
+        returncode = proc.wait(timeout=15)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.stderr is not None
+    with proc.stderr:
+        stderr = proc.stderr.read().decode()
+    assert returncode == 0, stderr
+    assert "Traceback" not in stderr

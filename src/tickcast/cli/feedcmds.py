@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
 import time
@@ -135,24 +136,47 @@ def run_feed(
     settings: Settings, *, interval: float, batch_size: int, out: str, verbose: bool
 ) -> int:
     providers = [registry.create(name, settings) for name in settings.feed]
+    output_error: list[OSError] = []
     with _open_out(out) as file:
         batcher = PriceBatcher(file, batch_size, verbose=verbose)
         supervisor = _supervisor(settings, providers, batcher)
+
+        def flush() -> bool:
+            """Write what is due; False (and stop) once the output is gone."""
+            try:
+                batcher.flush(time.time())
+            except OSError as exc:  # a closed pipe (`| head`), a full disk
+                output_error.append(exc)
+                return False
+            return True
 
         async def work(stop: asyncio.Event) -> None:
             async def flusher() -> None:
                 while True:
                     await asyncio.sleep(interval)
-                    batcher.flush(time.time())
+                    if not flush():
+                        stop.set()
+                        return
 
             flushing = asyncio.create_task(flusher(), name="flush")
             try:
                 await _supervise_until(supervisor, stop)
             finally:
                 flushing.cancel()
-                batcher.flush(time.time())
+                if not output_error:
+                    flush()
 
-        return _run(work, "feed")
+        code = _run(work, "feed")
+    if output_error:
+        if isinstance(output_error[0], BrokenPipeError):
+            # the reader went away (`tickcast feed | head`): a normal end, as for any
+            # Unix filter; stdout is pointed at /dev/null so exit does not complain
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            return code
+        print(f"tickcast feed: cannot write prices: {output_error[0]}", file=sys.stderr)
+        return 1
+    return code
 
 
 def run_record(settings: Settings, *, out: Path, duration: float, count: int) -> int:

@@ -79,6 +79,9 @@ class Provider(abc.ABC):
     """
 
     name: str
+    #: Judge this provider silent after ``feed_stale_s`` without data while the market is
+    #: open. False for a source whose gaps are data (a replay of a quiet recording).
+    watch_silence: bool = True
 
     @property
     @abc.abstractmethod

@@ -13,9 +13,16 @@ book never disturbs another (cryptofeed#291 resets every pair on one gap; we do 
 - While a symbol is EMPTY or SYNCING its deltas are buffered (bounded: on overflow the
   oldest are dropped, which the next snapshot makes harmless), nothing is published for
   it, and ``resync`` asks the driver for a fresh snapshot, once per gap.
-- A snapshot replaces the book; buffered deltas newer than it are replayed (Binance's
-  rule: drop ``seq <= snapshot``, then each must follow the previous one), and one full
-  snapshot is published, so that clients replace their book too.
+- A snapshot replaces the book; buffered deltas newer than it are replayed (drop
+  ``seq <= snapshot``, then each must follow the previous one), and one full snapshot is
+  published, so that clients replace their book too.
+
+Scope: one ``sequence`` per update, each the previous plus one (Coinbase's
+``sequence_num``, the simulator). Binance's ranged updates (``U``..``u``, with the first
+applied one straddling the snapshot's ``lastUpdateId``) would need the first id of each
+update as well; no provider sends them yet. A resync is requested once per gap; the
+driver does not re-ask if the snapshot never comes. Deltas dropped because the buffer
+was full are counted in ``overflowed``.
 """
 
 from __future__ import annotations
@@ -53,12 +60,13 @@ _NOTHING: Final = BookStep((), False)
 
 
 class _Symbol:
-    __slots__ = ("book", "buffer", "last", "state")
+    __slots__ = ("book", "buffer", "last", "latest", "state")
 
     def __init__(self) -> None:
         self.state = BookState.EMPTY
         self.book = OrderBook()
         self.last = 0
+        self.latest: BookUpdate | None = None  # the last update applied
         self.buffer: deque[BookUpdate] = deque(maxlen=MAX_BUFFERED)
 
 
@@ -70,10 +78,19 @@ class BookBuilder:
         self.gaps = 0
         self.duplicates = 0
         self.resyncs = 0
+        self.overflowed = 0
 
     def state(self, symbol: str) -> BookState:
         entry = self._symbols.get(symbol)
         return entry.state if entry is not None else BookState.EMPTY
+
+    def snapshots(self) -> list[BookUpdate]:
+        """A full snapshot of every live book (to republish when this provider takes over)."""
+        return [
+            entry.book.snapshot(entry.latest)
+            for entry in self._symbols.values()
+            if entry.state is BookState.LIVE and entry.latest is not None
+        ]
 
     def book(self, symbol: str) -> OrderBook | None:
         entry = self._symbols.get(symbol)
@@ -87,6 +104,8 @@ class BookBuilder:
             return self._snapshot(entry, update)
         if entry.state is not BookState.LIVE:
             first = not entry.buffer and entry.state is BookState.EMPTY
+            if len(entry.buffer) == MAX_BUFFERED:
+                self.overflowed += 1
             entry.buffer.append(update)
             if first:
                 self.resyncs += 1
@@ -104,6 +123,7 @@ class BookBuilder:
                 entry.buffer.append(update)
                 return BookStep((), True)
         entry.book.apply(update)
+        entry.latest = update
         if seq:
             entry.last = seq
         return BookStep((update,), False)
@@ -130,4 +150,5 @@ class BookBuilder:
             entry.book.apply(delta)
             entry.last = seq or entry.last
             latest = delta
+        entry.latest = latest
         return BookStep((entry.book.snapshot(latest),), False)

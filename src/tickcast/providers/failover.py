@@ -14,8 +14,9 @@ the ones after it are stopped::
 - **Failover**: when the provider at the cursor fails, goes stale (no data for
   ``stale_s`` while the market is open) or does not come up within ``stale_s``, the
   cursor moves to the next usable provider, which starts at once.
-- **Failback**: a preferred provider that has been up for ``failback_s`` takes the
-  cursor back, and every provider after it is stopped.
+- **Failback**: a preferred provider that has delivered data for ``failback_s`` (and
+  is not silent) takes the cursor back, and every provider after it is stopped. A
+  provider whose session is up but sends nothing never takes over from a working one.
 - **Back-off**: a failed provider is restarted after capped exponential back-off with
   full jitter; after a connection-limit refusal it waits at least ``limit_backoff_s``, so
   a limit never turns into a reconnect storm. Its attempt count resets once it has stayed
@@ -23,7 +24,13 @@ the ones after it are stopped::
 - **Terminal**: a provider whose credentials are refused is disabled for good (never
   hammered). When every provider is disabled, ``exhausted`` is True and the driver stops.
 - "Up" means the upstream session is established (subscribed) or data arrived: a
-  healthy feed may be quiet while its market is closed.
+  healthy feed may be quiet while its market is closed. Silence is measured from the
+  later of the last data and the market's opening (while the market is closed,
+  ``on_timer`` moves every provider's last data forward), so a quiet close is not a
+  failure at the next open. Providers named in ``unwatched`` (a replay, whose gaps are
+  recorded data) are never judged silent.
+- Every deadline ``next_deadline`` gives is tested by ``on_timer`` with the same
+  expression, so a deadline always leads to its action (no float mismatch, no spin).
 """
 
 from __future__ import annotations
@@ -66,16 +73,35 @@ class Transition(NamedTuple):
 
 
 class _Provider:
-    __slots__ = ("attempt", "last_data", "name", "retry_at", "since", "state", "up_since")
+    __slots__ = (
+        "attempt",
+        "data_since",
+        "last_data",
+        "name",
+        "retry_at",
+        "since",
+        "state",
+        "up_since",
+        "watched",
+    )
 
-    def __init__(self, name: str) -> None:
+    def __init__(self, name: str, *, watched: bool) -> None:
         self.name = name
+        self.watched = watched  # judged for silence (a replay is not: its gaps are data)
         self.state = State.STOPPED
         self.since = 0.0
         self.up_since = 0.0
+        self.data_since = 0.0  # first data of this session; 0 = none yet
         self.last_data = 0.0
         self.retry_at = 0.0
         self.attempt = 0
+
+    def stale_at(self, stale_s: float) -> float:
+        return self.last_data + stale_s
+
+    def failback_at(self, failback_s: float) -> float:
+        """When it may take over: after delivering data for ``failback_s``."""
+        return self.data_since + failback_s if self.data_since else float("inf")
 
 
 class FeedPolicy:
@@ -86,10 +112,11 @@ class FeedPolicy:
         calendar: staleness is only judged while this market is open.
         stale_s: silence (or a start that never comes up) that counts as a failure;
             0 disables both checks.
-        failback_s: how long a recovered preferred provider must stay up to take over.
+        failback_s: how long a recovered preferred provider must deliver data to take over.
         backoff: the reconnect back-off; ``limit_backoff_s`` the least wait after a
             connection-limit refusal.
         rng: the jitter's random source.
+        unwatched: providers never judged silent.
     """
 
     def __init__(
@@ -102,10 +129,11 @@ class FeedPolicy:
         backoff: Backoff,
         limit_backoff_s: float,
         rng: random.Random,
+        unwatched: frozenset[str] = frozenset(),
     ) -> None:
         if not names or len(set(names)) != len(names):
             raise ValueError(f"provider names must be distinct and non-empty: {names!r}")
-        self._order = [_Provider(name) for name in names]
+        self._order = [_Provider(name, watched=name not in unwatched) for name in names]
         self._by_name = {p.name: p for p in self._order}
         self._calendar = calendar
         self._stale_s = stale_s
@@ -149,18 +177,14 @@ class FeedPolicy:
         for i, p in enumerate(self._order):
             if p.state is State.BACKOFF and i <= self._cursor:
                 deadlines.append(p.retry_at)
-            elif judge and p.state is State.UP:
-                deadlines.append(p.last_data + self._stale_s)
-            elif (
-                judge
-                and p.state is State.STARTING
-                and i == self._cursor
-                and self._next_usable() is not None
-            ):
+            elif judge and p.watched and p.state is State.UP:
+                deadlines.append(p.stale_at(self._stale_s))
+            elif judge and self._may_give_up_start(i, p):
                 deadlines.append(p.since + self._stale_s)
             if p.state is State.UP and i < self._cursor:
-                deadlines.append(p.up_since + self._failback_s)
-        return min(deadlines) if deadlines else None
+                deadlines.append(p.failback_at(self._failback_s))
+        finite = [d for d in deadlines if d != float("inf")]
+        return min(finite) if finite else None
 
     # -- events
 
@@ -174,6 +198,7 @@ class FeedPolicy:
         p.last_data = now
         if p.state is State.STARTING:
             p.up_since = now
+            p.data_since = 0.0
             self._set(p, State.UP, now, "session up")
             self._settle(now, "session up")
 
@@ -183,6 +208,8 @@ class FeedPolicy:
         p.last_data = now
         if p.state is State.STARTING:
             self.on_up(name, now)
+        if not p.data_since:
+            p.data_since = now
         return name == self.active
 
     def on_failure(self, name: str, failure: Failure, now: float, reason: str) -> None:
@@ -207,18 +234,18 @@ class FeedPolicy:
 
     def on_timer(self, now: float) -> None:
         """Restart providers whose back-off is over; judge silence; fail back."""
+        is_open = self._calendar.is_open(now)
         for i, p in enumerate(self._order):
+            if not is_open:
+                p.last_data = max(p.last_data, now)  # silence starts counting at the open
             if p.state is State.BACKOFF and i <= self._cursor and now >= p.retry_at:
                 self._start(p, now, "retry")
-            elif self._stale_s and self._calendar.is_open(now):
-                if p.state is State.UP and now - p.last_data >= self._stale_s:
-                    self.on_failure(p.name, Failure.STALE, now, f"no data for {self._stale_s} s")
-                elif (
-                    p.state is State.STARTING
-                    and now - p.since >= self._stale_s
-                    and i == self._cursor
-                ):
-                    self._advance()  # keep it trying, but rely on the next one meanwhile
+            elif not (self._stale_s and is_open):
+                continue
+            elif p.watched and p.state is State.UP and now >= p.stale_at(self._stale_s):
+                self.on_failure(p.name, Failure.STALE, now, f"no data for {self._stale_s} s")
+            elif self._may_give_up_start(i, p) and now >= p.since + self._stale_s:
+                self._advance()  # keep it trying, but rely on the next one meanwhile
         self._settle(now, "timer")
 
     # -- internals
@@ -239,6 +266,10 @@ class FeedPolicy:
         current = self._order[self._cursor]
         self.active = current.name if current.state is State.UP else ""
 
+    def _may_give_up_start(self, i: int, p: _Provider) -> bool:
+        """The cursor's provider is still starting and a later one could serve."""
+        return p.state is State.STARTING and i == self._cursor and self._next_usable() is not None
+
     def _next_usable(self) -> int | None:
         for i in range(self._cursor + 1, len(self._order)):
             if self._order[i].state is not State.DISABLED:
@@ -252,12 +283,12 @@ class FeedPolicy:
             self.failovers += 1
 
     def _settle(self, now: float, reason: str) -> None:
-        # failback: the most preferred provider that has stayed up long enough, or any
-        # preferred one that is up while the cursor's provider is not (nothing to lose)
+        # failback: the most preferred provider that has delivered data long enough, or
+        # any preferred one that is up while the cursor's provider is not (nothing to lose)
         cursor_up = self._order[self._cursor].state is State.UP
         for i in range(self._cursor):
             p = self._order[i]
-            if p.state is State.UP and (not cursor_up or now - p.up_since >= self._failback_s):
+            if p.state is State.UP and (not cursor_up or now >= p.failback_at(self._failback_s)):
                 self._cursor = i
                 self.failbacks += 1
                 reason = "failback"

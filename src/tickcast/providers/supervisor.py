@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
 import time
@@ -40,7 +41,12 @@ MAX_TIMER_S = 1.0
 
 
 class _ProviderSink:
-    """One provider's Sink: gates its data on being active, checks its books."""
+    """One provider's Sink: checks its books, gates its data on being active.
+
+    Books are checked for every provider that runs, active or not, so that a provider
+    taking over has its books ready (``takeover``); each run starts a fresh BookBuilder,
+    since a new connection starts over with snapshots.
+    """
 
     __slots__ = ("_books", "_clock", "_name", "_provider", "_supervisor")
 
@@ -51,17 +57,26 @@ class _ProviderSink:
         self._clock = supervisor.clock
         self._books = BookBuilder()
 
+    def restart(self) -> None:
+        """A new run: forget the books of the previous connection."""
+        self._books = BookBuilder()
+
+    def takeover(self) -> list[MarketEvent]:
+        """This provider just became active: its books, whole, to replace the hub's."""
+        return list(self._books.snapshots())
+
     def __call__(self, events: Sequence[MarketEvent]) -> None:
         supervisor = self._supervisor
         policy = supervisor.policy
         active = policy.on_data(self._name, self._clock())
         if policy.transitions:
             supervisor.reconcile()
+            active = policy.active == self._name
+        if any(type(e) is BookUpdate for e in events):
+            events = self._check_books(events)
         if not active:
             supervisor.stats.standby_events += len(events)
             return
-        if any(type(e) is BookUpdate for e in events):
-            events = self._check_books(events)
         if events:
             supervisor.publish(events)
 
@@ -143,9 +158,14 @@ class Supervisor:
             backoff=backoff,
             limit_backoff_s=limit_backoff_s,
             rng=random.Random(),
+            unwatched=frozenset(p.name for p in providers if not p.watch_silence),
         )
         self._sinks = {p.name: _ProviderSink(self, p) for p in providers}
         self._tasks: dict[str, asyncio.Task[None]] = {}
+        #: Cancelled runs not finished yet: a provider is restarted only after its
+        #: previous run has let go of its connection (vendors allow one per key).
+        self._stopping: dict[str, asyncio.Task[None]] = {}
+        self._active = ""
         self._helpers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._refused: list[str] = []
@@ -181,8 +201,11 @@ class Supervisor:
                 deadline = self.policy.next_deadline(now)
                 timeout = MAX_TIMER_S if deadline is None else min(MAX_TIMER_S, deadline - now)
                 self._wake.clear()
+                # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancel
+                # that lands in the same loop step as the event being set
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), max(0.0, timeout))
+                    async with asyncio.timeout(max(0.0, timeout)):
+                        await self._wake.wait()
                 self.policy.on_timer(self.clock())
                 self.reconcile()
         finally:
@@ -194,12 +217,27 @@ class Supervisor:
         """Publish the policy's transitions and start/stop tasks to match it."""
         for transition in self.policy.take_transitions():
             self._announce(transition)
+        if self.policy.active != self._active:
+            self._active = self.policy.active
+            if self._active:
+                books = self._sinks[self._active].takeover()
+                if books:
+                    self.publish(books)
         wanted = self.policy.should_run()
-        for name in wanted - self._tasks.keys():
-            self._tasks[name] = asyncio.create_task(self._run_one(name), name=f"provider:{name}")
         for name in self._tasks.keys() - wanted:
-            self._tasks.pop(name).cancel()
+            task = self._tasks.pop(name)
+            task.cancel()
+            self._stopping[name] = task
+            task.add_done_callback(functools.partial(self._stopped, name))
+        for name in wanted - self._tasks.keys() - self._stopping.keys():
+            self._sinks[name].restart()
+            self._tasks[name] = asyncio.create_task(self._run_one(name), name=f"provider:{name}")
         self._wake.set()
+
+    def _stopped(self, name: str, task: asyncio.Task[None]) -> None:
+        if self._stopping.get(name) is task:
+            del self._stopping[name]
+            self.reconcile()  # start it again if the policy wants it meanwhile
 
     async def _run_one(self, name: str) -> None:
         provider = self.providers[name]
@@ -224,13 +262,13 @@ class Supervisor:
             log.exception("provider crashed", extra={"provider": name})
         if self._tasks.get(name) is asyncio.current_task():
             del self._tasks[name]
-        self.stats.provider_restarts += 1
         self.policy.on_failure(name, failure, self.clock(), reason)
         self.reconcile()
 
     async def _stop_all(self) -> None:
-        tasks = [*self._tasks.values(), *self._helpers]
+        tasks = [*self._tasks.values(), *self._stopping.values(), *self._helpers]
         self._tasks.clear()
+        self._stopping.clear()
         for task in tasks:
             task.cancel()
         for task in tasks:
@@ -240,6 +278,8 @@ class Supervisor:
     def _announce(self, t: Transition) -> None:
         stats = self.stats
         stats.feed_transitions += 1
+        if t.state is State.BACKOFF:  # failed, stale or refused for now: it will restart
+            stats.provider_restarts += 1
         level = logging.WARNING if t.state in (State.BACKOFF, State.DISABLED) else logging.INFO
         log.log(
             level,

@@ -77,9 +77,12 @@ def test_recovered_preferred_provider_fails_back_after_staying_up() -> None:
     feed.on_timer(retry_at)
     assert feed.should_run() == {"alpaca", "polygon"}
     feed.on_up("alpaca", retry_at + 0.1)
-    assert feed.active == "polygon"  # not yet: it must stay up for failback_s
+    feed.on_data("alpaca", retry_at + 0.2)
+    assert feed.active == "polygon"  # not yet: it must deliver data for failback_s
     feed.on_data("polygon", retry_at + 1)
-    feed.on_timer(retry_at + 0.1 + FAILBACK)
+    feed.on_data("alpaca", retry_at + 1)
+    assert feed.next_deadline(retry_at + 1) == retry_at + 0.2 + FAILBACK
+    feed.on_timer(retry_at + 0.2 + FAILBACK)
     assert feed.active == "alpaca"
     assert feed.should_run() == {"alpaca"}
     assert feed.state("polygon") is State.STOPPED
@@ -201,3 +204,74 @@ def test_transitions_name_the_active_provider() -> None:
         ("simulator", "up", "simulator"),
     ]
     assert feed.take_transitions() == []
+
+
+def test_a_session_that_is_up_but_silent_never_takes_over_from_a_working_one() -> None:
+    feed = policy(("alpaca", "polygon"))
+    feed.on_up("alpaca", 0.0)
+    feed.on_failure("alpaca", Failure.TRANSIENT, 1.0, "closed")
+    feed.on_up("polygon", 1.1)
+    now = 1.1
+    for _ in range(200):  # ten minutes of polygon data, alpaca subscribed but mute
+        now += 3.0
+        feed.on_data("polygon", now)
+        if feed.state("alpaca") is State.STARTING:
+            feed.on_up("alpaca", now)
+        feed.on_timer(now)
+    assert feed.active == "polygon"
+    assert feed.failbacks == 0
+
+
+def test_a_quiet_close_is_not_a_failure_at_the_next_open() -> None:
+    class Session:
+        def is_open(self, ts: float) -> bool:
+            return not 200.0 <= ts < 1000.0
+
+    feed = policy(("alpaca", "polygon"), calendar=Session())
+    feed.on_up("alpaca", 0.0)
+    feed.on_data("alpaca", 199.0)
+    for now in range(200, 1001):  # the driver calls on_timer every second while closed
+        feed.on_timer(float(now))
+    assert feed.state("alpaca") is State.UP
+    assert feed.active == "alpaca"
+    feed.on_timer(1000.0 + STALE)  # silence since the open does count
+    assert feed.state("alpaca") is State.BACKOFF
+
+
+def test_an_unwatched_provider_is_never_judged_silent() -> None:
+    feed = policy(("replay", "simulator"), unwatched=frozenset({"replay"}))
+    feed.on_up("replay", 0.0)
+    assert feed.next_deadline(0.0) is None
+    feed.on_timer(10 * STALE)
+    assert feed.active == "replay"
+
+
+def test_every_deadline_leads_to_its_action() -> None:
+    rng = random.Random(61)
+    for _ in range(50):
+        feed = policy(("a", "b", "c"))
+        now = 0.0
+        for _ in range(100):
+            now = run_timers_from(feed, now, now + rng.choice((0.001, 0.1, 1.0, 3.3, 9.99)))
+            name = rng.choice(("a", "b", "c"))
+            action = rng.random()
+            if feed.state(name) in (State.STARTING, State.UP):
+                if action < 0.4:
+                    feed.on_data(name, now)
+                elif action < 0.6:
+                    feed.on_up(name, now)
+                elif action < 0.7:
+                    feed.on_failure(name, Failure.TRANSIENT, now, "x")
+
+
+def run_timers_from(feed: FeedPolicy, now: float, until: float) -> float:
+    """The driver's loop: act at every deadline up to ``until``; each must be acted on."""
+    for _ in range(10_000):
+        deadline = feed.next_deadline(now)
+        if deadline is None or deadline > until:
+            return max(now, until)
+        if deadline < now:
+            raise AssertionError(f"a deadline in the past was not acted on: {deadline} < {now}")
+        now = deadline
+        feed.on_timer(now)
+    raise AssertionError("next_deadline does not advance")

@@ -175,3 +175,90 @@ async def test_a_crash_is_counted_and_retried() -> None:
     sup = supervisor([crashy], published)
     await run_until(sup, lambda: crashy.runs >= 3)
     assert sup.stats.provider_restarts >= 2
+
+
+class Books(Provider):
+    """Each run: a book snapshot then deltas; optionally fails after ``fail_after`` deltas."""
+
+    def __init__(self, name: str, base: float, *, fail_after: int | None = None) -> None:
+        self.name = name
+        self.base = base
+        self.fail_after = fail_after
+        self.runs = 0
+        self.concurrent = 0
+        self.most_concurrent = 0
+        self.cleanup_s = 0.0
+        self.refuse_next = False
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset({"BTC/USD"})
+
+    async def run(self, sink: Sink) -> None:
+        self.runs += 1
+        self.concurrent += 1
+        self.most_concurrent = max(self.most_concurrent, self.concurrent)
+        try:
+            sink.state("subscribed")
+            level = ((self.base, 1.0),)
+            sink([BookUpdate("BTC/USD", level, (), True, 1.0, self.name, 1)])
+            seq = 1
+            while True:
+                await asyncio.sleep(0.005)
+                seq += 1
+                price = self.base + seq
+                sink([BookUpdate("BTC/USD", ((price, 1.0),), (), False, 1.0, self.name, seq)])
+                if self.fail_after is not None and seq > self.fail_after:
+                    self.fail_after = None  # fail once
+                    raise UpstreamError("dropped")
+                if self.refuse_next:
+                    raise UpstreamAuthError("revoked")
+        finally:
+            if self.cleanup_s:
+                await asyncio.sleep(self.cleanup_s)  # closing a socket takes a while
+            self.concurrent -= 1
+
+
+def book_of(published: list[MarketEvent]) -> dict[float, float]:
+    """The book a client builds from what was published."""
+    levels: dict[float, float] = {}
+    for event in published:
+        if type(event) is BookUpdate:
+            if event.snapshot:
+                levels.clear()
+            for price, size in event.bids:
+                levels[price] = size
+    return levels
+
+
+async def test_after_failback_clients_get_the_preferred_providers_whole_book() -> None:
+    published: list[MarketEvent] = []
+    preferred = Books("preferred", 100.0, fail_after=3)
+    backup = Books("backup", 500.0)
+    sup = supervisor([preferred, backup], published)
+    await run_until(sup, lambda: sup.stats.failbacks >= 1 and len(published) > 60)
+    # the last snapshot published came from the preferred provider's fresh connection,
+    # and what a client holds is exactly that provider's book, not a mix of both
+    last_snapshot = [e for e in published if type(e) is BookUpdate and e.snapshot][-1]
+    assert last_snapshot.source == "preferred"
+    held = book_of(published)
+    assert all(price < 500 for price in held)
+    assert 100.0 in held
+
+
+async def test_a_provider_is_not_restarted_before_its_previous_run_has_ended() -> None:
+    published: list[MarketEvent] = []
+    preferred = Books("preferred", 100.0, fail_after=3)
+    backup = Books("backup", 500.0)
+    backup.cleanup_s = 0.2
+    sup = supervisor([preferred, backup], published)
+
+    def flap() -> bool:
+        if sup.stats.failbacks >= 1:
+            # the backup was just stopped and is still closing: losing the preferred one
+            # now wants the backup again before its old run has ended
+            preferred.refuse_next = True
+        return backup.runs >= 2 and sup.active == "backup"
+
+    await run_until(sup, flap)
+    assert backup.most_concurrent == 1

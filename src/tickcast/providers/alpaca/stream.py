@@ -53,6 +53,8 @@ _C = TypeVar("_C")
 USER_AGENT: Final = f"tickcast/{__version__}"
 #: The test stream's only symbol (PROVIDERS.md 3.1).
 TEST_SYMBOL: Final = "FAKEPACA"
+#: Seconds to wait for the server's close frame when we close (then the TCP is cut).
+CLOSE_TIMEOUT_S: Final = 2.0
 #: Largest frame accepted, in bytes (a crypto book snapshot can be large).
 MAX_MESSAGE_BYTES: Final = 16 * 1024 * 1024
 
@@ -206,6 +208,7 @@ class AlpacaProvider(Provider):
         """Connect, authenticate, subscribe everything, then deliver events until the
         connection fails (raises an UpstreamError, see the module docstring)."""
         sink.state("connecting", self._url)
+        mine: ClientConnection | None = None
         try:
             async with connect(
                 self._url,
@@ -215,9 +218,10 @@ class AlpacaProvider(Provider):
                 ping_interval=self._ping_interval_s,
                 ping_timeout=self._ping_timeout_s,
                 max_size=MAX_MESSAGE_BYTES,
+                close_timeout=CLOSE_TIMEOUT_S,
             ) as ws:
                 await self._start(ws, sink)
-                self._ws = ws
+                self._ws = mine = ws
                 async for message in ws:
                     received_at = time.time()
                     self._handle(parse(message, received_at), received_at, sink)
@@ -239,7 +243,8 @@ class AlpacaProvider(Provider):
         except (OSError, WebSocketException) as exc:
             raise UpstreamError(f"alpaca connection to {self._url} failed: {exc!r}") from exc
         finally:
-            self._ws = None
+            if self._ws is mine:  # an overlapping older run must not clear a newer one's
+                self._ws = None
 
     async def resync(self, symbol: str) -> None:
         """Crypto: re-subscribe ``symbol``'s orderbook, so that the server sends a fresh

@@ -192,7 +192,12 @@ class PolygonProvider(Provider):
             raise UpstreamError(f"polygon closed the connection: {exc}") from exc
         except InvalidStatus as exc:
             status = exc.response.status_code
-            raise UpstreamError(f"polygon refused the WebSocket upgrade: HTTP {status}") from exc
+            text = f"polygon refused the WebSocket upgrade: HTTP {status}"
+            if status in (401, 403):
+                raise UpstreamAuthError(text) from exc
+            if status == 429:
+                raise UpstreamLimitError(f"{text} (too many connections)") from exc
+            raise UpstreamError(text) from exc
         except (OSError, WebSocketException) as exc:
             raise UpstreamError(f"cannot connect to polygon at {self._url}: {exc!r}") from exc
 

@@ -42,6 +42,7 @@ class ReplayProvider(Provider):
     """
 
     name = "replay"
+    watch_silence = False  # a quiet stretch of the recording is not a dead upstream
 
     def __init__(
         self,
