@@ -1,0 +1,71 @@
+"""AssetBoard: price, change against the previous close, day range, one update per interval."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickcast.model.market import Quote, Trade
+from tickcast.portfolio.assets import AssetBoard
+
+DAY = 86_400.0
+T0 = 100 * DAY + 3600.0
+
+
+def quote(price: float, ts: float = T0, volume: float = 1000.0, symbol: str = "AAPL") -> Quote:
+    return Quote(symbol, price - 0.01, price + 0.01, 100, 100, price, volume, ts, "alpaca")
+
+
+def test_change_against_the_previous_close_and_the_day_range() -> None:
+    board = AssetBoard({"AAPL": 100.0})
+    board.apply([quote(101.0), Trade("AAPL", 103.0, 10, T0 + 1, "alpaca"), quote(99.0, T0 + 2)])
+    (update,) = board.take_updates(T0 + 3)
+    assert update.symbol == "AAPL"
+    assert update.price == 99.0
+    assert update.change == pytest.approx(-1.0)
+    assert update.change_percent == pytest.approx(-1.0)
+    assert (update.high, update.low) == (103.0, 99.0)
+    assert update.volume == 1000.0
+    assert update.ts == T0 + 3
+
+
+def test_without_a_known_close_the_first_price_of_the_day_is_the_reference() -> None:
+    board = AssetBoard()
+    board.apply([quote(50.0), quote(55.0, T0 + 1)])
+    (update,) = board.take_updates(T0 + 2)
+    assert update.change == pytest.approx(5.0)
+    assert update.change_percent == pytest.approx(10.0)
+
+
+def test_one_update_per_changed_symbol_per_call() -> None:
+    board = AssetBoard()
+    board.apply([quote(10.0, T0 + i / 10) for i in range(50)])
+    assert len(board.take_updates(T0 + 6)) == 1
+    assert board.take_updates(T0 + 7) == []  # nothing changed since
+    board.apply([quote(10.5, T0 + 8, symbol="MSFT")])
+    assert [u.symbol for u in board.take_updates(T0 + 9)] == ["MSFT"]
+
+
+def test_a_new_day_closes_the_previous_one_and_resets_the_range() -> None:
+    board = AssetBoard()
+    board.apply([quote(10.0), quote(12.0, T0 + 10)])
+    board.take_updates(T0 + 11)
+    board.apply([quote(11.0, T0 + DAY)])
+    (update,) = board.take_updates(T0 + DAY + 1)
+    assert update.change == pytest.approx(-1.0)  # against yesterday's last price, 12
+    assert (update.high, update.low) == (11.0, 11.0)
+
+
+def test_a_later_previous_close_marks_the_symbol_changed() -> None:
+    board = AssetBoard()
+    board.apply([quote(10.0)])
+    board.take_updates(T0 + 1)
+    board.set_previous_close("AAPL", 8.0)
+    (update,) = board.take_updates(T0 + 2)
+    assert update.change == pytest.approx(2.0)
+    assert board.update("NOPE", T0) is None
+
+
+def test_non_positive_prices_are_ignored() -> None:
+    board = AssetBoard()
+    board.apply([quote(0.0)])
+    assert board.take_updates(T0) == []
