@@ -57,6 +57,11 @@ PURE_MODULES = frozenset(
         "tickcast.providers.deadletter",
         "tickcast.providers.enrich",
         "tickcast.providers.replay.format",
+        "tickcast.auth",
+        "tickcast.auth.credentials",
+        "tickcast.auth.policy",
+        "tickcast.auth.limits",
+        "tickcast.portfolio.assets",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

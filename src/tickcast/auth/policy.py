@@ -1,0 +1,234 @@
+"""Policy: who may read what, which Origins may open a WebSocket, and how a refusal reads.
+
+Rules: pure. Each rule is a predicate (``origin_allowed``, ``may_read_market``,
+``may_read_portfolio``) and a ``check_*`` twin that returns a :class:`Refusal` or None.
+A Refusal is a value: a client-facing message (never a secret), the HTTP status to answer
+with before the WebSocket upgrade and the close code to use after it. Every refusal
+concerns one connection only. This module knows nothing of storage, sockets or fronts.
+
+Origins (RELIABILITY.md, S1): an allow-list entry is ``scheme://host[:port]``, e.g.
+``https://app.example.com`` or ``http://localhost:8080``. Matching is exact after
+normalization (scheme and host lower-cased, a default port dropped: ``https://a.com:443``
+is ``https://a.com``); never by substring, prefix or pattern. An Origin with a path (even a
+trailing ``/``), user info, a query or a fragment is not an origin and never matches.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from tickcast.auth.credentials import ExpiredCredentials, InvalidCredentials, Principal
+from tickcast.closecodes import CloseCode
+from tickcast.errors import ConfigError
+
+#: The Origin browsers send from opaque contexts (sandboxed iframes, ``file:`` pages,
+#: some redirects). Many unrelated pages share it, so it matches only if listed as is.
+NULL_ORIGIN: Final = "null"
+_DEFAULT_PORTS: Final = {"http": 80, "https": 443, "ws": 80, "wss": 443}
+_MAX_ORIGIN_CHARS: Final = 2048
+_ORIGIN_RE: Final = re.compile(
+    r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*)://"
+    r"(?P<host>\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)"
+    r"(?::(?P<port>[0-9]{1,5}))?"
+)
+#: RFC 6455 §5.5: a close frame's payload is at most 125 bytes, 2 of them the code.
+MAX_CLOSE_REASON_BYTES: Final = 123
+
+
+# -- refusals
+
+
+class Reason(enum.StrEnum):
+    """Why a connection or a request was refused (for logs and metrics labels)."""
+
+    ORIGIN = "origin"
+    UNAUTHENTICATED = "unauthenticated"
+    INVALID_CREDENTIALS = "invalid_credentials"
+    EXPIRED = "expired"
+    AUTH_TIMEOUT = "auth_timeout"
+    FORBIDDEN = "forbidden"
+    CONNECTION_LIMIT = "connection_limit"
+    SUBSCRIPTION_LIMIT = "subscription_limit"
+    RATE_LIMITED = "rate_limited"
+
+
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refusal, ready for any front.
+
+    Attributes:
+        reason: the kind of refusal.
+        message: client-facing text; safe to send and to log (it never holds a secret).
+        http_status: the answer when refusing before the WebSocket upgrade (401, 403, 429).
+        close_code: the close code when refusing an open WebSocket (1008 for all of them
+            today; see closecodes.py).
+    """
+
+    reason: Reason
+    message: str
+    http_status: int
+    close_code: CloseCode = CloseCode.POLICY_VIOLATION
+
+    @property
+    def close_reason(self) -> str:
+        """``message`` cut to fit a close frame (123 bytes of UTF-8, RFC 6455 §5.5)."""
+        raw = self.message.encode("utf-8")
+        if len(raw) <= MAX_CLOSE_REASON_BYTES:
+            return self.message
+        return raw[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+def origin_refused(origin: str | None) -> Refusal:
+    shown = "(none)" if origin is None else repr(origin[:80])
+    return Refusal(Reason.ORIGIN, f"Origin {shown} is not allowed", 403)
+
+
+def unauthenticated() -> Refusal:
+    return Refusal(
+        Reason.UNAUTHENTICATED,
+        "Authentication required: send a token (Authorization: Bearer, cookie or ?token=) "
+        "or an API key",
+        401,
+    )
+
+
+def invalid_credentials(error: InvalidCredentials) -> Refusal:
+    """The refusal for a credential that failed; the message is the error's own."""
+    reason = Reason.EXPIRED if isinstance(error, ExpiredCredentials) else Reason.INVALID_CREDENTIALS
+    return Refusal(reason, str(error) or "Invalid credentials", 401)
+
+
+def auth_timeout(timeout_s: float) -> Refusal:
+    return Refusal(Reason.AUTH_TIMEOUT, f"No credentials within {timeout_s:g} s", 401)
+
+
+def forbidden(message: str) -> Refusal:
+    return Refusal(Reason.FORBIDDEN, message, 403)
+
+
+def too_many_connections(max_per_user: int) -> Refusal:
+    return Refusal(
+        Reason.CONNECTION_LIMIT, f"Too many connections: at most {max_per_user} per user", 429
+    )
+
+
+def too_many_subscriptions(max_subscriptions: int) -> Refusal:
+    return Refusal(
+        Reason.SUBSCRIPTION_LIMIT,
+        f"Too many symbols: at most {max_subscriptions} subscriptions (symbol x channel) "
+        "per connection",
+        429,
+    )
+
+
+def rate_limited(rate_per_s: float, burst: int) -> Refusal:
+    return Refusal(
+        Reason.RATE_LIMITED,
+        f"Too many messages: at most {rate_per_s:g} per second (bursts of {burst})",
+        429,
+    )
+
+
+# -- origins
+
+
+def normalize_origin(origin: str) -> str | None:
+    """``scheme://host[:port]`` lower-cased without a default port; None if not an origin.
+
+    ``"null"`` stays ``"null"``. Examples: ``HTTPS://App.Example.com:443`` ->
+    ``https://app.example.com``; ``https://a.com/`` -> None (a path); ``*`` -> None.
+    """
+    if origin == NULL_ORIGIN:
+        return NULL_ORIGIN
+    match = _ORIGIN_RE.fullmatch(origin) if len(origin) <= _MAX_ORIGIN_CHARS else None
+    if match is None:
+        return None
+    scheme, host = match["scheme"].lower(), match["host"].lower()
+    if match["port"] is None:
+        return f"{scheme}://{host}"
+    port = int(match["port"])
+    if port > 65535:
+        return None
+    if _DEFAULT_PORTS.get(scheme) == port:
+        return f"{scheme}://{host}"
+    return f"{scheme}://{host}:{port}"
+
+
+def origin_allowed(origin: str | None, allowed: Sequence[str]) -> bool:
+    """Whether a WebSocket handshake with this ``Origin`` header may proceed.
+
+    Rules:
+        - An empty ``allowed`` allows any origin (the setting's documented default; a
+          browser-facing deployment should list its sites).
+        - A missing Origin header (None) is allowed: browsers always send Origin on a
+          WebSocket handshake (RFC 6455 §4.1, Fetch), so its absence means a non-browser
+          client (SDK, script), which Cross-Site WebSocket Hijacking cannot use; such a
+          client still needs a credential to get past authentication.
+        - Otherwise the normalized origin must equal a normalized entry (see the module
+          docstring); ``"null"`` matches only a literal ``"null"`` entry. Entries that are
+          not origins match nothing (:func:`validate_allowed_origins` reports them).
+    """
+    if not allowed or origin is None:
+        return True
+    wanted = normalize_origin(origin)
+    return wanted is not None and wanted in {normalize_origin(entry) for entry in allowed}
+
+
+def check_origin(origin: str | None, allowed: Sequence[str]) -> Refusal | None:
+    """:func:`origin_allowed` as a decision: None, or a refusal (HTTP 403 / close 1008)."""
+    return None if origin_allowed(origin, allowed) else origin_refused(origin)
+
+
+def validate_allowed_origins(entries: Iterable[str]) -> tuple[str, ...]:
+    """Normalized allow-list entries, for settings validation at start-up.
+
+    Raises:
+        ConfigError: an entry is not ``scheme://host[:port]`` or ``null`` (e.g. it has a
+            trailing ``/`` or a path, or is a pattern such as ``*`` or
+            ``https://*.example.com``: matching is exact).
+    """
+    normalized: list[str] = []
+    for entry in entries:
+        origin = normalize_origin(entry.strip())
+        if origin is None:
+            raise ConfigError(
+                f"allowed_origins: {entry[:80]!r} is not an origin: expected "
+                "scheme://host[:port] (no path, no trailing slash, no wildcard) or null"
+            )
+        normalized.append(origin)
+    return tuple(dict.fromkeys(normalized))
+
+
+# -- who may read what
+
+
+def may_read_market(principal: Principal, allow_anonymous: bool) -> bool:
+    """Public market data: any authenticated user; anonymous clients if the setting allows."""
+    return principal.authenticated or allow_anonymous
+
+
+def check_market(principal: Principal, allow_anonymous: bool) -> Refusal | None:
+    """:func:`may_read_market` as a decision (HTTP 401 / close 1008 when refused)."""
+    return None if may_read_market(principal, allow_anonymous) else unauthenticated()
+
+
+def may_read_portfolio(principal: Principal, owner_id: int) -> bool:
+    """A portfolio is readable by its owner only (never by anonymous clients)."""
+    return principal.authenticated and principal.user_id == owner_id
+
+
+def check_portfolio(principal: Principal, owner_id: int) -> Refusal | None:
+    """:func:`may_read_portfolio` as a decision.
+
+    Anonymous: 401 (authentication required). Another user: 403, with a message that
+    does not reveal whether the portfolio exists.
+    """
+    if may_read_portfolio(principal, owner_id):
+        return None
+    if not principal.authenticated:
+        return unauthenticated()
+    return forbidden("Portfolio data is available to its owner only")
