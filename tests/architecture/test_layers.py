@@ -224,6 +224,18 @@ def test_hub_never_imports_bus_transport_fronts_node_app_or_cli() -> None:
     assert not bad, f"hub must not depend on outer layers:\n{bad}"
 
 
+def test_storage_imports_only_errors_and_storage() -> None:
+    bad = violations(
+        lambda i: (
+            within(i.importer, "tickcast.storage")
+            and tickcast(i.target)
+            and not within(i.target, "tickcast.storage")
+            and i.target != "tickcast.errors"
+        )
+    )
+    assert not bad, f"storage must import only tickcast.errors and storage:\n{bad}"
+
+
 def test_only_cli_imports_cli() -> None:
     bad = violations(
         lambda i: (

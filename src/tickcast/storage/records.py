@@ -1,0 +1,134 @@
+"""Records: the rows the repositories return, as frozen value objects.
+
+Rules: plain data, no behaviour and no I/O. Money and quantities are ``Decimal`` with the
+column's scale (10 places: ``Decimal("1.5")`` is read back as ``Decimal("1.5000000000")``,
+which compares equal); timestamps are timezone-aware UTC ``datetime``; identifiers are
+``int``. Records mirror the tables in ``tables.py`` column for column, so a new column
+appears in both.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+
+
+class AssetKind(enum.StrEnum):
+    """What an asset is (``assets.kind``)."""
+
+    STOCK = "stock"
+    CRYPTO = "crypto"
+    ETF = "etf"
+    INDEX = "index"
+
+
+class Side(enum.StrEnum):
+    """The side of a transaction (``transactions.side``)."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class User:
+    """An account. ``username`` is unique."""
+
+    id: int
+    username: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ApiKey:
+    """An API key as stored: its public prefix and the hex SHA-256 of its secret.
+
+    The secret itself is never stored; ``auth.credentials`` hashes the presented secret
+    and compares it with ``secret_hash`` (in constant time).
+
+    Attributes:
+        prefix: the public, unique part of the key, used to look the key up.
+        secret_hash: lowercase hex SHA-256 of the secret part (64 characters).
+        last_used_at: when the key last authenticated a client; None = never.
+        revoked: a revoked key stays listed but authenticates nobody.
+    """
+
+    id: int
+    user_id: int
+    prefix: str
+    secret_hash: str
+    name: str
+    created_at: datetime
+    last_used_at: datetime | None
+    revoked: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Asset:
+    """A tradable asset and its latest price.
+
+    Attributes:
+        last_price: the latest known price.
+        previous_close: the previous session's close; None = unknown (then a daily
+            change cannot be computed).
+        updated_at: when the price was last written.
+    """
+
+    symbol: str
+    name: str
+    kind: AssetKind
+    last_price: Decimal
+    previous_close: Decimal | None
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Portfolio:
+    """A named portfolio; ``(owner_id, name)`` is unique."""
+
+    id: int
+    owner_id: int
+    name: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Position:
+    """One holding of a portfolio; ``(portfolio_id, symbol)`` is unique.
+
+    Attributes:
+        quantity: held now (0 after a full sell: the row stays, it carries realized P&L).
+        cost_basis: the total cost of the quantity held (not a per-unit price).
+        realized_pnl: realized on this symbol by sells, ever.
+    """
+
+    id: int
+    portfolio_id: int
+    symbol: str
+    quantity: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transaction:
+    """One executed buy or sell. ``quantity`` > 0 and ``price`` >= 0 (per unit)."""
+
+    id: int
+    portfolio_id: int
+    symbol: str
+    side: Side
+    quantity: Decimal
+    price: Decimal
+    executed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PortfolioWithPositions:
+    """A portfolio and all its positions (ordered by symbol), as loaded at start."""
+
+    portfolio: Portfolio
+    positions: tuple[Position, ...]
