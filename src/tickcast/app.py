@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -13,10 +14,16 @@ from starlette.routing import Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickcast import __version__
+from tickcast.auth.credentials import new_jwt_secret
 from tickcast.config.settings import Settings
-from tickcast.fronts import echo, market
+from tickcast.fronts import echo, market, realtime
+from tickcast.fronts.guard import Guard
+from tickcast.fronts.identity import Identity
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
+from tickcast.web import realtime as realtime_web
+
+log = logging.getLogger("tickcast.app")
 
 
 class WebSocketDispatch:
@@ -45,6 +52,16 @@ class WebSocketDispatch:
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
     """The ASGI application: health, readiness, metrics, the feed's state and the fronts."""
     node = node or Node(settings)
+    if settings.jwt_secret is not None:
+        jwt_secret = settings.jwt_secret.get_secret_value()
+    else:
+        jwt_secret = new_jwt_secret()
+        log.warning(
+            "no jwt_secret set: tokens are signed with a key of this process only "
+            "(they die with it, and other nodes reject them); set TICKCAST_JWT_SECRET"
+        )
+    guard = Guard(settings, Identity(node.engine, jwt_secret, settings.jwt_ttl_s))
+    realtime_front = realtime.RealtimeFront(node, guard)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -90,7 +107,10 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         finally:
             await node.aclose()
 
-    fronts: dict[str, ASGIApp] = {market.PATH: market.MarketFeedFront(node)}
+    fronts: dict[str, ASGIApp] = {
+        market.PATH: market.MarketFeedFront(node, guard),
+        realtime.PATH: realtime_front,
+    }
     if settings.test_echo:
         fronts[echo.PATH] = echo.EchoFront(node)
     routes: list[Route | WebSocketRoute] = [
@@ -99,8 +119,10 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/metrics", metrics),
         Route("/feed", feed),
         Route("/feed/dead-letters", dead_letters),
+        *realtime_web.routes(node, guard, realtime_front),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
+    app.state.guard = guard
     return WebSocketDispatch(app, fronts)

@@ -22,14 +22,17 @@ from tickcast.errors import ConfigError
 from tickcast.hub.hub import Hub
 from tickcast.hub.pump import Pump
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
+from tickcast.model.topic import Event
 from tickcast.observability.metrics import Gauges, Metrics
 from tickcast.observability.stats import Stats
+from tickcast.portfolio.service import PortfolioService
 from tickcast.providers import registry
 from tickcast.providers.base import Provider
 from tickcast.providers.calendar import calendar_for
 from tickcast.providers.deadletter import DeadLetters
 from tickcast.providers.supervisor import Supervisor
 from tickcast.retry import Backoff
+from tickcast.storage.engine import make_engine
 
 log = logging.getLogger("tickcast.node")
 
@@ -70,6 +73,10 @@ class Node:
             backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
             limit_backoff_s=settings.feed_limit_backoff_s,
         )
+        self.engine = make_engine(settings.database_url)
+        self.portfolios = PortfolioService(
+            self.engine, self.publish, interval_s=settings.update_interval_s
+        )
         self.metrics = Metrics(self.stats, self.gauges)
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
@@ -94,6 +101,11 @@ class Node:
     def is_known(self, symbol: str) -> bool:
         return symbol in self.symbols
 
+    def publish(self, events: Sequence[Event]) -> None:
+        """Publish what the gateway computes itself (portfolio and asset updates)."""
+        self.pump.now = self.pump.loop.time()
+        self.hub.publish(events, time.time())
+
     def ingest(self, events: Sequence[MarketEvent]) -> None:
         """The providers' sink: stamp, publish and fan out one batch of events."""
         self.pump.now = self.pump.loop.time()
@@ -104,6 +116,7 @@ class Node:
         self.hub.publish(events, time.time())
         if type(events[0]) is not Status:  # a feed status alone is not market data
             self._ready = True
+            self.portfolios.on_market(events)
 
     async def _run(self) -> None:
         try:
@@ -121,6 +134,7 @@ class Node:
     async def start(self) -> None:
         # Everything built so far (modules, settings, the app) lives as long as the
         # process: keep it out of every later full collection, whose pause is latency.
+        await self.portfolios.start()  # migrate, load portfolios: long-lived state too
         gc.collect()
         gc.freeze()
         self.metrics.gc_pauses.install()
@@ -135,4 +149,6 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._ready = False  # after the feed has stopped: it can no longer set it again
+        await self.portfolios.aclose()
+        await self.engine.dispose()
         self.pump.close()

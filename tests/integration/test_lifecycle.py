@@ -10,9 +10,11 @@ from pathlib import Path
 
 import pytest
 from websockets.asyncio.client import connect
+from websockets.exceptions import ConnectionClosed
 
 from support.server import start_server
 from support.wsclient import closed_code, recv_json, send_json
+from tickcast.auth.credentials import issue_token
 
 
 @pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
@@ -44,13 +46,20 @@ def test_half_sent_handshake_is_closed_after_the_timeout(tmp_path: Path) -> None
 
 
 async def test_query_string_tokens_never_reach_the_logs(tmp_path: Path) -> None:
-    srv = start_server(tmp_path, log_level="debug")
+    secret = "j" * 40
+    srv = start_server(tmp_path, log_level="debug", jwt_secret=secret)
+    token = issue_token(7, "dave", secret, time.time(), 600)
     try:
-        async with connect(srv.feed + "?token=SECRET-JWT-abc.def") as ws:
+        async with connect(srv.feed + f"?token={token}") as ws:
             await send_json(ws, {"action": "ping"})
             await recv_json(ws)
+        async with connect(srv.feed + "?token=FORGED-abc.def") as refused:
+            with pytest.raises(ConnectionClosed):
+                await recv_json(refused)
     finally:
         srv.stop()
     log = srv.log()
     assert "/ws/market/feed" in log, "the handshake is logged"
-    assert "SECRET-JWT" not in log
+    assert token not in log
+    assert token.split(".")[2] not in log  # not even the signature
+    assert "FORGED" not in log

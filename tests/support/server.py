@@ -70,6 +70,7 @@ def start_server(
     """
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    env.setdefault("TICKCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/tickcast.db")
     env.update({f"TICKCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env.update(extra_env or {})
     log_path = tmp_path / f"server-{port}.log"

@@ -171,6 +171,13 @@ class Settings(BaseSettings):
     def _split_feed(cls, value: Any) -> Any:
         return _split_names(value, str.lower, "at least one provider is required")
 
+    @field_validator("jwt_secret")
+    @classmethod
+    def _long_enough(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and len(value.get_secret_value().encode()) < 32:
+            raise ValueError("jwt_secret must be at least 32 bytes (RFC 7518, section 3.2)")
+        return value
+
     @field_validator("allowed_origins", mode="before")
     @classmethod
     def _split_origins(cls, value: Any) -> Any:

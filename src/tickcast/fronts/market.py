@@ -14,6 +14,8 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
+from tickcast.auth.credentials import ANONYMOUS
+from tickcast.fronts.guard import Guard, RateLimited
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
@@ -36,17 +38,32 @@ log = logging.getLogger("tickcast.fronts.market")
 class MarketFeedFront:
     """The ASGI endpoint of Front 1."""
 
-    def __init__(self, node: Node) -> None:
+    def __init__(self, node: Node, guard: Guard | None = None) -> None:
         self.node = node
+        self.guard = guard
         for wire, encode in codec.CODECS.items():
             node.hub.codecs.setdefault(wire, encode)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
+        guard = self.guard
+        principal = ANONYMOUS
+        if guard is not None:
+            principal, refusal = await guard.admit(scope)
+            if refusal is not None:
+                await send({"type": "websocket.accept"})
+                close = {"type": "websocket.close", "code": int(refusal.close_code)}
+                await send({**close, "reason": refusal.close_reason})
+                log.info("client refused", extra={"reason": refusal.reason.value})
+                return
         await send({"type": "websocket.accept"})
-        async with open_frame_socket(scope, send) as sock:
-            await self._serve(scope, receive, sock)
+        try:
+            async with open_frame_socket(scope, send) as sock:
+                await self._serve(scope, receive, sock)
+        finally:
+            if guard is not None:
+                guard.release(principal)
 
     async def _serve(self, scope: Scope, receive: Receive, sock: FrameSocket) -> None:
         settings = self.node.settings
@@ -61,9 +78,14 @@ class MarketFeedFront:
         )
         for message in option_errors:
             session.send_error(message)
+        guarded: Any = session
+        if self.guard is not None:
+            guarded = RateLimited(
+                session, self.guard.rate_limit(), lambda message, now: session.send_error(message)
+            )
         connection = Connection(
             sock=sock,
-            session=session,
+            session=guarded,
             wire=options.wire,
             array=options.array,
             outbox=Outbox(settings.batch_ms / 1000, settings.outbox_max_items),

@@ -214,6 +214,11 @@ class Connection:
                 self._timer.cancel()
             self.on_close(self)
 
+    def poke(self) -> None:
+        """Apply what the session produced outside a client message (an async answer)."""
+        if not self.closing:
+            self._process()
+
     def _process(self) -> None:
         """Apply what the session produced: replies, commands, timers, close."""
         session = self.session

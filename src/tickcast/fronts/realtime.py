@@ -1,0 +1,171 @@
+"""Front 2: the realtime envelope at ``/ws/realtime/``.
+
+Maps the session's commands onto the hub: asset subscriptions to ``assets.<symbol>``,
+portfolio subscriptions (owner checked by the session) to ``portfolio.<id>``, each with
+the current value at once; first-message authentication through ``Identity``. Admission
+(origin, credentials, connection cap) and the message rate are the Guard's. The wire
+format lives in ``protocols/envelope``; the I/O in ``transport``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from tickcast.auth import policy
+from tickcast.auth.credentials import InvalidCredentials, Principal
+from tickcast.fronts.guard import Guard, RateLimited
+from tickcast.hub.hub import Encoded
+from tickcast.hub.outbox import Outbox
+from tickcast.model.envelope import Envelope
+from tickcast.model.topic import Channel, Event, Topic
+from tickcast.node import Node
+from tickcast.protocols.envelope import codec
+from tickcast.protocols.envelope.session import (
+    Authenticate,
+    RealtimeSession,
+    Subscribe,
+    Unsubscribe,
+)
+from tickcast.transport.asgi_socket import open_frame_socket
+from tickcast.transport.connection import Connection
+from tickcast.transport.socket import FrameSocket
+
+PATH = "/ws/realtime/"
+log = logging.getLogger("tickcast.fronts.realtime")
+
+
+class RealtimeFront:
+    """The ASGI endpoint of Front 2."""
+
+    def __init__(self, node: Node, guard: Guard) -> None:
+        self.node = node
+        self.guard = guard
+        self.principals: dict[Connection, Principal] = {}
+        self._auth_tasks: set[asyncio.Task[None]] = set()
+        node.hub.codecs.setdefault(codec.WIRE, codec.encode)
+
+    def is_known(self, symbol: str) -> bool:
+        return self.node.is_known(symbol) or symbol in self.node.portfolios.known_assets
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        principal, refusal = await self.guard.admit(scope, first_message_auth=True)
+        await send({"type": "websocket.accept"})
+        if refusal is not None:
+            await _refuse(send, refusal)
+            return
+        served: list[Connection] = []
+        try:
+            async with open_frame_socket(scope, send) as sock:
+                await self._serve(receive, sock, principal, served)
+        finally:
+            if not served:  # the connection never started: give its slot back here
+                self.guard.release(principal)
+
+    async def _serve(
+        self, receive: Receive, sock: FrameSocket, principal: Principal, served: list[Connection]
+    ) -> None:
+        settings = self.node.settings
+        now = time.time()
+        session = RealtimeSession(
+            connection_id=str(uuid.uuid4()),
+            user_id=principal.user_id,
+            anonymous_allowed=settings.allow_anonymous,
+            is_known=self.is_known,
+            owner_of=self.node.portfolios.owner_of,
+            max_subscriptions=settings.max_subscriptions,
+            now=now,
+            auth_timeout_s=settings.auth_timeout_s,
+            idle_timeout_s=settings.idle_timeout_s,
+        )
+        limited = RateLimited(session, self.guard.rate_limit(), session.send_error)
+        connection = Connection(
+            sock=sock,
+            session=limited,
+            wire=codec.WIRE,
+            array=False,
+            outbox=Outbox(settings.batch_ms / 1000, settings.outbox_max_items),
+            pump=self.node.pump,
+            stats=self.node.stats,
+            on_commands=self._apply,
+            on_close=self._closed,
+            latency=self.node.metrics.latency.observe,
+        )
+        self.principals[connection] = principal
+        served.append(connection)
+        self.node.stats.connections_total += 1
+        self.node.connections.add(connection)
+        log.info("realtime client connected", extra={"user_id": principal.user_id})
+        await connection.run(receive)
+
+    # -- commands
+
+    def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
+        hub = self.node.hub
+        for command in commands:
+            if isinstance(command, Subscribe):
+                for topic in command.topics:
+                    cached = hub.subscribe(connection, topic)
+                    current = self._current(topic, cached)
+                    if current is not None:
+                        connection.queue(current, str(topic))
+            elif isinstance(command, Unsubscribe):
+                for topic in command.topics:
+                    hub.unsubscribe(connection, topic)
+                    connection.outbox.discard(str(topic))
+            elif isinstance(command, Authenticate):
+                task = asyncio.create_task(self._authenticate(connection, command.token))
+                self._auth_tasks.add(task)
+                task.add_done_callback(self._auth_tasks.discard)
+
+    def _current(self, topic: Topic, cached: Envelope | None) -> Encoded | None:
+        """The value a new subscriber gets at once: the last published one, or computed."""
+        hub = self.node.hub
+        if cached is not None:
+            return hub.encode(codec.WIRE, cached)
+        portfolios = self.node.portfolios
+        event: Event | None = None
+        if topic.channel is Channel.ASSETS:
+            event = portfolios.asset_update(topic.symbol)
+        elif topic.channel is Channel.PORTFOLIO:
+            event = portfolios.value(int(topic.symbol))
+        if event is None:
+            return None
+        return hub.encode(codec.WIRE, Envelope(topic, hub.latest_seq(topic), time.time(), event))
+
+    async def _authenticate(self, connection: Connection, token: str) -> None:
+        session: Any = connection.session
+        try:
+            principal = await self.guard.identity.authenticate(token)
+        except InvalidCredentials as exc:
+            session.refuse(policy.invalid_credentials(exc).message, time.time())
+        else:
+            refusal = self.guard.acquire_late(principal)
+            if refusal is not None:
+                session.refuse(refusal.message, time.time())
+            else:
+                self.guard.release(self.principals[connection])  # the anonymous slot
+                self.principals[connection] = principal
+                session.authenticated_as(principal.user_id, time.time())
+        connection.poke()
+
+    def _closed(self, connection: Connection) -> None:
+        session: Any = connection.session
+        for topic in session.topics:
+            self.node.hub.unsubscribe(connection, topic)
+        session.topics.clear()
+        self.node.connections.discard(connection)
+        self.guard.release(self.principals.pop(connection))
+
+
+async def _refuse(send: Send, refusal: policy.Refusal) -> None:
+    close = {"type": "websocket.close", "code": int(refusal.close_code)}
+    await send({**close, "reason": refusal.close_reason})

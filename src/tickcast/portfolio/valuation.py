@@ -1,0 +1,746 @@
+"""Portfolio valuation: average-cost holdings, live market values and P&L, in Decimal.
+
+Rules: pure. No asyncio, no clock, no SQL: holdings, prices and trades in, values out.
+Money and quantities are ``Decimal`` everywhere here; the only float that enters is a
+market price, through ``price_to_decimal`` (the market-data hot path is float). The
+service (``portfolio/service.py``) feeds quotes and trades in and publishes what comes out.
+
+Accounting (average cost):
+    - a buy of ``q`` at ``p`` adds ``q`` to the quantity and ``q * p`` to the cost basis;
+    - a sell of ``q`` at ``p`` removes the average cost of ``q`` (``cost_basis * q /
+      quantity``) from the cost basis and realizes ``q * p`` minus that cost; selling the
+      whole quantity removes the whole cost basis, so a closed position is exactly
+      ``quantity 0, cost_basis 0`` and keeps its realized P&L;
+    - market value is ``quantity * price``; unrealized P&L is market value minus cost
+      basis; daily change is ``quantity * (price - previous close)``, the price effect on
+      today's holdings (0 for a symbol without a previous close);
+    - daily change percent is ``100 * daily_change / (total_value - daily_change)``: the
+      change against the value the same holdings had at the previous closes, 0 when that
+      value is 0.
+
+Worked example::
+
+    buy 10 @ 100           quantity 10, cost_basis 1000 (average 100)
+    buy 10 @ 110           quantity 20, cost_basis 2100 (average 105)
+    sell 5 @ 120           realized (120 - 105) * 5 = 75; cost_basis 2100 - 525 = 1575
+    price 130, close 125   market value 15 * 130 = 1950; unrealized 1950 - 1575 = 375;
+                           daily change 15 * (130 - 125) = 75;
+                           percent 100 * 75 / (1950 - 75) = 4.000000
+    sell 15 @ 100          realized 75 + (100 - 105) * 15 = 0; quantity 0, cost_basis 0
+
+Missing prices: an open position without a market price is valued at its symbol's
+previous close, and without that at its cost basis (unrealized P&L 0). It is never left
+out: leaving it out would make the total jump by the whole position when its first quote
+arrives (at start-up, or for a halted symbol) and report that jump as a loss or gain. Such
+a position has ``price None``, a daily change of 0, and is counted in
+``Valuation.unpriced`` so a front can flag the value as partly estimated.
+
+Rounding:
+    - Stored money (``Holding.cost_basis`` and ``realized_pnl``) is quantized to 10
+      decimal places (``MONEY_PLACES``, half-even) by ``apply_trade``, the only place it
+      is computed. A holding therefore round-trips unchanged through a ``NUMERIC(p, 10)``
+      column, and the in-memory book equals what a reload from storage gives. The cost
+      removed by a sell is rounded once and moved, not recomputed, so cost basis,
+      realized P&L and the cash paid and received always add up to the last 1e-10.
+      A trade's quantity and price may have at most 10 places (``TRADE_PLACES``) too,
+      so nothing a trade produces is rounded again by storage.
+      Example: buy 1 @ 10 and 2 @ 10.01 (cost 30.02), sell 1 @ 11: removed cost
+      30.02 / 3 = 10.0066666667, realized 0.9933333333, cost basis 20.0133333333; sell
+      2 @ 11: realized 22 - 20.0133333333 = 1.9866666667, total 2.98 = 33 - 30.02 exactly.
+    - Derived values that are never stored (market value, unrealized P&L, daily change)
+      keep full precision: ``quantity * price`` is exact in the 100-digit ``CONTEXT``, so
+      running totals updated tick by tick equal a full recomputation exactly. Rounding
+      for display is the codecs' business. Exactness needs bounded inputs: every
+      quantity, price and amount is below 1e20 in size with at most 20 decimal places
+      (``MAX_AMOUNT``, ``MAX_PLACES``; ETH's 18-place wei fits, and so does every float
+      price of 0.001 or more); anything else is refused with ValueError.
+    - ``daily_change_percent`` is the one inexact division; it is quantized to 6 decimal
+      places (``PERCENT_PLACES``), far below any display, so equal inputs give equal,
+      stable numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from decimal import (
+    ROUND_05UP,
+    ROUND_HALF_EVEN,
+    Context,
+    Decimal,
+    DivisionByZero,
+    InvalidOperation,
+    Overflow,
+    localcontext,
+)
+from enum import StrEnum
+from types import MappingProxyType
+from typing import Literal
+
+import msgspec
+
+#: Scale of stored money (cost basis, realized P&L): 10 decimal places.
+MONEY_PLACES = Decimal("1e-10")
+#: Scale of ``daily_change_percent``: 6 decimal places of a percent.
+PERCENT_PLACES = Decimal("1e-6")
+#: Inputs (quantities, prices, amounts) are below this in size...
+MAX_AMOUNT = Decimal("1e20")
+#: ...and have at most this many decimal places.
+MAX_PLACES = 20
+#: A trade's quantity and price have at most this many places: what storage keeps
+#: (NUMERIC(28, 10)), so a trade is stored as it was applied, never rounded by the column.
+TRADE_PLACES = 10
+#: The arithmetic context of this module. Products of two bounded inputs have at most
+#: 40 integer and 40 decimal digits, so 100 significant digits keep them and any
+#: realistic sum of them exact.
+CONTEXT = Context(
+    prec=100, rounding=ROUND_HALF_EVEN, traps=[InvalidOperation, DivisionByZero, Overflow]
+)
+
+# Bound methods of CONTEXT: arithmetic that ignores the caller's context, for the O(1)
+# totals, where entering a localcontext (about 0.4 us) would cost more than the maths.
+# Code that values positions or loops over holders enters one and uses operators
+# (cheaper than these methods once inside).
+_sub, _mul, _quantize = CONTEXT.subtract, CONTEXT.multiply, CONTEXT.quantize
+_divide_05up = Context(
+    prec=100, rounding=ROUND_05UP, traps=[InvalidOperation, DivisionByZero, Overflow]
+).divide
+_ZERO = Decimal(0)
+_HUNDRED = Decimal(100)
+_PERCENT_ZERO = _ZERO.quantize(PERCENT_PLACES)
+_MAX_ADJUSTED = MAX_AMOUNT.adjusted()
+
+
+class Side(StrEnum):
+    """The side of a trade. Members equal their strings: ``Side.BUY == "buy"``."""
+
+    BUY = "buy"
+    SELL = "sell"
+
+
+class InsufficientQuantity(ValueError):
+    """A sell of more than the quantity held (short selling is not supported).
+
+    Attributes:
+        symbol: the instrument.
+        held: the quantity held before the sell.
+        requested: the quantity the sell asked for.
+    """
+
+    def __init__(self, symbol: str, held: Decimal, requested: Decimal) -> None:
+        super().__init__(f"cannot sell {requested} {symbol}: only {held} held")
+        self.symbol = symbol
+        self.held = held
+        self.requested = requested
+
+
+def _check(
+    value: Decimal,
+    name: str,
+    *,
+    positive: bool = False,
+    signed: bool = False,
+    max_places: int = MAX_PLACES,
+) -> None:
+    if not isinstance(value, Decimal):
+        raise TypeError(f"{name} must be a Decimal, not {type(value).__name__}")
+    if not value.is_finite():
+        raise ValueError(f"{name} must be finite, got {value}")
+    exponent = value.as_tuple().exponent  # an int, as the value is finite
+    places = -exponent if isinstance(exponent, int) else 0
+    if value.adjusted() >= _MAX_ADJUSTED or places > max_places:
+        raise ValueError(
+            f"{name} must be below {MAX_AMOUNT} with at most {max_places} places, got {value}"
+        )
+    if positive and value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    if not positive and not signed and value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+
+
+def _check_symbol(symbol: str) -> None:
+    if not isinstance(symbol, str) or not symbol:
+        raise ValueError(f"symbol must be a non-empty string, got {symbol!r}")
+
+
+class Holding(msgspec.Struct, frozen=True, gc=False):
+    """What one portfolio holds of one symbol, at average cost.
+
+    Attributes:
+        symbol: the instrument, e.g. ``AAPL`` or ``BTC/USDT``.
+        quantity: units held, >= 0 (no short positions); 0 for a closed position.
+        cost_basis: the total cost of ``quantity`` (not per unit), >= 0; 0 when
+            ``quantity`` is 0.
+        realized_pnl: the profit (negative: loss) realized by all sells so far.
+    """
+
+    symbol: str
+    quantity: Decimal = _ZERO
+    cost_basis: Decimal = _ZERO
+    realized_pnl: Decimal = _ZERO
+
+    def __post_init__(self) -> None:
+        _check_symbol(self.symbol)
+        _check(self.quantity, "quantity")
+        _check(self.cost_basis, "cost_basis")
+        _check(self.realized_pnl, "realized_pnl", signed=True)
+        if not self.quantity and self.cost_basis:
+            raise ValueError(f"{self.symbol}: a zero quantity must have a zero cost basis")
+
+    @property
+    def average_cost(self) -> Decimal:
+        """Cost per unit, quantized to ``MONEY_PLACES``; 0 for a closed position."""
+        if not self.quantity:
+            return _ZERO
+        return _quantize(_divide_05up(self.cost_basis, self.quantity), MONEY_PLACES)
+
+
+def apply_trade(
+    holding: Holding,
+    side: Side | Literal["buy", "sell"],
+    quantity: Decimal,
+    price: Decimal,
+) -> Holding:
+    """Return ``holding`` after one trade, by the average-cost rules in the module docstring.
+
+    Args:
+        holding: the position before the trade (``Holding(symbol)`` for a new one).
+        side: ``"buy"`` or ``"sell"``.
+        quantity: units traded, > 0, at most ``TRADE_PLACES`` (10) decimal places.
+        price: price per unit, >= 0, at most ``TRADE_PLACES`` decimal places.
+
+    Raises:
+        InsufficientQuantity: a sell of more than ``holding.quantity``.
+        ValueError: an unknown side, or a quantity or price out of range.
+        TypeError: a quantity or price that is not a Decimal (a float would be inexact).
+
+    Example: ``Holding("AAPL", Decimal(20), Decimal(2100))`` sold 5 at 120 gives
+    ``Holding("AAPL", Decimal(15), Decimal(1575), realized_pnl=Decimal(75))``.
+    """
+    side = Side(side)
+    _check(quantity, "quantity", positive=True, max_places=TRADE_PLACES)
+    _check(price, "price", max_places=TRADE_PLACES)
+    with localcontext(CONTEXT):
+        cash = (quantity * price).quantize(MONEY_PLACES)
+        if side is Side.BUY:
+            return Holding(
+                holding.symbol,
+                holding.quantity + quantity,
+                holding.cost_basis + cash,
+                holding.realized_pnl,
+            )
+        if quantity > holding.quantity:
+            raise InsufficientQuantity(holding.symbol, holding.quantity, quantity)
+        if quantity == holding.quantity:
+            removed = holding.cost_basis
+        else:
+            # one correct half-even rounding of the exact share (see _percent)
+            share = _divide_05up(holding.cost_basis * quantity, holding.quantity)
+            removed = _quantize(share, MONEY_PLACES)
+        return Holding(
+            holding.symbol,
+            holding.quantity - quantity,
+            holding.cost_basis - removed,
+            holding.realized_pnl + cash - removed,
+        )
+
+
+def price_to_decimal(x: float) -> Decimal:
+    """A hot-path float price as the Decimal it prints as: 150.1 -> Decimal("150.1").
+
+    ``Decimal(150.1)`` would be the float's binary expansion (150.0999999999999943...);
+    ``repr`` gives the shortest string that reads back as the same float, which is the
+    price the provider sent.
+
+    Raises:
+        ValueError: NaN or infinity.
+    """
+    if not math.isfinite(x):
+        raise ValueError(f"price must be finite, got {x!r}")
+    return Decimal(repr(float(x)))
+
+
+class PositionValue(msgspec.Struct, frozen=True, gc=False):
+    """One holding valued at a price.
+
+    Attributes:
+        symbol, quantity, cost_basis, realized_pnl: as in the holding.
+        price: the market price used; None when the symbol has no price (then
+            ``market_value`` is quantity times the previous close, or the cost basis).
+        market_value: what the quantity is worth now.
+        unrealized_pnl: ``market_value - cost_basis``.
+        daily_change: ``quantity * (price - previous close)``; 0 without either.
+    """
+
+    symbol: str
+    quantity: Decimal
+    price: Decimal | None
+    market_value: Decimal
+    cost_basis: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    daily_change: Decimal
+
+
+class Valuation(msgspec.Struct, frozen=True, gc=False):
+    """A portfolio valued at the current prices.
+
+    Attributes:
+        portfolio_id: the portfolio.
+        total_value: the sum of the positions' market values.
+        cost_basis: the sum of the positions' cost bases (Front 3's ``totalInvested``).
+        unrealized_pnl: ``total_value - cost_basis``.
+        realized_pnl: the sum of the positions' realized P&L, closed positions included.
+        daily_change: the sum of the positions' daily changes.
+        daily_change_percent: ``100 * daily_change / (total_value - daily_change)``,
+            quantized to ``PERCENT_PLACES``; 0 when the previous value is 0.
+        unpriced: open positions valued without a market price (see the module docstring).
+        positions: one per holding, in the holdings' order, closed positions included;
+            empty when the caller asked for totals only.
+    """
+
+    portfolio_id: int
+    total_value: Decimal
+    cost_basis: Decimal
+    unrealized_pnl: Decimal
+    realized_pnl: Decimal
+    daily_change: Decimal
+    daily_change_percent: Decimal
+    unpriced: int = 0
+    positions: tuple[PositionValue, ...] = ()
+
+
+def _mark(
+    holding: Holding, price: Decimal | None, close: Decimal | None
+) -> tuple[Decimal, Decimal]:
+    """(market value, value at the previous close) of a holding; needs ``CONTEXT`` current.
+
+    The second is what the daily change is measured against: ``quantity * close`` when
+    both prices are known, else the market value itself (no daily change).
+    """
+    quantity = holding.quantity
+    if price is not None:
+        market_value = quantity * price
+        return market_value, market_value if close is None else quantity * close
+    if close is not None:
+        market_value = quantity * close
+        return market_value, market_value
+    return holding.cost_basis, holding.cost_basis
+
+
+def _position(holding: Holding, price: Decimal | None, close: Decimal | None) -> PositionValue:
+    """One position's value; needs ``CONTEXT`` current."""
+    market_value, previous_value = _mark(holding, price, close)
+    return PositionValue(
+        holding.symbol,
+        holding.quantity,
+        price,
+        market_value,
+        holding.cost_basis,
+        market_value - holding.cost_basis,
+        holding.realized_pnl,
+        market_value - previous_value,
+    )
+
+
+def _percent(change: Decimal, base: Decimal) -> Decimal:
+    """``100 * change / base`` to ``PERCENT_PLACES``, half-even; 0 when ``base`` is 0."""
+    if not base:
+        return _PERCENT_ZERO
+    # Round-05up to 100 digits, then half-even to 6 places, is one correct half-even
+    # rounding of the exact quotient, as long as the result has at most 98 digits (it
+    # has fewer than 90 with bounded inputs, so this never raises).
+    percent = _quantize(_divide_05up(_mul(change, _HUNDRED), base), PERCENT_PLACES)
+    return percent if percent else _PERCENT_ZERO  # never "-0.000000"
+
+
+def _valuation(
+    portfolio_id: int,
+    total: Decimal,
+    previous: Decimal,
+    cost: Decimal,
+    realized: Decimal,
+    unpriced: int,
+    positions: tuple[PositionValue, ...],
+) -> Valuation:
+    daily = _sub(total, previous)
+    return Valuation(
+        portfolio_id,
+        total,
+        cost,
+        _sub(total, cost),
+        realized,
+        daily,
+        _percent(daily, previous),
+        unpriced,
+        positions,
+    )
+
+
+def position_value(
+    holding: Holding, price: Decimal | None, previous_close: Decimal | None
+) -> PositionValue:
+    """Value one holding at ``price`` (None: no market price) against ``previous_close``."""
+    with localcontext(CONTEXT):
+        return _position(holding, price, previous_close)
+
+
+def value(
+    portfolio_id: int,
+    holdings: Iterable[Holding],
+    prices: Mapping[str, Decimal],
+    previous_closes: Mapping[str, Decimal],
+) -> Valuation:
+    """Value a portfolio from scratch: the reference that ``PortfolioBook`` keeps up to date.
+
+    Args:
+        portfolio_id: the portfolio's id, copied into the result.
+        holdings: one per symbol, closed positions (quantity 0) allowed.
+        prices: the market price per symbol; a symbol missing here is valued at its
+            previous close, or else at its cost basis.
+        previous_closes: the previous session's closing price per symbol.
+
+    Raises:
+        ValueError: two holdings of the same symbol.
+    """
+    positions: list[PositionValue] = []
+    seen: set[str] = set()
+    total = previous = cost = realized = _ZERO
+    unpriced = 0
+    with localcontext(CONTEXT):
+        for holding in holdings:
+            symbol = holding.symbol
+            if symbol in seen:
+                raise ValueError(f"portfolio {portfolio_id}: two holdings of {symbol}")
+            seen.add(symbol)
+            price = prices.get(symbol)
+            position = _position(holding, price, previous_closes.get(symbol))
+            positions.append(position)
+            total += position.market_value
+            previous += position.market_value - position.daily_change
+            cost += holding.cost_basis
+            realized += holding.realized_pnl
+            if price is None and holding.quantity:
+                unpriced += 1
+    return _valuation(portfolio_id, total, previous, cost, realized, unpriced, tuple(positions))
+
+
+class _Portfolio:
+    """One portfolio's holdings and running totals (the sums ``value`` would compute).
+
+    ``previous_value`` is the portfolio valued at the previous closes (see ``_mark``): a
+    tick of a symbol with a previous close moves only ``total_value``.
+    """
+
+    __slots__ = (
+        "cost_basis",
+        "holdings",
+        "previous_value",
+        "realized_pnl",
+        "total_value",
+        "unpriced",
+    )
+
+    def __init__(self) -> None:
+        self.holdings: dict[str, Holding] = {}
+        self.total_value = _ZERO
+        self.previous_value = _ZERO
+        self.cost_basis = _ZERO
+        self.realized_pnl = _ZERO
+        self.unpriced = 0
+
+
+class PortfolioBook:
+    """Holdings and live valuations of many portfolios, revalued incrementally per price.
+
+    An index maps each symbol to the portfolios with an open position in it (quantity >
+    0), with that quantity; each portfolio keeps running totals: its value, its value at
+    the previous closes, its cost basis and realized P&L. A price change of one symbol
+    therefore costs one multiply-add per holder (``quantity * (new - old)`` added to the
+    total value), never a scan of all portfolios nor a re-sum of a portfolio's positions,
+    and ``valuation(pid, positions=False)`` costs O(1). Exact Decimal arithmetic (see
+    ``CONTEXT``) keeps the totals equal to ``value()`` over the same holdings and prices.
+
+    Prices and previous closes are kept per symbol, held or not, so a portfolio that
+    buys a symbol later is valued at once.
+
+    Cost (``bench/portfolio.py``: 10,000 portfolios of 20 positions over 500 symbols, so
+    about 400 holders per symbol): ``on_price`` about 0.45 us per holder, a totals-only
+    valuation about 1 us, a full one about 14 us. Valuing every holder on every tick at
+    2,000 ticks/s takes more than one core; a service should gather ``on_price``
+    results in a dirty set and value each dirty portfolio once per batch window (about
+    45 % of a core at a 100 ms window), which is what conflation keeps anyway.
+
+    Example::
+
+        book = PortfolioBook()
+        book.load(7, [Holding("AAPL", Decimal(15), Decimal(1575))])
+        book.set_previous_close("AAPL", Decimal(125))
+        book.on_price("AAPL", Decimal(130))  # {7}
+        book.valuation(7).daily_change_percent  # Decimal("4.000000")
+    """
+
+    __slots__ = ("_closes", "_holders", "_portfolios", "_prices")
+
+    def __init__(self) -> None:
+        self._portfolios: dict[int, _Portfolio] = {}
+        self._holders: dict[str, dict[int, tuple[Decimal, _Portfolio]]] = {}
+        self._prices: dict[str, Decimal] = {}
+        self._closes: dict[str, Decimal] = {}
+
+    def __len__(self) -> int:
+        return len(self._portfolios)
+
+    def __contains__(self, portfolio_id: object) -> bool:
+        return portfolio_id in self._portfolios
+
+    @property
+    def prices(self) -> Mapping[str, Decimal]:
+        """The last market price per symbol (a read-only live view)."""
+        return MappingProxyType(self._prices)
+
+    @property
+    def previous_closes(self) -> Mapping[str, Decimal]:
+        """The previous close per symbol (a read-only live view)."""
+        return MappingProxyType(self._closes)
+
+    # -- holdings
+
+    def load(self, portfolio_id: int, holdings: Iterable[Holding]) -> None:
+        """Set a portfolio's holdings (from storage), replacing any it had.
+
+        Raises:
+            ValueError: two holdings of the same symbol (nothing is changed).
+        """
+        holdings = list(holdings)
+        symbols = {h.symbol for h in holdings}
+        if len(symbols) != len(holdings):
+            raise ValueError(f"portfolio {portfolio_id}: two holdings of the same symbol")
+        self.remove(portfolio_id)
+        portfolio = _Portfolio()
+        self._portfolios[portfolio_id] = portfolio
+        with localcontext(CONTEXT):
+            for holding in holdings:
+                self._add(portfolio_id, portfolio, holding)
+
+    def remove(self, portfolio_id: int) -> bool:
+        """Forget a portfolio; returns False when it was not loaded."""
+        portfolio = self._portfolios.pop(portfolio_id, None)
+        if portfolio is None:
+            return False
+        for symbol in portfolio.holdings:
+            self._unindex(symbol, portfolio_id)
+        return True
+
+    def apply_trade(
+        self,
+        portfolio_id: int,
+        symbol: str,
+        side: Side | Literal["buy", "sell"],
+        quantity: Decimal,
+        price: Decimal,
+    ) -> Holding:
+        """Apply one trade to a loaded portfolio and return the new holding.
+
+        The trade price is the execution price; it does not move the market price. A
+        sell to zero keeps the holding (quantity 0, its realized P&L) and takes the
+        portfolio out of the symbol's index.
+
+        Raises:
+            KeyError: the portfolio is not loaded.
+            InsufficientQuantity, ValueError, TypeError: as ``apply_trade`` (the
+                module function); the book is unchanged.
+        """
+        _check_symbol(symbol)
+        portfolio = self._portfolios[portfolio_id]
+        old = portfolio.holdings.get(symbol)
+        new = apply_trade(Holding(symbol) if old is None else old, side, quantity, price)
+        with localcontext(CONTEXT):
+            if old is not None:
+                self._subtract(portfolio, old)
+            self._add(portfolio_id, portfolio, new)
+        return new
+
+    def holdings(self, portfolio_id: int) -> tuple[Holding, ...]:
+        """A portfolio's holdings, closed positions included. Raises KeyError if unknown."""
+        return tuple(self._portfolios[portfolio_id].holdings.values())
+
+    def holding(self, portfolio_id: int, symbol: str) -> Holding | None:
+        """One holding, or None when the portfolio never held the symbol."""
+        return self._portfolios[portfolio_id].holdings.get(symbol)
+
+    def holders(self, symbol: str) -> frozenset[int]:
+        """The portfolios with an open position (quantity > 0) in ``symbol``."""
+        return frozenset(self._holders.get(symbol, ()))
+
+    # -- prices
+
+    def on_price(self, symbol: str, price: Decimal) -> set[int]:
+        """Record a symbol's new market price; return the portfolios whose value changed.
+
+        O(holders of the symbol). An unchanged price returns an empty set.
+
+        Raises:
+            ValueError, TypeError: a price that is not a finite Decimal >= 0.
+        """
+        _check(price, "price")
+        prices = self._prices
+        old = prices.get(symbol)
+        if old is not None and old == price:
+            return set()
+        prices[symbol] = price
+        holders = self._holders.get(symbol)
+        if not holders:
+            return set()
+        close = self._closes.get(symbol)
+        with localcontext(CONTEXT):
+            if old is None:  # first price: replace the previous-close or cost estimate
+                self._remark(symbol, holders, None, close, price, close)
+            elif close is not None:  # the hot path: one multiply-add per holder
+                delta = price - old
+                for quantity, portfolio in holders.values():
+                    portfolio.total_value += quantity * delta
+            else:  # no previous close: no daily change, the base moves with the value
+                delta = price - old
+                for quantity, portfolio in holders.values():
+                    change = quantity * delta
+                    portfolio.total_value += change
+                    portfolio.previous_value += change
+        return set(holders)
+
+    def set_previous_close(self, symbol: str, price: Decimal) -> set[int]:
+        """Set a symbol's previous close (at the start of a session); return the
+        portfolios whose daily change (or estimated value) changed.
+
+        Raises:
+            ValueError, TypeError: a price that is not a finite Decimal >= 0.
+        """
+        _check(price, "price")
+        old = self._closes.get(symbol)
+        if old is not None and old == price:
+            return set()
+        self._closes[symbol] = price
+        holders = self._holders.get(symbol)
+        if not holders:
+            return set()
+        market = self._prices.get(symbol)
+        with localcontext(CONTEXT):
+            self._remark(symbol, holders, market, old, market, price)
+        return set(holders)
+
+    def price(self, symbol: str) -> Decimal | None:
+        """The last market price of ``symbol``, None before the first."""
+        return self._prices.get(symbol)
+
+    def previous_close(self, symbol: str) -> Decimal | None:
+        """The previous close of ``symbol``, None when unknown."""
+        return self._closes.get(symbol)
+
+    # -- values
+
+    def valuation(self, portfolio_id: int, *, positions: bool = True) -> Valuation:
+        """A portfolio's current valuation.
+
+        Args:
+            positions: False skips the per-position breakdown (``positions == ()``): the
+                totals cost O(1), which is all Front 2's ``portfolio_update`` needs; True
+                values each holding, O(holdings).
+
+        Raises:
+            KeyError: the portfolio is not loaded.
+        """
+        portfolio = self._portfolios[portfolio_id]
+        breakdown: tuple[PositionValue, ...] = ()
+        if positions:
+            prices, closes = self._prices, self._closes
+            with localcontext(CONTEXT):
+                breakdown = tuple(
+                    [
+                        _position(h, prices.get(h.symbol), closes.get(h.symbol))
+                        for h in portfolio.holdings.values()
+                    ]
+                )
+        # _valuation() inlined: this is the per-tick path of every holder.
+        total, previous, cost = (
+            portfolio.total_value,
+            portfolio.previous_value,
+            portfolio.cost_basis,
+        )
+        daily = _sub(total, previous)
+        return Valuation(
+            portfolio_id,
+            total,
+            cost,
+            _sub(total, cost),
+            portfolio.realized_pnl,
+            daily,
+            _percent(daily, previous),
+            portfolio.unpriced,
+            breakdown,
+        )
+
+    def position(self, portfolio_id: int, symbol: str) -> PositionValue:
+        """One position's value, O(1): what changed for a holder when ``symbol`` ticked.
+
+        Raises:
+            KeyError: the portfolio is not loaded or never held ``symbol``.
+        """
+        holding = self._portfolios[portfolio_id].holdings[symbol]
+        with localcontext(CONTEXT):
+            return _position(holding, self._prices.get(symbol), self._closes.get(symbol))
+
+    # -- internals (callers hold CONTEXT)
+
+    def _add(self, portfolio_id: int, portfolio: _Portfolio, holding: Holding) -> None:
+        symbol = holding.symbol
+        price = self._prices.get(symbol)
+        market_value, previous_value = _mark(holding, price, self._closes.get(symbol))
+        portfolio.holdings[symbol] = holding
+        portfolio.total_value += market_value
+        portfolio.previous_value += previous_value
+        portfolio.cost_basis += holding.cost_basis
+        portfolio.realized_pnl += holding.realized_pnl
+        if holding.quantity:
+            self._holders.setdefault(symbol, {})[portfolio_id] = (holding.quantity, portfolio)
+            if price is None:
+                portfolio.unpriced += 1
+        else:
+            self._unindex(symbol, portfolio_id)
+
+    def _subtract(self, portfolio: _Portfolio, holding: Holding) -> None:
+        """Take a holding's contribution out of the totals (the index is left to ``_add``)."""
+        symbol = holding.symbol
+        price = self._prices.get(symbol)
+        market_value, previous_value = _mark(holding, price, self._closes.get(symbol))
+        portfolio.total_value -= market_value
+        portfolio.previous_value -= previous_value
+        portfolio.cost_basis -= holding.cost_basis
+        portfolio.realized_pnl -= holding.realized_pnl
+        if holding.quantity and price is None:
+            portfolio.unpriced -= 1
+
+    def _remark(
+        self,
+        symbol: str,
+        holders: dict[int, tuple[Decimal, _Portfolio]],
+        old_price: Decimal | None,
+        old_close: Decimal | None,
+        new_price: Decimal | None,
+        new_close: Decimal | None,
+    ) -> None:
+        """Revalue every holder of ``symbol`` after a change the hot path does not cover."""
+        priced = (new_price is not None) - (old_price is not None)
+        for _, portfolio in holders.values():
+            holding = portfolio.holdings[symbol]
+            value_before, previous_before = _mark(holding, old_price, old_close)
+            value_after, previous_after = _mark(holding, new_price, new_close)
+            portfolio.total_value += value_after - value_before
+            portfolio.previous_value += previous_after - previous_before
+            portfolio.unpriced -= priced
+
+    def _unindex(self, symbol: str, portfolio_id: int) -> None:
+        holders = self._holders.get(symbol)
+        if holders is not None:
+            holders.pop(portfolio_id, None)
+            if not holders:
+                del self._holders[symbol]

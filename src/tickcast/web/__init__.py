@@ -1,0 +1,1 @@
+"""HTTP beside the WebSockets: Front 2's realtime endpoints, the portfolio API, pages."""

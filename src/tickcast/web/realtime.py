@@ -1,0 +1,158 @@
+"""Front 2's HTTP endpoints: websocket-info, status, force_price_update.
+
+Rules: thin. Who the caller is comes from ``Identity`` (a Bearer JWT or API key, the
+cookie, or ``X-API-Key``); the numbers come from the node, the hub and the fronts.
+
+    GET  /realtime/websocket-info/        how to connect, and the message types
+    GET  /realtime/status/                global stats, and the caller's own
+    POST /api/realtime/force_price_update/  {"symbols": [...]}  (authenticated)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tickcast.auth.credentials import (
+    ANONYMOUS,
+    InvalidCredentials,
+    Principal,
+    credentials_from_handshake,
+)
+from tickcast.fronts import realtime
+from tickcast.fronts.guard import Guard
+from tickcast.model.topic import Channel
+from tickcast.node import Node
+
+CLIENT_TYPES = [
+    "ping",
+    "auth",
+    "subscribe_asset",
+    "unsubscribe_asset",
+    "subscribe_portfolio",
+    "unsubscribe_portfolio",
+]
+SERVER_TYPES = [
+    "connection",
+    "pong",
+    "asset_update",
+    "portfolio_update",
+    "position_update",
+    "error",
+]
+
+
+async def principal_of(request: Request, guard: Guard) -> Principal:
+    """The caller, or ANONYMOUS. Raises InvalidCredentials for bad credentials."""
+    token = credentials_from_handshake(request.scope.get("headers", ()), b"")
+    if token is None:
+        return ANONYMOUS
+    return await guard.identity.authenticate(token)
+
+
+def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Route]:
+    async def websocket_info(request: Request) -> Response:
+        secure = request.url.scheme == "https"
+        host = request.headers.get("host", f"{node.settings.host}:{node.settings.port}")
+        return JSONResponse(
+            {
+                "websocket_url": f"{'wss' if secure else 'ws'}://{host}{realtime.PATH}",
+                "connection_info": {
+                    "protocol": "wss" if secure else "ws",
+                    "host": host,
+                    "path": realtime.PATH,
+                    "authentication": {
+                        "kinds": ["jwt", "api_key"],
+                        "handshake": [
+                            "Authorization: Bearer",
+                            "X-API-Key",
+                            "cookie tickcast_token",
+                            "?token=",
+                        ],
+                        "first_message": {"type": "auth", "data": {"token": "..."}},
+                        "anonymous_market_data": node.settings.allow_anonymous,
+                    },
+                },
+                "message_types": {"client": CLIENT_TYPES, "server": SERVER_TYPES},
+            }
+        )
+
+    async def status(request: Request) -> Response:
+        try:
+            caller = await principal_of(request, guard)
+        except InvalidCredentials as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        sessions: list[tuple[Principal, Any]] = [
+            (principal, connection.session) for connection, principal in front.principals.items()
+        ]
+        body: dict[str, Any] = {
+            "service_status": "running" if node.ready else "starting",
+            "global_stats": {
+                "total_connections": len(sessions),
+                "authenticated_users": len({p.user_id for p, _ in sessions if p.authenticated}),
+                "portfolio_subscriptions": sum(
+                    1 for _, s in sessions for t in s.topics if t.channel is Channel.PORTFOLIO
+                ),
+                "asset_subscriptions": sum(
+                    1 for _, s in sessions for t in s.topics if t.channel is Channel.ASSETS
+                ),
+            },
+        }
+        if caller.authenticated:
+            mine = [s for p, s in sessions if p.user_id == caller.user_id]
+            body["user_stats"] = {
+                "user_id": caller.user_id,
+                "connection_count": len(mine),
+                "subscriptions": {
+                    "portfolios": sorted(
+                        {
+                            int(t.symbol)
+                            for s in mine
+                            for t in s.topics
+                            if t.channel is Channel.PORTFOLIO
+                        }
+                    ),
+                    "assets": sorted(
+                        {t.symbol for s in mine for t in s.topics if t.channel is Channel.ASSETS}
+                    ),
+                },
+            }
+        return JSONResponse(body)
+
+    async def force_price_update(request: Request) -> Response:
+        try:
+            caller = await principal_of(request, guard)
+        except InvalidCredentials as exc:
+            return JSONResponse({"error": str(exc)}, status_code=401)
+        if not caller.authenticated:
+            return JSONResponse({"error": "authentication required"}, status_code=401)
+        try:
+            body = msgspec.json.decode(await request.body())
+        except msgspec.DecodeError:
+            return JSONResponse({"error": "the body must be JSON"}, status_code=400)
+        symbols = body.get("symbols") if isinstance(body, dict) else None
+        if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
+            return JSONResponse({"error": "'symbols' must be a list of strings"}, status_code=400)
+        wanted = list(dict.fromkeys(s.strip().upper() for s in symbols))[:1000]
+        unknown = [s for s in wanted if not front.is_known(s)]
+        updates = node.portfolios.force_price_update([s for s in wanted if s not in unknown])
+        return JSONResponse(
+            {
+                "status": "ok",
+                "updated": [u.symbol for u in updates],
+                "unknown": unknown,
+                "no_price_yet": [
+                    s for s in wanted if s not in unknown and s not in {u.symbol for u in updates}
+                ],
+            }
+        )
+
+    return [
+        Route("/realtime/websocket-info/", websocket_info),
+        Route("/realtime/status/", status),
+        Route("/api/realtime/force_price_update/", force_price_update, methods=["POST"]),
+    ]

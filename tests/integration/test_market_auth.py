@@ -1,0 +1,111 @@
+"""Front 1 (`/ws/market/feed`) under auth and limits: anonymous access off, origins,
+credentials, the connection cap per user and the message rate."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+
+import pytest
+import websockets
+
+from support.accounts import Account, seed
+from support.server import Server, start_server
+from tickcast.auth.credentials import issue_token
+
+SECRET = "k" * 40
+ORIGIN = "https://app.example"
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Account]]:
+    tmp = tmp_path_factory.mktemp("market-auth")
+    url = f"sqlite+aiosqlite:///{tmp}/m.db"
+    accounts = asyncio.run(seed(url, {"carol": {}}))
+    server = start_server(
+        tmp,
+        database_url=url,
+        jwt_secret=SECRET,
+        allow_anonymous="false",
+        allowed_origins=ORIGIN,
+        max_connections_per_user=2,
+        rate_limit_per_s=5,
+        rate_limit_burst=10,
+        rate=200,
+    )
+    yield server, accounts["carol"]
+    server.stop()
+
+
+async def closed_code(ws: websockets.ClientConnection) -> int:
+    try:
+        async with asyncio.timeout(5):
+            async for _ in ws:
+                pass
+    except websockets.ConnectionClosed:
+        pass
+    assert ws.close_code is not None
+    return ws.close_code
+
+
+async def test_anonymous_clients_are_refused_when_anonymous_access_is_off(
+    world: tuple[Server, Account],
+) -> None:
+    server, _ = world
+    async with websockets.connect(server.feed) as ws:
+        assert await closed_code(ws) == 1008
+    assert (ws.close_reason or "").startswith("Authentication required")
+
+
+async def test_a_token_or_an_api_key_lets_a_client_in(world: tuple[Server, Account]) -> None:
+    server, carol = world
+    jwt = issue_token(carol.user_id, carol.username, SECRET, time.time(), 600)
+    for headers in ({"Authorization": f"Bearer {jwt}"}, {"X-API-Key": carol.api_key}):
+        async with websockets.connect(server.feed, additional_headers=headers) as ws:
+            await ws.send(json.dumps({"action": "subscribe", "symbols": ["AAPL"]}))
+            assert json.loads(await ws.recv())["type"] == "subscribed"
+
+
+async def test_a_foreign_origin_is_refused_with_1008(world: tuple[Server, Account]) -> None:
+    server, carol = world
+    headers = {"X-API-Key": carol.api_key}
+    async with websockets.connect(
+        server.feed,
+        additional_headers=headers,
+        origin="https://evil.example",  # type: ignore[arg-type]
+    ) as ws:
+        assert await closed_code(ws) == 1008
+
+
+async def test_the_connection_cap_per_user(world: tuple[Server, Account]) -> None:
+    server, carol = world
+    headers = {"X-API-Key": carol.api_key}
+    first = await websockets.connect(server.feed, additional_headers=headers)
+    second = await websockets.connect(server.feed, additional_headers=headers)
+    try:
+        async with websockets.connect(server.feed, additional_headers=headers) as third:
+            assert await closed_code(third) == 1008
+        assert "connections" in (third.close_reason or "")
+    finally:
+        await first.close()
+        await second.close()
+
+
+async def test_a_message_flood_gets_errors_then_a_close(world: tuple[Server, Account]) -> None:
+    server, carol = world
+    headers = {"X-API-Key": carol.api_key}
+    async with websockets.connect(server.feed, additional_headers=headers) as ws:
+        for _ in range(100):
+            await ws.send(json.dumps({"action": "ping"}))
+        replies = []
+        try:
+            async with asyncio.timeout(5):
+                async for raw in ws:
+                    replies.append(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+    assert ws.close_code == 1008
+    assert sum(r["type"] == "pong" for r in replies) == 10  # the burst
+    assert any(r.get("message", "").startswith("Too many messages") for r in replies)

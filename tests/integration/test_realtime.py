@@ -1,0 +1,312 @@
+"""Front 2 (`/ws/realtime/`) over real sockets: every message, and the abuse battery.
+
+A real `tickcast serve` on a SQLite file seeded with two users (alice owns a
+portfolio, bob another), each with an API key; tokens are signed with a known secret.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import websockets
+from websockets.asyncio.client import ClientConnection
+
+from support.accounts import Account, seed
+from support.server import Server, start_server
+from tickcast.auth.credentials import issue_token
+
+SECRET = "s" * 40
+#: 60 symbols, so that the 51st subscription can be tried.
+SYMBOLS = ["AAPL", "MSFT"] + [f"T{i:02d}" for i in range(58)]
+ORIGIN = "http://dashboard.example"
+
+
+@pytest.fixture(scope="module")
+def world(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[Server, dict[str, Account]]]:
+    tmp = tmp_path_factory.mktemp("realtime")
+    url = f"sqlite+aiosqlite:///{tmp}/rt.db"
+    accounts = asyncio.run(
+        seed(
+            url,
+            {
+                "alice": {"Growth": [("AAPL", "buy", "10", "100"), ("MSFT", "buy", "2", "400")]},
+                "bob": {"Other": [("AAPL", "buy", "1", "100")]},
+            },
+        )
+    )
+    server = start_server(
+        tmp,
+        database_url=url,
+        jwt_secret=SECRET,
+        allowed_origins=ORIGIN,
+        rate=500,
+        symbols=",".join(SYMBOLS),
+        batch_ms=20,
+        update_interval_s=0.1,
+        max_connections_per_user=5,
+        max_subscriptions=50,
+        rate_limit_per_s=20,
+        rate_limit_burst=60,
+    )
+    yield server, accounts
+    server.stop()
+
+
+def url(server: Server, **query: str) -> str:
+    q = "&".join(f"{k}={v}" for k, v in query.items())
+    return f"ws://127.0.0.1:{server.port}/ws/realtime/" + (f"?{q}" if q else "")
+
+
+async def recv(ws: ClientConnection, wait_s: float = 5.0) -> dict[str, Any]:
+    message: dict[str, Any] = json.loads(await asyncio.wait_for(ws.recv(), wait_s))
+    return message
+
+
+async def recv_type(ws: ClientConnection, type_: str, wait_s: float = 5.0) -> dict[str, Any]:
+    deadline = time.monotonic() + wait_s
+    while True:
+        message = await recv(ws, max(0.01, deadline - time.monotonic()))
+        if message["type"] == type_:
+            return message
+
+
+async def send(ws: ClientConnection, type_: str, **data: Any) -> None:
+    await ws.send(json.dumps({"type": type_, "data": data}))
+
+
+async def closed_with(ws: ClientConnection, wait_s: float = 5.0) -> tuple[int, str]:
+    try:
+        async with asyncio.timeout(wait_s):
+            async for _ in ws:
+                pass
+    except websockets.ConnectionClosed:
+        pass
+    assert ws.close_code is not None
+    return ws.close_code, ws.close_reason or ""
+
+
+def token(account: Account, ttl_s: float = 600, now: float | None = None) -> str:
+    return issue_token(account.user_id, account.username, SECRET, now or time.time(), ttl_s)
+
+
+async def test_connection_ping_asset_updates_and_unsubscribe(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, _ = world
+    async with websockets.connect(url(server)) as ws:
+        hello = await recv(ws)
+        assert hello["type"] == "connection"
+        assert hello["data"]["status"] == "connected"
+        assert hello["data"]["authenticated"] is False
+        assert hello["data"]["user_id"] is None
+        assert len(hello["data"]["connection_id"]) == 36
+        assert hello["timestamp"].endswith("Z")
+        await send(ws, "ping")
+        assert (await recv_type(ws, "pong"))["data"] == {}
+        await send(ws, "subscribe_asset", symbol="AAPL")
+        update = await recv_type(ws, "asset_update")
+        assert set(update["data"]) == {
+            "symbol",
+            "price",
+            "change",
+            "change_percent",
+            "volume",
+            "high",
+            "low",
+        }
+        assert update["data"]["symbol"] == "AAPL"
+        await recv_type(ws, "asset_update")  # they keep coming
+        await send(ws, "unsubscribe_asset", symbol="AAPL")
+        await send(ws, "ping")
+        await recv_type(ws, "pong")
+        with pytest.raises(TimeoutError):
+            await recv_type(ws, "asset_update", wait_s=0.6)
+
+
+async def test_an_owner_gets_portfolio_updates_by_token_and_by_api_key(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    alice = accounts["alice"]
+    growth = alice.portfolios["Growth"]
+    for credential in (token(alice), alice.api_key):
+        async with websockets.connect(url(server, token=credential)) as ws:
+            hello = await recv(ws)
+            assert hello["data"]["authenticated"] is True
+            assert hello["data"]["user_id"] == alice.user_id
+            await send(ws, "subscribe_portfolio", portfolio_id=growth)
+            update = await recv_type(ws, "portfolio_update")
+            data = update["data"]
+            assert data["portfolio_id"] == growth
+            assert data["name"] == "Growth"
+            assert {"total_value", "daily_change", "daily_change_percent"} <= set(data)
+            assert isinstance(data["total_value"], int | float)
+            assert data["total_value"] > 0
+
+
+async def test_first_message_authentication(world: tuple[Server, dict[str, Account]]) -> None:
+    server, accounts = world
+    alice = accounts["alice"]
+    async with websockets.connect(url(server)) as ws:
+        assert (await recv(ws))["data"]["authenticated"] is False
+        await send(ws, "auth", token=alice.api_key)
+        hello = await recv_type(ws, "connection")
+        assert hello["data"]["authenticated"] is True
+        assert hello["data"]["user_id"] == alice.user_id
+        await send(ws, "subscribe_portfolio", portfolio_id=alice.portfolios["Growth"])
+        await recv_type(ws, "portfolio_update")
+
+
+async def test_another_users_portfolio_is_refused_and_the_connection_lives_on(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    bobs = accounts["bob"].portfolios["Other"]
+    async with websockets.connect(url(server, token=token(accounts["alice"]))) as ws:
+        await recv(ws)
+        await send(ws, "subscribe_portfolio", portfolio_id=bobs)
+        error = await recv_type(ws, "error")
+        assert error["data"]["message"] == f"Portfolio {bobs} not found"
+        with pytest.raises(TimeoutError):
+            await recv_type(ws, "portfolio_update", wait_s=0.5)
+        await send(ws, "ping")
+        await recv_type(ws, "pong")
+
+
+@pytest.mark.parametrize(
+    ("message", "reply"),
+    [
+        ("{not json", "Invalid JSON"),
+        (json.dumps({"type": "dance", "data": {}}), "Unknown message type: 'dance'"),
+        (json.dumps({"data": {}}), "Invalid message: missing 'type'"),
+        (
+            json.dumps({"type": "subscribe_asset", "data": {"symbol": "NOPE"}}),
+            "Unknown symbol: NOPE",
+        ),
+        (
+            json.dumps({"type": "subscribe_portfolio", "data": {"portfolio_id": "x"}}),
+            "Invalid request: 'portfolio_id' must be a positive integer",
+        ),
+        (
+            json.dumps({"type": "subscribe_portfolio", "data": {"portfolio_id": 1}}),
+            "Authentication required for portfolio data",
+        ),
+    ],
+)
+async def test_malformed_and_refused_messages_get_an_error(
+    world: tuple[Server, dict[str, Account]], message: str, reply: str
+) -> None:
+    server, _ = world
+    async with websockets.connect(url(server)) as ws:
+        await recv(ws)
+        await ws.send(message)
+        assert (await recv_type(ws, "error"))["data"]["message"] == reply
+        await send(ws, "ping")
+        await recv_type(ws, "pong")
+
+
+@pytest.mark.parametrize(
+    ("kind", "expect"),
+    [
+        ("forged", "Invalid"),
+        ("expired", "xpired"),
+        ("bad_key", "Invalid API key"),
+    ],
+)
+async def test_bad_credentials_are_closed_with_1008(
+    world: tuple[Server, dict[str, Account]], kind: str, expect: str
+) -> None:
+    server, accounts = world
+    alice = accounts["alice"]
+    credential = {
+        "forged": issue_token(alice.user_id, "alice", "f" * 40, time.time(), 600),
+        "expired": token(alice, ttl_s=60, now=time.time() - 3600),
+        "bad_key": alice.api_key[:-4] + "AAAA",
+    }[kind]
+    async with websockets.connect(url(server, token=credential)) as ws:
+        code, reason = await closed_with(ws)
+    assert code == 1008
+    assert expect in reason
+
+
+async def test_a_foreign_origin_is_closed_with_1008(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, _ = world
+    async with websockets.connect(url(server), origin="http://evil.example") as ws:  # type: ignore[arg-type]
+        code, _ = await closed_with(ws)
+    assert code == 1008
+    async with websockets.connect(url(server), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        assert (await recv(ws))["type"] == "connection"
+
+
+async def test_the_sixth_connection_of_a_user_is_refused(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    bob = accounts["bob"]
+    sockets = [await websockets.connect(url(server, token=token(bob))) for _ in range(5)]
+    try:
+        for ws in sockets:
+            assert (await recv(ws))["data"]["authenticated"] is True
+        async with websockets.connect(url(server, token=token(bob))) as sixth:
+            code, reason = await closed_with(sixth)
+        assert code == 1008
+        assert "connections" in reason
+        await sockets[0].close()
+        await asyncio.sleep(0.2)
+        async with websockets.connect(url(server, token=token(bob))) as again:
+            assert (await recv(again))["type"] == "connection"  # a slot was freed
+    finally:
+        for ws in sockets:
+            await ws.close()
+
+
+async def test_the_51st_subscription_is_refused(world: tuple[Server, dict[str, Account]]) -> None:
+    server, _ = world
+    async with websockets.connect(url(server)) as ws:
+        await recv(ws)
+        for symbol in SYMBOLS[:50]:
+            await send(ws, "subscribe_asset", symbol=symbol)
+        await send(ws, "subscribe_asset", symbol=SYMBOLS[50])
+        error = await recv_type(ws, "error")
+        assert error["data"]["message"] == "Too many subscriptions: at most 50 per connection"
+        await send(ws, "unsubscribe_asset", symbol=SYMBOLS[0])
+        await send(ws, "subscribe_asset", symbol=SYMBOLS[50])  # room again
+        await send(ws, "ping")
+        replies = []
+        while (message := await recv(ws))["type"] != "pong":
+            replies.append(message)
+        assert not [r for r in replies if r["type"] == "error"]
+
+
+async def test_a_flood_is_refused_then_closed(world: tuple[Server, dict[str, Account]]) -> None:
+    server, _ = world
+    async with websockets.connect(url(server)) as ws:
+        await recv(ws)
+        for _ in range(200):
+            await ws.send(json.dumps({"type": "ping", "data": {}}))
+        code, _ = await closed_with(ws, wait_s=10)
+    assert code == 1008
+    async with websockets.connect(url(server)) as other:  # nothing else is disturbed
+        await recv(other)
+        await send(other, "ping")
+        await recv_type(other, "pong")
+
+
+async def test_an_oversized_frame_is_closed_with_1009(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, _ = world
+    async with websockets.connect(url(server), max_size=None) as ws:
+        await recv(ws)
+        await ws.send("x" * (70 * 1024))
+        code, _ = await closed_with(ws)
+    assert code == 1009
