@@ -62,6 +62,7 @@ PURE_MODULES = frozenset(
         "tickcast.auth.policy",
         "tickcast.auth.limits",
         "tickcast.portfolio.assets",
+        "tickcast.portfolio.valuation",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

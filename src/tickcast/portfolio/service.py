@@ -110,10 +110,14 @@ class PortfolioService:
     def on_market(self, events: Sequence[MarketEvent]) -> None:
         """Fold a batch of market events in; remember which portfolios changed."""
         self.assets.apply(events)
-        book = self.book
+        on_price = self.book.on_price
+        dirty = self._dirty
         for event in events:
-            if (type(event) is Quote or type(event) is Trade) and book.holders(event.symbol):
-                self._dirty |= book.on_price(event.symbol, price_to_decimal(event.price))
+            if type(event) is Quote or type(event) is Trade:
+                # O(1) for a symbol nobody holds; keeps every price current for new buys
+                changed = on_price(event.symbol, price_to_decimal(event.price))
+                if changed:
+                    dirty |= changed
 
     def flush(self) -> None:
         """Publish the assets and portfolios that changed since the last flush."""
