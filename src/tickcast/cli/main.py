@@ -113,8 +113,7 @@ def _feed_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "--batch-size",
         dest="batch_size",
         type=int,
-        default=100,
-        help="most symbols per written batch (default 100)",
+        help="most prices per written batch (default: the batch_size setting, 100)",
     )
     feed.add_argument("--out", default="-", help="file to append to (default - : stdout)")
     feed.add_argument("--verbose", action="store_true", help="log every batch written")
@@ -258,6 +257,8 @@ def _ingest(command: str, settings: Settings, flags: dict[str, Any]) -> int:
 
     configure_logging(settings.log_level, settings.log_format)
     if command == "feed":
+        if flags["batch_size"] is None:
+            flags["batch_size"] = settings.batch_size
         if flags["interval"] <= 0 or flags["batch_size"] < 1:
             raise ConfigError("--interval must be > 0 and --batch-size >= 1")
         return feedcmds.run_feed(settings, **flags)

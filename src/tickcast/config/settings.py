@@ -86,8 +86,10 @@ class Settings(BaseSettings):
 
     Front 2 (the realtime envelope):
         update_interval_s: how often portfolio values and asset updates are pushed.
-        batch_size: the most symbols priced in one update by the price-feed service.
-        cache_timeout_s: how long a computed portfolio value may be reused.
+        batch_size: the most prices per batch written by ``tickcast feed``.
+        cache_timeout_s: how old the last published asset or portfolio update may be
+            and still be sent to a new subscriber as its first message; older, a fresh
+            one is computed.
 
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or

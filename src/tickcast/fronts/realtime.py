@@ -49,6 +49,7 @@ class RealtimeFront:
         self.guard = guard
         self.principals: dict[Connection, Principal] = {}
         self._auth_tasks: set[asyncio.Task[None]] = set()
+        self.cache_timeout_s = node.settings.cache_timeout_s
         node.hub.codecs.setdefault(codec.WIRE, codec.encode)
 
     def is_known(self, symbol: str) -> bool:
@@ -127,9 +128,10 @@ class RealtimeFront:
                 task.add_done_callback(self._auth_tasks.discard)
 
     def _current(self, topic: Topic, cached: Envelope | None) -> Encoded | None:
-        """The value a new subscriber gets at once: the last published one, or computed."""
+        """The value a new subscriber gets at once: the last published one while it is
+        younger than ``cache_timeout_s``, else computed afresh (with the time of now)."""
         hub = self.node.hub
-        if cached is not None:
+        if cached is not None and time.time() - cached.server_ts <= self.cache_timeout_s:
             return hub.encode(codec.WIRE, cached)
         portfolios = self.node.portfolios
         event: Event | None = None
