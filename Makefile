@@ -19,9 +19,9 @@ $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/pip install --quiet -e ".[bench]"
 	touch $@
 
-## serve: install and run the gateway on http://127.0.0.1:8000 with the simulator
+## serve: install and run the gateway on http://127.0.0.1:8000 with the simulator and the demo account
 serve: $(VENV)/.installed
-	$(BIN)/tickcast serve $(ARGS)
+	$(BIN)/tickcast serve --demo $(ARGS)
 
 ## test: install test dependencies, then lint, type-check and run the whole suite
 test: $(VENV)/.installed-test lint typecheck

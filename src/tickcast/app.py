@@ -10,7 +10,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route, WebSocketRoute
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickcast import __version__
@@ -22,6 +22,7 @@ from tickcast.fronts.identity import Identity
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.web import realtime as realtime_web
+from tickcast.web.api import build_api
 
 log = logging.getLogger("tickcast.app")
 
@@ -113,7 +114,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     }
     if settings.test_echo:
         fronts[echo.PATH] = echo.EchoFront(node)
-    routes: list[Route | WebSocketRoute] = [
+    routes: list[Route | WebSocketRoute | Mount] = [
         Route("/health", health),
         Route("/ready", ready),
         Route("/metrics", metrics),
@@ -121,6 +122,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/feed/dead-letters", dead_letters),
         *realtime_web.routes(node, guard, realtime_front),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
+        # after the realtime routes: /api/realtime/force_price_update/ is matched first
+        Mount("/api", build_api(node, guard, realtime_front.is_known)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node

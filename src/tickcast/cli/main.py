@@ -47,6 +47,12 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "--calendar",
         help="'always' (market always open, default) or an exchange code such as XNYS",
     )
+    serve.add_argument(
+        "--demo",
+        action="store_true",
+        help="seed the demo user and portfolios (idempotent) and print the dashboard URL "
+        "with a fresh demo API key",
+    )
     _feed_flags(serve)
     _log_flags(serve)
 
@@ -165,6 +171,97 @@ def _emulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     _log_flags(emulate)
 
 
+def _database_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (default: $TICKCAST_CONFIG)")
+    parser.add_argument(
+        "--database-url",
+        dest="database_url",
+        help="the accounts database (default sqlite tickcast.db; $TICKCAST_DATABASE_URL)",
+    )
+    _log_flags(parser)
+
+
+def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    users = commands.add_parser("users", help="user accounts", description="User accounts.")
+    actions = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
+    create = actions.add_parser("create", help="create a user", description="Create a user.")
+    create.add_argument("username", help="1 to 64 printable characters, no spaces")
+    _database_flags(create)
+
+
+def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    keys = commands.add_parser(
+        "keys",
+        help="API keys (stored hashed: a key is shown once, when it is created)",
+        description="API keys. The database keeps a key's prefix and a hash of its secret.",
+    )
+    actions = keys.add_subparsers(dest="keys_action", required=True, metavar="ACTION")
+    create = actions.add_parser(
+        "create",
+        help="mint a key for a user; printed once, alone on stdout",
+        description="Mint an API key for a user. It is printed once, alone on stdout.",
+    )
+    create.add_argument("--user", required=True, help="the key's owner")
+    create.add_argument("--label", default="default", help="what the key is for (default)")
+    _database_flags(create)
+    listing = actions.add_parser(
+        "list", help="a user's keys (prefixes, never secrets)", description="List a user's keys."
+    )
+    listing.add_argument("--user", required=True, help="the keys' owner")
+    _database_flags(listing)
+    revoke = actions.add_parser(
+        "revoke", help="revoke a key by its prefix", description="Revoke an API key."
+    )
+    revoke.add_argument(
+        "prefix", help="the key as `keys list` names it (tc_ and 12 characters), or the whole key"
+    )
+    _database_flags(revoke)
+
+
+def _update_prices_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    parser = commands.add_parser(
+        "update-prices",
+        help="one-time update of the assets' prices from the configured feed",
+        description="Run the configured feed until every symbol has a price (or --timeout), "
+        "then write the assets' prices in one transaction.",
+    )
+    parser.add_argument(
+        "--symbols", help="comma-separated symbols to update (default: the feed's universe)"
+    )
+    parser.add_argument(
+        "--historical",
+        action="store_true",
+        help="also build daily closes and set each asset's previous close (simulator only)",
+    )
+    parser.add_argument("--days", type=int, help="days of history for --historical (default 30)")
+    parser.add_argument(
+        "--dry-run", dest="dry_run", action="store_true", help="print what would be written"
+    )
+    parser.add_argument(
+        "--timeout", type=float, default=30.0, help="seconds to wait for the prices (default 30)"
+    )
+    parser.add_argument("--calendar", help="'always' (default) or an exchange code such as XNYS")
+    parser.add_argument("--rate", type=float, help="simulator ticks per second (default 50)")
+    parser.add_argument("--seed", type=int, help="simulator random seed (default 42)")
+    _feed_flags(parser)
+    _database_flags(parser)
+
+
+def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    demo = commands.add_parser(
+        "demo",
+        help="seed the demo user, API key and portfolios (idempotent)",
+        description="Seed the user 'demo', an API key and three portfolios, then print "
+        "the dashboard URL. Running it again changes nothing (add --new-key for a key).",
+    )
+    demo.add_argument(
+        "--new-key", dest="new_key", action="store_true", help="mint a new demo API key"
+    )
+    demo.add_argument("--host", help="where `serve` listens, for the URL (default 127.0.0.1)")
+    demo.add_argument("--port", type=int, help="where `serve` listens (default 8000)")
+    _database_flags(demo)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tickcast", description="tickcast, the real-time market-data gateway."
@@ -175,10 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     _feed_parser(commands)
     _record_parser(commands)
     _emulate_parser(commands)
+    _users_parser(commands)
+    _keys_parser(commands)
+    _update_prices_parser(commands)
+    _demo_parser(commands)
     return parser
 
 
-def serve(settings: Settings) -> int:
+def serve(settings: Settings, *, demo: bool = False) -> int:
     import uvicorn
 
     from tickcast.app import build_app
@@ -186,6 +287,17 @@ def serve(settings: Settings) -> int:
     from tickcast.transport.uvicorn_protocols import protocol_classes
 
     configure_logging(settings.log_level, settings.log_format)
+    if demo:
+        from tickcast.cli.accounts import Refused, prepare_demo
+
+        try:
+            hint = prepare_demo(settings)  # before the node loads its portfolios
+        except Refused as exc:
+            print(f"tickcast serve: {exc}", file=sys.stderr)
+            return 1
+        # printed, not logged: the log filter redacts query strings, and this one
+        # carries the demo key on purpose (for the person who just ran the command)
+        print(hint, file=sys.stderr, flush=True)
     http, ws = protocol_classes(
         handshake_timeout_s=settings.handshake_timeout_s,
         close_timeout_s=settings.close_timeout_s,
@@ -228,9 +340,16 @@ def _ignore(signum: int, frame: object) -> None:
 
 #: Flags of each command that are not settings.
 _COMMAND_FLAGS = {
+    "serve": ("demo",),
     "feed": ("interval", "batch_size", "out", "verbose"),
     "record": ("out", "duration", "count"),
+    "users": ("users_action", "username"),
+    "keys": ("keys_action", "user", "label", "prefix"),
+    "update-prices": ("symbols", "historical", "days", "dry_run", "timeout"),
+    "demo": ("new_key",),
 }
+#: Commands on accounts and prices: quiet logs (warnings) unless --log-level is given.
+_ACCOUNT_COMMANDS = frozenset({"users", "keys", "update-prices", "demo"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -239,12 +358,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = options.pop("command")
     if command == "emulate":
         return _emulate(options)
-    flags = {name: options.pop(name) for name in _COMMAND_FLAGS.get(command, ())}
+    # pop(name, None): an action's parser (keys revoke) lacks the other actions' flags
+    flags = {name: options.pop(name, None) for name in _COMMAND_FLAGS.get(command, ())}
     config_file = options.pop("config", None)
     try:
         settings = load_settings(config_file, options)
         if command == "serve":
-            return serve(settings)
+            return serve(settings, demo=bool(flags["demo"]))
+        if command in _ACCOUNT_COMMANDS:
+            quiet = options.get("log_level") is None
+            return _accounts(command, settings, flags, quiet=quiet)
         return _ingest(command, settings, flags)
     except ConfigError as exc:
         print(f"tickcast: {exc}", file=sys.stderr)
@@ -265,6 +388,37 @@ def _ingest(command: str, settings: Settings, flags: dict[str, Any]) -> int:
     if command == "record":
         return feedcmds.run_record(
             settings, out=Path(flags["out"]), duration=flags["duration"], count=flags["count"]
+        )
+    raise AssertionError(command)  # argparse only accepts known commands
+
+
+def _accounts(command: str, settings: Settings, flags: dict[str, Any], *, quiet: bool) -> int:
+    from tickcast.cli import accounts, prices
+    from tickcast.observability.logs import configure_logging
+
+    configure_logging("warning" if quiet else settings.log_level, settings.log_format)
+    if command == "users":
+        return accounts.run_users(settings, flags["users_action"], flags["username"])
+    if command == "keys":
+        return accounts.run_keys(
+            settings,
+            flags["keys_action"],
+            user=flags["user"],
+            label=flags["label"] or accounts.DEFAULT_LABEL,
+            prefix=flags["prefix"],
+        )
+    if command == "demo":
+        return accounts.run_demo(settings, new_key=bool(flags["new_key"]))
+    if command == "update-prices":
+        if flags["days"] is not None and not flags["historical"]:
+            raise ConfigError("--days needs --historical")
+        symbols = flags["symbols"]
+        return prices.run_update_prices(
+            settings,
+            [s for s in symbols.split(",") if s.strip()] if symbols else None,
+            (flags["days"] or 30) if flags["historical"] else None,
+            bool(flags["dry_run"]),
+            timeout_s=flags["timeout"],
         )
     raise AssertionError(command)  # argparse only accepts known commands
 

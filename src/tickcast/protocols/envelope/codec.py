@@ -14,6 +14,7 @@ rounding on the way out). Timestamps are ISO 8601 UTC with milliseconds, like Fr
 from __future__ import annotations
 
 from collections.abc import Callable
+from decimal import Decimal
 from typing import Any, Final
 
 import msgspec
@@ -25,6 +26,15 @@ from tickcast.protocols.native.timefmt import iso_ms
 WIRE: Final = "realtime"
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
+
+
+_ONE = Decimal(1)
+
+
+def _money(value: Decimal) -> Decimal:
+    """The exact amount without trailing zeros (``22248.95``, not ``22248.9500000000``)."""
+    normal = value.normalize()
+    return normal if normal.as_tuple().exponent <= 0 else normal.quantize(_ONE)  # type: ignore[operator]
 
 
 def _round(value: float) -> float | int:
@@ -47,11 +57,11 @@ def _portfolio(e: PortfolioValue) -> tuple[str, dict[str, Any]]:
     return "portfolio_update", {
         "portfolio_id": e.portfolio_id,
         "name": e.name,
-        "total_value": e.total_value,
-        "daily_change": e.daily_change,
-        "daily_change_percent": e.daily_change_percent,
-        "unrealized_pnl": e.unrealized_pnl,
-        "realized_pnl": e.realized_pnl,
+        "total_value": _money(e.total_value),
+        "daily_change": _money(e.daily_change),
+        "daily_change_percent": _money(e.daily_change_percent),
+        "unrealized_pnl": _money(e.unrealized_pnl),
+        "realized_pnl": _money(e.realized_pnl),
     }
 
 
@@ -59,9 +69,9 @@ def _position(e: PositionUpdate) -> tuple[str, dict[str, Any]]:
     return "position_update", {
         "portfolio_id": e.portfolio_id,
         "symbol": e.symbol,
-        "quantity": e.quantity,
-        "cost_basis": e.cost_basis,
-        "realized_pnl": e.realized_pnl,
+        "quantity": _money(e.quantity),
+        "cost_basis": _money(e.cost_basis),
+        "realized_pnl": _money(e.realized_pnl),
     }
 
 

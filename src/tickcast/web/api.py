@@ -1,0 +1,634 @@
+"""The portfolio HTTP API: a FastAPI application mounted at ``/api``.
+
+    POST /auth/token                        an API key in, a JWT out
+    GET  /me                                who the caller is
+    GET  /portfolios                        the caller's portfolios, valued live
+    POST /portfolios                        {"name"} -> 201; 409 for a name the caller uses
+    GET  /portfolios/{id}                   one portfolio, valued live, with its positions
+    GET  /portfolios/{id}/positions         its positions, valued live
+    GET  /portfolios/{id}/transactions      newest first, ``?limit=`` (1..1000, default 100)
+    POST /portfolios/{id}/transactions      a buy or a sell -> 201 with the new position
+    GET  /assets                            the known assets, latest price, previous close
+    GET  /docs, /openapi.json               the OpenAPI description (Swagger UI)
+
+Rules: thin. Every number comes from the PortfolioService (its in-memory book, the same
+one the WebSocket fronts publish from) or from the repositories; this module only checks
+who asks, validates the request and shapes the answer. It keeps no state.
+
+Choices (also stated in the OpenAPI description):
+    - Money and quantities are JSON *strings* in every response (``"1575"``, ``"62.5"``):
+      a JSON number is read as a binary float by JavaScript and most JSON libraries and
+      loses exactness. The text is canonical: no exponent, no trailing zeros, ``"0"``
+      never ``"-0"``. Requests accept strings (exact, preferred) or numbers (read as they
+      are written; beyond 15 significant digits a number may already have been rounded
+      by the JSON parser); at most 10 decimal places and 18 integer digits, as stored.
+    - Someone else's portfolio answers 404, exactly as a portfolio that does not exist,
+      so that ids cannot be probed (the WebSocket fronts answer 403 through
+      ``auth.policy.check_portfolio``, where the id comes from the client's own
+      subscription; over HTTP an id in a URL is easily enumerated).
+    - Credentials are those of the WebSockets (``auth.credentials.
+      credentials_from_handshake``): ``Authorization: Bearer <JWT or API key>``, then
+      ``X-API-Key``, then the ``tickcast_token`` cookie; never a ``?token=`` query
+      parameter (URLs end up in logs). Missing or bad credentials answer 401 with a
+      ``WWW-Authenticate: Bearer`` challenge (RFC 6750 §3).
+    - A request with a body must say ``Content-Type: application/json`` (else 415): with
+      cookie authentication this keeps cross-site forms and no-CORS fetches (which cannot
+      send that type without a preflight) from placing trades.
+    - Every 422 has FastAPI's validation shape, ours included (an unknown symbol, a sell
+      of more than is held): ``{"detail": [{"type", "loc", "msg", "input"}]}``.
+    - ``GET /assets`` is public market data: anonymous callers are served when
+      ``allow_anonymous`` is set, as on the WebSockets.
+
+No ``from __future__ import annotations`` here: FastAPI reads the endpoints' signatures
+at run time, and the endpoints are closures over ``build_api``'s arguments.
+"""
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Annotated, Any, Final, Literal
+
+import fastapi
+from fastapi import Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+from pydantic import (
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+    field_validator,
+)
+
+from tickcast import __version__
+from tickcast.auth import policy
+from tickcast.auth.credentials import (
+    ANONYMOUS,
+    DEFAULT_COOKIE,
+    InvalidCredentials,
+    Principal,
+    credentials_from_handshake,
+    looks_like_api_key,
+)
+from tickcast.fronts.guard import Guard
+from tickcast.node import Node
+from tickcast.portfolio.valuation import (
+    CONTEXT,
+    MONEY_PLACES,
+    PERCENT_PLACES,
+    InsufficientQuantity,
+    PositionValue,
+    Side,
+    Valuation,
+    price_to_decimal,
+)
+from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.records import Asset, AssetKind, Portfolio, Transaction
+from tickcast.storage.repositories import Assets, Transactions
+from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
+
+#: Transactions listed when ``?limit=`` is not given, and the most one request may ask.
+DEFAULT_TRANSACTIONS: Final = 100
+MAX_TRANSACTIONS: Final = 1000
+#: A trade's ``quantity * price`` must stay below this (stored as NUMERIC(28, 10)).
+MAX_TRADE_AMOUNT: Final = Decimal(10) ** (AMOUNT_PRECISION - AMOUNT_SCALE)
+REALM: Final = "tickcast"
+UNAUTHENTICATED: Final = (
+    "Authentication required: send Authorization: Bearer <JWT or API key>, "
+    f"X-API-Key: <API key> or the {DEFAULT_COOKIE} cookie"
+)
+
+_DESCRIPTION = """\
+Portfolios, positions, transactions and assets of the tickcast gateway, valued live
+from the same market data the WebSockets stream.
+
+**Authentication**: `Authorization: Bearer <JWT or API key>`, `X-API-Key: <API key>` or
+the `tickcast_token` cookie. `POST /auth/token` exchanges an API key for a JWT.
+
+**Money** (prices, quantities, values, P&L) is a JSON **string** in every response,
+e.g. `"1575"` or `"62.5"`: exact, where a JSON number would be a binary float in
+JavaScript. Requests accept strings (preferred) or numbers.
+
+**Someone else's portfolio** answers 404, like one that does not exist.
+"""
+
+
+def decimal_text(value: Decimal) -> str:
+    """The canonical text of an amount: no exponent, no trailing zeros, never ``-0``.
+
+    ``Decimal("1575.0000000000")`` -> ``"1575"``; ``Decimal("1E+3")`` -> ``"1000"``;
+    ``Decimal("62.50")`` -> ``"62.5"``. Exact: the digits are never rounded.
+    """
+    text = format(value, "f")
+    if "." in text:
+        text = text.rstrip("0").rstrip(".")
+    return "0" if text in ("-0", "") else text
+
+
+# -- wire types
+
+#: An amount in a response: a JSON string (see ``decimal_text``).
+Money = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str)]
+#: Request amounts: at most 18 integer digits and 10 decimal places (the stored scale).
+Quantity = Annotated[
+    Decimal,
+    Field(
+        gt=0,
+        max_digits=AMOUNT_PRECISION,
+        decimal_places=AMOUNT_SCALE,
+        allow_inf_nan=False,
+        examples=["10"],
+    ),
+]
+Price = Annotated[
+    Decimal,
+    Field(
+        ge=0,
+        max_digits=AMOUNT_PRECISION,
+        decimal_places=AMOUNT_SCALE,
+        allow_inf_nan=False,
+        examples=["190.5"],
+    ),
+]
+Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
+
+
+class Model(BaseModel):
+    """Base of the wire models: unknown fields are refused, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Model):
+    """An error other than a validation error."""
+
+    detail: str
+
+
+class TokenOut(Model):
+    """A signed token (HS256 JWT), for ``Authorization: Bearer`` or the cookie."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds the token is valid for.")
+
+
+class MeOut(Model):
+    """The authenticated caller."""
+
+    user_id: int
+    username: str
+
+
+class PositionOut(Model):
+    """One holding, valued at the current market price (average-cost accounting).
+
+    Every amount is a string (see the API description). A closed position (quantity
+    ``"0"``) is listed: it carries the realized P&L of its sells.
+    """
+
+    symbol: str
+    quantity: Money
+    average_cost: Money = Field(description="cost_basis / quantity; 0 when closed.")
+    cost_basis: Money = Field(description="Total cost of the quantity held.")
+    price: Money | None = Field(
+        description="The market price used; null before the symbol's first price (then "
+        "the position is valued at its previous close, or at its cost)."
+    )
+    market_value: Money
+    unrealized_pnl: Money = Field(description="market_value - cost_basis.")
+    realized_pnl: Money = Field(description="Realized by the sells of this symbol, ever.")
+    daily_change: Money = Field(description="quantity * (price - previous close).")
+
+    @classmethod
+    def of(cls, value: PositionValue) -> "PositionOut":
+        quantity = value.quantity
+        average = Decimal(0)
+        if quantity:  # as Holding.average_cost: to the stored scale
+            average = CONTEXT.divide(value.cost_basis, quantity).quantize(
+                MONEY_PLACES, context=CONTEXT
+            )
+        return cls(
+            symbol=value.symbol,
+            quantity=quantity,
+            average_cost=average,
+            cost_basis=value.cost_basis,
+            price=value.price,
+            market_value=value.market_value,
+            unrealized_pnl=value.unrealized_pnl,
+            realized_pnl=value.realized_pnl,
+            daily_change=value.daily_change,
+        )
+
+
+class PortfolioOut(Model):
+    """A portfolio and its live value. Every amount is a string."""
+
+    id: int
+    name: str
+    created_at: datetime
+    total_value: Money = Field(description="Market value of the holdings.")
+    cost_basis: Money
+    daily_change: Money = Field(description="Against the previous closes.")
+    daily_change_percent: Money = Field(description="Percent, 6 decimal places at most.")
+    unrealized_pnl: Money
+    realized_pnl: Money
+    unpriced_positions: int = Field(
+        description="Open positions valued without a market price yet (estimated)."
+    )
+    as_of: datetime = Field(description="When the value was read.")
+
+    @classmethod
+    def of(cls, portfolio: Portfolio, v: Valuation, now: float) -> "PortfolioOut":
+        return cls(
+            id=portfolio.id,
+            name=portfolio.name,
+            created_at=portfolio.created_at,
+            total_value=v.total_value,
+            cost_basis=v.cost_basis,
+            daily_change=v.daily_change,
+            daily_change_percent=v.daily_change_percent,
+            unrealized_pnl=v.unrealized_pnl,
+            realized_pnl=v.realized_pnl,
+            unpriced_positions=v.unpriced,
+            as_of=datetime.fromtimestamp(now, UTC),
+        )
+
+
+class PortfolioDetailOut(PortfolioOut):
+    """A portfolio, its live value and its positions (by symbol)."""
+
+    positions: list[PositionOut]
+
+
+class PortfolioIn(Model):
+    """A new portfolio; the name is unique among the caller's portfolios."""
+
+    name: Name
+
+
+class TransactionIn(Model):
+    """A buy or a sell. Amounts as strings (exact) or numbers."""
+
+    symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+    side: Side
+    quantity: Quantity
+    price: Price
+    executed_at: AwareDatetime | None = Field(
+        None, description="ISO-8601 with an offset; default: now."
+    )
+
+    @field_validator("symbol")
+    @classmethod
+    def _upper(cls, symbol: str) -> str:
+        return symbol.upper()
+
+    @field_validator("side", mode="before")
+    @classmethod
+    def _lower(cls, side: Any) -> Any:
+        return side.lower() if isinstance(side, str) else side
+
+
+class TransactionOut(Model):
+    """An executed buy or sell. Amounts are strings."""
+
+    id: int
+    portfolio_id: int
+    symbol: str
+    side: Side
+    quantity: Money
+    price: Money
+    executed_at: datetime
+
+    @classmethod
+    def of(cls, t: Transaction) -> "TransactionOut":
+        return cls(
+            id=t.id,
+            portfolio_id=t.portfolio_id,
+            symbol=t.symbol,
+            side=Side(t.side.value),
+            quantity=t.quantity,
+            price=t.price,
+            executed_at=t.executed_at,
+        )
+
+
+class TransactionRecordedOut(Model):
+    """The recorded transaction and the position it leaves, valued live."""
+
+    transaction: TransactionOut
+    position: PositionOut
+
+
+class AssetOut(Model):
+    """A known asset. Amounts are strings; null when unknown."""
+
+    symbol: str
+    name: str
+    kind: str
+    price: Money | None = Field(description="The latest price: live, else the stored one.")
+    live: bool = Field(description="Whether price comes from the live feed of this node.")
+    previous_close: Money | None
+    change: Money | None = Field(description="price - previous_close.")
+    change_percent: Money | None = Field(description="Percent, 6 decimal places at most.")
+
+
+# -- the caller
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """An authenticated caller; ``by_api_key`` tells how it proved it."""
+
+    user_id: int
+    username: str
+    by_api_key: bool
+
+
+# Registered for the OpenAPI description (Swagger's "Authorize"); the credential itself is
+# read by ``credentials_from_handshake``, the same function the WebSockets use.
+_bearer = HTTPBearer(auto_error=False, description="A JWT or an API key.")
+_api_key = APIKeyHeader(name="X-API-Key", auto_error=False)
+_cookie = APIKeyCookie(name=DEFAULT_COOKIE, auto_error=False)
+_CHALLENGE_UNSAFE = re.compile(r"[^\x20\x21\x23-\x5b\x5d-\x7e]")
+
+
+def _unauthorized(message: str, *, invalid: bool) -> HTTPException:
+    challenge = f'Bearer realm="{REALM}"'
+    if invalid:  # RFC 6750 §3: error_description is a restricted ASCII set
+        description = _CHALLENGE_UNSAFE.sub("", message)
+        challenge += f', error="invalid_token", error_description="{description}"'
+    return HTTPException(401, message, headers={"WWW-Authenticate": challenge})
+
+
+def _invalid(loc: str, kind: str, message: str, value: Any) -> RequestValidationError:
+    """A 422 in FastAPI's own validation shape."""
+    return RequestValidationError(
+        [{"type": kind, "loc": ("body", loc), "msg": message, "input": value}]
+    )
+
+
+def _not_found(portfolio_id: int) -> HTTPException:
+    return HTTPException(404, f"Portfolio {portfolio_id} not found")
+
+
+async def _json_body(request: Request) -> None:
+    """Refuse a body that is not declared JSON (415); see the module docstring."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json" and not (
+        kind.startswith("application/") and kind.endswith("+json")
+    ):
+        raise HTTPException(415, "Content-Type must be application/json")
+
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid credentials."}
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorOut, "description": "No such portfolio of the caller's."}
+}
+
+
+def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fastapi.FastAPI:
+    """The portfolio API, to mount at ``/api``.
+
+    Args:
+        node: the gateway (its PortfolioService, engine and market symbols).
+        guard: whose ``identity`` authenticates callers and issues tokens.
+        is_known: whether a symbol may be traded (the universe and the stored assets).
+    """
+    service = node.portfolios
+    api = fastapi.FastAPI(
+        title="tickcast portfolio API",
+        version=__version__,
+        description=_DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+
+    async def credentials(
+        request: Request,
+        _b: Annotated[Any, Depends(_bearer)],
+        _k: Annotated[Any, Depends(_api_key)],
+        _c: Annotated[Any, Depends(_cookie)],
+    ) -> tuple[Principal, bool]:
+        """The caller (ANONYMOUS without credentials) and whether it used an API key."""
+        try:
+            token = credentials_from_handshake(request.scope.get("headers", ()), b"")
+            if token is None:
+                return ANONYMOUS, False
+            return await guard.identity.authenticate(token), looks_like_api_key(token)
+        except InvalidCredentials as exc:
+            raise _unauthorized(str(exc) or "Invalid credentials", invalid=True) from None
+
+    async def authenticated(
+        found: Annotated[tuple[Principal, bool], Depends(credentials)],
+    ) -> Caller:
+        principal, by_api_key = found
+        if principal.user_id is None or principal.username is None:
+            raise _unauthorized(UNAUTHENTICATED, invalid=False)
+        return Caller(principal.user_id, principal.username, by_api_key)
+
+    CallerDep = Annotated[Caller, Depends(authenticated)]
+    PortfolioId = Annotated[int, Path(ge=1)]
+    json_body = [Depends(_json_body)]
+
+    def owned(caller: Caller, portfolio_id: int) -> Portfolio:
+        """The caller's portfolio, or 404 (another user's answers the same)."""
+        if service.owner_of(portfolio_id) != caller.user_id:
+            raise _not_found(portfolio_id)
+        for portfolio in service.portfolios_of(caller.user_id):
+            if portfolio.id == portfolio_id:
+                return portfolio
+        raise _not_found(portfolio_id)  # pragma: no cover - owner_of said it exists
+
+    def positions(v: Valuation) -> list[PositionOut]:
+        return [PositionOut.of(p) for p in sorted(v.positions, key=lambda p: p.symbol)]
+
+    @api.post(
+        "/auth/token",
+        summary="Exchange an API key for a JWT",
+        responses={**_AUTH_ERRORS, 403: {"model": ErrorOut, "description": "Not an API key."}},
+    )
+    async def token(caller: CallerDep) -> TokenOut:
+        """Send the API key as ``Authorization: Bearer`` or ``X-API-Key``. A JWT cannot
+        be exchanged for another: tokens expire, keys are revoked."""
+        if not caller.by_api_key:
+            raise HTTPException(403, "A token is issued in exchange for an API key only")
+        principal = Principal(caller.user_id, caller.username)
+        ttl_s = guard.identity.jwt_ttl_s
+        return TokenOut(access_token=guard.identity.issue(principal), expires_in=int(ttl_s))
+
+    @api.get("/me", summary="The caller", responses=_AUTH_ERRORS)
+    async def me(caller: CallerDep) -> MeOut:
+        return MeOut(user_id=caller.user_id, username=caller.username)
+
+    @api.get("/portfolios", summary="The caller's portfolios, valued live", responses=_AUTH_ERRORS)
+    async def list_portfolios(caller: CallerDep) -> list[PortfolioOut]:
+        now = service.clock()
+        mine = sorted(service.portfolios_of(caller.user_id), key=lambda p: p.id)
+        return [
+            PortfolioOut.of(p, service.book.valuation(p.id, positions=False), now) for p in mine
+        ]
+
+    @api.post(
+        "/portfolios",
+        status_code=201,
+        summary="Create a portfolio",
+        dependencies=json_body,
+        responses={
+            **_AUTH_ERRORS,
+            409: {"model": ErrorOut, "description": "The caller has a portfolio of this name."},
+        },
+    )
+    async def create_portfolio(
+        body: PortfolioIn, caller: CallerDep, request: Request, response: Response
+    ) -> PortfolioOut:
+        try:
+            portfolio = await service.create_portfolio(caller.user_id, body.name)
+        except Conflict:
+            raise HTTPException(409, f"You already have a portfolio named {body.name!r}") from None
+        except NotFound:  # a valid token of a deleted user
+            raise _unauthorized(
+                "The account of these credentials does not exist", invalid=True
+            ) from None
+        response.headers["Location"] = (
+            f"{request.scope.get('root_path', '')}/portfolios/{portfolio.id}"
+        )
+        return PortfolioOut.of(
+            portfolio, service.book.valuation(portfolio.id, positions=False), service.clock()
+        )
+
+    @api.get(
+        "/portfolios/{portfolio_id}",
+        summary="One portfolio, valued live, with its positions",
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def get_portfolio(portfolio_id: PortfolioId, caller: CallerDep) -> PortfolioDetailOut:
+        portfolio = owned(caller, portfolio_id)
+        v = service.book.valuation(portfolio_id)
+        summary = PortfolioOut.of(portfolio, v, service.clock())
+        return PortfolioDetailOut(**dict(summary), positions=positions(v))
+
+    @api.get(
+        "/portfolios/{portfolio_id}/positions",
+        summary="A portfolio's positions, valued live (by symbol)",
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def list_positions(portfolio_id: PortfolioId, caller: CallerDep) -> list[PositionOut]:
+        owned(caller, portfolio_id)
+        return positions(service.book.valuation(portfolio_id))
+
+    @api.get(
+        "/portfolios/{portfolio_id}/transactions",
+        summary="A portfolio's transactions, newest first",
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def list_transactions(
+        portfolio_id: PortfolioId,
+        caller: CallerDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+    ) -> list[TransactionOut]:
+        owned(caller, portfolio_id)
+        async with node.engine.connect() as conn:
+            found = await Transactions(conn).list_for_portfolio(portfolio_id, limit=limit)
+        return [TransactionOut.of(t) for t in found]
+
+    @api.post(
+        "/portfolios/{portfolio_id}/transactions",
+        status_code=201,
+        summary="Record a buy or a sell",
+        dependencies=json_body,
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def record_transaction(
+        portfolio_id: PortfolioId, body: TransactionIn, caller: CallerDep
+    ) -> TransactionRecordedOut:
+        """422 for an unknown symbol, a quantity that is not positive, a negative price,
+        or a sell of more than is held (short selling is not supported)."""
+        owned(caller, portfolio_id)
+        if not is_known(body.symbol):
+            raise _invalid(
+                "symbol", "unknown_symbol", f"Unknown symbol {body.symbol!r}", body.symbol
+            )
+        if CONTEXT.multiply(body.quantity, body.price) >= MAX_TRADE_AMOUNT:
+            raise _invalid(
+                "quantity",
+                "amount_too_large",
+                f"quantity x price must be below {MAX_TRADE_AMOUNT:f}",
+                str(body.quantity),
+            )
+        try:
+            transaction, _ = await service.record_transaction(
+                portfolio_id, body.symbol, body.side, body.quantity, body.price, body.executed_at
+            )
+        except InsufficientQuantity as exc:
+            message = (  # the error's own text, with amounts in canonical form
+                f"cannot sell {decimal_text(exc.requested)} {exc.symbol}: "
+                f"only {decimal_text(exc.held)} held"
+            )
+            raise _invalid(
+                "quantity", "insufficient_quantity", message, str(body.quantity)
+            ) from None
+        except NotFound:  # deleted meanwhile
+            raise _not_found(portfolio_id) from None
+        except ValueError as exc:  # an amount the book or the database cannot hold
+            raise _invalid("quantity", "value_error", str(exc), str(body.quantity)) from None
+        return TransactionRecordedOut(
+            transaction=TransactionOut.of(transaction),
+            position=PositionOut.of(service.book.position(portfolio_id, body.symbol)),
+        )
+
+    @api.get(
+        "/assets",
+        summary="The known assets, with the latest price and previous close",
+        responses=_AUTH_ERRORS,
+    )
+    async def list_assets(
+        found: Annotated[tuple[Principal, bool], Depends(credentials)],
+    ) -> list[AssetOut]:
+        """Public market data: anonymous callers are served when the gateway allows
+        anonymous market data. ``change`` is against the stored previous close."""
+        if not policy.may_read_market(found[0], node.settings.allow_anonymous):
+            raise _unauthorized(UNAUTHENTICATED, invalid=False)
+        async with node.engine.connect() as conn:
+            stored = {a.symbol: a for a in await Assets(conn).list_all()}
+        return [
+            _asset(node, symbol, stored.get(symbol))
+            for symbol in sorted(node.symbols | stored.keys())
+        ]
+
+    return api
+
+
+def _asset(node: Node, symbol: str, stored: Asset | None) -> AssetOut:
+    live = node.portfolios.assets.price(symbol)
+    price = price_to_decimal(live) if live is not None else node.portfolios.book.price(symbol)
+    if price is None and stored is not None:
+        price = stored.last_price
+    close = stored.previous_close if stored is not None else None
+    if close is None:
+        close = node.portfolios.book.previous_close(symbol)
+    change = percent = None
+    if price is not None and close is not None:
+        change = CONTEXT.subtract(price, close)
+        if close:
+            percent = CONTEXT.divide(CONTEXT.multiply(change, Decimal(100)), close).quantize(
+                PERCENT_PLACES, context=CONTEXT
+            )
+    kind = AssetKind.CRYPTO if "/" in symbol else AssetKind.STOCK
+    return AssetOut(
+        symbol=symbol,
+        name=stored.name if stored is not None else symbol,
+        kind=(stored.kind if stored is not None else kind).value,
+        price=price,
+        live=live is not None,
+        previous_close=close,
+        change=change,
+        change_percent=percent,
+    )
