@@ -10,7 +10,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickcast import __version__
@@ -21,6 +21,7 @@ from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
+from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
 
@@ -114,13 +115,14 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     }
     if settings.test_echo:
         fronts[echo.PATH] = echo.EchoFront(node)
-    routes: list[Route | WebSocketRoute | Mount] = [
+    routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
         Route("/metrics", metrics),
         Route("/feed", feed),
         Route("/feed/dead-letters", dead_letters),
         *realtime_web.routes(node, guard, realtime_front),
+        *pages.routes(),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
         # after the realtime routes: /api/realtime/force_price_update/ is matched first
         Mount("/api", build_api(node, guard, realtime_front.is_known)),

@@ -12,6 +12,7 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import websockets
 from websockets.asyncio.client import ClientConnection
@@ -310,3 +311,33 @@ async def test_an_oversized_frame_is_closed_with_1009(
         await ws.send("x" * (70 * 1024))
         code, _ = await closed_with(ws)
     assert code == 1009
+
+
+async def test_a_transaction_reaches_the_owner_as_position_and_portfolio_updates(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    alice = accounts["alice"]
+    growth = alice.portfolios["Growth"]
+    async with websockets.connect(url(server, token=alice.api_key)) as ws:
+        await recv(ws)
+        await send(ws, "subscribe_portfolio", portfolio_id=growth)
+        before = (await recv_type(ws, "portfolio_update"))["data"]
+        async with httpx.AsyncClient(timeout=5) as http:
+            response = await http.post(
+                f"{server.http}/api/portfolios/{growth}/transactions",
+                headers={"X-API-Key": alice.api_key},
+                json={"symbol": "MSFT", "side": "buy", "quantity": "3", "price": "400"},
+            )
+        assert response.status_code == 201, response.text
+        position = (await recv_type(ws, "position_update"))["data"]
+        assert position == {
+            "portfolio_id": growth,
+            "symbol": "MSFT",
+            "quantity": 5,
+            "cost_basis": 2000,
+            "realized_pnl": 0,
+        }
+        after = await recv_type(ws, "portfolio_update")
+        while after["data"]["total_value"] - before["total_value"] < 1000:  # 3 more MSFT
+            after = await recv_type(ws, "portfolio_update")

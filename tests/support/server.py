@@ -62,13 +62,18 @@ class Server:
 
 
 def start_server(
-    tmp_path: Path, *, extra_env: dict[str, str] | None = None, **settings: object
+    tmp_path: Path,
+    *,
+    extra_env: dict[str, str] | None = None,
+    port: int | None = None,
+    **settings: object,
 ) -> Server:
     """Start `python -m tickcast serve` with TICKCAST_* settings; wait until /ready.
 
-    ``extra_env`` adds variables that are not settings (vendor credentials).
+    ``extra_env`` adds variables that are not settings (vendor credentials); ``port``
+    reuses a port (a restart), else a free one is picked.
     """
-    port = free_port()
+    port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.setdefault("TICKCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/tickcast.db")
     env.update({f"TICKCAST_{k.upper()}": str(v) for k, v in settings.items()})

@@ -118,10 +118,14 @@ class RealtimeFront:
                     current = self._current(topic, cached)
                     if current is not None:
                         connection.queue(current, str(topic))
+                    if topic.channel is Channel.PORTFOLIO:  # its position updates too
+                        hub.subscribe(connection, _positions(topic))
             elif isinstance(command, Unsubscribe):
                 for topic in command.topics:
                     hub.unsubscribe(connection, topic)
                     connection.outbox.discard(str(topic))
+                    if topic.channel is Channel.PORTFOLIO:
+                        hub.unsubscribe(connection, _positions(topic))
             elif isinstance(command, Authenticate):
                 task = asyncio.create_task(self._authenticate(connection, command.token))
                 self._auth_tasks.add(task)
@@ -163,9 +167,16 @@ class RealtimeFront:
         session: Any = connection.session
         for topic in session.topics:
             self.node.hub.unsubscribe(connection, topic)
+            if topic.channel is Channel.PORTFOLIO:
+                self.node.hub.unsubscribe(connection, _positions(topic))
         session.topics.clear()
         self.node.connections.discard(connection)
         self.guard.release(self.principals.pop(connection))
+
+
+def _positions(portfolio: Topic) -> Topic:
+    """The position updates that go with a portfolio subscription."""
+    return Topic(Channel.POSITIONS, portfolio.symbol)
 
 
 async def _refuse(send: Send, refusal: policy.Refusal) -> None:

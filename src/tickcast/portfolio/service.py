@@ -110,12 +110,20 @@ class PortfolioService:
     def on_market(self, events: Sequence[MarketEvent]) -> None:
         """Fold a batch of market events in; remember which portfolios changed."""
         self.assets.apply(events)
-        on_price = self.book.on_price
+        book = self.book
+        on_price = book.on_price
         dirty = self._dirty
         for event in events:
             if type(event) is Quote or type(event) is Trade:
+                symbol = event.symbol
+                if book.previous_close(symbol) is None:
+                    # no close on record: the day's reference is the asset board's (the
+                    # first price seen today), so daily changes agree on every channel
+                    reference = self.assets.previous_close(symbol)
+                    if reference:
+                        dirty |= book.set_previous_close(symbol, price_to_decimal(reference))
                 # O(1) for a symbol nobody holds; keeps every price current for new buys
-                changed = on_price(event.symbol, price_to_decimal(event.price))
+                changed = on_price(symbol, price_to_decimal(event.price))
                 if changed:
                     dirty |= changed
 

@@ -1,0 +1,102 @@
+"""Front 2's browser pages: the live dashboard, the WebSocket test page, their static files.
+
+Rules: no templating and no inline script or style: each page is a static HTML file in
+``web/static`` that loads ES modules from ``/static/`` (by relative URLs, so that a
+proxy may mount the gateway under a path prefix), so one strict
+Content-Security-Policy covers everything and nothing is ever fetched from another origin
+(no CDN). The files are found next to this module (``Path(__file__).parent``), so the
+pages work from an installed wheel as from a checkout. This module holds no state and
+knows nothing of the node: the pages talk to the gateway over ``/ws/realtime/`` and
+``/api`` like any other client.
+
+    GET /realtime/dashboard/     live quotes, sparklines, the signed-in user's portfolios
+    GET /realtime/test/          connect, send any message, see every frame
+    GET /static/<file>           the pages' JavaScript modules, CSS and icon
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Final
+
+from starlette.requests import Request
+from starlette.responses import FileResponse, Response
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import Scope
+
+#: The folder the pages and their assets are served from.
+STATIC_DIR: Final = Path(__file__).parent / "static"
+
+#: Only this origin, plus WebSockets: the test page may connect to any gateway, and older
+#: browsers do not count ws: as ``'self'``.
+CONTENT_SECURITY_POLICY: Final = (
+    "default-src 'self'; connect-src 'self' ws: wss:; "
+    "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+#: Seconds a browser may reuse a static file before asking again. Short, so that an
+#: upgraded gateway's pages and modules agree within a minute, with no build step to
+#: fingerprint file names.
+STATIC_MAX_AGE_S: Final = 60
+
+#: Types set here rather than guessed from the host's mime.types: a module script served
+#: as anything but JavaScript is refused by the browser.
+MEDIA_TYPES: Final = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".json": "application/json",
+}
+
+SECURITY_HEADERS: Final = {
+    "Content-Security-Policy": CONTENT_SECURITY_POLICY,
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+
+PAGES: Final = {
+    "/realtime/dashboard/": "dashboard.html",
+    "/realtime/test/": "test.html",
+}
+
+
+class _StaticFiles(StaticFiles):
+    """StaticFiles with fixed content types, a short Cache-Control and the CSP."""
+
+    def file_response(
+        self,
+        full_path: str | os.PathLike[str],
+        stat_result: os.stat_result,
+        scope: Scope,
+        status_code: int = 200,
+    ) -> Response:
+        response = super().file_response(full_path, stat_result, scope, status_code)
+        media_type = MEDIA_TYPES.get(Path(full_path).suffix.lower())
+        if media_type is not None and response.status_code == 200:
+            response.headers["content-type"] = media_type
+        response.headers["cache-control"] = f"public, max-age={STATIC_MAX_AGE_S}"
+        response.headers.update(SECURITY_HEADERS)
+        return response
+
+
+def _page(filename: str) -> Callable[[Request], Awaitable[Response]]:
+    path = STATIC_DIR / filename
+
+    async def page(_: Request) -> Response:
+        # no-cache: asked for every time, so a page never outlives its modules
+        headers = {**SECURITY_HEADERS, "Cache-Control": "no-cache"}
+        return FileResponse(path, media_type=MEDIA_TYPES[".html"], headers=headers)
+
+    return page
+
+
+def routes() -> list[BaseRoute]:
+    """The pages and ``/static``; mount them beside Front 2's HTTP routes."""
+    pages: list[BaseRoute] = [Route(url, _page(name)) for url, name in PAGES.items()]
+    static = _StaticFiles(directory=STATIC_DIR, check_dir=True)
+    return [*pages, Mount("/static", app=static, name="static")]

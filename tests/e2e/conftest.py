@@ -1,0 +1,162 @@
+"""End-to-end fixtures: a real gateway seeded with an account, and a real headless Chromium.
+
+The browser is Debian's ``/usr/bin/chromium`` driven by Playwright's Python package
+(``executable_path``): nothing is downloaded, ever (no ``playwright install``). Without
+that binary the browser tests are skipped, except under ``CI=true``, where a missing
+browser is a failure: CI must install it.
+
+Screenshots are written under each test's tmp dir and copied to
+``artifacts/screenshots/`` at the repository root, named after the test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+
+from support.accounts import Account, seed
+from support.server import Server, start_server
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
+JWT_SECRET = "an-end-to-end-test-secret-of-at-least-32-bytes"
+#: The seeded account: 10 AAPL bought at 150 in portfolio "Growth".
+USERNAME = "e2e"
+PORTFOLIO = "Growth"
+#: Fast enough that prices visibly move within a second or two.
+SERVER_SETTINGS: dict[str, object] = {
+    "rate": 200,
+    "batch_ms": 50,
+    "update_interval_s": 0.2,
+    "jwt_secret": JWT_SECRET,
+}
+
+expect.set_options(timeout=10_000)
+
+
+@dataclass
+class Gateway:
+    """A running server on a seeded database, and who may sign in to it."""
+
+    server: Server
+    account: Account
+    database_url: str
+    tmp_path: Path
+
+    @property
+    def http(self) -> str:
+        return self.server.http
+
+    @property
+    def portfolio_id(self) -> int:
+        return self.account.portfolios[PORTFOLIO]
+
+    def restart(self) -> None:
+        """Stop the server and start a new one on the same port and database."""
+        port = self.server.port
+        self.server.stop()
+        logs = self.tmp_path / "after-restart"
+        logs.mkdir(exist_ok=True)
+        # the same port: the browser must find the server again where it was
+        self.server = start_server(
+            logs, port=port, database_url=self.database_url, **SERVER_SETTINGS
+        )
+
+
+@pytest.fixture
+def gateway(tmp_path: Path) -> Iterator[Gateway]:
+    """A fresh server per test (one test restarts it), seeded before it starts: the
+    server loads portfolios at start."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/e2e.db"
+    users = {USERNAME: {PORTFOLIO: [("AAPL", "buy", "10", "150")]}}
+    # in a thread of its own: Playwright's sync API keeps an event loop running on this one
+    with ThreadPoolExecutor(1) as pool:
+        accounts = pool.submit(lambda: asyncio.run(seed(database_url, users))).result()
+    server = start_server(tmp_path, database_url=database_url, **SERVER_SETTINGS)
+    gw = Gateway(server, accounts[USERNAME], database_url, tmp_path)
+    try:
+        yield gw
+    finally:
+        gw.server.stop()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    if not CHROMIUM.exists():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium package")
+        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+@dataclass
+class PageLog:
+    """What a page said: console errors, uncaught exceptions, and every request URL."""
+
+    errors: list[str]
+    requests: list[str]
+
+
+@pytest.fixture
+def page(browser: Browser, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context.set_default_timeout(10_000)
+    tab = context.new_page()
+    log = PageLog([], [])
+
+    def console(message: ConsoleMessage) -> None:
+        if message.type == "error":
+            log.errors.append(message.text)
+
+    tab.on("console", console)
+    tab.on("pageerror", lambda exc: log.errors.append(f"uncaught: {exc}"))
+    tab.on("request", lambda req: log.requests.append(req.url))
+    request.node.page_log = log
+    try:
+        yield tab
+    finally:
+        context.close()
+
+
+@pytest.fixture
+def page_log(page: Page, request: pytest.FixtureRequest) -> PageLog:
+    log: PageLog = request.node.page_log
+    return log
+
+
+@pytest.fixture
+def screenshot(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[Page, str], Path]:
+    """``screenshot(page, "step")`` saves ``<test name>-<step>.png`` under the test's tmp
+    dir and copies it to ``artifacts/screenshots/``."""
+    name = request.node.name
+
+    def take(page: Page, step: str) -> Path:
+        path = tmp_path / "screenshots" / f"{name}-{step}.png"
+        page.screenshot(path=str(path), full_page=True)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, ARTIFACTS / path.name)
+        return path
+
+    return take
+
+
+def dashboard_state(page: Page) -> dict[str, Any]:
+    """The dashboard client's status, as the page shows it."""
+    state: dict[str, Any] = page.evaluate("() => window.tickcast.client.status")
+    return state
