@@ -1,5 +1,6 @@
 """Front 1 (`/ws/market/feed`) under auth and limits: anonymous access off, origins,
-credentials, the connection cap per user and the message rate."""
+credentials, the connection cap per user and the message rate; and Front 2 with
+anonymous access off (authenticate by the first message, in time, or be closed)."""
 
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Ac
         max_connections_per_user=2,
         rate_limit_per_s=5,
         rate_limit_burst=10,
+        auth_timeout_s=1,
         rate=200,
     )
     yield server, accounts["carol"]
@@ -109,3 +111,31 @@ async def test_a_message_flood_gets_errors_then_a_close(world: tuple[Server, Acc
     assert ws.close_code == 1008
     assert sum(r["type"] == "pong" for r in replies) == 10  # the burst
     assert any(r.get("message", "").startswith("Too many messages") for r in replies)
+
+
+async def test_realtime_without_credentials_must_authenticate_in_time(
+    world: tuple[Server, Account],
+) -> None:
+    server, carol = world
+    realtime = f"ws://127.0.0.1:{server.port}/ws/realtime/"
+    async with websockets.connect(realtime) as late:
+        hello = json.loads(await late.recv())
+        assert hello["data"]["authenticated"] is False
+        await late.send(json.dumps({"type": "subscribe_asset", "data": {"symbol": "AAPL"}}))
+        error = json.loads(await late.recv())
+        assert error["data"]["message"] == "Authentication required"
+        started = time.monotonic()
+        assert await closed_code(late) == 1008
+        assert time.monotonic() - started < 3
+    async with websockets.connect(realtime) as ws:
+        await ws.recv()
+        await ws.send(json.dumps({"type": "auth", "data": {"token": carol.api_key}}))
+        hello = json.loads(await ws.recv())
+        assert hello["data"] == {
+            "status": "connected",
+            "connection_id": hello["data"]["connection_id"],
+            "authenticated": True,
+            "user_id": carol.user_id,
+        }
+        await ws.send(json.dumps({"type": "subscribe_asset", "data": {"symbol": "AAPL"}}))
+        assert json.loads(await ws.recv())["type"] == "asset_update"
