@@ -7,11 +7,18 @@
     ├── ProtocolError             the peer misbehaved; answered with an error frame or close
     │   ├── InvalidMessage        bad JSON, unknown action, wrong types
     │   └── LimitExceeded         too many symbols, message too big, too fast
-    └── UpstreamError             a provider failed; the supervisor retries or fails over
-        ├── UpstreamAuthError     credentials refused or feed not entitled: terminal, never hammered
-        ├── UpstreamLimitError    connection or symbol limit (Alpaca 406/405, Polygon
-        │                         max_connections): retried only after a long back-off
-        └── UpstreamStale         no data while the market is open (raised by the supervisor)
+    ├── UpstreamError             a provider failed; the supervisor retries or fails over
+    │   ├── UpstreamAuthError     credentials refused or feed not entitled: terminal, never hammered
+    │   ├── UpstreamLimitError    connection or symbol limit (Alpaca 406/405, Polygon
+    │   │                         max_connections): retried only after a long back-off
+    │   └── UpstreamStale         no data while the market is open (raised by the supervisor)
+    ├── auth.credentials.InvalidCredentials   a bad, forged or revoked token or key (1008/401)
+    │   └── ExpiredCredentials                a token past its expiry
+    ├── storage.errors.NotFound   no such row (a 404, or "not found" to a client)
+    └── storage.errors.Conflict   a unique constraint (a 409: the name is taken)
+
+    ValueError, on purpose, for a request that breaks the accounting rules:
+    └── portfolio.valuation.InsufficientQuantity   selling more than is held (a 422)
 
 Rules: "the peer misbehaved" is a ProtocolError and becomes a reply or a close code;
 "our own code misused an API" is a bug and is left to raise (TypeError, ValueError).
