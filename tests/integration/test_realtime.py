@@ -341,3 +341,62 @@ async def test_a_transaction_reaches_the_owner_as_position_and_portfolio_updates
         after = await recv_type(ws, "portfolio_update")
         while after["data"]["total_value"] - before["total_value"] < 1000:  # 3 more MSFT
             after = await recv_type(ws, "portfolio_update")
+
+
+async def test_websocket_info_and_status(world: tuple[Server, dict[str, Account]]) -> None:
+    server, accounts = world
+    alice = accounts["alice"]
+    async with httpx.AsyncClient(timeout=5) as http:
+        info = (await http.get(f"{server.http}/realtime/websocket-info/")).json()
+        assert info["websocket_url"] == f"ws://127.0.0.1:{server.port}/ws/realtime/"
+        assert info["connection_info"]["path"] == "/ws/realtime/"
+        assert "subscribe_portfolio" in info["message_types"]["client"]
+        assert "portfolio_update" in info["message_types"]["server"]
+        async with websockets.connect(url(server, token=alice.api_key)) as ws:
+            await recv(ws)
+            await send(ws, "subscribe_asset", symbol="AAPL")
+            await send(ws, "subscribe_portfolio", portfolio_id=alice.portfolios["Growth"])
+            await recv_type(ws, "portfolio_update")
+            status = (
+                await http.get(
+                    f"{server.http}/realtime/status/", headers={"X-API-Key": alice.api_key}
+                )
+            ).json()
+            anonymous = (await http.get(f"{server.http}/realtime/status/")).json()
+    assert status["service_status"] == "running"
+    stats = status["global_stats"]
+    assert stats["total_connections"] >= 1
+    assert stats["authenticated_users"] >= 1
+    assert stats["portfolio_subscriptions"] >= 1
+    assert stats["asset_subscriptions"] >= 1
+    assert status["user_stats"] == {
+        "user_id": alice.user_id,
+        "connection_count": 1,
+        "subscriptions": {"portfolios": [alice.portfolios["Growth"]], "assets": ["AAPL"]},
+    }
+    assert "user_stats" not in anonymous
+
+
+async def test_force_price_update_pushes_prices_now(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    endpoint = f"{server.http}/api/realtime/force_price_update/"
+    async with httpx.AsyncClient(timeout=5) as http:
+        assert (await http.post(endpoint, json={"symbols": ["AAPL"]})).status_code == 401
+        headers = {"X-API-Key": accounts["bob"].api_key}
+        bad = await http.post(endpoint, json={"symbols": "AAPL"}, headers=headers)
+        assert bad.status_code == 400
+        async with websockets.connect(url(server)) as ws:
+            await recv(ws)
+            await send(ws, "subscribe_asset", symbol="AAPL")
+            await recv_type(ws, "asset_update")
+            response = await http.post(
+                endpoint, json={"symbols": ["aapl", "NOPE"]}, headers=headers
+            )
+            assert response.status_code == 200
+            body = response.json()
+            assert body["updated"] == ["AAPL"]
+            assert body["unknown"] == ["NOPE"]
+            pushed = await recv_type(ws, "asset_update", wait_s=1.0)
+            assert pushed["data"]["symbol"] == "AAPL"
