@@ -37,7 +37,8 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from tickcast.portfolio.valuation import Holding, PortfolioBook, price_to_decimal, value
+from tickcast.portfolio.book import PortfolioBook
+from tickcast.portfolio.valuation import Holding, price_to_decimal, value
 
 RATE = 2000  # the feed's ticks per second
 WINDOW_TICKS = RATE // 10  # ticks in one 100 ms batch window

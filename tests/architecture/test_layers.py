@@ -63,6 +63,7 @@ PURE_MODULES = frozenset(
         "tickcast.auth.limits",
         "tickcast.portfolio.assets",
         "tickcast.portfolio.valuation",
+        "tickcast.portfolio.book",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

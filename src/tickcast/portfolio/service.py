@@ -2,7 +2,7 @@
 change them.
 
 Rules: this is the portfolio side's I/O (the database, a timer, the hub); every number
-comes from the pure ``valuation.PortfolioBook`` and ``assets.AssetBoard``. On start it
+comes from the pure ``book.PortfolioBook`` and ``assets.AssetBoard``. On start it
 migrates the database and loads every portfolio's holdings and every asset's previous
 close into memory; after that the hot path (``on_market``, called with each batch of
 market events) touches no database and no table scan: a price change finds its
@@ -30,7 +30,8 @@ from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
 from tickcast.model.topic import Event
 from tickcast.portfolio.assets import AssetBoard
-from tickcast.portfolio.valuation import Holding, PortfolioBook, Side, apply_trade, price_to_decimal
+from tickcast.portfolio.book import PortfolioBook
+from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
 from tickcast.storage.records import Asset, AssetKind, Portfolio, Position, Transaction
 from tickcast.storage.records import Side as StoredSide

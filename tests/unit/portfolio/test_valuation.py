@@ -14,11 +14,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tickcast.portfolio.book import PortfolioBook
 from tickcast.portfolio.valuation import (
     MONEY_PLACES,
     Holding,
     InsufficientQuantity,
-    PortfolioBook,
     PositionValue,
     Side,
     Valuation,
