@@ -107,6 +107,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         try:
             yield
         finally:
+            await realtime_front.aclose()
             await node.aclose()
 
     fronts: dict[str, ASGIApp] = {

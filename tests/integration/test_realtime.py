@@ -400,3 +400,33 @@ async def test_force_price_update_pushes_prices_now(
             assert body["unknown"] == ["NOPE"]
             pushed = await recv_type(ws, "asset_update", wait_s=1.0)
             assert pushed["data"]["symbol"] == "AAPL"
+
+
+async def test_an_expired_token_closes_an_open_connection(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    short = token(accounts["alice"], ttl_s=1.5)
+    async with websockets.connect(url(server, token=short)) as ws:
+        assert (await recv(ws))["data"]["authenticated"] is True
+        code, reason = await closed_with(ws, wait_s=10)
+    assert code == 1008
+    assert reason.startswith("Token expired")
+    feed = f"ws://127.0.0.1:{server.port}/ws/market/feed?token={token(accounts['bob'], 1.5)}"
+    async with websockets.connect(feed) as ws:
+        code, reason = await closed_with(ws, wait_s=10)
+    assert code == 1008
+    assert reason.startswith("Token expired")
+
+
+async def test_force_price_update_wants_a_json_body(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    async with httpx.AsyncClient(timeout=5) as http:
+        response = await http.post(
+            f"{server.http}/api/realtime/force_price_update/",
+            content=b'{"symbols": ["AAPL"]}',
+            headers={"X-API-Key": accounts["bob"].api_key, "Content-Type": "text/plain"},
+        )
+    assert response.status_code == 415

@@ -424,10 +424,14 @@ class Principal:
     Attributes:
         user_id: the user's id; None for an anonymous client.
         username: the user's name, for logs and replies; None for an anonymous client.
+        expires_at: when the credential stops being valid (a token's ``exp``, POSIX
+            seconds); None when it does not expire (an API key, anonymous). A connection
+            is closed when it passes.
     """
 
     user_id: int | None = None
     username: str | None = None
+    expires_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.user_id is None and self.username is not None:
@@ -439,7 +443,7 @@ class Principal:
 
     @classmethod
     def from_claims(cls, claims: Claims) -> Principal:
-        return cls(claims.user_id, claims.username)
+        return cls(claims.user_id, claims.username, claims.expires_at)
 
 
 ANONYMOUS: Final = Principal()

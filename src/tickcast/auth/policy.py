@@ -54,6 +54,7 @@ class Reason(enum.StrEnum):
     CONNECTION_LIMIT = "connection_limit"
     SUBSCRIPTION_LIMIT = "subscription_limit"
     RATE_LIMITED = "rate_limited"
+    UNAVAILABLE = "unavailable"
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,16 @@ class Refusal:
         if len(raw) <= MAX_CLOSE_REASON_BYTES:
             return self.message
         return raw[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
+
+
+def unavailable(message: str) -> Refusal:
+    """The credentials could not be checked now (the accounts database is down): 1013."""
+    return Refusal(Reason.UNAVAILABLE, message, 503, CloseCode.TRY_AGAIN_LATER)
+
+
+def expired() -> Refusal:
+    """The credential of an open connection has expired."""
+    return Refusal(Reason.EXPIRED, "Token expired: sign in again", 401)
 
 
 def origin_refused(origin: str | None) -> Refusal:

@@ -10,10 +10,18 @@ Order at the handshake: origin, then credentials (a bad or expired one is refuse
 is anonymous), then the market-data policy (``anonymous_ok`` False refuses an anonymous
 client unless the front authenticates by first message), then the per-user connection
 cap. Per message: the token bucket (an error over the rate; close on a flood).
+
+A credential sent only as the cookie is one a browser attaches by itself, whatever site
+opened the socket (cross-site WebSocket hijacking): it counts only when the Origin is
+on the allow-list or, without a list, is the gateway's own (same host as ``Host``).
+When the accounts database cannot answer, the client is closed with 1013 (try again
+later), not left hanging.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -29,7 +37,7 @@ from tickcast.auth.credentials import (
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
 from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
-from tickcast.fronts.identity import Identity
+from tickcast.fronts.identity import CredentialsUnavailable, Identity
 
 
 class Guard:
@@ -46,17 +54,22 @@ class Guard:
     ) -> tuple[Principal, policy.Refusal | None]:
         """Who the client is, or why it may not connect. A principal that is admitted
         holds a connection slot: call ``release`` when it closes."""
-        refusal = policy.check_origin(_header(scope, b"origin"), self.settings.allowed_origins)
+        origin = _header(scope, b"origin")
+        refusal = policy.check_origin(origin, self.settings.allowed_origins)
         principal = ANONYMOUS
         if refusal is None:
             try:
                 token = credentials_from_handshake(
                     scope.get("headers", ()), scope.get("query_string", b"")
                 )
-                if token is not None:
+                if token is not None and self._cookie_only(scope) and not self._own(origin, scope):
+                    refusal = policy.origin_refused(origin)
+                elif token is not None:
                     principal = await self.identity.authenticate(token)
             except InvalidCredentials as exc:
                 refusal = policy.invalid_credentials(exc)
+            except CredentialsUnavailable as exc:
+                refusal = policy.unavailable(str(exc))
         if refusal is None and not first_message_auth:
             refusal = policy.check_market(principal, self.settings.allow_anonymous)
         if refusal is None and not self.connections.acquire(principal.user_id):
@@ -64,6 +77,21 @@ class Guard:
         if refusal is not None:
             self.refusals[refusal.reason.value] = self.refusals.get(refusal.reason.value, 0) + 1
         return principal, refusal
+
+    def _own(self, origin: str | None, scope: Scope) -> bool:
+        """No Origin (not a browser), an allow-listed one, or the gateway's own host."""
+        if origin is None or self.settings.allowed_origins:
+            return True  # an allow-list was already checked
+        host = (_header(scope, b"host") or "").lower()
+        normal = policy.normalize_origin(origin)
+        return normal is not None and normal.split("://", 1)[-1] == host
+
+    @staticmethod
+    def _cookie_only(scope: Scope) -> bool:
+        headers = {key.lower() for key, _ in scope.get("headers", ())}
+        if b"authorization" in headers or b"x-api-key" in headers:
+            return False
+        return b"token=" not in scope.get("query_string", b"")
 
     def acquire_late(self, principal: Principal) -> policy.Refusal | None:
         """Count a connection that authenticated by its first message."""
@@ -119,3 +147,18 @@ def _header(scope: Scope, name: bytes) -> str | None:
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
+
+
+def close_on_expiry(connection: Any, principal: Principal) -> asyncio.TimerHandle | None:
+    """Close ``connection`` (1008) when ``principal``'s token expires; cancel the handle
+    when the connection ends. None for a credential that does not expire."""
+    if principal.expires_at is None:
+        return None
+    refusal = policy.expired()
+
+    def expire() -> None:
+        if not connection.closing:
+            connection.close(refusal.close_code, refusal.close_reason)
+
+    delay = max(0.0, principal.expires_at - time.time())
+    return asyncio.get_running_loop().call_later(delay, expire)

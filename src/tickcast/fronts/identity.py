@@ -4,15 +4,19 @@ Rules: the checks are ``auth.credentials`` (pure); this module adds the one I/O 
 need, the API-key lookup, with a short cache so that a reconnect storm does not become a
 database storm (RELIABILITY F9): a verified key is trusted for ``CACHE_S`` seconds,
 a refused one is remembered as refused for as long. JWTs are verified locally, with no
-lookup at all. Every front uses the same ``Identity``.
+lookup at all. Every front uses the same ``Identity``. When the database is down or slow
+(RELIABILITY F11) a key seen before keeps working from the cache, and an unknown one is
+answered "try again later" (CredentialsUnavailable) within ``LOOKUP_TIMEOUT_S``.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from typing import Final
 
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.auth.credentials import (
@@ -25,14 +29,22 @@ from tickcast.auth.credentials import (
     verify_secret,
     verify_token,
 )
+from tickcast.errors import TickcastError
 from tickcast.storage.errors import NotFound
 from tickcast.storage.repositories import ApiKeys, Users
 
 #: Seconds a key lookup (good or bad) is reused.
 CACHE_S: Final = 30.0
+#: Seconds a key lookup may take before the database counts as unavailable.
+LOOKUP_TIMEOUT_S: Final = 3.0
 #: Allowed clock difference between nodes for a token's iat/exp, in seconds.
 LEEWAY_S: Final = 5.0
 _MAX_CACHE: Final = 10_000
+
+
+class CredentialsUnavailable(TickcastError):
+    """The credentials could not be checked now (the accounts database is down or
+    slow): not the client's fault; it should try again later (1013 / 503)."""
 
 
 class Identity:
@@ -69,7 +81,14 @@ class Identity:
         prefix, secret = parse_api_key(token)
         cached = self._keys.get(prefix)
         if cached is None or cached[0] < now:
-            cached = await self._lookup(prefix, now)
+            try:
+                async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+                    cached = await self._lookup(prefix, now)
+            except (TimeoutError, SQLAlchemyError, OSError) as exc:
+                if cached is None:  # a known key keeps working while the database is down
+                    raise CredentialsUnavailable(
+                        "Cannot check credentials now: try again later"
+                    ) from exc
         _, principal, secret_hash = cached
         if principal is None or not verify_secret(secret, secret_hash):
             raise InvalidCredentials("Invalid API key")

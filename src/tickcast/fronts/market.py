@@ -14,8 +14,8 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from tickcast.auth.credentials import ANONYMOUS
-from tickcast.fronts.guard import Guard, RateLimited
+from tickcast.auth.credentials import ANONYMOUS, Principal
+from tickcast.fronts.guard import Guard, RateLimited, close_on_expiry
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
@@ -57,15 +57,17 @@ class MarketFeedFront:
                 await send({**close, "reason": refusal.close_reason})
                 log.info("client refused", extra={"reason": refusal.reason.value})
                 return
-        await send({"type": "websocket.accept"})
-        try:
+        try:  # from here the principal holds a connection slot: give it back on any exit
+            await send({"type": "websocket.accept"})
             async with open_frame_socket(scope, send) as sock:
-                await self._serve(scope, receive, sock)
+                await self._serve(scope, receive, sock, principal)
         finally:
             if guard is not None:
                 guard.release(principal)
 
-    async def _serve(self, scope: Scope, receive: Receive, sock: FrameSocket) -> None:
+    async def _serve(
+        self, scope: Scope, receive: Receive, sock: FrameSocket, principal: Principal
+    ) -> None:
         settings = self.node.settings
         query = scope.get("query_string", b"").decode("latin-1")
         options, option_errors = parse_options(query)
@@ -97,9 +99,14 @@ class MarketFeedFront:
         )
         self.node.stats.connections_total += 1
         self.node.connections.add(connection)
+        expiry = close_on_expiry(connection, principal)
         peer = _peer(scope)
         log.info("client connected", extra={"client": peer, "origin": _origin(scope)})
-        await connection.run(receive)
+        try:
+            await connection.run(receive)
+        finally:
+            if expiry is not None:
+                expiry.cancel()
         log.info(
             "client disconnected",
             extra={"client": peer, "code": connection.close_code},

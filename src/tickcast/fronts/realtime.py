@@ -10,6 +10,8 @@ format lives in ``protocols/envelope``; the I/O in ``transport``.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import logging
 import time
 import uuid
@@ -20,7 +22,9 @@ from starlette.types import Receive, Scope, Send
 
 from tickcast.auth import policy
 from tickcast.auth.credentials import InvalidCredentials, Principal
-from tickcast.fronts.guard import Guard, RateLimited
+from tickcast.closecodes import CloseCode
+from tickcast.fronts.guard import Guard, RateLimited, close_on_expiry
+from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.model.envelope import Envelope
@@ -48,7 +52,8 @@ class RealtimeFront:
         self.node = node
         self.guard = guard
         self.principals: dict[Connection, Principal] = {}
-        self._auth_tasks: set[asyncio.Task[None]] = set()
+        self._auth_tasks: dict[Connection, asyncio.Task[None]] = {}
+        self._expiry: dict[Connection, asyncio.TimerHandle | None] = {}
         self.cache_timeout_s = node.settings.cache_timeout_s
         node.hub.codecs.setdefault(codec.WIRE, codec.encode)
 
@@ -59,12 +64,13 @@ class RealtimeFront:
         if (await receive())["type"] != "websocket.connect":
             return
         principal, refusal = await self.guard.admit(scope, first_message_auth=True)
-        await send({"type": "websocket.accept"})
         if refusal is not None:
+            await send({"type": "websocket.accept"})
             await _refuse(send, refusal)
             return
         served: list[Connection] = []
-        try:
+        try:  # from here the principal holds a connection slot: give it back on any exit
+            await send({"type": "websocket.accept"})
             async with open_frame_socket(scope, send) as sock:
                 await self._serve(receive, sock, principal, served)
         finally:
@@ -104,6 +110,7 @@ class RealtimeFront:
         served.append(connection)
         self.node.stats.connections_total += 1
         self.node.connections.add(connection)
+        self._expiry[connection] = close_on_expiry(connection, principal)
         log.info("realtime client connected", extra={"user_id": principal.user_id})
         await connection.run(receive)
 
@@ -128,8 +135,8 @@ class RealtimeFront:
                         hub.unsubscribe(connection, _positions(topic))
             elif isinstance(command, Authenticate):
                 task = asyncio.create_task(self._authenticate(connection, command.token))
-                self._auth_tasks.add(task)
-                task.add_done_callback(self._auth_tasks.discard)
+                self._auth_tasks[connection] = task
+                task.add_done_callback(functools.partial(self._auth_done, connection))
 
     def _current(self, topic: Topic, cached: Envelope | None) -> Encoded | None:
         """The value a new subscriber gets at once: the last published one while it is
@@ -148,20 +155,46 @@ class RealtimeFront:
         return hub.encode(codec.WIRE, Envelope(topic, hub.latest_seq(topic), time.time(), event))
 
     async def _authenticate(self, connection: Connection, token: str) -> None:
+        """First-message auth: answer the session, move the connection's slot to the
+        user. The connection may close meanwhile: then this does nothing."""
         session: Any = connection.session
+        now = time.time
         try:
             principal = await self.guard.identity.authenticate(token)
         except InvalidCredentials as exc:
-            session.refuse(policy.invalid_credentials(exc).message, time.time())
+            session.refuse(policy.invalid_credentials(exc).message, now())
+        except CredentialsUnavailable as exc:
+            session.refuse(str(exc), now(), policy.unavailable(str(exc)).close_code)
+        except Exception:  # a bug must still answer the client, never leave it pending
+            log.exception("first-message authentication failed")
+            session.refuse(
+                "Authentication failed: try again later", now(), CloseCode.INTERNAL_ERROR
+            )
         else:
+            if connection.closing or connection not in self.principals:
+                return  # the client left while its credentials were checked
             refusal = self.guard.acquire_late(principal)
             if refusal is not None:
-                session.refuse(refusal.message, time.time())
+                session.refuse(refusal.message, now())
             else:
                 self.guard.release(self.principals[connection])  # the anonymous slot
                 self.principals[connection] = principal
-                session.authenticated_as(principal.user_id, time.time())
+                self._expiry[connection] = close_on_expiry(connection, principal)
+                session.authenticated_as(principal.user_id, now())
         connection.poke()
+
+    def _auth_done(self, connection: Connection, task: asyncio.Task[None]) -> None:
+        if self._auth_tasks.get(connection) is task:
+            del self._auth_tasks[connection]
+
+    async def aclose(self) -> None:
+        """Cancel the authentications still running (shutdown)."""
+        tasks = list(self._auth_tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     def _closed(self, connection: Connection) -> None:
         session: Any = connection.session
@@ -171,6 +204,12 @@ class RealtimeFront:
                 self.node.hub.unsubscribe(connection, _positions(topic))
         session.topics.clear()
         self.node.connections.discard(connection)
+        task = self._auth_tasks.pop(connection, None)
+        if task is not None:
+            task.cancel()
+        expiry = self._expiry.pop(connection, None)
+        if expiry is not None:
+            expiry.cancel()
         self.guard.release(self.principals.pop(connection))
 
 

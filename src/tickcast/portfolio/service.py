@@ -10,8 +10,10 @@ portfolios through the book's symbol index. Every ``interval_s`` the changed ass
 portfolios are published (conflated: one update per asset or portfolio per interval).
 
 A transaction is recorded in one database transaction (the position row locked,
-``apply_trade`` applied, the position and the transaction written), then applied to the
-book, and published as a PositionUpdate and a fresh PortfolioValue.
+``apply_trade`` applied, the position and the transaction written); the committed
+position then replaces the book's holding (nothing can fail after the commit), and it is
+published as a PositionUpdate and a fresh PortfolioValue. One node owns a portfolio's
+writes: nodes sharing a database do not yet tell each other (that is the bus's job).
 """
 
 from __future__ import annotations
@@ -226,7 +228,10 @@ class PortfolioService:
                 executed_at=at,
             )
         self.known_assets.add(symbol)
-        self.book.apply_trade(portfolio_id, symbol, side, quantity, price)
+        # The database is the truth: the book takes the committed holding (never
+        # recomputes it, which could disagree and fail after the commit).
+        holdings = [h for h in self.book.holdings(portfolio_id) if h.symbol != symbol]
+        self.book.load(portfolio_id, [*holdings, _holding(position)])
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)

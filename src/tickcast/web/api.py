@@ -75,6 +75,7 @@ from tickcast.auth.credentials import (
     looks_like_api_key,
 )
 from tickcast.fronts.guard import Guard
+from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.node import Node
 from tickcast.portfolio.valuation import (
     CONTEXT,
@@ -425,6 +426,8 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
             return await guard.identity.authenticate(token), looks_like_api_key(token)
         except InvalidCredentials as exc:
             raise _unauthorized(str(exc) or "Invalid credentials", invalid=True) from None
+        except CredentialsUnavailable as exc:  # the accounts database is down: not a 401
+            raise HTTPException(503, str(exc), headers={"Retry-After": "5"}) from None
 
     async def authenticated(
         found: Annotated[tuple[Principal, bool], Depends(credentials)],

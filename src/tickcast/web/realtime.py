@@ -25,6 +25,7 @@ from tickcast.auth.credentials import (
 )
 from tickcast.fronts import realtime
 from tickcast.fronts.guard import Guard
+from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.model.topic import Channel
 from tickcast.node import Node
 
@@ -86,6 +87,8 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
             caller = await principal_of(request, guard)
         except InvalidCredentials as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
+        except CredentialsUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
         sessions: list[tuple[Principal, Any]] = [
             (principal, connection.session) for connection, principal in front.principals.items()
         ]
@@ -128,8 +131,15 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
             caller = await principal_of(request, guard)
         except InvalidCredentials as exc:
             return JSONResponse({"error": str(exc)}, status_code=401)
+        except CredentialsUnavailable as exc:
+            return JSONResponse({"error": str(exc)}, status_code=503)
         if not caller.authenticated:
             return JSONResponse({"error": "authentication required"}, status_code=401)
+        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if content_type != "application/json":  # a cross-site form cannot send this (CSRF)
+            return JSONResponse(
+                {"error": "send the body as Content-Type: application/json"}, status_code=415
+            )
         try:
             body = msgspec.json.decode(await request.body())
         except msgspec.DecodeError:

@@ -14,7 +14,7 @@ rounding on the way out). Timestamps are ISO 8601 UTC with milliseconds, like Fr
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import Decimal
+from decimal import Context, Decimal
 from typing import Any, Final
 
 import msgspec
@@ -29,12 +29,20 @@ _encode = msgspec.json.Encoder(decimal_format="number").encode
 
 
 _ONE = Decimal(1)
+#: Enough digits for any stored amount (28 digits, 10 after the point) and then some:
+#: the default context's 28 would round a large exact sum.
+_EXACT = Context(prec=100)
 
 
 def _money(value: Decimal) -> Decimal:
     """The exact amount without trailing zeros (``22248.95``, not ``22248.9500000000``)."""
-    normal = value.normalize()
-    return normal if normal.as_tuple().exponent <= 0 else normal.quantize(_ONE)  # type: ignore[operator]
+    normal = value.normalize(_EXACT)
+    exponent = normal.as_tuple().exponent
+    return (
+        normal
+        if isinstance(exponent, int) and exponent <= 0
+        else normal.quantize(_ONE, context=_EXACT)
+    )
 
 
 def _round(value: float) -> float | int:

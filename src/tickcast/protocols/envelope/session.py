@@ -160,10 +160,13 @@ class RealtimeSession:
         self._auth_deadline = None
         self._announce(now)
 
-    def refuse(self, message: str, now: float) -> None:
-        """The credentials were bad: say why and close with 1008."""
+    def refuse(
+        self, message: str, now: float, code: CloseCode = CloseCode.POLICY_VIOLATION
+    ) -> None:
+        """The credentials were refused (1008), or could not be checked (1013 / 1011):
+        say why and close."""
         self._auth_pending = False
-        self._close(CloseCode.POLICY_VIOLATION, message, now)
+        self._close(code, message, now)
 
     # -- message handling
 

@@ -1,0 +1,94 @@
+"""Regression tests for the issue-4 review: cookie origins, an unavailable accounts
+database, the book after a commit, exact money on the realtime wire."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from tickcast.auth.credentials import Principal, new_api_key
+from tickcast.config.settings import Settings
+from tickcast.fronts.guard import Guard
+from tickcast.fronts.identity import CACHE_S, CredentialsUnavailable, Identity
+from tickcast.portfolio.service import PortfolioService
+from tickcast.portfolio.valuation import Holding, Side
+from tickcast.protocols.envelope.codec import _money
+from tickcast.storage.engine import make_engine
+
+SECRET = "x" * 40
+
+
+def scope(*headers: tuple[bytes, bytes], query: bytes = b"") -> dict[str, object]:
+    return {"headers": list(headers), "query_string": query}
+
+
+def test_a_cookie_counts_only_from_the_gateways_own_origin() -> None:
+    guard = Guard(Settings(), Identity(None, SECRET, 60))  # type: ignore[arg-type]
+    cookie = (b"cookie", b"tickcast_token=abc")
+    host = (b"host", b"gw.example:8000")
+    own = scope(cookie, host, (b"origin", b"http://gw.example:8000"))
+    evil = scope(cookie, host, (b"origin", b"https://evil.example"))
+    assert guard._cookie_only(own)
+    assert guard._own("http://gw.example:8000", own)
+    assert not guard._own("https://evil.example", evil)
+    assert guard._own(None, scope(cookie, host))  # not a browser
+    # a credential the page chose to send is not a cookie the browser attached
+    assert not guard._cookie_only(scope(cookie, (b"x-api-key", b"k")))
+    assert not guard._cookie_only(scope(cookie, query=b"token=abc"))
+
+
+async def test_an_unknown_key_is_try_again_later_when_the_database_is_down() -> None:
+    engine = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")
+    identity = Identity(engine, SECRET, 60)
+    key = new_api_key()
+    try:
+        with pytest.raises(CredentialsUnavailable):
+            await identity.authenticate(key.token)
+        # a key checked before keeps working from the cache while the database is down
+        known = Principal(7, "ada")
+        identity._keys[key.prefix] = (identity.clock() - CACHE_S, known, key.secret_hash)
+        assert await identity.authenticate(key.token) == known
+    finally:
+        await engine.dispose()
+
+
+async def test_the_book_takes_the_committed_position_and_never_fails_after_a_commit(
+    tmp_path: Path,
+) -> None:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/b.db")
+    service = PortfolioService(engine, lambda events: None)
+    try:
+        await service.start()
+        portfolio = await service.create_portfolio(await _user(engine), "Growth")
+        await service.record_transaction(portfolio.id, "AAPL", Side.BUY, Decimal(10), Decimal(100))
+        # another node sold meanwhile: this node's book is stale (it thinks 60 are held)
+        service.book.load(portfolio.id, [Holding("AAPL", Decimal(60), Decimal(6000))])
+        _, position = await service.record_transaction(
+            portfolio.id, "AAPL", Side.SELL, Decimal(10), Decimal(120)
+        )
+        assert position.quantity == 0
+        held = service.book.holding(portfolio.id, "AAPL")
+        assert held is not None
+        assert held.quantity == 0
+        assert held.realized_pnl == Decimal(200)
+    finally:
+        await service.aclose()
+        await engine.dispose()
+
+
+async def _user(engine: object) -> int:
+    from tickcast.storage.repositories import Users
+
+    async with engine.begin() as conn:  # type: ignore[attr-defined]
+        return (await Users(conn).create("ada")).id  # type: ignore[no-any-return]
+
+
+def test_realtime_money_is_exact_and_without_trailing_zeros() -> None:
+    assert str(_money(Decimal("2345925757.01802449696965432109"))) == (
+        "2345925757.01802449696965432109"
+    )
+    assert str(_money(Decimal("22248.9500000000"))) == "22248.95"
+    assert str(_money(Decimal("1E+3"))) == "1000"
+    assert str(_money(Decimal("0E-10"))) == "0"
