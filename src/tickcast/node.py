@@ -18,7 +18,6 @@ from collections.abc import Callable, Sequence, Sized
 from typing import Protocol
 
 from tickcast.config.settings import Settings
-from tickcast.errors import ConfigError
 from tickcast.hub.hub import Hub
 from tickcast.hub.pump import Pump
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
@@ -28,10 +27,7 @@ from tickcast.observability.stats import Stats
 from tickcast.portfolio.service import PortfolioService
 from tickcast.providers import registry
 from tickcast.providers.base import Provider
-from tickcast.providers.calendar import calendar_for
-from tickcast.providers.deadletter import DeadLetters
 from tickcast.providers.supervisor import Supervisor
-from tickcast.retry import Backoff
 from tickcast.storage.engine import make_engine
 
 log = logging.getLogger("tickcast.node")
@@ -57,22 +53,10 @@ class Node:
         self.providers = list(providers)
         self.symbols = frozenset().union(*(p.symbols for p in self.providers))
         self.connections: set[_Queued] = set()
-        self.dead_letters = DeadLetters(settings.dead_letters)
-        try:
-            calendar = calendar_for(settings.calendar)
-        except ValueError as exc:
-            raise ConfigError(str(exc)) from exc
-        self.supervisor = Supervisor(
-            self.providers,
-            self.ingest,
-            calendar,
-            stats=self.stats,
-            dead_letters=self.dead_letters,
-            stale_s=settings.feed_stale_s,
-            failback_s=settings.feed_failback_s,
-            backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
-            limit_backoff_s=settings.feed_limit_backoff_s,
+        self.supervisor = Supervisor.from_settings(
+            settings, self.providers, self.ingest, stats=self.stats
         )
+        self.dead_letters = self.supervisor.dead_letters
         self.engine = make_engine(settings.database_url)
         self.portfolios = PortfolioService(
             self.engine, self.publish, interval_s=settings.update_interval_s

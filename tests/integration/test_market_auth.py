@@ -59,6 +59,7 @@ async def test_anonymous_clients_are_refused_when_anonymous_access_is_off(
     async with websockets.connect(server.feed) as ws:
         assert await closed_code(ws) == 1008
     assert (ws.close_reason or "").startswith("Authentication required")
+    assert server.metric('tickcast_refusals_total{reason="unauthenticated"}') >= 1
 
 
 async def test_a_token_or_an_api_key_lets_a_client_in(world: tuple[Server, Account]) -> None:

@@ -12,6 +12,7 @@ from tickcast.auth.credentials import Principal, new_api_key
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import CACHE_S, CredentialsUnavailable, Identity
+from tickcast.observability.stats import Stats
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Holding, Side
 from tickcast.protocols.envelope.codec import _money
@@ -25,7 +26,7 @@ def scope(*headers: tuple[bytes, bytes], query: bytes = b"") -> dict[str, object
 
 
 def test_a_cookie_counts_only_from_the_gateways_own_origin() -> None:
-    guard = Guard(Settings(), Identity(None, SECRET, 60))  # type: ignore[arg-type]
+    guard = Guard(Settings(), Identity(None, SECRET, 60), Stats())  # type: ignore[arg-type]
     cookie = (b"cookie", b"tickcast_token=abc")
     host = (b"host", b"gw.example:8000")
     own = scope(cookie, host, (b"origin", b"http://gw.example:8000"))

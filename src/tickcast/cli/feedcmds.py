@@ -25,31 +25,12 @@ import msgspec
 from tickcast.config.settings import Settings
 from tickcast.errors import UpstreamAuthError
 from tickcast.model.market import MarketEvent, Quote
-from tickcast.observability.stats import Stats
 from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.providers import registry
-from tickcast.providers.base import EventSink, Provider
-from tickcast.providers.calendar import calendar_for
-from tickcast.providers.deadletter import DeadLetters
 from tickcast.providers.replay.record import Recorder
 from tickcast.providers.supervisor import Supervisor
-from tickcast.retry import Backoff
 
 log = logging.getLogger("tickcast.feed")
-
-
-def _supervisor(settings: Settings, providers: Sequence[Provider], sink: EventSink) -> Supervisor:
-    return Supervisor(
-        providers,
-        sink,
-        calendar_for(settings.calendar),
-        stats=Stats(),
-        dead_letters=DeadLetters(settings.dead_letters),
-        stale_s=settings.feed_stale_s,
-        failback_s=settings.feed_failback_s,
-        backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
-        limit_backoff_s=settings.feed_limit_backoff_s,
-    )
 
 
 async def _until_stopped(work: Callable[[asyncio.Event], Awaitable[None]]) -> None:
@@ -65,7 +46,7 @@ async def _until_stopped(work: Callable[[asyncio.Event], Awaitable[None]]) -> No
             loop.remove_signal_handler(signum)
 
 
-async def _supervise_until(supervisor: Supervisor, stop: asyncio.Event) -> None:
+async def supervise_until(supervisor: Supervisor, stop: asyncio.Event) -> None:
     """Run the supervisor until ``stop`` is set or it ends (raising what it raises)."""
     task = asyncio.create_task(supervisor.run(), name="supervisor")
     stopper = asyncio.create_task(stop.wait(), name="stop")
@@ -139,7 +120,7 @@ def run_feed(
     output_error: list[OSError] = []
     with _open_out(out) as file:
         batcher = PriceBatcher(file, batch_size, verbose=verbose)
-        supervisor = _supervisor(settings, providers, batcher)
+        supervisor = Supervisor.from_settings(settings, providers, batcher)
 
         def flush() -> bool:
             """Write what is due; False (and stop) once the output is gone."""
@@ -160,7 +141,7 @@ def run_feed(
 
             flushing = asyncio.create_task(flusher(), name="flush")
             try:
-                await _supervise_until(supervisor, stop)
+                await supervise_until(supervisor, stop)
             finally:
                 flushing.cancel()
                 if not output_error:
@@ -191,7 +172,7 @@ def run_record(settings: Settings, *, out: Path, duration: float, count: int) ->
             if count and recorder.count >= count:
                 stop_at_count.set()
 
-        supervisor = _supervisor(settings, providers, sink)
+        supervisor = Supervisor.from_settings(settings, providers, sink)
 
         async def work(stop: asyncio.Event) -> None:
             loop = asyncio.get_running_loop()
@@ -200,7 +181,7 @@ def run_record(settings: Settings, *, out: Path, duration: float, count: int) ->
             relay = asyncio.create_task(stop_at_count.wait())
             relay.add_done_callback(lambda _: stop.set())
             try:
-                await _supervise_until(supervisor, stop)
+                await supervise_until(supervisor, stop)
             finally:
                 relay.cancel()
                 recorder.close()

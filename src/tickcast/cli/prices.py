@@ -45,7 +45,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
-from tickcast.cli.feedcmds import _supervise_until, _supervisor
+from tickcast.cli.feedcmds import supervise_until
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError, UpstreamAuthError
 from tickcast.model.market import Bar, MarketEvent, Quote, Trade
@@ -54,6 +54,7 @@ from tickcast.providers import registry
 from tickcast.providers.base import Provider
 from tickcast.providers.calendar import MarketCalendar, calendar_for
 from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig, is_crypto
+from tickcast.providers.supervisor import Supervisor
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine, normalize_url
 from tickcast.storage.records import Asset, AssetKind
@@ -250,7 +251,7 @@ async def _collect(
         if len(prices) == len(wanted_set):
             complete.set()
 
-    supervisor = _supervisor(settings, providers, sink)
+    supervisor = Supervisor.from_settings(settings, providers, sink)
     timed_out = asyncio.Event()
 
     def time_out() -> None:
@@ -259,7 +260,7 @@ async def _collect(
 
     timer = asyncio.get_running_loop().call_later(timeout_s, time_out)
     try:
-        await _supervise_until(supervisor, complete)
+        await supervise_until(supervisor, complete)
     finally:
         timer.cancel()
         progress.finish(f"priced {len(prices)}/{len(wanted_set)} symbols")

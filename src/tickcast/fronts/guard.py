@@ -38,16 +38,23 @@ from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
 from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
 from tickcast.fronts.identity import CredentialsUnavailable, Identity
+from tickcast.observability.stats import Stats
 
 
 class Guard:
     """Admission and limits shared by the fronts of one node."""
 
-    def __init__(self, settings: Settings, identity: Identity) -> None:
+    def __init__(self, settings: Settings, identity: Identity, stats: Stats) -> None:
         self.settings = settings
         self.identity = identity
+        self.stats = stats
         self.connections = ConnectionCounter(settings.max_connections_per_user)
-        self.refusals: dict[str, int] = {}
+
+    def count(self, refusal: policy.Refusal) -> policy.Refusal:
+        """Count a refusal in the metrics (``tickcast_refusals_total{reason}``)."""
+        refusals = self.stats.refusals
+        refusals[refusal.reason.value] = refusals.get(refusal.reason.value, 0) + 1
+        return refusal
 
     async def admit(
         self, scope: Scope, *, first_message_auth: bool = False
@@ -75,7 +82,7 @@ class Guard:
         if refusal is None and not self.connections.acquire(principal.user_id):
             refusal = policy.too_many_connections(self.settings.max_connections_per_user)
         if refusal is not None:
-            self.refusals[refusal.reason.value] = self.refusals.get(refusal.reason.value, 0) + 1
+            self.count(refusal)
         return principal, refusal
 
     def _own(self, origin: str | None, scope: Scope) -> bool:
@@ -97,7 +104,7 @@ class Guard:
         """Count a connection that authenticated by its first message."""
         if self.connections.acquire(principal.user_id):
             return None
-        return policy.too_many_connections(self.settings.max_connections_per_user)
+        return self.count(policy.too_many_connections(self.settings.max_connections_per_user))
 
     def release(self, principal: Principal) -> None:
         self.connections.release(principal.user_id)

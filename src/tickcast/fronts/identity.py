@@ -69,7 +69,6 @@ class Identity:
         self.jwt_ttl_s = jwt_ttl_s
         self.clock = clock
         self._keys: dict[str, tuple[float, Principal | None, str]] = {}
-        self.lookups = 0
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a JWT or an API key. Raises InvalidCredentials."""
@@ -95,7 +94,6 @@ class Identity:
         return principal
 
     async def _lookup(self, prefix: str, now: float) -> tuple[float, Principal | None, str]:
-        self.lookups += 1
         entry: tuple[float, Principal | None, str]
         async with self.engine.connect() as conn:
             try:

@@ -162,9 +162,10 @@ class RealtimeFront:
         try:
             principal = await self.guard.identity.authenticate(token)
         except InvalidCredentials as exc:
-            session.refuse(policy.invalid_credentials(exc).message, now())
+            session.refuse(self.guard.count(policy.invalid_credentials(exc)).message, now())
         except CredentialsUnavailable as exc:
-            session.refuse(str(exc), now(), policy.unavailable(str(exc)).close_code)
+            refusal = self.guard.count(policy.unavailable(str(exc)))
+            session.refuse(refusal.message, now(), refusal.close_code)
         except Exception:  # a bug must still answer the client, never leave it pending
             log.exception("first-message authentication failed")
             session.refuse(
@@ -173,9 +174,9 @@ class RealtimeFront:
         else:
             if connection.closing or connection not in self.principals:
                 return  # the client left while its credentials were checked
-            refusal = self.guard.acquire_late(principal)
-            if refusal is not None:
-                session.refuse(refusal.message, now())
+            late = self.guard.acquire_late(principal)
+            if late is not None:
+                session.refuse(late.message, now())
             else:
                 self.guard.release(self.principals[connection])  # the anonymous slot
                 self.principals[connection] = principal

@@ -35,9 +35,6 @@ class Channel(enum.StrEnum):
 #: Status changes are never conflated: each transition is news.
 CONFLATABLE: Final = frozenset({Channel.QUOTES, Channel.ASSETS, Channel.PORTFOLIO})
 
-#: Channels whose data belongs to one user (the portfolio's owner).
-PRIVATE: Final = frozenset({Channel.PORTFOLIO, Channel.POSITIONS})
-
 #: Channels a market-feed client may name (the others are other fronts' vocabulary).
 MARKET_CHANNELS: Final = (
     Channel.QUOTES,

@@ -48,6 +48,14 @@ class _StatsCollector(Collector):
         for kind, count in sorted(s.events_by_kind.items()):
             events.add_metric([kind], count)
         yield events
+        refusals = CounterMetricFamily(
+            "tickcast_refusals",
+            "Connections and credentials refused (origin, credentials, limits...), by reason",
+            labels=["reason"],
+        )
+        for reason, count in sorted(s.refusals.items()):
+            refusals.add_metric([reason], count)
+        yield refusals
         counters = (
             ("messages_in", "Messages received from clients", s.client_messages_in),
             ("messages_out", "Messages (data and replies) written to clients", s.items_out),

@@ -20,6 +20,7 @@ class Stats:
         "frames_out",
         "items_out",
         "provider_restarts",
+        "refusals",
         "slow_closes",
         "standby_events",
     )
@@ -35,4 +36,5 @@ class Stats:
         self.failbacks = 0  # the feed moved back to a more preferred provider
         self.feed_transitions = 0  # provider state changes (each one a status message)
         self.standby_events = 0  # events from recovering providers, not published
+        self.refusals: dict[str, int] = {}  # connections and credentials refused, by reason
         self.slow_closes = 0  # connections closed because their outbox overflowed

@@ -70,7 +70,6 @@ class PortfolioService:
         self._portfolios: dict[int, Portfolio] = {}
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
-        self.revaluations = 0
 
     # -- life cycle
 
@@ -136,7 +135,6 @@ class PortfolioService:
         updates: list[Event] = list(self.assets.take_updates(now))
         dirty, self._dirty = self._dirty, set()
         updates.extend(self.value(pid, now) for pid in sorted(dirty) if pid in self._portfolios)
-        self.revaluations += len(dirty)
         if updates:
             self.publish(updates)
 

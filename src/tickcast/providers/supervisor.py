@@ -24,12 +24,19 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
 
-from tickcast.errors import UpstreamAuthError, UpstreamError, UpstreamLimitError, UpstreamStale
+from tickcast.config.settings import Settings
+from tickcast.errors import (
+    ConfigError,
+    UpstreamAuthError,
+    UpstreamError,
+    UpstreamLimitError,
+    UpstreamStale,
+)
 from tickcast.model.market import FEED, BookUpdate, MarketEvent, Status
 from tickcast.observability.stats import Stats
 from tickcast.providers.base import EventSink, Provider
 from tickcast.providers.book import BookBuilder
-from tickcast.providers.calendar import MarketCalendar
+from tickcast.providers.calendar import MarketCalendar, calendar_for
 from tickcast.providers.deadletter import DeadLetters
 from tickcast.providers.failover import Failure, FeedPolicy, State, Transition
 from tickcast.retry import Backoff
@@ -169,6 +176,37 @@ class Supervisor:
         self._helpers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._refused: list[str] = []
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
+        providers: Sequence[Provider],
+        publish: EventSink,
+        *,
+        stats: Stats | None = None,
+    ) -> Supervisor:
+        """The supervisor the ``feed_*`` settings describe (``serve``, ``feed``,
+        ``record`` and ``update-prices`` all use this one).
+
+        Raises:
+            ConfigError: the calendar is unknown.
+        """
+        try:
+            calendar = calendar_for(settings.calendar)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from exc
+        return cls(
+            providers,
+            publish,
+            calendar,
+            stats=stats if stats is not None else Stats(),
+            dead_letters=DeadLetters(settings.dead_letters),
+            stale_s=settings.feed_stale_s,
+            failback_s=settings.feed_failback_s,
+            backoff=Backoff(base_s=settings.feed_backoff_base_s, cap_s=settings.feed_backoff_cap_s),
+            limit_backoff_s=settings.feed_limit_backoff_s,
+        )
 
     @property
     def active(self) -> str:

@@ -96,7 +96,6 @@ class RealtimeSession:
         self.idle_timeout_s = idle_timeout_s
         self.topics: set[Topic] = set()
         self.close_reason: CloseCode | None = None
-        self.close_message = ""
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
         self._last_received = now
@@ -182,7 +181,6 @@ class RealtimeSession:
     def _close(self, code: CloseCode, message: str, now: float) -> None:
         self.send_error(message, now)
         self.close_reason = code
-        self.close_message = message
 
     def _handle(self, data: str, now: float) -> None:
         try:
