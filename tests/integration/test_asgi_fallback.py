@@ -28,7 +28,7 @@ def test_market_feed_works_over_plain_asgi() -> None:
         reply = ws.receive_json()
         while "type" not in reply:  # quotes queued before the reply
             reply = ws.receive_json()
-        assert reply == {"type": "error", "message": "Invalid JSON"}
+        assert reply == {"type": "error", "message": "Invalid subscription request: invalid JSON"}
 
 
 def test_echo_works_over_plain_asgi() -> None:

@@ -65,23 +65,23 @@ async def test_ping_gets_pong_with_timestamp(server: Server) -> None:
 
 
 MALFORMED = [
-    pytest.param("not json", "Invalid JSON", id="bad-json"),
+    pytest.param("not json", "invalid JSON", id="bad-json"),
     pytest.param("[1, 2]", "expected a JSON object", id="not-an-object"),
     pytest.param(json.dumps({"symbols": ["AAPL"]}), "missing 'action'", id="no-action"),
-    pytest.param(json.dumps({"action": "dance"}), "Unknown action", id="unknown-action"),
+    pytest.param(json.dumps({"action": "dance"}), "unknown action", id="unknown-action"),
     pytest.param(json.dumps({"action": "subscribe", "symbols": "AAPL"}), "symbols", id="str"),
     pytest.param(json.dumps({"action": "subscribe", "symbols": [1]}), "symbols", id="int"),
     pytest.param(json.dumps({"action": "subscribe", "symbols": []}), "symbols", id="empty"),
     pytest.param(json.dumps({"action": "subscribe"}), "symbols", id="missing-symbols"),
     pytest.param(
-        json.dumps({"action": "subscribe", "symbols": ["NOPE"]}), "Unknown symbol", id="unknown"
+        json.dumps({"action": "subscribe", "symbols": ["NOPE"]}), "unknown symbol", id="unknown"
     ),
     pytest.param(
-        json.dumps({"action": "subscribe", "symbols": ["../x"]}), "Invalid symbol", id="grammar"
+        json.dumps({"action": "subscribe", "symbols": ["../x"]}), "invalid symbol", id="grammar"
     ),
     pytest.param(
         json.dumps({"action": "subscribe", "symbols": ["AAPL"], "channels": ["gossip"]}),
-        "Unknown channel",
+        "unknown channel",
         id="unknown-channel",
     ),
     pytest.param(
@@ -100,6 +100,8 @@ async def test_malformed_input_gets_error_and_connection_keeps_working(
         await ws.send(raw)
         error = await recv_json(ws)
         assert error["type"] == "error"
+        # the original server's exact text first, so clients that match it keep working
+        assert error["message"].startswith("Invalid subscription request: ")
         assert fragment in error["message"]
         await send_json(ws, {"action": "subscribe", "symbols": ["MSFT"]})
         assert await recv_json(ws) == {"type": "subscribed", "symbols": ["MSFT"]}
@@ -109,7 +111,9 @@ async def test_malformed_input_gets_error_and_connection_keeps_working(
 async def test_binary_frame_gets_error_and_connection_keeps_working(server: Server) -> None:
     async with connect(server.feed) as ws:
         await ws.send(b"\x00\x01")
-        assert (await recv_json(ws))["type"] == "error"
+        error = await recv_json(ws)
+        assert error["type"] == "error"
+        assert error["message"].startswith("Invalid subscription request: ")
         await send_json(ws, {"action": "ping"})
         assert (await recv_json(ws))["type"] == "pong"
 
@@ -117,7 +121,8 @@ async def test_binary_frame_gets_error_and_connection_keeps_working(server: Serv
 async def test_unknown_symbol_subscribes_nothing(server: Server) -> None:
     async with connect(server.feed) as ws:
         await send_json(ws, {"action": "subscribe", "symbols": ["AAPL", "NOPE"]})
-        assert (await recv_json(ws))["message"] == "Unknown symbol: NOPE"
+        reply = await recv_json(ws)
+        assert reply["message"] == "Invalid subscription request: unknown symbol: NOPE"
         with pytest.raises(TimeoutError):
             await recv_json(ws, wait_s=0.5)
 

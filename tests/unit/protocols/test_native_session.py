@@ -67,22 +67,24 @@ def error(message: str) -> dict[str, str]:
     return {"type": "error", "message": message}
 
 
-SYMBOLS_ERROR = "Invalid subscription request: 'symbols' must be a non-empty list of strings"
-CHANNEL_ERROR = "Unknown channel: choose from quotes, trades, bars, book, status"
+#: Every malformed request's error starts with the original server's exact text.
+P = "Invalid subscription request: "
+SYMBOLS_ERROR = P + "'symbols' must be a non-empty list of strings"
+CHANNEL_ERROR = P + "unknown channel: choose from quotes, trades, bars, book, status"
 
 MALFORMED: list[tuple[str, Any, str]] = [
-    ("bad json", "{not json", "Invalid JSON"),
-    ("empty text", "", "Invalid JSON"),
-    ("truncated json", '{"action": "subscribe", "symbols": ["AAPL"]', "Invalid JSON"),
-    ("json array", ["subscribe"], "Invalid message: expected a JSON object"),
-    ("json string", '"subscribe"', "Invalid message: expected a JSON object"),
-    ("json number", "42", "Invalid message: expected a JSON object"),
-    ("json null", "null", "Invalid message: expected a JSON object"),
-    ("missing action", {"symbols": ["AAPL"]}, "Invalid subscription request: missing 'action'"),
-    ("null action", {"action": None}, "Invalid subscription request: missing 'action'"),
-    ("unknown action", {"action": "subscrbe"}, "Unknown action: 'subscrbe'"),
-    ("non-string action", {"action": 7}, "Unknown action: '7'"),
-    ("long action is cut", {"action": "x" * 100}, f"Unknown action: {'x' * 40!r}"),
+    ("bad json", "{not json", P + "invalid JSON"),
+    ("empty text", "", P + "invalid JSON"),
+    ("truncated json", '{"action": "subscribe", "symbols": ["AAPL"]', P + "invalid JSON"),
+    ("json array", ["subscribe"], P + "expected a JSON object"),
+    ("json string", '"subscribe"', P + "expected a JSON object"),
+    ("json number", "42", P + "expected a JSON object"),
+    ("json null", "null", P + "expected a JSON object"),
+    ("missing action", {"symbols": ["AAPL"]}, P + "missing 'action'"),
+    ("null action", {"action": None}, P + "missing 'action'"),
+    ("unknown action", {"action": "subscrbe"}, P + "unknown action 'subscrbe'"),
+    ("non-string action", {"action": 7}, P + "unknown action '7'"),
+    ("long action is cut", {"action": "x" * 100}, P + f"unknown action {'x' * 40!r}"),
     ("symbols missing", {"action": "subscribe"}, SYMBOLS_ERROR),
     ("symbols a string", {"action": "subscribe", "symbols": "AAPL"}, SYMBOLS_ERROR),
     ("symbols an object", {"action": "subscribe", "symbols": {"AAPL": 1}}, SYMBOLS_ERROR),
@@ -90,24 +92,32 @@ MALFORMED: list[tuple[str, Any, str]] = [
     ("symbol a number", {"action": "subscribe", "symbols": ["AAPL", 3]}, SYMBOLS_ERROR),
     ("symbol null", {"action": "subscribe", "symbols": [None]}, SYMBOLS_ERROR),
     ("unsubscribe symbols empty", {"action": "unsubscribe", "symbols": []}, SYMBOLS_ERROR),
-    ("symbol empty", {"action": "subscribe", "symbols": ["  "]}, "Invalid symbol: ''"),
-    ("symbol with space", {"action": "subscribe", "symbols": ["AA PL"]}, "Invalid symbol: 'AA PL'"),
-    ("symbol with quote", {"action": "subscribe", "symbols": ['A"B']}, "Invalid symbol: 'A\"B'"),
+    ("symbol empty", {"action": "subscribe", "symbols": ["  "]}, P + "invalid symbol ''"),
+    (
+        "symbol with space",
+        {"action": "subscribe", "symbols": ["AA PL"]},
+        P + "invalid symbol 'AA PL'",
+    ),
+    ("symbol with quote", {"action": "subscribe", "symbols": ['A"B']}, P + "invalid symbol 'A\"B'"),
     (
         "symbol leading dot",
         {"action": "subscribe", "symbols": [".AAPL"]},
-        "Invalid symbol: '.AAPL'",
+        P + "invalid symbol '.AAPL'",
     ),
     (
         "symbol too long",
         {"action": "subscribe", "symbols": ["A" * 33]},
-        f"Invalid symbol: {'A' * 33!r}",
+        P + f"invalid symbol {'A' * 33!r}",
     ),
-    ("symbol non-ascii", {"action": "subscribe", "symbols": ["ÄPFEL"]}, "Invalid symbol: 'ÄPFEL'"),
+    (
+        "symbol non-ascii",
+        {"action": "subscribe", "symbols": ["ÄPFEL"]},
+        P + "invalid symbol 'ÄPFEL'",
+    ),
     (
         "unknown symbol",
         {"action": "subscribe", "symbols": ["AAPL", "ZZZZ", "YYY"]},
-        "Unknown symbol: ZZZZ, YYY",
+        P + "unknown symbol: ZZZZ, YYY",
     ),
     (
         "unknown channel",
@@ -127,12 +137,12 @@ MALFORMED: list[tuple[str, Any, str]] = [
     (
         "channels a string",
         {"action": "subscribe", "symbols": ["AAPL"], "channels": "quotes"},
-        "Invalid request: 'channels' must be a non-empty list",
+        P + "'channels' must be a non-empty list",
     ),
     (
         "channels empty",
         {"action": "subscribe", "symbols": ["AAPL"], "channels": []},
-        "Invalid request: 'channels' must be a non-empty list",
+        P + "'channels' must be a non-empty list",
     ),
     (
         "unsubscribe unknown channel",
@@ -142,47 +152,47 @@ MALFORMED: list[tuple[str, Any, str]] = [
     (
         "resume not a map",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": [["quotes.AAPL", 1]]},
-        "Invalid request: 'resume' must map topics to seq numbers",
+        P + "'resume' must map topics to seq numbers",
     ),
     (
         "resume topic without channel",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"AAPL": 1}},
-        "Invalid resume topic: 'AAPL'",
+        P + "invalid resume topic 'AAPL'",
     ),
     (
         "resume topic without symbol",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.": 1}},
-        "Invalid resume topic: 'quotes.'",
+        P + "invalid resume topic 'quotes.'",
     ),
     (
         "resume topic unknown channel",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"news.AAPL": 1}},
-        "Invalid resume topic: 'news.AAPL'",
+        P + "invalid resume topic 'news.AAPL'",
     ),
     (
         "resume topic not requested",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"trades.AAPL": 1}},
-        "Resume topic trades.AAPL is not in this subscription",
+        P + "resume topic trades.AAPL is not in this subscription",
     ),
     (
         "resume seq negative",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": -1}},
-        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+        P + "invalid resume seq for quotes.AAPL: must be an integer >= 0",
     ),
     (
         "resume seq a string",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": "5"}},
-        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+        P + "invalid resume seq for quotes.AAPL: must be an integer >= 0",
     ),
     (
         "resume seq a float",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": 5.0}},
-        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+        P + "invalid resume seq for quotes.AAPL: must be an integer >= 0",
     ),
     (
         "resume seq a bool",
         {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": True}},
-        "Invalid resume seq for quotes.AAPL: must be an integer >= 0",
+        P + "invalid resume seq for quotes.AAPL: must be an integer >= 0",
     ),
 ]
 
@@ -196,6 +206,8 @@ def test_malformed_message_returns_error_and_keeps_session_usable(
 ) -> None:
     session = make_session()
     assert send(session, message) == [error(expected)]
+    # Clients of the original server match its exact text: it always comes first.
+    assert expected.startswith("Invalid subscription request: ")
     assert session.commands_received() == []
     assert session.topics == set()
     assert session.close_reason is None
@@ -217,7 +229,7 @@ def test_deeply_nested_json_returns_error_and_keeps_session_usable() -> None:
 def test_binary_frame_returns_error_and_keeps_session_usable() -> None:
     session = make_session()
     session.receive_bytes(b'{"action":"ping"}', NOW + 1)
-    assert replies(session) == [error("binary frames are not supported; send JSON text")]
+    assert replies(session) == [error(P + "binary frames are not supported; send JSON text")]
     assert send(session, {"action": "ping"}, now=NOW + 2) == [
         {"type": "pong", "timestamp": "2023-05-01T12:34:58.000Z"}
     ]
@@ -226,7 +238,7 @@ def test_binary_frame_returns_error_and_keeps_session_usable() -> None:
 def test_unknown_symbol_subscribes_nothing() -> None:
     session = make_session()
     replies_ = send(session, {"action": "subscribe", "symbols": ["AAPL", "NOPE"]})
-    assert replies_ == [error("Unknown symbol: NOPE")]
+    assert replies_ == [error(P + "unknown symbol: NOPE")]
     assert session.topics == set()
     assert session.commands_received() == []
 
@@ -235,7 +247,7 @@ def test_unknown_symbol_message_lists_at_most_ten() -> None:
     session = make_session()
     unknown = [f"X{i}" for i in range(12)]
     assert send(session, {"action": "subscribe", "symbols": unknown}) == [
-        error("Unknown symbol: " + ", ".join(unknown[:10]))
+        error(P + "unknown symbol: " + ", ".join(unknown[:10]))
     ]
 
 

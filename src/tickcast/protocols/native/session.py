@@ -32,6 +32,9 @@ from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.native import codec
 
 #: A symbol: letters, digits and . / - : _ , 1 to 32 characters (``BTC/USDT``, ``BRK.B``).
+#: Every malformed request's error starts with the original server's exact text; the
+#: detail follows after ": ", so clients that match the original text keep working.
+INVALID = "Invalid subscription request"
 SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 DEFAULT_CHANNELS = (Channel.QUOTES,)
 MAX_HEARTBEAT_S = 3600.0
@@ -151,12 +154,14 @@ class MarketFeedSession:
         self._last_received = now
         try:
             self._handle(data, now)
-        except (InvalidMessage, LimitExceeded) as exc:
+        except InvalidMessage as exc:
+            self.send_error(f"{INVALID}: {exc}")
+        except LimitExceeded as exc:
             self.send_error(str(exc))
 
     def receive_bytes(self, data: bytes, now: float) -> None:
         self._last_received = now
-        self.send_error("binary frames are not supported; send JSON text")
+        self.send_error(f"{INVALID}: binary frames are not supported; send JSON text")
 
     def handle_timer(self, now: float) -> None:
         if self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
@@ -197,9 +202,9 @@ class MarketFeedSession:
         try:
             message = _decode(data)
         except (msgspec.DecodeError, RecursionError):  # RecursionError: absurd nesting
-            raise InvalidMessage("Invalid JSON") from None
+            raise InvalidMessage("invalid JSON") from None
         if not isinstance(message, dict):
-            raise InvalidMessage("Invalid message: expected a JSON object")
+            raise InvalidMessage("expected a JSON object")
         action = message.get("action")
         if action == "ping":
             self.send_control("pong", now)
@@ -208,25 +213,21 @@ class MarketFeedSession:
         elif action == "unsubscribe":
             self._unsubscribe(message)
         elif action is None:
-            raise InvalidMessage("Invalid subscription request: missing 'action'")
+            raise InvalidMessage("missing 'action'")
         else:
-            raise InvalidMessage(f"Unknown action: {str(action)[:40]!r}")
+            raise InvalidMessage(f"unknown action {str(action)[:40]!r}")
 
     def _symbols(self, message: dict[str, Any]) -> list[str]:
         symbols = message.get("symbols")
         if not isinstance(symbols, list) or not symbols:
-            raise InvalidMessage(
-                "Invalid subscription request: 'symbols' must be a non-empty list of strings"
-            )
+            raise InvalidMessage("'symbols' must be a non-empty list of strings")
         result: list[str] = []
         for symbol in symbols:
             if not isinstance(symbol, str):
-                raise InvalidMessage(
-                    "Invalid subscription request: 'symbols' must be a non-empty list of strings"
-                )
+                raise InvalidMessage("'symbols' must be a non-empty list of strings")
             symbol = symbol.strip().upper()
             if not SYMBOL_RE.fullmatch(symbol):
-                raise InvalidMessage(f"Invalid symbol: {symbol[:40]!r}")
+                raise InvalidMessage(f"invalid symbol {symbol[:40]!r}")
             if symbol not in result:
                 result.append(symbol)
         return result
@@ -237,14 +238,14 @@ class MarketFeedSession:
         if channels is None:
             return DEFAULT_CHANNELS
         if not isinstance(channels, list) or not channels:
-            raise InvalidMessage("Invalid request: 'channels' must be a non-empty list")
+            raise InvalidMessage("'channels' must be a non-empty list")
         try:
             chosen = tuple(dict.fromkeys(Channel(c) for c in channels))
         except (ValueError, TypeError):
             chosen = ()
         if not chosen or any(c not in MARKET_CHANNELS for c in chosen):
             names = ", ".join(c.value for c in MARKET_CHANNELS)
-            raise InvalidMessage(f"Unknown channel: choose from {names}")
+            raise InvalidMessage(f"unknown channel: choose from {names}")
         return chosen
 
     def _subscribe(self, message: dict[str, Any]) -> None:
@@ -252,15 +253,13 @@ class MarketFeedSession:
         channels = self._channels(message)
         unknown = [s for s in symbols if s != FEED and not self.is_known(s)]
         if unknown:
-            raise InvalidMessage(f"Unknown symbol: {', '.join(unknown[:10])}")
+            raise InvalidMessage(f"unknown symbol: {', '.join(unknown[:10])}")
         # The status channel has one stream, FEED, which carries nothing else.
         wanted = [
             Topic(c, s) for s in symbols for c in channels if (c is Channel.STATUS) == (s == FEED)
         ]
         if {t.symbol for t in wanted} != set(symbols):
-            raise InvalidMessage(
-                "Invalid subscription request: the status channel has one symbol, FEED"
-            )
+            raise InvalidMessage("the status channel has one symbol, FEED")
         new = [t for t in wanted if t not in self.topics]
         if len(self.topics) + len(new) > self.max_subscriptions:
             raise LimitExceeded(
@@ -279,18 +278,18 @@ class MarketFeedSession:
         if raw is None:
             return {}
         if not isinstance(raw, dict):
-            raise InvalidMessage("Invalid request: 'resume' must map topics to seq numbers")
+            raise InvalidMessage("'resume' must map topics to seq numbers")
         resume: dict[Topic, int] = {}
         for name, seq in raw.items():
             try:
                 topic = Topic.parse(name)
                 topic = Topic(topic.channel, topic.symbol.upper())
             except ValueError:
-                raise InvalidMessage(f"Invalid resume topic: {str(name)[:40]!r}") from None
+                raise InvalidMessage(f"invalid resume topic {str(name)[:40]!r}") from None
             if topic not in wanted:
-                raise InvalidMessage(f"Resume topic {topic} is not in this subscription")
+                raise InvalidMessage(f"resume topic {topic} is not in this subscription")
             if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
-                raise InvalidMessage(f"Invalid resume seq for {topic}: must be an integer >= 0")
+                raise InvalidMessage(f"invalid resume seq for {topic}: must be an integer >= 0")
             resume[topic] = seq
         return resume
 
