@@ -14,15 +14,18 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Sequence, Sized
-from typing import Protocol
+from collections.abc import Callable, Sequence
+from typing import Any, Protocol
 
 from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
+from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.model.topic import Event
+from tickcast.observability.loop import LoopMonitor
 from tickcast.observability.metrics import Gauges, Metrics
+from tickcast.observability.overload import OverloadDetector, Transition
 from tickcast.observability.stats import Stats
 from tickcast.portfolio.service import PortfolioService
 from tickcast.providers import registry
@@ -37,7 +40,7 @@ _KIND = {Quote: "quote", Trade: "trade", Bar: "bar", BookUpdate: "book", Status:
 
 class _Queued(Protocol):
     @property
-    def outbox(self) -> Sized: ...
+    def outbox(self) -> Outbox[Any]: ...
 
 
 class Node:
@@ -62,6 +65,13 @@ class Node:
             self.engine, self.publish, interval_s=settings.update_interval_s
         )
         self.metrics = Metrics(self.stats, self.gauges)
+        self.overload = OverloadDetector(settings.overload_lag_s)
+        self.loop_monitor = LoopMonitor(
+            self.overload,
+            self.pump,
+            observe=self.metrics.loop_lag.observe,
+            on_transition=self._overload_changed,
+        )
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
         self._ready = False
@@ -73,14 +83,42 @@ class Node:
         return self._ready and bool(self.supervisor.active)
 
     def gauges(self) -> Gauges:
+        outboxes = [c.outbox for c in self.connections]
         return Gauges(
             connections=len(self.connections),
             subscriptions=self.hub.subscription_count,
-            outbox_depth=sum(len(c.outbox) for c in self.connections),
+            outbox_depth=sum(len(o) for o in outboxes),
+            outbox_bytes=sum(o.pending_bytes for o in outboxes),
+            conflated=self.stats.conflated_closed + sum(o.conflated for o in outboxes),
             providers={name: state.value for name, state in self.supervisor.states().items()},
             active_provider=self.supervisor.active,
             dead_letters=dict(self.dead_letters.totals),
+            skipped_events={p.name: p.skipped_events for p in self.providers},
+            book_events=self.supervisor.book_events(),
+            overloaded=self.overload.overloaded,
+            overload_episodes=self.overload.episodes,
+            loop_stalled_s=self.overload.stalled_s,
         )
+
+    def _overload_changed(self, transition: Transition, detector: OverloadDetector) -> None:
+        """Say so when the gateway falls behind its feed, and when it has caught up."""
+        skipped = sum(p.skipped_events for p in self.providers)
+        if transition is Transition.OVERLOADED:
+            log.warning(
+                "gateway overloaded: the event loop runs %.0f ms behind; quotes conflate "
+                "more, simulator ticks beyond the backlog limit are skipped (%d so far), "
+                "and no client is closed for the gateway's own lag",
+                detector.worst_s * 1000,
+                skipped,
+                extra={"lag_s": round(detector.worst_s, 3), "skipped_events": skipped},
+            )
+        else:
+            log.warning(
+                "gateway caught up after %.1f s overloaded (worst lag %.0f ms)",
+                self.pump.loop.time() - detector.since,
+                detector.worst_s * 1000,
+                extra={"lag_s": round(detector.worst_s, 3), "skipped_events": skipped},
+            )
 
     def is_known(self, symbol: str) -> bool:
         return symbol in self.symbols
@@ -122,11 +160,13 @@ class Node:
         gc.collect()
         gc.freeze()
         self.metrics.gc_pauses.install()
+        self.loop_monitor.start()
         if self._tasks is None:
             self._tasks = asyncio.create_task(self._run(), name="node")
 
     async def aclose(self) -> None:
         self.metrics.gc_pauses.uninstall()
+        self.loop_monitor.close()
         task, self._tasks = self._tasks, None
         if task is not None:
             task.cancel()

@@ -64,6 +64,7 @@ PURE_MODULES = frozenset(
         "tickcast.portfolio.assets",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
+        "tickcast.observability.overload",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

@@ -6,6 +6,7 @@ import asyncio
 import json
 import socket
 import time
+from dataclasses import dataclass
 from typing import Any
 
 from websockets.asyncio.client import ClientConnection
@@ -86,8 +87,61 @@ class StalledClient:
                 return self.protocol.close_rcvd.code
         return self.protocol.close_rcvd.code if self.protocol.close_rcvd else None
 
+    def read_slowly(self, bytes_per_s: float, timeout: float = 60.0) -> ReadOutcome:
+        """Read at about ``bytes_per_s`` until the server's close frame, EOF or ``timeout``.
+
+        Every frame is parsed by websockets' protocol, which fails on a frame cut off by
+        an abort (the connection then ends without a close frame).
+        """
+        chunk = max(512, int(bytes_per_s / 20))
+        self.sock.settimeout(5)
+        started = time.monotonic()
+        received = 0
+        eof = False
+        while time.monotonic() - started < timeout:
+            try:
+                data = self.sock.recv(chunk)
+            except (ConnectionResetError, TimeoutError):
+                eof = True
+                break
+            if not data:
+                self.protocol.receive_eof()
+                eof = True
+                break
+            received += len(data)
+            self.protocol.receive_data(data)
+            for event in self.protocol.events_received():
+                if event.opcode == Opcode.TEXT:
+                    self.messages.append(bytes(event.data))
+            self._flush()
+            if self.protocol.close_rcvd is not None:
+                break
+            # pace: sleep until this many bytes are due at the target rate
+            ahead = received / bytes_per_s - (time.monotonic() - started)
+            if ahead > 0:
+                time.sleep(ahead)
+        closed = self.protocol.close_rcvd
+        return ReadOutcome(
+            code=closed.code if closed is not None else None,
+            reason=closed.reason if closed is not None else "",
+            eof_before_close=eof and closed is None,
+            seconds=time.monotonic() - started,
+            bytes=received,
+        )
+
     def close(self) -> None:
         self.sock.close()
+
+
+@dataclass
+class ReadOutcome:
+    """How a slow read ended."""
+
+    code: int | None
+    reason: str
+    eof_before_close: bool  # the connection ended without a close frame (an abort)
+    seconds: float
+    bytes: int
 
 
 async def closed_code(ws: ClientConnection, wait_s: float = 10.0) -> int | None:

@@ -37,7 +37,11 @@ def test_defaults() -> None:
     assert settings.seed == 42
     assert settings.calendar == "always"
     assert settings.batch_ms == 100.0
-    assert settings.outbox_max_items == 4096
+    assert settings.outbox_max_items == 65536
+    assert settings.outbox_max_bytes == 8 * 1024 * 1024
+    assert settings.slow_client_timeout_s == 2.0
+    assert settings.simulator_max_backlog_s == 0.1
+    assert settings.overload_lag_s == 0.25
     assert settings.history_size == 256
     assert settings.max_subscriptions == 50
     assert settings.max_message_bytes == 64 * 1024

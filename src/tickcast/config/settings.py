@@ -38,8 +38,20 @@ class Settings(BaseSettings):
             whose real sessions and holidays the simulator's equities then follow.
         batch_ms: batching window per client in milliseconds; 0 = no window (each
             event-loop pass writes what arrived, one write per connection).
-        outbox_max_items: pending messages per client before a client that cannot keep
-            up with non-conflatable data (trades, bars, book) is closed with 1013.
+        outbox_max_items, outbox_max_bytes: a client's outbox budget, in messages and in
+            bytes of payload (0 bytes = no byte limit). Over budget while the client's
+            socket takes data, the outbox is written out at once (the gateway fell
+            behind, not the client); over budget while the socket has refused data since
+            an earlier pass, the client is slow and closed with 1013.
+        slow_client_timeout_s: how long a client's socket may refuse data (the client
+            does not read) while non-conflatable data (trades, bars, book) waits for it,
+            before it is closed with 1013; time the gateway's own event loop was stalled
+            does not count.
+        simulator_max_backlog_s: the most simulated time one simulator wake-up catches
+            up on; when the gateway falls further behind, older ticks are skipped and
+            counted (tickcast_skipped_events_total); 0 = catch up on everything.
+        overload_lag_s: event-loop lag at which the gateway reports itself overloaded (a
+            warning, tickcast_overloaded); 0 = never.
         history_size: updates kept per topic for resume; 0 disables resume.
         max_subscriptions: topics (symbol x channel) per connection.
         max_message_bytes: largest inbound WebSocket message; larger closes with 1009.
@@ -107,7 +119,11 @@ class Settings(BaseSettings):
     seed: int = 42
     calendar: str = "always"
     batch_ms: float = Field(100.0, ge=0, le=60_000)
-    outbox_max_items: int = Field(4096, ge=16)
+    outbox_max_items: int = Field(65536, ge=16)
+    outbox_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
+    slow_client_timeout_s: float = Field(2.0, gt=0)
+    simulator_max_backlog_s: float = Field(0.1, ge=0)
+    overload_lag_s: float = Field(0.25, ge=0)
     history_size: int = Field(256, ge=0)
     max_subscriptions: int = Field(50, ge=1)
     max_message_bytes: int = Field(64 * 1024, ge=256)

@@ -28,7 +28,7 @@ from tickcast.protocols.native.session import (
     parse_options,
 )
 from tickcast.transport.asgi_socket import open_frame_socket
-from tickcast.transport.connection import Connection
+from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
 
 PATH = "/ws/market/feed"
@@ -90,12 +90,18 @@ class MarketFeedFront:
             session=guarded,
             wire=options.wire,
             array=options.array,
-            outbox=Outbox(settings.batch_ms / 1000, settings.outbox_max_items),
+            outbox=Outbox(
+                settings.batch_ms / 1000,
+                settings.outbox_max_items,
+                settings.outbox_max_bytes,
+                size=payload_size,
+            ),
             pump=self.node.pump,
             stats=self.node.stats,
             on_commands=self._apply,
             on_close=self._closed,
             latency=self.node.metrics.latency.observe,
+            slow_timeout_s=settings.slow_client_timeout_s,
         )
         self.node.stats.connections_total += 1
         self.node.connections.add(connection)

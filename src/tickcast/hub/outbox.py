@@ -2,28 +2,42 @@
 
 Rules: pure. No asyncio, no clock: ``now`` is passed in (monotonic seconds). The outbox
 never drops anything silently: a conflatable item replaces the pending item with the
-same key (the latest value wins and keeps its place in the batch); a reliable item is
-appended, and when it no longer fits ``put`` returns an ``Overflow`` verdict, on which
-the caller closes the connection as a slow consumer.
+same key (the latest value wins and keeps its place in the batch, and ``conflated``
+counts it); a reliable item is appended. The outbox is bounded by what it costs, in
+items and in bytes: when an item does not fit, ``put`` refuses it with an ``Overflow``
+verdict and the caller decides. The outbox cannot know why it is full (a client that
+does not read, or a gateway that could not write in time); the connection can, so the
+verdict is only "over budget", never "slow client".
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Generic, TypeVar
 
 T = TypeVar("T")
 
 
 class Overflow:
-    """Verdict: the outbox is full and the new item may not be dropped."""
+    """Verdict: the item does not fit in the outbox's budget and may not be dropped.
 
-    __slots__ = ("pending",)
+    Attributes:
+        pending: items pending when the item was refused.
+        pending_bytes: their size in bytes.
+    """
 
-    def __init__(self, pending: int) -> None:
+    __slots__ = ("pending", "pending_bytes")
+
+    def __init__(self, pending: int, pending_bytes: int = 0) -> None:
         self.pending = pending
+        self.pending_bytes = pending_bytes
 
     def __repr__(self) -> str:
-        return f"Overflow(pending={self.pending})"
+        return f"Overflow(pending={self.pending}, pending_bytes={self.pending_bytes})"
+
+
+def _no_size(_: object) -> int:
+    return 0
 
 
 class Outbox(Generic[T]):
@@ -32,28 +46,58 @@ class Outbox(Generic[T]):
     Args:
         window_s: batching window in seconds, measured from the first item put into an
             empty outbox; 0 means the outbox is due as soon as it holds anything.
-        max_items: most pending items; a reliable item (or a conflatable one with a new
-            key) beyond it yields ``Overflow``. Must be at least 1.
+        max_items: most pending items (>= 1).
+        max_bytes: most pending bytes, as ``size`` counts them; 0 = no byte limit. An
+            empty outbox always takes one item, whatever its size, so that an item larger
+            than the budget is never refused for ever.
+        size: the cost of one item in bytes (e.g. its payload length); items cost 0
+            when None.
+
+    An item that would take the outbox past ``max_items`` or ``max_bytes`` is refused
+    with ``Overflow``; a conflatable item that replaces a pending one is always taken
+    (it adds no item, and at most the difference in size).
 
     Attributes:
-        conflated: how many items were replaced by a newer one with the same key.
+        conflated: items replaced by a newer one with the same key, ever.
+        pending_bytes: the bytes pending now.
     """
 
-    __slots__ = ("_deadline", "_next_id", "_pending", "conflated", "max_items", "window_s")
+    __slots__ = (
+        "_deadline",
+        "_next_id",
+        "_pending",
+        "_size",
+        "conflated",
+        "max_bytes",
+        "max_items",
+        "pending_bytes",
+        "window_s",
+    )
 
-    def __init__(self, window_s: float, max_items: int) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        max_items: int,
+        max_bytes: int = 0,
+        size: Callable[[T], int] | None = None,
+    ) -> None:
         if window_s < 0:
             raise ValueError("window_s must be >= 0")
         if max_items < 1:
             raise ValueError("max_items must be >= 1")
+        if max_bytes < 0:
+            raise ValueError("max_bytes must be >= 0 (0 = no byte limit)")
         self.window_s = window_s
         self.max_items = max_items
+        self.max_bytes = max_bytes
+        self._size: Callable[[T], int] = size if size is not None else _no_size
         # Reliable items get negative int keys, which never collide with the caller's
         # (string) conflation keys; dicts keep insertion order, so batches keep it too.
         self._pending: dict[object, T] = {}
         self._next_id = 0
         self._deadline: float | None = None
         self.conflated = 0
+        self.pending_bytes = 0
 
     def __len__(self) -> int:
         return len(self._pending)
@@ -62,15 +106,23 @@ class Outbox(Generic[T]):
         """Queue ``item``; with a ``key`` it replaces a pending item with that key.
 
         Returns:
-            ``Overflow`` when the item cannot be queued without dropping data, else None.
+            ``Overflow`` when the item does not fit (it was not queued, and nothing
+            pending was touched), else None.
         """
         pending = self._pending
-        if key is not None and key in pending:
-            pending[key] = item
-            self.conflated += 1
-            return None
-        if len(pending) >= self.max_items:
-            return Overflow(len(pending))
+        size = self._size(item)
+        if key is not None:
+            old = pending.get(key)
+            if old is not None:
+                pending[key] = item
+                self.pending_bytes += size - self._size(old)
+                self.conflated += 1
+                return None
+        if pending and (
+            len(pending) >= self.max_items
+            or (self.max_bytes and self.pending_bytes + size > self.max_bytes)
+        ):
+            return Overflow(len(pending), self.pending_bytes)
         if not pending:
             self._deadline = now + self.window_s
         if key is None:
@@ -78,6 +130,7 @@ class Outbox(Generic[T]):
             pending[self._next_id] = item
         else:
             pending[key] = item
+        self.pending_bytes += size
         return None
 
     def next_flush(self) -> float | None:
@@ -91,12 +144,23 @@ class Outbox(Generic[T]):
         batch = list(self._pending.values())
         self._pending.clear()
         self._deadline = None
+        self.pending_bytes = 0
         return batch
 
     def discard(self, key: str) -> bool:
         """Drop the pending conflatable item with ``key`` (after an unsubscribe)."""
-        if self._pending.pop(key, None) is None:
+        item = self._pending.pop(key, None)
+        if item is None:
             return False
+        self.pending_bytes -= self._size(item)
         if not self._pending:
             self._deadline = None
         return True
+
+    def clear(self) -> int:
+        """Drop everything pending (the connection is closing); how many items."""
+        dropped = len(self._pending)
+        self._pending.clear()
+        self._deadline = None
+        self.pending_bytes = 0
+        return dropped

@@ -45,6 +45,9 @@ class Pump:
         now: monotonic time of the current publish pass, set by the node before it
             publishes, read by connections when they queue (saves a clock call per put).
         flushes: flush calls made (one per connection per batch).
+        stalled_s: seconds the event loop has been stalled, cumulative, as the node's
+            loop monitor measures it; a connection does not count them against a client
+            that was blocked meanwhile (the gateway's lag is not the client's).
     """
 
     def __init__(self, window_s: float, *, slack_s: float = 0.002, slice_s: float = 0.005) -> None:
@@ -53,6 +56,7 @@ class Pump:
         self.slice_s = slice_s
         self.now = 0.0
         self.flushes = 0
+        self.stalled_s = 0.0
         self._queue: deque[tuple[float, Writer]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None

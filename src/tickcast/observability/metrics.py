@@ -20,6 +20,7 @@ from tickcast.observability.stats import Stats
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
 class Gauges(NamedTuple):
@@ -28,9 +29,16 @@ class Gauges(NamedTuple):
     connections: int
     subscriptions: int
     outbox_depth: int
+    outbox_bytes: int
+    conflated: int  # outbox updates replaced by a newer one, ever
     providers: dict[str, str]  # provider -> state (starting, up, backoff...)
     active_provider: str  # "" while no provider feeds the hub
     dead_letters: dict[str, int]  # provider -> unparseable messages, ever
+    skipped_events: dict[str, int]  # provider -> events skipped because the gateway lagged
+    book_events: dict[tuple[str, str], int]  # (provider, outcome) -> order-book checks
+    overloaded: bool
+    overload_episodes: int
+    loop_stalled_s: float
 
 
 class _StatsCollector(Collector):
@@ -61,7 +69,21 @@ class _StatsCollector(Collector):
             ("messages_out", "Messages (data and replies) written to clients", s.items_out),
             ("frames_out", "WebSocket frames written to clients", s.frames_out),
             ("connections", "WebSocket connections accepted", s.connections_total),
-            ("slow_client_closes", "Clients closed (1013) for falling behind", s.slow_closes),
+            (
+                "slow_client_closes",
+                "Clients closed (1013) for not taking what was written to them",
+                s.slow_closes,
+            ),
+            (
+                "slow_client_aborts",
+                "Slow clients aborted because they took nothing more after the close",
+                s.slow_aborts,
+            ),
+            (
+                "outbox_write_throughs",
+                "Outboxes over budget written out before their window (the gateway's lag)",
+                s.write_throughs,
+            ),
             (
                 "provider_restarts",
                 "Provider runs that ended (failed, stale, refused)",
@@ -79,9 +101,43 @@ class _StatsCollector(Collector):
             ("active_connections", "Open WebSocket connections", now.connections),
             ("subscriptions", "Current subscriptions (connection x topic)", now.subscriptions),
             ("outbox_depth", "Messages queued in client outboxes", now.outbox_depth),
+            ("outbox_bytes", "Payload bytes queued in client outboxes", now.outbox_bytes),
+            ("overloaded", "1 while the event loop lags more than overload_lag_s", now.overloaded),
         )
         for name, doc, value in gauges:
             yield GaugeMetricFamily(f"tickcast_{name}", doc, value=value)
+        totals: tuple[tuple[str, str, float], ...] = (
+            (
+                "conflated",
+                "Conflatable updates (quotes, values) replaced in an outbox by a newer one",
+                now.conflated,
+            ),
+            ("overload_episodes", "Times the gateway became overloaded", now.overload_episodes),
+            (
+                "event_loop_stalled_seconds",
+                "Time the event loop ran late, summed (beyond 5 ms per probe)",
+                now.loop_stalled_s,
+            ),
+        )
+        for name, doc, total in totals:
+            yield CounterMetricFamily(f"tickcast_{name}", doc, value=total)
+        skipped = CounterMetricFamily(
+            "tickcast_skipped_events",
+            "Events a provider left out because the gateway fell behind (simulator ticks)",
+            labels=["provider"],
+        )
+        for provider, count in sorted(now.skipped_events.items()):
+            skipped.add_metric([provider], count)
+        yield skipped
+        books = CounterMetricFamily(
+            "tickcast_book_events",
+            "Order-book checks by provider and outcome: gap, duplicate (dropped), resync, "
+            "overflow (a buffered delta dropped while waiting for a snapshot)",
+            labels=["provider", "outcome"],
+        )
+        for (provider, outcome), count in sorted(now.book_events.items()):
+            books.add_metric([provider, outcome], count)
+        yield books
         up = GaugeMetricFamily(
             "tickcast_provider_up",
             "1 when the provider's upstream session is up",
@@ -115,6 +171,12 @@ class Metrics:
             "tickcast_latency_seconds",
             "End-to-end latency from event time to socket write (sampled)",
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.loop_lag = Histogram(
+            "tickcast_event_loop_lag_seconds",
+            "How late a 50 ms probe timer fires: the event loop's lag",
+            buckets=LOOP_LAG_BUCKETS,
             registry=self.registry,
         )
         self.gc_pauses = GcPauses(self.registry)

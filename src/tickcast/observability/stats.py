@@ -11,7 +11,9 @@ class Stats:
     """Gateway-wide counters (monotonic unless named as a current value)."""
 
     __slots__ = (
+        "book_events",
         "client_messages_in",
+        "conflated_closed",
         "connections_total",
         "events_by_kind",
         "failbacks",
@@ -21,8 +23,10 @@ class Stats:
         "items_out",
         "provider_restarts",
         "refusals",
+        "slow_aborts",
         "slow_closes",
         "standby_events",
+        "write_throughs",
     )
 
     def __init__(self) -> None:
@@ -36,5 +40,10 @@ class Stats:
         self.failbacks = 0  # the feed moved back to a more preferred provider
         self.feed_transitions = 0  # provider state changes (each one a status message)
         self.standby_events = 0  # events from recovering providers, not published
+        # order-book checks of past provider connections, by (provider, outcome)
+        self.book_events: dict[tuple[str, str], int] = {}
         self.refusals: dict[str, int] = {}  # connections and credentials refused, by reason
-        self.slow_closes = 0  # connections closed because their outbox overflowed
+        self.slow_closes = 0  # connections closed (1013) for not taking what was written
+        self.slow_aborts = 0  # of those, aborted because the close frame was never taken
+        self.conflated_closed = 0  # updates replaced in outboxes of closed connections
+        self.write_throughs = 0  # outboxes over budget written out early (the gateway's lag)

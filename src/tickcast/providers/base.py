@@ -95,6 +95,15 @@ class Provider(abc.ABC):
         """The current state (latest quote, book snapshot...) per symbol, if known."""
         return ()
 
+    @property
+    def skipped_events(self) -> int:
+        """Events left out on purpose because the gateway fell behind, ever.
+
+        Only a source that makes its data up can do that (the simulator skips ticks);
+        a vendor's stream is never thinned, so the default is 0.
+        """
+        return 0
+
     async def resync(self, symbol: str) -> None:  # noqa: B027 - optional hook
         """Ask the upstream for a fresh book snapshot of ``symbol`` (after a sequence gap).
 

@@ -33,7 +33,12 @@ def _simulator(settings: Settings) -> Provider:
         calendar = calendar_for(settings.calendar)
     except ValueError as exc:
         raise ConfigError(str(exc)) from exc
-    config = SimulatorConfig(symbols=settings.symbols, seed=settings.seed, rate=settings.rate)
+    config = SimulatorConfig(
+        symbols=settings.symbols,
+        seed=settings.seed,
+        rate=settings.rate,
+        max_backlog_s=settings.simulator_max_backlog_s or None,
+    )
     return SimulatorProvider(config, calendar)
 
 

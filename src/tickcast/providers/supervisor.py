@@ -65,8 +65,22 @@ class _ProviderSink:
         self._books = BookBuilder()
 
     def restart(self) -> None:
-        """A new run: forget the books of the previous connection."""
+        """A new run: forget the books of the previous connection (keep their counts)."""
+        folded = self._supervisor.stats.book_events
+        for outcome, count in self.book_counts().items():
+            key = (self._name, outcome)
+            folded[key] = folded.get(key, 0) + count
         self._books = BookBuilder()
+
+    def book_counts(self) -> dict[str, int]:
+        """What the current connection's book builder counted, by outcome."""
+        books = self._books
+        return {
+            "gap": books.gaps,
+            "duplicate": books.duplicates,
+            "resync": books.resyncs,
+            "overflow": books.overflowed,
+        }
 
     def takeover(self) -> list[MarketEvent]:
         """This provider just became active: its books, whole, to replace the hub's."""
@@ -214,6 +228,15 @@ class Supervisor:
 
     def states(self) -> dict[str, State]:
         return {name: self.policy.state(name) for name in self.providers}
+
+    def book_events(self) -> dict[tuple[str, str], int]:
+        """Order-book checks, ever, by (provider, outcome): gap, duplicate (dropped),
+        resync (snapshot asked), overflow (buffered delta dropped while resyncing)."""
+        totals = dict(self.stats.book_events)
+        for name, sink in self._sinks.items():
+            for outcome, count in sink.book_counts().items():
+                totals[(name, outcome)] = totals.get((name, outcome), 0) + count
+        return totals
 
     def spawn(self, coroutine: Coroutine[object, object, None], name: str) -> None:
         """Run a short helper (a book resync request); its failure is logged, not lost."""

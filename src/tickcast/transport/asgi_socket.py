@@ -5,7 +5,8 @@ FrameSocket that writes pre-built frames in one syscall; any other ASGI server (
 Starlette's TestClient) gets this one: a writer task per connection that awaits ``send``
 for each queued message, in order. It is bounded: ``writable`` turns False while
 ``max_pending`` messages wait, so the pump leaves new data in the connection's Outbox,
-where quotes conflate and reliable data overflows into a 1013 close, as on the fast path.
+where quotes conflate and a client that does not take its data is closed with 1013, as on
+the fast path.
 """
 
 from __future__ import annotations
@@ -58,7 +59,8 @@ class AsgiFrameSocket:
             self._pending.append({"type": "websocket.send", "bytes": payload})
             self._wake.set()
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
+        # The ASGI server owns the socket and its close timeout: nothing to abort here.
         if not self._closed:
             self._closed = True
             self._pending.append({"type": "websocket.close", "code": code, "reason": reason})

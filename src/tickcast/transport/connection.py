@@ -4,7 +4,24 @@ Rules: thin I/O. It feeds client messages to the session, hands the session's co
 to its front, queues outbound items in the connection's Outbox and lets the Pump decide
 when to write. It never awaits per outbound message: a batch is one socket write (an
 array frame, or many frames joined). The protocol decisions live in the session; the
-queueing decisions in the Outbox.
+queueing decisions in the Outbox; the slow-client verdict here, because only the
+connection sees both the outbox and the socket.
+
+A slow client is one that does not take what is written to it, never one that the
+gateway itself could not serve in time:
+
+- The socket is *blocked* while it will take no more (the transport's buffer is above its
+  high-water mark: the kernel's send buffer is full because the peer does not read).
+- When reliable data arrives and the socket has been blocked for ``slow_timeout_s`` (not
+  counting the time the event loop itself was stalled, ``Pump.stalled_s``), the client is
+  slow.
+- When the outbox is over its budget (items or bytes) and the socket is writable, the
+  backlog is the gateway's own lag: the outbox is written out at once instead of at the
+  end of its window. Over budget while the socket has been blocked since an earlier pass,
+  the client is slow.
+- On the verdict nothing more is queued or written for the client; the close frame goes
+  behind what the socket already holds (never cutting a frame), and the socket aborts
+  only if the peer stops taking data (``FrameSocket.close``).
 """
 
 from __future__ import annotations
@@ -24,6 +41,9 @@ from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket
 
 log = logging.getLogger("tickcast.connection")
+
+#: Default of ``Connection.slow_timeout_s`` (the ``slow_client_timeout_s`` setting).
+DEFAULT_SLOW_TIMEOUT_S = 2.0
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -53,9 +73,13 @@ class Connection:
         pump: the shared flush scheduler.
         stats: gateway counters.
         on_commands: the front's handler for the session's commands.
+        slow_timeout_s: how long the socket may stay blocked while reliable data waits
+            before the client is closed as slow (1013); see the module docstring.
     """
 
     __slots__ = (
+        "_blocked_since",
+        "_blocked_stall",
         "_flushes",
         "_timer",
         "array",
@@ -67,6 +91,7 @@ class Connection:
         "outbox",
         "pump",
         "session",
+        "slow_timeout_s",
         "sock",
         "stats",
         "wire",
@@ -85,6 +110,7 @@ class Connection:
         on_commands: Callable[[Connection, Sequence[object]], None],
         on_close: Callable[[Connection], None],
         latency: Callable[[float], None] | None = None,
+        slow_timeout_s: float = DEFAULT_SLOW_TIMEOUT_S,
     ) -> None:
         self.sock = sock
         self.session = session
@@ -96,10 +122,15 @@ class Connection:
         self.on_commands = on_commands
         self.on_close = on_close
         self.latency = latency
+        self.slow_timeout_s = slow_timeout_s
         self.closing = False
         self.close_code: int | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._flushes = 0
+        # Since when (monotonic) the socket has refused more data, and the loop's
+        # cumulative stall time then; None while it takes data.
+        self._blocked_since: float | None = None
+        self._blocked_stall = 0.0
         sock.on_writable = self._on_writable
 
     # -- hub.Subscriber
@@ -108,11 +139,30 @@ class Connection:
         if self.closing:
             return
         outbox = self.outbox
+        now = self.pump.now
         was_empty = not len(outbox)
-        if outbox.put(item, self.pump.now, key) is not None:
-            self.close_slow()
-        elif was_empty:
-            self.pump.mark(self, self.pump.now + outbox.window_s)
+        overflow = outbox.put(item, now, key)
+        if overflow is not None:
+            blocked_since = self._blocked_since
+            if blocked_since is not None and blocked_since < now:
+                self.close_slow(
+                    f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
+                )
+                return
+            # The client takes what is written (or was blocked only by this very pass's
+            # writes): the backlog is the gateway's own; write it out now.
+            self.stats.write_throughs += 1
+            self._write(outbox.flush(now, force=True))
+            self._check_blocked(now)
+            outbox.put(item, now, key)  # an empty outbox takes any one item
+            was_empty = True
+        elif key is None and self._blocked_since is not None:
+            blocked_s = now - self._blocked_since - (self.pump.stalled_s - self._blocked_stall)
+            if blocked_s > self.slow_timeout_s:
+                self.close_slow(f"{blocked_s:.1f} s behind")
+                return
+        if was_empty:
+            self.pump.mark(self, now + outbox.window_s)
 
     # -- pump.Writer
 
@@ -120,11 +170,21 @@ class Connection:
         return self.outbox.next_flush()
 
     def flush(self, now: float, *, force: bool) -> None:
-        if self.closing or not self.sock.writable:
+        if self.closing:
+            return
+        if not self.sock.writable:
+            self._check_blocked(now)
             return  # stays queued (and conflating) until the socket drains
         items = self.outbox.flush(now, force=force)
         if items:
             self._write(items)
+            self._check_blocked(now)
+
+    def _check_blocked(self, now: float) -> None:
+        """Note when the socket started refusing data (cleared by ``_on_writable``)."""
+        if self._blocked_since is None and not self.sock.writable:
+            self._blocked_since = now
+            self._blocked_stall = self.pump.stalled_s
 
     def _write(self, items: list[Encoded]) -> None:
         sock = self.sock
@@ -150,6 +210,7 @@ class Connection:
                 self.latency(time.time() - ts)
 
     def _on_writable(self) -> None:
+        self._blocked_since = None
         if self.outbox.next_flush() is not None:
             self.flush(self.pump.loop.time(), force=True)
 
@@ -163,23 +224,35 @@ class Connection:
         """Write everything queued now (after a client command, so replies are prompt)."""
         self.flush(self.pump.loop.time(), force=True)
 
-    def close_slow(self) -> None:
-        """The outbox overflowed: close as a slow consumer, without touching the hub now.
+    def close_slow(self, why: str) -> None:
+        """The client does not take what is written to it: close it with 1013.
 
-        Called from inside the hub's fan-out loop, so unsubscribing is deferred.
+        Nothing more is queued or written for it; what the socket already holds goes out
+        before the close frame. Called from inside the hub's fan-out loop, so
+        unsubscribing is deferred (to ``run``'s end).
         """
         if self.closing:
             return
         self.stats.slow_closes += 1
-        log.warning("closing slow client", extra={"pending": len(self.outbox)})
-        self.close(CloseCode.TRY_AGAIN_LATER)
+        dropped = self.outbox.clear()
+        log.warning("closing slow client: %s", why, extra={"pending": dropped})
+        self.close(CloseCode.TRY_AGAIN_LATER, f"slow consumer: {why}", on_abort=self._aborted)
 
-    def close(self, code: CloseCode, reason: str | None = None) -> None:
+    def _aborted(self) -> None:
+        self.stats.slow_aborts += 1
+
+    def close(
+        self,
+        code: CloseCode,
+        reason: str | None = None,
+        *,
+        on_abort: Callable[[], None] | None = None,
+    ) -> None:
         if self.closing:
             return
         self.closing = True
         self.close_code = int(code)
-        self.sock.close(code, reason or info(code).reason)
+        self.sock.close(code, reason or info(code).reason, on_abort=on_abort)
 
     # -- inbound
 
@@ -212,6 +285,8 @@ class Connection:
             self.closing = True
             if self._timer is not None:
                 self._timer.cancel()
+            self.stats.conflated_closed += self.outbox.conflated
+            self.outbox.clear()
             self.on_close(self)
 
     def poke(self) -> None:
@@ -251,6 +326,11 @@ class Connection:
         self._process()
 
 
+def payload_size(item: Encoded) -> int:
+    """What an item costs in an outbox: its payload's length in bytes."""
+    return len(item.payload)
+
+
 def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:
     """Without raw frames (compression, plain ASGI): runs of text go in one call."""
     texts: list[bytes] = []
@@ -281,3 +361,12 @@ def _array_payloads(items: list[Encoded]) -> list[bytes]:
     if run:
         payloads.append(b"[" + b",".join(run) + b"]")
     return payloads
+
+
+def _size(n: int) -> str:
+    """``n`` bytes, short, for a close reason: 8.0 MiB, 512 KiB, 300 B."""
+    if n >= 1 << 20:
+        return f"{n / (1 << 20):.1f} MiB"
+    if n >= 1 << 10:
+        return f"{n >> 10} KiB"
+    return f"{n} B"

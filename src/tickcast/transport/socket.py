@@ -34,8 +34,12 @@ class FrameSocket(Protocol):
     def send_bytes(self, payload: bytes) -> None:
         """Send one binary message."""
 
-    def close(self, code: int, reason: str) -> None:
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
         """Start the closing handshake now, even if the send buffer is full.
 
-        The peer gets ``close_timeout_s`` to answer before the connection is aborted.
+        Nothing more is written after the close frame, which goes behind what the socket
+        already holds: a peer that keeps reading gets every frame whole, then the close.
+        The connection is aborted (and ``on_abort`` called) only if the peer takes no
+        data for ``close_timeout_s``, or has not finished the closing handshake within
+        ``CLOSE_DRAIN_MAX_S``.
         """

@@ -7,7 +7,10 @@ WebSocket protocol (websockets ``ServerProtocol``):
   that a batch of pre-built frames is one ``transport.write`` and nothing awaits per
   subscriber;
 - a close that works while the peer is not reading (uvicorn's waits for the buffer to
-  drain, which a stalled peer never lets happen), aborting after ``close_timeout_s``;
+  drain, which a stalled peer never lets happen): the close frame goes behind what is
+  buffered, and the connection is aborted only when the peer stops taking data for
+  ``close_timeout_s`` (a slow reader still gets every frame whole, then the close), or
+  after ``CLOSE_DRAIN_MAX_S`` in all;
 - close code 1001 on server shutdown (uvicorn sends 1012);
 - a clean close when a Close frame arrives in the middle of a fragmented message (RFC
   6455 section 5.4 allows control frames between fragments; websockets answers 1002,
@@ -16,14 +19,18 @@ WebSocket protocol (websockets ``ServerProtocol``):
   log (uvicorn logs one per message, which lets any client flood the error log);
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
-complete request head within ``handshake_timeout_s`` is closed (slowloris).
+complete request head within ``handshake_timeout_s`` is closed (slowloris), and a short
+unsent queue in the kernel (``NOTSENT_LOWAT``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -32,6 +39,25 @@ from websockets.server import ServerProtocol
 
 from tickcast.closecodes import CloseCode
 from tickcast.transport.socket import EXTENSION
+
+try:  # Linux: bytes the kernel holds that the peer has not acknowledged
+    import fcntl
+    import termios
+
+    _TIOCOUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - not Linux
+    _TIOCOUTQ = None
+
+#: Unsent bytes the kernel may hold per connection (Linux, macOS: TCP_NOTSENT_LOWAT).
+#: Data in flight still grows with the path; only the queue the peer has not been sent
+#: yet is kept short, so a client that does not read blocks its socket after about this
+#: much instead of after the kernel's auto-tuned buffer (megabytes), which would hide a
+#: slow client for tens of seconds and then make its close frame wait behind all of it.
+NOTSENT_LOWAT: Final = 64 * 1024
+
+#: The longest a closing connection whose peer keeps taking data (slowly) is kept, to
+#: let it read what was written before the close frame, and the close frame.
+CLOSE_DRAIN_MAX_S: Final = 60.0
 
 
 class _ServerProtocol(ServerProtocol):
@@ -81,8 +107,8 @@ class UvicornFrameSocket:
         p.conn.send_binary(payload)
         p.transport.write(b"".join(p.conn.data_to_send()))
 
-    def close(self, code: int, reason: str) -> None:
-        self._protocol.close_now(code, reason)
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
+        self._protocol.close_now(code, reason, on_abort)
 
 
 class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -93,6 +119,9 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.close_timeout = self.close_timeout_s
+        self._on_abort: Callable[[], None] | None = None
+        self._drain_started = 0.0
+        self._drain_left = 0
         self.frame_socket = UvicornFrameSocket(self)
         conn = self.conn
         self.conn = _ServerProtocol(
@@ -131,7 +160,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if callback is not None:
             callback()
 
-    def close_now(self, code: int, reason: str) -> None:
+    def close_now(self, code: int, reason: str, on_abort: Callable[[], None] | None = None) -> None:
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
@@ -141,9 +170,43 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self.read_paused:
             self.read_paused = False
             self.transport.resume_reading()
-        # transport.close() would wait for the buffer to drain; a stalled peer never
-        # drains it, so the connection is aborted if the peer does not answer in time.
-        self.close_timer = self.loop.call_later(self.close_timeout, self.transport.abort)
+        # transport.close() would wait for the buffer to drain, which a stalled peer
+        # never lets happen; transport.abort() now would cut the frame in flight. Watch
+        # the peer take the data instead (see _drain_check).
+        self._on_abort = on_abort
+        self._drain_started = self.loop.time()
+        self._drain_left = self._unacked()
+        self.close_timer = self.loop.call_later(self.close_timeout, self._drain_check)
+
+    def _unacked(self) -> int:
+        """Bytes written that the peer has not acknowledged: ours, and the kernel's."""
+        left = int(self.transport.get_write_buffer_size())
+        sock = self.transport.get_extra_info("socket")
+        if sock is not None and _TIOCOUTQ is not None:
+            with contextlib.suppress(OSError, ValueError):
+                raw = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
+                left += struct.unpack("i", raw)[0]
+        return left
+
+    def _drain_check(self) -> None:
+        """``close_timeout`` after the close frame (or the previous check), no answer yet."""
+        self.close_timer = None
+        if self.disconnected:
+            return
+        left = self._unacked()
+        if left == 0:
+            # The peer has everything, the close frame included, and does not answer:
+            # end the TCP connection in order (an abort could make its kernel discard
+            # what it has not read yet).
+            self.transport.close()
+            return
+        if left < self._drain_left and self.loop.time() - self._drain_started < CLOSE_DRAIN_MAX_S:
+            self._drain_left = left  # still reading: give it another close_timeout
+            self.close_timer = self.loop.call_later(self.close_timeout, self._drain_check)
+            return
+        self.transport.abort()
+        if self._on_abort is not None:
+            self._on_abort()
 
     def shutdown(self) -> None:
         if self.handshake_complete and not self.close_sent and not self.disconnected:
@@ -160,6 +223,10 @@ class TickcastHttpProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None and hasattr(socket, "TCP_NOTSENT_LOWAT"):
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NOTSENT_LOWAT, NOTSENT_LOWAT)
         self._head_timer: asyncio.TimerHandle | None = None
         if self.handshake_timeout_s > 0:
             self._head_timer = self.loop.call_later(self.handshake_timeout_s, self._head_timeout)

@@ -1,6 +1,8 @@
-"""Outbox: conflation by key, reliable appends, overflow verdicts, the batching window.
+"""Outbox: conflation by key, reliable appends, overflow verdicts, the batching window,
+the budget in items and in bytes.
 
-Items are plain strings: the outbox is generic and never looks inside them.
+Items are plain strings: the outbox is generic and never looks inside them (a byte budget
+counts them with the ``size`` it is given: ``len`` here).
 """
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ def test_reliable_item_overflows_when_full() -> None:
     verdict = box.put("trade 3", now=0.0)
     assert isinstance(verdict, Overflow)
     assert verdict.pending == 2
-    assert repr(verdict) == "Overflow(pending=2)"
+    assert repr(verdict) == "Overflow(pending=2, pending_bytes=0)"
     # The refused item was not queued and nothing already queued was dropped.
     assert box.flush(now=0.0, force=True) == ["trade 1", "trade 2"]
 
@@ -142,6 +144,74 @@ def test_discard_frees_room_for_a_new_item() -> None:
     assert box.put("trade 1", now=0.0) is None
 
 
+# -- the byte budget
+
+
+def test_bytes_are_counted_on_put_replace_discard_and_flush() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=1000, size=len)
+    box.put("AAPL 1", now=0.0, key="quotes.AAPL")  # 6 bytes
+    box.put("trade 1", now=0.0)  # 7
+    assert box.pending_bytes == 13
+    box.put("AAPL 100", now=0.0, key="quotes.AAPL")  # replaces 6 with 8
+    assert box.pending_bytes == 15
+    box.discard("quotes.AAPL")
+    assert box.pending_bytes == 7
+    box.flush(now=0.1)
+    assert box.pending_bytes == 0
+
+
+def test_an_item_past_the_byte_budget_is_refused_and_nothing_pending_changes() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=20, size=len)
+    assert box.put("0123456789", now=0.0) is None
+    assert box.put("012345678", now=0.0) is None  # 19 bytes: fits
+    verdict = box.put("xy", now=0.0)  # 21: does not
+    assert isinstance(verdict, Overflow)
+    assert (verdict.pending, verdict.pending_bytes) == (2, 19)
+    assert box.put("x", now=0.0) is None  # 20: fits exactly
+    assert box.flush(now=0.0, force=True) == ["0123456789", "012345678", "x"]
+
+
+def test_a_replacement_is_taken_even_past_the_byte_budget() -> None:
+    # Conflation adds no item: refusing it would turn a quote into a slow-client verdict.
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=10, size=len)
+    box.put("AAPL 1", now=0.0, key="quotes.AAPL")
+    assert box.put("AAPL 1.000001", now=0.0, key="quotes.AAPL") is None
+    assert box.pending_bytes == 13
+    assert box.conflated == 1
+
+
+def test_an_empty_outbox_takes_one_item_larger_than_the_budget() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=4, size=len)
+    assert box.put("a book snapshot", now=0.0) is None
+    assert isinstance(box.put("x", now=0.0), Overflow)
+    assert box.flush(now=0.1) == ["a book snapshot"]
+    assert box.put("x", now=0.2) is None
+
+
+def test_zero_max_bytes_means_no_byte_limit() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=0, size=len)
+    for _ in range(50):
+        assert box.put("x" * 1000, now=0.0) is None
+    assert box.pending_bytes == 50_000
+
+
+def test_without_size_items_cost_nothing() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=3, max_bytes=1)
+    for i in range(3):
+        assert box.put(f"trade {i}", now=0.0) is None
+    assert box.pending_bytes == 0
+    assert isinstance(box.put("trade 3", now=0.0), Overflow)  # the item budget still holds
+
+
+def test_clear_drops_everything_and_says_how_much() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=100, size=len)
+    box.put("AAPL 1", now=0.0, key="quotes.AAPL")
+    box.put("trade 1", now=0.0)
+    assert box.clear() == 2
+    assert (len(box), box.pending_bytes, box.next_flush()) == (0, 0, None)
+    assert box.flush(now=1.0, force=True) == []
+
+
 @pytest.mark.parametrize(
     ("window_s", "max_items", "message"),
     [
@@ -153,3 +223,8 @@ def test_discard_frees_room_for_a_new_item() -> None:
 def test_invalid_constructor_arguments_raise(window_s: float, max_items: int, message: str) -> None:
     with pytest.raises(ValueError, match=message):
         Outbox(window_s=window_s, max_items=max_items)
+
+
+def test_a_negative_byte_budget_is_refused() -> None:
+    with pytest.raises(ValueError, match="max_bytes must be >= 0"):
+        Outbox(window_s=0.1, max_items=10, max_bytes=-1)

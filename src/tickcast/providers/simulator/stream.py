@@ -76,6 +76,11 @@ class SimulatorProvider(Provider):
         return self._simulator
 
     @property
+    def skipped_events(self) -> int:
+        """Ticks skipped because a wake-up came more than ``max_backlog_s`` late."""
+        return self._simulator.skipped_ticks
+
+    @property
     def tick_interval_s(self) -> float:
         """Seconds between wake-ups."""
         return self._interval

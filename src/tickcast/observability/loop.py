@@ -1,0 +1,75 @@
+"""LoopMonitor: measures how far behind the event loop runs, and says when it is overloaded.
+
+Rules: the driver of ``overload.OverloadDetector``. A timer fires every ``interval_s``
+on the loop's monotonic clock; how late it fires is the loop's lag (a busy loop, a long
+callback, a process the OS did not schedule). Each lateness goes to the detector, to the
+lag histogram, and the cumulative stall time to the pump (``Pump.stalled_s``), so that a
+client is never judged slow for time the gateway itself stood still.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+
+from tickcast.hub.pump import Pump
+from tickcast.observability.overload import OverloadDetector, Transition
+
+
+class LoopMonitor:
+    """A periodic lateness probe on the running loop.
+
+    Args:
+        detector: turns lateness into overload episodes and stall time.
+        pump: receives the cumulative stall time.
+        observe: called with every lateness, in seconds (a histogram's ``observe``).
+        on_transition: called when an overload episode starts or ends.
+        interval_s: seconds between probes.
+    """
+
+    def __init__(
+        self,
+        detector: OverloadDetector,
+        pump: Pump,
+        *,
+        observe: Callable[[float], None] | None = None,
+        on_transition: Callable[[Transition, OverloadDetector], None] | None = None,
+        interval_s: float = 0.05,
+    ) -> None:
+        self.detector = detector
+        self.pump = pump
+        self.observe = observe
+        self.on_transition = on_transition
+        self.interval_s = interval_s
+        self._handle: asyncio.TimerHandle | None = None
+        self._due = 0.0
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self) -> None:
+        """Start probing (call from the running loop); does nothing if running."""
+        if self._handle is not None:
+            return
+        self._loop = asyncio.get_running_loop()
+        self._due = self._loop.time() + self.interval_s
+        self._handle = self._loop.call_at(self._due, self._fire)
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+            self._handle = None
+
+    def _fire(self) -> None:
+        loop = self._loop
+        if loop is None:  # closed meanwhile
+            return
+        now = loop.time()
+        lateness = max(0.0, now - self._due)
+        detector = self.detector
+        transition = detector.observe(lateness, now)
+        self.pump.stalled_s = detector.stalled_s
+        if self.observe is not None:
+            self.observe(lateness)
+        if transition is not None and self.on_transition is not None:
+            self.on_transition(transition, detector)
+        self._due = now + self.interval_s
+        self._handle = loop.call_at(self._due, self._fire)

@@ -1,0 +1,229 @@
+"""Connection: who is slow. A client is slow when it does not take what is written to it,
+never because the gateway itself fell behind.
+
+The socket is a fake FrameSocket whose ``writable`` the test sets (True: the peer takes
+data; False: the kernel's buffer is full because the peer does not read); the pump is the
+real one, with a window long enough that it never fires during a test, and the test sets
+``pump.now`` as the node does before each publish pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Sequence
+
+import pytest
+
+from tickcast.closecodes import CloseCode
+from tickcast.hub.hub import Encoded
+from tickcast.hub.outbox import Outbox
+from tickcast.hub.pump import Pump
+from tickcast.observability.stats import Stats
+from tickcast.transport.connection import Connection, payload_size
+
+
+class FakeSocket:
+    raw = True
+
+    def __init__(self) -> None:
+        self.writable = True
+        self.on_writable: Callable[[], None] | None = None
+        self.written: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+        self.on_abort: Callable[[], None] | None = None
+
+    def write_frames(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def send_texts(self, payloads: Sequence[bytes]) -> None:
+        self.written.extend(payloads)
+
+    def send_bytes(self, payload: bytes) -> None:
+        self.written.append(payload)
+
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
+        self.closed = (code, reason)
+        self.on_abort = on_abort
+
+    def drained(self) -> None:
+        """The peer read: the transport went below its low-water mark."""
+        self.writable = True
+        if self.on_writable is not None:
+            self.on_writable()
+
+
+class Session:
+    close_reason = None
+
+    def receive_text(self, data: str, now: float) -> None: ...
+    def receive_bytes(self, data: bytes, now: float) -> None: ...
+    def handle_timer(self, now: float) -> None: ...
+    def next_deadline(self) -> float | None:
+        return None
+
+    def frames_to_send(self) -> list[Encoded]:
+        return []
+
+    def commands_received(self) -> Sequence[object]:
+        return []
+
+
+def trade(i: int) -> Encoded:
+    return Encoded(b'{"type":"trade","i":%d,"pad":"%s"}' % (i, b"x" * 60))
+
+
+def quote(symbol: str, i: int) -> Encoded:
+    return Encoded(b'{"symbol":"%s","price":%d}' % (symbol.encode(), i))
+
+
+@pytest.fixture
+async def pump() -> AsyncIterator[Pump]:
+    pump = Pump(window_s=10.0)
+    pump.now = pump.loop.time()
+    yield pump
+    pump.close()
+
+
+def connect(pump: Pump, *, max_bytes: int = 1000, timeout_s: float = 2.0) -> Connection:
+    return Connection(
+        sock=FakeSocket(),
+        session=Session(),
+        wire="json",
+        array=False,
+        outbox=Outbox(pump.window_s, 10_000, max_bytes, size=payload_size),
+        pump=pump,
+        stats=Stats(),
+        on_commands=lambda _c, _cmds: None,
+        on_close=lambda _c: None,
+        slow_timeout_s=timeout_s,
+    )
+
+
+def sock_of(connection: Connection) -> FakeSocket:
+    sock = connection.sock
+    assert isinstance(sock, FakeSocket)
+    return sock
+
+
+async def test_over_budget_while_the_socket_takes_data_is_written_out_not_closed(
+    pump: Pump,
+) -> None:
+    conn = connect(pump, max_bytes=1000)
+    for i in range(100):  # ~9 KB in one pass: the gateway's burst, not the client's fault
+        conn.deliver(trade(i), None)
+    assert sock_of(conn).closed is None
+    assert conn.stats.write_throughs >= 8
+    assert conn.stats.slow_closes == 0
+    written = b"".join(sock_of(conn).written)
+    assert written.count(b'"type":"trade"') + len(conn.outbox) == 100  # nothing lost
+
+
+async def test_blocked_only_by_this_pass_own_writes_is_not_slow(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=1000)
+    sock = sock_of(conn)
+    for i in range(30):
+        conn.deliver(trade(i), None)
+        if sock.written:
+            sock.writable = False  # the burst filled the kernel's buffer in this pass
+    assert sock.closed is None
+
+
+async def test_over_budget_while_blocked_since_an_earlier_pass_is_slow(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=1000)
+    sock = sock_of(conn)
+    sock.writable = False
+    conn.flush(pump.now, force=True)  # the pump found it blocked
+    pump.now += 0.1  # the next publish pass
+    for i in range(20):
+        conn.deliver(trade(i), None)
+        if sock.closed:
+            break
+    assert sock.closed is not None
+    code, reason = sock.closed
+    assert code == CloseCode.TRY_AGAIN_LATER
+    assert reason.startswith("slow consumer: ")
+    assert "not taken" in reason
+    assert len(reason.encode()) <= 123
+    assert conn.stats.slow_closes == 1
+    assert len(conn.outbox) == 0  # nothing more is queued for it
+    conn.deliver(trade(99), None)
+    assert len(conn.outbox) == 0
+
+
+async def test_blocked_longer_than_the_timeout_with_reliable_data_waiting_is_slow(
+    pump: Pump,
+) -> None:
+    conn = connect(pump, max_bytes=0, timeout_s=2.0)
+    sock = sock_of(conn)
+    sock.writable = False
+    conn.flush(pump.now, force=True)
+    start = pump.now
+    pump.now = start + 1.9
+    conn.deliver(trade(1), None)
+    assert sock.closed is None
+    pump.now = start + 2.1
+    conn.deliver(trade(2), None)
+    assert sock.closed is not None
+    assert sock.closed[1] == "slow consumer: 2.1 s behind"
+
+
+async def test_time_the_gateway_itself_stalled_does_not_count_against_the_client(
+    pump: Pump,
+) -> None:
+    conn = connect(pump, max_bytes=0, timeout_s=2.0)
+    sock = sock_of(conn)
+    sock.writable = False
+    conn.flush(pump.now, force=True)
+    start = pump.now
+    pump.stalled_s += 1.5  # the loop stood still for 1.5 s of that time
+    pump.now = start + 3.0
+    conn.deliver(trade(1), None)
+    assert sock.closed is None
+    pump.now = start + 3.6
+    conn.deliver(trade(2), None)
+    assert sock.closed is not None
+
+
+async def test_a_client_that_drains_in_time_is_never_slow(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=0, timeout_s=2.0)
+    sock = sock_of(conn)
+    for second in range(10):
+        sock.writable = False
+        conn.flush(pump.now, force=True)
+        pump.now += 1.5
+        conn.deliver(trade(second), None)
+        sock.drained()  # it reads before 2 s pass, every time
+    assert sock.closed is None
+    assert conn.stats.slow_closes == 0
+
+
+async def test_a_blocked_quotes_only_client_is_kept_and_conflated(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=1000, timeout_s=2.0)
+    sock = sock_of(conn)
+    sock.writable = False
+    conn.flush(pump.now, force=True)
+    for i in range(1000):
+        pump.now += 0.01
+        for symbol in ("AAPL", "MSFT"):
+            conn.deliver(quote(symbol, i), f"quotes.{symbol}")
+    assert sock.closed is None  # 10 s blocked, yet its backlog is two quotes
+    assert len(conn.outbox) == 2
+    assert conn.outbox.conflated == 1998
+
+
+async def test_the_slow_close_counts_an_abort_when_the_socket_reports_one(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=0, timeout_s=1.0)
+    sock = sock_of(conn)
+    sock.writable = False
+    conn.flush(pump.now, force=True)
+    pump.now += 5
+    conn.deliver(trade(1), None)
+    assert sock.on_abort is not None
+    sock.on_abort()
+    assert conn.stats.slow_aborts == 1
+
+
+async def test_an_ordinary_close_reports_no_abort_callback(pump: Pump) -> None:
+    conn = connect(pump)
+    conn.close(CloseCode.GOING_AWAY)
+    assert sock_of(conn).closed == (1001, "server shutting down")
+    assert sock_of(conn).on_abort is None
