@@ -255,7 +255,10 @@ def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "the dashboard URL. Running it again changes nothing (add --new-key for a key).",
     )
     demo.add_argument(
-        "--new-key", dest="new_key", action="store_true", help="mint a new demo API key"
+        "--new-key",
+        dest="new_key",
+        action="store_true",
+        help="mint a new demo API key (the earlier demo keys are revoked)",
     )
     demo.add_argument("--host", help="where `serve` listens, for the URL (default 127.0.0.1)")
     demo.add_argument("--port", type=int, help="where `serve` listens (default 8000)")
