@@ -318,6 +318,10 @@ def serve(settings: Settings, *, demo: bool = False) -> int:
         ws_ping_timeout=settings.ws_ping_timeout_s or None,
         timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
         access_log=False,
+        # Who the client is behind a proxy is decided once, in the app, by
+        # trusted_proxies (web/proxyheaders.py: Forwarded and X-Forwarded-For/-Proto/-Host);
+        # uvicorn's own rewrite (X-Forwarded-For/-Proto from forwarded_allow_ips, which
+        # defaults to 127.0.0.1) stays off so that the two never disagree.
         proxy_headers=False,
         log_config=None,
         lifespan="on",
