@@ -100,6 +100,13 @@ class Server:
             return ["node", str(NODE_DIR / "server.js"), *common]
         return [PY, str(BENCH / "peers" / f"{self.kind}_peer.py"), *common]
 
+    def env(self) -> dict[str, str]:
+        """The server's environment: tickcast's per-address cap on anonymous connections
+        is lifted, since every benchmark client connects from 127.0.0.1."""
+        if self.kind != "tickcast":
+            return dict(os.environ)
+        return {**os.environ, "TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS": "0"}
+
     def ws_url(self, port: int) -> str:
         if self.kind == "socketio":
             return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
@@ -305,7 +312,7 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
     port = free_port()
     slog = logs / f"{tag}-server.log"
     clog = logs / f"{tag}-client.log"
-    sproc = spawn(server.command(port, load.rate), SERVER_CPU, slog)
+    sproc = spawn(server.command(port, load.rate), SERVER_CPU, slog, env=server.env())
     cproc: subprocess.Popen[Any] | None = None
     row: dict[str, Any] = {"server": server.name, "mode": server.mode, **dataclasses.asdict(load)}
     try:

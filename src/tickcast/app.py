@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickcast import __version__
 from tickcast.auth.credentials import new_jwt_secret
+from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.fronts import echo, market, realtime
 from tickcast.fronts.guard import Guard
@@ -24,6 +25,7 @@ from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
+from tickcast.web.proxyheaders import ProxyHeaders
 
 log = logging.getLogger("tickcast.app")
 
@@ -37,12 +39,19 @@ class WebSocketDispatch:
     the Starlette app.
     """
 
-    def __init__(self, app: Starlette, fronts: dict[str, ASGIApp]) -> None:
+    def __init__(
+        self, app: Starlette, fronts: dict[str, ASGIApp], proxies: TrustedProxies | None = None
+    ) -> None:
         self.app = app
         self.fronts = fronts
         self.state = app.state
+        # who the client is, decided once for every request (web/proxyheaders.py)
+        self.proxy_headers = ProxyHeaders(self._dispatch, proxies or TrustedProxies())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy_headers(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":
             front = self.fronts.get(scope["path"])
             if front is not None:
@@ -108,6 +117,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             yield
         finally:
             await realtime_front.aclose()
+            await guard.aclose()
             await node.aclose()
 
     fronts: dict[str, ASGIApp] = {
@@ -131,4 +141,4 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.guard = guard
-    return WebSocketDispatch(app, fronts)
+    return WebSocketDispatch(app, fronts, TrustedProxies(settings.trusted_proxies))

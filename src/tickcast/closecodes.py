@@ -1,7 +1,18 @@
 """Every WebSocket close code tickcast sends, with its reason and whether to reconnect.
 
-Ranges follow RFC 6455 and Centrifugo's convention for application codes: 3000-3499
-mean "reconnect", 3500-3999 mean "terminal, do not reconnect".
+Rules: this is the one catalogue. The fronts, the guard and the sessions close with a
+``CloseCode``; ``docs/realtime.md`` ("Close codes") lists the same codes, reasons and
+advice (a test compares the two), and the browser client (``web/static/tickcast.js``)
+stops on the codes whose advice is "do not reconnect".
+
+Ranges: RFC 6455 §7.4.1 codes keep their standard meaning (1008 policy violation, used
+for an Origin that is not allowed, as MISSION.md says; 1009 message too big; 1013 try
+again later). Application codes follow Centrifugo's convention: 3000-3499 mean
+"reconnect (with back-off)", 3500-3999 mean "terminal: retrying the same connection
+cannot help; change something first" (a new token, other credentials, another Origin).
+
+"Reconnect" advice is for a client that would retry the same connection unchanged:
+``reconnect=True`` means a retry after a back-off may succeed as is.
 """
 
 from __future__ import annotations
@@ -11,6 +22,8 @@ from typing import NamedTuple
 
 
 class CloseInfo(NamedTuple):
+    """A close code's default reason text and whether a client should reconnect."""
+
     code: int
     reason: str
     reconnect: bool
@@ -24,11 +37,18 @@ class CloseCode(enum.IntEnum):
     PROTOCOL_ERROR = 1002
     UNSUPPORTED_DATA = 1003  # e.g. a binary frame on a text-only protocol
     INVALID_PAYLOAD = 1007  # text frame that is not UTF-8
-    POLICY_VIOLATION = 1008  # auth, origin, limits
+    POLICY_VIOLATION = 1008  # an Origin not on the allow-list
     MESSAGE_TOO_BIG = 1009  # inbound message over max_message_bytes
     INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # slow consumer: the client fell too far behind
+    TRY_AGAIN_LATER = 1013  # slow consumer; or the accounts database cannot answer now
+    TOO_MANY_CONNECTIONS = 3001  # the user's or the address's connection cap is reached
+    RATE_LIMITED = 3002  # the client kept sending over the message rate
     IDLE_TIMEOUT = 3008  # no message from the client within the idle timeout
+    INVALID_CREDENTIALS = 3500  # malformed, ambiguous, forged, unknown or revoked
+    TOKEN_EXPIRED = 3501  # the token's exp has passed: get a new token first
+    AUTH_TIMEOUT = 3502  # no credentials within auth_timeout_s (first-message auth)
+    AUTHENTICATION_REQUIRED = 3503  # anonymous access is off and no credentials came
+    FORBIDDEN = 3504  # authenticated, but not allowed
 
 
 CLOSE_INFO: dict[CloseCode, CloseInfo] = {
@@ -41,9 +61,17 @@ CLOSE_INFO: dict[CloseCode, CloseInfo] = {
     CloseCode.MESSAGE_TOO_BIG: CloseInfo(1009, "message too big", False),
     CloseCode.INTERNAL_ERROR: CloseInfo(1011, "internal error", True),
     CloseCode.TRY_AGAIN_LATER: CloseInfo(1013, "slow consumer: outbound queue overflow", True),
+    CloseCode.TOO_MANY_CONNECTIONS: CloseInfo(3001, "too many connections", True),
+    CloseCode.RATE_LIMITED: CloseInfo(3002, "too many messages", True),
     CloseCode.IDLE_TIMEOUT: CloseInfo(3008, "idle timeout", True),
+    CloseCode.INVALID_CREDENTIALS: CloseInfo(3500, "invalid credentials", False),
+    CloseCode.TOKEN_EXPIRED: CloseInfo(3501, "token expired", False),
+    CloseCode.AUTH_TIMEOUT: CloseInfo(3502, "authentication timeout", False),
+    CloseCode.AUTHENTICATION_REQUIRED: CloseInfo(3503, "authentication required", False),
+    CloseCode.FORBIDDEN: CloseInfo(3504, "forbidden", False),
 }
 
 
 def info(code: CloseCode) -> CloseInfo:
+    """The reason text and reconnect advice of ``code``."""
     return CLOSE_INFO[code]

@@ -6,6 +6,11 @@ Rules:
       only when asked (``new_key=True``; the first run always mints one, since a key can
       never be shown again), and never duplicates a portfolio or its trades: a demo
       portfolio that already holds positions is left as it is.
+    - One live demo key. Minting a demo key revokes the demo keys minted before it (those
+      labelled ``DEMO_KEY_NAME``), in the same transaction, so that every ``serve
+      --demo`` leaves exactly one valid demo key, the one it printed; keys made for the
+      demo user with ``tickcast keys create`` are left alone. Reusing the old key is not
+      possible: the database keeps only its hash, and the URL must carry the key itself.
     - Positions follow the real accounting: every trade goes through
       ``PortfolioService.record_transaction`` on a service built on the same engine, so a
       demo position is exactly what a client recording the same trades would get.
@@ -180,7 +185,8 @@ async def seed_demo(
 
     Args:
         engine: the database; migrated here first.
-        new_key: mint an API key even if the demo user already exists.
+        new_key: mint an API key even if the demo user already exists (and revoke the
+            demo keys minted before).
         prices: reference price per demo symbol; default ``reference_prices``.
         now: the seeding time (aware); trades are dated before it. Default: now, UTC.
 
@@ -200,7 +206,11 @@ async def seed_demo(
     if created or new_key:
         key = new_api_key()
         async with engine.begin() as conn:
-            await ApiKeys(conn).insert(
+            keys = ApiKeys(conn)
+            for old in await keys.list_for_user(user.id):
+                if old.name == DEMO_KEY_NAME and not old.revoked:
+                    await keys.revoke(old.id)
+            await keys.insert(
                 user.id, prefix=key.prefix, secret_hash=key.secret_hash, name=DEMO_KEY_NAME, at=at
             )
     await _seed_assets(engine, {s: reference[s] for s in symbols}, at)

@@ -61,6 +61,8 @@ PURE_MODULES = frozenset(
         "tickcast.auth.credentials",
         "tickcast.auth.policy",
         "tickcast.auth.limits",
+        "tickcast.auth.forwarded",
+        "tickcast.auth.usage",
         "tickcast.portfolio.assets",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",

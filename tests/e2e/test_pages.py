@@ -165,7 +165,7 @@ def test_a_refused_token_signs_out_and_the_dashboard_carries_on_anonymously(
 ) -> None:
     forged = issue_token(gateway.account.user_id, USERNAME, "f" * 40, time.time(), 3600)
     page.goto(f"{gateway.http}/realtime/dashboard/?token={forged}")
-    # the server closes with 1008; the page drops the token and reconnects without it
+    # the server closes with 3500; the page drops the token and reconnects without it
     expect(page.locator("#signin-error")).to_contain_text("Signed out")
     expect(page.locator("#status")).to_have_text("connected")
     expect(page.locator("#signin")).to_be_visible()
@@ -197,8 +197,8 @@ def test_the_client_backs_off_with_full_jitter_and_paints_once_per_frame(
             return {
                 ceilings: [0, 1, 2, 3, 6, 7, 50].map(top),
                 floor: m.backoffDelay(5, 500, 30000, () => 0),
-                terminal: [1000, 1001, 1006, 1008, 1011, 1013, 3008, 3500, 4000]
-                    .filter(m.isTerminalClose),
+                terminal: [1000, 1001, 1006, 1008, 1011, 1013, 3001, 3002, 3008, 3500, 3501,
+                           3502, 3503, 3504, 4000].filter(m.isTerminalClose),
                 scheduled,
                 batches,
             };
@@ -206,7 +206,7 @@ def test_the_client_backs_off_with_full_jitter_and_paints_once_per_frame(
     )
     assert result["ceilings"] == [499, 999, 1999, 3999, 29999, 29999, 29999]
     assert result["floor"] == 0
-    assert result["terminal"] == [1008, 3500]
+    assert result["terminal"] == [1008, 3500, 3501, 3502, 3503, 3504]
     # one paint per frame, with the latest value per key
     assert result["scheduled"] == 1
     assert result["batches"] == [[["AAPL", 2], ["MSFT", 3]], [["AAPL", 4]]]

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from support.server import free_port
 from tickcast.auth.credentials import hash_secret, parse_api_key, verify_secret
-from tickcast.cli.accounts import run_demo, run_keys, run_users
+from tickcast.cli.accounts import prepare_demo, run_demo, run_keys, run_users
 from tickcast.cli.prices import run_update_prices, simulate_daily_closes
 from tickcast.config.settings import Settings
 from tickcast.demo import (
@@ -463,8 +463,37 @@ def test_seed_demo_twice_is_idempotent_with_exact_positions(tmp_path: Path) -> N
     assert third.api_key is not None
     assert third.api_key != first.api_key
     assert authenticates(db, third.api_key) == "demo"
-    assert authenticates(db, first.api_key) == "demo"  # the first key still works
+    assert authenticates(db, first.api_key) is None  # one valid demo key: the newest
     assert len(read(db, demo_state)[4]) == 2
+
+
+def test_every_serve_demo_revokes_the_demo_keys_it_printed_before(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`serve --demo` mints a key on every start (issue 8: the old ones stayed valid)."""
+    db = tmp_path / "db.sqlite"
+    settings = settings_for(db)
+
+    def token_of(hint: str) -> str:
+        line = next(x for x in hint.splitlines() if x.startswith("Live dashboard: "))
+        return line.split("?token=", 1)[1]
+
+    first = token_of(prepare_demo(settings))
+    assert run_keys(settings, "create", user="demo", label="ci") == 0  # made by hand
+    own = capsys.readouterr().out.strip()
+    second = token_of(prepare_demo(settings))
+    third = token_of(prepare_demo(settings))
+    assert authenticates(db, third) == "demo"
+    assert authenticates(db, first) is None
+    assert authenticates(db, second) is None
+    assert authenticates(db, own) == "demo"  # not a demo key: left alone
+    assert run_keys(settings, "list", user="demo") == 0
+    listing = capsys.readouterr().out
+    rows = {line.split()[0]: line for line in listing.splitlines()[1:]}
+    assert "revoked" in rows[f"tc_{parse_api_key(first)[0]}"]
+    assert "revoked" in rows[f"tc_{parse_api_key(second)[0]}"]
+    assert "active" in rows[f"tc_{parse_api_key(third)[0]}"]
+    assert "active" in rows[f"tc_{parse_api_key(own)[0]}"]
 
 
 def test_seed_demo_gives_its_assets_a_price_and_keeps_a_known_previous_close(

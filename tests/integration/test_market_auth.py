@@ -1,6 +1,9 @@
 """Front 1 (`/ws/market/feed`) under auth and limits: anonymous access off, origins,
 credentials, the connection cap per user and the message rate; and Front 2 with
-anonymous access off (authenticate by the first message, in time, or be closed)."""
+anonymous access off (authenticate by the first message, in time, or be closed).
+
+Refusals at the handshake are seen twice: by a script (no Origin: an HTTP status before
+the upgrade) and by a browser (an Origin: the upgrade, then the refusal's close code)."""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ import pytest
 import websockets
 
 from support.accounts import Account, seed
+from support.handshake import close_refusal, http_refusal
 from support.server import Server, start_server
 from tickcast.auth.credentials import issue_token
 
@@ -56,10 +60,19 @@ async def test_anonymous_clients_are_refused_when_anonymous_access_is_off(
     world: tuple[Server, Account],
 ) -> None:
     server, _ = world
-    async with websockets.connect(server.feed) as ws:
-        assert await closed_code(ws) == 1008
-    assert (ws.close_reason or "").startswith("Authentication required")
-    assert server.metric('tickcast_refusals_total{reason="unauthenticated"}') >= 1
+    status, body, headers = await http_refusal(server.feed)
+    assert status == 401
+    assert body["error"].startswith("Authentication required")
+    assert (body["reason"], body["close_code"], body["reconnect"]) == (
+        "unauthenticated",
+        3503,
+        False,
+    )
+    assert headers["www-authenticate"].startswith("Bearer")
+    code, reason, messages = await close_refusal(server.feed, ORIGIN)
+    assert (code, messages) == (3503, [])
+    assert reason.startswith("Authentication required")
+    assert server.metric('tickcast_refusals_total{reason="unauthenticated"}') >= 2
 
 
 async def test_a_token_or_an_api_key_lets_a_client_in(world: tuple[Server, Account]) -> None:
@@ -88,9 +101,16 @@ async def test_the_connection_cap_per_user(world: tuple[Server, Account]) -> Non
     first = await websockets.connect(server.feed, additional_headers=headers)
     second = await websockets.connect(server.feed, additional_headers=headers)
     try:
-        async with websockets.connect(server.feed, additional_headers=headers) as third:
-            assert await closed_code(third) == 1008
-        assert "connections" in (third.close_reason or "")
+        status, body, _ = await http_refusal(server.feed, additional_headers=headers)
+        assert (status, body["close_code"], body["reconnect"]) == (429, 3001, True)
+        assert "at most 2 per user" in body["error"]
+        code, reason, _ = await close_refusal(server.feed, ORIGIN, additional_headers=headers)
+        assert code == 3001
+        assert "connections" in reason
+        # the two that were in are untouched
+        for ws in (first, second):
+            await ws.send(json.dumps({"action": "ping"}))
+            assert json.loads(await ws.recv())["type"] == "pong"
     finally:
         await first.close()
         await second.close()
@@ -109,7 +129,7 @@ async def test_a_message_flood_gets_errors_then_a_close(world: tuple[Server, Acc
                     replies.append(json.loads(raw))
         except websockets.ConnectionClosed:
             pass
-    assert ws.close_code == 1008
+    assert ws.close_code == 3002  # rate limited: reconnecting later is fine
     assert sum(r["type"] == "pong" for r in replies) == 10  # the burst
     assert any(r.get("message", "").startswith("Too many messages") for r in replies)
 
@@ -125,9 +145,7 @@ async def test_realtime_without_credentials_must_authenticate_in_time(
         await late.send(json.dumps({"type": "subscribe_asset", "data": {"symbol": "AAPL"}}))
         error = json.loads(await late.recv())
         assert error["data"]["message"] == "Authentication required"
-        started = time.monotonic()
-        assert await closed_code(late) == 1008
-        assert time.monotonic() - started < 3
+        assert await closed_code(late) == 3502  # authentication timeout: terminal
     async with websockets.connect(realtime) as ws:
         await ws.recv()
         await ws.send(json.dumps({"type": "auth", "data": {"token": carol.api_key}}))
@@ -140,3 +158,41 @@ async def test_realtime_without_credentials_must_authenticate_in_time(
         }
         await ws.send(json.dumps({"type": "subscribe_asset", "data": {"symbol": "AAPL"}}))
         assert json.loads(await ws.recv())["type"] == "asset_update"
+
+
+async def test_an_expired_token_is_refused_at_the_handshake_on_every_try(
+    world: tuple[Server, Account],
+) -> None:
+    server, carol = world
+    old = issue_token(carol.user_id, carol.username, SECRET, time.time() - 3600, 60)
+    headers = {"Authorization": f"Bearer {old}"}
+    for _ in range(2):  # a client that comes back is refused the same way, before the upgrade
+        status, body, _ = await http_refusal(server.feed, additional_headers=headers)
+        assert (status, body["reason"], body["close_code"]) == (401, "expired", 3501)
+        assert body["reconnect"] is False
+        assert body["error"].startswith("Token expired")
+    code, reason, messages = await close_refusal(f"{server.feed}?token={old}", ORIGIN)
+    assert (code, messages) == (3501, [])
+    assert reason.startswith("Token expired")
+
+
+@pytest.mark.parametrize(
+    "authorization", ["Basic Y2Fyb2w6cHc=", "{key}"], ids=["basic", "no-scheme"]
+)
+async def test_a_malformed_authorization_beside_a_good_key_is_refused(
+    world: tuple[Server, Account], authorization: str
+) -> None:
+    server, carol = world
+    headers = {"Authorization": authorization.format(key=carol.api_key), "X-API-Key": carol.api_key}
+    status, body, _ = await http_refusal(server.feed, additional_headers=headers)
+    assert (status, body["close_code"]) == (401, 3500)
+    assert body["error"] == "Malformed Authorization header: expected 'Bearer <token or API key>'"
+    code, reason, _ = await close_refusal(server.feed, ORIGIN, additional_headers=headers)
+    assert code == 3500
+    assert reason.startswith("Malformed Authorization header")
+    # the same key alone is fine
+    async with websockets.connect(
+        server.feed, additional_headers={"X-API-Key": carol.api_key}
+    ) as ws:
+        await ws.send(json.dumps({"action": "ping"}))
+        assert json.loads(await ws.recv())["type"] == "pong"

@@ -18,6 +18,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 
 from support.accounts import Account, seed
+from support.handshake import close_refusal, http_refusal
 from support.server import Server, start_server
 from tickcast.auth.credentials import issue_token
 
@@ -214,15 +215,15 @@ async def test_malformed_and_refused_messages_get_an_error(
 
 
 @pytest.mark.parametrize(
-    ("kind", "expect"),
+    ("kind", "expect", "code"),
     [
-        ("forged", "Invalid"),
-        ("expired", "xpired"),
-        ("bad_key", "Invalid API key"),
+        ("forged", "Invalid", 3500),
+        ("expired", "Token expired", 3501),
+        ("bad_key", "Invalid API key", 3500),
     ],
 )
-async def test_bad_credentials_are_closed_with_1008(
-    world: tuple[Server, dict[str, Account]], kind: str, expect: str
+async def test_bad_credentials_are_refused_at_the_handshake(
+    world: tuple[Server, dict[str, Account]], kind: str, expect: str, code: int
 ) -> None:
     server, accounts = world
     alice = accounts["alice"]
@@ -231,10 +232,16 @@ async def test_bad_credentials_are_closed_with_1008(
         "expired": token(alice, ttl_s=60, now=time.time() - 3600),
         "bad_key": alice.api_key[:-4] + "AAAA",
     }[kind]
-    async with websockets.connect(url(server, token=credential)) as ws:
-        code, reason = await closed_with(ws)
-    assert code == 1008
-    assert expect in reason
+    async with websockets.connect(url(server)) as bystander:  # another client, untouched
+        await recv(bystander)
+        status, body, _ = await http_refusal(url(server, token=credential))
+        assert (status, body["close_code"], body["reconnect"]) == (401, code, False)
+        assert expect in body["error"]
+        closed, reason, messages = await close_refusal(url(server, token=credential), ORIGIN)
+        assert (closed, messages) == (code, [])  # no `connection` message: never admitted
+        assert expect in reason
+        await send(bystander, "ping")
+        await recv_type(bystander, "pong")
 
 
 async def test_a_foreign_origin_is_closed_with_1008(
@@ -257,9 +264,10 @@ async def test_the_sixth_connection_of_a_user_is_refused(
     try:
         for ws in sockets:
             assert (await recv(ws))["data"]["authenticated"] is True
-        async with websockets.connect(url(server, token=token(bob))) as sixth:
-            code, reason = await closed_with(sixth)
-        assert code == 1008
+        status, body, _ = await http_refusal(url(server, token=token(bob)))
+        assert (status, body["reason"], body["close_code"]) == (429, "connection_limit", 3001)
+        code, reason, _ = await close_refusal(url(server, token=token(bob)), ORIGIN)
+        assert code == 3001  # too many connections: retry later
         assert "connections" in reason
         await sockets[0].close()
         await asyncio.sleep(0.2)
@@ -295,7 +303,7 @@ async def test_a_flood_is_refused_then_closed(world: tuple[Server, dict[str, Acc
         for _ in range(200):
             await ws.send(json.dumps({"type": "ping", "data": {}}))
         code, _ = await closed_with(ws, wait_s=10)
-    assert code == 1008
+    assert code == 3002
     async with websockets.connect(url(server)) as other:  # nothing else is disturbed
         await recv(other)
         await send(other, "ping")
@@ -409,13 +417,14 @@ async def test_an_expired_token_closes_an_open_connection(
     short = token(accounts["alice"], ttl_s=1.5)
     async with websockets.connect(url(server, token=short)) as ws:
         assert (await recv(ws))["data"]["authenticated"] is True
-        code, reason = await closed_with(ws, wait_s=10)
-    assert code == 1008
+        # accepted until exp + the 5 s leeway the handshake allows, then closed
+        code, reason = await closed_with(ws, wait_s=20)
+    assert code == 3501
     assert reason.startswith("Token expired")
     feed = f"ws://127.0.0.1:{server.port}/ws/market/feed?token={token(accounts['bob'], 1.5)}"
     async with websockets.connect(feed) as ws:
-        code, reason = await closed_with(ws, wait_s=10)
-    assert code == 1008
+        code, reason = await closed_with(ws, wait_s=20)
+    assert code == 3501
     assert reason.startswith("Token expired")
 
 

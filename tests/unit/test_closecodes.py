@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 
 from tickcast.closecodes import CLOSE_INFO, CloseCode, CloseInfo, info
@@ -50,8 +53,52 @@ def test_there_is_at_least_one_application_code() -> None:
         (CloseCode.MESSAGE_TOO_BIG, False),
         (CloseCode.INTERNAL_ERROR, True),
         (CloseCode.TRY_AGAIN_LATER, True),
+        (CloseCode.TOO_MANY_CONNECTIONS, True),
+        (CloseCode.RATE_LIMITED, True),
         (CloseCode.IDLE_TIMEOUT, True),
+        (CloseCode.INVALID_CREDENTIALS, False),
+        (CloseCode.TOKEN_EXPIRED, False),
+        (CloseCode.AUTH_TIMEOUT, False),
+        (CloseCode.AUTHENTICATION_REQUIRED, False),
+        (CloseCode.FORBIDDEN, False),
     ],
 )
 def test_reconnect_advice(code: CloseCode, reconnect: bool) -> None:
     assert info(code).reconnect is reconnect
+
+
+ROOT = Path(__file__).resolve().parents[2]
+_ROW = re.compile(r"^\| (\d{4}) \| ([^|]+) \| (yes|no) \| [^|]+ \|$")
+
+
+def _docs_table() -> dict[int, tuple[str, bool]]:
+    text = (ROOT / "docs" / "realtime.md").read_text()
+    section = text.split("### Close codes", 1)[1].split("\n## ", 1)[0]
+    rows = {}
+    for line in section.splitlines():
+        match = _ROW.match(line)
+        if match:
+            rows[int(match[1])] = (match[2].strip(), match[3] == "yes")
+    return rows
+
+
+def test_the_docs_close_code_table_is_the_catalogue() -> None:
+    """docs/realtime.md lists every code, its reason and its advice, and nothing else."""
+    assert _docs_table() == {
+        entry.code: (entry.reason, entry.reconnect) for entry in CLOSE_INFO.values()
+    }
+
+
+def test_the_browser_client_stops_on_every_terminal_code() -> None:
+    """web/static/tickcast.js retries exactly the codes the catalogue says to retry
+    (1000, a normal closure, is the page's own choice and not checked)."""
+    source = (ROOT / "src" / "tickcast" / "web" / "static" / "tickcast.js").read_text()
+    listed = re.search(r"const TERMINAL_CODES = new Set\(\[([\d, ]+)\]\)", source)
+    assert listed is not None
+    terminal_below_3000 = {int(code) for code in listed[1].split(",")}
+    assert "code >= 3500 && code <= 3999" in source
+    for code, entry in CLOSE_INFO.items():
+        if code == CloseCode.NORMAL:
+            continue
+        js_terminal = code in terminal_below_3000 or 3500 <= code <= 3999
+        assert js_terminal is not entry.reconnect, code

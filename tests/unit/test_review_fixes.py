@@ -3,15 +3,17 @@ database, the book after a commit, exact money on the realtime wire."""
 
 from __future__ import annotations
 
+import time
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
-from tickcast.auth.credentials import Principal, new_api_key
+from tickcast.auth.credentials import Principal, issue_token, new_api_key
+from tickcast.auth.policy import Reason
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
-from tickcast.fronts.identity import CACHE_S, CredentialsUnavailable, Identity
+from tickcast.fronts.identity import CACHE_S, CredentialsUnavailable, Identity, _Key
 from tickcast.observability.stats import Stats
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Holding, Side
@@ -25,19 +27,28 @@ def scope(*headers: tuple[bytes, bytes], query: bytes = b"") -> dict[str, object
     return {"headers": list(headers), "query_string": query}
 
 
-def test_a_cookie_counts_only_from_the_gateways_own_origin() -> None:
+async def test_a_cookie_counts_only_from_the_gateways_own_origin() -> None:
     guard = Guard(Settings(), Identity(None, SECRET, 60), Stats())  # type: ignore[arg-type]
-    cookie = (b"cookie", b"tickcast_token=abc")
+    jwt = issue_token(7, "ada", SECRET, time.time(), 600).encode()
+    cookie = (b"cookie", b"tickcast_token=" + jwt)
     host = (b"host", b"gw.example:8000")
     own = scope(cookie, host, (b"origin", b"http://gw.example:8000"))
     evil = scope(cookie, host, (b"origin", b"https://evil.example"))
-    assert guard._cookie_only(own)
-    assert guard._own("http://gw.example:8000", own)
-    assert not guard._own("https://evil.example", evil)
-    assert guard._own(None, scope(cookie, host))  # not a browser
+    ticket, refusal = await guard.admit(own)
+    assert refusal is None
+    assert ticket.principal.user_id == 7
+    guard.release(ticket)
+    _, refusal = await guard.admit(evil)
+    assert refusal is not None
+    assert refusal.reason is Reason.ORIGIN
+    ticket, refusal = await guard.admit(scope(cookie, host))  # not a browser
+    assert refusal is None
+    guard.release(ticket)
     # a credential the page chose to send is not a cookie the browser attached
-    assert not guard._cookie_only(scope(cookie, (b"x-api-key", b"k")))
-    assert not guard._cookie_only(scope(cookie, query=b"token=abc"))
+    chosen = scope(cookie, host, (b"origin", b"https://evil.example"), query=b"token=" + jwt)
+    ticket, refusal = await guard.admit(chosen)
+    assert refusal is None
+    assert ticket.principal.user_id == 7
 
 
 async def test_an_unknown_key_is_try_again_later_when_the_database_is_down() -> None:
@@ -49,7 +60,7 @@ async def test_an_unknown_key_is_try_again_later_when_the_database_is_down() -> 
             await identity.authenticate(key.token)
         # a key checked before keeps working from the cache while the database is down
         known = Principal(7, "ada")
-        identity._keys[key.prefix] = (identity.clock() - CACHE_S, known, key.secret_hash)
+        identity._keys[key.prefix] = _Key(identity.clock() - CACHE_S, None, known, key.secret_hash)
         assert await identity.authenticate(key.token) == known
     finally:
         await engine.dispose()

@@ -237,3 +237,32 @@ def test_vendor_credentials_come_from_their_own_variables_only(
 def test_replay_speed_must_be_finite() -> None:
     with pytest.raises(ConfigError, match="replay_speed"):
         load_settings(overrides={"replay_speed": float("inf")})
+
+
+def test_trusted_proxies_and_the_address_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    defaults = load_settings()
+    assert defaults.trusted_proxies == ()  # believe no forwarding header
+    assert defaults.max_anonymous_connections_per_address == 10
+    monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " 10.1.2.3/8, ::1 ")
+    monkeypatch.setenv("TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS", "0")
+    settings = load_settings()
+    assert settings.trusted_proxies == ("10.0.0.0/8", "::1/128")
+    assert settings.max_anonymous_connections_per_address == 0  # no cap
+    monkeypatch.delenv("TICKCAST_TRUSTED_PROXIES")
+    path = write_toml(tmp_path, 'trusted_proxies = ["192.0.2.1"]\n')
+    assert load_settings(path).trusted_proxies == ("192.0.2.1/32",)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"trusted_proxies": "proxy.example"},
+        {"trusted_proxies": "10.0.0.0/33"},
+        {"max_anonymous_connections_per_address": -1},
+    ],
+)
+def test_bad_proxies_or_cap_are_config_errors(overrides: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        load_settings(overrides=overrides)

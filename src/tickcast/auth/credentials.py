@@ -20,13 +20,15 @@ Time: ``now`` for tokens is wall-clock POSIX seconds (JWT ``iat``/``exp`` are, R
 §2 NumericDate), not a monotonic clock.
 
 Errors: :class:`InvalidCredentials` (the client sent something that is not a valid
-credential: answer HTTP 401 before the upgrade, close 1008 after) and its subclass
-:class:`ExpiredCredentials`. Messages are client-facing and never contain the credential.
+credential, or several: answer HTTP 401, or close 3500) and its subclass
+:class:`ExpiredCredentials` (HTTP 401, or close 3501). Messages are client-facing and
+never contain the credential.
 A jwt secret that is too short is a :class:`~tickcast.errors.ConfigError` (our fault).
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import hmac
 import math
@@ -307,55 +309,101 @@ def _check_now(now: float) -> None:
 # -- the WebSocket handshake
 
 
+class Source(enum.Enum):
+    """Where a request carried its credential."""
+
+    AUTHORIZATION = "Authorization header"
+    API_KEY_HEADER = "X-API-Key header"
+    QUERY = f"query parameter {QUERY_PARAM}"
+    COOKIE = "cookie"
+
+
+class Credential(NamedTuple):
+    """A credential as a request carried it: the value, and where it was.
+
+    The repr hides the value, so that a credential never lands in a log by accident.
+    """
+
+    value: str
+    source: Source
+
+    def __repr__(self) -> str:
+        return f"Credential(value='***', source={self.source.name})"
+
+
+def find_credential(
+    headers: Sequence[tuple[bytes, bytes]],
+    query_string: bytes = b"",
+    cookie_name: str = DEFAULT_COOKIE,
+) -> Credential | None:
+    """The one credential a request (HTTP or WebSocket handshake) carries, or None.
+
+    Rules (one for HTTP and WebSocket handshakes alike):
+
+    - *Explicit* credentials are ``Authorization: Bearer <token>`` (RFC 6750 §2.1),
+      ``X-API-Key: <key>`` and the query parameter ``?token=<token>`` (percent-decoded;
+      for browsers, which cannot set headers on a WebSocket). A request carries at most
+      one: two sources, or one header or parameter given twice, are ambiguous and
+      refused, even when the values agree (RFC 6750 §2: "Clients MUST NOT use more than
+      one method to transmit the token in each request").
+    - An ``Authorization`` header must be ``Bearer <token>``. Another scheme (``Basic
+      ...``) or a bare value without a scheme is refused, never skipped: a client that
+      sent it meant something by it, and falling back to another credential (or to
+      anonymous access) would hide its mistake.
+    - The cookie ``cookie_name`` (``Cookie: a=b; tickcast_token=<token>``) is *ambient*:
+      a browser attaches it by itself to every request to this host. It counts only when
+      no explicit credential is present, which then wins.
+    - A value that is present but empty, longer than ``MAX_CREDENTIAL_CHARS`` or not a
+      bearer-token string is refused rather than falling back to anonymous access.
+
+    Any source may carry either kind of credential: route the value with
+    :func:`looks_like_api_key`, not by where it came from. ``headers`` are ASGI-style
+    ``(name, value)`` byte pairs (names in any case); pass ``query_string`` empty for
+    HTTP requests, whose URLs end up in logs.
+
+    Raises:
+        InvalidCredentials: malformed or ambiguous credentials (HTTP 401); the message
+            says which and never repeats a credential.
+    """
+    explicit: list[tuple[Source, bytes]] = []
+    cookie: bytes | None = None
+    for raw_name, raw_value in headers:
+        name = raw_name.lower()
+        if name == b"authorization":
+            scheme, space, rest = raw_value.strip().partition(b" ")
+            if not space or scheme.lower() != b"bearer":
+                raise InvalidCredentials(
+                    "Malformed Authorization header: expected 'Bearer <token or API key>'"
+                )
+            explicit.append((Source.AUTHORIZATION, rest))
+        elif name == b"x-api-key":
+            explicit.append((Source.API_KEY_HEADER, raw_value))
+        elif name == b"cookie" and cookie is None:
+            cookie = _cookie_value(raw_value, cookie_name.encode("latin-1", "replace"))
+    explicit.extend(
+        (Source.QUERY, value) for value in _query_values(query_string, QUERY_PARAM.encode())
+    )
+    if len(explicit) > 1:
+        sources = ", ".join(dict.fromkeys(source.value for source, _ in explicit))
+        raise InvalidCredentials(
+            f"Ambiguous credentials: send exactly one credential, not several ({sources})"
+        )
+    if explicit:
+        source, raw = explicit[0]
+        return Credential(_checked(raw, source.value), source)
+    if cookie is not None:
+        return Credential(_checked(cookie, f"cookie {cookie_name}"), Source.COOKIE)
+    return None
+
+
 def credentials_from_handshake(
     headers: Sequence[tuple[bytes, bytes]],
     query_string: bytes,
     cookie_name: str = DEFAULT_COOKIE,
 ) -> str | None:
-    """The credential a WebSocket handshake carries, or None if it carries none.
-
-    Looked for in this order; the first source present wins and the others are ignored:
-
-    1. ``Authorization: Bearer <token>`` (RFC 6750 §2.1; other schemes are skipped);
-    2. ``X-API-Key: <key>``;
-    3. the cookie ``cookie_name`` (``Cookie: a=b; tickcast_token=<token>``);
-    4. the query parameter ``?token=<token>`` (percent-decoded; for browsers, which cannot
-       set headers on a WebSocket).
-
-    Any source may carry either kind of credential: route the result with
-    :func:`looks_like_api_key`, not by where it came from.
-
-    ``headers`` are ASGI-style ``(name, value)`` byte pairs (names in any case). With
-    duplicate headers or parameters the first one wins. A value is either a credential or
-    an error: a source that is present but empty, longer than ``MAX_CREDENTIAL_CHARS`` or
-    not a bearer-token string raises rather than falling back to anonymous access.
-
-    Raises:
-        InvalidCredentials: a source is present but cannot hold a credential.
-    """
-    bearer: bytes | None = None
-    api_key: bytes | None = None
-    cookie: bytes | None = None
-    for raw_name, raw_value in headers:
-        name = raw_name.lower()
-        if name == b"authorization" and bearer is None:
-            scheme, _, rest = raw_value.strip().partition(b" ")
-            if scheme.lower() == b"bearer":
-                bearer = rest
-        elif name == b"x-api-key" and api_key is None:
-            api_key = raw_value
-        elif name == b"cookie" and cookie is None:
-            cookie = _cookie_value(raw_value, cookie_name.encode("latin-1", "replace"))
-    if bearer is not None:
-        return _checked(bearer, "Authorization header")
-    if api_key is not None:
-        return _checked(api_key, "X-API-Key header")
-    if cookie is not None:
-        return _checked(cookie, f"cookie {cookie_name}")
-    query = _query_value(query_string, QUERY_PARAM.encode("ascii"))
-    if query is not None:
-        return _checked(query, f"query parameter {QUERY_PARAM}")
-    return None
+    """The value of :func:`find_credential`, or None (same rules, same errors)."""
+    found = find_credential(headers, query_string, cookie_name)
+    return None if found is None else found.value
 
 
 def _cookie_value(header: bytes, name: bytes) -> bytes | None:
@@ -370,15 +418,17 @@ def _cookie_value(header: bytes, name: bytes) -> bytes | None:
     return None
 
 
-def _query_value(query: bytes, name: bytes) -> bytes | None:
-    """The first ``name=value`` in a query string, percent-decoded (``+`` is a space)."""
+def _query_values(query: bytes, name: bytes) -> list[bytes]:
+    """Every ``name=value`` in a query string, percent-decoded (``+`` is a space)."""
+    values = []
     for pair in query.split(b"&"):
         key, _, value = pair.partition(b"=")
         if len(key) <= 3 * len(name) and unquote_to_bytes(key.replace(b"+", b" ")) == name:
             if len(value) > 3 * MAX_CREDENTIAL_CHARS:
-                return value  # too long even before decoding: _checked refuses it
-            return unquote_to_bytes(value.replace(b"+", b" "))
-    return None
+                values.append(value)  # too long even before decoding: _checked refuses it
+            else:
+                values.append(unquote_to_bytes(value.replace(b"+", b" ")))
+    return values
 
 
 def _checked(raw: bytes, source: str) -> str:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from tickcast.auth.credentials import ExpiredCredentials, InvalidCredentials, Principal
-from tickcast.closecodes import CloseCode
+from tickcast.closecodes import CloseCode, info
 from tickcast.errors import ConfigError
 
 #: The Origin browsers send from opaque contexts (sandboxed iframes, ``file:`` pages,
@@ -52,6 +52,7 @@ class Reason(enum.StrEnum):
     AUTH_TIMEOUT = "auth_timeout"
     FORBIDDEN = "forbidden"
     CONNECTION_LIMIT = "connection_limit"
+    ADDRESS_LIMIT = "address_limit"
     SUBSCRIPTION_LIMIT = "subscription_limit"
     RATE_LIMITED = "rate_limited"
     UNAVAILABLE = "unavailable"
@@ -64,15 +65,16 @@ class Refusal:
     Attributes:
         reason: the kind of refusal.
         message: client-facing text; safe to send and to log (it never holds a secret).
-        http_status: the answer when refusing before the WebSocket upgrade (401, 403, 429).
-        close_code: the close code when refusing an open WebSocket (1008 for all of them
-            today; see closecodes.py).
+        http_status: the answer when refusing before the WebSocket upgrade (401, 403,
+            429, 503), and on HTTP.
+        close_code: the close code when the refusal closes a WebSocket; each kind has its
+            own (closecodes.py says whether a client should reconnect).
     """
 
     reason: Reason
     message: str
     http_status: int
-    close_code: CloseCode = CloseCode.POLICY_VIOLATION
+    close_code: CloseCode
 
     @property
     def close_reason(self) -> str:
@@ -82,6 +84,11 @@ class Refusal:
             return self.message
         return raw[: MAX_CLOSE_REASON_BYTES - 3].decode("utf-8", "ignore") + "..."
 
+    @property
+    def reconnect(self) -> bool:
+        """Whether retrying the same connection later may succeed (closecodes.py)."""
+        return info(self.close_code).reconnect
+
 
 def unavailable(message: str) -> Refusal:
     """The credentials could not be checked now (the accounts database is down): 1013."""
@@ -89,58 +96,96 @@ def unavailable(message: str) -> Refusal:
 
 
 def expired() -> Refusal:
-    """The credential of an open connection has expired."""
-    return Refusal(Reason.EXPIRED, "Token expired: sign in again", 401)
+    """The token of an open connection has expired (3501: get a new token first)."""
+    return Refusal(Reason.EXPIRED, "Token expired: sign in again", 401, CloseCode.TOKEN_EXPIRED)
 
 
 def origin_refused(origin: str | None) -> Refusal:
+    """An Origin not on the allow-list: HTTP 403, close 1008 (MISSION.md)."""
     shown = "(none)" if origin is None else repr(origin[:80])
-    return Refusal(Reason.ORIGIN, f"Origin {shown} is not allowed", 403)
+    return Refusal(Reason.ORIGIN, f"Origin {shown} is not allowed", 403, CloseCode.POLICY_VIOLATION)
 
 
 def unauthenticated() -> Refusal:
+    """No credentials where they are required: HTTP 401, close 3503."""
     return Refusal(
         Reason.UNAUTHENTICATED,
         "Authentication required: send a token (Authorization: Bearer, cookie or ?token=) "
         "or an API key",
         401,
+        CloseCode.AUTHENTICATION_REQUIRED,
     )
 
 
 def invalid_credentials(error: InvalidCredentials) -> Refusal:
-    """The refusal for a credential that failed; the message is the error's own."""
-    reason = Reason.EXPIRED if isinstance(error, ExpiredCredentials) else Reason.INVALID_CREDENTIALS
-    return Refusal(reason, str(error) or "Invalid credentials", 401)
+    """The refusal for a credential that failed; the message is the error's own.
+
+    An expired token is its own kind (3501: get a new one); anything else is 3500.
+    """
+    if isinstance(error, ExpiredCredentials):
+        return Refusal(Reason.EXPIRED, str(error) or "Token expired", 401, CloseCode.TOKEN_EXPIRED)
+    return Refusal(
+        Reason.INVALID_CREDENTIALS,
+        str(error) or "Invalid credentials",
+        401,
+        CloseCode.INVALID_CREDENTIALS,
+    )
 
 
 def auth_timeout(timeout_s: float) -> Refusal:
-    return Refusal(Reason.AUTH_TIMEOUT, f"No credentials within {timeout_s:g} s", 401)
+    """No credentials within ``timeout_s`` seconds of first-message authentication."""
+    return Refusal(
+        Reason.AUTH_TIMEOUT,
+        f"No credentials within {timeout_s:g} s",
+        401,
+        CloseCode.AUTH_TIMEOUT,
+    )
 
 
 def forbidden(message: str) -> Refusal:
-    return Refusal(Reason.FORBIDDEN, message, 403)
+    """Authenticated, but not allowed: HTTP 403, close 3504."""
+    return Refusal(Reason.FORBIDDEN, message, 403, CloseCode.FORBIDDEN)
 
 
 def too_many_connections(max_per_user: int) -> Refusal:
+    """The user already holds ``max_per_user`` connections: HTTP 429, close 3001."""
     return Refusal(
-        Reason.CONNECTION_LIMIT, f"Too many connections: at most {max_per_user} per user", 429
+        Reason.CONNECTION_LIMIT,
+        f"Too many connections: at most {max_per_user} per user",
+        429,
+        CloseCode.TOO_MANY_CONNECTIONS,
+    )
+
+
+def too_many_anonymous(max_per_address: int) -> Refusal:
+    """The client's address already holds ``max_per_address`` anonymous connections."""
+    return Refusal(
+        Reason.ADDRESS_LIMIT,
+        f"Too many anonymous connections from this address: at most {max_per_address} "
+        "(authenticate for a limit of your own)",
+        429,
+        CloseCode.TOO_MANY_CONNECTIONS,
     )
 
 
 def too_many_subscriptions(max_subscriptions: int) -> Refusal:
+    """Over the subscription cap: an error message; the connection stays open."""
     return Refusal(
         Reason.SUBSCRIPTION_LIMIT,
         f"Too many symbols: at most {max_subscriptions} subscriptions (symbol x channel) "
         "per connection",
         429,
+        CloseCode.POLICY_VIOLATION,
     )
 
 
 def rate_limited(rate_per_s: float, burst: int) -> Refusal:
+    """Over the message rate: an error per message, then close 3002 on a flood."""
     return Refusal(
         Reason.RATE_LIMITED,
         f"Too many messages: at most {rate_per_s:g} per second (bursts of {burst})",
         429,
+        CloseCode.RATE_LIMITED,
     )
 
 
@@ -223,7 +268,7 @@ def may_read_market(principal: Principal, allow_anonymous: bool) -> bool:
 
 
 def check_market(principal: Principal, allow_anonymous: bool) -> Refusal | None:
-    """:func:`may_read_market` as a decision (HTTP 401 / close 1008 when refused)."""
+    """:func:`may_read_market` as a decision (HTTP 401 / close 3503 when refused)."""
     return None if may_read_market(principal, allow_anonymous) else unauthenticated()
 
 

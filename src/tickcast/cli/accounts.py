@@ -278,8 +278,8 @@ def run_demo(settings: Settings, *, new_key: bool = False, out: TextIO | None = 
 def prepare_demo(settings: Settings) -> str:
     """For ``serve --demo``, before the gateway starts: seed the demo account and mint a
     fresh demo API key (a key cannot be shown twice, and each start must print a URL
-    that works); return the lines to log. Keys from earlier starts stay valid until
-    revoked (``tickcast keys list --user demo``).
+    that works); return the lines to log. The demo keys of earlier starts are revoked
+    (``tickcast keys list --user demo`` shows them as such), so one demo key is valid.
 
     Raises:
         Refused: the database cannot be used (the message says why).

@@ -255,7 +255,10 @@ def _demo_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "the dashboard URL. Running it again changes nothing (add --new-key for a key).",
     )
     demo.add_argument(
-        "--new-key", dest="new_key", action="store_true", help="mint a new demo API key"
+        "--new-key",
+        dest="new_key",
+        action="store_true",
+        help="mint a new demo API key (the earlier demo keys are revoked)",
     )
     demo.add_argument("--host", help="where `serve` listens, for the URL (default 127.0.0.1)")
     demo.add_argument("--port", type=int, help="where `serve` listens (default 8000)")
@@ -315,6 +318,10 @@ def serve(settings: Settings, *, demo: bool = False) -> int:
         ws_ping_timeout=settings.ws_ping_timeout_s or None,
         timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
         access_log=False,
+        # Who the client is behind a proxy is decided once, in the app, by
+        # trusted_proxies (web/proxyheaders.py: Forwarded and X-Forwarded-For/-Proto/-Host);
+        # uvicorn's own rewrite (X-Forwarded-For/-Proto from forwarded_allow_ips, which
+        # defaults to 127.0.0.1) stays off so that the two never disagree.
         proxy_headers=False,
         log_config=None,
         lifespan="on",

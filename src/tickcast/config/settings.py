@@ -20,6 +20,8 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
+from tickcast.auth.forwarded import validate_trusted_proxies
+from tickcast.errors import ConfigError
 from tickcast.providers.simulator.market import DEFAULT_SYMBOLS
 
 #: The settings file for the Settings being built (set by ``load_settings``).
@@ -95,6 +97,12 @@ class Settings(BaseSettings):
         auth_timeout_s: time a client has to authenticate by its first message.
         max_connections_per_user: open WebSockets per authenticated user.
         rate_limit_per_s, rate_limit_burst: inbound messages per connection (token bucket).
+        max_anonymous_connections_per_address: open anonymous WebSockets per client
+            address (an IPv6 client's /64); authenticated ones count against their user
+            instead; 0 = no cap.
+        trusted_proxies: addresses or CIDRs (``10.0.0.0/8``) of the reverse proxies whose
+            ``Forwarded`` / ``X-Forwarded-For``/``-Proto``/``-Host`` headers say who the
+            client is; empty = believe no forwarding header (the TCP peer is the client).
 
     Front 2 (the realtime envelope):
         update_interval_s: how often portfolio values and asset updates are pushed.
@@ -159,6 +167,8 @@ class Settings(BaseSettings):
     max_connections_per_user: int = Field(5, ge=1)
     rate_limit_per_s: float = Field(20.0, gt=0)
     rate_limit_burst: int = Field(40, ge=1)
+    max_anonymous_connections_per_address: int = Field(10, ge=0)
+    trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
     update_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(100, ge=1)
     cache_timeout_s: float = Field(1.0, ge=0)
@@ -202,6 +212,21 @@ class Settings(BaseSettings):
         if isinstance(value, str):
             return tuple(o.strip() for o in value.split(",") if o.strip())
         return value
+
+    @field_validator("trusted_proxies", mode="before")
+    @classmethod
+    def _split_proxies(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _valid_proxies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        try:
+            return validate_trusted_proxies(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("symbols", mode="before")
     @classmethod

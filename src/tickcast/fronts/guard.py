@@ -1,54 +1,117 @@
 """Guard: the checks every WebSocket front applies, at the handshake and per message.
 
 Rules: the decisions are ``auth.policy`` and ``auth.limits`` (pure); this module reads
-the ASGI scope, asks ``Identity`` who the client is, and counts connections per user.
-A refusal is answered the same way on every front: the WebSocket is accepted and then
-closed with the refusal's close code (1008) and message, as MISSION.md asks for origins,
-so that a browser client can show why.
+the ASGI scope, asks ``Identity`` who the client is, counts connections per user and per
+client address, keeps each front's roster of open connections, and answers refusals the
+same way on every front.
 
-Order at the handshake: origin, then credentials (a bad or expired one is refused; none
-is anonymous), then the market-data policy (``anonymous_ok`` False refuses an anonymous
-client unless the front authenticates by first message), then the per-user connection
-cap. Per message: the token bucket (an error over the rate; close on a flood).
+Who the client is (its address) was decided once, before any front ran, by
+``web.proxyheaders`` (``trusted_proxies``): the guard reads ``scope["client"]``.
+
+Order at the handshake: origin, then credentials (a malformed, ambiguous, bad or
+expired one is refused; none is anonymous), then the market-data policy
+(``anonymous_ok`` False refuses an anonymous client unless the front authenticates by
+first message), then the connection caps: an authenticated client counts against its
+user's cap (``max_connections_per_user``), an anonymous one against its address's
+(``max_anonymous_connections_per_address``). Per message: the token bucket (an error
+over the rate; close 3002 on a flood).
+
+Refusing at the handshake (:func:`refuse`): a client that sent no ``Origin`` header is
+not a browser and gets a plain HTTP answer before the upgrade (401, 403, 429 or 503,
+with a JSON body), which HTTP and WebSocket client libraries report as such and do not
+retry blindly. A browser sends ``Origin`` on every WebSocket handshake, and its
+WebSocket API shows a script no HTTP status, only a close code: it gets the upgrade and
+then, at once, the refusal's close code and message (closecodes.py), before any data.
+Where the server offers no HTTP answer (the ASGI ``websocket.http.response``
+extension), every client gets the close code.
 
 A credential sent only as the cookie is one a browser attaches by itself, whatever site
 opened the socket (cross-site WebSocket hijacking): it counts only when the Origin is
 on the allow-list or, without a list, is the gateway's own (same host as ``Host``).
-When the accounts database cannot answer, the client is closed with 1013 (try again
-later), not left hanging.
+When the accounts database cannot answer, the client is refused with 1013 / 503 (try
+again later), not left hanging.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass
 from typing import Any
 
-from starlette.types import Scope
+import msgspec
+from starlette.types import Scope, Send
 
 from tickcast.auth import policy
 from tickcast.auth.credentials import (
     ANONYMOUS,
     InvalidCredentials,
     Principal,
-    credentials_from_handshake,
+    Source,
+    find_credential,
 )
+from tickcast.auth.forwarded import address_key
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
-from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
-from tickcast.fronts.identity import CredentialsUnavailable, Identity
+from tickcast.fronts.identity import LEEWAY_S, CredentialsUnavailable, Identity
 from tickcast.observability.stats import Stats
+
+log = logging.getLogger("tickcast.fronts.guard")
+
+#: The ASGI extension that lets an application answer a handshake with plain HTTP.
+HTTP_RESPONSE_EXTENSION = "websocket.http.response"
+
+
+@dataclass(slots=True, eq=False)
+class Ticket:
+    """An admitted client: who it acts as, and from where.
+
+    It holds one connection slot (its user's, or its address's while anonymous) until
+    :meth:`Guard.release`.
+
+    Attributes:
+        principal: who the connection acts as.
+        address: the client's address (after trusted proxies), for logs.
+        address_key: what the per-address cap counts it under (an IPv6 /64...).
+    """
+
+    principal: Principal
+    address: str
+    address_key: str
+    released: bool = False
+
+    @property
+    def user_slot(self) -> Hashable | None:
+        return self.principal.user_id
+
+    @property
+    def address_slot(self) -> Hashable | None:
+        return None if self.principal.authenticated else self.address_key
 
 
 class Guard:
-    """Admission and limits shared by the fronts of one node."""
+    """Admission and limits shared by the fronts of one node.
+
+    Attributes:
+        users: open connections per authenticated user.
+        addresses: open anonymous connections per client address.
+        rosters: per front, its open connections and each one's ticket (the fronts fill
+            them; ``/realtime/status/`` reads them).
+    """
 
     def __init__(self, settings: Settings, identity: Identity, stats: Stats) -> None:
         self.settings = settings
         self.identity = identity
         self.stats = stats
-        self.connections = ConnectionCounter(settings.max_connections_per_user)
+        self.users = ConnectionCounter(settings.max_connections_per_user)
+        self.addresses = ConnectionCounter(settings.max_anonymous_connections_per_address or None)
+        self.rosters: dict[str, dict[Any, Ticket]] = {}
+
+    def roster(self, front: str) -> dict[Any, Ticket]:
+        """The open connections of ``front`` (a name such as ``market_feed``)."""
+        return self.rosters.setdefault(front, {})
 
     def count(self, refusal: policy.Refusal) -> policy.Refusal:
         """Count a refusal in the metrics (``tickcast_refusals_total{reason}``)."""
@@ -58,66 +121,82 @@ class Guard:
 
     async def admit(
         self, scope: Scope, *, first_message_auth: bool = False
-    ) -> tuple[Principal, policy.Refusal | None]:
-        """Who the client is, or why it may not connect. A principal that is admitted
-        holds a connection slot: call ``release`` when it closes."""
-        origin = _header(scope, b"origin")
+    ) -> tuple[Ticket, policy.Refusal | None]:
+        """Who the client is, or why it may not connect. An admitted ticket holds a
+        connection slot: call ``release`` when the connection ends."""
+        origin = header(scope, b"origin")
+        address = client_address(scope)
         refusal = policy.check_origin(origin, self.settings.allowed_origins)
         principal = ANONYMOUS
         if refusal is None:
             try:
-                token = credentials_from_handshake(
-                    scope.get("headers", ()), scope.get("query_string", b"")
-                )
-                if token is not None and self._cookie_only(scope) and not self._own(origin, scope):
+                found = find_credential(scope.get("headers", ()), scope.get("query_string", b""))
+                if (
+                    found is not None
+                    and found.source is Source.COOKIE
+                    and not self._own(origin, scope)
+                ):
                     refusal = policy.origin_refused(origin)
-                elif token is not None:
-                    principal = await self.identity.authenticate(token)
+                elif found is not None:
+                    principal = await self.identity.authenticate(found.value)
             except InvalidCredentials as exc:
                 refusal = policy.invalid_credentials(exc)
             except CredentialsUnavailable as exc:
                 refusal = policy.unavailable(str(exc))
         if refusal is None and not first_message_auth:
             refusal = policy.check_market(principal, self.settings.allow_anonymous)
-        if refusal is None and not self.connections.acquire(principal.user_id):
-            refusal = policy.too_many_connections(self.settings.max_connections_per_user)
+        ticket = Ticket(principal, address, address_key(address))
+        if refusal is None:
+            refusal = self._acquire(ticket)
         if refusal is not None:
             self.count(refusal)
-        return principal, refusal
+        return ticket, refusal
+
+    def _acquire(self, ticket: Ticket) -> policy.Refusal | None:
+        if not self.users.acquire(ticket.user_slot):
+            return policy.too_many_connections(self.settings.max_connections_per_user)
+        if not self.addresses.acquire(ticket.address_slot):
+            return policy.too_many_anonymous(self.settings.max_anonymous_connections_per_address)
+        return None
 
     def _own(self, origin: str | None, scope: Scope) -> bool:
         """No Origin (not a browser), an allow-listed one, or the gateway's own host."""
         if origin is None or self.settings.allowed_origins:
             return True  # an allow-list was already checked
-        host = (_header(scope, b"host") or "").lower()
+        host = (header(scope, b"host") or "").lower()
         normal = policy.normalize_origin(origin)
         return normal is not None and normal.split("://", 1)[-1] == host
 
-    @staticmethod
-    def _cookie_only(scope: Scope) -> bool:
-        headers = {key.lower() for key, _ in scope.get("headers", ())}
-        if b"authorization" in headers or b"x-api-key" in headers:
-            return False
-        return b"token=" not in scope.get("query_string", b"")
+    def authenticate_late(self, ticket: Ticket, principal: Principal) -> policy.Refusal | None:
+        """A connection authenticated by its first message: move its slot from its
+        address to its user. On a refusal (the user's cap) nothing changes."""
+        if not self.users.acquire(principal.user_id):
+            return self.count(policy.too_many_connections(self.settings.max_connections_per_user))
+        self.addresses.release(ticket.address_slot)
+        ticket.principal = principal
+        return None
 
-    def acquire_late(self, principal: Principal) -> policy.Refusal | None:
-        """Count a connection that authenticated by its first message."""
-        if self.connections.acquire(principal.user_id):
-            return None
-        return self.count(policy.too_many_connections(self.settings.max_connections_per_user))
-
-    def release(self, principal: Principal) -> None:
-        self.connections.release(principal.user_id)
+    def release(self, ticket: Ticket) -> None:
+        """Give the ticket's slot back (once; later calls do nothing)."""
+        if ticket.released:
+            return
+        ticket.released = True
+        self.users.release(ticket.user_slot)
+        self.addresses.release(ticket.address_slot)
 
     def rate_limit(self) -> RateLimit:
         return RateLimit(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+
+    async def aclose(self) -> None:
+        """Stop the background work (the identity's key-use writer): at shutdown."""
+        await self.identity.aclose()
 
 
 class RateLimited:
     """A session wrapper that applies a RateLimit to every inbound message.
 
     Over the rate a message is dropped and answered with ``refuse(message, now)``; a
-    client that keeps flooding is closed with 1008.
+    client that keeps flooding is closed with 3002 (rate limited).
     """
 
     def __init__(
@@ -126,7 +205,7 @@ class RateLimited:
         self._session = session
         self._limit = limit
         self._refuse = refuse
-        self._message = policy.rate_limited(limit.bucket.rate_per_s, limit.bucket.burst).message
+        self._refusal = policy.rate_limited(limit.bucket.rate_per_s, limit.bucket.burst)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._session, name)
@@ -135,9 +214,9 @@ class RateLimited:
         verdict = self._limit.check(now)
         if verdict is RateVerdict.ALLOW:
             return True
-        self._refuse(self._message, now)
+        self._refuse(self._refusal.message, now)
         if verdict is RateVerdict.CLOSE:
-            self._session.close_reason = CloseCode.POLICY_VIOLATION
+            self._session.close_reason = self._refusal.close_code
         return False
 
     def receive_text(self, data: str, now: float) -> None:
@@ -149,16 +228,65 @@ class RateLimited:
             self._session.receive_bytes(data, now)
 
 
-def _header(scope: Scope, name: bytes) -> str | None:
+def header(scope: Scope, name: bytes) -> str | None:
+    """The first ``name`` header of the request, decoded as latin-1; None if absent."""
     for key, value in scope.get("headers", ()):
         if key.lower() == name:
             return str(value.decode("latin-1"))
     return None
 
 
-def close_on_expiry(connection: Any, principal: Principal) -> asyncio.TimerHandle | None:
-    """Close ``connection`` (1008) when ``principal``'s token expires; cancel the handle
-    when the connection ends. None for a credential that does not expire."""
+def client_address(scope: Scope) -> str:
+    """The client's address as ``web.proxyheaders`` resolved it (``unknown`` if none)."""
+    client = scope.get("client")
+    return str(client[0]) if client else "unknown"
+
+
+async def refuse(scope: Scope, send: Send, refusal: policy.Refusal) -> None:
+    """Answer a refused handshake: plain HTTP for a non-browser client, else the upgrade
+    and at once the refusal's close code (see the module docstring). Logged here."""
+    origin = header(scope, b"origin")
+    log.info(
+        "client refused",
+        extra={
+            "client": client_address(scope),
+            "origin": origin,
+            "reason": refusal.reason.value,
+            "code": int(refusal.close_code),
+            "path": scope.get("path"),
+        },
+    )
+    if origin is None and HTTP_RESPONSE_EXTENSION in scope.get("extensions", {}):
+        body = msgspec.json.encode(
+            {
+                "error": refusal.message,
+                "reason": refusal.reason.value,
+                "close_code": int(refusal.close_code),
+                "reconnect": refusal.reconnect,
+            }
+        )
+        headers = [(b"content-type", b"application/json"), (b"cache-control", b"no-store")]
+        if refusal.http_status == 401:
+            headers.append((b"www-authenticate", b'Bearer realm="tickcast"'))
+        start = {"type": "websocket.http.response.start", "status": refusal.http_status}
+        await send({**start, "headers": headers})
+        await send({"type": "websocket.http.response.body", "body": body})
+        return
+    await send({"type": "websocket.accept"})
+    close = {"type": "websocket.close", "code": int(refusal.close_code)}
+    await send({**close, "reason": refusal.close_reason})
+
+
+def close_on_expiry(
+    connection: Any, principal: Principal, clock: Callable[[], float] = time.time
+) -> asyncio.TimerHandle | None:
+    """Close ``connection`` (3501) when ``principal``'s token stops being accepted; cancel
+    the handle when the connection ends. None for a credential that does not expire.
+
+    A token is accepted until ``exp`` plus ``LEEWAY_S`` (clock differences between
+    nodes, as ``Identity`` checks it at the handshake), so the close comes then too: a
+    token accepted at the handshake is never closed as expired a moment later.
+    """
     if principal.expires_at is None:
         return None
     refusal = policy.expired()
@@ -167,5 +295,5 @@ def close_on_expiry(connection: Any, principal: Principal) -> asyncio.TimerHandl
         if not connection.closing:
             connection.close(refusal.close_code, refusal.close_reason)
 
-    delay = max(0.0, principal.expires_at - time.time())
+    delay = max(0.0, principal.expires_at + LEEWAY_S - clock())
     return asyncio.get_running_loop().call_later(delay, expire)

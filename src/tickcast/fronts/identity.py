@@ -7,14 +7,23 @@ a refused one is remembered as refused for as long. JWTs are verified locally, w
 lookup at all. Every front uses the same ``Identity``. When the database is down or slow
 (RELIABILITY F11) a key seen before keeps working from the cache, and an unknown one is
 answered "try again later" (CredentialsUnavailable) within ``LOOKUP_TIMEOUT_S``.
+
+Key use (``keys list`` LAST USED): each successful API-key authentication is noted in
+a ``KeyUsage`` (pure); the uses due (at most one per key per ``TOUCH_INTERVAL_S``) are
+written by one background task that this object owns (``aclose`` ends it), in one
+transaction per batch. Nobody awaits that task: a connection never waits for the
+write, and a failed write (the database is down) is logged and fails no connection.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from collections.abc import Callable
-from typing import Final
+from datetime import UTC, datetime
+from typing import Final, NamedTuple
 
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -29,6 +38,7 @@ from tickcast.auth.credentials import (
     verify_secret,
     verify_token,
 )
+from tickcast.auth.usage import DEFAULT_INTERVAL_S, KeyUsage
 from tickcast.errors import TickcastError
 from tickcast.storage.errors import NotFound
 from tickcast.storage.repositories import ApiKeys, Users
@@ -39,7 +49,20 @@ CACHE_S: Final = 30.0
 LOOKUP_TIMEOUT_S: Final = 3.0
 #: Allowed clock difference between nodes for a token's iat/exp, in seconds.
 LEEWAY_S: Final = 5.0
+#: Seconds between two recorded uses of one API key (``last_used_at``).
+TOUCH_INTERVAL_S: Final = DEFAULT_INTERVAL_S
 _MAX_CACHE: Final = 10_000
+
+log = logging.getLogger("tickcast.fronts.identity")
+
+
+class _Key(NamedTuple):
+    """A cached key lookup: until when it is trusted, and what it said."""
+
+    until: float
+    key_id: int | None  # None: no such key
+    principal: Principal | None  # None: unknown or revoked
+    secret_hash: str
 
 
 class CredentialsUnavailable(TickcastError):
@@ -55,6 +78,7 @@ class Identity:
         jwt_secret: the HS256 key.
         jwt_ttl_s: lifetime of issued tokens.
         clock: wall clock (epoch seconds).
+        touch_interval_s: least seconds between two recorded uses of one API key.
     """
 
     def __init__(
@@ -63,12 +87,16 @@ class Identity:
         jwt_secret: str,
         jwt_ttl_s: float,
         clock: Callable[[], float] = time.time,
+        touch_interval_s: float = TOUCH_INTERVAL_S,
     ) -> None:
         self.engine = engine
         self.jwt_secret = jwt_secret
         self.jwt_ttl_s = jwt_ttl_s
         self.clock = clock
-        self._keys: dict[str, tuple[float, Principal | None, str]] = {}
+        self.usage = KeyUsage(touch_interval_s)
+        self._keys: dict[str, _Key] = {}
+        self._writer: asyncio.Task[None] | None = None
+        self._closed = False
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a JWT or an API key. Raises InvalidCredentials."""
@@ -79,7 +107,7 @@ class Identity:
             )
         prefix, secret = parse_api_key(token)
         cached = self._keys.get(prefix)
-        if cached is None or cached[0] < now:
+        if cached is None or cached.until < now:
             try:
                 async with asyncio.timeout(LOOKUP_TIMEOUT_S):
                     cached = await self._lookup(prefix, now)
@@ -88,26 +116,67 @@ class Identity:
                     raise CredentialsUnavailable(
                         "Cannot check credentials now: try again later"
                     ) from exc
-        _, principal, secret_hash = cached
-        if principal is None or not verify_secret(secret, secret_hash):
+        if cached.principal is None or not verify_secret(secret, cached.secret_hash):
             raise InvalidCredentials("Invalid API key")
-        return principal
+        if cached.key_id is not None and self.usage.used(cached.key_id, now):
+            self._write_usage()
+        return cached.principal
 
-    async def _lookup(self, prefix: str, now: float) -> tuple[float, Principal | None, str]:
-        entry: tuple[float, Principal | None, str]
+    async def _lookup(self, prefix: str, now: float) -> _Key:
+        entry: _Key
         async with self.engine.connect() as conn:
             try:
                 key = await ApiKeys(conn).find_by_prefix(prefix)
                 user = await Users(conn).by_id(key.user_id)
             except NotFound:
-                entry = (now + CACHE_S, None, hash_secret(""))
+                entry = _Key(now + CACHE_S, None, None, hash_secret(""))
             else:
                 principal = None if key.revoked else Principal(user.id, user.username)
-                entry = (now + CACHE_S, principal, key.secret_hash)
+                entry = _Key(now + CACHE_S, key.id, principal, key.secret_hash)
         if len(self._keys) >= _MAX_CACHE:
             self._keys.clear()
         self._keys[prefix] = entry
         return entry
+
+    # -- recording key use, in the background
+
+    def _write_usage(self) -> None:
+        """Make sure the writer runs (one at a time; it takes every use due)."""
+        if self._closed or (self._writer is not None and not self._writer.done()):
+            return
+        self._writer = asyncio.get_running_loop().create_task(
+            self._write_due(), name="identity-key-usage"
+        )
+
+    async def _write_due(self) -> None:
+        while self.usage.pending:
+            due = self.usage.take()
+            try:
+                async with asyncio.timeout(LOOKUP_TIMEOUT_S), self.engine.begin() as conn:
+                    keys = ApiKeys(conn)
+                    for key_id, at in due.items():
+                        with contextlib.suppress(NotFound):  # deleted meanwhile
+                            await keys.touch_last_used(key_id, at=_utc(at))
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # never let a bookkeeping write hurt anyone
+                log.warning(
+                    "could not record the use of %d API key(s): %s", len(due), exc or type(exc)
+                )
+
+    async def wait_written(self) -> None:
+        """Wait until the key uses due so far are written (or failed): for tests."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
+
+    async def aclose(self) -> None:
+        """Stop recording key use (shutdown); a write in flight is cancelled."""
+        self._closed = True
+        writer, self._writer = self._writer, None
+        if writer is not None and not writer.done():
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
 
     def issue(self, principal: Principal) -> str:
         """A signed token for ``principal`` (e.g. in exchange for an API key)."""
@@ -116,3 +185,7 @@ class Identity:
         return issue_token(
             principal.user_id, principal.username, self.jwt_secret, self.clock(), self.jwt_ttl_s
         )
+
+
+def _utc(posix_s: float) -> datetime:
+    return datetime.fromtimestamp(posix_s, UTC)

@@ -14,8 +14,16 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from tickcast.auth.credentials import ANONYMOUS, Principal
-from tickcast.fronts.guard import Guard, RateLimited, close_on_expiry
+from tickcast.auth.credentials import ANONYMOUS
+from tickcast.fronts.guard import (
+    Guard,
+    RateLimited,
+    Ticket,
+    client_address,
+    close_on_expiry,
+    header,
+    refuse,
+)
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
@@ -32,15 +40,23 @@ from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
 
 PATH = "/ws/market/feed"
+#: The front's name in the guard's rosters and in ``/realtime/status/``.
+NAME = "market_feed"
 log = logging.getLogger("tickcast.fronts.market")
 
 
 class MarketFeedFront:
-    """The ASGI endpoint of Front 1."""
+    """The ASGI endpoint of Front 1.
+
+    Attributes:
+        tickets: the open connections and who each acts as (the guard's roster
+            ``market_feed``; empty without a guard).
+    """
 
     def __init__(self, node: Node, guard: Guard | None = None) -> None:
         self.node = node
         self.guard = guard
+        self.tickets: dict[Connection, Ticket] = guard.roster(NAME) if guard is not None else {}
         for wire, encode in codec.CODECS.items():
             node.hub.codecs.setdefault(wire, encode)
 
@@ -48,27 +64,25 @@ class MarketFeedFront:
         if (await receive())["type"] != "websocket.connect":
             return
         guard = self.guard
-        principal = ANONYMOUS
+        ticket: Ticket | None = None
         if guard is not None:
-            principal, refusal = await guard.admit(scope)
+            ticket, refusal = await guard.admit(scope)
             if refusal is not None:
-                await send({"type": "websocket.accept"})
-                close = {"type": "websocket.close", "code": int(refusal.close_code)}
-                await send({**close, "reason": refusal.close_reason})
-                log.info("client refused", extra={"reason": refusal.reason.value})
+                await refuse(scope, send, refusal)
                 return
-        try:  # from here the principal holds a connection slot: give it back on any exit
+        try:  # from here the ticket holds a connection slot: give it back on any exit
             await send({"type": "websocket.accept"})
             async with open_frame_socket(scope, send) as sock:
-                await self._serve(scope, receive, sock, principal)
+                await self._serve(scope, receive, sock, ticket)
         finally:
-            if guard is not None:
-                guard.release(principal)
+            if guard is not None and ticket is not None:
+                guard.release(ticket)
 
     async def _serve(
-        self, scope: Scope, receive: Receive, sock: FrameSocket, principal: Principal
+        self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket | None
     ) -> None:
         settings = self.node.settings
+        principal = ticket.principal if ticket is not None else ANONYMOUS
         query = scope.get("query_string", b"").decode("latin-1")
         options, option_errors = parse_options(query)
         session = MarketFeedSession(
@@ -105,9 +119,18 @@ class MarketFeedFront:
         )
         self.node.stats.connections_total += 1
         self.node.connections.add(connection)
+        if ticket is not None:
+            self.tickets[connection] = ticket
         expiry = close_on_expiry(connection, principal)
-        peer = _peer(scope)
-        log.info("client connected", extra={"client": peer, "origin": _origin(scope)})
+        peer = client_address(scope)
+        log.info(
+            "client connected",
+            extra={
+                "client": peer,
+                "origin": header(scope, b"origin"),
+                "user_id": principal.user_id,
+            },
+        )
         try:
             await connection.run(receive)
         finally:
@@ -147,18 +170,7 @@ class MarketFeedFront:
             self.node.hub.unsubscribe(connection, topic)
         session.topics.clear()
         self.node.connections.discard(connection)
-
-
-def _peer(scope: Scope) -> str:
-    client = scope.get("client")
-    return f"{client[0]}:{client[1]}" if client else "unknown"
-
-
-def _origin(scope: Scope) -> str | None:
-    for name, value in scope.get("headers", ()):
-        if name == b"origin":
-            return str(value.decode("latin-1"))
-    return None
+        self.tickets.pop(connection, None)
 
 
 def _reset(*, topic_name: str, gap: Gap) -> Encoded:

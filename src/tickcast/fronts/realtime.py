@@ -21,9 +21,17 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from tickcast.auth import policy
-from tickcast.auth.credentials import InvalidCredentials, Principal
+from tickcast.auth.credentials import InvalidCredentials
 from tickcast.closecodes import CloseCode
-from tickcast.fronts.guard import Guard, RateLimited, close_on_expiry
+from tickcast.fronts.guard import (
+    Guard,
+    RateLimited,
+    Ticket,
+    client_address,
+    close_on_expiry,
+    header,
+    refuse,
+)
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
@@ -42,16 +50,23 @@ from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
 
 PATH = "/ws/realtime/"
+#: The front's name in the guard's rosters and in ``/realtime/status/``.
+NAME = "realtime"
 log = logging.getLogger("tickcast.fronts.realtime")
 
 
 class RealtimeFront:
-    """The ASGI endpoint of Front 2."""
+    """The ASGI endpoint of Front 2.
+
+    Attributes:
+        tickets: the open connections and who each acts as (the guard's roster
+            ``realtime``).
+    """
 
     def __init__(self, node: Node, guard: Guard) -> None:
         self.node = node
         self.guard = guard
-        self.principals: dict[Connection, Principal] = {}
+        self.tickets: dict[Connection, Ticket] = guard.roster(NAME)
         self._auth_tasks: dict[Connection, asyncio.Task[None]] = {}
         self._expiry: dict[Connection, asyncio.TimerHandle | None] = {}
         self.cache_timeout_s = node.settings.cache_timeout_s
@@ -63,24 +78,22 @@ class RealtimeFront:
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (await receive())["type"] != "websocket.connect":
             return
-        principal, refusal = await self.guard.admit(scope, first_message_auth=True)
+        ticket, refusal = await self.guard.admit(scope, first_message_auth=True)
         if refusal is not None:
-            await send({"type": "websocket.accept"})
-            await _refuse(send, refusal)
+            await refuse(scope, send, refusal)
             return
-        served: list[Connection] = []
-        try:  # from here the principal holds a connection slot: give it back on any exit
+        try:  # from here the ticket holds a connection slot: give it back on any exit
             await send({"type": "websocket.accept"})
             async with open_frame_socket(scope, send) as sock:
-                await self._serve(receive, sock, principal, served)
+                await self._serve(scope, receive, sock, ticket)
         finally:
-            if not served:  # the connection never started: give its slot back here
-                self.guard.release(principal)
+            self.guard.release(ticket)
 
     async def _serve(
-        self, receive: Receive, sock: FrameSocket, principal: Principal, served: list[Connection]
+        self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket
     ) -> None:
         settings = self.node.settings
+        principal = ticket.principal
         now = time.time()
         session = RealtimeSession(
             connection_id=str(uuid.uuid4()),
@@ -112,13 +125,23 @@ class RealtimeFront:
             latency=self.node.metrics.latency.observe,
             slow_timeout_s=settings.slow_client_timeout_s,
         )
-        self.principals[connection] = principal
-        served.append(connection)
+        self.tickets[connection] = ticket
         self.node.stats.connections_total += 1
         self.node.connections.add(connection)
         self._expiry[connection] = close_on_expiry(connection, principal)
-        log.info("realtime client connected", extra={"user_id": principal.user_id})
+        peer = client_address(scope)
+        log.info(
+            "realtime client connected",
+            extra={
+                "client": peer,
+                "origin": header(scope, b"origin"),
+                "user_id": principal.user_id,
+            },
+        )
         await connection.run(receive)
+        log.info(
+            "realtime client disconnected", extra={"client": peer, "code": connection.close_code}
+        )
 
     # -- commands
 
@@ -168,7 +191,8 @@ class RealtimeFront:
         try:
             principal = await self.guard.identity.authenticate(token)
         except InvalidCredentials as exc:
-            session.refuse(self.guard.count(policy.invalid_credentials(exc)).message, now())
+            refusal = self.guard.count(policy.invalid_credentials(exc))
+            session.refuse(refusal.message, now(), refusal.close_code)
         except CredentialsUnavailable as exc:
             refusal = self.guard.count(policy.unavailable(str(exc)))
             session.refuse(refusal.message, now(), refusal.close_code)
@@ -178,14 +202,13 @@ class RealtimeFront:
                 "Authentication failed: try again later", now(), CloseCode.INTERNAL_ERROR
             )
         else:
-            if connection.closing or connection not in self.principals:
+            ticket = self.tickets.get(connection)
+            if connection.closing or ticket is None:
                 return  # the client left while its credentials were checked
-            late = self.guard.acquire_late(principal)
+            late = self.guard.authenticate_late(ticket, principal)
             if late is not None:
-                session.refuse(late.message, now())
+                session.refuse(late.message, now(), late.close_code)
             else:
-                self.guard.release(self.principals[connection])  # the anonymous slot
-                self.principals[connection] = principal
                 self._expiry[connection] = close_on_expiry(connection, principal)
                 session.authenticated_as(principal.user_id, now())
         connection.poke()
@@ -217,14 +240,11 @@ class RealtimeFront:
         expiry = self._expiry.pop(connection, None)
         if expiry is not None:
             expiry.cancel()
-        self.guard.release(self.principals.pop(connection))
+        ticket = self.tickets.pop(connection, None)
+        if ticket is not None:
+            self.guard.release(ticket)
 
 
 def _positions(portfolio: Topic) -> Topic:
     """The position updates that go with a portfolio subscription."""
     return Topic(Channel.POSITIONS, portfolio.symbol)
-
-
-async def _refuse(send: Send, refusal: policy.Refusal) -> None:
-    close = {"type": "websocket.close", "code": int(refusal.close_code)}
-    await send({**close, "reason": refusal.close_reason})

@@ -10,7 +10,8 @@ cookie, or ``X-API-Key``); the numbers come from the node, the hub and the front
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, Final
 
 import msgspec
 from starlette.requests import Request
@@ -23,10 +24,10 @@ from tickcast.auth.credentials import (
     Principal,
     credentials_from_handshake,
 )
-from tickcast.fronts import realtime
-from tickcast.fronts.guard import Guard
+from tickcast.fronts import market, realtime
+from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
-from tickcast.model.topic import Channel
+from tickcast.model.topic import MARKET_CHANNELS, Channel
 from tickcast.node import Node
 
 CLIENT_TYPES = [
@@ -37,6 +38,10 @@ CLIENT_TYPES = [
     "subscribe_portfolio",
     "unsubscribe_portfolio",
 ]
+#: Where each front listens, by its name in the guard's rosters.
+PATHS: Final = {market.NAME: market.PATH, realtime.NAME: realtime.PATH}
+#: Channels that carry one asset's market data (the Front 2 asset, the Front 1 channels).
+_ASSET_CHANNELS: Final = frozenset({Channel.ASSETS, *MARKET_CHANNELS} - {Channel.STATUS})
 SERVER_TYPES = [
     "connection",
     "pong",
@@ -55,8 +60,67 @@ async def principal_of(request: Request, guard: Guard) -> Principal:
     return await guard.identity.authenticate(token)
 
 
+def status_body(ready: bool, rosters: Mapping[str, Mapping[Any, Ticket]], caller: Principal) -> Any:
+    """The body of ``GET /realtime/status/``: every front's connections, and the caller's.
+
+    ``rosters`` maps a front's name (``market_feed``, ``realtime``) to its open
+    connections and their tickets; a connection's ``session.topics`` are its
+    subscriptions. Every figure counts every front: ``asset_subscriptions`` counts the
+    market data of a symbol a connection subscribed to (a Front 2 ``subscribe_asset``,
+    a Front 1 symbol x channel), ``portfolio_subscriptions`` the portfolios (Front 2
+    only has them). ``fronts`` breaks the connections down per front.
+    """
+    fronts: dict[str, Any] = {}
+    everyone: list[tuple[Principal, Any]] = []
+    for name, roster in rosters.items():
+        open_ = [(ticket.principal, connection.session) for connection, ticket in roster.items()]
+        everyone.extend(open_)
+        fronts[name] = {
+            "path": PATHS.get(name),
+            "connections": len(open_),
+            "authenticated_connections": sum(1 for p, _ in open_ if p.authenticated),
+            "subscriptions": sum(len(session.topics) for _, session in open_),
+        }
+    body: dict[str, Any] = {
+        "service_status": "running" if ready else "starting",
+        "global_stats": {
+            "total_connections": len(everyone),
+            "authenticated_users": len({p.user_id for p, _ in everyone if p.authenticated}),
+            "portfolio_subscriptions": sum(
+                1 for _, s in everyone for t in s.topics if t.channel is Channel.PORTFOLIO
+            ),
+            "asset_subscriptions": sum(
+                1 for _, s in everyone for t in s.topics if t.channel in _ASSET_CHANNELS
+            ),
+            "fronts": fronts,
+        },
+    }
+    if caller.authenticated:
+        mine = [s for p, s in everyone if p.user_id == caller.user_id]
+        body["user_stats"] = {
+            "user_id": caller.user_id,
+            "connection_count": len(mine),
+            "subscriptions": {
+                "portfolios": sorted(
+                    {
+                        int(t.symbol)
+                        for s in mine
+                        for t in s.topics
+                        if t.channel is Channel.PORTFOLIO
+                    }
+                ),
+                "assets": sorted(
+                    {t.symbol for s in mine for t in s.topics if t.channel in _ASSET_CHANNELS}
+                ),
+            },
+        }
+    return body
+
+
 def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Route]:
     async def websocket_info(request: Request) -> Response:
+        # scheme and Host as the client used them: web.proxyheaders resolved both
+        # (from trusted proxies only) before this runs
         secure = request.url.scheme == "https"
         host = request.headers.get("host", f"{node.settings.host}:{node.settings.port}")
         return JSONResponse(
@@ -89,42 +153,7 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
             return JSONResponse({"error": str(exc)}, status_code=401)
         except CredentialsUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        sessions: list[tuple[Principal, Any]] = [
-            (principal, connection.session) for connection, principal in front.principals.items()
-        ]
-        body: dict[str, Any] = {
-            "service_status": "running" if node.ready else "starting",
-            "global_stats": {
-                "total_connections": len(sessions),
-                "authenticated_users": len({p.user_id for p, _ in sessions if p.authenticated}),
-                "portfolio_subscriptions": sum(
-                    1 for _, s in sessions for t in s.topics if t.channel is Channel.PORTFOLIO
-                ),
-                "asset_subscriptions": sum(
-                    1 for _, s in sessions for t in s.topics if t.channel is Channel.ASSETS
-                ),
-            },
-        }
-        if caller.authenticated:
-            mine = [s for p, s in sessions if p.user_id == caller.user_id]
-            body["user_stats"] = {
-                "user_id": caller.user_id,
-                "connection_count": len(mine),
-                "subscriptions": {
-                    "portfolios": sorted(
-                        {
-                            int(t.symbol)
-                            for s in mine
-                            for t in s.topics
-                            if t.channel is Channel.PORTFOLIO
-                        }
-                    ),
-                    "assets": sorted(
-                        {t.symbol for s in mine for t in s.topics if t.channel is Channel.ASSETS}
-                    ),
-                },
-            }
-        return JSONResponse(body)
+        return JSONResponse(status_body(node.ready, guard.rosters, caller))
 
     async def force_price_update(request: Request) -> Response:
         try:

@@ -25,11 +25,14 @@ from tickcast.auth.credentials import (
     ANONYMOUS,
     MAX_CREDENTIAL_CHARS,
     Claims,
+    Credential,
     ExpiredCredentials,
     InvalidCredentials,
     NewKey,
     Principal,
+    Source,
     credentials_from_handshake,
+    find_credential,
     hash_secret,
     issue_token,
     looks_like_api_key,
@@ -428,29 +431,51 @@ def test_bearer_scheme_and_header_name_are_case_insensitive() -> None:
     assert credentials_from_handshake(headers, b"") == "abc.def.ghi"
 
 
-def test_other_authorization_schemes_are_skipped() -> None:
-    headers = [(b"authorization", b"Basic dXNlcjpwYXNz"), (b"x-api-key", b"tc_key")]
-    assert credentials_from_handshake(headers, b"") == "tc_key"
-    assert credentials_from_handshake([(b"authorization", b"Basic dXNlcjpwYXNz")], b"") is None
+@pytest.mark.parametrize(
+    "authorization",
+    [b"Basic dXNlcjpwYXNz", b"tc_AAAAAAAAAAAA_secret", b"abc.def.ghi", b"Token abc", b""],
+    ids=["basic", "api-key-without-scheme", "jwt-without-scheme", "other-scheme", "empty"],
+)
+def test_an_authorization_header_that_is_not_bearer_is_refused_not_skipped(
+    authorization: bytes,
+) -> None:
+    """A malformed Authorization beside a good X-API-Key used to be ignored (issue 8)."""
+    alone = [(b"authorization", authorization)]
+    with_key = [*alone, (b"x-api-key", b"tc_key")]
+    for headers in (alone, with_key):
+        with pytest.raises(InvalidCredentials, match="Malformed Authorization header"):
+            credentials_from_handshake(headers, b"")
 
 
-def test_sources_are_checked_in_order() -> None:
-    bearer = (b"authorization", b"Bearer from-bearer")
-    api_key = (b"x-api-key", b"from-key")
+@pytest.mark.parametrize(
+    ("headers", "query", "named"),
+    [
+        ([(b"authorization", b"Bearer a.b.c"), (b"x-api-key", b"tc_key")], b"", "X-API-Key"),
+        ([(b"authorization", b"Bearer a.b.c")], b"token=a.b.c", "query parameter token"),
+        ([(b"x-api-key", b"tc_key")], b"token=tc_key", "query parameter token"),
+        ([(b"authorization", b"Bearer a"), (b"authorization", b"Bearer a")], b"", "Author"),
+        ([(b"x-api-key", b"k1"), (b"X-Api-Key", b"k2")], b"", "X-API-Key header"),
+        ([], b"token=a&token=b", "query parameter token"),
+    ],
+)
+def test_more_than_one_explicit_credential_is_ambiguous(
+    headers: list[tuple[bytes, bytes]], query: bytes, named: str
+) -> None:
+    with pytest.raises(InvalidCredentials, match="Ambiguous credentials") as raised:
+        credentials_from_handshake(headers, query)
+    assert named in str(raised.value)
+    assert "a.b.c" not in str(raised.value)  # never repeats a credential
+
+
+def test_an_explicit_credential_wins_over_the_ambient_cookie() -> None:
     cookie = (b"cookie", b"tickcast_token=from-cookie")
-    query = b"token=from-query"
-    assert credentials_from_handshake([cookie, api_key, bearer], query) == "from-bearer"
-    assert credentials_from_handshake([cookie, api_key], query) == "from-key"
-    assert credentials_from_handshake([cookie], query) == "from-cookie"
-    assert credentials_from_handshake([], query) == "from-query"
-
-
-def test_first_of_duplicate_headers_wins() -> None:
-    headers = [
-        (b"authorization", b"Bearer first"),
-        (b"authorization", b"Bearer second"),
-    ]
-    assert credentials_from_handshake(headers, b"") == "first"
+    assert find_credential([cookie, (b"authorization", b"Bearer b")]) == Credential(
+        "b", Source.AUTHORIZATION
+    )
+    assert find_credential([cookie, (b"x-api-key", b"k")]) == Credential("k", Source.API_KEY_HEADER)
+    assert find_credential([cookie], b"token=q") == Credential("q", Source.QUERY)
+    assert find_credential([cookie]) == Credential("from-cookie", Source.COOKIE)
+    assert "from-cookie" not in repr(find_credential([cookie]))
 
 
 def test_cookie_is_found_among_others_and_across_cookie_headers() -> None:
@@ -460,8 +485,8 @@ def test_cookie_is_found_among_others_and_across_cookie_headers() -> None:
     assert credentials_from_handshake([(b"cookie", b"sid=1")], b"", cookie_name="sid") == "1"
 
 
-def test_query_token_is_percent_decoded_and_first_wins() -> None:
-    assert credentials_from_handshake([], b"seq=1&token=a%2Eb%2Ec&token=zzz") == "a.b.c"
+def test_query_token_is_percent_decoded() -> None:
+    assert credentials_from_handshake([], b"seq=1&token=a%2Eb%2Ec") == "a.b.c"
     assert credentials_from_handshake([], b"%74oken=abc") == "abc"
     assert credentials_from_handshake([], b"tokens=abc&xtoken=abc") is None
 
@@ -469,8 +494,8 @@ def test_query_token_is_percent_decoded_and_first_wins() -> None:
 @pytest.mark.parametrize(
     ("headers", "query", "message"),
     [
-        ([(b"authorization", b"Bearer")], b"", "Empty credential in Authorization"),
-        ([(b"authorization", b"Bearer   ")], b"", "Empty credential in Authorization"),
+        ([(b"authorization", b"Bearer")], b"", "Malformed Authorization header"),
+        ([(b"authorization", b"Bearer   ")], b"", "Malformed Authorization header"),
         ([(b"x-api-key", b"")], b"", "Empty credential in X-API-Key"),
         ([(b"cookie", b"tickcast_token=")], b"", "Empty credential in cookie"),
         ([], b"token=", "Empty credential in query parameter"),

@@ -15,17 +15,23 @@ from tickcast.auth.policy import (
     check_market,
     check_origin,
     check_portfolio,
+    expired,
+    forbidden,
     invalid_credentials,
     may_read_market,
     may_read_portfolio,
     normalize_origin,
     origin_allowed,
+    origin_refused,
     rate_limited,
+    too_many_anonymous,
     too_many_connections,
     too_many_subscriptions,
+    unauthenticated,
+    unavailable,
     validate_allowed_origins,
 )
-from tickcast.closecodes import CloseCode
+from tickcast.closecodes import CloseCode, info
 from tickcast.errors import ConfigError
 
 #: Property-based tests run where hypothesis is installed (it is optional).
@@ -212,36 +218,87 @@ def test_check_portfolio_tells_anonymous_from_another_user() -> None:
 
 def test_invalid_and_expired_credentials_keep_their_message() -> None:
     invalid = invalid_credentials(InvalidCredentials("Invalid token: bad signature"))
-    expired = invalid_credentials(ExpiredCredentials("Token expired: sign in again"))
+    old = invalid_credentials(ExpiredCredentials("Token expired: sign in again"))
     assert (invalid.reason, invalid.message, invalid.http_status) == (
         Reason.INVALID_CREDENTIALS,
         "Invalid token: bad signature",
         401,
     )
-    assert expired.reason is Reason.EXPIRED
+    assert old.reason is Reason.EXPIRED
+    assert (invalid.close_code, old.close_code) == (3500, 3501)
     assert invalid_credentials(InvalidCredentials()).message == "Invalid credentials"
 
 
 @pytest.mark.parametrize(
-    ("refusal", "reason", "status", "text"),
+    ("refusal", "reason", "status", "text", "code"),
     [
-        (auth_timeout(10), Reason.AUTH_TIMEOUT, 401, "No credentials within 10 s"),
-        (too_many_connections(5), Reason.CONNECTION_LIMIT, 429, "at most 5 per user"),
-        (too_many_subscriptions(50), Reason.SUBSCRIPTION_LIMIT, 429, "at most 50 subscriptions"),
-        (rate_limited(20, 40), Reason.RATE_LIMITED, 429, "at most 20 per second (bursts of 40)"),
+        (auth_timeout(10), Reason.AUTH_TIMEOUT, 401, "No credentials within 10 s", 3502),
+        (too_many_connections(5), Reason.CONNECTION_LIMIT, 429, "at most 5 per user", 3001),
+        (too_many_anonymous(10), Reason.ADDRESS_LIMIT, 429, "at most 10 (authenticate", 3001),
+        (too_many_subscriptions(50), Reason.SUBSCRIPTION_LIMIT, 429, "at most 50 subscr", 1008),
+        (rate_limited(20, 40), Reason.RATE_LIMITED, 429, "at most 20 per second (bursts", 3002),
+        (unauthenticated(), Reason.UNAUTHENTICATED, 401, "Authentication required", 3503),
+        (forbidden("no"), Reason.FORBIDDEN, 403, "no", 3504),
+        (expired(), Reason.EXPIRED, 401, "Token expired", 3501),
+        (unavailable("down"), Reason.UNAVAILABLE, 503, "down", 1013),
+        (origin_refused("https://x.example"), Reason.ORIGIN, 403, "'https://x.example'", 1008),
     ],
 )
-def test_refusal_catalogue(refusal: Refusal, reason: Reason, status: int, text: str) -> None:
+def test_refusal_catalogue(
+    refusal: Refusal, reason: Reason, status: int, text: str, code: int
+) -> None:
     assert refusal.reason is reason
     assert refusal.http_status == status
     assert text in refusal.message
-    assert refusal.close_code is CloseCode.POLICY_VIOLATION
+    assert refusal.close_code == code
+    assert refusal.reconnect is info(refusal.close_code).reconnect
+
+
+def test_only_a_busy_server_or_a_busy_client_is_worth_a_retry() -> None:
+    """Credentials, origins and policy are terminal; limits and outages are not."""
+    retry = {r.reason for r in _every_refusal() if r.reconnect}
+    assert retry == {
+        Reason.CONNECTION_LIMIT,
+        Reason.ADDRESS_LIMIT,
+        Reason.RATE_LIMITED,
+        Reason.UNAVAILABLE,
+    }
+
+
+def test_each_kind_of_closing_refusal_has_its_own_close_code() -> None:
+    """Except those the WebSocket standard names (1008 origin, 1013 try again later)
+    and the two connection caps, which ask the client for the same thing."""
+    codes: dict[CloseCode, set[Reason]] = {}
+    for refusal in _every_refusal():
+        codes.setdefault(refusal.close_code, set()).add(refusal.reason)
+    shared = {code: reasons for code, reasons in codes.items() if len(reasons) > 1}
+    assert shared == {
+        CloseCode.POLICY_VIOLATION: {Reason.ORIGIN, Reason.SUBSCRIPTION_LIMIT},
+        CloseCode.TOO_MANY_CONNECTIONS: {Reason.CONNECTION_LIMIT, Reason.ADDRESS_LIMIT},
+    }
+
+
+def _every_refusal() -> list[Refusal]:
+    return [
+        auth_timeout(1),
+        too_many_connections(1),
+        too_many_anonymous(1),
+        too_many_subscriptions(1),
+        rate_limited(1, 1),
+        unauthenticated(),
+        forbidden("x"),
+        expired(),
+        unavailable("x"),
+        origin_refused(None),
+        invalid_credentials(InvalidCredentials("x")),
+        invalid_credentials(ExpiredCredentials("x")),
+    ]
 
 
 def test_close_reason_fits_a_close_frame() -> None:
-    short = Refusal(Reason.FORBIDDEN, "no", 403)
+    short = Refusal(Reason.FORBIDDEN, "no", 403, CloseCode.FORBIDDEN)
     assert short.close_reason == "no"
-    long = Refusal(Reason.FORBIDDEN, "é" * 200, 403)
+    long = Refusal(Reason.FORBIDDEN, "é" * 200, 403, CloseCode.FORBIDDEN)
     assert len(long.close_reason.encode()) <= MAX_CLOSE_REASON_BYTES
     assert long.close_reason.endswith("...")
 

@@ -169,7 +169,7 @@ def test_anonymous_denied_must_authenticate_by_first_message_in_time() -> None:
     ]
     assert s.next_deadline() == NOW + 10
     s.handle_timer(NOW + 10)
-    assert s.close_reason is CloseCode.POLICY_VIOLATION
+    assert s.close_reason is CloseCode.AUTH_TIMEOUT
     assert out(s) == [error("authentication timeout", NOW + 10)]
 
 
@@ -191,7 +191,7 @@ def test_first_message_auth_success_and_failure() -> None:
     out(bad)
     send(bad, {"type": "auth", "data": {"token": "forged"}})
     bad.refuse("Invalid token: signature verification failed", NOW + 2)
-    assert bad.close_reason is CloseCode.POLICY_VIOLATION
+    assert bad.close_reason is CloseCode.INVALID_CREDENTIALS
     assert out(bad) == [error("Invalid token: signature verification failed", NOW + 2)]
 
 

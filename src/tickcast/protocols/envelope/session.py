@@ -5,7 +5,7 @@ collected for ``frames_to_send()`` and subscription changes and authentication r
 for ``commands_received()``, which the driver (``fronts/realtime.py``) carries out.
 Anything malformed or refused gets ``{"type": "error", "data": {"message": ...}}`` and
 leaves the session usable; only a failed or missing authentication (when anonymous
-access is off) closes it, with 1008.
+access is off) closes it: 3502 (authentication timeout) or the refusal's own code.
 
 Client messages (MISSION.md, Front 2)::
 
@@ -65,7 +65,7 @@ class RealtimeSession:
         user_id: the user authenticated at the handshake, or None.
         anonymous_allowed: whether an unauthenticated client may read asset updates;
             when False, it must authenticate by its first message within
-            ``auth_timeout_s`` or be closed with 1008.
+            ``auth_timeout_s`` or be closed with 3502 (authentication timeout).
         is_known: whether a symbol exists (the asset table).
         owner_of: the owner of a portfolio id, or None when there is no such portfolio.
         max_subscriptions: topics per connection.
@@ -132,7 +132,7 @@ class RealtimeSession:
 
     def handle_timer(self, now: float) -> None:
         if self._auth_deadline is not None and now >= self._auth_deadline:
-            self._close(CloseCode.POLICY_VIOLATION, "authentication timeout", now)
+            self._close(CloseCode.AUTH_TIMEOUT, "authentication timeout", now)
         elif self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
             self.close_reason = CloseCode.IDLE_TIMEOUT
 
@@ -160,10 +160,10 @@ class RealtimeSession:
         self._announce(now)
 
     def refuse(
-        self, message: str, now: float, code: CloseCode = CloseCode.POLICY_VIOLATION
+        self, message: str, now: float, code: CloseCode = CloseCode.INVALID_CREDENTIALS
     ) -> None:
-        """The credentials were refused (1008), or could not be checked (1013 / 1011):
-        say why and close."""
+        """The credentials were refused (``code``: 3500, 3501, 3001...), or could not be
+        checked (1013 / 1011): say why and close."""
         self._auth_pending = False
         self._close(code, message, now)
 

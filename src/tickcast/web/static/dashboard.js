@@ -410,6 +410,9 @@ client.on("error", (data) => {
   else notice(message);
 });
 
+/** Close codes that refuse the credentials themselves (closecodes.py). */
+const CREDENTIALS_REFUSED = new Set([3500, 3501]);
+
 const STATUS_TEXT = {
   idle: "idle",
   connecting: "connecting…",
@@ -435,8 +438,9 @@ client.onStatus((status) => {
     quotes.markStale();
     cards.markStale();
   }
-  if (status.state === "closed" && status.code === 1008 && token) {
-    // our credentials were refused (expired, revoked): carry on anonymously
+  if (status.state === "closed" && CREDENTIALS_REFUSED.has(status.code) && token) {
+    // our credentials were refused (3500: revoked, forged...; 3501: expired): carry on
+    // anonymously
     signOut(`Signed out: ${status.reason || "credentials refused"}`);
   }
 });

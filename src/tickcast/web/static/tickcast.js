@@ -8,10 +8,13 @@
 // application-level ping every pingIntervalMs keeps proxies from idling the socket out;
 // a socket that has received nothing for two intervals is taken for dead.
 //
-// Close codes (tickcast's closecodes.py): 1008 (policy: credentials, origin, limits)
-// and the other protocol errors and 3500-3999 are terminal: the client stops and
-// reports "closed"; everything else (1001 going away, 1006 dropped, 1011, 1013 slow
-// consumer, 3000-3499) is retried.
+// Close codes (tickcast's closecodes.py, listed in docs/realtime.md): 1008 (origin), the
+// other protocol errors and 3500-3999 (credentials refused or expired, authentication
+// required or timed out, forbidden) are terminal: the client stops and reports "closed"
+// with the server's reason; everything else (1001 going away, 1006 dropped, 1011, 1013
+// slow consumer, 3000-3499: too many connections or messages, idle) is retried with
+// back-off. A refused handshake reaches a browser as one of these codes, right after the
+// upgrade: its WebSocket API cannot read an HTTP status.
 //
 // Wire messages: {"type": "...", "data": {...}, "timestamp": "...Z"} both ways.
 //

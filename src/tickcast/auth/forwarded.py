@@ -1,0 +1,302 @@
+"""Forwarded: who the client is behind reverse proxies, trusting only configured ones.
+
+Rules: pure. :meth:`TrustedProxies.resolve` takes the TCP peer's address, the scheme the
+gateway saw and the request headers, and returns the client's address, scheme and host.
+Nothing here reads a socket or an ASGI scope (``web/proxyheaders.py`` does, once per
+request, for everything downstream: the connection caps, the logs, websocket-info).
+
+Trust (``trusted_proxies``, addresses or CIDRs; empty by default):
+
+- A peer that is not a trusted proxy is the client, and its forwarding headers are
+  ignored, whatever they say: anyone can send ``X-Forwarded-For: 1.2.3.4``.
+- From a trusted peer, the forwarding chain is read from the right (the hop nearest the
+  gateway) to the left, skipping trusted proxies: the first address that is not a
+  trusted proxy is the client (if every hop is trusted, the leftmost one is). Hops left
+  of the client were written by the client itself and are never believed.
+- The scheme and host are those the client used (what the proxy in front of it saw):
+  with ``Forwarded`` (RFC 7239) the ``proto`` and ``host`` of the client's element; with
+  ``X-Forwarded-Proto`` / ``X-Forwarded-Host``, the entry at the client's position when
+  the list is as long as ``X-Forwarded-For``, else the last entry (a proxy that
+  overwrites the header rather than appending to it).
+- ``Forwarded`` wins over ``X-Forwarded-*`` when a trusted peer sent both. A chain that
+  cannot be parsed is ignored as a whole (the peer stays the client), never half-used.
+
+Example: ``trusted_proxies = ("10.0.0.0/8",)``, peer ``10.0.0.5`` sends
+``X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.0.0.9`` and ``X-Forwarded-Proto: https``:
+the client is ``203.0.113.7`` over https (``6.6.6.6`` is whatever the client claimed).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from tickcast.errors import ConfigError
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+#: Longest forwarding header read, in bytes; a longer one is ignored as a whole.
+MAX_HEADER_BYTES: Final = 8192
+_HOST_RE: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+_SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
+#: RFC 7239 §4: forwarded-pair = token "=" value, value = token / quoted-string.
+_PAIR_RE: Final = re.compile(
+    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*'
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Client:
+    """Who a request is from, as far as the gateway can trust.
+
+    Attributes:
+        address: the client's IP address (or the server's own name for the peer when it
+            is not an IP address, e.g. a test client's).
+        scheme: ``http``/``https`` for HTTP, ``ws``/``wss`` for a WebSocket.
+        host: the ``Host`` the client asked for (``name[:port]``); None when unknown.
+        forwarded: whether the answer came from a trusted proxy's headers.
+    """
+
+    address: str
+    scheme: str
+    host: str | None
+    forwarded: bool = False
+
+
+class TrustedProxies:
+    """The proxies whose forwarding headers are believed; see the module rules.
+
+    Args:
+        entries: addresses (``10.0.0.5``, ``::1``) or CIDRs (``10.0.0.0/8``); empty
+            trusts nobody.
+
+    Raises:
+        ConfigError: an entry is neither.
+    """
+
+    __slots__ = ("networks",)
+
+    def __init__(self, entries: Iterable[str] = ()) -> None:
+        self.networks: tuple[IPNetwork, ...] = tuple(parse_network(e) for e in entries)
+
+    def __bool__(self) -> bool:
+        return bool(self.networks)
+
+    def trusts(self, address: str) -> bool:
+        """Whether ``address`` (an IP address; anything else is never trusted) is a proxy."""
+        ip = _ip(address)
+        return ip is not None and any(ip in network for network in self.networks)
+
+    def resolve(
+        self, peer: str, scheme: str, host: str | None, headers: Sequence[tuple[bytes, bytes]]
+    ) -> Client:
+        """The client behind ``peer`` (the TCP peer's address).
+
+        Args:
+            peer: the address the connection came from.
+            scheme: the scheme the gateway saw (``http``, ``ws``...).
+            host: the request's ``Host`` header, if any.
+            headers: the request's headers, ASGI-style ``(name, value)`` byte pairs.
+        """
+        direct = Client(peer, scheme, host)
+        if not self.networks or not self.trusts(peer):
+            return direct
+        hops = _forwarded_hops(headers)
+        if hops is None:
+            hops = _x_forwarded_hops(headers)
+        if not hops:
+            return direct
+        index = len(hops) - 1
+        while index > 0 and self.trusts(hops[index].address):
+            index -= 1
+        hop = hops[index]
+        if _ip(hop.address) is None:  # "unknown", an obfuscated name: keep the peer
+            return direct
+        websocket = scheme in ("ws", "wss")
+        proto = _scheme(hop.proto, websocket) or scheme
+        return Client(str(_ip(hop.address)), proto, hop.host or host, forwarded=True)
+
+
+def parse_network(entry: str) -> IPNetwork:
+    """``10.0.0.5``, ``10.0.0.0/8``, ``::1`` or ``fd00::/8`` as a network.
+
+    Raises:
+        ConfigError: anything else (the message names the entry).
+    """
+    try:
+        return ipaddress.ip_network(entry.strip(), strict=False)
+    except ValueError:
+        raise ConfigError(
+            f"trusted_proxies: {entry[:80]!r} is not an IP address or a CIDR such as 10.0.0.0/8"
+        ) from None
+
+
+def validate_trusted_proxies(entries: Iterable[str]) -> tuple[str, ...]:
+    """The entries, normalized (``10.0.0.0/8``), for settings validation at start-up.
+
+    Raises:
+        ConfigError: an entry is not an address or a CIDR.
+    """
+    return tuple(dict.fromkeys(str(parse_network(entry)) for entry in entries))
+
+
+def address_key(address: str) -> str:
+    """The key one client's connections are counted under, for a per-address cap.
+
+    An IPv4 address is itself; an IPv6 address counts as its /64 network, the block one
+    subscriber line or host usually holds (counting single IPv6 addresses would let one
+    client open the cap again from each of its 2**64 addresses). Anything that is not an
+    IP address is counted as it is.
+    """
+    ip = _ip(address)
+    if ip is None:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+# -- parsing
+
+
+@dataclass(frozen=True, slots=True)
+class _Hop:
+    address: str
+    proto: str | None = None
+    host: str | None = None
+
+
+def _headers(headers: Sequence[tuple[bytes, bytes]], name: bytes) -> str | None:
+    """Every ``name`` header joined by commas (RFC 9110 §5.3); None if absent or too long."""
+    values = [value for key, value in headers if key.lower() == name]
+    if not values:
+        return None
+    joined = b", ".join(values)
+    if len(joined) > MAX_HEADER_BYTES:
+        return None
+    return joined.decode("latin-1")
+
+
+def _forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop] | None:
+    """The hops of a ``Forwarded`` header; None without one; [] if it cannot be parsed."""
+    text = _headers(headers, b"forwarded")
+    if text is None:
+        return None
+    hops: list[_Hop] = []
+    for element in _split_elements(text):
+        pairs: dict[str, str] = {}
+        position = 0
+        while position < len(element):
+            match = _PAIR_RE.match(element, position)
+            if match is None:
+                return []
+            name, value = match[1].lower(), _unquote(match[2])
+            if name in pairs:  # RFC 7239 §4: each parameter at most once per element
+                return []
+            pairs[name] = value
+            position = match.end()
+            if position < len(element):
+                if element[position] != ";":
+                    return []
+                position += 1
+        if "for" not in pairs:
+            return []
+        host = pairs.get("host")
+        hops.append(
+            _Hop(
+                _node_address(pairs["for"]),
+                pairs.get("proto"),
+                host if host is not None and _HOST_RE.fullmatch(host) else None,
+            )
+        )
+    return hops
+
+
+def _split_elements(text: str) -> list[str]:
+    """Split on the commas outside quoted strings."""
+    elements: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in text:
+        if escaped:
+            escaped = False
+        elif char == "\\" and quoted:
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            elements.append("".join(current).strip())
+            current = []
+            continue
+        current.append(char)
+    elements.append("".join(current).strip())
+    return [e for e in elements if e]
+
+
+def _unquote(value: str) -> str:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        return re.sub(r"\\(.)", r"\1", value[1:-1])
+    return value
+
+
+def _node_address(node: str) -> str:
+    """RFC 7239 §6 node: ``1.2.3.4``, ``1.2.3.4:80``, ``[2001:db8::1]:4711``, ``unknown``."""
+    if node.startswith("["):
+        return node[1 : node.find("]")] if "]" in node else node
+    if node.count(":") == 1:
+        return node.partition(":")[0]
+    return node
+
+
+def _x_forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop]:
+    addresses = _list(_headers(headers, b"x-forwarded-for"))
+    if not addresses:
+        return []
+    protos = _list(_headers(headers, b"x-forwarded-proto"))
+    hosts = _list(_headers(headers, b"x-forwarded-host"))
+    return [
+        _Hop(
+            _node_address(address),
+            _aligned(protos, index, len(addresses)),
+            _valid_host(_aligned(hosts, index, len(addresses))),
+        )
+        for index, address in enumerate(addresses)
+    ]
+
+
+def _list(text: str | None) -> list[str]:
+    return [] if text is None else [item.strip() for item in text.split(",") if item.strip()]
+
+
+def _aligned(values: list[str], index: int, hops: int) -> str | None:
+    """The entry for hop ``index``: aligned when there is one per hop, else the last."""
+    if not values:
+        return None
+    return values[index] if len(values) == hops else values[-1]
+
+
+def _valid_host(host: str | None) -> str | None:
+    return host if host is not None and _HOST_RE.fullmatch(host) else None
+
+
+def _scheme(proto: str | None, websocket: bool) -> str | None:
+    """A forwarded proto as this request's scheme (``https`` is ``wss`` on a WebSocket)."""
+    if proto is None or proto.lower() not in _SCHEMES:
+        return None
+    secure = proto.lower() in ("https", "wss")
+    if websocket:
+        return "wss" if secure else "ws"
+    return "https" if secure else "http"
+
+
+def _ip(address: str) -> IPAddress | None:
+    try:
+        return ipaddress.ip_address(address)
+    except ValueError:
+        return None

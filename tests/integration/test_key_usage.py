@@ -1,0 +1,98 @@
+"""Identity records API-key use in the background: once per key per interval, at the
+time of use, and a failed write fails no authentication. Real SQLite files; a clock
+that the test moves."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tickcast.auth.credentials import NewKey, Principal, new_api_key
+from tickcast.fronts.identity import Identity, _Key
+from tickcast.storage import migrate
+from tickcast.storage.engine import make_engine
+from tickcast.storage.records import ApiKey
+from tickcast.storage.repositories import ApiKeys, Users
+
+SECRET = "u" * 40
+T0 = 1_700_000_000.0
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+async def engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/k.db")
+    await migrate.upgrade(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def make_key(engine: AsyncEngine) -> tuple[NewKey, int]:
+    key = new_api_key()
+    async with engine.begin() as conn:
+        user = await Users(conn).create("kim")
+        stored = await ApiKeys(conn).insert(
+            user.id, prefix=key.prefix, secret_hash=key.secret_hash, name="t"
+        )
+    return key, stored.id
+
+
+async def stored(engine: AsyncEngine, key: NewKey) -> ApiKey:
+    async with engine.connect() as conn:
+        return await ApiKeys(conn).find_by_prefix(key.prefix)
+
+
+async def test_a_use_is_written_once_per_interval_at_the_time_of_use(engine: AsyncEngine) -> None:
+    key, _ = await make_key(engine)
+    clock = Clock()
+    identity = Identity(engine, SECRET, 60, clock=clock, touch_interval_s=60)
+    try:
+        assert (await stored(engine, key)).last_used_at is None
+        principal = await identity.authenticate(key.token)
+        assert principal.username == "kim"
+        await identity.wait_written()
+        assert (await stored(engine, key)).last_used_at == datetime.fromtimestamp(T0, UTC)
+
+        clock.now = T0 + 59  # within the interval: nothing new is written
+        await identity.authenticate(key.token)
+        await identity.wait_written()
+        assert (await stored(engine, key)).last_used_at == datetime.fromtimestamp(T0, UTC)
+
+        clock.now = T0 + 61
+        await identity.authenticate(key.token)
+        await identity.wait_written()
+        assert (await stored(engine, key)).last_used_at == datetime.fromtimestamp(T0 + 61, UTC)
+    finally:
+        await identity.aclose()
+
+
+async def test_a_failed_write_fails_no_authentication(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    down = make_engine("postgresql+asyncpg://postgres@127.0.0.1:1/nowhere")  # nothing listens
+    identity = Identity(down, SECRET, 60)
+    key = new_api_key()
+    ada = Principal(7, "ada")
+    # a key checked before: it keeps working from the cache while the database is down
+    identity._keys[key.prefix] = _Key(identity.clock() + 30, 42, ada, key.secret_hash)
+    try:
+        with caplog.at_level(logging.WARNING, logger="tickcast.fronts.identity"):
+            assert await identity.authenticate(key.token) == ada
+            await identity.wait_written()
+        assert "could not record the use of 1 API key(s)" in caplog.text
+        assert await identity.authenticate(key.token) == ada  # and again
+    finally:
+        await identity.aclose()
+        await down.dispose()

@@ -1,0 +1,173 @@
+"""Forwarded: the client behind trusted proxies, and nobody else's word for it."""
+
+from __future__ import annotations
+
+import pytest
+
+from tickcast.auth.forwarded import (
+    MAX_HEADER_BYTES,
+    Client,
+    TrustedProxies,
+    address_key,
+    parse_network,
+    validate_trusted_proxies,
+)
+from tickcast.errors import ConfigError
+
+PROXIES = TrustedProxies(["10.0.0.0/8", "::1"])
+
+
+def resolve(
+    peer: str, *headers: tuple[str, str], scheme: str = "http", host: str | None = "gw:8000"
+) -> Client:
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers]
+    return PROXIES.resolve(peer, scheme, host, raw)
+
+
+def test_without_trusted_proxies_the_peer_is_the_client_whatever_it_claims() -> None:
+    headers = [(b"x-forwarded-for", b"1.2.3.4"), (b"x-forwarded-proto", b"https")]
+    assert TrustedProxies().resolve("10.0.0.5", "http", "gw", headers) == Client(
+        "10.0.0.5", "http", "gw"
+    )
+    assert not TrustedProxies()
+
+
+def test_an_untrusted_peer_cannot_forward() -> None:
+    client = resolve(
+        "203.0.113.9",
+        ("X-Forwarded-For", "1.2.3.4"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "evil.example"),
+        ("Forwarded", "for=1.2.3.4;proto=https;host=evil.example"),
+    )
+    assert client == Client("203.0.113.9", "http", "gw:8000", forwarded=False)
+
+
+def test_a_trusted_proxy_names_the_client_scheme_and_host() -> None:
+    client = resolve(
+        "10.0.0.5",
+        ("X-Forwarded-For", "203.0.113.7"),
+        ("X-Forwarded-Proto", "https"),
+        ("X-Forwarded-Host", "app.example.com"),
+    )
+    assert client == Client("203.0.113.7", "https", "app.example.com", forwarded=True)
+
+
+def test_on_a_websocket_https_means_wss() -> None:
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), scheme="ws")
+    assert client.scheme == "ws"
+    client = resolve(
+        "10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Proto", "https"), scheme="ws"
+    )
+    assert client.scheme == "wss"
+
+
+def test_the_chain_is_read_from_the_right_skipping_trusted_hops() -> None:
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "6.6.6.6, 203.0.113.7, 10.0.0.9"))
+    assert client.address == "203.0.113.7"  # 6.6.6.6 is whatever the client claimed
+
+
+def test_a_chain_of_trusted_hops_only_gives_the_leftmost() -> None:
+    assert resolve("10.0.0.5", ("X-Forwarded-For", "10.1.1.1, 10.2.2.2")).address == "10.1.1.1"
+
+
+def test_proto_and_host_lists_align_with_the_hops_or_take_the_last() -> None:
+    aligned = resolve(
+        "10.0.0.5",
+        ("X-Forwarded-For", "203.0.113.7, 10.0.0.9"),
+        ("X-Forwarded-Proto", "https, http"),
+        ("X-Forwarded-Host", "app.example.com, inner:8000"),
+    )
+    assert (aligned.scheme, aligned.host) == ("https", "app.example.com")
+    overwritten = resolve(
+        "10.0.0.5",
+        ("X-Forwarded-For", "203.0.113.7, 10.0.0.9"),
+        ("X-Forwarded-Proto", "https"),
+    )
+    assert overwritten.scheme == "https"
+
+
+def test_duplicate_headers_are_one_list() -> None:
+    raw = [(b"x-forwarded-for", b"6.6.6.6"), (b"x-forwarded-for", b"203.0.113.7")]
+    assert PROXIES.resolve("10.0.0.5", "http", None, raw).address == "203.0.113.7"
+
+
+def test_rfc_7239_forwarded_wins_and_its_element_carries_proto_and_host() -> None:
+    client = resolve(
+        "10.0.0.5",
+        ("Forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https;host=a.example'),
+        ("Forwarded", "for=10.0.0.9;proto=http"),
+        ("X-Forwarded-For", "198.51.100.1"),
+    )
+    assert client == Client("2001:db8:cafe::17", "https", "a.example", forwarded=True)
+
+
+def test_forwarded_parameters_are_case_insensitive_and_ports_dropped() -> None:
+    client = resolve("::1", ("Forwarded", "For=192.0.2.60:8080;Proto=HTTPS;By=10.0.0.1"))
+    assert (client.address, client.scheme) == ("192.0.2.60", "https")
+
+
+@pytest.mark.parametrize(
+    "forwarded",
+    [
+        "for=1.2.3.4;for=5.6.7.8",  # a parameter twice in one element
+        "proto=https",  # no for
+        "for=1.2.3.4 junk",
+        'for="1.2.3.4',  # an unclosed quote
+        "for=" + "1" * MAX_HEADER_BYTES,
+    ],
+)
+def test_a_forwarded_header_that_cannot_be_parsed_is_ignored_as_a_whole(forwarded: str) -> None:
+    client = resolve("10.0.0.5", ("Forwarded", forwarded))
+    assert client == Client("10.0.0.5", "http", "gw:8000")
+
+
+@pytest.mark.parametrize("node", ["unknown", "_hidden", "not-an-ip"])
+def test_an_obfuscated_or_unknown_client_keeps_the_peer(node: str) -> None:
+    assert resolve("10.0.0.5", ("Forwarded", f"for={node}")).address == "10.0.0.5"
+    assert resolve("10.0.0.5", ("X-Forwarded-For", node)).address == "10.0.0.5"
+
+
+@pytest.mark.parametrize(
+    ("header", "value"),
+    [
+        ("X-Forwarded-Host", "evil.example/path"),
+        ("X-Forwarded-Host", "a b"),
+        ("X-Forwarded-Proto", "gopher"),
+    ],
+)
+def test_junk_scheme_or_host_falls_back_to_what_the_gateway_saw(header: str, value: str) -> None:
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), (header, value))
+    assert (client.address, client.scheme, client.host) == ("203.0.113.7", "http", "gw:8000")
+
+
+def test_trust_is_by_address_or_network_and_never_for_names() -> None:
+    proxies = TrustedProxies(["192.0.2.1", "fd00::/8"])
+    assert proxies.trusts("192.0.2.1")
+    assert not proxies.trusts("192.0.2.2")
+    assert proxies.trusts("fd00::1")
+    assert not proxies.trusts("testclient")
+    assert proxies
+
+
+@pytest.mark.parametrize("entry", ["", "proxy.example", "10.0.0.0/33", "*", "1.2.3.4/8/8"])
+def test_a_bad_trusted_proxy_entry_is_a_config_error(entry: str) -> None:
+    with pytest.raises(ConfigError, match="trusted_proxies"):
+        parse_network(entry)
+    with pytest.raises(ConfigError):
+        TrustedProxies([entry])
+
+
+def test_entries_are_normalized_for_the_settings() -> None:
+    assert validate_trusted_proxies([" 10.1.2.3/8", "::1", "10.0.0.0/8"]) == (
+        "10.0.0.0/8",
+        "::1/128",
+    )
+
+
+def test_address_keys_group_an_ipv6_client_by_its_64_block() -> None:
+    assert address_key("203.0.113.7") == "203.0.113.7"
+    assert address_key("2001:db8:1:2:aaaa::1") == address_key("2001:db8:1:2:bbbb::9")
+    assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
+    assert address_key("::ffff:203.0.113.7") == "203.0.113.7"
+    assert address_key("testclient") == "testclient"
