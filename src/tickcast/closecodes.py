@@ -40,7 +40,8 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # an Origin not on the allow-list
     MESSAGE_TOO_BIG = 1009  # inbound message over max_message_bytes
     INTERNAL_ERROR = 1011
-    TRY_AGAIN_LATER = 1013  # slow consumer; or the accounts database cannot answer now
+    TRY_AGAIN_LATER = 1013  # a slow consumer ("slow consumer: 2.1 s behind"); or the
+    # accounts database cannot answer now
     TOO_MANY_CONNECTIONS = 3001  # the user's or the address's connection cap is reached
     RATE_LIMITED = 3002  # the client kept sending over the message rate
     IDLE_TIMEOUT = 3008  # no message from the client within the idle timeout
@@ -60,7 +61,7 @@ CLOSE_INFO: dict[CloseCode, CloseInfo] = {
     CloseCode.POLICY_VIOLATION: CloseInfo(1008, "policy violation", False),
     CloseCode.MESSAGE_TOO_BIG: CloseInfo(1009, "message too big", False),
     CloseCode.INTERNAL_ERROR: CloseInfo(1011, "internal error", True),
-    CloseCode.TRY_AGAIN_LATER: CloseInfo(1013, "slow consumer: outbound queue overflow", True),
+    CloseCode.TRY_AGAIN_LATER: CloseInfo(1013, "try again later", True),
     CloseCode.TOO_MANY_CONNECTIONS: CloseInfo(3001, "too many connections", True),
     CloseCode.RATE_LIMITED: CloseInfo(3002, "too many messages", True),
     CloseCode.IDLE_TIMEOUT: CloseInfo(3008, "idle timeout", True),
