@@ -6,7 +6,8 @@ Modules:
     tables: the schema (SQLAlchemy Core), the single source of truth for migrations.
     records: the frozen rows the repositories return (Decimal money, aware UTC times).
     repositories: ``Users``, ``ApiKeys``, ``Assets``, ``Portfolios``, ``Positions``,
-        ``Transactions``, each a thin object over a caller's ``AsyncConnection``.
+        ``Transactions``, ``CashTransactions``, each a thin object over a caller's
+        ``AsyncConnection``.
     errors: ``NotFound`` and ``Conflict``.
     migrations/: the Alembic scripts (package data; no alembic.ini at run time).
 
