@@ -62,6 +62,7 @@ PURE_MODULES = frozenset(
         "tickcast.auth.policy",
         "tickcast.auth.limits",
         "tickcast.portfolio.assets",
+        "tickcast.portfolio.cash",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
     }
