@@ -36,6 +36,8 @@ CLIENT_TYPES = [
     "unsubscribe_asset",
     "subscribe_portfolio",
     "unsubscribe_portfolio",
+    "subscribe_positions",
+    "unsubscribe_positions",
 ]
 SERVER_TYPES = [
     "connection",
@@ -43,6 +45,7 @@ SERVER_TYPES = [
     "asset_update",
     "portfolio_update",
     "position_update",
+    "positions_update",
     "error",
 ]
 
