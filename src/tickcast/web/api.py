@@ -462,6 +462,8 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
             raise _invalid("amount", "insufficient_cash", message, str(body.amount)) from None
         except NotFound:  # deleted meanwhile
             raise _not_found(portfolio_id) from None
+        except ValueError as exc:  # net deposits beyond what storage holds
+            raise _invalid("amount", "value_error", str(exc), str(body.amount)) from None
         return cash_recorded(portfolio, moved.entry)
 
     @api.get(

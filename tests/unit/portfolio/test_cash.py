@@ -66,6 +66,8 @@ def test_a_balance_beyond_what_storage_holds_is_refused() -> None:
         deposit(Cash(almost, almost), D("0.0000000001"))
     with pytest.raises(ValueError, match="must stay below"):
         settle(Cash(almost, D(0)), "sell", D(1), D(1))
+    with pytest.raises(ValueError, match="must stay below"):  # profits taken out, ever
+        withdraw(Cash(D(1), -almost), D(1))
 
 
 @pytest.mark.parametrize(
