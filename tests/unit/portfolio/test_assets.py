@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickcast.model.market import Quote, Trade
+from tickcast.model.market import Bar, Quote, Trade
 from tickcast.portfolio.assets import AssetBoard, Reference, ReferenceKind
 
 DAY = 86_400.0
@@ -129,3 +129,25 @@ def test_non_positive_prices_are_ignored() -> None:
     board = AssetBoard()
     board.apply([quote(0.0)])
     assert board.take_updates(T0) == []
+
+
+def test_bars_are_not_prices_and_unknown_symbols_have_none() -> None:
+    board = AssetBoard()
+    assert board.apply([Bar("AAPL", 1.0, 2.0, 0.5, 1.5, 10.0, T0, T0, "alpaca")]) == set()
+    assert board.take_updates(T0) == []
+    assert board.price("AAPL") is None
+    board.set_previous_close("AAPL", 100.0)  # before any price: kept for the first one
+    assert board.take_updates(T0) == []
+    board.apply([quote(101.0)])
+    assert board.reference("AAPL") == (100.0, ReferenceKind.PREVIOUS_CLOSE)
+
+
+def test_a_zero_close_is_no_reference() -> None:
+    board = AssetBoard()
+    board.apply([quote(10.0)])
+    board.roll(T0 + DAY)
+    board.set_previous_close("AAPL", 0.0)  # junk in the table: no change is computed
+    assert board.reference("AAPL") is None
+    update = board.update("AAPL", T0 + DAY)
+    assert update is not None
+    assert (update.change, update.change_percent) == (0.0, 0.0)

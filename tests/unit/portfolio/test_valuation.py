@@ -15,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickcast.portfolio.book import PortfolioBook
-from tickcast.portfolio.cash import InsufficientCash
+from tickcast.portfolio.cash import Cash, InsufficientCash
 from tickcast.portfolio.valuation import (
     CONTEXT,
     MONEY_PLACES,
@@ -524,6 +524,18 @@ def test_a_refused_trade_leaves_the_book_unchanged() -> None:
         book.apply_trade(1, "", "buy", D(1), D(1))
     assert book.valuation(1) == before
     assert book.holders("AAPL") == frozenset({1})
+
+
+def test_cash_set_from_storage_and_refused_withdrawals_leave_the_book_unchanged() -> None:
+    book = book_with((1, [Holding("AAPL", D(1), D(100))]))
+    book.set_cash(1, Cash(D(50), D(150)))
+    assert book.valuation(1, positions=False).total_value == D(150)  # 100 at cost + 50
+    with pytest.raises(InsufficientCash):
+        book.withdraw(1, D("50.01"))
+    assert book.cash(1) == Cash(D(50), D(150))
+    assert book.withdraw(1, D(50)) == Cash(D(0), D(100))
+    with pytest.raises(KeyError):
+        book.set_cash(2, Cash())
 
 
 def test_unknown_portfolios_raise_key_error() -> None:
