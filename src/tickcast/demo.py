@@ -41,8 +41,9 @@ from tickcast.providers.calendar import AlwaysOpen
 from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig, is_crypto
 from tickcast.storage import migrate
 from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, User
-from tickcast.storage.repositories import ApiKeys, Assets, CashTransactions, Positions, Users
+from tickcast.storage.repositories import ApiKeys, Assets, Positions, Users
 
 DEMO_USERNAME: Final = "demo"
 #: The name (label) of the API keys the demo mints.

@@ -10,8 +10,9 @@ from pathlib import Path
 from tickcast.demo import DEMO_PORTFOLIOS, opening_deposit, reference_prices, seed_demo
 from tickcast.portfolio.service import PortfolioService
 from tickcast.storage.engine import make_engine
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import CashKind
-from tickcast.storage.repositories import CashTransactions, Transactions
+from tickcast.storage.repositories import Transactions
 
 NOW = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 

@@ -17,10 +17,10 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.storage import migrate
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, CashKind, Side
 from tickcast.storage.repositories import (
     Assets,
-    CashTransactions,
     Portfolios,
     Transactions,
     Users,

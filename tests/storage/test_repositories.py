@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tickcast.errors import ConfigError
 from tickcast.storage.engine import make_engine, normalize_url
 from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import (
     ApiKey,
     Asset,
@@ -32,7 +33,6 @@ from tickcast.storage.records import (
 from tickcast.storage.repositories import (
     ApiKeys,
     Assets,
-    CashTransactions,
     Portfolios,
     Positions,
     Transactions,

@@ -54,6 +54,7 @@ from tickcast.portfolio.book import PortfolioBook
 from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import (
     Asset,
     AssetKind,
@@ -66,7 +67,6 @@ from tickcast.storage.records import (
 from tickcast.storage.records import Side as StoredSide
 from tickcast.storage.repositories import (
     Assets,
-    CashTransactions,
     Portfolios,
     Positions,
     Transactions,

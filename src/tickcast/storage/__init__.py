@@ -6,8 +6,8 @@ Modules:
     tables: the schema (SQLAlchemy Core), the single source of truth for migrations.
     records: the frozen rows the repositories return (Decimal money, aware UTC times).
     repositories: ``Users``, ``ApiKeys``, ``Assets``, ``Portfolios``, ``Positions``,
-        ``Transactions``, ``CashTransactions``, each a thin object over a caller's
-        ``AsyncConnection``.
+        ``Transactions``, each a thin object over a caller's ``AsyncConnection``.
+    ledger: ``CashTransactions``, the deposits and withdrawals, the same kind of object.
     errors: ``NotFound`` and ``Conflict``.
     migrations/: the Alembic scripts (package data; no alembic.ini at run time).
 

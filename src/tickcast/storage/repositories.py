@@ -50,8 +50,6 @@ from tickcast.storage.records import (
     ApiKey,
     Asset,
     AssetKind,
-    CashKind,
-    CashTransaction,
     Portfolio,
     PortfolioWithPositions,
     Position,
@@ -63,7 +61,6 @@ from tickcast.storage.tables import (
     Amount,
     api_keys,
     assets,
-    cash_transactions,
     portfolios,
     positions,
     to_amount,
@@ -481,65 +478,6 @@ class Transactions:
         return [_transaction(row) for row in await _all(self._conn, stmt)]
 
 
-class CashTransactions:
-    """The ``cash_transactions`` table: deposits and withdrawals, append-only."""
-
-    __slots__ = ("_conn",)
-
-    def __init__(self, conn: AsyncConnection) -> None:
-        self._conn = conn
-
-    async def insert(
-        self,
-        portfolio_id: int,
-        *,
-        kind: CashKind,
-        amount: Decimal,
-        executed_at: datetime,
-        transaction_id: int | None = None,
-    ) -> CashTransaction:
-        """Record a deposit or a withdrawal (the caller has updated the balance).
-
-        Args:
-            transaction_id: the buy an automatic deposit paid for; None otherwise.
-
-        Raises:
-            ValueError: ``kind`` is not deposit or withdrawal, or ``amount`` is not > 0.
-            NotFound: no such portfolio or transaction.
-        """
-        kind = CashKind(kind)
-        amount = to_amount(amount)
-        if amount <= 0:
-            raise ValueError(f"a cash transaction's amount must be > 0, not {amount}")
-        stmt = (
-            cash_transactions.insert()
-            .values(
-                portfolio_id=portfolio_id,
-                kind=kind.value,
-                amount=amount,
-                executed_at=_at(executed_at),
-                transaction_id=transaction_id,
-            )
-            .returning(cash_transactions)
-        )
-        async with _refusals(self._conn, f"{kind.value} of portfolio {portfolio_id}"):
-            row = (await self._conn.execute(stmt)).mappings().one()
-        return _cash_transaction(row)
-
-    async def list_for_portfolio(
-        self, portfolio_id: int, *, limit: int | None = None
-    ) -> list[CashTransaction]:
-        """The portfolio's deposits and withdrawals, newest first; at most ``limit``
-        (None = all)."""
-        stmt = (
-            select(cash_transactions)
-            .where(cash_transactions.c.portfolio_id == portfolio_id)
-            .order_by(cash_transactions.c.executed_at.desc(), cash_transactions.c.id.desc())
-            .limit(limit)
-        )
-        return [_cash_transaction(row) for row in await _all(self._conn, stmt)]
-
-
 # -- rows to records
 
 
@@ -565,10 +503,6 @@ def _asset(row: RowMapping) -> Asset:
 
 def _transaction(row: RowMapping) -> Transaction:
     return Transaction(**{**_fields_of(Transaction, row), "side": Side(row["side"])})
-
-
-def _cash_transaction(row: RowMapping) -> CashTransaction:
-    return CashTransaction(**{**_fields_of(CashTransaction, row), "kind": CashKind(row["kind"])})
 
 
 def _fields_of(cls: type[Any], row: RowMapping) -> dict[str, Any]:

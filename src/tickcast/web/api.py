@@ -85,8 +85,9 @@ from tickcast.portfolio.valuation import (
     price_to_decimal,
 )
 from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, CashTransaction, Portfolio
-from tickcast.storage.repositories import Assets, CashTransactions, Transactions
+from tickcast.storage.repositories import Assets, Transactions
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
 from tickcast.web.schemas import (
     AssetOut,
