@@ -778,6 +778,17 @@ async def test_openapi_and_docs_are_served(api: Api) -> None:
     assert {"/auth/token", "/me", "/portfolios", "/assets"} <= spec["paths"].keys()
     position = spec["components"]["schemas"]["PositionOut"]["properties"]
     assert position["market_value"]["type"] == "string"
+    assert {
+        "/portfolios/{portfolio_id}/deposits",
+        "/portfolios/{portfolio_id}/withdrawals",
+        "/portfolios/{portfolio_id}/cash-transactions",
+    } <= spec["paths"].keys()
+    # what each figure is, in the schema itself
+    portfolio = spec["components"]["schemas"]["PortfolioOut"]["properties"]
+    assert portfolio["total_value"]["description"] == "market_value + cash."
+    asset = spec["components"]["schemas"]["AssetOut"]["properties"]
+    assert "never a price of today" in asset["previous_close"]["description"]
+    assert "first price this gateway saw today" in asset["change_reference"]["description"]
     schemes = spec["components"]["securitySchemes"]
     assert {"HTTPBearer", "APIKeyHeader", "APIKeyCookie"} <= schemes.keys()
     docs = await api.client.get("/api/docs")
