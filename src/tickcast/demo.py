@@ -16,7 +16,10 @@ Rules:
       demo position is exactly what a client recording the same trades would get.
     - Prices are the simulator's own starting prices (``reference_prices``), so the demo
       values look like the market ``serve`` then simulates: trades were made below it
-      (unrealized gains) and one partial sell realized a profit. The demo symbols that
+      (unrealized gains) and one partial sell realized a profit.
+    - Each demo portfolio opens with a deposit, the day before its first trade, of what
+      its buys cost plus about 10 % (``opening_deposit``): its buys need no automatic
+      deposit, and it holds some cash besides the proceeds of its sells. The demo symbols that
       have no previous close get the reference price as one, so daily changes show from
       the first tick; ``tickcast update-prices --historical --days N`` writes a
       simulated one instead.
@@ -30,7 +33,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Final
 
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -43,6 +46,7 @@ from tickcast.providers.calendar import AlwaysOpen
 from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig, is_crypto
 from tickcast.storage import migrate
 from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, User
 from tickcast.storage.repositories import ApiKeys, Assets, Positions, Users
 
@@ -54,6 +58,9 @@ DASHBOARD_PATH: Final = "/realtime/dashboard/"
 
 _CENT: Final = Decimal("0.01")
 _MICRO: Final = Decimal("0.000001")
+#: A demo portfolio's opening deposit: its buys' cost, plus this share, in thousands.
+_SPARE: Final = Decimal("1.1")
+_THOUSAND: Final = Decimal(1000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +176,20 @@ def reference_prices(symbols: Iterable[str], *, seed: int = 42) -> dict[str, Dec
     return {symbol: prices[symbol] for symbol in wanted}
 
 
+def opening_deposit(trades: Iterable[DemoTrade], reference: Mapping[str, Decimal]) -> Decimal:
+    """What a demo portfolio deposits first: its buys' cost plus 10 %, rounded up to a
+    thousand (the buys at their ``_money`` prices, as ``seed_demo`` records them)."""
+    cost = sum(
+        (
+            t.quantity * _money(reference[t.symbol] * t.price_factor)
+            for t in trades
+            if t.side is Side.BUY
+        ),
+        Decimal(0),
+    )
+    return (cost * _SPARE / _THOUSAND).to_integral_value(ROUND_CEILING) * _THOUSAND
+
+
 def _money(price: Decimal) -> Decimal:
     """A price as a market quotes it: to the cent, or to 1e-6 below 1."""
     return price.quantize(_CENT if price >= 1 else _MICRO)
@@ -229,8 +250,12 @@ async def seed_demo(
             ids.append(portfolio.id)
             async with engine.connect() as conn:
                 held = await Positions(conn).list_for_portfolio(portfolio.id)
+                funded = await CashTransactions(conn).list_for_portfolio(portfolio.id, limit=1)
             if held:
                 continue  # seeded by an earlier run (or traded since): leave it alone
+            if not funded:  # (an earlier run may have stopped between deposit and trades)
+                opened = at - timedelta(days=max(t.days_ago for t in trades) + 1)
+                await service.deposit(portfolio.id, opening_deposit(trades, reference), opened)
             for trade in trades:
                 price = _money(reference[trade.symbol] * trade.price_factor)
                 await service.record_transaction(

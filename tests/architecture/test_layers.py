@@ -64,6 +64,7 @@ PURE_MODULES = frozenset(
         "tickcast.auth.forwarded",
         "tickcast.auth.usage",
         "tickcast.portfolio.assets",
+        "tickcast.portfolio.cash",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
         "tickcast.observability.overload",

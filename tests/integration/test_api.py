@@ -2,18 +2,25 @@
 
 The app runs inside its own lifespan (the node starts, migrates and loads portfolios);
 requests go through httpx's ASGI transport. Users, API keys and assets are written
-straight into the database before the start. The symbols traded here (ACME, INIT, ZERO)
-are stored assets the simulator does not quote, so every price is set by the test and
-every value is exact.
+straight into the database before the start.
+
+Nothing here depends on when it runs or on how the machine schedules it: the node's
+provider serves AAPL and MSFT but delivers nothing by itself (every price is one the
+test ingests, as a provider would deliver it), and the portfolio service's clock is the
+test's (``Api.clock``), which also stamps those prices. So every value is exact, and a
+day turns only when a test says so. (With the real simulator, whether MSFT had a price
+when ``GET /assets`` ran depended on whether the node's start took longer than one
+simulator interval: see issue 8.)
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
@@ -27,6 +34,7 @@ from tickcast.auth.credentials import new_api_key
 from tickcast.config.settings import Settings
 from tickcast.model.market import Quote
 from tickcast.node import Node
+from tickcast.providers.base import Provider, Sink
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine
 from tickcast.storage.records import Asset, AssetKind
@@ -34,6 +42,32 @@ from tickcast.storage.repositories import ApiKeys, Assets, Users
 
 SECRET = "an-integration-test-secret-of-at-least-32-bytes"
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+DAY_S = 86_400.0
+
+
+class Silent(Provider):
+    """Serves AAPL and MSFT and delivers nothing by itself: the test ingests every price."""
+
+    name = "silent"
+    watch_silence = False
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset({"AAPL", "MSFT"})
+
+    async def run(self, sink: Sink) -> None:
+        sink.state("subscribed")
+        await asyncio.Event().wait()
+
+
+@dataclass
+class Clock:
+    """The portfolio service's wall clock (epoch seconds), moved only by the test."""
+
+    now: float = field(default_factory=lambda: T0.timestamp())
+
+    def __call__(self) -> float:
+        return self.now
 
 
 @dataclass
@@ -45,6 +79,7 @@ class Api:
     alice_key: str
     bob_key: str
     revoked_key: str
+    clock: Clock
 
     def alice(self) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.alice_key}"}
@@ -67,9 +102,21 @@ class Api:
             f"/api/portfolios/{pid}/transactions", json=body, headers=self.alice()
         )
 
+    async def cash(self, pid: int, kind: str, amount: Any) -> httpx.Response:
+        return await self.client.post(
+            f"/api/portfolios/{pid}/{kind}", json={"amount": amount}, headers=self.alice()
+        )
+
+    async def summary(self, pid: int) -> dict[str, Any]:
+        r = await self.client.get(f"/api/portfolios/{pid}", headers=self.alice())
+        assert r.status_code == 200, r.text
+        body: dict[str, Any] = r.json()
+        return body
+
     def quote(self, symbol: str, price: float) -> None:
-        """A market price, as a provider would deliver it."""
-        self.node.ingest([Quote(symbol, price, price, 1, 1, price, 1000, time.time(), "test")])
+        """A market price at the test's clock, as a provider would deliver it."""
+        now = self.clock.now
+        self.node.ingest([Quote(symbol, price, price, 1, 1, price, 1000, now, "test")])
 
 
 async def _seed(url: str) -> tuple[str, str, str]:
@@ -121,15 +168,16 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Any]:
         async def start(url: str | None = None, **settings: Any) -> Api:
             url = url or f"sqlite+aiosqlite:///{tmp_path}/t.db"
             alice, bob, carol = await _seed(url)
-            config = Settings(
-                database_url=url, jwt_secret=SECRET, symbols=("AAPL", "MSFT"), rate=20, **settings
-            )
-            app = build_app(config)
+            config = Settings(database_url=url, jwt_secret=SECRET, **settings)
+            node = Node(config, providers=[Silent()])
+            clock = Clock()
+            node.portfolios.clock = clock
+            app = build_app(config, node)
             await stack.enter_async_context(app.app.router.lifespan_context(app.app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
             )
-            return Api(client, app.state.node, alice, bob, carol)
+            return Api(client, node, alice, bob, carol, clock)
 
         yield start
 
@@ -215,6 +263,7 @@ async def test_create_and_list_portfolios(api: Api) -> None:
     assert created["name"] == "growth"
     assert r.headers["location"] == f"/api/portfolios/{created['id']}"
     assert created["total_value"] == "0"
+    assert (created["cash"], created["net_deposits"]) == ("0", "0")
     assert created["daily_change_percent"] == "0"
     assert created["created_at"].endswith("Z")
     second = await api.portfolio("income")
@@ -264,6 +313,8 @@ async def test_worked_example_buy_buy_sell_exact_values(api: Api) -> None:
     assert recorded["transaction"]["quantity"] == "5"
     assert recorded["transaction"]["price"] == "120"
     assert recorded["transaction"]["symbol"] == "ACME"
+    assert recorded["automatic_deposit"] is None  # a sell brings cash in
+    assert recorded["cash"] == "600"  # 5 x 120
     assert recorded["position"] == {
         "symbol": "ACME",
         "quantity": "15",
@@ -282,10 +333,13 @@ async def test_worked_example_buy_buy_sell_exact_values(api: Api) -> None:
         k: detail[k] for k in detail if k not in ("id", "created_at", "as_of", "positions")
     } == {
         "name": "main",
-        "total_value": "1950",
+        "total_value": "2550",  # 1950 + 600
+        "market_value": "1950",
+        "cash": "600",  # the sell's proceeds (the buys' cost was deposited automatically)
+        "net_deposits": "2100",  # 2550 = 2100 + 375 + 75
         "cost_basis": "1575",
         "daily_change": "75",
-        "daily_change_percent": "4",
+        "daily_change_percent": "3.030303",  # 100 x 75 / (2550 - 75)
         "unrealized_pnl": "375",
         "realized_pnl": "75",
         "unpriced_positions": 0,
@@ -336,7 +390,10 @@ async def test_selling_everything_keeps_the_realized_pnl_on_a_closed_position(ap
     assert position["realized_pnl"] == "2.98"  # 33 - 30.02 exactly
     summary = (await api.client.get(f"/api/portfolios/{pid}", headers=api.alice())).json()
     assert summary["realized_pnl"] == "2.98"
-    assert summary["total_value"] == "0"
+    assert summary["market_value"] == "0"
+    # 30.02 went in (automatically, with each buy), 33 came back: all of it is cash
+    assert (summary["cash"], summary["net_deposits"]) == ("33", "30.02")
+    assert summary["total_value"] == "33"
 
 
 async def test_transactions_newest_first_with_limit(api: Api) -> None:
@@ -379,13 +436,173 @@ async def test_a_simulator_symbol_can_be_traded(api: Api) -> None:
     assert r.json()["position"]["symbol"] == "AAPL"
 
 
+# -- cash
+
+
+async def test_selling_at_a_profit_keeps_the_proceeds_in_the_total_value(api: Api) -> None:
+    """Issue 8: the value dropped by the whole sale when a position was sold."""
+    pid = await api.portfolio()
+    bought = (await api.trade(pid, "buy", "10", "100")).json()
+    # nothing was deposited first: the buy deposited what it needed, visibly
+    deposit = bought["automatic_deposit"]
+    assert (deposit["kind"], deposit["amount"]) == ("deposit", "1000")
+    assert deposit["transaction_id"] == bought["transaction"]["id"]
+    assert bought["cash"] == "0"
+    api.quote("ACME", 130.0)
+    before = await api.summary(pid)
+    assert (before["total_value"], before["market_value"], before["cash"]) == ("1300", "1300", "0")
+    sold = (await api.trade(pid, "sell", "10", "130")).json()
+    assert (sold["automatic_deposit"], sold["cash"]) == (None, "1300")
+    after = await api.summary(pid)
+    assert (after["total_value"], after["market_value"], after["cash"]) == ("1300", "0", "1300")
+    # what was put in, plus what the trade made
+    assert (after["net_deposits"], after["realized_pnl"]) == ("1000", "300")
+
+
+async def test_deposits_withdrawals_and_buys_that_need_no_deposit(api: Api) -> None:
+    pid = await api.portfolio()
+    r = await api.cash(pid, "deposits", "5000.25")
+    assert r.status_code == 201, r.text
+    body = r.json()
+    assert {k: body["cash_transaction"][k] for k in ("kind", "amount", "transaction_id")} == {
+        "kind": "deposit",
+        "amount": "5000.25",
+        "transaction_id": None,
+    }
+    assert body["cash_transaction"]["executed_at"] == "2026-03-02T14:30:00Z"  # the clock's
+    assert (body["portfolio"]["cash"], body["portfolio"]["total_value"]) == ("5000.25", "5000.25")
+    bought = (await api.trade(pid, "buy", "10", "100")).json()
+    assert (bought["automatic_deposit"], bought["cash"]) == (None, "4000.25")
+    r = await api.cash(pid, "withdrawals", 1000)  # a JSON number is accepted too
+    assert r.status_code == 201, r.text
+    portfolio = r.json()["portfolio"]
+    assert (portfolio["cash"], portfolio["net_deposits"]) == ("3000.25", "4000.25")
+    assert portfolio["total_value"] == "4250.25"  # 10 ACME at the stored 125 + cash
+    listed = (
+        await api.client.get(f"/api/portfolios/{pid}/cash-transactions", headers=api.alice())
+    ).json()
+    assert [(c["kind"], c["amount"]) for c in listed] == [
+        ("withdrawal", "1000"),
+        ("deposit", "5000.25"),
+    ]
+    limited = await api.client.get(
+        f"/api/portfolios/{pid}/cash-transactions?limit=1", headers=api.alice()
+    )
+    assert [c["kind"] for c in limited.json()] == ["withdrawal"]
+
+
+async def test_a_buy_short_of_cash_deposits_only_the_shortfall(api: Api) -> None:
+    pid = await api.portfolio()
+    await api.cash(pid, "deposits", "150")
+    bought = (await api.trade(pid, "buy", "2", "100")).json()
+    assert bought["automatic_deposit"]["amount"] == "50"
+    assert bought["cash"] == "0"
+    summary = await api.summary(pid)
+    assert (summary["net_deposits"], summary["total_value"]) == ("200", "250")  # 2 x 125
+    listed = (
+        await api.client.get(f"/api/portfolios/{pid}/cash-transactions", headers=api.alice())
+    ).json()
+    assert [(c["amount"], c["transaction_id"]) for c in listed] == [
+        ("50", bought["transaction"]["id"]),
+        ("150", None),
+    ]
+
+
+async def test_a_withdrawal_beyond_the_cash_is_422_and_changes_nothing(api: Api) -> None:
+    pid = await api.portfolio()
+    await api.trade(pid, "buy", "5", "120")
+    await api.trade(pid, "sell", "5", "120")  # 600 in cash
+    r = await api.cash(pid, "withdrawals", "600.01")
+    assert r.status_code == 422
+    [error] = r.json()["detail"]
+    assert (error["loc"], error["type"]) == (["body", "amount"], "insufficient_cash")
+    assert error["msg"] == "cannot withdraw 600.01: only 600 in cash"
+    summary = await api.summary(pid)
+    assert (summary["cash"], summary["net_deposits"]) == ("600", "600")
+    ledger = f"/api/portfolios/{pid}/cash-transactions"
+    assert len((await api.client.get(ledger, headers=api.alice())).json()) == 1  # the buy's
+    assert (await api.cash(pid, "withdrawals", "600")).status_code == 201  # all of it
+    assert (await api.summary(pid))["cash"] == "0"
+
+
+@pytest.mark.parametrize("kind", ["deposits", "withdrawals"])
+@pytest.mark.parametrize(
+    ("amount", "error"),
+    [
+        ("0", "greater_than"),
+        ("-5", "greater_than"),
+        ("NaN", "finite_number"),
+        ("1.00000000001", "decimal_max_places"),
+        ("1000000000000000000", "decimal_whole_digits"),
+        ("ten", "decimal_parsing"),
+    ],
+)
+async def test_invalid_cash_amounts_are_422(api: Api, kind: str, amount: str, error: str) -> None:
+    pid = await api.portfolio()
+    r = await api.cash(pid, kind, amount)
+    assert r.status_code == 422, r.text
+    [detail] = r.json()["detail"]
+    assert (detail["loc"], detail["type"]) == (["body", "amount"], error)
+    assert (await api.summary(pid))["cash"] == "0"
+
+
+async def test_a_balance_beyond_what_is_stored_is_422(api: Api) -> None:
+    pid = await api.portfolio()
+    assert (await api.cash(pid, "deposits", "999999999999999999")).status_code == 201
+    r = await api.cash(pid, "deposits", "1")
+    assert r.status_code == 422
+    [detail] = r.json()["detail"]
+    assert detail["type"] == "value_error"
+    assert "must stay below 1000000000000000000" in detail["msg"]
+    assert (await api.summary(pid))["cash"] == "999999999999999999"
+
+
+async def test_cash_endpoints_refuse_others_strangers_and_bodies_that_are_not_json(
+    api: Api,
+) -> None:
+    pid = await api.portfolio()
+    for kind in ("deposits", "withdrawals"):
+        path = f"/api/portfolios/{pid}/{kind}"
+        theirs = await api.client.post(path, json={"amount": "1"}, headers=api.bob())
+        assert theirs.status_code == 404
+        assert theirs.json()["detail"] == f"Portfolio {pid} not found"
+        assert (await api.client.post(path, json={"amount": "1"})).status_code == 401
+        text = {**api.alice(), "Content-Type": "text/plain"}
+        assert (
+            await api.client.post(path, content=b'{"amount": "1"}', headers=text)
+        ).status_code == 415
+        extra = await api.client.post(path, json={"amount": "1", "x": 1}, headers=api.alice())
+        assert extra.status_code == 422
+    ledger = f"/api/portfolios/{pid}/cash-transactions"
+    assert (await api.client.get(ledger, headers=api.bob())).status_code == 404
+    assert (await api.client.get(ledger)).status_code == 401
+    assert (await api.client.get(ledger, headers=api.alice())).json() == []
+    assert (await api.summary(pid))["cash"] == "0"
+
+
+async def test_concurrent_withdrawals_never_overdraw(api: Api) -> None:
+    await _withdraw_concurrently(api)
+
+
+async def _withdraw_concurrently(api: Api) -> None:
+    """Ten withdrawals of 100 at once from 500: the row lock lets exactly five through."""
+    pid = await api.portfolio()
+    await api.cash(pid, "deposits", "500")
+    answers = await asyncio.gather(*(api.cash(pid, "withdrawals", "100") for _ in range(10)))
+    assert sorted(r.status_code for r in answers) == [201] * 5 + [422] * 5
+    summary = await api.summary(pid)
+    assert (summary["cash"], summary["net_deposits"]) == ("0", "0")
+    ledger = f"/api/portfolios/{pid}/cash-transactions"
+    assert len((await api.client.get(ledger, headers=api.alice())).json()) == 6
+
+
 # -- other users' portfolios
 
 
 async def test_another_users_portfolio_is_404_like_a_missing_one(api: Api) -> None:
     pid = await api.portfolio()
     missing = pid + 1000
-    for path in ("", "/positions", "/transactions"):
+    for path in ("", "/positions", "/transactions", "/cash-transactions"):
         theirs = await api.client.get(f"/api/portfolios/{pid}{path}", headers=api.bob())
         nowhere = await api.client.get(f"/api/portfolios/{missing}{path}", headers=api.bob())
         assert theirs.status_code == nowhere.status_code == 404
@@ -407,6 +624,9 @@ async def test_portfolio_endpoints_need_credentials(api: Api) -> None:
         ("GET", f"/api/portfolios/{pid}/positions"),
         ("GET", f"/api/portfolios/{pid}/transactions"),
         ("POST", f"/api/portfolios/{pid}/transactions"),
+        ("POST", f"/api/portfolios/{pid}/deposits"),
+        ("POST", f"/api/portfolios/{pid}/withdrawals"),
+        ("GET", f"/api/portfolios/{pid}/cash-transactions"),
     ):
         r = await api.client.request(method, path, json={})
         assert r.status_code == 401, (method, path, r.text)
@@ -471,7 +691,7 @@ async def test_assets_list_stored_and_live_prices(api: Api) -> None:
     assert r.status_code == 200
     assets = {a["symbol"]: a for a in r.json()}
     assert list(assets) == sorted(assets)
-    assert {"AAPL", "MSFT", "ACME", "INIT"} <= assets.keys()
+    assert assets.keys() == {"AAPL", "MSFT", "ACME", "INIT"}
     assert assets["ACME"] == {
         "symbol": "ACME",
         "name": "Acme Corp.",
@@ -479,6 +699,8 @@ async def test_assets_list_stored_and_live_prices(api: Api) -> None:
         "price": "125",
         "live": False,
         "previous_close": "125",
+        "change_reference": "125",
+        "change_reference_kind": "previous_close",
         "change": "0",
         "change_percent": "0",
     }
@@ -486,7 +708,55 @@ async def test_assets_list_stored_and_live_prices(api: Api) -> None:
     assert assets["INIT"]["live"] is True
     assert assets["INIT"]["change"] == "1"
     assert assets["INIT"]["change_percent"] == "2.5"
-    assert assets["MSFT"]["previous_close"] is None
+    # no price, no close: nothing is made up
+    assert assets["MSFT"] == {
+        "symbol": "MSFT",
+        "name": "MSFT",
+        "kind": "stock",
+        "price": None,
+        "live": False,
+        "previous_close": None,
+        "change_reference": None,
+        "change_reference_kind": None,
+        "change": None,
+        "change_percent": None,
+    }
+
+
+async def test_the_first_price_of_the_day_is_the_change_reference_never_the_previous_close(
+    api: Api,
+) -> None:
+    """Issue 8: ``previous_close`` was the first price the gateway saw today."""
+
+    async def msft() -> dict[str, Any]:
+        r = await api.client.get("/api/assets")
+        return next(a for a in r.json() if a["symbol"] == "MSFT")
+
+    api.quote("MSFT", 420.0)
+    api.quote("MSFT", 425.0)
+    today = await msft()
+    assert today["previous_close"] is None  # no close is known
+    assert (today["change_reference"], today["change_reference_kind"]) == (
+        "420",
+        "first_price_today",
+    )
+    assert (today["price"], today["change"], today["change_percent"]) == ("425", "5", "1.190476")
+
+    # the next UTC day, before its first price: yesterday's last price closed it
+    api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    tomorrow = await msft()
+    assert (tomorrow["previous_close"], tomorrow["change_reference_kind"]) == (
+        "425",
+        "previous_close",
+    )
+    assert (tomorrow["price"], tomorrow["change"]) == ("425", "0")
+    api.quote("MSFT", 430.0)
+    moved = await msft()
+    assert (moved["previous_close"], moved["change"], moved["change_percent"]) == (
+        "425",
+        "5",
+        "1.176471",
+    )
 
 
 async def test_assets_with_bad_credentials_is_401(api: Api) -> None:
@@ -508,6 +778,17 @@ async def test_openapi_and_docs_are_served(api: Api) -> None:
     assert {"/auth/token", "/me", "/portfolios", "/assets"} <= spec["paths"].keys()
     position = spec["components"]["schemas"]["PositionOut"]["properties"]
     assert position["market_value"]["type"] == "string"
+    assert {
+        "/portfolios/{portfolio_id}/deposits",
+        "/portfolios/{portfolio_id}/withdrawals",
+        "/portfolios/{portfolio_id}/cash-transactions",
+    } <= spec["paths"].keys()
+    # what each figure is, in the schema itself
+    portfolio = spec["components"]["schemas"]["PortfolioOut"]["properties"]
+    assert portfolio["total_value"]["description"] == "market_value + cash."
+    asset = spec["components"]["schemas"]["AssetOut"]["properties"]
+    assert "never a price of today" in asset["previous_close"]["description"]
+    assert "first price this gateway saw today" in asset["change_reference"]["description"]
     schemes = spec["components"]["securitySchemes"]
     assert {"HTTPBearer", "APIKeyHeader", "APIKeyCookie"} <= schemes.keys()
     docs = await api.client.get("/api/docs")
@@ -549,4 +830,12 @@ async def test_worked_example_on_postgresql(make_api: Any, postgres_url: str) ->
     ).json()
     assert [t["side"] for t in listed] == ["sell", "buy", "buy"]
     summary = (await api.client.get(f"/api/portfolios/{pid}", headers=api.alice())).json()
-    assert (summary["cost_basis"], summary["total_value"]) == ("1575", "1875")
+    assert (summary["cost_basis"], summary["market_value"]) == ("1575", "1875")
+    assert (summary["cash"], summary["total_value"]) == ("600", "2475")
+
+
+@pytest.mark.postgresql
+async def test_concurrent_withdrawals_never_overdraw_on_postgresql(
+    make_api: Any, postgres_url: str
+) -> None:
+    await _withdraw_concurrently(await make_api(postgres_url))

@@ -7,9 +7,11 @@ portfolio, bob another), each with an API key; tokens are signed with a known se
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import Iterator
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -339,16 +341,98 @@ async def test_a_transaction_reaches_the_owner_as_position_and_portfolio_updates
             )
         assert response.status_code == 201, response.text
         position = (await recv_type(ws, "position_update"))["data"]
-        assert position == {
+        # the original fields, exactly; then the live ones, at the current MSFT price
+        assert {k: position[k] for k in list(position)[:5]} == {
             "portfolio_id": growth,
             "symbol": "MSFT",
             "quantity": 5,
             "cost_basis": 2000,
             "realized_pnl": 0,
         }
+        assert list(position)[5:] == ["price", "market_value", "unrealized_pnl"]
+        assert position["price"] > 0
+        assert position["market_value"] == pytest.approx(5 * position["price"])
+        assert position["unrealized_pnl"] == pytest.approx(position["market_value"] - 2000)
         after = await recv_type(ws, "portfolio_update")
         while after["data"]["total_value"] - before["total_value"] < 1000:  # 3 more MSFT
             after = await recv_type(ws, "portfolio_update")
+
+
+async def positions_of(
+    ws: ClientConnection, portfolio_id: int, wait_s: float = 5.0
+) -> dict[str, dict[str, Any]]:
+    """The next positions_update on ``ws``, checked, as symbol -> position (money read
+    as exact Decimals, as the gateway wrote them)."""
+    async with asyncio.timeout(wait_s):
+        while True:
+            message = json.loads(await ws.recv(), parse_float=Decimal)
+            if message["type"] == "positions_update":
+                break
+    assert message["data"]["portfolio_id"] == portfolio_id
+    positions = {p["symbol"]: p for p in message["data"]["positions"]}
+    assert list(positions) == sorted(positions)
+    for p in positions.values():
+        assert set(p) == {
+            "symbol",
+            "quantity",
+            "cost_basis",
+            "price",
+            "market_value",
+            "unrealized_pnl",
+            "realized_pnl",
+            "daily_change",
+            "created_at",
+            "updated_at",
+        }
+        assert p["quantity"] > 0
+        assert p["market_value"] == p["quantity"] * p["price"]
+        assert p["unrealized_pnl"] == p["market_value"] - p["cost_basis"]
+        assert p["created_at"] <= p["updated_at"]
+    return positions
+
+
+async def test_the_owner_gets_live_positions_whose_pnl_moves_with_prices(
+    world: tuple[Server, dict[str, Account]],
+) -> None:
+    server, accounts = world
+    alice, bob = accounts["alice"], accounts["bob"]
+    growth, others = alice.portfolios["Growth"], bob.portfolios["Other"]
+    async with (
+        websockets.connect(url(server, token=alice.api_key)) as mine,
+        websockets.connect(url(server, token=bob.api_key)) as theirs,
+    ):
+        await recv(mine)
+        await recv(theirs)
+        await send(mine, "subscribe_positions", portfolio_id=growth)
+        first = await positions_of(mine, growth)  # at once
+        assert set(first) == {"AAPL", "MSFT"}
+        assert first["AAPL"]["quantity"] == 10
+        assert first["AAPL"]["cost_basis"] == 1000
+        # bob may not watch alice's portfolio, and watches his own
+        await send(theirs, "subscribe_positions", portfolio_id=growth)
+        refused = await recv_type(theirs, "error")
+        assert refused["data"]["message"] == f"Portfolio {growth} not found"
+        await send(theirs, "subscribe_positions", portfolio_id=others)
+        assert set(await positions_of(theirs, others)) == {"AAPL"}
+        # prices move: alice's unrealized P&L follows, in updates conflated per portfolio
+        seen = {first["AAPL"]["unrealized_pnl"]}
+        async with asyncio.timeout(15):
+            while len(seen) < 3:
+                seen.add((await positions_of(mine, growth))["AAPL"]["unrealized_pnl"])
+        # all that while bob got his own positions only
+        received = []
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(1.0):
+                while True:
+                    received.append(await recv(theirs))
+        assert {(m["type"], m["data"]["portfolio_id"]) for m in received} <= {
+            ("positions_update", others)
+        }
+        await send(mine, "unsubscribe_positions", portfolio_id=growth)
+        await send(mine, "ping")
+        await recv_type(mine, "pong")
+        with pytest.raises(TimeoutError):
+            await recv_type(mine, "positions_update", wait_s=0.5)
 
 
 async def test_websocket_info_and_status(world: tuple[Server, dict[str, Account]]) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -9,12 +11,21 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, inspect
+from sqlalchemy import Connection, insert, inspect, update
 from sqlalchemy.engine import Dialect
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.storage import migrate
-from tickcast.storage.tables import metadata
+from tickcast.storage.ledger import CashTransactions
+from tickcast.storage.records import Asset, AssetKind, CashKind, Side
+from tickcast.storage.repositories import (
+    Assets,
+    Portfolios,
+    Transactions,
+    Users,
+)
+from tickcast.storage.tables import metadata, portfolios
 
 VERSION_TABLE = "alembic_version"
 
@@ -121,6 +132,7 @@ async def test_upgrade_head_creates_exactly_the_schema_of_tables_py(migrated: As
         "portfolios",
         "positions",
         "transactions",
+        "cash_transactions",
     }
     for table in declared:
         assert reflected[table] == declared[table], table
@@ -172,7 +184,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
 ) -> None:
     assert await migrate.current(engine) is None
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head() == "0001"
+    assert await migrate.current(engine) == migrate.head() == "0002"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
 
@@ -182,7 +194,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
         assert await conn.run_sync(_tables) == set()
 
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0001"
+    assert await migrate.current(engine) == "0002"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
         assert await conn.run_sync(_diff) == []
@@ -194,7 +206,7 @@ async def test_upgrade_of_a_current_database_changes_nothing(migrated: AsyncEngi
     await migrate.upgrade(migrated)
     async with migrated.connect() as conn:
         assert await conn.run_sync(reflected_schema) == before
-    assert await migrate.current(migrated) == "0001"
+    assert await migrate.current(migrated) == "0002"
 
 
 async def test_upgrade_to_an_explicit_revision(engine: AsyncEngine) -> None:
@@ -211,7 +223,7 @@ async def test_migrations_run_from_any_directory_without_alembic_ini(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0001"
+    assert await migrate.current(engine) == "0002"
     assert list(elsewhere.iterdir()) == []
 
 
@@ -221,5 +233,104 @@ def test_scripts_are_package_data_with_one_linear_history() -> None:
     assert location.parts[-3:] == ("tickcast", "storage", "migrations")
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
-    assert scripts.get_heads() == ["0001"]
-    assert [s.revision for s in scripts.walk_revisions()] == ["0001"]
+    assert scripts.get_heads() == ["0002"]
+    assert [s.revision for s in scripts.walk_revisions()] == ["0002", "0001"]
+
+
+# -- 0002: cash, and the backfill of portfolios that traded before it
+
+
+async def _trade_at_0001(engine: AsyncEngine) -> tuple[int, int, int]:
+    """Three portfolios written at revision 0001: two that traded, one that never did."""
+    at = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+    await migrate.upgrade(engine, "0001")
+    async with engine.begin() as conn:
+        user = await Users(conn).create("alice", at=at)
+        await Assets(conn).upsert_many(
+            [
+                Asset(
+                    symbol=s,
+                    name=s,
+                    kind=AssetKind.STOCK,
+                    last_price=Decimal(1),
+                    previous_close=None,
+                    updated_at=at,
+                )
+                for s in ("A", "B")
+            ]
+        )
+        ids = []
+        for name in ("growth", "small", "empty"):
+            row = await conn.execute(
+                insert(portfolios)
+                .values(owner_id=user.id, name=name, created_at=at)
+                .returning(portfolios.c.id)
+            )
+            ids.append(row.scalar_one())
+        growth, small, empty = ids
+        trades = [
+            (growth, "A", Side.BUY, "10", "100"),  # cash 0 -> deposit 1000
+            (small, "B", Side.BUY, "1.5", "10.01"),  # 15.015 -> deposit 15.015
+            (growth, "A", Side.BUY, "10", "110"),  # deposit 1100
+            (growth, "A", Side.SELL, "5", "120"),  # cash 600
+            (growth, "B", Side.BUY, "2", "100"),  # cash 400
+            (small, "B", Side.SELL, "0.5", "11"),  # cash 5.5
+            (growth, "B", Side.BUY, "1", "500"),  # 100 short -> deposit 100, cash 0
+        ]
+        for pid, symbol, side, quantity, price in trades:
+            await Transactions(conn).insert(
+                pid,
+                symbol,
+                side=side,
+                quantity=Decimal(quantity),
+                price=Decimal(price),
+                executed_at=at,
+            )
+    return growth, small, empty
+
+
+async def test_upgrade_to_0002_backfills_the_cash_of_portfolios_that_traded(
+    engine: AsyncEngine,
+) -> None:
+    growth, small, empty = await _trade_at_0001(engine)
+    await migrate.upgrade(engine)
+    async with engine.connect() as conn:
+        books = {p.id: p for p in await Portfolios(conn).list_for_owner(1)}
+        assert (books[growth].cash, books[growth].net_deposits) == (0, 2200)
+        assert (books[small].cash, books[small].net_deposits) == (Decimal("5.5"), Decimal("15.015"))
+        assert (books[empty].cash, books[empty].net_deposits) == (0, 0)
+        ledger = await CashTransactions(conn).list_for_portfolio(growth)
+        trades = {t.id: t for t in await Transactions(conn).list_for_portfolio(growth)}
+        assert sorted(c.amount for c in ledger) == [100, 1000, 1100]
+        assert {c.kind for c in ledger} == {CashKind.DEPOSIT}
+        for deposit in ledger:  # each linked to the buy it paid for
+            assert deposit.transaction_id is not None
+            bought = trades[deposit.transaction_id]
+            assert bought.price * bought.quantity >= deposit.amount
+        assert await CashTransactions(conn).list_for_portfolio(empty) == []
+
+    # down and up again: the trades survive and the backfill gives the same balances
+    await migrate.downgrade(engine, "0001")
+    async with engine.connect() as conn:
+        assert "cash" not in {c["name"] for c in await conn.run_sync(_columns, "portfolios")}
+        assert len(await Transactions(conn).list_for_portfolio(growth)) == 5
+    await migrate.upgrade(engine)
+    async with engine.connect() as conn:
+        again = await Portfolios(conn).get(growth)
+        assert (again.cash, again.net_deposits) == (0, 2200)
+        assert len(await CashTransactions(conn).list_for_portfolio(growth)) == 3
+        assert await conn.run_sync(_diff) == []
+
+
+def _columns(connection: Connection, table: str) -> list[dict[str, Any]]:
+    return list(inspect(connection).get_columns(table))  # type: ignore[arg-type]
+
+
+async def test_the_database_refuses_a_negative_cash_balance(migrated: AsyncEngine) -> None:
+    """The CHECK added by 0002 holds on both backends (TEXT amounts on SQLite)."""
+    async with migrated.begin() as conn:
+        user = await Users(conn).create("alice")
+        book = await Portfolios(conn).create(user.id, "main")
+    async with migrated.begin() as conn:
+        with pytest.raises(IntegrityError, match="ck_portfolios_cash_not_negative"):
+            await conn.execute(update(portfolios).where(portfolios.c.id == book.id).values(cash=-1))

@@ -18,10 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from tickcast.errors import ConfigError
 from tickcast.storage.engine import make_engine, normalize_url
 from tickcast.storage.errors import Conflict, NotFound
+from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import (
     ApiKey,
     Asset,
     AssetKind,
+    CashKind,
+    CashTransaction,
     Portfolio,
     PortfolioWithPositions,
     Side,
@@ -35,7 +38,7 @@ from tickcast.storage.repositories import (
     Transactions,
     Users,
 )
-from tickcast.storage.tables import positions, transactions
+from tickcast.storage.tables import cash_transactions, positions, transactions
 
 T0 = datetime(2026, 3, 2, 14, 30, 0, 123456, tzinfo=UTC)
 HASH = "ab" * 32
@@ -317,7 +320,14 @@ async def test_portfolios_create_get_list(conn: AsyncConnection) -> None:
     bob = await Users(conn).create("bob")
     books = Portfolios(conn)
     main = await books.create(alice.id, "main", at=T0)
-    assert main == Portfolio(id=main.id, owner_id=alice.id, name="main", created_at=T0)
+    assert main == Portfolio(
+        id=main.id,
+        owner_id=alice.id,
+        name="main",
+        created_at=T0,
+        cash=Decimal(0),
+        net_deposits=Decimal(0),
+    )
     assert await books.get(main.id) == main
     second = await books.create(alice.id, "second")
     bobs = await books.create(bob.id, "main")  # the same name, another owner
@@ -564,6 +574,127 @@ async def test_transactions_refer_to_existing_portfolios_and_assets(conn: AsyncC
                 price=Decimal(1),
                 executed_at=T0,
             )
+
+
+# -- cash
+
+
+async def test_cash_set_under_the_lock_and_the_ledger_newest_first(conn: AsyncConnection) -> None:
+    await Assets(conn).upsert_many([asset("AAPL")])
+    _, book = await user_with_portfolio(conn)
+    locked = await Portfolios(conn).get_for_update(book.id)
+    assert (locked.cash, locked.net_deposits) == (0, 0)
+    written = await Portfolios(conn).set_cash(
+        book.id, cash=Decimal("1000.5"), net_deposits=Decimal("-20.25")
+    )
+    assert (written.cash, written.net_deposits) == (Decimal("1000.5"), Decimal("-20.25"))
+    assert await Portfolios(conn).get(book.id) == written
+    buy = await Transactions(conn).insert(
+        book.id, "AAPL", side=Side.BUY, quantity=Decimal(1), price=Decimal(5), executed_at=T0
+    )
+    ledger = CashTransactions(conn)
+    deposit = await ledger.insert(
+        book.id, kind=CashKind.DEPOSIT, amount=Decimal("1000.5"), executed_at=T0
+    )
+    assert deposit == CashTransaction(
+        id=deposit.id,
+        portfolio_id=book.id,
+        kind=CashKind.DEPOSIT,
+        amount=Decimal("1000.5"),
+        executed_at=T0,
+        transaction_id=None,
+    )
+    later = T0 + timedelta(minutes=1)
+    automatic = await ledger.insert(
+        book.id, kind=CashKind.DEPOSIT, amount=Decimal(5), executed_at=later, transaction_id=buy.id
+    )
+    withdrawal = await ledger.insert(
+        book.id, kind=CashKind.WITHDRAWAL, amount=WIDE, executed_at=later
+    )
+    assert automatic.transaction_id == buy.id
+    assert withdrawal.amount == WIDE  # exact to the last of 28 digits
+    assert await ledger.list_for_portfolio(book.id) == [withdrawal, automatic, deposit]
+    assert await ledger.list_for_portfolio(book.id, limit=1) == [withdrawal]
+    assert await ledger.list_for_portfolio(book.id + 99) == []
+
+
+async def test_cash_refusals(conn: AsyncConnection) -> None:
+    _, book = await user_with_portfolio(conn)
+    with pytest.raises(NotFound):
+        await Portfolios(conn).get_for_update(book.id + 99)
+    with pytest.raises(NotFound):
+        await Portfolios(conn).set_cash(book.id + 99, cash=Decimal(1), net_deposits=Decimal(1))
+    with pytest.raises(ValueError, match="cannot be negative"):
+        await Portfolios(conn).set_cash(book.id, cash=Decimal(-1), net_deposits=Decimal(0))
+    with pytest.raises(ValueError, match="does not fit"):
+        await Portfolios(conn).set_cash(book.id, cash=Decimal("1e18"), net_deposits=Decimal(0))
+    ledger = CashTransactions(conn)
+    for kind, amount, message in (
+        (CashKind.DEPOSIT, Decimal(0), "must be > 0"),
+        (CashKind.WITHDRAWAL, Decimal("-1"), "must be > 0"),
+        ("gift", Decimal(1), "CashKind"),
+    ):
+        with pytest.raises(ValueError, match=message):
+            await ledger.insert(book.id, kind=kind, amount=amount, executed_at=T0)  # type: ignore[arg-type]
+    with pytest.raises(NotFound):
+        await ledger.insert(book.id + 99, kind=CashKind.DEPOSIT, amount=Decimal(1), executed_at=T0)
+    with pytest.raises(NotFound):
+        await ledger.insert(
+            book.id, kind=CashKind.DEPOSIT, amount=Decimal(1), executed_at=T0, transaction_id=999
+        )
+    assert (await Portfolios(conn).get(book.id)).cash == 0  # nothing was written
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "check"),
+    [
+        ("kind", "gift", "ck_cash_transactions_kind"),
+        ("amount", Decimal(0), "ck_cash_transactions_amount_positive"),
+        ("amount", Decimal("-0.0000000001"), "ck_cash_transactions_amount_positive"),
+    ],
+)
+async def test_the_cash_ledger_checks_hold_in_the_database(
+    conn: AsyncConnection, column: str, value: Any, check: str
+) -> None:
+    _, book = await user_with_portfolio(conn)
+    valid: dict[str, Any] = {
+        "portfolio_id": book.id,
+        "kind": "withdrawal",
+        "amount": Decimal("0.0000000001"),
+        "executed_at": T0,
+    }
+    await conn.execute(insert(cash_transactions).values(valid))
+    with pytest.raises(IntegrityError, match=check):
+        async with conn.begin_nested():
+            await conn.execute(insert(cash_transactions).values(valid | {column: value}))
+
+
+async def test_the_portfolio_lock_serializes_cash_read_modify_write(migrated: AsyncEngine) -> None:
+    """Concurrent deposits of 1: every one survives (no lost update)."""
+    async with migrated.begin() as conn:
+        _, book = await user_with_portfolio(conn)
+
+    async def deposit_one() -> None:
+        async with migrated.begin() as conn:
+            locked = await Portfolios(conn).get_for_update(book.id)
+            await asyncio.sleep(0.001)  # let the other writers run between read and write
+            await Portfolios(conn).set_cash(
+                book.id, cash=locked.cash + 1, net_deposits=locked.net_deposits + 1
+            )
+
+    await asyncio.gather(*(deposit_one() for _ in range(8)))
+    async with migrated.connect() as conn:
+        final = await Portfolios(conn).get(book.id)
+    assert (final.cash, final.net_deposits) == (8, 8)
+
+
+async def test_deleting_a_portfolio_deletes_its_cash_ledger(conn: AsyncConnection) -> None:
+    _, book = await user_with_portfolio(conn)
+    await CashTransactions(conn).insert(
+        book.id, kind=CashKind.DEPOSIT, amount=Decimal(1), executed_at=T0
+    )
+    await Portfolios(conn).delete(book.id)
+    assert (await conn.scalars(select(cash_transactions.c.id))).all() == []
 
 
 # -- timestamps

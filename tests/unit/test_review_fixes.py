@@ -77,9 +77,11 @@ async def test_the_book_takes_the_committed_position_and_never_fails_after_a_com
         await service.record_transaction(portfolio.id, "AAPL", Side.BUY, Decimal(10), Decimal(100))
         # another node sold meanwhile: this node's book is stale (it thinks 60 are held)
         service.book.load(portfolio.id, [Holding("AAPL", Decimal(60), Decimal(6000))])
-        _, position = await service.record_transaction(
-            portfolio.id, "AAPL", Side.SELL, Decimal(10), Decimal(120)
-        )
+        position = (
+            await service.record_transaction(
+                portfolio.id, "AAPL", Side.SELL, Decimal(10), Decimal(120)
+            )
+        ).position
         assert position.quantity == 0
         held = service.book.holding(portfolio.id, "AAPL")
         assert held is not None

@@ -1,8 +1,10 @@
 """Front 2: the realtime envelope at ``/ws/realtime/``.
 
 Maps the session's commands onto the hub: asset subscriptions to ``assets.<symbol>``,
-portfolio subscriptions (owner checked by the session) to ``portfolio.<id>``, each with
-the current value at once; first-message authentication through ``Identity``. Admission
+portfolio subscriptions (owner checked by the session) to ``portfolio.<id>`` and
+``positions.<id>``, live-position subscriptions to ``live_positions.<id>`` (and the
+PortfolioService is told who watches, so that unwatched positions are not computed),
+each with the current value at once; first-message authentication through ``Identity``. Admission
 (origin, credentials, connection cap) and the message rate are the Guard's. The wire
 format lives in ``protocols/envelope``; the I/O in ``transport``.
 """
@@ -151,6 +153,8 @@ class RealtimeFront:
             if isinstance(command, Subscribe):
                 for topic in command.topics:
                     cached = hub.subscribe(connection, topic)
+                    if topic.channel is Channel.LIVE_POSITIONS:
+                        self.node.portfolios.watch_positions(int(topic.symbol))
                     current = self._current(topic, cached)
                     if current is not None:
                         connection.queue(current, str(topic))
@@ -158,10 +162,8 @@ class RealtimeFront:
                         hub.subscribe(connection, _positions(topic))
             elif isinstance(command, Unsubscribe):
                 for topic in command.topics:
-                    hub.unsubscribe(connection, topic)
+                    self._unsubscribe(connection, topic)
                     connection.outbox.discard(str(topic))
-                    if topic.channel is Channel.PORTFOLIO:
-                        hub.unsubscribe(connection, _positions(topic))
             elif isinstance(command, Authenticate):
                 task = asyncio.create_task(self._authenticate(connection, command.token))
                 self._auth_tasks[connection] = task
@@ -171,11 +173,14 @@ class RealtimeFront:
         """The value a new subscriber gets at once: the last published one while it is
         younger than ``cache_timeout_s``, else computed afresh (with the time of now)."""
         hub = self.node.hub
-        if cached is not None and time.time() - cached.server_ts <= self.cache_timeout_s:
-            return hub.encode(codec.WIRE, cached)
         portfolios = self.node.portfolios
         event: Event | None = None
-        if topic.channel is Channel.ASSETS:
+        if topic.channel is Channel.LIVE_POSITIONS:
+            # always afresh: while nobody watched, they were not published (see _apply)
+            event = portfolios.positions(int(topic.symbol))
+        elif cached is not None and time.time() - cached.server_ts <= self.cache_timeout_s:
+            return hub.encode(codec.WIRE, cached)
+        elif topic.channel is Channel.ASSETS:
             event = portfolios.asset_update(topic.symbol)
         elif topic.channel is Channel.PORTFOLIO:
             event = portfolios.value(int(topic.symbol))
@@ -226,12 +231,18 @@ class RealtimeFront:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
+    def _unsubscribe(self, connection: Connection, topic: Topic) -> None:
+        """Undo what subscribing to ``topic`` did (``_apply``)."""
+        self.node.hub.unsubscribe(connection, topic)
+        if topic.channel is Channel.PORTFOLIO:
+            self.node.hub.unsubscribe(connection, _positions(topic))
+        elif topic.channel is Channel.LIVE_POSITIONS:
+            self.node.portfolios.unwatch_positions(int(topic.symbol))
+
     def _closed(self, connection: Connection) -> None:
         session: Any = connection.session
         for topic in session.topics:
-            self.node.hub.unsubscribe(connection, topic)
-            if topic.channel is Channel.PORTFOLIO:
-                self.node.hub.unsubscribe(connection, _positions(topic))
+            self._unsubscribe(connection, topic)
         session.topics.clear()
         self.node.connections.discard(connection)
         task = self._auth_tasks.pop(connection, None)

@@ -1,9 +1,10 @@
 """Portfolio and asset updates: what the portfolio and asset services publish.
 
 Rules: plain frozen value objects, like market.py. Money and quantities are Decimal
-(exact, end to end from storage to the wire); ``ts`` is epoch seconds UTC. Each type
-names the key of its topic: ``portfolio.<id>``, ``positions.<portfolio id>``,
-``assets.<symbol>``.
+(exact, end to end from storage to the wire); ``ts`` and the ``*_at`` times are epoch
+seconds UTC. Each type names the key of its topic: ``portfolio.<id>``,
+``positions.<portfolio id>``, ``live_positions.<portfolio id>``, ``assets.<symbol>``.
+Field names are the model's; each front maps them to its wire's names in its codec.
 """
 
 from __future__ import annotations
@@ -18,10 +19,12 @@ class PortfolioValue(msgspec.Struct, frozen=True, gc=False):
 
     Attributes:
         portfolio_id, name, owner_id: which portfolio, and whose (only the owner reads it).
-        total_value: market value of the holdings.
+        total_value: market_value + cash.
         cost_basis: what the holdings cost (average cost).
         daily_change, daily_change_percent: against the previous closes.
-        unrealized_pnl: total_value - cost_basis; realized_pnl: from sells, ever.
+        unrealized_pnl: market_value - cost_basis; realized_pnl: from sells, ever.
+        market_value: the holdings at the current prices.
+        cash: the cash balance; net_deposits: deposits minus withdrawals, ever.
         ts: when it was computed.
     """
 
@@ -34,6 +37,9 @@ class PortfolioValue(msgspec.Struct, frozen=True, gc=False):
     daily_change_percent: Decimal
     unrealized_pnl: Decimal
     realized_pnl: Decimal
+    market_value: Decimal
+    cash: Decimal
+    net_deposits: Decimal
     ts: float
 
     @property
@@ -47,6 +53,8 @@ class PositionUpdate(msgspec.Struct, frozen=True, gc=False):
     Attributes:
         quantity: held now (0 after a full sell); cost_basis: its total cost;
         realized_pnl: realized on this symbol, ever; created_at, updated_at: epoch s.
+        price: the market price it is valued at; None before the symbol's first price.
+        market_value: quantity at that price; unrealized_pnl: market_value - cost_basis.
     """
 
     portfolio_id: int
@@ -57,6 +65,60 @@ class PositionUpdate(msgspec.Struct, frozen=True, gc=False):
     realized_pnl: Decimal
     created_at: float
     updated_at: float
+    price: Decimal | None
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    ts: float
+
+    @property
+    def key(self) -> str:
+        return str(self.portfolio_id)
+
+
+class LivePosition(msgspec.Struct, frozen=True, gc=False):
+    """One open position valued at the current price.
+
+    Attributes:
+        symbol: the instrument.
+        quantity: held (> 0); cost_basis: its total cost (Front 3's ``totalInvested``).
+        realized_pnl: realized on this symbol by sells, ever.
+        price: the market price used; None before the symbol's first price (then the
+            position is valued at its previous close, or at its cost).
+        market_value: what the quantity is worth now.
+        unrealized_pnl: ``market_value - cost_basis``.
+        daily_change: ``quantity * (price - the day's reference)``.
+        created_at, updated_at: when the position was opened and last traded, epoch s.
+    """
+
+    symbol: str
+    quantity: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    price: Decimal | None
+    market_value: Decimal
+    unrealized_pnl: Decimal
+    daily_change: Decimal
+    created_at: float
+    updated_at: float
+
+
+class PositionsUpdate(msgspec.Struct, frozen=True, gc=False):
+    """Every open position of one portfolio, valued live; conflated per portfolio.
+
+    Each update carries the whole set, so the latest one is always complete: the hub
+    conflates by topic (``live_positions.<portfolio id>``), and a newer update may
+    replace an unsent one. A symbol absent from it is not held (its closing sale was a
+    PositionUpdate).
+
+    Attributes:
+        portfolio_id, owner_id: which portfolio, and whose (only the owner reads it).
+        positions: by symbol; empty when nothing is held.
+        ts: when it was computed.
+    """
+
+    portfolio_id: int
+    owner_id: int
+    positions: tuple[LivePosition, ...]
     ts: float
 
     @property

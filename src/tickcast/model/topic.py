@@ -14,10 +14,10 @@ from typing import Final
 import msgspec
 
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
+from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
 
 #: Everything the hub publishes.
-Event = MarketEvent | AssetUpdate | PortfolioValue | PositionUpdate
+Event = MarketEvent | AssetUpdate | PortfolioValue | PositionUpdate | PositionsUpdate
 
 
 class Channel(enum.StrEnum):
@@ -29,11 +29,15 @@ class Channel(enum.StrEnum):
     ASSETS = "assets"
     PORTFOLIO = "portfolio"
     POSITIONS = "positions"
+    LIVE_POSITIONS = "live_positions"
 
 
 #: Channels whose pending updates may be replaced by newer ones (latest value per key).
-#: Status changes are never conflated: each transition is news.
-CONFLATABLE: Final = frozenset({Channel.QUOTES, Channel.ASSETS, Channel.PORTFOLIO})
+#: Status changes and position updates after a transaction are never conflated: each is
+#: news. Live positions are: each update carries all of a portfolio's open positions.
+CONFLATABLE: Final = frozenset(
+    {Channel.QUOTES, Channel.ASSETS, Channel.PORTFOLIO, Channel.LIVE_POSITIONS}
+)
 
 #: Channels a market-feed client may name (the others are other fronts' vocabulary).
 MARKET_CHANNELS: Final = (
@@ -74,11 +78,12 @@ _CHANNEL_OF: Final[dict[type, Channel]] = {
     AssetUpdate: Channel.ASSETS,
     PortfolioValue: Channel.PORTFOLIO,
     PositionUpdate: Channel.POSITIONS,
+    PositionsUpdate: Channel.LIVE_POSITIONS,
 }
 
 
 def topic_of(event: Event) -> Topic:
     """The topic an event is published on: its channel and its key (symbol or id)."""
-    if isinstance(event, PortfolioValue | PositionUpdate | AssetUpdate):
+    if isinstance(event, PortfolioValue | PositionUpdate | PositionsUpdate | AssetUpdate):
         return Topic(_CHANNEL_OF[type(event)], event.key)
     return Topic(_CHANNEL_OF[type(event)], event.symbol)

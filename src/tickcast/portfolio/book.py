@@ -2,8 +2,14 @@
 
 Rules: pure, like ``valuation.py``, whose accounting rules and number formats it shares
 (the private helpers imported below are that module's, used here on purpose: the book is
-its incremental form, split out to keep each module one responsibility). The gateway's
-hot path is ``on_price``: O(holders of the symbol), never a scan of all portfolios.
+its incremental form, split out to keep each module one responsibility); a portfolio's
+cash follows ``cash.py``. The gateway's hot path is ``on_price``: O(holders of the
+symbol), never a scan of all portfolios.
+
+"Previous close" in this module is the daily-change reference the caller sets per
+symbol (``set_previous_close``): the service gives it the asset's real previous close, or
+the first price it saw today when none is known (``assets.py``). The book does not tell
+the two apart; never report it as a close.
 """
 
 from __future__ import annotations
@@ -13,6 +19,8 @@ from decimal import Decimal, localcontext
 from types import MappingProxyType
 from typing import Literal
 
+from tickcast.portfolio import cash as cash_rules
+from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.valuation import (
     _ZERO,
     CONTEXT,
@@ -20,6 +28,7 @@ from tickcast.portfolio.valuation import (
     PositionValue,
     Side,
     Valuation,
+    _add,
     _check,
     _check_symbol,
     _mark,
@@ -31,24 +40,27 @@ from tickcast.portfolio.valuation import (
 
 
 class _Portfolio:
-    """One portfolio's holdings and running totals (the sums ``value`` would compute).
+    """One portfolio's holdings, cash and running totals (the sums ``value`` would compute).
 
-    ``previous_value`` is the portfolio valued at the previous closes (see ``_mark``): a
-    tick of a symbol with a previous close moves only ``total_value``.
+    ``market_value`` is the positions' market value (cash apart); ``previous_value`` the
+    positions valued at the previous closes (see ``_mark``): a tick of a symbol with a
+    previous close moves only ``market_value``.
     """
 
     __slots__ = (
+        "cash",
         "cost_basis",
         "holdings",
+        "market_value",
         "previous_value",
         "realized_pnl",
-        "total_value",
         "unpriced",
     )
 
-    def __init__(self) -> None:
+    def __init__(self, cash: Cash) -> None:
         self.holdings: dict[str, Holding] = {}
-        self.total_value = _ZERO
+        self.cash = cash
+        self.market_value = _ZERO
         self.previous_value = _ZERO
         self.cost_basis = _ZERO
         self.realized_pnl = _ZERO
@@ -59,10 +71,11 @@ class PortfolioBook:
     """Holdings and live valuations of many portfolios, revalued incrementally per price.
 
     An index maps each symbol to the portfolios with an open position in it (quantity >
-    0), with that quantity; each portfolio keeps running totals: its value, its value at
-    the previous closes, its cost basis and realized P&L. A price change of one symbol
-    therefore costs one multiply-add per holder (``quantity * (new - old)`` added to the
-    total value), never a scan of all portfolios nor a re-sum of a portfolio's positions,
+    0), with that quantity; each portfolio keeps its cash and running totals: its market
+    value, its value at the previous closes, its cost basis and realized P&L. A price
+    change of one symbol therefore costs one multiply-add per holder (``quantity * (new -
+    old)`` added to the market value), never a scan of all portfolios nor a re-sum of a
+    portfolio's positions,
     and ``valuation(pid, positions=False)`` costs O(1). Exact Decimal arithmetic (see
     ``CONTEXT``) keeps the totals equal to ``value()`` over the same holdings and prices.
 
@@ -111,8 +124,13 @@ class PortfolioBook:
 
     # -- holdings
 
-    def load(self, portfolio_id: int, holdings: Iterable[Holding]) -> None:
-        """Set a portfolio's holdings (from storage), replacing any it had.
+    def load(
+        self, portfolio_id: int, holdings: Iterable[Holding], cash: Cash | None = None
+    ) -> None:
+        """Set a portfolio's holdings and cash (from storage), replacing what it had.
+
+        Args:
+            cash: the cash balance and net deposits; None = no cash (``Cash()``).
 
         Raises:
             ValueError: two holdings of the same symbol (nothing is changed).
@@ -122,7 +140,7 @@ class PortfolioBook:
         if len(symbols) != len(holdings):
             raise ValueError(f"portfolio {portfolio_id}: two holdings of the same symbol")
         self.remove(portfolio_id)
-        portfolio = _Portfolio()
+        portfolio = _Portfolio(cash if cash is not None else Cash())
         self._portfolios[portfolio_id] = portfolio
         with localcontext(CONTEXT):
             for holding in holdings:
@@ -149,22 +167,59 @@ class PortfolioBook:
 
         The trade price is the execution price; it does not move the market price. A
         sell to zero keeps the holding (quantity 0, its realized P&L) and takes the
-        portfolio out of the symbol's index.
+        portfolio out of the symbol's index. The cash is settled by ``cash.settle`` (a
+        buy short of cash makes an automatic deposit).
 
         Raises:
             KeyError: the portfolio is not loaded.
             InsufficientQuantity, ValueError, TypeError: as ``apply_trade`` (the
-                module function); the book is unchanged.
+                module function) and ``cash.settle``; the book is unchanged.
         """
         _check_symbol(symbol)
         portfolio = self._portfolios[portfolio_id]
         old = portfolio.holdings.get(symbol)
         new = apply_trade(Holding(symbol) if old is None else old, side, quantity, price)
+        portfolio.cash = cash_rules.settle(portfolio.cash, side, quantity, price).cash
         with localcontext(CONTEXT):
             if old is not None:
                 self._subtract(portfolio, old)
             self._add(portfolio_id, portfolio, new)
         return new
+
+    # -- cash
+
+    def cash(self, portfolio_id: int) -> Cash:
+        """A portfolio's cash. Raises KeyError if unknown."""
+        return self._portfolios[portfolio_id].cash
+
+    def set_cash(self, portfolio_id: int, cash: Cash) -> None:
+        """Replace a portfolio's cash (as committed to storage). Raises KeyError."""
+        self._portfolios[portfolio_id].cash = cash
+
+    def deposit(self, portfolio_id: int, amount: Decimal) -> Cash:
+        """Deposit ``amount`` (``cash.deposit``); returns the new cash.
+
+        Raises:
+            KeyError: the portfolio is not loaded.
+            ValueError, TypeError: as ``cash.deposit``; the book is unchanged.
+        """
+        portfolio = self._portfolios[portfolio_id]
+        portfolio.cash = cash_rules.deposit(portfolio.cash, amount)
+        return portfolio.cash
+
+    def withdraw(self, portfolio_id: int, amount: Decimal) -> Cash:
+        """Withdraw ``amount`` (``cash.withdraw``); returns the new cash.
+
+        Raises:
+            KeyError: the portfolio is not loaded.
+            InsufficientCash, ValueError, TypeError: as ``cash.withdraw``; the book is
+                unchanged.
+        """
+        portfolio = self._portfolios[portfolio_id]
+        portfolio.cash = cash_rules.withdraw(portfolio.cash, amount)
+        return portfolio.cash
+
+    # -- holdings, read
 
     def holdings(self, portfolio_id: int) -> tuple[Holding, ...]:
         """A portfolio's holdings, closed positions included. Raises KeyError if unknown."""
@@ -204,12 +259,12 @@ class PortfolioBook:
             elif close is not None:  # the hot path: one multiply-add per holder
                 delta = price - old
                 for quantity, portfolio in holders.values():
-                    portfolio.total_value += quantity * delta
+                    portfolio.market_value += quantity * delta
             else:  # no previous close: no daily change, the base moves with the value
                 delta = price - old
                 for quantity, portfolio in holders.values():
                     change = quantity * delta
-                    portfolio.total_value += change
+                    portfolio.market_value += change
                     portfolio.previous_value += change
         return set(holders)
 
@@ -266,20 +321,24 @@ class PortfolioBook:
                     ]
                 )
         # _valuation() inlined: this is the per-tick path of every holder.
-        total, previous, cost = (
-            portfolio.total_value,
+        market, previous, cost, cash = (
+            portfolio.market_value,
             portfolio.previous_value,
             portfolio.cost_basis,
+            portfolio.cash,
         )
-        daily = _sub(total, previous)
+        daily = _sub(market, previous)
         return Valuation(
             portfolio_id,
-            total,
+            _add(market, cash.balance),
+            market,
+            cash.balance,
+            cash.net_deposits,
             cost,
-            _sub(total, cost),
+            _sub(market, cost),
             portfolio.realized_pnl,
             daily,
-            _percent(daily, previous),
+            _percent(daily, _add(previous, cash.balance)),
             portfolio.unpriced,
             breakdown,
         )
@@ -301,7 +360,7 @@ class PortfolioBook:
         price = self._prices.get(symbol)
         market_value, previous_value = _mark(holding, price, self._closes.get(symbol))
         portfolio.holdings[symbol] = holding
-        portfolio.total_value += market_value
+        portfolio.market_value += market_value
         portfolio.previous_value += previous_value
         portfolio.cost_basis += holding.cost_basis
         portfolio.realized_pnl += holding.realized_pnl
@@ -317,7 +376,7 @@ class PortfolioBook:
         symbol = holding.symbol
         price = self._prices.get(symbol)
         market_value, previous_value = _mark(holding, price, self._closes.get(symbol))
-        portfolio.total_value -= market_value
+        portfolio.market_value -= market_value
         portfolio.previous_value -= previous_value
         portfolio.cost_basis -= holding.cost_basis
         portfolio.realized_pnl -= holding.realized_pnl
@@ -339,7 +398,7 @@ class PortfolioBook:
             holding = portfolio.holdings[symbol]
             value_before, previous_before = _mark(holding, old_price, old_close)
             value_after, previous_after = _mark(holding, new_price, new_close)
-            portfolio.total_value += value_after - value_before
+            portfolio.market_value += value_after - value_before
             portfolio.previous_value += previous_after - previous_before
             portfolio.unpriced -= priced
 

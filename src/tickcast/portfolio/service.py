@@ -1,19 +1,29 @@
-"""PortfolioService: live portfolio values and asset updates, and the transactions that
-change them.
+"""PortfolioService: live portfolio values, positions and asset updates, and the
+transactions and cash movements that change them.
 
 Rules: this is the portfolio side's I/O (the database, a timer, the hub); every number
-comes from the pure ``book.PortfolioBook`` and ``assets.AssetBoard``. On start it
-migrates the database and loads every portfolio's holdings and every asset's previous
-close into memory; after that the hot path (``on_market``, called with each batch of
-market events) touches no database and no table scan: a price change finds its
+comes from the pure ``book.PortfolioBook``, ``cash`` and ``assets.AssetBoard``. On start
+it migrates the database and loads every portfolio's holdings and cash and every asset's
+previous close into memory; after that the hot path (``on_market``, called with each
+batch of market events) touches no database and no table scan: a price change finds its
 portfolios through the book's symbol index. Every ``interval_s`` the changed assets and
-portfolios are published (conflated: one update per asset or portfolio per interval).
+portfolios are published (conflated: one update per asset or portfolio per interval),
+and so are the live positions of the changed portfolios that someone watches
+(``watch_positions``: a front calls it per subscriber, so unwatched positions cost
+nothing).
 
-A transaction is recorded in one database transaction (the position row locked,
-``apply_trade`` applied, the position and the transaction written); the committed
-position then replaces the book's holding (nothing can fail after the commit), and it is
-published as a PositionUpdate and a fresh PortfolioValue. One node owns a portfolio's
-writes: nodes sharing a database do not yet tell each other (that is the bus's job).
+The daily-change reference of each symbol is the asset board's (``assets.py``: the
+previous close, else the first price seen today); the board tells which symbols' changed
+(a first price, a new UTC day) and the book is given the new one.
+
+A transaction is recorded in one database transaction (the portfolio and position rows
+locked, ``apply_trade`` and ``cash.settle`` applied, the position, the transaction, any
+automatic deposit and the cash written); a deposit or a withdrawal likewise (the
+portfolio row locked, the cash and the ledger written). The committed state then
+replaces the book's (nothing can fail after the commit), and it is published: a
+PositionUpdate after a trade, a fresh PortfolioValue, and the live positions if watched.
+One node owns a portfolio's writes: nodes sharing a database do not yet tell each other
+(that is the bus's job).
 """
 
 from __future__ import annotations
@@ -25,21 +35,60 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
+from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.model.market import MarketEvent, Quote, Trade
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    LivePosition,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+)
 from tickcast.model.topic import Event
+from tickcast.portfolio import cash as cash_rules
 from tickcast.portfolio.assets import AssetBoard
 from tickcast.portfolio.book import PortfolioBook
+from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
-from tickcast.storage.records import Asset, AssetKind, Portfolio, Position, Transaction
+from tickcast.storage.ledger import CashTransactions
+from tickcast.storage.records import (
+    Asset,
+    AssetKind,
+    CashKind,
+    CashTransaction,
+    Portfolio,
+    Position,
+    Transaction,
+)
 from tickcast.storage.records import Side as StoredSide
-from tickcast.storage.repositories import Assets, Portfolios, Positions, Transactions
+from tickcast.storage.repositories import (
+    Assets,
+    Portfolios,
+    Positions,
+    Transactions,
+)
 
 log = logging.getLogger("tickcast.portfolio")
+
+
+class Recorded(NamedTuple):
+    """A recorded trade: the transaction, the position it leaves, and the automatic
+    deposit it needed (None when the cash sufficed)."""
+
+    transaction: Transaction
+    position: Position
+    deposit: CashTransaction | None
+
+
+class CashMoved(NamedTuple):
+    """A recorded deposit or withdrawal and the cash it leaves."""
+
+    entry: CashTransaction
+    cash: Cash
 
 
 class PortfolioService:
@@ -68,6 +117,10 @@ class PortfolioService:
         self.assets = AssetBoard()
         self.known_assets: set[str] = set()
         self._portfolios: dict[int, Portfolio] = {}
+        # portfolio -> symbol -> (created_at, updated_at) of its positions, epoch s
+        self._stamps: dict[int, dict[str, tuple[float, float]]] = {}
+        # portfolio -> how many subscribers watch its live positions
+        self._watched: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -84,8 +137,12 @@ class PortfolioService:
                 if asset.last_price is not None:
                     self.book.on_price(asset.symbol, asset.last_price)
             for entry in await Portfolios(conn).list_all_with_positions():
-                self._portfolios[entry.portfolio.id] = entry.portfolio
-                self.book.load(entry.portfolio.id, [_holding(p) for p in entry.positions])
+                portfolio = entry.portfolio
+                self._portfolios[portfolio.id] = portfolio
+                self.book.load(
+                    portfolio.id, [_holding(p) for p in entry.positions], _cash(portfolio)
+                )
+                self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in entry.positions}
         log.info(
             "portfolios loaded",
             extra={"portfolios": len(self._portfolios), "assets": len(self.known_assets)},
@@ -111,30 +168,41 @@ class PortfolioService:
 
     def on_market(self, events: Sequence[MarketEvent]) -> None:
         """Fold a batch of market events in; remember which portfolios changed."""
-        self.assets.apply(events)
-        book = self.book
-        on_price = book.on_price
+        turned = self.assets.apply(events)
+        if turned:
+            self._new_references(turned)
+        on_price = self.book.on_price
         dirty = self._dirty
         for event in events:
             if type(event) is Quote or type(event) is Trade:
-                symbol = event.symbol
-                if book.previous_close(symbol) is None:
-                    # no close on record: the day's reference is the asset board's (the
-                    # first price seen today), so daily changes agree on every channel
-                    reference = self.assets.previous_close(symbol)
-                    if reference:
-                        dirty |= book.set_previous_close(symbol, price_to_decimal(reference))
                 # O(1) for a symbol nobody holds; keeps every price current for new buys
-                changed = on_price(symbol, price_to_decimal(event.price))
+                changed = on_price(event.symbol, price_to_decimal(event.price))
                 if changed:
                     dirty |= changed
 
+    def _new_references(self, symbols: Iterable[str]) -> None:
+        """Give the book the board's new daily-change reference of ``symbols``, so that
+        a portfolio's daily change and an asset's change agree on every channel."""
+        for symbol in symbols:
+            reference = self.assets.reference(symbol)
+            if reference is not None:
+                price = price_to_decimal(reference.price)
+                self._dirty |= self.book.set_previous_close(symbol, price)
+
     def flush(self) -> None:
-        """Publish the assets and portfolios that changed since the last flush."""
+        """Publish the assets, portfolios and watched live positions that changed since
+        the last flush (a new UTC day changes them all)."""
         now = self.clock()
+        rolled = self.assets.roll(now)
+        if rolled:
+            self._new_references(rolled)
         updates: list[Event] = list(self.assets.take_updates(now))
         dirty, self._dirty = self._dirty, set()
-        updates.extend(self.value(pid, now) for pid in sorted(dirty) if pid in self._portfolios)
+        for pid in sorted(dirty):
+            if pid in self._portfolios:
+                updates.append(self.value(pid, now))
+                if pid in self._watched:
+                    updates.append(self.positions(pid, now))
         if updates:
             self.publish(updates)
 
@@ -148,6 +216,7 @@ class PortfolioService:
         return [p for p in self._portfolios.values() if p.owner_id == owner_id]
 
     def value(self, portfolio_id: int, now: float | None = None) -> PortfolioValue:
+        """A portfolio's live value. Raises KeyError for an unknown portfolio."""
         portfolio = self._portfolios[portfolio_id]
         v = self.book.valuation(portfolio_id, positions=False)
         return PortfolioValue(
@@ -160,8 +229,50 @@ class PortfolioService:
             v.daily_change_percent,
             v.unrealized_pnl,
             v.realized_pnl,
+            v.market_value,
+            v.cash,
+            v.net_deposits,
             self.clock() if now is None else now,
         )
+
+    def positions(self, portfolio_id: int, now: float | None = None) -> PositionsUpdate:
+        """Every open position of a portfolio, valued live, by symbol. O(positions).
+
+        Raises:
+            KeyError: an unknown portfolio.
+        """
+        portfolio = self._portfolios[portfolio_id]
+        stamps = self._stamps.get(portfolio_id, {})
+        live = [
+            LivePosition(
+                p.symbol,
+                p.quantity,
+                p.cost_basis,
+                p.realized_pnl,
+                p.price,
+                p.market_value,
+                p.unrealized_pnl,
+                p.daily_change,
+                *stamps.get(p.symbol, (0.0, 0.0)),
+            )
+            for p in self.book.valuation(portfolio_id).positions
+            if p.quantity
+        ]
+        live.sort(key=lambda p: p.symbol)
+        ts = self.clock() if now is None else now
+        return PositionsUpdate(portfolio_id, portfolio.owner_id, tuple(live), ts)
+
+    def watch_positions(self, portfolio_id: int) -> None:
+        """One more subscriber of the portfolio's live positions: publish them."""
+        self._watched[portfolio_id] = self._watched.get(portfolio_id, 0) + 1
+
+    def unwatch_positions(self, portfolio_id: int) -> None:
+        """One subscriber fewer; with none left, they are no longer computed."""
+        left = self._watched.get(portfolio_id, 0) - 1
+        if left > 0:
+            self._watched[portfolio_id] = left
+        else:
+            self._watched.pop(portfolio_id, None)
 
     def asset_update(self, symbol: str) -> AssetUpdate | None:
         return self.assets.update(symbol, self.clock())
@@ -180,8 +291,42 @@ class PortfolioService:
         async with self.engine.begin() as conn:
             portfolio = await Portfolios(conn).create(owner_id, name)
         self._portfolios[portfolio.id] = portfolio
-        self.book.load(portfolio.id, [])
+        self._stamps[portfolio.id] = {}
+        self.book.load(portfolio.id, [], _cash(portfolio))
         return portfolio
+
+    async def deposit(
+        self, portfolio_id: int, amount: Decimal, executed_at: datetime | None = None
+    ) -> CashMoved:
+        """Deposit cash. Raises storage.NotFound; ValueError for an amount that is not
+        > 0 or a balance beyond what storage holds (``cash.deposit``)."""
+        return await self._move_cash(portfolio_id, CashKind.DEPOSIT, amount, executed_at)
+
+    async def withdraw(
+        self, portfolio_id: int, amount: Decimal, executed_at: datetime | None = None
+    ) -> CashMoved:
+        """Withdraw cash. Raises cash.InsufficientCash (more than the balance),
+        storage.NotFound, ValueError (``cash.withdraw``)."""
+        return await self._move_cash(portfolio_id, CashKind.WITHDRAWAL, amount, executed_at)
+
+    async def _move_cash(
+        self, portfolio_id: int, kind: CashKind, amount: Decimal, executed_at: datetime | None
+    ) -> CashMoved:
+        at = executed_at or self._now()
+        move = cash_rules.deposit if kind is CashKind.DEPOSIT else cash_rules.withdraw
+        async with self.engine.begin() as conn:
+            locked = await Portfolios(conn).get_for_update(portfolio_id)
+            after = move(_cash(locked), amount)
+            written = await Portfolios(conn).set_cash(
+                portfolio_id, cash=after.balance, net_deposits=after.net_deposits
+            )
+            entry = await CashTransactions(conn).insert(
+                portfolio_id, kind=kind, amount=amount, executed_at=at
+            )
+        cash = _cash(written)
+        self.book.set_cash(portfolio_id, cash)
+        self.publish([self.value(portfolio_id)])
+        return CashMoved(entry, cash)
 
     async def record_transaction(
         self,
@@ -191,9 +336,11 @@ class PortfolioService:
         quantity: Decimal,
         price: Decimal,
         executed_at: datetime | None = None,
-    ) -> tuple[Transaction, Position]:
-        """Record a buy or sell; raises valuation.InsufficientQuantity, storage.NotFound."""
-        at = executed_at or datetime.now(UTC)
+    ) -> Recorded:
+        """Record a buy or sell and settle its cash (a buy short of cash first records an
+        automatic deposit, see ``cash.py``); raises valuation.InsufficientQuantity,
+        storage.NotFound, ValueError (an amount storage cannot hold)."""
+        at = executed_at or self._now()
         async with self.engine.begin() as conn:
             if symbol not in self.known_assets:  # first trade of a symbol of the universe
                 kind = AssetKind.CRYPTO if "/" in symbol else AssetKind.STOCK
@@ -206,9 +353,11 @@ class PortfolioService:
                     updated_at=at,
                 )
                 await Assets(conn).upsert_many([asset])
+            locked = await Portfolios(conn).get_for_update(portfolio_id)
             current = await Positions(conn).get_for_update(portfolio_id, symbol)
             holding = _holding(current) if current is not None else Holding(symbol)
             after = apply_trade(holding, side, quantity, price)
+            settled = cash_rules.settle(_cash(locked), side, quantity, price)
             position = await Positions(conn).upsert(
                 portfolio_id,
                 symbol,
@@ -225,34 +374,69 @@ class PortfolioService:
                 price=price,
                 executed_at=at,
             )
+            deposit = None
+            if settled.deposit:
+                deposit = await CashTransactions(conn).insert(
+                    portfolio_id,
+                    kind=CashKind.DEPOSIT,
+                    amount=settled.deposit,
+                    executed_at=at,
+                    transaction_id=transaction.id,
+                )
+            written = await Portfolios(conn).set_cash(
+                portfolio_id,
+                cash=settled.cash.balance,
+                net_deposits=settled.cash.net_deposits,
+            )
         self.known_assets.add(symbol)
-        # The database is the truth: the book takes the committed holding (never
-        # recomputes it, which could disagree and fail after the commit).
+        # The database is the truth: the book takes the committed holding and cash
+        # (never recomputes them, which could disagree and fail after the commit).
         holdings = [h for h in self.book.holdings(portfolio_id) if h.symbol != symbol]
-        self.book.load(portfolio_id, [*holdings, _holding(position)])
+        self.book.load(portfolio_id, [*holdings, _holding(position)], _cash(written))
+        self._stamps.setdefault(portfolio_id, {})[symbol] = _stamp(position)
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)
+        self._publish_trade(portfolio_id, position)
+        return Recorded(transaction, position, deposit)
+
+    def _publish_trade(self, portfolio_id: int, position: Position) -> None:
         now = self.clock()
         portfolio = self._portfolios[portfolio_id]
-        self.publish(
-            [
-                PositionUpdate(
-                    portfolio_id,
-                    portfolio.owner_id,
-                    symbol,
-                    position.quantity,
-                    position.cost_basis,
-                    position.realized_pnl,
-                    position.created_at.timestamp(),
-                    position.updated_at.timestamp(),
-                    now,
-                ),
-                self.value(portfolio_id, now),
-            ]
-        )
-        return transaction, position
+        valued = self.book.position(portfolio_id, position.symbol)
+        created_at, updated_at = _stamp(position)
+        updates: list[Event] = [
+            PositionUpdate(
+                portfolio_id,
+                portfolio.owner_id,
+                position.symbol,
+                position.quantity,
+                position.cost_basis,
+                position.realized_pnl,
+                created_at,
+                updated_at,
+                valued.price,
+                valued.market_value,
+                valued.unrealized_pnl,
+                now,
+            ),
+            self.value(portfolio_id, now),
+        ]
+        if portfolio_id in self._watched:
+            updates.append(self.positions(portfolio_id, now))
+        self.publish(updates)
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
 
 
 def _holding(position: Position) -> Holding:
     return Holding(position.symbol, position.quantity, position.cost_basis, position.realized_pnl)
+
+
+def _cash(portfolio: Portfolio) -> Cash:
+    return Cash(portfolio.cash, portfolio.net_deposits)
+
+
+def _stamp(position: Position) -> tuple[float, float]:
+    return position.created_at.timestamp(), position.updated_at.timestamp()

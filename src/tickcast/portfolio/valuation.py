@@ -6,17 +6,25 @@ market price, through ``price_to_decimal`` (the market-data hot path is float). 
 service (``portfolio/service.py``) feeds quotes and trades in and publishes what comes out.
 
 Accounting (average cost):
-    - a buy of ``q`` at ``p`` adds ``q`` to the quantity and ``q * p`` to the cost basis;
+    - a trade's amount is ``quantity * price`` to 10 places (``trade_amount``);
+    - a buy of ``q`` at ``p`` adds ``q`` to the quantity and its amount to the cost basis;
     - a sell of ``q`` at ``p`` removes the average cost of ``q`` (``cost_basis * q /
-      quantity``) from the cost basis and realizes ``q * p`` minus that cost; selling the
-      whole quantity removes the whole cost basis, so a closed position is exactly
+      quantity``) from the cost basis and realizes its amount minus that cost; selling
+      the whole quantity removes the whole cost basis, so a closed position is exactly
       ``quantity 0, cost_basis 0`` and keeps its realized P&L;
-    - market value is ``quantity * price``; unrealized P&L is market value minus cost
-      basis; daily change is ``quantity * (price - previous close)``, the price effect on
-      today's holdings (0 for a symbol without a previous close);
-    - daily change percent is ``100 * daily_change / (total_value - daily_change)``: the
-      change against the value the same holdings had at the previous closes, 0 when that
-      value is 0.
+    - a position's market value is ``quantity * price``; its unrealized P&L is market
+      value minus cost basis; its daily change is ``quantity * (price - previous
+      close)``, the price effect on today's holdings (0 for a symbol without a previous
+      close). "Previous close" here is whatever reference the caller gives per symbol
+      (the service gives the asset's previous close, or, when none is known, the first
+      price it saw today: see ``assets.py``);
+    - a portfolio's market value is the sum of its positions'; its **total value** is
+      market value plus cash (``cash.py``: deposits, withdrawals, purchase costs and sale
+      proceeds); its daily change is the sum of its positions'; daily change percent is
+      ``100 * daily_change / (total_value - daily_change)``: the change against the value
+      the same holdings and the same cash had at the previous closes, 0 when that value
+      is 0. Cash has no daily change: a deposit today moves the total value, not the
+      daily change.
 
 Worked example::
 
@@ -25,7 +33,9 @@ Worked example::
     sell 5 @ 120           realized (120 - 105) * 5 = 75; cost_basis 2100 - 525 = 1575
     price 130, close 125   market value 15 * 130 = 1950; unrealized 1950 - 1575 = 375;
                            daily change 15 * (130 - 125) = 75;
-                           percent 100 * 75 / (1950 - 75) = 4.000000
+                           percent (no cash) 100 * 75 / (1950 - 75) = 4.000000;
+                           with the 600 of the sell in cash: total value 2550,
+                           percent 100 * 75 / (2550 - 75) = 3.030303
     sell 15 @ 100          realized 75 + (100 - 105) * 15 = 0; quantity 0, cost_basis 0
 
 Missing prices: an open position without a market price is valued at its symbol's
@@ -100,7 +110,7 @@ CONTEXT = Context(
 # totals, where entering a localcontext (about 0.4 us) would cost more than the maths.
 # Code that values positions or loops over holders enters one and uses operators
 # (cheaper than these methods once inside).
-_sub, _mul, _quantize = CONTEXT.subtract, CONTEXT.multiply, CONTEXT.quantize
+_add, _sub, _mul, _quantize = CONTEXT.add, CONTEXT.subtract, CONTEXT.multiply, CONTEXT.quantize
 _divide_05up = Context(
     prec=100, rounding=ROUND_05UP, traps=[InvalidOperation, DivisionByZero, Overflow]
 ).divide
@@ -194,6 +204,19 @@ class Holding(msgspec.Struct, frozen=True, gc=False):
         return _quantize(_divide_05up(self.cost_basis, self.quantity), MONEY_PLACES)
 
 
+def trade_amount(quantity: Decimal, price: Decimal) -> Decimal:
+    """A trade's amount: ``quantity * price`` to ``MONEY_PLACES``, half-even.
+
+    What a buy adds to the cost basis and pays in cash, and what a sell receives.
+
+    Raises:
+        ValueError, TypeError: as ``apply_trade`` for the quantity and the price.
+    """
+    _check(quantity, "quantity", positive=True, max_places=TRADE_PLACES)
+    _check(price, "price", max_places=TRADE_PLACES)
+    return _quantize(_mul(quantity, price), MONEY_PLACES)
+
+
 def apply_trade(
     holding: Holding,
     side: Side | Literal["buy", "sell"],
@@ -217,10 +240,8 @@ def apply_trade(
     ``Holding("AAPL", Decimal(15), Decimal(1575), realized_pnl=Decimal(75))``.
     """
     side = Side(side)
-    _check(quantity, "quantity", positive=True, max_places=TRADE_PLACES)
-    _check(price, "price", max_places=TRADE_PLACES)
+    cash = trade_amount(quantity, price)
     with localcontext(CONTEXT):
-        cash = (quantity * price).quantize(MONEY_PLACES)
         if side is Side.BUY:
             return Holding(
                 holding.symbol,
@@ -286,9 +307,13 @@ class Valuation(msgspec.Struct, frozen=True, gc=False):
 
     Attributes:
         portfolio_id: the portfolio.
-        total_value: the sum of the positions' market values.
+        total_value: ``market_value + cash``.
+        market_value: the sum of the positions' market values.
+        cash: the cash balance (``cash.py``).
+        net_deposits: deposits minus withdrawals, ever; ``total_value - net_deposits``
+            is ``unrealized_pnl + realized_pnl`` (see ``cash.py``).
         cost_basis: the sum of the positions' cost bases (Front 3's ``totalInvested``).
-        unrealized_pnl: ``total_value - cost_basis``.
+        unrealized_pnl: ``market_value - cost_basis``.
         realized_pnl: the sum of the positions' realized P&L, closed positions included.
         daily_change: the sum of the positions' daily changes.
         daily_change_percent: ``100 * daily_change / (total_value - daily_change)``,
@@ -300,6 +325,9 @@ class Valuation(msgspec.Struct, frozen=True, gc=False):
 
     portfolio_id: int
     total_value: Decimal
+    market_value: Decimal
+    cash: Decimal
+    net_deposits: Decimal
     cost_basis: Decimal
     unrealized_pnl: Decimal
     realized_pnl: Decimal
@@ -355,22 +383,29 @@ def _percent(change: Decimal, base: Decimal) -> Decimal:
 
 def _valuation(
     portfolio_id: int,
-    total: Decimal,
+    market: Decimal,
     previous: Decimal,
+    cash: Decimal,
+    net_deposits: Decimal,
     cost: Decimal,
     realized: Decimal,
     unpriced: int,
     positions: tuple[PositionValue, ...],
 ) -> Valuation:
-    daily = _sub(total, previous)
+    """The totals of a portfolio: ``market`` and ``previous`` are its positions' market
+    value and value at the previous closes (without cash)."""
+    daily = _sub(market, previous)
     return Valuation(
         portfolio_id,
-        total,
+        _add(market, cash),
+        market,
+        cash,
+        net_deposits,
         cost,
-        _sub(total, cost),
+        _sub(market, cost),
         realized,
         daily,
-        _percent(daily, previous),
+        _percent(daily, _add(previous, cash)),
         unpriced,
         positions,
     )
@@ -389,6 +424,8 @@ def value(
     holdings: Iterable[Holding],
     prices: Mapping[str, Decimal],
     previous_closes: Mapping[str, Decimal],
+    cash: Decimal = _ZERO,
+    net_deposits: Decimal = _ZERO,
 ) -> Valuation:
     """Value a portfolio from scratch: the reference that ``PortfolioBook`` keeps up to date.
 
@@ -397,11 +434,16 @@ def value(
         holdings: one per symbol, closed positions (quantity 0) allowed.
         prices: the market price per symbol; a symbol missing here is valued at its
             previous close, or else at its cost basis.
-        previous_closes: the previous session's closing price per symbol.
+        previous_closes: the daily-change reference per symbol (the previous session's
+            close, see the module docstring).
+        cash: the cash balance, >= 0; net_deposits: deposits minus withdrawals (both
+            as ``cash.Cash`` keeps them).
 
     Raises:
-        ValueError: two holdings of the same symbol.
+        ValueError: two holdings of the same symbol, or a negative cash balance.
     """
+    _check(cash, "cash")
+    _check(net_deposits, "net_deposits", signed=True)
     positions: list[PositionValue] = []
     seen: set[str] = set()
     total = previous = cost = realized = _ZERO
@@ -421,4 +463,14 @@ def value(
             realized += holding.realized_pnl
             if price is None and holding.quantity:
                 unpriced += 1
-    return _valuation(portfolio_id, total, previous, cost, realized, unpriced, tuple(positions))
+    return _valuation(
+        portfolio_id,
+        total,
+        previous,
+        cash,
+        net_deposits,
+        cost,
+        realized,
+        unpriced,
+        tuple(positions),
+    )

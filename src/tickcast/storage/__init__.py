@@ -7,6 +7,7 @@ Modules:
     records: the frozen rows the repositories return (Decimal money, aware UTC times).
     repositories: ``Users``, ``ApiKeys``, ``Assets``, ``Portfolios``, ``Positions``,
         ``Transactions``, each a thin object over a caller's ``AsyncConnection``.
+    ledger: ``CashTransactions``, the deposits and withdrawals, the same kind of object.
     errors: ``NotFound`` and ``Conflict``.
     migrations/: the Alembic scripts (package data; no alembic.ini at run time).
 

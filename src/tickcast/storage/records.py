@@ -31,6 +31,13 @@ class Side(enum.StrEnum):
     SELL = "sell"
 
 
+class CashKind(enum.StrEnum):
+    """What a cash transaction is (``cash_transactions.kind``)."""
+
+    DEPOSIT = "deposit"
+    WITHDRAWAL = "withdrawal"
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class User:
     """An account. ``username`` is unique."""
@@ -85,12 +92,20 @@ class Asset:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Portfolio:
-    """A named portfolio; ``(owner_id, name)`` is unique."""
+    """A named portfolio; ``(owner_id, name)`` is unique.
+
+    Attributes:
+        cash: the cash balance, >= 0, as of the read (the live value is the book's).
+        net_deposits: deposits minus withdrawals, ever (negative once more was taken
+            out than put in).
+    """
 
     id: int
     owner_id: int
     name: str
     created_at: datetime
+    cash: Decimal
+    net_deposits: Decimal
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -124,6 +139,23 @@ class Transaction:
     quantity: Decimal
     price: Decimal
     executed_at: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class CashTransaction:
+    """One deposit or withdrawal of cash. ``amount`` > 0.
+
+    Attributes:
+        transaction_id: the buy an automatic deposit paid for (see
+            ``portfolio/cash.py``); None for a deposit or withdrawal the owner asked for.
+    """
+
+    id: int
+    portfolio_id: int
+    kind: CashKind
+    amount: Decimal
+    executed_at: datetime
+    transaction_id: int | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,11 @@ Usage::
         user = await Users(conn).create("alice")
         book = await Portfolios(conn).create(user.id, "main")
 
+Row locks: a writer that changes a portfolio's positions or cash first locks the
+portfolio's row (``Portfolios.get_for_update`` or ``Positions.get_for_update``, both
+``SELECT ... FOR UPDATE`` on PostgreSQL; SQLite transactions hold the write lock from
+``BEGIN IMMEDIATE``), so two writers of one portfolio run one after the other.
+
 Rules:
     - A repository is a thin object over an ``AsyncConnection`` it does not own: it never
       begins, commits or rolls back the caller's transaction, and it keeps no state.
@@ -251,15 +256,16 @@ class Portfolios:
         self._conn = conn
 
     async def create(self, owner_id: int, name: str, *, at: datetime | None = None) -> Portfolio:
-        """A new, empty portfolio.
+        """A new, empty portfolio (no positions, no cash).
 
         Raises:
             Conflict: the owner already has a portfolio of this name.
             NotFound: no such user.
         """
+        zero = to_amount(0)
         stmt = (
             portfolios.insert()
-            .values(owner_id=owner_id, name=name, created_at=_at(at))
+            .values(owner_id=owner_id, name=name, created_at=_at(at), cash=zero, net_deposits=zero)
             .returning(portfolios)
         )
         async with _refusals(self._conn, f"portfolio {name!r} of user {owner_id}"):
@@ -269,6 +275,40 @@ class Portfolios:
     async def get(self, portfolio_id: int) -> Portfolio:
         """The portfolio. Raises NotFound."""
         stmt = select(portfolios).where(portfolios.c.id == portfolio_id)
+        return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
+
+    async def get_for_update(self, portfolio_id: int) -> Portfolio:
+        """Lock the portfolio's row and return it (its cash as of the lock).
+
+        Call it inside the transaction that will write the portfolio's cash or
+        positions: until that transaction ends, no other writer that also locks it can
+        read or change them (see the module's "Row locks").
+
+        Raises:
+            NotFound: no such portfolio.
+        """
+        stmt = select(portfolios).where(portfolios.c.id == portfolio_id).with_for_update()
+        return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
+
+    async def set_cash(
+        self, portfolio_id: int, *, cash: Decimal, net_deposits: Decimal
+    ) -> Portfolio:
+        """Write the portfolio's new cash balance and net deposits (computed by the caller
+        under the row lock). Returns the portfolio as written.
+
+        Raises:
+            ValueError: ``cash`` is negative, or an amount does not fit NUMERIC(28, 10).
+            NotFound: no such portfolio.
+        """
+        cash, net_deposits = to_amount(cash), to_amount(net_deposits)
+        if cash < 0:
+            raise ValueError(f"a cash balance cannot be negative: {cash}")
+        stmt = (
+            update(portfolios)
+            .where(portfolios.c.id == portfolio_id)
+            .values(cash=cash, net_deposits=net_deposits)
+            .returning(portfolios)
+        )
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
 
     async def list_for_owner(self, owner_id: int) -> list[Portfolio]:

@@ -16,6 +16,9 @@ Rules:
       every backend (SQLite stores them as UTC text without an offset).
     - Identifiers are BIGINT (INTEGER on SQLite, where only ``INTEGER PRIMARY KEY``
       autoincrements).
+    - A portfolio's ``cash`` and ``net_deposits`` are balances kept by the writer that
+      holds the portfolio's row lock; ``cash_transactions`` is their ledger (deposits and
+      withdrawals; the buys and sells that also move cash are in ``transactions``).
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
-from tickcast.storage.records import AssetKind, Side
+from tickcast.storage.records import AssetKind, CashKind, Side
 
 #: Scale and precision of every amount: 18 digits before the point, 10 after.
 AMOUNT_PRECISION = 28
@@ -144,7 +147,7 @@ NAMING = {
 metadata = MetaData(naming_convention=NAMING)
 
 
-def _one_of(column: str, values: type[AssetKind] | type[Side]) -> str:
+def _one_of(column: str, values: type[AssetKind] | type[Side] | type[CashKind]) -> str:
     return f"{column} IN ({', '.join(repr(v.value) for v in values)})"
 
 
@@ -191,8 +194,13 @@ portfolios = Table(
     Column("owner_id", Id, ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
     Column("name", String(100), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # The cash balance: never negative (a buy that needs more records a deposit first).
+    Column("cash", Amount(), nullable=False, server_default="0"),
+    # Deposits minus withdrawals, ever: negative once more was withdrawn than put in.
+    Column("net_deposits", Amount(), nullable=False, server_default="0"),
     # Its index leads with owner_id, so it also serves "the portfolios of this owner".
     UniqueConstraint("owner_id", "name"),
+    CheckConstraint("CAST(cash AS NUMERIC) >= 0", name="cash_not_negative"),
 )
 
 positions = Table(
@@ -223,4 +231,20 @@ transactions = Table(
     CheckConstraint("CAST(quantity AS NUMERIC) > 0", name="quantity_positive"),
     CheckConstraint("CAST(price AS NUMERIC) >= 0", name="price_not_negative"),
     Index(None, "portfolio_id", "executed_at"),
+)
+
+cash_transactions = Table(
+    "cash_transactions",
+    metadata,
+    Column("id", Id, primary_key=True),
+    Column("portfolio_id", Id, ForeignKey("portfolios.id", ondelete="CASCADE"), nullable=False),
+    Column("kind", String(10), nullable=False),
+    Column("amount", Amount(), nullable=False),
+    Column("executed_at", UTCDateTime(), nullable=False),
+    # The buy an automatic deposit paid for; NULL for one the owner asked for.
+    Column("transaction_id", Id, ForeignKey("transactions.id", ondelete="CASCADE"), nullable=True),
+    CheckConstraint(_one_of("kind", CashKind), name="kind"),
+    CheckConstraint("CAST(amount AS NUMERIC) > 0", name="amount_positive"),
+    Index(None, "portfolio_id", "executed_at"),
+    Index(None, "transaction_id"),
 )

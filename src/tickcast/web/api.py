@@ -8,12 +8,16 @@
     GET  /portfolios/{id}/positions         its positions, valued live
     GET  /portfolios/{id}/transactions      newest first, ``?limit=`` (1..1000, default 100)
     POST /portfolios/{id}/transactions      a buy or a sell -> 201 with the new position
+    POST /portfolios/{id}/deposits          {"amount"} -> 201 with the portfolio
+    POST /portfolios/{id}/withdrawals       {"amount"} -> 201; 422 beyond the cash balance
+    GET  /portfolios/{id}/cash-transactions deposits and withdrawals, newest first
     GET  /assets                            the known assets, latest price, previous close
     GET  /docs, /openapi.json               the OpenAPI description (Swagger UI)
 
 Rules: thin. Every number comes from the PortfolioService (its in-memory book, the same
 one the WebSocket fronts publish from) or from the repositories; this module only checks
-who asks, validates the request and shapes the answer. It keeps no state.
+who asks, validates the request and shapes the answer (the wire models and what each
+figure means are in ``schemas.py``). It keeps no state.
 
 Choices (also stated in the OpenAPI description):
     - Money and quantities are JSON *strings* in every response (``"1575"``, ``"62.5"``):
@@ -35,7 +39,10 @@ Choices (also stated in the OpenAPI description):
       cookie authentication this keeps cross-site forms and no-CORS fetches (which cannot
       send that type without a preflight) from placing trades.
     - Every 422 has FastAPI's validation shape, ours included (an unknown symbol, a sell
-      of more than is held): ``{"detail": [{"type", "loc", "msg", "input"}]}``.
+      of more than is held, a withdrawal of more than the cash): ``{"detail": [{"type",
+      "loc", "msg", "input"}]}``.
+    - A buy needs no deposit first: when the cash is short, the shortfall is recorded as
+      an automatic deposit (``portfolio/cash.py``), returned with the transaction.
     - ``GET /assets`` is public market data: anonymous callers are served when
       ``allow_anonymous`` is set, as on the WebSockets.
 
@@ -46,7 +53,6 @@ at run time, and the endpoints are closures over ``build_api``'s arguments.
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
@@ -54,15 +60,7 @@ import fastapi
 from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
-from pydantic import (
-    AwareDatetime,
-    BaseModel,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    StringConstraints,
-    field_validator,
-)
+from pydantic import Field
 
 from tickcast import __version__
 from tickcast.auth import policy
@@ -77,20 +75,35 @@ from tickcast.auth.credentials import (
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.node import Node
+from tickcast.portfolio.assets import ReferenceKind
+from tickcast.portfolio.cash import InsufficientCash
 from tickcast.portfolio.valuation import (
     CONTEXT,
-    MONEY_PLACES,
     PERCENT_PLACES,
     InsufficientQuantity,
-    PositionValue,
-    Side,
     Valuation,
     price_to_decimal,
 )
 from tickcast.storage.errors import Conflict, NotFound
-from tickcast.storage.records import Asset, AssetKind, Portfolio, Transaction
+from tickcast.storage.ledger import CashTransactions
+from tickcast.storage.records import Asset, AssetKind, CashTransaction, Portfolio
 from tickcast.storage.repositories import Assets, Transactions
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
+from tickcast.web.schemas import (
+    AssetOut,
+    CashIn,
+    CashRecordedOut,
+    CashTransactionOut,
+    Model,
+    PortfolioDetailOut,
+    PortfolioIn,
+    PortfolioOut,
+    PositionOut,
+    TransactionIn,
+    TransactionOut,
+    TransactionRecordedOut,
+    decimal_text,
+)
 
 #: Transactions listed when ``?limit=`` is not given, and the most one request may ask.
 DEFAULT_TRANSACTIONS: Final = 100
@@ -115,53 +128,15 @@ e.g. `"1575"` or `"62.5"`: exact, where a JSON number would be a binary float in
 JavaScript. Requests accept strings (preferred) or numbers.
 
 **Someone else's portfolio** answers 404, like one that does not exist.
+
+**Cash**: a portfolio has a cash balance (deposits, withdrawals, what buys pay, what
+sells receive), part of its `total_value`. A buy never needs a deposit first: when the
+cash is short, the shortfall is recorded as an automatic deposit, so the cash never goes
+negative and `total_value = net_deposits + unrealized_pnl + realized_pnl`.
 """
 
 
-def decimal_text(value: Decimal) -> str:
-    """The canonical text of an amount: no exponent, no trailing zeros, never ``-0``.
-
-    ``Decimal("1575.0000000000")`` -> ``"1575"``; ``Decimal("1E+3")`` -> ``"1000"``;
-    ``Decimal("62.50")`` -> ``"62.5"``. Exact: the digits are never rounded.
-    """
-    text = format(value, "f")
-    if "." in text:
-        text = text.rstrip("0").rstrip(".")
-    return "0" if text in ("-0", "") else text
-
-
-# -- wire types
-
-#: An amount in a response: a JSON string (see ``decimal_text``).
-Money = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str)]
-#: Request amounts: at most 18 integer digits and 10 decimal places (the stored scale).
-Quantity = Annotated[
-    Decimal,
-    Field(
-        gt=0,
-        max_digits=AMOUNT_PRECISION,
-        decimal_places=AMOUNT_SCALE,
-        allow_inf_nan=False,
-        examples=["10"],
-    ),
-]
-Price = Annotated[
-    Decimal,
-    Field(
-        ge=0,
-        max_digits=AMOUNT_PRECISION,
-        decimal_places=AMOUNT_SCALE,
-        allow_inf_nan=False,
-        examples=["190.5"],
-    ),
-]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
-
-
-class Model(BaseModel):
-    """Base of the wire models: unknown fields are refused, not ignored."""
-
-    model_config = ConfigDict(extra="forbid")
+# -- wire types (the portfolio ones are in schemas.py)
 
 
 class ErrorOut(Model):
@@ -183,159 +158,6 @@ class MeOut(Model):
 
     user_id: int
     username: str
-
-
-class PositionOut(Model):
-    """One holding, valued at the current market price (average-cost accounting).
-
-    Every amount is a string (see the API description). A closed position (quantity
-    ``"0"``) is listed: it carries the realized P&L of its sells.
-    """
-
-    symbol: str
-    quantity: Money
-    average_cost: Money = Field(description="cost_basis / quantity; 0 when closed.")
-    cost_basis: Money = Field(description="Total cost of the quantity held.")
-    price: Money | None = Field(
-        description="The market price used; null before the symbol's first price (then "
-        "the position is valued at its previous close, or at its cost)."
-    )
-    market_value: Money
-    unrealized_pnl: Money = Field(description="market_value - cost_basis.")
-    realized_pnl: Money = Field(description="Realized by the sells of this symbol, ever.")
-    daily_change: Money = Field(description="quantity * (price - previous close).")
-
-    @classmethod
-    def of(cls, value: PositionValue) -> "PositionOut":
-        quantity = value.quantity
-        average = Decimal(0)
-        if quantity:  # as Holding.average_cost: to the stored scale
-            average = CONTEXT.divide(value.cost_basis, quantity).quantize(
-                MONEY_PLACES, context=CONTEXT
-            )
-        return cls(
-            symbol=value.symbol,
-            quantity=quantity,
-            average_cost=average,
-            cost_basis=value.cost_basis,
-            price=value.price,
-            market_value=value.market_value,
-            unrealized_pnl=value.unrealized_pnl,
-            realized_pnl=value.realized_pnl,
-            daily_change=value.daily_change,
-        )
-
-
-class PortfolioOut(Model):
-    """A portfolio and its live value. Every amount is a string."""
-
-    id: int
-    name: str
-    created_at: datetime
-    total_value: Money = Field(description="Market value of the holdings.")
-    cost_basis: Money
-    daily_change: Money = Field(description="Against the previous closes.")
-    daily_change_percent: Money = Field(description="Percent, 6 decimal places at most.")
-    unrealized_pnl: Money
-    realized_pnl: Money
-    unpriced_positions: int = Field(
-        description="Open positions valued without a market price yet (estimated)."
-    )
-    as_of: datetime = Field(description="When the value was read.")
-
-    @classmethod
-    def of(cls, portfolio: Portfolio, v: Valuation, now: float) -> "PortfolioOut":
-        return cls(
-            id=portfolio.id,
-            name=portfolio.name,
-            created_at=portfolio.created_at,
-            total_value=v.total_value,
-            cost_basis=v.cost_basis,
-            daily_change=v.daily_change,
-            daily_change_percent=v.daily_change_percent,
-            unrealized_pnl=v.unrealized_pnl,
-            realized_pnl=v.realized_pnl,
-            unpriced_positions=v.unpriced,
-            as_of=datetime.fromtimestamp(now, UTC),
-        )
-
-
-class PortfolioDetailOut(PortfolioOut):
-    """A portfolio, its live value and its positions (by symbol)."""
-
-    positions: list[PositionOut]
-
-
-class PortfolioIn(Model):
-    """A new portfolio; the name is unique among the caller's portfolios."""
-
-    name: Name
-
-
-class TransactionIn(Model):
-    """A buy or a sell. Amounts as strings (exact) or numbers."""
-
-    symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    side: Side
-    quantity: Quantity
-    price: Price
-    executed_at: AwareDatetime | None = Field(
-        None, description="ISO-8601 with an offset; default: now."
-    )
-
-    @field_validator("symbol")
-    @classmethod
-    def _upper(cls, symbol: str) -> str:
-        return symbol.upper()
-
-    @field_validator("side", mode="before")
-    @classmethod
-    def _lower(cls, side: Any) -> Any:
-        return side.lower() if isinstance(side, str) else side
-
-
-class TransactionOut(Model):
-    """An executed buy or sell. Amounts are strings."""
-
-    id: int
-    portfolio_id: int
-    symbol: str
-    side: Side
-    quantity: Money
-    price: Money
-    executed_at: datetime
-
-    @classmethod
-    def of(cls, t: Transaction) -> "TransactionOut":
-        return cls(
-            id=t.id,
-            portfolio_id=t.portfolio_id,
-            symbol=t.symbol,
-            side=Side(t.side.value),
-            quantity=t.quantity,
-            price=t.price,
-            executed_at=t.executed_at,
-        )
-
-
-class TransactionRecordedOut(Model):
-    """The recorded transaction and the position it leaves, valued live."""
-
-    transaction: TransactionOut
-    position: PositionOut
-
-
-class AssetOut(Model):
-    """A known asset. Amounts are strings; null when unknown."""
-
-    symbol: str
-    name: str
-    kind: str
-    price: Money | None = Field(description="The latest price: live, else the stored one.")
-    live: bool = Field(description="Whether price comes from the live feed of this node.")
-    previous_close: Money | None
-    change: Money | None = Field(description="price - previous_close.")
-    change_percent: Money | None = Field(description="Percent, 6 decimal places at most.")
 
 
 # -- the caller
@@ -453,6 +275,13 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     def positions(v: Valuation) -> list[PositionOut]:
         return [PositionOut.of(p) for p in sorted(v.positions, key=lambda p: p.symbol)]
 
+    def cash_recorded(portfolio: Portfolio, entry: CashTransaction) -> CashRecordedOut:
+        valuation = service.book.valuation(portfolio.id, positions=False)
+        return CashRecordedOut(
+            cash_transaction=CashTransactionOut.of(entry),
+            portfolio=PortfolioOut.of(portfolio, valuation, service.clock()),
+        )
+
     @api.post(
         "/auth/token",
         summary="Exchange an API key for a JWT",
@@ -567,7 +396,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
                 str(body.quantity),
             )
         try:
-            transaction, _ = await service.record_transaction(
+            recorded = await service.record_transaction(
                 portfolio_id, body.symbol, body.side, body.quantity, body.price, body.executed_at
             )
         except InsufficientQuantity as exc:
@@ -582,10 +411,77 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
             raise _not_found(portfolio_id) from None
         except ValueError as exc:  # an amount the book or the database cannot hold
             raise _invalid("quantity", "value_error", str(exc), str(body.quantity)) from None
+        deposit = recorded.deposit
         return TransactionRecordedOut(
-            transaction=TransactionOut.of(transaction),
+            transaction=TransactionOut.of(recorded.transaction),
             position=PositionOut.of(service.book.position(portfolio_id, body.symbol)),
+            automatic_deposit=CashTransactionOut.of(deposit) if deposit is not None else None,
+            cash=service.book.cash(portfolio_id).balance,
         )
+
+    @api.post(
+        "/portfolios/{portfolio_id}/deposits",
+        status_code=201,
+        summary="Deposit cash",
+        dependencies=json_body,
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def deposit(
+        portfolio_id: PortfolioId, body: CashIn, caller: CallerDep
+    ) -> CashRecordedOut:
+        """422 for an amount that is not positive, or a balance beyond what is stored
+        (18 integer digits)."""
+        portfolio = owned(caller, portfolio_id)
+        try:
+            moved = await service.deposit(portfolio_id, body.amount, body.executed_at)
+        except NotFound:  # deleted meanwhile
+            raise _not_found(portfolio_id) from None
+        except ValueError as exc:  # a balance beyond what storage holds
+            raise _invalid("amount", "value_error", str(exc), str(body.amount)) from None
+        return cash_recorded(portfolio, moved.entry)
+
+    @api.post(
+        "/portfolios/{portfolio_id}/withdrawals",
+        status_code=201,
+        summary="Withdraw cash",
+        dependencies=json_body,
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def withdraw(
+        portfolio_id: PortfolioId, body: CashIn, caller: CallerDep
+    ) -> CashRecordedOut:
+        """422 for an amount that is not positive, or more than the cash balance
+        (``insufficient_cash``: sell first, the proceeds are cash)."""
+        portfolio = owned(caller, portfolio_id)
+        try:
+            moved = await service.withdraw(portfolio_id, body.amount, body.executed_at)
+        except InsufficientCash as exc:
+            message = (
+                f"cannot withdraw {decimal_text(exc.requested)}: "
+                f"only {decimal_text(exc.balance)} in cash"
+            )
+            raise _invalid("amount", "insufficient_cash", message, str(body.amount)) from None
+        except NotFound:  # deleted meanwhile
+            raise _not_found(portfolio_id) from None
+        except ValueError as exc:  # net deposits beyond what storage holds
+            raise _invalid("amount", "value_error", str(exc), str(body.amount)) from None
+        return cash_recorded(portfolio, moved.entry)
+
+    @api.get(
+        "/portfolios/{portfolio_id}/cash-transactions",
+        summary="A portfolio's deposits and withdrawals, newest first",
+        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+    )
+    async def list_cash_transactions(
+        portfolio_id: PortfolioId,
+        caller: CallerDep,
+        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+    ) -> list[CashTransactionOut]:
+        """Automatic deposits included (``transaction_id`` names the buy each paid for)."""
+        owned(caller, portfolio_id)
+        async with node.engine.connect() as conn:
+            found = await CashTransactions(conn).list_for_portfolio(portfolio_id, limit=limit)
+        return [CashTransactionOut.of(c) for c in found]
 
     @api.get(
         "/assets",
@@ -596,34 +492,49 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         found: Annotated[tuple[Principal, bool], Depends(credentials)],
     ) -> list[AssetOut]:
         """Public market data: anonymous callers are served when the gateway allows
-        anonymous market data. ``change`` is against the stored previous close."""
+        anonymous market data. ``change`` is against ``change_reference``: the previous
+        close, else the first price this gateway saw today (``change_reference_kind``
+        says which)."""
         if not policy.may_read_market(found[0], node.settings.allow_anonymous):
             raise _unauthorized(UNAUTHENTICATED, invalid=False)
         async with node.engine.connect() as conn:
             stored = {a.symbol: a for a in await Assets(conn).list_all()}
+        now = service.clock()
         return [
-            _asset(node, symbol, stored.get(symbol))
+            _asset(node, symbol, stored.get(symbol), now)
             for symbol in sorted(node.symbols | stored.keys())
         ]
 
     return api
 
 
-def _asset(node: Node, symbol: str, stored: Asset | None) -> AssetOut:
-    live = node.portfolios.assets.price(symbol)
+def _asset(node: Node, symbol: str, stored: Asset | None, now: float) -> AssetOut:
+    """One asset as ``AssetOut`` documents it: the previous close is a real close (the
+    board's own, from a day it saw end, else the table's); the first price seen today is
+    only ever the change reference, and said to be."""
+    board = node.portfolios.assets
+    live = board.price(symbol)
     price = price_to_decimal(live) if live is not None else node.portfolios.book.price(symbol)
     if price is None and stored is not None:
         price = stored.last_price
-    close = stored.previous_close if stored is not None else None
-    if close is None:
-        close = node.portfolios.book.previous_close(symbol)
+    observed = board.observed_close(symbol, now)
+    close = price_to_decimal(observed) if observed is not None else None
+    if close is None and stored is not None:
+        close = stored.previous_close  # exact, where the board keeps a float
+    reference: Decimal | None = None
+    reference_kind: Literal["previous_close", "first_price_today"] | None = None
+    if close is not None and close > 0:
+        reference, reference_kind = close, "previous_close"
+    else:
+        found = board.reference(symbol, now)
+        if found is not None and found.kind is ReferenceKind.FIRST_PRICE_TODAY:
+            reference, reference_kind = price_to_decimal(found.price), "first_price_today"
     change = percent = None
-    if price is not None and close is not None:
-        change = CONTEXT.subtract(price, close)
-        if close:
-            percent = CONTEXT.divide(CONTEXT.multiply(change, Decimal(100)), close).quantize(
-                PERCENT_PLACES, context=CONTEXT
-            )
+    if price is not None and reference is not None:
+        change = CONTEXT.subtract(price, reference)
+        percent = CONTEXT.divide(CONTEXT.multiply(change, Decimal(100)), reference).quantize(
+            PERCENT_PLACES, context=CONTEXT
+        )
     kind = AssetKind.CRYPTO if "/" in symbol else AssetKind.STOCK
     return AssetOut(
         symbol=symbol,
@@ -632,6 +543,8 @@ def _asset(node: Node, symbol: str, stored: Asset | None) -> AssetOut:
         price=price,
         live=live is not None,
         previous_close=close,
+        change_reference=reference,
+        change_reference_kind=reference_kind,
         change=change,
         change_percent=percent,
     )

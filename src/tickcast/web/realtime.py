@@ -37,6 +37,8 @@ CLIENT_TYPES = [
     "unsubscribe_asset",
     "subscribe_portfolio",
     "unsubscribe_portfolio",
+    "subscribe_positions",
+    "unsubscribe_positions",
 ]
 #: Where each front listens, by its name in the guard's rosters.
 PATHS: Final = {market.NAME: market.PATH, realtime.NAME: realtime.PATH}
@@ -48,6 +50,7 @@ SERVER_TYPES = [
     "asset_update",
     "portfolio_update",
     "position_update",
+    "positions_update",
     "error",
 ]
 

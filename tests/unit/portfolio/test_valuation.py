@@ -7,7 +7,7 @@ comment or the literal beside it.
 from __future__ import annotations
 
 import random
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
 import msgspec
 import pytest
@@ -15,7 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickcast.portfolio.book import PortfolioBook
+from tickcast.portfolio.cash import Cash, InsufficientCash
 from tickcast.portfolio.valuation import (
+    CONTEXT,
     MONEY_PLACES,
     Holding,
     InsufficientQuantity,
@@ -224,6 +226,9 @@ def test_worked_example_from_the_module_docstring() -> None:
     assert valuation == Valuation(
         portfolio_id=7,
         total_value=D(1950),
+        market_value=D(1950),
+        cash=D(0),
+        net_deposits=D(0),
         cost_basis=D(1575),
         unrealized_pnl=D(375),
         realized_pnl=D(75),
@@ -237,7 +242,7 @@ def test_worked_example_from_the_module_docstring() -> None:
 
 def test_a_portfolio_without_holdings_is_worth_zero_with_percent_zero() -> None:
     valuation = value(3, [], {"AAPL": D(1)}, {"AAPL": D(1)})
-    assert valuation == Valuation(3, D(0), D(0), D(0), D(0), D(0), D(0), 0, ())
+    assert valuation == Valuation(3, *[D(0)] * 9, 0, ())
 
 
 def test_closed_positions_count_only_their_realized_pnl() -> None:
@@ -328,6 +333,21 @@ def test_many_symbols_sum_exactly() -> None:
     assert len(valuation.positions) == 500
 
 
+def test_cash_is_in_the_total_value_and_the_percent_base() -> None:
+    valuation = value(7, [WORKED], {"AAPL": D(130)}, {"AAPL": D(125)}, D(600), D(2100))
+    assert (valuation.total_value, valuation.market_value) == (D(2550), D(1950))
+    assert (valuation.cash, valuation.net_deposits) == (D(600), D(2100))
+    assert valuation.daily_change == D(75)  # cash has no daily change
+    assert valuation.daily_change_percent == D("3.030303")  # 7500 / 2475
+    # the accounting identity: what was put in plus the P&L
+    pnl = valuation.unrealized_pnl + valuation.realized_pnl
+    assert valuation.total_value == valuation.net_deposits + pnl
+    only_cash = value(1, [], {}, {}, D("10.5"), D("10.5"))
+    assert (only_cash.total_value, only_cash.daily_change_percent) == (D("10.5"), D(0))
+    with pytest.raises(ValueError, match="cash must be >= 0"):
+        value(1, [], {}, {}, D(-1))
+
+
 def test_value_refuses_two_holdings_of_one_symbol() -> None:
     with pytest.raises(ValueError, match="two holdings of AAPL"):
         value(1, [Holding("AAPL"), Holding("AAPL")], {}, {})
@@ -351,7 +371,15 @@ def book_with(*portfolios: tuple[int, list[Holding]]) -> PortfolioBook:
 
 
 def full(book: PortfolioBook, portfolio_id: int) -> Valuation:
-    return value(portfolio_id, book.holdings(portfolio_id), book.prices, book.previous_closes)
+    cash = book.cash(portfolio_id)
+    return value(
+        portfolio_id,
+        book.holdings(portfolio_id),
+        book.prices,
+        book.previous_closes,
+        cash.balance,
+        cash.net_deposits,
+    )
 
 
 def test_on_price_returns_exactly_the_holders() -> None:
@@ -384,7 +412,9 @@ def test_selling_to_zero_leaves_the_index_and_keeps_the_holding() -> None:
     assert book.on_price("AAPL", D(121)) == {2}
     assert book.holding(1, "AAPL") == closed
     valuation = book.valuation(1)
-    assert (valuation.total_value, valuation.realized_pnl) == (D(0), D(200))
+    # the proceeds are cash: the value stays what the position was worth
+    assert (valuation.market_value, valuation.cash) == (D(0), D(1200))
+    assert (valuation.total_value, valuation.realized_pnl) == (D(1200), D(200))
     assert valuation == full(book, 1)
     book.apply_trade(1, "AAPL", "buy", D(1), D(121))
     assert book.holders("AAPL") == frozenset({1, 2})
@@ -425,11 +455,26 @@ def test_worked_example_through_the_book() -> None:
     assert book.set_previous_close("AAPL", D(125)) == {7}
     assert book.on_price("AAPL", D(130)) == {7}
     summary = book.valuation(7, positions=False)
-    assert summary == Valuation(7, D(1950), D(1575), D(375), D(75), D(75), D(4), 0, ())
+    # automatic deposits 1000 + 1100; the sell's 600 stays in cash (cash.py's example)
+    assert summary == Valuation(
+        portfolio_id=7,
+        total_value=D(2550),
+        market_value=D(1950),
+        cash=D(600),
+        net_deposits=D(2100),
+        cost_basis=D(1575),
+        unrealized_pnl=D(375),
+        realized_pnl=D(75),
+        daily_change=D(75),
+        daily_change_percent=D("3.030303"),  # 100 * 75 / (2550 - 75)
+    )
     assert book.valuation(7) == full(book, 7)
     assert book.position(7, "AAPL") == full(book, 7).positions[0]
     book.apply_trade(7, "AAPL", "sell", D(15), D(100))
-    assert book.valuation(7, positions=False) == Valuation(7, D(0), D(0), D(0), D(0), D(0), D(0))
+    # all sold at 100: 2100 back in cash, exactly what was put in (realized 0)
+    assert book.valuation(7, positions=False) == Valuation(
+        7, D(2100), D(0), D(2100), D(2100), *[D(0)] * 5
+    )
 
 
 def test_unpriced_positions_are_revalued_on_their_first_price() -> None:
@@ -481,6 +526,18 @@ def test_a_refused_trade_leaves_the_book_unchanged() -> None:
     assert book.holders("AAPL") == frozenset({1})
 
 
+def test_cash_set_from_storage_and_refused_withdrawals_leave_the_book_unchanged() -> None:
+    book = book_with((1, [Holding("AAPL", D(1), D(100))]))
+    book.set_cash(1, Cash(D(50), D(150)))
+    assert book.valuation(1, positions=False).total_value == D(150)  # 100 at cost + 50
+    with pytest.raises(InsufficientCash):
+        book.withdraw(1, D("50.01"))
+    assert book.cash(1) == Cash(D(50), D(150))
+    assert book.withdraw(1, D(50)) == Cash(D(0), D(100))
+    with pytest.raises(KeyError):
+        book.set_cash(2, Cash())
+
+
 def test_unknown_portfolios_raise_key_error() -> None:
     book = PortfolioBook()
     with pytest.raises(KeyError):
@@ -518,6 +575,12 @@ def check_book(book: PortfolioBook, portfolio_ids: list[int]) -> None:
         assert valuation == full(book, portfolio_id)
         summary = book.valuation(portfolio_id, positions=False)
         assert summary == msgspec.structs.replace(valuation, positions=())
+        # cash: never negative, in the total, and the accounting identity of cash.py
+        assert valuation.cash >= 0
+        with localcontext(CONTEXT):  # exact sums (the default context has 28 digits)
+            assert valuation.total_value == valuation.market_value + valuation.cash
+            pnl = valuation.unrealized_pnl + valuation.realized_pnl
+            assert valuation.total_value == valuation.net_deposits + pnl
     for symbol in SYMBOLS:
         expected = {
             p for p in portfolio_ids if (h := book.holding(p, symbol)) is not None and h.quantity
@@ -528,10 +591,23 @@ def check_book(book: PortfolioBook, portfolio_ids: list[int]) -> None:
 def random_step(rng: random.Random, book: PortfolioBook, portfolio_ids: list[int]) -> None:
     symbol = rng.choice(SYMBOLS)
     kind = rng.random()
-    if kind < 0.4:
+    if kind < 0.35:
         book.on_price(symbol, price_to_decimal(rng.uniform(0, 1000)))
-    elif kind < 0.45:
+    elif kind < 0.4:
         book.set_previous_close(symbol, D(rng.randint(0, 100_000)).scaleb(-2))
+    elif kind < 0.45:
+        portfolio_id = rng.choice(portfolio_ids)
+        amount = D(rng.randint(1, 10**8)).scaleb(-3)
+        if rng.random() < 0.5:
+            book.deposit(portfolio_id, amount)
+        else:
+            balance = book.cash(portfolio_id).balance
+            try:
+                book.withdraw(portfolio_id, amount)
+            except InsufficientCash:
+                assert amount > balance
+                if balance:
+                    book.withdraw(portfolio_id, balance)  # everything there is
     elif kind < 0.95:
         portfolio_id = rng.choice(portfolio_ids)
         held = book.holding(portfolio_id, symbol)
@@ -546,7 +622,8 @@ def random_step(rng: random.Random, book: PortfolioBook, portfolio_ids: list[int
             )
     else:
         portfolio_id = rng.choice(portfolio_ids)
-        book.load(portfolio_id, book.holdings(portfolio_id))  # a reload changes nothing
+        # a reload (what the service does after a commit) changes nothing
+        book.load(portfolio_id, book.holdings(portfolio_id), book.cash(portfolio_id))
 
 
 @pytest.mark.parametrize("seed", range(20))
@@ -565,8 +642,10 @@ def test_incremental_totals_equal_full_recomputation(seed: int) -> None:
 PRICES = st.one_of(st.just(0.0), st.floats(min_value=0.001, max_value=1e6)).map(price_to_decimal)
 QUANTITIES = st.decimals(min_value="0.0001", max_value="1000", places=4)
 TRADE_PRICES = st.decimals(min_value=0, max_value=1_000_000, places=10)
+AMOUNTS = st.decimals(min_value="0.0000000001", max_value=10**9, places=10)
 STEPS = st.lists(
     st.one_of(
+        st.tuples(st.sampled_from(["deposit", "withdraw"]), st.integers(1, 3), AMOUNTS),
         st.tuples(st.just("price"), st.sampled_from(SYMBOLS), PRICES),
         st.tuples(st.just("close"), st.sampled_from(SYMBOLS), PRICES),
         st.tuples(
@@ -595,6 +674,17 @@ def test_incremental_totals_equal_full_recomputation_property(
         elif step[0] == "close":
             _, symbol, price = step
             book.set_previous_close(str(symbol), price)  # type: ignore[arg-type]
+        elif step[0] == "deposit":
+            _, portfolio_id, amount = step
+            book.deposit(portfolio_id, amount)  # type: ignore[arg-type]
+        elif step[0] == "withdraw":
+            _, portfolio_id, amount = step
+            before = book.cash(portfolio_id)  # type: ignore[arg-type]
+            try:
+                book.withdraw(portfolio_id, amount)  # type: ignore[arg-type]
+            except InsufficientCash:
+                assert amount > before.balance  # type: ignore[operator]
+                assert book.cash(portfolio_id) == before  # type: ignore[arg-type]
         else:
             _, portfolio_id, symbol, side, quantity, price = step
             held = book.holding(portfolio_id, str(symbol))  # type: ignore[arg-type]

@@ -6,11 +6,19 @@ import json
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pytest
 
 from tickcast.closecodes import CloseCode
+from tickcast.hub.hub import Encoded, Hub
 from tickcast.model.envelope import Envelope
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    LivePosition,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+)
 from tickcast.model.topic import Channel, Topic, topic_of
 from tickcast.protocols.envelope import codec
 from tickcast.protocols.envelope.session import (
@@ -21,6 +29,7 @@ from tickcast.protocols.envelope.session import (
 )
 
 NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z
+D = Decimal
 KNOWN = frozenset({"AAPL", "MSFT", "BTC/USDT"})
 OWNERS = {123: 7, 456: 8}
 
@@ -92,6 +101,31 @@ def test_subscribe_and_unsubscribe_an_asset() -> None:
     assert s.commands_received() == []  # already subscribed
     send(s, {"type": "unsubscribe_asset", "symbol": "AAPL"})  # fields at the top level too
     assert s.commands_received() == [Unsubscribe((Topic(Channel.ASSETS, "AAPL"),))]
+
+
+def test_live_positions_only_to_their_owner() -> None:
+    s = session(7)
+    out(s)
+    assert send(s, {"type": "subscribe_positions", "data": {"portfolio_id": 123}}) == []
+    assert s.commands_received() == [Subscribe((Topic(Channel.LIVE_POSITIONS, "123"),))]
+    send(s, {"type": "subscribe_positions", "data": {"portfolio_id": "123"}})
+    assert s.commands_received() == []  # already subscribed
+    assert send(s, {"type": "subscribe_positions", "data": {"portfolio_id": 456}}) == [
+        error("Portfolio 456 not found")
+    ]
+    assert send(s, {"type": "subscribe_positions", "data": {"portfolio_id": -1}}) == [
+        error("Invalid request: 'portfolio_id' must be a positive integer")
+    ]
+    assert s.commands_received() == []
+    send(s, {"type": "unsubscribe_positions", "portfolio_id": 123})
+    assert s.commands_received() == [Unsubscribe((Topic(Channel.LIVE_POSITIONS, "123"),))]
+    send(s, {"type": "unsubscribe_positions", "portfolio_id": 123})
+    assert s.commands_received() == []  # not subscribed any more: nothing to undo
+    anonymous = session(None)
+    out(anonymous)
+    assert send(anonymous, {"type": "subscribe_positions", "data": {"portfolio_id": 123}}) == [
+        error("Authentication required for portfolio data")
+    ]
 
 
 def test_portfolio_data_only_to_its_owner() -> None:
@@ -221,11 +255,122 @@ def test_codec_writes_the_mission_shapes_with_exact_money() -> None:
         Decimal("1.16"),
         Decimal("523.5"),
         Decimal("0"),
+        Decimal("10000.0000000000"),
+        Decimal("523.5000000001"),
+        Decimal("10000"),
         NOW,
     )
     raw = codec.encode(Envelope(topic_of(value), 1, NOW, value))
     assert b'"total_value":10523.5000000001' in raw  # exact, not a float's rounding
+    assert b'"cash":523.5000000001' in raw
     data = json.loads(raw)["data"]
     assert data["portfolio_id"] == 123
     assert data["name"] == "Growth"
+    assert (data["market_value"], data["net_deposits"]) == (10000, 10000)
     assert topic_of(value) == Topic(Channel.PORTFOLIO, "123")
+
+
+def test_position_update_keeps_its_fields_and_adds_the_live_ones() -> None:
+    after = PositionUpdate(
+        123, 7, "MSFT", D(5), D(2000), D(0), NOW - 60, NOW, None, D(2000), D(0), NOW
+    )
+    data = json.loads(codec.encode(Envelope(topic_of(after), 1, NOW, after)))["data"]
+    assert data == {  # the original five, then the live ones (null: no price yet)
+        "portfolio_id": 123,
+        "symbol": "MSFT",
+        "quantity": 5,
+        "cost_basis": 2000,
+        "realized_pnl": 0,
+        "price": None,
+        "market_value": 2000,
+        "unrealized_pnl": 0,
+    }
+    assert topic_of(after) == Topic(Channel.POSITIONS, "123")
+    assert not topic_of(after).conflatable  # each transaction is news
+
+
+def test_positions_update_carries_every_open_position_of_the_portfolio() -> None:
+    aapl = LivePosition(
+        "AAPL",
+        D(10),
+        D("1500.0000000000"),
+        D(0),
+        D("190.02"),
+        D("1900.2"),
+        D("400.2"),
+        D("15.2"),
+        NOW - 86_400,
+        NOW - 3600,
+    )
+    btc = msgspec.structs.replace(aapl, symbol="BTC/USDT", quantity=D("0.5"), price=None)
+    update = PositionsUpdate(123, 7, (aapl, btc), NOW)
+    raw = codec.encode(Envelope(topic_of(update), 1, NOW, update))
+    assert json.loads(raw) == {
+        "type": "positions_update",
+        "data": {
+            "portfolio_id": 123,
+            "positions": [
+                {
+                    "symbol": "AAPL",
+                    "quantity": 10,
+                    "cost_basis": 1500,
+                    "price": 190.02,
+                    "market_value": 1900.2,
+                    "unrealized_pnl": 400.2,
+                    "realized_pnl": 0,
+                    "daily_change": 15.2,
+                    "created_at": "2024-01-14T10:30:00.000Z",
+                    "updated_at": "2024-01-15T09:30:00.000Z",
+                },
+                {
+                    "symbol": "BTC/USDT",
+                    "quantity": 0.5,
+                    "cost_basis": 1500,
+                    "price": None,
+                    "market_value": 1900.2,
+                    "unrealized_pnl": 400.2,
+                    "realized_pnl": 0,
+                    "daily_change": 15.2,
+                    "created_at": "2024-01-14T10:30:00.000Z",
+                    "updated_at": "2024-01-15T09:30:00.000Z",
+                },
+            ],
+        },
+        "timestamp": "2024-01-15T10:30:00.000Z",
+    }
+    # one conflated topic per portfolio: a newer update replaces an unsent one whole
+    assert topic_of(update) == Topic(Channel.LIVE_POSITIONS, "123")
+    assert str(topic_of(update)) == "live_positions.123"
+    assert topic_of(update).conflatable
+
+
+class _Conflating:
+    """A subscriber that keeps, per conflation key, only the latest item (as an Outbox
+    does for an item not yet sent); items without a key are all kept."""
+
+    wire = codec.WIRE
+
+    def __init__(self) -> None:
+        self.pending: dict[object, bytes] = {}
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        self.pending[key if key is not None else object()] = item.payload
+
+
+def test_conflated_live_positions_never_lose_a_symbol() -> None:
+    """Two updates of one portfolio replace each other, so each carries every position."""
+    hub = Hub({codec.WIRE: codec.encode})
+    reader = _Conflating()
+    hub.subscribe(reader, Topic(Channel.LIVE_POSITIONS, "123"))
+    hub.subscribe(reader, Topic(Channel.POSITIONS, "123"))
+    aapl = LivePosition("AAPL", D(1), D(1), D(0), D(2), D(2), D(1), D(0), NOW, NOW)
+    msft = msgspec.structs.replace(aapl, symbol="MSFT")
+    hub.publish([PositionsUpdate(123, 7, (aapl, msft), NOW)], NOW)  # AAPL moved
+    moved = msgspec.structs.replace(msft, price=D(3), market_value=D(3), unrealized_pnl=D(2))
+    hub.publish([PositionsUpdate(123, 7, (aapl, moved), NOW + 1)], NOW + 1)  # then MSFT
+    trade = PositionUpdate(123, 7, "AAPL", D(1), D(1), D(0), NOW, NOW, D(2), D(2), D(1), NOW)
+    hub.publish([trade, trade], NOW + 2)
+    live = [json.loads(p) for p in reader.pending.values()]
+    assert [m["type"] for m in live] == ["positions_update", "position_update", "position_update"]
+    latest = {p["symbol"]: p["unrealized_pnl"] for p in live[0]["data"]["positions"]}
+    assert latest == {"AAPL": 1, "MSFT": 2}  # the newest state of both symbols

@@ -7,8 +7,19 @@ rounding on the way out). Timestamps are ISO 8601 UTC with milliseconds, like Fr
      "change_percent": 0.81, "volume": 1200, "high": 190.4, "low": 188.1},
      "timestamp": "2024-01-15T10:30:00.000Z"}
     {"type": "portfolio_update", "data": {"portfolio_id": 123, "name": "Growth",
-     "total_value": 10523.5, "daily_change": 120.25, "daily_change_percent": 1.16},
+     "total_value": 10523.5, "daily_change": 120.25, "daily_change_percent": 1.16,
+     "unrealized_pnl": 523.5, "realized_pnl": 0, "market_value": 10000,
+     "cash": 523.5, "net_deposits": 10000}, "timestamp": "..."}
+    {"type": "positions_update", "data": {"portfolio_id": 123, "positions": [
+     {"symbol": "AAPL", "quantity": 10, "cost_basis": 1500, "price": 190.02,
+      "market_value": 1900.2, "unrealized_pnl": 400.2, "realized_pnl": 0,
+      "daily_change": 15.2, "created_at": "...", "updated_at": "..."}]},
      "timestamp": "..."}
+
+The fields after ``daily_change_percent`` in ``portfolio_update``, after
+``realized_pnl`` in ``position_update``, and the ``positions_update`` message (sent only
+to a client that asked with ``subscribe_positions``) are extensions of the original
+protocol; a client that does not know them ignores them.
 """
 
 from __future__ import annotations
@@ -20,7 +31,13 @@ from typing import Any, Final
 import msgspec
 
 from tickcast.model.envelope import Envelope
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    LivePosition,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+)
 from tickcast.protocols.native.timefmt import iso_ms
 
 WIRE: Final = "realtime"
@@ -43,6 +60,10 @@ def _money(value: Decimal) -> Decimal:
         if isinstance(exponent, int) and exponent <= 0
         else normal.quantize(_ONE, context=_EXACT)
     )
+
+
+def _money_or_none(value: Decimal | None) -> Decimal | None:
+    return None if value is None else _money(value)
 
 
 def _round(value: float) -> float | int:
@@ -70,6 +91,9 @@ def _portfolio(e: PortfolioValue) -> tuple[str, dict[str, Any]]:
         "daily_change_percent": _money(e.daily_change_percent),
         "unrealized_pnl": _money(e.unrealized_pnl),
         "realized_pnl": _money(e.realized_pnl),
+        "market_value": _money(e.market_value),
+        "cash": _money(e.cash),
+        "net_deposits": _money(e.net_deposits),
     }
 
 
@@ -80,6 +104,31 @@ def _position(e: PositionUpdate) -> tuple[str, dict[str, Any]]:
         "quantity": _money(e.quantity),
         "cost_basis": _money(e.cost_basis),
         "realized_pnl": _money(e.realized_pnl),
+        "price": _money_or_none(e.price),
+        "market_value": _money(e.market_value),
+        "unrealized_pnl": _money(e.unrealized_pnl),
+    }
+
+
+def _live(p: LivePosition) -> dict[str, Any]:
+    return {
+        "symbol": p.symbol,
+        "quantity": _money(p.quantity),
+        "cost_basis": _money(p.cost_basis),
+        "price": _money_or_none(p.price),
+        "market_value": _money(p.market_value),
+        "unrealized_pnl": _money(p.unrealized_pnl),
+        "realized_pnl": _money(p.realized_pnl),
+        "daily_change": _money(p.daily_change),
+        "created_at": iso_ms(p.created_at),
+        "updated_at": iso_ms(p.updated_at),
+    }
+
+
+def _positions(e: PositionsUpdate) -> tuple[str, dict[str, Any]]:
+    return "positions_update", {
+        "portfolio_id": e.portfolio_id,
+        "positions": [_live(p) for p in e.positions],
     }
 
 
@@ -87,6 +136,7 @@ _MESSAGE: Final[dict[type, Callable[[Any], tuple[str, dict[str, Any]]]]] = {
     AssetUpdate: _asset,
     PortfolioValue: _portfolio,
     PositionUpdate: _position,
+    PositionsUpdate: _positions,
 }
 
 

@@ -14,9 +14,13 @@ Client messages (MISSION.md, Front 2)::
     {"type": "unsubscribe_asset", "data": {"symbol": "AAPL"}}
     {"type": "subscribe_portfolio", "data": {"portfolio_id": 123}}      (owner only)
     {"type": "unsubscribe_portfolio", "data": {"portfolio_id": 123}}
+    {"type": "subscribe_positions", "data": {"portfolio_id": 123}}      (owner only)
+    {"type": "unsubscribe_positions", "data": {"portfolio_id": 123}}
     {"type": "auth", "data": {"token": "<JWT or API key>"}}            (first message)
 
 Fields are read from ``data``, or from the message itself when a client puts them there.
+``subscribe_positions`` (the live positions of a portfolio, ``positions_update``) is an
+extension of the original protocol.
 """
 
 from __future__ import annotations
@@ -202,7 +206,9 @@ class RealtimeSession:
         elif type_ in ("subscribe_asset", "unsubscribe_asset"):
             self._asset(type_ == "subscribe_asset", body)
         elif type_ in ("subscribe_portfolio", "unsubscribe_portfolio"):
-            self._portfolio(type_ == "subscribe_portfolio", body)
+            self._portfolio(Channel.PORTFOLIO, type_ == "subscribe_portfolio", body)
+        elif type_ in ("subscribe_positions", "unsubscribe_positions"):
+            self._portfolio(Channel.LIVE_POSITIONS, type_ == "subscribe_positions", body)
         elif type_ is None:
             raise InvalidMessage("Invalid message: missing 'type'")
         else:
@@ -250,13 +256,15 @@ class RealtimeSession:
             raise InvalidMessage(f"Unknown symbol: {symbol}")
         self._add(topic)
 
-    def _portfolio(self, subscribe: bool, body: dict[str, Any]) -> None:
+    def _portfolio(self, channel: Channel, subscribe: bool, body: dict[str, Any]) -> None:
+        """A portfolio's value (``Channel.PORTFOLIO``) or live positions
+        (``Channel.LIVE_POSITIONS``): the same checks, the owner only."""
         raw = body.get("portfolio_id")
         if isinstance(raw, str) and raw.isdigit():
             raw = int(raw)
         if not isinstance(raw, int) or isinstance(raw, bool) or not 0 < raw <= MAX_PORTFOLIO_ID:
             raise InvalidMessage("Invalid request: 'portfolio_id' must be a positive integer")
-        topic = Topic(Channel.PORTFOLIO, str(raw))
+        topic = Topic(channel, str(raw))
         if not subscribe:
             self._remove(topic)
             return

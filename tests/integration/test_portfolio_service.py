@@ -1,0 +1,202 @@
+"""PortfolioService on a real SQLite file: what it publishes, and when.
+
+The clock is the test's and the ticker's interval is an hour, so nothing is published
+unless the test calls ``flush()`` (what the ticker does every ``update_interval_s``);
+prices are ingested as a provider would deliver them. No sleeps, no sockets.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tickcast.model.market import Quote
+from tickcast.model.portfolio import PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.topic import Event
+from tickcast.portfolio.cash import Cash
+from tickcast.portfolio.service import PortfolioService
+from tickcast.portfolio.valuation import Side
+from tickcast.storage.engine import make_engine
+from tickcast.storage.records import Asset, AssetKind
+from tickcast.storage.repositories import Assets, Users
+
+D = Decimal
+T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+
+
+@dataclass
+class World:
+    engine: AsyncEngine
+    service: PortfolioService
+    user_id: int
+    now: float = T0.timestamp()
+    published: list[Event] = field(default_factory=list)
+
+    def quote(self, symbol: str, price: float) -> None:
+        self.service.on_market([Quote(symbol, price, price, 1, 1, price, 0, self.now, "test")])
+
+    def taken(self, kind: type) -> list[object]:
+        found = [e for e in self.published if isinstance(e, kind)]
+        self.published.clear()
+        return found
+
+
+@pytest.fixture
+async def world(tmp_path: Path) -> AsyncIterator[World]:
+    engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
+    holder: list[World] = []
+    service = PortfolioService(
+        engine,
+        lambda events: holder[0].published.extend(events),
+        interval_s=3600,
+        clock=lambda: holder[0].now,
+    )
+    await service.start()
+    async with engine.begin() as conn:
+        user = await Users(conn).create("ada")
+        await Assets(conn).upsert_many(
+            [
+                Asset(
+                    symbol="ACME",
+                    name="Acme",
+                    kind=AssetKind.STOCK,
+                    last_price=D(100),
+                    previous_close=D(100),
+                    updated_at=T0,
+                )
+            ]
+        )
+    world = World(engine, service, user.id)
+    holder.append(world)
+    try:
+        yield world
+    finally:
+        await service.aclose()
+        await engine.dispose()
+
+
+async def test_live_positions_are_published_only_while_watched(world: World) -> None:
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    await service.record_transaction(portfolio.id, "AAPL", Side.BUY, D(10), D(100))
+    await service.record_transaction(portfolio.id, "MSFT", Side.BUY, D(2), D(400))
+    world.published.clear()
+    world.quote("AAPL", 101.0)
+    service.flush()
+    assert world.taken(PositionsUpdate) == []  # nobody watches: not even computed
+
+    service.watch_positions(portfolio.id)
+    service.watch_positions(portfolio.id)  # a second subscriber
+    world.quote("AAPL", 102.0)
+    world.quote("AAPL", 103.0)  # two ticks of one symbol...
+    world.quote("MSFT", 410.0)  # ...and another symbol, within one interval
+    service.flush()
+    [update] = world.taken(PositionsUpdate)  # one update per interval, carrying all
+    assert isinstance(update, PositionsUpdate)
+    assert (update.portfolio_id, update.owner_id) == (portfolio.id, world.user_id)
+    assert [p.symbol for p in update.positions] == ["AAPL", "MSFT"]
+    aapl, msft = update.positions
+    assert (aapl.price, aapl.market_value, aapl.unrealized_pnl) == (D("103.0"), 1030, 30)
+    assert (msft.price, msft.unrealized_pnl) == (D("410.0"), 20)
+    assert aapl.created_at == aapl.updated_at == world.now
+    service.flush()
+    assert world.taken(PositionsUpdate) == []  # nothing moved since
+
+    service.unwatch_positions(portfolio.id)
+    world.quote("AAPL", 104.0)
+    service.flush()
+    assert len(world.taken(PositionsUpdate)) == 1  # one subscriber is left
+    service.unwatch_positions(portfolio.id)
+    world.quote("AAPL", 105.0)
+    service.flush()
+    assert world.taken(PositionsUpdate) == []
+
+
+async def test_a_trade_publishes_the_position_live_and_the_watched_positions(
+    world: World,
+) -> None:
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    world.quote("AAPL", 120.0)
+    service.watch_positions(portfolio.id)
+    world.published.clear()
+    world.now += 60
+    recorded = await service.record_transaction(portfolio.id, "AAPL", Side.BUY, D(10), D(100))
+    assert recorded.deposit is not None
+    assert recorded.deposit.amount == 1000
+    after, value, positions = world.published
+    assert isinstance(after, PositionUpdate)
+    assert (after.quantity, after.cost_basis, after.price) == (10, 1000, D("120.0"))
+    assert (after.market_value, after.unrealized_pnl) == (1200, 200)
+    assert after.created_at == after.updated_at == world.now
+    assert isinstance(value, PortfolioValue)
+    assert (value.total_value, value.cash, value.net_deposits) == (1200, 0, 1000)
+    assert isinstance(positions, PositionsUpdate)
+    assert [p.symbol for p in positions.positions] == ["AAPL"]
+    # sold out: the symbol leaves the live positions (its last state was the update)
+    world.published.clear()
+    await service.record_transaction(portfolio.id, "AAPL", Side.SELL, D(10), D(120))
+    after, value, positions = world.published
+    assert isinstance(after, PositionUpdate)
+    assert after.quantity == 0
+    assert isinstance(value, PortfolioValue)
+    assert (value.total_value, value.cash) == (1200, 1200)
+    assert isinstance(positions, PositionsUpdate)
+    assert positions.positions == ()
+
+
+async def test_the_daily_change_turns_with_the_utc_day(world: World) -> None:
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    await service.record_transaction(portfolio.id, "MSFT", Side.BUY, D(2), D(400))
+    world.quote("MSFT", 420.0)  # no close known: today's first price is the reference
+    world.quote("MSFT", 425.0)
+    assert service.value(portfolio.id).daily_change == 10  # 2 x (425 - 420)
+    assert service.assets.previous_close("MSFT") is None
+    world.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    world.published.clear()
+    service.flush()  # the first flush of the day rolls it, before any price
+    [value] = world.taken(PortfolioValue)
+    assert isinstance(value, PortfolioValue)
+    assert value.daily_change == 0  # against yesterday's last price now
+    assert service.assets.previous_close("MSFT") == 425.0
+    world.quote("MSFT", 430.0)
+    assert service.value(portfolio.id).daily_change == 10  # 2 x (430 - 425)
+
+
+async def test_a_stored_close_stays_the_reference_and_exact(world: World) -> None:
+    service = world.service
+    await service.aclose()
+    await service.start()  # loads ACME's stored close (100)
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    await service.record_transaction(portfolio.id, "ACME", Side.BUY, D(3), D(90))
+    world.quote("ACME", 101.5)
+    assert service.value(portfolio.id).daily_change == D("4.5")
+    assert service.book.previous_close("ACME") == 100
+
+
+async def test_cash_is_stored_and_loaded_again_at_start(world: World) -> None:
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    moved = await service.deposit(portfolio.id, D("1000.5"))
+    assert moved.cash == Cash(D("1000.5"), D("1000.5"))
+    [value] = world.taken(PortfolioValue)  # published at once
+    assert isinstance(value, PortfolioValue)
+    assert value.cash == D("1000.5")
+    await service.record_transaction(portfolio.id, "ACME", Side.BUY, D(3), D(100))
+    await service.withdraw(portfolio.id, D("0.5"))
+    assert service.book.cash(portfolio.id) == Cash(D(700), D(1000))
+
+    fresh = PortfolioService(world.engine, world.published.extend, interval_s=3600)
+    await fresh.start()
+    try:
+        assert fresh.book.cash(portfolio.id) == Cash(D(700), D(1000))
+        assert fresh.value(portfolio.id).total_value == service.value(portfolio.id).total_value
+    finally:
+        await fresh.aclose()
