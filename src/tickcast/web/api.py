@@ -9,7 +9,8 @@
     GET  /portfolios/{id}/transactions      newest first, ``?limit=`` (1..1000, default 100)
     POST /portfolios/{id}/transactions      a buy or a sell -> 201 with the new position
     GET  /assets                            the known assets, latest price, previous close
-    GET  /docs, /openapi.json               the OpenAPI description (Swagger UI)
+    GET  /docs, /openapi.json               Swagger UI (served by the gateway: web/pages.py),
+                                            the OpenAPI description
 
 Rules: thin. Every number comes from the PortfolioService (its in-memory book, the same
 one the WebSocket fronts publish from) or from the repositories; this module only checks
@@ -91,6 +92,7 @@ from tickcast.storage.errors import Conflict, NotFound
 from tickcast.storage.records import Asset, AssetKind, Portfolio, Transaction
 from tickcast.storage.repositories import Assets, Transactions
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
+from tickcast.web import pages
 
 #: Transactions listed when ``?limit=`` is not given, and the most one request may ask.
 DEFAULT_TRANSACTIONS: Final = 100
@@ -407,10 +409,14 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         title="tickcast portfolio API",
         version=__version__,
         description=_DESCRIPTION,
-        docs_url="/docs",
+        # FastAPI's own docs pages load Swagger UI (and ReDoc) from a CDN with an inline
+        # script: the gateway serves its own page instead, every file from this host.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
     )
+    api.add_route("/docs", pages.api_docs_page(), include_in_schema=False)
 
     async def credentials(
         request: Request,
