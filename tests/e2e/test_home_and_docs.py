@@ -219,3 +219,13 @@ def test_landing_page_has_the_pages_csp_and_relative_links(gateway: Gateway) -> 
         # relative, so that a proxy may serve the gateway under a path prefix
         assert not [link for link in links if "//" in link or link.startswith("/")], links
         assert http.head("/").status_code == 200
+
+
+def test_every_page_links_back_to_the_landing_page(gateway: Gateway) -> None:
+    with httpx.Client(base_url=gateway.http, timeout=10) as http:
+        for page_path in ("/realtime/dashboard/", "/realtime/test/", "/api/docs"):
+            html = http.get(page_path).text
+            links = re.findall(r"<a href=\"([^\"]*)\"", html)
+            targets = {urlsplit(urljoin(f"{gateway.http}{page_path}", link)).path for link in links}
+            assert "/" in targets, (page_path, links)
+            assert "/api/docs" in targets or page_path == "/api/docs", (page_path, links)
