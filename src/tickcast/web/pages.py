@@ -3,13 +3,14 @@ test page, the API docs page, and their static files.
 
 Rules: no templating and no inline script or style: each page is a static HTML file in
 ``web/static`` that loads ES modules from ``/static/`` (by relative URLs, so that a
-proxy may mount the gateway under a path prefix), so one strict
-Content-Security-Policy covers everything and nothing is ever fetched from another origin
-(no CDN). The files are found next to this module (``Path(__file__).parent``), so the
-pages work from an installed wheel as from a checkout. Swagger UI's script and
-stylesheet come from the installed ``fastapi-offline`` package (``SWAGGER_UI_DIR``), never
-from the internet. This module holds no state and knows nothing of the node: the pages
-talk to the gateway over ``/ws/realtime/`` and ``/api`` like any other client.
+proxy may mount the gateway under a path prefix), so a strict Content-Security-Policy
+covers everything (the API docs page's also allows ``data:`` images) and nothing is
+ever fetched from another origin (no CDN). The files are found next to this module
+(``Path(__file__).parent``), so the pages work from an installed wheel as from a
+checkout. Swagger UI's script and stylesheet come from the installed
+``fastapi-offline`` package (``SWAGGER_UI_DIR``), never from the internet. This module
+holds no state and knows nothing of the node: the pages talk to the gateway over
+``/ws/realtime/`` and ``/api`` like any other client.
 
     GET /                        the landing page: links to every page, API and endpoint
     GET /realtime/dashboard/     live quotes, sparklines, the signed-in user's portfolios
