@@ -5,22 +5,31 @@ BIN    := $(VENV)/bin
 
 .PHONY: serve test check lint typecheck unit bench clean
 
+# Each install step says what it does, and pip shows each package it fetches: the first
+# run takes a minute or two, which must not look like a hang.
 $(VENV)/.installed: pyproject.toml
+	@echo "==> tickcast: creating the virtual environment $(VENV)"
 	$(PYTHON) -m venv $(VENV)
+	@echo "==> tickcast: upgrading pip in $(VENV)"
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e .
+	@echo "==> tickcast: installing tickcast and its dependencies into $(VENV) (a minute or two the first time)"
+	$(BIN)/pip install --progress-bar on -e .
+	@echo "==> tickcast: installed"
 	touch $@
 
 $(VENV)/.installed-test: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[test]"
+	@echo "==> tickcast: installing the test dependencies into $(VENV)"
+	$(BIN)/pip install --progress-bar on -e ".[test]"
 	touch $@
 
 $(VENV)/.installed-bench: $(VENV)/.installed
-	$(BIN)/pip install --quiet -e ".[bench]"
+	@echo "==> tickcast: installing the benchmark dependencies into $(VENV)"
+	$(BIN)/pip install --progress-bar on -e ".[bench]"
 	touch $@
 
 ## serve: install and run the gateway on http://127.0.0.1:8000 with the simulator and the demo account
 serve: $(VENV)/.installed
+	@echo "==> tickcast: starting the gateway (Ctrl+C stops it)"
 	$(BIN)/tickcast serve --demo $(ARGS)
 
 ## test: install test dependencies, then lint, type-check and run the whole suite

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
@@ -66,12 +67,13 @@ def start_server(
     *,
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
+    args: Sequence[str] = (),
     **settings: object,
 ) -> Server:
     """Start `python -m tickcast serve` with TICKCAST_* settings; wait until /ready.
 
     ``extra_env`` adds variables that are not settings (vendor credentials); ``port``
-    reuses a port (a restart), else a free one is picked.
+    reuses a port (a restart), else a free one is picked; ``args`` are more flags.
     """
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
@@ -81,7 +83,7 @@ def start_server(
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickcast", "serve", "--port", str(port)],
+        [sys.executable, "-m", "tickcast", "serve", "--port", str(port), *args],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

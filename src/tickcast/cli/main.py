@@ -11,19 +11,67 @@ import signal
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 from tickcast import __version__
 from tickcast.config.load import load_settings
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 
+#: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
+#: ``WS`` is a WebSocket; ``/...`` ends a path prefix. A test compares this list with
+#: the application's routes both ways: add an endpoint there, list it here.
+SERVE_ENDPOINTS: Final = (
+    ("GET", "/", "landing page: links to all of these"),
+    ("GET", "/realtime/dashboard/", "live dashboard: quotes, your portfolios"),
+    ("GET", "/realtime/test/", "WebSocket test page"),
+    ("GET", "/static/...", "the pages' scripts and styles, Swagger UI"),
+    ("WS", "/ws/market/feed", "market feed: quotes, trades, bars, books"),
+    ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
+    ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
+    ("GET", "/health", "the process is up, its version"),
+    ("GET", "/ready", "200 once market data flows, else 503"),
+    ("GET", "/metrics", "Prometheus metrics"),
+    ("GET", "/feed", "the active provider, each one's state"),
+    ("GET", "/feed/dead-letters", "unparseable upstream messages (?limit=)"),
+    ("GET", "/realtime/websocket-info/", "how to connect to /ws/realtime/"),
+    ("GET", "/realtime/status/", "connection and subscription counts"),
+    ("POST", "/api/realtime/force_price_update/", "publish asset updates now"),
+    ("GET", "/api/docs", "the HTTP API in Swagger UI"),
+    ("GET", "/api/openapi.json", "the HTTP API's OpenAPI description"),
+    ("POST", "/api/auth/token", "an API key in, a JWT out"),
+    ("GET", "/api/me", "who the caller is"),
+    ("GET", "/api/portfolios", "your portfolios, valued live"),
+    ("POST", "/api/portfolios", "create a portfolio"),
+    ("GET", "/api/portfolios/{portfolio_id}", "one, with its positions"),
+    ("GET", "/api/portfolios/{portfolio_id}/positions", "its positions"),
+    ("GET", "/api/portfolios/{portfolio_id}/transactions", "its transactions"),
+    ("POST", "/api/portfolios/{portfolio_id}/transactions", "record a buy or a sell"),
+    ("GET", "/api/assets", "known assets, prices, previous closes"),
+)
+
+
+def _endpoints_help() -> str:
+    width = max(len(path) for _, path, _ in SERVE_ENDPOINTS)
+    lines = [f"  {method:<4} {path:<{width}}  {what}" for method, path, what in SERVE_ENDPOINTS]
+    return "\n".join(
+        [
+            "endpoints, at http://HOST:PORT (WS: a WebSocket, at ws://HOST:PORT):",
+            *lines,
+            "",
+            "Settings: defaults < --config FILE < TICKCAST_* environment < these flags.",
+        ]
+    )
+
 
 def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     serve = commands.add_parser(
         "serve",
         help="run the gateway (HTTP, WebSockets, the feed with failover)",
-        description="Run the gateway: /ws/market/feed, /health, /ready, /metrics, /feed.",
+        description="Run the gateway: the WebSocket fronts, the HTTP API, the pages and\n"
+        "the operations endpoints, fed by the configured providers (with failover).",
+        epilog=_endpoints_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     serve.add_argument("--config", help="TOML settings file (default: $TICKCAST_CONFIG)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
@@ -54,6 +102,7 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
         "with a fresh demo API key",
     )
     _feed_flags(serve)
+    _database_url_flag(serve)
     _log_flags(serve)
 
 
@@ -171,13 +220,18 @@ def _emulate_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser
     _log_flags(emulate)
 
 
-def _database_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--config", help="TOML settings file (default: $TICKCAST_CONFIG)")
+def _database_url_flag(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--database-url",
         dest="database_url",
-        help="the accounts database (default sqlite tickcast.db; $TICKCAST_DATABASE_URL)",
+        help="the accounts and portfolios database, e.g. postgresql+asyncpg://user@host/db "
+        "(default sqlite tickcast.db; $TICKCAST_DATABASE_URL)",
     )
+
+
+def _database_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", help="TOML settings file (default: $TICKCAST_CONFIG)")
+    _database_url_flag(parser)
     _log_flags(parser)
 
 

@@ -12,7 +12,8 @@
     POST /portfolios/{id}/withdrawals       {"amount"} -> 201; 422 beyond the cash balance
     GET  /portfolios/{id}/cash-transactions deposits and withdrawals, newest first
     GET  /assets                            the known assets, latest price, previous close
-    GET  /docs, /openapi.json               the OpenAPI description (Swagger UI)
+    GET  /docs, /openapi.json               Swagger UI (served by the gateway: web/pages.py),
+                                            the OpenAPI description
 
 Rules: thin. Every number comes from the PortfolioService (its in-memory book, the same
 one the WebSocket fronts publish from) or from the repositories; this module only checks
@@ -89,6 +90,7 @@ from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, CashTransaction, Portfolio
 from tickcast.storage.repositories import Assets, Transactions
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
+from tickcast.web import pages
 from tickcast.web.schemas import (
     AssetOut,
     CashIn,
@@ -229,10 +231,14 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         title="tickcast portfolio API",
         version=__version__,
         description=_DESCRIPTION,
-        docs_url="/docs",
+        # FastAPI's own docs pages load Swagger UI (and ReDoc) from a CDN with an inline
+        # script: the gateway serves its own page instead, every file from this host.
+        docs_url=None,
         redoc_url=None,
+        swagger_ui_oauth2_redirect_url=None,
         openapi_url="/openapi.json",
     )
+    api.add_route("/docs", pages.api_docs_page(), include_in_schema=False)
 
     async def credentials(
         request: Request,

@@ -45,11 +45,19 @@ export function backoffDelay(attempt, baseMs, capMs, random = Math.random) {
  */
 export const ROOT = new URL("../", import.meta.url);
 
-/** The gateway's realtime WebSocket URL. */
-export function realtimeUrl(root = ROOT) {
-  const url = new URL("ws/realtime/", root);
+/**
+ * The ws:// (or, on an https page, wss://) URL of a WebSocket endpoint of the gateway,
+ * for the host the browser used: `path` is relative to the gateway's root.
+ */
+export function webSocketUrl(path, root = ROOT) {
+  const url = new URL(path, root);
   url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
   return url.toString();
+}
+
+/** The gateway's realtime WebSocket URL. */
+export function realtimeUrl(root = ROOT) {
+  return webSocketUrl("ws/realtime/", root);
 }
 
 /** A token bucket for outbound messages: the server allows 20/s with a burst of 40. */

@@ -1,0 +1,177 @@
+"""The README and docs/ as a newcomer reads them: run as written, and standing on their own.
+
+The README's account example is run with bash, as written, against a real server that
+`make serve` would have seeded with the demo account first (so that a new user's first
+portfolio is not id 1). Only the port (a free one instead of 8000) and the path of the
+virtualenv (this interpreter's) are substituted. The other checks read the text:
+every relative link points at a file of the repository, nothing points into the
+project's private notes, every `tickcast` command is named, every example server has a
+port of its own, and the first `make serve` says what it is installing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from support.server import start_server
+from tickcast.cli.main import build_parser
+
+ROOT = Path(__file__).resolve().parents[2]
+README = ROOT / "README.md"
+DOCS = sorted((ROOT / "docs").glob("*.md"))
+#: The folder of notes beside the repository, which is not part of the product.
+PRIVATE_NOTES = "/".join(["", "shared", ""])
+FENCED = re.compile(r"^```(\w*)\n(.*?)^```", re.MULTILINE | re.DOTALL)
+LINK = re.compile(r"\]\(([^)\s]+)\)")
+
+
+def shell_blocks(text: str) -> list[str]:
+    return [body for lang, body in FENCED.findall(text) if lang in ("sh", "bash", "")]
+
+
+def need(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{tool} is missing: CI must provide it")
+        pytest.skip(f"{tool} is missing")
+    return path
+
+
+def json_documents(text: str) -> list[Any]:
+    """The JSON values printed one after the other (curl adds no newline)."""
+    decoder = json.JSONDecoder()
+    found: list[Any] = []
+    i = 0
+    while i < len(text):
+        if text[i].isspace():
+            i += 1
+            continue
+        value, i = decoder.raw_decode(text, i)
+        found.append(value)
+    return found
+
+
+def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path) -> None:
+    need("curl")
+    block = next(b for b in shell_blocks(README.read_text()) if "tickcast users create" in b)
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/tickcast.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    env["TICKCAST_DATABASE_URL"] = database_url
+    # what `make serve` does first: the demo account (three portfolios) before anything
+    demo = subprocess.run(
+        [sys.executable, "-m", "tickcast", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    srv = start_server(tmp_path, database_url=database_url)
+    try:
+        script = block.replace("127.0.0.1:8000", f"127.0.0.1:{srv.port}").replace(
+            ".venv/bin/", f"{Path(sys.executable).parent}/"
+        )
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", script],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        srv.stop()
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    said, _, answers = result.stdout.partition("{")
+    assert said.strip() == "created user 'ada' (id 2)"  # the demo user is id 1
+    recorded, portfolio = json_documents("{" + answers)
+    assert "transaction" in recorded, recorded  # not {"detail": "Portfolio 1 not found"}
+    portfolio_id = recorded["transaction"]["portfolio_id"]
+    assert portfolio_id > 3, "ada's portfolio comes after the demo's three"
+    assert recorded["position"]["symbol"] == "AAPL"
+    assert recorded["position"]["quantity"] == "10"
+    assert portfolio["id"] == portfolio_id
+    assert portfolio["name"] == "Growth"
+    assert [p["symbol"] for p in portfolio["positions"]] == ["AAPL"]
+
+
+def test_example_servers_take_ports_of_their_own() -> None:
+    """`make serve` holds 8000: a second `tickcast serve` on 8000 exits with a bind error.
+    Checked: every code span of the README, and the shell blocks of docs/."""
+    examples = [(README.name, README.read_text())]
+    examples += [(path.name, "\n".join(shell_blocks(path.read_text()))) for path in DOCS]
+    for name, code in examples:
+        text = code.replace("\\\n", " ")  # join continued shell lines
+        for match in re.finditer(r"tickcast serve(?P<args>[^`\n#]*)", text):
+            args = match["args"].strip()
+            if not args or args.startswith("--help"):
+                continue  # prose naming the command, or its help
+            port = re.search(r"--port (\d+)", args)
+            assert port is not None, f"{name}: `tickcast serve {args}` has no --port"
+            assert port[1] != "8000", f"{name}: `tickcast serve {args}` takes 8000"
+
+
+def test_readme_names_every_command() -> None:
+    subcommands = next(
+        a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction)
+    )
+    choices = list(subcommands.choices)
+    assert "serve" in choices
+    text = README.read_text()
+    missing = [name for name in choices if f"tickcast {name}" not in text]
+    assert missing == [], f"commands the README never names: {missing}"
+
+
+def test_product_docs_stand_on_their_own() -> None:
+    """Every relative link of the README and docs/ is a file of this repository, and
+    nothing in the product (docs, code, tests, bench) points into the private notes."""
+    for path in [README, *DOCS]:
+        for target in LINK.findall(path.read_text()):
+            if re.match(r"^[a-z]+:", target) or target.startswith("#"):
+                continue
+            resolved = (path.parent / target.split("#")[0]).resolve()
+            assert resolved.is_relative_to(ROOT), f"{path.name} links outside: {target}"
+            assert resolved.exists(), f"{path.name} links a missing file: {target}"
+    offenders = []
+    for folder in ("src", "docs", "tests", "bench"):
+        for path in (ROOT / folder).rglob("*"):
+            text = path.suffix in (".py", ".md", ".js", ".html", ".toml") and path.is_file()
+            if text and PRIVATE_NOTES in path.read_text(errors="replace"):
+                offenders.append(str(path.relative_to(ROOT)))
+    for path in (README, ROOT / "Makefile", ROOT / "pyproject.toml"):
+        if PRIVATE_NOTES in path.read_text():
+            offenders.append(path.name)
+    assert offenders == []
+
+
+def test_the_first_make_serve_says_what_it_installs() -> None:
+    """The first `make serve` spends a minute in pip: each step is announced, and pip's
+    own progress is not silenced for the install of tickcast and its dependencies."""
+    make = need("make")
+    dry_run = subprocess.run(
+        [make, "-n", "-B", "serve"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    ).stdout.splitlines()
+    install = next(i for i, line in enumerate(dry_run) if re.search(r"pip install .*-e \.$", line))
+    assert "--quiet" not in dry_run[install], dry_run[install]
+    assert " -q" not in dry_run[install], dry_run[install]
+    said = [line for line in dry_run[:install] if line.startswith("echo ")]
+    assert any("installing tickcast and its dependencies" in line for line in said), dry_run
+    assert any("creating the virtual environment" in line for line in said), dry_run
