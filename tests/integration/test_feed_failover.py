@@ -181,7 +181,12 @@ async def test_drop_fails_over_reconnects_with_resubscribe_and_fails_back(
             await asyncio.sleep(0.5)
         # the drop was noticed, polygon served meanwhile, and alpaca came back resubscribed
         assert alpaca.state()["connections_total"] == 2
-        assert watcher.sources_since(back) == {"alpaca"}
+        # /feed said alpaca is back; polygon quotes published just before may still be on
+        # their way (batched). From alpaca's first quote on, every quote is alpaca's:
+        # one topic's quotes arrive in publish order.
+        tail = [q["source"] for _, q in watcher.quotes[back:]]
+        assert "alpaca" in tail
+        assert set(tail[tail.index("alpaca") :]) == {"alpaca"}
         assert "polygon" in watcher.sources_since(before)
         assert state["failovers"] >= 1
         watcher.check_stream()
