@@ -6,7 +6,7 @@ advice (a test compares the two), and the browser client (``web/static/tickcast.
 stops on the codes whose advice is "do not reconnect".
 
 Ranges: RFC 6455 §7.4.1 codes keep their standard meaning (1008 policy violation, used
-for an Origin that is not allowed, as MISSION.md says; 1009 message too big; 1013 try
+for an Origin that is not allowed, as the original services did; 1009 message too big; 1013 try
 again later). Application codes follow Centrifugo's convention: 3000-3499 mean
 "reconnect (with back-off)", 3500-3999 mean "terminal: retrying the same connection
 cannot help; change something first" (a new token, other credentials, another Origin).

@@ -53,7 +53,7 @@ from tickcast.storage.repositories import ApiKeys, Assets, Positions, Users
 DEMO_USERNAME: Final = "demo"
 #: The name (label) of the API keys the demo mints.
 DEMO_KEY_NAME: Final = "demo"
-#: Where the realtime front's live dashboard is served (MISSION.md, Front 2).
+#: Where the realtime front's live dashboard is served (Front 2).
 DASHBOARD_PATH: Final = "/realtime/dashboard/"
 
 _CENT: Final = Decimal("0.01")

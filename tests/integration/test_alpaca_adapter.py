@@ -1,5 +1,6 @@
 """AlpacaProvider against the Alpaca emulator (free port, in-process, real sockets), then
-the emulator's wire seen by a raw client (PROVIDERS.md 3.3, 3.4). Every wait is for a
+the emulator's wire seen by a raw client (Alpaca's documented session and error codes). Every
+wait is for a
 condition, with a deadline; only the windows that check that nothing arrives are fixed.
 """
 

@@ -1,4 +1,5 @@
-"""Front 1 over real sockets, written from MISSION.md's examples."""
+"""Front 1 over real sockets, written from the original protocol's examples
+(docs/market-feed.md)."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ Rules: pure. Functions take data, and ``now`` where time matters, and return dat
 here reads a clock, a socket or a database. ``secrets`` is used only to mint new keys and
 secrets. Storage keeps ``(prefix, hash_secret(secret), user)`` per API key; the driver looks
 the prefix up and calls :func:`verify_secret`. Tokens are verified locally (no database),
-which keeps a reconnect storm cheap (RELIABILITY.md, F9).
+which keeps a reconnect storm cheap.
 
 Formats::
 
@@ -135,7 +135,7 @@ def hash_secret(secret: str) -> str:
     (``secrets``): guessing it means searching 2**256 values, which no hash speed makes
     feasible, and no two users share one, so salts and rainbow tables are moot. A slow hash
     would only cost ~100 ms of CPU on every connect and turn a reconnect storm into a
-    denial of service (RELIABILITY.md, F9); bcrypt also truncates input at 72 bytes.
+    denial of service in a reconnect storm; bcrypt also truncates input at 72 bytes.
     """
     return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()
 
@@ -447,7 +447,7 @@ def _checked(raw: bytes, source: str) -> str:
 def redact_query_string(query: str) -> str:
     """``query`` with the value of every ``token`` parameter replaced, for access logs.
 
-    uvicorn logs query strings verbatim (RELIABILITY.md, S3), so a driver that logs the
+    uvicorn logs query strings verbatim, so a driver that logs the
     request target passes it through here first::
 
         >>> redact_query_string("seq=1&token=eyJhbGciOi.x.y")

@@ -137,7 +137,7 @@ class ConnectionCounter:
     Keys are any hashable value (a user id; a driver may run a second counter keyed by
     client IP). The key None, an anonymous connection, is never counted and always
     acquires: it belongs to no user, and capping anonymous clients is a per-IP or
-    ``--limit-concurrency`` matter (RELIABILITY.md, S8). A user whose count drops to zero
+    ``--limit-concurrency`` matter (handshake exhaustion). A user whose count drops to zero
     is forgotten, so the counter does not grow with the number of users ever seen.
 
     Use: ``if not counter.acquire(key): refuse``, then ``release(key)`` exactly once when

@@ -6,7 +6,8 @@ A Refusal is a value: a client-facing message (never a secret), the HTTP status 
 with before the WebSocket upgrade and the close code to use after it. Every refusal
 concerns one connection only. This module knows nothing of storage, sockets or fronts.
 
-Origins (RELIABILITY.md, S1): an allow-list entry is ``scheme://host[:port]``, e.g.
+Origins (against cross-site WebSocket hijacking): an allow-list entry is
+``scheme://host[:port]``, e.g.
 ``https://app.example.com`` or ``http://localhost:8080``. Matching is exact after
 normalization (scheme and host lower-cased, a default port dropped: ``https://a.com:443``
 is ``https://a.com``); never by substring, prefix or pattern. An Origin with a path (even a
@@ -101,7 +102,7 @@ def expired() -> Refusal:
 
 
 def origin_refused(origin: str | None) -> Refusal:
-    """An Origin not on the allow-list: HTTP 403, close 1008 (MISSION.md)."""
+    """An Origin not on the allow-list: HTTP 403, close 1008 (as the original services did)."""
     shown = "(none)" if origin is None else repr(origin[:80])
     return Refusal(Reason.ORIGIN, f"Origin {shown} is not allowed", 403, CloseCode.POLICY_VIOLATION)
 

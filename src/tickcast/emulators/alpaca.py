@@ -1,6 +1,7 @@
 """The Alpaca market data stream v2, served from the simulator (``tickcast emulate alpaca``).
 
-Rules: this module knows Alpaca's wire and session flow (PROVIDERS.md 3.1 to 3.5); the
+Rules: this module knows Alpaca's wire and session flow (as Alpaca's market-data stream
+documentation describes it); the
 market, the per-key connection limit and the faults come from ``emulators/base.py``. It
 stays faithful enough for alpaca-py and the Go SDK: a control message goes alone in a
 length-1 array, ``T`` is every map's first key, msgpack ``t`` is a Timestamp extension.
@@ -97,7 +98,7 @@ _SPOIL: Final = {"t": "p", "q": "bp", "b": "o", "d": "o", "o": "b"}
 
 
 class AlpacaError(Exception):
-    """A request answered with an Alpaca error code (PROVIDERS.md 3.4)."""
+    """A request answered with an Alpaca error code (Alpaca's documented codes)."""
 
     def __init__(self, code: int) -> None:
         super().__init__(_ERRORS[code])

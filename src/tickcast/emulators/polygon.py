@@ -1,6 +1,7 @@
 """The Polygon.io (Massive) stocks WebSocket, served from the simulator.
 
-Rules: this module speaks Polygon's wire (PROVIDERS.md 4.2, 4.3) and nothing else. The
+Rules: this module speaks Polygon's wire (as Polygon's stocks WebSocket documentation describes
+it) and nothing else. The
 market, the per-key connection limit, the faults and the control endpoint come from
 ``emulators/base.py``; the message shapes from ``tickcast.providers.polygon.messages``
 (the Structs the adapter decodes). Point the official client at it with
@@ -21,7 +22,7 @@ The session, per connection on ``/stocks`` (any other path: HTTP 404 at the hand
    ``MAX_MESSAGES_PER_FRAME`` messages) that mixes event types, in market order. Status
    messages always travel alone.
 
-Events (PROVIDERS.md 4.3):
+Events (as Polygon documents them):
 
 - T from each simulator trade: ``i`` the trade id as a string, ``x`` an exchange id from
   a fixed list, ``s`` shares, ``c`` ``[37]`` (odd lot) for trades under 100 shares and

@@ -1,1 +1,1 @@
-"""One thin module per front in MISSION.md: paths, session, topic mapping."""
+"""One thin module per front (docs/architecture.md): paths, session, topic mapping."""

@@ -2,7 +2,8 @@
 
 uvicorn logs the request target of every WebSocket handshake, query string included,
 and browsers can only pass tokens in the query string: ``RedactQuery`` strips query
-strings from every record of the loggers it is attached to (RELIABILITY.md, S3/S16).
+strings from every record of the loggers it is attached to (tokens in query strings must never
+reach a log).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Credentials: API keys, JWT issue/verify with an explicit ``now``, handshake extraction.
 
-The attacks (RELIABILITY.md, S2/S3): forged and tampered tokens, alg=none and other
+The attacks: forged and tampered tokens, alg=none and other
 algorithms, expired and future tokens, junk of every shape, wrong API key secrets.
 """
 

@@ -1,6 +1,6 @@
 """Limits: token buckets under floods, rate verdicts, connection counts, subscription caps.
 
-No sleeps: every ``now`` is passed in (RELIABILITY.md, S9/S10/S11).
+No sleeps: every ``now`` is passed in (connection, subscription and message-rate floods).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Policy: the Origin allow-list (RELIABILITY.md, S1), who may read what, refusals."""
+"""Policy: the Origin allow-list (cross-site WebSocket hijacking), who may read what, refusals."""
 
 from __future__ import annotations
 

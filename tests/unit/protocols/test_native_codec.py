@@ -1,4 +1,5 @@
-"""Front 1 codec: the exact MISSION.md quote shape, typed channels, seq, ISO timestamps."""
+"""Front 1 codec: the exact quote shape of the original service, typed channels, seq, ISO
+timestamps."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from tickcast.model.topic import Channel, Topic, topic_of
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.timefmt import iso_ms
 
-#: 2023-05-01T12:34:56.789Z, the timestamp of the MISSION.md example.
+#: 2023-05-01T12:34:56.789Z, the timestamp of the original protocol's example.
 TS = 1_682_944_496.789
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 

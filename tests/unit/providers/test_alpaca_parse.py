@@ -2,7 +2,7 @@
 
 Golden files: ``tests/fixtures/alpaca/<session>.jsonl`` holds recorded frames (one
 ``{"recv": <epoch s>, "frame": "<raw text>"}`` per line, from the real samples in
-PROVIDERS.md); ``<session>.golden.json`` holds what ``parse`` made of each frame. To
+Alpaca's documentation); ``<session>.golden.json`` holds what ``parse`` made of each frame. To
 regenerate the golden files after a deliberate change of normalization, run
 
     TICKCAST_REGEN_GOLDEN=1 .venv/bin/pytest tests/unit/providers/test_alpaca_parse.py
@@ -124,7 +124,7 @@ def js(message: dict[str, Any]) -> str:
     return json.dumps(message, separators=(",", ":"))
 
 
-# The canonical examples of PROVIDERS.md 3.5 (the book: its schema, with made-up levels).
+# The canonical examples of Alpaca's documentation (the book: its schema, with made-up levels).
 TRADE = js(
     {"T": "t", "i": 96921, "S": "AAPL", "x": "D", "p": 126.55, "s": 1}
     | {"t": "2021-02-22T15:51:44.208Z", "c": ["@", "I"], "z": "C"}

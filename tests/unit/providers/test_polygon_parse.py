@@ -50,7 +50,7 @@ FIXTURES = Path(__file__).resolve().parents[2] / "fixtures" / "polygon"
 SESSIONS = ["stocks_session", "errors_session"]
 NOW = 1_700_000_000.0
 
-# The vendor's own samples (PROVIDERS.md 4.2 and 4.3).
+# The vendor's own samples (from Polygon's documentation).
 TRADE = (
     '{"ev":"T","sym":"AAPL","i":"5096","x":10,"p":161.87,"s":300,"c":[14,41],'
     '"t":1651684192462,"q":4009402,"z":3}'

@@ -7,7 +7,7 @@ Anything malformed or refused gets ``{"type": "error", "data": {"message": ...}}
 leaves the session usable; only a failed or missing authentication (when anonymous
 access is off) closes it: 3502 (authentication timeout) or the refusal's own code.
 
-Client messages (MISSION.md, Front 2)::
+Client messages (Front 2, docs/realtime.md)::
 
     {"type": "ping", "data": {}}
     {"type": "subscribe_asset", "data": {"symbol": "AAPL"}}

@@ -7,7 +7,7 @@ in as ``now``: wall-clock epoch seconds, used both for timestamps and for deadli
 Every malformed message gets ``{"type": "error", "message": ...}`` and leaves the
 session usable.
 
-Client messages (MISSION.md, Front 1, plus opt-in extensions)::
+Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
 
     {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"],
      "resume": {"trades.AAPL": 41}}

@@ -1,7 +1,8 @@
 """The Alpaca market data stream v2 wire messages, as msgspec Structs.
 
 Rules: pure. One Struct per server message type, tagged by ``T`` exactly as on the wire
-(PROVIDERS.md 3.4, 3.5). Field names are Python names mapped to the wire's one-letter
+(Alpaca's market-data stream documentation). Field names are Python names mapped to the wire's
+one-letter
 keys with ``msgspec.field(name=...)``; nothing is normalized here (``parse.py`` does
 that). The same Structs decode JSON text and msgpack frames: a timestamp ``t`` is an
 RFC 3339 string in JSON and a msgpack Timestamp extension (``msgspec.msgpack.Ext`` with
@@ -115,7 +116,7 @@ class Success(_Message, frozen=True, tag="success"):
 
 
 class Error(_Message, frozen=True, tag="error"):
-    """An error; the code table is in PROVIDERS.md 3.4 (402 auth failed, 406 connection limit)."""
+    """An error; the codes are Alpaca's documented ones (402 auth failed, 406 connection limit)."""
 
     code: int
     msg: str = ""

@@ -5,7 +5,8 @@ msgpack bytes) and returns ``Parsed``; it reads no clock and keeps no state (the
 module state is a bounded memo of RFC 3339 second prefixes). Vendor quirks that need
 state (last price, session volume) belong to ``stream.py`` and ``providers/enrich.py``.
 
-A frame is an array of maps, each with ``T`` (PROVIDERS.md 3.2). The whole frame is
+A frame is an array of maps, each with ``T`` (Alpaca's market-data stream documentation). The
+whole frame is
 decoded in one msgspec call; only when that fails are its items decoded one by one, so
 that one bad item becomes one ``ParseError`` and the rest of the frame still counts.
 Text that is not JSON, or a frame that is not an array, is one ``ParseError``. An item
@@ -32,7 +33,7 @@ Normalization choices (where the vendor documentation is silent or tickcast diff
       float allows (about 0.2 us today): the fraction is added to the whole seconds,
       not rounded to microseconds as ``datetime`` would.
 
-A real frame (the test stream, PROVIDERS.md 3.5)::
+A real frame (the test stream, from Alpaca's documentation)::
 
     [{"T":"q","S":"FAKEPACA","bx":"O","bp":133.85,"bs":4,"ax":"R","ap":135.77,"as":5,
       "c":["R"],"z":"A","t":"2024-07-24T07:56:53.639713735Z"}]

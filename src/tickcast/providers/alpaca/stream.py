@@ -1,6 +1,7 @@
 """AlpacaProvider: the Alpaca market data stream v2 as a tickcast Provider (the I/O).
 
-Rules: this module owns the socket, the clock and the session flow (PROVIDERS.md 3.3);
+Rules: this module owns the socket, the clock and the session flow (Alpaca's market-data stream
+documentation);
 every frame goes through the pure ``parse.parse`` and every vendor message is typed in
 ``messages.py``. It keeps no subscription state across ``run`` calls: each ``run`` is a
 fresh connection that authenticates and subscribes the whole universe again. Back-off,
@@ -51,7 +52,7 @@ log = logging.getLogger("tickcast.providers.alpaca")
 _C = TypeVar("_C")
 
 USER_AGENT: Final = f"tickcast/{__version__}"
-#: The test stream's only symbol (PROVIDERS.md 3.1).
+#: The test stream's only symbol (Alpaca's documentation: FAKEPACA on v2/test).
 TEST_SYMBOL: Final = "FAKEPACA"
 #: Seconds to wait for the server's close frame when we close (then the TCP is cut).
 CLOSE_TIMEOUT_S: Final = 2.0
@@ -106,7 +107,7 @@ def served_symbols(url: str, universe: Sequence[str]) -> frozenset[str]:
 
 
 def upstream_error(error: wire.Error) -> UpstreamError:
-    """The exception that an Alpaca ``error`` message means (PROVIDERS.md 3.4)."""
+    """The exception that an Alpaca ``error`` message means (Alpaca's documented error codes)."""
     text = f"alpaca error {error.code} ({error.msg})"
     if error.code in _AUTH_ERRORS:
         return UpstreamAuthError(f"{text}: {_AUTH_ERRORS[error.code]}")
@@ -259,7 +260,7 @@ class AlpacaProvider(Provider):
     # -- the session
 
     async def _start(self, ws: ClientConnection, sink: Sink) -> None:
-        """The handshake: connected, auth, subscribe (PROVIDERS.md 3.3)."""
+        """The handshake: connected, auth, subscribe (Alpaca's documented session flow)."""
         success = await self._expect(ws, sink, "connected", (wire.Success,))
         if success.msg != "connected":
             raise UpstreamError(f"alpaca: expected 'connected', got {success.msg!r}")

@@ -15,7 +15,8 @@ types and status messages::
      {"ev":"Q","sym":"MSFT","bx":4,"bp":114.125,"bs":100,"ax":7,"ap":114.128,"as":160,
       "c":0,"i":[604],"t":1536036818784,"q":50385480,"z":3}]
 
-The same letter means different things per event (PROVIDERS.md 4.3): ``c`` is a list of
+The same letter means different things per event (Polygon's stocks WebSocket documentation):
+``c`` is a list of
 conditions in T, one condition in Q and the close price in A/AM; ``z`` is the tape in T/Q
 and the average trade size in A/AM; ``i`` is the trade id (a string) in T and a list of
 indicators in Q. Each Struct below types its own letters.

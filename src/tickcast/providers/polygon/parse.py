@@ -4,7 +4,7 @@ Rules: this module takes a frame (text or bytes) and returns data. It imports no
 ``asyncio``, ``time``, ``socket`` or ``websockets``; the I/O and the session's decisions
 live in ``stream.py``. It only reads what ``messages.py`` defines.
 
-Normalization (PROVIDERS.md 4.3):
+Normalization (Polygon's stocks WebSocket documentation, per event):
 
 =========  ============================================================================
 ``T``      ``Trade``: price ``p``, size ``s`` (``ds``, the decimal string, when present),
@@ -96,7 +96,7 @@ def epoch_s(t: int) -> float:
 def parse(raw: str | bytes, received_at: float) -> Parsed:
     """Normalize one Polygon stocks frame (a JSON array of ``ev``-tagged objects).
 
-    A real frame (PROVIDERS.md 4.2, from the official client's mock server)::
+    A real frame (from the official client's mock server)::
 
         [{"ev":"T","sym":"AAPL","i":"5096","x":10,"p":161.87,"s":300,"c":[14,41],
           "t":1651684192462,"q":4009402,"z":3}]
@@ -223,7 +223,8 @@ _DISCONNECTS: Final = frozenset({"slow_consumer", "force_disconnect", "disconnec
 
 
 def classify(status: Status) -> StatusKind:
-    """The meaning of a status message (PROVIDERS.md 4.2, marketstore's ``statusHandler``).
+    """The meaning of a status message (Polygon's documented statuses, and marketstore's
+    ``statusHandler``).
 
     "not authorized" in any status's message (plans without WebSocket access, or a
     channel the plan lacks) is ``AUTH_FAILED``, as is the pre-2021 form

@@ -5,7 +5,8 @@ reads the clock for ``received_at`` and hands what ``parse.py`` made of each fra
 the sink. Parsing and the meaning of status messages (``parse.classify``) stay pure;
 back-off, fail-over and staleness belong to the supervisor, which restarts ``run``.
 
-The session (PROVIDERS.md 4.2), each step bounded by ``handshake_timeout_s``::
+The session (Polygon's stocks WebSocket documentation), each step bounded by
+``handshake_timeout_s``::
 
     S: [{"ev":"status","status":"connected",...}]          -> sink.state("connected")
     C: {"action":"auth","params":"<KEY>"}
