@@ -47,6 +47,9 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/portfolios/{portfolio_id}/positions", "its positions"),
     ("GET", "/api/portfolios/{portfolio_id}/transactions", "its transactions"),
     ("POST", "/api/portfolios/{portfolio_id}/transactions", "record a buy or a sell"),
+    ("POST", "/api/portfolios/{portfolio_id}/deposits", "deposit cash"),
+    ("POST", "/api/portfolios/{portfolio_id}/withdrawals", "withdraw cash"),
+    ("GET", "/api/portfolios/{portfolio_id}/cash-transactions", "its deposits and withdrawals"),
     ("GET", "/api/assets", "known assets, prices, previous closes"),
 )
 
