@@ -489,6 +489,26 @@ def test_build_server_refuses_bad_options(options: dict[str, Any]) -> None:
         build_server(**options)
 
 
+def test_a_second_aggregate_holds_the_trades_whose_sent_timestamps_fall_in_it() -> None:
+    """Polygon sends whole milliseconds: a trade at S + 0.9996 s goes out as S + 1.000 and
+    belongs to the next second, for the emulator's A as for any client that adds up T."""
+    start = 1_767_225_600.0
+    tape = Tape()
+    trades = [
+        Trade("AAPL", 100.0, 100, start + 0.2, "polygon", "1"),
+        Trade("AAPL", 101.0, 900, start + 0.9996, "polygon", "2"),  # sent as start + 1.000
+        Trade("AAPL", 102.0, 50, start + 1.5, "polygon", "3"),
+        Trade("AAPL", 103.0, 10, start + 2.5, "polygon", "4"),
+    ]
+    messages = tape.convert(trades, lambda ev, sym: True)
+    sent = {m.i: m.t for m in messages if type(m) is TradeEvent}
+    assert sent["2"] == round((start + 1) * 1000)
+    seconds = {m.s: m for m in messages if type(m) is SecondAgg}
+    first, second = seconds[round(start * 1000)], seconds[round((start + 1) * 1000)]
+    assert (first.v, first.o, first.c) == (100, 100.0, 100.0)
+    assert (second.v, second.o, second.c) == (950, 101.0, 102.0)
+
+
 # -- the emulator's tape, without sockets
 
 

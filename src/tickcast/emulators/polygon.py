@@ -281,8 +281,11 @@ class Tape:
         """The messages ``wants`` asks for, in market order."""
         out: list[Message] = []
         for event in events:
-            if event.ts >= self._next_close:
-                self._close_seconds(event.ts, wants, out)
+            # Time as the wire shows it (whole ms), so that a second's aggregate holds
+            # exactly the trades whose sent timestamps fall in that second.
+            ts = round(event.ts * 1000) / 1000
+            if ts >= self._next_close:
+                self._close_seconds(ts, wants, out)
             if type(event) is BookUpdate:
                 self._window(event.symbol).sequence = event.sequence
             elif type(event) is Trade:
@@ -308,7 +311,9 @@ class Tape:
         window.minute_count += 1
         window.minute_notional += price * size
         window.minute_volume += size
-        second = math.floor(trade.ts)
+        # The second of the trade's wire timestamp (whole ms): a trade at S + 0.9996 s is
+        # sent as S + 1.000 and belongs to the next second's aggregate, as on Polygon.
+        second = round(trade.ts * 1000) // 1000
         if window.count == 0:
             window.second, window.count = second, 1
             window.open = window.high = window.low = price
