@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test check lint typecheck unit bench clean
+.PHONY: serve test check lint typecheck unit bench lowest clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,5 +42,10 @@ unit: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(ARGS)
 
+## lowest: check every lower bound in pyproject.toml: install each at its bound in .venv-lowest,
+## then lint, type-check and run the whole suite there (slow; not part of test or CI)
+lowest:
+	PYTHON=$(PYTHON) bash .ci/lowest
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lowest .pytest_cache .mypy_cache .ruff_cache
