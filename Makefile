@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 
-.PHONY: serve test check lint typecheck unit bench clean
+.PHONY: serve test check lint typecheck unit bench lowest clean
 
 # Each install step says what it does, and pip shows each package it fetches: the first
 # run takes a minute or two, which must not look like a hang.
@@ -51,5 +51,10 @@ unit: $(VENV)/.installed-test
 bench: $(VENV)/.installed-bench
 	$(BIN)/python bench/run.py $(ARGS)
 
+## lowest: check every lower bound in pyproject.toml: install each at its bound in .venv-lowest,
+## then lint, type-check and run the whole suite there (slow; not part of test or CI)
+lowest:
+	PYTHON=$(PYTHON) bash .ci/lowest
+
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .venv-lowest .pytest_cache .mypy_cache .ruff_cache
