@@ -98,6 +98,7 @@ class Node:
             overloaded=self.overload.overloaded,
             overload_episodes=self.overload.episodes,
             loop_stalled_s=self.overload.stalled_s,
+            internal_errors={"pump": self.pump.errors},
         )
 
     def _overload_changed(self, transition: Transition, detector: OverloadDetector) -> None:

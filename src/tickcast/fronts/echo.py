@@ -56,7 +56,7 @@ class EchoFront:
         if (await receive())["type"] != "websocket.connect":
             return
         await send({"type": "websocket.accept"})
-        async with open_frame_socket(scope, send) as sock:
+        async with open_frame_socket(scope, receive, send) as (sock, receive):
             await self._serve(receive, sock)
 
     async def _serve(self, receive: Receive, sock: FrameSocket) -> None:

@@ -72,7 +72,11 @@ class MarketFeedFront:
                 return
         try:  # from here the ticket holds a connection slot: give it back on any exit
             await send({"type": "websocket.accept"})
-            async with open_frame_socket(scope, send) as sock:
+            close_timeout_s = self.node.settings.close_timeout_s
+            async with open_frame_socket(scope, receive, send, close_timeout_s=close_timeout_s) as (
+                sock,
+                receive,
+            ):
                 await self._serve(scope, receive, sock, ticket)
         finally:
             if guard is not None and ticket is not None:

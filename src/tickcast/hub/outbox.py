@@ -102,8 +102,13 @@ class Outbox(Generic[T]):
     def __len__(self) -> int:
         return len(self._pending)
 
-    def put(self, item: T, now: float, key: str | None = None) -> Overflow | None:
+    def put(
+        self, item: T, now: float, key: str | None = None, *, force: bool = False
+    ) -> Overflow | None:
         """Queue ``item``; with a ``key`` it replaces a pending item with that key.
+
+        ``force`` queues it past the budget (the caller decided the backlog is not the
+        client's fault and bounds it itself).
 
         Returns:
             ``Overflow`` when the item does not fit (it was not queued, and nothing
@@ -118,9 +123,13 @@ class Outbox(Generic[T]):
                 self.pending_bytes += size - self._size(old)
                 self.conflated += 1
                 return None
-        if pending and (
-            len(pending) >= self.max_items
-            or (self.max_bytes and self.pending_bytes + size > self.max_bytes)
+        if (
+            pending
+            and not force
+            and (
+                len(pending) >= self.max_items
+                or (self.max_bytes and self.pending_bytes + size > self.max_bytes)
+            )
         ):
             return Overflow(len(pending), self.pending_bytes)
         if not pending:
@@ -137,15 +146,36 @@ class Outbox(Generic[T]):
         """When the pending batch is due (monotonic seconds), or None when empty."""
         return self._deadline
 
-    def flush(self, now: float, *, force: bool = False) -> list[T]:
-        """Take the pending batch if it is due at ``now`` (or ``force``), else []."""
+    def flush(self, now: float, *, force: bool = False, max_bytes: int = 0) -> list[T]:
+        """Take the pending batch if it is due at ``now`` (or ``force``), else [].
+
+        With ``max_bytes`` (> 0) take only the oldest items that fit in that many bytes
+        (always at least one); the rest stay pending, in order, and stay due.
+        """
         if self._deadline is None or (not force and now < self._deadline):
             return []
-        batch = list(self._pending.values())
-        self._pending.clear()
-        self._deadline = None
-        self.pending_bytes = 0
-        return batch
+        pending = self._pending
+        if not max_bytes or self.pending_bytes <= max_bytes:
+            batch = list(pending.values())
+            pending.clear()
+            self._deadline = None
+            self.pending_bytes = 0
+            return batch
+        size = self._size
+        keys: list[object] = []
+        chunk: list[T] = []
+        taken_bytes = 0
+        for key, item in pending.items():
+            cost = size(item)
+            if chunk and taken_bytes + cost > max_bytes:
+                break
+            keys.append(key)
+            chunk.append(item)
+            taken_bytes += cost
+        for key in keys:
+            del pending[key]
+        self.pending_bytes -= taken_bytes
+        return chunk
 
     def discard(self, key: str) -> bool:
         """Drop the pending conflatable item with ``key`` (after an unsubscribe)."""

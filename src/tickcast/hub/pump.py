@@ -16,9 +16,13 @@ connections synchronizes into a single burst, and the loop stalls for the whole 
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import Protocol
+
+log = logging.getLogger("tickcast.pump")
 
 
 class Writer(Protocol):
@@ -45,9 +49,12 @@ class Pump:
         now: monotonic time of the current publish pass, set by the node before it
             publishes, read by connections when they queue (saves a clock call per put).
         flushes: flush calls made (one per connection per batch).
-        stalled_s: seconds the event loop has been stalled, cumulative, as the node's
-            loop monitor measures it; a connection does not count them against a client
-            that was blocked meanwhile (the gateway's lag is not the client's).
+        stall_clock: ``stall_clock(now)`` is how long the event loop has stood still up
+            to ``now`` (monotonic seconds), cumulative, the stall in progress included;
+            set by the node's loop monitor. A connection does not count that time
+            against a client that was blocked meanwhile (the gateway's lag is not the
+            client's).
+        errors: writers whose flush raised; each is logged and the others go on.
     """
 
     def __init__(self, window_s: float, *, slack_s: float = 0.002, slice_s: float = 0.005) -> None:
@@ -56,11 +63,17 @@ class Pump:
         self.slice_s = slice_s
         self.now = 0.0
         self.flushes = 0
-        self.stalled_s = 0.0
+        self.errors = 0
+        self.stall_clock: Callable[[float], float] | None = None
         self._queue: deque[tuple[float, Writer]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+
+    def stalled(self, now: float) -> float:
+        """Seconds the event loop has stood still up to ``now``, ever (0 without a clock)."""
+        clock = self.stall_clock
+        return 0.0 if clock is None else clock(now)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -95,7 +108,13 @@ class Pump:
             # A writer whose outbox is due later than this entry was flushed early (a
             # control reply) and refilled: its newer entry is further back in the queue.
             if due is not None and due <= deadline:
-                writer.flush(now, force=True)
+                try:
+                    writer.flush(now, force=True)
+                except Exception:  # one writer's bug must not strand the writers behind it
+                    self.errors += 1
+                    errors = self.errors
+                    if errors <= 10 or errors & (errors - 1) == 0:  # then powers of two
+                        log.exception("a connection's flush failed (%d so far)", errors)
                 flushed += 1
                 if not flushed & 31 and time.perf_counter() > give_up:
                     break

@@ -2,9 +2,10 @@
 
 Rules: the driver of ``overload.OverloadDetector``. A timer fires every ``interval_s``
 on the loop's monotonic clock; how late it fires is the loop's lag (a busy loop, a long
-callback, a process the OS did not schedule). Each lateness goes to the detector, to the
-lag histogram, and the cumulative stall time to the pump (``Pump.stalled_s``), so that a
-client is never judged slow for time the gateway itself stood still.
+callback, a process the OS did not schedule). Each lateness goes to the detector and to
+the lag histogram; the pump reads the stall time through ``stalled_at`` (its
+``stall_clock``), so that a client is never judged slow for time the gateway itself
+stood still.
 """
 
 from __future__ import annotations
@@ -45,6 +46,16 @@ class LoopMonitor:
         self._due = 0.0
         self._loop: asyncio.AbstractEventLoop | None = None
 
+    def stalled_at(self, now: float) -> float:
+        """How long the loop has stood still up to ``now``, the stall in progress included.
+
+        A stall is only measured when the probe finally fires; a connection that judges
+        a client in the same loop pass, before the probe, must still see it: the time
+        past the probe's due time counts already.
+        """
+        pending = now - self._due - self.detector.tolerance_s
+        return self.detector.stalled_s + (pending if pending > 0 else 0.0)
+
     def start(self) -> None:
         """Start probing (call from the running loop); does nothing if running."""
         if self._handle is not None:
@@ -52,11 +63,13 @@ class LoopMonitor:
         self._loop = asyncio.get_running_loop()
         self._due = self._loop.time() + self.interval_s
         self._handle = self._loop.call_at(self._due, self._fire)
+        self.pump.stall_clock = self.stalled_at
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
+        self.pump.stall_clock = None
 
     def _fire(self) -> None:
         loop = self._loop
@@ -66,7 +79,6 @@ class LoopMonitor:
         lateness = max(0.0, now - self._due)
         detector = self.detector
         transition = detector.observe(lateness, now)
-        self.pump.stalled_s = detector.stalled_s
         if self.observe is not None:
             self.observe(lateness)
         if transition is not None and self.on_transition is not None:

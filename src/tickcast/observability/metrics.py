@@ -39,6 +39,7 @@ class Gauges(NamedTuple):
     overloaded: bool
     overload_episodes: int
     loop_stalled_s: float
+    internal_errors: dict[str, int]  # where -> exceptions caught and contained
 
 
 class _StatsCollector(Collector):
@@ -76,8 +77,15 @@ class _StatsCollector(Collector):
             ),
             (
                 "slow_client_aborts",
-                "Slow clients aborted because they took nothing more after the close",
+                "Slow clients aborted: they took nothing for close_timeout_s after the close, "
+                "or not the rest within 60 s",
                 s.slow_aborts,
+            ),
+            (
+                "overload_closes",
+                "Readers closed (1013) because the gateway could not write to them for 4 times "
+                "their outbox budget",
+                s.overload_closes,
             ),
             (
                 "outbox_write_throughs",
@@ -129,6 +137,14 @@ class _StatsCollector(Collector):
         for provider, count in sorted(now.skipped_events.items()):
             skipped.add_metric([provider], count)
         yield skipped
+        errors = CounterMetricFamily(
+            "tickcast_internal_errors",
+            "Exceptions caught and contained (logged; the others went on), by where",
+            labels=["where"],
+        )
+        for where, count in sorted(now.internal_errors.items()):
+            errors.add_metric([where], count)
+        yield errors
         books = CounterMetricFamily(
             "tickcast_book_events",
             "Order-book checks by provider and outcome: gap, duplicate (dropped), resync, "

@@ -21,6 +21,7 @@ class Stats:
         "feed_transitions",
         "frames_out",
         "items_out",
+        "overload_closes",
         "provider_restarts",
         "refusals",
         "slow_aborts",
@@ -44,6 +45,7 @@ class Stats:
         self.book_events: dict[tuple[str, str], int] = {}
         self.refusals: dict[str, int] = {}  # connections and credentials refused, by reason
         self.slow_closes = 0  # connections closed (1013) for not taking what was written
-        self.slow_aborts = 0  # of those, aborted because the close frame was never taken
+        self.slow_aborts = 0  # of those, aborted: they stopped taking data after the close
+        self.overload_closes = 0  # readers closed because the gateway could not write to them
         self.conflated_closed = 0  # updates replaced in outboxes of closed connections
         self.write_throughs = 0  # outboxes over budget written out early (the gateway's lag)

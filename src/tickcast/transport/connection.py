@@ -30,7 +30,7 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Protocol
+from typing import Any, Final, Protocol
 
 from tickcast.closecodes import CloseCode, info
 from tickcast.hub.hub import Encoded
@@ -44,6 +44,12 @@ log = logging.getLogger("tickcast.connection")
 
 #: Default of ``Connection.slow_timeout_s`` (the ``slow_client_timeout_s`` setting).
 DEFAULT_SLOW_TIMEOUT_S = 2.0
+#: Bytes one write hands the socket; a flush writes more only while the socket takes it,
+#: so what waits in the transport (and ahead of any close frame) stays about this much.
+WRITE_CHUNK_BYTES: Final = 64 * 1024
+#: A reader whose backlog is the gateway's own is kept past its outbox budget, up to this
+#: many times the budget; beyond it, it is closed (1013, "gateway overloaded").
+OVERLOAD_FACTOR: Final = 4
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
@@ -143,26 +149,46 @@ class Connection:
         was_empty = not len(outbox)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
-            blocked_since = self._blocked_since
-            if blocked_since is not None and blocked_since < now:
-                self.close_slow(
-                    f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
-                )
+            if self._blocked_since is None:
+                # The socket takes data: write the backlog out now, not at the window's
+                # end (it was the gateway that fell behind, in one burst).
+                self.stats.write_throughs += 1
+                self.flush(now, force=True)
+            elif self._blocked_since < now and self._peer_slow():
+                taken = f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
+                self.close_slow(taken)
                 return
-            # The client takes what is written (or was blocked only by this very pass's
-            # writes): the backlog is the gateway's own; write it out now.
-            self.stats.write_throughs += 1
-            self._write(outbox.flush(now, force=True))
-            self._check_blocked(now)
-            outbox.put(item, now, key)  # an empty outbox takes any one item
-            was_empty = True
+            # Blocked by this pass's own writes, or the peer takes what the kernel holds:
+            # the backlog is the gateway's, not the client's. Keep it, within a bound.
+            if self._beyond_overload_cap():
+                self.close_overloaded()
+                return
+            was_empty = not len(outbox)
+            outbox.put(item, now, key, force=True)
         elif key is None and self._blocked_since is not None:
-            blocked_s = now - self._blocked_since - (self.pump.stalled_s - self._blocked_stall)
+            stall = self.pump.stalled(now)
+            blocked_s = now - self._blocked_since - (stall - self._blocked_stall)
             if blocked_s > self.slow_timeout_s:
-                self.close_slow(f"{blocked_s:.1f} s behind")
-                return
+                if self._peer_slow():
+                    self.close_slow(f"{blocked_s:.1f} s behind")
+                    return
+                # The peer takes what the kernel holds: the gateway is slow to write to
+                # it, not the peer to read. Start counting again.
+                self._blocked_since, self._blocked_stall = now, stall
         if was_empty:
             self.pump.mark(self, now + outbox.window_s)
+
+    def _peer_slow(self) -> bool:
+        """The kernel holds data the peer has not let it send (or the socket cannot tell,
+        and a blocked socket is taken at its word)."""
+        limited = self.sock.peer_limited()
+        return limited is None or limited
+
+    def _beyond_overload_cap(self) -> bool:
+        outbox = self.outbox
+        if len(outbox) >= OVERLOAD_FACTOR * outbox.max_items:
+            return True
+        return bool(outbox.max_bytes) and outbox.pending_bytes >= OVERLOAD_FACTOR * outbox.max_bytes
 
     # -- pump.Writer
 
@@ -170,21 +196,27 @@ class Connection:
         return self.outbox.next_flush()
 
     def flush(self, now: float, *, force: bool) -> None:
+        """Write what is due, a chunk at a time while the socket takes it; the rest stays
+        queued (and conflating) until the socket drains (``_on_writable``)."""
         if self.closing:
             return
-        if not self.sock.writable:
-            self._check_blocked(now)
-            return  # stays queued (and conflating) until the socket drains
-        items = self.outbox.flush(now, force=force)
-        if items:
+        sock = self.sock
+        outbox = self.outbox
+        while True:
+            if not sock.writable:
+                self._check_blocked(now)
+                return
+            items = outbox.flush(now, force=force, max_bytes=WRITE_CHUNK_BYTES)
+            if not items:
+                return
             self._write(items)
-            self._check_blocked(now)
+            force = True  # the rest of a due batch is due too
 
     def _check_blocked(self, now: float) -> None:
         """Note when the socket started refusing data (cleared by ``_on_writable``)."""
-        if self._blocked_since is None and not self.sock.writable:
+        if self._blocked_since is None and not self.closing:
             self._blocked_since = now
-            self._blocked_stall = self.pump.stalled_s
+            self._blocked_stall = self.pump.stalled(now)
 
     def _write(self, items: list[Encoded]) -> None:
         sock = self.sock
@@ -240,6 +272,19 @@ class Connection:
 
     def _aborted(self) -> None:
         self.stats.slow_aborts += 1
+
+    def close_overloaded(self) -> None:
+        """The client reads, but the gateway has not managed to write to it for so long
+        that ``OVERLOAD_FACTOR`` times its budget waits: close it (1013) rather than
+        let memory grow without bound. A last resort, counted on its own."""
+        if self.closing:
+            return
+        self.stats.overload_closes += 1
+        outbox = self.outbox
+        why = f"gateway overloaded: {len(outbox)} messages ({_size(outbox.pending_bytes)}) queued"
+        outbox.clear()
+        log.warning("closing a reader the gateway cannot keep up with: %s", why)
+        self.close(CloseCode.TRY_AGAIN_LATER, why)
 
     def close(
         self,

@@ -2,7 +2,8 @@
 
 The contract is deliberately small and synchronous: writes never await. Backpressure is
 explicit: ``writable`` turns False when the transport's buffer is above its high-water
-mark, and ``on_writable`` is called when it drains.
+mark, and ``on_writable`` is called when it drains; ``peer_limited`` asks the kernel
+whether the peer is the reason.
 """
 
 from __future__ import annotations
@@ -33,6 +34,12 @@ class FrameSocket(Protocol):
 
     def send_bytes(self, payload: bytes) -> None:
         """Send one binary message."""
+
+    def peer_limited(self) -> bool | None:
+        """Whether the peer is what holds the data back: the kernel has data for it that
+        it could not send yet (the peer's receive window is full). False when the kernel
+        sends what it gets at once, so any backlog is the gateway's own; None when the
+        socket cannot tell (not Linux, or not a socket this process owns)."""
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
         """Start the closing handshake now, even if the send buffer is full.

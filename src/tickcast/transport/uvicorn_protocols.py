@@ -35,18 +35,40 @@ from typing import Any, Final
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
+from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tickcast.closecodes import CloseCode
 from tickcast.transport.socket import EXTENSION
 
-try:  # Linux: bytes the kernel holds that the peer has not acknowledged
+try:  # Linux: what the kernel holds for a TCP peer
     import fcntl
     import termios
 
+    #: bytes written that the peer has not acknowledged (sent or not)
     _TIOCOUTQ: int | None = termios.TIOCOUTQ
+    #: bytes written that the kernel has not sent yet (SIOCOUTQNSD, linux/sockios.h)
+    _SIOCOUTQNSD: int | None = 0x894B
 except (ImportError, AttributeError):  # pragma: no cover - not Linux
-    _TIOCOUTQ = None
+    _TIOCOUTQ = _SIOCOUTQNSD = None
+
+#: Unsent bytes in the kernel from which the peer, not the gateway, holds data back: a
+#: peer that reads gets what the kernel has at once, so its unsent queue stays near 0;
+#: one that does not read leaves it at about ``NOTSENT_LOWAT``.
+PEER_LIMITED_BYTES: Final = 16 * 1024
+
+
+def _kernel_bytes(transport: asyncio.BaseTransport, request: int | None) -> int | None:
+    """An ioctl byte count of the transport's socket, or None if it cannot be read."""
+    sock = transport.get_extra_info("socket")
+    if sock is None or request is None:
+        return None
+    try:
+        raw = fcntl.ioctl(sock.fileno(), request, b"\0\0\0\0")
+    except (OSError, ValueError):
+        return None
+    return int(struct.unpack("i", raw)[0])
+
 
 #: Unsent bytes the kernel may hold per connection (Linux, macOS: TCP_NOTSENT_LOWAT).
 #: Data in flight still grows with the path; only the queue the peer has not been sent
@@ -82,30 +104,43 @@ class UvicornFrameSocket:
     def raw(self) -> bool:
         return not self._protocol.conn.extensions
 
+    def _open(self) -> bool:
+        """Data may still be sent: neither side has started closing."""
+        p = self._protocol
+        return (
+            not (p.close_sent or p.disconnected)
+            and p.conn.state is State.OPEN
+            and not p.transport.is_closing()
+        )
+
     @property
     def writable(self) -> bool:
-        p = self._protocol
-        return p.writable.is_set() and not p.close_sent and not p.disconnected
+        return self._protocol.writable.is_set() and self._open()
 
     def write_frames(self, data: bytes) -> None:
-        p = self._protocol
-        if not (p.close_sent or p.disconnected):
-            p.transport.write(data)
+        if self._open():
+            self._protocol.transport.write(data)
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
-        p = self._protocol
-        if p.close_sent or p.disconnected:
+        # A peer's Close moves the protocol to CLOSING before the app hears of it;
+        # sending then would raise InvalidState out of the pump.
+        if not self._open():
             return
+        p = self._protocol
         for payload in payloads:
             p.conn.send_text(payload)
         p.transport.write(b"".join(p.conn.data_to_send()))
 
     def send_bytes(self, payload: bytes) -> None:
-        p = self._protocol
-        if p.close_sent or p.disconnected:
+        if not self._open():
             return
+        p = self._protocol
         p.conn.send_binary(payload)
         p.transport.write(b"".join(p.conn.data_to_send()))
+
+    def peer_limited(self) -> bool | None:
+        unsent = _kernel_bytes(self._protocol.transport, _SIOCOUTQNSD)
+        return None if unsent is None else unsent >= PEER_LIMITED_BYTES
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
         self._protocol.close_now(code, reason, on_abort)
@@ -180,13 +215,8 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def _unacked(self) -> int:
         """Bytes written that the peer has not acknowledged: ours, and the kernel's."""
-        left = int(self.transport.get_write_buffer_size())
-        sock = self.transport.get_extra_info("socket")
-        if sock is not None and _TIOCOUTQ is not None:
-            with contextlib.suppress(OSError, ValueError):
-                raw = fcntl.ioctl(sock.fileno(), _TIOCOUTQ, b"\0\0\0\0")
-                left += struct.unpack("i", raw)[0]
-        return left
+        kernel = _kernel_bytes(self.transport, _TIOCOUTQ)
+        return int(self.transport.get_write_buffer_size()) + (kernel or 0)
 
     def _drain_check(self) -> None:
         """``close_timeout`` after the close frame (or the previous check), no answer yet."""

@@ -228,3 +228,42 @@ def test_invalid_constructor_arguments_raise(window_s: float, max_items: int, me
 def test_a_negative_byte_budget_is_refused() -> None:
     with pytest.raises(ValueError, match="max_bytes must be >= 0"):
         Outbox(window_s=0.1, max_items=10, max_bytes=-1)
+
+
+# -- chunked flushes and forced puts
+
+
+def test_a_flush_with_max_bytes_takes_the_oldest_items_that_fit_and_keeps_the_rest_due() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, max_bytes=0, size=len)
+    for item in ("aaaa", "bbbb", "cccc", "dddd"):
+        box.put(item, now=0.0)
+    assert box.flush(now=0.1, max_bytes=9) == ["aaaa", "bbbb"]
+    assert box.pending_bytes == 8
+    assert box.next_flush() == pytest.approx(0.1)  # the rest is still due
+    assert box.flush(now=0.1, max_bytes=9) == ["cccc", "dddd"]
+    assert box.next_flush() is None
+
+
+def test_a_chunked_flush_always_takes_one_item_even_if_larger() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, size=len)
+    box.put("a long item", now=0.0)
+    box.put("b", now=0.0)
+    assert box.flush(now=0.1, max_bytes=3) == ["a long item"]
+    assert box.flush(now=0.1, max_bytes=3) == ["b"]
+
+
+def test_a_chunked_flush_keeps_conflation_keys_of_what_stays() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=100, size=len)
+    box.put("trade 1", now=0.0)
+    box.put("AAPL 1", now=0.0, key="quotes.AAPL")
+    assert box.flush(now=0.1, max_bytes=7) == ["trade 1"]
+    box.put("AAPL 2", now=0.2, key="quotes.AAPL")  # still pending: replaced in place
+    assert box.flush(now=0.2) == ["AAPL 2"]
+
+
+def test_a_forced_put_goes_past_the_budget() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=1, max_bytes=4, size=len)
+    box.put("aaaa", now=0.0)
+    assert isinstance(box.put("bbbb", now=0.0), Overflow)
+    assert box.put("bbbb", now=0.0, force=True) is None
+    assert (len(box), box.pending_bytes) == (2, 8)

@@ -91,3 +91,22 @@ async def test_a_long_pass_yields_to_the_loop_between_slices() -> None:
         await asyncio.sleep(0)
     assert log.count("w") == 100
     assert 0 < log.index("other work") < 100, "other callbacks ran in between slices"
+
+
+async def test_a_writer_that_raises_does_not_strand_the_writers_behind_it() -> None:
+    loop = asyncio.get_running_loop()
+    pump = Pump(0.0)
+    log: list[str] = []
+
+    class Broken(FakeWriter):
+        def flush(self, now: float, *, force: bool) -> None:
+            raise RuntimeError("a bug in one connection")
+
+    broken, reader = Broken(log, "broken"), FakeWriter(log, "reader")
+    for writer in (broken, reader):
+        writer.due = loop.time()
+        pump.mark(writer, writer.due)
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert log == ["reader"]
+    assert pump.errors == 1

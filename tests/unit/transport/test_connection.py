@@ -1,10 +1,13 @@
 """Connection: who is slow. A client is slow when it does not take what is written to it,
 never because the gateway itself fell behind.
 
-The socket is a fake FrameSocket whose ``writable`` the test sets (True: the peer takes
-data; False: the kernel's buffer is full because the peer does not read); the pump is the
-real one, with a window long enough that it never fires during a test, and the test sets
-``pump.now`` as the node does before each publish pass.
+The socket is a fake FrameSocket: ``writable`` (True: the transport takes data; False: its
+buffer is above the high-water mark), ``limited`` (what ``peer_limited`` answers: True
+when the kernel holds data the peer has not let it send, False when the peer takes what
+the kernel has, None when the socket cannot tell) and ``capacity`` (bytes written after
+which it stops being writable) are the test's to set. The pump is the real one, with a
+window long enough that it never fires during a test; the test sets ``pump.now`` as the
+node does before each publish pass, and the stall clock as the loop monitor would.
 """
 
 from __future__ import annotations
@@ -18,7 +21,12 @@ from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
-from tickcast.transport.connection import Connection, payload_size
+from tickcast.transport.connection import (
+    OVERLOAD_FACTOR,
+    WRITE_CHUNK_BYTES,
+    Connection,
+    payload_size,
+)
 
 
 class FakeSocket:
@@ -26,6 +34,9 @@ class FakeSocket:
 
     def __init__(self) -> None:
         self.writable = True
+        self.limited: bool | None = True
+        self.capacity: int | None = None  # bytes it takes before blocking (None: any)
+        self._taken = 0
         self.on_writable: Callable[[], None] | None = None
         self.written: list[bytes] = []
         self.closed: tuple[int, str] | None = None
@@ -33,12 +44,18 @@ class FakeSocket:
 
     def write_frames(self, data: bytes) -> None:
         self.written.append(data)
+        self._taken += len(data)
+        if self.capacity is not None and self._taken >= self.capacity:
+            self.writable = False
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         self.written.extend(payloads)
 
     def send_bytes(self, payload: bytes) -> None:
         self.written.append(payload)
+
+    def peer_limited(self) -> bool | None:
+        return self.limited
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
         self.closed = (code, reason)
@@ -47,8 +64,12 @@ class FakeSocket:
     def drained(self) -> None:
         """The peer read: the transport went below its low-water mark."""
         self.writable = True
+        self._taken = 0
         if self.on_writable is not None:
             self.on_writable()
+
+    def trades_written(self) -> int:
+        return b"".join(self.written).count(b'"type":"trade"')
 
 
 class Session:
@@ -104,34 +125,45 @@ def sock_of(connection: Connection) -> FakeSocket:
     return sock
 
 
+def block(conn: Connection) -> None:
+    """The pump finds the socket blocked (the kernel will take no more)."""
+    sock_of(conn).writable = False
+    conn.flush(conn.pump.now, force=True)
+
+
+# -- the gateway's own backlog
+
+
 async def test_over_budget_while_the_socket_takes_data_is_written_out_not_closed(
     pump: Pump,
 ) -> None:
     conn = connect(pump, max_bytes=1000)
     for i in range(100):  # ~9 KB in one pass: the gateway's burst, not the client's fault
         conn.deliver(trade(i), None)
-    assert sock_of(conn).closed is None
+    sock = sock_of(conn)
+    assert sock.closed is None
     assert conn.stats.write_throughs >= 8
     assert conn.stats.slow_closes == 0
-    written = b"".join(sock_of(conn).written)
-    assert written.count(b'"type":"trade"') + len(conn.outbox) == 100  # nothing lost
+    assert sock.trades_written() + len(conn.outbox) == 100  # nothing lost
 
 
 async def test_blocked_only_by_this_pass_own_writes_is_not_slow(pump: Pump) -> None:
     conn = connect(pump, max_bytes=1000)
     sock = sock_of(conn)
-    for i in range(30):
+    sock.capacity = 2000  # the kernel takes 2 KB, then the socket blocks, in this pass
+    for i in range(60):  # ~5.5 KB: past the budget once the socket has blocked
         conn.deliver(trade(i), None)
-        if sock.written:
-            sock.writable = False  # the burst filled the kernel's buffer in this pass
     assert sock.closed is None
+    assert conn.outbox.pending_bytes > 1000  # kept past the budget: not the client's fault
+    assert sock.trades_written() + len(conn.outbox) == 60
 
 
-async def test_over_budget_while_blocked_since_an_earlier_pass_is_slow(pump: Pump) -> None:
+async def test_over_budget_while_the_peer_does_not_read_since_an_earlier_pass_is_slow(
+    pump: Pump,
+) -> None:
     conn = connect(pump, max_bytes=1000)
     sock = sock_of(conn)
-    sock.writable = False
-    conn.flush(pump.now, force=True)  # the pump found it blocked
+    block(conn)
     pump.now += 0.1  # the next publish pass
     for i in range(20):
         conn.deliver(trade(i), None)
@@ -149,13 +181,49 @@ async def test_over_budget_while_blocked_since_an_earlier_pass_is_slow(pump: Pum
     assert len(conn.outbox) == 0
 
 
+async def test_a_socket_that_cannot_tell_is_taken_at_its_word(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=1000)
+    sock = sock_of(conn)
+    sock.limited = None  # plain ASGI, not Linux: no kernel to ask
+    block(conn)
+    pump.now += 0.1
+    for i in range(20):
+        conn.deliver(trade(i), None)
+    assert sock.closed is not None
+    assert sock.closed[1].startswith("slow consumer: ")
+
+
+async def test_over_budget_while_the_peer_reads_is_kept_up_to_the_overload_cap(
+    pump: Pump,
+) -> None:
+    conn = connect(pump, max_bytes=1000)
+    sock = sock_of(conn)
+    sock.limited = False  # the kernel sends what it gets: the gateway is slow to write
+    block(conn)
+    pump.now += 0.1
+    i = 0
+    while sock.closed is None and i < 1000:
+        conn.deliver(trade(i), None)
+        i += 1
+    # Kept past its budget, up to OVERLOAD_FACTOR times it, then closed as the last
+    # resort, with its own reason and counter: it was not a slow consumer.
+    assert conn.outbox.pending_bytes == 0  # cleared at the close
+    assert i > OVERLOAD_FACTOR * 1000 // len(trade(0).payload)
+    assert sock.closed is not None
+    assert sock.closed[0] == CloseCode.TRY_AGAIN_LATER
+    assert sock.closed[1].startswith("gateway overloaded: ")
+    assert (conn.stats.overload_closes, conn.stats.slow_closes) == (1, 0)
+
+
+# -- the time rule
+
+
 async def test_blocked_longer_than_the_timeout_with_reliable_data_waiting_is_slow(
     pump: Pump,
 ) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
-    sock.writable = False
-    conn.flush(pump.now, force=True)
+    block(conn)
     start = pump.now
     pump.now = start + 1.9
     conn.deliver(trade(1), None)
@@ -166,15 +234,34 @@ async def test_blocked_longer_than_the_timeout_with_reliable_data_waiting_is_slo
     assert sock.closed[1] == "slow consumer: 2.1 s behind"
 
 
+async def test_a_blocked_socket_whose_peer_reads_restarts_the_clock(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=0, timeout_s=2.0)
+    sock = sock_of(conn)
+    sock.limited = False  # the transport is full, but the kernel has nothing unsent
+    block(conn)
+    start = pump.now
+    pump.now = start + 2.5
+    conn.deliver(trade(1), None)
+    assert sock.closed is None  # the gateway's lag: counting starts again from here
+    sock.limited = True  # now the peer stops reading
+    pump.now = start + 4.0
+    conn.deliver(trade(2), None)
+    assert sock.closed is None  # 1.5 s since the restart
+    pump.now = start + 4.6
+    conn.deliver(trade(3), None)
+    assert sock.closed is not None
+
+
 async def test_time_the_gateway_itself_stalled_does_not_count_against_the_client(
     pump: Pump,
 ) -> None:
+    stalled = [0.0]
+    pump.stall_clock = lambda now: stalled[0]
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
-    sock.writable = False
-    conn.flush(pump.now, force=True)
+    block(conn)
     start = pump.now
-    pump.stalled_s += 1.5  # the loop stood still for 1.5 s of that time
+    stalled[0] = 1.5  # the loop stood still for 1.5 s of that time
     pump.now = start + 3.0
     conn.deliver(trade(1), None)
     assert sock.closed is None
@@ -187,8 +274,7 @@ async def test_a_client_that_drains_in_time_is_never_slow(pump: Pump) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
     for second in range(10):
-        sock.writable = False
-        conn.flush(pump.now, force=True)
+        block(conn)
         pump.now += 1.5
         conn.deliver(trade(second), None)
         sock.drained()  # it reads before 2 s pass, every time
@@ -199,8 +285,7 @@ async def test_a_client_that_drains_in_time_is_never_slow(pump: Pump) -> None:
 async def test_a_blocked_quotes_only_client_is_kept_and_conflated(pump: Pump) -> None:
     conn = connect(pump, max_bytes=1000, timeout_s=2.0)
     sock = sock_of(conn)
-    sock.writable = False
-    conn.flush(pump.now, force=True)
+    block(conn)
     for i in range(1000):
         pump.now += 0.01
         for symbol in ("AAPL", "MSFT"):
@@ -210,11 +295,32 @@ async def test_a_blocked_quotes_only_client_is_kept_and_conflated(pump: Pump) ->
     assert conn.outbox.conflated == 1998
 
 
+# -- writing
+
+
+async def test_a_flush_writes_chunks_while_the_socket_takes_them_then_waits(pump: Pump) -> None:
+    conn = connect(pump, max_bytes=0)
+    sock = sock_of(conn)
+    sock.writable = False
+    block(conn)
+    for i in range(3000):  # ~270 KB queued behind a blocked socket
+        conn.deliver(trade(i), None)
+    sock.capacity = 2 * WRITE_CHUNK_BYTES  # it will take two chunks, then block again
+    sock.drained()
+    written = b"".join(sock.written)
+    assert 2 * WRITE_CHUNK_BYTES <= len(written) < 3 * WRITE_CHUNK_BYTES
+    assert len(sock.written) == 2  # one write per chunk
+    assert sock.trades_written() + len(conn.outbox) == 3000
+    sock.capacity = None
+    sock.drained()  # now it takes everything
+    assert sock.trades_written() == 3000
+    assert len(conn.outbox) == 0
+
+
 async def test_the_slow_close_counts_an_abort_when_the_socket_reports_one(pump: Pump) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=1.0)
     sock = sock_of(conn)
-    sock.writable = False
-    conn.flush(pump.now, force=True)
+    block(conn)
     pump.now += 5
     conn.deliver(trade(1), None)
     assert sock.on_abort is not None
