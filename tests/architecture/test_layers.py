@@ -52,6 +52,7 @@ PURE_MODULES = frozenset(
         "tickcast.closecodes",
         "tickcast.providers.calendar",
         "tickcast.providers.simulator.market",
+        "tickcast.providers.simulator.pacing",
         "tickcast.providers.book",
         "tickcast.providers.failover",
         "tickcast.providers.deadletter",

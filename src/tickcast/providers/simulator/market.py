@@ -245,12 +245,20 @@ class MarketSimulator:
         """Ticks skipped because an ``advance`` call came more than ``max_backlog_s`` late."""
         return self._skipped
 
-    def advance(self, now: float) -> list[MarketEvent]:
+    @property
+    def ticks(self) -> int:
+        """Ticks consumed so far, skipped ones included (tick k is due at start + k / rate)."""
+        return self._ticks
+
+    def advance(self, now: float, max_ticks: int | None = None) -> list[MarketEvent]:
         """The events due after the previous call (or ``start_ts``) and up to ``now``.
 
         Args:
             now: the current time, epoch seconds UTC. A ``now`` at or before the previous
                 one returns no events.
+            max_ticks: the most ticks to simulate in this call (>= 1): the newest ones;
+                older ones are skipped and counted in ``skipped_ticks``. None: as many as
+                are due (within ``max_backlog_s``).
 
         Returns:
             The events in time order; every ``ts`` lies in ``(previous now, now]``.
@@ -275,6 +283,9 @@ class MarketSimulator:
         while due > k and start + due / rate > now:
             due -= 1
         due = max(due, k)
+        if max_ticks is not None and due - k > max_ticks:
+            self._skipped += due - max_ticks - k
+            k = due - max_ticks
         self._ticks = due
         events: list[MarketEvent] = []
         instruments = self._instruments

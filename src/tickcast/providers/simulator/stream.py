@@ -15,11 +15,15 @@ from tickcast.model.market import MarketEvent
 from tickcast.providers.base import EventSink, Provider
 from tickcast.providers.calendar import AlwaysOpen, MarketCalendar
 from tickcast.providers.simulator.market import MarketSimulator, SimulatorConfig
+from tickcast.providers.simulator.pacing import Pacer
 
 #: Bounds of the default batch cadence, in seconds: 5 ms at high rates, 100 ms at the slowest.
 MIN_TICK_INTERVAL_S: Final = 0.005
 #: Wake-ups land this long after a scheduled tick time, so that the tick is due.
 _WAKE_AFTER_TICK_S: Final = 0.0005
+#: When it falls behind, the simulator (publishing and fan-out included) takes at most
+#: this share of the event loop's time; the rest writes to clients and serves requests.
+MAX_DUTY: Final = 0.5
 
 
 def default_tick_interval_s(rate: float) -> float:
@@ -64,6 +68,7 @@ class SimulatorProvider(Provider):
         calendar = calendar if calendar is not None else AlwaysOpen()
         self._start_ts = clock()
         self._simulator = MarketSimulator(config, calendar, self._start_ts)
+        self._pacer = Pacer(MAX_DUTY)
 
     @property
     def symbols(self) -> frozenset[str]:
@@ -93,18 +98,28 @@ class SimulatorProvider(Provider):
         that a tick is delivered right after its timestamp, not up to an interval later.
         After a stall longer than one interval the schedule restarts from now rather
         than firing a burst of catch-up wake-ups (``advance`` catches up on the events).
+        When simulating and publishing the ticks due would take more than
+        ``MAX_DUTY`` of the loop's time, only the newest ticks are simulated (``Pacer``);
+        the others are skipped and counted in ``skipped_events``.
         Cancelling ends it at its next await, with no state left half-updated.
         """
         loop = asyncio.get_running_loop()
         interval = self._interval
-        advance = self._simulator.advance
+        simulator = self._simulator
+        advance = simulator.advance
         clock = self._clock
+        pacer = self._pacer
         phase = (clock() - self._start_ts) % interval
         deadline = loop.time() + (interval - phase) + _WAKE_AFTER_TICK_S - interval
+        previous = loop.time()
         while True:
-            events = advance(clock())
+            woke = loop.time()
+            ticks = simulator.ticks
+            events = advance(clock(), pacer.max_ticks(max(woke - previous, interval)))
             if events:
                 sink(events)
+            previous = woke
+            pacer.record(simulator.ticks - ticks, loop.time() - woke)
             deadline += interval
             delay = deadline - loop.time()
             if delay < 0:
