@@ -114,12 +114,13 @@ class SimulatorProvider(Provider):
         previous = loop.time()
         while True:
             woke = loop.time()
-            ticks = simulator.ticks
+            ticks, skipped = simulator.ticks, simulator.skipped_ticks
             events = advance(clock(), pacer.max_ticks(max(woke - previous, interval)))
             if events:
                 sink(events)
             previous = woke
-            pacer.record(simulator.ticks - ticks, loop.time() - woke)
+            simulated = simulator.ticks - ticks - (simulator.skipped_ticks - skipped)
+            pacer.record(simulated, loop.time() - woke)
             deadline += interval
             delay = deadline - loop.time()
             if delay < 0:
