@@ -111,16 +111,18 @@ class SimulatorProvider(Provider):
         pacer = self._pacer
         phase = (clock() - self._start_ts) % interval
         deadline = loop.time() + (interval - phase) + _WAKE_AFTER_TICK_S - interval
-        previous = loop.time()
+        # Work is timed with perf_counter: the loop's clock may tick in whole ms (uvloop).
+        perf = time.perf_counter
+        previous = perf()
         while True:
-            woke = loop.time()
+            woke = perf()
             ticks, skipped = simulator.ticks, simulator.skipped_ticks
             events = advance(clock(), pacer.max_ticks(max(woke - previous, interval)))
             if events:
                 sink(events)
             previous = woke
             simulated = simulator.ticks - ticks - (simulator.skipped_ticks - skipped)
-            pacer.record(simulated, loop.time() - woke)
+            pacer.record(simulated, perf() - woke)
             deadline += interval
             delay = deadline - loop.time()
             if delay < 0:
