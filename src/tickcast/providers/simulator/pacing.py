@@ -2,12 +2,12 @@
 loop time to write to clients when the gateway falls behind.
 
 Rules: pure. The driver reports each wake-up's work (ticks simulated and the seconds that
-took, publishing and fan-out included) and asks, at the next wake-up, how many ticks it
-may simulate given the time elapsed since the previous one. While the simulator keeps up
-the answer does not bind (the ticks due cost less than ``duty`` of the time). When it
-does not, the newest ticks are simulated and the older ones skipped (and counted by the
-simulator), so that simulating takes at most ``duty`` of the loop's time and the rest
-goes to the pump, reads, handshakes and HTTP. Without it, an overloaded gateway spent
+took, publishing and fan-out included) and, while the event loop is saturated (its
+wake-ups come late), asks how many ticks it may simulate given the time elapsed since
+the previous wake-up: the newest ticks are simulated and the older ones skipped (and
+counted by the simulator), so that simulating takes at most ``duty`` of the loop's time
+and the rest goes to the pump, reads, handshakes and HTTP. While the loop keeps up the
+driver does not ask, and nothing is skipped. Without it, an overloaded gateway spent
 every pass ingesting and never got round to writing what it had queued for its readers.
 """
 

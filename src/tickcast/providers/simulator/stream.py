@@ -98,9 +98,10 @@ class SimulatorProvider(Provider):
         that a tick is delivered right after its timestamp, not up to an interval later.
         After a stall longer than one interval the schedule restarts from now rather
         than firing a burst of catch-up wake-ups (``advance`` catches up on the events).
-        When simulating and publishing the ticks due would take more than
-        ``MAX_DUTY`` of the loop's time, only the newest ticks are simulated (``Pacer``);
-        the others are skipped and counted in ``skipped_events``.
+        When the loop is saturated (a wake-up comes a whole interval late), a wake-up
+        simulates only the newest ticks that fit in ``MAX_DUTY`` of the time since the
+        previous one (``Pacer``); the others are skipped and counted in
+        ``skipped_events``. While the loop keeps up, nothing is capped.
         Cancelling ends it at its next await, with no state left half-updated.
         """
         loop = asyncio.get_running_loop()
@@ -114,10 +115,12 @@ class SimulatorProvider(Provider):
         # Work is timed with perf_counter: the loop's clock may tick in whole ms (uvloop).
         perf = time.perf_counter
         previous = perf()
+        saturated = False  # the previous wake-up came a whole interval late
         while True:
             woke = perf()
             ticks, skipped = simulator.ticks, simulator.skipped_ticks
-            events = advance(clock(), pacer.max_ticks(max(woke - previous, interval)))
+            cap = pacer.max_ticks(max(woke - previous, interval)) if saturated else None
+            events = advance(clock(), cap)
             if events:
                 sink(events)
             previous = woke
@@ -125,6 +128,7 @@ class SimulatorProvider(Provider):
             pacer.record(simulated, perf() - woke)
             deadline += interval
             delay = deadline - loop.time()
+            saturated = delay < -interval
             if delay < 0:
                 deadline -= delay  # fell behind: resume the cadence from now
                 delay = 0.0
