@@ -71,6 +71,7 @@ class Node:
             self.pump,
             observe=self.metrics.loop_lag.observe,
             on_transition=self._overload_changed,
+            shed=lambda: sum(p.skipped_events for p in self.providers),
         )
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
@@ -106,9 +107,9 @@ class Node:
         skipped = sum(p.skipped_events for p in self.providers)
         if transition is Transition.OVERLOADED:
             log.warning(
-                "gateway overloaded: the event loop runs %.0f ms behind; quotes conflate "
-                "more, simulator ticks beyond the backlog limit are skipped (%d so far), "
-                "and no client is closed for the gateway's own lag",
+                "gateway overloaded: the event loop runs up to %.0f ms late and %d "
+                "simulator ticks were skipped so far; quotes conflate more, the simulator "
+                "skips ticks to keep up, and no reader is closed for the gateway's own lag",
                 detector.worst_s * 1000,
                 skipped,
                 extra={"lag_s": round(detector.worst_s, 3), "skipped_events": skipped},

@@ -25,6 +25,8 @@ class LoopMonitor:
         pump: receives the cumulative stall time.
         observe: called with every lateness, in seconds (a histogram's ``observe``).
         on_transition: called when an overload episode starts or ends.
+        shed: how many events the gateway has left out to keep up, ever (skipped
+            simulator ticks); an increase between probes counts as an overload.
         interval_s: seconds between probes.
     """
 
@@ -35,12 +37,15 @@ class LoopMonitor:
         *,
         observe: Callable[[float], None] | None = None,
         on_transition: Callable[[Transition, OverloadDetector], None] | None = None,
+        shed: Callable[[], int] | None = None,
         interval_s: float = 0.05,
     ) -> None:
         self.detector = detector
         self.pump = pump
         self.observe = observe
         self.on_transition = on_transition
+        self.shed = shed
+        self._shed_seen = 0
         self.interval_s = interval_s
         self._handle: asyncio.TimerHandle | None = None
         self._due = 0.0
@@ -78,7 +83,11 @@ class LoopMonitor:
         now = loop.time()
         lateness = max(0.0, now - self._due)
         detector = self.detector
-        transition = detector.observe(lateness, now)
+        shedding = False
+        if self.shed is not None:
+            shed = self.shed()
+            shedding, self._shed_seen = shed > self._shed_seen, shed
+        transition = detector.observe(lateness, now, shedding=shedding)
         if self.observe is not None:
             self.observe(lateness)
         if transition is not None and self.on_transition is not None:

@@ -4,11 +4,12 @@ Rules: pure. The driver (``observability/loop.py``) arms a periodic timer and re
 how late each firing was; a late timer means the event loop was busy (or the process was
 not scheduled) for that long. Lateness under ``tolerance_s`` is scheduling noise.
 
-The gateway is *overloaded* from the first lateness of ``threshold_s`` or more until
-``recover_s`` pass without one; each such episode is one ``Transition.OVERLOADED``
-followed by one ``Transition.RECOVERED``. ``stalled_s`` adds up every lateness beyond
-the tolerance: connections subtract it from how long a client seemed blocked, so that
-the gateway's own lag never counts against a reader.
+The gateway is *overloaded* from the first lateness of ``threshold_s`` or more (or the
+first firing after which it shed load to keep up) until ``recover_s`` pass without
+either; each such episode is one ``Transition.OVERLOADED`` followed by one
+``Transition.RECOVERED``. ``stalled_s`` adds up every lateness beyond the tolerance:
+connections subtract it from how long a client seemed blocked, so that the gateway's
+own lag never counts against a reader.
 """
 
 from __future__ import annotations
@@ -74,11 +75,15 @@ class OverloadDetector:
         self.since = 0.0
         self._last_late = 0.0
 
-    def observe(self, lateness_s: float, now: float) -> Transition | None:
-        """One timer firing, ``lateness_s`` after it was due, at ``now``."""
+    def observe(
+        self, lateness_s: float, now: float, *, shedding: bool = False
+    ) -> Transition | None:
+        """One timer firing, ``lateness_s`` after it was due, at ``now``; ``shedding``
+        when the gateway left data out since the previous firing to keep up (skipped
+        simulator ticks), which is an overload however punctual the loop stayed."""
         if lateness_s > self.tolerance_s:
             self.stalled_s += lateness_s - self.tolerance_s
-        if self.threshold_s and lateness_s >= self.threshold_s:
+        if self.threshold_s and (lateness_s >= self.threshold_s or shedding):
             self._last_late = now
             if not self.overloaded:
                 self.overloaded = True

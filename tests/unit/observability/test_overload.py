@@ -53,3 +53,15 @@ def test_threshold_zero_never_reports_an_overload_but_keeps_the_stall_time() -> 
 def test_negative_settings_are_refused() -> None:
     with pytest.raises(ValueError, match=">= 0"):
         OverloadDetector(threshold_s=-1)
+
+
+def test_shedding_load_is_an_overload_however_punctual_the_loop() -> None:
+    detector = OverloadDetector(threshold_s=0.25, recover_s=1.0)
+    assert detector.observe(0.001, now=1.0, shedding=True) is Transition.OVERLOADED
+    assert detector.observe(0.001, now=1.5, shedding=True) is None
+    assert detector.observe(0.001, now=2.6) is Transition.RECOVERED  # a second without
+
+
+def test_with_threshold_zero_shedding_is_no_overload_either() -> None:
+    detector = OverloadDetector(threshold_s=0.0)
+    assert detector.observe(0.0, now=1.0, shedding=True) is None
