@@ -10,7 +10,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Mount, Route, WebSocketRoute
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from tickcast import __version__
@@ -25,6 +25,7 @@ from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
+from tickcast.web.contract import mount_api
 from tickcast.web.proxyheaders import ProxyHeaders
 
 log = logging.getLogger("tickcast.app")
@@ -136,7 +137,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         *pages.routes(),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
         # after the realtime routes: /api/realtime/force_price_update/ is matched first
-        Mount("/api", build_api(node, guard, realtime_front.is_known)),
+        mount_api(build_api(node, guard, realtime_front.is_known)),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node

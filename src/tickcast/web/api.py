@@ -17,8 +17,10 @@
 
 Rules: thin. Every number comes from the PortfolioService (its in-memory book, the same
 one the WebSocket fronts publish from) or from the repositories; this module only checks
-who asks, validates the request and shapes the answer (the wire models and what each
-figure means are in ``schemas.py``). It keeps no state.
+who asks, validates the request and shapes the answer (the wire models, the grammar of
+what requests send and what each figure means are in ``schemas.py``; every status an
+operation answers, with its headers and links, in ``contract.py``). It keeps no state.
+The OpenAPI description is a contract the test suite holds the running server to.
 
 Choices (also stated in the OpenAPI description):
     - Money and quantities are JSON *strings* in every response (``"1575"``, ``"62.5"``):
@@ -45,7 +47,13 @@ Choices (also stated in the OpenAPI description):
     - A buy needs no deposit first: when the cash is short, the shortfall is recorded as
       an automatic deposit (``portfolio/cash.py``), returned with the transaction.
     - ``GET /assets`` is public market data: anonymous callers are served when
-      ``allow_anonymous`` is set, as on the WebSockets.
+      ``allow_anonymous`` is set, as on the WebSockets (its OpenAPI security then lists
+      the empty requirement: credentials optional). A credential that is sent is still
+      checked: a malformed or ambiguous one is a 401 there too.
+    - Requests are read strictly, by the grammar the OpenAPI description publishes
+      (``schemas.py``): a symbol, a name, an amount or a time that does not match is a
+      422, never silently trimmed or reinterpreted (spaces around a portfolio name and
+      the case of a symbol or a side are the only leniencies, and they are documented).
 
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' signatures
 at run time, and the endpoints are closures over ``build_api``'s arguments.
@@ -61,7 +69,6 @@ import fastapi
 from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
-from pydantic import Field
 
 from tickcast import __version__
 from tickcast.auth import policy
@@ -91,16 +98,29 @@ from tickcast.storage.records import Asset, AssetKind, CashTransaction, Portfoli
 from tickcast.storage.repositories import Assets, Transactions
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
 from tickcast.web import pages
+from tickcast.web.contract import (
+    BODY,
+    CREDENTIALS,
+    NOT_FOUND,
+    READERS,
+    WRITERS,
+    header,
+    install_handlers,
+    links,
+    refusals,
+)
 from tickcast.web.schemas import (
     AssetOut,
     CashIn,
     CashRecordedOut,
     CashTransactionOut,
-    Model,
+    ErrorOut,
+    MeOut,
     PortfolioDetailOut,
     PortfolioIn,
     PortfolioOut,
     PositionOut,
+    TokenOut,
     TransactionIn,
     TransactionOut,
     TransactionRecordedOut,
@@ -136,30 +156,6 @@ sells receive), part of its `total_value`. A buy never needs a deposit first: wh
 cash is short, the shortfall is recorded as an automatic deposit, so the cash never goes
 negative and `total_value = net_deposits + unrealized_pnl + realized_pnl`.
 """
-
-
-# -- wire types (the portfolio ones are in schemas.py)
-
-
-class ErrorOut(Model):
-    """An error other than a validation error."""
-
-    detail: str
-
-
-class TokenOut(Model):
-    """A signed token (HS256 JWT), for ``Authorization: Bearer`` or the cookie."""
-
-    access_token: str
-    token_type: Literal["bearer"] = "bearer"
-    expires_in: int = Field(description="Seconds the token is valid for.")
-
-
-class MeOut(Model):
-    """The authenticated caller."""
-
-    user_id: int
-    username: str
 
 
 # -- the caller
@@ -210,14 +206,6 @@ async def _json_body(request: Request) -> None:
         raise HTTPException(415, "Content-Type must be application/json")
 
 
-_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "Missing or invalid credentials."}
-}
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"model": ErrorOut, "description": "No such portfolio of the caller's."}
-}
-
-
 def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
@@ -239,6 +227,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         openapi_url="/openapi.json",
     )
     api.add_route("/docs", pages.api_docs_page(), include_in_schema=False)
+    install_handlers(api)
 
     async def credentials(
         request: Request,
@@ -290,8 +279,12 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.post(
         "/auth/token",
+        operation_id="issue_token",
         summary="Exchange an API key for a JWT",
-        responses={**_AUTH_ERRORS, 403: {"model": ErrorOut, "description": "Not an API key."}},
+        responses={
+            **CREDENTIALS,
+            403: {"model": ErrorOut, "description": "Not an API key."},
+        },
     )
     async def token(caller: CallerDep) -> TokenOut:
         """Send the API key as ``Authorization: Bearer`` or ``X-API-Key``. A JWT cannot
@@ -302,11 +295,16 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         ttl_s = guard.identity.jwt_ttl_s
         return TokenOut(access_token=guard.identity.issue(principal), expires_in=int(ttl_s))
 
-    @api.get("/me", summary="The caller", responses=_AUTH_ERRORS)
+    @api.get("/me", operation_id="me", summary="The caller", responses=CREDENTIALS)
     async def me(caller: CallerDep) -> MeOut:
         return MeOut(user_id=caller.user_id, username=caller.username)
 
-    @api.get("/portfolios", summary="The caller's portfolios, valued live", responses=_AUTH_ERRORS)
+    @api.get(
+        "/portfolios",
+        operation_id="list_portfolios",
+        summary="The caller's portfolios, valued live",
+        responses=CREDENTIALS,
+    )
     async def list_portfolios(caller: CallerDep) -> list[PortfolioOut]:
         now = service.clock()
         mine = sorted(service.portfolios_of(caller.user_id), key=lambda p: p.id)
@@ -316,11 +314,17 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.post(
         "/portfolios",
+        operation_id="create_portfolio",
         status_code=201,
         summary="Create a portfolio",
         dependencies=json_body,
         responses={
-            **_AUTH_ERRORS,
+            201: {
+                "headers": {"Location": header("The new portfolio's URL.", "/api/portfolios/1")},
+                "links": links("$response.body#/id", *READERS, *WRITERS),
+            },
+            **CREDENTIALS,
+            **BODY,
             409: {"model": ErrorOut, "description": "The caller has a portfolio of this name."},
         },
     )
@@ -344,8 +348,9 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.get(
         "/portfolios/{portfolio_id}",
+        operation_id="get_portfolio",
         summary="One portfolio, valued live, with its positions",
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={**CREDENTIALS, **NOT_FOUND},
     )
     async def get_portfolio(portfolio_id: PortfolioId, caller: CallerDep) -> PortfolioDetailOut:
         portfolio = owned(caller, portfolio_id)
@@ -355,8 +360,9 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.get(
         "/portfolios/{portfolio_id}/positions",
+        operation_id="list_positions",
         summary="A portfolio's positions, valued live (by symbol)",
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={**CREDENTIALS, **NOT_FOUND},
     )
     async def list_positions(portfolio_id: PortfolioId, caller: CallerDep) -> list[PositionOut]:
         owned(caller, portfolio_id)
@@ -364,8 +370,9 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.get(
         "/portfolios/{portfolio_id}/transactions",
+        operation_id="list_transactions",
         summary="A portfolio's transactions, newest first",
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={**CREDENTIALS, **NOT_FOUND},
     )
     async def list_transactions(
         portfolio_id: PortfolioId,
@@ -379,10 +386,22 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.post(
         "/portfolios/{portfolio_id}/transactions",
+        operation_id="record_transaction",
         status_code=201,
         summary="Record a buy or a sell",
         dependencies=json_body,
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={
+            201: {"links": links("$response.body#/transaction/portfolio_id", *READERS)},
+            **CREDENTIALS,
+            **BODY,
+            **NOT_FOUND,
+            **refusals(
+                "`unknown_symbol`: not a known asset (see GET /assets)",
+                "`insufficient_quantity`: a sell of more than is held (no short selling)",
+                "`amount_too_large`: quantity x price of 10^18 or more",
+                "`value_error`: an amount the portfolio cannot hold",
+            ),
+        },
     )
     async def record_transaction(
         portfolio_id: PortfolioId, body: TransactionIn, caller: CallerDep
@@ -427,10 +446,17 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.post(
         "/portfolios/{portfolio_id}/deposits",
+        operation_id="deposit",
         status_code=201,
         summary="Deposit cash",
         dependencies=json_body,
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={
+            201: {"links": links("$response.body#/portfolio/id", *READERS, *WRITERS)},
+            **CREDENTIALS,
+            **BODY,
+            **NOT_FOUND,
+            **refusals("`value_error`: a balance of 10^18 or more"),
+        },
     )
     async def deposit(
         portfolio_id: PortfolioId, body: CashIn, caller: CallerDep
@@ -448,10 +474,20 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.post(
         "/portfolios/{portfolio_id}/withdrawals",
+        operation_id="withdraw",
         status_code=201,
         summary="Withdraw cash",
         dependencies=json_body,
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={
+            201: {"links": links("$response.body#/portfolio/id", *READERS, *WRITERS)},
+            **CREDENTIALS,
+            **BODY,
+            **NOT_FOUND,
+            **refusals(
+                "`insufficient_cash`: more than the cash balance (sell first)",
+                "`value_error`: net deposits the portfolio cannot hold",
+            ),
+        },
     )
     async def withdraw(
         portfolio_id: PortfolioId, body: CashIn, caller: CallerDep
@@ -475,8 +511,9 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.get(
         "/portfolios/{portfolio_id}/cash-transactions",
+        operation_id="list_cash_transactions",
         summary="A portfolio's deposits and withdrawals, newest first",
-        responses={**_AUTH_ERRORS, **_NOT_FOUND},
+        responses={**CREDENTIALS, **NOT_FOUND},
     )
     async def list_cash_transactions(
         portfolio_id: PortfolioId,
@@ -491,8 +528,12 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
 
     @api.get(
         "/assets",
+        operation_id="list_assets",
         summary="The known assets, with the latest price and previous close",
-        responses=_AUTH_ERRORS,
+        responses=CREDENTIALS,
+        # Public market data: the empty requirement says credentials are optional (OpenAPI
+        # 3.1 §4.8.30), true only while anonymous callers are served.
+        openapi_extra={"security": [{}]} if node.settings.allow_anonymous else None,
     )
     async def list_assets(
         found: Annotated[tuple[Principal, bool], Depends(credentials)],
@@ -545,7 +586,7 @@ def _asset(node: Node, symbol: str, stored: Asset | None, now: float) -> AssetOu
     return AssetOut(
         symbol=symbol,
         name=stored.name if stored is not None else symbol,
-        kind=(stored.kind if stored is not None else kind).value,
+        kind=stored.kind if stored is not None else kind,
         price=price,
         live=live is not None,
         previous_close=close,

@@ -7,23 +7,35 @@ JSON string (``Money``, see ``decimal_text``); requests accept strings or number
 at most 18 integer digits and 10 decimal places, as stored. The descriptions are the
 API's documentation (OpenAPI, ``/api/docs``): keep them true to ``portfolio/``.
 
+What a request may send is a grammar published in the JSON Schema (``SYMBOL_PATTERN``,
+``NAME_PATTERN``, ``AMOUNT_PATTERN``, ``DATE_TIME_PATTERN``) and checked by the server
+with the same patterns, so that what the schema allows is accepted and what it refuses
+is a 422 (schemathesis checks both ways in ``tests/integration/test_api_contract.py``).
+
 No ``from __future__ import annotations`` here: pydantic reads the annotations at run
 time.
 """
 
+import re
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
+    AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     PlainSerializer,
     StringConstraints,
+    ValidatorFunctionWrapHandler,
+    WithJsonSchema,
+    WrapValidator,
     field_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from tickcast.portfolio.valuation import (
     CONTEXT,
@@ -32,7 +44,7 @@ from tickcast.portfolio.valuation import (
     Side,
     Valuation,
 )
-from tickcast.storage.records import CashTransaction, Portfolio, Transaction
+from tickcast.storage.records import AssetKind, CashTransaction, Portfolio, Transaction
 from tickcast.storage.tables import AMOUNT_PRECISION, AMOUNT_SCALE
 
 
@@ -48,36 +60,196 @@ def decimal_text(value: Decimal) -> str:
     return "0" if text in ("-0", "") else text
 
 
+# -- the grammar of what the API reads and writes. Each pattern is published in the OpenAPI
+# schema and is what the server checks, so it is spelled to read the same in ECMA-262 (the
+# JSON Schema dialect), Python and Rust (pydantic) regexes: explicit ranges, no \s or \d.
+
+#: A symbol: the grammar of every front (``protocols/*/session.py``), in either case.
+SYMBOL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9./:_-]{0,31}$"
+SYMBOL_MAX_CHARS: Final = 32
+_CONTROL: Final = r"\x00-\x1f\x7f-\x9f"
+_SPACE: Final = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
+#: A portfolio name: no control characters, not blank; spaces at either end are removed.
+NAME_PATTERN: Final = rf"^ *[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])? *$"
+NAME_MAX_CHARS: Final = 100
+_WHOLE_DIGITS: Final = AMOUNT_PRECISION - AMOUNT_SCALE
+#: An amount sent as a string: digits, then optionally a point and 1 to 10 decimals.
+AMOUNT_PATTERN: Final = rf"^[0-9]{{1,{_WHOLE_DIGITS}}}(\.[0-9]{{1,{AMOUNT_SCALE}}})?$"
+_ZERO_PATTERN: Final = r"^0+(\.0+)?$"
+#: Amounts must stay below this (18 integer digits), as stored.
+AMOUNT_LIMIT: Final = 10**_WHOLE_DIGITS
+#: An amount in a response, as ``decimal_text`` writes it.
+MONEY_PATTERN: Final = r"^(0|-?(0\.[0-9]*[1-9]|[1-9][0-9]*(\.[0-9]*[1-9])?))$"
+#: Years 2 to 9998: each such time has a UTC time to be stored as (year 1 at +01:00 has not).
+_YEAR: Final = (
+    r"(000[2-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-8][0-9]{3}|9[0-8][0-9]{2}|99[0-8][0-9]|999[0-8])"
+)
+_LOCAL_TIME: Final = (
+    _YEAR + r"-[0-9]{2}-[0-9]{2}[Tt]([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\.[0-9]{1,9})?"
+)
+_OFFSET: Final = r"([Zz]|[+-]([01][0-9]|2[0-3]):[0-5][0-9])"
+#: A time in a request: RFC 3339 ``date-time`` with its offset (no leap second).
+DATE_TIME_PATTERN: Final = f"^{_LOCAL_TIME}{_OFFSET}$"
+
+
+def _whole(pattern: str) -> re.Pattern[str]:
+    """``pattern`` for ``fullmatch``: Python's ``$`` would also match before a final newline."""
+    return re.compile(pattern.removeprefix("^").removesuffix("$"))
+
+
+_AMOUNT_TEXT: Final = _whole(AMOUNT_PATTERN)
+_NAME_TEXT: Final = _whole(NAME_PATTERN)
+_SYMBOL_TEXT: Final = _whole(SYMBOL_PATTERN)
+#: Without its offset too: then pydantic's ``timezone_aware`` error says what is missing.
+_DATE_TIME_TEXT: Final = re.compile(f"{_LOCAL_TIME}{_OFFSET}?")
+
+
+def _amount_text(value: Any, handler: ValidatorFunctionWrapHandler) -> Decimal:
+    """pydantic's checks first (their error types are the API's: ``greater_than``,
+    ``decimal_max_places``...), then the string grammar, stricter than ``Decimal()``."""
+    amount: Decimal = handler(value)
+    if isinstance(value, str) and not _AMOUNT_TEXT.fullmatch(value):
+        raise PydanticCustomError(
+            "decimal_format",
+            "Input should be a decimal such as '190.5': digits, optionally a point and at "
+            "most 10 decimals; no sign, exponent or spaces",
+        )
+    return amount
+
+
+def _amount_schema(*, positive: bool, example: str) -> WithJsonSchema:
+    """A string (exact, preferred) or a number, either below 10^18 with at most 10 decimals."""
+    text: dict[str, Any] = {"type": "string", "pattern": AMOUNT_PATTERN}
+    number: dict[str, Any] = {
+        "type": "number",
+        "exclusiveMaximum": AMOUNT_LIMIT,
+        "multipleOf": float(Decimal(1).scaleb(-AMOUNT_SCALE)),
+    }
+    if positive:
+        text["not"] = {"pattern": _ZERO_PATTERN}
+        number["exclusiveMinimum"] = 0
+    else:
+        number["minimum"] = 0
+    return WithJsonSchema({"anyOf": [text, number], "examples": [example]}, mode="validation")
+
+
+def _date_time_text(value: Any) -> Any:
+    """Only the RFC 3339 text: pydantic alone would also take a number of seconds, a
+    space for the T, or an offset without its colon."""
+    if not isinstance(value, str) or not _DATE_TIME_TEXT.fullmatch(value):
+        raise PydanticCustomError(
+            "datetime_format",
+            "Input should be an RFC 3339 date-time with an offset in the years 2 to 9998, "
+            "such as '2026-03-02T14:30:00Z' or '2026-03-02T09:30:00.5-05:00'",
+        )
+    return value
+
+
+def _name(name: str) -> str:
+    if not _NAME_TEXT.fullmatch(name):
+        raise PydanticCustomError(
+            "name_format",
+            "Input should not be blank, and have no control characters and no other "
+            "whitespace than spaces at either end",
+        )
+    return name.strip(" ")
+
+
+def _symbol(symbol: str) -> str:
+    if not _SYMBOL_TEXT.fullmatch(symbol):
+        raise PydanticCustomError(
+            "symbol_format",
+            "Input should be a ticker such as 'AAPL' or 'BTC/USDT': a letter or a digit, "
+            "then letters, digits and . / : _ -",
+        )
+    return symbol.upper()
+
+
+_AMOUNT_FORMS: Final = (
+    'a string such as "{example}" (exact, preferred) or a JSON number (beyond 15 '
+    "significant digits, JSON parsers round numbers); below 10^18, at most 10 decimals."
+)
+
 #: An amount in a response: a JSON string (see ``decimal_text``).
-Money = Annotated[Decimal, PlainSerializer(decimal_text, return_type=str)]
+Money = Annotated[
+    Decimal,
+    PlainSerializer(decimal_text, return_type=str),
+    WithJsonSchema({"type": "string", "pattern": MONEY_PATTERN}, mode="serialization"),
+]
+_AMOUNT_FIELD: Final = {
+    "max_digits": AMOUNT_PRECISION,
+    "decimal_places": AMOUNT_SCALE,
+    "allow_inf_nan": False,
+}
 #: Request amounts: at most 18 integer digits and 10 decimal places (the stored scale).
 Quantity = Annotated[
     Decimal,
-    Field(
-        gt=0,
-        max_digits=AMOUNT_PRECISION,
-        decimal_places=AMOUNT_SCALE,
-        allow_inf_nan=False,
-        examples=["10"],
-    ),
+    Field(gt=0, **_AMOUNT_FIELD),
+    WrapValidator(_amount_text),
+    _amount_schema(positive=True, example="10"),
 ]
 Price = Annotated[
     Decimal,
-    Field(
-        ge=0,
-        max_digits=AMOUNT_PRECISION,
-        decimal_places=AMOUNT_SCALE,
-        allow_inf_nan=False,
-        examples=["190.5"],
+    Field(ge=0, **_AMOUNT_FIELD),
+    WrapValidator(_amount_text),
+    _amount_schema(positive=False, example="190.5"),
+]
+Name = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=NAME_MAX_CHARS),
+    AfterValidator(_name),
+    Field(json_schema_extra={"pattern": NAME_PATTERN}),
+]
+Symbol = Annotated[
+    str,
+    StringConstraints(min_length=1, max_length=SYMBOL_MAX_CHARS),
+    AfterValidator(_symbol),
+    Field(json_schema_extra={"pattern": SYMBOL_PATTERN}),
+]
+#: When a trade or a cash movement happened; None: now.
+ExecutedAt = Annotated[
+    Annotated[AwareDatetime, BeforeValidator(_date_time_text)] | None,
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN},
+                {"type": "null"},
+            ],
+            "description": "When it happened: an RFC 3339 date-time with an offset (Z or "
+            "+hh:mm), such as 2026-03-02T14:30:00Z, in the years 2 to 9998; at most 9 "
+            "decimals of seconds, kept to the microsecond. Absent or null: now.",
+            "examples": ["2026-03-02T14:30:00Z"],
+        },
+        mode="validation",
     ),
 ]
-Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=100)]
 
 
 class Model(BaseModel):
     """Base of the wire models: unknown fields are refused, not ignored."""
 
     model_config = ConfigDict(extra="forbid")
+
+
+class ErrorOut(Model):
+    """An error other than a validation error."""
+
+    detail: str
+
+
+class TokenOut(Model):
+    """A signed token (HS256 JWT), for ``Authorization: Bearer`` or the cookie."""
+
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"
+    expires_in: int = Field(description="Seconds the token is valid for.")
+
+
+class MeOut(Model):
+    """The authenticated caller."""
+
+    user_id: int
+    username: str
 
 
 class PositionOut(Model):
@@ -196,24 +368,37 @@ class PortfolioDetailOut(PortfolioOut):
 class PortfolioIn(Model):
     """A new portfolio; the name is unique among the caller's portfolios."""
 
-    name: Name
+    name: Name = Field(
+        description="1 to 100 characters, no control characters, not blank; spaces at "
+        "either end are removed. Unique among the caller's portfolios (else 409).",
+        examples=["Growth"],
+    )
 
 
 class TransactionIn(Model):
     """A buy or a sell. Amounts as strings (exact) or numbers."""
 
-    symbol: Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-    side: Side
-    quantity: Quantity
-    price: Price
-    executed_at: AwareDatetime | None = Field(
-        None, description="ISO-8601 with an offset; default: now."
+    symbol: Symbol = Field(
+        description="A ticker such as AAPL or BTC/USDT: 1 to 32 characters, a letter or a "
+        "digit then letters, digits and . / : _ -, in either case (recorded in upper "
+        "case). It must be a known asset, one that GET /assets lists (the gateway's "
+        "market symbols and the asset table): an unknown one is a 422 unknown_symbol.",
+        examples=["AAPL"],
     )
-
-    @field_validator("symbol")
-    @classmethod
-    def _upper(cls, symbol: str) -> str:
-        return symbol.upper()
+    side: Annotated[
+        Side,
+        WithJsonSchema(
+            {"type": "string", "pattern": "^([Bb][Uu][Yy]|[Ss][Ee][Ll][Ll])$"},
+            mode="validation",
+        ),
+    ] = Field(description="buy or sell, in any case.", examples=["buy"])
+    quantity: Quantity = Field(
+        description="How many, more than 0: " + _AMOUNT_FORMS.format(example="10")
+    )
+    price: Price = Field(
+        description="The price of one, 0 or more: " + _AMOUNT_FORMS.format(example="190.5")
+    )
+    executed_at: ExecutedAt = None
 
     @field_validator("side", mode="before")
     @classmethod
@@ -248,10 +433,10 @@ class TransactionOut(Model):
 class CashIn(Model):
     """A deposit or a withdrawal. The amount as a string (exact) or a number."""
 
-    amount: Quantity
-    executed_at: AwareDatetime | None = Field(
-        None, description="ISO-8601 with an offset; default: now."
+    amount: Quantity = Field(
+        description="How much, more than 0: " + _AMOUNT_FORMS.format(example="1000")
     )
+    executed_at: ExecutedAt = None
 
 
 class CashTransactionOut(Model):
@@ -304,7 +489,7 @@ class AssetOut(Model):
 
     symbol: str
     name: str
-    kind: str
+    kind: AssetKind = Field(description="What it is (crypto: a pair such as BTC/USDT).")
     price: Money | None = Field(description="The latest price: live, else the stored one.")
     live: bool = Field(description="Whether price comes from the live feed of this node.")
     previous_close: Money | None = Field(
