@@ -210,6 +210,8 @@ class Connection:
             if not items:
                 return
             self._write(items)
+            if outbox.next_flush() is None:
+                return  # all of it written (the usual case: one write per batch)
             force = True  # the rest of a due batch is due too
 
     def _check_blocked(self, now: float) -> None:

@@ -70,6 +70,8 @@ def _kernel_bytes(transport: asyncio.BaseTransport, request: int | None) -> int 
     return int(struct.unpack("i", raw)[0])
 
 
+_OPEN: Final = State.OPEN
+
 #: Unsent bytes the kernel may hold per connection (Linux, macOS: TCP_NOTSENT_LOWAT).
 #: Data in flight still grows with the path; only the queue the peer has not been sent
 #: yet is kept short, so a client that does not read blocks its socket after about this
@@ -105,17 +107,16 @@ class UvicornFrameSocket:
         return not self._protocol.conn.extensions
 
     def _open(self) -> bool:
-        """Data may still be sent: neither side has started closing."""
+        """Data may still be sent: neither side has started closing (a close sent or
+        received, or a failure, leaves the sans-I/O protocol CLOSING) and the connection
+        is not lost."""
         p = self._protocol
-        return (
-            not (p.close_sent or p.disconnected)
-            and p.conn.state is State.OPEN
-            and not p.transport.is_closing()
-        )
+        return p.conn.state is _OPEN and not p.disconnected
 
     @property
     def writable(self) -> bool:
-        return self._protocol.writable.is_set() and self._open()
+        p = self._protocol
+        return p.writable.is_set() and p.conn.state is _OPEN and not p.disconnected
 
     def write_frames(self, data: bytes) -> None:
         if self._open():
