@@ -28,6 +28,7 @@ from tickcast.storage.repositories import Assets, Users
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
+T0_S = T0.timestamp()
 
 
 @dataclass
@@ -35,7 +36,7 @@ class World:
     engine: AsyncEngine
     service: PortfolioService
     user_id: int
-    now: float = T0.timestamp()
+    now: float = T0_S
     published: list[Event] = field(default_factory=list)
 
     def quote(self, symbol: str, price: float) -> None:
