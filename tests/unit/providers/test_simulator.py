@@ -277,6 +277,42 @@ def test_a_stall_longer_than_max_backlog_is_skipped_and_counted() -> None:
     assert len(of_type(catch_up_all.advance(START + 61), Quote)) == 6100
 
 
+def test_resume_drops_what_nobody_was_reading_without_counting_it_as_skipped() -> None:
+    sim = simulator(rate=100, max_backlog_s=1.0)
+    sim.resume(START + 30)  # e.g. the gateway's start-up, before the first wake-up
+    events = sim.advance(START + 30.5)
+    assert sim.skipped_ticks == 0
+    assert len(of_type(events, Quote)) == 50
+    assert min(e.ts for e in events if not isinstance(e, Bar)) > START + 30
+    sim.resume(START + 30.2)  # not after the previous call: nothing changes
+    assert len(of_type(sim.advance(START + 31), Quote)) == 50
+    assert sim.skipped_ticks == 0
+    sim.advance(START + 40)  # a real stall still counts
+    assert sim.skipped_ticks == 800
+
+
+async def test_provider_built_long_before_it_runs_skips_nothing() -> None:
+    now = [START]
+    provider = SimulatorProvider(SimulatorConfig(rate=100), clock=lambda: now[0])
+    now[0] += 60  # a slow start-up: migrations, a cold import
+    delivered = asyncio.Event()
+
+    def sink(events: Sequence[MarketEvent]) -> None:
+        delivered.set()
+
+    task = asyncio.create_task(provider.run(sink))
+    for _ in range(1000):  # until run() has read the clock and started the market
+        if provider.simulator.ticks:
+            break
+        await asyncio.sleep(0)
+    now[0] += 0.05
+    await asyncio.wait_for(delivered.wait(), timeout=5)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert provider.skipped_events == 0
+
+
 def test_snapshot_holds_the_latest_quote_and_full_book_per_symbol() -> None:
     sim = simulator(symbols=("AAPL", "BTC/USDT"), rate=100, book_depth=4)
     assert sim.snapshot() == []
@@ -342,11 +378,12 @@ async def test_provider_delivers_batches_to_the_sink_until_cancelled() -> None:
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
-    # run() reads the clock once more before its first wake-up (to align with the tick
-    # schedule), so the first batch spans two clock readings; the later ones span one.
-    quotes = [len(of_type(batch, Quote)) for batch in batches[1:4]]
+    # run() starts the market at its own first clock reading (what came due since the
+    # construction is dropped, uncounted), so every batch spans one clock step.
+    quotes = [len(of_type(batch, Quote)) for batch in batches[:4]]
     assert all(9 <= n <= 11 for n in quotes)  # 100 ms at 100 ticks/s, give or take rounding
-    assert sum(quotes) in (29, 30)
+    assert sum(quotes) in (39, 40)
+    assert provider.skipped_events == 0
     assert provider.snapshot()
     assert SimulatorProvider().tick_interval_s == 0.02  # default rate 50/s
     with pytest.raises(ValueError, match="tick_interval_s"):

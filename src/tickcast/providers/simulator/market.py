@@ -250,6 +250,30 @@ class MarketSimulator:
         """Ticks consumed so far, skipped ones included (tick k is due at start + k / rate)."""
         return self._ticks
 
+    def resume(self, now: float) -> None:
+        """Start (or restart) delivering at ``now``: the market was not being read before.
+
+        The ticks due up to ``now`` and not yet delivered are dropped without being
+        counted in ``skipped_ticks``: nobody was reading them, so missing them is not the
+        stall that ``skipped_ticks`` measures (e.g. the gateway's start-up between
+        building the simulator and its first wake-up). A ``now`` at or before the
+        previous call changes nothing.
+        """
+        if now > self._last:
+            self._last = now
+            self._ticks = max(self._ticks, self._last_due(now))
+
+    def _last_due(self, now: float) -> int:
+        """The highest i with ``start + i / rate <= now``, computed the same way as the
+        tick times so that rounding cannot put a tick in two windows or none."""
+        start, rate = self._start, self._rate
+        due = math.floor((now - start) * rate)
+        while start + (due + 1) / rate <= now:
+            due += 1
+        while due > 0 and start + due / rate > now:
+            due -= 1
+        return due
+
     def advance(self, now: float, max_ticks: int | None = None) -> list[MarketEvent]:
         """The events due after the previous call (or ``start_ts``) and up to ``now``.
 
@@ -275,14 +299,7 @@ class MarketSimulator:
             if resume > k:
                 self._skipped += resume - k
                 k = resume
-        # The last tick due: the highest i with start + i / rate <= now, computed the same
-        # way as the tick times so that rounding cannot put a tick in two windows or none.
-        due = math.floor((now - start) * rate)
-        while start + (due + 1) / rate <= now:
-            due += 1
-        while due > k and start + due / rate > now:
-            due -= 1
-        due = max(due, k)
+        due = max(self._last_due(now), k)
         if max_ticks is not None and due - k > max_ticks:
             self._skipped += due - max_ticks - k
             k = due - max_ticks

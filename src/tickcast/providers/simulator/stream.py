@@ -110,7 +110,9 @@ class SimulatorProvider(Provider):
         advance = simulator.advance
         clock = self._clock
         pacer = self._pacer
-        phase = (clock() - self._start_ts) % interval
+        started = clock()
+        simulator.resume(started)  # the time since construction is not a stall
+        phase = (started - self._start_ts) % interval
         deadline = loop.time() + (interval - phase) + _WAKE_AFTER_TICK_S - interval
         # Work is timed with perf_counter: the loop's clock may tick in whole ms (uvloop).
         perf = time.perf_counter
