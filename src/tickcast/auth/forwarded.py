@@ -75,7 +75,7 @@ class TrustedProxies:
             trusts nobody.
 
     Raises:
-        ConfigError: an entry is neither.
+        ConfigError: an entry is neither, or is refused by :func:`parse_network`.
     """
 
     __slots__ = ("networks",)
@@ -122,24 +122,47 @@ class TrustedProxies:
 
 
 def parse_network(entry: str) -> IPNetwork:
-    """``10.0.0.5``, ``10.0.0.0/8``, ``::1`` or ``fd00::/8`` as a network.
+    """``10.0.0.5``, ``10.0.0.0/8``, ``::1`` or ``fd00::/8`` as a network, strictly.
+
+    Surrounding spaces are dropped; everything else that is not exactly an address or a
+    network is refused rather than guessed at: an empty entry, a host name, a CIDR with
+    host bits set (``10.0.0.5/8``: a typo for ``10.0.0.0/8`` or ``10.0.0.5``?), an IPv6
+    zone (``fe80::1%eth0``) and a network of every address (``0.0.0.0/0``, ``::/0``:
+    every client could then name itself whatever address it likes).
 
     Raises:
-        ConfigError: anything else (the message names the entry).
+        ConfigError: anything else (the message names the entry and what is wrong).
     """
+    text = entry.strip()
+    shown = repr(entry[:80])
+    if not text:
+        raise ConfigError("trusted_proxies: an empty entry (a stray comma?)")
+    if "%" in text:
+        raise ConfigError(f"trusted_proxies: {shown} has an IPv6 zone; list the address alone")
     try:
-        return ipaddress.ip_network(entry.strip(), strict=False)
+        network = ipaddress.ip_network(text, strict=False)
     except ValueError:
         raise ConfigError(
-            f"trusted_proxies: {entry[:80]!r} is not an IP address or a CIDR such as 10.0.0.0/8"
+            f"trusted_proxies: {shown} is not an IP address or a CIDR such as 10.0.0.0/8"
         ) from None
+    if network.network_address != ipaddress.ip_network(text.partition("/")[0]).network_address:
+        raise ConfigError(
+            f"trusted_proxies: {shown} has host bits set; write {network} for the network "
+            f"or {text.partition('/')[0]} for the one address"
+        )
+    if network.prefixlen == 0:
+        raise ConfigError(
+            f"trusted_proxies: {shown} trusts every address, so any client could forge its "
+            "own; list your proxies' addresses or network"
+        )
+    return network
 
 
 def validate_trusted_proxies(entries: Iterable[str]) -> tuple[str, ...]:
     """The entries, normalized (``10.0.0.0/8``), for settings validation at start-up.
 
     Raises:
-        ConfigError: an entry is not an address or a CIDR.
+        ConfigError: an entry is refused by :func:`parse_network`.
     """
     return tuple(dict.fromkeys(str(parse_network(entry)) for entry in entries))
 

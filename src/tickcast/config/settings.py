@@ -103,6 +103,8 @@ class Settings(BaseSettings):
         trusted_proxies: addresses or CIDRs (``10.0.0.0/8``) of the reverse proxies whose
             ``Forwarded`` / ``X-Forwarded-For``/``-Proto``/``-Host`` headers say who the
             client is; empty = believe no forwarding header (the TCP peer is the client).
+            Parsed strictly (``auth.forwarded.parse_network``): no empty entries, host
+            names, host bits (``10.0.0.5/8``), zones or ``0.0.0.0/0``.
 
     Front 2 (the realtime envelope):
         update_interval_s: how often portfolio values and asset updates are pushed.
@@ -216,8 +218,8 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, str):  # empty entries are kept, and refused (a stray comma)
+            return tuple(p.strip() for p in value.split(",")) if value.strip() else ()
         return value
 
     @field_validator("trusted_proxies")

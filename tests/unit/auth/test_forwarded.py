@@ -150,18 +150,35 @@ def test_trust_is_by_address_or_network_and_never_for_names() -> None:
     assert proxies
 
 
-@pytest.mark.parametrize("entry", ["", "proxy.example", "10.0.0.0/33", "*", "1.2.3.4/8/8"])
-def test_a_bad_trusted_proxy_entry_is_a_config_error(entry: str) -> None:
-    with pytest.raises(ConfigError, match="trusted_proxies"):
+@pytest.mark.parametrize(
+    ("entry", "why"),
+    [
+        ("", "empty"),
+        ("  ", "empty"),
+        ("proxy.example", "not an IP address"),
+        ("localhost", "not an IP address"),
+        ("10.0.0.0/33", "not an IP address"),
+        ("*", "not an IP address"),
+        ("1.2.3.4/8/8", "not an IP address"),
+        ("10.0.0.5/8", "host bits set; write 10.0.0.0/8 .* or 10.0.0.5"),
+        ("2001:db8::1/32", "host bits set"),
+        ("0.0.0.0/0", "trusts every address"),
+        ("::/0", "trusts every address"),
+        ("fe80::1%eth0", "zone"),
+    ],
+)
+def test_a_bad_trusted_proxy_entry_is_a_config_error(entry: str, why: str) -> None:
+    with pytest.raises(ConfigError, match=f"trusted_proxies: .*{why}"):
         parse_network(entry)
     with pytest.raises(ConfigError):
         TrustedProxies([entry])
 
 
 def test_entries_are_normalized_for_the_settings() -> None:
-    assert validate_trusted_proxies([" 10.1.2.3/8", "::1", "10.0.0.0/8"]) == (
+    assert validate_trusted_proxies([" 10.0.0.0/8", "::1", "10.0.0.0/8", "192.0.2.7/32"]) == (
         "10.0.0.0/8",
         "::1/128",
+        "192.0.2.7/32",
     )
 
 
