@@ -244,6 +244,7 @@ def test_trusted_proxies_and_the_address_cap(
 ) -> None:
     defaults = load_settings()
     assert defaults.trusted_proxies == ()  # believe no forwarding header
+    assert defaults.forwarded_headers == "x-forwarded"
     assert defaults.max_anonymous_connections_per_address == 10
     monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " 10.0.0.0/8, ::1 ")
     monkeypatch.setenv("TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS", "0")
@@ -266,6 +267,7 @@ def test_trusted_proxies_and_the_address_cap(
         {"trusted_proxies": ["10.0.0.1", ""]},
         {"trusted_proxies": "0.0.0.0/0"},  # everyone
         {"trusted_proxies": "::/0"},
+        {"forwarded_headers": "both"},
         {"max_anonymous_connections_per_address": -1},
     ],
 )

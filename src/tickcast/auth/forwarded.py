@@ -5,7 +5,14 @@ gateway saw and the request headers, and returns the client's address, scheme an
 Nothing here reads a socket or an ASGI scope (``web/proxyheaders.py`` does, once per
 request, for everything downstream: the connection caps, the logs, websocket-info).
 
-Trust (``trusted_proxies``, addresses or CIDRs; empty by default):
+Trust (``trusted_proxies``, addresses or CIDRs; empty by default) and one header family
+(``forwarded_headers``: ``x-forwarded``, the default, or ``forwarded``):
+
+- Exactly one family is read: ``X-Forwarded-For``/``-Proto``/``-Host``, or ``Forwarded``
+  (RFC 7239); the other is ignored whatever it says. A proxy overwrites or appends to the
+  family it writes and passes the other through from the client untouched, so reading
+  both (or mixing them: the address from one, the scheme or host from the other) would
+  let a client forge what the proxy never checked.
 
 - A peer that is not a trusted proxy is the client, and its forwarding headers are
   ignored, whatever they say: anyone can send ``X-Forwarded-For: 1.2.3.4``.
@@ -18,8 +25,8 @@ Trust (``trusted_proxies``, addresses or CIDRs; empty by default):
   ``X-Forwarded-Proto`` / ``X-Forwarded-Host``, the entry at the client's position when
   the list is as long as ``X-Forwarded-For``, else the last entry (a proxy that
   overwrites the header rather than appending to it).
-- ``Forwarded`` wins over ``X-Forwarded-*`` when a trusted peer sent both. A chain that
-  cannot be parsed is ignored as a whole (the peer stays the client), never half-used.
+- A chain that cannot be parsed is ignored as a whole (the peer stays the client), never
+  half-used.
 
 Example: ``trusted_proxies = ("10.0.0.0/8",)``, peer ``10.0.0.5`` sends
 ``X-Forwarded-For: 6.6.6.6, 203.0.113.7, 10.0.0.9`` and ``X-Forwarded-Proto: https``:
@@ -32,12 +39,15 @@ import ipaddress
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Final
+from typing import Final, Literal
 
 from tickcast.errors import ConfigError
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+#: Which forwarding headers a trusted proxy's word is read from (one family, never both).
+HeaderFamily = Literal["x-forwarded", "forwarded"]
+HEADER_FAMILIES: Final[tuple[HeaderFamily, ...]] = ("x-forwarded", "forwarded")
 
 #: Longest forwarding header read, in bytes; a longer one is ignored as a whole.
 MAX_HEADER_BYTES: Final = 8192
@@ -73,15 +83,20 @@ class TrustedProxies:
     Args:
         entries: addresses (``10.0.0.5``, ``::1``) or CIDRs (``10.0.0.0/8``); empty
             trusts nobody.
+        family: the one header family read from them: ``x-forwarded``
+            (``X-Forwarded-For``/``-Proto``/``-Host``) or ``forwarded`` (RFC 7239).
 
     Raises:
         ConfigError: an entry is neither, or is refused by :func:`parse_network`.
     """
 
-    __slots__ = ("networks",)
+    __slots__ = ("family", "networks")
 
-    def __init__(self, entries: Iterable[str] = ()) -> None:
+    def __init__(self, entries: Iterable[str] = (), family: HeaderFamily = "x-forwarded") -> None:
+        if family not in HEADER_FAMILIES:
+            raise ConfigError(f"forwarded_headers: {family!r} is not one of {HEADER_FAMILIES}")
         self.networks: tuple[IPNetwork, ...] = tuple(parse_network(e) for e in entries)
+        self.family: HeaderFamily = family
 
     def __bool__(self) -> bool:
         return bool(self.networks)
@@ -105,8 +120,9 @@ class TrustedProxies:
         direct = Client(peer, scheme, host)
         if not self.networks or not self.trusts(peer):
             return direct
-        hops = _forwarded_hops(headers)
-        if hops is None:
+        if self.family == "forwarded":
+            hops = _forwarded_hops(headers) or []
+        else:
             hops = _x_forwarded_hops(headers)
         if not hops:
             return direct

@@ -105,6 +105,10 @@ class Settings(BaseSettings):
             client is; empty = believe no forwarding header (the TCP peer is the client).
             Parsed strictly (``auth.forwarded.parse_network``): no empty entries, host
             names, host bits (``10.0.0.5/8``), zones or ``0.0.0.0/0``.
+        forwarded_headers: the one header family read from a trusted proxy:
+            ``x-forwarded`` (``X-Forwarded-For``/``-Proto``/``-Host``) or ``forwarded``
+            (RFC 7239 ``Forwarded``); the other family is ignored, since a proxy passes
+            through, unchecked, the family it does not write.
 
     Front 2 (the realtime envelope):
         update_interval_s: how often portfolio values and asset updates are pushed.
@@ -171,6 +175,7 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(40, ge=1)
     max_anonymous_connections_per_address: int = Field(10, ge=0)
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    forwarded_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     update_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(100, ge=1)
     cache_timeout_s: float = Field(1.0, ge=0)

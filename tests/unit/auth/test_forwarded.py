@@ -14,14 +14,23 @@ from tickcast.auth.forwarded import (
 )
 from tickcast.errors import ConfigError
 
-PROXIES = TrustedProxies(["10.0.0.0/8", "::1"])
+PROXIES = TrustedProxies(["10.0.0.0/8", "::1"])  # X-Forwarded-* (the default family)
+RFC_PROXIES = TrustedProxies(["10.0.0.0/8", "::1"], "forwarded")
 
 
 def resolve(
-    peer: str, *headers: tuple[str, str], scheme: str = "http", host: str | None = "gw:8000"
+    peer: str,
+    *headers: tuple[str, str],
+    scheme: str = "http",
+    host: str | None = "gw:8000",
+    proxies: TrustedProxies = PROXIES,
 ) -> Client:
     raw = [(k.lower().encode(), v.encode()) for k, v in headers]
-    return PROXIES.resolve(peer, scheme, host, raw)
+    return proxies.resolve(peer, scheme, host, raw)
+
+
+def rfc(peer: str, *headers: tuple[str, str], scheme: str = "http") -> Client:
+    return resolve(peer, *headers, scheme=scheme, proxies=RFC_PROXIES)
 
 
 def test_without_trusted_proxies_the_peer_is_the_client_whatever_it_claims() -> None:
@@ -92,8 +101,8 @@ def test_duplicate_headers_are_one_list() -> None:
     assert PROXIES.resolve("10.0.0.5", "http", None, raw).address == "203.0.113.7"
 
 
-def test_rfc_7239_forwarded_wins_and_its_element_carries_proto_and_host() -> None:
-    client = resolve(
+def test_rfc_7239_forwarded_element_carries_proto_and_host() -> None:
+    client = rfc(
         "10.0.0.5",
         ("Forwarded", 'for=6.6.6.6, for="[2001:db8:cafe::17]:4711";proto=https;host=a.example'),
         ("Forwarded", "for=10.0.0.9;proto=http"),
@@ -103,7 +112,7 @@ def test_rfc_7239_forwarded_wins_and_its_element_carries_proto_and_host() -> Non
 
 
 def test_forwarded_parameters_are_case_insensitive_and_ports_dropped() -> None:
-    client = resolve("::1", ("Forwarded", "For=192.0.2.60:8080;Proto=HTTPS;By=10.0.0.1"))
+    client = rfc("::1", ("Forwarded", "For=192.0.2.60:8080;Proto=HTTPS;By=10.0.0.1"))
     assert (client.address, client.scheme) == ("192.0.2.60", "https")
 
 
@@ -118,13 +127,13 @@ def test_forwarded_parameters_are_case_insensitive_and_ports_dropped() -> None:
     ],
 )
 def test_a_forwarded_header_that_cannot_be_parsed_is_ignored_as_a_whole(forwarded: str) -> None:
-    client = resolve("10.0.0.5", ("Forwarded", forwarded))
+    client = rfc("10.0.0.5", ("Forwarded", forwarded), ("X-Forwarded-For", "198.51.100.1"))
     assert client == Client("10.0.0.5", "http", "gw:8000")
 
 
 @pytest.mark.parametrize("node", ["unknown", "_hidden", "not-an-ip"])
 def test_an_obfuscated_or_unknown_client_keeps_the_peer(node: str) -> None:
-    assert resolve("10.0.0.5", ("Forwarded", f"for={node}")).address == "10.0.0.5"
+    assert rfc("10.0.0.5", ("Forwarded", f"for={node}")).address == "10.0.0.5"
     assert resolve("10.0.0.5", ("X-Forwarded-For", node)).address == "10.0.0.5"
 
 
@@ -188,3 +197,39 @@ def test_address_keys_group_an_ipv6_client_by_its_64_block() -> None:
     assert address_key("2001:db8:1:2::1") != address_key("2001:db8:1:3::1")
     assert address_key("::ffff:203.0.113.7") == "203.0.113.7"
     assert address_key("testclient") == "testclient"
+
+
+FORGED_FORWARDED = ("Forwarded", "for=1.2.3.4;proto=https;host=evil.example")
+FORGED_X_FORWARDED = [
+    ("X-Forwarded-For", "1.2.3.4"),
+    ("X-Forwarded-Proto", "https"),
+    ("X-Forwarded-Host", "evil.example"),
+]
+
+
+def test_x_forwarded_family_ignores_a_forwarded_header_the_proxy_passed_through() -> None:
+    # nginx-style: the proxy appends X-Forwarded-For and forwards the client's own
+    # Forwarded header untouched; it must not name the client, scheme or host
+    client = resolve("10.0.0.5", FORGED_FORWARDED, ("X-Forwarded-For", "203.0.113.7"), scheme="ws")
+    assert client == Client("203.0.113.7", "ws", "gw:8000", forwarded=True)
+    # and with no X-Forwarded-For at all, the forged Forwarded still changes nothing
+    assert resolve("10.0.0.5", FORGED_FORWARDED) == Client("10.0.0.5", "http", "gw:8000")
+
+
+def test_forwarded_family_ignores_every_x_forwarded_header() -> None:
+    client = rfc("10.0.0.5", ("Forwarded", "for=203.0.113.7"), *FORGED_X_FORWARDED)
+    assert client == Client("203.0.113.7", "http", "gw:8000", forwarded=True)
+    assert rfc("10.0.0.5", *FORGED_X_FORWARDED) == Client("10.0.0.5", "http", "gw:8000")
+
+
+def test_scheme_and_host_never_come_from_the_other_family() -> None:
+    # address from one family, proto/host from the other: never mixed
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), FORGED_FORWARDED)
+    assert (client.scheme, client.host) == ("http", "gw:8000")
+    client = rfc("10.0.0.5", ("Forwarded", "for=203.0.113.7"), *FORGED_X_FORWARDED[1:])
+    assert (client.scheme, client.host) == ("http", "gw:8000")
+
+
+def test_an_unknown_header_family_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="forwarded_headers"):
+        TrustedProxies(["10.0.0.1"], "both")  # type: ignore[arg-type]
