@@ -4,12 +4,15 @@ that the test moves."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import sqlite3
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.auth.credentials import NewKey, Principal, new_api_key
@@ -96,3 +99,35 @@ async def test_a_failed_write_fails_no_authentication(
     finally:
         await identity.aclose()
         await down.dispose()
+
+
+async def test_aclose_lets_a_usage_write_in_flight_finish(
+    engine: AsyncEngine, tmp_path: Path
+) -> None:
+    """Shutdown waits for the key-use write the writer is in the middle of, rather than
+    cancelling it mid-query (which lost the write and, with aiosqlite 0.20/0.21, left the
+    driver's thread answering a closed loop: "Event loop is closed")."""
+    key, key_id = await make_key(engine)
+    identity = Identity(engine, SECRET, 60, clock=Clock())
+    kim = Principal(1, "kim")
+    identity._keys[key.prefix] = _Key(T0 + 30, key_id, kim, key.secret_hash)
+    in_query = asyncio.Event()
+
+    def on_execute(*args: object) -> None:
+        in_query.set()
+
+    lock = sqlite3.connect(tmp_path / "k.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")  # another writer holds the database
+    event.listen(engine.sync_engine, "before_cursor_execute", on_execute)
+    try:
+        assert await identity.authenticate(key.token) == kim
+        await in_query.wait()  # the writer is inside its transaction, waiting for the lock
+        closing = asyncio.create_task(identity.aclose())
+        await asyncio.sleep(0)  # aclose runs up to its first wait
+        lock.execute("ROLLBACK")  # the other writer is done: the write can go through
+        await closing
+    finally:
+        event.remove(engine.sync_engine, "before_cursor_execute", on_execute)
+        lock.close()
+        await identity.aclose()
+    assert (await stored(engine, key)).last_used_at == datetime.fromtimestamp(T0, UTC)

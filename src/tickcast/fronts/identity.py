@@ -10,7 +10,7 @@ answered "try again later" (CredentialsUnavailable) within ``LOOKUP_TIMEOUT_S``.
 
 Key use (``keys list`` LAST USED): each successful API-key authentication is noted in
 a ``KeyUsage`` (pure); the uses due (at most one per key per ``TOUCH_INTERVAL_S``) are
-written by one background task that this object owns (``aclose`` ends it), in one
+written by one background task that this object owns (``aclose`` waits for it, bounded), in one
 transaction per batch. Nobody awaits that task: a connection never waits for the
 write, and a failed write (the database is down) is logged and fails no connection.
 """
@@ -49,6 +49,8 @@ CACHE_S: Final = 30.0
 LOOKUP_TIMEOUT_S: Final = 3.0
 #: Allowed clock difference between nodes for a token's iat/exp, in seconds.
 LEEWAY_S: Final = 5.0
+#: Seconds ``aclose`` waits for work in flight (key-use writes) before cancelling it.
+CLOSE_TIMEOUT_S: Final = LOOKUP_TIMEOUT_S + 2.0
 #: Seconds between two recorded uses of one API key (``last_used_at``).
 TOUCH_INTERVAL_S: Final = DEFAULT_INTERVAL_S
 _MAX_CACHE: Final = 10_000
@@ -170,10 +172,17 @@ class Identity:
             await asyncio.shield(self._writer)
 
     async def aclose(self) -> None:
-        """Stop recording key use (shutdown); a write in flight is cancelled."""
+        """Stop recording key use (shutdown): no new write starts, and the uses already
+        due are flushed. Work in flight is waited for, up to ``CLOSE_TIMEOUT_S``, never
+        cancelled mid-query (a query cancelled while the driver's thread runs it is lost,
+        and that thread may then answer a loop that is already closed); only what is
+        still running after that is cancelled."""
         self._closed = True
         writer, self._writer = self._writer, None
-        if writer is not None and not writer.done():
+        if writer is None or writer.done():
+            return
+        await asyncio.wait([writer], timeout=CLOSE_TIMEOUT_S)
+        if not writer.done():
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
