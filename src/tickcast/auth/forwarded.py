@@ -183,22 +183,48 @@ def validate_trusted_proxies(entries: Iterable[str]) -> tuple[str, ...]:
     return tuple(dict.fromkeys(str(parse_network(entry)) for entry in entries))
 
 
-def address_key(address: str) -> str:
+#: The NAT64 well-known prefix (RFC 6052): the IPv4 address is the last 32 bits.
+_NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
+#: The IPv6 prefix length a client is counted by, by default (one subscriber's block).
+DEFAULT_IPV6_CLIENT_PREFIX: Final = 64
+
+
+def address_key(address: str, ipv6_prefix: int = DEFAULT_IPV6_CLIENT_PREFIX) -> str:
     """The key one client's connections are counted under, for a per-address cap.
 
-    An IPv4 address is itself; an IPv6 address counts as its /64 network, the block one
-    subscriber line or host usually holds (counting single IPv6 addresses would let one
-    client open the cap again from each of its 2**64 addresses). Anything that is not an
-    IP address is counted as it is.
+    - An IPv4 address is itself.
+    - An IPv6 address that carries an IPv4 address is counted as that IPv4 address:
+      IPv4-mapped (``::ffff:0:0/96``), NAT64 (``64:ff9b::/96``, RFC 6052), 6to4
+      (``2002::/16``) and Teredo (``2001::/32``, the client's de-obfuscated address).
+      Otherwise every IPv4 client behind one NAT64 gateway or Teredo server would share
+      one /64 and one cap, and one 6to4 host could open the cap again from each of its
+      65,536 /64s.
+    - Any other IPv6 address counts as its ``/ipv6_prefix`` network (64 by default: the
+      block one subscriber line or host usually holds; counting single IPv6 addresses
+      would let one client open the cap again from each of its 2**64 addresses).
+    - Anything that is not an IP address is counted as it is.
     """
     ip = _ip(address)
     if ip is None:
         return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
+    if isinstance(ip, ipaddress.IPv4Address):
+        return str(ip)
+    embedded = _embedded_ipv4(ip)
+    if embedded is not None:
+        return str(embedded)
+    return str(ipaddress.IPv6Network((ip, ipv6_prefix), strict=False))
+
+
+def _embedded_ipv4(ip: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped
+    if ip in _NAT64:
+        return ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
+    if ip.sixtofour is not None:
+        return ip.sixtofour
+    if ip.teredo is not None:
+        return ip.teredo[1]
+    return None
 
 
 # -- parsing

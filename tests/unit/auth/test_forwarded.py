@@ -233,3 +233,31 @@ def test_scheme_and_host_never_come_from_the_other_family() -> None:
 def test_an_unknown_header_family_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="forwarded_headers"):
         TrustedProxies(["10.0.0.1"], "both")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(
+    ("ipv6", "ipv4"),
+    [
+        ("::ffff:203.0.113.7", "203.0.113.7"),  # IPv4-mapped
+        ("64:ff9b::cb00:7107", "203.0.113.7"),  # NAT64 (RFC 6052 well-known prefix)
+        ("2002:cb00:7107:1::1", "203.0.113.7"),  # 6to4
+        ("2002:cb00:7107:ffff::9", "203.0.113.7"),  # ... from another of its /64s
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "192.0.2.45"),  # Teredo (de-obfuscated)
+    ],
+)
+def test_an_ipv6_address_carrying_an_ipv4_address_counts_as_it(ipv6: str, ipv4: str) -> None:
+    assert address_key(ipv6) == ipv4
+    assert address_key(ipv6, 48) == ipv4
+
+
+def test_clients_behind_one_nat64_gateway_or_teredo_server_do_not_share_a_cap() -> None:
+    assert address_key("64:ff9b::cb00:7107") != address_key("64:ff9b::c633:6401")
+    teredo = "2001:0:4136:e378:8000:63bf:3fff:{}"  # one server, two clients
+    assert address_key(teredo.format("fdd2")) != address_key(teredo.format("fdd1"))
+
+
+def test_the_ipv6_client_prefix_is_a_parameter() -> None:
+    assert address_key("2001:db8:1:2::1", 48) == address_key("2001:db8:1:ff::1", 48)
+    assert address_key("2001:db8:1:2::1", 48) == "2001:db8:1::/48"
+    assert address_key("2001:db8::1", 128) != address_key("2001:db8::2", 128)
+    assert address_key("2001:db8::1") == "2001:db8::/64"
