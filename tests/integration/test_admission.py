@@ -335,3 +335,19 @@ async def test_keys_list_shows_when_the_gateway_last_used_a_key(
     row = out.getvalue().splitlines()[1]
     assert "never" not in row
     assert key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") in row
+
+
+@pytest.mark.parametrize("host", ["user@evil.example", "evil.example/x", "a b", "h" * 400])
+async def test_websocket_info_never_reflects_a_host_that_is_not_a_plain_name(
+    direct: Server, proxied: Server, host: str
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        own = (
+            await http.get(f"{direct.http}/realtime/websocket-info/", headers={"Host": host})
+        ).json()
+        forwarded = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Host": host}
+        behind = (
+            await http.get(f"{proxied.http}/realtime/websocket-info/", headers=forwarded)
+        ).json()
+    assert own["websocket_url"] == f"ws://127.0.0.1:{direct.port}/ws/realtime/"  # configured
+    assert behind["websocket_url"] == f"ws://127.0.0.1:{proxied.port}/ws/realtime/"

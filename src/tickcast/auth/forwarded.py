@@ -51,7 +51,9 @@ HEADER_FAMILIES: Final[tuple[HeaderFamily, ...]] = ("x-forwarded", "forwarded")
 
 #: Longest forwarding header read, in bytes; a longer one is ignored as a whole.
 MAX_HEADER_BYTES: Final = 8192
-_HOST_RE: Final = re.compile(r"(?:\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9._-]+)(?::[0-9]{1,5})?")
+_HOST_RE: Final = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9._-]+)(?::([0-9]{1,5}))?")
+#: Longest host name (RFC 1035: 253 characters) with a port, that is advertised.
+MAX_HOST_CHARS: Final = 253 + len(":65535")
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
 #: RFC 7239 §4: forwarded-pair = token "=" value, value = token / quoted-string.
 _PAIR_RE: Final = re.compile(
@@ -277,7 +279,7 @@ def _forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop] | None
             _Hop(
                 _node_address(pairs["for"]),
                 pairs.get("proto"),
-                host if host is not None and _HOST_RE.fullmatch(host) else None,
+                valid_host(host),
             )
         )
     return hops
@@ -329,7 +331,7 @@ def _x_forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop]:
         _Hop(
             _node_address(address),
             _aligned(protos, index, len(addresses)),
-            _valid_host(_aligned(hosts, index, len(addresses))),
+            valid_host(_aligned(hosts, index, len(addresses))),
         )
         for index, address in enumerate(addresses)
     ]
@@ -346,8 +348,22 @@ def _aligned(values: list[str], index: int, hops: int) -> str | None:
     return values[index] if len(values) == hops else values[-1]
 
 
-def _valid_host(host: str | None) -> str | None:
-    return host if host is not None and _HOST_RE.fullmatch(host) else None
+def valid_host(host: str | None) -> str | None:
+    """``host`` if it is a plain ``name[:port]``, ``a.b.c.d[:port]`` or ``[v6][:port]``,
+    else None: no spaces, ``@``, ``/``, userinfo or paths, at most ``MAX_HOST_CHARS``,
+    a port up to 65535 and a bracketed part that is an IPv6 address. A host that fails
+    is never put into a URL the gateway advertises."""
+    if host is None or len(host) > MAX_HOST_CHARS:
+        return None
+    match = _HOST_RE.fullmatch(host)
+    if match is None:
+        return None
+    bracketed, port = match[1], match[2]
+    if port is not None and int(port) > 65535:
+        return None
+    if bracketed is not None and not isinstance(_ip(bracketed), ipaddress.IPv6Address):
+        return None
+    return host
 
 
 def _scheme(proto: str | None, websocket: bool) -> str | None:

@@ -10,6 +10,7 @@ from tickcast.auth.forwarded import (
     TrustedProxies,
     address_key,
     parse_network,
+    valid_host,
     validate_trusted_proxies,
 )
 from tickcast.errors import ConfigError
@@ -261,3 +262,34 @@ def test_the_ipv6_client_prefix_is_a_parameter() -> None:
     assert address_key("2001:db8:1:2::1", 48) == "2001:db8:1::/48"
     assert address_key("2001:db8::1", 128) != address_key("2001:db8::2", 128)
     assert address_key("2001:db8::1") == "2001:db8::/64"
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "a b.example",
+        "user@evil.example",
+        "evil.example/path",
+        "evil.example:99999",
+        "evil.example:80:80",
+        "[not-an-ip]:80",
+        "[1.2.3.4]",
+        "a" * 300 + ".example",
+        "",
+    ],
+)
+def test_a_forwarded_host_that_is_not_a_plain_name_and_port_is_dropped(host: str) -> None:
+    assert valid_host(host) is None
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Host", host))
+    assert client.host == "gw:8000"
+    client = rfc("10.0.0.5", ("Forwarded", f'for=203.0.113.7;host="{host}"'))
+    assert client.host == "gw:8000"
+
+
+@pytest.mark.parametrize(
+    "host", ["app.example.com", "app.example.com:8443", "192.0.2.1:80", "[2001:db8::1]:443"]
+)
+def test_plain_hosts_are_valid(host: str) -> None:
+    assert valid_host(host) == host
+    client = resolve("10.0.0.5", ("X-Forwarded-For", "203.0.113.7"), ("X-Forwarded-Host", host))
+    assert client.host == host
