@@ -20,6 +20,10 @@ Trust (``trusted_proxies``, addresses or CIDRs; empty by default) and one header
   gateway) to the left, skipping trusted proxies: the first address that is not a
   trusted proxy is the client (if every hop is trusted, the leftmost one is). Hops left
   of the client were written by the client itself and are never believed.
+- A hop that does not name its client (``for=unknown``, an obfuscated ``for=_name``, no
+  ``for`` at all, or ``X-Forwarded-Proto``/``-Host`` without ``X-Forwarded-For``)
+  leaves the client's address the peer's; the scheme and host the trusted proxy saw are
+  still used.
 - The scheme and host are those the client used (what the proxy in front of it saw):
   with ``Forwarded`` (RFC 7239) the ``proto`` and ``host`` of the client's element; with
   ``X-Forwarded-Proto`` / ``X-Forwarded-Host``, the entry at the client's position when
@@ -55,9 +59,10 @@ _HOST_RE: Final = re.compile(r"(?:\[([0-9A-Fa-f:.]+)\]|[A-Za-z0-9._-]+)(?::([0-9
 #: Longest host name (RFC 1035: 253 characters) with a port, that is advertised.
 MAX_HOST_CHARS: Final = 253 + len(":65535")
 _SCHEMES: Final = frozenset({"http", "https", "ws", "wss"})
-#: RFC 7239 §4: forwarded-pair = token "=" value, value = token / quoted-string.
+#: RFC 7239 §4: forwarded-pair = token "=" value, value = token / quoted-string (an
+#: unquoted value may hold ``:``, as proxies write ``for=192.0.2.60:8080``, but no ``"``).
 _PAIR_RE: Final = re.compile(
-    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s]*)\s*'
+    r'\s*([!#$%&\'*+.^_`|~0-9A-Za-z-]+)\s*=\s*("(?:[^"\\]|\\.)*"|[^;,\s"]*)\s*'
 )
 
 
@@ -132,11 +137,13 @@ class TrustedProxies:
         while index > 0 and self.trusts(hops[index].address):
             index -= 1
         hop = hops[index]
-        if _ip(hop.address) is None:  # "unknown", an obfuscated name: keep the peer
-            return direct
         websocket = scheme in ("ws", "wss")
         proto = _scheme(hop.proto, websocket) or scheme
-        return Client(str(_ip(hop.address)), proto, hop.host or host, forwarded=True)
+        ip = _ip(hop.address)
+        # "unknown", an obfuscated name or no "for" at all: the client's address stays
+        # the peer's, but the scheme and host that trusted proxy saw are still its word
+        address = peer if ip is None else str(ip)
+        return Client(address, proto, hop.host or host, forwarded=True)
 
 
 def parse_network(entry: str) -> IPNetwork:
@@ -272,14 +279,11 @@ def _forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop] | None
                 if element[position] != ";":
                     return []
                 position += 1
-        if "for" not in pairs:
-            return []
-        host = pairs.get("host")
         hops.append(
             _Hop(
-                _node_address(pairs["for"]),
+                _node_address(pairs.get("for", "unknown")),  # RFC 7239: "for" is optional
                 pairs.get("proto"),
-                valid_host(host),
+                valid_host(pairs.get("host")),
             )
         )
     return hops
@@ -323,10 +327,12 @@ def _node_address(node: str) -> str:
 
 def _x_forwarded_hops(headers: Sequence[tuple[bytes, bytes]]) -> list[_Hop]:
     addresses = _list(_headers(headers, b"x-forwarded-for"))
-    if not addresses:
-        return []
     protos = _list(_headers(headers, b"x-forwarded-proto"))
     hosts = _list(_headers(headers, b"x-forwarded-host"))
+    if not addresses:  # a proxy that names the scheme or host, not the client
+        if not protos and not hosts:
+            return []
+        addresses = ["unknown"]
     return [
         _Hop(
             _node_address(address),

@@ -121,7 +121,6 @@ def test_forwarded_parameters_are_case_insensitive_and_ports_dropped() -> None:
     "forwarded",
     [
         "for=1.2.3.4;for=5.6.7.8",  # a parameter twice in one element
-        "proto=https",  # no for
         "for=1.2.3.4 junk",
         'for="1.2.3.4',  # an unclosed quote
         "for=" + "1" * MAX_HEADER_BYTES,
@@ -130,6 +129,30 @@ def test_forwarded_parameters_are_case_insensitive_and_ports_dropped() -> None:
 def test_a_forwarded_header_that_cannot_be_parsed_is_ignored_as_a_whole(forwarded: str) -> None:
     client = rfc("10.0.0.5", ("Forwarded", forwarded), ("X-Forwarded-For", "198.51.100.1"))
     assert client == Client("10.0.0.5", "http", "gw:8000")
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        [("Forwarded", "proto=https;host=app.example")],  # no for: RFC 7239 allows it
+        [("Forwarded", "for=unknown;proto=https;host=app.example")],
+        [("Forwarded", "for=203.0.113.7, proto=https;host=app.example")],
+        [("X-Forwarded-Proto", "https"), ("X-Forwarded-Host", "app.example")],
+        [("X-Forwarded-For", "unknown"), ("X-Forwarded-Proto", "https")],
+    ],
+)
+def test_a_trusted_proxy_that_does_not_name_the_client_still_gives_scheme_and_host(
+    headers: list[tuple[str, str]],
+) -> None:
+    proxies = RFC_PROXIES if headers[0][0] == "Forwarded" else PROXIES
+    client = resolve("10.0.0.5", *headers, scheme="ws", proxies=proxies)
+    assert client.address == "10.0.0.5"  # the peer: nobody said who the client is
+    assert client.scheme == "wss"
+    assert client.host in ("app.example", "gw:8000")
+    # from an untrusted peer, the same headers change nothing
+    assert resolve("203.0.113.9", *headers, scheme="ws", proxies=proxies) == Client(
+        "203.0.113.9", "ws", "gw:8000"
+    )
 
 
 @pytest.mark.parametrize("node", ["unknown", "_hidden", "not-an-ip"])
