@@ -142,4 +142,6 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.guard = guard
-    return WebSocketDispatch(app, fronts, TrustedProxies(settings.trusted_proxies))
+    return WebSocketDispatch(
+        app, fronts, TrustedProxies(settings.trusted_proxies, settings.forwarded_headers)
+    )

@@ -31,6 +31,7 @@ from tickcast.cli.accounts import prepare_demo, run_demo, run_keys, run_users
 from tickcast.cli.prices import run_update_prices, simulate_daily_closes
 from tickcast.config.settings import Settings
 from tickcast.demo import (
+    DEMO_KEY_NAME,
     DEMO_PORTFOLIOS,
     dashboard_url,
     demo_token_hint,
@@ -494,6 +495,26 @@ def test_every_serve_demo_revokes_the_demo_keys_it_printed_before(
     assert "revoked" in rows[f"tc_{parse_api_key(second)[0]}"]
     assert "active" in rows[f"tc_{parse_api_key(third)[0]}"]
     assert "active" in rows[f"tc_{parse_api_key(own)[0]}"]
+
+
+def test_the_demo_key_label_is_reserved_for_the_demo_user(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A key made by hand under the demo keys' label would be revoked by the next
+    `serve --demo`: it is refused for the demo user, and free for everyone else."""
+    db = tmp_path / "db.sqlite"
+    settings = settings_for(db)
+    prepare_demo(settings)
+    capsys.readouterr()
+    assert run_keys(settings, "create", user="demo", label=DEMO_KEY_NAME) == 1
+    assert "reserved" in capsys.readouterr().err
+    assert run_keys(settings, "list", user="demo") == 0
+    assert len(capsys.readouterr().out.strip().splitlines()) == 2  # header + the demo key
+    assert run_users(settings, "create", "kim") == 0
+    assert run_keys(settings, "create", user="kim", label=DEMO_KEY_NAME) == 0
+    kims = capsys.readouterr().out.strip().splitlines()[-1]
+    prepare_demo(settings)  # rotates the demo user's keys only
+    assert authenticates(db, kims) == "kim"
 
 
 def test_seed_demo_gives_its_assets_a_price_and_keeps_a_known_previous_close(

@@ -67,6 +67,18 @@ def proxied(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     server.stop()
 
 
+@pytest.fixture(scope="module")
+def proxied_rfc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    server = start_server(
+        tmp_path_factory.mktemp("proxied_rfc"),
+        trusted_proxies="127.0.0.1",
+        forwarded_headers="forwarded",
+        rate=200,
+    )
+    yield server
+    server.stop()
+
+
 def feed(server: Server) -> str:
     return server.feed
 
@@ -225,7 +237,7 @@ async def test_a_trusted_proxy_names_the_client_for_the_cap_and_the_logs(proxied
         )
         assert (status, body["reason"]) == (429, "address_limit")
         # another client behind the same proxy, and the proxy's own address, are others
-        other = {"Forwarded": 'for="[2001:db8::5]";proto=https'}
+        other = {"X-Forwarded-For": "2001:db8::5", "Forwarded": "for=203.0.113.1"}
         for headers in (behind("203.0.113.2"), other, {}):
             async with websockets.connect(feed(proxied), additional_headers=headers) as ws:
                 await alive(ws, feed)
@@ -244,14 +256,26 @@ async def test_websocket_info_advertises_wss_behind_a_trusted_tls_proxy(proxied:
             "X-Forwarded-Host": "markets.example.com",
         }
         info = (await http.get(url, headers=tls)).json()
-        rfc = {"Forwarded": "for=203.0.113.5;proto=https;host=markets.example.com"}
+        # the other family (Forwarded, passed through by this X-Forwarded proxy) is not read
+        rfc = {"Forwarded": "for=203.0.113.5;proto=https;host=evil.example"}
         info_rfc = (await http.get(url, headers=rfc)).json()
         plain = (await http.get(url)).json()
-    for body in (info, info_rfc):
-        assert body["websocket_url"] == "wss://markets.example.com/ws/realtime/"
-        assert body["connection_info"]["protocol"] == "wss"
-        assert body["connection_info"]["host"] == "markets.example.com"
+    assert info["websocket_url"] == "wss://markets.example.com/ws/realtime/"
+    assert info["connection_info"]["protocol"] == "wss"
+    assert info["connection_info"]["host"] == "markets.example.com"
     assert plain["websocket_url"] == f"ws://127.0.0.1:{proxied.port}/ws/realtime/"
+    assert info_rfc["websocket_url"] == plain["websocket_url"]
+
+
+async def test_a_forwarded_proxy_is_read_from_forwarded_only(proxied_rfc: Server) -> None:
+    url = f"{proxied_rfc.http}/realtime/websocket-info/"
+    async with httpx.AsyncClient(timeout=5) as http:
+        rfc = {"Forwarded": "for=203.0.113.5;proto=https;host=markets.example.com"}
+        info = (await http.get(url, headers=rfc)).json()
+        forged = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
+        mixed = (await http.get(url, headers={"Forwarded": "for=203.0.113.5", **forged})).json()
+    assert info["websocket_url"] == "wss://markets.example.com/ws/realtime/"
+    assert mixed["websocket_url"] == f"ws://127.0.0.1:{proxied_rfc.port}/ws/realtime/"
 
 
 # -- malformed and ambiguous credentials: one rule on HTTP and WebSocket
@@ -311,3 +335,19 @@ async def test_keys_list_shows_when_the_gateway_last_used_a_key(
     row = out.getvalue().splitlines()[1]
     assert "never" not in row
     assert key.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") in row
+
+
+@pytest.mark.parametrize("host", ["user@evil.example", "evil.example/x", "a b", "h" * 400])
+async def test_websocket_info_never_reflects_a_host_that_is_not_a_plain_name(
+    direct: Server, proxied: Server, host: str
+) -> None:
+    async with httpx.AsyncClient(timeout=5) as http:
+        own = (
+            await http.get(f"{direct.http}/realtime/websocket-info/", headers={"Host": host})
+        ).json()
+        forwarded = {"X-Forwarded-For": "203.0.113.5", "X-Forwarded-Host": host}
+        behind = (
+            await http.get(f"{proxied.http}/realtime/websocket-info/", headers=forwarded)
+        ).json()
+    assert own["websocket_url"] == f"ws://127.0.0.1:{direct.port}/ws/realtime/"  # configured
+    assert behind["websocket_url"] == f"ws://127.0.0.1:{proxied.port}/ws/realtime/"

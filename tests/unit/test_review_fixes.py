@@ -106,3 +106,21 @@ def test_realtime_money_is_exact_and_without_trailing_zeros() -> None:
     assert str(_money(Decimal("22248.9500000000"))) == "22248.95"
     assert str(_money(Decimal("1E+3"))) == "1000"
     assert str(_money(Decimal("0E-10"))) == "0"
+
+
+async def test_the_address_cap_counts_ipv6_clients_by_ipv6_client_prefix() -> None:
+    settings = Settings(max_anonymous_connections_per_address=1, ipv6_client_prefix=48)
+    guard = Guard(settings, Identity(None, SECRET, 60), Stats())  # type: ignore[arg-type]
+
+    def client(address: str) -> dict[str, object]:
+        return {**scope(), "client": (address, 1234)}
+
+    ticket, refusal = await guard.admit(client("2001:db8:1:2::1"))
+    assert refusal is None
+    _, refusal = await guard.admit(client("2001:db8:1:ff::9"))  # the same /48
+    assert refusal is not None
+    assert refusal.reason is Reason.ADDRESS_LIMIT
+    other, refusal = await guard.admit(client("2001:db8:2::1"))
+    assert refusal is None
+    guard.release(ticket)
+    guard.release(other)

@@ -244,8 +244,9 @@ def test_trusted_proxies_and_the_address_cap(
 ) -> None:
     defaults = load_settings()
     assert defaults.trusted_proxies == ()  # believe no forwarding header
+    assert defaults.forwarded_headers == "x-forwarded"
     assert defaults.max_anonymous_connections_per_address == 10
-    monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " 10.1.2.3/8, ::1 ")
+    monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " 10.0.0.0/8, ::1 ")
     monkeypatch.setenv("TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS", "0")
     settings = load_settings()
     assert settings.trusted_proxies == ("10.0.0.0/8", "::1/128")
@@ -260,9 +261,21 @@ def test_trusted_proxies_and_the_address_cap(
     [
         {"trusted_proxies": "proxy.example"},
         {"trusted_proxies": "10.0.0.0/33"},
+        {"trusted_proxies": "10.0.0.5/8"},  # host bits set
+        {"trusted_proxies": "10.0.0.1,,10.0.0.2"},  # an empty entry
+        {"trusted_proxies": "10.0.0.1,"},
+        {"trusted_proxies": ["10.0.0.1", ""]},
+        {"trusted_proxies": "0.0.0.0/0"},  # everyone
+        {"trusted_proxies": "::/0"},
+        {"forwarded_headers": "both"},
         {"max_anonymous_connections_per_address": -1},
     ],
 )
 def test_bad_proxies_or_cap_are_config_errors(overrides: dict[str, object]) -> None:
     with pytest.raises(ConfigError):
         load_settings(overrides=overrides)
+
+
+def test_an_empty_trusted_proxies_variable_trusts_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " ")
+    assert load_settings().trusted_proxies == ()

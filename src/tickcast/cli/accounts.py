@@ -32,7 +32,7 @@ from tickcast.auth.credentials import (
     parse_api_key,
 )
 from tickcast.config.settings import Settings
-from tickcast.demo import DemoAccount, demo_token_hint, seed_demo
+from tickcast.demo import DEMO_KEY_NAME, DEMO_USERNAME, DemoAccount, demo_token_hint, seed_demo
 from tickcast.errors import TickcastError
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine
@@ -110,9 +110,16 @@ async def create_key(settings: Settings, username: str, label: str = DEFAULT_LAB
 
     Raises:
         ValueError: ``label`` is not a valid label.
-        Refused: no such user.
+        Refused: no such user, or the demo user's reserved label (``DEMO_KEY_NAME``).
     """
     check_label(label)
+    if username == DEMO_USERNAME and label == DEMO_KEY_NAME:
+        # `serve --demo` revokes the demo user's keys with this label on every start: a
+        # key made by hand under it would be revoked with them
+        raise Refused(
+            f"the label {DEMO_KEY_NAME!r} is reserved for the keys `tickcast serve --demo` "
+            "mints and revokes for the demo user; choose another label"
+        )
     async with database(settings) as engine, engine.begin() as conn:
         user = await _user(Users(conn), username)
         key = new_api_key()

@@ -376,7 +376,7 @@ def serve(settings: Settings, *, demo: bool = False) -> int:
         timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
         access_log=False,
         # Who the client is behind a proxy is decided once, in the app, by
-        # trusted_proxies (web/proxyheaders.py: Forwarded and X-Forwarded-For/-Proto/-Host);
+        # trusted_proxies and forwarded_headers (web/proxyheaders.py: X-Forwarded-* or Forwarded);
         # uvicorn's own rewrite (X-Forwarded-For/-Proto from forwarded_allow_ips, which
         # defaults to 127.0.0.1) stays off so that the two never disagree.
         proxy_headers=False,

@@ -100,9 +100,18 @@ class Settings(BaseSettings):
         max_anonymous_connections_per_address: open anonymous WebSockets per client
             address (an IPv6 client's /64); authenticated ones count against their user
             instead; 0 = no cap.
+        ipv6_client_prefix: the IPv6 prefix length one client is counted by for that
+            cap (64: a subscriber's usual block; 16-128). IPv6 addresses that embed an
+            IPv4 address (IPv4-mapped, NAT64 64:ff9b::/96, 6to4, Teredo) count as it.
         trusted_proxies: addresses or CIDRs (``10.0.0.0/8``) of the reverse proxies whose
             ``Forwarded`` / ``X-Forwarded-For``/``-Proto``/``-Host`` headers say who the
             client is; empty = believe no forwarding header (the TCP peer is the client).
+            Parsed strictly (``auth.forwarded.parse_network``): no empty entries, host
+            names, host bits (``10.0.0.5/8``), zones or ``0.0.0.0/0``.
+        forwarded_headers: the one header family read from a trusted proxy:
+            ``x-forwarded`` (``X-Forwarded-For``/``-Proto``/``-Host``) or ``forwarded``
+            (RFC 7239 ``Forwarded``); the other family is ignored, since a proxy passes
+            through, unchecked, the family it does not write.
 
     Front 2 (the realtime envelope):
         update_interval_s: how often portfolio values and asset updates are pushed.
@@ -168,7 +177,9 @@ class Settings(BaseSettings):
     rate_limit_per_s: float = Field(20.0, gt=0)
     rate_limit_burst: int = Field(40, ge=1)
     max_anonymous_connections_per_address: int = Field(10, ge=0)
+    ipv6_client_prefix: int = Field(64, ge=16, le=128)
     trusted_proxies: Annotated[tuple[str, ...], NoDecode] = ()
+    forwarded_headers: Literal["x-forwarded", "forwarded"] = "x-forwarded"
     update_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(100, ge=1)
     cache_timeout_s: float = Field(1.0, ge=0)
@@ -216,8 +227,8 @@ class Settings(BaseSettings):
     @field_validator("trusted_proxies", mode="before")
     @classmethod
     def _split_proxies(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return tuple(p.strip() for p in value.split(",") if p.strip())
+        if isinstance(value, str):  # empty entries are kept, and refused (a stray comma)
+            return tuple(p.strip() for p in value.split(",")) if value.strip() else ()
         return value
 
     @field_validator("trusted_proxies")

@@ -145,7 +145,7 @@ class Guard:
                 refusal = policy.unavailable(str(exc))
         if refusal is None and not first_message_auth:
             refusal = policy.check_market(principal, self.settings.allow_anonymous)
-        ticket = Ticket(principal, address, address_key(address))
+        ticket = Ticket(principal, address, address_key(address, self.settings.ipv6_client_prefix))
         if refusal is None:
             refusal = self._acquire(ticket)
         if refusal is not None:

@@ -8,9 +8,22 @@ lookup at all. Every front uses the same ``Identity``. When the database is down
 (RELIABILITY F11) a key seen before keeps working from the cache, and an unknown one is
 answered "try again later" (CredentialsUnavailable) within ``LOOKUP_TIMEOUT_S``.
 
+- **Single flight**: one lookup per key prefix at a time; every handshake that needs the
+  same key meanwhile waits for that lookup (each for at most ``LOOKUP_TIMEOUT_S``)
+  rather than sending its own query. The lookup is a task of this object, so a waiter
+  that gives up (or is cancelled) never cancels the query under the others.
+- **Bounded, least recently used**: at most ``cache_size`` keys are remembered; past it
+  the key used longest ago is forgotten, never the whole cache (a burst of new or
+  unknown keys must not wipe out the keys that are in use).
+- **Stale if the database fails**: an expired entry is still served when its refresh
+  fails, and for ``RETRY_S`` after that failure it is served at once, without asking
+  the database again (a down database must not cost every handshake a timeout). While
+  the database answers, an expired entry is always refreshed first, so a revoked key
+  stops working within ``CACHE_S``.
+
 Key use (``keys list`` LAST USED): each successful API-key authentication is noted in
 a ``KeyUsage`` (pure); the uses due (at most one per key per ``TOUCH_INTERVAL_S``) are
-written by one background task that this object owns (``aclose`` ends it), in one
+written by one background task that this object owns (``aclose`` waits for it, bounded), in one
 transaction per batch. Nobody awaits that task: a connection never waits for the
 write, and a failed write (the database is down) is logged and fails no connection.
 """
@@ -21,6 +34,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Final, NamedTuple
@@ -47,11 +61,16 @@ from tickcast.storage.repositories import ApiKeys, Users
 CACHE_S: Final = 30.0
 #: Seconds a key lookup may take before the database counts as unavailable.
 LOOKUP_TIMEOUT_S: Final = 3.0
+#: Seconds an expired entry is served without a new lookup after a lookup failed.
+RETRY_S: Final = 5.0
 #: Allowed clock difference between nodes for a token's iat/exp, in seconds.
 LEEWAY_S: Final = 5.0
+#: Seconds ``aclose`` waits for work in flight (key-use writes) before cancelling it.
+CLOSE_TIMEOUT_S: Final = LOOKUP_TIMEOUT_S + 2.0
 #: Seconds between two recorded uses of one API key (``last_used_at``).
 TOUCH_INTERVAL_S: Final = DEFAULT_INTERVAL_S
-_MAX_CACHE: Final = 10_000
+#: Keys remembered at most (least recently used forgotten first).
+CACHE_SIZE: Final = 10_000
 
 log = logging.getLogger("tickcast.fronts.identity")
 
@@ -79,6 +98,7 @@ class Identity:
         jwt_ttl_s: lifetime of issued tokens.
         clock: wall clock (epoch seconds).
         touch_interval_s: least seconds between two recorded uses of one API key.
+        cache_size: API keys remembered at most (least recently used forgotten first).
     """
 
     def __init__(
@@ -88,13 +108,16 @@ class Identity:
         jwt_ttl_s: float,
         clock: Callable[[], float] = time.time,
         touch_interval_s: float = TOUCH_INTERVAL_S,
+        cache_size: int = CACHE_SIZE,
     ) -> None:
         self.engine = engine
         self.jwt_secret = jwt_secret
         self.jwt_ttl_s = jwt_ttl_s
         self.clock = clock
         self.usage = KeyUsage(touch_interval_s)
-        self._keys: dict[str, _Key] = {}
+        self.cache_size = max(1, cache_size)
+        self._keys: OrderedDict[str, _Key] = OrderedDict()
+        self._lookups: dict[str, asyncio.Task[_Key]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -107,22 +130,56 @@ class Identity:
             )
         prefix, secret = parse_api_key(token)
         cached = self._keys.get(prefix)
+        if cached is not None:
+            self._keys.move_to_end(prefix)
         if cached is None or cached.until < now:
             try:
-                async with asyncio.timeout(LOOKUP_TIMEOUT_S):
-                    cached = await self._lookup(prefix, now)
+                cached = await self._fresh(prefix, now)
             except (TimeoutError, SQLAlchemyError, OSError) as exc:
                 if cached is None:  # a known key keeps working while the database is down
                     raise CredentialsUnavailable(
                         "Cannot check credentials now: try again later"
                     ) from exc
+                if cached.until < now:  # served as it is, without a lookup, for a while
+                    cached = cached._replace(until=now + RETRY_S)
+                    self._remember(prefix, cached)
         if cached.principal is None or not verify_secret(secret, cached.secret_hash):
             raise InvalidCredentials("Invalid API key")
         if cached.key_id is not None and self.usage.used(cached.key_id, now):
             self._write_usage()
         return cached.principal
 
+    async def _fresh(self, prefix: str, now: float) -> _Key:
+        """The key as the database says now: one lookup per prefix at a time, shared."""
+        task = self._lookups.get(prefix)
+        if task is None:
+            task = asyncio.get_running_loop().create_task(
+                self._lookup(prefix, now), name="identity-key-lookup"
+            )
+            self._lookups[prefix] = task
+            task.add_done_callback(lambda done: self._lookup_done(prefix, done))
+        async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+            return await asyncio.shield(task)
+
+    def _lookup_done(self, prefix: str, task: asyncio.Task[_Key]) -> None:
+        if self._lookups.get(prefix) is task:
+            del self._lookups[prefix]
+        if not task.cancelled():
+            task.exception()  # retrieved: every waiter may have given up already
+
     async def _lookup(self, prefix: str, now: float) -> _Key:
+        async with asyncio.timeout(LOOKUP_TIMEOUT_S):
+            entry = await self._query(prefix, now)
+        self._remember(prefix, entry)
+        return entry
+
+    def _remember(self, prefix: str, entry: _Key) -> None:
+        self._keys[prefix] = entry
+        self._keys.move_to_end(prefix)
+        while len(self._keys) > self.cache_size:
+            self._keys.popitem(last=False)
+
+    async def _query(self, prefix: str, now: float) -> _Key:
         entry: _Key
         async with self.engine.connect() as conn:
             try:
@@ -133,9 +190,6 @@ class Identity:
             else:
                 principal = None if key.revoked else Principal(user.id, user.username)
                 entry = _Key(now + CACHE_S, key.id, principal, key.secret_hash)
-        if len(self._keys) >= _MAX_CACHE:
-            self._keys.clear()
-        self._keys[prefix] = entry
         return entry
 
     # -- recording key use, in the background
@@ -170,13 +224,21 @@ class Identity:
             await asyncio.shield(self._writer)
 
     async def aclose(self) -> None:
-        """Stop recording key use (shutdown); a write in flight is cancelled."""
+        """Stop recording key use (shutdown): no new write starts, and the uses already
+        due are flushed. Work in flight (that write, and key lookups) is waited for, up
+        to ``CLOSE_TIMEOUT_S``, never cancelled mid-query (a query cancelled while the
+        driver's thread runs it is lost, and that thread may then answer a loop that is
+        already closed); only what is still running after that is cancelled."""
         self._closed = True
         writer, self._writer = self._writer, None
-        if writer is not None and not writer.done():
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        busy = [t for t in (writer, *self._lookups.values()) if t is not None and not t.done()]
+        if not busy:
+            return
+        await asyncio.wait(busy, timeout=CLOSE_TIMEOUT_S)
+        for task in busy:
+            if not task.done():
+                task.cancel()
+        await asyncio.gather(*busy, return_exceptions=True)
 
     def issue(self, principal: Principal) -> str:
         """A signed token for ``principal`` (e.g. in exchange for an API key)."""

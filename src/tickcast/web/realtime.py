@@ -24,6 +24,7 @@ from tickcast.auth.credentials import (
     Principal,
     credentials_from_handshake,
 )
+from tickcast.auth.forwarded import valid_host
 from tickcast.fronts import market, realtime
 from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
@@ -123,9 +124,12 @@ def status_body(ready: bool, rosters: Mapping[str, Mapping[Any, Ticket]], caller
 def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Route]:
     async def websocket_info(request: Request) -> Response:
         # scheme and Host as the client used them: web.proxyheaders resolved both
-        # (from trusted proxies only) before this runs
+        # (from trusted proxies only) before this runs; a Host that is not a plain
+        # name[:port] is never reflected into the advertised URL
         secure = request.url.scheme == "https"
-        host = request.headers.get("host", f"{node.settings.host}:{node.settings.port}")
+        host = valid_host(request.headers.get("host")) or (
+            f"{node.settings.host}:{node.settings.port}"
+        )
         return JSONResponse(
             {
                 "websocket_url": f"{'wss' if secure else 'ws'}://{host}{realtime.PATH}",

@@ -8,12 +8,12 @@
 // application-level ping every pingIntervalMs keeps proxies from idling the socket out;
 // a socket that has received nothing for two intervals is taken for dead.
 //
-// Close codes (tickcast's closecodes.py, listed in docs/realtime.md): 1008 (origin), the
-// other protocol errors and 3500-3999 (credentials refused or expired, authentication
-// required or timed out, forbidden) are terminal: the client stops and reports "closed"
-// with the server's reason; everything else (1001 going away, 1006 dropped, 1011, 1013
-// slow consumer, 3000-3499: too many connections or messages, idle) is retried with
-// back-off. A refused handshake reaches a browser as one of these codes, right after the
+// Close codes (tickcast's closecodes.py, listed in docs/realtime.md): 1000 (the server
+// ended the connection normally), 1008 (origin), the other protocol errors and 3500-3999
+// (credentials refused or expired, authentication required or timed out, forbidden) are
+// terminal: the client stops and reports "closed" with the server's reason; everything
+// else (1001 going away, 1006 dropped, 1011, 1013 slow consumer, 3000-3499: too many
+// connections or messages, idle, and private 4000-4999) is retried with back-off. A refused handshake reaches a browser as one of these codes, right after the
 // upgrade: its WebSocket API cannot read an HTTP status.
 //
 // Wire messages: {"type": "...", "data": {...}, "timestamp": "...Z"} both ways.
@@ -21,7 +21,7 @@
 // FrameBatcher: widgets put the latest value per key and paint once per animation
 // frame, so a burst of updates costs one DOM pass, not one per message.
 
-const TERMINAL_CODES = new Set([1002, 1003, 1007, 1008, 1009, 1010]);
+const TERMINAL_CODES = new Set([1000, 1002, 1003, 1007, 1008, 1009, 1010]);
 const MAX_OUTBOX = 1000;
 const PROBE_MS = 5000;
 
