@@ -839,3 +839,72 @@ async def test_concurrent_withdrawals_never_overdraw_on_postgresql(
     make_api: Any, postgres_url: str
 ) -> None:
     await _withdraw_concurrently(await make_api(postgres_url))
+
+
+# -- one source of truth for previous closes
+
+
+async def _asset_and_position(api: Api, pid: int, symbol: str) -> tuple[dict[str, Any], Any]:
+    """``symbol`` as GET /api/assets answers it, and its position as the live positions
+    stream (``positions_update``) carries it."""
+    r = await api.client.get("/api/assets")
+    asset = next(a for a in r.json() if a["symbol"] == symbol)
+    live = api.node.portfolios.positions(pid)
+    return asset, next(p for p in live.positions if p.symbol == symbol)
+
+
+def _agree(asset: dict[str, Any], position: Any) -> None:
+    """The position's daily change is its quantity times the asset's change."""
+    assert asset["change"] is not None
+    assert position.daily_change == position.quantity * Decimal(asset["change"])
+
+
+async def test_asset_change_and_position_daily_change_agree_when_the_table_changes(
+    api: Api,
+) -> None:
+    """A close written to the asset table while the gateway runs (``tickcast
+    update-prices --historical``) reached GET /api/assets at once and the positions
+    never; now both take it at the next refresh of the closes."""
+    pid = await api.portfolio()
+    assert (await api.trade(pid, "buy", "10", "100")).status_code == 201
+    api.quote("ACME", 130.0)
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert asset["change"] == "5"
+    _agree(asset, position)
+
+    async with api.node.engine.begin() as conn:
+        await Assets(conn).update_prices({"ACME": (Decimal("125"), Decimal("120"))})
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    _agree(asset, position)  # before the refresh: both still measure against 125
+    await api.node.portfolios.refresh_closes()
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert (asset["previous_close"], asset["change"]) == ("120", "10")
+    _agree(asset, position)
+    assert position.daily_change == Decimal(100)
+
+
+async def test_asset_change_and_position_daily_change_agree_across_a_new_day(api: Api) -> None:
+    """The day turned for GET /api/assets at once and for the positions only at the
+    service's next publication."""
+    pid = await api.portfolio()
+    assert (await api.trade(pid, "buy", "10", "100")).status_code == 201
+    api.quote("ACME", 130.0)
+    api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert (asset["previous_close"], asset["change"]) == ("130", "0")
+    _agree(asset, position)
+    api.quote("ACME", 131.5)
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert asset["change"] == "1.5"
+    _agree(asset, position)
+
+
+async def test_a_close_the_gateway_observes_is_stored(api: Api) -> None:
+    """The close a new day makes was kept in memory only: a restart lost it."""
+    api.quote("ACME", 130.0)
+    api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    api.node.portfolios.flush()
+    await api.node.portfolios.refresh_closes()
+    async with api.node.engine.connect() as conn:
+        stored = await Assets(conn).get("ACME")
+    assert stored.previous_close == Decimal(130)

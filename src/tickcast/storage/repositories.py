@@ -238,6 +238,30 @@ class Assets:
             await self._conn.execute(stmt, rows)
         return frozenset(prices.keys() - known)
 
+    async def set_previous_closes(self, closes: Mapping[str, Decimal]) -> frozenset[str]:
+        """Write ``symbol -> previous_close`` (closes the gateway observed), leaving every
+        other column as it is.
+
+        Returns:
+            The symbols that are not in the table: nothing was written for them.
+        """
+        if not closes:
+            return frozenset()
+        known = await self._existing(list(closes))
+        rows = [
+            {"b_symbol": s, "b_close": to_amount(close)}
+            for s, close in closes.items()
+            if s in known
+        ]
+        if rows:
+            stmt = (
+                update(assets)
+                .where(assets.c.symbol == bindparam("b_symbol"))
+                .values(previous_close=bindparam("b_close", type_=Amount()))
+            )
+            await self._conn.execute(stmt, rows)
+        return frozenset(closes.keys() - known)
+
     async def _existing(self, symbols: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(symbols), _IN_CHUNK):
