@@ -599,6 +599,33 @@ async def _withdraw_concurrently(api: Api) -> None:
 # -- other users' portfolios
 
 
+@pytest.mark.parametrize(
+    "raw", ["+1", "%201", "1%20", "01", "1.0", "1_0", "%D9%A1", "%EF%BC%91", "0x1", "1e0"]
+)
+async def test_a_portfolio_id_not_written_canonically_is_422(api: Api, raw: str) -> None:
+    """Ids such as "+1", " 1", "01" or "1.0" named portfolio 1, and "1_0" portfolio 10:
+    one portfolio had many URLs. Only digits, no sign, spaces or leading zero."""
+    pid = await api.portfolio()
+    await api.portfolio("other")
+    assert pid == 1
+    for path in (f"/api/portfolios/{raw}", f"/api/portfolios/{raw}/transactions"):
+        r = await api.client.get(path, headers=api.alice())
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["detail"][0]["loc"] == ["path", "portfolio_id"]
+    r = await api.client.get(f"/api/portfolios/1/transactions?limit={raw}", headers=api.alice())
+    assert r.status_code == 422, r.text
+
+
+async def test_portfolio_ids_beyond_what_is_stored_are_refused_and_huge_ones_too(api: Api) -> None:
+    await api.portfolio()
+    biggest = 2**63 - 1  # BIGINT
+    r = await api.client.get(f"/api/portfolios/{biggest}", headers=api.alice())
+    assert r.status_code == 404
+    for raw in (str(biggest + 1), "9" * 30, "9" * 5000):
+        r = await api.client.get(f"/api/portfolios/{raw}/positions", headers=api.alice())
+        assert r.status_code == 422, r.text[:200]
+
+
 async def test_another_users_portfolio_is_404_like_a_missing_one(api: Api) -> None:
     pid = await api.portfolio()
     missing = pid + 1000

@@ -110,6 +110,7 @@ from tickcast.web.contract import (
     refusals,
 )
 from tickcast.web.schemas import (
+    MAX_ID,
     AssetOut,
     CashIn,
     CashRecordedOut,
@@ -124,6 +125,7 @@ from tickcast.web.schemas import (
     TransactionIn,
     TransactionOut,
     TransactionRecordedOut,
+    WholeText,
     decimal_text,
 )
 
@@ -255,7 +257,8 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         return Caller(principal.user_id, principal.username, by_api_key)
 
     CallerDep = Annotated[Caller, Depends(authenticated)]
-    PortfolioId = Annotated[int, Path(ge=1)]
+    PortfolioId = Annotated[int, Path(ge=1, le=MAX_ID), WholeText]
+    Limit = Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS), WholeText]
     json_body = [Depends(_json_body)]
 
     def owned(caller: Caller, portfolio_id: int) -> Portfolio:
@@ -381,7 +384,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     async def list_transactions(
         portfolio_id: PortfolioId,
         caller: CallerDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+        limit: Limit = DEFAULT_TRANSACTIONS,
     ) -> list[TransactionOut]:
         owned(caller, portfolio_id)
         async with node.engine.connect() as conn:
@@ -522,7 +525,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     async def list_cash_transactions(
         portfolio_id: PortfolioId,
         caller: CallerDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+        limit: Limit = DEFAULT_TRANSACTIONS,
     ) -> list[CashTransactionOut]:
         """Automatic deposits included (``transaction_id`` names the buy each paid for)."""
         owned(caller, portfolio_id)

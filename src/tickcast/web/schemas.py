@@ -104,6 +104,29 @@ _SYMBOL_TEXT: Final = _whole(SYMBOL_PATTERN)
 _DATE_TIME_TEXT: Final = re.compile(f"{_LOCAL_TIME}{_OFFSET}?")
 
 
+#: A whole number in a path or a query: decimal digits, no sign, spaces, separators or
+#: leading zero, so that each resource has one URL ("01", "+1", "1.0" or "1_0" are not 1).
+_WHOLE_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,18}")
+#: The largest id storage holds (BIGINT).
+MAX_ID: Final = 2**63 - 1
+
+
+def _whole_text(value: Any) -> Any:
+    """A path or query integer as its canonical text only (pydantic alone reads "+1",
+    " 1", "01", "1.0" and "1_0"); a 20th digit is past every id stored."""
+    if isinstance(value, str) and not _WHOLE_TEXT.fullmatch(value):
+        raise PydanticCustomError(
+            "int_format",
+            "Input should be a whole number in decimal digits, such as '42': no sign, "
+            "spaces, separators, decimals or leading zero, at most 19 digits",
+        )
+    return value
+
+
+#: An integer read from a URL (add ``Path``/``Query`` bounds beside it).
+WholeText = BeforeValidator(_whole_text)
+
+
 def _amount_text(value: Any, handler: ValidatorFunctionWrapHandler) -> Decimal:
     """pydantic's checks first (their error types are the API's: ``greater_than``,
     ``decimal_max_places``...), then the string grammar, stricter than ``Decimal()``."""
