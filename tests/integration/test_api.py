@@ -284,7 +284,16 @@ async def test_duplicate_portfolio_name_is_409_for_the_same_owner_only(api: Api)
 
 
 @pytest.mark.parametrize(
-    "body", [{"name": ""}, {"name": "   "}, {"name": "x" * 101}, {}, {"name": "a", "x": 1}]
+    "body",
+    [
+        {"name": ""},
+        {"name": "   "},
+        {"name": "\u200b"},
+        {"name": "a\u202eb"},
+        {"name": "x" * 101},
+        {},
+        {"name": "a", "x": 1},
+    ],
 )
 async def test_invalid_portfolio_body_is_422(api: Api, body: dict[str, Any]) -> None:
     r = await api.client.post("/api/portfolios", json=body, headers=api.alice())

@@ -69,8 +69,21 @@ SYMBOL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9./:_-]{0,31}$"
 SYMBOL_MAX_CHARS: Final = 32
 _CONTROL: Final = r"\x00-\x1f\x7f-\x9f"
 _SPACE: Final = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: A portfolio name: no control characters, not blank; spaces at either end are removed.
-NAME_PATTERN: Final = rf"^ *[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])? *$"
+#: Bidirectional embeddings, overrides and isolates: they reorder the text around them.
+_BIDI: Final = r"\u202a-\u202e\u2066-\u2069"
+#: Characters that show nothing by themselves (format characters, fillers, blanks).
+_INVISIBLE: Final = (
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
+    r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+_NAME_CHAR: Final = f"[^{_CONTROL}{_BIDI}]"
+_NAME_EDGE: Final = f"[^{_CONTROL}{_BIDI}{_SPACE}]"
+_NAME_VISIBLE: Final = f"[^{_CONTROL}{_BIDI}{_SPACE}{_INVISIBLE}]"
+#: A portfolio name: no control characters and no bidirectional controls, at least one
+#: visible character; spaces at either end are removed.
+NAME_PATTERN: Final = (
+    rf"^ *(?:{_NAME_EDGE}{_NAME_CHAR}*)?{_NAME_VISIBLE}(?:{_NAME_CHAR}*{_NAME_EDGE})? *$"
+)
 NAME_MAX_CHARS: Final = 100
 _WHOLE_DIGITS: Final = AMOUNT_PRECISION - AMOUNT_SCALE
 #: An amount sent as a string: digits, then optionally a point and 1 to 10 decimals.
@@ -172,8 +185,8 @@ def _name(name: str) -> str:
     if not _NAME_TEXT.fullmatch(name):
         raise PydanticCustomError(
             "name_format",
-            "Input should not be blank, and have no control characters and no other "
-            "whitespace than spaces at either end",
+            "Input should have a visible character, no control or bidirectional "
+            "control characters and no other whitespace than spaces at either end",
         )
     return name.strip(" ")
 
@@ -392,8 +405,9 @@ class PortfolioIn(Model):
     """A new portfolio; the name is unique among the caller's portfolios."""
 
     name: Name = Field(
-        description="1 to 100 characters, no control characters, not blank; spaces at "
-        "either end are removed. Unique among the caller's portfolios (else 409).",
+        description="1 to 100 characters with a visible one, no control or bidirectional "
+        "control characters (U+202A-U+202E, U+2066-U+2069); spaces at either end are "
+        "removed. Unique among the caller's portfolios (else 409).",
         examples=["Growth"],
     )
 
