@@ -327,6 +327,7 @@ async def test_portfolios_create_get_list(conn: AsyncConnection) -> None:
         created_at=T0,
         cash=Decimal(0),
         net_deposits=Decimal(0),
+        version=0,
     )
     assert await books.get(main.id) == main
     second = await books.create(alice.id, "second")

@@ -26,8 +26,11 @@ A transaction is recorded in one database transaction (the portfolio and positio
 locked, ``apply_trade`` and ``cash.settle`` applied, the position, the transaction, any
 automatic deposit and the cash written); a deposit or a withdrawal likewise (the
 portfolio row locked, the cash and the ledger written). The committed state then
-replaces the book's (nothing can fail after the commit), and it is published: a
-PositionUpdate after a trade, a fresh PortfolioValue, and the live positions if watched.
+replaces the book's (nothing can fail after the commit): the portfolio row with its
+version (one more per write) and all its positions, read in the same transaction, so
+that of two writes that reach the book in the other order than they committed, the
+older is ignored. Then it is published: a PositionUpdate after a trade, a fresh
+PortfolioValue, and the live positions if watched.
 One node owns a portfolio's writes: nodes sharing a database do not yet tell each other
 (that is the bus's job).
 """
@@ -154,10 +157,7 @@ class PortfolioService:
             for entry in await Portfolios(conn).list_all_with_positions():
                 portfolio = entry.portfolio
                 self._portfolios[portfolio.id] = portfolio
-                self.book.load(
-                    portfolio.id, [_holding(p) for p in entry.positions], _cash(portfolio)
-                )
-                self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in entry.positions}
+                self._take_state(portfolio, entry.positions)
         log.info(
             "portfolios loaded",
             extra={"portfolios": len(self._portfolios), "assets": len(self.known_assets)},
@@ -363,7 +363,7 @@ class PortfolioService:
             portfolio = await Portfolios(conn).create(owner_id, name)
         self._portfolios[portfolio.id] = portfolio
         self._stamps[portfolio.id] = {}
-        self.book.load(portfolio.id, [], _cash(portfolio))
+        self.book.load(portfolio.id, [], _cash(portfolio), version=portfolio.version)
         return portfolio
 
     async def deposit(
@@ -394,10 +394,10 @@ class PortfolioService:
             entry = await CashTransactions(conn).insert(
                 portfolio_id, kind=kind, amount=amount, executed_at=at
             )
-        cash = _cash(written)
-        self.book.set_cash(portfolio_id, cash)
+            positions = await Positions(conn).list_for_portfolio(portfolio_id)
+        self._take_state(written, positions)
         self.publish([self.value(portfolio_id)])
-        return CashMoved(entry, cash)
+        return CashMoved(entry, _cash(written))
 
     async def record_transaction(
         self,
@@ -459,17 +459,23 @@ class PortfolioService:
                 cash=settled.cash.balance,
                 net_deposits=settled.cash.net_deposits,
             )
+            positions = await Positions(conn).list_for_portfolio(portfolio_id)
         self.known_assets.add(symbol)
-        # The database is the truth: the book takes the committed holding and cash
-        # (never recomputes them, which could disagree and fail after the commit).
-        holdings = [h for h in self.book.holdings(portfolio_id) if h.symbol != symbol]
-        self.book.load(portfolio_id, [*holdings, _holding(position)], _cash(written))
-        self._stamps.setdefault(portfolio_id, {})[symbol] = _stamp(position)
+        self._take_state(written, positions)
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)
         self._publish_trade(portfolio_id, position)
         return Recorded(transaction, position, deposit)
+
+    def _take_state(self, portfolio: Portfolio, positions: Sequence[Position]) -> None:
+        """The committed state of a portfolio replaces the book's, unless the book holds a
+        newer one (a later write that reached it first: ``portfolios.version``). The
+        database is the truth: the book never recomputes what was committed (that could
+        disagree, and fail after the commit)."""
+        holdings = [_holding(p) for p in positions]
+        if self.book.load(portfolio.id, holdings, _cash(portfolio), version=portfolio.version):
+            self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in positions}
 
     def _publish_trade(self, portfolio_id: int, position: Position) -> None:
         now = self.clock()

@@ -318,7 +318,7 @@ class Portfolios:
         self, portfolio_id: int, *, cash: Decimal, net_deposits: Decimal
     ) -> Portfolio:
         """Write the portfolio's new cash balance and net deposits (computed by the caller
-        under the row lock). Returns the portfolio as written.
+        under the row lock), one version more. Returns the portfolio as written.
 
         Raises:
             ValueError: ``cash`` is negative, or an amount does not fit NUMERIC(28, 10).
@@ -330,7 +330,7 @@ class Portfolios:
         stmt = (
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
-            .values(cash=cash, net_deposits=net_deposits)
+            .values(cash=cash, net_deposits=net_deposits, version=portfolios.c.version + 1)
             .returning(portfolios)
         )
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
