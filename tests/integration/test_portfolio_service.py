@@ -244,3 +244,37 @@ async def test_writes_that_reach_the_book_out_of_order_leave_it_as_committed(
     assert service.book.cash(portfolio.id) == Cash(D(500), D(1500))
     assert [h.quantity for h in service.book.holdings(portfolio.id)] == [10]
     assert service.value(portfolio.id).cash == 500
+
+
+async def test_a_close_too_large_to_store_stays_in_memory_and_the_others_are_stored(
+    world: World,
+) -> None:
+    """A feed price past NUMERIC(28, 10) closes a day like any other; it cannot be
+    written to the asset table, and must not keep the other closes from it."""
+    service = world.service
+    async with world.engine.begin() as conn:
+        await Assets(conn).upsert_many(
+            [
+                Asset(
+                    symbol="BIG",
+                    name="Big",
+                    kind=AssetKind.STOCK,
+                    last_price=D(1),
+                    previous_close=D(1),
+                    updated_at=T0,
+                )
+            ]
+        )
+    await service.refresh_closes()
+    world.quote("BIG", 1e19)
+    world.quote("ACME", 104.0)
+    world.now += 86_400
+    service.flush()
+    await service.refresh_closes()  # raised ValueError, storing nothing
+    async with world.engine.connect() as conn:
+        assert (await Assets(conn).get("ACME")).previous_close == 104
+        assert (await Assets(conn).get("BIG")).previous_close == 1
+    assert service.closes.get("BIG") == D("1e19")
+    assert service.closes.unstored() == {}
+    await service.refresh_closes()
+    assert service.closes.get("BIG") == D("1e19")  # the table's older close is not taken

@@ -81,6 +81,7 @@ from tickcast.storage.repositories import (
     Positions,
     Transactions,
 )
+from tickcast.storage.tables import to_amount
 
 log = logging.getLogger("tickcast.portfolio")
 
@@ -188,9 +189,11 @@ class PortfolioService:
         self.roll(self.clock())
         unstored = self.closes.unstored()
         if unstored:
+            fits = {s: close for s, close in unstored.items() if _fits(close)}
             async with self.engine.begin() as conn:
-                await Assets(conn).set_previous_closes(unstored)
-            self.closes.stored(unstored)  # symbols the table lacks stay in memory only
+                await Assets(conn).set_previous_closes(fits)
+            # symbols the table lacks, and closes too large for it, stay in memory only
+            self.closes.stored(unstored, kept=unstored.keys() - fits.keys())
         async with self.engine.connect() as conn:
             stored = await Assets(conn).list_all()
         self.known_assets.update(a.symbol for a in stored)
@@ -505,6 +508,15 @@ class PortfolioService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def _fits(amount: Decimal) -> bool:
+    """Whether the asset table can hold ``amount`` (NUMERIC(28, 10))."""
+    try:
+        to_amount(amount)
+    except ValueError:
+        return False
+    return True
 
 
 def _holding(position: Position) -> Holding:

@@ -45,3 +45,16 @@ def test_observing_the_close_already_known_changes_nothing() -> None:
     closes.load({"AAPL": Decimal("100")})
     assert not closes.observe("AAPL", Decimal("100"))
     assert closes.unstored() == {}
+
+
+def test_a_close_the_table_cannot_hold_is_kept_until_the_next_one_observed() -> None:
+    closes = Closes()
+    closes.load({"BIG": Decimal(1)})
+    closes.observe("BIG", Decimal("1e19"))
+    closes.stored(closes.unstored(), kept={"BIG"})
+    assert closes.unstored() == {}
+    assert closes.load({"BIG": Decimal(1)}) == set()
+    assert closes.get("BIG") == Decimal("1e19")
+    closes.observe("BIG", Decimal(2))
+    closes.stored(closes.unstored())
+    assert closes.load({"BIG": Decimal(3)}) == {"BIG"}  # the table is the truth again
