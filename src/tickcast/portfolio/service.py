@@ -468,7 +468,7 @@ class PortfolioService:
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)
-        self._publish_trade(portfolio_id, position)
+        self._publish_trade(portfolio_id, symbol)
         return Recorded(transaction, position, deposit)
 
     def _take_state(self, portfolio: Portfolio, positions: Sequence[Position]) -> None:
@@ -480,19 +480,21 @@ class PortfolioService:
         if self.book.load(portfolio.id, holdings, _cash(portfolio), version=portfolio.version):
             self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in positions}
 
-    def _publish_trade(self, portfolio_id: int, position: Position) -> None:
+    def _publish_trade(self, portfolio_id: int, symbol: str) -> None:
+        """Publish the position in ``symbol`` as the book holds it: the trade's own state,
+        or a newer one when a later write reached the book first."""
         now = self.clock()
         portfolio = self._portfolios[portfolio_id]
-        valued = self.book.position(portfolio_id, position.symbol)
-        created_at, updated_at = _stamp(position)
+        valued = self.book.position(portfolio_id, symbol)
+        created_at, updated_at = self._stamps[portfolio_id][symbol]
         updates: list[Event] = [
             PositionUpdate(
                 portfolio_id,
                 portfolio.owner_id,
-                position.symbol,
-                position.quantity,
-                position.cost_basis,
-                position.realized_pnl,
+                symbol,
+                valued.quantity,
+                valued.cost_basis,
+                valued.realized_pnl,
                 created_at,
                 updated_at,
                 valued.price,
