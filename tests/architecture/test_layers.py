@@ -66,6 +66,7 @@ PURE_MODULES = frozenset(
         "tickcast.auth.usage",
         "tickcast.portfolio.assets",
         "tickcast.portfolio.cash",
+        "tickcast.portfolio.closes",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
         "tickcast.observability.overload",

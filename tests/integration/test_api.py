@@ -284,7 +284,16 @@ async def test_duplicate_portfolio_name_is_409_for_the_same_owner_only(api: Api)
 
 
 @pytest.mark.parametrize(
-    "body", [{"name": ""}, {"name": "   "}, {"name": "x" * 101}, {}, {"name": "a", "x": 1}]
+    "body",
+    [
+        {"name": ""},
+        {"name": "   "},
+        {"name": "\u200b"},
+        {"name": "a\u202eb"},
+        {"name": "x" * 101},
+        {},
+        {"name": "a", "x": 1},
+    ],
 )
 async def test_invalid_portfolio_body_is_422(api: Api, body: dict[str, Any]) -> None:
     r = await api.client.post("/api/portfolios", json=body, headers=api.alice())
@@ -599,6 +608,33 @@ async def _withdraw_concurrently(api: Api) -> None:
 # -- other users' portfolios
 
 
+@pytest.mark.parametrize(
+    "raw", ["+1", "%201", "1%20", "01", "1.0", "1_0", "%D9%A1", "%EF%BC%91", "0x1", "1e0"]
+)
+async def test_a_portfolio_id_not_written_canonically_is_422(api: Api, raw: str) -> None:
+    """Ids such as "+1", " 1", "01" or "1.0" named portfolio 1, and "1_0" portfolio 10:
+    one portfolio had many URLs. Only digits, no sign, spaces or leading zero."""
+    pid = await api.portfolio()
+    await api.portfolio("other")
+    assert pid == 1
+    for path in (f"/api/portfolios/{raw}", f"/api/portfolios/{raw}/transactions"):
+        r = await api.client.get(path, headers=api.alice())
+        assert r.status_code == 422, (path, r.text)
+        assert r.json()["detail"][0]["loc"] == ["path", "portfolio_id"]
+    r = await api.client.get(f"/api/portfolios/1/transactions?limit={raw}", headers=api.alice())
+    assert r.status_code == 422, r.text
+
+
+async def test_portfolio_ids_beyond_what_is_stored_are_refused_and_huge_ones_too(api: Api) -> None:
+    await api.portfolio()
+    biggest = 2**63 - 1  # BIGINT
+    r = await api.client.get(f"/api/portfolios/{biggest}", headers=api.alice())
+    assert r.status_code == 404
+    for raw in (str(biggest + 1), "9" * 30, "9" * 5000):
+        r = await api.client.get(f"/api/portfolios/{raw}/positions", headers=api.alice())
+        assert r.status_code == 422, r.text[:200]
+
+
 async def test_another_users_portfolio_is_404_like_a_missing_one(api: Api) -> None:
     pid = await api.portfolio()
     missing = pid + 1000
@@ -839,3 +875,72 @@ async def test_concurrent_withdrawals_never_overdraw_on_postgresql(
     make_api: Any, postgres_url: str
 ) -> None:
     await _withdraw_concurrently(await make_api(postgres_url))
+
+
+# -- one source of truth for previous closes
+
+
+async def _asset_and_position(api: Api, pid: int, symbol: str) -> tuple[dict[str, Any], Any]:
+    """``symbol`` as GET /api/assets answers it, and its position as the live positions
+    stream (``positions_update``) carries it."""
+    r = await api.client.get("/api/assets")
+    asset = next(a for a in r.json() if a["symbol"] == symbol)
+    live = api.node.portfolios.positions(pid)
+    return asset, next(p for p in live.positions if p.symbol == symbol)
+
+
+def _agree(asset: dict[str, Any], position: Any) -> None:
+    """The position's daily change is its quantity times the asset's change."""
+    assert asset["change"] is not None
+    assert position.daily_change == position.quantity * Decimal(asset["change"])
+
+
+async def test_asset_change_and_position_daily_change_agree_when_the_table_changes(
+    api: Api,
+) -> None:
+    """A close written to the asset table while the gateway runs (``tickcast
+    update-prices --historical``) reached GET /api/assets at once and the positions
+    never; now both take it at the next refresh of the closes."""
+    pid = await api.portfolio()
+    assert (await api.trade(pid, "buy", "10", "100")).status_code == 201
+    api.quote("ACME", 130.0)
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert asset["change"] == "5"
+    _agree(asset, position)
+
+    async with api.node.engine.begin() as conn:
+        await Assets(conn).update_prices({"ACME": (Decimal("125"), Decimal("120"))})
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    _agree(asset, position)  # before the refresh: both still measure against 125
+    await api.node.portfolios.refresh_closes()
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert (asset["previous_close"], asset["change"]) == ("120", "10")
+    _agree(asset, position)
+    assert position.daily_change == Decimal(100)
+
+
+async def test_asset_change_and_position_daily_change_agree_across_a_new_day(api: Api) -> None:
+    """The day turned for GET /api/assets at once and for the positions only at the
+    service's next publication."""
+    pid = await api.portfolio()
+    assert (await api.trade(pid, "buy", "10", "100")).status_code == 201
+    api.quote("ACME", 130.0)
+    api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert (asset["previous_close"], asset["change"]) == ("130", "0")
+    _agree(asset, position)
+    api.quote("ACME", 131.5)
+    asset, position = await _asset_and_position(api, pid, "ACME")
+    assert asset["change"] == "1.5"
+    _agree(asset, position)
+
+
+async def test_a_close_the_gateway_observes_is_stored(api: Api) -> None:
+    """The close a new day makes was kept in memory only: a restart lost it."""
+    api.quote("ACME", 130.0)
+    api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
+    api.node.portfolios.flush()
+    await api.node.portfolios.refresh_closes()
+    async with api.node.engine.connect() as conn:
+        stored = await Assets(conn).get("ACME")
+    assert stored.previous_close == Decimal(130)

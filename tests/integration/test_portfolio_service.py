@@ -7,6 +7,7 @@ prices are ingested as a provider would deliver them. No sleeps, no sockets.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,9 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.util import await_only
 
 from tickcast.model.market import Quote
 from tickcast.model.portfolio import PortfolioValue, PositionsUpdate, PositionUpdate
@@ -24,7 +27,7 @@ from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Side
 from tickcast.storage.engine import make_engine
 from tickcast.storage.records import Asset, AssetKind
-from tickcast.storage.repositories import Assets, Users
+from tickcast.storage.repositories import Assets, Portfolios, Positions, Users
 
 D = Decimal
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
@@ -201,3 +204,77 @@ async def test_cash_is_stored_and_loaded_again_at_start(world: World) -> None:
         assert fresh.value(portfolio.id).total_value == service.value(portfolio.id).total_value
     finally:
         await fresh.aclose()
+
+
+async def test_writes_that_reach_the_book_out_of_order_leave_it_as_committed(
+    world: World,
+) -> None:
+    """Two writes of one portfolio commit in one order and could reach the book in the
+    other (the first one's coroutine resumes after the second's): the book then kept the
+    older state. Here the first write is held, by the pool, between its commit and its
+    book update until the second is done: no timing, the order is forced."""
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    gate = asyncio.Event()
+    held = asyncio.Event()
+    armed = [True]
+
+    def hold_first_checkin(*_: object) -> None:
+        if armed[0]:
+            armed[0] = False
+            held.set()
+            await_only(gate.wait())  # the commit is done; the book is not updated yet
+
+    event.listen(world.engine.sync_engine.pool, "checkin", hold_first_checkin)
+    try:
+        first = asyncio.create_task(
+            service.record_transaction(portfolio.id, "ACME", Side.BUY, D(10), D(100))
+        )
+        await held.wait()
+        await service.deposit(portfolio.id, D(500))  # commits after the buy
+        gate.set()
+        await first
+    finally:
+        event.remove(world.engine.sync_engine.pool, "checkin", hold_first_checkin)
+
+    async with world.engine.connect() as conn:
+        stored = await Portfolios(conn).get(portfolio.id)
+        positions = await Positions(conn).list_for_portfolio(portfolio.id)
+    assert (stored.cash, [p.quantity for p in positions]) == (500, [10])
+    assert service.book.cash(portfolio.id) == Cash(D(500), D(1500))
+    assert [h.quantity for h in service.book.holdings(portfolio.id)] == [10]
+    assert service.value(portfolio.id).cash == 500
+
+
+async def test_a_close_too_large_to_store_stays_in_memory_and_the_others_are_stored(
+    world: World,
+) -> None:
+    """A feed price past NUMERIC(28, 10) closes a day like any other; it cannot be
+    written to the asset table, and must not keep the other closes from it."""
+    service = world.service
+    async with world.engine.begin() as conn:
+        await Assets(conn).upsert_many(
+            [
+                Asset(
+                    symbol="BIG",
+                    name="Big",
+                    kind=AssetKind.STOCK,
+                    last_price=D(1),
+                    previous_close=D(1),
+                    updated_at=T0,
+                )
+            ]
+        )
+    await service.refresh_closes()
+    world.quote("BIG", 1e19)
+    world.quote("ACME", 104.0)
+    world.now += 86_400
+    service.flush()
+    await service.refresh_closes()  # raised ValueError, storing nothing
+    async with world.engine.connect() as conn:
+        assert (await Assets(conn).get("ACME")).previous_close == 104
+        assert (await Assets(conn).get("BIG")).previous_close == 1
+    assert service.closes.get("BIG") == D("1e19")
+    assert service.closes.unstored() == {}
+    await service.refresh_closes()
+    assert service.closes.get("BIG") == D("1e19")  # the table's older close is not taken

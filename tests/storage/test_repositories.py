@@ -296,6 +296,17 @@ async def test_update_prices_of_500_assets_in_one_batch(
         assert stored[s].updated_at == later
 
 
+async def test_set_previous_closes_writes_only_the_close_and_reports_unknown_symbols(
+    conn: AsyncConnection,
+) -> None:
+    assets = Assets(conn)
+    await assets.upsert_many([asset("AAPL", price="100", previous="99")])
+    unknown = await assets.set_previous_closes({"AAPL": Decimal("104.5"), "NOPE": Decimal(1)})
+    assert unknown == frozenset({"NOPE"})
+    assert await assets.get("AAPL") == asset("AAPL", price="100", previous="104.5")
+    assert await assets.set_previous_closes({}) == frozenset()
+
+
 async def test_update_prices_keeps_previous_close_when_none_and_reports_unknown_symbols(
     conn: AsyncConnection,
 ) -> None:
@@ -327,6 +338,7 @@ async def test_portfolios_create_get_list(conn: AsyncConnection) -> None:
         created_at=T0,
         cash=Decimal(0),
         net_deposits=Decimal(0),
+        version=0,
     )
     assert await books.get(main.id) == main
     second = await books.create(alice.id, "second")

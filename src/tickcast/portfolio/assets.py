@@ -11,7 +11,7 @@ passes: the board never reads a clock.
   same way); ``volume`` the quote's session volume.
 - ``high`` and ``low`` are today's range of those prices.
 - ``previous_close`` is a real close, never a price of today: the one given by
-  ``set_previous_close`` (the asset table's, loaded at start) until the board sees a new
+  ``set_previous_close`` (by the service, from ``closes.Closes``) until the board sees a new
   UTC day; from then on the last price the board saw before that day (the previous
   day's, or the last trading day's). None when neither is known.
 - The **reference** of the daily change (``change``, ``change_percent``, and a

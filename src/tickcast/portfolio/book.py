@@ -55,11 +55,13 @@ class _Portfolio:
         "previous_value",
         "realized_pnl",
         "unpriced",
+        "version",
     )
 
-    def __init__(self, cash: Cash) -> None:
+    def __init__(self, cash: Cash, version: int) -> None:
         self.holdings: dict[str, Holding] = {}
         self.cash = cash
+        self.version = version
         self.market_value = _ZERO
         self.previous_value = _ZERO
         self.cost_basis = _ZERO
@@ -125,12 +127,21 @@ class PortfolioBook:
     # -- holdings
 
     def load(
-        self, portfolio_id: int, holdings: Iterable[Holding], cash: Cash | None = None
-    ) -> None:
-        """Set a portfolio's holdings and cash (from storage), replacing what it had.
+        self,
+        portfolio_id: int,
+        holdings: Iterable[Holding],
+        cash: Cash | None = None,
+        *,
+        version: int = 0,
+    ) -> bool:
+        """Set a portfolio's holdings and cash (a committed state, from storage),
+        replacing what it had, unless it is older than what the book holds.
 
         Args:
             cash: the cash balance and net deposits; None = no cash (``Cash()``).
+            version: the state's version (storage's ``portfolios.version``). Writes of one
+                portfolio commit in version order but may reach the book in another: a
+                state whose version is below the loaded one's is ignored (False).
 
         Raises:
             ValueError: two holdings of the same symbol (nothing is changed).
@@ -139,12 +150,20 @@ class PortfolioBook:
         symbols = {h.symbol for h in holdings}
         if len(symbols) != len(holdings):
             raise ValueError(f"portfolio {portfolio_id}: two holdings of the same symbol")
+        loaded = self._portfolios.get(portfolio_id)
+        if loaded is not None and version < loaded.version:
+            return False
         self.remove(portfolio_id)
-        portfolio = _Portfolio(cash if cash is not None else Cash())
+        portfolio = _Portfolio(cash if cash is not None else Cash(), version)
         self._portfolios[portfolio_id] = portfolio
         with localcontext(CONTEXT):
             for holding in holdings:
                 self._add(portfolio_id, portfolio, holding)
+        return True
+
+    def version(self, portfolio_id: int) -> int:
+        """The version of the loaded state. Raises KeyError if unknown."""
+        return self._portfolios[portfolio_id].version
 
     def remove(self, portfolio_id: int) -> bool:
         """Forget a portfolio; returns False when it was not loaded."""

@@ -12,16 +12,25 @@ and so are the live positions of the changed portfolios that someone watches
 (``watch_positions``: a front calls it per subscriber, so unwatched positions cost
 nothing).
 
-The daily-change reference of each symbol is the asset board's (``assets.py``: the
-previous close, else the first price seen today); the board tells which symbols' changed
-(a first price, a new UTC day) and the book is given the new one.
+Previous closes have one owner, ``closes.Closes`` (exact): loaded from the asset table
+at start and every ``closes_refresh_s`` (30 s), and given the closes the gateway observes
+when a UTC day turns, which the service writes back to the table at the next refresh.
+The asset board (``assets.py``) decides each symbol's daily-change reference from those
+closes (the previous close, else the first price seen today) and tells which symbols'
+changed (a first price, a new UTC day, a new close); the book is given the new one,
+exactly the owner's close when the reference is a close. Readers that answer for "now"
+(the HTTP API) call ``roll(now)`` first, so that they and the published updates never
+disagree on which day it is.
 
 A transaction is recorded in one database transaction (the portfolio and position rows
 locked, ``apply_trade`` and ``cash.settle`` applied, the position, the transaction, any
 automatic deposit and the cash written); a deposit or a withdrawal likewise (the
 portfolio row locked, the cash and the ledger written). The committed state then
-replaces the book's (nothing can fail after the commit), and it is published: a
-PositionUpdate after a trade, a fresh PortfolioValue, and the live positions if watched.
+replaces the book's (nothing can fail after the commit): the portfolio row with its
+version (one more per write) and all its positions, read in the same transaction, so
+that of two writes that reach the book in the other order than they committed, the
+older is ignored. Then it is published: a PositionUpdate after a trade, a fresh
+PortfolioValue, and the live positions if watched.
 One node owns a portfolio's writes: nodes sharing a database do not yet tell each other
 (that is the bus's job).
 """
@@ -49,9 +58,10 @@ from tickcast.model.portfolio import (
 )
 from tickcast.model.topic import Event
 from tickcast.portfolio import cash as cash_rules
-from tickcast.portfolio.assets import AssetBoard
+from tickcast.portfolio.assets import AssetBoard, ReferenceKind
 from tickcast.portfolio.book import PortfolioBook
 from tickcast.portfolio.cash import Cash
+from tickcast.portfolio.closes import Closes
 from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
 from tickcast.storage.ledger import CashTransactions
@@ -71,8 +81,12 @@ from tickcast.storage.repositories import (
     Positions,
     Transactions,
 )
+from tickcast.storage.tables import to_amount
 
 log = logging.getLogger("tickcast.portfolio")
+
+#: How often the previous closes are written to and read from the asset table.
+CLOSES_REFRESH_S = 30.0
 
 
 class Recorded(NamedTuple):
@@ -99,6 +113,8 @@ class PortfolioService:
         publish: the hub's sink for portfolio, position and asset updates.
         interval_s: how often changed assets and portfolios are published.
         clock: wall clock, epoch seconds.
+        closes_refresh_s: how often observed closes are stored and the asset table's
+            closes read (``refresh_closes``).
     """
 
     def __init__(
@@ -108,12 +124,15 @@ class PortfolioService:
         *,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
+        closes_refresh_s: float = CLOSES_REFRESH_S,
     ) -> None:
         self.engine = engine
         self.publish = publish
         self.interval_s = interval_s
         self.clock = clock
+        self.closes_refresh_s = closes_refresh_s
         self.book = PortfolioBook()
+        self.closes = Closes()
         self.assets = AssetBoard()
         self.known_assets: set[str] = set()
         self._portfolios: dict[int, Portfolio] = {}
@@ -123,38 +142,71 @@ class PortfolioService:
         self._watched: dict[int, int] = {}
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
+        self._refresher: asyncio.Task[None] | None = None
 
     # -- life cycle
 
     async def start(self) -> None:
         await migrate.upgrade(self.engine)
         async with self.engine.connect() as conn:
-            for asset in await Assets(conn).list_all():
+            stored = await Assets(conn).list_all()
+            self._take_closes({a.symbol: a.previous_close for a in stored})
+            for asset in stored:
                 self.known_assets.add(asset.symbol)
-                if asset.previous_close is not None:
-                    self.assets.set_previous_close(asset.symbol, float(asset.previous_close))
-                    self.book.set_previous_close(asset.symbol, asset.previous_close)
                 if asset.last_price is not None:
                     self.book.on_price(asset.symbol, asset.last_price)
             for entry in await Portfolios(conn).list_all_with_positions():
                 portfolio = entry.portfolio
                 self._portfolios[portfolio.id] = portfolio
-                self.book.load(
-                    portfolio.id, [_holding(p) for p in entry.positions], _cash(portfolio)
-                )
-                self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in entry.positions}
+                self._take_state(portfolio, entry.positions)
         log.info(
             "portfolios loaded",
             extra={"portfolios": len(self._portfolios), "assets": len(self.known_assets)},
         )
         self._task = asyncio.create_task(self._tick(), name="portfolio-ticker")
+        self._refresher = asyncio.create_task(self._refresh(), name="portfolio-closes")
 
     async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        for task in (self._task, self._refresher):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+        self._task = self._refresher = None
+
+    async def _refresh(self) -> None:
+        while True:
+            await asyncio.sleep(self.closes_refresh_s)
+            try:
+                await self.refresh_closes()
+            except Exception:  # a database outage must not stop the refresher for good
+                log.exception("refreshing the previous closes failed")
+
+    async def refresh_closes(self) -> None:
+        """Store the closes observed since the last refresh, then take the asset table's
+        (a close written there by ``tickcast update-prices --historical`` replaces the
+        one in memory)."""
+        self.roll(self.clock())
+        unstored = self.closes.unstored()
+        if unstored:
+            fits = {s: close for s, close in unstored.items() if _fits(close)}
+            async with self.engine.begin() as conn:
+                await Assets(conn).set_previous_closes(fits)
+            # symbols the table lacks, and closes too large for it, stay in memory only
+            self.closes.stored(unstored, kept=unstored.keys() - fits.keys())
+        async with self.engine.connect() as conn:
+            stored = await Assets(conn).list_all()
+        self.known_assets.update(a.symbol for a in stored)
+        self._take_closes({a.symbol: a.previous_close for a in stored})
+
+    def _take_closes(self, stored: dict[str, Decimal | None]) -> None:
+        """Give the board and the book the table's closes that changed."""
+        changed = self.closes.load(stored)
+        for symbol in changed:
+            close = self.closes.get(symbol)
+            if close is not None:
+                self.assets.set_previous_close(symbol, float(close))
+        self._new_references(changed)
 
     async def _tick(self) -> None:
         while True:
@@ -182,20 +234,42 @@ class PortfolioService:
 
     def _new_references(self, symbols: Iterable[str]) -> None:
         """Give the book the board's new daily-change reference of ``symbols``, so that
-        a portfolio's daily change and an asset's change agree on every channel."""
+        a portfolio's daily change and an asset's change agree on every channel. A close
+        the board made (a new day) is the owner's first (``Closes.observe``)."""
         for symbol in symbols:
+            observed = self.assets.observed_close(symbol)
+            if observed is not None:
+                self.closes.observe(symbol, price_to_decimal(observed))
             reference = self.assets.reference(symbol)
-            if reference is not None:
+            if reference is None:
+                continue
+            price = self.closes.get(symbol)
+            if reference.kind is not ReferenceKind.PREVIOUS_CLOSE or price is None:
                 price = price_to_decimal(reference.price)
-                self._dirty |= self.book.set_previous_close(symbol, price)
+            self._dirty |= self.book.set_previous_close(symbol, price)
+
+    def roll(self, now: float) -> None:
+        """Start the UTC day of ``now`` for every symbol last priced before it (the
+        references change: the last price seen closes the day)."""
+        rolled = self.assets.roll(now)
+        if rolled:
+            self._new_references(rolled)
+
+    def reference(self, symbol: str) -> tuple[Decimal, ReferenceKind] | None:
+        """What ``symbol``'s daily change is measured against, exactly as the positions
+        are valued: the price and its kind; None when neither is known. Call ``roll``
+        first to answer for a given instant."""
+        found = self.assets.reference(symbol)
+        price = self.book.previous_close(symbol)
+        if found is None or price is None:
+            return None
+        return price, found.kind
 
     def flush(self) -> None:
         """Publish the assets, portfolios and watched live positions that changed since
         the last flush (a new UTC day changes them all)."""
         now = self.clock()
-        rolled = self.assets.roll(now)
-        if rolled:
-            self._new_references(rolled)
+        self.roll(now)
         updates: list[Event] = list(self.assets.take_updates(now))
         dirty, self._dirty = self._dirty, set()
         for pid in sorted(dirty):
@@ -292,7 +366,7 @@ class PortfolioService:
             portfolio = await Portfolios(conn).create(owner_id, name)
         self._portfolios[portfolio.id] = portfolio
         self._stamps[portfolio.id] = {}
-        self.book.load(portfolio.id, [], _cash(portfolio))
+        self.book.load(portfolio.id, [], _cash(portfolio), version=portfolio.version)
         return portfolio
 
     async def deposit(
@@ -323,10 +397,10 @@ class PortfolioService:
             entry = await CashTransactions(conn).insert(
                 portfolio_id, kind=kind, amount=amount, executed_at=at
             )
-        cash = _cash(written)
-        self.book.set_cash(portfolio_id, cash)
+            positions = await Positions(conn).list_for_portfolio(portfolio_id)
+        self._take_state(written, positions)
         self.publish([self.value(portfolio_id)])
-        return CashMoved(entry, cash)
+        return CashMoved(entry, _cash(written))
 
     async def record_transaction(
         self,
@@ -388,31 +462,39 @@ class PortfolioService:
                 cash=settled.cash.balance,
                 net_deposits=settled.cash.net_deposits,
             )
+            positions = await Positions(conn).list_for_portfolio(portfolio_id)
         self.known_assets.add(symbol)
-        # The database is the truth: the book takes the committed holding and cash
-        # (never recomputes them, which could disagree and fail after the commit).
-        holdings = [h for h in self.book.holdings(portfolio_id) if h.symbol != symbol]
-        self.book.load(portfolio_id, [*holdings, _holding(position)], _cash(written))
-        self._stamps.setdefault(portfolio_id, {})[symbol] = _stamp(position)
+        self._take_state(written, positions)
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)
-        self._publish_trade(portfolio_id, position)
+        self._publish_trade(portfolio_id, symbol)
         return Recorded(transaction, position, deposit)
 
-    def _publish_trade(self, portfolio_id: int, position: Position) -> None:
+    def _take_state(self, portfolio: Portfolio, positions: Sequence[Position]) -> None:
+        """The committed state of a portfolio replaces the book's, unless the book holds a
+        newer one (a later write that reached it first: ``portfolios.version``). The
+        database is the truth: the book never recomputes what was committed (that could
+        disagree, and fail after the commit)."""
+        holdings = [_holding(p) for p in positions]
+        if self.book.load(portfolio.id, holdings, _cash(portfolio), version=portfolio.version):
+            self._stamps[portfolio.id] = {p.symbol: _stamp(p) for p in positions}
+
+    def _publish_trade(self, portfolio_id: int, symbol: str) -> None:
+        """Publish the position in ``symbol`` as the book holds it: the trade's own state,
+        or a newer one when a later write reached the book first."""
         now = self.clock()
         portfolio = self._portfolios[portfolio_id]
-        valued = self.book.position(portfolio_id, position.symbol)
-        created_at, updated_at = _stamp(position)
+        valued = self.book.position(portfolio_id, symbol)
+        created_at, updated_at = self._stamps[portfolio_id][symbol]
         updates: list[Event] = [
             PositionUpdate(
                 portfolio_id,
                 portfolio.owner_id,
-                position.symbol,
-                position.quantity,
-                position.cost_basis,
-                position.realized_pnl,
+                symbol,
+                valued.quantity,
+                valued.cost_basis,
+                valued.realized_pnl,
                 created_at,
                 updated_at,
                 valued.price,
@@ -428,6 +510,15 @@ class PortfolioService:
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)
+
+
+def _fits(amount: Decimal) -> bool:
+    """Whether the asset table can hold ``amount`` (NUMERIC(28, 10))."""
+    try:
+        to_amount(amount)
+    except ValueError:
+        return False
+    return True
 
 
 def _holding(position: Position) -> Holding:

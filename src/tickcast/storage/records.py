@@ -98,6 +98,8 @@ class Portfolio:
         cash: the cash balance, >= 0, as of the read (the live value is the book's).
         net_deposits: deposits minus withdrawals, ever (negative once more was taken
             out than put in).
+        version: how many times its cash and positions were written (0 when new): of
+            two committed states, the one with the higher version is the newer.
     """
 
     id: int
@@ -106,6 +108,7 @@ class Portfolio:
     created_at: datetime
     cash: Decimal
     net_deposits: Decimal
+    version: int
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

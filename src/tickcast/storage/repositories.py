@@ -238,6 +238,30 @@ class Assets:
             await self._conn.execute(stmt, rows)
         return frozenset(prices.keys() - known)
 
+    async def set_previous_closes(self, closes: Mapping[str, Decimal]) -> frozenset[str]:
+        """Write ``symbol -> previous_close`` (closes the gateway observed), leaving every
+        other column as it is.
+
+        Returns:
+            The symbols that are not in the table: nothing was written for them.
+        """
+        if not closes:
+            return frozenset()
+        known = await self._existing(list(closes))
+        rows = [
+            {"b_symbol": s, "b_close": to_amount(close)}
+            for s, close in closes.items()
+            if s in known
+        ]
+        if rows:
+            stmt = (
+                update(assets)
+                .where(assets.c.symbol == bindparam("b_symbol"))
+                .values(previous_close=bindparam("b_close", type_=Amount()))
+            )
+            await self._conn.execute(stmt, rows)
+        return frozenset(closes.keys() - known)
+
     async def _existing(self, symbols: Sequence[str]) -> set[str]:
         found: set[str] = set()
         for start in range(0, len(symbols), _IN_CHUNK):
@@ -294,7 +318,7 @@ class Portfolios:
         self, portfolio_id: int, *, cash: Decimal, net_deposits: Decimal
     ) -> Portfolio:
         """Write the portfolio's new cash balance and net deposits (computed by the caller
-        under the row lock). Returns the portfolio as written.
+        under the row lock), one version more. Returns the portfolio as written.
 
         Raises:
             ValueError: ``cash`` is negative, or an amount does not fit NUMERIC(28, 10).
@@ -306,7 +330,7 @@ class Portfolios:
         stmt = (
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
-            .values(cash=cash, net_deposits=net_deposits)
+            .values(cash=cash, net_deposits=net_deposits, version=portfolios.c.version + 1)
             .returning(portfolios)
         )
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))

@@ -16,9 +16,10 @@ Rules:
       every backend (SQLite stores them as UTC text without an offset).
     - Identifiers are BIGINT (INTEGER on SQLite, where only ``INTEGER PRIMARY KEY``
       autoincrements).
-    - A portfolio's ``cash`` and ``net_deposits`` are balances kept by the writer that
-      holds the portfolio's row lock; ``cash_transactions`` is their ledger (deposits and
-      withdrawals; the buys and sells that also move cash are in ``transactions``).
+    - A portfolio's ``cash``, ``net_deposits`` and ``version`` (one more per write) are
+      kept by the writer that holds the portfolio's row lock; ``cash_transactions`` is
+      the ledger of the cash (deposits and withdrawals; the buys and sells that also
+      move cash are in ``transactions``).
 """
 
 from __future__ import annotations
@@ -198,6 +199,9 @@ portfolios = Table(
     Column("cash", Amount(), nullable=False, server_default="0"),
     # Deposits minus withdrawals, ever: negative once more was withdrawn than put in.
     Column("net_deposits", Amount(), nullable=False, server_default="0"),
+    # Counts the writes of the portfolio (each under its row lock), so that a reader of
+    # committed states can tell the newer of two (the in-memory book ignores older ones).
+    Column("version", BigInteger(), nullable=False, server_default="0"),
     # Its index leads with owner_id, so it also serves "the portfolios of this owner".
     UniqueConstraint("owner_id", "name"),
     CheckConstraint("CAST(cash AS NUMERIC) >= 0", name="cash_not_negative"),

@@ -110,6 +110,7 @@ from tickcast.web.contract import (
     refusals,
 )
 from tickcast.web.schemas import (
+    MAX_ID,
     AssetOut,
     CashIn,
     CashRecordedOut,
@@ -124,6 +125,7 @@ from tickcast.web.schemas import (
     TransactionIn,
     TransactionOut,
     TransactionRecordedOut,
+    WholeText,
     decimal_text,
 )
 
@@ -255,7 +257,8 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         return Caller(principal.user_id, principal.username, by_api_key)
 
     CallerDep = Annotated[Caller, Depends(authenticated)]
-    PortfolioId = Annotated[int, Path(ge=1)]
+    PortfolioId = Annotated[int, Path(ge=1, le=MAX_ID), WholeText]
+    Limit = Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS), WholeText]
     json_body = [Depends(_json_body)]
 
     def owned(caller: Caller, portfolio_id: int) -> Portfolio:
@@ -307,6 +310,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     )
     async def list_portfolios(caller: CallerDep) -> list[PortfolioOut]:
         now = service.clock()
+        service.roll(now)
         mine = sorted(service.portfolios_of(caller.user_id), key=lambda p: p.id)
         return [
             PortfolioOut.of(p, service.book.valuation(p.id, positions=False), now) for p in mine
@@ -354,8 +358,10 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     )
     async def get_portfolio(portfolio_id: PortfolioId, caller: CallerDep) -> PortfolioDetailOut:
         portfolio = owned(caller, portfolio_id)
+        now = service.clock()
+        service.roll(now)
         v = service.book.valuation(portfolio_id)
-        summary = PortfolioOut.of(portfolio, v, service.clock())
+        summary = PortfolioOut.of(portfolio, v, now)
         return PortfolioDetailOut(**dict(summary), positions=positions(v))
 
     @api.get(
@@ -366,6 +372,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     )
     async def list_positions(portfolio_id: PortfolioId, caller: CallerDep) -> list[PositionOut]:
         owned(caller, portfolio_id)
+        service.roll(service.clock())
         return positions(service.book.valuation(portfolio_id))
 
     @api.get(
@@ -377,7 +384,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     async def list_transactions(
         portfolio_id: PortfolioId,
         caller: CallerDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+        limit: Limit = DEFAULT_TRANSACTIONS,
     ) -> list[TransactionOut]:
         owned(caller, portfolio_id)
         async with node.engine.connect() as conn:
@@ -518,7 +525,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     async def list_cash_transactions(
         portfolio_id: PortfolioId,
         caller: CallerDep,
-        limit: Annotated[int, Query(ge=1, le=MAX_TRANSACTIONS)] = DEFAULT_TRANSACTIONS,
+        limit: Limit = DEFAULT_TRANSACTIONS,
     ) -> list[CashTransactionOut]:
         """Automatic deposits included (``transaction_id`` names the buy each paid for)."""
         owned(caller, portfolio_id)
@@ -546,37 +553,34 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
             raise _unauthorized(UNAUTHENTICATED, invalid=False)
         async with node.engine.connect() as conn:
             stored = {a.symbol: a for a in await Assets(conn).list_all()}
-        now = service.clock()
+        service.roll(service.clock())
         return [
-            _asset(node, symbol, stored.get(symbol), now)
+            _asset(node, symbol, stored.get(symbol))
             for symbol in sorted(node.symbols | stored.keys())
         ]
 
     return api
 
 
-def _asset(node: Node, symbol: str, stored: Asset | None, now: float) -> AssetOut:
-    """One asset as ``AssetOut`` documents it: the previous close is a real close (the
-    board's own, from a day it saw end, else the table's); the first price seen today is
-    only ever the change reference, and said to be."""
-    board = node.portfolios.assets
-    live = board.price(symbol)
-    price = price_to_decimal(live) if live is not None else node.portfolios.book.price(symbol)
+def _asset(node: Node, symbol: str, stored: Asset | None) -> AssetOut:
+    """One asset as ``AssetOut`` documents it. The previous close and the change
+    reference are the portfolio service's (``PortfolioService.reference``: the same
+    numbers the positions are valued against, so that ``change`` and every position's
+    ``daily_change`` agree); the first price seen today is only ever the change
+    reference, and said to be. The caller has rolled the service to now."""
+    service = node.portfolios
+    live = service.assets.price(symbol)
+    price = price_to_decimal(live) if live is not None else service.book.price(symbol)
     if price is None and stored is not None:
         price = stored.last_price
-    observed = board.observed_close(symbol, now)
-    close = price_to_decimal(observed) if observed is not None else None
-    if close is None and stored is not None:
-        close = stored.previous_close  # exact, where the board keeps a float
-    reference: Decimal | None = None
+    found = service.reference(symbol)
+    close = reference = change = percent = None
     reference_kind: Literal["previous_close", "first_price_today"] | None = None
-    if close is not None and close > 0:
-        reference, reference_kind = close, "previous_close"
-    else:
-        found = board.reference(symbol, now)
-        if found is not None and found.kind is ReferenceKind.FIRST_PRICE_TODAY:
-            reference, reference_kind = price_to_decimal(found.price), "first_price_today"
-    change = percent = None
+    if found is not None:
+        reference, reference_of = found
+        reference_kind = reference_of.value
+        if reference_of is ReferenceKind.PREVIOUS_CLOSE:
+            close = reference
     if price is not None and reference is not None:
         change = CONTEXT.subtract(price, reference)
         percent = CONTEXT.divide(CONTEXT.multiply(change, Decimal(100)), reference).quantize(

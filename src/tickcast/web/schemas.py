@@ -69,8 +69,21 @@ SYMBOL_PATTERN: Final = r"^[A-Za-z0-9][A-Za-z0-9./:_-]{0,31}$"
 SYMBOL_MAX_CHARS: Final = 32
 _CONTROL: Final = r"\x00-\x1f\x7f-\x9f"
 _SPACE: Final = r"\x20\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000"
-#: A portfolio name: no control characters, not blank; spaces at either end are removed.
-NAME_PATTERN: Final = rf"^ *[^{_CONTROL}{_SPACE}](?:[^{_CONTROL}]*[^{_CONTROL}{_SPACE}])? *$"
+#: Bidirectional embeddings, overrides and isolates: they reorder the text around them.
+_BIDI: Final = r"\u202a-\u202e\u2066-\u2069"
+#: Characters that show nothing by themselves (format characters, fillers, blanks).
+_INVISIBLE: Final = (
+    r"\xad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2060-\u2064"
+    r"\u206a-\u206f\u2800\u3164\ufe00-\ufe0f\ufeff\uffa0"
+)
+_NAME_CHAR: Final = f"[^{_CONTROL}{_BIDI}]"
+_NAME_EDGE: Final = f"[^{_CONTROL}{_BIDI}{_SPACE}]"
+_NAME_VISIBLE: Final = f"[^{_CONTROL}{_BIDI}{_SPACE}{_INVISIBLE}]"
+#: A portfolio name: no control characters and no bidirectional controls, at least one
+#: visible character; spaces at either end are removed.
+NAME_PATTERN: Final = (
+    rf"^ *(?:{_NAME_EDGE}{_NAME_CHAR}*)?{_NAME_VISIBLE}(?:{_NAME_CHAR}*{_NAME_EDGE})? *$"
+)
 NAME_MAX_CHARS: Final = 100
 _WHOLE_DIGITS: Final = AMOUNT_PRECISION - AMOUNT_SCALE
 #: An amount sent as a string: digits, then optionally a point and 1 to 10 decimals.
@@ -102,6 +115,29 @@ _NAME_TEXT: Final = _whole(NAME_PATTERN)
 _SYMBOL_TEXT: Final = _whole(SYMBOL_PATTERN)
 #: Without its offset too: then pydantic's ``timezone_aware`` error says what is missing.
 _DATE_TIME_TEXT: Final = re.compile(f"{_LOCAL_TIME}{_OFFSET}?")
+
+
+#: A whole number in a path or a query: decimal digits, no sign, spaces, separators or
+#: leading zero, so that each resource has one URL ("01", "+1", "1.0" or "1_0" are not 1).
+_WHOLE_TEXT: Final = re.compile(r"0|[1-9][0-9]{0,18}")
+#: The largest id storage holds (BIGINT).
+MAX_ID: Final = 2**63 - 1
+
+
+def _whole_text(value: Any) -> Any:
+    """A path or query integer as its canonical text only (pydantic alone reads "+1",
+    " 1", "01", "1.0" and "1_0"); a 20th digit is past every id stored."""
+    if isinstance(value, str) and not _WHOLE_TEXT.fullmatch(value):
+        raise PydanticCustomError(
+            "int_format",
+            "Input should be a whole number in decimal digits, such as '42': no sign, "
+            "spaces, separators, decimals or leading zero, at most 19 digits",
+        )
+    return value
+
+
+#: An integer read from a URL (add ``Path``/``Query`` bounds beside it).
+WholeText = BeforeValidator(_whole_text)
 
 
 def _amount_text(value: Any, handler: ValidatorFunctionWrapHandler) -> Decimal:
@@ -149,8 +185,8 @@ def _name(name: str) -> str:
     if not _NAME_TEXT.fullmatch(name):
         raise PydanticCustomError(
             "name_format",
-            "Input should not be blank, and have no control characters and no other "
-            "whitespace than spaces at either end",
+            "Input should have a visible character, no control or bidirectional "
+            "control characters and no other whitespace than spaces at either end",
         )
     return name.strip(" ")
 
@@ -369,8 +405,9 @@ class PortfolioIn(Model):
     """A new portfolio; the name is unique among the caller's portfolios."""
 
     name: Name = Field(
-        description="1 to 100 characters, no control characters, not blank; spaces at "
-        "either end are removed. Unique among the caller's portfolios (else 409).",
+        description="1 to 100 characters with a visible one, no control or bidirectional "
+        "control characters (U+202A-U+202E, U+2066-U+2069); spaces at either end are "
+        "removed. Unique among the caller's portfolios (else 409).",
         examples=["Growth"],
     )
 

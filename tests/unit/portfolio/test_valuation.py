@@ -697,3 +697,21 @@ def test_incremental_totals_equal_full_recomputation_property(
             except InsufficientQuantity:
                 assert held is None or held.quantity < quantity  # type: ignore[operator]
     check_book(book, [1, 2, 3])
+
+
+def test_the_book_ignores_a_committed_state_older_than_the_one_it_holds() -> None:
+    """Writes reach the book in any order; the version says which state is newer."""
+    book = PortfolioBook()
+    book.on_price("AAPL", Decimal(10))
+    assert book.load(1, [], Cash(), version=0)
+    newer = [Holding("AAPL", Decimal(2), Decimal(20))]
+    assert book.load(1, newer, Cash(Decimal(5), Decimal(25)), version=2)
+    older = [Holding("AAPL", Decimal(1), Decimal(10))]
+    assert not book.load(1, older, Cash(Decimal(0), Decimal(10)), version=1)
+    assert book.holdings(1) == tuple(newer)
+    assert book.cash(1) == Cash(Decimal(5), Decimal(25))
+    assert book.version(1) == 2
+    assert book.valuation(1).total_value == Decimal(25)
+    assert book.holders("AAPL") == {1}
+    assert book.load(1, older, Cash(Decimal(0), Decimal(10)), version=3)  # newer again
+    assert book.version(1) == 3

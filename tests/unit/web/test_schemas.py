@@ -191,3 +191,37 @@ def test_amounts_in_responses_match_the_published_money_pattern(value: str, text
     assert decimal_text(Decimal(value)) == text
     assert money.is_valid(text)
     assert not money.is_valid(text + ".0")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "\u200b",  # zero-width space
+        " \u200b\u200c\u200d ",  # zero-width space, non-joiner and joiner
+        "\ufeff",  # byte order mark
+        "\u2060\u00ad",  # word joiner, soft hyphen
+        "\u3164",  # Hangul filler
+        "\u2800",  # braille blank
+        "\u200e\u200f",  # direction marks
+        "Growth\u202e",  # right-to-left override
+        "\u2066Growth\u2069",  # isolates
+        "a\u202ab",  # embedding
+    ],
+)
+def test_names_of_invisible_characters_or_with_bidi_controls_are_refused(name: str) -> None:
+    """They were accepted: a portfolio could be named nothing visible, or reorder the
+    text around it on the screen (a right-to-left override)."""
+    with pytest.raises(ValidationError) as refused:
+        PortfolioIn.model_validate({"name": name})
+    assert refused.value.errors()[0]["type"] == "name_format"
+    allowed, _ = _agree(PortfolioIn, {"name": name})
+    assert not allowed  # the published pattern says so too
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["\u200bGrowth", "Growth\u200d", "\u05e6\u05de\u05d9\u05d7\u05d4", "👨\u200d👩", "a\u00adb"],
+)
+def test_invisible_characters_beside_visible_ones_are_kept(name: str) -> None:
+    assert PortfolioIn.model_validate({"name": name}).name == name
+    assert _agree(PortfolioIn, {"name": name}) == (True, True)
