@@ -1,7 +1,9 @@
-"""A real `tickcast emulate <vendor>` process on a free port, driven by its control endpoint."""
+"""A real `tickcast emulate <vendor>` process on a free port, driven by its control endpoint;
+and ``released``, to wait for an in-process emulator to let go of a connection."""
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import subprocess
 import sys
@@ -13,6 +15,7 @@ from typing import Any, BinaryIO
 import httpx
 
 from support.server import free_port
+from tickcast.emulators.base import EmulatorServer
 
 
 @dataclass
@@ -71,3 +74,11 @@ def start_emulator(vendor: str, tmp_path: Path, *args: str) -> Emulator:
         time.sleep(0.1)
     emulator.stop()
     raise RuntimeError(f"emulator not up in 20 s:\n{log_path.read_text()}")
+
+
+async def released(server: EmulatorServer, key: str = "emulator-key", wait_s: float = 5.0) -> None:
+    """Wait until the in-process emulator ``server`` has let go of ``key``'s connection."""
+    async with asyncio.timeout(wait_s):
+        while not server.claim(key):  # noqa: ASYNC110 - claims have no event to wait on
+            await asyncio.sleep(0.01)
+    server.release(key)
