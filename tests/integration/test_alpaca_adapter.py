@@ -1,7 +1,9 @@
-"""AlpacaProvider against the Alpaca emulator (free port, in-process, real sockets), then
-the emulator's wire seen by a raw client (Alpaca's documented session and error codes). Every
-wait is for a
-condition, with a deadline; only the windows that check that nothing arrives are fixed.
+"""What only Alpaca does: AlpacaProvider against the Alpaca emulator (free port, in-process,
+real sockets) and against scripted upstreams, then the emulator's wire seen by a raw client
+(Alpaca's documented session and error codes). What every provider does (streaming,
+credentials, the connection limit, dead letters, drops, silence, slow consumers, handshake
+timeouts, cancellation) is in tests/contract/test_providers.py. Every wait is for a
+condition, with a deadline.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from support.sink import RecordingSink, running, subscribed
+from support.emulator import released
+from support.sink import RecordingSink, running
 from support.wsclient import closed_code
 from tickcast.config.settings import Settings
 from tickcast.emulators.alpaca import build_server
-from tickcast.emulators.base import EmulatorServer, Fault
+from tickcast.emulators.base import EmulatorServer
 from tickcast.errors import ConfigError, UpstreamAuthError, UpstreamError, UpstreamLimitError
 from tickcast.model.market import BookUpdate, Quote, Trade
 from tickcast.providers.alpaca.stream import AlpacaProvider
@@ -44,124 +47,7 @@ def provider(server: EmulatorServer, path: str = "/v2/iex", **kwargs: Any) -> Al
     return AlpacaProvider(f"{server.url}{path}", **args)
 
 
-async def released(server: EmulatorServer, key: str = KEY, wait_s: float = 5.0) -> None:
-    """Wait until the emulator has let go of ``key``'s connection."""
-    async with asyncio.timeout(wait_s):
-        while not server.claim(key):  # noqa: ASYNC110 - claims have no event to wait on
-            await asyncio.sleep(0.01)
-    server.release(key)
-
-
 # -- the adapter
-
-
-async def test_streams_normalized_events_with_price_and_volume_filled(
-    emulator: EmulatorServer,
-) -> None:
-    alpaca, sink = provider(emulator), RecordingSink()
-    assert alpaca.symbols == {"AAPL", "MSFT"}
-    async with running(alpaca, sink):
-        await sink.until(
-            lambda: any(sink.of(Quote, s) and sink.of(Trade, s) for s in ("AAPL", "MSFT"))
-        )
-        await sink.until(lambda: all(sink.of(Quote, s) for s in ("AAPL", "MSFT")))
-        await sink.more_events(50)
-    assert sink.states[:4] == ["connecting", "connected", "authenticated", "subscribed"]
-    assert {e.symbol for e in sink.events} <= {"AAPL", "MSFT"}
-    assert {e.source for e in sink.events} == {"alpaca"}
-    last: dict[str, float] = {}
-    volume: dict[str, float] = {}
-    for event in sink.events:
-        if isinstance(event, Trade):
-            last[event.symbol] = event.price
-            volume[event.symbol] = volume.get(event.symbol, 0.0) + event.size
-            assert event.trade_id.isdigit()
-        elif isinstance(event, Quote):
-            assert event.bid_size % 100 == 0  # round lots -> shares
-            assert event.ask_size % 100 == 0
-            assert 0 < event.bid < event.ask
-            mid = (event.bid + event.ask) / 2
-            assert event.price == last.get(event.symbol, mid)
-            assert event.volume == volume.get(event.symbol, 0.0)
-    assert {q.symbol for q in alpaca.snapshot()} == {"AAPL", "MSFT"}
-
-
-async def test_wrong_secret_is_an_auth_error(emulator: EmulatorServer) -> None:
-    sink = RecordingSink()
-    with pytest.raises(UpstreamAuthError, match="402"):
-        await provider(emulator, secret="wrong").run(sink)
-    assert sink.states == ["connecting", "connected"]
-
-
-async def test_second_connection_with_the_key_is_a_limit_error_and_the_first_streams_on(
-    emulator: EmulatorServer,
-) -> None:
-    first = RecordingSink()
-    async with running(provider(emulator), first) as task:
-        await subscribed(first)
-        with pytest.raises(UpstreamLimitError, match=r"406.*another connection"):
-            await provider(emulator).run(RecordingSink())
-        await first.more_events(20)
-        assert not task.done()
-
-
-async def test_malformed_message_is_a_dead_letter_and_the_stream_goes_on(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink):
-        await subscribed(sink)
-        await sink.more_events()
-        emulator.inject(Fault.MALFORMED)
-        await sink.until(lambda: bool(sink.dead_letters))
-        await sink.more_events(20)
-    ((raw, error, _),) = sink.dead_letters
-    assert "not-a-price" in raw
-    assert "Expected `float`" in error
-
-
-async def test_drop_fails_run_and_the_next_run_subscribes_everything_again(
-    emulator: EmulatorServer,
-) -> None:
-    alpaca, sink = provider(emulator), RecordingSink()
-    task = asyncio.create_task(alpaca.run(sink))
-    await subscribed(sink)
-    await sink.more_events()
-    emulator.inject(Fault.DROP)
-    with pytest.raises(UpstreamError) as raised:
-        await asyncio.wait_for(task, 5)
-    assert type(raised.value) is UpstreamError
-    await released(emulator)
-    async with running(alpaca, sink):
-        await subscribed(sink, times=2)
-        since = len(sink.events)
-        await sink.until(lambda: {e.symbol for e in sink.events[since:]} == {"AAPL", "MSFT"})
-    assert emulator.connections_total == 2
-
-
-async def test_slow_client_error_fails_run(emulator: EmulatorServer) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink) as task:
-        await subscribed(sink)
-        emulator.inject(Fault.SLOW)
-        with pytest.raises(UpstreamError, match=r"407 \(slow client\)"):
-            await asyncio.wait_for(task, 5)
-
-
-async def test_silent_upstream_sends_nothing_but_keeps_the_socket_open(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink) as task:
-        await subscribed(sink)
-        await sink.more_events()
-        emulator.inject(Fault.SILENT)
-        await sink.quiet(0.2)
-        with pytest.raises(TimeoutError):
-            await sink.more_events(1, wait_s=0.5)
-        assert not task.done()
-        emulator.inject(Fault.RESUME)
-        await sink.more_events(10)
 
 
 async def test_crypto_books_start_with_a_snapshot_and_resync_asks_for_another(
@@ -197,41 +83,6 @@ async def test_unknown_stream_path_is_refused_with_http_404(emulator: EmulatorSe
     with pytest.raises(UpstreamError, match="HTTP 404") as raised:
         await provider(emulator, "/v2/boats").run(RecordingSink())
     assert type(raised.value) is UpstreamError
-
-
-async def test_upstream_that_never_says_connected_times_out() -> None:
-    async def mute(ws: ServerConnection) -> None:
-        await ws.wait_closed()
-
-    async with serve(mute, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        alpaca = AlpacaProvider(
-            f"ws://127.0.0.1:{port}/v2/iex", KEY, SECRET, STOCKS, handshake_timeout_s=0.2
-        )
-        with pytest.raises(UpstreamError, match="no reply to connected"):
-            await alpaca.run(RecordingSink())
-
-
-async def test_upstream_that_never_answers_the_upgrade_times_out() -> None:
-    accepted: list[asyncio.StreamWriter] = []
-    server = await asyncio.start_server(lambda _, writer: accepted.append(writer), "127.0.0.1", 0)
-    async with server:
-        port = server.sockets[0].getsockname()[1]
-        alpaca = AlpacaProvider(
-            f"ws://127.0.0.1:{port}/v2/iex", KEY, SECRET, STOCKS, handshake_timeout_s=0.2
-        )
-        with pytest.raises(UpstreamError, match=r"no connection .* in time"):
-            await alpaca.run(RecordingSink())
-        for writer in accepted:
-            writer.close()
-            await writer.wait_closed()
-
-
-async def test_refused_connection_is_an_upstream_error(emulator: EmulatorServer) -> None:
-    url = emulator.url
-    await emulator.aclose()
-    with pytest.raises(UpstreamError, match="failed"):
-        await AlpacaProvider(f"{url}/v2/iex", KEY, SECRET, STOCKS).run(RecordingSink())
 
 
 @contextlib.asynccontextmanager

@@ -1,9 +1,11 @@
-"""The Polygon adapter against the Polygon emulator, in-process over real sockets.
+"""What only Polygon does: the Polygon adapter against the Polygon emulator, in-process
+over real sockets, and against scripted upstreams. What every provider does (streaming,
+the snapshot, credentials, the connection limit, dead letters, drops, silence, slow
+consumers, handshake timeouts, cancellation) is in tests/contract/test_providers.py.
 
 Each test starts the emulator on a free port (``build_server(port=0)``) and runs
 ``PolygonProvider.run`` in a task with a recording sink. Nothing sleeps blindly: tests
-wait for a condition with a deadline (``RecordingSink.until``); the only waits that
-run to their end prove an absence (no data while silent), and they are short.
+wait for a condition with a deadline (``RecordingSink.until``).
 
 The emulator's own wire (trimmed params, unsubscribe, wildcards, the delayed cluster,
 auth timeout, the 404 on other paths) is checked with a plain ``websockets`` client,
@@ -24,10 +26,10 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
-from support.sink import RecordingSink, running, subscribed
+from support.sink import RecordingSink, running
 from support.wsclient import StalledClient
 from tickcast.emulators import polygon as polygon_emulator
-from tickcast.emulators.base import EmulatorServer, Fault
+from tickcast.emulators.base import EmulatorServer
 from tickcast.emulators.polygon import DELAY_S, Tape, build_server
 from tickcast.errors import UpstreamAuthError, UpstreamError, UpstreamLimitError
 from tickcast.model.market import Bar, Quote, Trade
@@ -54,54 +56,6 @@ def provider(server: EmulatorServer, key: str = KEY, **options: Any) -> PolygonP
 # -- the adapter
 
 
-async def test_authenticates_subscribes_and_streams_normalized_events(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink):
-        await subscribed(sink)
-        assert sink.states == ["connecting", "connected", "authenticated", "subscribed"]
-
-        def quoted_after_a_trade() -> bool:
-            traded, done = set(), set()
-            for event in sink.events:
-                if type(event) is Trade:
-                    traded.add(event.symbol)
-                elif type(event) is Quote and event.symbol in traded:
-                    done.add(event.symbol)
-            return done == set(SYMBOLS)
-
-        await sink.until(quoted_after_a_trade)
-    assert {e.symbol for e in sink.events} == set(SYMBOLS)  # only what was subscribed
-    assert {e.source for e in sink.events} == {"polygon"}
-    assert sink.dead_letters == []
-    last_price: dict[str, float] = {}
-    volume: dict[str, float] = {}
-    for event in sink.events:
-        if type(event) is Trade:
-            assert event.trade_id.isdigit()
-            last_price[event.symbol] = event.price
-            volume[event.symbol] = volume.get(event.symbol, 0.0) + event.size
-        elif type(event) is Quote:
-            assert 0 < event.bid < event.ask
-            assert event.bid_size in range(100, 2001, 100)  # 1 to 20 round lots, in shares
-            assert event.ts == pytest.approx(time.time(), abs=30)
-            if event.symbol in last_price:  # filled by the stream from the trades
-                assert event.price == last_price[event.symbol]
-                assert event.volume == volume[event.symbol]
-            else:
-                assert event.price == (event.bid + event.ask) / 2
-                assert event.volume == 0.0
-
-
-async def test_snapshot_holds_the_latest_filled_quote_per_symbol(emulator: EmulatorServer) -> None:
-    prov, sink = provider(emulator), RecordingSink()
-    async with running(prov, sink):
-        await sink.until(lambda: {q.symbol for q in sink.of(Quote)} == set(SYMBOLS))
-        latest = {q.symbol: q for q in sink.of(Quote)}
-        assert {q.symbol: q for q in prov.snapshot() if type(q) is Quote} == latest
-
-
 async def test_second_bars_when_channel_a_is_subscribed(emulator: EmulatorServer) -> None:
     sink = RecordingSink()
     async with running(provider(emulator, channels=("T", "A")), sink):
@@ -117,89 +71,6 @@ async def test_second_bars_when_channel_a_is_subscribed(emulator: EmulatorServer
             assert bar.close == inside[-1].price
             assert bar.high == max(t.price for t in inside)
             assert bar.low == min(t.price for t in inside)
-
-
-async def test_wrong_key_raises_upstream_auth_error(emulator: EmulatorServer) -> None:
-    sink = RecordingSink()
-    with pytest.raises(UpstreamAuthError, match="authentication failed"):
-        await asyncio.wait_for(provider(emulator, key="wrong").run(sink), WAIT_S)
-    assert sink.states == ["connecting", "connected"]
-
-
-async def test_second_connection_with_the_same_key_is_refused_while_the_first_streams(
-    emulator: EmulatorServer,
-) -> None:
-    first = RecordingSink()
-    async with running(provider(emulator), first) as task:
-        await subscribed(first)
-        second = RecordingSink()
-        with pytest.raises(UpstreamLimitError, match="connection limit"):
-            await asyncio.wait_for(provider(emulator).run(second), WAIT_S)
-        assert "authenticated" not in second.states
-        await first.more_events(11)
-        assert not task.done()
-
-
-async def test_malformed_message_is_a_dead_letter_and_the_stream_goes_on(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink) as task:
-        await subscribed(sink)
-        emulator.inject(Fault.MALFORMED)
-        await sink.until(lambda: len(sink.dead_letters) == 1)
-        raw, error, _ = sink.dead_letters[0]
-        assert error == "T: Object missing required field `p`"
-        assert json.loads(raw)["i"] == "malformed"
-        await sink.more_events(11)
-        assert len(sink.dead_letters) == 1  # one per injection
-        assert not task.done()
-
-
-async def test_drop_ends_run_with_upstream_error_and_the_next_run_resubscribes(
-    emulator: EmulatorServer,
-) -> None:
-    prov, sink = provider(emulator), RecordingSink()
-    task = asyncio.create_task(prov.run(sink))
-    await subscribed(sink)
-    emulator.inject(Fault.DROP)
-    with pytest.raises(UpstreamError) as caught:
-        await asyncio.wait_for(task, WAIT_S)
-    assert type(caught.value) is UpstreamError
-    assert "closed" in str(caught.value)
-    async with running(prov, sink):
-        await subscribed(sink, times=2)
-        await sink.more_events(11)
-    assert emulator.connections_total == 2
-
-
-async def test_silent_sends_no_data_but_keeps_the_connection_open(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink) as task:
-        await subscribed(sink)
-        await sink.until(lambda: len(sink.events) > 10)
-        emulator.inject(Fault.SILENT)  # until resumed
-        await sink.quiet(0.2)
-        count = len(sink.events)
-        with pytest.raises(TimeoutError):
-            await sink.more_events(1, wait_s=0.5)
-        assert not task.done()
-        emulator.inject(Fault.RESUME)
-        await sink.until(lambda: len(sink.events) > count + 10)
-    assert sink.states.count("connecting") == 1
-
-
-async def test_slow_consumer_status_ends_run_with_upstream_error(
-    emulator: EmulatorServer,
-) -> None:
-    sink = RecordingSink()
-    async with running(provider(emulator), sink) as task:
-        await subscribed(sink)
-        emulator.inject(Fault.SLOW)
-        with pytest.raises(UpstreamError, match="slow_consumer"):
-            await asyncio.wait_for(task, WAIT_S)
 
 
 async def test_a_client_that_stops_reading_is_killed_as_a_slow_consumer(
@@ -229,26 +100,6 @@ async def test_a_client_that_stops_reading_is_killed_as_a_slow_consumer(
             client.close()
     assert server.connections_total == 1
     assert "polygon emulator: slow consumer" in caplog.text
-
-
-async def test_a_silent_handshake_step_times_out_with_upstream_error() -> None:
-    async def mute(ws: ServerConnection) -> None:
-        await ws.wait_closed()
-
-    async with serve(mute, "127.0.0.1", 0) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        prov = PolygonProvider(
-            f"ws://127.0.0.1:{port}/stocks", KEY, SYMBOLS, handshake_timeout_s=0.2
-        )
-        with pytest.raises(UpstreamError, match=r"no connected status within 0\.2 s"):
-            await asyncio.wait_for(prov.run(RecordingSink()), WAIT_S)
-
-
-async def test_nothing_listening_is_an_upstream_error() -> None:
-    async with build_server() as server:
-        url = f"{server.url}/stocks"
-    with pytest.raises(UpstreamError, match="cannot connect"):
-        await asyncio.wait_for(PolygonProvider(url, KEY, SYMBOLS).run(RecordingSink()), WAIT_S)
 
 
 async def test_a_wrong_path_is_an_upstream_error_with_the_http_status(

@@ -73,15 +73,6 @@ class RecordingSink:
         target = len(self.events) + count
         await self.until(lambda: len(self.events) >= target, wait_s)
 
-    async def quiet(self, window_s: float, wait_s: float = WAIT_S) -> None:
-        """Wait until no event has arrived for ``window_s`` (frames in flight are in)."""
-        async with asyncio.timeout(wait_s):
-            while True:
-                try:
-                    await self.more_events(1, wait_s=window_s)
-                except TimeoutError:
-                    return
-
     def of(self, kind: type[Any], symbol: str | None = None) -> list[Any]:
         """The events of exactly type ``kind`` (and of ``symbol``, if given)."""
         return [e for e in self.events if type(e) is kind and symbol in (None, e.symbol)]
