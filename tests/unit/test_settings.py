@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.config.load import load_settings
-from tickcast.config.settings import DEFAULT_SYMBOLS, Settings, settings_file
+from tickcast.config.settings import Settings, settings_file
 from tickcast.errors import ConfigError
 
 

@@ -21,8 +21,8 @@ from pydantic_settings import (
 )
 
 from tickcast.auth.forwarded import validate_trusted_proxies
+from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.errors import ConfigError
-from tickcast.providers.simulator.market import DEFAULT_SYMBOLS
 
 #: The settings file for the Settings being built (set by ``load_settings``).
 settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
