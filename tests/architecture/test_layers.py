@@ -14,6 +14,7 @@ Rules:
     - hub never imports bus, transport, fronts, node, app or cli.
     - Only cli imports cli (``tickcast.__main__``, the ``python -m`` shim, counts as cli).
     - Only app and cli import app.
+    - config imports no provider (its defaults live in ``config/defaults.py``).
 """
 
 from __future__ import annotations
@@ -265,6 +266,15 @@ def test_only_app_and_cli_import_app() -> None:
     assert not bad, f"only app and cli may import app:\n{bad}"
 
 
+def _config_imports_a_provider(i: Import) -> bool:
+    return within(i.importer, "tickcast.config") and within(i.target, "tickcast.providers")
+
+
+def test_config_imports_no_provider() -> None:
+    bad = violations(_config_imports_a_provider)
+    assert not bad, f"config must not import a provider:\n{bad}"
+
+
 # -- the checker itself
 
 
@@ -328,3 +338,9 @@ def test_io_rule_catches_a_violation(source: str, importer: str) -> None:
     found = imports_in(source, importer, is_package=False)
     bad = violations(lambda i: is_pure(i.importer) and i.target.split(".")[0] in IO_MODULES, found)
     assert importer in bad
+
+
+def test_config_rule_catches_a_provider_import() -> None:
+    source = "from tickcast.providers.simulator.market import DEFAULT_SYMBOLS"
+    found = imports_in(source, "tickcast.config.settings", is_package=False)
+    assert violations(_config_imports_a_provider, found)

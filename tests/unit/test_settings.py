@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
+from collections import Counter
 from pathlib import Path
 
 import pytest
 
+from tickcast.config.defaults import DEFAULT_SYMBOLS
+from tickcast.config.groups import (
+    AuthSettings,
+    FeedSettings,
+    LimitsSettings,
+    OutboxSettings,
+    RealtimeSettings,
+    ServerSettings,
+    StorageSettings,
+)
 from tickcast.config.load import load_settings
-from tickcast.config.settings import DEFAULT_SYMBOLS, Settings, settings_file
+from tickcast.config.settings import Settings, settings_file
 from tickcast.errors import ConfigError
 
 
@@ -279,3 +291,113 @@ def test_bad_proxies_or_cap_are_config_errors(overrides: dict[str, object]) -> N
 def test_an_empty_trusted_proxies_variable_trusts_nobody(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TICKCAST_TRUSTED_PROXIES", " ")
     assert load_settings().trusted_proxies == ()
+
+
+# -- groups
+
+#: Each group: the Settings property that returns it, and its class.
+GROUPS: dict[str, type] = {
+    "server": ServerSettings,
+    "limits": LimitsSettings,
+    "outbox": OutboxSettings,
+    "upstream": FeedSettings,
+    "auth": AuthSettings,
+    "storage": StorageSettings,
+    "realtime": RealtimeSettings,
+}
+
+#: A valid value other than the default, for every field of Settings.
+OTHER_VALUES: dict[str, object] = {
+    "host": "192.0.2.10",
+    "port": 8101,
+    "symbols": ("IBM", "AAPL"),
+    "rate": 51.5,
+    "seed": 43,
+    "calendar": "XNYS",
+    "batch_ms": 101.0,
+    "outbox_max_items": 65537,
+    "outbox_max_bytes": 8388609,
+    "slow_client_timeout_s": 2.5,
+    "simulator_max_backlog_s": 0.15,
+    "overload_lag_s": 0.35,
+    "history_size": 257,
+    "max_subscriptions": 51,
+    "max_message_bytes": 65538,
+    "handshake_timeout_s": 10.5,
+    "close_timeout_s": 5.5,
+    "ws_ping_interval_s": 21.0,
+    "ws_ping_timeout_s": 22.0,
+    "idle_timeout_s": 30.0,
+    "permessage_deflate": True,
+    "log_level": "debug",
+    "log_format": "json",
+    "test_echo": True,
+    "feed": ("replay", "simulator"),
+    "feed_stale_s": 16.0,
+    "feed_failback_s": 11.0,
+    "feed_backoff_base_s": 0.75,
+    "feed_backoff_cap_s": 31.0,
+    "feed_limit_backoff_s": 32.0,
+    "dead_letters": 1001,
+    "alpaca_url": "wss://alpaca.example/v2/test",
+    "polygon_url": "wss://polygon.example/stocks",
+    "replay_file": Path("recording.jsonl"),
+    "replay_speed": 2.0,
+    "replay_loop": True,
+    "database_url": "sqlite+aiosqlite:///other.db",
+    "jwt_secret": "j" * 32,
+    "jwt_ttl_s": 3601.0,
+    "allow_anonymous": False,
+    "allowed_origins": ("https://app.example",),
+    "auth_timeout_s": 9.0,
+    "max_connections_per_user": 6,
+    "rate_limit_per_s": 21.0,
+    "rate_limit_burst": 41,
+    "max_anonymous_connections_per_address": 12,
+    "ipv6_client_prefix": 56,
+    "trusted_proxies": ("10.0.0.0/8",),
+    "forwarded_headers": "forwarded",
+    "update_interval_s": 1.5,
+    "batch_size": 101,
+    "cache_timeout_s": 1.25,
+    "alpaca_key_id": "key-id",
+    "alpaca_secret_key": "secret-key",
+    "polygon_api_key": "polygon-key",
+}
+
+
+def group_fields() -> Counter[str]:
+    return Counter(f.name for cls in GROUPS.values() for f in dataclasses.fields(cls))
+
+
+def test_every_field_belongs_to_exactly_one_group() -> None:
+    counts = group_fields()
+    assert sorted(name for name, n in counts.items() if n > 1) == []  # in two groups
+    assert sorted(set(Settings.model_fields) - set(counts)) == []  # in none
+    assert sorted(set(counts) - set(Settings.model_fields)) == []  # not a setting
+
+
+def test_every_setting_has_another_value_for_the_group_test() -> None:
+    assert sorted(OTHER_VALUES) == sorted(Settings.model_fields)
+    defaults = Settings()
+    changed = Settings(**OTHER_VALUES)
+    assert [n for n in OTHER_VALUES if getattr(changed, n) == getattr(defaults, n)] == []
+
+
+@pytest.mark.parametrize("changed", [None, *OTHER_VALUES])
+def test_groups_read_the_same_values_as_the_flat_fields(changed: str | None) -> None:
+    """With the defaults, and with each field in turn set apart from them: a group field
+    wired to the wrong setting differs in at least one of these."""
+    overrides = {} if changed is None else {changed: OTHER_VALUES[changed]}
+    settings = Settings(**overrides)
+    for prop, cls in GROUPS.items():
+        group = getattr(settings, prop)
+        assert type(group) is cls
+        for field in dataclasses.fields(cls):
+            assert getattr(group, field.name) == getattr(settings, field.name), (prop, field.name)
+
+
+def test_groups_are_frozen() -> None:
+    server = Settings().server
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        server.port = 1  # type: ignore[misc]

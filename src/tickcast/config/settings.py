@@ -21,8 +21,17 @@ from pydantic_settings import (
 )
 
 from tickcast.auth.forwarded import validate_trusted_proxies
+from tickcast.config.defaults import DEFAULT_SYMBOLS
+from tickcast.config.groups import (
+    AuthSettings,
+    FeedSettings,
+    LimitsSettings,
+    OutboxSettings,
+    RealtimeSettings,
+    ServerSettings,
+    StorageSettings,
+)
 from tickcast.errors import ConfigError
-from tickcast.providers.simulator.market import DEFAULT_SYMBOLS
 
 #: The settings file for the Settings being built (set by ``load_settings``).
 settings_file: ContextVar[Path | None] = ContextVar("settings_file", default=None)
@@ -123,6 +132,11 @@ class Settings(BaseSettings):
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
     ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
+
+    Groups: this flat model is the loader's schema. The properties ``server``,
+    ``limits``, ``outbox``, ``upstream``, ``auth``, ``storage`` and ``realtime`` return
+    frozen slices of it (``config/groups.py``), so that a component can be given only its
+    own; every field is in exactly one group.
     """
 
     model_config = SettingsConfigDict(
@@ -189,6 +203,103 @@ class Settings(BaseSettings):
     polygon_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("POLYGON_API_KEY", "MASSIVE_API_KEY")
     )
+
+    # -- groups: each component's own slice (config/groups.py); every field is in one
+
+    @property
+    def server(self) -> ServerSettings:
+        """The HTTP/WebSocket server: listening, socket limits, logs."""
+        return ServerSettings(
+            host=self.host,
+            port=self.port,
+            max_message_bytes=self.max_message_bytes,
+            handshake_timeout_s=self.handshake_timeout_s,
+            close_timeout_s=self.close_timeout_s,
+            ws_ping_interval_s=self.ws_ping_interval_s,
+            ws_ping_timeout_s=self.ws_ping_timeout_s,
+            idle_timeout_s=self.idle_timeout_s,
+            permessage_deflate=self.permessage_deflate,
+            test_echo=self.test_echo,
+            log_level=self.log_level,
+            log_format=self.log_format,
+        )
+
+    @property
+    def limits(self) -> LimitsSettings:
+        """Subscriptions, connection caps and the inbound rate."""
+        return LimitsSettings(
+            max_subscriptions=self.max_subscriptions,
+            max_connections_per_user=self.max_connections_per_user,
+            max_anonymous_connections_per_address=self.max_anonymous_connections_per_address,
+            ipv6_client_prefix=self.ipv6_client_prefix,
+            rate_limit_per_s=self.rate_limit_per_s,
+            rate_limit_burst=self.rate_limit_burst,
+        )
+
+    @property
+    def outbox(self) -> OutboxSettings:
+        """Fan-out: batching window, outbox budget, history, overload."""
+        return OutboxSettings(
+            batch_ms=self.batch_ms,
+            outbox_max_items=self.outbox_max_items,
+            outbox_max_bytes=self.outbox_max_bytes,
+            slow_client_timeout_s=self.slow_client_timeout_s,
+            history_size=self.history_size,
+            overload_lag_s=self.overload_lag_s,
+        )
+
+    @property
+    def upstream(self) -> FeedSettings:
+        """The upstream feed (``feed`` itself is the field naming the providers)."""
+        return FeedSettings(
+            feed=self.feed,
+            symbols=self.symbols,
+            rate=self.rate,
+            seed=self.seed,
+            calendar=self.calendar,
+            simulator_max_backlog_s=self.simulator_max_backlog_s,
+            feed_stale_s=self.feed_stale_s,
+            feed_failback_s=self.feed_failback_s,
+            feed_backoff_base_s=self.feed_backoff_base_s,
+            feed_backoff_cap_s=self.feed_backoff_cap_s,
+            feed_limit_backoff_s=self.feed_limit_backoff_s,
+            dead_letters=self.dead_letters,
+            alpaca_url=self.alpaca_url,
+            polygon_url=self.polygon_url,
+            replay_file=self.replay_file,
+            replay_speed=self.replay_speed,
+            replay_loop=self.replay_loop,
+            alpaca_key_id=self.alpaca_key_id,
+            alpaca_secret_key=self.alpaca_secret_key,
+            polygon_api_key=self.polygon_api_key,
+        )
+
+    @property
+    def auth(self) -> AuthSettings:
+        """Tokens, anonymous access, origins and trusted proxies."""
+        return AuthSettings(
+            jwt_secret=self.jwt_secret,
+            jwt_ttl_s=self.jwt_ttl_s,
+            allow_anonymous=self.allow_anonymous,
+            allowed_origins=self.allowed_origins,
+            auth_timeout_s=self.auth_timeout_s,
+            trusted_proxies=self.trusted_proxies,
+            forwarded_headers=self.forwarded_headers,
+        )
+
+    @property
+    def storage(self) -> StorageSettings:
+        """The database."""
+        return StorageSettings(database_url=self.database_url)
+
+    @property
+    def realtime(self) -> RealtimeSettings:
+        """Front 2's pushed values and the price-feed service's batches."""
+        return RealtimeSettings(
+            update_interval_s=self.update_interval_s,
+            cache_timeout_s=self.cache_timeout_s,
+            batch_size=self.batch_size,
+        )
 
     @classmethod
     def settings_customise_sources(

@@ -4,8 +4,8 @@
 ``SimulatorProvider`` runs it on the event loop's clock as a ``Provider``.
 """
 
+from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.providers.simulator.market import (
-    DEFAULT_SYMBOLS,
     MarketSimulator,
     SimulatorConfig,
     is_crypto,

@@ -24,21 +24,10 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
+# Re-exported: the default universe is config's, the simulator's default config uses it.
+from tickcast.config.defaults import DEFAULT_SYMBOLS as DEFAULT_SYMBOLS
 from tickcast.model.market import Bar, BookUpdate, Level, MarketEvent, Quote, Trade
 from tickcast.providers.calendar import MarketCalendar
-
-#: The default universe: US equities and an ETF (follow the calendar), two crypto pairs (24/7).
-DEFAULT_SYMBOLS: Final = (
-    "AAPL",
-    "MSFT",
-    "GOOGL",
-    "AMZN",
-    "TSLA",
-    "NVDA",
-    "SPY",
-    "BTC/USDT",
-    "ETH/USDT",
-)
 
 #: Starting price, annualized volatility and quoted spread (bps) of the default universe.
 _KNOWN: Final[dict[str, tuple[float, float, float]]] = {

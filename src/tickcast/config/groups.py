@@ -1,0 +1,118 @@
+"""Settings groups: each component's own slice of the settings.
+
+``Settings`` (``settings.py``) stays the loader's schema: one flat model, so the
+``TICKCAST_*`` variables, the TOML keys and the flags keep their names. Each group here
+is a frozen copy of some of its fields, under the same names, with the same types and
+meaning (see ``Settings`` for units and what 0 means); ``Settings.server``,
+``.limits``, ``.outbox``, ``.upstream``, ``.auth``, ``.storage`` and ``.realtime``
+return them. Every field of ``Settings`` is in exactly one group, so a component that
+takes its group takes only what it uses, and a new setting has to say whose it is.
+
+Pure data: nothing here reads the environment or validates; the values were validated
+when ``Settings`` was built.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import SecretStr
+
+
+@dataclass(frozen=True, slots=True)
+class ServerSettings:
+    """The HTTP/WebSocket server: where it listens, its socket limits and its logs."""
+
+    host: str
+    port: int
+    max_message_bytes: int
+    handshake_timeout_s: float
+    close_timeout_s: float
+    ws_ping_interval_s: float
+    ws_ping_timeout_s: float
+    idle_timeout_s: float
+    permessage_deflate: bool
+    test_echo: bool
+    log_level: Literal["debug", "info", "warning", "error"]
+    log_format: Literal["json", "console"]
+
+
+@dataclass(frozen=True, slots=True)
+class LimitsSettings:
+    """Per-connection and per-client limits: subscriptions, connection caps, inbound rate."""
+
+    max_subscriptions: int
+    max_connections_per_user: int
+    max_anonymous_connections_per_address: int
+    ipv6_client_prefix: int
+    rate_limit_per_s: float
+    rate_limit_burst: int
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxSettings:
+    """Fan-out: the batching window, a client's outbox budget, history and overload."""
+
+    batch_ms: float
+    outbox_max_items: int
+    outbox_max_bytes: int
+    slow_client_timeout_s: float
+    history_size: int
+    overload_lag_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class FeedSettings:
+    """The upstream feed: the providers in order, the simulator, failover, vendors."""
+
+    feed: tuple[str, ...]
+    symbols: tuple[str, ...]
+    rate: float
+    seed: int
+    calendar: str
+    simulator_max_backlog_s: float
+    feed_stale_s: float
+    feed_failback_s: float
+    feed_backoff_base_s: float
+    feed_backoff_cap_s: float
+    feed_limit_backoff_s: float
+    dead_letters: int
+    alpaca_url: str
+    polygon_url: str
+    replay_file: Path | None
+    replay_speed: float
+    replay_loop: bool
+    alpaca_key_id: SecretStr | None
+    alpaca_secret_key: SecretStr | None
+    polygon_api_key: SecretStr | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthSettings:
+    """Who a client is and what it may do: tokens, anonymity, origins, trusted proxies."""
+
+    jwt_secret: SecretStr | None
+    jwt_ttl_s: float
+    allow_anonymous: bool
+    allowed_origins: tuple[str, ...]
+    auth_timeout_s: float
+    trusted_proxies: tuple[str, ...]
+    forwarded_headers: Literal["x-forwarded", "forwarded"]
+
+
+@dataclass(frozen=True, slots=True)
+class StorageSettings:
+    """The database."""
+
+    database_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RealtimeSettings:
+    """Front 2's pushed values and the price-feed service's batches."""
+
+    update_interval_s: float
+    cache_timeout_s: float
+    batch_size: int
