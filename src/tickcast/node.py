@@ -99,7 +99,7 @@ class Node:
             overloaded=self.overload.overloaded,
             overload_episodes=self.overload.episodes,
             loop_stalled_s=self.overload.stalled_s,
-            internal_errors={"pump": self.pump.errors},
+            internal_errors=dict(self.pump.faults.counts),
         )
 
     def _overload_changed(self, transition: Transition, detector: OverloadDetector) -> None:
