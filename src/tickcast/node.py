@@ -23,6 +23,7 @@ from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.model.topic import Event
+from tickcast.observability.faults import Faults
 from tickcast.observability.loop import LoopMonitor
 from tickcast.observability.metrics import Gauges, Metrics
 from tickcast.observability.overload import OverloadDetector, Transition
@@ -49,8 +50,9 @@ class Node:
     def __init__(self, settings: Settings, providers: Sequence[Provider] | None = None) -> None:
         self.settings = settings
         self.stats = Stats()
-        self.hub = Hub(history_size=settings.history_size)
-        self.pump = Pump(settings.batch_ms / 1000)
+        self.faults = Faults()  # every contained failure: tickcast_internal_errors_total
+        self.hub = Hub(history_size=settings.history_size, faults=self.faults)
+        self.pump = Pump(settings.batch_ms / 1000, faults=self.faults)
         if providers is None:
             providers = [registry.create(name, settings) for name in settings.feed]
         self.providers = list(providers)
@@ -62,7 +64,7 @@ class Node:
         self.dead_letters = self.supervisor.dead_letters
         self.engine = make_engine(settings.database_url)
         self.portfolios = PortfolioService(
-            self.engine, self.publish, interval_s=settings.update_interval_s
+            self.engine, self.publish, interval_s=settings.update_interval_s, faults=self.faults
         )
         self.metrics = Metrics(self.stats, self.gauges)
         self.overload = OverloadDetector(settings.overload_lag_s)
@@ -99,7 +101,7 @@ class Node:
             overloaded=self.overload.overloaded,
             overload_episodes=self.overload.episodes,
             loop_stalled_s=self.overload.stalled_s,
-            internal_errors={"pump": self.pump.errors},
+            internal_errors=dict(self.faults.counts),
         )
 
     def _overload_changed(self, transition: Transition, detector: OverloadDetector) -> None:
@@ -140,7 +142,10 @@ class Node:
         self.hub.publish(events, time.time())
         if type(events[0]) is not Status:  # a feed status alone is not market data
             self._ready = True
-            self.portfolios.on_market(events)
+            try:
+                self.portfolios.on_market(events)
+            except Exception as exc:  # a listener's bug must not end the provider's run
+                self.faults.report("tap", exc, listener="portfolios", events=len(events))
 
     async def _run(self) -> None:
         try:

@@ -71,6 +71,7 @@ PURE_MODULES = frozenset(
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
         "tickcast.observability.overload",
+        "tickcast.observability.faults",
     }
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).

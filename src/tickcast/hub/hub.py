@@ -5,6 +5,10 @@ number and the server time it is given, records it in history and the last-value
 encodes it once per wire format in use on that topic, and hands the same bytes to every
 subscriber. It never awaits and never writes to a socket: subscribers queue (their
 Outbox) and a pump writes. It knows nothing of any bus or transport.
+
+A failure is contained where it happens: a codec that raises costs its wire that one
+update, and a subscriber whose ``deliver`` raises is faulted (``Subscriber.fault``);
+both are reported to ``Faults``, and the batch and the other subscribers go on.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import CONFLATABLE, Channel, Event, Topic, topic_of
+from tickcast.observability.faults import Faults
 from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
 
 #: Encodes an envelope into one wire format's payload (UTF-8 JSON text for now).
@@ -70,6 +75,9 @@ class Subscriber(Protocol):
     def deliver(self, item: Encoded, key: str | None) -> None:
         """Queue ``item``; a ``key`` means conflatable (replace pending with same key)."""
 
+    def fault(self) -> None:
+        """``deliver`` raised: this subscriber's stream lost an item (a connection closes)."""
+
 
 class Hub:
     """Subscriptions by topic, publish with encode-once fan-out, cache and history.
@@ -77,14 +85,21 @@ class Hub:
     Args:
         codecs: wire format name -> codec; fronts register theirs at start.
         history_size: envelopes kept per topic for resume; 0 disables resume.
+        faults: where contained failures (codecs, subscribers) are counted and logged.
 
     Attributes:
         published: updates published.
         deliveries: items handed to subscribers (one per subscriber per update).
     """
 
-    def __init__(self, codecs: dict[str, Codec] | None = None, history_size: int = 256) -> None:
+    def __init__(
+        self,
+        codecs: dict[str, Codec] | None = None,
+        history_size: int = 256,
+        faults: Faults | None = None,
+    ) -> None:
         self.codecs: dict[str, Codec] = dict(codecs or {})
+        self.faults = Faults() if faults is None else faults
         self.history = History(history_size)
         self.cache = LastValueCache()
         self._seq: dict[str, int] = {}
@@ -132,10 +147,26 @@ class Hub:
                 continue
             conflation_key = key if topic.channel in CONFLATABLE else None
             for wire, subscribers in wires.items():
-                item = Encoded(self.codecs[wire](envelope), ts=event.ts)
+                try:
+                    item = Encoded(self.codecs[wire](envelope), ts=event.ts)
+                except Exception as exc:  # this wire misses this update; the rest go on
+                    self.faults.report("codec", exc, topic=key, seq=seq, wire=wire)
+                    continue
                 self.deliveries += len(subscribers)
                 for subscriber in subscribers:
-                    subscriber.deliver(item, conflation_key)
+                    try:
+                        subscriber.deliver(item, conflation_key)
+                    except Exception as exc:
+                        self._faulted(subscriber, exc, key, seq)
+
+    def _faulted(self, subscriber: Subscriber, exc: Exception, key: str, seq: int) -> None:
+        """``subscriber`` raised on ``deliver``: report it, and fault it (its stream has
+        lost an item). Its own fault() raising is contained too."""
+        self.faults.report("subscriber", exc, topic=key, seq=seq)
+        try:
+            subscriber.fault()
+        except Exception as again:
+            self.faults.report("subscriber", again, topic=key, seq=seq, step="fault")
 
     def encode(self, wire: str, envelope: Envelope) -> Encoded:
         """Encode one envelope for one subscriber (snapshots and replays)."""

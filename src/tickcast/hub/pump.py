@@ -16,13 +16,12 @@ connections synchronizes into a single burst, and the loop stalls for the whole 
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
-log = logging.getLogger("tickcast.pump")
+from tickcast.observability.faults import Faults
 
 
 class Writer(Protocol):
@@ -54,16 +53,25 @@ class Pump:
             set by the node's loop monitor. A connection does not count that time
             against a client that was blocked meanwhile (the gateway's lag is not the
             client's).
-        errors: writers whose flush raised; each is logged and the others go on.
+        faults: where a writer whose flush raised is reported (``"pump"``; the writers
+            behind it go on), and where its connections report their own contained
+            failures (``"subscriber"``, ``"command"``, ``"timer"``).
     """
 
-    def __init__(self, window_s: float, *, slack_s: float = 0.002, slice_s: float = 0.005) -> None:
+    def __init__(
+        self,
+        window_s: float,
+        *,
+        slack_s: float = 0.002,
+        slice_s: float = 0.005,
+        faults: Faults | None = None,
+    ) -> None:
         self.window_s = window_s
         self.slack_s = slack_s
         self.slice_s = slice_s
+        self.faults = Faults() if faults is None else faults
         self.now = 0.0
         self.flushes = 0
-        self.errors = 0
         self.stall_clock: Callable[[float], float] | None = None
         self._queue: deque[tuple[float, Writer]] = deque()
         self._timer: asyncio.TimerHandle | None = None
@@ -110,11 +118,8 @@ class Pump:
             if due is not None and due <= deadline:
                 try:
                     writer.flush(now, force=True)
-                except Exception:  # one writer's bug must not strand the writers behind it
-                    self.errors += 1
-                    errors = self.errors
-                    if errors <= 10 or errors & (errors - 1) == 0:  # then powers of two
-                        log.exception("a connection's flush failed (%d so far)", errors)
+                except Exception as exc:  # one writer's bug must not strand the writers behind it
+                    self.faults.report("pump", exc, writer=type(writer).__name__)
                 flushed += 1
                 if not flushed & 31 and time.perf_counter() > give_up:
                     break

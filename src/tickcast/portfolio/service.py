@@ -57,6 +57,7 @@ from tickcast.model.portfolio import (
     PositionUpdate,
 )
 from tickcast.model.topic import Event
+from tickcast.observability.faults import Faults
 from tickcast.portfolio import cash as cash_rules
 from tickcast.portfolio.assets import AssetBoard, ReferenceKind
 from tickcast.portfolio.book import PortfolioBook
@@ -115,6 +116,7 @@ class PortfolioService:
         clock: wall clock, epoch seconds.
         closes_refresh_s: how often observed closes are stored and the asset table's
             closes read (``refresh_closes``).
+        faults: where a failed publication of the ticker is reported (``"service"``).
     """
 
     def __init__(
@@ -125,12 +127,14 @@ class PortfolioService:
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
         closes_refresh_s: float = CLOSES_REFRESH_S,
+        faults: Faults | None = None,
     ) -> None:
         self.engine = engine
         self.publish = publish
         self.interval_s = interval_s
         self.clock = clock
         self.closes_refresh_s = closes_refresh_s
+        self.faults = Faults() if faults is None else faults
         self.book = PortfolioBook()
         self.closes = Closes()
         self.assets = AssetBoard()
@@ -213,8 +217,8 @@ class PortfolioService:
             await asyncio.sleep(self.interval_s)
             try:
                 self.flush()
-            except Exception:  # a bug here must not stop the ticker for good
-                log.exception("portfolio publication failed")
+            except Exception as exc:  # a bug here must not stop the ticker for good
+                self.faults.report("service", exc, service="portfolio publication")
 
     # -- the hot path
 

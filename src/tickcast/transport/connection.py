@@ -22,6 +22,12 @@ gateway itself could not serve in time:
 - On the verdict nothing more is queued or written for the client; the close frame goes
   behind what the socket already holds (never cutting a frame), and the socket aborts
   only if the peer stops taking data (``FrameSocket.close``).
+
+A bug is contained to its connection: when the hub's delivery to it raised (``fault``), or
+its session, its front's command handler or a timer raised, the failure is reported to the
+pump's ``Faults`` (``"subscriber"``, ``"command"``, ``"timer"``) and the connection is
+closed with 1011: its stream may have lost an item, and nothing is lost silently. The
+exception never leaves a loop callback, and the other connections go on.
 """
 
 from __future__ import annotations
@@ -178,6 +184,22 @@ class Connection:
         if was_empty:
             self.pump.mark(self, now + outbox.window_s)
 
+    def fault(self) -> None:
+        """The hub's ``deliver`` to this connection raised (reported by the hub): its stream
+        lost an item, so it is closed with 1011 (the client may reconnect and resume)."""
+        self._close_internal_error()
+
+    def _failed(self, where: str, exc: Exception) -> None:
+        """Something this connection drives raised: report it and close with 1011."""
+        self.pump.faults.report(where, exc, wire=self.wire)
+        self._close_internal_error()
+
+    def _close_internal_error(self) -> None:
+        if self.closing:
+            return
+        self.outbox.clear()
+        self.close(CloseCode.INTERNAL_ERROR)
+
     def _peer_slow(self) -> bool:
         """The kernel holds data the peer has not let it send (or the socket cannot tell,
         and a blocked socket is taken at its word)."""
@@ -320,10 +342,14 @@ class Connection:
                 self.stats.client_messages_in += 1
                 now = time.time()
                 text = message.get("text")
-                if text is not None:
-                    self.session.receive_text(text, now)
-                else:
-                    self.session.receive_bytes(message.get("bytes") or b"", now)
+                try:
+                    if text is not None:
+                        self.session.receive_text(text, now)
+                    else:
+                        self.session.receive_bytes(message.get("bytes") or b"", now)
+                except Exception as exc:
+                    self._failed("command", exc)
+                    break
                 self._process()
                 if self.closing:
                     break
@@ -341,7 +367,14 @@ class Connection:
         if not self.closing:
             self._process()
 
-    def _process(self) -> None:
+    def _process(self, where: str = "command") -> None:
+        """Apply what the session produced; a failure is reported under ``where``."""
+        try:
+            self._apply()
+        except Exception as exc:
+            self._failed(where, exc)
+
+    def _apply(self) -> None:
         """Apply what the session produced: replies, commands, timers, close."""
         session = self.session
         self.pump.now = self.pump.loop.time()
@@ -369,8 +402,12 @@ class Connection:
         self._timer = None
         if self.closing:
             return
-        self.session.handle_timer(time.time())
-        self._process()
+        try:
+            self.session.handle_timer(time.time())
+        except Exception as exc:  # never out of a loop callback: close this one, 1011
+            self._failed("timer", exc)
+            return
+        self._process("timer")
 
 
 def payload_size(item: Encoded) -> int:

@@ -43,8 +43,13 @@ class FakeSubscriber:
     wire: str
     received: list[tuple[Encoded, str | None]] = field(default_factory=list)
 
+    faults: int = 0
+
     def deliver(self, item: Encoded, key: str | None) -> None:
         self.received.append((item, key))
+
+    def fault(self) -> None:
+        self.faults += 1
 
     @property
     def payloads(self) -> list[bytes]:
@@ -230,6 +235,55 @@ def test_published_and_deliveries_counters(hub: Hub) -> None:
     assert hub.published == 3
     assert hub.deliveries == 6  # 2 AAPL updates x 3 subscribers; MSFT has none
     assert sum(len(s.received) for s in subs) == hub.deliveries
+
+
+class RaisingCodec(CountingCodec):
+    """A codec with a bug: it raises on every envelope of one topic."""
+
+    def __init__(self, name: str, breaks_on: str) -> None:
+        super().__init__(name)
+        self.breaks_on = breaks_on
+
+    def __call__(self, envelope: Envelope) -> bytes:
+        if str(envelope.topic) == self.breaks_on:
+            raise ValueError(f"cannot encode {envelope.topic}")
+        return super().__call__(envelope)
+
+
+class RaisingSubscriber(FakeSubscriber):
+    """A subscriber with a bug: its first deliver raises; faulted, it takes nothing more
+    (as a closing connection does)."""
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        if self.faults:
+            return
+        raise RuntimeError("a bug in one subscriber")
+
+
+def test_a_raising_codec_is_counted_and_the_other_wires_and_events_go_on() -> None:
+    hub = Hub({"a": RaisingCodec("a", "trades.AAPL"), "b": CountingCodec("b")})
+    a, b = FakeSubscriber("a"), FakeSubscriber("b")
+    for sub in (a, b):
+        hub.subscribe(sub, TRADES_AAPL)
+        hub.subscribe(sub, QUOTES_AAPL)
+    hub.publish([trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS)
+    assert a.payloads == [b"a:quotes.AAPL:1"]  # wire a missed the trade, not the quote
+    assert b.payloads == [b"b:trades.AAPL:1", b"b:quotes.AAPL:1"]
+    assert a.faults == b.faults == 0
+    assert hub.faults.counts == {"codec": 1}
+    assert hub.published == 2
+
+
+def test_a_raising_subscriber_is_faulted_and_the_others_get_the_whole_batch() -> None:
+    hub = Hub({"a": CountingCodec("a")})
+    broken, other = RaisingSubscriber("a"), FakeSubscriber("a")
+    for sub in (broken, other):
+        hub.subscribe(sub, QUOTES_AAPL)
+        hub.subscribe(sub, TRADES_AAPL)
+    hub.publish([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS)
+    assert broken.faults == 1
+    assert other.payloads == [b"a:quotes.AAPL:1", b"a:trades.AAPL:1", b"a:quotes.AAPL:2"]
+    assert hub.faults.counts == {"subscriber": 1}
 
 
 def test_encode_uses_the_wire_codec_and_keeps_event_time(hub: Hub) -> None:

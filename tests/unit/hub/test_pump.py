@@ -109,4 +109,4 @@ async def test_a_writer_that_raises_does_not_strand_the_writers_behind_it() -> N
     for _ in range(10):
         await asyncio.sleep(0)
     assert log == ["reader"]
-    assert pump.errors == 1
+    assert pump.faults.counts == {"pump": 1}

@@ -333,3 +333,49 @@ async def test_an_ordinary_close_reports_no_abort_callback(pump: Pump) -> None:
     conn.close(CloseCode.GOING_AWAY)
     assert sock_of(conn).closed == (1001, "server shutting down")
     assert sock_of(conn).on_abort is None
+
+
+# -- contained failures: closed 1011, counted, never out of a loop callback
+
+
+class BrokenTimerSession(Session):
+    def next_deadline(self) -> float | None:
+        return 0.0  # due at once
+
+    def handle_timer(self, now: float) -> None:
+        raise RuntimeError("a bug in a session timer")
+
+
+def test_a_faulted_connection_is_closed_1011_and_takes_nothing_more(pump: Pump) -> None:
+    conn = connect(pump)
+    conn.deliver(trade(1), None)
+    conn.fault()
+    conn.deliver(trade(2), None)
+    assert sock_of(conn).closed == (1011, "internal error")
+    assert len(conn.outbox) == 0
+    assert sock_of(conn).written == []
+
+
+async def test_a_raising_session_timer_closes_1011_and_is_counted(pump: Pump) -> None:
+    conn = connect(pump)
+    conn.session = BrokenTimerSession()
+    conn.poke()  # schedules the timer the session asks for
+    conn._on_timer()  # what the loop calls; it must not raise
+    assert sock_of(conn).closed == (1011, "internal error")
+    assert pump.faults.counts == {"timer": 1}
+
+
+async def test_a_raising_command_handler_closes_1011_and_is_counted(pump: Pump) -> None:
+    def broken(_conn: Connection, _commands: Sequence[object]) -> None:
+        raise RuntimeError("a bug in a front's handler")
+
+    class Subscribes(Session):
+        def commands_received(self) -> Sequence[object]:
+            return ["subscribe"]
+
+    conn = connect(pump)
+    conn.session = Subscribes()
+    conn.on_commands = broken
+    conn.poke()
+    assert sock_of(conn).closed == (1011, "internal error")
+    assert pump.faults.counts == {"command": 1}

@@ -1,0 +1,188 @@
+"""Fan-out cost in one process: ns per delivery and per event through Hub.publish.
+
+500 subscribers, each on 10 of 100 symbols (quotes and trades), one wire (Front 1's plain
+codec), 20,000 events (a trade after every third quote) published in batches of 10, best
+of 7 rounds. Two kinds of subscriber:
+
+- ``list``: a fake that appends what it gets (the hub's own cost: topic lookup, seq,
+  history, cache, encode once, the delivery loop);
+- ``connection``: the real ``Connection`` and ``Outbox`` over a socket that takes
+  everything, flushed after each batch as the pump does (queueing, conflation and the
+  one write per connection per pass included).
+
+No sockets, no event loop turns, no other process: the figures move little between runs,
+so a change to the hot path shows as a difference of a few percent. Compare two trees
+by running this file with each tree's interpreter, alternated.
+
+Run: .venv/bin/python bench/fanout.py [--kinds list,connection] [--rounds 7]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import random
+import sys
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from tickcast.hub.hub import Encoded, Hub
+from tickcast.hub.outbox import Outbox
+from tickcast.hub.pump import Pump
+from tickcast.model.market import MarketEvent, Quote, Trade
+from tickcast.model.topic import Channel, Topic
+from tickcast.observability.stats import Stats
+from tickcast.protocols.native import codec
+from tickcast.transport.connection import Connection, payload_size
+
+SUBSCRIBERS = 500
+PER_SUBSCRIBER = 10
+SYMBOLS = [f"S{i:03d}" for i in range(100)]
+EVENTS = 20_000
+BATCH = 10
+TS = 1_700_000_000.0
+
+
+class ListSubscriber:
+    __slots__ = ("received", "wire")
+
+    def __init__(self) -> None:
+        self.wire = codec.WIRE
+        self.received: list[Encoded] = []
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        self.received.append(item)
+
+    def fault(self) -> None:
+        pass
+
+
+class NullSocket:
+    """Takes every write and keeps only a count."""
+
+    raw = True
+    writable = True
+
+    def __init__(self) -> None:
+        self.on_writable: Callable[[], None] | None = None
+        self.bytes = 0
+
+    def write_frames(self, data: bytes) -> None:
+        self.bytes += len(data)
+
+    def send_texts(self, payloads: Sequence[bytes]) -> None:
+        raise AssertionError("raw")
+
+    def send_bytes(self, payload: bytes) -> None:
+        raise AssertionError("raw")
+
+    def peer_limited(self) -> bool | None:
+        return False
+
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
+        pass
+
+
+def events(seed: int = 1) -> list[list[MarketEvent]]:
+    rng = random.Random(seed)
+    out: list[MarketEvent] = []
+    for i in range(EVENTS):
+        symbol = rng.choice(SYMBOLS)
+        price = 100.0 + rng.random()
+        ts = TS + i / 2000
+        if i % 4 == 3:
+            out.append(Trade(symbol, price, 10.0, ts, "bench", str(i)))
+        else:
+            out.append(Quote(symbol, price - 0.01, price + 0.01, 1.0, 1.0, price, 1e4, ts, "bench"))
+    return [out[i : i + BATCH] for i in range(0, EVENTS, BATCH)]
+
+
+def subscribe_all(hub: Hub, subscribers: Sequence[Any], seed: int = 2) -> None:
+    rng = random.Random(seed)
+    for sub in subscribers:
+        for symbol in rng.sample(SYMBOLS, PER_SUBSCRIBER):
+            hub.subscribe(sub, Topic(Channel.QUOTES, symbol))
+            hub.subscribe(sub, Topic(Channel.TRADES, symbol))
+
+
+def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
+    hub = Hub({codec.WIRE: codec.encode}, history_size=256)
+    subs = [ListSubscriber() for _ in range(SUBSCRIBERS)]
+    subscribe_all(hub, subs)
+    publish = hub.publish
+    start = time.perf_counter_ns()
+    for batch in batches:
+        publish(batch, TS)
+    elapsed = time.perf_counter_ns() - start
+    return elapsed, hub.deliveries
+
+
+def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
+    hub = Hub({codec.WIRE: codec.encode}, history_size=256)
+    pump = Pump(3600.0)  # never fires: the flushes below stand in for its passes
+    stats = Stats()
+    conns = [
+        Connection(
+            sock=NullSocket(),
+            session=None,  # type: ignore[arg-type]  # never reads: no client messages
+            wire=codec.WIRE,
+            array=False,
+            outbox=Outbox(0.0, 65_536, 8 << 20, size=payload_size),
+            pump=pump,
+            stats=stats,
+            on_commands=lambda _c, _cmds: None,
+            on_close=lambda _c: None,
+        )
+        for _ in range(SUBSCRIBERS)
+    ]
+    subscribe_all(hub, conns)
+    publish = hub.publish
+    now = pump.loop.time()
+    start = time.perf_counter_ns()
+    for batch in batches:
+        pump.now = now
+        publish(batch, TS)
+        for conn in conns:
+            if len(conn.outbox):
+                conn.flush(now, force=True)
+    elapsed = time.perf_counter_ns() - start
+    pump.close()
+    assert stats.items_out > 0
+    return elapsed, hub.deliveries
+
+
+KINDS: dict[str, Callable[[list[list[MarketEvent]]], tuple[float, int]]] = {
+    "list": round_list,
+    "connection": round_connection,
+}
+
+
+async def main(kinds: list[str], rounds: int) -> None:
+    batches = events()
+    print(
+        f"fan-out: {SUBSCRIBERS} subscribers x {PER_SUBSCRIBER} of {len(SYMBOLS)} symbols, "
+        f"{EVENTS:,} events in batches of {BATCH}, best of {rounds}; "
+        f"Python {sys.version.split()[0]}"
+    )
+    for kind in kinds:
+        best: float | None = None
+        deliveries = 0
+        for _ in range(rounds):
+            gc.collect()
+            elapsed, deliveries = KINDS[kind](batches)
+            best = elapsed if best is None else min(best, elapsed)
+        assert best is not None
+        print(
+            f"{kind:>10}: {best / deliveries:7.1f} ns per delivery, "
+            f"{best / EVENTS:9.0f} ns per event ({deliveries:,} deliveries)"
+        )
+
+
+if __name__ == "__main__":
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--kinds", default="list,connection", help=f"comma list of {', '.join(KINDS)}")
+    p.add_argument("--rounds", type=int, default=7)
+    args = p.parse_args()
+    asyncio.run(main([k for k in args.kinds.split(",") if k], args.rounds))

@@ -1,0 +1,337 @@
+"""The wire, byte for byte: what existing clients see must not change by accident.
+
+Each case scripts one client through a real ``Hub`` (inside a ``Node`` that is built but
+not started), the real front's command handling, the real codecs and sessions, and a
+``Connection`` over a fake socket, with fixed time: every event type, ping, subscribe and
+unsubscribe, errors, a resume that hits and one that misses (``reset`` and a snapshot),
+a heartbeat and the realtime ``connection`` message. Every write the connection makes is
+compared with ``tests/fixtures/wire/<case>.golden``: each frame's header in hex and its
+payload, so the bytes are pinned exactly and a difference reads as text.
+
+A deliberate wire change regenerates the fixtures with ``TICKCAST_REGEN_GOLDEN=1`` and
+shows up in review as a fixture diff.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import AsyncIterator, Callable, Sequence
+from pathlib import Path
+
+import pytest
+
+from tickcast.config.settings import Settings
+from tickcast.fronts.guard import Guard
+from tickcast.fronts.identity import Identity
+from tickcast.fronts.market import MarketFeedFront
+from tickcast.fronts.realtime import RealtimeFront
+from tickcast.hub.outbox import Outbox
+from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.portfolio import AssetUpdate
+from tickcast.model.topic import Event
+from tickcast.node import Node
+from tickcast.protocols.envelope import codec as envelope_codec
+from tickcast.protocols.envelope.session import RealtimeSession
+from tickcast.protocols.native.session import MarketFeedSession, parse_options
+from tickcast.providers.base import Provider, Sink
+from tickcast.transport.connection import Connection, payload_size
+
+FIXTURES = Path(__file__).parent.parent / "fixtures" / "wire"
+REGENERATE = os.environ.get("TICKCAST_REGEN_GOLDEN") == "1"
+
+#: Client time (control timestamps, heartbeats) and server time (envelopes), fixed.
+NOW = 1_700_000_000.125
+SERVER_TS = 1_700_000_001.5
+EVENT_TS = 1_700_000_000.75
+
+
+class Silent(Provider):
+    """The node's universe (AAPL, MSFT); never run: the test publishes itself."""
+
+    name = "silent"
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset({"AAPL", "MSFT"})
+
+    async def run(self, sink: Sink) -> None:
+        await asyncio.Event().wait()
+
+
+class FakeSocket:
+    """Records every write; takes everything."""
+
+    raw = True
+    writable = True
+
+    def __init__(self) -> None:
+        self.on_writable: Callable[[], None] | None = None
+        self.written: list[bytes] = []
+        self.closed: tuple[int, str] | None = None
+
+    def write_frames(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def send_texts(self, payloads: Sequence[bytes]) -> None:
+        raise AssertionError("a raw socket gets frames")
+
+    def send_bytes(self, payload: bytes) -> None:
+        raise AssertionError("a raw socket gets frames")
+
+    def peer_limited(self) -> bool | None:
+        return False
+
+    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
+        self.closed = (code, reason)
+
+
+def frames(data: bytes) -> list[tuple[bytes, bytes]]:
+    """Split one write into (header, payload) per WebSocket frame (server frames: unmasked)."""
+    out: list[tuple[bytes, bytes]] = []
+    i = 0
+    while i < len(data):
+        length, start = data[i + 1] & 0x7F, i + 2
+        if length == 126:
+            length, start = int.from_bytes(data[i + 2 : i + 4], "big"), i + 4
+        elif length == 127:
+            length, start = int.from_bytes(data[i + 2 : i + 10], "big"), i + 10
+        out.append((data[i:start], data[start : start + length]))
+        i = start + length
+    assert i == len(data), "a write ends inside a frame"
+    return out
+
+
+class Transcript:
+    """What clients sent and what each socket was written, in order, as text."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+        self._seen: dict[int, int] = {}
+
+    def note(self, line: str) -> None:
+        self.lines.append(f"# {line}")
+
+    def sent(self, client: str, text: str) -> None:
+        self.lines.append(f"{client} > {text}")
+
+    def collect(self, client: str, sock: FakeSocket) -> None:
+        start = self._seen.get(id(sock), 0)
+        for data in sock.written[start:]:
+            self.lines.append(f"{client} < write")
+            for header, payload in frames(data):
+                self.lines.append(f"{client} <   {header.hex()} {payload.decode()}")
+        self._seen[id(sock)] = len(sock.written)
+        if sock.closed is not None:
+            self.lines.append(f"{client} < close {sock.closed[0]} {sock.closed[1]}")
+
+    def check(self, case: str) -> None:
+        text = "\n".join(self.lines) + "\n"
+        path = FIXTURES / f"{case}.golden"
+        if REGENERATE:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text)
+        assert path.exists(), f"no fixture {path}: run with TICKCAST_REGEN_GOLDEN=1 once"
+        assert text == path.read_text(), f"the wire changed for {case}"
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    node = Node(Settings(batch_ms=0), providers=[Silent()])
+    try:
+        yield node
+    finally:
+        node.pump.close()
+        await node.engine.dispose()
+
+
+class Client:
+    """One scripted connection: its session, its connection and its socket."""
+
+    def __init__(self, name: str, transcript: Transcript, connection: Connection) -> None:
+        self.name = name
+        self.transcript = transcript
+        self.connection = connection
+        self.sock = connection.sock
+        assert isinstance(self.sock, FakeSocket)
+
+    def connected(self) -> None:
+        self.connection.poke()  # what Connection.run does first
+        self.collect()
+
+    def send(self, text: str, now: float = NOW) -> None:
+        self.transcript.sent(self.name, text)
+        self.connection.session.receive_text(text, now)
+        self.connection.poke()  # what Connection.run does after each message
+        self.collect()
+
+    def timer(self, now: float) -> None:
+        self.transcript.note(f"{self.name}: timer at {now}")
+        self.connection.session.handle_timer(now)
+        self.connection.poke()
+        self.collect()
+
+    def collect(self) -> None:
+        assert isinstance(self.sock, FakeSocket)
+        self.transcript.collect(self.name, self.sock)
+
+
+def connection_for(
+    node: Node, session: object, *, wire: str, array: bool, front: object
+) -> Connection:
+    settings = node.settings
+    return Connection(
+        sock=FakeSocket(),
+        session=session,  # type: ignore[arg-type]
+        wire=wire,
+        array=array,
+        outbox=Outbox(0.0, settings.outbox_max_items, settings.outbox_max_bytes, size=payload_size),
+        pump=node.pump,
+        stats=node.stats,
+        on_commands=front._apply,  # type: ignore[attr-defined]
+        on_close=front._closed,  # type: ignore[attr-defined]
+    )
+
+
+def market_client(
+    name: str, node: Node, front: MarketFeedFront, query: str, t: Transcript
+) -> Client:
+    options, errors = parse_options(query)
+    session = MarketFeedSession(
+        is_known=node.is_known,
+        max_subscriptions=node.settings.max_subscriptions,
+        now=NOW,
+        options=options,
+        idle_timeout_s=node.settings.idle_timeout_s,
+    )
+    for message in errors:
+        session.send_error(message)
+    connection = connection_for(node, session, wire=options.wire, array=options.array, front=front)
+    return Client(name, t, connection)
+
+
+def publish(node: Node, t: Transcript, events: list[Event], *clients: Client) -> None:
+    """One publish pass, then the pump's flush of every connection."""
+    t.note(f"publish {', '.join(type(e).__name__ + ' ' + e.symbol for e in events)}")
+    node.hub.publish(events, SERVER_TS)
+    for client in clients:
+        client.connection.flush_now()
+        client.collect()
+
+
+def quote(symbol: str, price: float) -> Quote:
+    return Quote(symbol, price - 0.01, price + 0.01, 300.0, 200.0, price, 12_345.0, EVENT_TS, "sim")
+
+
+def trade(price: float, trade_id: str) -> Trade:
+    return Trade("AAPL", price, 25.0, EVENT_TS, "sim", trade_id)
+
+
+BAR = Bar("AAPL", 190.0, 191.25, 189.5, 190.75, 4_200.0, EVENT_TS - 60, EVENT_TS, "sim")
+BOOK = BookUpdate(
+    "AAPL",
+    ((190.0, 300.0), (189.99, 100.0)),
+    ((190.02, 200.0),),
+    True,
+    EVENT_TS,
+    "sim",
+    7,
+)
+STATUS = Status(FEED, "simulator", "up", "simulator", "subscribed", EVENT_TS)
+
+
+@pytest.mark.parametrize(
+    ("case", "query"),
+    [
+        ("native_plain", ""),
+        ("native_seq", "seq=1"),
+        ("native_array", "frames=array"),
+        ("native_seq_array_heartbeat", "seq=1&frames=array&heartbeat=5"),
+        ("native_bad_options", "seq=maybe&heartbeat=-1&frames=tree"),
+    ],
+)
+async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: str) -> None:
+    front = MarketFeedFront(node)
+    t = Transcript()
+    t.note(f"/ws/market/feed?{query}")
+    a = market_client("a", node, front, query, t)
+    a.connected()
+    a.send('{"action":"ping"}')
+    a.send('{"action":"subscribe","symbols":["AAPL"],"channels":["quotes","trades","bars","book"]}')
+    a.send('{"action":"subscribe","symbols":["FEED"],"channels":["status"]}')
+    publish(node, t, [quote("AAPL", 190.01), trade(190.02, "t1"), BAR, BOOK, STATUS], a)
+    publish(node, t, [quote("MSFT", 410.5), trade(190.03, "t2"), quote("AAPL", 190.04)], a)
+    # two quotes of a symbol in one pass conflate; trades never do
+    publish(node, t, [quote("AAPL", 190.05), trade(190.06, "t3"), quote("AAPL", 190.07)], a)
+    a.timer(NOW + 5.0)  # a heartbeat when the client asked for one; nothing otherwise
+    a.send("not json")
+    a.send("[1, 2]")
+    a.send('{"symbols":["AAPL"]}')
+    a.send('{"action":"dance"}')
+    a.send('{"action":"subscribe","symbols":["ZZZZ","AAPL"]}')
+    a.send('{"action":"subscribe","symbols":["AAPL"],"channels":["weather"]}')
+    a.send('{"action":"subscribe","symbols":[]}')
+    a.send('{"action":"subscribe","symbols":["MSFT"],"resume":{"quotes.MSFT":"x"}}')
+    a.send('{"action":"unsubscribe","symbols":["AAPL"],"channels":["quotes"]}')
+    publish(node, t, [quote("AAPL", 190.08), trade(190.09, "t4")], a)
+
+    t.note("a second client resumes: trades hit history, quotes miss (reset, snapshot)")
+    b = market_client("b", node, front, query, t)
+    b.connected()
+    b.send(
+        '{"action":"subscribe","symbols":["AAPL"],"channels":["trades","quotes","bars"],'
+        '"resume":{"trades.AAPL":2,"quotes.AAPL":99}}'
+    )
+    b.send('{"action":"subscribe","symbols":["MSFT"],"resume":{"quotes.MSFT":1}}')
+    b.send(
+        '{"action":"subscribe","symbols":["MSFT"],"channels":["trades"],"resume":{"trades.MSFT":0}}'
+    )
+    b.send('{"action":"unsubscribe","symbols":["MSFT"]}')
+    t.check(case)
+
+
+async def test_the_realtime_wire_is_unchanged(node: Node) -> None:
+    identity = Identity(node.engine, "a-secret-of-at-least-thirty-two-bytes!!", 60)
+    front = RealtimeFront(node, Guard(node.settings, identity, node.stats))
+    t = Transcript()
+    t.note("/ws/realtime/")
+
+    def client(name: str, user_id: int | None) -> Client:
+        session = RealtimeSession(
+            connection_id=f"00000000-0000-4000-8000-00000000000{len(name)}",
+            user_id=user_id,
+            anonymous_allowed=True,
+            is_known=front.is_known,
+            owner_of=node.portfolios.owner_of,
+            max_subscriptions=node.settings.max_subscriptions,
+            now=NOW,
+        )
+        connection = connection_for(
+            node, session, wire=envelope_codec.WIRE, array=False, front=front
+        )
+        return Client(name, t, connection)
+
+    a = client("a", None)
+    a.connected()
+    a.send('{"type":"ping","data":{}}')
+    a.send('{"type":"ping"}')
+    a.send('{"type":"subscribe_asset","data":{"symbol":"AAPL"}}')
+    update = AssetUpdate("AAPL", 190.02, 1.52, 0.81, 1_200.0, 190.4, 188.1, EVENT_TS, "tickcast")
+    publish(
+        node, t, [update, AssetUpdate("MSFT", 410.0, 0.0, 0.0, 0.0, 410.0, 410.0, EVENT_TS, "x")], a
+    )
+    a.send("not json")
+    a.send("[]")
+    a.send('{"data":{}}')
+    a.send('{"type":"dance"}')
+    a.send('{"type":"subscribe_asset","data":{"symbol":"a b"}}')
+    a.send('{"type":"subscribe_asset","data":{"symbol":"ZZZZ"}}')
+    a.send('{"type":"subscribe_portfolio","data":{"portfolio_id":1}}')
+    a.send('{"type":"unsubscribe_asset","data":{"symbol":"AAPL"}}')
+    publish(node, t, [update], a)
+    b = client("bb", 7)
+    b.connected()
+    b.send('{"type":"subscribe_portfolio","data":{"portfolio_id":-1}}')
+    b.send('{"type":"subscribe_portfolio","data":{"portfolio_id":99}}')
+    b.send('{"type":"auth","data":{"token":"x"}}')
+    t.check("realtime")
