@@ -179,7 +179,7 @@ POLYGON = Subject(
         drop_error="closed",
         slow_error="slow_consumer",
         no_connected_error=r"no connected status within 0\.2 s",
-        no_upgrade_error=r"cannot connect .*TimeoutError",
+        no_upgrade_error=r"no connection .* in time",
         nothing_listening_error="cannot connect",
     ),
 )

@@ -199,6 +199,8 @@ class PolygonProvider(Provider):
             if status == 429:
                 raise UpstreamLimitError(f"{text} (too many connections)") from exc
             raise UpstreamError(text) from exc
+        except TimeoutError as exc:  # before OSError, its base class
+            raise UpstreamError(f"polygon: no connection to {self._url} in time") from exc
         except (OSError, WebSocketException) as exc:
             raise UpstreamError(f"cannot connect to polygon at {self._url}: {exc!r}") from exc
 
