@@ -39,10 +39,10 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Protocol
 
 from tickcast.closecodes import CloseCode, info
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
+from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket
 

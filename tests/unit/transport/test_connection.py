@@ -17,10 +17,10 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from tickcast.closecodes import CloseCode
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
+from tickcast.protocols.wire import Encoded
 from tickcast.transport.connection import (
     OVERLOAD_FACTOR,
     WRITE_CHUNK_BYTES,
