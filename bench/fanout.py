@@ -28,13 +28,14 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tickcast.hub.hub import Encoded, Hub
+from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.topic import Channel, Topic
 from tickcast.observability.stats import Stats
 from tickcast.protocols.native import codec
+from tickcast.protocols.wire import Encoded
 from tickcast.transport.connection import Connection, payload_size
 
 SUBSCRIBERS = 500

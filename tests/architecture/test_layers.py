@@ -10,7 +10,8 @@ Rules:
     - ``websockets`` is imported only by transport/, the provider streams
       (``providers/<vendor>/stream.py``) and the vendor emulators (emulators/).
     - model imports nothing from tickcast but model.
-    - protocols import only model, hub.hub (``Encoded``), errors, closecodes and protocols.
+    - protocols import only model, errors, closecodes and protocols; never the hub
+      (``Encoded`` lives in ``protocols/wire.py``).
     - hub never imports bus, transport, fronts, node, app or cli.
     - Only cli imports cli (``tickcast.__main__``, the ``python -m`` shim, counts as cli).
     - Only app and cli import app.
@@ -204,12 +205,10 @@ def test_model_imports_only_model() -> None:
 def _protocol_import_allowed(i: Import) -> bool:
     if within(i.target, "tickcast.model", "tickcast.protocols"):
         return True
-    if i.target in ("tickcast.errors", "tickcast.closecodes"):
-        return True
-    return i.target == "tickcast.hub.hub" and i.names == ("Encoded",)
+    return i.target in ("tickcast.errors", "tickcast.closecodes")
 
 
-def test_protocols_import_only_model_encoded_errors_closecodes_and_protocols() -> None:
+def test_protocols_import_only_model_errors_closecodes_and_protocols() -> None:
     bad = violations(
         lambda i: (
             within(i.importer, "tickcast.protocols")
@@ -217,9 +216,14 @@ def test_protocols_import_only_model_encoded_errors_closecodes_and_protocols() -
             and not _protocol_import_allowed(i)
         )
     )
-    assert not bad, (
-        f"protocols may import only model, hub.hub.Encoded, errors, closecodes, protocols:\n{bad}"
+    assert not bad, f"protocols may import only model, errors, closecodes, protocols:\n{bad}"
+
+
+def test_protocols_never_import_hub() -> None:
+    bad = violations(
+        lambda i: within(i.importer, "tickcast.protocols") and within(i.target, "tickcast.hub")
     )
+    assert not bad, f"protocols must not import the hub (Encoded is protocols.wire's):\n{bad}"
 
 
 HUB_FORBIDDEN = tuple(

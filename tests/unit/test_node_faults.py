@@ -14,10 +14,10 @@ from collections.abc import Callable, Sequence
 import pytest
 
 from tickcast.config.settings import Settings
-from tickcast.hub.hub import Encoded
 from tickcast.model.market import MarketEvent, Quote
 from tickcast.model.topic import Channel, Topic
 from tickcast.node import Node
+from tickcast.protocols.wire import Encoded
 from tickcast.providers.base import Provider, Sink
 
 BATCHES = 6

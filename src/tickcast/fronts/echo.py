@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from starlette.types import Receive, Scope, Send
 
 from tickcast.closecodes import CloseCode
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.node import Node
+from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection
 from tickcast.transport.socket import FrameSocket

@@ -25,7 +25,6 @@ from tickcast.fronts.guard import (
     refuse,
 )
 from tickcast.hub.history import Gap
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.node import Node
 from tickcast.protocols.native import codec
@@ -35,6 +34,7 @@ from tickcast.protocols.native.session import (
     Unsubscribe,
     parse_options,
 )
+from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket

@@ -35,7 +35,6 @@ from tickcast.fronts.guard import (
     refuse,
 )
 from tickcast.fronts.identity import CredentialsUnavailable
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import Channel, Event, Topic
@@ -47,6 +46,7 @@ from tickcast.protocols.envelope.session import (
     Subscribe,
     Unsubscribe,
 )
+from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket

@@ -13,7 +13,7 @@ both are reported to ``Faults``, and the batch and the other subscribers go on.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import Protocol
 
 from tickcast.hub.cache import LastValueCache
@@ -21,48 +21,7 @@ from tickcast.hub.history import Gap, History
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import CONFLATABLE, Channel, Event, Topic, topic_of
 from tickcast.observability.faults import Faults
-from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
-
-#: Encodes an envelope into one wire format's payload (UTF-8 JSON text for now).
-Codec = Callable[[Envelope], bytes]
-
-
-class Encoded:
-    """One update in one wire format: the payload, and its WebSocket frame built once.
-
-    ``control`` marks replies (pong, subscribed, errors) that must stay a frame of their
-    own, never an element of an array frame. ``ts`` is the event time (epoch seconds)
-    for latency metrics; 0 for control replies.
-    """
-
-    __slots__ = ("_frame", "binary", "control", "payload", "ts")
-
-    def __init__(
-        self, payload: bytes, *, control: bool = False, ts: float = 0.0, binary: bool = False
-    ) -> None:
-        self.payload = payload
-        self.control = control
-        self.ts = ts
-        self.binary = binary
-        self._frame: bytes | None = None
-
-    @property
-    def frame(self) -> bytes:
-        """The complete WebSocket frame (text, or binary when ``binary``)."""
-        frame = self._frame
-        if frame is None:
-            opcode = OP_BINARY if self.binary else OP_TEXT
-            frame = self._frame = frame_header(len(self.payload), opcode) + self.payload
-        return frame
-
-    def __repr__(self) -> str:
-        return f"Encoded({self.payload!r})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Encoded) and other.payload == self.payload
-
-    def __hash__(self) -> int:
-        return hash(self.payload)
+from tickcast.protocols.wire import Codec, Encoded
 
 
 class Subscriber(Protocol):

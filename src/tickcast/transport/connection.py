@@ -39,10 +39,10 @@ from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Protocol
 
 from tickcast.closecodes import CloseCode, info
-from tickcast.hub.hub import Encoded
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
+from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket
 
@@ -411,8 +411,8 @@ class Connection:
 
 
 def payload_size(item: Encoded) -> int:
-    """What an item costs in an outbox: its payload's length in bytes."""
-    return len(item.payload)
+    """What an item costs in an outbox: its message's length in bytes (head and payload)."""
+    return item.size
 
 
 def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:
@@ -423,9 +423,9 @@ def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:
             if texts:
                 sock.send_texts(texts)
                 texts = []
-            sock.send_bytes(item.payload)
+            sock.send_bytes(item.message)
         else:
-            texts.append(item.payload)
+            texts.append(item.message)
     if texts:
         sock.send_texts(texts)
 
@@ -439,9 +439,9 @@ def _array_payloads(items: list[Encoded]) -> list[bytes]:
             if run:
                 payloads.append(b"[" + b",".join(run) + b"]")
                 run = []
-            payloads.append(item.payload)
+            payloads.append(item.message)
         else:
-            run.append(item.payload)
+            run.append(item.message)
     if run:
         payloads.append(b"[" + b",".join(run) + b"]")
     return payloads

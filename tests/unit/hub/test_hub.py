@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from tickcast.hub.history import Gap
-from tickcast.hub.hub import Encoded, Hub
+from tickcast.hub.hub import Hub
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import BookUpdate, Quote, Trade
 from tickcast.model.topic import Channel, Topic
-from tickcast.protocols.wsframe import OP_BINARY, OP_TEXT, frame_header
+from tickcast.protocols.wire import Encoded
 
 TS = 1_700_000_000.0
 QUOTES_AAPL = Topic(Channel.QUOTES, "AAPL")
@@ -291,19 +291,3 @@ def test_encode_uses_the_wire_codec_and_keeps_event_time(hub: Hub) -> None:
     item = hub.encode("b", envelope)
     assert item.payload == b"b:quotes.AAPL:7"
     assert item.ts == TS - 1
-
-
-def test_encoded_frame_is_header_plus_payload_and_built_once() -> None:
-    text = Encoded(b'{"x":1}')
-    assert text.frame == frame_header(7, OP_TEXT) + b'{"x":1}'
-    assert text.frame is text.frame
-    binary = Encoded(b"\x00" * 200, binary=True)
-    assert binary.frame == frame_header(200, OP_BINARY) + b"\x00" * 200
-
-
-def test_encoded_equality_is_by_payload() -> None:
-    assert Encoded(b"x", control=True) == Encoded(b"x")
-    assert hash(Encoded(b"x")) == hash(Encoded(b"x"))
-    assert Encoded(b"x") != Encoded(b"y")
-    assert Encoded(b"x") != b"x"
-    assert repr(Encoded(b"x")) == "Encoded(b'x')"

@@ -10,7 +10,7 @@ import msgspec
 import pytest
 
 from tickcast.closecodes import CloseCode
-from tickcast.hub.hub import Encoded, Hub
+from tickcast.hub.hub import Hub
 from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -27,6 +27,7 @@ from tickcast.protocols.envelope.session import (
     Subscribe,
     Unsubscribe,
 )
+from tickcast.protocols.wire import Encoded
 
 NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z
 D = Decimal

@@ -17,10 +17,15 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from tickcast.closecodes import CloseCode
-from tickcast.hub.hub import Encoded
+from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Trade
+from tickcast.model.topic import Channel, Topic
 from tickcast.observability.stats import Stats
+from tickcast.protocols.wire import Encoded
+from tickcast.protocols.wsframe import frame_header
 from tickcast.transport.connection import (
     OVERLOAD_FACTOR,
     WRITE_CHUNK_BYTES,
@@ -379,3 +384,49 @@ async def test_a_raising_command_handler_closes_1011_and_is_counted(pump: Pump) 
     conn.poke()
     assert sock_of(conn).closed == (1011, "internal error")
     assert pump.faults.counts == {"command": 1}
+
+
+# -- what goes on the wire
+
+
+async def test_the_same_frame_object_is_written_to_every_subscriber(pump: Pump) -> None:
+    def codec(envelope: Envelope) -> bytes:
+        return b'{"seq":%d}' % envelope.seq
+
+    hub = Hub({"json": codec})
+    conns = [connect(pump) for _ in range(3)]
+    for conn in conns:
+        hub.subscribe(conn, Topic(Channel.TRADES, "AAPL"))
+    hub.publish([Trade("AAPL", 1.0, 1.0, 1.7e9, "test", "t1")], server_ts=1.7e9)
+    for conn in conns:
+        conn.flush(pump.now, force=True)
+    written = [sock_of(conn).written for conn in conns]
+    assert written[0] == [frame_header(9) + b'{"seq":1}']
+    # encoded once, framed once: one write per connection, of the one frame object
+    assert written[0][0] is written[1][0] is written[2][0]
+
+
+async def test_a_headed_item_goes_out_head_then_body_on_every_path(pump: Pump) -> None:
+    body = trade(1)
+    item = body.headed(b"HEAD\n")
+    message = b"HEAD\n" + body.payload
+    assert payload_size(item) == len(message)  # what the outbox budget counts
+
+    raw = connect(pump)
+    raw.deliver(item, None)
+    raw.flush(pump.now, force=True)
+    assert sock_of(raw).written == [frame_header(len(message)) + message]
+
+    framed_by_socket = connect(pump)  # compression or plain ASGI: the socket frames
+    sock_of(framed_by_socket).raw = False
+    framed_by_socket.deliver(item, None)
+    framed_by_socket.flush(pump.now, force=True)
+    assert sock_of(framed_by_socket).written == [message]
+
+    array = connect(pump)
+    array.array = True
+    sock_of(array).raw = False
+    array.deliver(item, None)
+    array.deliver(Encoded(b"ctl", control=True, head=b"H:"), None)
+    array.flush(pump.now, force=True)
+    assert sock_of(array).written == [b"[" + message + b"]", b"H:ctl"]

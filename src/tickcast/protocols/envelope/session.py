@@ -33,9 +33,9 @@ import msgspec
 
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
-from tickcast.hub.hub import Encoded
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.envelope import codec
+from tickcast.protocols.wire import Encoded
 
 SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 MAX_TOKEN_CHARS: Final = 4096

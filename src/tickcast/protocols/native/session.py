@@ -26,10 +26,10 @@ import msgspec
 
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
-from tickcast.hub.hub import Encoded
 from tickcast.model.market import FEED
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.native import codec
+from tickcast.protocols.wire import Encoded
 
 #: A symbol: letters, digits and . / - : _ , 1 to 32 characters (``BTC/USDT``, ``BRK.B``).
 #: Every malformed request's error starts with the original server's exact text; the
