@@ -153,14 +153,15 @@ class MarketFeedFront:
                 for topic in command.topics:
                     current = hub.subscribe(connection, topic)
                     key = str(topic) if topic.conflatable else None
-                    after = command.resume.get(topic)
-                    if after is not None:
-                        missed = hub.resume(topic, after)
+                    point = command.resume.get(topic)
+                    if point is not None:
+                        missed = hub.resume(topic, point)
                         if not isinstance(missed, Gap):
                             for envelope in missed:
                                 connection.queue(hub.encode(wire, envelope))
                             continue
-                        connection.queue(_reset(topic_name=str(topic), gap=missed))
+                        # another epoch's position is never replayed: reset, then snapshot
+                        connection.queue(_reset(str(topic), missed, with_epoch=bool(point.epoch)))
                     if current is not None:
                         connection.queue(hub.encode(wire, current), key)
             elif isinstance(command, Unsubscribe):
@@ -177,14 +178,20 @@ class MarketFeedFront:
         self.tickets.pop(connection, None)
 
 
-def _reset(*, topic_name: str, gap: Gap) -> Encoded:
-    """Tell the client its resume point is gone; a snapshot (if any) follows."""
-    payload = codec.control(
-        "reset",
-        0,
-        topic=topic_name,
-        seq=gap.latest,
-        requested=gap.requested,
-        reason="history_gap",
-    )
-    return Encoded(payload, control=True)
+def _reset(topic_name: str, gap: Gap, *, with_epoch: bool) -> Encoded:
+    """Tell the client its resume point is gone; a snapshot (if any) follows.
+
+    ``reason`` is ``history_gap`` (not held any more, or not yet) or ``epoch_changed``
+    (the point counts in another numbering: the server restarted). A client that resumed
+    with an epoch also gets the current ``epoch``; a bare-seq resume gets exactly the
+    fields it got before epochs.
+    """
+    fields: dict[str, object] = {
+        "topic": topic_name,
+        "seq": gap.latest,
+        "requested": gap.requested,
+        "reason": gap.reason,
+    }
+    if with_epoch:
+        fields["epoch"] = gap.epoch
+    return Encoded(codec.control("reset", 0, **fields), control=True)

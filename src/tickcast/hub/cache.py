@@ -38,4 +38,4 @@ class LastValueCache:
         if envelope is None or not isinstance(envelope.payload, BookUpdate):
             return envelope
         snapshot = self._books[key].snapshot(envelope.payload)
-        return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot)
+        return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot, envelope.epoch)

@@ -1,7 +1,8 @@
 """History: a ring buffer of recent envelopes per topic, for resume after reconnect.
 
-Rules: pure. Sequence numbers per topic increase by exactly one, so the buffer can answer
-"everything after seq N" by arithmetic, without a search.
+Rules: pure. Sequence numbers per topic increase by exactly one within an epoch, and a
+topic's buffer holds one epoch only (the hub clears it when the epoch changes), so the
+buffer can answer "everything after seq N" by arithmetic, without a search.
 """
 
 from __future__ import annotations
@@ -13,17 +14,23 @@ from tickcast.model.envelope import Envelope
 
 
 class Gap(NamedTuple):
-    """Resume is impossible: the requested position is no longer (or not yet) held.
+    """Resume is impossible: the requested position is no longer (or not yet) held, or
+    it belongs to another epoch.
 
     Attributes:
         requested: the seq the client last saw.
         oldest: the oldest seq still held (0 when nothing is held).
         latest: the newest seq published on the topic (0 when none).
+        reason: ``"history_gap"`` (this epoch, not held) or ``"epoch_changed"`` (the
+            client's seq counts in another numbering; nothing of it can be replayed).
+        epoch: the topic's current epoch (set by the hub; "" from ``History`` alone).
     """
 
     requested: int
     oldest: int
     latest: int
+    reason: str = "history_gap"
+    epoch: str = ""
 
 
 class History:
@@ -48,6 +55,15 @@ class History:
         if buffer is None:
             buffer = self._buffers[key] = deque(maxlen=self.size)
         buffer.append(envelope)
+
+    def clear(self, key: str) -> None:
+        """Forget ``key``'s envelopes (its numbering restarted: a new epoch)."""
+        self._buffers.pop(key, None)
+
+    def oldest(self, key: str) -> int:
+        """The oldest seq held for ``key`` (0 when nothing is held)."""
+        buffer = self._buffers.get(key)
+        return buffer[0].seq if buffer else 0
 
     def resume(self, key: str, after_seq: int, latest_seq: int) -> list[Envelope] | Gap:
         """Envelopes with seq > ``after_seq``, oldest first, or a Gap.

@@ -1,10 +1,14 @@
 """Hub: topics to subscribers; each update is encoded once per wire format.
 
-Rules: pure and synchronous. The hub stamps each event with its topic's next sequence
-number and the server time it is given, records it in history and the last-value cache,
-encodes it once per wire format in use on that topic, and hands the same bytes to every
-subscriber. It never awaits and never writes to a socket: subscribers queue (their
-Outbox) and a pump writes. It knows nothing of any bus or transport.
+Rules: pure and synchronous. The hub fans out envelopes that are already stamped with
+their topic, ``(epoch, seq)`` and server time (``hub/sequencer.py`` stamps them; a
+follower would fan out what a leader stamped): it records each in history and the
+last-value cache, encodes it once per wire format in use on that topic, and hands the
+same bytes to every subscriber. An envelope of another epoch than its topic's last one
+means the numbering restarted upstream: that topic's history is cleared, so that a
+resume never mixes two numberings. It never awaits and never writes to a socket:
+subscribers queue (their Outbox) and a pump writes. It knows nothing of any bus or
+transport.
 
 A failure is contained where it happens: a codec that raises costs its wire that one
 update, and a subscriber whose ``deliver`` raises is faulted (``Subscriber.fault``);
@@ -18,8 +22,9 @@ from typing import Protocol
 
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
-from tickcast.model.envelope import Envelope
-from tickcast.model.topic import CONFLATABLE, Channel, Event, Topic, topic_of
+from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
+from tickcast.model.envelope import Envelope, ResumePoint
+from tickcast.model.topic import CONFLATABLE, Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
 
@@ -45,6 +50,9 @@ class Hub:
         codecs: wire format name -> codec; fronts register theirs at start.
         history_size: envelopes kept per topic for resume; 0 disables resume.
         faults: where contained failures (codecs, subscribers) are counted and logged.
+        sequencer: stamps what ``publish`` is given; its epoch is the current one for
+            topics nothing was fanned out on yet. The composition root passes one with a
+            fresh epoch (``new_epoch``); the default's fixed epoch is for tests and tools.
 
     Attributes:
         published: updates published.
@@ -56,26 +64,28 @@ class Hub:
         codecs: dict[str, Codec] | None = None,
         history_size: int = 256,
         faults: Faults | None = None,
+        sequencer: Sequencer | None = None,
     ) -> None:
         self.codecs: dict[str, Codec] = dict(codecs or {})
         self.faults = Faults() if faults is None else faults
         self.history = History(history_size)
         self.cache = LastValueCache()
-        self._seq: dict[str, int] = {}
+        self.sequencer = Sequencer(DEFAULT_EPOCH) if sequencer is None else sequencer
+        # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
+        self._last: dict[str, Envelope] = {}
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
-        self._topics: dict[tuple[Channel, str], tuple[Topic, str]] = {}
+        # topic -> (its key, its conflation key or None), computed once per topic.
+        self._topics: dict[Topic, tuple[str, str | None]] = {}
         self.published = 0
         self.deliveries = 0
 
     # -- topics
 
-    def _topic(self, event: Event) -> tuple[Topic, str]:
-        topic = topic_of(event)
-        cached = self._topics.get((topic.channel, topic.symbol))
-        if cached is None:
-            cached = self._topics[(topic.channel, topic.symbol)] = (topic, str(topic))
-        return cached
+    def _keys(self, topic: Topic) -> tuple[str, str | None]:
+        key = str(topic)
+        keys = self._topics[topic] = (key, key if topic.channel in CONFLATABLE else None)
+        return keys
 
     @property
     def subscription_count(self) -> int:
@@ -86,37 +96,54 @@ class Hub:
         """Topics with at least one subscriber."""
         return len(self._subs)
 
+    @property
+    def epoch(self) -> str:
+        """The current epoch: the sequencer's (what ``publish`` stamps with)."""
+        return self.sequencer.epoch
+
     def latest_seq(self, topic: Topic) -> int:
-        return self._seq.get(str(topic), 0)
+        """The seq of the last update fanned out on ``topic`` (0 when none)."""
+        last = self._last.get(str(topic))
+        return 0 if last is None else last.seq
 
     # -- publish
 
     def publish(self, events: Iterable[Event], server_ts: float) -> None:
-        """Publish a batch of events stamped with ``server_ts`` (epoch seconds UTC)."""
-        seqs = self._seq
-        for event in events:
-            topic, key = self._topic(event)
-            seq = seqs[key] = seqs.get(key, 0) + 1
-            envelope = Envelope(topic, seq, server_ts, event)
-            self.history.append(key, envelope)
+        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out."""
+        self.fan_out(self.sequencer.stamp(events, server_ts))
+
+    def fan_out(self, envelopes: Iterable[Envelope]) -> None:
+        """Record and deliver envelopes already stamped with ``(epoch, seq)``."""
+        last = self._last
+        topics = self._topics
+        history = self.history
+        for envelope in envelopes:
+            topic = envelope.topic
+            keys = topics.get(topic)
+            key, conflation_key = keys if keys is not None else self._keys(topic)
+            previous = last.get(key)
+            if previous is not None and previous.epoch != envelope.epoch:
+                history.clear(key)  # the numbering restarted upstream: never mix the two
+            last[key] = envelope
+            history.append(key, envelope)
             self.cache.update(key, envelope)
             self.published += 1
             wires = self._subs.get(key)
             if not wires:
                 continue
-            conflation_key = key if topic.channel in CONFLATABLE else None
+            ts = envelope.payload.ts
             for wire, subscribers in wires.items():
                 try:
-                    item = Encoded(self.codecs[wire](envelope), ts=event.ts)
+                    item = Encoded(self.codecs[wire](envelope), ts=ts)
                 except Exception as exc:  # this wire misses this update; the rest go on
-                    self.faults.report("codec", exc, topic=key, seq=seq, wire=wire)
+                    self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
                     continue
                 self.deliveries += len(subscribers)
                 for subscriber in subscribers:
                     try:
                         subscriber.deliver(item, conflation_key)
                     except Exception as exc:
-                        self._faulted(subscriber, exc, key, seq)
+                        self._faulted(subscriber, exc, key, envelope.seq)
 
     def _faulted(self, subscriber: Subscriber, exc: Exception, key: str, seq: int) -> None:
         """``subscriber`` raised on ``deliver``: report it, and fault it (its stream has
@@ -153,7 +180,19 @@ class Hub:
             if not wires:
                 del self._subs[key]
 
-    def resume(self, topic: Topic, after_seq: int) -> list[Envelope] | Gap:
-        """Envelopes after ``after_seq`` on ``topic``, or a Gap (then send a snapshot)."""
+    def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap:
+        """Envelopes after ``point`` on ``topic``, or a Gap (then send a snapshot).
+
+        A point in another epoch than the topic's current one is always a Gap (reason
+        ``epoch_changed``): its seq counts in another numbering, so nothing is replayed.
+        A point without an epoch means the current one.
+        """
         key = str(topic)
-        return self.history.resume(key, after_seq, self._seq.get(key, 0))
+        last = self._last.get(key)
+        latest, epoch = (0, self.sequencer.epoch) if last is None else (last.seq, last.epoch)
+        if point.epoch is not None and point.epoch != epoch:
+            return Gap(point.seq, self.history.oldest(key), latest, "epoch_changed", epoch)
+        missed = self.history.resume(key, point.seq, latest)
+        if isinstance(missed, Gap):
+            return missed._replace(epoch=epoch)
+        return missed

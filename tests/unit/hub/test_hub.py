@@ -1,4 +1,4 @@
-"""Hub: per-topic sequence numbers, encode-once fan-out, subscriptions, cache and resume."""
+"""Hub: per-topic (epoch, seq), encode-once fan-out, subscriptions, cache and resume."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Hub
-from tickcast.model.envelope import Envelope
+from tickcast.hub.sequencer import Sequencer
+from tickcast.model.envelope import Envelope, ResumePoint
 from tickcast.model.market import BookUpdate, Quote, Trade
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.wire import Encoded
@@ -16,6 +17,7 @@ from tickcast.protocols.wire import Encoded
 TS = 1_700_000_000.0
 QUOTES_AAPL = Topic(Channel.QUOTES, "AAPL")
 TRADES_AAPL = Topic(Channel.TRADES, "AAPL")
+EPOCH = "B"
 
 
 def quote(symbol: str, price: float, ts: float = TS) -> Quote:
@@ -63,7 +65,7 @@ def codecs() -> dict[str, CountingCodec]:
 
 @pytest.fixture
 def hub(codecs: dict[str, CountingCodec]) -> Hub:
-    return Hub(dict(codecs), history_size=16)
+    return Hub(dict(codecs), history_size=16, sequencer=Sequencer(EPOCH))
 
 
 def test_seq_per_topic_starts_at_one_and_increments_by_one(
@@ -92,7 +94,7 @@ def test_publish_stamps_the_envelope_with_topic_and_server_time(
     hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL)
     event = quote("AAPL", 1.0)
     hub.publish([event], server_ts=TS + 5)
-    assert codecs["a"].calls == [Envelope(QUOTES_AAPL, 1, TS + 5, event)]
+    assert codecs["a"].calls == [Envelope(QUOTES_AAPL, 1, TS + 5, event, EPOCH)]
 
 
 def test_encode_happens_once_per_wire_per_update_regardless_of_subscribers(
@@ -197,7 +199,8 @@ def test_subscribing_twice_delivers_once(hub: Hub) -> None:
 def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
     first, latest = quote("AAPL", 1.0), quote("AAPL", 1.1)
     hub.publish([first, latest, trade("AAPL", 1.1, "t1")], server_ts=TS)
-    assert hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL) == Envelope(QUOTES_AAPL, 2, TS, latest)
+    cached = Envelope(QUOTES_AAPL, 2, TS, latest, EPOCH)
+    assert hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL) == cached
     assert hub.subscribe(FakeSubscriber("a"), TRADES_AAPL) is None
     assert hub.subscribe(FakeSubscriber("a"), Topic(Channel.QUOTES, "MSFT")) is None
 
@@ -205,26 +208,75 @@ def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
 def test_resume_delegates_to_history(hub: Hub) -> None:
     events = [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)]
     hub.publish(events, server_ts=TS)
-    assert hub.resume(TRADES_AAPL, after_seq=2) == [
-        Envelope(TRADES_AAPL, 3, TS, events[2]),
-        Envelope(TRADES_AAPL, 4, TS, events[3]),
-        Envelope(TRADES_AAPL, 5, TS, events[4]),
+    assert hub.resume(TRADES_AAPL, ResumePoint(2, EPOCH)) == [
+        Envelope(TRADES_AAPL, 3, TS, events[2], EPOCH),
+        Envelope(TRADES_AAPL, 4, TS, events[3], EPOCH),
+        Envelope(TRADES_AAPL, 5, TS, events[4], EPOCH),
     ]
-    assert hub.resume(TRADES_AAPL, after_seq=5) == []
-    assert hub.resume(TRADES_AAPL, after_seq=9) == Gap(requested=9, oldest=1, latest=5)
+    assert hub.resume(TRADES_AAPL, ResumePoint(5, EPOCH)) == []
+    assert hub.resume(TRADES_AAPL, ResumePoint(9, EPOCH)) == Gap(9, 1, 5, "history_gap", EPOCH)
+
+
+def test_bare_seq_resumes_in_the_current_epoch(hub: Hub) -> None:
+    events = [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)]
+    hub.publish(events, server_ts=TS)
+    assert hub.resume(TRADES_AAPL, ResumePoint(3)) == hub.resume(TRADES_AAPL, ResumePoint(3, EPOCH))
+    assert [e.seq for e in hub.resume(TRADES_AAPL, ResumePoint(3)) if isinstance(e, Envelope)] == [
+        4,
+        5,
+    ]
+    assert hub.resume(TRADES_AAPL, ResumePoint(9)) == Gap(9, 1, 5, "history_gap", EPOCH)
+
+
+def test_resume_with_another_epoch_is_a_gap_never_data() -> None:
+    """History holds seqs 1-100 of epoch B; a client last saw seq 41 of epoch A (the
+    process before a restart): it gets a Gap, not 59 envelopes of an unrelated stream."""
+    hub = Hub({}, history_size=256, sequencer=Sequencer("B"))
+    hub.publish([trade("AAPL", 1.0, f"t{i}") for i in range(100)], server_ts=TS)
+    assert hub.resume(TRADES_AAPL, ResumePoint(41, "A")) == Gap(
+        requested=41, oldest=1, latest=100, reason="epoch_changed", epoch="B"
+    )
+    # a topic nothing was published on yet is in the hub's epoch too
+    assert hub.resume(QUOTES_AAPL, ResumePoint(0, "A")) == Gap(0, 0, 0, "epoch_changed", "B")
+    assert hub.resume(QUOTES_AAPL, ResumePoint(0, "B")) == []
+
+
+def test_an_envelope_of_a_new_epoch_clears_the_topics_history() -> None:
+    """Fanned-out envelopes stamped elsewhere: when the numbering restarts upstream (a new
+    epoch), the topic's history holds the new numbering only."""
+    hub = Hub({}, history_size=16)
+    old, new = Sequencer("A"), Sequencer("B")
+    hub.fan_out(old.stamp([trade("AAPL", 1.0, f"a{i}") for i in range(5)], TS))
+    hub.fan_out(new.stamp([trade("AAPL", 2.0, f"b{i}") for i in range(2)], TS + 1))
+    assert hub.latest_seq(TRADES_AAPL) == 2
+    replay = hub.resume(TRADES_AAPL, ResumePoint(0, "B"))
+    assert [(e.epoch, e.seq) for e in replay if isinstance(e, Envelope)] == [("B", 1), ("B", 2)]
+    assert hub.resume(TRADES_AAPL, ResumePoint(1, "A")) == Gap(1, 1, 2, "epoch_changed", "B")
+
+
+def test_fan_out_delivers_envelopes_as_stamped(hub: Hub, codecs: dict[str, CountingCodec]) -> None:
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    envelopes = Sequencer("L").stamp([quote("AAPL", 1.0), quote("AAPL", 1.1)], TS)
+    hub.fan_out(envelopes)
+    assert codecs["a"].calls == envelopes
+    assert sub.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"]
+    assert hub.subscribe(sub, QUOTES_AAPL) == envelopes[-1]
 
 
 def test_resume_beyond_history_is_a_gap() -> None:
     hub = Hub({}, history_size=2)
     hub.publish([trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)], server_ts=TS)
-    assert hub.resume(TRADES_AAPL, after_seq=1) == Gap(requested=1, oldest=4, latest=5)
+    assert hub.resume(TRADES_AAPL, ResumePoint(1)) == Gap(
+        requested=1, oldest=4, latest=5, epoch=hub.epoch
+    )
 
 
 def test_up_to_date_resume_is_empty_even_without_history() -> None:
     hub = Hub({}, history_size=0)
     hub.publish([trade("AAPL", 1.0, "t1")], server_ts=TS)
-    assert hub.resume(TRADES_AAPL, after_seq=1) == []
-    assert hub.resume(TRADES_AAPL, after_seq=0) == Gap(requested=0, oldest=0, latest=1)
+    assert hub.resume(TRADES_AAPL, ResumePoint(1)) == []
+    assert hub.resume(TRADES_AAPL, ResumePoint(0)) == Gap(0, 0, 1, epoch=hub.epoch)
 
 
 def test_published_and_deliveries_counters(hub: Hub) -> None:
@@ -287,7 +339,7 @@ def test_a_raising_subscriber_is_faulted_and_the_others_get_the_whole_batch() ->
 
 
 def test_encode_uses_the_wire_codec_and_keeps_event_time(hub: Hub) -> None:
-    envelope = Envelope(QUOTES_AAPL, 7, TS, quote("AAPL", 1.0, ts=TS - 1))
+    envelope = Envelope(QUOTES_AAPL, 7, TS, quote("AAPL", 1.0, ts=TS - 1), EPOCH)
     item = hub.encode("b", envelope)
     assert item.payload == b"b:quotes.AAPL:7"
     assert item.ts == TS - 1

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from tickcast.closecodes import CloseCode
+from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.session import (
@@ -365,8 +366,69 @@ def test_resume_map_is_passed_on_for_new_topics() -> None:
         },
     )
     assert session.commands_received() == [
-        Subscribe((q("AAPL"), t("AAPL")), {t("AAPL"): 41, q("AAPL"): 0})
+        Subscribe((q("AAPL"), t("AAPL")), {t("AAPL"): ResumePoint(41), q("AAPL"): ResumePoint(0)})
     ]
+
+
+def test_resume_object_form_carries_the_epoch_and_a_bare_seq_none() -> None:
+    """{"epoch": ..., "seq": ...} is a seq in that epoch; a bare int (clients written
+    before epochs) is a seq in the current epoch (None)."""
+    session = make_session()
+    send(
+        session,
+        {
+            "action": "subscribe",
+            "symbols": ["AAPL"],
+            "channels": ["quotes", "trades"],
+            "resume": {"trades.AAPL": {"epoch": "18bcfe5682a1b2c3", "seq": 41}, "quotes.AAPL": 7},
+        },
+    )
+    assert session.commands_received() == [
+        Subscribe(
+            (q("AAPL"), t("AAPL")),
+            {t("AAPL"): ResumePoint(41, "18bcfe5682a1b2c3"), q("AAPL"): ResumePoint(7)},
+        )
+    ]
+
+
+RESUME_POSITION = (
+    P + 'invalid resume position for quotes.AAPL: expected {"epoch": "<as sent>", '
+    '"seq": <integer >= 0>}'
+)
+
+
+@pytest.mark.parametrize(
+    ("position", "expected"),
+    [
+        pytest.param({"seq": 4}, RESUME_POSITION, id="no epoch"),
+        pytest.param({"epoch": "e1"}, RESUME_POSITION, id="no seq"),
+        pytest.param({"epoch": "", "seq": 4}, RESUME_POSITION, id="empty epoch"),
+        pytest.param({"epoch": 7, "seq": 4}, RESUME_POSITION, id="epoch a number"),
+        pytest.param({"epoch": "e1", "seq": 4, "x": 1}, RESUME_POSITION, id="extra field"),
+        pytest.param({}, RESUME_POSITION, id="empty object"),
+        pytest.param(
+            {"epoch": "e1", "seq": -1},
+            P + "invalid resume position for quotes.AAPL: seq must be an integer >= 0",
+            id="seq negative",
+        ),
+        pytest.param(
+            {"epoch": "e1", "seq": "4"},
+            P + "invalid resume position for quotes.AAPL: seq must be an integer >= 0",
+            id="seq a string",
+        ),
+        pytest.param(
+            {"epoch": "e1", "seq": True},
+            P + "invalid resume position for quotes.AAPL: seq must be an integer >= 0",
+            id="seq a bool",
+        ),
+    ],
+)
+def test_resume_object_form_is_validated(position: object, expected: str) -> None:
+    session = make_session()
+    message = {"action": "subscribe", "symbols": ["AAPL"], "resume": {"quotes.AAPL": position}}
+    assert send(session, message) == [error(expected)]
+    assert session.commands_received() == []
+    assert session.topics == set()
 
 
 def test_resume_for_an_already_held_topic_is_ignored() -> None:
@@ -382,7 +444,7 @@ def test_resume_for_an_already_held_topic_is_ignored() -> None:
             "resume": {"quotes.AAPL": 5, "trades.AAPL": 6},
         },
     )
-    assert session.commands_received() == [Subscribe((t("AAPL"),), {t("AAPL"): 6})]
+    assert session.commands_received() == [Subscribe((t("AAPL"),), {t("AAPL"): ResumePoint(6)})]
 
 
 # -- unsubscribe

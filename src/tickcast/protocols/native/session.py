@@ -10,7 +10,8 @@ session usable.
 Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
 
     {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"],
-     "resume": {"trades.AAPL": 41}}
+     "resume": {"trades.AAPL": {"epoch": "18bcfe5682a1b2c3", "seq": 41}}}
+    ("resume": {"trades.AAPL": 41}, a bare seq, means a seq in the current epoch)
     {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["trades"]}
     {"action": "ping"}
 """
@@ -19,13 +20,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, TypeGuard
 from urllib.parse import parse_qsl
 
 import msgspec
 
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
+from tickcast.model.envelope import ResumePoint
 from tickcast.model.market import FEED
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.native import codec
@@ -87,10 +89,11 @@ _DEFAULT_OPTIONS = Options()
 
 
 class Subscribe(NamedTuple):
-    """Add topics; ``resume`` maps a topic to the last seq the client saw on it."""
+    """Add topics; ``resume`` maps a topic to the last position the client saw on it
+    (its epoch None for a bare seq: the current epoch)."""
 
     topics: tuple[Topic, ...]
-    resume: dict[Topic, int]
+    resume: dict[Topic, ResumePoint]
 
 
 class Unsubscribe(NamedTuple):
@@ -273,14 +276,14 @@ class MarketFeedSession:
         self._commands.append(Subscribe(tuple(new), resume))
 
     @staticmethod
-    def _resume(message: dict[str, Any], wanted: set[Topic]) -> dict[Topic, int]:
+    def _resume(message: dict[str, Any], wanted: set[Topic]) -> dict[Topic, ResumePoint]:
         raw = message.get("resume")
         if raw is None:
             return {}
         if not isinstance(raw, dict):
             raise InvalidMessage("'resume' must map topics to seq numbers")
-        resume: dict[Topic, int] = {}
-        for name, seq in raw.items():
+        resume: dict[Topic, ResumePoint] = {}
+        for name, position in raw.items():
             try:
                 topic = Topic.parse(name)
                 topic = Topic(topic.channel, topic.symbol.upper())
@@ -288,9 +291,12 @@ class MarketFeedSession:
                 raise InvalidMessage(f"invalid resume topic {str(name)[:40]!r}") from None
             if topic not in wanted:
                 raise InvalidMessage(f"resume topic {topic} is not in this subscription")
-            if not isinstance(seq, int) or isinstance(seq, bool) or seq < 0:
+            if isinstance(position, dict):
+                resume[topic] = _position(topic, position)
+            elif _is_seq(position):
+                resume[topic] = ResumePoint(position)  # the current epoch, as before epochs
+            else:
                 raise InvalidMessage(f"invalid resume seq for {topic}: must be an integer >= 0")
-            resume[topic] = seq
         return resume
 
     def _unsubscribe(self, message: dict[str, Any]) -> None:
@@ -304,3 +310,20 @@ class MarketFeedSession:
             Encoded(codec.control("unsubscribed", 0, symbols=symbols), control=True)
         )
         self._commands.append(Unsubscribe(gone))
+
+
+def _is_seq(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _position(topic: Topic, position: dict[str, Any]) -> ResumePoint:
+    """``{"epoch": "<as sent>", "seq": 41}``: a seq in the numbering named by epoch."""
+    epoch, seq = position.get("epoch"), position.get("seq")
+    if set(position) != {"epoch", "seq"} or not isinstance(epoch, str) or not epoch:
+        raise InvalidMessage(
+            f"invalid resume position for {topic}: expected "
+            '{"epoch": "<as sent>", "seq": <integer >= 0>}'
+        )
+    if not _is_seq(seq):
+        raise InvalidMessage(f"invalid resume position for {topic}: seq must be an integer >= 0")
+    return ResumePoint(seq, epoch)
