@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import gc
 import logging
+import secrets
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
@@ -21,6 +22,7 @@ from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
+from tickcast.hub.sequencer import Sequencer, new_epoch
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.model.topic import Event
 from tickcast.observability.faults import Faults
@@ -45,13 +47,28 @@ class _Queued(Protocol):
 
 
 class Node:
-    """One gateway process's shared state and background work."""
+    """One gateway process's shared state and background work.
 
-    def __init__(self, settings: Settings, providers: Sequence[Provider] | None = None) -> None:
+    Args:
+        epoch: the name of this process's sequence numbering; by default a new one (the
+            wall time and a random token), so that a restart never reuses one.
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        providers: Sequence[Provider] | None = None,
+        *,
+        epoch: str | None = None,
+    ) -> None:
         self.settings = settings
         self.stats = Stats()
         self.faults = Faults()  # every contained failure: tickcast_internal_errors_total
-        self.hub = Hub(history_size=settings.history_size, faults=self.faults)
+        if epoch is None:
+            epoch = new_epoch(time.time(), secrets.token_hex(3))
+        self.hub = Hub(
+            history_size=settings.history_size, faults=self.faults, sequencer=Sequencer(epoch)
+        )
         self.pump = Pump(settings.batch_ms / 1000, faults=self.faults)
         if providers is None:
             providers = [registry.create(name, settings) for name in settings.feed]

@@ -44,6 +44,8 @@ REGENERATE = os.environ.get("TICKCAST_REGEN_GOLDEN") == "1"
 NOW = 1_700_000_000.125
 SERVER_TS = 1_700_000_001.5
 EVENT_TS = 1_700_000_000.75
+#: The node's epoch (a process makes a new one each start), fixed.
+EPOCH = "18bcfe5682a1b2c3"
 
 
 class Silent(Provider):
@@ -137,7 +139,7 @@ class Transcript:
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()])
+    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
     try:
         yield node
     finally:

@@ -8,6 +8,7 @@ import itertools
 import json
 import re
 import time
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -15,7 +16,7 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from support.server import Server
+from support.server import Server, start_server
 from support.wsclient import recv_json, recv_until, send_json
 
 ISO_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -211,6 +212,88 @@ async def test_resume_with_history_miss_sends_reset_then_snapshot(server: Server
         snapshot = await recv_json(ws)
         assert snapshot["topic"] == "quotes.AAPL"
         assert snapshot["seq"] >= reset["seq"]
+
+
+async def _read_until(ws: Any, done: Any) -> dict[str, dict[str, Any]]:
+    """Read data messages until ``done(last)``; ``last`` maps each topic to its newest."""
+    last: dict[str, dict[str, Any]] = {}
+    while not done(last):
+        message = await recv_json(ws)
+        if is_data(message) or message.get("type") == "trade":
+            last[message["topic"]] = message
+    return last
+
+
+async def test_resume_across_a_restart_gets_reset_and_snapshot_not_another_epochs_data(
+    tmp_path: Path,
+) -> None:
+    """A client saw trades.AAPL up to seq >= 41 and then the server restarted: the new
+    process numbers from 1 again, in a new epoch. Resuming with the old epoch must answer
+    reset (epoch_changed) and the snapshot, never the new process's seqs 42.. as if they
+    followed what the client saw."""
+    channels = ["quotes", "trades"]
+    settings: dict[str, object] = {"rate": 2000, "history_size": 256}
+    first = start_server(tmp_path, **settings)
+    try:
+        async with connect(first.feed + "?seq=1") as ws:
+            await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"], "channels": channels})
+            await recv_until(ws, lambda m: m.get("type") == "subscribed")
+            before = await _read_until(
+                ws,
+                lambda last: (
+                    "quotes.AAPL" in last and last.get("trades.AAPL", {}).get("seq", 0) >= 41
+                ),
+            )
+    finally:
+        first.stop()
+    old_epoch = before["trades.AAPL"]["epoch"]
+    assert before["quotes.AAPL"]["epoch"] == old_epoch
+
+    second = start_server(tmp_path, port=first.port, **settings)
+    try:
+        # The new process's trades.AAPL passes the seq the client saw: old code would
+        # replay 42.. of an unrelated stream.
+        async with connect(second.feed + "?seq=1") as probe:
+            await send_json(
+                probe, {"action": "subscribe", "symbols": ["AAPL"], "channels": channels}
+            )
+            await recv_until(probe, lambda m: m.get("type") == "subscribed")
+            now = await _read_until(
+                probe, lambda last: last.get("trades.AAPL", {}).get("seq", 0) >= 60
+            )
+        new_epoch = now["trades.AAPL"]["epoch"]
+        assert new_epoch != old_epoch
+
+        async with connect(second.feed + "?seq=1") as ws:
+            resume = {
+                topic: {"epoch": message["epoch"], "seq": message["seq"]}
+                for topic, message in before.items()
+            }
+            request = {"action": "subscribe", "symbols": ["AAPL"], "channels": channels}
+            await send_json(ws, {**request, "resume": resume})
+            await recv_until(ws, lambda m: m.get("type") == "subscribed")
+            after: dict[str, list[dict[str, Any]]] = {"quotes.AAPL": [], "trades.AAPL": []}
+            while min(len(messages) for messages in after.values()) < 3:
+                message = await recv_json(ws)
+                after[message["topic"]].append(message)
+    finally:
+        second.stop()
+
+    for topic, (reset, *rest) in after.items():
+        assert reset == {
+            "type": "reset",
+            "topic": topic,
+            "seq": reset["seq"],
+            "requested": before[topic]["seq"],
+            "reason": "epoch_changed",
+            "epoch": new_epoch,
+        }
+        assert all(m["epoch"] == new_epoch for m in rest), "another epoch's data"
+        assert all(m["seq"] >= reset["seq"] for m in rest), "replayed from history"
+    # the quote snapshot follows its reset: the current value, of the new epoch
+    assert after["quotes.AAPL"][1]["seq"] == after["quotes.AAPL"][0]["seq"]
+    # trades have no snapshot: live trades only, after the current one
+    assert after["trades.AAPL"][1]["seq"] > after["trades.AAPL"][0]["seq"]
 
 
 async def test_array_frames_carry_whole_batches(server: Server) -> None:

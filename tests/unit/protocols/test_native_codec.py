@@ -92,6 +92,20 @@ def test_quote_with_seq_adds_topic_and_seq_at_the_end() -> None:
     assert message["seq"] == 42
 
 
+def test_seq_variant_adds_the_epoch_after_seq_and_the_plain_wire_never_shows_it() -> None:
+    stamped = Envelope(topic_of(mission_quote()), 42, TS + 0.002, mission_quote(), "18bcfe56a1")
+    message = decode(codec.encode_with_seq(stamped))
+    assert list(message)[-3:] == ["topic", "seq", "epoch"]
+    assert message["epoch"] == "18bcfe56a1"
+    plain = codec.encode(stamped)
+    assert plain == codec.encode(wrap(mission_quote(), seq=42))
+    assert b"epoch" not in plain
+    trade = Trade("AAPL", 150.0, 0.5, TS, "simulator", "t1")
+    envelope = Envelope(topic_of(trade), 3, TS, trade, "e9")
+    assert decode(codec.encode_with_seq(envelope))["epoch"] == "e9"
+    assert "epoch" not in decode(codec.encode(envelope))
+
+
 def test_codecs_are_registered_by_wire_name() -> None:
     assert set(codec.CODECS) == {"market", "market+seq"}
     assert codec.CODECS["market"] is codec.encode

@@ -3,7 +3,8 @@
 Rules: pure. A quote keeps exactly the original market-data shape (symbol, price, bid,
 ask, volume, timestamp, source) so that clients which know only that shape keep working;
 the other channels carry a ``type`` (trade, bar, book). With the ``seq`` option every
-data message also carries ``topic`` and ``seq``. Wire names live here, not in model/.
+data message also carries ``topic``, ``seq`` and ``epoch`` (the numbering ``seq`` counts
+in). Wire names live here, not in model/.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class _Quote(msgspec.Struct, omit_defaults=True):
     source: str
     topic: str = ""
     seq: int = 0
+    epoch: str = ""
 
 
 class _Trade(msgspec.Struct, omit_defaults=True, tag_field="type", tag="trade"):
@@ -42,6 +44,7 @@ class _Trade(msgspec.Struct, omit_defaults=True, tag_field="type", tag="trade"):
     trade_id: str = ""
     topic: str = ""
     seq: int = 0
+    epoch: str = ""
 
 
 class _Bar(msgspec.Struct, omit_defaults=True, tag_field="type", tag="bar"):
@@ -56,6 +59,7 @@ class _Bar(msgspec.Struct, omit_defaults=True, tag_field="type", tag="bar"):
     source: str
     topic: str = ""
     seq: int = 0
+    epoch: str = ""
 
 
 class _Book(msgspec.Struct, omit_defaults=True, tag_field="type", tag="book"):
@@ -68,6 +72,7 @@ class _Book(msgspec.Struct, omit_defaults=True, tag_field="type", tag="book"):
     sequence: int = 0
     topic: str = ""
     seq: int = 0
+    epoch: str = ""
 
 
 class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"):
@@ -79,6 +84,7 @@ class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"
     source: str
     topic: str = ""
     seq: int = 0
+    epoch: str = ""
 
 
 _encode = msgspec.json.Encoder().encode
@@ -89,7 +95,7 @@ def _number(value: float) -> float | int:
     return int(value) if type(value) is float and value.is_integer() else value
 
 
-def _quote(e: Quote, topic: str, seq: int) -> msgspec.Struct:
+def _quote(e: Quote, topic: str, seq: int, epoch: str) -> msgspec.Struct:
     return _Quote(
         e.symbol,
         e.price,
@@ -100,15 +106,16 @@ def _quote(e: Quote, topic: str, seq: int) -> msgspec.Struct:
         e.source,
         topic,
         seq,
+        epoch,
     )
 
 
-def _trade(e: Trade, topic: str, seq: int) -> msgspec.Struct:
+def _trade(e: Trade, topic: str, seq: int, epoch: str) -> msgspec.Struct:
     size = _number(e.size)
-    return _Trade(e.symbol, e.price, size, iso_ms(e.ts), e.source, e.trade_id, topic, seq)
+    return _Trade(e.symbol, e.price, size, iso_ms(e.ts), e.source, e.trade_id, topic, seq, epoch)
 
 
-def _bar(e: Bar, topic: str, seq: int) -> msgspec.Struct:
+def _bar(e: Bar, topic: str, seq: int, epoch: str) -> msgspec.Struct:
     return _Bar(
         e.symbol,
         e.open,
@@ -121,20 +128,34 @@ def _bar(e: Bar, topic: str, seq: int) -> msgspec.Struct:
         e.source,
         topic,
         seq,
+        epoch,
     )
 
 
-def _book(e: BookUpdate, topic: str, seq: int) -> msgspec.Struct:
+def _book(e: BookUpdate, topic: str, seq: int, epoch: str) -> msgspec.Struct:
     return _Book(
-        e.symbol, e.bids, e.asks, e.snapshot, iso_ms(e.ts), e.source, e.sequence, topic, seq
+        e.symbol,
+        e.bids,
+        e.asks,
+        e.snapshot,
+        iso_ms(e.ts),
+        e.source,
+        e.sequence,
+        topic,
+        seq,
+        epoch,
     )
 
 
-def _status(e: Status, topic: str, seq: int) -> msgspec.Struct:
-    return _Status(e.provider, e.state, e.active, e.reason, iso_ms(e.ts), e.source, topic, seq)
+def _status(e: Status, topic: str, seq: int, epoch: str) -> msgspec.Struct:
+    return _Status(
+        e.provider, e.state, e.active, e.reason, iso_ms(e.ts), e.source, topic, seq, epoch
+    )
 
 
-_MESSAGE: dict[type, Callable[[Any, str, int], msgspec.Struct]] = {
+_Build = Callable[[Any, str, int, str], msgspec.Struct]
+
+_MESSAGE: dict[type, _Build] = {
     Quote: _quote,
     Trade: _trade,
     Bar: _bar,
@@ -143,7 +164,7 @@ _MESSAGE: dict[type, Callable[[Any, str, int], msgspec.Struct]] = {
 }
 
 
-def _build(event: Any) -> Callable[[Any, str, int], msgspec.Struct]:
+def _build(event: Any) -> _Build:
     build = _MESSAGE.get(type(event))
     if build is None:
         raise TypeError(f"not a market event: {event!r}")
@@ -153,13 +174,13 @@ def _build(event: Any) -> Callable[[Any, str, int], msgspec.Struct]:
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
     event = envelope.payload
-    return _encode(_build(event)(event, "", 0))
+    return _encode(_build(event)(event, "", 0, ""))
 
 
 def encode_with_seq(envelope: Envelope) -> bytes:
-    """The Front 1 message with ``topic`` and ``seq`` (the ``seq=1`` option)."""
+    """The Front 1 message with ``topic``, ``seq`` and ``epoch`` (the ``seq=1`` option)."""
     event = envelope.payload
-    return _encode(_build(event)(event, str(envelope.topic), envelope.seq))
+    return _encode(_build(event)(event, str(envelope.topic), envelope.seq, envelope.epoch))
 
 
 CODECS = {WIRE: encode, WIRE_SEQ: encode_with_seq}
