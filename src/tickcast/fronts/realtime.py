@@ -46,7 +46,6 @@ from tickcast.protocols.envelope.session import (
     Subscribe,
     Unsubscribe,
 )
-from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
@@ -159,9 +158,7 @@ class RealtimeFront:
                     cached = hub.subscribe(connection, topic)
                     if topic.channel is Channel.LIVE_POSITIONS:
                         self.node.portfolios.watch_positions(int(topic.symbol))
-                    current = self._current(topic, cached)
-                    if current is not None:
-                        connection.queue(current, str(topic))
+                    self._send_current(connection, topic, cached)
                     if topic.channel is Channel.PORTFOLIO:  # its position updates too
                         hub.subscribe(connection, _positions(topic))
             elif isinstance(command, Unsubscribe):
@@ -173,9 +170,12 @@ class RealtimeFront:
                 self._auth_tasks[connection] = task
                 task.add_done_callback(functools.partial(self._auth_done, connection))
 
-    def _current(self, topic: Topic, cached: Envelope | None) -> Encoded | None:
-        """The value a new subscriber gets at once: the last published one while it is
-        younger than ``cache_timeout_s``, else computed afresh (with the time of now)."""
+    def _send_current(self, connection: Connection, topic: Topic, cached: Envelope | None) -> None:
+        """Give a new subscriber the topic's value at once: the last published one while
+        it is younger than ``cache_timeout_s``; else one computed now, which is
+        *published*: it gets its own seq (one seq never carries two contents), enters the
+        cache, and reaches this subscriber by fan-out with the same bytes and conflation
+        key. The topic's other subscribers get it too: one more conflatable update."""
         hub = self.node.hub
         portfolios = self.node.portfolios
         event: Event | None = None
@@ -183,14 +183,14 @@ class RealtimeFront:
             # always afresh: while nobody watched, they were not published (see _apply)
             event = portfolios.positions(int(topic.symbol))
         elif cached is not None and time.time() - cached.server_ts <= self.cache_timeout_s:
-            return hub.encode(codec.WIRE, cached)
+            connection.queue(hub.encode(codec.WIRE, cached), str(topic))
+            return
         elif topic.channel is Channel.ASSETS:
             event = portfolios.asset_update(topic.symbol)
         elif topic.channel is Channel.PORTFOLIO:
             event = portfolios.value(int(topic.symbol))
-        if event is None:
-            return None
-        return hub.encode(codec.WIRE, Envelope(topic, hub.latest_seq(topic), time.time(), event))
+        if event is not None:
+            self.node.publish([event])
 
     async def _authenticate(self, connection: Connection, token: str) -> None:
         """First-message auth: answer the session, move the connection's slot to the
