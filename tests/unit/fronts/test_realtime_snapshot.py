@@ -8,10 +8,11 @@ A real ``Node`` (built, not started), the real front, session and codec, and a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 
 import pytest
 
+from support.fakesocket import RecordingSocket
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -45,30 +46,6 @@ class Silent(Provider):
         await asyncio.Event().wait()
 
 
-class FakeSocket:
-    raw = True
-    writable = True
-
-    def __init__(self) -> None:
-        self.on_writable: Callable[[], None] | None = None
-        self.written: list[bytes] = []
-
-    def write_frames(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def send_texts(self, payloads: Sequence[bytes]) -> None:
-        raise AssertionError("a raw socket gets frames")
-
-    def send_bytes(self, payload: bytes) -> None:
-        raise AssertionError("a raw socket gets frames")
-
-    def peer_limited(self) -> bool | None:
-        return False
-
-    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
-        raise AssertionError(f"closed {code} {reason}")
-
-
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     node = Node(Settings(batch_ms=0, cache_timeout_s=0), providers=[Silent()], epoch=EPOCH)
@@ -90,7 +67,7 @@ def subscriber(node: Node, front: RealtimeFront, n: int) -> Connection:
         now=LONG_AGO,
     )
     return Connection(
-        sock=FakeSocket(),
+        sock=RecordingSocket(),
         session=session,
         wire=codec.WIRE,
         array=False,
@@ -136,7 +113,7 @@ async def test_a_fresh_value_is_published_with_its_own_seq(node: Node) -> None:
     for connection, seqs in ((first, (2, 3)), (second, (3,))):
         connection.flush_now()
         sock = connection.sock
-        assert isinstance(sock, FakeSocket)
-        sent = b"".join(sock.written)
+        assert isinstance(sock, RecordingSocket)
+        sent = sock.payloads()
         for seq in seqs:
             assert codec.encode(replay[seq - 1]) in sent

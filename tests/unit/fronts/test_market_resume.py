@@ -1,0 +1,151 @@
+"""Front 1's resume with epochs: another epoch's position gets reset and snapshot, never
+data; the object form in the current epoch replays as a bare seq does.
+
+A real ``Node`` (built, not started) with a fixed epoch, the real front, session and
+codec, and a ``Connection`` over a socket that records what is written.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from support.fakesocket import RecordingSocket
+from tickcast.config.settings import Settings
+from tickcast.fronts.market import MarketFeedFront
+from tickcast.hub.outbox import Outbox
+from tickcast.model.market import Quote, Trade
+from tickcast.node import Node
+from tickcast.protocols.native.session import MarketFeedSession, parse_options
+from tickcast.providers.base import Provider, Sink
+from tickcast.transport.connection import Connection, payload_size
+
+EPOCH = "18bcfe5682b"
+OLD_EPOCH = "18bcfe0000a"
+TS = 1_700_000_000.0
+
+
+class Silent(Provider):
+    name = "silent"
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset({"AAPL"})
+
+    async def run(self, sink: Sink) -> None:
+        await asyncio.Event().wait()
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
+    try:
+        yield node
+    finally:
+        node.pump.close()
+        await node.engine.dispose()
+
+
+def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[Any]:
+    """A new client subscribes to AAPL's quotes and trades resuming at ``positions``;
+    returns what it was sent, decoded."""
+    front = MarketFeedFront(node)
+    options, _ = parse_options(query)
+    session = MarketFeedSession(
+        is_known=node.is_known, max_subscriptions=10, now=TS, options=options
+    )
+    sock = RecordingSocket()
+    connection = Connection(
+        sock=sock,
+        session=session,
+        wire=options.wire,
+        array=False,
+        outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
+        pump=node.pump,
+        stats=node.stats,
+        on_commands=front._apply,
+        on_close=front._closed,
+    )
+    request = {
+        "action": "subscribe",
+        "symbols": ["AAPL"],
+        "channels": ["quotes", "trades"],
+        "resume": positions,
+    }
+    session.receive_text(json.dumps(request), TS)
+    connection.poke()
+    connection.flush_now()
+    return [json.loads(p) for p in sock.payloads()]
+
+
+def publish_some(node: Node) -> None:
+    """quotes.AAPL seqs 1-2, trades.AAPL seqs 1-3, in epoch EPOCH."""
+    node.hub.publish(
+        [
+            Quote("AAPL", 189.99, 190.01, 1.0, 1.0, 190.0, 1.0, TS, "sim"),
+            Trade("AAPL", 190.0, 1.0, TS, "sim", "t1"),
+            Trade("AAPL", 190.0, 1.0, TS, "sim", "t2"),
+            Quote("AAPL", 190.0, 190.02, 1.0, 1.0, 190.01, 1.0, TS, "sim"),
+            Trade("AAPL", 190.0, 1.0, TS, "sim", "t3"),
+        ],
+        TS,
+    )
+
+
+async def test_another_epochs_position_gets_reset_and_snapshot_never_data(node: Node) -> None:
+    publish_some(node)
+    sent = resume(
+        node,
+        {
+            "quotes.AAPL": {"epoch": OLD_EPOCH, "seq": 1},
+            "trades.AAPL": {"epoch": OLD_EPOCH, "seq": 1},  # seqs 2-3 are held: not for it
+        },
+    )
+    assert sent[0] == {"type": "subscribed", "symbols": ["AAPL"]}
+    reset = {"type": "reset", "requested": 1, "reason": "epoch_changed", "epoch": EPOCH}
+    assert sent[1] == {**reset, "topic": "quotes.AAPL", "seq": 2}
+    assert (sent[2]["topic"], sent[2]["seq"], sent[2]["epoch"]) == ("quotes.AAPL", 2, EPOCH)
+    assert sent[3] == {**reset, "topic": "trades.AAPL", "seq": 3}
+    assert len(sent) == 4  # trades have no snapshot, and nothing is replayed
+
+
+async def test_an_epoch_resume_in_the_current_epoch_replays_and_its_reset_names_the_epoch(
+    node: Node,
+) -> None:
+    publish_some(node)
+    sent = resume(
+        node,
+        {"quotes.AAPL": {"epoch": EPOCH, "seq": 7}, "trades.AAPL": {"epoch": EPOCH, "seq": 1}},
+    )
+    assert sent[1] == {
+        "type": "reset",
+        "topic": "quotes.AAPL",
+        "seq": 2,
+        "requested": 7,
+        "reason": "history_gap",
+        "epoch": EPOCH,
+    }
+    assert (sent[2]["topic"], sent[2]["seq"]) == ("quotes.AAPL", 2)  # the snapshot
+    assert [(m["topic"], m["seq"], m["epoch"]) for m in sent[3:]] == [
+        ("trades.AAPL", 2, EPOCH),
+        ("trades.AAPL", 3, EPOCH),
+    ]
+
+
+async def test_a_bare_seq_resumes_in_the_current_epoch_and_its_reset_is_unchanged(
+    node: Node,
+) -> None:
+    publish_some(node)
+    sent = resume(node, {"quotes.AAPL": 7, "trades.AAPL": 1})
+    assert sent[1] == {
+        "type": "reset",
+        "topic": "quotes.AAPL",
+        "seq": 2,
+        "requested": 7,
+        "reason": "history_gap",
+    }
+    assert [(m["topic"], m["seq"]) for m in sent[3:]] == [("trades.AAPL", 2), ("trades.AAPL", 3)]
