@@ -20,6 +20,8 @@ from tickcast.protocols.native.codec import encode, encode_with_seq
 
 N = 1000
 REPEAT = 7
+#: As a process stamps it (the ``seq`` variant prints it; the plain one never does).
+EPOCH = "18bcfe5682a1b2c3"
 
 
 def envelopes() -> list[Envelope]:
@@ -41,6 +43,7 @@ def envelopes() -> list[Envelope]:
                 start + i / 1e4,
                 "simulator",
             ),
+            EPOCH,
         )
         for i in range(N)
     ]
