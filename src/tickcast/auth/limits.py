@@ -197,19 +197,28 @@ class ConnectionCounter:
         return len(self._counts)
 
 
+#: The native front's wording of a refused subscription (``SubscriptionCap``'s default).
+SUBSCRIPTION_CAP_MESSAGE: Final = (
+    "Too many symbols: at most {max} subscriptions (symbol x channel) per connection"
+)
+
+
 class SubscriptionCap:
     """The most topics (symbol x channel) one connection may hold.
 
-    Attributes:
+    Args:
         max_subscriptions: the cap (>= 1).
+        message: the client-facing refusal, ``{max}`` standing for the cap: each front
+            keeps its own wording (the native front's by default).
     """
 
-    __slots__ = ("max_subscriptions",)
+    __slots__ = ("max_subscriptions", "message")
 
-    def __init__(self, max_subscriptions: int) -> None:
+    def __init__(self, max_subscriptions: int, message: str = SUBSCRIPTION_CAP_MESSAGE) -> None:
         if max_subscriptions < 1:
             raise ValueError(f"max_subscriptions must be at least 1, not {max_subscriptions!r}")
         self.max_subscriptions = max_subscriptions
+        self.message = message.format(max=max_subscriptions)
 
     def room(self, current: int) -> int:
         """How many more topics a connection holding ``current`` may add."""
@@ -226,10 +235,7 @@ class SubscriptionCap:
         its existing subscriptions stay as they were.
 
         Raises:
-            LimitExceeded: with the client-facing message (the native front's wording).
+            LimitExceeded: with the client-facing ``message``.
         """
         if not self.allows(current, adding):
-            raise LimitExceeded(
-                f"Too many symbols: at most {self.max_subscriptions} subscriptions "
-                "(symbol x channel) per connection"
-            )
+            raise LimitExceeded(self.message)

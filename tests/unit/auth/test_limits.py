@@ -243,3 +243,15 @@ def test_subscription_over_the_cap_raises_limit_exceeded() -> None:
 def test_subscription_cap_refuses_bad_max() -> None:
     with pytest.raises(ValueError, match="max_subscriptions"):
         SubscriptionCap(0)
+
+
+def test_subscription_cap_refuses_in_the_words_it_was_given() -> None:
+    cap = SubscriptionCap(3, "Too many subscriptions: at most {max} per connection")
+    assert cap.message == "Too many subscriptions: at most 3 per connection"
+    with pytest.raises(LimitExceeded) as refused:
+        cap.check(3, 1)
+    assert str(refused.value) == "Too many subscriptions: at most 3 per connection"
+    default = SubscriptionCap(50)
+    assert default.message == (
+        "Too many symbols: at most 50 subscriptions (symbol x channel) per connection"
+    )
