@@ -10,8 +10,8 @@ Rules:
     - ``websockets`` is imported only by transport/, the provider streams
       (``providers/<vendor>/stream.py``) and the vendor emulators (emulators/).
     - model imports nothing from tickcast but model.
-    - protocols import only model, errors, closecodes and protocols; never the hub
-      (``Encoded`` lives in ``protocols/wire.py``).
+    - protocols import only model, errors, closecodes, protocols and auth.limits (the
+      subscription cap); never the hub (``Encoded`` lives in ``protocols/wire.py``).
     - hub never imports bus, transport, fronts, node, app or cli.
     - Only cli imports cli (``tickcast.__main__``, the ``python -m`` shim, counts as cli).
     - Only app and cli import app.
@@ -205,10 +205,10 @@ def test_model_imports_only_model() -> None:
 def _protocol_import_allowed(i: Import) -> bool:
     if within(i.target, "tickcast.model", "tickcast.protocols"):
         return True
-    return i.target in ("tickcast.errors", "tickcast.closecodes")
+    return i.target in ("tickcast.errors", "tickcast.closecodes", "tickcast.auth.limits")
 
 
-def test_protocols_import_only_model_errors_closecodes_and_protocols() -> None:
+def test_protocols_import_only_model_errors_closecodes_protocols_and_limits() -> None:
     bad = violations(
         lambda i: (
             within(i.importer, "tickcast.protocols")
@@ -216,7 +216,9 @@ def test_protocols_import_only_model_errors_closecodes_and_protocols() -> None:
             and not _protocol_import_allowed(i)
         )
     )
-    assert not bad, f"protocols may import only model, errors, closecodes, protocols:\n{bad}"
+    assert not bad, (
+        f"protocols may import only model, errors, closecodes, protocols, auth.limits:\n{bad}"
+    )
 
 
 def test_protocols_never_import_hub() -> None:

@@ -6,13 +6,15 @@ so Autobahn's cases exercise the real transport. Enabled by ``test_echo``.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Iterable
 
 from starlette.types import Receive, Scope, Send
 
 from tickcast.closecodes import CloseCode
 from tickcast.hub.outbox import Outbox
+from tickcast.model.topic import Topic
 from tickcast.node import Node
+from tickcast.protocols.base import Command, Reply
 from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection
@@ -22,11 +24,20 @@ PATH = "/ws/echo"
 
 
 class EchoSession:
-    """Sans-I/O echo: each message comes back unchanged, text as text, bytes as bytes."""
+    """Sans-I/O echo: each message comes back unchanged, text as text, bytes as bytes.
+
+    A ``protocols.base.Session`` with no commands: it holds no topics, and a reply
+    changes nothing (an error, which only a wrapper such as the rate limit makes, comes
+    back as its text).
+    """
 
     def __init__(self) -> None:
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
+
+    @property
+    def topics(self) -> Collection[Topic]:
+        return ()
 
     def receive_text(self, data: str, now: float) -> None:
         self._frames.append(Encoded(data.encode(), control=True))
@@ -44,8 +55,17 @@ class EchoSession:
         frames, self._frames = self._frames, []
         return frames
 
-    def commands_received(self) -> Sequence[object]:
-        return ()
+    def commands_received(self) -> list[Command]:
+        return []
+
+    def answer(self, reply: Reply, now: float) -> None:
+        pass
+
+    def send_error(self, message: str, now: float) -> None:
+        self._frames.append(Encoded(message.encode(), control=True))
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        pass
 
 
 class EchoFront:

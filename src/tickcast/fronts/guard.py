@@ -37,7 +37,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,9 +54,13 @@ from tickcast.auth.credentials import (
 )
 from tickcast.auth.forwarded import address_key
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
+from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
 from tickcast.fronts.identity import LEEWAY_S, CredentialsUnavailable, Identity
+from tickcast.model.topic import Topic
 from tickcast.observability.stats import Stats
+from tickcast.protocols.base import Command, Reply, Session
+from tickcast.protocols.wire import Encoded
 
 log = logging.getLogger("tickcast.fronts.guard")
 
@@ -193,28 +197,42 @@ class Guard:
 
 
 class RateLimited:
-    """A session wrapper that applies a RateLimit to every inbound message.
+    """A session that applies a RateLimit to every inbound message of the ``Session`` it
+    wraps, and is one itself.
 
-    Over the rate a message is dropped and answered with ``refuse(message, now)``; a
-    client that keeps flooding is closed with 3002 (rate limited).
+    Over the rate a message is dropped and answered with the session's own
+    ``send_error``; a client that keeps flooding is closed with 3002 (rate limited).
     """
 
-    def __init__(
-        self, session: Any, limit: RateLimit, refuse: Callable[[str, float], None]
-    ) -> None:
+    __slots__ = ("_limit", "_refusal", "_session")
+
+    def __init__(self, session: Session, limit: RateLimit) -> None:
         self._session = session
         self._limit = limit
-        self._refuse = refuse
         self._refusal = policy.rate_limited(limit.bucket.rate_per_s, limit.bucket.burst)
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._session, name)
+    @property
+    def session(self) -> Session:
+        """The wrapped session."""
+        return self._session
+
+    @property
+    def close_reason(self) -> CloseCode | None:
+        return self._session.close_reason
+
+    @close_reason.setter
+    def close_reason(self, code: CloseCode | None) -> None:
+        self._session.close_reason = code
+
+    @property
+    def topics(self) -> Collection[Topic]:
+        return self._session.topics
 
     def _admit(self, now: float) -> bool:
         verdict = self._limit.check(now)
         if verdict is RateVerdict.ALLOW:
             return True
-        self._refuse(self._refusal.message, now)
+        self._session.send_error(self._refusal.message, now)
         if verdict is RateVerdict.CLOSE:
             self._session.close_reason = self._refusal.close_code
         return False
@@ -226,6 +244,27 @@ class RateLimited:
     def receive_bytes(self, data: bytes, now: float) -> None:
         if self._admit(now):
             self._session.receive_bytes(data, now)
+
+    def handle_timer(self, now: float) -> None:
+        self._session.handle_timer(now)
+
+    def next_deadline(self) -> float | None:
+        return self._session.next_deadline()
+
+    def frames_to_send(self) -> list[Encoded]:
+        return self._session.frames_to_send()
+
+    def commands_received(self) -> list[Command]:
+        return self._session.commands_received()
+
+    def answer(self, reply: Reply, now: float) -> None:
+        self._session.answer(reply, now)
+
+    def send_error(self, message: str, now: float) -> None:
+        self._session.send_error(message, now)
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        self._session.release(topics)
 
 
 def header(scope: Scope, name: bytes) -> str | None:

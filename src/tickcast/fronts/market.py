@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -26,15 +24,15 @@ from tickcast.fronts.guard import (
 )
 from tickcast.hub.history import Gap
 from tickcast.hub.outbox import Outbox
+from tickcast.model.topic import Topic
 from tickcast.node import Node
+from tickcast.protocols.base import Command, ResumeGap, Session, Subscribe, Unsubscribe
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.session import (
     MarketFeedSession,
-    Subscribe,
-    Unsubscribe,
     parse_options,
+    subscription_cap,
 )
-from tickcast.protocols.wire import Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
@@ -91,18 +89,16 @@ class MarketFeedFront:
         options, option_errors = parse_options(query)
         session = MarketFeedSession(
             is_known=self.node.is_known,
-            max_subscriptions=settings.max_subscriptions,
+            cap=subscription_cap(settings.max_subscriptions),
             now=time.time(),
             options=options,
             idle_timeout_s=settings.idle_timeout_s,
         )
         for message in option_errors:
-            session.send_error(message)
-        guarded: Any = session
+            session.send_error(message, 0.0)
+        guarded: Session = session
         if self.guard is not None:
-            guarded = RateLimited(
-                session, self.guard.rate_limit(), lambda message, now: session.send_error(message)
-            )
+            guarded = RateLimited(session, self.guard.rate_limit())
         connection = Connection(
             sock=sock,
             session=guarded,
@@ -145,7 +141,7 @@ class MarketFeedFront:
             extra={"client": peer, "code": connection.close_code},
         )
 
-    def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
+    def _apply(self, connection: Connection, commands: list[Command]) -> None:
         hub = self.node.hub
         wire = connection.wire
         for command in commands:
@@ -161,7 +157,7 @@ class MarketFeedFront:
                                 connection.queue(hub.encode(wire, envelope))
                             continue
                         # another epoch's position is never replayed: reset, then snapshot
-                        connection.queue(_reset(str(topic), missed, with_epoch=bool(point.epoch)))
+                        connection.answer(_gap(topic, missed, point.epoch))
                     if current is not None:
                         connection.queue(hub.encode(wire, current), key)
             elif isinstance(command, Unsubscribe):
@@ -170,28 +166,17 @@ class MarketFeedFront:
                     connection.outbox.discard(str(topic))
 
     def _closed(self, connection: Connection) -> None:
-        session: Any = connection.session
-        for topic in session.topics:
+        session = connection.session
+        held = tuple(session.topics)
+        for topic in held:
             self.node.hub.unsubscribe(connection, topic)
-        session.topics.clear()
+        session.release(held)
         self.node.connections.discard(connection)
         self.tickets.pop(connection, None)
 
 
-def _reset(topic_name: str, gap: Gap, *, with_epoch: bool) -> Encoded:
-    """Tell the client its resume point is gone; a snapshot (if any) follows.
-
-    ``reason`` is ``history_gap`` (not held any more, or not yet) or ``epoch_changed``
-    (the point counts in another numbering: the server restarted). A client that resumed
-    with an epoch also gets the current ``epoch``; a bare-seq resume gets exactly the
-    fields it got before epochs.
-    """
-    fields: dict[str, object] = {
-        "topic": topic_name,
-        "seq": gap.latest,
-        "requested": gap.requested,
-        "reason": gap.reason,
-    }
-    if with_epoch:
-        fields["epoch"] = gap.epoch
-    return Encoded(codec.control("reset", 0, **fields), control=True)
+def _gap(topic: Topic, gap: Gap, requested_epoch: str | None) -> ResumeGap:
+    """The hub's gap as the session's reply; the current epoch is shown only to a client
+    that resumed with one (a bare seq's reset keeps the fields it had before epochs)."""
+    epoch = gap.epoch if requested_epoch else None
+    return ResumeGap(topic, gap.requested, gap.latest, gap.reason, epoch)

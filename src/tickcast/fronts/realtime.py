@@ -17,8 +17,6 @@ import functools
 import logging
 import time
 import uuid
-from collections.abc import Sequence
-from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
@@ -39,13 +37,17 @@ from tickcast.hub.outbox import Outbox
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import Channel, Event, Topic
 from tickcast.node import Node
-from tickcast.protocols.envelope import codec
-from tickcast.protocols.envelope.session import (
+from tickcast.protocols.base import (
     Authenticate,
-    RealtimeSession,
+    Authenticated,
+    Command,
+    Refused,
+    Reply,
     Subscribe,
     Unsubscribe,
 )
+from tickcast.protocols.envelope import codec
+from tickcast.protocols.envelope.session import RealtimeSession, subscription_cap
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.socket import FrameSocket
@@ -106,12 +108,12 @@ class RealtimeFront:
             anonymous_allowed=settings.allow_anonymous,
             is_known=self.is_known,
             owner_of=self.node.portfolios.owner_of,
-            max_subscriptions=settings.max_subscriptions,
+            cap=subscription_cap(settings.max_subscriptions),
             now=now,
             auth_timeout_s=settings.auth_timeout_s,
             idle_timeout_s=settings.idle_timeout_s,
         )
-        limited = RateLimited(session, self.guard.rate_limit(), session.send_error)
+        limited = RateLimited(session, self.guard.rate_limit())
         connection = Connection(
             sock=sock,
             session=limited,
@@ -150,7 +152,7 @@ class RealtimeFront:
 
     # -- commands
 
-    def _apply(self, connection: Connection, commands: Sequence[object]) -> None:
+    def _apply(self, connection: Connection, commands: list[Command]) -> None:
         hub = self.node.hub
         for command in commands:
             if isinstance(command, Subscribe):
@@ -195,31 +197,29 @@ class RealtimeFront:
     async def _authenticate(self, connection: Connection, token: str) -> None:
         """First-message auth: answer the session, move the connection's slot to the
         user. The connection may close meanwhile: then this does nothing."""
-        session: Any = connection.session
-        now = time.time
+        reply: Reply
         try:
             principal = await self.guard.identity.authenticate(token)
         except InvalidCredentials as exc:
             refusal = self.guard.count(policy.invalid_credentials(exc))
-            session.refuse(refusal.message, now(), refusal.close_code)
+            reply = Refused(refusal.message, refusal.close_code)
         except CredentialsUnavailable as exc:
             refusal = self.guard.count(policy.unavailable(str(exc)))
-            session.refuse(refusal.message, now(), refusal.close_code)
+            reply = Refused(refusal.message, refusal.close_code)
         except Exception:  # a bug must still answer the client, never leave it pending
             log.exception("first-message authentication failed")
-            session.refuse(
-                "Authentication failed: try again later", now(), CloseCode.INTERNAL_ERROR
-            )
+            reply = Refused("Authentication failed: try again later", CloseCode.INTERNAL_ERROR)
         else:
             ticket = self.tickets.get(connection)
             if connection.closing or ticket is None:
                 return  # the client left while its credentials were checked
             late = self.guard.authenticate_late(ticket, principal)
             if late is not None:
-                session.refuse(late.message, now(), late.close_code)
+                reply = Refused(late.message, late.close_code)
             else:
                 self._expiry[connection] = close_on_expiry(connection, principal)
-                session.authenticated_as(principal.user_id, now())
+                reply = Authenticated(principal.user_id)
+        connection.session.answer(reply, time.time())
         connection.poke()
 
     def _auth_done(self, connection: Connection, task: asyncio.Task[None]) -> None:
@@ -244,10 +244,11 @@ class RealtimeFront:
             self.node.portfolios.unwatch_positions(int(topic.symbol))
 
     def _closed(self, connection: Connection) -> None:
-        session: Any = connection.session
-        for topic in session.topics:
+        session = connection.session
+        held = tuple(session.topics)
+        for topic in held:
             self._unsubscribe(connection, topic)
-        session.topics.clear()
+        session.release(held)
         self.node.connections.discard(connection)
         task = self._auth_tasks.pop(connection, None)
         if task is not None:

@@ -35,13 +35,14 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any, Final
 
 from tickcast.closecodes import CloseCode, info
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
+from tickcast.protocols.base import Command, Reply, Session
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket
@@ -60,31 +61,19 @@ OVERLOAD_FACTOR: Final = 4
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 
 
-class Session(Protocol):
-    """The sans-I/O surface every protocol session offers."""
-
-    close_reason: CloseCode | None
-
-    def receive_text(self, data: str, now: float) -> None: ...
-    def receive_bytes(self, data: bytes, now: float) -> None: ...
-    def handle_timer(self, now: float) -> None: ...
-    def next_deadline(self) -> float | None: ...
-    def frames_to_send(self) -> list[Encoded]: ...
-    def commands_received(self) -> Sequence[object]: ...
-
-
 class Connection:
     """One client connection: a hub subscriber and a pump writer.
 
     Args:
         sock: the socket to write to.
-        session: the protocol state machine.
+        session: the protocol state machine (``protocols.base.Session``).
         wire: codec name for hub fan-out to this connection.
         array: write each batch of data items as one JSON array frame.
         outbox: this connection's bounded queue.
         pump: the shared flush scheduler.
         stats: gateway counters.
-        on_commands: the front's handler for the session's commands.
+        on_commands: the front's handler for the session's commands; it answers them
+            through ``answer``.
         slow_timeout_s: how long the socket may stay blocked while reliable data waits
             before the client is closed as slow (1013); see the module docstring.
     """
@@ -119,7 +108,7 @@ class Connection:
         outbox: Outbox[Encoded],
         pump: Pump,
         stats: Stats,
-        on_commands: Callable[[Connection, Sequence[object]], None],
+        on_commands: Callable[[Connection, list[Command]], None],
         on_close: Callable[[Connection], None],
         latency: Callable[[float], None] | None = None,
         slow_timeout_s: float = DEFAULT_SLOW_TIMEOUT_S,
@@ -361,6 +350,15 @@ class Connection:
             self.stats.conflated_closed += self.outbox.conflated
             self.outbox.clear()
             self.on_close(self)
+
+    def answer(self, reply: Reply) -> None:
+        """Give the session the front's answer to a command, and queue the session's
+        words at once: ahead of what the front queues next (a reset before its snapshot).
+        A close it decides is carried out by ``poke`` or the end of the command pass."""
+        session = self.session
+        session.answer(reply, time.time())
+        for frame in session.frames_to_send():
+            self.queue(frame)
 
     def poke(self) -> None:
         """Apply what the session produced outside a client message (an async answer)."""

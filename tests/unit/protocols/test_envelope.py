@@ -20,13 +20,15 @@ from tickcast.model.portfolio import (
     PositionUpdate,
 )
 from tickcast.model.topic import Channel, Topic, topic_of
-from tickcast.protocols.envelope import codec
-from tickcast.protocols.envelope.session import (
+from tickcast.protocols.base import (
     Authenticate,
-    RealtimeSession,
+    Authenticated,
+    Refused,
     Subscribe,
     Unsubscribe,
 )
+from tickcast.protocols.envelope import codec
+from tickcast.protocols.envelope.session import RealtimeSession, subscription_cap
 from tickcast.protocols.wire import Encoded
 
 NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z
@@ -44,7 +46,7 @@ def session(
         anonymous_allowed=anonymous,
         is_known=KNOWN.__contains__,
         owner_of=OWNERS.get,
-        max_subscriptions=max_subscriptions,
+        cap=subscription_cap(max_subscriptions),
         now=NOW,
         auth_timeout_s=10.0,
     )
@@ -214,7 +216,7 @@ def test_first_message_auth_success_and_failure() -> None:
     send(s, {"type": "auth", "data": {"token": "tc_abc_def"}})
     assert s.commands_received() == [Authenticate("tc_abc_def")]
     assert send(s, {"type": "auth", "data": {"token": "again"}}) == [error("Already authenticated")]
-    s.authenticated_as(7, NOW + 2)
+    s.answer(Authenticated(7), NOW + 2)
     assert out(s)[0]["data"] == {
         "status": "connected",
         "connection_id": "c-1",
@@ -225,7 +227,10 @@ def test_first_message_auth_success_and_failure() -> None:
     bad = session(None, anonymous=False)
     out(bad)
     send(bad, {"type": "auth", "data": {"token": "forged"}})
-    bad.refuse("Invalid token: signature verification failed", NOW + 2)
+    bad.answer(
+        Refused("Invalid token: signature verification failed", CloseCode.INVALID_CREDENTIALS),
+        NOW + 2,
+    )
     assert bad.close_reason is CloseCode.INVALID_CREDENTIALS
     assert out(bad) == [error("Invalid token: signature verification failed", NOW + 2)]
 

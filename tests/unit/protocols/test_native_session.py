@@ -14,13 +14,13 @@ import pytest
 from tickcast.closecodes import CloseCode
 from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.base import Refused, ResumeGap, Subscribe, Unsubscribe
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.session import (
     MarketFeedSession,
     Options,
-    Subscribe,
-    Unsubscribe,
     parse_options,
+    subscription_cap,
 )
 
 #: 2023-05-01T12:34:56Z
@@ -37,7 +37,7 @@ def make_session(
 ) -> MarketFeedSession:
     return MarketFeedSession(
         is_known=KNOWN.__contains__,
-        max_subscriptions=max_subscriptions,
+        cap=subscription_cap(max_subscriptions),
         now=NOW,
         options=options,
         idle_timeout_s=idle_timeout_s,
@@ -518,7 +518,7 @@ def test_replies_keep_the_order_of_requests() -> None:
 def test_send_control_and_send_error_queue_control_frames() -> None:
     session = make_session()
     session.send_control("gap", NOW, topic="trades.AAPL")
-    session.send_error("snapshot follows")
+    session.send_error("snapshot follows", NOW)
     assert replies(session) == [
         {"type": "gap", "topic": "trades.AAPL"},
         error("snapshot follows"),
@@ -711,3 +711,39 @@ def test_other_fronts_channels_are_not_market_feed_channels(channel: str) -> Non
     message = {"action": "subscribe", "symbols": ["AAPL"], "channels": [channel]}
     assert send(session, message) == [{"type": "error", "message": CHANNEL_ERROR}]
     assert session.commands_received() == []
+
+
+# -- the front's answers
+
+
+def test_a_resume_gap_is_answered_with_a_reset_in_the_clients_form() -> None:
+    session = make_session()
+    bare = ResumeGap(t("AAPL"), 99, 12, "history_gap", None)
+    session.answer(bare, NOW)
+    session.answer(ResumeGap(t("AAPL"), 41, 3, "epoch_changed", "e2"), NOW)
+    assert replies(session) == [
+        {
+            "type": "reset",
+            "topic": "trades.AAPL",
+            "seq": 12,
+            "requested": 99,
+            "reason": "history_gap",
+        },
+        {
+            "type": "reset",
+            "topic": "trades.AAPL",
+            "seq": 3,
+            "requested": 41,
+            "reason": "epoch_changed",
+            "epoch": "e2",
+        },
+    ]
+    assert session.commands_received() == []
+    assert session.close_reason is None
+
+
+def test_a_refused_answer_is_an_error_and_a_close() -> None:
+    session = make_session()
+    session.answer(Refused("Not allowed", CloseCode.FORBIDDEN), NOW)
+    assert replies(session) == [error("Not allowed")]
+    assert session.close_reason is CloseCode.FORBIDDEN

@@ -1,8 +1,10 @@
 """The Front 2 session: the realtime envelope protocol as a sans-I/O state machine.
 
-Rules: pure. ``receive_text(data, now)`` handles one client message; replies are
-collected for ``frames_to_send()`` and subscription changes and authentication requests
-for ``commands_received()``, which the driver (``fronts/realtime.py``) carries out.
+Rules: pure; a ``protocols.base.Session``. ``receive_text(data, now)`` handles one client
+message; replies are collected for ``frames_to_send()`` and subscription changes and
+authentication requests, as ``protocols.base`` commands, for ``commands_received()``,
+which the driver (``fronts/realtime.py``) carries out; it answers an ``Authenticate``
+with ``answer(Authenticated(...))`` or ``answer(Refused(...))``.
 Anything malformed or refused gets ``{"type": "error", "data": {"message": ...}}`` and
 leaves the session usable; only a failed or missing authentication (when anonymous
 access is off) closes it: 3502 (authentication timeout) or the refusal's own code.
@@ -26,37 +28,39 @@ extension of the original protocol.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, Final, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import Any, Final
 
 import msgspec
 
+from tickcast.auth.limits import SubscriptionCap
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.base import (
+    Authenticate,
+    Authenticated,
+    Command,
+    Refused,
+    Reply,
+    Subscribe,
+    Unsubscribe,
+    cap_of,
+)
 from tickcast.protocols.envelope import codec
 from tickcast.protocols.wire import Encoded
 
 SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 MAX_TOKEN_CHARS: Final = 4096
 MAX_PORTFOLIO_ID: Final = 2**63 - 1
+#: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
+CAP_MESSAGE: Final = "Too many subscriptions: at most {max} per connection"
 
 
-class Subscribe(NamedTuple):
-    topics: tuple[Topic, ...]
+def subscription_cap(max_subscriptions: int) -> SubscriptionCap:
+    """The subscription cap in this protocol's words (the front's wording, pinned)."""
+    return SubscriptionCap(max_subscriptions, CAP_MESSAGE)
 
-
-class Unsubscribe(NamedTuple):
-    topics: tuple[Topic, ...]
-
-
-class Authenticate(NamedTuple):
-    """The client sent credentials; the driver answers ``authenticated`` or ``refuse``."""
-
-    token: str
-
-
-Command = Subscribe | Unsubscribe | Authenticate
 
 _decode = msgspec.json.Decoder().decode
 
@@ -72,7 +76,8 @@ class RealtimeSession:
             ``auth_timeout_s`` or be closed with 3502 (authentication timeout).
         is_known: whether a symbol exists (the asset table).
         owner_of: the owner of a portfolio id, or None when there is no such portfolio.
-        max_subscriptions: topics per connection.
+        cap: topics per connection, and the refusal's wording (``subscription_cap``).
+        max_subscriptions: instead of ``cap``: the cap in this protocol's words.
         now: wall-clock epoch seconds at connect.
         idle_timeout_s: close with 3008 when the client sends nothing for this long
             (0 disables).
@@ -86,8 +91,9 @@ class RealtimeSession:
         anonymous_allowed: bool,
         is_known: Callable[[str], bool],
         owner_of: Callable[[int], int | None],
-        max_subscriptions: int,
         now: float,
+        cap: SubscriptionCap | None = None,
+        max_subscriptions: int | None = None,
         auth_timeout_s: float = 10.0,
         idle_timeout_s: float = 0.0,
     ) -> None:
@@ -96,7 +102,7 @@ class RealtimeSession:
         self.anonymous_allowed = anonymous_allowed
         self.is_known = is_known
         self.owner_of = owner_of
-        self.max_subscriptions = max_subscriptions
+        self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
         self.idle_timeout_s = idle_timeout_s
         self.topics: set[Topic] = set()
         self.close_reason: CloseCode | None = None
@@ -154,22 +160,24 @@ class RealtimeSession:
     def send_error(self, message: str, now: float) -> None:
         self._frames.append(Encoded(codec.error(message, now), control=True))
 
-    # -- the driver's answers to Authenticate
+    def release(self, topics: Iterable[Topic]) -> None:
+        self.topics.difference_update(topics)
 
-    def authenticated_as(self, user_id: int, now: float) -> None:
-        """The credentials were good: announce the new state."""
-        self.user_id = user_id
-        self._auth_pending = False
-        self._auth_deadline = None
-        self._announce(now)
+    # -- the driver's answers
 
-    def refuse(
-        self, message: str, now: float, code: CloseCode = CloseCode.INVALID_CREDENTIALS
-    ) -> None:
-        """The credentials were refused (``code``: 3500, 3501, 3001...), or could not be
-        checked (1013 / 1011): say why and close."""
-        self._auth_pending = False
-        self._close(code, message, now)
+    def answer(self, reply: Reply, now: float) -> None:
+        """``Authenticated``: the credentials were good, announce the new state.
+        ``Refused``: they were refused (3500, 3501, 3001...) or could not be checked
+        (1013 / 1011): say why and close. A ``ResumeGap`` cannot happen: this protocol
+        has no resume."""
+        if isinstance(reply, Authenticated):
+            self.user_id = reply.user_id
+            self._auth_pending = False
+            self._auth_deadline = None
+            self._announce(now)
+        elif isinstance(reply, Refused):
+            self._auth_pending = False
+            self._close(reply.code, reply.message, now)
 
     # -- message handling
 
@@ -230,10 +238,7 @@ class RealtimeSession:
     def _add(self, topic: Topic) -> None:
         if topic in self.topics:
             return
-        if len(self.topics) >= self.max_subscriptions:
-            raise LimitExceeded(
-                f"Too many subscriptions: at most {self.max_subscriptions} per connection"
-            )
+        self.cap.check(len(self.topics), 1)
         self.topics.add(topic)
         self._commands.append(Subscribe((topic,)))
 

@@ -1,11 +1,13 @@
 """The Front 1 session: the market-feed protocol as a sans-I/O state machine.
 
-Rules: pure. ``receive_text(data, now)`` parses one client message; replies (subscribed,
-unsubscribed, pong, error) are collected for ``frames_to_send()`` and the subscription
-changes for ``commands_received()``, which the driver applies to the hub. Time is passed
-in as ``now``: wall-clock epoch seconds, used both for timestamps and for deadlines.
-Every malformed message gets ``{"type": "error", "message": ...}`` and leaves the
-session usable.
+Rules: pure; a ``protocols.base.Session``. ``receive_text(data, now)`` parses one client
+message; replies (subscribed, unsubscribed, pong, error) are collected for
+``frames_to_send()`` and the subscription changes, as ``protocols.base`` commands, for
+``commands_received()``, which the driver applies to the hub. The front answers a resume
+it cannot replay with ``answer(ResumeGap)``, and the session writes the ``reset``. Time
+is passed in as ``now``: wall-clock epoch seconds, used both for timestamps and for
+deadlines. Every malformed message gets ``{"type": "error", "message": ...}`` and leaves
+the session usable.
 
 Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
 
@@ -19,17 +21,27 @@ Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from typing import Any, NamedTuple, TypeGuard
+from collections.abc import Callable, Iterable
+from typing import Any, Final, NamedTuple, TypeGuard
 from urllib.parse import parse_qsl
 
 import msgspec
 
+from tickcast.auth.limits import SUBSCRIPTION_CAP_MESSAGE, SubscriptionCap
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.model.envelope import ResumePoint
 from tickcast.model.market import FEED
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
+from tickcast.protocols.base import (
+    Command,
+    Refused,
+    Reply,
+    ResumeGap,
+    Subscribe,
+    Unsubscribe,
+    cap_of,
+)
 from tickcast.protocols.native import codec
 from tickcast.protocols.wire import Encoded
 
@@ -40,6 +52,13 @@ INVALID = "Invalid subscription request"
 SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 DEFAULT_CHANNELS = (Channel.QUOTES,)
 MAX_HEARTBEAT_S = 3600.0
+#: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
+CAP_MESSAGE: Final = SUBSCRIPTION_CAP_MESSAGE
+
+
+def subscription_cap(max_subscriptions: int) -> SubscriptionCap:
+    """The subscription cap in this protocol's words (the front's wording, pinned)."""
+    return SubscriptionCap(max_subscriptions, CAP_MESSAGE)
 
 
 class Options(NamedTuple):
@@ -88,20 +107,6 @@ def parse_options(query: str) -> tuple[Options, list[str]]:
 _DEFAULT_OPTIONS = Options()
 
 
-class Subscribe(NamedTuple):
-    """Add topics; ``resume`` maps a topic to the last position the client saw on it
-    (its epoch None for a bare seq: the current epoch)."""
-
-    topics: tuple[Topic, ...]
-    resume: dict[Topic, ResumePoint]
-
-
-class Unsubscribe(NamedTuple):
-    topics: tuple[Topic, ...]
-
-
-Command = Subscribe | Unsubscribe
-
 _decode = msgspec.json.Decoder().decode
 
 
@@ -110,7 +115,9 @@ class MarketFeedSession:
 
     Args:
         is_known: whether a symbol can be served (validation against the universe).
-        max_subscriptions: topics (symbol x channel) one connection may hold.
+        cap: topics (symbol x channel) one connection may hold, and the refusal's
+            wording (``subscription_cap``).
+        max_subscriptions: instead of ``cap``: the cap in this protocol's words.
         now: wall-clock epoch seconds at connect.
         options: from the URL (see ``Options``).
         idle_timeout_s: close with 3008 when the client sends nothing for this long;
@@ -122,10 +129,10 @@ class MarketFeedSession:
         "_frames",
         "_last_received",
         "_next_heartbeat",
+        "cap",
         "close_reason",
         "idle_timeout_s",
         "is_known",
-        "max_subscriptions",
         "options",
         "topics",
     )
@@ -134,13 +141,14 @@ class MarketFeedSession:
         self,
         *,
         is_known: Callable[[str], bool],
-        max_subscriptions: int,
         now: float,
+        cap: SubscriptionCap | None = None,
+        max_subscriptions: int | None = None,
         options: Options = _DEFAULT_OPTIONS,
         idle_timeout_s: float = 0.0,
     ) -> None:
         self.is_known = is_known
-        self.max_subscriptions = max_subscriptions
+        self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
         self.options = options
         self.idle_timeout_s = idle_timeout_s
         self.topics: set[Topic] = set()
@@ -158,13 +166,13 @@ class MarketFeedSession:
         try:
             self._handle(data, now)
         except InvalidMessage as exc:
-            self.send_error(f"{INVALID}: {exc}")
+            self.send_error(f"{INVALID}: {exc}", now)
         except LimitExceeded as exc:
-            self.send_error(str(exc))
+            self.send_error(str(exc), now)
 
     def receive_bytes(self, data: bytes, now: float) -> None:
         self._last_received = now
-        self.send_error(f"{INVALID}: binary frames are not supported; send JSON text")
+        self.send_error(f"{INVALID}: binary frames are not supported; send JSON text", now)
 
     def handle_timer(self, now: float) -> None:
         if self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
@@ -193,8 +201,22 @@ class MarketFeedSession:
         commands, self._commands = self._commands, []
         return commands
 
-    def send_error(self, message: str) -> None:
+    def send_error(self, message: str, now: float = 0.0) -> None:
+        """Queue ``{"type": "error", "message": ...}`` (the wire carries no time)."""
         self._frames.append(Encoded(codec.error(message), control=True))
+
+    def answer(self, reply: Reply, now: float) -> None:
+        """A ``ResumeGap`` becomes a ``reset`` (the front queues the snapshot after it);
+        a ``Refused`` is an error and a close. The market feed never asks to
+        authenticate, so an ``Authenticated`` changes nothing."""
+        if isinstance(reply, ResumeGap):
+            self._frames.append(_reset(reply))
+        elif isinstance(reply, Refused):
+            self.send_error(reply.message, now)
+            self.close_reason = reply.code
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        self.topics.difference_update(topics)
 
     def send_control(self, type_: str, now: float, **fields: Any) -> None:
         self._frames.append(Encoded(codec.control(type_, now, **fields), control=True))
@@ -264,11 +286,7 @@ class MarketFeedSession:
         if {t.symbol for t in wanted} != set(symbols):
             raise InvalidMessage("the status channel has one symbol, FEED")
         new = [t for t in wanted if t not in self.topics]
-        if len(self.topics) + len(new) > self.max_subscriptions:
-            raise LimitExceeded(
-                f"Too many symbols: at most {self.max_subscriptions} subscriptions "
-                f"(symbol x channel) per connection"
-            )
+        self.cap.check(len(self.topics), len(new))  # all or nothing
         # Resume applies to topics this request adds; an existing subscription is live.
         resume = {t: s for t, s in self._resume(message, set(wanted)).items() if t in new}
         self.topics.update(new)
@@ -327,3 +345,22 @@ def _position(topic: Topic, position: dict[str, Any]) -> ResumePoint:
     if not _is_seq(seq):
         raise InvalidMessage(f"invalid resume position for {topic}: seq must be an integer >= 0")
     return ResumePoint(seq, epoch)
+
+
+def _reset(gap: ResumeGap) -> Encoded:
+    """Tell the client its resume point is gone; a snapshot (if any) follows.
+
+    ``reason`` is ``history_gap`` (not held any more, or not yet) or ``epoch_changed``
+    (the point counts in another numbering: the server restarted). A client that resumed
+    with an epoch also gets the current ``epoch``; a bare-seq resume gets exactly the
+    fields it got before epochs.
+    """
+    fields: dict[str, object] = {
+        "topic": str(gap.topic),
+        "seq": gap.latest,
+        "requested": gap.requested,
+        "reason": gap.reason,
+    }
+    if gap.epoch is not None:
+        fields["epoch"] = gap.epoch
+    return Encoded(codec.control("reset", 0, **fields), control=True)

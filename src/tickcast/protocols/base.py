@@ -1,0 +1,196 @@
+"""The session contract: what every client protocol offers its driver, as data.
+
+Rules: pure. A session turns what a client sends into typed, neutral **commands** (the
+front carries them out against the hub) and its own replies into frames; the front
+answers it with typed **replies** (``answer``), never with wire bytes: only the session
+knows its protocol's words. Every protocol session (``native/``, ``envelope/``, the
+test-only echo) implements ``Session``; ``transport/connection.py`` drives any of them.
+
+Commands (session -> front)::
+
+    Subscribe(topics, resume)       add topics; resume maps a topic to a ResumePoint
+    SubscribeChannel(channel)       every topic of a channel (reserved: no session sends it yet)
+    Unsubscribe(topics)             drop topics the session held
+    Authenticate(token)             check these credentials, then answer
+
+A ping is answered inside the session by both protocols; a protocol whose front must
+answer it would add a command here.
+
+Replies (front -> session, ``answer(reply, now)``)::
+
+    Authenticated(user_id)          the credentials were good
+    Refused(message, code)          they were not (or could not be checked): say why, close
+    ResumeGap(topic, ...)           a resume point cannot be replayed: a snapshot follows
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Protocol
+
+from tickcast.auth.limits import SubscriptionCap
+from tickcast.closecodes import CloseCode
+from tickcast.model.envelope import ResumePoint
+from tickcast.model.topic import Topic
+from tickcast.protocols.wire import Encoded
+
+__all__ = [
+    "Authenticate",
+    "Authenticated",
+    "Command",
+    "Refused",
+    "Reply",
+    "ResumeGap",
+    "ResumePoint",
+    "Session",
+    "Subscribe",
+    "SubscribeChannel",
+    "Unsubscribe",
+    "cap_of",
+]
+
+#: No resume points (the default of ``Subscribe.resume``; shared, read-only).
+NO_RESUME: Mapping[Topic, ResumePoint] = MappingProxyType({})
+
+
+# -- commands: what a client asked for, for the front to carry out
+
+
+class Subscribe(NamedTuple):
+    """Add ``topics`` (only ones the session did not hold). ``resume`` maps a topic to
+    the last position the client saw on it (epoch None for a bare seq: the current
+    epoch); a topic without one gets the current value."""
+
+    topics: tuple[Topic, ...]
+    resume: Mapping[Topic, ResumePoint] = NO_RESUME
+
+
+class SubscribeChannel(NamedTuple):
+    """Every topic of ``channel``, present and future (channel-wide). Reserved for the
+    open channels: no session sends it yet, and a front may ignore it."""
+
+    channel: str
+
+
+class Unsubscribe(NamedTuple):
+    """Drop ``topics`` (only ones the session held)."""
+
+    topics: tuple[Topic, ...]
+
+
+class Authenticate(NamedTuple):
+    """The client sent credentials; the front answers ``Authenticated`` or ``Refused``."""
+
+    token: str
+
+
+Command = Subscribe | SubscribeChannel | Unsubscribe | Authenticate
+
+
+# -- replies: the front's answers, which the session turns into its protocol's words
+
+
+class Authenticated(NamedTuple):
+    """The credentials of an ``Authenticate`` were good: the client is ``user_id``
+    (None only for credentials that name no user, which no issuer makes today)."""
+
+    user_id: int | None
+
+
+class Refused(NamedTuple):
+    """The credentials were refused (3500, 3501, 3001...) or could not be checked (1013,
+    1011): the session says ``message`` and closes with ``code``."""
+
+    message: str
+    code: CloseCode
+
+
+class ResumeGap(NamedTuple):
+    """A resume point of ``topic`` cannot be replayed; the current value (if any)
+    follows, and the session tells the client first.
+
+    Attributes:
+        topic: the topic resumed.
+        requested: the seq the client last saw.
+        latest: the newest seq published on the topic (0 when none).
+        reason: ``"history_gap"`` (not held any more, or not yet) or ``"epoch_changed"``
+            (the point counts in another numbering: the server restarted).
+        epoch: the topic's current epoch when the client named one in its resume point;
+            None for a bare seq, whose client is told exactly what it was told before
+            epochs.
+    """
+
+    topic: Topic
+    requested: int
+    latest: int
+    reason: str
+    epoch: str | None
+
+
+Reply = Authenticated | Refused | ResumeGap
+
+
+class Session(Protocol):
+    """The sans-I/O surface every protocol session offers its driver.
+
+    ``now`` is the time of the event, passed in (the session reads no clock); deadlines
+    are in the same time.
+    """
+
+    close_reason: CloseCode | None
+
+    @property
+    def topics(self) -> Collection[Topic]:
+        """The topics the session holds (as its commands told the front)."""
+        ...
+
+    def receive_text(self, data: str, now: float) -> None:
+        """Handle one text message from the client."""
+        ...
+
+    def receive_bytes(self, data: bytes, now: float) -> None:
+        """Handle one binary message from the client."""
+        ...
+
+    def handle_timer(self, now: float) -> None:
+        """A deadline (``next_deadline``) has come."""
+        ...
+
+    def next_deadline(self) -> float | None:
+        """When ``handle_timer`` is next due, or None."""
+        ...
+
+    def frames_to_send(self) -> list[Encoded]:
+        """The replies made since the last call (control items), in order."""
+        ...
+
+    def commands_received(self) -> list[Command]:
+        """The commands made since the last call, in order."""
+        ...
+
+    def answer(self, reply: Reply, now: float) -> None:
+        """The front's answer to a command: the session replies in its own words."""
+        ...
+
+    def send_error(self, message: str, now: float) -> None:
+        """Queue an error reply (a refused message; the session stays usable)."""
+        ...
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        """The front dropped ``topics`` (the connection closed): forget them."""
+        ...
+
+
+def cap_of(
+    cap: SubscriptionCap | None, max_subscriptions: int | None, message: str
+) -> SubscriptionCap:
+    """A session's cap: ``cap`` as given, or one of ``max_subscriptions`` topics that
+    refuses in ``message`` (the protocol's words; see ``SubscriptionCap``)."""
+    if cap is not None:
+        if max_subscriptions is not None:
+            raise TypeError("give a session cap or max_subscriptions, not both")
+        return cap
+    if max_subscriptions is None:
+        raise TypeError("a session needs cap or max_subscriptions")
+    return SubscriptionCap(max_subscriptions, message)
