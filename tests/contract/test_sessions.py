@@ -1,0 +1,345 @@
+"""The session conformance suite: what every protocol session promises its driver
+(``protocols/base.py``'s ``Session``), run against each of them.
+
+A case runs against every session that has the capability it needs (``Kit``'s flags):
+the market feed (``native``), the realtime envelope (``envelope``) and the test-only
+echo. A new protocol joins by adding its ``Kit`` to ``KITS``; what only one protocol
+says (its words, its options) stays in ``tests/unit/protocols/``.
+
+Sessions are pure: every case is plain calls with ``now`` passed in; nothing sleeps.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from tickcast.auth.limits import RateLimit, SubscriptionCap
+from tickcast.closecodes import CloseCode
+from tickcast.fronts.echo import EchoSession
+from tickcast.fronts.guard import RateLimited
+from tickcast.model.envelope import ResumePoint
+from tickcast.model.topic import Topic
+from tickcast.protocols import base
+from tickcast.protocols.base import Refused, Session, Subscribe, Unsubscribe
+from tickcast.protocols.envelope import session as envelope
+from tickcast.protocols.native import session as native
+from tickcast.protocols.wire import Encoded
+
+T0 = 1_700_000_000.0
+KNOWN = frozenset({"AAPL", "MSFT", "TSLA"})
+
+
+@dataclass(frozen=True)
+class Kit:
+    """How the suite drives one protocol.
+
+    Attributes:
+        make: a session holding at most ``cap`` topics, idle-closed after ``idle_s``
+            (0: never), connected at ``T0``.
+        subscribe: the client messages that subscribe to one symbol each (None: the
+            protocol has no subscriptions).
+        unsubscribe: the messages that drop each symbol.
+        cap_message: how the protocol words the subscription cap.
+        errors: a malformed message is answered with one error and the session lives.
+        binary_echoed: a binary message comes back as itself (else it gets an error).
+        refusable: an ``answer(Refused)`` closes the session.
+        idle: the session closes an idle client (3008).
+        bare_resume: a subscription resuming from a bare seq, for ``symbol`` after
+            ``seq`` (None: the protocol has no resume).
+    """
+
+    make: Callable[[int, float], Session]
+    subscribe: Callable[[str], list[str]] | None
+    unsubscribe: Callable[[str], list[str]] | None
+    cap_message: str | None
+    errors: bool
+    binary_echoed: bool
+    refusable: bool
+    idle: bool
+    bare_resume: Callable[[str, int], str] | None
+
+
+def _native(cap: int, idle_s: float) -> Session:
+    return native.MarketFeedSession(
+        is_known=KNOWN.__contains__,
+        cap=native.subscription_cap(cap),
+        now=T0,
+        idle_timeout_s=idle_s,
+    )
+
+
+def _envelope(cap: int, idle_s: float) -> Session:
+    return envelope.RealtimeSession(
+        connection_id="c-1",
+        user_id=7,
+        anonymous_allowed=True,
+        is_known=KNOWN.__contains__,
+        owner_of=lambda _portfolio: 7,
+        cap=envelope.subscription_cap(cap),
+        now=T0,
+        idle_timeout_s=idle_s,
+    )
+
+
+def _echo(cap: int, idle_s: float) -> Session:
+    return EchoSession()
+
+
+def _native_message(action: str, symbol: str, **more: Any) -> str:
+    return json.dumps({"action": action, "symbols": [symbol], "channels": ["trades"], **more})
+
+
+def _envelope_message(type_: str, symbol: str) -> str:
+    return json.dumps({"type": type_, "data": {"symbol": symbol}})
+
+
+KITS: dict[str, Kit] = {
+    "native": Kit(
+        make=_native,
+        subscribe=lambda s: [_native_message("subscribe", s)],
+        unsubscribe=lambda s: [_native_message("unsubscribe", s)],
+        cap_message=native.CAP_MESSAGE,
+        errors=True,
+        binary_echoed=False,
+        refusable=True,
+        idle=True,
+        bare_resume=lambda s, seq: _native_message("subscribe", s, resume={f"trades.{s}": seq}),
+    ),
+    "envelope": Kit(
+        make=_envelope,
+        subscribe=lambda s: [_envelope_message("subscribe_asset", s)],
+        unsubscribe=lambda s: [_envelope_message("unsubscribe_asset", s)],
+        cap_message=envelope.CAP_MESSAGE,
+        errors=True,
+        binary_echoed=False,
+        refusable=True,
+        idle=True,
+        bare_resume=None,
+    ),
+    "echo": Kit(
+        make=_echo,
+        subscribe=None,
+        unsubscribe=None,
+        cap_message=None,
+        errors=False,
+        binary_echoed=True,
+        refusable=False,
+        idle=False,
+        bare_resume=None,
+    ),
+}
+
+
+@pytest.fixture(params=sorted(KITS))
+def kit(request: pytest.FixtureRequest) -> Kit:
+    return KITS[request.param]
+
+
+def need(condition: object, what: str) -> None:
+    if not condition:
+        pytest.skip(f"the protocol has no {what}")
+
+
+def connected(kit: Kit, cap: int = 10, idle_s: float = 0.0) -> Session:
+    """A session whose greeting (if any) has been taken."""
+    session = kit.make(cap, idle_s)
+    session.frames_to_send()
+    session.commands_received()
+    return session
+
+
+def feed(session: Session, messages: list[str], now: float = T0 + 1) -> None:
+    for message in messages:
+        session.receive_text(message, now)
+
+
+def texts(frames: list[Encoded]) -> list[str]:
+    return [frame.message.decode() for frame in frames]
+
+
+def test_every_session_is_a_session() -> None:
+    sessions: list[Session] = [kit.make(10, 0.0) for kit in KITS.values()]
+    for session in sessions:
+        for name in ("receive_text", "answer", "send_error", "release", "commands_received"):
+            assert callable(getattr(session, name))
+
+
+def test_frames_and_commands_drain(kit: Kit) -> None:
+    session = connected(kit)
+    session.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    if kit.subscribe is not None:
+        feed(session, kit.subscribe("AAPL"))
+    assert session.frames_to_send()
+    assert session.frames_to_send() == []
+    if kit.subscribe is not None:
+        assert session.commands_received()
+    assert session.commands_received() == []
+
+
+def test_malformed_text_gets_one_error_and_the_session_lives(kit: Kit) -> None:
+    need(kit.errors, "error replies")
+    session = connected(kit)
+    for bad in ("not json", "[1, 2]", "{}"):
+        session.receive_text(bad, T0 + 1)
+        frames = session.frames_to_send()
+        assert len(frames) == 1, bad
+        assert "error" in frames[0].message.decode()
+        assert session.commands_received() == []
+        assert session.close_reason is None
+    assert kit.subscribe is not None
+    feed(session, kit.subscribe("AAPL"))
+    assert session.commands_received()
+
+
+def test_binary_is_answered_per_protocol(kit: Kit) -> None:
+    session = connected(kit)
+    session.receive_bytes(b"\x00\x01", T0 + 1)
+    [frame] = session.frames_to_send()
+    if kit.binary_echoed:
+        assert frame.binary
+        assert frame.message == b"\x00\x01"
+    else:
+        assert not frame.binary
+        assert "error" in frame.message.decode()
+    assert session.close_reason is None
+
+
+def test_replies_are_control_items(kit: Kit) -> None:
+    session = kit.make(10, 0.0)
+    session.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    session.receive_text("not json", T0 + 1)
+    session.receive_bytes(b"x", T0 + 1)
+    if kit.subscribe is not None:
+        feed(session, kit.subscribe("AAPL"))
+    frames = session.frames_to_send()
+    assert frames
+    assert all(frame.control for frame in frames)
+
+
+def test_subscribe_yields_typed_topics(kit: Kit) -> None:
+    need(kit.subscribe, "subscriptions")
+    assert kit.subscribe is not None
+    session = connected(kit)
+    feed(session, kit.subscribe("AAPL") + kit.subscribe("MSFT") + kit.subscribe("AAPL"))
+    commands = session.commands_received()
+    assert all(isinstance(command, Subscribe) for command in commands)
+    added = [topic for command in commands for topic in command.topics]  # type: ignore[union-attr]
+    assert all(isinstance(topic, Topic) for topic in added)
+    assert [topic.symbol for topic in added] == ["AAPL", "MSFT"]  # a held topic is not re-added
+    assert set(session.topics) == set(added)
+
+
+def test_over_the_cap_adds_nothing_and_errors_once(kit: Kit) -> None:
+    need(kit.subscribe, "subscriptions")
+    assert kit.subscribe is not None
+    assert kit.cap_message is not None
+    session = connected(kit, cap=1)
+    feed(session, kit.subscribe("AAPL"))
+    session.frames_to_send()
+    held = set(session.topics)
+    assert session.commands_received()
+    feed(session, kit.subscribe("MSFT"))
+    [frame] = session.frames_to_send()
+    assert SubscriptionCap(1, kit.cap_message).message in frame.message.decode()
+    assert session.commands_received() == []
+    assert set(session.topics) == held
+    assert session.close_reason is None
+
+
+def test_unsubscribe_yields_only_held_topics(kit: Kit) -> None:
+    need(kit.subscribe, "subscriptions")
+    assert kit.subscribe is not None
+    assert kit.unsubscribe is not None
+    session = connected(kit)
+    feed(session, kit.subscribe("AAPL"))
+    [subscribed] = session.commands_received()
+    assert isinstance(subscribed, Subscribe)
+    feed(session, kit.unsubscribe("MSFT") + kit.unsubscribe("AAPL"))
+    dropped = [
+        topic
+        for command in session.commands_received()
+        if isinstance(command, Unsubscribe)
+        for topic in command.topics
+    ]
+    assert dropped == list(subscribed.topics)
+    assert not session.topics
+
+
+def test_release_forgets_the_topics(kit: Kit) -> None:
+    need(kit.subscribe, "subscriptions")
+    assert kit.subscribe is not None
+    session = connected(kit)
+    feed(session, kit.subscribe("AAPL") + kit.subscribe("MSFT"))
+    session.commands_received()
+    session.release(tuple(session.topics))
+    assert not session.topics
+    assert session.commands_received() == []
+
+
+def test_idle_deadline_closes_3008_at_the_deadline(kit: Kit) -> None:
+    need(kit.idle, "idle timeout")
+    session = connected(kit, idle_s=30.0)
+    session.receive_text('{"action":"ping","type":"ping"}', T0 + 5)
+    assert session.next_deadline() == T0 + 35
+    session.handle_timer(T0 + 34.999)
+    assert session.close_reason is None
+    session.handle_timer(T0 + 35)
+    assert session.close_reason is CloseCode.IDLE_TIMEOUT
+
+
+def test_refused_answer_sets_close_reason(kit: Kit) -> None:
+    session = connected(kit)
+    session.answer(Refused("Invalid token", CloseCode.INVALID_CREDENTIALS), T0 + 1)
+    frames = session.frames_to_send()
+    if not kit.refusable:
+        assert session.close_reason is None
+        return
+    assert session.close_reason is CloseCode.INVALID_CREDENTIALS
+    [frame] = frames
+    assert frame.control
+    assert "Invalid token" in frame.message.decode()
+
+
+def test_bare_int_resume_is_current_epoch(kit: Kit) -> None:
+    need(kit.bare_resume, "resume")
+    assert kit.bare_resume is not None
+    session = connected(kit)
+    session.receive_text(kit.bare_resume("AAPL", 41), T0 + 1)
+    [command] = session.commands_received()
+    assert isinstance(command, Subscribe)
+    [topic] = command.topics
+    assert command.resume == {topic: ResumePoint(41)}
+    assert command.resume[topic].epoch is None
+
+
+def test_a_rate_limited_session_refuses_in_its_own_words(kit: Kit) -> None:
+    inner = connected(kit)
+    limited: Session = RateLimited(inner, RateLimit(1.0, 1, close_after=1))
+    limited.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    assert len(limited.frames_to_send()) == 1  # allowed: the protocol's own reply
+    limited.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    [refusal] = texts(limited.frames_to_send())
+    assert "Too many messages" in refusal
+    assert limited.close_reason is CloseCode.RATE_LIMITED
+    assert inner.close_reason is CloseCode.RATE_LIMITED
+    assert list(limited.topics) == list(inner.topics)
+
+
+def test_commands_and_replies_are_the_contract_types() -> None:
+    assert set(base.Command.__args__) == {  # type: ignore[attr-defined]
+        base.Subscribe,
+        base.SubscribeChannel,
+        base.Unsubscribe,
+        base.Authenticate,
+    }
+    assert set(base.Reply.__args__) == {  # type: ignore[attr-defined]
+        base.Authenticated,
+        base.Refused,
+        base.ResumeGap,
+    }
+    assert Subscribe((Topic.parse("trades.AAPL"),)).resume == {}
