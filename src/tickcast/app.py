@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import time
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -17,7 +18,9 @@ from tickcast import __version__
 from tickcast.auth.credentials import new_jwt_secret
 from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
-from tickcast.fronts import echo, market, realtime
+from tickcast.errors import ConfigError
+from tickcast.fronts import market, realtime, registry
+from tickcast.fronts.base import FrontContext, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.node import Node
@@ -117,6 +120,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         try:
             yield
         finally:
+            for front in contracted:
+                await front.aclose()
             await realtime_front.aclose()
             await guard.aclose()
             await node.aclose()
@@ -125,8 +130,12 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         market.PATH: market.MarketFeedFront(node, guard),
         realtime.PATH: realtime_front,
     }
-    if settings.test_echo:
-        fronts[echo.PATH] = echo.EchoFront(node)
+    contracted = _contract_fronts(settings, node, guard)
+    for front in contracted:
+        for path in front.spec.paths:
+            if path in fronts:
+                raise ConfigError(f"two fronts serve {path} (one is {front.spec.name!r})")
+            fronts[path] = front
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
@@ -145,3 +154,22 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     return WebSocketDispatch(
         app, fronts, TrustedProxies(settings.trusted_proxies, settings.forwarded_headers)
     )
+
+
+def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSocketFront]:
+    """The registered fronts these settings enable (fronts/registry.py), each an endpoint."""
+    ctx = FrontContext(
+        hub=node.hub,
+        publisher=node.publish,
+        pump=node.pump,
+        clock=time.time,
+        stats=node.stats,
+        faults=node.faults,
+        latency=node.metrics.latency.observe,
+        guard=guard,
+        server=settings.server,
+        limits=settings.limits,
+        outbox=settings.outbox,
+        connections=node.connections,
+    )
+    return [WebSocketFront(spec, ctx) for spec in registry.specs(settings)]

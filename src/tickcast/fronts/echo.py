@@ -1,25 +1,25 @@
-"""``/ws/echo``: a test-only route that echoes every message, for WebSocket conformance.
+"""``/ws/echo``: a test-only front that echoes every message, for WebSocket conformance.
 
-It runs through the same driver (Connection, Outbox, Pump, FrameSocket) as the fronts,
-so Autobahn's cases exercise the real transport. Enabled by ``test_echo``.
+A ``FrontSpec`` like any other, so Autobahn's cases run through the real endpoint and
+driver (``WebSocketFront``, Connection, Outbox, Pump, FrameSocket). Not guarded: no
+admission, no rate limit. Registered always, enabled only by ``test_echo``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
 
-from starlette.types import Receive, Scope, Send
+from starlette.types import Scope
 
+from tickcast.auth.credentials import Principal
 from tickcast.closecodes import CloseCode
-from tickcast.hub.outbox import Outbox
+from tickcast.config.settings import Settings
+from tickcast.fronts.base import FrontContext, FrontSpec, Opened
 from tickcast.model.topic import Topic
-from tickcast.node import Node
 from tickcast.protocols.base import Command, Reply
 from tickcast.protocols.wire import Encoded
-from tickcast.transport.asgi_socket import open_frame_socket
-from tickcast.transport.connection import Connection
-from tickcast.transport.socket import FrameSocket
 
+NAME = "echo"
 PATH = "/ws/echo"
 
 
@@ -68,27 +68,16 @@ class EchoSession:
         pass
 
 
-class EchoFront:
-    def __init__(self, node: Node) -> None:
-        self.node = node
+class EchoSpec(FrontSpec):
+    name = NAME
+    paths = (PATH,)
+    guarded = False
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (await receive())["type"] != "websocket.connect":
-            return
-        await send({"type": "websocket.accept"})
-        async with open_frame_socket(scope, receive, send) as (sock, receive):
-            await self._serve(receive, sock)
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        # no window, no byte budget: every message goes back at once, however large
+        return Opened(EchoSession(), wire=NAME, max_items=1 << 20, max_bytes=0)
 
-    async def _serve(self, receive: Receive, sock: FrameSocket) -> None:
-        connection = Connection(
-            sock=sock,
-            session=EchoSession(),
-            wire="echo",
-            array=False,
-            outbox=Outbox(0.0, 1 << 20),
-            pump=self.node.pump,
-            stats=self.node.stats,
-            on_commands=lambda _connection, _commands: None,
-            on_close=lambda _connection: None,
-        )
-        await connection.run(receive)
+
+def spec(settings: Settings) -> EchoSpec | None:
+    """The echo front, or None unless ``test_echo``."""
+    return EchoSpec() if settings.server.test_echo else None

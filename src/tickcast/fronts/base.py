@@ -1,0 +1,408 @@
+"""The front contract: what a WebSocket front says, and the endpoint written once.
+
+A front is a ``FrontSpec``: its name (the guard's roster), its paths, its wire formats,
+whether it is guarded and authenticates by first message, and ``open``: the session
+(``protocols.base.Session``) a new client gets. ``expand`` and ``snapshot`` say what a
+subscription means on this front; the defaults are one topic and its cached value.
+
+Everything else is written here once, for every front:
+
+- ``WebSocketFront`` is the ASGI endpoint: admission (origin, credentials, caps) or the
+  refusal, accept, the frame socket, the session run under a ``Connection`` (rate limited
+  when guarded; closed when the credential expires), and the clean-up at close.
+- ``Dispatcher`` carries out the session's typed commands against the hub: ``Subscribe``
+  (with resume from history, a ``ResumeGap`` reply, then the snapshot), ``Unsubscribe``,
+  ``Authenticate`` (first-message authentication). Each command is contained: a bug in
+  one is reported to ``Faults`` as ``"command"`` and closes that connection with 1011.
+
+A front module built on this contract imports what ``FrontContext`` gives and the pure
+layers (``protocols/``, ``model/``, ``auth/``, ``config/``), never ``node``,
+``transport/``, ``hub.hub`` or ``hub.pump`` (tests/architecture/test_layers.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+from starlette.types import Receive, Scope, Send
+
+from tickcast.auth import policy
+from tickcast.auth.credentials import ANONYMOUS, InvalidCredentials, Principal
+from tickcast.closecodes import CloseCode
+from tickcast.config.groups import LimitsSettings, OutboxSettings, ServerSettings
+from tickcast.fronts.guard import (
+    Guard,
+    RateLimited,
+    Ticket,
+    client_address,
+    close_on_expiry,
+    header,
+    refuse,
+)
+from tickcast.fronts.identity import CredentialsUnavailable
+from tickcast.hub.history import Gap
+from tickcast.hub.hub import Subscriber
+from tickcast.hub.outbox import Outbox
+from tickcast.hub.pump import Pump
+from tickcast.model.envelope import Envelope, ResumePoint
+from tickcast.model.topic import Event, Topic
+from tickcast.observability.faults import Faults
+from tickcast.observability.stats import Stats
+from tickcast.protocols.base import (
+    Authenticate,
+    Authenticated,
+    Command,
+    Refused,
+    Reply,
+    ResumeGap,
+    Session,
+    Subscribe,
+    Unsubscribe,
+)
+from tickcast.protocols.wire import Codec, Encoded
+from tickcast.transport.asgi_socket import open_frame_socket
+from tickcast.transport.connection import Connection, payload_size
+from tickcast.transport.socket import FrameSocket
+
+log = logging.getLogger("tickcast.fronts")
+
+
+class Subscriptions(Protocol):
+    """The hub as a front sees it: subscriptions, resume and encoding; no publish."""
+
+    codecs: dict[str, Codec]
+
+    def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None: ...
+    def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None: ...
+    def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap: ...
+    def encode(self, wire: str, envelope: Envelope) -> Encoded: ...
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class FrontContext:
+    """What a front may use; built once by ``app.build_app``.
+
+    Attributes:
+        hub: subscriptions, resume, encoding (publishing goes through ``publisher``).
+        publisher: publishes what the gateway computes itself (a fresh value).
+        pump: the flush scheduler every connection shares.
+        clock: wall-clock seconds, as the sessions' deadlines read it.
+        stats, faults: the gateway's counters; contained failures.
+        latency: observes a delivery's latency (the histogram).
+        guard: admission and limits (None: nothing is checked, as in unit tests).
+        server, limits, outbox: the settings groups a front reads.
+        connections: every open connection of the process (readiness, overload).
+    """
+
+    hub: Subscriptions
+    publisher: Callable[[Sequence[Event]], None]
+    pump: Pump
+    clock: Callable[[], float]
+    stats: Stats
+    faults: Faults
+    latency: Callable[[float], None] | None
+    guard: Guard | None
+    server: ServerSettings
+    limits: LimitsSettings
+    outbox: OutboxSettings
+    connections: set[Any]
+
+
+class Opened(NamedTuple):
+    """What ``FrontSpec.open`` gives a new client: its session, the wire format the hub
+    encodes for it, whether batches go as one array frame, its batching window, and its
+    outbox budget (None: the ``outbox`` settings'; ``max_bytes`` 0: no byte limit)."""
+
+    session: Session
+    wire: str
+    array: bool = False
+    window_s: float = 0.0
+    max_items: int | None = None
+    max_bytes: int | None = None
+
+
+class FrontSpec:
+    """A front: override ``open`` (and the class attributes); the rest has defaults.
+
+    Attributes:
+        name: the front's name (the guard's roster, logs, ``/realtime/status/``).
+        paths: the WebSocket paths it serves.
+        codecs: wire format -> codec, registered with the hub once.
+        first_message_auth: a client may authenticate after the handshake
+            (``Authenticate``), so an anonymous one is admitted to try.
+        guarded: admission, rate limit and credential expiry apply.
+    """
+
+    name: str = ""
+    paths: tuple[str, ...] = ()
+    codecs: Mapping[str, Codec] = {}
+    first_message_auth: bool = False
+    guarded: bool = True
+
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        raise NotImplementedError
+
+    def expand(self, topic: Topic) -> tuple[Topic, ...]:
+        """The hub topics one subscription to ``topic`` holds (the first is ``topic``)."""
+        return (topic,)
+
+    def snapshot(self, topic: Topic, cached: Envelope | None, ctx: FrontContext) -> Envelope | None:
+        """What a new subscriber gets at once: by default the last value published."""
+        return cached
+
+
+class Dispatcher:
+    """Carries out a front's typed commands; each is contained (``"command"``)."""
+
+    def __init__(self, spec: FrontSpec, ctx: FrontContext, front: WebSocketFront) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.front = front
+        self.auth_tasks: dict[Connection, asyncio.Task[None]] = {}
+
+    def apply(self, connection: Connection, commands: list[Command]) -> None:
+        for command in commands:
+            if connection.closing:
+                return
+            try:
+                if isinstance(command, Subscribe):
+                    self._subscribe(connection, command)
+                elif isinstance(command, Unsubscribe):
+                    for topic in command.topics:
+                        self.unsubscribe(connection, topic)
+                        connection.outbox.discard(str(topic))
+                elif isinstance(command, Authenticate):
+                    self._authenticate(connection, command.token)
+                # SubscribeChannel: reserved; a front without channel-wide topics ignores it
+            except Exception as exc:
+                self.ctx.faults.report(
+                    "command", exc, front=self.spec.name, command=type(command).__name__
+                )
+                connection.fault()  # its stream may miss what the command owed it: 1011
+                return
+
+    def _subscribe(self, connection: Connection, command: Subscribe) -> None:
+        hub = self.ctx.hub
+        wire = connection.wire
+        for topic in command.topics:
+            topics = self.spec.expand(topic)
+            cached = hub.subscribe(connection, topic)
+            for also in topics[1:]:
+                hub.subscribe(connection, also)
+            point = command.resume.get(topic)
+            if point is not None:
+                missed = hub.resume(topic, point)
+                if not isinstance(missed, Gap):
+                    for envelope in missed:
+                        connection.queue(hub.encode(wire, envelope))
+                    continue
+                # another epoch's position is never replayed: reset, then snapshot
+                connection.answer(gap_reply(topic, missed, point.epoch))
+            current = self.spec.snapshot(topic, cached, self.ctx)
+            if current is not None:
+                key = str(topic) if topic.conflatable else None
+                connection.queue(hub.encode(wire, current), key)
+
+    def unsubscribe(self, connection: Connection, topic: Topic) -> None:
+        """Undo what subscribing to ``topic`` did."""
+        for held in self.spec.expand(topic):
+            self.ctx.hub.unsubscribe(connection, held)
+
+    # -- first-message authentication
+
+    def _authenticate(self, connection: Connection, token: str) -> None:
+        task = asyncio.create_task(self._check(connection, token))
+        self.auth_tasks[connection] = task
+        task.add_done_callback(functools.partial(self._checked, connection))
+
+    async def _check(self, connection: Connection, token: str) -> None:
+        """Answer the session, and move the connection's slot to the user. The
+        connection may close meanwhile: then this does nothing."""
+        guard = self.ctx.guard
+        reply: Reply
+        try:
+            if guard is None:
+                raise InvalidCredentials("this front checks no credentials")
+            principal = await guard.identity.authenticate(token)
+        except InvalidCredentials as exc:
+            refusal = policy.invalid_credentials(exc)
+            reply = self._refused(guard.count(refusal) if guard else refusal)
+        except CredentialsUnavailable as exc:
+            refusal = policy.unavailable(str(exc))
+            reply = self._refused(guard.count(refusal) if guard else refusal)
+        except Exception:  # a bug must still answer the client, never leave it pending
+            log.exception("first-message authentication failed", extra={"front": self.spec.name})
+            reply = Refused("Authentication failed: try again later", CloseCode.INTERNAL_ERROR)
+        else:
+            ticket = self.front.tickets.get(connection)
+            if connection.closing or ticket is None or guard is None:
+                return  # the client left while its credentials were checked
+            late = guard.authenticate_late(ticket, principal)
+            if late is not None:
+                reply = self._refused(late)
+            else:
+                self.front.expire_with(connection, principal)
+                reply = Authenticated(principal.user_id)
+        if connection.closing:
+            return
+        connection.session.answer(reply, self.ctx.clock())
+        connection.poke()
+
+    @staticmethod
+    def _refused(refusal: policy.Refusal) -> Refused:
+        return Refused(refusal.message, refusal.close_code)
+
+    def _checked(self, connection: Connection, task: asyncio.Task[None]) -> None:
+        if self.auth_tasks.get(connection) is task:
+            del self.auth_tasks[connection]
+
+    def closed(self, connection: Connection) -> None:
+        task = self.auth_tasks.pop(connection, None)
+        if task is not None:
+            task.cancel()
+
+    async def aclose(self) -> None:
+        """Cancel the authentications still running (shutdown)."""
+        tasks = list(self.auth_tasks.values())
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+class WebSocketFront:
+    """The ASGI endpoint of one front: admit or refuse, accept, run, close.
+
+    Attributes:
+        spec: what the front says.
+        tickets: its open connections and who each acts as (the guard's roster
+            ``spec.name``; empty when the front is not guarded).
+    """
+
+    def __init__(self, spec: FrontSpec, ctx: FrontContext) -> None:
+        self.spec = spec
+        self.ctx = ctx
+        self.guard = ctx.guard if spec.guarded else None
+        self.tickets: dict[Connection, Ticket] = (
+            self.guard.roster(spec.name) if self.guard is not None else {}
+        )
+        self.dispatcher = Dispatcher(spec, ctx, self)
+        self._expiry: dict[Connection, asyncio.TimerHandle] = {}
+        self._log = logging.getLogger(f"tickcast.fronts.{spec.name}")
+        for wire, codec in spec.codecs.items():
+            ctx.hub.codecs.setdefault(wire, codec)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        guard = self.guard
+        ticket: Ticket | None = None
+        if guard is not None:
+            ticket, refusal = await guard.admit(
+                scope, first_message_auth=self.spec.first_message_auth
+            )
+            if refusal is not None:
+                await refuse(scope, send, refusal)
+                return
+        try:  # from here the ticket holds a connection slot: give it back on any exit
+            await send({"type": "websocket.accept"})
+            close_timeout_s = self.ctx.server.close_timeout_s
+            async with open_frame_socket(scope, receive, send, close_timeout_s=close_timeout_s) as (
+                sock,
+                receive,
+            ):
+                await self._serve(scope, receive, sock, ticket)
+        finally:
+            if guard is not None and ticket is not None:
+                guard.release(ticket)
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket | None
+    ) -> None:
+        ctx = self.ctx
+        principal = ticket.principal if ticket is not None else ANONYMOUS
+        opened = self.spec.open(scope, principal, ctx)
+        session = opened.session
+        if self.guard is not None:
+            session = RateLimited(session, self.guard.rate_limit())
+        budget = ctx.outbox
+        connection = Connection(
+            sock=sock,
+            session=session,
+            wire=opened.wire,
+            array=opened.array,
+            outbox=Outbox(
+                opened.window_s,
+                budget.outbox_max_items if opened.max_items is None else opened.max_items,
+                budget.outbox_max_bytes if opened.max_bytes is None else opened.max_bytes,
+                size=payload_size,
+            ),
+            pump=ctx.pump,
+            stats=ctx.stats,
+            on_commands=self.dispatcher.apply,
+            on_close=self._closed,
+            latency=ctx.latency,
+            slow_timeout_s=budget.slow_client_timeout_s,
+        )
+        ctx.stats.connections_total += 1
+        ctx.connections.add(connection)
+        if ticket is not None:
+            self.tickets[connection] = ticket
+            self.expire_with(connection, principal)
+        peer = client_address(scope)
+        self._log.info(
+            "client connected",
+            extra={
+                "front": self.spec.name,
+                "client": peer,
+                "origin": header(scope, b"origin"),
+                "user_id": principal.user_id,
+            },
+        )
+        await connection.run(receive)
+        self._log.info(
+            "client disconnected",
+            extra={"front": self.spec.name, "client": peer, "code": connection.close_code},
+        )
+
+    def expire_with(self, connection: Connection, principal: Principal) -> None:
+        """Close ``connection`` when ``principal``'s credential expires (3501)."""
+        previous = self._expiry.pop(connection, None)
+        if previous is not None:
+            previous.cancel()
+        handle = close_on_expiry(connection, principal, self.ctx.clock)
+        if handle is not None:
+            self._expiry[connection] = handle
+
+    def _closed(self, connection: Connection) -> None:
+        session = connection.session
+        held = tuple(session.topics)
+        for topic in held:
+            self.dispatcher.unsubscribe(connection, topic)
+        session.release(held)
+        self.ctx.connections.discard(connection)
+        self.dispatcher.closed(connection)
+        expiry = self._expiry.pop(connection, None)
+        if expiry is not None:
+            expiry.cancel()
+        ticket = self.tickets.pop(connection, None)
+        if ticket is not None and self.guard is not None:
+            self.guard.release(ticket)
+
+    async def aclose(self) -> None:
+        """Stop what runs beside the connections (first-message authentications)."""
+        await self.dispatcher.aclose()
+
+
+def gap_reply(topic: Topic, gap: Gap, requested_epoch: str | None) -> ResumeGap:
+    """The hub's gap as the session's reply; the current epoch is shown only to a client
+    that resumed with one (a bare seq's reset keeps the fields it had before epochs)."""
+    epoch = gap.epoch if requested_epoch else None
+    return ResumeGap(topic, gap.requested, gap.latest, gap.reason, epoch)
