@@ -16,6 +16,17 @@ from typing import BinaryIO
 
 import httpx
 
+TESTS = Path(__file__).resolve().parents[1]
+#: ``python -c`` program for ``start_server(setup=...)``: call ``module:function``, then
+#: run the ``tickcast`` command line as ``python -m tickcast`` would.
+_SETUP_THEN_CLI = (
+    "import importlib, sys; "
+    "module, _, function = sys.argv.pop(1).partition(':'); "
+    "getattr(importlib.import_module(module), function)(); "
+    "from tickcast.cli.main import main; "
+    "sys.exit(main(sys.argv[1:]))"
+)
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -68,22 +79,29 @@ def start_server(
     extra_env: dict[str, str] | None = None,
     port: int | None = None,
     args: Sequence[str] = (),
+    setup: str | None = None,
     **settings: object,
 ) -> Server:
     """Start `python -m tickcast serve` with TICKCAST_* settings; wait until /ready.
 
     ``extra_env`` adds variables that are not settings (vendor credentials); ``port``
     reuses a port (a restart), else a free one is picked; ``args`` are more flags.
+    ``setup`` ("module:function", importable from tests/) runs in the server process
+    before it starts: a test registers a front of its own that way.
     """
     port = port or free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.setdefault("TICKCAST_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path}/tickcast.db")
     env.update({f"TICKCAST_{k.upper()}": str(v) for k, v in settings.items()})
     env.update(extra_env or {})
+    program = [sys.executable, "-m", "tickcast"]
+    if setup is not None:
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(TESTS), env.get("PYTHONPATH")]))
+        program = [sys.executable, "-c", _SETUP_THEN_CLI, setup]
     log_path = tmp_path / f"server-{port}.log"
     log_file = log_path.open("wb")
     proc = subprocess.Popen(
-        [sys.executable, "-m", "tickcast", "serve", "--port", str(port), *args],
+        [*program, "serve", "--port", str(port), *args],
         env=env,
         stdout=log_file,
         stderr=subprocess.STDOUT,

@@ -1,0 +1,194 @@
+"""The front contract (``fronts/base.py``, ``fronts/registry.py``), proven from outside.
+
+``ShoutFront`` is written here, against the contracts only (``FrontSpec``,
+``FrontContext``, ``Opened``, the ``Session`` protocol) and registered here: nothing
+outside this module knows it. A real ``tickcast serve`` process (uvicorn, the real
+guard and driver) registers it at start (``start_server(setup=...)``) and serves it with
+everything a front gets from the contract: origin refusal, the rate limit and the close.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Collection, Iterable, Iterator
+
+import pytest
+import websockets
+from starlette.types import Scope
+
+from support.handshake import close_refusal
+from support.server import Server, start_server
+from support.wsclient import closed_code
+from tickcast.auth.credentials import Principal
+from tickcast.closecodes import CloseCode
+from tickcast.config.settings import Settings
+from tickcast.fronts import registry
+from tickcast.fronts.base import FrontContext, FrontSpec, Opened
+from tickcast.model.topic import Topic
+from tickcast.protocols.base import Command, Reply
+from tickcast.protocols.wire import Encoded
+
+ORIGIN = "https://app.example"
+SHOUT = "/ws/shout"
+#: One message per 1000 s: the burst is all a test gets, whatever the timing.
+BURST = 3
+
+
+class ShoutSession:
+    """Each text comes back in capitals; ``bye`` closes normally."""
+
+    def __init__(self, user_id: int | None) -> None:
+        self.close_reason: CloseCode | None = None
+        self._frames: list[Encoded] = [Encoded(f"HELLO {user_id}".encode(), control=True)]
+
+    @property
+    def topics(self) -> Collection[Topic]:
+        return ()
+
+    def receive_text(self, data: str, now: float) -> None:
+        if data == "bye":
+            self.close_reason = CloseCode.NORMAL
+            return
+        self._frames.append(Encoded(data.upper().encode(), control=True))
+
+    def receive_bytes(self, data: bytes, now: float) -> None:
+        self.send_error("text only", now)
+
+    def handle_timer(self, now: float) -> None:
+        pass
+
+    def next_deadline(self) -> float | None:
+        return None
+
+    def frames_to_send(self) -> list[Encoded]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def commands_received(self) -> list[Command]:
+        return []
+
+    def answer(self, reply: Reply, now: float) -> None:
+        pass
+
+    def send_error(self, message: str, now: float) -> None:
+        self._frames.append(Encoded(json.dumps({"error": message}).encode(), control=True))
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        pass
+
+
+class ShoutFront(FrontSpec):
+    name = "shout"
+    paths = (SHOUT,)
+    guarded = True
+
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        return Opened(ShoutSession(principal.user_id), wire="shout")
+
+
+def shout(settings: Settings) -> ShoutFront:
+    return ShoutFront()
+
+
+def register_shout() -> None:
+    """The front's whole registration (run in the server process by ``setup``)."""
+    registry.register("shout", shout)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path_factory.mktemp("fronts"),
+        setup="contract.test_fronts:register_shout",
+        test_echo=True,
+        allowed_origins=ORIGIN,
+        rate_limit_per_s=0.001,
+        rate_limit_burst=BURST,
+    )
+    yield srv
+    srv.stop()
+
+
+def url(server: Server, path: str) -> str:
+    return f"ws://127.0.0.1:{server.port}{path}"
+
+
+async def recv(ws: websockets.ClientConnection) -> str:
+    return str(await asyncio.wait_for(ws.recv(), 10))
+
+
+async def test_a_front_written_only_against_the_contracts_serves_clients(server: Server) -> None:
+    shout_url = url(server, SHOUT)
+    # admission: an Origin off the allow-list is refused (1008) before any data
+    code, _, messages = await close_refusal(shout_url, "https://evil.example")
+    assert (code, messages) == (1008, [])
+
+    # echo, in capitals, to an allowed browser
+    async with websockets.connect(shout_url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
+        assert await recv(ws) == "HELLO None"  # anonymous
+        await ws.send("hello")
+        assert await recv(ws) == "HELLO"
+        # the session decides to close: the endpoint closes with its code
+        await ws.send("bye")
+        assert await closed_code(ws) == 1000
+
+    # the rate limit wraps the session: the burst, then the session's own error, then
+    # a flood is closed 3002
+    async with websockets.connect(shout_url) as ws:
+        assert await recv(ws) == "HELLO None"
+        for i in range(BURST):
+            await ws.send(f"m{i}")
+        assert [await recv(ws) for _ in range(BURST)] == [f"M{i}" for i in range(BURST)]
+        await ws.send("one too many")
+        assert json.loads(await recv(ws))["error"].startswith("Too many messages")
+        for _ in range(10):  # RateLimit's close_after: ten refused in a row is a flood
+            await ws.send("flood")
+        assert await closed_code(ws) == 3002
+
+    # the client closes: the server answers
+    async with websockets.connect(shout_url) as ws:
+        assert await recv(ws) == "HELLO None"
+    assert ws.close_code == 1000
+
+
+@pytest.fixture
+def shout_registered() -> Iterator[None]:
+    register_shout()
+    try:
+        yield
+    finally:
+        registry.unregister("shout")
+
+
+@pytest.mark.usefixtures("shout_registered")
+async def test_every_registered_front_serves_its_paths(server: Server) -> None:
+    specs = registry.specs(Settings(test_echo=True))
+    assert {spec.name for spec in specs} >= {"echo", "shout"}
+    for spec in specs:
+        for path in spec.paths:
+            async with websockets.connect(url(server, path), origin=ORIGIN) as ws:  # type: ignore[arg-type]
+                await ws.ping()
+            assert ws.close_code == 1000, path
+
+
+def test_a_disabled_front_is_not_listed() -> None:
+    assert "echo" in registry.names()
+    assert "echo" not in {spec.name for spec in registry.specs(Settings())}
+
+
+@pytest.mark.usefixtures("shout_registered")
+def test_a_name_is_registered_once() -> None:
+    register_shout()  # the same factory again: nothing changes
+    with pytest.raises(ValueError, match="already registered"):
+        registry.register("shout", lambda settings: ShoutFront())
+    assert registry.names().count("shout") == 1
+
+
+def test_a_spec_answers_to_its_registered_name() -> None:
+    registry.register("loud", shout)
+    try:
+        with pytest.raises(ValueError, match="calls itself 'shout'"):
+            registry.specs(Settings())
+    finally:
+        registry.unregister("loud")
