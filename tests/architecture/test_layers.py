@@ -16,6 +16,10 @@ Rules:
     - Only cli imports cli (``tickcast.__main__``, the ``python -m`` shim, counts as cli).
     - Only app and cli import app.
     - config imports no provider (its defaults live in ``config/defaults.py``).
+    - A front built on the contract (a module that imports ``fronts.base``, and the test
+      front in ``tests/contract/test_fronts.py``) uses what ``FrontContext`` gives: it
+      imports no ``node``, ``app``, ``transport/``, ``hub.hub``, ``hub.pump`` or
+      ``hub.outbox``.
 """
 
 from __future__ import annotations
@@ -282,6 +286,48 @@ def test_config_imports_no_provider() -> None:
     assert not bad, f"config must not import a provider:\n{bad}"
 
 
+#: What a front built on the contract reaches only through ``FrontContext``.
+FRONT_FORBIDDEN = (
+    "tickcast.node",
+    "tickcast.app",
+    "tickcast.transport",
+    "tickcast.hub.hub",
+    "tickcast.hub.pump",
+    "tickcast.hub.outbox",
+)
+#: The contract itself, the registry that lists the fronts, and the composition root
+#: that builds the context: not fronts.
+FRONT_CONTRACT = frozenset({"tickcast.fronts.base", "tickcast.fronts.registry", "tickcast.app"})
+#: A front defined outside src: the contract suite's own.
+TEST_FRONTS = SRC.parent / "tests" / "contract" / "test_fronts.py"
+
+
+def contract_fronts(imports: Iterable[Import]) -> set[str]:
+    """The modules built on the front contract (they import ``fronts.base``)."""
+    return {
+        i.importer
+        for i in imports
+        if i.target == "tickcast.fronts.base" and i.importer not in FRONT_CONTRACT
+    }
+
+
+def _front_reaches_past_its_context(i: Import, fronts: set[str]) -> bool:
+    return i.importer in fronts and within(i.target, *FRONT_FORBIDDEN)
+
+
+def test_fronts_use_only_the_contracts() -> None:
+    imports = [
+        *all_imports(),
+        *imports_in(TEST_FRONTS.read_text(), "contract.test_fronts", is_package=False),
+    ]
+    fronts = contract_fronts(imports)
+    assert {"tickcast.fronts.echo", "contract.test_fronts"} <= fronts
+    bad = violations(lambda i: _front_reaches_past_its_context(i, fronts), imports)
+    assert not bad, (
+        f"a front uses what FrontContext gives, not node/transport/hub internals:\n{bad}"
+    )
+
+
 # -- the checker itself
 
 
@@ -351,3 +397,9 @@ def test_config_rule_catches_a_provider_import() -> None:
     source = "from tickcast.providers.simulator.market import DEFAULT_SYMBOLS"
     found = imports_in(source, "tickcast.config.settings", is_package=False)
     assert violations(_config_imports_a_provider, found)
+
+
+def test_front_rule_catches_a_front_that_reaches_the_node() -> None:
+    source = "from tickcast.fronts.base import FrontSpec\nfrom tickcast.node import Node\n"
+    found = imports_in(source, "tickcast.fronts.loud", is_package=False)
+    assert violations(lambda i: _front_reaches_past_its_context(i, contract_fronts(found)), found)
