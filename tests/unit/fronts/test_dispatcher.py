@@ -1,0 +1,165 @@
+"""The front contract's Dispatcher: subscribe and unsubscribe carried out once for every
+front, and a command that raises contained to its connection.
+
+A real ``Node`` (built, not started), a ``FrontContext`` from its parts, a spec built on
+the contract, the native session, and ``Connection``s over sockets that record writes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from starlette.types import Scope
+
+from support.fakesocket import RecordingSocket
+from tickcast.auth.credentials import Principal
+from tickcast.config.settings import Settings
+from tickcast.fronts.base import FrontContext, FrontSpec, Opened, WebSocketFront
+from tickcast.hub.outbox import Outbox
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Quote
+from tickcast.model.topic import Topic
+from tickcast.node import Node
+from tickcast.protocols.native import codec
+from tickcast.protocols.native.session import MarketFeedSession
+from tickcast.providers.base import Provider, Sink
+from tickcast.transport.connection import Connection, payload_size
+
+TS = 1_700_000_000.0
+
+
+class Silent(Provider):
+    name = "silent"
+
+    @property
+    def symbols(self) -> frozenset[str]:
+        return frozenset({"AAPL", "MSFT"})
+
+    async def run(self, sink: Sink) -> None:
+        await asyncio.Event().wait()
+
+
+class Quotes(FrontSpec):
+    """Native quotes; its snapshot of MSFT has a bug."""
+
+    name = "quotes"
+    paths = ("/ws/quotes",)
+    codecs = codec.CODECS
+    guarded = False
+
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        raise NotImplementedError  # the test builds the connection itself
+
+    def snapshot(self, topic: Topic, cached: Envelope | None, ctx: FrontContext) -> Envelope | None:
+        if topic.symbol == "MSFT":
+            raise RuntimeError("a bug in this front's snapshot")
+        return cached
+
+
+@pytest.fixture
+async def node() -> AsyncIterator[Node]:
+    node = Node(Settings(batch_ms=0), providers=[Silent()])
+    try:
+        yield node
+    finally:
+        node.pump.close()
+        await node.engine.dispose()
+
+
+def context(node: Node) -> FrontContext:
+    settings = node.settings
+    return FrontContext(
+        hub=node.hub,
+        publisher=node.publish,
+        pump=node.pump,
+        clock=time.time,
+        stats=node.stats,
+        faults=node.faults,
+        latency=None,
+        guard=None,
+        server=settings.server,
+        limits=settings.limits,
+        outbox=settings.outbox,
+        connections=node.connections,
+    )
+
+
+def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSocket]:
+    sock = RecordingSocket()
+    connection = Connection(
+        sock=sock,
+        session=MarketFeedSession(is_known=node.is_known, max_subscriptions=10, now=TS),
+        wire=codec.WIRE,
+        array=False,
+        outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
+        pump=node.pump,
+        stats=node.stats,
+        on_commands=front.dispatcher.apply,
+        on_close=front._closed,
+    )
+    node.connections.add(connection)
+    return connection, sock
+
+
+def send(connection: Connection, message: dict[str, Any]) -> None:
+    connection.session.receive_text(json.dumps(message), TS)
+    connection.poke()
+
+
+def written(sock: RecordingSocket) -> list[Any]:
+    return [json.loads(line) for chunk in sock.written for line in _frames(chunk)]
+
+
+def _frames(chunk: bytes) -> list[bytes]:
+    """The payloads of the unmasked server text frames in ``chunk`` (small ones)."""
+    payloads = []
+    while chunk:
+        size = chunk[1] & 0x7F
+        start = 2 if size < 126 else 4
+        size = size if size < 126 else int.from_bytes(chunk[2:4], "big")
+        payloads.append(chunk[start : start + size])
+        chunk = chunk[start + size :]
+    return payloads
+
+
+async def test_subscribe_gives_the_cached_value_and_unsubscribe_drops_the_topic(
+    node: Node,
+) -> None:
+    front = WebSocketFront(Quotes(), context(node))
+    node.hub.publish([Quote("AAPL", 1.0, 2.0, 10, 20, 1.5, 100, TS, "sim")], TS)
+    connection, sock = connect(node, front)
+    send(connection, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
+    types = [m.get("type") for m in written(sock)]
+    assert "subscribed" in types
+    assert any(m.get("symbol") == "AAPL" and m.get("bid") == 1.0 for m in written(sock))
+    send(connection, {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
+    assert node.hub.subscription_count == 0
+
+
+async def test_a_command_that_raises_is_contained_to_its_connection(
+    node: Node, caplog: pytest.LogCaptureFixture
+) -> None:
+    front = WebSocketFront(Quotes(), context(node))
+    broken, broken_sock = connect(node, front)
+    other, other_sock = connect(node, front)
+    with caplog.at_level(logging.ERROR, logger="tickcast.faults"):
+        send(broken, {"action": "subscribe", "symbols": ["MSFT"], "channels": ["quotes"]})
+    assert node.faults.counts == {"command": 1}
+    # reported by the dispatcher, with the front and the command
+    (record,) = caplog.records
+    assert (record.front, record.command) == ("quotes", "Subscribe")  # type: ignore[attr-defined]
+    assert broken.close_code == 1011
+    assert broken_sock.closed is not None
+    # the other connection goes on
+    send(other, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
+    assert other.close_code is None
+    node.hub.publish([Quote("AAPL", 3.0, 4.0, 10, 20, 3.5, 100, TS, "sim")], TS)
+    other.flush_now()
+    assert any(m.get("bid") == 3.0 for m in written(other_sock))
+    assert node.faults.counts == {"command": 1}
