@@ -17,6 +17,7 @@ import pytest
 import websockets
 from starlette.types import Scope
 
+from support.accounts import Account, seed
 from support.handshake import close_refusal
 from support.server import Server, start_server
 from support.wsclient import closed_code
@@ -26,7 +27,7 @@ from tickcast.config.settings import Settings
 from tickcast.fronts import registry
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
 from tickcast.model.topic import Topic
-from tickcast.protocols.base import Command, Reply
+from tickcast.protocols.base import Authenticate, Authenticated, Command, Refused, Reply
 from tickcast.protocols.wire import Encoded
 
 ORIGIN = "https://app.example"
@@ -36,11 +37,13 @@ BURST = 3
 
 
 class ShoutSession:
-    """Each text comes back in capitals; ``bye`` closes normally."""
+    """Each text comes back in capitals; ``bye`` closes normally; ``auth <token>``
+    authenticates (the front checks it and answers)."""
 
     def __init__(self, user_id: int | None) -> None:
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = [Encoded(f"HELLO {user_id}".encode(), control=True)]
+        self._commands: list[Command] = []
 
     @property
     def topics(self) -> Collection[Topic]:
@@ -49,6 +52,9 @@ class ShoutSession:
     def receive_text(self, data: str, now: float) -> None:
         if data == "bye":
             self.close_reason = CloseCode.NORMAL
+            return
+        if data.startswith("auth "):
+            self._commands.append(Authenticate(data.removeprefix("auth ")))
             return
         self._frames.append(Encoded(data.upper().encode(), control=True))
 
@@ -66,10 +72,15 @@ class ShoutSession:
         return frames
 
     def commands_received(self) -> list[Command]:
-        return []
+        commands, self._commands = self._commands, []
+        return commands
 
     def answer(self, reply: Reply, now: float) -> None:
-        pass
+        if isinstance(reply, Authenticated):
+            self._frames.append(Encoded(f"WELCOME {reply.user_id}".encode(), control=True))
+        elif isinstance(reply, Refused):
+            self.send_error(reply.message, now)
+            self.close_reason = reply.code
 
     def send_error(self, message: str, now: float) -> None:
         self._frames.append(Encoded(json.dumps({"error": message}).encode(), control=True))
@@ -82,6 +93,7 @@ class ShoutFront(FrontSpec):
     name = "shout"
     paths = (SHOUT,)
     guarded = True
+    first_message_auth = True
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         return Opened(ShoutSession(principal.user_id), wire="shout")
@@ -97,17 +109,26 @@ def register_shout() -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Account]]:
+    tmp = tmp_path_factory.mktemp("fronts")
+    database_url = f"sqlite+aiosqlite:///{tmp}/fronts.db"
+    accounts = asyncio.run(seed(database_url, {"dana": {}}))
     srv = start_server(
-        tmp_path_factory.mktemp("fronts"),
+        tmp,
+        database_url=database_url,
         setup="contract.test_fronts:register_shout",
         test_echo=True,
         allowed_origins=ORIGIN,
         rate_limit_per_s=0.001,
         rate_limit_burst=BURST,
     )
-    yield srv
+    yield srv, accounts["dana"]
     srv.stop()
+
+
+@pytest.fixture(scope="module")
+def server(world: tuple[Server, Account]) -> Server:
+    return world[0]
 
 
 def url(server: Server, path: str) -> str:
@@ -150,6 +171,21 @@ async def test_a_front_written_only_against_the_contracts_serves_clients(server:
     async with websockets.connect(shout_url) as ws:
         assert await recv(ws) == "HELLO None"
     assert ws.close_code == 1000
+
+
+async def test_the_contract_authenticates_by_first_message(world: tuple[Server, Account]) -> None:
+    server, dana = world
+    async with websockets.connect(url(server, SHOUT)) as ws:
+        assert await recv(ws) == "HELLO None"
+        await ws.send(f"auth {dana.api_key}")
+        assert await recv(ws) == f"WELCOME {dana.user_id}"
+        await ws.send("still here")
+        assert await recv(ws) == "STILL HERE"
+    async with websockets.connect(url(server, SHOUT)) as ws:
+        assert await recv(ws) == "HELLO None"
+        await ws.send("auth tc_not_a_key")
+        assert "error" in json.loads(await recv(ws))
+        assert await closed_code(ws) == 3500
 
 
 @pytest.fixture
