@@ -169,7 +169,8 @@ class Node:
         return symbol in self.symbols
 
     def add_service(self, service: Service) -> None:
-        """Start ``service`` with the node and stop it with the node (in the order added)."""
+        """Start ``service`` with the node (in the order added) and stop it with the node
+        (in the reverse order), after the feed has stopped."""
         self.services.append(service)
 
     def _pass(self) -> None:
