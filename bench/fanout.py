@@ -1,4 +1,8 @@
-"""Fan-out cost in one process: ns per delivery and per event through Hub.publish.
+"""Fan-out cost in one process: ns per delivery and per event through the publisher.
+
+Every batch goes through ``LocalPublisher.publish`` as the node's do: stamped by the
+sequencer, fanned out by the hub, then shown to one tap (a no-op here: the node has one,
+the portfolio service's, whose own cost ``bench/portfolio.py`` measures).
 
 500 subscribers, each on 10 of 100 symbols (quotes and trades), one wire (Front 1's plain
 codec), 20,000 events (a trade after every third quote) published in batches of 10, best
@@ -30,9 +34,12 @@ from typing import Any
 
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
+from tickcast.hub.publisher import LocalPublisher
 from tickcast.hub.pump import Pump
+from tickcast.model.envelope import Envelope
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.topic import Channel, Topic
+from tickcast.observability.faults import Faults
 from tickcast.observability.stats import Stats
 from tickcast.protocols.native import codec
 from tickcast.protocols.wire import Encoded
@@ -108,14 +115,27 @@ def subscribe_all(hub: Hub, subscribers: Sequence[Any], seed: int = 2) -> None:
             hub.subscribe(sub, Topic(Channel.TRADES, symbol))
 
 
+def _tap(envelopes: Sequence[Envelope]) -> None:
+    pass
+
+
+def publisher_of(hub: Hub, on_pass: Callable[[], None] | None = None) -> LocalPublisher:
+    """The node's way in: the hub's sequencer, a fixed wall clock, one tap."""
+    publisher = LocalPublisher(
+        hub.sequencer, hub, Faults(), wall=lambda: TS, on_pass=on_pass or (lambda: None)
+    )
+    publisher.tap(_tap, name="bench")
+    return publisher
+
+
 def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     hub = Hub({codec.WIRE: codec.encode}, history_size=256)
     subs = [ListSubscriber() for _ in range(SUBSCRIBERS)]
     subscribe_all(hub, subs)
-    publish = hub.publish
+    publish = publisher_of(hub).publish
     start = time.perf_counter_ns()
     for batch in batches:
-        publish(batch, TS)
+        publish(batch)
     elapsed = time.perf_counter_ns() - start
     return elapsed, hub.deliveries
 
@@ -139,12 +159,15 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
         for _ in range(SUBSCRIBERS)
     ]
     subscribe_all(hub, conns)
-    publish = hub.publish
     now = pump.loop.time()
+
+    def on_pass() -> None:  # as the node's: the pass time connections queue at
+        pump.now = now
+
+    publish = publisher_of(hub, on_pass).publish
     start = time.perf_counter_ns()
     for batch in batches:
-        pump.now = now
-        publish(batch, TS)
+        publish(batch)
         for conn in conns:
             if len(conn.outbox):
                 conn.flush(now, force=True)

@@ -1,4 +1,7 @@
-"""Composition root: ``build_app(settings)`` wires the node, the fronts and the routes."""
+"""Composition root: ``build_app(settings)`` wires the node, its services, the fronts and
+the routes. The node names no service: the portfolio service is built here
+(``add_portfolios``), listens through a tap on the node's publisher and publishes through
+it, and starts and stops with the node."""
 
 from __future__ import annotations
 
@@ -25,6 +28,7 @@ from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
+from tickcast.portfolio.service import PortfolioService
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
@@ -64,9 +68,29 @@ class WebSocketDispatch:
         await self.app(scope, receive, send)
 
 
+def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
+    """Build the portfolio service over ``node``: it publishes through the node's
+    publisher, revalues through a tap on it (``on_published``), starts and stops with the
+    node, and is reachable as ``node.portfolios`` (for the fronts and web routes)."""
+    service = PortfolioService(
+        node.engine,
+        node.publisher,
+        interval_s=settings.update_interval_s,
+        faults=node.faults,
+    )
+    node.publisher.tap(service.on_published, name="portfolios")
+    node.add_service(service)
+    node.portfolios = service
+    return service
+
+
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
-    """The ASGI application: health, readiness, metrics, the feed's state and the fronts."""
+    """The ASGI application: health, readiness, metrics, the feed's state and the fronts.
+
+    ``node``: a bare ``Node`` (tests pass one with their own providers); its services
+    are added here."""
     node = node or Node(settings)
+    add_portfolios(node, settings)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
     else:
@@ -160,7 +184,7 @@ def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSo
     """The registered fronts these settings enable (fronts/registry.py), each an endpoint."""
     ctx = FrontContext(
         hub=node.hub,
-        publisher=node.publish,
+        publisher=node.publisher.publish,
         pump=node.pump,
         clock=time.time,
         stats=node.stats,

@@ -39,6 +39,7 @@ from typing import Final
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.auth.credentials import NewKey, new_api_key
+from tickcast.hub.publisher import Discard
 from tickcast.model.market import Quote
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Side
@@ -236,8 +237,8 @@ async def seed_demo(
             )
     await _seed_assets(engine, {s: reference[s] for s in symbols}, at)
 
-    # The service's publish goes nowhere: nothing listens to this throwaway service.
-    service = PortfolioService(engine, lambda _events: None)
+    # What the service publishes goes nowhere: nothing listens to this throwaway service.
+    service = PortfolioService(engine, Discard())
     await service.start()
     ids: list[int] = []
     seeded: list[str] = []

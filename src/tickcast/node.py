@@ -1,10 +1,15 @@
-"""Node: the wiring of one gateway process: providers -> hub -> pump -> connections.
+"""Node: the wiring of one gateway process: providers -> publisher -> hub -> pump ->
+connections.
 
 Rules: owns every background task (the feed supervisor, which owns the provider
-streams) with start() and aclose(). A provider that fails is logged, counted and
-restarted with capped back-off or failed over (``providers/supervisor.py``); it is never
-lost silently. If the feed can never deliver (every provider's credentials refused),
-``fatal`` says why and ``on_fatal`` is called, so that the process can stop.
+streams, and the services the composition root added) with start() and aclose(). It
+names no service: a service (the portfolio service) is built by the composition root
+(``app.py``), listens through a tap on ``publisher`` and is handed over with
+``add_service`` so that it starts and stops with the node. A provider that fails is
+logged, counted and restarted with capped back-off or failed over
+(``providers/supervisor.py``); it is never lost silently. If the feed can never deliver
+(every provider's credentials refused), ``fatal`` says why and ``on_fatal`` is called, so
+that the process can stop.
 """
 
 from __future__ import annotations
@@ -16,25 +21,27 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
+from tickcast.hub.publisher import LocalPublisher
 from tickcast.hub.pump import Pump
 from tickcast.hub.sequencer import Sequencer, new_epoch
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
-from tickcast.model.topic import Event
 from tickcast.observability.faults import Faults
 from tickcast.observability.loop import LoopMonitor
 from tickcast.observability.metrics import Gauges, Metrics
 from tickcast.observability.overload import OverloadDetector, Transition
 from tickcast.observability.stats import Stats
-from tickcast.portfolio.service import PortfolioService
 from tickcast.providers import registry
 from tickcast.providers.base import Provider
 from tickcast.providers.supervisor import Supervisor
 from tickcast.storage.engine import make_engine
+
+if TYPE_CHECKING:  # the type of the locator only; the node never builds or calls it
+    from tickcast.portfolio.service import PortfolioService
 
 log = logging.getLogger("tickcast.node")
 
@@ -46,13 +53,30 @@ class _Queued(Protocol):
     def outbox(self) -> Outbox[Any]: ...
 
 
+class Service(Protocol):
+    """A background service the node starts (after the feed's set-up, before the feed
+    runs) and stops (after the feed has stopped, before the database engine)."""
+
+    async def start(self) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
 class Node:
     """One gateway process's shared state and background work.
 
     Args:
         epoch: the name of this process's sequence numbering; by default a new one (the
             wall time and a random token), so that a restart never reuses one.
+
+    Attributes:
+        publisher: how every producer publishes (stamp, fan out, taps); services listen
+            through its taps.
+        portfolios: the portfolio service, set by the composition root
+            (``app.add_portfolios``); fronts and web routes still find it here.
     """
+
+    portfolios: PortfolioService
 
     def __init__(
         self,
@@ -66,10 +90,13 @@ class Node:
         self.faults = Faults()  # every contained failure: tickcast_internal_errors_total
         if epoch is None:
             epoch = new_epoch(time.time(), secrets.token_hex(3))
-        self.hub = Hub(
-            history_size=settings.history_size, faults=self.faults, sequencer=Sequencer(epoch)
-        )
+        sequencer = Sequencer(epoch)
+        self.hub = Hub(history_size=settings.history_size, faults=self.faults, sequencer=sequencer)
         self.pump = Pump(settings.batch_ms / 1000, faults=self.faults)
+        self.publisher = LocalPublisher(
+            sequencer, self.hub, self.faults, wall=time.time, on_pass=self._pass
+        )
+        self.services: list[Service] = []
         if providers is None:
             providers = [registry.create(name, settings) for name in settings.feed]
         self.providers = list(providers)
@@ -80,9 +107,6 @@ class Node:
         )
         self.dead_letters = self.supervisor.dead_letters
         self.engine = make_engine(settings.database_url)
-        self.portfolios = PortfolioService(
-            self.engine, self.publish, interval_s=settings.update_interval_s, faults=self.faults
-        )
         self.metrics = Metrics(self.stats, self.gauges)
         self.overload = OverloadDetector(settings.overload_lag_s)
         self.loop_monitor = LoopMonitor(
@@ -144,25 +168,25 @@ class Node:
     def is_known(self, symbol: str) -> bool:
         return symbol in self.symbols
 
-    def publish(self, events: Sequence[Event]) -> None:
-        """Publish what the gateway computes itself (portfolio and asset updates)."""
+    def add_service(self, service: Service) -> None:
+        """Start ``service`` with the node (in the order added) and stop it with the node
+        (in the reverse order), after the feed has stopped."""
+        self.services.append(service)
+
+    def _pass(self) -> None:
+        """A publish pass begins: the time connections queue its items at."""
         self.pump.now = self.pump.loop.time()
-        self.hub.publish(events, time.time())
 
     def ingest(self, events: Sequence[MarketEvent]) -> None:
-        """The providers' sink: stamp, publish and fan out one batch of events."""
-        self.pump.now = self.pump.loop.time()
+        """The providers' sink: count one batch of events, then publish it (stamped,
+        fanned out, then shown to the taps; a tap's failure is contained there)."""
         by_kind = self.stats.events_by_kind
         for event in events:
             kind = _KIND[type(event)]
             by_kind[kind] = by_kind.get(kind, 0) + 1
-        self.hub.publish(events, time.time())
+        self.publisher.publish(events)
         if type(events[0]) is not Status:  # a feed status alone is not market data
             self._ready = True
-            try:
-                self.portfolios.on_market(events)
-            except Exception as exc:  # a listener's bug must not end the provider's run
-                self.faults.report("tap", exc, listener="portfolios", events=len(events))
 
     async def _run(self) -> None:
         try:
@@ -180,7 +204,8 @@ class Node:
     async def start(self) -> None:
         # Everything built so far (modules, settings, the app) lives as long as the
         # process: keep it out of every later full collection, whose pause is latency.
-        await self.portfolios.start()  # migrate, load portfolios: long-lived state too
+        for service in self.services:  # e.g. migrate, load portfolios: long-lived state too
+            await service.start()
         gc.collect()
         gc.freeze()
         self.metrics.gc_pauses.install()
@@ -197,6 +222,7 @@ class Node:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._ready = False  # after the feed has stopped: it can no longer set it again
-        await self.portfolios.aclose()
+        for service in reversed(self.services):
+            await service.aclose()
         await self.engine.dispose()
         self.pump.close()

@@ -20,6 +20,10 @@ Rules:
       front in ``tests/contract/test_fronts.py``) uses what ``FrontContext`` gives: it
       imports no ``node``, ``app``, ``transport/``, ``hub.hub``, ``hub.pump`` or
       ``hub.outbox``.
+    - node names no service: it never imports ``tickcast.portfolio`` at run time (the
+      ``portfolios`` locator's type, under ``if TYPE_CHECKING``, until the locator goes),
+      never builds a ``PortfolioService`` and never reaches into ``.portfolios``; the
+      composition root (``app.py``) builds the service and registers its tap.
 """
 
 from __future__ import annotations
@@ -326,6 +330,70 @@ def test_fronts_use_only_the_contracts() -> None:
     assert not bad, (
         f"a front uses what FrontContext gives, not node/transport/hub internals:\n{bad}"
     )
+
+
+def runtime_imports_in(source: str, importer: str) -> list[Import]:
+    """The imports of ``source`` outside its module-level ``if TYPE_CHECKING:`` blocks."""
+    tree = ast.parse(source)
+    tree.body = [n for n in tree.body if not _is_type_block(n)]
+    return imports_in(ast.unparse(tree), importer, is_package=False)
+
+
+def _is_type_block(node: ast.stmt) -> bool:
+    return isinstance(node, ast.If) and ast.unparse(node.test) in (
+        "TYPE_CHECKING",
+        "typing.TYPE_CHECKING",
+    )
+
+
+def service_uses_in_node(source: str) -> list[str]:
+    """What in node.py's source names the portfolio service: a run-time import of
+    ``tickcast.portfolio``, a ``PortfolioService(...)`` call, an access to ``.portfolios``."""
+    found = [
+        str(i)
+        for i in runtime_imports_in(source, "tickcast.node")
+        if within(i.target, "tickcast.portfolio")
+    ]
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Attribute) and node.attr == "portfolios":
+            found.append(f"node.py reaches into .portfolios at line {node.lineno}")
+        elif (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "PortfolioService"
+        ):
+            found.append(f"node.py builds a PortfolioService at line {node.lineno}")
+    return found
+
+
+def test_node_names_no_service() -> None:
+    bad = service_uses_in_node((PACKAGE / "node.py").read_text())
+    assert not bad, "the node must name no service (app.py composes them):\n" + "\n".join(bad)
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tickcast.portfolio.service import PortfolioService",
+        "def f():\n    import tickcast.portfolio.service",
+        "class Node:\n    def ingest(self):\n        self.portfolios.on_market([])",
+        "from x import PortfolioService\nclass Node:\n    def __init__(self):\n"
+        "        self.p = PortfolioService(None)",
+    ],
+)
+def test_node_rule_catches_a_service(source: str) -> None:
+    assert service_uses_in_node(source)
+
+
+def test_node_rule_allows_the_locators_type_only() -> None:
+    source = (
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from tickcast.portfolio.service import PortfolioService\n"
+        "class Node:\n"
+        "    portfolios: PortfolioService\n"
+    )
+    assert service_uses_in_node(source) == []
 
 
 # -- the checker itself

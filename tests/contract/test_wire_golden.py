@@ -21,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tickcast.app import add_portfolios
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -140,6 +141,7 @@ class Transcript:
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
+    add_portfolios(node, node.settings)
     try:
         yield node
     finally:

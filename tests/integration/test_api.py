@@ -170,9 +170,9 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Any]:
             alice, bob, carol = await _seed(url)
             config = Settings(database_url=url, jwt_secret=SECRET, **settings)
             node = Node(config, providers=[Silent()])
+            app = build_app(config, node)
             clock = Clock()
             node.portfolios.clock = clock
-            app = build_app(config, node)
             await stack.enter_async_context(app.app.router.lifespan_context(app.app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")

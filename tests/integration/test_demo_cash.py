@@ -8,6 +8,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from tickcast.demo import DEMO_PORTFOLIOS, opening_deposit, reference_prices, seed_demo
+from tickcast.hub.publisher import Discard
 from tickcast.portfolio.service import PortfolioService
 from tickcast.storage.engine import make_engine
 from tickcast.storage.ledger import CashTransactions
@@ -31,7 +32,7 @@ async def test_demo_portfolios_open_with_a_deposit_and_hold_cash(tmp_path: Path)
         account = await seed_demo(engine, prices=prices, now=NOW)
         again = await seed_demo(engine, prices=prices, now=NOW)  # idempotent: no 2nd deposit
         assert again.seeded == ()
-        service = PortfolioService(engine, lambda _events: None, interval_s=3600)
+        service = PortfolioService(engine, Discard(), interval_s=3600)
         await service.start()
         try:
             for pid, (name, trades) in zip(account.portfolio_ids, DEMO_PORTFOLIOS, strict=True):

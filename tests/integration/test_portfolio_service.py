@@ -19,9 +19,14 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+from support.publishing import Recording
+from tickcast.hub.hub import Hub
+from tickcast.hub.publisher import LocalPublisher
+from tickcast.hub.sequencer import Sequencer
 from tickcast.model.market import Quote
 from tickcast.model.portfolio import PortfolioValue, PositionsUpdate, PositionUpdate
 from tickcast.model.topic import Event
+from tickcast.observability.faults import Faults
 from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Side
@@ -55,9 +60,10 @@ class World:
 async def world(tmp_path: Path) -> AsyncIterator[World]:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/s.db")
     holder: list[World] = []
+    published: list[Event] = []
     service = PortfolioService(
         engine,
-        lambda events: holder[0].published.extend(events),
+        Recording(published),
         interval_s=3600,
         clock=lambda: holder[0].now,
     )
@@ -76,7 +82,7 @@ async def world(tmp_path: Path) -> AsyncIterator[World]:
                 )
             ]
         )
-    world = World(engine, service, user.id)
+    world = World(engine, service, user.id, published=published)
     holder.append(world)
     try:
         yield world
@@ -197,7 +203,7 @@ async def test_cash_is_stored_and_loaded_again_at_start(world: World) -> None:
     await service.withdraw(portfolio.id, D("0.5"))
     assert service.book.cash(portfolio.id) == Cash(D(700), D(1000))
 
-    fresh = PortfolioService(world.engine, world.published.extend, interval_s=3600)
+    fresh = PortfolioService(world.engine, Recording(world.published), interval_s=3600)
     await fresh.start()
     try:
         assert fresh.book.cash(portfolio.id) == Cash(D(700), D(1000))
@@ -278,3 +284,26 @@ async def test_a_close_too_large_to_store_stays_in_memory_and_the_others_are_sto
     assert service.closes.unstored() == {}
     await service.refresh_closes()
     assert service.closes.get("BIG") == D("1e19")  # the table's older close is not taken
+
+
+async def test_the_tap_revalues_on_published_prices_and_ignores_the_rest(world: World) -> None:
+    service = world.service
+    portfolio = await service.create_portfolio(world.user_id, "main")
+    await service.record_transaction(portfolio.id, "AAPL", Side.BUY, D(10), D(100))
+    sequencer = Sequencer("E")
+    publisher = LocalPublisher(sequencer, Hub(sequencer=sequencer), Faults(), wall=lambda: 0.0)
+    publisher.tap(service.on_published, name="portfolios")
+    service.flush()
+    own = list(world.published)
+    assert own
+    world.published.clear()
+
+    publisher.publish(own)  # the service's own updates, as the hub taps them: no price
+    service.flush()
+    assert world.published == []
+
+    publisher.publish([Quote("AAPL", 101, 101, 1, 1, 101, 0, world.now, "test")])
+    service.flush()
+    [value] = world.taken(PortfolioValue)
+    assert isinstance(value, PortfolioValue)
+    assert value.market_value == D(1010)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from decimal import Decimal
 
+from support.publishing import Recording
 from tickcast.auth.credentials import new_api_key
-from tickcast.model.topic import Event
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Side
 from tickcast.storage import migrate
@@ -38,8 +38,7 @@ async def seed(
                     user.id, prefix=key.prefix, secret_hash=key.secret_hash, name="test"
                 )
             account = accounts[username] = Account(user.id, username, key.token)
-            published: list[Event] = []
-            service = PortfolioService(engine, published.extend)
+            service = PortfolioService(engine, Recording())
             await service.start()
             await service.aclose()
             for name, trades in portfolios.items():

@@ -1,8 +1,8 @@
-"""A failing listener or codec mid-fan-out is contained: the provider's run goes on.
+"""A failing tap or codec mid-fan-out is contained: the provider's run goes on.
 
-An in-process ``Node`` with a provider that talks: the node's own portfolio listener (or a
-codec) raises on every other batch. The feed must not see it: no restart, no failover,
-every batch reaches a subscriber, and the failure shows in
+An in-process ``Node`` with a provider that talks: a tap on the node's publisher (as a
+service listens) or a codec raises on every other batch. The feed must not see it: no
+restart, no failover, every batch reaches a subscriber, and the failure shows in
 ``tickcast_internal_errors_total{where}``.
 """
 
@@ -11,10 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 
-import pytest
-
 from tickcast.config.settings import Settings
-from tickcast.model.market import MarketEvent, Quote
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Quote
 from tickcast.model.topic import Channel, Topic
 from tickcast.node import Node
 from tickcast.protocols.wire import Encoded
@@ -87,19 +86,19 @@ async def run_node(node: Node, talks: Talks, connection: FakeConnection) -> None
         await node.aclose()
 
 
-async def test_a_raising_listener_keeps_the_feed_and_is_counted_in_metrics(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
+async def test_a_raising_tap_keeps_the_feed_and_is_counted_in_metrics() -> None:
     talks = Talks()
     node = Node(Settings(), providers=[talks])
-    listened: list[Sequence[MarketEvent]] = []
-    fails = every_other("listener")
+    listened: list[Sequence[Envelope]] = []
+    fails = every_other("tap")
 
-    def on_market(events: Sequence[MarketEvent]) -> None:
-        listened.append(events)
-        fails(events)
+    def listener(envelopes: Sequence[Envelope]) -> None:
+        if type(envelopes[0].payload) is not Quote:  # a tap sees every batch: statuses too
+            return
+        listened.append(envelopes)
+        fails(envelopes)
 
-    monkeypatch.setattr(node.portfolios, "on_market", on_market)
+    node.publisher.tap(listener, name="listener")
     node.hub.codecs["test"] = lambda envelope: str(envelope.seq).encode()
     connection = FakeConnection()
     await run_node(node, talks, connection)

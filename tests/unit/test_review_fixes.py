@@ -14,6 +14,7 @@ from tickcast.auth.policy import Reason
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import CACHE_S, CredentialsUnavailable, Identity, _Key
+from tickcast.hub.publisher import Discard
 from tickcast.observability.stats import Stats
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Holding, Side
@@ -70,7 +71,7 @@ async def test_the_book_takes_the_committed_position_and_never_fails_after_a_com
     tmp_path: Path,
 ) -> None:
     engine = make_engine(f"sqlite+aiosqlite:///{tmp_path}/b.db")
-    service = PortfolioService(engine, lambda events: None)
+    service = PortfolioService(engine, Discard())
     try:
         await service.start()
         portfolio = await service.create_portfolio(await _user(engine), "Growth")

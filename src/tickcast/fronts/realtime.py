@@ -192,7 +192,7 @@ class RealtimeFront:
         elif topic.channel is Channel.PORTFOLIO:
             event = portfolios.value(int(topic.symbol))
         if event is not None:
-            self.node.publish([event])
+            self.node.publisher.publish([event])
 
     async def _authenticate(self, connection: Connection, token: str) -> None:
         """First-message auth: answer the session, move the connection's slot to the

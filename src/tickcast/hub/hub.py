@@ -109,7 +109,8 @@ class Hub:
     # -- publish
 
     def publish(self, events: Iterable[Event], server_ts: float) -> None:
-        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out."""
+        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out (tests and
+        tools; producers publish through ``hub/publisher.py``, which also calls the taps)."""
         self.fan_out(self.sequencer.stamp(events, server_ts))
 
     def fan_out(self, envelopes: Iterable[Envelope]) -> None:

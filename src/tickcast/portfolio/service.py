@@ -4,9 +4,11 @@ transactions and cash movements that change them.
 Rules: this is the portfolio side's I/O (the database, a timer, the hub); every number
 comes from the pure ``book.PortfolioBook``, ``cash`` and ``assets.AssetBoard``. On start
 it migrates the database and loads every portfolio's holdings and cash and every asset's
-previous close into memory; after that the hot path (``on_market``, called with each
-batch of market events) touches no database and no table scan: a price change finds its
-portfolios through the book's symbol index. Every ``interval_s`` the changed assets and
+previous close into memory; after that the hot path (``on_published``, the tap the
+composition root registers on the publisher, which folds each published batch's quotes
+and trades in with ``on_market``) touches no database and no table scan: a price change
+finds its portfolios through the book's symbol index. What it publishes goes through the
+same ``Publisher`` as the market data. Every ``interval_s`` the changed assets and
 portfolios are published (conflated: one update per asset or portfolio per interval),
 and so are the live positions of the changed portfolios that someone watches
 (``watch_positions``: a front calls it per subscriber, so unwatched positions cost
@@ -48,6 +50,8 @@ from typing import NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tickcast.hub.publisher import Publisher
+from tickcast.model.envelope import Envelope
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -111,7 +115,7 @@ class PortfolioService:
 
     Args:
         engine: the database (migrated on ``start``).
-        publish: the hub's sink for portfolio, position and asset updates.
+        publisher: where portfolio, position and asset updates are published.
         interval_s: how often changed assets and portfolios are published.
         clock: wall clock, epoch seconds.
         closes_refresh_s: how often observed closes are stored and the asset table's
@@ -122,7 +126,7 @@ class PortfolioService:
     def __init__(
         self,
         engine: AsyncEngine,
-        publish: Callable[[Sequence[Event]], None],
+        publisher: Publisher,
         *,
         interval_s: float = 1.0,
         clock: Callable[[], float] = time.time,
@@ -130,7 +134,7 @@ class PortfolioService:
         faults: Faults | None = None,
     ) -> None:
         self.engine = engine
-        self.publish = publish
+        self.publisher = publisher
         self.interval_s = interval_s
         self.clock = clock
         self.closes_refresh_s = closes_refresh_s
@@ -222,6 +226,17 @@ class PortfolioService:
 
     # -- the hot path
 
+    def on_published(self, envelopes: Sequence[Envelope]) -> None:
+        """The tap: fold in the quotes and trades of a published batch (the rest, its own
+        updates and feed statuses included, change no price)."""
+        prices: list[MarketEvent] = []
+        for envelope in envelopes:
+            payload = envelope.payload
+            if type(payload) is Quote or type(payload) is Trade:
+                prices.append(payload)
+        if prices:
+            self.on_market(prices)
+
     def on_market(self, events: Sequence[MarketEvent]) -> None:
         """Fold a batch of market events in; remember which portfolios changed."""
         turned = self.assets.apply(events)
@@ -282,7 +297,7 @@ class PortfolioService:
                 if pid in self._watched:
                     updates.append(self.positions(pid, now))
         if updates:
-            self.publish(updates)
+            self.publisher.publish(updates)
 
     # -- queries
 
@@ -360,7 +375,7 @@ class PortfolioService:
         now = self.clock()
         updates = [u for u in (self.assets.update(s, now) for s in symbols) if u is not None]
         if updates:
-            self.publish(list(updates))
+            self.publisher.publish(list(updates))
         return updates
 
     # -- commands
@@ -403,7 +418,7 @@ class PortfolioService:
             )
             positions = await Positions(conn).list_for_portfolio(portfolio_id)
         self._take_state(written, positions)
-        self.publish([self.value(portfolio_id)])
+        self.publisher.publish([self.value(portfolio_id)])
         return CashMoved(entry, _cash(written))
 
     async def record_transaction(
@@ -510,7 +525,7 @@ class PortfolioService:
         ]
         if portfolio_id in self._watched:
             updates.append(self.positions(portfolio_id, now))
-        self.publish(updates)
+        self.publisher.publish(updates)
 
     def _now(self) -> datetime:
         return datetime.fromtimestamp(self.clock(), UTC)

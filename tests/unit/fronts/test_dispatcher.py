@@ -76,7 +76,7 @@ def context(node: Node) -> FrontContext:
     settings = node.settings
     return FrontContext(
         hub=node.hub,
-        publisher=node.publish,
+        publisher=node.publisher.publish,
         pump=node.pump,
         clock=time.time,
         stats=node.stats,

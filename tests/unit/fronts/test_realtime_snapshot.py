@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator
 import pytest
 
 from support.fakesocket import RecordingSocket
+from tickcast.app import add_portfolios
 from tickcast.config.settings import Settings
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -49,6 +50,7 @@ class Silent(Provider):
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
     node = Node(Settings(batch_ms=0, cache_timeout_s=0), providers=[Silent()], epoch=EPOCH)
+    add_portfolios(node, node.settings)
     try:
         yield node
     finally:
