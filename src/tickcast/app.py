@@ -22,7 +22,7 @@ from tickcast.auth.credentials import new_jwt_secret
 from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
-from tickcast.fronts import market, realtime, registry
+from tickcast.fronts import realtime, registry
 from tickcast.fronts.base import FrontContext, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -150,10 +150,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             await guard.aclose()
             await node.aclose()
 
-    fronts: dict[str, ASGIApp] = {
-        market.PATH: market.MarketFeedFront(node, guard),
-        realtime.PATH: realtime_front,
-    }
+    # the market feed and the contract's other fronts come from the registry
+    fronts: dict[str, ASGIApp] = {realtime.PATH: realtime_front}
     contracted = _contract_fronts(settings, node, guard)
     for front in contracted:
         for path in front.spec.paths:
@@ -195,5 +193,6 @@ def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSo
         limits=settings.limits,
         outbox=settings.outbox,
         connections=node.connections,
+        is_known=node.is_known,
     )
     return [WebSocketFront(spec, ctx) for spec in registry.specs(settings)]

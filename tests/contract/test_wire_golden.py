@@ -23,9 +23,10 @@ import pytest
 
 from tickcast.app import add_portfolios
 from tickcast.config.settings import Settings
+from tickcast.fronts.base import FrontContext, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
-from tickcast.fronts.market import MarketFeedFront
+from tickcast.fronts.market import MarketFeedSpec
 from tickcast.fronts.realtime import RealtimeFront
 from tickcast.hub.outbox import Outbox
 from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
@@ -34,7 +35,6 @@ from tickcast.model.topic import Event
 from tickcast.node import Node
 from tickcast.protocols.envelope import codec as envelope_codec
 from tickcast.protocols.envelope.session import RealtimeSession
-from tickcast.protocols.native.session import MarketFeedSession, parse_options
 from tickcast.providers.base import Provider, Sink
 from tickcast.transport.connection import Connection, payload_size
 
@@ -197,20 +197,31 @@ def connection_for(
     )
 
 
-def market_client(
-    name: str, node: Node, front: MarketFeedFront, query: str, t: Transcript
-) -> Client:
-    options, errors = parse_options(query)
-    session = MarketFeedSession(
+def market_front(node: Node) -> WebSocketFront:
+    """The market feed as the app builds it (from its spec), unguarded, on fixed time."""
+    settings = node.settings
+    ctx = FrontContext(
+        hub=node.hub,
+        publisher=node.publisher.publish,
+        pump=node.pump,
+        clock=lambda: NOW,
+        stats=node.stats,
+        faults=node.faults,
+        latency=None,
+        guard=None,
+        server=settings.server,
+        limits=settings.limits,
+        outbox=settings.outbox,
+        connections=node.connections,
         is_known=node.is_known,
-        max_subscriptions=node.settings.max_subscriptions,
-        now=NOW,
-        options=options,
-        idle_timeout_s=node.settings.idle_timeout_s,
     )
-    for message in errors:
-        session.send_error(message)
-    connection = connection_for(node, session, wire=options.wire, array=options.array, front=front)
+    return WebSocketFront(MarketFeedSpec(), ctx)
+
+
+def market_client(name: str, front: WebSocketFront, query: str, t: Transcript) -> Client:
+    """A client of ``front`` set up by the front itself (session, options, connection)."""
+    scope = {"type": "websocket", "path": "/ws/market/feed", "query_string": query.encode()}
+    connection = front.connect(scope, FakeSocket(), None)  # type: ignore[arg-type]
     return Client(name, t, connection)
 
 
@@ -255,10 +266,10 @@ STATUS = Status(FEED, "simulator", "up", "simulator", "subscribed", EVENT_TS)
     ],
 )
 async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: str) -> None:
-    front = MarketFeedFront(node)
+    front = market_front(node)
     t = Transcript()
     t.note(f"/ws/market/feed?{query}")
-    a = market_client("a", node, front, query, t)
+    a = market_client("a", front, query, t)
     a.connected()
     a.send('{"action":"ping"}')
     a.send('{"action":"subscribe","symbols":["AAPL"],"channels":["quotes","trades","bars","book"]}')
@@ -280,7 +291,7 @@ async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: s
     publish(node, t, [quote("AAPL", 190.08), trade(190.09, "t4")], a)
 
     t.note("a second client resumes: trades hit history, quotes miss (reset, snapshot)")
-    b = market_client("b", node, front, query, t)
+    b = market_client("b", front, query, t)
     b.connected()
     b.send(
         '{"action":"subscribe","symbols":["AAPL"],"channels":["trades","quotes","bars"],'

@@ -98,6 +98,8 @@ class FrontContext:
         guard: admission and limits (None: nothing is checked, as in unit tests).
         server, limits, outbox: the settings groups a front reads.
         connections: every open connection of the process (readiness, overload).
+        is_known: whether a symbol is in the feed's universe (a subscription to any
+            other is refused by the session).
     """
 
     hub: Subscriptions
@@ -112,6 +114,7 @@ class FrontContext:
     limits: LimitsSettings
     outbox: OutboxSettings
     connections: set[Any]
+    is_known: Callable[[str], bool]
 
 
 class Opened(NamedTuple):
@@ -326,6 +329,28 @@ class WebSocketFront:
     async def _serve(
         self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket | None
     ) -> None:
+        connection = self.connect(scope, sock, ticket)
+        principal = ticket.principal if ticket is not None else ANONYMOUS
+        peer = client_address(scope)
+        self._log.info(
+            "client connected",
+            extra={
+                "front": self.spec.name,
+                "client": peer,
+                "origin": header(scope, b"origin"),
+                "user_id": principal.user_id,
+            },
+        )
+        await connection.run(receive)
+        self._log.info(
+            "client disconnected",
+            extra={"front": self.spec.name, "client": peer, "code": connection.close_code},
+        )
+
+    def connect(self, scope: Scope, sock: FrameSocket, ticket: Ticket | None) -> Connection:
+        """Set up one accepted client on ``sock``: the spec's session (rate limited when
+        guarded), its ``Connection`` with the dispatcher and the clean-up at close, the
+        roster and the credential's expiry. ``connection.run`` is what remains."""
         ctx = self.ctx
         principal = ticket.principal if ticket is not None else ANONYMOUS
         opened = self.spec.open(scope, principal, ctx)
@@ -356,21 +381,7 @@ class WebSocketFront:
         if ticket is not None:
             self.tickets[connection] = ticket
             self.expire_with(connection, principal)
-        peer = client_address(scope)
-        self._log.info(
-            "client connected",
-            extra={
-                "front": self.spec.name,
-                "client": peer,
-                "origin": header(scope, b"origin"),
-                "user_id": principal.user_id,
-            },
-        )
-        await connection.run(receive)
-        self._log.info(
-            "client disconnected",
-            extra={"front": self.spec.name, "client": peer, "code": connection.close_code},
-        )
+        return connection
 
     def expire_with(self, connection: Connection, principal: Principal) -> None:
         """Close ``connection`` when ``principal``'s credential expires (3501)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tickcast.config.settings import Settings
-from tickcast.fronts import echo
+from tickcast.fronts import echo, market
 from tickcast.fronts.base import FrontSpec
 
 Factory = Callable[[Settings], FrontSpec | None]
@@ -49,4 +49,5 @@ def specs(settings: Settings) -> list[FrontSpec]:
     return enabled
 
 
+register(market.NAME, market.spec)
 register(echo.NAME, echo.spec)

@@ -87,6 +87,7 @@ def context(node: Node) -> FrontContext:
         limits=settings.limits,
         outbox=settings.outbox,
         connections=node.connections,
+        is_known=node.is_known,
     )
 
 

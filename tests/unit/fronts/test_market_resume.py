@@ -16,13 +16,11 @@ import pytest
 
 from support.fakesocket import RecordingSocket
 from tickcast.config.settings import Settings
-from tickcast.fronts.market import MarketFeedFront
-from tickcast.hub.outbox import Outbox
+from tickcast.fronts.base import FrontContext, WebSocketFront
+from tickcast.fronts.market import MarketFeedSpec
 from tickcast.model.market import Quote, Trade
 from tickcast.node import Node
-from tickcast.protocols.native.session import MarketFeedSession, parse_options
 from tickcast.providers.base import Provider, Sink
-from tickcast.transport.connection import Connection, payload_size
 
 EPOCH = "18bcfe5682b"
 OLD_EPOCH = "18bcfe0000a"
@@ -53,30 +51,33 @@ async def node() -> AsyncIterator[Node]:
 def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[Any]:
     """A new client subscribes to AAPL's quotes and trades resuming at ``positions``;
     returns what it was sent, decoded."""
-    front = MarketFeedFront(node)
-    options, _ = parse_options(query)
-    session = MarketFeedSession(
-        is_known=node.is_known, max_subscriptions=10, now=TS, options=options
-    )
-    sock = RecordingSocket()
-    connection = Connection(
-        sock=sock,
-        session=session,
-        wire=options.wire,
-        array=False,
-        outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
+    settings = node.settings
+    ctx = FrontContext(
+        hub=node.hub,
+        publisher=node.publisher.publish,
         pump=node.pump,
+        clock=lambda: TS,
         stats=node.stats,
-        on_commands=front._apply,
-        on_close=front._closed,
+        faults=node.faults,
+        latency=None,
+        guard=None,
+        server=settings.server,
+        limits=settings.limits,
+        outbox=settings.outbox,
+        connections=node.connections,
+        is_known=node.is_known,
     )
+    front = WebSocketFront(MarketFeedSpec(), ctx)
+    sock = RecordingSocket()
+    scope = {"type": "websocket", "query_string": query.encode()}
+    connection = front.connect(scope, sock, None)
     request = {
         "action": "subscribe",
         "symbols": ["AAPL"],
         "channels": ["quotes", "trades"],
         "resume": positions,
     }
-    session.receive_text(json.dumps(request), TS)
+    connection.session.receive_text(json.dumps(request), TS)
     connection.poke()
     connection.flush_now()
     return [json.loads(p) for p in sock.payloads()]
