@@ -208,6 +208,14 @@ async def test_every_registered_front_serves_its_paths(server: Server) -> None:
             assert ws.close_code == 1000, path
 
 
+def test_the_market_feed_is_a_registered_front_always_served() -> None:
+    specs = {spec.name: spec for spec in registry.specs(Settings())}
+    market = specs["market_feed"]
+    assert market.paths == ("/ws/market/feed",)
+    assert market.guarded
+    assert not market.first_message_auth
+
+
 def test_a_disabled_front_is_not_listed() -> None:
     assert "echo" in registry.names()
     assert "echo" not in {spec.name for spec in registry.specs(Settings())}
