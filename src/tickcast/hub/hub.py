@@ -23,8 +23,9 @@ from typing import Protocol
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
+from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
-from tickcast.model.topic import CONFLATABLE, Event, Topic
+from tickcast.model.topic import Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
 
@@ -53,6 +54,8 @@ class Hub:
         sequencer: stamps what ``publish`` is given; its epoch is the current one for
             topics nothing was fanned out on yet. The composition root passes one with a
             fresh epoch (``new_epoch``); the default's fixed epoch is for tests and tools.
+        channels: the channel registry (what conflates); the sequencer's when omitted,
+            and the built-in channels when both are.
 
     Attributes:
         published: updates published.
@@ -65,17 +68,22 @@ class Hub:
         history_size: int = 256,
         faults: Faults | None = None,
         sequencer: Sequencer | None = None,
+        channels: Channels | None = None,
     ) -> None:
         self.codecs: dict[str, Codec] = dict(codecs or {})
         self.faults = Faults() if faults is None else faults
         self.history = History(history_size)
         self.cache = LastValueCache()
-        self.sequencer = Sequencer(DEFAULT_EPOCH) if sequencer is None else sequencer
+        if channels is None:
+            channels = builtin() if sequencer is None else sequencer.channels
+        self.channels = channels
+        self.sequencer = Sequencer(DEFAULT_EPOCH, channels) if sequencer is None else sequencer
         # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
         self._last: dict[str, Envelope] = {}
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
-        # topic -> (its key, its conflation key or None), computed once per topic.
+        # topic -> (its key, its conflation key or None), computed once per topic from
+        # the registry, so that fan-out asks no registry per event.
         self._topics: dict[Topic, tuple[str, str | None]] = {}
         self.published = 0
         self.deliveries = 0
@@ -84,7 +92,8 @@ class Hub:
 
     def _keys(self, topic: Topic) -> tuple[str, str | None]:
         key = str(topic)
-        keys = self._topics[topic] = (key, key if topic.channel in CONFLATABLE else None)
+        spec = self.channels.get(topic.channel)
+        keys = self._topics[topic] = (key, key if spec.conflate else None)
         return keys
 
     @property
