@@ -10,6 +10,13 @@ resume never mixes two numberings. It never awaits and never writes to a socket:
 subscribers queue (their Outbox) and a pump writes. It knows nothing of any bus or
 transport.
 
+A subscription is to one topic, or channel-wide (``subscribe_channel``: every topic of a
+channel, present and future). Channel-wide subscribers cost fan-out one branch per event
+while there are none; while there are, each event of their channel merges them with the
+topic's own subscribers per wire, still encoding once per wire. A subscriber holds a
+channel either channel-wide or by topics, never both (``Overlap``), so nothing reaches it
+twice.
+
 A failure is contained where it happens: a codec that raises costs its wire that one
 update, and a subscriber whose ``deliver`` raises is faulted (``Subscriber.fault``);
 both are reported to ``Faults``, and the batch and the other subscribers go on.
@@ -28,6 +35,10 @@ from tickcast.model.envelope import Envelope, ResumePoint
 from tickcast.model.topic import Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
+
+
+class Overlap(ValueError):
+    """A subscriber asked for a channel-wide subscription and exact topics of one channel."""
 
 
 class Subscriber(Protocol):
@@ -82,23 +93,27 @@ class Hub:
         self._last: dict[str, Envelope] = {}
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
-        # topic -> (its key, its conflation key or None), computed once per topic from
-        # the registry, so that fan-out asks no registry per event.
-        self._topics: dict[Topic, tuple[str, str | None]] = {}
+        # channel -> wire -> subscribers to every topic of that channel (channel-wide).
+        self._wild: dict[str, dict[str, set[Subscriber]]] = {}
+        # topic -> (its key, its conflation key or None, its channel), computed once per
+        # topic from the registry, so that fan-out asks no registry per event.
+        self._topics: dict[Topic, tuple[str, str | None, str]] = {}
         self.published = 0
         self.deliveries = 0
 
     # -- topics
 
-    def _keys(self, topic: Topic) -> tuple[str, str | None]:
+    def _keys(self, topic: Topic) -> tuple[str, str | None, str]:
         key = str(topic)
         spec = self.channels.get(topic.channel)
-        keys = self._topics[topic] = (key, key if spec.conflate else None)
+        keys = self._topics[topic] = (key, key if spec.conflate else None, spec.name)
         return keys
 
     @property
     def subscription_count(self) -> int:
-        return sum(len(s) for wires in self._subs.values() for s in wires.values())
+        """Subscriptions to topics, and channel-wide ones (one each)."""
+        subs = (self._subs, self._wild)
+        return sum(len(s) for by in subs for wires in by.values() for s in wires.values())
 
     @property
     def topic_count(self) -> int:
@@ -127,10 +142,11 @@ class Hub:
         last = self._last
         topics = self._topics
         history = self.history
+        wild = self._wild
         for envelope in envelopes:
             topic = envelope.topic
             keys = topics.get(topic)
-            key, conflation_key = keys if keys is not None else self._keys(topic)
+            key, conflation_key, channel = keys if keys is not None else self._keys(topic)
             previous = last.get(key)
             if previous is not None and previous.epoch != envelope.epoch:
                 history.clear(key)  # the numbering restarted upstream: never mix the two
@@ -139,6 +155,10 @@ class Hub:
             self.cache.update(key, envelope)
             self.published += 1
             wires = self._subs.get(key)
+            if wild:
+                everything = wild.get(channel)
+                if everything:
+                    wires = _merged(wires, everything)
             if not wires:
                 continue
             ts = envelope.payload.ts
@@ -171,7 +191,12 @@ class Hub:
     # -- subscriptions
 
     def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None:
-        """Add a subscription; returns the topic's current value for an instant snapshot."""
+        """Add a subscription; returns the topic's current value for an instant snapshot.
+
+        Raises ``Overlap`` when ``subscriber`` holds ``topic``'s channel channel-wide.
+        """
+        if self._wild and subscriber in self._wild.get(topic.channel, {}).get(subscriber.wire, ()):
+            raise Overlap(f"{topic}: the channel {topic.channel!r} is held channel-wide")
         key = str(topic)
         self._subs.setdefault(key, {}).setdefault(subscriber.wire, set()).add(subscriber)
         return self.cache.get(key)
@@ -190,6 +215,33 @@ class Hub:
             if not wires:
                 del self._subs[key]
 
+    def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
+        """Subscribe to every topic of ``channel``, present and future (no snapshot).
+
+        Raises KeyError for a channel the registry does not know, and ``Overlap`` when
+        ``subscriber`` holds topics of ``channel`` already (unsubscribe them first).
+        """
+        name = self.channels.get(channel).name
+        prefix = f"{name}."
+        for key, wires in self._subs.items():
+            if key.startswith(prefix) and subscriber in wires.get(subscriber.wire, ()):
+                raise Overlap(f"{key}: held already; the channel cannot also be channel-wide")
+        self._wild.setdefault(name, {}).setdefault(subscriber.wire, set()).add(subscriber)
+
+    def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
+        """Drop a channel-wide subscription (nothing if ``subscriber`` had none)."""
+        wires = self._wild.get(channel)
+        if wires is None:
+            return
+        subscribers = wires.get(subscriber.wire)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del wires[subscriber.wire]
+            if not wires:
+                del self._wild[channel]
+
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap:
         """Envelopes after ``point`` on ``topic``, or a Gap (then send a snapshot).
 
@@ -206,3 +258,17 @@ class Hub:
         if isinstance(missed, Gap):
             return missed._replace(epoch=epoch)
         return missed
+
+
+def _merged(
+    exact: dict[str, set[Subscriber]] | None, everything: dict[str, set[Subscriber]]
+) -> dict[str, set[Subscriber]]:
+    """A topic's subscribers and its channel's channel-wide ones, per wire (disjoint:
+    a subscriber holds a channel one way only)."""
+    if not exact:
+        return everything
+    merged = dict(exact)
+    for wire, subscribers in everything.items():
+        own = merged.get(wire)
+        merged[wire] = subscribers if own is None else own | subscribers
+    return merged
