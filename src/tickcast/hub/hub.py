@@ -17,14 +17,20 @@ topic's own subscribers per wire, still encoding once per wire. A subscriber hol
 channel either channel-wide or by topics, never both (``Overlap``), so nothing reaches it
 twice.
 
+Hooks (``on_first``, ``on_last``) tell a producer when a topic of a channel gets its
+first subscriber and loses its last, counted across wires (channel-wide subscribers are
+not counted: they name no topic), so it computes only what someone watches. They run in
+``subscribe`` and ``unsubscribe``, never during fan-out.
+
 A failure is contained where it happens: a codec that raises costs its wire that one
 update, and a subscriber whose ``deliver`` raises is faulted (``Subscriber.fault``);
-both are reported to ``Faults``, and the batch and the other subscribers go on.
+both are reported to ``Faults``, and the batch and the other subscribers go on. A hook
+that raises is reported as ``"hook"``, and the subscription stands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from tickcast.hub.cache import LastValueCache
@@ -98,6 +104,9 @@ class Hub:
         # topic -> (its key, its conflation key or None, its channel), computed once per
         # topic from the registry, so that fan-out asks no registry per event.
         self._topics: dict[Topic, tuple[str, str | None, str]] = {}
+        # channel -> hooks called with a topic that got its first / lost its last subscriber
+        self._on_first: dict[str, list[Callable[[Topic], None]]] = {}
+        self._on_last: dict[str, list[Callable[[Topic], None]]] = {}
         self.published = 0
         self.deliveries = 0
 
@@ -198,7 +207,13 @@ class Hub:
         if self._wild and subscriber in self._wild.get(topic.channel, {}).get(subscriber.wire, ()):
             raise Overlap(f"{topic}: the channel {topic.channel!r} is held channel-wide")
         key = str(topic)
-        self._subs.setdefault(key, {}).setdefault(subscriber.wire, set()).add(subscriber)
+        wires = self._subs.get(key)
+        if wires is None:
+            wires = self._subs[key] = {}
+            wires.setdefault(subscriber.wire, set()).add(subscriber)
+            self._call(self._on_first, "first", topic)
+        else:
+            wires.setdefault(subscriber.wire, set()).add(subscriber)
         return self.cache.get(key)
 
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None:
@@ -214,6 +229,28 @@ class Hub:
             del wires[subscriber.wire]
             if not wires:
                 del self._subs[key]
+                self._call(self._on_last, "last", topic)
+
+    # -- hooks
+
+    def on_first(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]:
+        """Call ``hook(topic)`` when a topic of ``channel`` gets its first subscriber
+        (on any wire); returns its remover."""
+        return _add(self._on_first, channel, hook)
+
+    def on_last(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]:
+        """Call ``hook(topic)`` when a topic of ``channel`` loses its last subscriber
+        (on every wire); returns its remover."""
+        return _add(self._on_last, channel, hook)
+
+    def _call(
+        self, hooks: dict[str, list[Callable[[Topic], None]]], which: str, topic: Topic
+    ) -> None:
+        for hook in hooks.get(topic.channel, ()):
+            try:
+                hook(topic)
+            except Exception as exc:  # the subscription stands; the other hooks run
+                self.faults.report("hook", exc, topic=topic, hook=which)
 
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
         """Subscribe to every topic of ``channel``, present and future (no snapshot).
@@ -272,3 +309,16 @@ def _merged(
         own = merged.get(wire)
         merged[wire] = subscribers if own is None else own | subscribers
     return merged
+
+
+def _add(
+    hooks: dict[str, list[Callable[[Topic], None]]], channel: str, hook: Callable[[Topic], None]
+) -> Callable[[], None]:
+    listed = hooks.setdefault(channel, [])
+    listed.append(hook)
+
+    def remove() -> None:
+        if hook in listed:
+            listed.remove(hook)
+
+    return remove

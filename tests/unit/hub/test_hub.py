@@ -394,3 +394,52 @@ def test_a_channel_is_held_channel_wide_or_by_topics_never_both(hub: Hub) -> Non
     hub.subscribe_channel(sub, Channel.QUOTES)
     hub.publish([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
     assert sub.payloads == [b"a:quotes.AAPL:1", b"a:trades.AAPL:1"]  # each once
+
+
+# -- first/last-subscriber hooks
+
+
+def test_first_and_last_hooks_fire_once_per_topic_across_wires(hub: Hub) -> None:
+    calls: list[tuple[str, str]] = []
+    hub.on_first(Channel.QUOTES, lambda topic: calls.append(("first", str(topic))))
+    remove = hub.on_last("quotes", lambda topic: calls.append(("last", str(topic))))
+    a1, a2, b = FakeSubscriber("a"), FakeSubscriber("a"), FakeSubscriber("b")
+    hub.subscribe(a1, QUOTES_AAPL)
+    hub.subscribe(a2, QUOTES_AAPL)
+    hub.subscribe(b, QUOTES_AAPL)  # another wire: still the same topic
+    hub.subscribe(a1, QUOTES_AAPL)  # again: nothing
+    hub.subscribe(a1, TRADES_AAPL)  # another channel: its hooks only
+    hub.subscribe_channel(FakeSubscriber("a"), Channel.QUOTES)  # names no topic
+    assert calls == [("first", "quotes.AAPL")]
+
+    hub.unsubscribe(a1, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)  # not held any more: nothing
+    assert calls == [("first", "quotes.AAPL")]
+    hub.unsubscribe(a2, QUOTES_AAPL)
+    assert calls == [("first", "quotes.AAPL"), ("last", "quotes.AAPL")]
+
+    hub.subscribe(b, QUOTES_AAPL)
+    remove()
+    hub.unsubscribe(b, QUOTES_AAPL)
+    assert calls[2:] == [("first", "quotes.AAPL")]
+
+
+def test_a_raising_hook_is_counted_and_the_subscription_stands(hub: Hub) -> None:
+    seen: list[str] = []
+
+    def broken(topic: Topic) -> None:
+        raise RuntimeError("bug in a producer's hook")
+
+    hub.on_first(Channel.QUOTES, broken)
+    hub.on_first(Channel.QUOTES, lambda topic: seen.append(str(topic)))
+    hub.on_last(Channel.QUOTES, broken)
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    assert seen == ["quotes.AAPL"]  # the next hook ran
+    assert hub.faults.counts == {"hook": 1}
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    assert sub.payloads == [b"a:quotes.AAPL:1"]  # the subscription stands
+    hub.unsubscribe(sub, QUOTES_AAPL)
+    assert hub.faults.counts == {"hook": 2}
+    assert hub.subscription_count == 0
