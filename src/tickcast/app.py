@@ -70,8 +70,10 @@ class WebSocketDispatch:
 
 def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
     """Build the portfolio service over ``node``: it publishes through the node's
-    publisher, revalues through a tap on it (``on_published``), starts and stops with the
-    node, and is reachable as ``node.portfolios`` (for the fronts and web routes)."""
+    publisher, revalues through a tap on it (``on_published``), computes live positions
+    while someone watches them (the hub's first/last-subscriber hooks, ``follow``),
+    starts and stops with the node, and is reachable as ``node.portfolios`` (for the
+    fronts and web routes)."""
     service = PortfolioService(
         node.engine,
         node.publisher,
@@ -79,6 +81,7 @@ def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
         faults=node.faults,
     )
     node.publisher.tap(service.on_published, name="portfolios")
+    service.follow(node.hub)
     node.add_service(service)
     node.portfolios = service
     return service

@@ -25,11 +25,12 @@ from tickcast.hub.publisher import LocalPublisher
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.market import Quote
 from tickcast.model.portfolio import PortfolioValue, PositionsUpdate, PositionUpdate
-from tickcast.model.topic import Event
+from tickcast.model.topic import Channel, Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import Side
+from tickcast.protocols.wire import Encoded
 from tickcast.storage.engine import make_engine
 from tickcast.storage.records import Asset, AssetKind
 from tickcast.storage.repositories import Assets, Portfolios, Positions, Users
@@ -54,6 +55,19 @@ class World:
         found = [e for e in self.published if isinstance(e, kind)]
         self.published.clear()
         return found
+
+
+@dataclass(eq=False)
+class Watcher:
+    """A hub subscriber (what a connection is to the hub); what it is sent is not read."""
+
+    wire: str
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        pass
+
+    def fault(self) -> None:
+        pass
 
 
 @pytest.fixture
@@ -101,8 +115,12 @@ async def test_live_positions_are_published_only_while_watched(world: World) -> 
     service.flush()
     assert world.taken(PositionsUpdate) == []  # nobody watches: not even computed
 
-    service.watch_positions(portfolio.id)
-    service.watch_positions(portfolio.id)  # a second subscriber
+    hub = Hub()
+    service.follow(hub)  # the hub's first/last-subscriber hooks say who watches
+    topic = Topic(Channel.LIVE_POSITIONS, str(portfolio.id))
+    first, second = Watcher("native"), Watcher("envelope")
+    hub.subscribe(first, topic)
+    hub.subscribe(second, topic)  # a second subscriber, on another wire
     world.quote("AAPL", 102.0)
     world.quote("AAPL", 103.0)  # two ticks of one symbol...
     world.quote("MSFT", 410.0)  # ...and another symbol, within one interval
@@ -118,11 +136,11 @@ async def test_live_positions_are_published_only_while_watched(world: World) -> 
     service.flush()
     assert world.taken(PositionsUpdate) == []  # nothing moved since
 
-    service.unwatch_positions(portfolio.id)
+    hub.unsubscribe(first, topic)
     world.quote("AAPL", 104.0)
     service.flush()
     assert len(world.taken(PositionsUpdate)) == 1  # one subscriber is left
-    service.unwatch_positions(portfolio.id)
+    hub.unsubscribe(second, topic)
     world.quote("AAPL", 105.0)
     service.flush()
     assert world.taken(PositionsUpdate) == []
@@ -134,7 +152,9 @@ async def test_a_trade_publishes_the_position_live_and_the_watched_positions(
     service = world.service
     portfolio = await service.create_portfolio(world.user_id, "main")
     world.quote("AAPL", 120.0)
-    service.watch_positions(portfolio.id)
+    hub = Hub()
+    service.follow(hub)
+    hub.subscribe(Watcher("envelope"), Topic(Channel.LIVE_POSITIONS, str(portfolio.id)))
     world.published.clear()
     world.now += 60
     recorded = await service.record_transaction(portfolio.id, "AAPL", Side.BUY, D(10), D(100))

@@ -2,10 +2,11 @@
 
 Maps the session's commands onto the hub: asset subscriptions to ``assets.<symbol>``,
 portfolio subscriptions (owner checked by the session) to ``portfolio.<id>`` and
-``positions.<id>``, live-position subscriptions to ``live_positions.<id>`` (and the
-PortfolioService is told who watches, so that unwatched positions are not computed),
-each with the current value at once; first-message authentication through ``Identity``. Admission
-(origin, credentials, connection cap) and the message rate are the Guard's. The wire
+``positions.<id>``, live-position subscriptions to ``live_positions.<id>`` (the hub's
+first/last-subscriber hooks tell the PortfolioService who watches, so that unwatched
+positions are not computed), each with the current value at once; first-message
+authentication through ``Identity``. Admission (origin, credentials, connection cap) and
+the message rate are the Guard's. The wire
 format lives in ``protocols/envelope``; the I/O in ``transport``.
 """
 
@@ -158,8 +159,6 @@ class RealtimeFront:
             if isinstance(command, Subscribe):
                 for topic in command.topics:
                     cached = hub.subscribe(connection, topic)
-                    if topic.channel is Channel.LIVE_POSITIONS:
-                        self.node.portfolios.watch_positions(int(topic.symbol))
                     self._send_current(connection, topic, cached)
                     if topic.channel is Channel.PORTFOLIO:  # its position updates too
                         hub.subscribe(connection, _positions(topic))
@@ -182,7 +181,7 @@ class RealtimeFront:
         portfolios = self.node.portfolios
         event: Event | None = None
         if topic.channel is Channel.LIVE_POSITIONS:
-            # always afresh: while nobody watched, they were not published (see _apply)
+            # always afresh: while nobody watched, they were not published (the hub's hooks)
             event = portfolios.positions(int(topic.symbol))
         elif cached is not None and time.time() - cached.server_ts <= self.cache_timeout_s:
             connection.queue(hub.encode(codec.WIRE, cached), str(topic))
@@ -240,8 +239,6 @@ class RealtimeFront:
         self.node.hub.unsubscribe(connection, topic)
         if topic.channel is Channel.PORTFOLIO:
             self.node.hub.unsubscribe(connection, _positions(topic))
-        elif topic.channel is Channel.LIVE_POSITIONS:
-            self.node.portfolios.unwatch_positions(int(topic.symbol))
 
     def _closed(self, connection: Connection) -> None:
         session = connection.session

@@ -10,23 +10,41 @@ resume never mixes two numberings. It never awaits and never writes to a socket:
 subscribers queue (their Outbox) and a pump writes. It knows nothing of any bus or
 transport.
 
+A subscription is to one topic, or channel-wide (``subscribe_channel``: every topic of a
+channel, present and future). Channel-wide subscribers cost fan-out one branch per event
+while there are none; while there are, each event of their channel merges them with the
+topic's own subscribers per wire, still encoding once per wire. A subscriber holds a
+channel either channel-wide or by topics, never both (``Overlap``), so nothing reaches it
+twice.
+
+Hooks (``on_first``, ``on_last``) tell a producer when a topic of a channel gets its
+first subscriber and loses its last, counted across wires (channel-wide subscribers are
+not counted: they name no topic), so it computes only what someone watches. They run in
+``subscribe`` and ``unsubscribe``, never during fan-out.
+
 A failure is contained where it happens: a codec that raises costs its wire that one
 update, and a subscriber whose ``deliver`` raises is faulted (``Subscriber.fault``);
-both are reported to ``Faults``, and the batch and the other subscribers go on.
+both are reported to ``Faults``, and the batch and the other subscribers go on. A hook
+that raises is reported as ``"hook"``, and the subscription stands.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
+from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
-from tickcast.model.topic import CONFLATABLE, Event, Topic
+from tickcast.model.topic import Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
+
+
+class Overlap(ValueError):
+    """A subscriber asked for a channel-wide subscription and exact topics of one channel."""
 
 
 class Subscriber(Protocol):
@@ -53,6 +71,8 @@ class Hub:
         sequencer: stamps what ``publish`` is given; its epoch is the current one for
             topics nothing was fanned out on yet. The composition root passes one with a
             fresh epoch (``new_epoch``); the default's fixed epoch is for tests and tools.
+        channels: the channel registry (what conflates); the sequencer's when omitted,
+            and the built-in channels when both are.
 
     Attributes:
         published: updates published.
@@ -65,31 +85,44 @@ class Hub:
         history_size: int = 256,
         faults: Faults | None = None,
         sequencer: Sequencer | None = None,
+        channels: Channels | None = None,
     ) -> None:
         self.codecs: dict[str, Codec] = dict(codecs or {})
         self.faults = Faults() if faults is None else faults
         self.history = History(history_size)
         self.cache = LastValueCache()
-        self.sequencer = Sequencer(DEFAULT_EPOCH) if sequencer is None else sequencer
+        if channels is None:
+            channels = builtin() if sequencer is None else sequencer.channels
+        self.channels = channels
+        self.sequencer = Sequencer(DEFAULT_EPOCH, channels) if sequencer is None else sequencer
         # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
         self._last: dict[str, Envelope] = {}
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
-        # topic -> (its key, its conflation key or None), computed once per topic.
-        self._topics: dict[Topic, tuple[str, str | None]] = {}
+        # channel -> wire -> subscribers to every topic of that channel (channel-wide).
+        self._wild: dict[str, dict[str, set[Subscriber]]] = {}
+        # topic -> (its key, its conflation key or None, its channel), computed once per
+        # topic from the registry, so that fan-out asks no registry per event.
+        self._topics: dict[Topic, tuple[str, str | None, str]] = {}
+        # channel -> hooks called with a topic that got its first / lost its last subscriber
+        self._on_first: dict[str, list[Callable[[Topic], None]]] = {}
+        self._on_last: dict[str, list[Callable[[Topic], None]]] = {}
         self.published = 0
         self.deliveries = 0
 
     # -- topics
 
-    def _keys(self, topic: Topic) -> tuple[str, str | None]:
+    def _keys(self, topic: Topic) -> tuple[str, str | None, str]:
         key = str(topic)
-        keys = self._topics[topic] = (key, key if topic.channel in CONFLATABLE else None)
+        spec = self.channels.get(topic.channel)
+        keys = self._topics[topic] = (key, key if spec.conflate else None, spec.name)
         return keys
 
     @property
     def subscription_count(self) -> int:
-        return sum(len(s) for wires in self._subs.values() for s in wires.values())
+        """Subscriptions to topics, and channel-wide ones (one each)."""
+        subs = (self._subs, self._wild)
+        return sum(len(s) for by in subs for wires in by.values() for s in wires.values())
 
     @property
     def topic_count(self) -> int:
@@ -118,10 +151,11 @@ class Hub:
         last = self._last
         topics = self._topics
         history = self.history
+        wild = self._wild
         for envelope in envelopes:
             topic = envelope.topic
             keys = topics.get(topic)
-            key, conflation_key = keys if keys is not None else self._keys(topic)
+            key, conflation_key, channel = keys if keys is not None else self._keys(topic)
             previous = last.get(key)
             if previous is not None and previous.epoch != envelope.epoch:
                 history.clear(key)  # the numbering restarted upstream: never mix the two
@@ -130,6 +164,10 @@ class Hub:
             self.cache.update(key, envelope)
             self.published += 1
             wires = self._subs.get(key)
+            if wild:
+                everything = wild.get(channel)
+                if everything:
+                    wires = _merged(wires, everything)
             if not wires:
                 continue
             ts = envelope.payload.ts
@@ -162,9 +200,20 @@ class Hub:
     # -- subscriptions
 
     def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None:
-        """Add a subscription; returns the topic's current value for an instant snapshot."""
+        """Add a subscription; returns the topic's current value for an instant snapshot.
+
+        Raises ``Overlap`` when ``subscriber`` holds ``topic``'s channel channel-wide.
+        """
+        if self._wild and subscriber in self._wild.get(topic.channel, {}).get(subscriber.wire, ()):
+            raise Overlap(f"{topic}: the channel {topic.channel!r} is held channel-wide")
         key = str(topic)
-        self._subs.setdefault(key, {}).setdefault(subscriber.wire, set()).add(subscriber)
+        wires = self._subs.get(key)
+        if wires is None:
+            wires = self._subs[key] = {}
+            wires.setdefault(subscriber.wire, set()).add(subscriber)
+            self._call(self._on_first, "first", topic)
+        else:
+            wires.setdefault(subscriber.wire, set()).add(subscriber)
         return self.cache.get(key)
 
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None:
@@ -180,6 +229,55 @@ class Hub:
             del wires[subscriber.wire]
             if not wires:
                 del self._subs[key]
+                self._call(self._on_last, "last", topic)
+
+    # -- hooks
+
+    def on_first(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]:
+        """Call ``hook(topic)`` when a topic of ``channel`` gets its first subscriber
+        (on any wire); returns its remover."""
+        return _add(self._on_first, channel, hook)
+
+    def on_last(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]:
+        """Call ``hook(topic)`` when a topic of ``channel`` loses its last subscriber
+        (on every wire); returns its remover."""
+        return _add(self._on_last, channel, hook)
+
+    def _call(
+        self, hooks: dict[str, list[Callable[[Topic], None]]], which: str, topic: Topic
+    ) -> None:
+        for hook in hooks.get(topic.channel, ()):
+            try:
+                hook(topic)
+            except Exception as exc:  # the subscription stands; the other hooks run
+                self.faults.report("hook", exc, topic=topic, hook=which)
+
+    def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
+        """Subscribe to every topic of ``channel``, present and future (no snapshot).
+
+        Raises KeyError for a channel the registry does not know, and ``Overlap`` when
+        ``subscriber`` holds topics of ``channel`` already (unsubscribe them first).
+        """
+        name = self.channels.get(channel).name
+        prefix = f"{name}."
+        for key, wires in self._subs.items():
+            if key.startswith(prefix) and subscriber in wires.get(subscriber.wire, ()):
+                raise Overlap(f"{key}: held already; the channel cannot also be channel-wide")
+        self._wild.setdefault(name, {}).setdefault(subscriber.wire, set()).add(subscriber)
+
+    def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
+        """Drop a channel-wide subscription (nothing if ``subscriber`` had none)."""
+        wires = self._wild.get(channel)
+        if wires is None:
+            return
+        subscribers = wires.get(subscriber.wire)
+        if subscribers is None:
+            return
+        subscribers.discard(subscriber)
+        if not subscribers:
+            del wires[subscriber.wire]
+            if not wires:
+                del self._wild[channel]
 
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap:
         """Envelopes after ``point`` on ``topic``, or a Gap (then send a snapshot).
@@ -197,3 +295,30 @@ class Hub:
         if isinstance(missed, Gap):
             return missed._replace(epoch=epoch)
         return missed
+
+
+def _merged(
+    exact: dict[str, set[Subscriber]] | None, everything: dict[str, set[Subscriber]]
+) -> dict[str, set[Subscriber]]:
+    """A topic's subscribers and its channel's channel-wide ones, per wire (disjoint:
+    a subscriber holds a channel one way only)."""
+    if not exact:
+        return everything
+    merged = dict(exact)
+    for wire, subscribers in everything.items():
+        own = merged.get(wire)
+        merged[wire] = subscribers if own is None else own | subscribers
+    return merged
+
+
+def _add(
+    hooks: dict[str, list[Callable[[Topic], None]]], channel: str, hook: Callable[[Topic], None]
+) -> Callable[[], None]:
+    listed = hooks.setdefault(channel, [])
+    listed.append(hook)
+
+    def remove() -> None:
+        if hook in listed:
+            listed.remove(hook)
+
+    return remove

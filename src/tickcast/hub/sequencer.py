@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope
-from tickcast.model.topic import Event, Topic, topic_of
+from tickcast.model.topic import Event, Topic
 
 #: The epoch of a hub built without a sequencer (tests and tools; a process makes its own).
 DEFAULT_EPOCH = "0"
@@ -32,14 +33,17 @@ class Sequencer:
 
     Args:
         epoch: the numbering's name; non-empty.
+        channels: the channel registry that names each event's topic (the built-in
+            channels when omitted).
     """
 
-    __slots__ = ("_seq", "epoch")
+    __slots__ = ("_seq", "channels", "epoch")
 
-    def __init__(self, epoch: str) -> None:
+    def __init__(self, epoch: str, channels: Channels | None = None) -> None:
         if not epoch:
             raise ValueError("an epoch must be a non-empty string")
         self.epoch = epoch
+        self.channels = builtin() if channels is None else channels
         self._seq: dict[Topic, int] = {}
 
     def stamp(self, events: Iterable[Event], server_ts: float) -> list[Envelope]:
@@ -48,6 +52,7 @@ class Sequencer:
         epoch = self.epoch
         stamped: list[Envelope] = []
         append = stamped.append
+        topic_of = self.channels.topic_of
         for event in events:
             topic = topic_of(event)
             seq = seqs[topic] = seqs.get(topic, 0) + 1

@@ -2,8 +2,10 @@
 
 A market topic is channel x symbol and prints as ``"<channel>.<symbol>"`` (e.g.
 ``"quotes.AAPL"``, ``"trades.BTC/USDT"``); that string is also the stream name a client
-uses to resume. The upstream feed's status is ``"status.FEED"``. Other kinds (portfolio,
-signals...) join later as new channels.
+uses to resume. The upstream feed's status is ``"status.FEED"``. Portfolio topics are
+channel x id (``"portfolio.123"``). Which payload goes on which channel, what conflates
+and who may read it is the channel registry's (``model/channel.py``); a new channel is
+one registration there, its topics plain ``Topic(name, key)``.
 """
 
 from __future__ import annotations
@@ -13,14 +15,16 @@ from typing import Final
 
 import msgspec
 
-from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
+from tickcast.model.market import MarketEvent
 from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
 
-#: Everything the hub publishes.
+#: The payloads of the built-in channels (a registered channel may carry others).
 Event = MarketEvent | AssetUpdate | PortfolioValue | PositionUpdate | PositionsUpdate
 
 
 class Channel(enum.StrEnum):
+    """The built-in channels' names (named constants: each equals its string)."""
+
     QUOTES = "quotes"
     TRADES = "trades"
     BARS = "bars"
@@ -31,13 +35,6 @@ class Channel(enum.StrEnum):
     POSITIONS = "positions"
     LIVE_POSITIONS = "live_positions"
 
-
-#: Channels whose pending updates may be replaced by newer ones (latest value per key).
-#: Status changes and position updates after a transaction are never conflated: each is
-#: news. Live positions are: each update carries all of a portfolio's open positions.
-CONFLATABLE: Final = frozenset(
-    {Channel.QUOTES, Channel.ASSETS, Channel.PORTFOLIO, Channel.LIVE_POSITIONS}
-)
 
 #: Channels a market-feed client may name (the others are other fronts' vocabulary).
 MARKET_CHANNELS: Final = (
@@ -50,40 +47,33 @@ MARKET_CHANNELS: Final = (
 
 
 class Topic(msgspec.Struct, frozen=True, gc=False):
-    channel: Channel
+    """``channel`` is a channel's name: a ``Channel`` member for the built-in ones (which
+    equals, hashes and prints as its string) or any registered name. ``symbol`` is the
+    key (a symbol, or an id); ``key`` is the same, by its general name."""
+
+    channel: str
     symbol: str
 
     def __str__(self) -> str:
-        return f"{self.channel.value}.{self.symbol}"
+        return f"{self.channel}.{self.symbol}"
+
+    @property
+    def key(self) -> str:
+        return self.symbol
 
     @property
     def conflatable(self) -> bool:
-        return self.channel in CONFLATABLE
+        """Whether the built-in registry conflates this topic's channel (False for a
+        channel it does not know; the hub asks its own registry)."""
+        from tickcast.model.channel import BUILTIN  # here: channel imports topic
+
+        return self.channel in BUILTIN and BUILTIN.get(self.channel).conflate
 
     @classmethod
     def parse(cls, text: str) -> Topic:
-        """Parse ``"<channel>.<symbol>"``; raises ValueError on anything else."""
+        """Parse ``"<channel>.<symbol>"`` of a built-in channel; raises ValueError on
+        anything else."""
         channel, sep, symbol = text.partition(".")
         if not sep or not symbol:
             raise ValueError(f"not a topic: {text!r}")
         return cls(Channel(channel), symbol)
-
-
-_CHANNEL_OF: Final[dict[type, Channel]] = {
-    Quote: Channel.QUOTES,
-    Trade: Channel.TRADES,
-    Bar: Channel.BARS,
-    BookUpdate: Channel.BOOK,
-    Status: Channel.STATUS,
-    AssetUpdate: Channel.ASSETS,
-    PortfolioValue: Channel.PORTFOLIO,
-    PositionUpdate: Channel.POSITIONS,
-    PositionsUpdate: Channel.LIVE_POSITIONS,
-}
-
-
-def topic_of(event: Event) -> Topic:
-    """The topic an event is published on: its channel and its key (symbol or id)."""
-    if isinstance(event, PortfolioValue | PositionUpdate | PositionsUpdate | AssetUpdate):
-        return Topic(_CHANNEL_OF[type(event)], event.key)
-    return Topic(_CHANNEL_OF[type(event)], event.symbol)

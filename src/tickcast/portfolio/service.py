@@ -11,8 +11,8 @@ finds its portfolios through the book's symbol index. What it publishes goes thr
 same ``Publisher`` as the market data. Every ``interval_s`` the changed assets and
 portfolios are published (conflated: one update per asset or portfolio per interval),
 and so are the live positions of the changed portfolios that someone watches
-(``watch_positions``: a front calls it per subscriber, so unwatched positions cost
-nothing).
+(``follow``: the hub's first- and last-subscriber hooks on the live positions channel
+say which, so unwatched positions cost nothing).
 
 Previous closes have one owner, ``closes.Closes`` (exact): loaded from the asset table
 at start and every ``closes_refresh_s`` (30 s), and given the closes the gateway observes
@@ -46,7 +46,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import NamedTuple
+from typing import NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -60,7 +60,7 @@ from tickcast.model.portfolio import (
     PositionsUpdate,
     PositionUpdate,
 )
-from tickcast.model.topic import Event
+from tickcast.model.topic import Channel, Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.portfolio import cash as cash_rules
 from tickcast.portfolio.assets import AssetBoard, ReferenceKind
@@ -110,6 +110,14 @@ class CashMoved(NamedTuple):
     cash: Cash
 
 
+class TopicHooks(Protocol):
+    """What ``follow`` needs of the hub: its first- and last-subscriber hooks."""
+
+    def on_first(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]: ...
+
+    def on_last(self, channel: str, hook: Callable[[Topic], None]) -> Callable[[], None]: ...
+
+
 class PortfolioService:
     """Portfolios and assets, live.
 
@@ -146,8 +154,8 @@ class PortfolioService:
         self._portfolios: dict[int, Portfolio] = {}
         # portfolio -> symbol -> (created_at, updated_at) of its positions, epoch s
         self._stamps: dict[int, dict[str, tuple[float, float]]] = {}
-        # portfolio -> how many subscribers watch its live positions
-        self._watched: dict[int, int] = {}
+        # portfolios whose live positions someone watches (``follow``)
+        self._watched: set[int] = set()
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -355,17 +363,19 @@ class PortfolioService:
         ts = self.clock() if now is None else now
         return PositionsUpdate(portfolio_id, portfolio.owner_id, tuple(live), ts)
 
-    def watch_positions(self, portfolio_id: int) -> None:
-        """One more subscriber of the portfolio's live positions: publish them."""
-        self._watched[portfolio_id] = self._watched.get(portfolio_id, 0) + 1
+    def follow(self, hooks: TopicHooks) -> None:
+        """Publish a portfolio's live positions while its topic has a subscriber: from
+        the first subscriber (``watch``) to the last one's leaving (``unwatch``)."""
+        hooks.on_first(Channel.LIVE_POSITIONS, self.watch)
+        hooks.on_last(Channel.LIVE_POSITIONS, self.unwatch)
 
-    def unwatch_positions(self, portfolio_id: int) -> None:
-        """One subscriber fewer; with none left, they are no longer computed."""
-        left = self._watched.get(portfolio_id, 0) - 1
-        if left > 0:
-            self._watched[portfolio_id] = left
-        else:
-            self._watched.pop(portfolio_id, None)
+    def watch(self, topic: Topic) -> None:
+        """``live_positions.<id>`` got its first subscriber: publish its positions."""
+        self._watched.add(int(topic.key))
+
+    def unwatch(self, topic: Topic) -> None:
+        """``live_positions.<id>`` lost its last subscriber: no longer computed."""
+        self._watched.discard(int(topic.key))
 
     def asset_update(self, symbol: str) -> AssetUpdate | None:
         return self.assets.update(symbol, self.clock())

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 from tickcast.hub.cache import LastValueCache
+from tickcast.model.channel import builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar, BookUpdate, Level, MarketEvent, Quote, Trade
-from tickcast.model.topic import Channel, Topic, topic_of
+from tickcast.model.topic import Channel, Topic
+
+topic_of = builtin().topic_of
 
 TS = 1_700_000_000.0
 

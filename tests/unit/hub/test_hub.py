@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from tickcast.hub.history import Gap
-from tickcast.hub.hub import Hub
+from tickcast.hub.hub import Hub, Overlap
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.envelope import Envelope, ResumePoint
 from tickcast.model.market import BookUpdate, Quote, Trade
@@ -343,3 +343,103 @@ def test_encode_uses_the_wire_codec_and_keeps_event_time(hub: Hub) -> None:
     item = hub.encode("b", envelope)
     assert item.payload == b"b:quotes.AAPL:7"
     assert item.ts == TS - 1
+
+
+# -- channel-wide subscriptions
+
+
+def test_channel_wide_subscriber_gets_every_key_encoded_once(
+    hub: Hub, codecs: dict[str, CountingCodec]
+) -> None:
+    everything, exact, other_wire = FakeSubscriber("a"), FakeSubscriber("a"), FakeSubscriber("b")
+    hub.subscribe_channel(everything, Channel.QUOTES)
+    hub.subscribe(exact, QUOTES_AAPL)
+    hub.subscribe_channel(other_wire, "quotes")
+    hub.publish([quote("AAPL", 1.0), quote("MSFT", 2.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
+    hub.publish([quote("NEW", 3.0)], server_ts=TS + 1)  # a topic nobody named
+
+    assert everything.received == [
+        (Encoded(b"a:quotes.AAPL:1", ts=TS), "quotes.AAPL"),
+        (Encoded(b"a:quotes.MSFT:1", ts=TS), "quotes.MSFT"),
+        (Encoded(b"a:quotes.NEW:1", ts=TS), "quotes.NEW"),
+    ]
+    assert other_wire.payloads == [b"b:quotes.AAPL:1", b"b:quotes.MSFT:1", b"b:quotes.NEW:1"]
+    assert exact.payloads == [b"a:quotes.AAPL:1"]
+    # once per wire per update: the topic's own subscriber and the channel-wide one share it
+    assert [str(e.topic) for e in codecs["a"].calls] == ["quotes.AAPL", "quotes.MSFT", "quotes.NEW"]
+    assert exact.received[0][0] is everything.received[0][0]
+    assert hub.subscription_count == 3
+    assert hub.deliveries == 7
+
+    hub.unsubscribe_channel(everything, Channel.QUOTES)
+    hub.unsubscribe_channel(everything, Channel.QUOTES)  # twice: nothing
+    hub.unsubscribe_channel(other_wire, Channel.QUOTES)
+    hub.publish([quote("MSFT", 2.1)], server_ts=TS + 2)
+    assert len(everything.received) == 3
+    assert len(other_wire.received) == 3
+    assert hub.subscription_count == 1
+
+
+def test_a_channel_is_held_channel_wide_or_by_topics_never_both(hub: Hub) -> None:
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    with pytest.raises(Overlap):
+        hub.subscribe_channel(sub, Channel.QUOTES)
+    hub.subscribe_channel(sub, Channel.TRADES)  # another channel: fine
+    with pytest.raises(Overlap):
+        hub.subscribe(sub, TRADES_AAPL)
+    with pytest.raises(KeyError):
+        hub.subscribe_channel(sub, "nothing")
+    hub.unsubscribe(sub, QUOTES_AAPL)
+    hub.subscribe_channel(sub, Channel.QUOTES)
+    hub.publish([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
+    assert sub.payloads == [b"a:quotes.AAPL:1", b"a:trades.AAPL:1"]  # each once
+
+
+# -- first/last-subscriber hooks
+
+
+def test_first_and_last_hooks_fire_once_per_topic_across_wires(hub: Hub) -> None:
+    calls: list[tuple[str, str]] = []
+    hub.on_first(Channel.QUOTES, lambda topic: calls.append(("first", str(topic))))
+    remove = hub.on_last("quotes", lambda topic: calls.append(("last", str(topic))))
+    a1, a2, b = FakeSubscriber("a"), FakeSubscriber("a"), FakeSubscriber("b")
+    hub.subscribe(a1, QUOTES_AAPL)
+    hub.subscribe(a2, QUOTES_AAPL)
+    hub.subscribe(b, QUOTES_AAPL)  # another wire: still the same topic
+    hub.subscribe(a1, QUOTES_AAPL)  # again: nothing
+    hub.subscribe(a1, TRADES_AAPL)  # another channel: its hooks only
+    hub.subscribe_channel(FakeSubscriber("a"), Channel.QUOTES)  # names no topic
+    assert calls == [("first", "quotes.AAPL")]
+
+    hub.unsubscribe(a1, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)
+    hub.unsubscribe(b, QUOTES_AAPL)  # not held any more: nothing
+    assert calls == [("first", "quotes.AAPL")]
+    hub.unsubscribe(a2, QUOTES_AAPL)
+    assert calls == [("first", "quotes.AAPL"), ("last", "quotes.AAPL")]
+
+    hub.subscribe(b, QUOTES_AAPL)
+    remove()
+    hub.unsubscribe(b, QUOTES_AAPL)
+    assert calls[2:] == [("first", "quotes.AAPL")]
+
+
+def test_a_raising_hook_is_counted_and_the_subscription_stands(hub: Hub) -> None:
+    seen: list[str] = []
+
+    def broken(topic: Topic) -> None:
+        raise RuntimeError("bug in a producer's hook")
+
+    hub.on_first(Channel.QUOTES, broken)
+    hub.on_first(Channel.QUOTES, lambda topic: seen.append(str(topic)))
+    hub.on_last(Channel.QUOTES, broken)
+    sub = FakeSubscriber("a")
+    hub.subscribe(sub, QUOTES_AAPL)
+    assert seen == ["quotes.AAPL"]  # the next hook ran
+    assert hub.faults.counts == {"hook": 1}
+    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    assert sub.payloads == [b"a:quotes.AAPL:1"]  # the subscription stands
+    hub.unsubscribe(sub, QUOTES_AAPL)
+    assert hub.faults.counts == {"hook": 2}
+    assert hub.subscription_count == 0

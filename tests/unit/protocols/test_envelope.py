@@ -11,6 +11,7 @@ import pytest
 
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
+from tickcast.model.channel import builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -19,7 +20,7 @@ from tickcast.model.portfolio import (
     PositionsUpdate,
     PositionUpdate,
 )
-from tickcast.model.topic import Channel, Topic, topic_of
+from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.base import (
     Authenticate,
     Authenticated,
@@ -30,6 +31,8 @@ from tickcast.protocols.base import (
 from tickcast.protocols.envelope import codec
 from tickcast.protocols.envelope.session import RealtimeSession, subscription_cap
 from tickcast.protocols.wire import Encoded
+
+topic_of = builtin().topic_of
 
 NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z
 D = Decimal

@@ -10,11 +10,14 @@ from typing import Any
 
 import pytest
 
+from tickcast.model.channel import builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import FEED, Bar, BookUpdate, MarketEvent, Quote, Status, Trade
-from tickcast.model.topic import Channel, Topic, topic_of
+from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.timefmt import iso_ms
+
+topic_of = builtin().topic_of
 
 #: 2023-05-01T12:34:56.789Z, the timestamp of the original protocol's example.
 TS = 1_682_944_496.789

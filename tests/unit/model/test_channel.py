@@ -1,0 +1,125 @@
+"""The channel registry: today's channels, and a new one as one registration."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import msgspec
+import pytest
+
+from tickcast.hub.hub import Hub
+from tickcast.hub.sequencer import Sequencer
+from tickcast.model.channel import ChannelSpec, Readers, builtin
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.wire import Encoded
+
+TS = 1_700_000_000.0
+
+#: What model/topic.py fixed before the registry (its CONFLATABLE and _CHANNEL_OF).
+CONFLATABLE_BEFORE = {
+    Channel.QUOTES,
+    Channel.ASSETS,
+    Channel.PORTFOLIO,
+    Channel.LIVE_POSITIONS,
+}
+CHANNEL_OF_BEFORE = {
+    Quote: Channel.QUOTES,
+    Trade: Channel.TRADES,
+    Bar: Channel.BARS,
+    BookUpdate: Channel.BOOK,
+    Status: Channel.STATUS,
+    AssetUpdate: Channel.ASSETS,
+    PortfolioValue: Channel.PORTFOLIO,
+    PositionUpdate: Channel.POSITIONS,
+    PositionsUpdate: Channel.LIVE_POSITIONS,
+}
+
+
+def test_builtin_channels_match_today() -> None:
+    channels = builtin()
+    assert {spec.name: spec.payload for spec in channels} == {
+        name: payload for payload, name in CHANNEL_OF_BEFORE.items()
+    }
+    assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE
+    assert [spec.name for spec in channels] == list(Channel)
+    for payload, name in CHANNEL_OF_BEFORE.items():
+        spec = channels.get(name)
+        assert spec.name is name  # the enum member: topics still test with `is`
+        assert spec.payload is payload
+    # the key: a symbol for market events, the id (or the asset's symbol) for the others
+    quote = Quote("AAPL", 1.0, 1.1, 1.0, 1.0, 1.05, 100.0, TS, "test")
+    topic = channels.topic_of(quote)
+    assert topic == Topic(Channel.QUOTES, "AAPL") == Topic("quotes", "AAPL")
+    assert topic.channel is Channel.QUOTES
+    assert str(topic) == "quotes.AAPL"
+    assert topic.conflatable
+    assert not Topic(Channel.TRADES, "AAPL").conflatable
+
+
+def test_a_channel_is_named_and_typed_once() -> None:
+    channels = builtin()
+    with pytest.raises(ValueError, match="registered already"):
+        channels.register(ChannelSpec("quotes", Signal, True, _name))
+    with pytest.raises(ValueError, match="published on 'quotes'"):
+        channels.register(ChannelSpec("signals", Quote, True, _name))
+    with pytest.raises(ValueError, match="invalid channel name"):
+        channels.register(ChannelSpec("sig.nals", Signal, True, _name))
+    with pytest.raises(KeyError):
+        channels.of(Signal("momentum", 1.0, TS))
+
+
+class Signal(msgspec.Struct, frozen=True):
+    """A kind of stream the hub was not written for."""
+
+    name: str
+    value: float
+    ts: float
+
+
+def _name(signal: Signal) -> str:
+    return signal.name
+
+
+@dataclass(eq=False)
+class Subscriber:
+    wire: str
+    received: list[tuple[Encoded, str | None]] = field(default_factory=list)
+
+    def deliver(self, item: Encoded, key: str | None) -> None:
+        self.received.append((item, key))
+
+    def fault(self) -> None:
+        raise AssertionError("no fault expected")
+
+
+def test_a_new_channel_is_one_registration() -> None:
+    channels = builtin()
+    channels.register(ChannelSpec("signals", Signal, True, _name, Readers.AUTHENTICATED))
+    encoded: list[Envelope] = []
+
+    def codec(envelope: Envelope) -> bytes:
+        encoded.append(envelope)
+        return f"{envelope.topic}:{envelope.seq}:{envelope.payload.value}".encode()  # type: ignore[union-attr]
+
+    hub = Hub({"w": codec}, sequencer=Sequencer("E", channels))
+    assert hub.channels is channels
+    sub, other = Subscriber("w"), Subscriber("w")
+    hub.subscribe(sub, Topic("signals", "momentum"))
+    hub.subscribe(other, Topic("signals", "momentum"))
+    hub.publish([Signal("momentum", 0.5, TS), Signal("carry", 0.1, TS)], server_ts=TS)
+    hub.publish([Signal("momentum", 0.7, TS + 1)], server_ts=TS + 1)
+
+    expected = [
+        (b"signals.momentum:1:0.5", "signals.momentum"),
+        (b"signals.momentum:2:0.7", "signals.momentum"),  # it conflates: keyed
+    ]
+    assert [(item.payload, key) for item, key in sub.received] == expected
+    assert [(item.payload, key) for item, key in other.received] == expected
+    assert len(encoded) == 2  # encoded once per update, not per subscriber
+    cached = hub.subscribe(Subscriber("w"), Topic("signals", "carry"))
+    assert cached is not None
+    assert cached.payload == Signal("carry", 0.1, TS)
+    assert hub.latest_seq(Topic("signals", "momentum")) == 2
