@@ -217,19 +217,8 @@ class Hub:
         return self.cache.get(key)
 
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None:
-        key = str(topic)
-        wires = self._subs.get(key)
-        if wires is None:
-            return
-        subscribers = wires.get(subscriber.wire)
-        if subscribers is None:
-            return
-        subscribers.discard(subscriber)
-        if not subscribers:
-            del wires[subscriber.wire]
-            if not wires:
-                del self._subs[key]
-                self._call(self._on_last, "last", topic)
+        if _discard(self._subs, str(topic), subscriber):
+            self._call(self._on_last, "last", topic)
 
     # -- hooks
 
@@ -267,17 +256,7 @@ class Hub:
 
     def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
         """Drop a channel-wide subscription (nothing if ``subscriber`` had none)."""
-        wires = self._wild.get(channel)
-        if wires is None:
-            return
-        subscribers = wires.get(subscriber.wire)
-        if subscribers is None:
-            return
-        subscribers.discard(subscriber)
-        if not subscribers:
-            del wires[subscriber.wire]
-            if not wires:
-                del self._wild[channel]
+        _discard(self._wild, channel, subscriber)
 
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap:
         """Envelopes after ``point`` on ``topic``, or a Gap (then send a snapshot).
@@ -322,3 +301,22 @@ def _add(
             listed.remove(hook)
 
     return remove
+
+
+def _discard(table: dict[str, dict[str, set[Subscriber]]], key: str, sub: Subscriber) -> bool:
+    """Remove ``sub`` from ``table[key]`` (by wire); True when that left ``key`` with no
+    subscriber on any wire (the key is then gone from ``table``)."""
+    wires = table.get(key)
+    if wires is None:
+        return False
+    subscribers = wires.get(sub.wire)
+    if subscribers is None or sub not in subscribers:
+        return False
+    subscribers.discard(sub)
+    if subscribers:
+        return False
+    del wires[sub.wire]
+    if wires:
+        return False
+    del table[key]
+    return True
