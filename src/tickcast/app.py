@@ -8,7 +8,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 
 import msgspec
 from starlette.applications import Starlette
@@ -183,11 +183,21 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
 
 def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSocketFront]:
     """The registered fronts these settings enable (fronts/registry.py), each an endpoint."""
-    ctx = FrontContext(
+    ctx = front_context(node, guard)
+    return [WebSocketFront(spec, ctx) for spec in registry.specs(settings)]
+
+
+def front_context(
+    node: Node, guard: Guard | None, clock: Callable[[], float] = time.time
+) -> FrontContext:
+    """What a front on the contract may use of ``node``: the one place it is assembled
+    (``guard`` None serves unguarded; tests give a fixed ``clock``)."""
+    settings = node.settings
+    return FrontContext(
         hub=node.hub,
         publisher=node.publisher.publish,
         pump=node.pump,
-        clock=time.time,
+        clock=clock,
         stats=node.stats,
         faults=node.faults,
         latency=node.metrics.latency.observe,
@@ -198,4 +208,3 @@ def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSo
         connections=node.connections,
         is_known=node.is_known,
     )
-    return [WebSocketFront(spec, ctx) for spec in registry.specs(settings)]

@@ -16,14 +16,15 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from tickcast.app import add_portfolios
+from support.fakesocket import RecordingSocket
+from tickcast.app import add_portfolios, front_context
 from tickcast.config.settings import Settings
-from tickcast.fronts.base import FrontContext, WebSocketFront
+from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.fronts.market import MarketFeedSpec
@@ -62,33 +63,6 @@ class Silent(Provider):
         await asyncio.Event().wait()
 
 
-class FakeSocket:
-    """Records every write; takes everything."""
-
-    raw = True
-    writable = True
-
-    def __init__(self) -> None:
-        self.on_writable: Callable[[], None] | None = None
-        self.written: list[bytes] = []
-        self.closed: tuple[int, str] | None = None
-
-    def write_frames(self, data: bytes) -> None:
-        self.written.append(data)
-
-    def send_texts(self, payloads: Sequence[bytes]) -> None:
-        raise AssertionError("a raw socket gets frames")
-
-    def send_bytes(self, payload: bytes) -> None:
-        raise AssertionError("a raw socket gets frames")
-
-    def peer_limited(self) -> bool | None:
-        return False
-
-    def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
-        self.closed = (code, reason)
-
-
 def frames(data: bytes) -> list[tuple[bytes, bytes]]:
     """Split one write into (header, payload) per WebSocket frame (server frames: unmasked)."""
     out: list[tuple[bytes, bytes]] = []
@@ -118,7 +92,7 @@ class Transcript:
     def sent(self, client: str, text: str) -> None:
         self.lines.append(f"{client} > {text}")
 
-    def collect(self, client: str, sock: FakeSocket) -> None:
+    def collect(self, client: str, sock: RecordingSocket) -> None:
         start = self._seen.get(id(sock), 0)
         for data in sock.written[start:]:
             self.lines.append(f"{client} < write")
@@ -157,7 +131,7 @@ class Client:
         self.transcript = transcript
         self.connection = connection
         self.sock = connection.sock
-        assert isinstance(self.sock, FakeSocket)
+        assert isinstance(self.sock, RecordingSocket)
 
     def connected(self) -> None:
         self.connection.poke()  # what Connection.run does first
@@ -176,7 +150,7 @@ class Client:
         self.collect()
 
     def collect(self) -> None:
-        assert isinstance(self.sock, FakeSocket)
+        assert isinstance(self.sock, RecordingSocket)
         self.transcript.collect(self.name, self.sock)
 
 
@@ -185,7 +159,7 @@ def connection_for(
 ) -> Connection:
     settings = node.settings
     return Connection(
-        sock=FakeSocket(),
+        sock=RecordingSocket(),
         session=session,  # type: ignore[arg-type]
         wire=wire,
         array=array,
@@ -199,29 +173,14 @@ def connection_for(
 
 def market_front(node: Node) -> WebSocketFront:
     """The market feed as the app builds it (from its spec), unguarded, on fixed time."""
-    settings = node.settings
-    ctx = FrontContext(
-        hub=node.hub,
-        publisher=node.publisher.publish,
-        pump=node.pump,
-        clock=lambda: NOW,
-        stats=node.stats,
-        faults=node.faults,
-        latency=None,
-        guard=None,
-        server=settings.server,
-        limits=settings.limits,
-        outbox=settings.outbox,
-        connections=node.connections,
-        is_known=node.is_known,
-    )
+    ctx = front_context(node, None, clock=lambda: NOW)
     return WebSocketFront(MarketFeedSpec(), ctx)
 
 
 def market_client(name: str, front: WebSocketFront, query: str, t: Transcript) -> Client:
     """A client of ``front`` set up by the front itself (session, options, connection)."""
     scope = {"type": "websocket", "path": "/ws/market/feed", "query_string": query.encode()}
-    connection = front.connect(scope, FakeSocket(), None)  # type: ignore[arg-type]
+    connection = front.connect(scope, RecordingSocket(), None)  # type: ignore[arg-type]
     return Client(name, t, connection)
 
 

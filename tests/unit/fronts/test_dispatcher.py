@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -18,6 +17,7 @@ import pytest
 from starlette.types import Scope
 
 from support.fakesocket import RecordingSocket
+from tickcast.app import front_context
 from tickcast.auth.credentials import Principal
 from tickcast.config.settings import Settings
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened, WebSocketFront
@@ -73,22 +73,7 @@ async def node() -> AsyncIterator[Node]:
 
 
 def context(node: Node) -> FrontContext:
-    settings = node.settings
-    return FrontContext(
-        hub=node.hub,
-        publisher=node.publisher.publish,
-        pump=node.pump,
-        clock=time.time,
-        stats=node.stats,
-        faults=node.faults,
-        latency=None,
-        guard=None,
-        server=settings.server,
-        limits=settings.limits,
-        outbox=settings.outbox,
-        connections=node.connections,
-        is_known=node.is_known,
-    )
+    return front_context(node, None)
 
 
 def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSocket]:

@@ -15,8 +15,9 @@ from typing import Any
 import pytest
 
 from support.fakesocket import RecordingSocket
+from tickcast.app import front_context
 from tickcast.config.settings import Settings
-from tickcast.fronts.base import FrontContext, WebSocketFront
+from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.market import MarketFeedSpec
 from tickcast.model.market import Quote, Trade
 from tickcast.node import Node
@@ -51,22 +52,7 @@ async def node() -> AsyncIterator[Node]:
 def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[Any]:
     """A new client subscribes to AAPL's quotes and trades resuming at ``positions``;
     returns what it was sent, decoded."""
-    settings = node.settings
-    ctx = FrontContext(
-        hub=node.hub,
-        publisher=node.publisher.publish,
-        pump=node.pump,
-        clock=lambda: TS,
-        stats=node.stats,
-        faults=node.faults,
-        latency=None,
-        guard=None,
-        server=settings.server,
-        limits=settings.limits,
-        outbox=settings.outbox,
-        connections=node.connections,
-        is_known=node.is_known,
-    )
+    ctx = front_context(node, None, clock=lambda: TS)
     front = WebSocketFront(MarketFeedSpec(), ctx)
     sock = RecordingSocket()
     scope = {"type": "websocket", "query_string": query.encode()}
