@@ -7,7 +7,7 @@ per-message path.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
@@ -49,22 +49,18 @@ class _StatsCollector(Collector):
 
     def collect(self) -> Iterator[Metric]:
         s = self.stats
-        events = CounterMetricFamily(
+        yield _by_label(
             "tickcast_events_in",
             "Normalized market events ingested from providers, by kind",
-            labels=["kind"],
+            "kind",
+            s.events_by_kind,
         )
-        for kind, count in sorted(s.events_by_kind.items()):
-            events.add_metric([kind], count)
-        yield events
-        refusals = CounterMetricFamily(
+        yield _by_label(
             "tickcast_refusals",
             "Connections and credentials refused (origin, credentials, limits...), by reason",
-            labels=["reason"],
+            "reason",
+            s.refusals,
         )
-        for reason, count in sorted(s.refusals.items()):
-            refusals.add_metric([reason], count)
-        yield refusals
         counters = (
             ("messages_in", "Messages received from clients", s.client_messages_in),
             ("messages_out", "Messages (data and replies) written to clients", s.items_out),
@@ -129,22 +125,18 @@ class _StatsCollector(Collector):
         )
         for name, doc, total in totals:
             yield CounterMetricFamily(f"tickcast_{name}", doc, value=total)
-        skipped = CounterMetricFamily(
+        yield _by_label(
             "tickcast_skipped_events",
             "Events a provider left out because the gateway fell behind (simulator ticks)",
-            labels=["provider"],
+            "provider",
+            now.skipped_events,
         )
-        for provider, count in sorted(now.skipped_events.items()):
-            skipped.add_metric([provider], count)
-        yield skipped
-        errors = CounterMetricFamily(
+        yield _by_label(
             "tickcast_internal_errors",
             "Exceptions caught and contained (logged; the others went on), by where",
-            labels=["where"],
+            "where",
+            now.internal_errors,
         )
-        for where, count in sorted(now.internal_errors.items()):
-            errors.add_metric([where], count)
-        yield errors
         books = CounterMetricFamily(
             "tickcast_book_events",
             "Order-book checks by provider and outcome: gap, duplicate (dropped), resync, "
@@ -175,6 +167,14 @@ class _StatsCollector(Collector):
         for provider in sorted(now.providers):
             dead.add_metric([provider], now.dead_letters.get(provider, 0))
         yield dead
+
+
+def _by_label(name: str, doc: str, label: str, counts: Mapping[str, int]) -> Metric:
+    """A counter with one label, a sample per key of ``counts`` (sorted)."""
+    family = CounterMetricFamily(name, doc, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 class Metrics:
