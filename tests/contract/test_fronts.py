@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Collection, Iterable, Iterator
+from types import MappingProxyType
 
 import pytest
 import websockets
@@ -26,8 +27,18 @@ from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
 from tickcast.fronts import registry
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
+from tickcast.model.envelope import Envelope
 from tickcast.model.topic import Topic
-from tickcast.protocols.base import Authenticate, Authenticated, Command, Refused, Reply
+from tickcast.protocols.base import (
+    Authenticate,
+    Authenticated,
+    Command,
+    Refused,
+    Reply,
+    Subscribe,
+    SubscribeChannel,
+    UnsubscribeChannel,
+)
 from tickcast.protocols.wire import Encoded
 
 ORIGIN = "https://app.example"
@@ -38,7 +49,8 @@ BURST = 3
 
 class ShoutSession:
     """Each text comes back in capitals; ``bye`` closes normally; ``auth <token>``
-    authenticates (the front checks it and answers)."""
+    authenticates (the front checks it and answers); ``sub <topic>``, ``all <channel>``
+    and ``none <channel>`` subscribe to a topic, to a whole channel, and drop it."""
 
     def __init__(self, user_id: int | None) -> None:
         self.close_reason: CloseCode | None = None
@@ -53,8 +65,18 @@ class ShoutSession:
         if data == "bye":
             self.close_reason = CloseCode.NORMAL
             return
-        if data.startswith("auth "):
-            self._commands.append(Authenticate(data.removeprefix("auth ")))
+        verb, _, rest = data.partition(" ")
+        if verb == "auth":
+            self._commands.append(Authenticate(rest))
+            return
+        if verb == "sub":
+            self._commands.append(Subscribe((Topic.parse(rest),)))
+            return
+        if verb == "all":
+            self._commands.append(SubscribeChannel(rest))
+            return
+        if verb == "none":
+            self._commands.append(UnsubscribeChannel(rest))
             return
         self._frames.append(Encoded(data.upper().encode(), control=True))
 
@@ -89,9 +111,18 @@ class ShoutSession:
         pass
 
 
+def shout_topic(envelope: Envelope) -> bytes:
+    """The shout wire: an update is its topic's name."""
+    return str(envelope.topic).encode()
+
+
+SHOUT_CODECS = MappingProxyType({"shout": shout_topic})
+
+
 class ShoutFront(FrontSpec):
     name = "shout"
     paths = (SHOUT,)
+    codecs = SHOUT_CODECS
     guarded = True
     first_message_auth = True
 
@@ -186,6 +217,60 @@ async def test_the_contract_authenticates_by_first_message(world: tuple[Server, 
         await ws.send("auth tc_not_a_key")
         assert "error" in json.loads(await recv(ws))
         assert await closed_code(ws) == 3500
+
+
+async def next_update(ws: websockets.ClientConnection) -> str:
+    """The next update (a topic's name), skipping nothing else: the front sends only
+    updates and replies, and the test reads replies where it expects them."""
+    return await recv(ws)
+
+
+@pytest.fixture(scope="module")
+def roomy_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The shout front at the default message rate (the other server allows a burst of 3)."""
+    tmp = tmp_path_factory.mktemp("roomy")
+    srv = start_server(tmp, setup="contract.test_fronts:register_shout")
+    yield srv
+    srv.stop()
+
+
+async def test_channel_wide_subscriptions_and_who_may_read(roomy_server: Server) -> None:
+    async with websockets.connect(url(roomy_server, SHOUT)) as ws:
+        assert await recv(ws) == "HELLO None"
+        # a channel the registry does not know, an owner's channel whole, an owner's
+        # topic: each refused in the session's own words; the connection stays usable
+        await ws.send("all nosuch")
+        assert json.loads(await recv(ws)) == {"error": "Unknown channel 'nosuch'"}
+        await ws.send("all portfolio")
+        refused = json.loads(await recv(ws))
+        assert refused == {"error": "Not allowed to read every topic of 'portfolio'"}
+        await ws.send("sub portfolio.1")
+        assert json.loads(await recv(ws)) == {"error": "Not allowed to read portfolio.1"}
+        await ws.send("sub assets.AAPL")  # authenticated readers only
+        assert json.loads(await recv(ws)) == {"error": "Not allowed to read assets.AAPL"}
+
+        # every quote, of every symbol, present and future
+        await ws.send("all quotes")
+        seen: set[str] = set()
+        while len(seen) < 2:
+            update = await next_update(ws)
+            assert update.startswith("quotes."), update
+            seen.add(update)
+
+        # one of its topics as well would overlap: refused, the channel stays
+        await ws.send("sub quotes.AAPL")
+        while (message := await recv(ws)).startswith("quotes."):
+            pass
+        assert "held channel-wide" in json.loads(message)["error"]
+
+        # dropped: then the exact topic is allowed, and only it arrives
+        await ws.send("none quotes")
+        await ws.send("sub quotes.MSFT")
+        await ws.send("ping")
+        while (message := await recv(ws)) != "PING":
+            assert message.startswith("quotes."), message
+        for _ in range(3):
+            assert await next_update(ws) == "quotes.MSFT"
 
 
 @pytest.fixture

@@ -334,6 +334,7 @@ def test_commands_and_replies_are_the_contract_types() -> None:
     assert set(base.Command.__args__) == {  # type: ignore[attr-defined]
         base.Subscribe,
         base.SubscribeChannel,
+        base.UnsubscribeChannel,
         base.Unsubscribe,
         base.Authenticate,
     }

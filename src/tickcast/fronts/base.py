@@ -12,8 +12,13 @@ Everything else is written here once, for every front:
   when guarded; closed when the credential expires), and the clean-up at close.
 - ``Dispatcher`` carries out the session's typed commands against the hub: ``Subscribe``
   (with resume from history, a ``ResumeGap`` reply, then the snapshot), ``Unsubscribe``,
-  ``Authenticate`` (first-message authentication). Each command is contained: a bug in
-  one is reported to ``Faults`` as ``"command"`` and closes that connection with 1011.
+  ``SubscribeChannel`` / ``UnsubscribeChannel`` (channel-wide), ``Authenticate``
+  (first-message authentication). Each command is contained: a bug in one is reported
+  to ``Faults`` as ``"command"`` and closes that connection with 1011.
+- Who may read what is checked here too, for every front, from the channel registry's
+  ``Readers`` (``FrontSpec.may_read``): a topic or channel the client may not read is
+  refused with the session's own error and never reaches the hub. A front's session may
+  check more (Front 2 answers in its own words first); this is the floor.
 
 A front module built on this contract imports what ``FrontContext`` gives and the pure
 layers (``protocols/``, ``model/``, ``auth/``, ``config/``), never ``node``,
@@ -47,9 +52,10 @@ from tickcast.fronts.guard import (
 )
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.hub.history import Gap
-from tickcast.hub.hub import Subscriber
+from tickcast.hub.hub import Overlap, Subscriber
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
+from tickcast.model.channel import Channels, Readers
 from tickcast.model.envelope import Envelope, ResumePoint
 from tickcast.model.topic import Event, Topic
 from tickcast.observability.faults import Faults
@@ -63,7 +69,9 @@ from tickcast.protocols.base import (
     ResumeGap,
     Session,
     Subscribe,
+    SubscribeChannel,
     Unsubscribe,
+    UnsubscribeChannel,
 )
 from tickcast.protocols.wire import Codec, Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
@@ -77,9 +85,12 @@ class Subscriptions(Protocol):
     """The hub as a front sees it: subscriptions, resume and encoding; no publish."""
 
     codecs: dict[str, Codec]
+    channels: Channels
 
     def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None: ...
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None: ...
+    def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
+    def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap: ...
     def encode(self, wire: str, envelope: Envelope) -> Encoded: ...
 
@@ -159,6 +170,26 @@ class FrontSpec:
         """What a new subscriber gets at once: by default the last value published."""
         return cached
 
+    def may_read(self, principal: Principal, topic: Topic, readers: Readers) -> bool:
+        """Whether ``principal`` may read ``topic``, whose channel is read by ``readers``.
+
+        The default: a public channel, anyone; an authenticated one, any user; an
+        owner's channel, nobody (a front that serves one overrides this and names the
+        owner)."""
+        if readers is Readers.PUBLIC:
+            return True
+        if readers is Readers.AUTHENTICATED:
+            return principal.authenticated
+        return False
+
+    def may_read_channel(self, principal: Principal, channel: str, readers: Readers) -> bool:
+        """Whether ``principal`` may read every topic of ``channel`` (channel-wide): a
+        public or authenticated channel as ``may_read``; an owner's channel, never
+        (it would be every owner's)."""
+        if readers is Readers.OWNER:
+            return False
+        return self.may_read(principal, Topic(channel, "*"), readers)
+
 
 class Dispatcher:
     """Carries out a front's typed commands; each is contained (``"command"``)."""
@@ -168,6 +199,13 @@ class Dispatcher:
         self.ctx = ctx
         self.front = front
         self.auth_tasks: dict[Connection, asyncio.Task[None]] = {}
+        # connection -> the channels it holds channel-wide (the sessions need not know)
+        self.channel_wide: dict[Connection, set[str]] = {}
+
+    def principal(self, connection: Connection) -> Principal:
+        """Who ``connection`` acts as now (after a first-message authentication too)."""
+        ticket = self.front.tickets.get(connection)
+        return ANONYMOUS if ticket is None else ticket.principal
 
     def apply(self, connection: Connection, commands: list[Command]) -> None:
         for command in commands:
@@ -180,9 +218,15 @@ class Dispatcher:
                     for topic in command.topics:
                         self.unsubscribe(connection, topic)
                         connection.outbox.discard(str(topic))
+                elif isinstance(command, SubscribeChannel):
+                    self._subscribe_channel(connection, command.channel)
+                elif isinstance(command, UnsubscribeChannel):
+                    held = self.channel_wide.get(connection)
+                    if held is not None and command.channel in held:
+                        held.discard(command.channel)
+                        self.ctx.hub.unsubscribe_channel(connection, command.channel)
                 elif isinstance(command, Authenticate):
                     self._authenticate(connection, command.token)
-                # SubscribeChannel: reserved; a front without channel-wide topics ignores it
             except Exception as exc:
                 self.ctx.faults.report(
                     "command", exc, front=self.spec.name, command=type(command).__name__
@@ -190,12 +234,40 @@ class Dispatcher:
                 connection.fault()  # its stream may miss what the command owed it: 1011
                 return
 
+    def _readers(self, channel: str) -> Readers | None:
+        channels = self.ctx.hub.channels
+        return channels.get(channel).readers if channel in channels else None
+
+    def _refuse(self, connection: Connection, message: str) -> None:
+        connection.session.send_error(message, self.ctx.clock())
+        for frame in connection.session.frames_to_send():
+            connection.queue(frame)
+
     def _subscribe(self, connection: Connection, command: Subscribe) -> None:
         hub = self.ctx.hub
         wire = connection.wire
+        principal = self.principal(connection)
         for topic in command.topics:
             topics = self.spec.expand(topic)
-            cached = hub.subscribe(connection, topic)
+            denied = next(
+                (
+                    held
+                    for held in topics
+                    if (readers := self._readers(held.channel)) is None
+                    or not self.spec.may_read(principal, held, readers)
+                ),
+                None,
+            )
+            if denied is not None:  # the session acknowledged it: take it back
+                connection.session.release((topic,))
+                self._refuse(connection, f"Not allowed to read {denied}")
+                continue
+            try:
+                cached = hub.subscribe(connection, topic)
+            except Overlap as exc:  # its channel is held channel-wide already
+                connection.session.release((topic,))
+                self._refuse(connection, str(exc))
+                continue
             for also in topics[1:]:
                 hub.subscribe(connection, also)
             point = command.resume.get(topic)
@@ -216,6 +288,24 @@ class Dispatcher:
         """Undo what subscribing to ``topic`` did."""
         for held in self.spec.expand(topic):
             self.ctx.hub.unsubscribe(connection, held)
+
+    def _subscribe_channel(self, connection: Connection, channel: str) -> None:
+        readers = self._readers(channel)
+        if readers is None:
+            self._refuse(connection, f"Unknown channel {channel!r}")
+            return
+        if not self.spec.may_read_channel(self.principal(connection), channel, readers):
+            self._refuse(connection, f"Not allowed to read every topic of {channel!r}")
+            return
+        held = self.channel_wide.setdefault(connection, set())
+        if channel in held:
+            return
+        try:
+            self.ctx.hub.subscribe_channel(connection, channel)
+        except Overlap as exc:
+            self._refuse(connection, str(exc))
+            return
+        held.add(channel)
 
     # -- first-message authentication
 
@@ -266,6 +356,8 @@ class Dispatcher:
             del self.auth_tasks[connection]
 
     def closed(self, connection: Connection) -> None:
+        for channel in self.channel_wide.pop(connection, ()):
+            self.ctx.hub.unsubscribe_channel(connection, channel)
         task = self.auth_tasks.pop(connection, None)
         if task is not None:
             task.cancel()

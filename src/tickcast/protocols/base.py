@@ -9,7 +9,8 @@ test-only echo) implements ``Session``; ``transport/connection.py`` drives any o
 Commands (session -> front)::
 
     Subscribe(topics, resume)       add topics; resume maps a topic to a ResumePoint
-    SubscribeChannel(channel)       every topic of a channel (reserved: no session sends it yet)
+    SubscribeChannel(channel)       every topic of a channel, present and future
+    UnsubscribeChannel(channel)     drop a channel-wide subscription
     Unsubscribe(topics)             drop topics the session held
     Authenticate(token)             check these credentials, then answer
 
@@ -47,6 +48,7 @@ __all__ = [
     "Subscribe",
     "SubscribeChannel",
     "Unsubscribe",
+    "UnsubscribeChannel",
     "cap_of",
 ]
 
@@ -67,8 +69,15 @@ class Subscribe(NamedTuple):
 
 
 class SubscribeChannel(NamedTuple):
-    """Every topic of ``channel``, present and future (channel-wide). Reserved for the
-    open channels: no session sends it yet, and a front may ignore it."""
+    """Every topic of ``channel``, present and future (channel-wide; no snapshot). The
+    front refuses it with the session's ``send_error`` for a channel it does not know or
+    the client may not read whole; the front holds what it granted (the session need not)."""
+
+    channel: str
+
+
+class UnsubscribeChannel(NamedTuple):
+    """Drop the channel-wide subscription to ``channel`` (nothing if none)."""
 
     channel: str
 
@@ -85,7 +94,7 @@ class Authenticate(NamedTuple):
     token: str
 
 
-Command = Subscribe | SubscribeChannel | Unsubscribe | Authenticate
+Command = Subscribe | SubscribeChannel | UnsubscribeChannel | Unsubscribe | Authenticate
 
 
 # -- replies: the front's answers, which the session turns into its protocol's words
