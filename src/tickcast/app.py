@@ -1,7 +1,8 @@
 """Composition root: ``build_app(settings)`` wires the node, its services, the fronts and
 the routes. The node names no service: the portfolio service is built here
 (``add_portfolios``), listens through a tap on the node's publisher and publishes through
-it, and starts and stops with the node."""
+it, and starts and stops with the node. Nothing looks it up: the realtime front and the
+web routes are given it (and whatever else they use) as arguments."""
 
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 from tickcast.fronts import realtime, registry
-from tickcast.fronts.base import FrontContext, WebSocketFront
+from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.node import Node
@@ -72,8 +73,7 @@ def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
     """Build the portfolio service over ``node``: it publishes through the node's
     publisher, revalues through a tap on it (``on_published``), computes live positions
     while someone watches them (the hub's first/last-subscriber hooks, ``follow``),
-    starts and stops with the node, and is reachable as ``node.portfolios`` (for the
-    fronts and web routes)."""
+    and starts and stops with the node. The caller hands it to what uses it."""
     service = PortfolioService(
         node.engine,
         node.publisher,
@@ -83,7 +83,6 @@ def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
     node.publisher.tap(service.on_published, name="portfolios")
     service.follow(node.hub)
     node.add_service(service)
-    node.portfolios = service
     return service
 
 
@@ -93,7 +92,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     ``node``: a bare ``Node`` (tests pass one with their own providers); its services
     are added here."""
     node = node or Node(settings)
-    add_portfolios(node, settings)
+    portfolios = add_portfolios(node, settings)
+    is_known = realtime.tradable(node.is_known, portfolios)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
     else:
@@ -103,7 +103,6 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             "(they die with it, and other nodes reject them); set TICKCAST_JWT_SECRET"
         )
     guard = Guard(settings, Identity(node.engine, jwt_secret, settings.jwt_ttl_s), node.stats)
-    realtime_front = realtime.RealtimeFront(node, guard)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -149,13 +148,14 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         finally:
             for front in contracted:
                 await front.aclose()
-            await realtime_front.aclose()
             await guard.aclose()
             await node.aclose()
 
-    # the market feed and the contract's other fronts come from the registry
-    fronts: dict[str, ASGIApp] = {realtime.PATH: realtime_front}
-    contracted = _contract_fronts(settings, node, guard)
+    # every front is on the contract: the registry's (the market feed...), and Front 2,
+    # built here because it is given the portfolio service
+    specs = [*registry.specs(settings), realtime_spec(portfolios, settings)]
+    fronts: dict[str, ASGIApp] = {}
+    contracted = _contract_fronts(specs, node, guard)
     for front in contracted:
         for path in front.spec.paths:
             if path in fronts:
@@ -167,24 +167,51 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/metrics", metrics),
         Route("/feed", feed),
         Route("/feed/dead-letters", dead_letters),
-        *realtime_web.routes(node, guard, realtime_front),
+        *realtime_web.routes(
+            portfolios,
+            guard,
+            is_known=is_known,
+            ready=lambda: node.ready,
+            address=f"{settings.host}:{settings.port}",
+            allow_anonymous=settings.allow_anonymous,
+        ),
         *pages.routes(),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),
         # after the realtime routes: /api/realtime/force_price_update/ is matched first
-        mount_api(build_api(node, guard, realtime_front.is_known)),
+        mount_api(
+            build_api(
+                portfolios,
+                node.engine,
+                guard,
+                is_known=is_known,
+                symbols=node.symbols,
+                allow_anonymous=settings.allow_anonymous,
+            )
+        ),
     ]
     app = Starlette(routes=routes, lifespan=lifespan)
     app.state.node = node
     app.state.guard = guard
+    app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
     return WebSocketDispatch(
         app, fronts, TrustedProxies(settings.trusted_proxies, settings.forwarded_headers)
     )
 
 
-def _contract_fronts(settings: Settings, node: Node, guard: Guard) -> list[WebSocketFront]:
-    """The registered fronts these settings enable (fronts/registry.py), each an endpoint."""
+def realtime_spec(portfolios: PortfolioService, settings: Settings) -> realtime.RealtimeSpec:
+    """Front 2 over ``portfolios``, with its settings."""
+    return realtime.RealtimeSpec(
+        portfolios,
+        cache_timeout_s=settings.cache_timeout_s,
+        allow_anonymous=settings.allow_anonymous,
+        auth_timeout_s=settings.auth_timeout_s,
+    )
+
+
+def _contract_fronts(specs: list[FrontSpec], node: Node, guard: Guard) -> list[WebSocketFront]:
+    """An endpoint for each front (fronts/base.py), over one context."""
     ctx = front_context(node, guard)
-    return [WebSocketFront(spec, ctx) for spec in registry.specs(settings)]
+    return [WebSocketFront(spec, ctx) for spec in specs]
 
 
 def front_context(

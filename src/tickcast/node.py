@@ -21,7 +21,7 @@ import logging
 import secrets
 import time
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
@@ -39,9 +39,6 @@ from tickcast.providers import registry
 from tickcast.providers.base import Provider
 from tickcast.providers.supervisor import Supervisor
 from tickcast.storage.engine import make_engine
-
-if TYPE_CHECKING:  # the type of the locator only; the node never builds or calls it
-    from tickcast.portfolio.service import PortfolioService
 
 log = logging.getLogger("tickcast.node")
 
@@ -72,11 +69,7 @@ class Node:
     Attributes:
         publisher: how every producer publishes (stamp, fan out, taps); services listen
             through its taps.
-        portfolios: the portfolio service, set by the composition root
-            (``app.add_portfolios``); fronts and web routes still find it here.
     """
-
-    portfolios: PortfolioService
 
     def __init__(
         self,

@@ -20,10 +20,12 @@ Rules:
       front in ``tests/contract/test_fronts.py``) uses what ``FrontContext`` gives: it
       imports no ``node``, ``app``, ``transport/``, ``hub.hub``, ``hub.pump`` or
       ``hub.outbox``.
-    - node names no service: it never imports ``tickcast.portfolio`` at run time (the
-      ``portfolios`` locator's type, under ``if TYPE_CHECKING``, until the locator goes),
-      never builds a ``PortfolioService`` and never reaches into ``.portfolios``; the
-      composition root (``app.py``) builds the service and registers its tap.
+    - node names no service: it never imports ``tickcast.portfolio`` (not even under
+      ``if TYPE_CHECKING``) and never mentions ``portfolios`` or ``PortfolioService`` (no
+      attribute, annotation, call or locator); the composition root (``app.py``) builds
+      the service, registers its tap and hands it to what uses it.
+    - No service locator: nothing in ``web/`` or ``fronts/`` imports ``tickcast.node``;
+      they are given what they use.
 """
 
 from __future__ import annotations
@@ -325,44 +327,70 @@ def test_fronts_use_only_the_contracts() -> None:
         *imports_in(TEST_FRONTS.read_text(), "contract.test_fronts", is_package=False),
     ]
     fronts = contract_fronts(imports)
-    assert {"tickcast.fronts.echo", "tickcast.fronts.market", "contract.test_fronts"} <= fronts
+    assert {
+        "tickcast.fronts.echo",
+        "tickcast.fronts.market",
+        "tickcast.fronts.realtime",
+        "contract.test_fronts",
+    } <= fronts
     bad = violations(lambda i: _front_reaches_past_its_context(i, fronts), imports)
     assert not bad, (
         f"a front uses what FrontContext gives, not node/transport/hub internals:\n{bad}"
     )
 
 
-def runtime_imports_in(source: str, importer: str) -> list[Import]:
-    """The imports of ``source`` outside its module-level ``if TYPE_CHECKING:`` blocks."""
-    tree = ast.parse(source)
-    tree.body = [n for n in tree.body if not _is_type_block(n)]
-    return imports_in(ast.unparse(tree), importer, is_package=False)
-
-
-def _is_type_block(node: ast.stmt) -> bool:
-    return isinstance(node, ast.If) and ast.unparse(node.test) in (
-        "TYPE_CHECKING",
-        "typing.TYPE_CHECKING",
+def _reaches_the_node(i: Import) -> bool:
+    return within(i.importer, "tickcast.web", "tickcast.fronts") and within(
+        i.target, "tickcast.node"
     )
 
 
+def test_web_and_fronts_never_import_the_node() -> None:
+    bad = violations(_reaches_the_node)
+    assert not bad, f"web/ and fronts/ are given what they use, never the node:\n{bad}"
+
+
+@pytest.mark.parametrize(
+    ("source", "importer"),
+    [
+        ("from tickcast.node import Node", "tickcast.web.api"),
+        (
+            "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import tickcast.node",
+            "tickcast.fronts.realtime",
+        ),
+        ("def f():\n    from tickcast import node", "tickcast.web.realtime"),
+    ],
+)
+def test_node_rule_catches_web_or_a_front_importing_the_node(source: str, importer: str) -> None:
+    assert violations(_reaches_the_node, imports_in(source, importer, is_package=False))
+
+
+#: What node.py must never mention: the service, or a locator for it.
+SERVICE_NAMES = frozenset({"portfolios", "PortfolioService"})
+
+
 def service_uses_in_node(source: str) -> list[str]:
-    """What in node.py's source names the portfolio service: a run-time import of
-    ``tickcast.portfolio``, a ``PortfolioService(...)`` call, an access to ``.portfolios``."""
+    """What in node.py's source names the portfolio service: any import of
+    ``tickcast.portfolio`` (under ``if TYPE_CHECKING`` too), and any name, attribute,
+    parameter or string annotation ``portfolios`` or ``PortfolioService``."""
     found = [
         str(i)
-        for i in runtime_imports_in(source, "tickcast.node")
-        if within(i.target, "tickcast.portfolio")
+        for i in imports_in(source, "tickcast.node", is_package=False)
+        if within(i.target, "tickcast.portfolio") or SERVICE_NAMES & set(i.names)
     ]
     for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Attribute) and node.attr == "portfolios":
-            found.append(f"node.py reaches into .portfolios at line {node.lineno}")
-        elif (
-            isinstance(node, ast.Call)
-            and isinstance(node.func, ast.Name)
-            and node.func.id == "PortfolioService"
-        ):
-            found.append(f"node.py builds a PortfolioService at line {node.lineno}")
+        if isinstance(node, ast.Attribute):
+            named = node.attr
+        elif isinstance(node, ast.Name):
+            named = node.id
+        elif isinstance(node, ast.arg):
+            named = node.arg
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+            named = node.value  # a string annotation
+        else:
+            continue
+        if named in SERVICE_NAMES:
+            found.append(f"node.py names {named} at line {node.lineno}")
     return found
 
 
@@ -379,20 +407,23 @@ def test_node_names_no_service() -> None:
         "class Node:\n    def ingest(self):\n        self.portfolios.on_market([])",
         "from x import PortfolioService\nclass Node:\n    def __init__(self):\n"
         "        self.p = PortfolioService(None)",
+        # the locator, even typed only for the checker
+        "from typing import TYPE_CHECKING\n"
+        "if TYPE_CHECKING:\n"
+        "    from tickcast.portfolio.service import PortfolioService\n"
+        "class Node:\n"
+        "    portfolios: PortfolioService\n",
+        "class Node:\n    portfolios: 'Service'\n",
+        "class Node:\n    service: 'PortfolioService'\n",
+        "def add(node, portfolios):\n    pass\n",
     ],
 )
 def test_node_rule_catches_a_service(source: str) -> None:
     assert service_uses_in_node(source)
 
 
-def test_node_rule_allows_the_locators_type_only() -> None:
-    source = (
-        "from typing import TYPE_CHECKING\n"
-        "if TYPE_CHECKING:\n"
-        "    from tickcast.portfolio.service import PortfolioService\n"
-        "class Node:\n"
-        "    portfolios: PortfolioService\n"
-    )
+def test_node_rule_lets_the_docstrings_say_what_composes_the_service() -> None:
+    source = '"""A service (the portfolio service) is built by app.py."""\nclass Node:\n    pass\n'
     assert service_uses_in_node(source) == []
 
 

@@ -1,8 +1,9 @@
 """The wire, byte for byte: what existing clients see must not change by accident.
 
 Each case scripts one client through a real ``Hub`` (inside a ``Node`` that is built but
-not started), the real front's command handling, the real codecs and sessions, and a
-``Connection`` over a fake socket, with fixed time: every event type, ping, subscribe and
+not started), the real front (its spec, as the app builds it, and the contract's endpoint
+and dispatcher), the real codecs and sessions, and a ``Connection`` over a fake socket,
+with fixed time and connection ids: every event type, ping, subscribe and
 unsubscribe, errors, a resume that hits and one that misses (``reset`` and a snapshot),
 a heartbeat and the realtime ``connection`` message. Every write the connection makes is
 compared with ``tests/fixtures/wire/<case>.golden``: each frame's header in hex and its
@@ -23,21 +24,19 @@ import pytest
 
 from support.fakesocket import RecordingSocket
 from tickcast.app import add_portfolios, front_context
+from tickcast.auth.credentials import Principal
 from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
-from tickcast.fronts.guard import Guard
-from tickcast.fronts.identity import Identity
+from tickcast.fronts.guard import Ticket
 from tickcast.fronts.market import MarketFeedSpec
-from tickcast.fronts.realtime import RealtimeFront
-from tickcast.hub.outbox import Outbox
+from tickcast.fronts.realtime import RealtimeSpec
 from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.portfolio import AssetUpdate
 from tickcast.model.topic import Event
 from tickcast.node import Node
-from tickcast.protocols.envelope import codec as envelope_codec
-from tickcast.protocols.envelope.session import RealtimeSession
+from tickcast.portfolio.service import PortfolioService
 from tickcast.providers.base import Provider, Sink
-from tickcast.transport.connection import Connection, payload_size
+from tickcast.transport.connection import Connection
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "wire"
 REGENERATE = os.environ.get("TICKCAST_REGEN_GOLDEN") == "1"
@@ -113,14 +112,24 @@ class Transcript:
 
 
 @pytest.fixture
-async def node() -> AsyncIterator[Node]:
+async def gateway() -> AsyncIterator[tuple[Node, PortfolioService]]:
     node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
-    add_portfolios(node, node.settings)
+    service = add_portfolios(node, node.settings)
     try:
-        yield node
+        yield node, service
     finally:
         node.pump.close()
         await node.engine.dispose()
+
+
+@pytest.fixture
+def node(gateway: tuple[Node, PortfolioService]) -> Node:
+    return gateway[0]
+
+
+@pytest.fixture
+def portfolios(gateway: tuple[Node, PortfolioService]) -> PortfolioService:
+    return gateway[1]
 
 
 class Client:
@@ -152,23 +161,6 @@ class Client:
     def collect(self) -> None:
         assert isinstance(self.sock, RecordingSocket)
         self.transcript.collect(self.name, self.sock)
-
-
-def connection_for(
-    node: Node, session: object, *, wire: str, array: bool, front: object
-) -> Connection:
-    settings = node.settings
-    return Connection(
-        sock=RecordingSocket(),
-        session=session,  # type: ignore[arg-type]
-        wire=wire,
-        array=array,
-        outbox=Outbox(0.0, settings.outbox_max_items, settings.outbox_max_bytes, size=payload_size),
-        pump=node.pump,
-        stats=node.stats,
-        on_commands=front._apply,  # type: ignore[attr-defined]
-        on_close=front._closed,  # type: ignore[attr-defined]
-    )
 
 
 def market_front(node: Node) -> WebSocketFront:
@@ -264,25 +256,32 @@ async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: s
     t.check(case)
 
 
-async def test_the_realtime_wire_is_unchanged(node: Node) -> None:
-    identity = Identity(node.engine, "a-secret-of-at-least-thirty-two-bytes!!", 60)
-    front = RealtimeFront(node, Guard(node.settings, identity, node.stats))
+def realtime_front(node: Node, portfolios: PortfolioService) -> WebSocketFront:
+    """Front 2 as the app builds it (its spec over the portfolio service), unguarded, on
+    fixed time, its n-th client's connection id ending in n."""
+    settings = node.settings
+    ids = iter(range(1, 10))
+    spec = RealtimeSpec(
+        portfolios,
+        cache_timeout_s=settings.cache_timeout_s,
+        allow_anonymous=settings.allow_anonymous,
+        auth_timeout_s=settings.auth_timeout_s,
+        new_id=lambda: f"00000000-0000-4000-8000-00000000000{next(ids)}",
+    )
+    return WebSocketFront(spec, front_context(node, None, clock=lambda: NOW))
+
+
+async def test_the_realtime_wire_is_unchanged(node: Node, portfolios: PortfolioService) -> None:
+    front = realtime_front(node, portfolios)
     t = Transcript()
     t.note("/ws/realtime/")
 
     def client(name: str, user_id: int | None) -> Client:
-        session = RealtimeSession(
-            connection_id=f"00000000-0000-4000-8000-00000000000{len(name)}",
-            user_id=user_id,
-            anonymous_allowed=True,
-            is_known=front.is_known,
-            owner_of=node.portfolios.owner_of,
-            max_subscriptions=node.settings.max_subscriptions,
-            now=NOW,
-        )
-        connection = connection_for(
-            node, session, wire=envelope_codec.WIRE, array=False, front=front
-        )
+        """A client set up by the front, acting as ``user_id`` (from its handshake)."""
+        scope = {"type": "websocket", "path": "/ws/realtime/", "query_string": b""}
+        principal = Principal(user_id, f"user{user_id}") if user_id is not None else Principal()
+        ticket = Ticket(principal, "127.0.0.1", "127.0.0.1")
+        connection = front.connect(scope, RecordingSocket(), ticket)  # type: ignore[arg-type]
         return Client(name, t, connection)
 
     a = client("a", None)

@@ -34,6 +34,7 @@ from tickcast.auth.credentials import new_api_key
 from tickcast.config.settings import Settings
 from tickcast.model.market import Quote
 from tickcast.node import Node
+from tickcast.portfolio.service import PortfolioService
 from tickcast.providers.base import Provider, Sink
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine
@@ -76,6 +77,7 @@ class Api:
 
     client: httpx.AsyncClient
     node: Node
+    portfolios: PortfolioService
     alice_key: str
     bob_key: str
     revoked_key: str
@@ -172,12 +174,13 @@ async def make_api(tmp_path: Path) -> AsyncIterator[Any]:
             node = Node(config, providers=[Silent()])
             app = build_app(config, node)
             clock = Clock()
-            node.portfolios.clock = clock
+            portfolios = app.state.portfolios
+            portfolios.clock = clock
             await stack.enter_async_context(app.app.router.lifespan_context(app.app))
             client = await stack.enter_async_context(
                 httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test")
             )
-            return Api(client, node, alice, bob, carol, clock)
+            return Api(client, node, portfolios, alice, bob, carol, clock)
 
         yield start
 
@@ -885,7 +888,7 @@ async def _asset_and_position(api: Api, pid: int, symbol: str) -> tuple[dict[str
     stream (``positions_update``) carries it."""
     r = await api.client.get("/api/assets")
     asset = next(a for a in r.json() if a["symbol"] == symbol)
-    live = api.node.portfolios.positions(pid)
+    live = api.portfolios.positions(pid)
     return asset, next(p for p in live.positions if p.symbol == symbol)
 
 
@@ -912,7 +915,7 @@ async def test_asset_change_and_position_daily_change_agree_when_the_table_chang
         await Assets(conn).update_prices({"ACME": (Decimal("125"), Decimal("120"))})
     asset, position = await _asset_and_position(api, pid, "ACME")
     _agree(asset, position)  # before the refresh: both still measure against 125
-    await api.node.portfolios.refresh_closes()
+    await api.portfolios.refresh_closes()
     asset, position = await _asset_and_position(api, pid, "ACME")
     assert (asset["previous_close"], asset["change"]) == ("120", "10")
     _agree(asset, position)
@@ -939,8 +942,8 @@ async def test_a_close_the_gateway_observes_is_stored(api: Api) -> None:
     """The close a new day makes was kept in memory only: a restart lost it."""
     api.quote("ACME", 130.0)
     api.clock.now = (T0 + timedelta(days=1)).replace(hour=0, minute=0, second=1).timestamp()
-    api.node.portfolios.flush()
-    await api.node.portfolios.refresh_closes()
+    api.portfolios.flush()
+    await api.portfolios.refresh_closes()
     async with api.node.engine.connect() as conn:
         stored = await Assets(conn).get("ACME")
     assert stored.previous_close == Decimal(130)

@@ -69,6 +69,7 @@ import fastapi
 from fastapi import Depends, HTTPException, Path, Query, Request, Response
 from fastapi.exceptions import RequestValidationError
 from fastapi.security import APIKeyCookie, APIKeyHeader, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast import __version__
 from tickcast.auth import policy
@@ -82,9 +83,9 @@ from tickcast.auth.credentials import (
 )
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import CredentialsUnavailable
-from tickcast.node import Node
 from tickcast.portfolio.assets import ReferenceKind
 from tickcast.portfolio.cash import InsufficientCash
+from tickcast.portfolio.service import PortfolioService
 from tickcast.portfolio.valuation import (
     CONTEXT,
     PERCENT_PLACES,
@@ -208,15 +209,25 @@ async def _json_body(request: Request) -> None:
         raise HTTPException(415, "Content-Type must be application/json")
 
 
-def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fastapi.FastAPI:
+def build_api(
+    service: PortfolioService,
+    engine: AsyncEngine,
+    guard: Guard,
+    *,
+    is_known: Callable[[str], bool],
+    symbols: frozenset[str],
+    allow_anonymous: bool,
+) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
     Args:
-        node: the gateway (its PortfolioService, engine and market symbols).
+        service: the portfolio service (the book, transactions, cash, references).
+        engine: the database (transactions, cash movements and stored assets are read).
         guard: whose ``identity`` authenticates callers and issues tokens.
         is_known: whether a symbol may be traded (the universe and the stored assets).
+        symbols: the feed's universe (``GET /assets`` lists it with the stored assets).
+        allow_anonymous: whether anonymous callers get public market data.
     """
-    service = node.portfolios
     api = fastapi.FastAPI(
         title="tickcast portfolio API",
         version=__version__,
@@ -387,7 +398,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         limit: Limit = DEFAULT_TRANSACTIONS,
     ) -> list[TransactionOut]:
         owned(caller, portfolio_id)
-        async with node.engine.connect() as conn:
+        async with engine.connect() as conn:
             found = await Transactions(conn).list_for_portfolio(portfolio_id, limit=limit)
         return [TransactionOut.of(t) for t in found]
 
@@ -529,7 +540,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
     ) -> list[CashTransactionOut]:
         """Automatic deposits included (``transaction_id`` names the buy each paid for)."""
         owned(caller, portfolio_id)
-        async with node.engine.connect() as conn:
+        async with engine.connect() as conn:
             found = await CashTransactions(conn).list_for_portfolio(portfolio_id, limit=limit)
         return [CashTransactionOut.of(c) for c in found]
 
@@ -540,7 +551,7 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         responses=CREDENTIALS,
         # Public market data: the empty requirement says credentials are optional (OpenAPI
         # 3.1 §4.8.30), true only while anonymous callers are served.
-        openapi_extra={"security": [{}]} if node.settings.allow_anonymous else None,
+        openapi_extra={"security": [{}]} if allow_anonymous else None,
     )
     async def list_assets(
         found: Annotated[tuple[Principal, bool], Depends(credentials)],
@@ -549,26 +560,25 @@ def build_api(node: Node, guard: Guard, is_known: Callable[[str], bool]) -> fast
         anonymous market data. ``change`` is against ``change_reference``: the previous
         close, else the first price this gateway saw today (``change_reference_kind``
         says which)."""
-        if not policy.may_read_market(found[0], node.settings.allow_anonymous):
+        if not policy.may_read_market(found[0], allow_anonymous):
             raise _unauthorized(UNAUTHENTICATED, invalid=False)
-        async with node.engine.connect() as conn:
+        async with engine.connect() as conn:
             stored = {a.symbol: a for a in await Assets(conn).list_all()}
         service.roll(service.clock())
         return [
-            _asset(node, symbol, stored.get(symbol))
-            for symbol in sorted(node.symbols | stored.keys())
+            _asset(service, symbol, stored.get(symbol))
+            for symbol in sorted(symbols | stored.keys())
         ]
 
     return api
 
 
-def _asset(node: Node, symbol: str, stored: Asset | None) -> AssetOut:
+def _asset(service: PortfolioService, symbol: str, stored: Asset | None) -> AssetOut:
     """One asset as ``AssetOut`` documents it. The previous close and the change
     reference are the portfolio service's (``PortfolioService.reference``: the same
     numbers the positions are valued against, so that ``change`` and every position's
     ``daily_change`` agree); the first price seen today is only ever the change
     reference, and said to be. The caller has rolled the service to now."""
-    service = node.portfolios
     live = service.assets.price(symbol)
     price = price_to_decimal(live) if live is not None else service.book.price(symbol)
     if price is None and stored is not None:

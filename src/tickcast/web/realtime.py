@@ -1,7 +1,9 @@
 """Front 2's HTTP endpoints: websocket-info, status, force_price_update.
 
 Rules: thin. Who the caller is comes from ``Identity`` (a Bearer JWT or API key, the
-cookie, or ``X-API-Key``); the numbers come from the node, the hub and the fronts.
+cookie, or ``X-API-Key``); the numbers come from the guard's rosters (every front's
+connections) and the portfolio service. ``routes`` is given what it uses; it looks
+nothing up.
 
     GET  /realtime/websocket-info/        how to connect, and the message types
     GET  /realtime/status/                global stats, and the caller's own
@@ -10,8 +12,8 @@ cookie, or ``X-API-Key``); the numbers come from the node, the hub and the front
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Final
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, Final, Protocol
 
 import msgspec
 from starlette.requests import Request
@@ -28,8 +30,8 @@ from tickcast.auth.forwarded import valid_host
 from tickcast.fronts import market, realtime
 from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
+from tickcast.model.portfolio import AssetUpdate
 from tickcast.model.topic import MARKET_CHANNELS, Channel
-from tickcast.node import Node
 
 CLIENT_TYPES = [
     "ping",
@@ -54,6 +56,12 @@ SERVER_TYPES = [
     "positions_update",
     "error",
 ]
+
+
+class PriceUpdates(Protocol):
+    """What ``force_price_update`` uses of the portfolio service."""
+
+    def force_price_update(self, symbols: Iterable[str]) -> list[AssetUpdate]: ...
 
 
 async def principal_of(request: Request, guard: Guard) -> Principal:
@@ -121,15 +129,33 @@ def status_body(ready: bool, rosters: Mapping[str, Mapping[Any, Ticket]], caller
     return body
 
 
-def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Route]:
+def routes(
+    portfolios: PriceUpdates,
+    guard: Guard,
+    *,
+    is_known: Callable[[str], bool],
+    ready: Callable[[], bool],
+    address: str,
+    allow_anonymous: bool,
+) -> list[Route]:
+    """The endpoints, over what they use.
+
+    Args:
+        portfolios: publishes the asset updates ``force_price_update`` asks for.
+        guard: who a caller is (``identity``), and every front's open connections
+            (``rosters``).
+        is_known: Front 2's universe (``fronts.realtime.tradable``).
+        ready: whether the gateway serves market data yet (``service_status``).
+        address: ``host:port`` advertised when the request's Host is unusable.
+        allow_anonymous: whether anonymous clients get market data (advertised).
+    """
+
     async def websocket_info(request: Request) -> Response:
         # scheme and Host as the client used them: web.proxyheaders resolved both
         # (from trusted proxies only) before this runs; a Host that is not a plain
         # name[:port] is never reflected into the advertised URL
         secure = request.url.scheme == "https"
-        host = valid_host(request.headers.get("host")) or (
-            f"{node.settings.host}:{node.settings.port}"
-        )
+        host = valid_host(request.headers.get("host")) or address
         return JSONResponse(
             {
                 "websocket_url": f"{'wss' if secure else 'ws'}://{host}{realtime.PATH}",
@@ -146,7 +172,7 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
                             "?token=",
                         ],
                         "first_message": {"type": "auth", "data": {"token": "..."}},
-                        "anonymous_market_data": node.settings.allow_anonymous,
+                        "anonymous_market_data": allow_anonymous,
                     },
                 },
                 "message_types": {"client": CLIENT_TYPES, "server": SERVER_TYPES},
@@ -160,7 +186,7 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
             return JSONResponse({"error": str(exc)}, status_code=401)
         except CredentialsUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        return JSONResponse(status_body(node.ready, guard.rosters, caller))
+        return JSONResponse(status_body(ready(), guard.rosters, caller))
 
     async def force_price_update(request: Request) -> Response:
         try:
@@ -184,8 +210,8 @@ def routes(node: Node, guard: Guard, front: realtime.RealtimeFront) -> list[Rout
         if not isinstance(symbols, list) or not all(isinstance(s, str) for s in symbols):
             return JSONResponse({"error": "'symbols' must be a list of strings"}, status_code=400)
         wanted = list(dict.fromkeys(s.strip().upper() for s in symbols))[:1000]
-        unknown = [s for s in wanted if not front.is_known(s)]
-        updates = node.portfolios.force_price_update([s for s in wanted if s not in unknown])
+        unknown = [s for s in wanted if not is_known(s)]
+        updates = portfolios.force_price_update([s for s in wanted if s not in unknown])
         return JSONResponse(
             {
                 "status": "ok",
