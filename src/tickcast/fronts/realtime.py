@@ -28,6 +28,7 @@ from starlette.types import Scope
 
 from tickcast.auth.credentials import Principal
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
+from tickcast.model.channel import Readers
 from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate
 from tickcast.model.topic import Channel, Event, Topic
@@ -120,6 +121,19 @@ class RealtimeSpec(FrontSpec):
         if topic.channel is Channel.PORTFOLIO:
             return (topic, Topic(Channel.POSITIONS, topic.symbol))
         return (topic,)
+
+    def may_read(self, principal: Principal, topic: Topic, readers: Readers) -> bool:
+        """An asset's updates: any user, and anyone while anonymous reads are allowed; a
+        portfolio's value, positions and live positions: its owner. The session refuses
+        a stranger first, in its own words; this is the contract's floor beneath it."""
+        if readers is Readers.AUTHENTICATED:
+            return principal.authenticated or self.allow_anonymous
+        if readers is Readers.OWNER:
+            return (
+                principal.authenticated
+                and self.portfolios.owner_of(int(topic.key)) == principal.user_id
+            )
+        return True
 
     def snapshot(self, topic: Topic, cached: Envelope | None, ctx: FrontContext) -> Envelope | None:
         """A new subscriber's first value: the last published one while it is younger
