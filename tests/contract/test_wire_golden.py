@@ -266,7 +266,9 @@ async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: s
 
 async def test_the_realtime_wire_is_unchanged(node: Node) -> None:
     identity = Identity(node.engine, "a-secret-of-at-least-thirty-two-bytes!!", 60)
-    front = RealtimeFront(node, Guard(node.settings, identity, node.stats))
+    front = RealtimeFront(
+        node, Guard(node.settings.limits, node.settings.auth, identity, node.stats)
+    )
     t = Transcript()
     t.note("/ws/realtime/")
 

@@ -88,7 +88,13 @@ def subscribe_asset(connection: Connection) -> None:
 
 async def test_a_fresh_value_is_published_with_its_own_seq(node: Node) -> None:
     front = RealtimeFront(
-        node, Guard(node.settings, Identity(node.engine, "x" * 32, 60), node.stats)
+        node,
+        Guard(
+            node.settings.limits,
+            node.settings.auth,
+            Identity(node.engine, "x" * 32, 60),
+            node.stats,
+        ),
     )
     node.portfolios.on_market([Quote("AAPL", 189.99, 190.01, 1.0, 1.0, 190.0, 1.0, LONG_AGO, "t")])
     hub = node.hub
