@@ -102,7 +102,12 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             "no jwt_secret set: tokens are signed with a key of this process only "
             "(they die with it, and other nodes reject them); set TICKCAST_JWT_SECRET"
         )
-    guard = Guard(settings, Identity(node.engine, jwt_secret, settings.jwt_ttl_s), node.stats)
+    guard = Guard(
+        settings.limits,
+        settings.auth,
+        Identity(node.engine, jwt_secret, settings.jwt_ttl_s),
+        node.stats,
+    )
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})

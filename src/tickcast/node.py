@@ -63,6 +63,10 @@ class Node:
     """One gateway process's shared state and background work.
 
     Args:
+        settings: the whole settings (the node composes its parts, and hands each its
+            group): the hub and the overload detector get ``settings.outbox``, the
+            providers and their supervisor ``settings.upstream``, the database engine
+            ``settings.storage``.
         epoch: the name of this process's sequence numbering; by default a new one (the
             wall time and a random token), so that a restart never reuses one.
 
@@ -84,24 +88,26 @@ class Node:
         if epoch is None:
             epoch = new_epoch(time.time(), secrets.token_hex(3))
         sequencer = Sequencer(epoch)
-        self.hub = Hub(history_size=settings.history_size, faults=self.faults, sequencer=sequencer)
+        self.hub = Hub(
+            history_size=settings.outbox.history_size, faults=self.faults, sequencer=sequencer
+        )
         self.pump = Pump(settings.batch_ms / 1000, faults=self.faults)
         self.publisher = LocalPublisher(
             sequencer, self.hub, self.faults, wall=time.time, on_pass=self._pass
         )
         self.services: list[Service] = []
         if providers is None:
-            providers = [registry.create(name, settings) for name in settings.feed]
+            providers = [registry.create(name, settings.upstream) for name in settings.feed]
         self.providers = list(providers)
         self.symbols = frozenset().union(*(p.symbols for p in self.providers))
         self.connections: set[_Queued] = set()
         self.supervisor = Supervisor.from_settings(
-            settings, self.providers, self.ingest, stats=self.stats
+            settings.upstream, self.providers, self.ingest, stats=self.stats
         )
         self.dead_letters = self.supervisor.dead_letters
-        self.engine = make_engine(settings.database_url)
+        self.engine = make_engine(settings.storage.database_url)
         self.metrics = Metrics(self.stats, self.gauges)
-        self.overload = OverloadDetector(settings.overload_lag_s)
+        self.overload = OverloadDetector(settings.outbox.overload_lag_s)
         self.loop_monitor = LoopMonitor(
             self.overload,
             self.pump,

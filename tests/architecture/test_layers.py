@@ -502,3 +502,44 @@ def test_front_rule_catches_a_front_that_reaches_the_node() -> None:
     source = "from tickcast.fronts.base import FrontSpec\nfrom tickcast.node import Node\n"
     found = imports_in(source, "tickcast.fronts.loud", is_package=False)
     assert violations(lambda i: _front_reaches_past_its_context(i, contract_fronts(found)), found)
+
+
+# -- settings groups: the whole Settings only where the parts are composed
+
+#: The flat ``Settings`` and its loader.
+WHOLE_SETTINGS = ("tickcast.config.settings", "tickcast.config.load")
+#: Where the parts are composed, and so where the whole ``Settings`` may be named: the
+#: composition root, the node (it hands its parts their groups), the command line, the
+#: settings themselves, and the front registry (``app`` passes it the settings; each
+#: front's factory takes ``config.groups.SettingsGroups`` and picks its group).
+COMPOSITION = ("tickcast.app", "tickcast.node", "tickcast.cli", "tickcast.config")
+SETTINGS_EXCEPTIONS = frozenset({"tickcast.fronts.registry"})
+
+
+def _names_the_whole_settings(i: Import) -> bool:
+    return (
+        within(i.target, *WHOLE_SETTINGS)
+        and not within(i.importer, *COMPOSITION)
+        and i.importer not in SETTINGS_EXCEPTIONS
+    )
+
+
+def test_only_composition_names_the_whole_settings() -> None:
+    """A component takes its own group (``config/groups.py``: ``settings.server``,
+    ``.limits``, ``.outbox``, ``.upstream``, ``.auth``, ``.storage``, ``.realtime``), never
+    the flat ``Settings``: only app, node, cli, config and the front registry import
+    ``tickcast.config.settings`` (or its loader). The groups import no provider either
+    (``test_config_imports_no_provider``)."""
+    bad = violations(_names_the_whole_settings)
+    assert not bad, f"only composition modules may import the whole Settings:\n{bad}"
+    imports = {(i.importer, i.target) for i in all_imports()}
+    assert ("tickcast.fronts.guard", "tickcast.config.groups") in imports
+    assert ("tickcast.providers.registry", "tickcast.config.groups") in imports
+    assert ("tickcast.app", "tickcast.config.settings") in imports
+    for source in (
+        "from tickcast.config.settings import Settings",
+        "from tickcast.config import settings",
+        "def f():\n    from tickcast.config.load import load_settings",
+    ):
+        found = imports_in(source, "tickcast.providers.supervisor", is_package=False)
+        assert violations(_names_the_whole_settings, found), source

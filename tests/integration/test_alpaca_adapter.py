@@ -176,14 +176,16 @@ def test_from_settings_needs_both_credentials(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.delenv("ALPACA_API_SECRET_KEY", raising=False)
     monkeypatch.setenv("ALPACA_API_KEY_ID", "key")
     with pytest.raises(ConfigError, match="ALPACA_API_SECRET_KEY"):
-        AlpacaProvider.from_settings(Settings())
+        AlpacaProvider.from_settings(Settings().upstream)
     monkeypatch.setenv("ALPACA_API_SECRET_KEY", "secret")
     settings = Settings(alpaca_url="wss://x/v1beta3/crypto/us", symbols=("AAPL", "BTC/USD"))
-    assert AlpacaProvider.from_settings(settings).symbols == {"BTC/USD"}
+    assert AlpacaProvider.from_settings(settings.upstream).symbols == {"BTC/USD"}
     with pytest.raises(ConfigError, match="serves none"):
-        AlpacaProvider.from_settings(Settings(alpaca_url="wss://x/v2/iex", symbols=("BTC/USD",)))
+        AlpacaProvider.from_settings(
+            Settings(alpaca_url="wss://x/v2/iex", symbols=("BTC/USD",)).upstream
+        )
     with pytest.raises(ConfigError, match="ws:// or wss://"):
-        AlpacaProvider.from_settings(Settings(alpaca_url="https://x/v2/iex"))
+        AlpacaProvider.from_settings(Settings(alpaca_url="https://x/v2/iex").upstream)
 
 
 # -- the emulator's wire, with a raw client

@@ -29,7 +29,9 @@ def scope(*headers: tuple[bytes, bytes], query: bytes = b"") -> dict[str, object
 
 
 async def test_a_cookie_counts_only_from_the_gateways_own_origin() -> None:
-    guard = Guard(Settings(), Identity(None, SECRET, 60), Stats())  # type: ignore[arg-type]
+    settings = Settings()
+    identity = Identity(None, SECRET, 60)  # type: ignore[arg-type]
+    guard = Guard(settings.limits, settings.auth, identity, Stats())
     jwt = issue_token(7, "ada", SECRET, time.time(), 600).encode()
     cookie = (b"cookie", b"tickcast_token=" + jwt)
     host = (b"host", b"gw.example:8000")
@@ -111,7 +113,8 @@ def test_realtime_money_is_exact_and_without_trailing_zeros() -> None:
 
 async def test_the_address_cap_counts_ipv6_clients_by_ipv6_client_prefix() -> None:
     settings = Settings(max_anonymous_connections_per_address=1, ipv6_client_prefix=48)
-    guard = Guard(settings, Identity(None, SECRET, 60), Stats())  # type: ignore[arg-type]
+    identity = Identity(None, SECRET, 60)  # type: ignore[arg-type]
+    guard = Guard(settings.limits, settings.auth, identity, Stats())
 
     def client(address: str) -> dict[str, object]:
         return {**scope(), "client": (address, 1234)}

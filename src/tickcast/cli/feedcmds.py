@@ -4,7 +4,8 @@ Rules: each command builds its providers from the registry, runs one Supervisor 
 same failover, back-off and staleness rules as ``serve``) and writes what it delivers:
 ``feed`` the latest prices per symbol every ``--interval``, ``record`` every event.
 SIGINT/SIGTERM end both cleanly (exit 0) after a final flush; refused credentials end
-them with exit 1 and the vendor's reason, instead of retrying for ever.
+them with exit 1 and the vendor's reason, instead of retrying for ever. Both take the
+feed's settings group (``FeedSettings``, ``settings.upstream``): nothing else is theirs.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from typing import BinaryIO
 
 import msgspec
 
-from tickcast.config.settings import Settings
+from tickcast.config.groups import FeedSettings
 from tickcast.errors import UpstreamAuthError
 from tickcast.model.market import MarketEvent, Quote
 from tickcast.protocols.native.timefmt import iso_ms
@@ -114,8 +115,10 @@ class PriceBatcher:
 
 
 def run_feed(
-    settings: Settings, *, interval: float, batch_size: int, out: str, verbose: bool
+    settings: FeedSettings, *, interval: float, batch_size: int, out: str, verbose: bool
 ) -> int:
+    """``tickcast feed``: the feed's latest prices per symbol every ``interval`` seconds,
+    in batches of ``batch_size``, appended to ``out`` (``-``: stdout)."""
     providers = [registry.create(name, settings) for name in settings.feed]
     output_error: list[OSError] = []
     with _open_out(out) as file:
@@ -160,7 +163,9 @@ def run_feed(
     return code
 
 
-def run_record(settings: Settings, *, out: Path, duration: float, count: int) -> int:
+def run_record(settings: FeedSettings, *, out: Path, duration: float, count: int) -> int:
+    """``tickcast record``: every event the feed delivers, to the recording ``out``, for
+    ``duration`` seconds or ``count`` events (0: until stopped)."""
     providers = [registry.create(name, settings) for name in settings.feed]
     symbols = frozenset().union(*(p.symbols for p in providers))
     with out.open("wb") as file:

@@ -448,10 +448,13 @@ def _ingest(command: str, settings: Settings, flags: dict[str, Any]) -> int:
             flags["batch_size"] = settings.batch_size
         if flags["interval"] <= 0 or flags["batch_size"] < 1:
             raise ConfigError("--interval must be > 0 and --batch-size >= 1")
-        return feedcmds.run_feed(settings, **flags)
+        return feedcmds.run_feed(settings.upstream, **flags)
     if command == "record":
         return feedcmds.run_record(
-            settings, out=Path(flags["out"]), duration=flags["duration"], count=flags["count"]
+            settings.upstream,
+            out=Path(flags["out"]),
+            duration=flags["duration"],
+            count=flags["count"],
         )
     raise AssertionError(command)  # argparse only accepts known commands
 

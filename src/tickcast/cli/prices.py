@@ -46,6 +46,7 @@ from rich.table import Table
 from sqlalchemy.exc import OperationalError
 
 from tickcast.cli.feedcmds import supervise_until
+from tickcast.config.groups import FeedSettings, StorageSettings
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError, UpstreamAuthError
 from tickcast.model.market import Bar, MarketEvent, Quote, Trade
@@ -105,7 +106,9 @@ def run_update_prices(
     """``tickcast update-prices [--symbols ...] [--historical --days N] [--dry-run]``.
 
     Args:
-        settings: the feed, the simulator's universe, seed and calendar, the database.
+        settings: the feed, the simulator's universe, seed and calendar
+            (``settings.upstream``) and the database (``settings.storage``), each handed
+            on as its group.
         symbols: the symbols to update; None = the feed's whole universe.
         historical_days: build this many daily closes and set ``previous_close``;
             None = live prices only.
@@ -114,6 +117,7 @@ def run_update_prices(
         out, err: where the table and progress go, and the errors (stdout, stderr).
     """
     out, err = out or sys.stdout, err or sys.stderr
+    feed, storage = settings.upstream, settings.storage
 
     def fail(code: int, message: str) -> int:
         print(f"tickcast update-prices: {message}", file=err)
@@ -124,11 +128,11 @@ def run_update_prices(
     if historical_days is not None:
         if historical_days < 1:
             return fail(2, "--days must be at least 1")
-        if settings.feed != _SIMULATOR:
-            return fail(2, _no_history(settings.feed))
+        if feed.feed != _SIMULATOR:
+            return fail(2, _no_history(feed.feed))
     try:
-        providers = [registry.create(name, settings) for name in settings.feed]
-        calendar = calendar_for(settings.calendar)
+        providers = [registry.create(name, feed) for name in feed.feed]
+        calendar = calendar_for(feed.calendar)
     except (ConfigError, ValueError) as exc:
         return fail(2, str(exc))
     universe = frozenset().union(*(p.symbols for p in providers))
@@ -146,15 +150,13 @@ def run_update_prices(
     progress = _progress_for(out, rich=big and out.isatty())
     try:
         with progress:
-            live, timed_out = asyncio.run(
-                _collect(settings, providers, wanted, timeout_s, progress)
-            )
+            live, timed_out = asyncio.run(_collect(feed, providers, wanted, timeout_s, progress))
             history: dict[str, list[tuple[date, float]]] = {}
             path_end: dict[str, float] = {}
             if historical_days is not None and live:
                 history, path_end = simulate_daily_closes(
-                    settings.symbols,
-                    seed=settings.seed,
+                    feed.symbols,
+                    seed=feed.seed,
                     calendar=calendar,
                     days=historical_days,
                     now=time.time(),
@@ -172,9 +174,7 @@ def run_update_prices(
     if updates:
         try:
             stored = asyncio.run(
-                _stored_symbols(settings)
-                if dry_run
-                else _write(settings, updates, datetime.now(UTC))
+                _stored_symbols(storage) if dry_run else _write(storage, updates, datetime.now(UTC))
             )
         except (OSError, OperationalError) as exc:
             return fail(1, f"cannot use the database: {exc}")
@@ -196,8 +196,8 @@ def run_update_prices(
         )
     if missing:
         hint = ""
-        if settings.calendar.strip().lower() != "always":
-            hint = f" (is the market closed? the feed follows the calendar {settings.calendar})"
+        if feed.calendar.strip().lower() != "always":
+            hint = f" (is the market closed? the feed follows the calendar {feed.calendar})"
         if not timed_out:
             return fail(1, f"the feed ended without a price for: {', '.join(missing)}")
         return fail(1, f"no price within {timeout_s:g} s for: {', '.join(missing)}{hint}")
@@ -222,7 +222,7 @@ def _wanted(symbols: Sequence[str] | None, universe: frozenset[str]) -> list[str
 
 
 async def _collect(
-    settings: Settings,
+    settings: FeedSettings,
     providers: Sequence[Provider],
     wanted: Sequence[str],
     timeout_s: float,
@@ -359,7 +359,7 @@ def _places(price: Decimal) -> Decimal:
 
 
 async def _write(
-    settings: Settings, updates: Sequence[PriceUpdate], at: datetime
+    settings: StorageSettings, updates: Sequence[PriceUpdate], at: datetime
 ) -> frozenset[str]:
     """Write every update in one transaction; the symbols stored before it (for the table)."""
     prices = {u.symbol: (u.last_price, u.previous_close) for u in updates}
@@ -386,7 +386,7 @@ async def _write(
         await engine.dispose()
 
 
-def _may_hold_assets(settings: Settings) -> bool:
+def _may_hold_assets(settings: StorageSettings) -> bool:
     """False for a SQLite file that does not exist (``--dry-run`` must not create it)."""
     url = normalize_url(settings.database_url)
     if url.get_backend_name() != "sqlite":
@@ -395,7 +395,7 @@ def _may_hold_assets(settings: Settings) -> bool:
     return bool(path) and path != ":memory:" and Path(path or "").exists()
 
 
-async def _stored_symbols(settings: Settings) -> frozenset[str]:
+async def _stored_symbols(settings: StorageSettings) -> frozenset[str]:
     """The symbols in the assets table, read without writing anything (for ``--dry-run``).
 
     A SQLite file that does not exist is not created, and a database that was never

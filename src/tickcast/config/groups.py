@@ -8,6 +8,10 @@ meaning (see ``Settings`` for units and what 0 means); ``Settings.server``,
 return them. Every field of ``Settings`` is in exactly one group, so a component that
 takes its group takes only what it uses, and a new setting has to say whose it is.
 
+``SettingsGroups`` is the groups by name, without the flat fields: what a part takes
+when it picks its own group at composition (a front's factory), so that it reaches no
+setting except through a group. ``Settings`` is one.
+
 Pure data: nothing here reads the environment or validates; the values were validated
 when ``Settings`` was built.
 """
@@ -16,7 +20,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Protocol
 
 from pydantic import SecretStr
 
@@ -116,3 +120,29 @@ class RealtimeSettings:
     update_interval_s: float
     cache_timeout_s: float
     batch_size: int
+
+
+class SettingsGroups(Protocol):
+    """Every group, by name (``Settings`` is one): for a part that picks its own group
+    at composition, such as a front's factory (``fronts/registry.py``)."""
+
+    @property
+    def server(self) -> ServerSettings: ...
+
+    @property
+    def limits(self) -> LimitsSettings: ...
+
+    @property
+    def outbox(self) -> OutboxSettings: ...
+
+    @property
+    def upstream(self) -> FeedSettings: ...
+
+    @property
+    def auth(self) -> AuthSettings: ...
+
+    @property
+    def storage(self) -> StorageSettings: ...
+
+    @property
+    def realtime(self) -> RealtimeSettings: ...

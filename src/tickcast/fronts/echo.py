@@ -13,7 +13,7 @@ from starlette.types import Scope
 
 from tickcast.auth.credentials import Principal
 from tickcast.closecodes import CloseCode
-from tickcast.config.settings import Settings
+from tickcast.config.groups import SettingsGroups
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
 from tickcast.model.topic import Topic
 from tickcast.protocols.base import Command, Reply
@@ -78,6 +78,6 @@ class EchoSpec(FrontSpec):
         return Opened(EchoSession(), wire=NAME, max_items=1 << 20, max_bytes=0)
 
 
-def spec(settings: Settings) -> EchoSpec | None:
-    """The echo front, or None unless ``test_echo``."""
+def spec(settings: SettingsGroups) -> EchoSpec | None:
+    """The echo front, or None unless ``settings.server.test_echo``."""
     return EchoSpec() if settings.server.test_echo else None

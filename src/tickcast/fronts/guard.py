@@ -55,7 +55,7 @@ from tickcast.auth.credentials import (
 from tickcast.auth.forwarded import address_key
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
 from tickcast.closecodes import CloseCode
-from tickcast.config.settings import Settings
+from tickcast.config.groups import AuthSettings, LimitsSettings
 from tickcast.fronts.identity import LEEWAY_S, CredentialsUnavailable, Identity
 from tickcast.model.topic import Topic
 from tickcast.observability.stats import Stats
@@ -98,6 +98,14 @@ class Ticket:
 class Guard:
     """Admission and limits shared by the fronts of one node.
 
+    Args:
+        limits: the connection caps, the client address's IPv6 prefix and the inbound
+            rate (``settings.limits``).
+        auth: the allowed origins and whether anonymous clients may read market data
+            (``settings.auth``).
+        identity: who a credential names.
+        stats: where refusals are counted.
+
     Attributes:
         users: open connections per authenticated user.
         addresses: open anonymous connections per client address.
@@ -105,12 +113,15 @@ class Guard:
             them; ``/realtime/status/`` reads them).
     """
 
-    def __init__(self, settings: Settings, identity: Identity, stats: Stats) -> None:
-        self.settings = settings
+    def __init__(
+        self, limits: LimitsSettings, auth: AuthSettings, identity: Identity, stats: Stats
+    ) -> None:
+        self.limits = limits
+        self.auth = auth
         self.identity = identity
         self.stats = stats
-        self.users = ConnectionCounter(settings.max_connections_per_user)
-        self.addresses = ConnectionCounter(settings.max_anonymous_connections_per_address or None)
+        self.users = ConnectionCounter(limits.max_connections_per_user)
+        self.addresses = ConnectionCounter(limits.max_anonymous_connections_per_address or None)
         self.rosters: dict[str, dict[Any, Ticket]] = {}
 
     def roster(self, front: str) -> dict[Any, Ticket]:
@@ -130,7 +141,7 @@ class Guard:
         connection slot: call ``release`` when the connection ends."""
         origin = header(scope, b"origin")
         address = client_address(scope)
-        refusal = policy.check_origin(origin, self.settings.allowed_origins)
+        refusal = policy.check_origin(origin, self.auth.allowed_origins)
         principal = ANONYMOUS
         if refusal is None:
             try:
@@ -148,8 +159,8 @@ class Guard:
             except CredentialsUnavailable as exc:
                 refusal = policy.unavailable(str(exc))
         if refusal is None and not first_message_auth:
-            refusal = policy.check_market(principal, self.settings.allow_anonymous)
-        ticket = Ticket(principal, address, address_key(address, self.settings.ipv6_client_prefix))
+            refusal = policy.check_market(principal, self.auth.allow_anonymous)
+        ticket = Ticket(principal, address, address_key(address, self.limits.ipv6_client_prefix))
         if refusal is None:
             refusal = self._acquire(ticket)
         if refusal is not None:
@@ -158,14 +169,14 @@ class Guard:
 
     def _acquire(self, ticket: Ticket) -> policy.Refusal | None:
         if not self.users.acquire(ticket.user_slot):
-            return policy.too_many_connections(self.settings.max_connections_per_user)
+            return policy.too_many_connections(self.limits.max_connections_per_user)
         if not self.addresses.acquire(ticket.address_slot):
-            return policy.too_many_anonymous(self.settings.max_anonymous_connections_per_address)
+            return policy.too_many_anonymous(self.limits.max_anonymous_connections_per_address)
         return None
 
     def _own(self, origin: str | None, scope: Scope) -> bool:
         """No Origin (not a browser), an allow-listed one, or the gateway's own host."""
-        if origin is None or self.settings.allowed_origins:
+        if origin is None or self.auth.allowed_origins:
             return True  # an allow-list was already checked
         host = (header(scope, b"host") or "").lower()
         normal = policy.normalize_origin(origin)
@@ -175,7 +186,7 @@ class Guard:
         """A connection authenticated by its first message: move its slot from its
         address to its user. On a refusal (the user's cap) nothing changes."""
         if not self.users.acquire(principal.user_id):
-            return self.count(policy.too_many_connections(self.settings.max_connections_per_user))
+            return self.count(policy.too_many_connections(self.limits.max_connections_per_user))
         self.addresses.release(ticket.address_slot)
         ticket.principal = principal
         return None
@@ -189,7 +200,7 @@ class Guard:
         self.addresses.release(ticket.address_slot)
 
     def rate_limit(self) -> RateLimit:
-        return RateLimit(self.settings.rate_limit_per_s, self.settings.rate_limit_burst)
+        return RateLimit(self.limits.rate_limit_per_s, self.limits.rate_limit_burst)
 
     async def aclose(self) -> None:
         """Stop the background work (the identity's key-use writer): at shutdown."""

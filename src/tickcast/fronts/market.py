@@ -13,7 +13,7 @@ from __future__ import annotations
 from starlette.types import Scope
 
 from tickcast.auth.credentials import Principal
-from tickcast.config.settings import Settings
+from tickcast.config.groups import SettingsGroups
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.session import (
@@ -54,6 +54,6 @@ class MarketFeedSpec(FrontSpec):
         )
 
 
-def spec(settings: Settings) -> MarketFeedSpec:
+def spec(settings: SettingsGroups) -> MarketFeedSpec:
     """The market feed: always served."""
     return MarketFeedSpec()

@@ -1,14 +1,18 @@
-"""Provider registry: name -> factory. The core looks providers up here, never by if/elif."""
+"""Provider registry: name -> factory. The core looks providers up here, never by if/elif.
+
+A factory takes the feed's settings group (``FeedSettings``, ``settings.upstream``), not
+the whole ``Settings``: a provider reads only what is its own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from tickcast.config.settings import Settings
+from tickcast.config.groups import FeedSettings
 from tickcast.errors import ConfigError
 from tickcast.providers.base import Provider
 
-ProviderFactory = Callable[[Settings], Provider]
+ProviderFactory = Callable[[FeedSettings], Provider]
 
 _FACTORIES: dict[str, ProviderFactory] = {}
 
@@ -17,14 +21,19 @@ def register(name: str, factory: ProviderFactory) -> None:
     _FACTORIES[name] = factory
 
 
-def create(name: str, settings: Settings) -> Provider:
+def create(name: str, settings: FeedSettings) -> Provider:
+    """The provider ``name``, set up from the feed's settings (``settings.upstream``).
+
+    Raises:
+        ConfigError: no provider is registered as ``name``, or its settings cannot work.
+    """
     factory = _FACTORIES.get(name)
     if factory is None:
         raise ConfigError(f"unknown provider {name!r}; known: {', '.join(sorted(_FACTORIES))}")
     return factory(settings)
 
 
-def _simulator(settings: Settings) -> Provider:
+def _simulator(settings: FeedSettings) -> Provider:
     from tickcast.providers.calendar import calendar_for
     from tickcast.providers.simulator.market import SimulatorConfig
     from tickcast.providers.simulator.stream import SimulatorProvider
@@ -42,19 +51,19 @@ def _simulator(settings: Settings) -> Provider:
     return SimulatorProvider(config, calendar)
 
 
-def _alpaca(settings: Settings) -> Provider:
+def _alpaca(settings: FeedSettings) -> Provider:
     from tickcast.providers.alpaca.stream import AlpacaProvider
 
     return AlpacaProvider.from_settings(settings)
 
 
-def _polygon(settings: Settings) -> Provider:
+def _polygon(settings: FeedSettings) -> Provider:
     from tickcast.providers.polygon.stream import PolygonProvider
 
     return PolygonProvider.from_settings(settings)
 
 
-def _replay(settings: Settings) -> Provider:
+def _replay(settings: FeedSettings) -> Provider:
     from tickcast.providers.replay.stream import ReplayProvider
 
     if settings.replay_file is None:

@@ -24,7 +24,7 @@ import random
 import time
 from collections.abc import Callable, Coroutine, Sequence
 
-from tickcast.config.settings import Settings
+from tickcast.config.groups import FeedSettings
 from tickcast.errors import (
     ConfigError,
     UpstreamAuthError,
@@ -194,14 +194,15 @@ class Supervisor:
     @classmethod
     def from_settings(
         cls,
-        settings: Settings,
+        settings: FeedSettings,
         providers: Sequence[Provider],
         publish: EventSink,
         *,
         stats: Stats | None = None,
     ) -> Supervisor:
-        """The supervisor the ``feed_*`` settings describe (``serve``, ``feed``,
-        ``record`` and ``update-prices`` all use this one).
+        """The supervisor the feed's settings group describes (``settings.upstream``:
+        ``calendar``, ``dead_letters``, ``feed_*``); ``serve``, ``feed``, ``record`` and
+        ``update-prices`` all use this one.
 
         Raises:
             ConfigError: the calendar is unknown.

@@ -433,15 +433,15 @@ def test_from_settings_needs_the_api_key(monkeypatch: pytest.MonkeyPatch) -> Non
         if name.upper().startswith("TICKCAST_") or name in ("POLYGON_API_KEY", "MASSIVE_API_KEY"):
             monkeypatch.delenv(name)
     with pytest.raises(ConfigError, match="POLYGON_API_KEY"):
-        PolygonProvider.from_settings(Settings())
+        PolygonProvider.from_settings(Settings().upstream)
     monkeypatch.setenv("POLYGON_API_KEY", "secret")
-    prov = PolygonProvider.from_settings(Settings())
+    prov = PolygonProvider.from_settings(Settings().upstream)
     assert prov.symbols == {s for s in Settings().symbols if "/" not in s}
     assert prov.params[:3] == ("T.AAPL", "Q.AAPL", "AM.AAPL")
     with pytest.raises(ConfigError, match="stocks"):
-        PolygonProvider.from_settings(Settings(symbols=("BTC/USDT",)))
+        PolygonProvider.from_settings(Settings(symbols=("BTC/USDT",)).upstream)
     with pytest.raises(ConfigError, match="invalid polygon url"):
-        PolygonProvider.from_settings(Settings(polygon_url="not a url"))
+        PolygonProvider.from_settings(Settings(polygon_url="not a url").upstream)
 
 
 def regenerate() -> None:

@@ -45,7 +45,7 @@ from tickcast.providers.base import Parsed, Provider, Sink
 from tickcast.providers.enrich import SessionState
 
 if TYPE_CHECKING:
-    from tickcast.config.settings import Settings
+    from tickcast.config.groups import FeedSettings
 
 log = logging.getLogger("tickcast.providers.alpaca")
 
@@ -167,8 +167,9 @@ class AlpacaProvider(Provider):
         self._ws: ClientConnection | None = None
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> AlpacaProvider:
-        """The provider for ``settings.alpaca_url`` and the credentials in the environment.
+    def from_settings(cls, settings: FeedSettings) -> AlpacaProvider:
+        """The provider for the feed's settings group (``settings.upstream``):
+        ``alpaca_url``, ``symbols`` and the credentials from the environment.
 
         Raises:
             ConfigError: ALPACA_API_KEY_ID or ALPACA_API_SECRET_KEY is missing, the URL

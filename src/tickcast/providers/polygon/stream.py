@@ -54,7 +54,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI, WebSocketException
 from websockets.uri import parse_uri
 
-from tickcast.config.settings import Settings
+from tickcast.config.groups import FeedSettings
 from tickcast.errors import ConfigError, UpstreamAuthError, UpstreamError, UpstreamLimitError
 from tickcast.model.market import MarketEvent, Quote
 from tickcast.providers.base import Provider, Sink
@@ -131,8 +131,9 @@ class PolygonProvider(Provider):
         self._quotes: dict[str, Quote] = {}
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> PolygonProvider:
-        """The provider for ``settings``: ``polygon_url``, the key, the stock symbols.
+    def from_settings(cls, settings: FeedSettings) -> PolygonProvider:
+        """The provider for the feed's settings group (``settings.upstream``):
+        ``polygon_url``, the key, the stock symbols.
 
         Crypto pairs (symbols with a ``/``) are left to other providers.
 
