@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import add_portfolios, front_context
+from tickcast.clock import Now
 from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.guard import Guard
@@ -42,8 +44,10 @@ from tickcast.transport.connection import Connection, payload_size
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "wire"
 REGENERATE = os.environ.get("TICKCAST_REGEN_GOLDEN") == "1"
 
-#: Client time (control timestamps, heartbeats) and server time (envelopes), fixed.
+#: Client time (control timestamps, heartbeats) and server time (envelopes), fixed: the
+#: node's manual clock reads NOW on the wall (and MONO, monotonic) throughout.
 NOW = 1_700_000_000.125
+MONO = 5_000.0
 SERVER_TS = 1_700_000_001.5
 EVENT_TS = 1_700_000_000.75
 #: The node's epoch (a process makes a new one each start), fixed.
@@ -114,12 +118,17 @@ class Transcript:
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
+    node = Node(
+        Settings(batch_ms=0),
+        providers=[Silent()],
+        epoch=EPOCH,
+        clock=ManualClock(MONO, NOW),
+    )
     add_portfolios(node, node.settings)
     try:
         yield node
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -139,19 +148,24 @@ class Client:
 
     def send(self, text: str, now: float = NOW) -> None:
         self.transcript.sent(self.name, text)
-        self.connection.session.receive_text(text, now)
+        self.connection.session.receive_text(text, at(now))
         self.connection.poke()  # what Connection.run does after each message
         self.collect()
 
     def timer(self, now: float) -> None:
         self.transcript.note(f"{self.name}: timer at {now}")
-        self.connection.session.handle_timer(now)
+        self.connection.session.handle_timer(at(now))
         self.connection.poke()
         self.collect()
 
     def collect(self) -> None:
         assert isinstance(self.sock, RecordingSocket)
         self.transcript.collect(self.name, self.sock)
+
+
+def at(wall: float) -> Now:
+    """The time ``wall`` on both of the node's clocks (``wall - NOW`` after the start)."""
+    return Now(MONO + wall - NOW, wall)
 
 
 def connection_for(
@@ -164,7 +178,7 @@ def connection_for(
         wire=wire,
         array=array,
         outbox=Outbox(0.0, settings.outbox_max_items, settings.outbox_max_bytes, size=payload_size),
-        pump=node.pump,
+        pump=node.pumps.get(0.0),
         stats=node.stats,
         on_commands=front._apply,  # type: ignore[attr-defined]
         on_close=front._closed,  # type: ignore[attr-defined]
@@ -173,7 +187,7 @@ def connection_for(
 
 def market_front(node: Node) -> WebSocketFront:
     """The market feed as the app builds it (from its spec), unguarded, on fixed time."""
-    ctx = front_context(node, None, clock=lambda: NOW)
+    ctx = front_context(node, None)
     return WebSocketFront(MarketFeedSpec(), ctx)
 
 
@@ -187,7 +201,7 @@ def market_client(name: str, front: WebSocketFront, query: str, t: Transcript) -
 def publish(node: Node, t: Transcript, events: list[Event], *clients: Client) -> None:
     """One publish pass, then the pump's flush of every connection."""
     t.note(f"publish {', '.join(type(e).__name__ + ' ' + e.symbol for e in events)}")
-    node.hub.publish(events, SERVER_TS)
+    node.hub.publish(events, SERVER_TS, node.clock.monotonic())
     for client in clients:
         client.connection.flush_now()
         client.collect()
@@ -278,7 +292,7 @@ async def test_the_realtime_wire_is_unchanged(node: Node) -> None:
             is_known=front.is_known,
             owner_of=node.portfolios.owner_of,
             max_subscriptions=node.settings.max_subscriptions,
-            now=NOW,
+            now=node.clock.now(),
         )
         connection = connection_for(
             node, session, wire=envelope_codec.WIRE, array=False, front=front

@@ -63,7 +63,7 @@ class Watcher:
 
     wire: str
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         pass
 
     def fault(self) -> None:

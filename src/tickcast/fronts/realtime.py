@@ -102,7 +102,7 @@ class RealtimeFront:
     ) -> None:
         settings = self.node.settings
         principal = ticket.principal
-        now = time.time()
+        now = self.node.clock.now()
         session = RealtimeSession(
             connection_id=str(uuid.uuid4()),
             user_id=principal.user_id,
@@ -126,7 +126,7 @@ class RealtimeFront:
                 settings.outbox_max_bytes,
                 size=payload_size,
             ),
-            pump=self.node.pump,
+            pump=self.node.pumps.get(settings.batch_ms / 1000),
             stats=self.node.stats,
             on_commands=self._apply,
             on_close=self._closed,
@@ -218,7 +218,7 @@ class RealtimeFront:
             else:
                 self._expiry[connection] = close_on_expiry(connection, principal)
                 reply = Authenticated(principal.user_id)
-        connection.session.answer(reply, time.time())
+        connection.session.answer(reply, self.node.clock.now())
         connection.poke()
 
     def _auth_done(self, connection: Connection, task: asyncio.Task[None]) -> None:

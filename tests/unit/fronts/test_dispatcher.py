@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from starlette.types import Scope
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import front_context
 from tickcast.auth.credentials import Principal
@@ -64,11 +65,11 @@ class Quotes(FrontSpec):
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()])
+    node = Node(Settings(batch_ms=0), providers=[Silent()], clock=ManualClock(wall=TS))
     try:
         yield node
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -80,11 +81,13 @@ def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSoc
     sock = RecordingSocket()
     connection = Connection(
         sock=sock,
-        session=MarketFeedSession(is_known=node.is_known, max_subscriptions=10, now=TS),
+        session=MarketFeedSession(
+            is_known=node.is_known, max_subscriptions=10, now=node.clock.now()
+        ),
         wire=codec.WIRE,
         array=False,
         outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
-        pump=node.pump,
+        pump=node.pumps.get(0.0),
         stats=node.stats,
         on_commands=front.dispatcher.apply,
         on_close=front._closed,
@@ -94,7 +97,7 @@ def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSoc
 
 
 def send(connection: Connection, message: dict[str, Any]) -> None:
-    connection.session.receive_text(json.dumps(message), TS)
+    connection.session.receive_text(json.dumps(message), connection.clock.now())
     connection.poke()
 
 
@@ -118,7 +121,7 @@ async def test_subscribe_gives_the_cached_value_and_unsubscribe_drops_the_topic(
     node: Node,
 ) -> None:
     front = WebSocketFront(Quotes(), context(node))
-    node.hub.publish([Quote("AAPL", 1.0, 2.0, 10, 20, 1.5, 100, TS, "sim")], TS)
+    node.publisher.publish([Quote("AAPL", 1.0, 2.0, 10, 20, 1.5, 100, TS, "sim")])
     connection, sock = connect(node, front)
     send(connection, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
     types = [m.get("type") for m in written(sock)]
@@ -145,7 +148,7 @@ async def test_a_command_that_raises_is_contained_to_its_connection(
     # the other connection goes on
     send(other, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
     assert other.close_code is None
-    node.hub.publish([Quote("AAPL", 3.0, 4.0, 10, 20, 3.5, 100, TS, "sim")], TS)
+    node.publisher.publish([Quote("AAPL", 3.0, 4.0, 10, 20, 3.5, 100, TS, "sim")])
     other.flush_now()
     assert any(m.get("bid") == 3.0 for m in written(other_sock))
     assert node.faults.counts == {"command": 1}

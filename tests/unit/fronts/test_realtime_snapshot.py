@@ -54,7 +54,7 @@ async def node() -> AsyncIterator[Node]:
     try:
         yield node
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -66,7 +66,7 @@ def subscriber(node: Node, front: RealtimeFront, n: int) -> Connection:
         is_known=front.is_known,
         owner_of=node.portfolios.owner_of,
         max_subscriptions=10,
-        now=LONG_AGO,
+        now=node.clock.now(),
     )
     return Connection(
         sock=RecordingSocket(),
@@ -74,7 +74,7 @@ def subscriber(node: Node, front: RealtimeFront, n: int) -> Connection:
         wire=codec.WIRE,
         array=False,
         outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
-        pump=node.pump,
+        pump=node.pumps.get(0.0),
         stats=node.stats,
         on_commands=front._apply,
         on_close=front._closed,
@@ -82,7 +82,9 @@ def subscriber(node: Node, front: RealtimeFront, n: int) -> Connection:
 
 
 def subscribe_asset(connection: Connection) -> None:
-    connection.session.receive_text('{"type":"subscribe_asset","data":{"symbol":"AAPL"}}', 0.0)
+    connection.session.receive_text(
+        '{"type":"subscribe_asset","data":{"symbol":"AAPL"}}', connection.clock.now()
+    )
     connection.poke()
 
 
