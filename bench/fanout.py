@@ -32,10 +32,11 @@ import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tickcast.clock import Clock, Now
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.publisher import LocalPublisher
-from tickcast.hub.pump import Pump
+from tickcast.hub.pump import Pumps
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.topic import Channel, Topic
@@ -60,7 +61,7 @@ class ListSubscriber:
         self.wire = codec.WIRE
         self.received: list[Encoded] = []
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.received.append(item)
 
     def fault(self) -> None:
@@ -115,15 +116,32 @@ def subscribe_all(hub: Hub, subscribers: Sequence[Any], seed: int = 2) -> None:
             hub.subscribe(sub, Topic(Channel.TRADES, symbol))
 
 
+class FixedClock:
+    """A clock that stands still: every pass at one time (what the node's reads cost is
+    one ``now()`` per batch, not per delivery)."""
+
+    __slots__ = ("_now",)
+
+    def __init__(self, mono: float, wall: float = TS) -> None:
+        self._now = Now(mono, wall)
+
+    def monotonic(self) -> float:
+        return self._now.mono
+
+    def wall(self) -> float:
+        return self._now.wall
+
+    def now(self) -> Now:
+        return self._now
+
+
 def _tap(envelopes: Sequence[Envelope]) -> None:
     pass
 
 
-def publisher_of(hub: Hub, on_pass: Callable[[], None] | None = None) -> LocalPublisher:
-    """The node's way in: the hub's sequencer, a fixed wall clock, one tap."""
-    publisher = LocalPublisher(
-        hub.sequencer, hub, Faults(), wall=lambda: TS, on_pass=on_pass or (lambda: None)
-    )
+def publisher_of(hub: Hub, clock: Clock) -> LocalPublisher:
+    """The node's way in: the hub's sequencer, a fixed clock, one tap."""
+    publisher = LocalPublisher(hub.sequencer, hub, Faults(), clock=clock)
     publisher.tap(_tap, name="bench")
     return publisher
 
@@ -132,7 +150,7 @@ def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     hub = Hub({codec.WIRE: codec.encode}, history_size=256)
     subs = [ListSubscriber() for _ in range(SUBSCRIBERS)]
     subscribe_all(hub, subs)
-    publish = publisher_of(hub).publish
+    publish = publisher_of(hub, FixedClock(0.0)).publish
     start = time.perf_counter_ns()
     for batch in batches:
         publish(batch)
@@ -142,7 +160,11 @@ def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
 
 def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     hub = Hub({codec.WIRE: codec.encode}, history_size=256)
-    pump = Pump(3600.0)  # never fires: the flushes below stand in for its passes
+    clock = FixedClock(asyncio.get_running_loop().time())
+    pumps = Pumps(clock)
+    # never runs: the loop does not turn during a round; the flushes below stand in for
+    # the pump's passes
+    pump = pumps.get(0.0)
     stats = Stats()
     conns = [
         Connection(
@@ -159,12 +181,8 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
         for _ in range(SUBSCRIBERS)
     ]
     subscribe_all(hub, conns)
-    now = pump.loop.time()
-
-    def on_pass() -> None:  # as the node's: the pass time connections queue at
-        pump.now = now
-
-    publish = publisher_of(hub, on_pass).publish
+    now = clock.monotonic()
+    publish = publisher_of(hub, clock).publish
     start = time.perf_counter_ns()
     for batch in batches:
         publish(batch)
@@ -172,7 +190,7 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
             if len(conn.outbox):
                 conn.flush(now, force=True)
     elapsed = time.perf_counter_ns() - start
-    pump.close()
+    pumps.close()
     assert stats.items_out > 0
     return elapsed, hub.deliveries
 

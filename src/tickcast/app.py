@@ -8,8 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 
 import msgspec
 from starlette.applications import Starlette
@@ -219,17 +218,16 @@ def _contract_fronts(specs: list[FrontSpec], node: Node, guard: Guard) -> list[W
     return [WebSocketFront(spec, ctx) for spec in specs]
 
 
-def front_context(
-    node: Node, guard: Guard | None, clock: Callable[[], float] = time.time
-) -> FrontContext:
+def front_context(node: Node, guard: Guard | None) -> FrontContext:
     """What a front on the contract may use of ``node``: the one place it is assembled
-    (``guard`` None serves unguarded; tests give a fixed ``clock``)."""
+    (``guard`` None serves unguarded). Its clock and pumps are the node's (tests give
+    the node a manual clock: ``Node(..., clock=)``)."""
     settings = node.settings
     return FrontContext(
         hub=node.hub,
         publisher=node.publisher.publish,
-        pump=node.pump,
-        clock=clock,
+        pumps=node.pumps,
+        clock=node.clock,
         stats=node.stats,
         faults=node.faults,
         latency=node.metrics.latency.observe,

@@ -19,15 +19,15 @@ import contextlib
 import gc
 import logging
 import secrets
-import time
 from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
+from tickcast.clock import SYSTEM, Clock
 from tickcast.config.settings import Settings
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.publisher import LocalPublisher
-from tickcast.hub.pump import Pump
+from tickcast.hub.pump import Pumps
 from tickcast.hub.sequencer import Sequencer, new_epoch
 from tickcast.model.market import Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.observability.faults import Faults
@@ -69,8 +69,13 @@ class Node:
             ``settings.storage``.
         epoch: the name of this process's sequence numbering; by default a new one (the
             wall time and a random token), so that a restart never reuses one.
+        clock: where every time of this node comes from (``tickcast.clock``): the
+            publisher's stamps and pass time, the pumps', connections' and sessions'
+            deadlines, the loop monitor; tests inject a manual one.
 
     Attributes:
+        clock: the injected clock.
+        pumps: the flush schedulers, one per batching window (``Pumps.get``).
         publisher: how every producer publishes (stamp, fan out, taps); services listen
             through its taps.
     """
@@ -81,20 +86,20 @@ class Node:
         providers: Sequence[Provider] | None = None,
         *,
         epoch: str | None = None,
+        clock: Clock = SYSTEM,
     ) -> None:
         self.settings = settings
+        self.clock = clock
         self.stats = Stats()
         self.faults = Faults()  # every contained failure: tickcast_internal_errors_total
         if epoch is None:
-            epoch = new_epoch(time.time(), secrets.token_hex(3))
+            epoch = new_epoch(clock.wall(), secrets.token_hex(3))
         sequencer = Sequencer(epoch)
         self.hub = Hub(
             history_size=settings.outbox.history_size, faults=self.faults, sequencer=sequencer
         )
-        self.pump = Pump(settings.batch_ms / 1000, faults=self.faults)
-        self.publisher = LocalPublisher(
-            sequencer, self.hub, self.faults, wall=time.time, on_pass=self._pass
-        )
+        self.pumps = Pumps(clock, faults=self.faults)
+        self.publisher = LocalPublisher(sequencer, self.hub, self.faults, clock=clock)
         self.services: list[Service] = []
         if providers is None:
             providers = [registry.create(name, settings.upstream) for name in settings.feed]
@@ -110,7 +115,7 @@ class Node:
         self.overload = OverloadDetector(settings.outbox.overload_lag_s)
         self.loop_monitor = LoopMonitor(
             self.overload,
-            self.pump,
+            self.pumps,
             observe=self.metrics.loop_lag.observe,
             on_transition=self._overload_changed,
             shed=lambda: sum(p.skipped_events for p in self.providers),
@@ -159,7 +164,7 @@ class Node:
         else:
             log.warning(
                 "gateway caught up after %.1f s overloaded (worst lag %.0f ms)",
-                self.pump.loop.time() - detector.since,
+                self.clock.monotonic() - detector.since,
                 detector.worst_s * 1000,
                 extra={"lag_s": round(detector.worst_s, 3), "skipped_events": skipped},
             )
@@ -171,10 +176,6 @@ class Node:
         """Start ``service`` with the node (in the order added) and stop it with the node
         (in the reverse order), after the feed has stopped."""
         self.services.append(service)
-
-    def _pass(self) -> None:
-        """A publish pass begins: the time connections queue its items at."""
-        self.pump.now = self.pump.loop.time()
 
     def ingest(self, events: Sequence[MarketEvent]) -> None:
         """The providers' sink: count one batch of events, then publish it (stamped,
@@ -224,4 +225,4 @@ class Node:
         for service in reversed(self.services):
             await service.aclose()
         await self.engine.dispose()
-        self.pump.close()
+        self.pumps.close()

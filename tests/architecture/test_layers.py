@@ -3,6 +3,13 @@
 Every import counts: module level, inside functions, and under ``if TYPE_CHECKING``.
 
 Rules:
+    - ``tickcast.clock`` (``Now``, ``Clock``, ``SYSTEM``) is the one module every layer may
+      import, pure ones included: it imports no tickcast module and no I/O but ``time``.
+    - No ambient time: the drivers that run on the injected clock (the connection, the
+      pumps, the loop monitor, the publisher, the node, the front contract, the market
+      front, the guard, the composition root) call no ``time.time``/``time.monotonic`` and
+      no loop's ``time()``; nothing in src sets a ``.now`` attribute (a pass time is
+      passed, ``Subscriber.deliver(item, key, now)``, never parked on a shared object).
     - Pure modules (model/, hub/ except pump.py, protocols/, retry, errors, closecodes, the
       calendar and the market simulator) import no I/O, no clock and no server framework.
     - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
@@ -56,6 +63,20 @@ IO_MODULES = frozenset(
     }
 )
 PURE_PACKAGES = ("tickcast.model", "tickcast.hub", "tickcast.protocols")
+#: Modules any layer may import (model, protocols and storage included).
+SHARED_MODULES = frozenset({"tickcast.clock"})
+#: Drivers that read time only through the injected ``tickcast.clock.Clock``.
+ON_THE_CLOCK = (
+    "transport/connection.py",
+    "hub/pump.py",
+    "hub/publisher.py",
+    "observability/loop.py",
+    "node.py",
+    "app.py",
+    "fronts/base.py",
+    "fronts/market.py",
+    "fronts/guard.py",
+)
 PURE_EXCEPTIONS = frozenset({"tickcast.hub.pump"})
 PURE_MODULES = frozenset(
     {
@@ -177,6 +198,89 @@ def tickcast(target: str) -> bool:
 # -- the rules
 
 
+def test_the_clock_imports_nothing_of_tickcast_and_no_io_but_time() -> None:
+    bad = violations(
+        lambda i: (
+            i.importer == "tickcast.clock"
+            and (tickcast(i.target) or i.target.split(".")[0] in IO_MODULES - {"time"})
+        )
+    )
+    assert not bad, f"tickcast.clock must stay importable from every layer:\n{bad}"
+    assert ("tickcast.protocols.base", "tickcast.clock") in {
+        (i.importer, i.target) for i in all_imports()
+    }
+
+
+def ambient_time(source: str) -> list[str]:
+    """Where ``source`` reads the time itself: ``time.time()``, ``time.monotonic()``, a
+    loop's ``time()`` (``loop.time()``, ``self._loop.time()``, ``x.loop.time()``), or
+    sets a ``.now`` attribute (an ambient pass time)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = (
+                owner.id
+                if isinstance(owner, ast.Name)
+                else owner.attr
+                if isinstance(owner, ast.Attribute)
+                else ""
+            )
+            if (name == "time" and node.func.attr in ("time", "monotonic")) or (
+                name.lstrip("_") == "loop" and node.func.attr == "time"
+            ):
+                found.append(f"{ast.unparse(node)} at line {node.lineno}")
+        elif isinstance(node, ast.Assign | ast.AugAssign | ast.AnnAssign):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Attribute) and target.attr == "now":
+                    found.append(f"{ast.unparse(target)} set at line {node.lineno}")
+    return found
+
+
+def test_no_ambient_time_in_the_drivers_on_the_clock() -> None:
+    bad = [
+        f"{path}: {hit}"
+        for path in ON_THE_CLOCK
+        for hit in ambient_time((PACKAGE / path).read_text())
+    ]
+    assert not bad, "read time through the injected Clock:\n" + "\n".join(bad)
+
+
+def test_nothing_sets_an_ambient_now() -> None:
+    bad = [
+        f"{path.relative_to(PACKAGE)}: {hit}"
+        for path in sorted(PACKAGE.rglob("*.py"))
+        for hit in ambient_time(path.read_text())
+        if hit.split(" set at ")[0].endswith(".now")
+    ]
+    assert not bad, "pass the time (deliver(item, key, now)); never park it on an object:\n" + (
+        "\n".join(bad)
+    )
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "import time\nt = time.time()",
+        "import time\nt = time.monotonic()",
+        "def f(loop):\n    return loop.time()",
+        "class C:\n    def f(self):\n        return self._loop.time()",
+        "class C:\n    def f(self):\n        return self.pump.loop.time()",
+        "def f(pump):\n    pump.now = 1.0",
+    ],
+)
+def test_the_ambient_time_rule_catches(source: str) -> None:
+    assert ambient_time(source)
+
+
+def test_the_ambient_time_rule_allows_the_clock_and_perf_counter() -> None:
+    source = (
+        "import time\ndef f(clock):\n    return clock.monotonic(), clock.now(), time.perf_counter()"
+    )
+    assert ambient_time(source) == []
+
+
 def test_provider_parsers_are_held_pure() -> None:
     assert is_pure("tickcast.providers.alpaca.parse")
     assert is_pure("tickcast.providers.polygon.messages")
@@ -207,13 +311,14 @@ def test_model_imports_only_model() -> None:
             within(i.importer, "tickcast.model")
             and tickcast(i.target)
             and not within(i.target, "tickcast.model")
+            and i.target not in SHARED_MODULES
         )
     )
     assert not bad, f"model must import nothing from tickcast but model:\n{bad}"
 
 
 def _protocol_import_allowed(i: Import) -> bool:
-    if within(i.target, "tickcast.model", "tickcast.protocols"):
+    if within(i.target, "tickcast.model", "tickcast.protocols") or i.target in SHARED_MODULES:
         return True
     return i.target in ("tickcast.errors", "tickcast.closecodes", "tickcast.auth.limits")
 
@@ -257,6 +362,7 @@ def test_storage_imports_only_errors_and_storage() -> None:
             and tickcast(i.target)
             and not within(i.target, "tickcast.storage")
             and i.target != "tickcast.errors"
+            and i.target not in SHARED_MODULES
         )
     )
     assert not bad, f"storage must import only tickcast.errors and storage:\n{bad}"
@@ -432,8 +538,10 @@ def test_node_rule_lets_the_docstrings_say_what_composes_the_service() -> None:
 
 def test_the_rules_see_the_modules_they_govern() -> None:
     modules = all_modules()
-    for name in PURE_MODULES | PURE_EXCEPTIONS | CLI_SHIMS:
+    for name in PURE_MODULES | PURE_EXCEPTIONS | CLI_SHIMS | SHARED_MODULES:
         assert name in modules, f"{name} is named in a rule but does not exist"
+    for path in ON_THE_CLOCK:
+        assert (PACKAGE / path).is_file(), f"{path} is named in a rule but does not exist"
     pure = [m for m in modules if is_pure(m)]
     assert "tickcast.hub.outbox" in pure
     assert "tickcast.protocols.native.session" in pure

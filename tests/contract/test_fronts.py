@@ -23,6 +23,7 @@ from support.handshake import close_refusal
 from support.server import Server, start_server
 from support.wsclient import closed_code
 from tickcast.auth.credentials import Principal
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
 from tickcast.fronts import registry
@@ -61,7 +62,7 @@ class ShoutSession:
     def topics(self) -> Collection[Topic]:
         return ()
 
-    def receive_text(self, data: str, now: float) -> None:
+    def receive_text(self, data: str, now: Now) -> None:
         if data == "bye":
             self.close_reason = CloseCode.NORMAL
             return
@@ -80,10 +81,10 @@ class ShoutSession:
             return
         self._frames.append(Encoded(data.upper().encode(), control=True))
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
+    def receive_bytes(self, data: bytes, now: Now) -> None:
         self.send_error("text only", now)
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: Now) -> None:
         pass
 
     def next_deadline(self) -> float | None:
@@ -97,14 +98,14 @@ class ShoutSession:
         commands, self._commands = self._commands, []
         return commands
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         if isinstance(reply, Authenticated):
             self._frames.append(Encoded(f"WELCOME {reply.user_id}".encode(), control=True))
         elif isinstance(reply, Refused):
             self.send_error(reply.message, now)
             self.close_reason = reply.code
 
-    def send_error(self, message: str, now: float) -> None:
+    def send_error(self, message: str, now: Now) -> None:
         self._frames.append(Encoded(json.dumps({"error": message}).encode(), control=True))
 
     def release(self, topics: Iterable[Topic]) -> None:

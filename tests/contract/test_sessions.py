@@ -7,6 +7,8 @@ echo. A new protocol joins by adding its ``Kit`` to ``KITS``; what only one prot
 says (its words, its options) stays in ``tests/unit/protocols/``.
 
 Sessions are pure: every case is plain calls with ``now`` passed in; nothing sleeps.
+``at(s)`` is the time ``s`` seconds after the connect, on both clocks (``Now``):
+deadlines are monotonic, so a case that steps only the wall clock shows it changes none.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from typing import Any
 import pytest
 
 from tickcast.auth.limits import RateLimit, SubscriptionCap
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.fronts.echo import EchoSession
 from tickcast.fronts.guard import RateLimited
@@ -30,7 +33,15 @@ from tickcast.protocols.envelope import session as envelope
 from tickcast.protocols.native import session as native
 from tickcast.protocols.wire import Encoded
 
-T0 = 1_700_000_000.0
+T0 = 1_700_000_000.0  # wall: stamps
+M0 = 5_000.0  # monotonic: deadlines
+
+
+def at(offset: float) -> Now:
+    """``offset`` seconds after the connect, on both clocks."""
+    return Now(M0 + offset, T0 + offset)
+
+
 KNOWN = frozenset({"AAPL", "MSFT", "TSLA"})
 
 
@@ -40,7 +51,7 @@ class Kit:
 
     Attributes:
         make: a session holding at most ``cap`` topics, idle-closed after ``idle_s``
-            (0: never), connected at ``T0``.
+            (0: never), connected at ``at(0)``.
         subscribe: the client messages that subscribe to one symbol each (None: the
             protocol has no subscriptions).
         unsubscribe: the messages that drop each symbol.
@@ -68,7 +79,7 @@ def _native(cap: int, idle_s: float) -> Session:
     return native.MarketFeedSession(
         is_known=KNOWN.__contains__,
         cap=native.subscription_cap(cap),
-        now=T0,
+        now=at(0),
         idle_timeout_s=idle_s,
     )
 
@@ -81,7 +92,7 @@ def _envelope(cap: int, idle_s: float) -> Session:
         is_known=KNOWN.__contains__,
         owner_of=lambda _portfolio: 7,
         cap=envelope.subscription_cap(cap),
-        now=T0,
+        now=at(0),
         idle_timeout_s=idle_s,
     )
 
@@ -153,7 +164,10 @@ def connected(kit: Kit, cap: int = 10, idle_s: float = 0.0) -> Session:
     return session
 
 
-def feed(session: Session, messages: list[str], now: float = T0 + 1) -> None:
+AT_1 = at(1)
+
+
+def feed(session: Session, messages: list[str], now: Now = AT_1) -> None:
     for message in messages:
         session.receive_text(message, now)
 
@@ -171,7 +185,7 @@ def test_every_session_is_a_session() -> None:
 
 def test_frames_and_commands_drain(kit: Kit) -> None:
     session = connected(kit)
-    session.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    session.receive_text('{"action":"ping","type":"ping"}', at(1))
     if kit.subscribe is not None:
         feed(session, kit.subscribe("AAPL"))
     assert session.frames_to_send()
@@ -185,7 +199,7 @@ def test_malformed_text_gets_one_error_and_the_session_lives(kit: Kit) -> None:
     need(kit.errors, "error replies")
     session = connected(kit)
     for bad in ("not json", "[1, 2]", "{}"):
-        session.receive_text(bad, T0 + 1)
+        session.receive_text(bad, at(1))
         frames = session.frames_to_send()
         assert len(frames) == 1, bad
         assert "error" in frames[0].message.decode()
@@ -198,7 +212,7 @@ def test_malformed_text_gets_one_error_and_the_session_lives(kit: Kit) -> None:
 
 def test_binary_is_answered_per_protocol(kit: Kit) -> None:
     session = connected(kit)
-    session.receive_bytes(b"\x00\x01", T0 + 1)
+    session.receive_bytes(b"\x00\x01", at(1))
     [frame] = session.frames_to_send()
     if kit.binary_echoed:
         assert frame.binary
@@ -211,9 +225,9 @@ def test_binary_is_answered_per_protocol(kit: Kit) -> None:
 
 def test_replies_are_control_items(kit: Kit) -> None:
     session = kit.make(10, 0.0)
-    session.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
-    session.receive_text("not json", T0 + 1)
-    session.receive_bytes(b"x", T0 + 1)
+    session.receive_text('{"action":"ping","type":"ping"}', at(1))
+    session.receive_text("not json", at(1))
+    session.receive_bytes(b"x", at(1))
     if kit.subscribe is not None:
         feed(session, kit.subscribe("AAPL"))
     frames = session.frames_to_send()
@@ -284,17 +298,29 @@ def test_release_forgets_the_topics(kit: Kit) -> None:
 def test_idle_deadline_closes_3008_at_the_deadline(kit: Kit) -> None:
     need(kit.idle, "idle timeout")
     session = connected(kit, idle_s=30.0)
-    session.receive_text('{"action":"ping","type":"ping"}', T0 + 5)
-    assert session.next_deadline() == T0 + 35
-    session.handle_timer(T0 + 34.999)
+    session.receive_text('{"action":"ping","type":"ping"}', at(5))
+    assert session.next_deadline() == M0 + 35
+    session.handle_timer(at(34.999))
     assert session.close_reason is None
-    session.handle_timer(T0 + 35)
+    session.handle_timer(at(35))
+    assert session.close_reason is CloseCode.IDLE_TIMEOUT
+
+
+def test_a_wall_clock_step_neither_fires_nor_delays_the_idle_deadline(kit: Kit) -> None:
+    need(kit.idle, "idle timeout")
+    session = connected(kit, idle_s=30.0)
+    # the wall clock jumps an hour ahead (NTP, a VM resumed) while 5 s pass
+    session.receive_text('{"action":"ping","type":"ping"}', Now(M0 + 5, T0 + 3600))
+    assert session.next_deadline() == M0 + 35
+    session.handle_timer(Now(M0 + 34.999, T0 + 7200))  # far ahead on the wall: not yet
+    assert session.close_reason is None
+    session.handle_timer(Now(M0 + 35, T0 - 86_400))  # a day back on the wall: due all the same
     assert session.close_reason is CloseCode.IDLE_TIMEOUT
 
 
 def test_refused_answer_sets_close_reason(kit: Kit) -> None:
     session = connected(kit)
-    session.answer(Refused("Invalid token", CloseCode.INVALID_CREDENTIALS), T0 + 1)
+    session.answer(Refused("Invalid token", CloseCode.INVALID_CREDENTIALS), at(1))
     frames = session.frames_to_send()
     if not kit.refusable:
         assert session.close_reason is None
@@ -309,7 +335,7 @@ def test_bare_int_resume_is_current_epoch(kit: Kit) -> None:
     need(kit.bare_resume, "resume")
     assert kit.bare_resume is not None
     session = connected(kit)
-    session.receive_text(kit.bare_resume("AAPL", 41), T0 + 1)
+    session.receive_text(kit.bare_resume("AAPL", 41), at(1))
     [command] = session.commands_received()
     assert isinstance(command, Subscribe)
     [topic] = command.topics
@@ -320,9 +346,9 @@ def test_bare_int_resume_is_current_epoch(kit: Kit) -> None:
 def test_a_rate_limited_session_refuses_in_its_own_words(kit: Kit) -> None:
     inner = connected(kit)
     limited: Session = RateLimited(inner, RateLimit(1.0, 1, close_after=1))
-    limited.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    limited.receive_text('{"action":"ping","type":"ping"}', at(1))
     assert len(limited.frames_to_send()) == 1  # allowed: the protocol's own reply
-    limited.receive_text('{"action":"ping","type":"ping"}', T0 + 1)
+    limited.receive_text('{"action":"ping","type":"ping"}', at(1))
     [refusal] = texts(limited.frames_to_send())
     assert "Too many messages" in refusal
     assert limited.close_reason is CloseCode.RATE_LIMITED
@@ -344,3 +370,12 @@ def test_commands_and_replies_are_the_contract_types() -> None:
         base.ResumeGap,
     }
     assert Subscribe((Topic.parse("trades.AAPL"),)).resume == {}
+
+
+def test_the_rate_limit_refills_on_the_monotonic_clock(kit: Kit) -> None:
+    limited: Session = RateLimited(connected(kit), RateLimit(1.0, 1, close_after=1))
+    for i in range(3):  # one a second on the monotonic clock; the wall clock steps back
+        limited.receive_text('{"action":"ping","type":"ping"}', Now(M0 + 1 + i, T0 - 3600 * i))
+        [reply] = texts(limited.frames_to_send())
+        assert "Too many messages" not in reply
+    assert limited.close_reason is None

@@ -22,9 +22,11 @@ from pathlib import Path
 
 import pytest
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
+from tickcast.clock import Now
 from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.guard import Ticket
@@ -41,8 +43,10 @@ from tickcast.transport.connection import Connection
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "wire"
 REGENERATE = os.environ.get("TICKCAST_REGEN_GOLDEN") == "1"
 
-#: Client time (control timestamps, heartbeats) and server time (envelopes), fixed.
+#: Client time (control timestamps, heartbeats) and server time (envelopes), fixed: the
+#: node's manual clock reads NOW on the wall (and MONO, monotonic) throughout.
 NOW = 1_700_000_000.125
+MONO = 5_000.0
 SERVER_TS = 1_700_000_001.5
 EVENT_TS = 1_700_000_000.75
 #: The node's epoch (a process makes a new one each start), fixed.
@@ -113,12 +117,17 @@ class Transcript:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[Node, PortfolioService]]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
+    node = Node(
+        Settings(batch_ms=0),
+        providers=[Silent()],
+        epoch=EPOCH,
+        clock=ManualClock(MONO, NOW),
+    )
     service = add_portfolios(node, node.settings)
     try:
         yield node, service
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -148,13 +157,13 @@ class Client:
 
     def send(self, text: str, now: float = NOW) -> None:
         self.transcript.sent(self.name, text)
-        self.connection.session.receive_text(text, now)
+        self.connection.session.receive_text(text, at(now))
         self.connection.poke()  # what Connection.run does after each message
         self.collect()
 
     def timer(self, now: float) -> None:
         self.transcript.note(f"{self.name}: timer at {now}")
-        self.connection.session.handle_timer(now)
+        self.connection.session.handle_timer(at(now))
         self.connection.poke()
         self.collect()
 
@@ -163,9 +172,14 @@ class Client:
         self.transcript.collect(self.name, self.sock)
 
 
+def at(wall: float) -> Now:
+    """The time ``wall`` on both of the node's clocks (``wall - NOW`` after the start)."""
+    return Now(MONO + wall - NOW, wall)
+
+
 def market_front(node: Node) -> WebSocketFront:
     """The market feed as the app builds it (from its spec), unguarded, on fixed time."""
-    ctx = front_context(node, None, clock=lambda: NOW)
+    ctx = front_context(node, None)
     return WebSocketFront(MarketFeedSpec(), ctx)
 
 
@@ -179,7 +193,7 @@ def market_client(name: str, front: WebSocketFront, query: str, t: Transcript) -
 def publish(node: Node, t: Transcript, events: list[Event], *clients: Client) -> None:
     """One publish pass, then the pump's flush of every connection."""
     t.note(f"publish {', '.join(type(e).__name__ + ' ' + e.symbol for e in events)}")
-    node.hub.publish(events, SERVER_TS)
+    node.hub.publish(events, SERVER_TS, node.clock.monotonic())
     for client in clients:
         client.connection.flush_now()
         client.collect()
@@ -268,7 +282,7 @@ def realtime_front(node: Node, portfolios: PortfolioService) -> WebSocketFront:
         auth_timeout_s=settings.auth_timeout_s,
         new_id=lambda: f"00000000-0000-4000-8000-00000000000{next(ids)}",
     )
-    return WebSocketFront(spec, front_context(node, None, clock=lambda: NOW))
+    return WebSocketFront(spec, front_context(node, None))
 
 
 async def test_the_realtime_wire_is_unchanged(node: Node, portfolios: PortfolioService) -> None:

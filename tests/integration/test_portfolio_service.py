@@ -19,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.util import await_only
 
+from support.clock import ManualClock
 from support.publishing import Recording
 from tickcast.hub.hub import Hub
 from tickcast.hub.publisher import LocalPublisher
@@ -63,7 +64,7 @@ class Watcher:
 
     wire: str
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         pass
 
     def fault(self) -> None:
@@ -311,7 +312,8 @@ async def test_the_tap_revalues_on_published_prices_and_ignores_the_rest(world: 
     portfolio = await service.create_portfolio(world.user_id, "main")
     await service.record_transaction(portfolio.id, "AAPL", Side.BUY, D(10), D(100))
     sequencer = Sequencer("E")
-    publisher = LocalPublisher(sequencer, Hub(sequencer=sequencer), Faults(), wall=lambda: 0.0)
+    hub = Hub(sequencer=sequencer)
+    publisher = LocalPublisher(sequencer, hub, Faults(), clock=ManualClock(wall=0.0))
     publisher.tap(service.on_published, name="portfolios")
     service.flush()
     own = list(world.published)

@@ -32,5 +32,5 @@ async def test_every_node_numbers_under_a_new_epoch() -> None:
         assert all(e.epoch == node.hub.epoch for e, node in zip(stamped, nodes, strict=True))
     finally:
         for node in nodes:
-            node.pump.close()
+            node.pumps.close()
             await node.engine.dispose()

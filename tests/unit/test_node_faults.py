@@ -52,7 +52,7 @@ class FakeConnection:
         self.received: list[bytes] = []
         self.faults = 0
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.received.append(item.payload)
 
     def fault(self) -> None:

@@ -48,4 +48,4 @@ def test_a_bare_node_has_no_service_and_no_tap() -> None:
     assert node.services == []
     assert node.publisher.taps == ()
     assert not hasattr(node, "portfolios")  # the composition root adds it (app.py)
-    node.pump.close()
+    node.pumps.close()

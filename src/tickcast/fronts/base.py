@@ -39,6 +39,7 @@ from starlette.types import Receive, Scope, Send
 
 from tickcast.auth import policy
 from tickcast.auth.credentials import ANONYMOUS, InvalidCredentials, Principal
+from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode
 from tickcast.config.groups import LimitsSettings, OutboxSettings, ServerSettings
 from tickcast.fronts.guard import (
@@ -54,7 +55,7 @@ from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Overlap, Subscriber
 from tickcast.hub.outbox import Outbox
-from tickcast.hub.pump import Pump
+from tickcast.hub.pump import Pumps
 from tickcast.model.channel import Channels, Readers
 from tickcast.model.envelope import Envelope, ResumePoint
 from tickcast.model.topic import Event, Topic
@@ -102,8 +103,10 @@ class FrontContext:
     Attributes:
         hub: subscriptions, resume, encoding (publishing goes through ``publisher``).
         publisher: publishes what the gateway computes itself (a fresh value).
-        pump: the flush scheduler every connection shares.
-        clock: wall-clock seconds, as the sessions' deadlines read it.
+        pumps: the flush schedulers, one per batching window (a connection gets its
+            outbox's: ``pumps.get(window_s)``).
+        clock: the node's clock: ``clock.now()`` is what a session is opened and
+            answered at (monotonic for its deadlines, wall for its stamps).
         stats, faults: the gateway's counters; contained failures.
         latency: observes a delivery's latency (the histogram).
         guard: admission and limits (None: nothing is checked, as in unit tests).
@@ -115,8 +118,8 @@ class FrontContext:
 
     hub: Subscriptions
     publisher: Callable[[Sequence[Event]], None]
-    pump: Pump
-    clock: Callable[[], float]
+    pumps: Pumps
+    clock: Clock
     stats: Stats
     faults: Faults
     latency: Callable[[float], None] | None
@@ -130,8 +133,9 @@ class FrontContext:
 
 class Opened(NamedTuple):
     """What ``FrontSpec.open`` gives a new client: its session, the wire format the hub
-    encodes for it, whether batches go as one array frame, its batching window, and its
-    outbox budget (None: the ``outbox`` settings'; ``max_bytes`` 0: no byte limit)."""
+    encodes for it, whether batches go as one array frame, its batching window (any: each
+    window has its own pump), and its outbox budget (None: the ``outbox`` settings';
+    ``max_bytes`` 0: no byte limit)."""
 
     session: Session
     wire: str
@@ -239,7 +243,7 @@ class Dispatcher:
         return channels.get(channel).readers if channel in channels else None
 
     def _refuse(self, connection: Connection, message: str) -> None:
-        connection.session.send_error(message, self.ctx.clock())
+        connection.session.send_error(message, self.ctx.clock.now())
         for frame in connection.session.frames_to_send():
             connection.queue(frame)
 
@@ -344,7 +348,7 @@ class Dispatcher:
                 reply = Authenticated(principal.user_id)
         if connection.closing:
             return
-        connection.session.answer(reply, self.ctx.clock())
+        connection.session.answer(reply, self.ctx.clock.now())
         connection.poke()
 
     @staticmethod
@@ -461,7 +465,7 @@ class WebSocketFront:
                 budget.outbox_max_bytes if opened.max_bytes is None else opened.max_bytes,
                 size=payload_size,
             ),
-            pump=ctx.pump,
+            pump=ctx.pumps.get(opened.window_s),
             stats=ctx.stats,
             on_commands=self.dispatcher.apply,
             on_close=self._closed,

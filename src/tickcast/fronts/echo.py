@@ -12,6 +12,7 @@ from collections.abc import Collection, Iterable
 from starlette.types import Scope
 
 from tickcast.auth.credentials import Principal
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.config.groups import SettingsGroups
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
@@ -39,13 +40,13 @@ class EchoSession:
     def topics(self) -> Collection[Topic]:
         return ()
 
-    def receive_text(self, data: str, now: float) -> None:
+    def receive_text(self, data: str, now: Now) -> None:
         self._frames.append(Encoded(data.encode(), control=True))
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
+    def receive_bytes(self, data: bytes, now: Now) -> None:
         self._frames.append(Encoded(data, control=True, binary=True))
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: Now) -> None:
         pass
 
     def next_deadline(self) -> float | None:
@@ -58,10 +59,10 @@ class EchoSession:
     def commands_received(self) -> list[Command]:
         return []
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         pass
 
-    def send_error(self, message: str, now: float) -> None:
+    def send_error(self, message: str, now: Now) -> None:
         self._frames.append(Encoded(message.encode(), control=True))
 
     def release(self, topics: Iterable[Topic]) -> None:

@@ -36,8 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
-from collections.abc import Callable, Collection, Hashable, Iterable
+from collections.abc import Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -54,6 +53,7 @@ from tickcast.auth.credentials import (
 )
 from tickcast.auth.forwarded import address_key
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
+from tickcast.clock import SYSTEM, Clock, Now
 from tickcast.closecodes import CloseCode
 from tickcast.config.groups import AuthSettings, LimitsSettings
 from tickcast.fronts.identity import LEEWAY_S, CredentialsUnavailable, Identity
@@ -213,6 +213,7 @@ class RateLimited:
 
     Over the rate a message is dropped and answered with the session's own
     ``send_error``; a client that keeps flooding is closed with 3002 (rate limited).
+    The bucket refills on the monotonic clock (``now.mono``).
     """
 
     __slots__ = ("_limit", "_refusal", "_session")
@@ -239,8 +240,8 @@ class RateLimited:
     def topics(self) -> Collection[Topic]:
         return self._session.topics
 
-    def _admit(self, now: float) -> bool:
-        verdict = self._limit.check(now)
+    def _admit(self, now: Now) -> bool:
+        verdict = self._limit.check(now.mono)
         if verdict is RateVerdict.ALLOW:
             return True
         self._session.send_error(self._refusal.message, now)
@@ -248,15 +249,15 @@ class RateLimited:
             self._session.close_reason = self._refusal.close_code
         return False
 
-    def receive_text(self, data: str, now: float) -> None:
+    def receive_text(self, data: str, now: Now) -> None:
         if self._admit(now):
             self._session.receive_text(data, now)
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
+    def receive_bytes(self, data: bytes, now: Now) -> None:
         if self._admit(now):
             self._session.receive_bytes(data, now)
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: Now) -> None:
         self._session.handle_timer(now)
 
     def next_deadline(self) -> float | None:
@@ -268,10 +269,10 @@ class RateLimited:
     def commands_received(self) -> list[Command]:
         return self._session.commands_received()
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         self._session.answer(reply, now)
 
-    def send_error(self, message: str, now: float) -> None:
+    def send_error(self, message: str, now: Now) -> None:
         self._session.send_error(message, now)
 
     def release(self, topics: Iterable[Topic]) -> None:
@@ -328,7 +329,7 @@ async def refuse(scope: Scope, send: Send, refusal: policy.Refusal) -> None:
 
 
 def close_on_expiry(
-    connection: Any, principal: Principal, clock: Callable[[], float] = time.time
+    connection: Any, principal: Principal, clock: Clock = SYSTEM
 ) -> asyncio.TimerHandle | None:
     """Close ``connection`` (3501) when ``principal``'s token stops being accepted; cancel
     the handle when the connection ends. None for a credential that does not expire.
@@ -336,6 +337,9 @@ def close_on_expiry(
     A token is accepted until ``exp`` plus ``LEEWAY_S`` (clock differences between
     nodes, as ``Identity`` checks it at the handshake), so the close comes then too: a
     token accepted at the handshake is never closed as expired a moment later.
+
+    ``exp`` is a wall stamp, so the delay is reckoned from ``clock.wall()``, once; the
+    loop then counts it down on its own (monotonic) clock.
     """
     if principal.expires_at is None:
         return None
@@ -345,5 +349,5 @@ def close_on_expiry(
         if not connection.closing:
             connection.close(refusal.close_code, refusal.close_reason)
 
-    delay = max(0.0, principal.expires_at + LEEWAY_S - clock())
+    delay = max(0.0, principal.expires_at + LEEWAY_S - clock.wall())
     return asyncio.get_running_loop().call_later(delay, expire)

@@ -37,15 +37,16 @@ class MarketFeedSpec(FrontSpec):
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         query = scope.get("query_string", b"").decode("latin-1")
         options, option_errors = parse_options(query)
+        now = ctx.clock.now()
         session = MarketFeedSession(
             is_known=ctx.is_known,
             cap=subscription_cap(ctx.limits.max_subscriptions),
-            now=ctx.clock(),
+            now=now,
             options=options,
             idle_timeout_s=ctx.server.idle_timeout_s,
         )
         for message in option_errors:
-            session.send_error(message, 0.0)
+            session.send_error(message, now)
         return Opened(
             session,
             wire=options.wire,

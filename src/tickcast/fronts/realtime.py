@@ -110,7 +110,7 @@ class RealtimeSpec(FrontSpec):
             is_known=tradable(ctx.is_known, self.portfolios),
             owner_of=self.portfolios.owner_of,
             cap=subscription_cap(ctx.limits.max_subscriptions),
-            now=ctx.clock(),
+            now=ctx.clock.now(),
             auth_timeout_s=self.auth_timeout_s,
             idle_timeout_s=ctx.server.idle_timeout_s,
         )
@@ -147,7 +147,7 @@ class RealtimeSpec(FrontSpec):
         event: Event | None = None
         if topic.channel is Channel.LIVE_POSITIONS:
             event = portfolios.positions(int(topic.symbol))
-        elif cached is not None and ctx.clock() - cached.server_ts <= self.cache_timeout_s:
+        elif cached is not None and ctx.clock.wall() - cached.server_ts <= self.cache_timeout_s:
             return cached
         elif topic.channel is Channel.ASSETS:
             event = portfolios.asset_update(topic.symbol)

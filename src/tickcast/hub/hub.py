@@ -54,8 +54,9 @@ class Subscriber(Protocol):
     def wire(self) -> str:
         """Name of the codec this subscriber's frames are encoded with."""
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
-        """Queue ``item``; a ``key`` means conflatable (replace pending with same key)."""
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
+        """Queue ``item``; a ``key`` means conflatable (replace pending with same key).
+        ``now``: the publish pass's monotonic time, one reading for the whole pass."""
 
     def fault(self) -> None:
         """``deliver`` raised: this subscriber's stream lost an item (a connection closes)."""
@@ -141,13 +142,15 @@ class Hub:
 
     # -- publish
 
-    def publish(self, events: Iterable[Event], server_ts: float) -> None:
-        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out (tests and
-        tools; producers publish through ``hub/publisher.py``, which also calls the taps)."""
-        self.fan_out(self.sequencer.stamp(events, server_ts))
+    def publish(self, events: Iterable[Event], server_ts: float, now: float = 0.0) -> None:
+        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out at ``now``
+        (monotonic; tests and tools: producers publish through ``hub/publisher.py``, which
+        reads its clock and also calls the taps)."""
+        self.fan_out(self.sequencer.stamp(events, server_ts), now)
 
-    def fan_out(self, envelopes: Iterable[Envelope]) -> None:
-        """Record and deliver envelopes already stamped with ``(epoch, seq)``."""
+    def fan_out(self, envelopes: Iterable[Envelope], now: float) -> None:
+        """Record and deliver envelopes already stamped with ``(epoch, seq)``; ``now`` is
+        the pass's monotonic time, handed to every subscriber (the hub reads no clock)."""
         last = self._last
         topics = self._topics
         history = self.history
@@ -180,7 +183,7 @@ class Hub:
                 self.deliveries += len(subscribers)
                 for subscriber in subscribers:
                     try:
-                        subscriber.deliver(item, conflation_key)
+                        subscriber.deliver(item, conflation_key, now)
                     except Exception as exc:
                         self._faulted(subscriber, exc, key, envelope.seq)
 

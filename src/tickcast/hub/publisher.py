@@ -1,7 +1,9 @@
 """Publisher: the one way producers put events on the hub; taps: how services listen.
 
-Rules: pure, given its clocks. Every producer (the providers' batches through the node,
-the portfolio service, a value a front computes for a new subscriber) calls
+Rules: pure, given its clock (``tickcast.clock``), which it reads once per batch: the
+wall time stamps the batch, and the monotonic time is the pass's ``now`` the subscribers
+queue it at (no ambient pass time). Every producer (the providers' batches through the
+node, the portfolio service, a value a front computes for a new subscriber) calls
 ``Publisher.publish(events)`` and knows nothing of how the events are numbered or where
 they go. ``LocalPublisher`` numbers them here (its ``Sequencer``: ``(epoch, seq)`` and
 the server time), fans them out on the local hub, and then shows the stamped envelopes
@@ -20,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from tickcast.clock import Clock
 from tickcast.hub.hub import Hub
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.envelope import Envelope
@@ -44,10 +47,6 @@ class Discard:
         pass
 
 
-def _nothing() -> None:
-    pass
-
-
 class LocalPublisher:
     """Stamps locally, fans out on the local hub, then calls the taps.
 
@@ -56,12 +55,11 @@ class LocalPublisher:
             hub's current epoch is the one its envelopes carry.
         hub: fans the stamped envelopes out.
         faults: where a raising tap is reported (``"tap"``).
-        wall: wall clock, epoch seconds UTC: each batch's server time.
-        on_pass: called once per batch before the fan-out (the node sets the pump's pass
-            time there, which connections read when they queue).
+        clock: read once per batch: its wall time is the batch's server time, its
+            monotonic time the pass's ``now`` the hub hands every subscriber.
     """
 
-    __slots__ = ("_on_pass", "_taps", "faults", "hub", "sequencer", "wall")
+    __slots__ = ("_taps", "clock", "faults", "hub", "sequencer")
 
     def __init__(
         self,
@@ -69,14 +67,12 @@ class LocalPublisher:
         hub: Hub,
         faults: Faults,
         *,
-        wall: Callable[[], float],
-        on_pass: Callable[[], None] = _nothing,
+        clock: Clock,
     ) -> None:
         self.sequencer = sequencer
         self.hub = hub
         self.faults = faults
-        self.wall = wall
-        self._on_pass = on_pass
+        self.clock = clock
         # replaced, never mutated: a tap added or removed while the taps run takes effect
         # from the next batch
         self._taps: tuple[tuple[str, Tap], ...] = ()
@@ -85,9 +81,9 @@ class LocalPublisher:
         """Stamp ``events`` (one batch, one server time), fan them out, then tap them."""
         if not events:
             return
-        self._on_pass()
-        envelopes = self.sequencer.stamp(events, self.wall())
-        self.hub.fan_out(envelopes)
+        now = self.clock.now()
+        envelopes = self.sequencer.stamp(events, now.wall)
+        self.hub.fan_out(envelopes, now.mono)
         for name, tap in self._taps:
             try:
                 tap(envelopes)

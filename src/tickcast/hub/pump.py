@@ -1,10 +1,17 @@
-"""Pump: the one writer that flushes due outboxes, with no task per connection.
+"""Pumps: the writers that flush due outboxes, one per batching window, with no task per
+connection.
 
-Rules: the only hub module that touches the event loop. Every outbox has the same
-window, so outboxes become due in the order they became non-empty: a FIFO of
-``(deadline, writer)`` and one loop timer replace a task or a timer per connection.
-With a window of 0 the pump flushes every outbox that received data at the end of the
-current loop pass, so a connection gets one write per pass however many updates hit it.
+Rules: the only hub module that touches the event loop. Every outbox of one window
+becomes due in the order it became non-empty, so a ``Pump`` (one per window, handed out
+by ``Pumps.get``) keeps a FIFO of ``(deadline, writer)`` and one loop timer instead of a
+task or a timer per connection. Fronts with different windows get different pumps, each
+with its own FIFO; a connection is marked only on its own window's pump. With a window
+of 0 the pump flushes every outbox that received data at the end of the current loop
+pass, so a connection gets one write per pass however many updates hit it.
+
+Time is the injected clock's monotonic seconds (``tickcast.clock``), the same time the
+connections queue at: deadlines are compared with it, and the loop timer is set from the
+delay (``call_later``), never against the loop's own clock.
 
 A pass never holds the loop for more than ``slice_s``: the rest of the due outboxes are
 flushed in the next loop iteration, after reads, ingest and handshakes have had their
@@ -21,6 +28,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
+from tickcast.clock import SYSTEM, Clock
 from tickcast.observability.faults import Faults
 
 
@@ -34,54 +42,108 @@ class Writer(Protocol):
         """When its outbox is due, or None if empty."""
 
 
-class Pump:
-    """Schedules outbox flushes.
+class Pumps:
+    """One ``Pump`` per batching window, created on first use; what they share.
 
     Args:
-        window_s: the batching window every outbox uses; 0 = flush each loop pass.
+        clock: the monotonic clock every pump and connection reads (``now``).
+        faults: where a writer whose flush raised is reported (``"pump"``; the writers
+            behind it go on), and where connections report their own contained failures
+            (``"subscriber"``, ``"command"``, ``"timer"``).
         slack_s: outboxes due within this much of a timer firing are flushed with it,
             so one timer serves many connections (adds at most ``slack_s`` of latency
             to none: it only ever flushes early).
-        slice_s: the longest one pass may run before yielding to the loop.
+        slice_s: the longest one pass may run before yielding to the loop (measured on
+            ``time.perf_counter``: how long the loop is held, not a deadline).
 
     Attributes:
-        now: monotonic time of the current publish pass, set by the node before it
-            publishes, read by connections when they queue (saves a clock call per put).
-        flushes: flush calls made (one per connection per batch).
         stall_clock: ``stall_clock(now)`` is how long the event loop has stood still up
             to ``now`` (monotonic seconds), cumulative, the stall in progress included;
             set by the node's loop monitor. A connection does not count that time
             against a client that was blocked meanwhile (the gateway's lag is not the
             client's).
-        faults: where a writer whose flush raised is reported (``"pump"``; the writers
-            behind it go on), and where its connections report their own contained
-            failures (``"subscriber"``, ``"command"``, ``"timer"``).
     """
 
     def __init__(
         self,
-        window_s: float,
+        clock: Clock = SYSTEM,
         *,
+        faults: Faults | None = None,
         slack_s: float = 0.002,
         slice_s: float = 0.005,
-        faults: Faults | None = None,
     ) -> None:
-        self.window_s = window_s
+        self.clock = clock
+        self.faults = Faults() if faults is None else faults
         self.slack_s = slack_s
         self.slice_s = slice_s
-        self.faults = Faults() if faults is None else faults
-        self.now = 0.0
-        self.flushes = 0
         self.stall_clock: Callable[[float], float] | None = None
+        self._by_window: dict[float, Pump] = {}
+
+    def get(self, window_s: float) -> Pump:
+        """The pump of ``window_s`` (seconds; 0 = flush each loop pass)."""
+        pump = self._by_window.get(window_s)
+        if pump is None:
+            if window_s < 0:
+                raise ValueError(f"a batching window is >= 0 s, not {window_s}")
+            pump = self._by_window[window_s] = Pump(window_s, self)
+        return pump
+
+    @property
+    def windows(self) -> tuple[float, ...]:
+        """The windows that have a pump, in the order they were first used."""
+        return tuple(self._by_window)
+
+    @property
+    def flushes(self) -> int:
+        """Flush calls made by every pump (one per connection per batch)."""
+        return sum(p.flushes for p in self._by_window.values())
+
+    def stalled(self, now: float) -> float:
+        """Seconds the event loop has stood still up to ``now``, ever (0 without a clock)."""
+        clock = self.stall_clock
+        return 0.0 if clock is None else clock(now)
+
+    def close(self) -> None:
+        """Stop every pump (their timers; what is queued is dropped)."""
+        for pump in self._by_window.values():
+            pump.close()
+
+
+class Pump:
+    """Schedules the outbox flushes of one batching window (from ``Pumps.get``).
+
+    Attributes:
+        window_s: the window every outbox marked here uses.
+        clock, faults: its ``Pumps``'s.
+        flushes: flush calls made (one per connection per batch).
+    """
+
+    __slots__ = (
+        "_loop",
+        "_pumps",
+        "_queue",
+        "_soon",
+        "_timer",
+        "clock",
+        "faults",
+        "flushes",
+        "window_s",
+    )
+
+    def __init__(self, window_s: float, pumps: Pumps) -> None:
+        self.window_s = window_s
+        self._pumps = pumps
+        self.clock = pumps.clock
+        self.faults = pumps.faults
+        self.flushes = 0
         self._queue: deque[tuple[float, Writer]] = deque()
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def stalled(self, now: float) -> float:
-        """Seconds the event loop has stood still up to ``now``, ever (0 without a clock)."""
-        clock = self.stall_clock
-        return 0.0 if clock is None else clock(now)
+        """Seconds the event loop has stood still up to ``now``, ever (``Pumps.stalled``)."""
+        return self._pumps.stalled(now)
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -90,22 +152,25 @@ class Pump:
         return self._loop
 
     def mark(self, writer: Writer, deadline: float) -> None:
-        """``writer``'s outbox just became non-empty and is due at ``deadline``."""
+        """``writer``'s outbox just became non-empty and is due at ``deadline``
+        (monotonic seconds)."""
         self._queue.append((deadline, writer))
         if self.window_s == 0:
             if self._soon is None:
                 self._soon = self.loop.call_soon(self._run)
         elif self._timer is None and self._soon is None:
             # A pending continuation (_soon) re-arms the timer when it is done.
-            self._timer = self.loop.call_at(deadline, self._run)
+            self._arm(deadline, self.clock.monotonic())
+
+    def _arm(self, deadline: float, now: float) -> None:
+        self._timer = self.loop.call_later(max(0.0, deadline - now), self._run)
 
     def _run(self) -> None:
         self._soon = self._timer = None
-        loop = self.loop
-        now = loop.time()
-        horizon = now + self.slack_s
+        now = self.clock.monotonic()
+        horizon = now + self._pumps.slack_s
         queue = self._queue
-        give_up = time.perf_counter() + self.slice_s
+        give_up = time.perf_counter() + self._pumps.slice_s
         flushed = 0
         while queue:
             deadline, writer = queue[0]
@@ -126,9 +191,9 @@ class Pump:
         self.flushes += flushed
         if queue:
             if self.window_s == 0 or queue[0][0] <= horizon:
-                self._soon = loop.call_soon(self._run)
+                self._soon = self.loop.call_soon(self._run)
             else:
-                self._timer = loop.call_at(queue[0][0], self._run)
+                self._arm(queue[0][0], now)
 
     def close(self) -> None:
         for handle in (self._timer, self._soon):

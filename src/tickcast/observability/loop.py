@@ -1,11 +1,12 @@
 """LoopMonitor: measures how far behind the event loop runs, and says when it is overloaded.
 
-Rules: the driver of ``overload.OverloadDetector``. A timer fires every ``interval_s``
-on the loop's monotonic clock; how late it fires is the loop's lag (a busy loop, a long
-callback, a process the OS did not schedule). Each lateness goes to the detector and to
-the lag histogram; the pump reads the stall time through ``stalled_at`` (its
-``stall_clock``), so that a client is never judged slow for time the gateway itself
-stood still.
+Rules: the driver of ``overload.OverloadDetector``. A timer fires every ``interval_s``;
+how late it fires, on the pumps' injected monotonic clock (``Pumps.clock``, the one
+connections judge clients by), is the loop's lag (a busy loop, a long callback, a
+process the OS did not schedule). Each lateness goes to the detector and to the lag
+histogram; every pump reads the stall time through ``stalled_at`` (``Pumps.stall_clock``,
+shared by the pumps of every window), so that a client is never judged slow for time the
+gateway itself stood still.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from tickcast.hub.pump import Pump
+from tickcast.hub.pump import Pumps
 from tickcast.observability.overload import OverloadDetector, Transition
 
 
@@ -22,7 +23,7 @@ class LoopMonitor:
 
     Args:
         detector: turns lateness into overload episodes and stall time.
-        pump: receives the cumulative stall time.
+        pumps: receive the cumulative stall time; their clock is the one read.
         observe: called with every lateness, in seconds (a histogram's ``observe``).
         on_transition: called when an overload episode starts or ends.
         shed: how many events the gateway has left out to keep up, ever (skipped
@@ -33,7 +34,7 @@ class LoopMonitor:
     def __init__(
         self,
         detector: OverloadDetector,
-        pump: Pump,
+        pumps: Pumps,
         *,
         observe: Callable[[float], None] | None = None,
         on_transition: Callable[[Transition, OverloadDetector], None] | None = None,
@@ -41,7 +42,8 @@ class LoopMonitor:
         interval_s: float = 0.05,
     ) -> None:
         self.detector = detector
-        self.pump = pump
+        self.pumps = pumps
+        self.clock = pumps.clock
         self.observe = observe
         self.on_transition = on_transition
         self.shed = shed
@@ -66,21 +68,21 @@ class LoopMonitor:
         if self._handle is not None:
             return
         self._loop = asyncio.get_running_loop()
-        self._due = self._loop.time() + self.interval_s
-        self._handle = self._loop.call_at(self._due, self._fire)
-        self.pump.stall_clock = self.stalled_at
+        self._due = self.clock.monotonic() + self.interval_s
+        self._handle = self._loop.call_later(self.interval_s, self._fire)
+        self.pumps.stall_clock = self.stalled_at
 
     def close(self) -> None:
         if self._handle is not None:
             self._handle.cancel()
             self._handle = None
-        self.pump.stall_clock = None
+        self.pumps.stall_clock = None
 
     def _fire(self) -> None:
         loop = self._loop
         if loop is None:  # closed meanwhile
             return
-        now = loop.time()
+        now = self.clock.monotonic()
         lateness = max(0.0, now - self._due)
         detector = self.detector
         shedding = False
@@ -93,4 +95,4 @@ class LoopMonitor:
         if transition is not None and self.on_transition is not None:
             self.on_transition(transition, detector)
         self._due = now + self.interval_s
-        self._handle = loop.call_at(self._due, self._fire)
+        self._handle = loop.call_later(self.interval_s, self._fire)

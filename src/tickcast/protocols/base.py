@@ -14,6 +14,13 @@ Commands (session -> front)::
     Unsubscribe(topics)             drop topics the session held
     Authenticate(token)             check these credentials, then answer
 
+Time: a session reads no clock. Every call that happens at a time gets ``now``, a
+``tickcast.clock.Now`` read once by the driver: ``now.mono`` (monotonic seconds) for
+every deadline (idle, heartbeat and authentication timeouts; what ``next_deadline``
+returns and ``handle_timer`` compares), ``now.wall`` (epoch seconds UTC) only for the
+stamps its replies carry (a control message's ``ts``). A wall clock stepped back or
+forward therefore neither fires nor delays a deadline.
+
 A ping is answered inside the session by both protocols; a protocol whose front must
 answer it would add a command here.
 
@@ -31,6 +38,7 @@ from types import MappingProxyType
 from typing import NamedTuple, Protocol
 
 from tickcast.auth.limits import SubscriptionCap
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Topic
@@ -143,8 +151,8 @@ Reply = Authenticated | Refused | ResumeGap
 class Session(Protocol):
     """The sans-I/O surface every protocol session offers its driver.
 
-    ``now`` is the time of the event, passed in (the session reads no clock); deadlines
-    are in the same time.
+    ``now`` is the time of the event, passed in (the session reads no clock): a
+    ``Now``, whose ``mono`` the deadlines are kept in and whose ``wall`` stamps replies.
     """
 
     close_reason: CloseCode | None
@@ -154,20 +162,21 @@ class Session(Protocol):
         """The topics the session holds (as its commands told the front)."""
         ...
 
-    def receive_text(self, data: str, now: float) -> None:
+    def receive_text(self, data: str, now: Now) -> None:
         """Handle one text message from the client."""
         ...
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
+    def receive_bytes(self, data: bytes, now: Now) -> None:
         """Handle one binary message from the client."""
         ...
 
-    def handle_timer(self, now: float) -> None:
-        """A deadline (``next_deadline``) has come."""
+    def handle_timer(self, now: Now) -> None:
+        """A deadline (``next_deadline``) may have come: act on those ``now.mono`` has
+        reached (a timer may fire early or late; the session decides by the time)."""
         ...
 
     def next_deadline(self) -> float | None:
-        """When ``handle_timer`` is next due, or None."""
+        """When ``handle_timer`` is next due, in monotonic seconds, or None."""
         ...
 
     def frames_to_send(self) -> list[Encoded]:
@@ -178,11 +187,11 @@ class Session(Protocol):
         """The commands made since the last call, in order."""
         ...
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         """The front's answer to a command: the session replies in its own words."""
         ...
 
-    def send_error(self, message: str, now: float) -> None:
+    def send_error(self, message: str, now: Now) -> None:
         """Queue an error reply (a refused message; the session stays usable)."""
         ...
 

@@ -23,6 +23,13 @@ gateway itself could not serve in time:
   behind what the socket already holds (never cutting a frame), and the socket aborts
   only if the peer stops taking data (``FrameSocket.close``).
 
+Time is the pump's clock (``tickcast.clock``, injected into the node's ``Pumps``): its
+monotonic seconds for every deadline (the outbox window, the slow-client rule, the
+session's timers, set with ``call_later`` from the delay) and its wall seconds only for
+stamps (the session's replies, a delivery's latency from the item's stamp). It reads no
+clock of its own: what the hub delivers comes with its pass's ``now``; ``queue``,
+``answer`` and ``flush_now`` read the clock once each.
+
 A bug is contained to its connection: when the hub's delivery to it raised (``fault``), or
 its session, its front's command handler or a timer raised, the failure is reported to the
 pump's ``Faults`` (``"subscriber"``, ``"command"``, ``"timer"``) and the connection is
@@ -34,10 +41,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any, Final
 
+from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump
@@ -70,7 +77,8 @@ class Connection:
         wire: codec name for hub fan-out to this connection.
         array: write each batch of data items as one JSON array frame.
         outbox: this connection's bounded queue.
-        pump: the shared flush scheduler.
+        pump: the flush scheduler of the outbox's window (``Pumps.get(outbox.window_s)``);
+            its clock is the connection's.
         stats: gateway counters.
         on_commands: the front's handler for the session's commands; it answers them
             through ``answer``.
@@ -84,6 +92,7 @@ class Connection:
         "_flushes",
         "_timer",
         "array",
+        "clock",
         "close_code",
         "closing",
         "latency",
@@ -113,12 +122,18 @@ class Connection:
         latency: Callable[[float], None] | None = None,
         slow_timeout_s: float = DEFAULT_SLOW_TIMEOUT_S,
     ) -> None:
+        if pump.window_s != outbox.window_s:
+            raise ValueError(
+                f"the pump of a {pump.window_s} s window cannot flush an outbox of "
+                f"{outbox.window_s} s (Pumps.get(outbox.window_s))"
+            )
         self.sock = sock
         self.session = session
         self.wire = wire
         self.array = array
         self.outbox = outbox
         self.pump = pump
+        self.clock: Clock = pump.clock
         self.stats = stats
         self.on_commands = on_commands
         self.on_close = on_close
@@ -136,11 +151,11 @@ class Connection:
 
     # -- hub.Subscriber
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
+        """Queue ``item`` at ``now`` (monotonic: the publish pass's, or the clock's)."""
         if self.closing:
             return
         outbox = self.outbox
-        now = self.pump.now
         was_empty = not len(outbox)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
@@ -252,22 +267,22 @@ class Connection:
         if self.latency is not None and self._flushes & 7 == 1:
             ts = items[-1].ts
             if ts:
-                self.latency(time.time() - ts)
+                self.latency(self.clock.wall() - ts)
 
     def _on_writable(self) -> None:
         self._blocked_since = None
         if self.outbox.next_flush() is not None:
-            self.flush(self.pump.loop.time(), force=True)
+            self.flush(self.clock.monotonic(), force=True)
 
     # -- queueing from the front
 
     def queue(self, item: Encoded, key: str | None = None) -> None:
         """Queue one item for this connection only (snapshots, replays, replies)."""
-        self.deliver(item, key)
+        self.deliver(item, key, self.clock.monotonic())
 
     def flush_now(self) -> None:
         """Write everything queued now (after a client command, so replies are prompt)."""
-        self.flush(self.pump.loop.time(), force=True)
+        self.flush(self.clock.monotonic(), force=True)
 
     def close_slow(self, why: str) -> None:
         """The client does not take what is written to it: close it with 1013.
@@ -316,7 +331,7 @@ class Connection:
 
     async def run(self, receive: Receive) -> None:
         """Read client messages until the socket closes."""
-        loop = asyncio.get_running_loop()
+        clock = self.clock
         self._process()
         try:
             while True:
@@ -329,7 +344,7 @@ class Connection:
                 if kind != "websocket.receive":
                     continue
                 self.stats.client_messages_in += 1
-                now = time.time()
+                now = clock.now()
                 text = message.get("text")
                 try:
                     if text is not None:
@@ -342,7 +357,6 @@ class Connection:
                 self._process()
                 if self.closing:
                     break
-                self.pump.now = loop.time()
         finally:
             self.closing = True
             if self._timer is not None:
@@ -356,9 +370,10 @@ class Connection:
         words at once: ahead of what the front queues next (a reset before its snapshot).
         A close it decides is carried out by ``poke`` or the end of the command pass."""
         session = self.session
-        session.answer(reply, time.time())
+        now = self.clock.now()
+        session.answer(reply, now)
         for frame in session.frames_to_send():
-            self.queue(frame)
+            self.deliver(frame, None, now.mono)
 
     def poke(self) -> None:
         """Apply what the session produced outside a client message (an async answer)."""
@@ -375,9 +390,11 @@ class Connection:
     def _apply(self) -> None:
         """Apply what the session produced: replies, commands, timers, close."""
         session = self.session
-        self.pump.now = self.pump.loop.time()
-        for frame in session.frames_to_send():
-            self.queue(frame)
+        frames = session.frames_to_send()
+        if frames:
+            now = self.clock.monotonic()
+            for frame in frames:
+                self.deliver(frame, None, now)
         commands = session.commands_received()
         if commands:
             self.on_commands(self, commands)
@@ -393,7 +410,7 @@ class Connection:
             self._timer = None
         deadline = self.session.next_deadline()
         if deadline is not None:
-            delay = max(0.0, deadline - time.time())
+            delay = max(0.0, deadline - self.clock.monotonic())
             self._timer = self.pump.loop.call_later(delay, self._on_timer)
 
     def _on_timer(self) -> None:
@@ -401,7 +418,7 @@ class Connection:
         if self.closing:
             return
         try:
-            self.session.handle_timer(time.time())
+            self.session.handle_timer(self.clock.now())
         except Exception as exc:  # never out of a loop callback: close this one, 1011
             self._failed("timer", exc)
             return

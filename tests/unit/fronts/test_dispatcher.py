@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from starlette.types import Scope
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import front_context
 from tickcast.auth.credentials import Principal
@@ -64,11 +65,11 @@ class Quotes(FrontSpec):
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()])
+    node = Node(Settings(batch_ms=0), providers=[Silent()], clock=ManualClock(wall=TS))
     try:
         yield node
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -80,11 +81,13 @@ def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSoc
     sock = RecordingSocket()
     connection = Connection(
         sock=sock,
-        session=MarketFeedSession(is_known=node.is_known, max_subscriptions=10, now=TS),
+        session=MarketFeedSession(
+            is_known=node.is_known, max_subscriptions=10, now=node.clock.now()
+        ),
         wire=codec.WIRE,
         array=False,
         outbox=Outbox(0.0, 100, 1 << 20, size=payload_size),
-        pump=node.pump,
+        pump=node.pumps.get(0.0),
         stats=node.stats,
         on_commands=front.dispatcher.apply,
         on_close=front._closed,
@@ -94,7 +97,7 @@ def connect(node: Node, front: WebSocketFront) -> tuple[Connection, RecordingSoc
 
 
 def send(connection: Connection, message: dict[str, Any]) -> None:
-    connection.session.receive_text(json.dumps(message), TS)
+    connection.session.receive_text(json.dumps(message), connection.clock.now())
     connection.poke()
 
 
@@ -118,7 +121,7 @@ async def test_subscribe_gives_the_cached_value_and_unsubscribe_drops_the_topic(
     node: Node,
 ) -> None:
     front = WebSocketFront(Quotes(), context(node))
-    node.hub.publish([Quote("AAPL", 1.0, 2.0, 10, 20, 1.5, 100, TS, "sim")], TS)
+    node.publisher.publish([Quote("AAPL", 1.0, 2.0, 10, 20, 1.5, 100, TS, "sim")])
     connection, sock = connect(node, front)
     send(connection, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
     types = [m.get("type") for m in written(sock)]
@@ -145,7 +148,61 @@ async def test_a_command_that_raises_is_contained_to_its_connection(
     # the other connection goes on
     send(other, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
     assert other.close_code is None
-    node.hub.publish([Quote("AAPL", 3.0, 4.0, 10, 20, 3.5, 100, TS, "sim")], TS)
+    node.publisher.publish([Quote("AAPL", 3.0, 4.0, 10, 20, 3.5, 100, TS, "sim")])
     other.flush_now()
     assert any(m.get("bid") == 3.0 for m in written(other_sock))
     assert node.faults.counts == {"command": 1}
+
+
+class Windowed(FrontSpec):
+    """Native quotes, batched over its own window."""
+
+    codecs = codec.CODECS
+    guarded = False
+
+    def __init__(self, window_s: float) -> None:
+        self.name = f"every_{window_s}"
+        self.paths = (f"/ws/{self.name}",)
+        self.window_s = window_s
+
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        session = MarketFeedSession(
+            is_known=ctx.is_known, max_subscriptions=10, now=ctx.clock.now()
+        )
+        return Opened(session, wire=codec.WIRE, window_s=self.window_s)
+
+
+async def test_fronts_with_two_windows_each_get_their_windows_pump(node: Node) -> None:
+    """A front's batching window is its own: the pump of that window (one FIFO per
+    window) flushes its connections, on the node's clock."""
+    ctx = context(node)
+    scope: Scope = {"type": "websocket", "query_string": b""}
+    (now_sock, now_conn), (later_sock, later_conn) = [
+        (sock, WebSocketFront(Windowed(window_s), ctx).connect(scope, sock, None))
+        for window_s, sock in ((0.0, RecordingSocket()), (0.05, RecordingSocket()))
+    ]
+    assert now_conn.pump is node.pumps.get(0.0)
+    assert later_conn.pump is node.pumps.get(0.05)
+    for connection in (now_conn, later_conn):
+        send(connection, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes"]})
+    node.publisher.publish([Quote("AAPL", 5.0, 6.0, 10, 20, 5.5, 100, TS, "sim")])
+
+    def got_it(sock: RecordingSocket) -> bool:
+        return any(m.get("bid") == 5.0 for m in written(sock))
+
+    for _ in range(500):  # window 0: at the end of this loop pass
+        if got_it(now_sock):
+            break
+        await asyncio.sleep(0.01)
+    assert got_it(now_sock)
+    assert not got_it(later_sock)  # the node's (manual) clock has not moved: not due yet
+    assert node.pumps.get(0.05).flushes == 0
+    clock = node.clock
+    assert isinstance(clock, ManualClock)
+    clock.advance(0.05)
+    for _ in range(500):  # the 50 ms pump's timer finds it due on the node's clock
+        if got_it(later_sock):
+            break
+        await asyncio.sleep(0.01)
+    assert got_it(later_sock)
+    assert node.pumps.get(0.05).flushes == 1

@@ -14,6 +14,7 @@ from typing import Any
 
 import pytest
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import front_context
 from tickcast.config.settings import Settings
@@ -41,18 +42,18 @@ class Silent(Provider):
 
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH)
+    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH, clock=ManualClock(wall=TS))
     try:
         yield node
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
 def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[Any]:
     """A new client subscribes to AAPL's quotes and trades resuming at ``positions``;
     returns what it was sent, decoded."""
-    ctx = front_context(node, None, clock=lambda: TS)
+    ctx = front_context(node, None)
     front = WebSocketFront(MarketFeedSpec(), ctx)
     sock = RecordingSocket()
     scope = {"type": "websocket", "query_string": query.encode()}
@@ -63,7 +64,7 @@ def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[
         "channels": ["quotes", "trades"],
         "resume": positions,
     }
-    connection.session.receive_text(json.dumps(request), TS)
+    connection.session.receive_text(json.dumps(request), node.clock.now())
     connection.poke()
     connection.flush_now()
     return [json.loads(p) for p in sock.payloads()]
@@ -71,15 +72,14 @@ def resume(node: Node, positions: dict[str, Any], query: str = "seq=1") -> list[
 
 def publish_some(node: Node) -> None:
     """quotes.AAPL seqs 1-2, trades.AAPL seqs 1-3, in epoch EPOCH."""
-    node.hub.publish(
+    node.publisher.publish(
         [
             Quote("AAPL", 189.99, 190.01, 1.0, 1.0, 190.0, 1.0, TS, "sim"),
             Trade("AAPL", 190.0, 1.0, TS, "sim", "t1"),
             Trade("AAPL", 190.0, 1.0, TS, "sim", "t2"),
             Quote("AAPL", 190.0, 190.02, 1.0, 1.0, 190.01, 1.0, TS, "sim"),
             Trade("AAPL", 190.0, 1.0, TS, "sim", "t3"),
-        ],
-        TS,
+        ]
     )
 
 

@@ -12,11 +12,13 @@ database.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import AsyncIterator, Collection
 from decimal import Decimal
 
 import pytest
 
+from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
@@ -88,7 +90,7 @@ async def gateway() -> AsyncIterator[tuple[Node, PortfolioService]]:
     try:
         yield node, service
     finally:
-        node.pump.close()
+        node.pumps.close()
         await node.engine.dispose()
 
 
@@ -100,7 +102,8 @@ def front(
     )
     if clock is None:
         return WebSocketFront(spec, front_context(node, None))
-    return WebSocketFront(spec, front_context(node, None, clock=lambda: clock))
+    fixed = dataclasses.replace(front_context(node, None), clock=ManualClock(0.0, clock))
+    return WebSocketFront(spec, fixed)
 
 
 def subscriber(front: WebSocketFront, user_id: int | None = None) -> Connection:
@@ -116,7 +119,7 @@ def subscriber(front: WebSocketFront, user_id: int | None = None) -> Connection:
 
 
 def send(connection: Connection, message: str) -> None:
-    connection.session.receive_text(message, 0.0)
+    connection.session.receive_text(message, connection.clock.now())
     connection.poke()
 
 

@@ -44,11 +44,13 @@ class CountingCodec:
 class FakeSubscriber:
     wire: str
     received: list[tuple[Encoded, str | None]] = field(default_factory=list)
+    nows: list[float] = field(default_factory=list)
 
     faults: int = 0
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.received.append((item, key))
+        self.nows.append(now)
 
     def fault(self) -> None:
         self.faults += 1
@@ -246,8 +248,8 @@ def test_an_envelope_of_a_new_epoch_clears_the_topics_history() -> None:
     epoch), the topic's history holds the new numbering only."""
     hub = Hub({}, history_size=16)
     old, new = Sequencer("A"), Sequencer("B")
-    hub.fan_out(old.stamp([trade("AAPL", 1.0, f"a{i}") for i in range(5)], TS))
-    hub.fan_out(new.stamp([trade("AAPL", 2.0, f"b{i}") for i in range(2)], TS + 1))
+    hub.fan_out(old.stamp([trade("AAPL", 1.0, f"a{i}") for i in range(5)], TS), 10.0)
+    hub.fan_out(new.stamp([trade("AAPL", 2.0, f"b{i}") for i in range(2)], TS + 1), 11.0)
     assert hub.latest_seq(TRADES_AAPL) == 2
     replay = hub.resume(TRADES_AAPL, ResumePoint(0, "B"))
     assert [(e.epoch, e.seq) for e in replay if isinstance(e, Envelope)] == [("B", 1), ("B", 2)]
@@ -258,10 +260,25 @@ def test_fan_out_delivers_envelopes_as_stamped(hub: Hub, codecs: dict[str, Count
     sub = FakeSubscriber("a")
     hub.subscribe(sub, QUOTES_AAPL)
     envelopes = Sequencer("L").stamp([quote("AAPL", 1.0), quote("AAPL", 1.1)], TS)
-    hub.fan_out(envelopes)
+    hub.fan_out(envelopes, 10.0)
     assert codecs["a"].calls == envelopes
     assert sub.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"]
     assert hub.subscribe(sub, QUOTES_AAPL) == envelopes[-1]
+
+
+def test_fan_out_hands_every_subscriber_the_pass_now(hub: Hub) -> None:
+    """The pass's monotonic time comes with every delivery: the hub reads no clock, and
+    no subscriber reads an ambient one."""
+    a, b, wide = FakeSubscriber("a"), FakeSubscriber("b"), FakeSubscriber("a")
+    hub.subscribe(a, QUOTES_AAPL)
+    hub.subscribe(b, QUOTES_AAPL)
+    hub.subscribe(b, TRADES_AAPL)
+    hub.subscribe_channel(wide, "trades")
+    hub.fan_out(Sequencer("L").stamp([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1")], TS), 42.5)
+    hub.fan_out(Sequencer("L").stamp([quote("AAPL", 1.1)], TS + 1), 43.0)
+    assert a.nows == [42.5, 43.0]
+    assert b.nows == [42.5, 42.5, 43.0]
+    assert wide.nows == [42.5]
 
 
 def test_resume_beyond_history_is_a_gap() -> None:
@@ -306,7 +323,7 @@ class RaisingSubscriber(FakeSubscriber):
     """A subscriber with a bug: its first deliver raises; faulted, it takes nothing more
     (as a closing connection does)."""
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         if self.faults:
             return
         raise RuntimeError("a bug in one subscriber")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from support.clock import ManualClock
+from tickcast.clock import Now
 from tickcast.hub.hub import Hub
 from tickcast.hub.publisher import Discard, LocalPublisher, Publisher
 from tickcast.hub.sequencer import Sequencer
@@ -35,34 +37,44 @@ class Subscriber:
     log: list[str]
     wire: str = "w"
     received: list[bytes] = field(default_factory=list)
+    nows: list[float] = field(default_factory=list)
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.received.append(item.payload)
+        self.nows.append(now)
         self.log.append(f"deliver {item.payload.decode()}")
 
     def fault(self) -> None:
         raise AssertionError("no delivery raises here")
 
 
+class LoggedClock(ManualClock):
+    """A manual clock that notes, in the shared log, each time it is read."""
+
+    def __init__(self, log: list[str]) -> None:
+        super().__init__(wall=WALL)
+        self.log = log
+        self.passes = 0
+
+    def now(self) -> Now:
+        self.passes += 1
+        self.log.append("clock")
+        return super().now()
+
+
 class World:
-    """A hub with one subscriber on AAPL's quotes, and its publisher (a fixed wall clock)."""
+    """A hub with one subscriber on AAPL's quotes, and its publisher (a manual clock)."""
 
     def __init__(self) -> None:
         self.log: list[str] = []
         self.faults = Faults()
-        self.passes = 0
+        self.clock = LoggedClock(self.log)
         sequencer = Sequencer(EPOCH)
         codecs = {"w": lambda envelope: f"{envelope.topic}:{envelope.seq}".encode()}
         self.hub = Hub(codecs, history_size=8, faults=self.faults, sequencer=sequencer)
-        self.publisher = LocalPublisher(
-            sequencer, self.hub, self.faults, wall=lambda: WALL, on_pass=self._pass
-        )
+        self.publisher = LocalPublisher(sequencer, self.hub, self.faults, clock=self.clock)
         self.subscriber = Subscriber(self.log)
         self.hub.subscribe(self.subscriber, QUOTES_AAPL)
-
-    def _pass(self) -> None:
-        self.passes += 1
-        self.log.append("pass")
 
     def recording_tap(self, name: str) -> list[Sequence[Envelope]]:
         seen: list[Sequence[Envelope]] = []
@@ -88,9 +100,9 @@ def test_taps_see_stamped_envelopes_after_fan_out() -> None:
             Envelope(QUOTES_AAPL, 2, WALL, quote(1.1), EPOCH),
         ]
     ]
-    # one pass per batch, before the fan-out; the tap after every delivery of the batch
+    # the clock read once per batch, before the fan-out; the tap after every delivery
     assert world.log == [
-        "pass",
+        "clock",
         "deliver quotes.AAPL:1",
         "deliver quotes.AAPL:2",
         "tap first",
@@ -159,10 +171,22 @@ def test_an_empty_batch_is_not_published() -> None:
     seen = world.recording_tap("t")
     world.publisher.publish([])
     assert seen == []
-    assert world.passes == 0
+    assert world.clock.passes == 0
     assert world.hub.published == 0
 
 
 def test_discard_is_a_publisher() -> None:
     publisher: Publisher = Discard()
     publisher.publish([quote(1.0)])
+
+
+def test_a_batch_is_stamped_on_the_wall_and_delivered_at_the_monotonic_time() -> None:
+    world = World()
+    seen = world.recording_tap("t")
+    world.publisher.publish([quote(1.0)])
+    world.clock.advance(2.5)
+    world.clock.jump_wall(-3600)  # the wall clock steps back: stamps follow it, deadlines not
+    world.publisher.publish([quote(1.1)])
+    assert [batch[0].server_ts for batch in seen] == [WALL, WALL + 2.5 - 3600]
+    start = ManualClock().monotonic()
+    assert world.subscriber.nows == [start, start + 2.5]

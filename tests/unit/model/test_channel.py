@@ -88,7 +88,7 @@ class Subscriber:
     wire: str
     received: list[tuple[Encoded, str | None]] = field(default_factory=list)
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.received.append((item, key))
 
     def fault(self) -> None:

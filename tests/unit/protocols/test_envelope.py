@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
 from tickcast.model.channel import builtin
@@ -34,7 +35,15 @@ from tickcast.protocols.wire import Encoded
 
 topic_of = builtin().topic_of
 
-NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z
+NOW = 1_705_314_600.0  # 2024-01-15T10:30:00Z: the wall clock at the connect (stamps)
+M0 = 5_000.0  # the monotonic clock at the connect (deadlines)
+
+
+def at(offset: float) -> Now:
+    """``offset`` seconds after the connect, on both clocks."""
+    return Now(M0 + offset, NOW + offset)
+
+
 D = Decimal
 KNOWN = frozenset({"AAPL", "MSFT", "BTC/USDT"})
 OWNERS = {123: 7, 456: 8}
@@ -50,7 +59,7 @@ def session(
         is_known=KNOWN.__contains__,
         owner_of=OWNERS.get,
         cap=subscription_cap(max_subscriptions),
-        now=NOW,
+        now=at(0),
         auth_timeout_s=10.0,
     )
     return s
@@ -60,7 +69,10 @@ def out(s: RealtimeSession) -> list[dict[str, Any]]:
     return [json.loads(f.payload) for f in s.frames_to_send()]
 
 
-def send(s: RealtimeSession, message: Any, now: float = NOW + 1) -> list[dict[str, Any]]:
+AT_1 = at(1)
+
+
+def send(s: RealtimeSession, message: Any, now: Now = AT_1) -> list[dict[str, Any]]:
     s.receive_text(message if isinstance(message, str) else json.dumps(message), now)
     return out(s)
 
@@ -207,10 +219,20 @@ def test_anonymous_denied_must_authenticate_by_first_message_in_time() -> None:
     assert send(s, {"type": "subscribe_asset", "data": {"symbol": "AAPL"}}) == [
         error("Authentication required")
     ]
-    assert s.next_deadline() == NOW + 10
-    s.handle_timer(NOW + 10)
+    assert s.next_deadline() == M0 + 10
+    s.handle_timer(at(10))
     assert s.close_reason is CloseCode.AUTH_TIMEOUT
     assert out(s) == [error("authentication timeout", NOW + 10)]
+
+
+def test_a_wall_clock_step_neither_fires_nor_delays_the_authentication_timeout() -> None:
+    s = session(None, anonymous=False)
+    out(s)
+    s.handle_timer(Now(M0 + 9.9, NOW + 3600))  # the wall clock jumped an hour ahead
+    assert s.close_reason is None
+    s.handle_timer(Now(M0 + 10, NOW - 60))  # then a minute behind the connect
+    assert s.close_reason is CloseCode.AUTH_TIMEOUT
+    assert out(s) == [error("authentication timeout", NOW - 60)]  # stamped on the wall
 
 
 def test_first_message_auth_success_and_failure() -> None:
@@ -219,7 +241,7 @@ def test_first_message_auth_success_and_failure() -> None:
     send(s, {"type": "auth", "data": {"token": "tc_abc_def"}})
     assert s.commands_received() == [Authenticate("tc_abc_def")]
     assert send(s, {"type": "auth", "data": {"token": "again"}}) == [error("Already authenticated")]
-    s.answer(Authenticated(7), NOW + 2)
+    s.answer(Authenticated(7), at(2))
     assert out(s)[0]["data"] == {
         "status": "connected",
         "connection_id": "c-1",
@@ -232,7 +254,7 @@ def test_first_message_auth_success_and_failure() -> None:
     send(bad, {"type": "auth", "data": {"token": "forged"}})
     bad.answer(
         Refused("Invalid token: signature verification failed", CloseCode.INVALID_CREDENTIALS),
-        NOW + 2,
+        at(2),
     )
     assert bad.close_reason is CloseCode.INVALID_CREDENTIALS
     assert out(bad) == [error("Invalid token: signature verification failed", NOW + 2)]
@@ -362,7 +384,7 @@ class _Conflating:
     def __init__(self) -> None:
         self.pending: dict[object, bytes] = {}
 
-    def deliver(self, item: Encoded, key: str | None) -> None:
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         self.pending[key if key is not None else object()] = item.payload
 
 

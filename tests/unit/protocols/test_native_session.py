@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Channel, Topic
@@ -23,8 +24,17 @@ from tickcast.protocols.native.session import (
     subscription_cap,
 )
 
-#: 2023-05-01T12:34:56Z
+#: 2023-05-01T12:34:56Z: the wall clock at the connect (replies are stamped from it)
 NOW = 1_682_944_496.0
+#: the monotonic clock at the connect (deadlines are kept in it)
+M0 = 5_000.0
+
+
+def at(offset: float) -> Now:
+    """``offset`` seconds after the connect, on both clocks."""
+    return Now(M0 + offset, NOW + offset)
+
+
 KNOWN = frozenset({"AAPL", "MSFT", "TSLA", "BTC/USDT", "BRK.B"})
 DEFAULT_OPTIONS = Options()
 
@@ -38,13 +48,16 @@ def make_session(
     return MarketFeedSession(
         is_known=KNOWN.__contains__,
         cap=subscription_cap(max_subscriptions),
-        now=NOW,
+        now=at(0),
         options=options,
         idle_timeout_s=idle_timeout_s,
     )
 
 
-def send(session: MarketFeedSession, message: Any, now: float = NOW + 1) -> list[dict[str, Any]]:
+AT_1 = at(1)
+
+
+def send(session: MarketFeedSession, message: Any, now: Now = AT_1) -> list[dict[str, Any]]:
     """Send a message (a str is sent verbatim, anything else as JSON); return the replies."""
     session.receive_text(message if isinstance(message, str) else json.dumps(message), now)
     return replies(session)
@@ -229,9 +242,9 @@ def test_deeply_nested_json_returns_error_and_keeps_session_usable() -> None:
 
 def test_binary_frame_returns_error_and_keeps_session_usable() -> None:
     session = make_session()
-    session.receive_bytes(b'{"action":"ping"}', NOW + 1)
+    session.receive_bytes(b'{"action":"ping"}', at(1))
     assert replies(session) == [error(P + "binary frames are not supported; send JSON text")]
-    assert send(session, {"action": "ping"}, now=NOW + 2) == [
+    assert send(session, {"action": "ping"}, now=at(2)) == [
         {"type": "pong", "timestamp": "2023-05-01T12:34:58.000Z"}
     ]
 
@@ -501,7 +514,7 @@ def test_unsubscribe_frees_room_under_the_limit() -> None:
 
 def test_ping_returns_pong_with_iso_timestamp() -> None:
     session = make_session()
-    assert send(session, {"action": "ping"}, now=NOW + 0.789) == [
+    assert send(session, {"action": "ping"}, now=at(0.789)) == [
         {"type": "pong", "timestamp": "2023-05-01T12:34:56.789Z"}
     ]
     assert session.commands_received() == []
@@ -509,16 +522,16 @@ def test_ping_returns_pong_with_iso_timestamp() -> None:
 
 def test_replies_keep_the_order_of_requests() -> None:
     session = make_session()
-    session.receive_text('{"action":"ping"}', NOW)
-    session.receive_text("nope", NOW)
-    session.receive_text('{"action":"subscribe","symbols":["AAPL"]}', NOW)
+    session.receive_text('{"action":"ping"}', at(0))
+    session.receive_text("nope", at(0))
+    session.receive_text('{"action":"subscribe","symbols":["AAPL"]}', at(0))
     assert [r["type"] for r in replies(session)] == ["pong", "error", "subscribed"]
 
 
 def test_send_control_and_send_error_queue_control_frames() -> None:
     session = make_session()
-    session.send_control("gap", NOW, topic="trades.AAPL")
-    session.send_error("snapshot follows", NOW)
+    session.send_control("gap", at(0), topic="trades.AAPL")
+    session.send_error("snapshot follows", at(0))
     assert replies(session) == [
         {"type": "gap", "topic": "trades.AAPL"},
         error("snapshot follows"),
@@ -591,36 +604,45 @@ def test_options_select_the_wire_format() -> None:
 def test_no_timers_means_no_deadline() -> None:
     session = make_session()
     assert session.next_deadline() is None
-    session.handle_timer(NOW + 1_000_000)
+    session.handle_timer(at(1_000_000))
     assert session.frames_to_send() == []
     assert session.close_reason is None
 
 
 def test_heartbeat_timer_emits_heartbeats_at_the_right_time() -> None:
     session = make_session(options=Options(heartbeat_s=30.0))
-    assert session.next_deadline() == NOW + 30
-    session.handle_timer(NOW + 29.999)
+    assert session.next_deadline() == M0 + 30
+    session.handle_timer(at(29.999))
     assert session.frames_to_send() == []
-    session.handle_timer(NOW + 30.25)
+    session.handle_timer(at(30.25))
     assert replies(session) == [{"type": "heartbeat", "timestamp": "2023-05-01T12:35:26.250Z"}]
-    assert session.next_deadline() == NOW + 60.25
-    session.handle_timer(NOW + 60.25)
+    assert session.next_deadline() == M0 + 60.25
+    session.handle_timer(at(60.25))
     assert replies(session) == [{"type": "heartbeat", "timestamp": "2023-05-01T12:35:56.250Z"}]
     assert session.close_reason is None
 
 
+def test_a_wall_clock_step_neither_fires_nor_delays_a_heartbeat_and_stamps_it() -> None:
+    session = make_session(options=Options(heartbeat_s=30.0))
+    session.handle_timer(Now(M0 + 29.9, NOW + 3600))  # the wall clock jumped an hour ahead
+    assert session.frames_to_send() == []
+    session.handle_timer(Now(M0 + 30, NOW - 60))  # then a minute behind the connect
+    assert replies(session) == [{"type": "heartbeat", "timestamp": "2023-05-01T12:33:56.000Z"}]
+    assert session.next_deadline() == M0 + 60
+
+
 def test_client_messages_do_not_delay_heartbeats() -> None:
     session = make_session(options=Options(heartbeat_s=30.0))
-    send(session, {"action": "ping"}, now=NOW + 20)
-    assert session.next_deadline() == NOW + 30
+    send(session, {"action": "ping"}, now=at(20))
+    assert session.next_deadline() == M0 + 30
 
 
 def test_idle_timeout_sets_close_reason_3008() -> None:
     session = make_session(idle_timeout_s=60.0)
-    assert session.next_deadline() == NOW + 60
-    session.handle_timer(NOW + 59.9)
+    assert session.next_deadline() == M0 + 60
+    session.handle_timer(at(59.9))
     assert session.close_reason is None
-    session.handle_timer(NOW + 60)
+    session.handle_timer(at(60))
     assert session.close_reason is CloseCode.IDLE_TIMEOUT
     assert session.close_reason == 3008
 
@@ -628,29 +650,29 @@ def test_idle_timeout_sets_close_reason_3008() -> None:
 @pytest.mark.parametrize(
     "activity",
     [
-        lambda s: s.receive_text('{"action":"ping"}', NOW + 10),
-        lambda s: s.receive_text("garbage", NOW + 10),
-        lambda s: s.receive_bytes(b"\x00", NOW + 10),
+        lambda s: s.receive_text('{"action":"ping"}', at(10)),
+        lambda s: s.receive_text("garbage", at(10)),
+        lambda s: s.receive_bytes(b"\x00", at(10)),
     ],
     ids=["message", "malformed message", "binary frame"],
 )
 def test_any_client_frame_resets_the_idle_timer(activity: Any) -> None:
     session = make_session(idle_timeout_s=60.0)
     activity(session)
-    assert session.next_deadline() == NOW + 70
-    session.handle_timer(NOW + 69)
+    assert session.next_deadline() == M0 + 70
+    session.handle_timer(at(69))
     assert session.close_reason is None
-    session.handle_timer(NOW + 70)
+    session.handle_timer(at(70))
     assert session.close_reason is CloseCode.IDLE_TIMEOUT
 
 
 def test_next_deadline_is_the_earlier_of_idle_and_heartbeat() -> None:
     session = make_session(options=Options(heartbeat_s=30.0), idle_timeout_s=45.0)
-    assert session.next_deadline() == NOW + 30
-    session.handle_timer(NOW + 30)
+    assert session.next_deadline() == M0 + 30
+    session.handle_timer(at(30))
     assert replies(session)[0]["type"] == "heartbeat"
-    assert session.next_deadline() == NOW + 45  # idle (NOW+45) before heartbeat (NOW+60)
-    session.handle_timer(NOW + 45)
+    assert session.next_deadline() == M0 + 45  # idle (+45) before heartbeat (+60)
+    session.handle_timer(at(45))
     assert session.close_reason is CloseCode.IDLE_TIMEOUT
     assert session.frames_to_send() == []
 
@@ -719,8 +741,8 @@ def test_other_fronts_channels_are_not_market_feed_channels(channel: str) -> Non
 def test_a_resume_gap_is_answered_with_a_reset_in_the_clients_form() -> None:
     session = make_session()
     bare = ResumeGap(t("AAPL"), 99, 12, "history_gap", None)
-    session.answer(bare, NOW)
-    session.answer(ResumeGap(t("AAPL"), 41, 3, "epoch_changed", "e2"), NOW)
+    session.answer(bare, at(0))
+    session.answer(ResumeGap(t("AAPL"), 41, 3, "epoch_changed", "e2"), at(0))
     assert replies(session) == [
         {
             "type": "reset",
@@ -744,6 +766,6 @@ def test_a_resume_gap_is_answered_with_a_reset_in_the_clients_form() -> None:
 
 def test_a_refused_answer_is_an_error_and_a_close() -> None:
     session = make_session()
-    session.answer(Refused("Not allowed", CloseCode.FORBIDDEN), NOW)
+    session.answer(Refused("Not allowed", CloseCode.FORBIDDEN), at(0))
     assert replies(session) == [error("Not allowed")]
     assert session.close_reason is CloseCode.FORBIDDEN

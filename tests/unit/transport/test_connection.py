@@ -6,8 +6,9 @@ buffer is above the high-water mark), ``limited`` (what ``peer_limited`` answers
 when the kernel holds data the peer has not let it send, False when the peer takes what
 the kernel has, None when the socket cannot tell) and ``capacity`` (bytes written after
 which it stops being writable) are the test's to set. The pump is the real one, with a
-window long enough that it never fires during a test; the test sets ``pump.now`` as the
-node does before each publish pass, and the stall clock as the loop monitor would.
+window long enough that it never fires during a test, on a manual clock the test moves
+(``clock.advance``); each delivery comes at the clock's monotonic time, as the hub hands
+a publish pass's ``now``, and the test sets the stall clock as the loop monitor would.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from collections.abc import AsyncIterator, Callable, Sequence
 
 import pytest
 
+from support.clock import ManualClock
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
-from tickcast.hub.pump import Pump
+from tickcast.hub.pump import Pump, Pumps
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Trade
 from tickcast.model.topic import Channel, Topic
 from tickcast.observability.stats import Stats
+from tickcast.protocols.base import Authenticated
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import frame_header
 from tickcast.transport.connection import (
@@ -80,9 +84,9 @@ class FakeSocket:
 class Session:
     close_reason = None
 
-    def receive_text(self, data: str, now: float) -> None: ...
-    def receive_bytes(self, data: bytes, now: float) -> None: ...
-    def handle_timer(self, now: float) -> None: ...
+    def receive_text(self, data: str, now: Now) -> None: ...
+    def receive_bytes(self, data: bytes, now: Now) -> None: ...
+    def handle_timer(self, now: Now) -> None: ...
     def next_deadline(self) -> float | None:
         return None
 
@@ -102,11 +106,20 @@ def quote(symbol: str, i: int) -> Encoded:
 
 
 @pytest.fixture
-async def pump() -> AsyncIterator[Pump]:
-    pump = Pump(window_s=10.0)
-    pump.now = pump.loop.time()
-    yield pump
-    pump.close()
+def clock() -> ManualClock:
+    return ManualClock()
+
+
+@pytest.fixture
+async def pumps(clock: ManualClock) -> AsyncIterator[Pumps]:
+    pumps = Pumps(clock)
+    yield pumps
+    pumps.close()
+
+
+@pytest.fixture
+def pump(pumps: Pumps) -> Pump:
+    return pumps.get(10.0)
 
 
 def connect(pump: Pump, *, max_bytes: int = 1000, timeout_s: float = 2.0) -> Connection:
@@ -124,6 +137,11 @@ def connect(pump: Pump, *, max_bytes: int = 1000, timeout_s: float = 2.0) -> Con
     )
 
 
+def put(conn: Connection, item: Encoded, key: str | None = None) -> None:
+    """What the hub does in a publish pass: deliver at the pass's (the clock's) time."""
+    conn.deliver(item, key, conn.clock.monotonic())
+
+
 def sock_of(connection: Connection) -> FakeSocket:
     sock = connection.sock
     assert isinstance(sock, FakeSocket)
@@ -133,7 +151,7 @@ def sock_of(connection: Connection) -> FakeSocket:
 def block(conn: Connection) -> None:
     """The pump finds the socket blocked (the kernel will take no more)."""
     sock_of(conn).writable = False
-    conn.flush(conn.pump.now, force=True)
+    conn.flush(conn.clock.monotonic(), force=True)
 
 
 # -- the gateway's own backlog
@@ -144,7 +162,7 @@ async def test_over_budget_while_the_socket_takes_data_is_written_out_not_closed
 ) -> None:
     conn = connect(pump, max_bytes=1000)
     for i in range(100):  # ~9 KB in one pass: the gateway's burst, not the client's fault
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
     sock = sock_of(conn)
     assert sock.closed is None
     assert conn.stats.write_throughs >= 8
@@ -157,21 +175,21 @@ async def test_blocked_only_by_this_pass_own_writes_is_not_slow(pump: Pump) -> N
     sock = sock_of(conn)
     sock.capacity = 2000  # the kernel takes 2 KB, then the socket blocks, in this pass
     for i in range(60):  # ~5.5 KB: past the budget once the socket has blocked
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
     assert sock.closed is None
     assert conn.outbox.pending_bytes > 1000  # kept past the budget: not the client's fault
     assert sock.trades_written() + len(conn.outbox) == 60
 
 
 async def test_over_budget_while_the_peer_does_not_read_since_an_earlier_pass_is_slow(
-    pump: Pump,
+    pump: Pump, clock: ManualClock
 ) -> None:
     conn = connect(pump, max_bytes=1000)
     sock = sock_of(conn)
     block(conn)
-    pump.now += 0.1  # the next publish pass
+    clock.advance(0.1)  # the next publish pass
     for i in range(20):
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
         if sock.closed:
             break
     assert sock.closed is not None
@@ -182,33 +200,35 @@ async def test_over_budget_while_the_peer_does_not_read_since_an_earlier_pass_is
     assert len(reason.encode()) <= 123
     assert conn.stats.slow_closes == 1
     assert len(conn.outbox) == 0  # nothing more is queued for it
-    conn.deliver(trade(99), None)
+    put(conn, trade(99), None)
     assert len(conn.outbox) == 0
 
 
-async def test_a_socket_that_cannot_tell_is_taken_at_its_word(pump: Pump) -> None:
+async def test_a_socket_that_cannot_tell_is_taken_at_its_word(
+    pump: Pump, clock: ManualClock
+) -> None:
     conn = connect(pump, max_bytes=1000)
     sock = sock_of(conn)
     sock.limited = None  # plain ASGI, not Linux: no kernel to ask
     block(conn)
-    pump.now += 0.1
+    clock.advance(0.1)
     for i in range(20):
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
     assert sock.closed is not None
     assert sock.closed[1].startswith("slow consumer: ")
 
 
 async def test_over_budget_while_the_peer_reads_is_kept_up_to_the_overload_cap(
-    pump: Pump,
+    pump: Pump, clock: ManualClock
 ) -> None:
     conn = connect(pump, max_bytes=1000)
     sock = sock_of(conn)
     sock.limited = False  # the kernel sends what it gets: the gateway is slow to write
     block(conn)
-    pump.now += 0.1
+    clock.advance(0.1)
     i = 0
     while sock.closed is None and i < 1000:
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
         i += 1
     # Kept past its budget, up to OVERLOAD_FACTOR times it, then closed as the last
     # resort, with its own reason and counter: it was not a slow consumer.
@@ -224,77 +244,81 @@ async def test_over_budget_while_the_peer_reads_is_kept_up_to_the_overload_cap(
 
 
 async def test_blocked_longer_than_the_timeout_with_reliable_data_waiting_is_slow(
-    pump: Pump,
+    pump: Pump, clock: ManualClock
 ) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
     block(conn)
-    start = pump.now
-    pump.now = start + 1.9
-    conn.deliver(trade(1), None)
+    start = clock.monotonic()
+    clock.advance_to(start + 1.9)
+    put(conn, trade(1), None)
     assert sock.closed is None
-    pump.now = start + 2.1
-    conn.deliver(trade(2), None)
+    clock.advance_to(start + 2.1)
+    put(conn, trade(2), None)
     assert sock.closed is not None
     assert sock.closed[1] == "slow consumer: 2.1 s behind"
 
 
-async def test_a_blocked_socket_whose_peer_reads_restarts_the_clock(pump: Pump) -> None:
+async def test_a_blocked_socket_whose_peer_reads_restarts_the_clock(
+    pump: Pump, clock: ManualClock
+) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
     sock.limited = False  # the transport is full, but the kernel has nothing unsent
     block(conn)
-    start = pump.now
-    pump.now = start + 2.5
-    conn.deliver(trade(1), None)
+    start = clock.monotonic()
+    clock.advance_to(start + 2.5)
+    put(conn, trade(1), None)
     assert sock.closed is None  # the gateway's lag: counting starts again from here
     sock.limited = True  # now the peer stops reading
-    pump.now = start + 4.0
-    conn.deliver(trade(2), None)
+    clock.advance_to(start + 4.0)
+    put(conn, trade(2), None)
     assert sock.closed is None  # 1.5 s since the restart
-    pump.now = start + 4.6
-    conn.deliver(trade(3), None)
+    clock.advance_to(start + 4.6)
+    put(conn, trade(3), None)
     assert sock.closed is not None
 
 
 async def test_time_the_gateway_itself_stalled_does_not_count_against_the_client(
-    pump: Pump,
+    pump: Pump, clock: ManualClock, pumps: Pumps
 ) -> None:
     stalled = [0.0]
-    pump.stall_clock = lambda now: stalled[0]
+    pumps.stall_clock = lambda now: stalled[0]
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
     block(conn)
-    start = pump.now
+    start = clock.monotonic()
     stalled[0] = 1.5  # the loop stood still for 1.5 s of that time
-    pump.now = start + 3.0
-    conn.deliver(trade(1), None)
+    clock.advance_to(start + 3.0)
+    put(conn, trade(1), None)
     assert sock.closed is None
-    pump.now = start + 3.6
-    conn.deliver(trade(2), None)
+    clock.advance_to(start + 3.6)
+    put(conn, trade(2), None)
     assert sock.closed is not None
 
 
-async def test_a_client_that_drains_in_time_is_never_slow(pump: Pump) -> None:
+async def test_a_client_that_drains_in_time_is_never_slow(pump: Pump, clock: ManualClock) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=2.0)
     sock = sock_of(conn)
     for second in range(10):
         block(conn)
-        pump.now += 1.5
-        conn.deliver(trade(second), None)
+        clock.advance(1.5)
+        put(conn, trade(second), None)
         sock.drained()  # it reads before 2 s pass, every time
     assert sock.closed is None
     assert conn.stats.slow_closes == 0
 
 
-async def test_a_blocked_quotes_only_client_is_kept_and_conflated(pump: Pump) -> None:
+async def test_a_blocked_quotes_only_client_is_kept_and_conflated(
+    pump: Pump, clock: ManualClock
+) -> None:
     conn = connect(pump, max_bytes=1000, timeout_s=2.0)
     sock = sock_of(conn)
     block(conn)
     for i in range(1000):
-        pump.now += 0.01
+        clock.advance(0.01)
         for symbol in ("AAPL", "MSFT"):
-            conn.deliver(quote(symbol, i), f"quotes.{symbol}")
+            put(conn, quote(symbol, i), f"quotes.{symbol}")
     assert sock.closed is None  # 10 s blocked, yet its backlog is two quotes
     assert len(conn.outbox) == 2
     assert conn.outbox.conflated == 1998
@@ -309,7 +333,7 @@ async def test_a_flush_writes_chunks_while_the_socket_takes_them_then_waits(pump
     sock.writable = False
     block(conn)
     for i in range(3000):  # ~270 KB queued behind a blocked socket
-        conn.deliver(trade(i), None)
+        put(conn, trade(i), None)
     sock.capacity = 2 * WRITE_CHUNK_BYTES  # it will take two chunks, then block again
     sock.drained()
     written = b"".join(sock.written)
@@ -322,12 +346,14 @@ async def test_a_flush_writes_chunks_while_the_socket_takes_them_then_waits(pump
     assert len(conn.outbox) == 0
 
 
-async def test_the_slow_close_counts_an_abort_when_the_socket_reports_one(pump: Pump) -> None:
+async def test_the_slow_close_counts_an_abort_when_the_socket_reports_one(
+    pump: Pump, clock: ManualClock
+) -> None:
     conn = connect(pump, max_bytes=0, timeout_s=1.0)
     sock = sock_of(conn)
     block(conn)
-    pump.now += 5
-    conn.deliver(trade(1), None)
+    clock.advance(5)
+    put(conn, trade(1), None)
     assert sock.on_abort is not None
     sock.on_abort()
     assert conn.stats.slow_aborts == 1
@@ -347,15 +373,15 @@ class BrokenTimerSession(Session):
     def next_deadline(self) -> float | None:
         return 0.0  # due at once
 
-    def handle_timer(self, now: float) -> None:
+    def handle_timer(self, now: Now) -> None:
         raise RuntimeError("a bug in a session timer")
 
 
-def test_a_faulted_connection_is_closed_1011_and_takes_nothing_more(pump: Pump) -> None:
+async def test_a_faulted_connection_is_closed_1011_and_takes_nothing_more(pump: Pump) -> None:
     conn = connect(pump)
-    conn.deliver(trade(1), None)
+    put(conn, trade(1), None)
     conn.fault()
-    conn.deliver(trade(2), None)
+    put(conn, trade(2), None)
     assert sock_of(conn).closed == (1011, "internal error")
     assert len(conn.outbox) == 0
     assert sock_of(conn).written == []
@@ -386,6 +412,86 @@ async def test_a_raising_command_handler_closes_1011_and_is_counted(pump: Pump) 
     assert pump.faults.counts == {"command": 1}
 
 
+# -- time: monotonic for deadlines, wall for stamps, both from the injected clock
+
+
+class TimedSession(Session):
+    """A session with a deadline 30 s after it was made; it notes when it was called."""
+
+    def __init__(self, clock: ManualClock) -> None:
+        self.deadline = clock.monotonic() + 30
+        self.calls: list[tuple[str, Now]] = []
+
+    def next_deadline(self) -> float | None:
+        return self.deadline
+
+    def handle_timer(self, now: Now) -> None:
+        self.calls.append(("timer", now))
+
+    def answer(self, reply: object, now: Now) -> None:
+        self.calls.append(("answer", now))
+
+
+async def test_a_session_timer_is_set_from_the_delay_on_the_injected_clock(
+    pump: Pump, clock: ManualClock
+) -> None:
+    """The manual clock's monotonic origin is unlike the loop's: a timer set against the
+    loop's own clock (``call_at(deadline)``) would be decades off."""
+    conn = connect(pump)
+    session = conn.session = TimedSession(clock)
+    clock.jump_wall(-3600)  # the wall clock plays no part in a deadline
+    loop = pump.loop
+    before = loop.time()
+    conn.poke()
+    after = loop.time()
+    timer = conn._timer
+    assert timer is not None
+    assert before + 30 <= timer.when() <= after + 30
+    clock.advance(30)
+    conn._on_timer()  # what the loop calls
+    assert session.calls == [("timer", clock.now())]
+
+
+async def test_answer_and_latency_read_the_injected_clock(pump: Pump, clock: ManualClock) -> None:
+    seen: list[float] = []
+    conn = Connection(
+        sock=FakeSocket(),
+        session=TimedSession(clock),
+        wire="json",
+        array=False,
+        outbox=Outbox(pump.window_s, 10, 0, size=payload_size),
+        pump=pump,
+        stats=Stats(),
+        on_commands=lambda _c, _cmds: None,
+        on_close=lambda _c: None,
+        latency=seen.append,
+    )
+    conn.answer(Authenticated(7))
+    assert conn.session.calls == [("answer", clock.now())]  # type: ignore[attr-defined]
+    put(conn, Encoded(b"{}", ts=clock.wall() - 0.25))
+    conn.flush_now()
+    assert seen == [0.25]  # the wall clock, against the item's wall stamp
+
+
+async def test_a_connection_needs_the_pump_of_its_outboxs_window(pumps: Pumps) -> None:
+    def connection(outbox_window_s: float, pump: Pump) -> Connection:
+        return Connection(
+            sock=FakeSocket(),
+            session=Session(),
+            wire="json",
+            array=False,
+            outbox=Outbox(outbox_window_s, 10, 0, size=payload_size),
+            pump=pump,
+            stats=Stats(),
+            on_commands=lambda _c, _cmds: None,
+            on_close=lambda _c: None,
+        )
+
+    with pytest.raises(ValueError, match="window"):
+        connection(0.05, pumps.get(0.0))  # its deadlines would sit in another window's FIFO
+    assert connection(0.05, pumps.get(0.05)).pump is pumps.get(0.05)
+
+
 # -- what goes on the wire
 
 
@@ -397,9 +503,9 @@ async def test_the_same_frame_object_is_written_to_every_subscriber(pump: Pump) 
     conns = [connect(pump) for _ in range(3)]
     for conn in conns:
         hub.subscribe(conn, Topic(Channel.TRADES, "AAPL"))
-    hub.publish([Trade("AAPL", 1.0, 1.0, 1.7e9, "test", "t1")], server_ts=1.7e9)
+    hub.publish([Trade("AAPL", 1.0, 1.0, 1.7e9, "test", "t1")], 1.7e9, pump.clock.monotonic())
     for conn in conns:
-        conn.flush(pump.now, force=True)
+        conn.flush_now()
     written = [sock_of(conn).written for conn in conns]
     assert written[0] == [frame_header(9) + b'{"seq":1}']
     # encoded once, framed once: one write per connection, of the one frame object
@@ -413,20 +519,20 @@ async def test_a_headed_item_goes_out_head_then_body_on_every_path(pump: Pump) -
     assert payload_size(item) == len(message)  # what the outbox budget counts
 
     raw = connect(pump)
-    raw.deliver(item, None)
-    raw.flush(pump.now, force=True)
+    put(raw, item, None)
+    raw.flush_now()
     assert sock_of(raw).written == [frame_header(len(message)) + message]
 
     framed_by_socket = connect(pump)  # compression or plain ASGI: the socket frames
     sock_of(framed_by_socket).raw = False
-    framed_by_socket.deliver(item, None)
-    framed_by_socket.flush(pump.now, force=True)
+    put(framed_by_socket, item, None)
+    framed_by_socket.flush_now()
     assert sock_of(framed_by_socket).written == [message]
 
     array = connect(pump)
     array.array = True
     sock_of(array).raw = False
-    array.deliver(item, None)
-    array.deliver(Encoded(b"ctl", control=True, head=b"H:"), None)
-    array.flush(pump.now, force=True)
+    put(array, item, None)
+    put(array, Encoded(b"ctl", control=True, head=b"H:"), None)
+    array.flush_now()
     assert sock_of(array).written == [b"[" + message + b"]", b"H:ctl"]

@@ -20,6 +20,10 @@ Client messages (Front 2, docs/realtime.md)::
     {"type": "unsubscribe_positions", "data": {"portfolio_id": 123}}
     {"type": "auth", "data": {"token": "<JWT or API key>"}}            (first message)
 
+Time is passed in as ``now`` (a ``tickcast.clock.Now``): its monotonic ``mono`` for the
+deadlines (authentication and idle timeouts), its ``wall`` for the ``timestamp`` every
+reply carries.
+
 Fields are read from ``data``, or from the message itself when a client puts them there.
 ``subscribe_positions`` (the live positions of a portfolio, ``positions_update``) is an
 extension of the original protocol.
@@ -34,6 +38,7 @@ from typing import Any, Final
 import msgspec
 
 from tickcast.auth.limits import SubscriptionCap
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.model.topic import Channel, Topic
@@ -78,7 +83,8 @@ class RealtimeSession:
         owner_of: the owner of a portfolio id, or None when there is no such portfolio.
         cap: topics per connection, and the refusal's wording (``subscription_cap``).
         max_subscriptions: instead of ``cap``: the cap in this protocol's words.
-        now: wall-clock epoch seconds at connect.
+        now: the time of the connect (the authentication and idle clocks start at
+            ``now.mono``; the announcement is stamped ``now.wall``).
         idle_timeout_s: close with 3008 when the client sends nothing for this long
             (0 disables).
     """
@@ -91,7 +97,7 @@ class RealtimeSession:
         anonymous_allowed: bool,
         is_known: Callable[[str], bool],
         owner_of: Callable[[int], int | None],
-        now: float,
+        now: Now,
         cap: SubscriptionCap | None = None,
         max_subscriptions: int | None = None,
         auth_timeout_s: float = 10.0,
@@ -108,10 +114,11 @@ class RealtimeSession:
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
-        self._last_received = now
+        # monotonic seconds
+        self._last_received = now.mono
         self._auth_pending = False
         self._auth_deadline = (
-            now + auth_timeout_s if user_id is None and not anonymous_allowed else None
+            now.mono + auth_timeout_s if user_id is None and not anonymous_allowed else None
         )
         self._announce(now)
 
@@ -121,15 +128,15 @@ class RealtimeSession:
 
     # -- sans-I/O surface
 
-    def receive_text(self, data: str, now: float) -> None:
-        self._last_received = now
+    def receive_text(self, data: str, now: Now) -> None:
+        self._last_received = now.mono
         try:
             self._handle(data, now)
         except (InvalidMessage, LimitExceeded) as exc:
             self.send_error(str(exc), now)
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
-        self._last_received = now
+    def receive_bytes(self, data: bytes, now: Now) -> None:
+        self._last_received = now.mono
         self.send_error("binary frames are not supported; send JSON text", now)
 
     def frames_to_send(self) -> list[Encoded]:
@@ -140,10 +147,11 @@ class RealtimeSession:
         commands, self._commands = self._commands, []
         return commands
 
-    def handle_timer(self, now: float) -> None:
-        if self._auth_deadline is not None and now >= self._auth_deadline:
+    def handle_timer(self, now: Now) -> None:
+        mono = now.mono
+        if self._auth_deadline is not None and mono >= self._auth_deadline:
             self._close(CloseCode.AUTH_TIMEOUT, "authentication timeout", now)
-        elif self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
+        elif self.idle_timeout_s and mono >= self._last_received + self.idle_timeout_s:
             self.close_reason = CloseCode.IDLE_TIMEOUT
 
     def next_deadline(self) -> float | None:
@@ -157,15 +165,15 @@ class RealtimeSession:
         ]
         return min(deadlines) if deadlines else None
 
-    def send_error(self, message: str, now: float) -> None:
-        self._frames.append(Encoded(codec.error(message, now), control=True))
+    def send_error(self, message: str, now: Now) -> None:
+        self._frames.append(Encoded(codec.error(message, now.wall), control=True))
 
     def release(self, topics: Iterable[Topic]) -> None:
         self.topics.difference_update(topics)
 
     # -- the driver's answers
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         """``Authenticated``: the credentials were good, announce the new state.
         ``Refused``: they were refused (3500, 3501, 3001...) or could not be checked
         (1013 / 1011): say why and close. A ``ResumeGap`` cannot happen: this protocol
@@ -181,20 +189,20 @@ class RealtimeSession:
 
     # -- message handling
 
-    def _announce(self, now: float) -> None:
+    def _announce(self, now: Now) -> None:
         data = {
             "status": "connected",
             "connection_id": self.connection_id,
             "authenticated": self.authenticated,
             "user_id": self.user_id,
         }
-        self._frames.append(Encoded(codec.message("connection", data, now), control=True))
+        self._frames.append(Encoded(codec.message("connection", data, now.wall), control=True))
 
-    def _close(self, code: CloseCode, message: str, now: float) -> None:
+    def _close(self, code: CloseCode, message: str, now: Now) -> None:
         self.send_error(message, now)
         self.close_reason = code
 
-    def _handle(self, data: str, now: float) -> None:
+    def _handle(self, data: str, now: Now) -> None:
         try:
             message = _decode(data)
         except (msgspec.DecodeError, RecursionError):
@@ -208,7 +216,7 @@ class RealtimeSession:
         if not isinstance(body, dict):
             raise InvalidMessage("Invalid message: 'data' must be an object")
         if type_ == "ping":
-            self._frames.append(Encoded(codec.message("pong", {}, now), control=True))
+            self._frames.append(Encoded(codec.message("pong", {}, now.wall), control=True))
         elif type_ == "auth":
             self._auth(body)
         elif type_ in ("subscribe_asset", "unsubscribe_asset"):

@@ -5,9 +5,10 @@ message; replies (subscribed, unsubscribed, pong, error) are collected for
 ``frames_to_send()`` and the subscription changes, as ``protocols.base`` commands, for
 ``commands_received()``, which the driver applies to the hub. The front answers a resume
 it cannot replay with ``answer(ResumeGap)``, and the session writes the ``reset``. Time
-is passed in as ``now``: wall-clock epoch seconds, used both for timestamps and for
-deadlines. Every malformed message gets ``{"type": "error", "message": ...}`` and leaves
-the session usable.
+is passed in as ``now`` (a ``tickcast.clock.Now``): its monotonic ``mono`` for the
+deadlines (idle timeout, heartbeats), its ``wall`` for the timestamps replies carry.
+Every malformed message gets ``{"type": "error", "message": ...}`` and leaves the
+session usable.
 
 Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
 
@@ -28,6 +29,7 @@ from urllib.parse import parse_qsl
 import msgspec
 
 from tickcast.auth.limits import SUBSCRIPTION_CAP_MESSAGE, SubscriptionCap
+from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.model.envelope import ResumePoint
@@ -118,7 +120,7 @@ class MarketFeedSession:
         cap: topics (symbol x channel) one connection may hold, and the refusal's
             wording (``subscription_cap``).
         max_subscriptions: instead of ``cap``: the cap in this protocol's words.
-        now: wall-clock epoch seconds at connect.
+        now: the time of the connect (the idle and heartbeat clocks start at ``now.mono``).
         options: from the URL (see ``Options``).
         idle_timeout_s: close with 3008 when the client sends nothing for this long;
             0 disables it.
@@ -141,7 +143,7 @@ class MarketFeedSession:
         self,
         *,
         is_known: Callable[[str], bool],
-        now: float,
+        now: Now,
         cap: SubscriptionCap | None = None,
         max_subscriptions: int | None = None,
         options: Options = _DEFAULT_OPTIONS,
@@ -155,14 +157,15 @@ class MarketFeedSession:
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
-        self._last_received = now
-        self._next_heartbeat = now + options.heartbeat_s if options.heartbeat_s else None
+        # monotonic seconds
+        self._last_received = now.mono
+        self._next_heartbeat = now.mono + options.heartbeat_s if options.heartbeat_s else None
 
     # -- sans-I/O surface
 
-    def receive_text(self, data: str, now: float) -> None:
+    def receive_text(self, data: str, now: Now) -> None:
         """Handle one text message from the client."""
-        self._last_received = now
+        self._last_received = now.mono
         try:
             self._handle(data, now)
         except InvalidMessage as exc:
@@ -170,17 +173,18 @@ class MarketFeedSession:
         except LimitExceeded as exc:
             self.send_error(str(exc), now)
 
-    def receive_bytes(self, data: bytes, now: float) -> None:
-        self._last_received = now
+    def receive_bytes(self, data: bytes, now: Now) -> None:
+        self._last_received = now.mono
         self.send_error(f"{INVALID}: binary frames are not supported; send JSON text", now)
 
-    def handle_timer(self, now: float) -> None:
-        if self.idle_timeout_s and now >= self._last_received + self.idle_timeout_s:
+    def handle_timer(self, now: Now) -> None:
+        mono = now.mono
+        if self.idle_timeout_s and mono >= self._last_received + self.idle_timeout_s:
             self.close_reason = CloseCode.IDLE_TIMEOUT
             return
-        if self._next_heartbeat is not None and now >= self._next_heartbeat:
-            self._frames.append(Encoded(codec.control("heartbeat", now), control=True))
-            self._next_heartbeat = now + self.options.heartbeat_s
+        if self._next_heartbeat is not None and mono >= self._next_heartbeat:
+            self._frames.append(Encoded(codec.control("heartbeat", now.wall), control=True))
+            self._next_heartbeat = mono + self.options.heartbeat_s
 
     def next_deadline(self) -> float | None:
         deadlines = [
@@ -201,11 +205,11 @@ class MarketFeedSession:
         commands, self._commands = self._commands, []
         return commands
 
-    def send_error(self, message: str, now: float = 0.0) -> None:
+    def send_error(self, message: str, now: Now) -> None:
         """Queue ``{"type": "error", "message": ...}`` (the wire carries no time)."""
         self._frames.append(Encoded(codec.error(message), control=True))
 
-    def answer(self, reply: Reply, now: float) -> None:
+    def answer(self, reply: Reply, now: Now) -> None:
         """A ``ResumeGap`` becomes a ``reset`` (the front queues the snapshot after it);
         a ``Refused`` is an error and a close. The market feed never asks to
         authenticate, so an ``Authenticated`` changes nothing."""
@@ -218,12 +222,12 @@ class MarketFeedSession:
     def release(self, topics: Iterable[Topic]) -> None:
         self.topics.difference_update(topics)
 
-    def send_control(self, type_: str, now: float, **fields: Any) -> None:
-        self._frames.append(Encoded(codec.control(type_, now, **fields), control=True))
+    def send_control(self, type_: str, now: Now, **fields: Any) -> None:
+        self._frames.append(Encoded(codec.control(type_, now.wall, **fields), control=True))
 
     # -- message handling
 
-    def _handle(self, data: str, now: float) -> None:
+    def _handle(self, data: str, now: Now) -> None:
         try:
             message = _decode(data)
         except (msgspec.DecodeError, RecursionError):  # RecursionError: absurd nesting
