@@ -24,6 +24,7 @@ import pytest
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
+from support.publishing import stamp_and_fan_out
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
 from tickcast.clock import Now
@@ -193,7 +194,7 @@ def market_client(name: str, front: WebSocketFront, query: str, t: Transcript) -
 def publish(node: Node, t: Transcript, events: list[Event], *clients: Client) -> None:
     """One publish pass, then the pump's flush of every connection."""
     t.note(f"publish {', '.join(type(e).__name__ + ' ' + e.symbol for e in events)}")
-    node.hub.publish(events, SERVER_TS, node.clock.monotonic())
+    stamp_and_fan_out(node.hub, events, SERVER_TS, node.clock.monotonic())
     for client in clients:
         client.connection.flush_now()
         client.collect()

@@ -38,7 +38,7 @@ from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
-from tickcast.model.topic import Event, Topic
+from tickcast.model.topic import Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
 
@@ -140,13 +140,7 @@ class Hub:
         last = self._last.get(str(topic))
         return 0 if last is None else last.seq
 
-    # -- publish
-
-    def publish(self, events: Iterable[Event], server_ts: float, now: float = 0.0) -> None:
-        """Stamp a batch with ``server_ts`` (epoch seconds UTC) and fan it out at ``now``
-        (monotonic; tests and tools: producers publish through ``hub/publisher.py``, which
-        reads its clock and also calls the taps)."""
-        self.fan_out(self.sequencer.stamp(events, server_ts), now)
+    # -- fan-out (producers publish through ``hub/publisher.py``, which stamps first)
 
     def fan_out(self, envelopes: Iterable[Envelope], now: float) -> None:
         """Record and deliver envelopes already stamped with ``(epoch, seq)``; ``now`` is

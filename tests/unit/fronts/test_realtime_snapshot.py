@@ -20,6 +20,7 @@ import pytest
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
+from support.publishing import stamp_and_fan_out
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
 from tickcast.config.settings import Settings
@@ -141,7 +142,7 @@ async def test_a_fresh_value_is_published_with_its_own_seq(
     realtime = front(node, service)
     service.on_market([Quote("AAPL", 189.99, 190.01, 1.0, 1.0, 190.0, 1.0, LONG_AGO, "t")])
     hub = node.hub
-    hub.publish([service.asset_update("AAPL")], LONG_AGO)  # seq 1, stale at once
+    stamp_and_fan_out(hub, [service.asset_update("AAPL")], LONG_AGO)  # seq 1, stale at once
     assert hub.latest_seq(ASSETS_AAPL) == 1
 
     first = subscriber(realtime)
@@ -173,7 +174,7 @@ async def test_a_cached_value_younger_than_the_timeout_is_queued_as_it_is(
     node, service = gateway
     realtime = front(node, service, cache_timeout_s=5.0, clock=NOW + 5.0)
     service.on_market([Quote("AAPL", 189.99, 190.01, 1.0, 1.0, 190.0, 1.0, NOW, "t")])
-    node.hub.publish([service.asset_update("AAPL")], NOW)  # seq 1, 5 s old for the front
+    stamp_and_fan_out(node.hub, [service.asset_update("AAPL")], NOW)  # seq 1, 5 s old for the front
 
     connection = subscriber(realtime)
     subscribe_asset(connection)

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from support.publishing import stamp_and_fan_out
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Hub, Overlap
 from tickcast.hub.sequencer import Sequencer
@@ -76,8 +77,10 @@ def test_seq_per_topic_starts_at_one_and_increments_by_one(
     sub = FakeSubscriber("a")
     hub.subscribe(sub, QUOTES_AAPL)
     hub.subscribe(sub, Topic(Channel.QUOTES, "MSFT"))
-    hub.publish([quote("AAPL", 1.0), quote("MSFT", 2.0), quote("AAPL", 1.1)], server_ts=TS)
-    hub.publish([quote("AAPL", 1.2)], server_ts=TS + 1)
+    stamp_and_fan_out(
+        hub, [quote("AAPL", 1.0), quote("MSFT", 2.0), quote("AAPL", 1.1)], server_ts=TS
+    )
+    stamp_and_fan_out(hub, [quote("AAPL", 1.2)], server_ts=TS + 1)
     seqs = [(str(e.topic), e.seq) for e in codecs["a"].calls]
     assert seqs == [
         ("quotes.AAPL", 1),
@@ -95,7 +98,7 @@ def test_publish_stamps_the_envelope_with_topic_and_server_time(
 ) -> None:
     hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL)
     event = quote("AAPL", 1.0)
-    hub.publish([event], server_ts=TS + 5)
+    stamp_and_fan_out(hub, [event], server_ts=TS + 5)
     assert codecs["a"].calls == [Envelope(QUOTES_AAPL, 1, TS + 5, event, EPOCH)]
 
 
@@ -106,7 +109,7 @@ def test_encode_happens_once_per_wire_per_update_regardless_of_subscribers(
     b_subs = [FakeSubscriber("b") for _ in range(3)]
     for sub in a_subs + b_subs:
         hub.subscribe(sub, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.0), quote("AAPL", 1.1)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0), quote("AAPL", 1.1)], server_ts=TS)
     assert [e.seq for e in codecs["a"].calls] == [1, 2]
     assert [e.seq for e in codecs["b"].calls] == [1, 2]
     assert all(s.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"] for s in a_subs)
@@ -118,7 +121,7 @@ def test_wire_with_no_subscriber_on_the_topic_is_not_encoded(
 ) -> None:
     hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL)
     hub.subscribe(FakeSubscriber("b"), Topic(Channel.QUOTES, "MSFT"))
-    hub.publish([quote("AAPL", 1.0), quote("TSLA", 3.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0), quote("TSLA", 3.0)], server_ts=TS)
     assert [str(e.topic) for e in codecs["a"].calls] == ["quotes.AAPL"]
     assert codecs["b"].calls == []
 
@@ -127,7 +130,7 @@ def test_same_encoded_object_goes_to_every_subscriber_of_a_wire(hub: Hub) -> Non
     subs = [FakeSubscriber("a") for _ in range(3)]
     for sub in subs:
         hub.subscribe(sub, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.0, ts=TS - 0.25)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0, ts=TS - 0.25)], server_ts=TS)
     items = [sub.received[0][0] for sub in subs]
     assert items[0] is items[1] is items[2]
     assert items[0].ts == TS - 0.25  # event time, for latency metrics
@@ -139,7 +142,8 @@ def test_quotes_get_a_conflation_key_and_trades_none(hub: Hub) -> None:
     hub.subscribe(sub, QUOTES_AAPL)
     hub.subscribe(sub, TRADES_AAPL)
     hub.subscribe(sub, Topic(Channel.BOOK, "AAPL"))
-    hub.publish(
+    stamp_and_fan_out(
+        hub,
         [
             quote("AAPL", 1.0),
             trade("AAPL", 1.0, "t1"),
@@ -158,9 +162,9 @@ def test_unsubscribe_stops_delivery(hub: Hub) -> None:
     stays, leaves = FakeSubscriber("a"), FakeSubscriber("a")
     hub.subscribe(stays, QUOTES_AAPL)
     hub.subscribe(leaves, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0)], server_ts=TS)
     hub.unsubscribe(leaves, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.1)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.1)], server_ts=TS)
     assert leaves.payloads == [b"a:quotes.AAPL:1"]
     assert stays.payloads == [b"a:quotes.AAPL:1", b"a:quotes.AAPL:2"]
     assert hub.subscription_count == 1
@@ -174,7 +178,7 @@ def test_unsubscribe_cleans_empty_topics(hub: Hub, codecs: dict[str, CountingCod
     hub.unsubscribe(a, QUOTES_AAPL)
     assert hub.subscription_count == 0
     assert hub.topic_count == 0
-    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0)], server_ts=TS)
     assert codecs["a"].calls == codecs["b"].calls == []
     assert hub.deliveries == 0
 
@@ -185,7 +189,7 @@ def test_unsubscribe_of_something_never_subscribed_is_a_no_op(hub: Hub) -> None:
     hub.subscribe(a, QUOTES_AAPL)
     hub.unsubscribe(b, QUOTES_AAPL)  # known topic, no subscriber on wire b
     hub.unsubscribe(FakeSubscriber("a"), QUOTES_AAPL)  # known wire, other subscriber
-    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0)], server_ts=TS)
     assert a.payloads == [b"a:quotes.AAPL:1"]
 
 
@@ -193,14 +197,14 @@ def test_subscribing_twice_delivers_once(hub: Hub) -> None:
     sub = FakeSubscriber("a")
     hub.subscribe(sub, QUOTES_AAPL)
     hub.subscribe(sub, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0)], server_ts=TS)
     assert sub.payloads == [b"a:quotes.AAPL:1"]
     assert hub.subscription_count == 1
 
 
 def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
     first, latest = quote("AAPL", 1.0), quote("AAPL", 1.1)
-    hub.publish([first, latest, trade("AAPL", 1.1, "t1")], server_ts=TS)
+    stamp_and_fan_out(hub, [first, latest, trade("AAPL", 1.1, "t1")], server_ts=TS)
     cached = Envelope(QUOTES_AAPL, 2, TS, latest, EPOCH)
     assert hub.subscribe(FakeSubscriber("a"), QUOTES_AAPL) == cached
     assert hub.subscribe(FakeSubscriber("a"), TRADES_AAPL) is None
@@ -209,7 +213,7 @@ def test_subscribe_returns_the_cached_value(hub: Hub) -> None:
 
 def test_resume_delegates_to_history(hub: Hub) -> None:
     events = [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)]
-    hub.publish(events, server_ts=TS)
+    stamp_and_fan_out(hub, events, server_ts=TS)
     assert hub.resume(TRADES_AAPL, ResumePoint(2, EPOCH)) == [
         Envelope(TRADES_AAPL, 3, TS, events[2], EPOCH),
         Envelope(TRADES_AAPL, 4, TS, events[3], EPOCH),
@@ -221,7 +225,7 @@ def test_resume_delegates_to_history(hub: Hub) -> None:
 
 def test_bare_seq_resumes_in_the_current_epoch(hub: Hub) -> None:
     events = [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)]
-    hub.publish(events, server_ts=TS)
+    stamp_and_fan_out(hub, events, server_ts=TS)
     assert hub.resume(TRADES_AAPL, ResumePoint(3)) == hub.resume(TRADES_AAPL, ResumePoint(3, EPOCH))
     assert [e.seq for e in hub.resume(TRADES_AAPL, ResumePoint(3)) if isinstance(e, Envelope)] == [
         4,
@@ -234,7 +238,7 @@ def test_resume_with_another_epoch_is_a_gap_never_data() -> None:
     """History holds seqs 1-100 of epoch B; a client last saw seq 41 of epoch A (the
     process before a restart): it gets a Gap, not 59 envelopes of an unrelated stream."""
     hub = Hub({}, history_size=256, sequencer=Sequencer("B"))
-    hub.publish([trade("AAPL", 1.0, f"t{i}") for i in range(100)], server_ts=TS)
+    stamp_and_fan_out(hub, [trade("AAPL", 1.0, f"t{i}") for i in range(100)], server_ts=TS)
     assert hub.resume(TRADES_AAPL, ResumePoint(41, "A")) == Gap(
         requested=41, oldest=1, latest=100, reason="epoch_changed", epoch="B"
     )
@@ -283,7 +287,7 @@ def test_fan_out_hands_every_subscriber_the_pass_now(hub: Hub) -> None:
 
 def test_resume_beyond_history_is_a_gap() -> None:
     hub = Hub({}, history_size=2)
-    hub.publish([trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)], server_ts=TS)
+    stamp_and_fan_out(hub, [trade("AAPL", 1.0 + i, f"t{i}") for i in range(5)], server_ts=TS)
     assert hub.resume(TRADES_AAPL, ResumePoint(1)) == Gap(
         requested=1, oldest=4, latest=5, epoch=hub.epoch
     )
@@ -291,7 +295,7 @@ def test_resume_beyond_history_is_a_gap() -> None:
 
 def test_up_to_date_resume_is_empty_even_without_history() -> None:
     hub = Hub({}, history_size=0)
-    hub.publish([trade("AAPL", 1.0, "t1")], server_ts=TS)
+    stamp_and_fan_out(hub, [trade("AAPL", 1.0, "t1")], server_ts=TS)
     assert hub.resume(TRADES_AAPL, ResumePoint(1)) == []
     assert hub.resume(TRADES_AAPL, ResumePoint(0)) == Gap(0, 0, 1, epoch=hub.epoch)
 
@@ -300,7 +304,9 @@ def test_published_and_deliveries_counters(hub: Hub) -> None:
     subs = [FakeSubscriber("a"), FakeSubscriber("a"), FakeSubscriber("b")]
     for sub in subs:
         hub.subscribe(sub, QUOTES_AAPL)
-    hub.publish([quote("AAPL", 1.0), quote("AAPL", 1.1), quote("MSFT", 2.0)], server_ts=TS)
+    stamp_and_fan_out(
+        hub, [quote("AAPL", 1.0), quote("AAPL", 1.1), quote("MSFT", 2.0)], server_ts=TS
+    )
     assert hub.published == 3
     assert hub.deliveries == 6  # 2 AAPL updates x 3 subscribers; MSFT has none
     assert sum(len(s.received) for s in subs) == hub.deliveries
@@ -335,7 +341,7 @@ def test_a_raising_codec_is_counted_and_the_other_wires_and_events_go_on() -> No
     for sub in (a, b):
         hub.subscribe(sub, TRADES_AAPL)
         hub.subscribe(sub, QUOTES_AAPL)
-    hub.publish([trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS)
+    stamp_and_fan_out(hub, [trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS)
     assert a.payloads == [b"a:quotes.AAPL:1"]  # wire a missed the trade, not the quote
     assert b.payloads == [b"b:trades.AAPL:1", b"b:quotes.AAPL:1"]
     assert a.faults == b.faults == 0
@@ -349,7 +355,9 @@ def test_a_raising_subscriber_is_faulted_and_the_others_get_the_whole_batch() ->
     for sub in (broken, other):
         hub.subscribe(sub, QUOTES_AAPL)
         hub.subscribe(sub, TRADES_AAPL)
-    hub.publish([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS)
+    stamp_and_fan_out(
+        hub, [quote("AAPL", 1.0), trade("AAPL", 1.0, "t1"), quote("AAPL", 1.1)], server_ts=TS
+    )
     assert broken.faults == 1
     assert other.payloads == [b"a:quotes.AAPL:1", b"a:trades.AAPL:1", b"a:quotes.AAPL:2"]
     assert hub.faults.counts == {"subscriber": 1}
@@ -372,8 +380,10 @@ def test_channel_wide_subscriber_gets_every_key_encoded_once(
     hub.subscribe_channel(everything, Channel.QUOTES)
     hub.subscribe(exact, QUOTES_AAPL)
     hub.subscribe_channel(other_wire, "quotes")
-    hub.publish([quote("AAPL", 1.0), quote("MSFT", 2.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
-    hub.publish([quote("NEW", 3.0)], server_ts=TS + 1)  # a topic nobody named
+    stamp_and_fan_out(
+        hub, [quote("AAPL", 1.0), quote("MSFT", 2.0), trade("AAPL", 1.0, "t1")], server_ts=TS
+    )
+    stamp_and_fan_out(hub, [quote("NEW", 3.0)], server_ts=TS + 1)  # a topic nobody named
 
     assert everything.received == [
         (Encoded(b"a:quotes.AAPL:1", ts=TS), "quotes.AAPL"),
@@ -391,7 +401,7 @@ def test_channel_wide_subscriber_gets_every_key_encoded_once(
     hub.unsubscribe_channel(everything, Channel.QUOTES)
     hub.unsubscribe_channel(everything, Channel.QUOTES)  # twice: nothing
     hub.unsubscribe_channel(other_wire, Channel.QUOTES)
-    hub.publish([quote("MSFT", 2.1)], server_ts=TS + 2)
+    stamp_and_fan_out(hub, [quote("MSFT", 2.1)], server_ts=TS + 2)
     assert len(everything.received) == 3
     assert len(other_wire.received) == 3
     assert hub.subscription_count == 1
@@ -409,7 +419,7 @@ def test_a_channel_is_held_channel_wide_or_by_topics_never_both(hub: Hub) -> Non
         hub.subscribe_channel(sub, "nothing")
     hub.unsubscribe(sub, QUOTES_AAPL)
     hub.subscribe_channel(sub, Channel.QUOTES)
-    hub.publish([quote("AAPL", 1.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0), trade("AAPL", 1.0, "t1")], server_ts=TS)
     assert sub.payloads == [b"a:quotes.AAPL:1", b"a:trades.AAPL:1"]  # each once
 
 
@@ -455,7 +465,7 @@ def test_a_raising_hook_is_counted_and_the_subscription_stands(hub: Hub) -> None
     hub.subscribe(sub, QUOTES_AAPL)
     assert seen == ["quotes.AAPL"]  # the next hook ran
     assert hub.faults.counts == {"hook": 1}
-    hub.publish([quote("AAPL", 1.0)], server_ts=TS)
+    stamp_and_fan_out(hub, [quote("AAPL", 1.0)], server_ts=TS)
     assert sub.payloads == [b"a:quotes.AAPL:1"]  # the subscription stands
     hub.unsubscribe(sub, QUOTES_AAPL)
     assert hub.faults.counts == {"hook": 2}

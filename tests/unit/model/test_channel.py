@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 import msgspec
 import pytest
 
+from support.publishing import stamp_and_fan_out
 from tickcast.hub.hub import Hub
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.channel import ChannelSpec, Readers, builtin
@@ -109,8 +110,8 @@ def test_a_new_channel_is_one_registration() -> None:
     sub, other = Subscriber("w"), Subscriber("w")
     hub.subscribe(sub, Topic("signals", "momentum"))
     hub.subscribe(other, Topic("signals", "momentum"))
-    hub.publish([Signal("momentum", 0.5, TS), Signal("carry", 0.1, TS)], server_ts=TS)
-    hub.publish([Signal("momentum", 0.7, TS + 1)], server_ts=TS + 1)
+    stamp_and_fan_out(hub, [Signal("momentum", 0.5, TS), Signal("carry", 0.1, TS)], server_ts=TS)
+    stamp_and_fan_out(hub, [Signal("momentum", 0.7, TS + 1)], server_ts=TS + 1)
 
     expected = [
         (b"signals.momentum:1:0.5", "signals.momentum"),

@@ -9,6 +9,7 @@ from typing import Any
 import msgspec
 import pytest
 
+from support.publishing import stamp_and_fan_out
 from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
@@ -396,11 +397,11 @@ def test_conflated_live_positions_never_lose_a_symbol() -> None:
     hub.subscribe(reader, Topic(Channel.POSITIONS, "123"))
     aapl = LivePosition("AAPL", D(1), D(1), D(0), D(2), D(2), D(1), D(0), NOW, NOW)
     msft = msgspec.structs.replace(aapl, symbol="MSFT")
-    hub.publish([PositionsUpdate(123, 7, (aapl, msft), NOW)], NOW)  # AAPL moved
+    stamp_and_fan_out(hub, [PositionsUpdate(123, 7, (aapl, msft), NOW)], NOW)  # AAPL moved
     moved = msgspec.structs.replace(msft, price=D(3), market_value=D(3), unrealized_pnl=D(2))
-    hub.publish([PositionsUpdate(123, 7, (aapl, moved), NOW + 1)], NOW + 1)  # then MSFT
+    stamp_and_fan_out(hub, [PositionsUpdate(123, 7, (aapl, moved), NOW + 1)], NOW + 1)  # then MSFT
     trade = PositionUpdate(123, 7, "AAPL", D(1), D(1), D(0), NOW, NOW, D(2), D(2), D(1), NOW)
-    hub.publish([trade, trade], NOW + 2)
+    stamp_and_fan_out(hub, [trade, trade], NOW + 2)
     live = [json.loads(p) for p in reader.pending.values()]
     assert [m["type"] for m in live] == ["positions_update", "position_update", "position_update"]
     latest = {p["symbol"]: p["unrealized_pnl"] for p in live[0]["data"]["positions"]}

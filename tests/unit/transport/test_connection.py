@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 import pytest
 
 from support.clock import ManualClock
+from support.publishing import stamp_and_fan_out
 from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
@@ -503,7 +504,9 @@ async def test_the_same_frame_object_is_written_to_every_subscriber(pump: Pump) 
     conns = [connect(pump) for _ in range(3)]
     for conn in conns:
         hub.subscribe(conn, Topic(Channel.TRADES, "AAPL"))
-    hub.publish([Trade("AAPL", 1.0, 1.0, 1.7e9, "test", "t1")], 1.7e9, pump.clock.monotonic())
+    stamp_and_fan_out(
+        hub, [Trade("AAPL", 1.0, 1.0, 1.7e9, "test", "t1")], 1.7e9, pump.clock.monotonic()
+    )
     for conn in conns:
         conn.flush_now()
     written = [sock_of(conn).written for conn in conns]
