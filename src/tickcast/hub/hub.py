@@ -63,13 +63,14 @@ class Subscriber(Protocol):
 
 
 class Hub:
-    """Subscriptions by topic, publish with encode-once fan-out, cache and history.
+    """Subscriptions by topic, encode-once fan-out of stamped envelopes, cache and history.
 
     Args:
         codecs: wire format name -> codec; fronts register theirs at start.
         history_size: envelopes kept per topic for resume; 0 disables resume.
         faults: where contained failures (codecs, subscribers) are counted and logged.
-        sequencer: stamps what ``publish`` is given; its epoch is the current one for
+        sequencer: the numbering the publisher stamps with (``LocalPublisher`` is given
+            this one); its epoch is the current one for
             topics nothing was fanned out on yet. The composition root passes one with a
             fresh epoch (``new_epoch``); the default's fixed epoch is for tests and tools.
         channels: the channel registry (what conflates); the sequencer's when omitted,
@@ -132,7 +133,7 @@ class Hub:
 
     @property
     def epoch(self) -> str:
-        """The current epoch: the sequencer's (what ``publish`` stamps with)."""
+        """The current epoch: the sequencer's (what the publisher stamps with)."""
         return self.sequencer.epoch
 
     def latest_seq(self, topic: Topic) -> int:
