@@ -89,12 +89,17 @@ def gateway(tmp_path: Path) -> Iterator[Gateway]:
         gw.server.stop()
 
 
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Browser]:
+def require_chromium() -> None:
+    """Skip without Debian's chromium; under CI=true its absence is a failure."""
     if not CHROMIUM.exists():
         if os.environ.get("CI") == "true":
             pytest.fail(f"{CHROMIUM} is missing: CI must install Debian's chromium package")
         pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Browser]:
+    require_chromium()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM), headless=True, args=["--no-sandbox"]

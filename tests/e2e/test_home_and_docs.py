@@ -20,7 +20,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, Page, expect, sync_playwright
 
-from e2e.conftest import CHROMIUM, Gateway, PageLog
+from e2e.conftest import CHROMIUM, Gateway, PageLog, require_chromium
 from tickcast.web import pages
 
 Screenshot = Callable[[Page, str], Path]
@@ -30,8 +30,7 @@ HOST = "gateway.test"
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
     """Chromium that resolves ``gateway.test`` to 127.0.0.1 (and nothing else)."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"{CHROMIUM} is missing (apt-get install chromium)")
+    require_chromium()
     with sync_playwright() as playwright:
         chromium = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
