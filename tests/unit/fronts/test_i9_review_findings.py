@@ -8,20 +8,28 @@ from __future__ import annotations
 
 import asyncio
 import json
+import operator
+from types import MappingProxyType
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
+import msgspec
 import pytest
+from starlette.types import Scope
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from tickcast.app import front_context
+from tickcast.auth.credentials import Principal
 from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
-from tickcast.fronts.base import WebSocketFront
+from tickcast.fronts.base import FrontContext, FrontSpec, Opened, WebSocketFront
 from tickcast.fronts.market import MarketFeedSpec
+from tickcast.model.channel import ChannelSpec, Readers
 from tickcast.model.topic import Channel, Topic
 from tickcast.node import Node
+from tickcast.protocols.base import Subscribe, Unsubscribe
+from tickcast.protocols.native.session import MarketFeedSession
 from tickcast.providers.base import Provider, Sink
 
 TS = 1_700_000_000.0
@@ -92,3 +100,63 @@ async def test_an_unsubscribe_read_after_the_server_closed_the_connection_leaks_
     await connection.run(receive)
     assert node.hub.subscription_count == 0, "the closed connection is still subscribed"
     assert last == [Topic(Channel.QUOTES, "AAPL")]
+
+
+class Signal(msgspec.Struct, frozen=True):
+    """A payload of a channel registered by a plugin (not a built-in one)."""
+
+    key: str
+    value: int
+    ts: float
+
+
+class Signals(FrontSpec):
+    name = "signals"
+    paths = ("/ws/signals",)
+    codecs = MappingProxyType({"sig": lambda e: f"{e.topic} {e.payload.value}".encode()})
+    guarded = False
+
+    def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        return Opened(
+            MarketFeedSession(is_known=lambda s: True, max_subscriptions=10, now=ctx.clock.now()),
+            wire="sig",
+            window_s=0.1,
+        )
+
+
+class Blocked(RecordingSocket):
+    writable = False  # the peer does not read: what is queued stays pending
+
+
+async def test_a_registered_conflatable_channel_conflates_its_snapshot_too(node: Node) -> None:
+    """'A new kind of stream is one registration' (model/channel.py): a channel that
+    conflates on the hub's registry conflates for a subscriber whatever the item, the
+    snapshot included, and an unsubscribe drops what is pending for it. The Dispatcher
+    keys the snapshot by ``Topic.conflatable``, which asks the *built-in* registry, so
+    the snapshot of a registered channel is queued without its key."""
+    node.hub.channels.register(
+        ChannelSpec("signals", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
+    )
+    topic = Topic("signals", "a")
+    node.publisher.publish([Signal("a", 1, TS)])  # type: ignore[list-item]
+    front = WebSocketFront(Signals(), front_context(node, None))
+    connection = front.connect({}, Blocked(), None)
+    front.dispatcher.apply(connection, [Subscribe((topic,))])
+    node.publisher.publish([Signal("a", 2, TS)])  # type: ignore[list-item]
+    # the newer value replaces the pending one, as on every conflatable built-in channel
+    assert [i.message for i in connection.outbox.flush(1e12, force=True)] == [b"signals.a 2"]
+
+
+async def test_an_unsubscribe_drops_the_pending_snapshot_of_a_registered_channel(
+    node: Node,
+) -> None:
+    node.hub.channels.register(
+        ChannelSpec("signals", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
+    )
+    topic = Topic("signals", "a")
+    node.publisher.publish([Signal("a", 1, TS)])  # type: ignore[list-item]
+    front = WebSocketFront(Signals(), front_context(node, None))
+    connection = front.connect({}, Blocked(), None)
+    front.dispatcher.apply(connection, [Subscribe((topic,))])
+    front.dispatcher.apply(connection, [Unsubscribe((topic,))])
+    assert len(connection.outbox) == 0, "the unsubscribed topic's snapshot is still queued"
