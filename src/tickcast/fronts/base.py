@@ -91,6 +91,7 @@ class Subscriptions(Protocol):
     def subscribe(self, subscriber: Subscriber, topic: Topic) -> Envelope | None: ...
     def unsubscribe(self, subscriber: Subscriber, topic: Topic) -> None: ...
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
+    def conflation_key(self, topic: Topic) -> str | None: ...
     def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap: ...
     def encode(self, wire: str, envelope: Envelope) -> Encoded: ...
@@ -213,8 +214,8 @@ class Dispatcher:
 
     def apply(self, connection: Connection, commands: list[Command]) -> None:
         for command in commands:
-            if connection.closing:
-                return
+            if connection.closing and not isinstance(command, Unsubscribe | UnsubscribeChannel):
+                continue  # a closing connection takes nothing more, but what it drops goes
             try:
                 if isinstance(command, Subscribe):
                     self._subscribe(connection, command)
@@ -285,8 +286,7 @@ class Dispatcher:
                 connection.answer(gap_reply(topic, missed, point.epoch))
             current = self.spec.snapshot(topic, cached, self.ctx)
             if current is not None:
-                key = str(topic) if topic.conflatable else None
-                connection.queue(hub.encode(wire, current), key)
+                connection.queue(hub.encode(wire, current), hub.conflation_key(topic))
 
     def unsubscribe(self, connection: Connection, topic: Topic) -> None:
         """Undo what subscribing to ``topic`` did."""

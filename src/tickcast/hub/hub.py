@@ -120,6 +120,12 @@ class Hub:
         keys = self._topics[topic] = (key, key if spec.conflate else None, spec.name)
         return keys
 
+    def conflation_key(self, topic: Topic) -> str | None:
+        """What ``topic``'s pending updates conflate under in an outbox (its key), or None
+        when its channel is reliable: from this hub's registry, as fan-out keys them."""
+        keys = self._topics.get(topic)
+        return (keys if keys is not None else self._keys(topic))[1]
+
     @property
     def subscription_count(self) -> int:
         """Subscriptions to topics, and channel-wide ones (one each)."""

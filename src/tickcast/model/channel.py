@@ -118,5 +118,5 @@ def builtin() -> Channels:
     return channels
 
 
-#: The built-in registry, for what has no registry of its own (``Topic.conflatable``).
+#: The built-in registry, for what has no registry of its own (tests, docs, defaults).
 BUILTIN = builtin()

@@ -61,14 +61,6 @@ class Topic(msgspec.Struct, frozen=True, gc=False):
     def key(self) -> str:
         return self.symbol
 
-    @property
-    def conflatable(self) -> bool:
-        """Whether the built-in registry conflates this topic's channel (False for a
-        channel it does not know; the hub asks its own registry)."""
-        from tickcast.model.channel import BUILTIN  # here: channel imports topic
-
-        return self.channel in BUILTIN and BUILTIN.get(self.channel).conflate
-
     @classmethod
     def parse(cls, text: str) -> Topic:
         """Parse ``"<channel>.<symbol>"`` of a built-in channel; raises ValueError on

@@ -56,8 +56,8 @@ def test_builtin_channels_match_today() -> None:
     assert topic == Topic(Channel.QUOTES, "AAPL") == Topic("quotes", "AAPL")
     assert topic.channel is Channel.QUOTES
     assert str(topic) == "quotes.AAPL"
-    assert topic.conflatable
-    assert not Topic(Channel.TRADES, "AAPL").conflatable
+    assert channels.get(topic.channel).conflate
+    assert not channels.get(Channel.TRADES).conflate
 
 
 def test_a_channel_is_named_and_typed_once() -> None:

@@ -13,7 +13,7 @@ from support.publishing import stamp_and_fan_out
 from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.hub.hub import Hub
-from tickcast.model.channel import builtin
+from tickcast.model.channel import BUILTIN, builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -318,7 +318,7 @@ def test_position_update_keeps_its_fields_and_adds_the_live_ones() -> None:
         "unrealized_pnl": 0,
     }
     assert topic_of(after) == Topic(Channel.POSITIONS, "123")
-    assert not topic_of(after).conflatable  # each transaction is news
+    assert not BUILTIN.get(topic_of(after).channel).conflate  # each transaction is news
 
 
 def test_positions_update_carries_every_open_position_of_the_portfolio() -> None:
@@ -373,7 +373,7 @@ def test_positions_update_carries_every_open_position_of_the_portfolio() -> None
     # one conflated topic per portfolio: a newer update replaces an unsent one whole
     assert topic_of(update) == Topic(Channel.LIVE_POSITIONS, "123")
     assert str(topic_of(update)) == "live_positions.123"
-    assert topic_of(update).conflatable
+    assert BUILTIN.get(topic_of(update).channel).conflate
 
 
 class _Conflating:

@@ -1,7 +1,10 @@
-"""Reproductions of defects found reviewing issue 9 (branch i9-review).
+"""The Dispatcher releases what a client drops, even on a connection the server is
+closing, and keys a registered channel's snapshot as the hub keys its updates.
 
-Each test states the behaviour a user or operator relies on and fails on the code under
-review. No sleeps: every step is driven by hand (a scripted ``receive``, a manual clock).
+Both were found in review (an unsubscribe read after a server-side close left the
+subscription in the hub for good; a registered conflatable channel's snapshot was queued
+without its key). No sleeps: every step is driven by hand (a scripted ``receive``, a
+manual clock).
 """
 
 from __future__ import annotations
@@ -9,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import json
 import operator
-from types import MappingProxyType
 from collections.abc import AsyncIterator, Awaitable, Callable
+from types import MappingProxyType
 from typing import Any
 
 import msgspec
