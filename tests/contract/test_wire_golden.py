@@ -15,7 +15,6 @@ shows up in review as a fixture diff.
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ import pytest
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from support.publishing import stamp_and_fan_out
+from support.silent import Silent
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
 from tickcast.clock import Now
@@ -38,7 +38,6 @@ from tickcast.model.portfolio import AssetUpdate
 from tickcast.model.topic import Event
 from tickcast.node import Node
 from tickcast.portfolio.service import PortfolioService
-from tickcast.providers.base import Provider, Sink
 from tickcast.transport.connection import Connection
 
 FIXTURES = Path(__file__).parent.parent / "fixtures" / "wire"
@@ -52,19 +51,6 @@ SERVER_TS = 1_700_000_001.5
 EVENT_TS = 1_700_000_000.75
 #: The node's epoch (a process makes a new one each start), fixed.
 EPOCH = "18bcfe5682a1b2c3"
-
-
-class Silent(Provider):
-    """The node's universe (AAPL, MSFT); never run: the test publishes itself."""
-
-    name = "silent"
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL", "MSFT"})
-
-    async def run(self, sink: Sink) -> None:
-        await asyncio.Event().wait()
 
 
 def frames(data: bytes) -> list[tuple[bytes, bytes]]:

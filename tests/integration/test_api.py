@@ -29,13 +29,13 @@ import httpx
 import pytest
 
 from storage.conftest import PG_HOST, PG_PORT, PG_USER, _admin_connection
+from support.silent import Silent
 from tickcast.app import build_app
 from tickcast.auth.credentials import new_api_key
 from tickcast.config.settings import Settings
 from tickcast.model.market import Quote
 from tickcast.node import Node
 from tickcast.portfolio.service import PortfolioService
-from tickcast.providers.base import Provider, Sink
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine
 from tickcast.storage.records import Asset, AssetKind
@@ -44,21 +44,6 @@ from tickcast.storage.repositories import ApiKeys, Assets, Users
 SECRET = "an-integration-test-secret-of-at-least-32-bytes"
 T0 = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
 DAY_S = 86_400.0
-
-
-class Silent(Provider):
-    """Serves AAPL and MSFT and delivers nothing by itself: the test ingests every price."""
-
-    name = "silent"
-    watch_silence = False
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL", "MSFT"})
-
-    async def run(self, sink: Sink) -> None:
-        sink.state("subscribed")
-        await asyncio.Event().wait()
 
 
 @dataclass

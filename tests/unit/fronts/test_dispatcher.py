@@ -18,6 +18,7 @@ from starlette.types import Scope
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
+from support.silent import Silent
 from tickcast.app import front_context
 from tickcast.auth.credentials import Principal
 from tickcast.config.settings import Settings
@@ -29,21 +30,9 @@ from tickcast.model.topic import Topic
 from tickcast.node import Node
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.session import MarketFeedSession
-from tickcast.providers.base import Provider, Sink
 from tickcast.transport.connection import Connection, payload_size
 
 TS = 1_700_000_000.0
-
-
-class Silent(Provider):
-    name = "silent"
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL", "MSFT"})
-
-    async def run(self, sink: Sink) -> None:
-        await asyncio.Event().wait()
 
 
 class Quotes(FrontSpec):

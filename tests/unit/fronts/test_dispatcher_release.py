@@ -9,7 +9,6 @@ manual clock).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import operator
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -22,6 +21,7 @@ from starlette.types import Scope
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
+from support.silent import Silent
 from tickcast.app import front_context
 from tickcast.auth.credentials import Principal
 from tickcast.closecodes import CloseCode
@@ -33,20 +33,8 @@ from tickcast.model.topic import Channel, Topic
 from tickcast.node import Node
 from tickcast.protocols.base import Subscribe, Unsubscribe
 from tickcast.protocols.native.session import MarketFeedSession
-from tickcast.providers.base import Provider, Sink
 
 TS = 1_700_000_000.0
-
-
-class Silent(Provider):
-    name = "silent"
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL", "MSFT"})
-
-    async def run(self, sink: Sink) -> None:
-        await asyncio.Event().wait()
 
 
 @pytest.fixture

@@ -7,7 +7,6 @@ codec, and a ``Connection`` over a socket that records what is written.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Any
@@ -16,33 +15,24 @@ import pytest
 
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
+from support.silent import Silent
 from tickcast.app import front_context
 from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.market import MarketFeedSpec
 from tickcast.model.market import Quote, Trade
 from tickcast.node import Node
-from tickcast.providers.base import Provider, Sink
 
 EPOCH = "18bcfe5682b"
 OLD_EPOCH = "18bcfe0000a"
 TS = 1_700_000_000.0
 
 
-class Silent(Provider):
-    name = "silent"
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL"})
-
-    async def run(self, sink: Sink) -> None:
-        await asyncio.Event().wait()
-
-
 @pytest.fixture
 async def node() -> AsyncIterator[Node]:
-    node = Node(Settings(batch_ms=0), providers=[Silent()], epoch=EPOCH, clock=ManualClock(wall=TS))
+    node = Node(
+        Settings(batch_ms=0), providers=[Silent(["AAPL"])], epoch=EPOCH, clock=ManualClock(wall=TS)
+    )
     try:
         yield node
     finally:

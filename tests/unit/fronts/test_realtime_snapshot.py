@@ -11,7 +11,6 @@ database.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Collection
 from decimal import Decimal
@@ -21,6 +20,7 @@ import pytest
 from support.clock import ManualClock
 from support.fakesocket import RecordingSocket
 from support.publishing import stamp_and_fan_out
+from support.silent import Silent
 from tickcast.app import add_portfolios, front_context
 from tickcast.auth.credentials import Principal
 from tickcast.config.settings import Settings
@@ -35,7 +35,6 @@ from tickcast.model.topic import Channel, Topic
 from tickcast.node import Node
 from tickcast.portfolio.service import PortfolioService
 from tickcast.protocols.envelope import codec
-from tickcast.providers.base import Provider, Sink
 from tickcast.transport.connection import Connection
 
 EPOCH = "e1"
@@ -45,17 +44,6 @@ LONG_AGO = 1_600_000_000.0
 NOW = 1_700_000_000.0
 ASSETS_AAPL = Topic(Channel.ASSETS, "AAPL")
 OWNER = 7
-
-
-class Silent(Provider):
-    name = "silent"
-
-    @property
-    def symbols(self) -> frozenset[str]:
-        return frozenset({"AAPL"})
-
-    async def run(self, sink: Sink) -> None:
-        await asyncio.Event().wait()
 
 
 class OnePortfolio:
@@ -86,7 +74,7 @@ class OnePortfolio:
 
 @pytest.fixture
 async def gateway() -> AsyncIterator[tuple[Node, PortfolioService]]:
-    node = Node(Settings(batch_ms=0, cache_timeout_s=0), providers=[Silent()], epoch=EPOCH)
+    node = Node(Settings(batch_ms=0, cache_timeout_s=0), providers=[Silent(["AAPL"])], epoch=EPOCH)
     service = add_portfolios(node, node.settings)
     try:
         yield node, service
