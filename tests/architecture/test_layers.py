@@ -545,6 +545,7 @@ def test_the_rules_see_the_modules_they_govern() -> None:
     pure = [m for m in modules if is_pure(m)]
     assert "tickcast.hub.outbox" in pure
     assert "tickcast.protocols.native.session" in pure
+    assert "tickcast.protocols.sockjs.session" in pure
     assert "tickcast.model.market" in pure
     assert "tickcast.hub.pump" not in pure
     assert "tickcast.transport.connection" not in pure
