@@ -202,9 +202,12 @@ def negotiate_heartbeat(client: str | None, server: tuple[int, int]) -> tuple[in
     cx = cy = 0
     if client is not None:
         parts = client.split(",")
-        if len(parts) != 2:
-            raise ValueError(client)
-        cx, cy = _beat(parts[0].strip()), _beat(parts[1].strip())
+        try:
+            if len(parts) != 2:
+                raise ValueError(client)
+            cx, cy = _beat(parts[0].strip()), _beat(parts[1].strip())
+        except ValueError:
+            raise ValueError(f"not a heart-beat: {client[:40]!r}") from None
     sx, sy = server
     outgoing = max(sx, cy) if sx and cy else 0
     incoming = max(cx, sy) if cx and sy else 0
