@@ -2,9 +2,10 @@
 (``protocols/base.py``'s ``Session``), run against each of them.
 
 A case runs against every session that has the capability it needs (``Kit``'s flags):
-the market feed (``native``), the realtime envelope (``envelope``) and the test-only
-echo. A new protocol joins by adding its ``Kit`` to ``KITS``; what only one protocol
-says (its words, its options) stays in ``tests/unit/protocols/``.
+the market feed (``native``), the realtime envelope (``envelope``), STOMP (``stomp``,
+connected by its CONNECT frame) and the test-only echo. A new protocol joins by adding
+its ``Kit`` to ``KITS``; what only one protocol says (its words, its options) stays in
+``tests/unit/protocols/``.
 
 Sessions are pure: every case is plain calls with ``now`` passed in; nothing sleeps.
 ``at(s)`` is the time ``s`` seconds after the connect, on both clocks (``Now``):
@@ -31,6 +32,8 @@ from tickcast.protocols import base
 from tickcast.protocols.base import Refused, Session, Subscribe, Unsubscribe
 from tickcast.protocols.envelope import session as envelope
 from tickcast.protocols.native import session as native
+from tickcast.protocols.stomp import codec as stomp_codec
+from tickcast.protocols.stomp import session as stomp
 from tickcast.protocols.wire import Encoded
 
 T0 = 1_700_000_000.0  # wall: stamps
@@ -43,6 +46,10 @@ def at(offset: float) -> Now:
 
 
 KNOWN = frozenset({"AAPL", "MSFT", "TSLA"})
+
+
+#: A ping in the JSON protocols' words (each reads the field it knows).
+PING = '{"action":"ping","type":"ping"}'
 
 
 @dataclass(frozen=True)
@@ -62,6 +69,14 @@ class Kit:
         idle: the session closes an idle client (3008).
         bare_resume: a subscription resuming from a bare seq, for ``symbol`` after
             ``seq`` (None: the protocol has no resume).
+        ping: a client message that gets one reply and changes nothing.
+        subscribe_again: another subscription to a symbol held already (None: the same
+            as ``subscribe``; STOMP needs a fresh id).
+        unsubscribe_unheld: dropping a symbol never subscribed is harmless (STOMP: an
+            unknown subscription id is an ERROR).
+        errors_close: every error reply ends the session (STOMP's ERROR).
+        malformed: a message the protocol cannot parse (for ``errors_close`` ones).
+        binary_frames: a binary message carries the protocol's frames like a text one.
     """
 
     make: Callable[[int, float], Session]
@@ -73,6 +88,12 @@ class Kit:
     refusable: bool
     idle: bool
     bare_resume: Callable[[str, int], str] | None
+    ping: str = PING
+    subscribe_again: Callable[[str], list[str]] | None = None
+    unsubscribe_unheld: bool = True
+    errors_close: bool = False
+    malformed: str | None = None
+    binary_frames: bool = False
 
 
 def _native(cap: int, idle_s: float) -> Session:
@@ -99,6 +120,37 @@ def _envelope(cap: int, idle_s: float) -> Session:
 
 def _echo(cap: int, idle_s: float) -> Session:
     return EchoSession()
+
+
+def _stomp(cap: int, idle_s: float) -> Session:
+    """Connected: the client sends heart-beats every ``idle_s / 2`` and we want them as
+    often, so a client silent ``idle_s`` (twice the interval) is dead: closed 3008."""
+    interval = int(idle_s * 500)
+
+    def resolve(destination: str) -> Topic | None:
+        topic = stomp_codec.topic_of(destination)
+        return topic if topic is not None and topic.key in KNOWN else None
+
+    session = stomp.StompSession(
+        resolve=resolve,
+        now=at(0),
+        session_id="c-1",
+        cap=stomp.subscription_cap(cap),
+        heart_beat=(0, interval),
+    )
+    session.receive_text(
+        f"CONNECT\naccept-version:1.2\nhost:h\nheart-beat:{interval},0\n\n\x00", at(0)
+    )
+    return session
+
+
+def _stomp_frame(command: str, **headers: str) -> str:
+    lines = [command] + [f"{name.replace('_', '-')}:{value}" for name, value in headers.items()]
+    return "\n".join(lines) + "\n\n\x00"
+
+
+def _stomp_subscribe(id_: str, symbol: str, **more: str) -> str:
+    return _stomp_frame("SUBSCRIBE", id=id_, destination=f"/topic/trades.{symbol}", **more)
 
 
 def _native_message(action: str, symbol: str, **more: Any) -> str:
@@ -131,6 +183,23 @@ KITS: dict[str, Kit] = {
         refusable=True,
         idle=True,
         bare_resume=None,
+    ),
+    "stomp": Kit(
+        make=_stomp,
+        subscribe=lambda s: [_stomp_subscribe(f"sub-{s}", s)],
+        unsubscribe=lambda s: [_stomp_frame("UNSUBSCRIBE", id=f"sub-{s}")],
+        cap_message=stomp.CAP_MESSAGE,
+        errors=False,
+        binary_echoed=False,
+        refusable=True,
+        idle=True,
+        bare_resume=lambda s, seq: _stomp_subscribe(f"sub-{s}", s, resume_seq=str(seq)),
+        ping=_stomp_frame("ACK", id="m-1", receipt="ping"),
+        subscribe_again=lambda s: [_stomp_subscribe(f"sub-{s}-again", s)],
+        unsubscribe_unheld=False,
+        errors_close=True,
+        malformed="NOT A FRAME\n\n\x00",
+        binary_frames=True,
     ),
     "echo": Kit(
         make=_echo,
@@ -185,7 +254,7 @@ def test_every_session_is_a_session() -> None:
 
 def test_frames_and_commands_drain(kit: Kit) -> None:
     session = connected(kit)
-    session.receive_text('{"action":"ping","type":"ping"}', at(1))
+    session.receive_text(kit.ping, at(1))
     if kit.subscribe is not None:
         feed(session, kit.subscribe("AAPL"))
     assert session.frames_to_send()
@@ -210,7 +279,31 @@ def test_malformed_text_gets_one_error_and_the_session_lives(kit: Kit) -> None:
     assert session.commands_received()
 
 
+def test_a_malformed_message_is_an_error_and_the_end_where_the_protocol_says(kit: Kit) -> None:
+    need(kit.errors_close, "fatal errors")
+    assert kit.malformed is not None
+    session = connected(kit)
+    session.receive_text(kit.malformed, at(1))
+    [frame] = session.frames_to_send()
+    assert frame.control
+    assert b"ERROR" in frame.message
+    assert session.close_reason is not None
+    assert session.commands_received() == []
+
+
+def test_binary_carries_frames_where_the_protocol_says(kit: Kit) -> None:
+    need(kit.binary_frames, "frames in binary messages")
+    session = connected(kit)
+    session.receive_bytes(kit.ping.encode(), at(1))
+    as_bytes = session.frames_to_send()
+    session.receive_text(kit.ping, at(1))
+    assert as_bytes == session.frames_to_send()
+    assert as_bytes
+    assert session.close_reason is None
+
+
 def test_binary_is_answered_per_protocol(kit: Kit) -> None:
+    need(not kit.binary_frames, "binary replies of its own")
     session = connected(kit)
     session.receive_bytes(b"\x00\x01", at(1))
     [frame] = session.frames_to_send()
@@ -225,7 +318,7 @@ def test_binary_is_answered_per_protocol(kit: Kit) -> None:
 
 def test_replies_are_control_items(kit: Kit) -> None:
     session = kit.make(10, 0.0)
-    session.receive_text('{"action":"ping","type":"ping"}', at(1))
+    session.receive_text(kit.ping, at(1))
     session.receive_text("not json", at(1))
     session.receive_bytes(b"x", at(1))
     if kit.subscribe is not None:
@@ -239,7 +332,9 @@ def test_subscribe_yields_typed_topics(kit: Kit) -> None:
     need(kit.subscribe, "subscriptions")
     assert kit.subscribe is not None
     session = connected(kit)
-    feed(session, kit.subscribe("AAPL") + kit.subscribe("MSFT") + kit.subscribe("AAPL"))
+    again = kit.subscribe_again or kit.subscribe
+    feed(session, kit.subscribe("AAPL") + kit.subscribe("MSFT") + again("AAPL"))
+    assert session.close_reason is None
     commands = session.commands_received()
     assert all(isinstance(command, Subscribe) for command in commands)
     added = [topic for command in commands for topic in command.topics]  # type: ignore[union-attr]
@@ -262,7 +357,7 @@ def test_over_the_cap_adds_nothing_and_errors_once(kit: Kit) -> None:
     assert SubscriptionCap(1, kit.cap_message).message in frame.message.decode()
     assert session.commands_received() == []
     assert set(session.topics) == held
-    assert session.close_reason is None
+    assert (session.close_reason is not None) is kit.errors_close
 
 
 def test_unsubscribe_yields_only_held_topics(kit: Kit) -> None:
@@ -273,7 +368,8 @@ def test_unsubscribe_yields_only_held_topics(kit: Kit) -> None:
     feed(session, kit.subscribe("AAPL"))
     [subscribed] = session.commands_received()
     assert isinstance(subscribed, Subscribe)
-    feed(session, kit.unsubscribe("MSFT") + kit.unsubscribe("AAPL"))
+    unheld = kit.unsubscribe("MSFT") if kit.unsubscribe_unheld else []
+    feed(session, unheld + kit.unsubscribe("AAPL"))
     dropped = [
         topic
         for command in session.commands_received()
@@ -298,7 +394,7 @@ def test_release_forgets_the_topics(kit: Kit) -> None:
 def test_idle_deadline_closes_3008_at_the_deadline(kit: Kit) -> None:
     need(kit.idle, "idle timeout")
     session = connected(kit, idle_s=30.0)
-    session.receive_text('{"action":"ping","type":"ping"}', at(5))
+    session.receive_text(kit.ping, at(5))
     assert session.next_deadline() == M0 + 35
     session.handle_timer(at(34.999))
     assert session.close_reason is None
@@ -310,7 +406,7 @@ def test_a_wall_clock_step_neither_fires_nor_delays_the_idle_deadline(kit: Kit) 
     need(kit.idle, "idle timeout")
     session = connected(kit, idle_s=30.0)
     # the wall clock jumps an hour ahead (NTP, a VM resumed) while 5 s pass
-    session.receive_text('{"action":"ping","type":"ping"}', Now(M0 + 5, T0 + 3600))
+    session.receive_text(kit.ping, Now(M0 + 5, T0 + 3600))
     assert session.next_deadline() == M0 + 35
     session.handle_timer(Now(M0 + 34.999, T0 + 7200))  # far ahead on the wall: not yet
     assert session.close_reason is None
@@ -346,9 +442,9 @@ def test_bare_int_resume_is_current_epoch(kit: Kit) -> None:
 def test_a_rate_limited_session_refuses_in_its_own_words(kit: Kit) -> None:
     inner = connected(kit)
     limited: Session = RateLimited(inner, RateLimit(1.0, 1, close_after=1))
-    limited.receive_text('{"action":"ping","type":"ping"}', at(1))
+    limited.receive_text(kit.ping, at(1))
     assert len(limited.frames_to_send()) == 1  # allowed: the protocol's own reply
-    limited.receive_text('{"action":"ping","type":"ping"}', at(1))
+    limited.receive_text(kit.ping, at(1))
     [refusal] = texts(limited.frames_to_send())
     assert "Too many messages" in refusal
     assert limited.close_reason is CloseCode.RATE_LIMITED
@@ -375,7 +471,7 @@ def test_commands_and_replies_are_the_contract_types() -> None:
 def test_the_rate_limit_refills_on_the_monotonic_clock(kit: Kit) -> None:
     limited: Session = RateLimited(connected(kit), RateLimit(1.0, 1, close_after=1))
     for i in range(3):  # one a second on the monotonic clock; the wall clock steps back
-        limited.receive_text('{"action":"ping","type":"ping"}', Now(M0 + 1 + i, T0 - 3600 * i))
+        limited.receive_text(kit.ping, Now(M0 + 1 + i, T0 - 3600 * i))
         [reply] = texts(limited.frames_to_send())
         assert "Too many messages" not in reply
     assert limited.close_reason is None

@@ -1,0 +1,601 @@
+"""The Front 3 session: STOMP 1.2 (and 1.1, 1.0) as a sans-I/O state machine.
+
+Rules: pure; a ``protocols.base.Session``. ``receive_text`` / ``receive_bytes`` take
+whatever the transport delivered (several frames, or part of one: ``frames.FrameParser``
+buffers per connection); replies (CONNECTED, RECEIPT, ERROR, heart-beat EOLs) are
+collected for ``frames_to_send()`` and subscription changes and credentials, as
+``protocols.base`` commands, for ``commands_received()``. Time is passed in as ``now``:
+its ``mono`` for every deadline (login timeout, heart-beats); no reply carries a stamp.
+
+The connection, as the session sees it::
+
+    CONNECT | STOMP   the first frame, within login_timeout_s (else ERROR, close 3502);
+                      any other first frame: ERROR, close 1002
+      version         the highest of 1.0, 1.1, 1.2 both sides accept (no accept-version:
+                      1.0); none in common: ERROR with a ``version`` header, close 1002
+      heart-beat      client cx,cy vs ours sx,sy (default 10000,10000): we send an EOL
+                      every max(sx,cy) ms when both are non-zero; the client is dead
+                      after ``tolerance`` (2) x max(cx,sy) ms of silence when both are
+                      non-zero: close 3008, no ERROR (nobody would read it). 1.0 has none
+      credentials     ``Authorization: Bearer <t>``, else ``passcode``, else ``login``:
+                      an ``Authenticate(token)`` for the front, and CONNECTED once it
+                      answers ``Authenticated`` (``Refused``: ERROR, close with its
+                      code); frames that come meanwhile wait (at most MAX_PENDING). A
+                      session whose handshake already authenticated (``user_id``) sends
+                      CONNECTED at once; one without credentials, at once too when
+                      ``anonymous_allowed``, else ERROR and close 3503
+    SUBSCRIBE         ``id`` (unique on the connection) and ``destination`` (the front's
+                      ``resolve`` maps it to a Topic, or None: unknown, ERROR); ``ack``
+                      auto, client or client-individual; ``resume-seq`` (and optionally
+                      ``resume-epoch``): resume from there, as Front 1 does
+    UNSUBSCRIBE       by ``id`` (an unknown id is an ERROR)
+    ACK, NACK         accepted and ignored: the gateway's streams are at-most-once after
+                      a connection's outbox (nothing is redelivered, a slow client is
+                      closed, never held up), so an acknowledgement has nothing to
+                      release; ``ack`` modes other than auto only add the ``ack`` header
+                      clients need to send one
+    SEND              ERROR, close 1008: clients read, they do not publish
+    BEGIN, COMMIT,    ERROR, close 1002 (no transactions: there is nothing to send)
+    ABORT
+    DISCONNECT        RECEIPT when asked, then close 1000
+    receipt           any frame but CONNECT may ask: RECEIPT receipt-id once it is
+                      handled (ERROR carries receipt-id instead when it failed)
+
+Every ERROR ends the connection (the specification's rule): a malformed frame or an
+undefined escape closes 1002, a frame over ``Limits`` 1009, a refusal (``send_error``:
+the front's "not allowed", the rate limit, the subscription cap, an unknown destination,
+SEND) 1008. ERROR carries ``message`` (and the text again as its body).
+
+Several subscriptions may name one topic: the front subscribes the topic once
+(``Subscribe`` when its first id comes, ``Unsubscribe`` when its last goes) and gives
+each subscription its own head (``subscriptions_for(topic)``; ``Subscription.head_for``)
+before the shared MESSAGE payload (``codec.encode``). A resume applies to the SUBSCRIBE
+that adds the topic; another id on a topic already held is live from now.
+
+A resume the front cannot replay (``answer(ResumeGap)``) becomes, for every
+subscription of that topic, a MESSAGE that carries no update but says so::
+
+    MESSAGE
+    subscription:<id>
+    destination:/topic/trades.AAPL
+    message-id:reset-<n>
+    reset:<history_gap | epoch_changed>
+    requested:<seq the client named>
+    seq:<the newest seq on the topic>
+    epoch:<the current epoch>           (only when the client named one)
+    content-type:application/json
+    content-length:...
+
+    {"type":"reset","topic":"trades.AAPL","seq":...,"requested":...,"reason":...,"epoch":...}
+
+and the current value (if any) follows as an ordinary MESSAGE. A client that reads only
+the body sees a JSON object too, with ``"type": "reset"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterable
+from typing import Final, NamedTuple
+
+import msgspec
+
+from tickcast.auth.limits import SubscriptionCap
+from tickcast.clock import Now
+from tickcast.closecodes import CloseCode
+from tickcast.errors import LimitExceeded
+from tickcast.model.envelope import ResumePoint
+from tickcast.model.topic import Topic
+from tickcast.protocols.base import (
+    Authenticate,
+    Authenticated,
+    Command,
+    Refused,
+    Reply,
+    ResumeGap,
+    Subscribe,
+    Unsubscribe,
+    cap_of,
+)
+from tickcast.protocols.stomp.frames import (
+    DEFAULT_LIMITS,
+    Frame,
+    FrameParser,
+    Limits,
+    StompFrameError,
+    encode_frame,
+    message_head,
+    message_payload,
+)
+from tickcast.protocols.wire import Encoded
+
+__all__ = [
+    "ACK_MODES",
+    "CAP_MESSAGE",
+    "VERSIONS",
+    "StompSession",
+    "Subscription",
+    "negotiate_heartbeat",
+    "negotiate_version",
+    "subscription_cap",
+]
+
+#: The versions we speak, lowest first.
+VERSIONS: Final = ("1.0", "1.1", "1.2")
+ACK_MODES: Final = frozenset({"auto", "client", "client-individual"})
+#: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
+CAP_MESSAGE: Final = "Too many subscriptions: at most {max} per connection"
+#: Frames held while the front checks the credentials.
+MAX_PENDING: Final = 32
+MAX_TOKEN_CHARS: Final = 4096
+#: A heart-beat value above this (ms) counts as this.
+MAX_HEARTBEAT_MS: Final = 3_600_000
+#: The ``message`` header is cut to this many characters (the body has the whole text).
+MAX_MESSAGE_HEADER: Final = 200
+
+_HEARTBEAT: Final = b"\n"
+_encode_json = msgspec.json.Encoder().encode
+
+
+def subscription_cap(max_subscriptions: int) -> SubscriptionCap:
+    """The subscription cap in this protocol's words (the front's wording, pinned)."""
+    return SubscriptionCap(max_subscriptions, CAP_MESSAGE)
+
+
+class Subscription(NamedTuple):
+    """One SUBSCRIBE the session holds.
+
+    Attributes:
+        id: the client's ``id`` (unique on the connection).
+        topic: what ``destination`` resolved to.
+        destination: as the client wrote it.
+        ack: ``auto``, ``client`` or ``client-individual``.
+        head: the MESSAGE head of this subscription (``frames.message_head``), built once.
+    """
+
+    id: str
+    topic: Topic
+    destination: str
+    ack: str
+    head: bytes
+
+    def head_for(self, message_id: str) -> bytes:
+        """The head of one MESSAGE: the shared ``head`` for ``ack:auto``; with ``ack``
+        (``message_id`` as its value) for the other modes."""
+        if self.ack == "auto":
+            return self.head
+        return message_head(self.id, message_id)
+
+
+class _Fatal(Exception):
+    """A frame the session answers with ERROR and a close."""
+
+    def __init__(self, message: str, code: CloseCode, *, version: bool = False) -> None:
+        super().__init__(message)
+        self.code = code
+        self.version = version
+
+
+def negotiate_version(accept_version: str | None) -> str | None:
+    """The highest version in ``accept-version`` we speak (absent: 1.0); None if none."""
+    if accept_version is None:
+        return "1.0"
+    offered = {v.strip() for v in accept_version.split(",")}
+    common = [v for v in VERSIONS if v in offered]
+    return common[-1] if common else None
+
+
+def _beat(text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or len(text) > 12:
+        raise ValueError(text)
+    return min(int(text), MAX_HEARTBEAT_MS)
+
+
+def negotiate_heartbeat(client: str | None, server: tuple[int, int]) -> tuple[int, int]:
+    """(outgoing, incoming) intervals in ms, 0 meaning none, from the client's
+    ``heart-beat: cx,cy`` (absent: 0,0) and ours ``(sx, sy)``: we send every
+    ``max(sx, cy)`` when both are non-zero, the client every ``max(cx, sy)`` when both
+    are non-zero.
+
+    Raises:
+        ValueError: the header is not two integers >= 0 separated by a comma.
+    """
+    cx = cy = 0
+    if client is not None:
+        parts = client.split(",")
+        try:
+            if len(parts) != 2:
+                raise ValueError(client)
+            cx, cy = _beat(parts[0].strip()), _beat(parts[1].strip())
+        except ValueError:
+            raise ValueError(f"not a heart-beat: {client[:40]!r}") from None
+    sx, sy = server
+    outgoing = max(sx, cy) if sx and cy else 0
+    incoming = max(cx, sy) if cx and sy else 0
+    return outgoing, incoming
+
+
+def _credentials(headers: dict[str, str]) -> str | None:
+    authorization = headers.get("Authorization", headers.get("authorization"))
+    if authorization:
+        scheme, _, rest = authorization.partition(" ")
+        return rest.strip() if scheme.lower() == "bearer" else authorization
+    return headers.get("passcode") or headers.get("login") or None
+
+
+class StompSession:
+    """One client's STOMP state (see the module docstring).
+
+    Args:
+        resolve: a destination's topic, or None when the front serves no such
+            destination (the front decides the mapping; ``codec.topic_of`` reads the
+            ``/topic/<channel>.<key>`` syntax).
+        now: the time of the connect (the login deadline counts from ``now.mono``).
+        session_id: the CONNECTED frame's ``session``.
+        user_id: the user the handshake authenticated, or None.
+        anonymous_allowed: whether a client without credentials may connect.
+        cap: subscriptions (ids) per connection, and the refusal's wording
+            (``subscription_cap``).
+        max_subscriptions: instead of ``cap``: the cap in this protocol's words.
+        heart_beat: ours, ``(sx, sy)`` in ms: the least interval we send at, and the one
+            we want to receive at (0: none).
+        tolerance: a client silent for ``tolerance`` x the incoming interval is dead.
+        login_timeout_s: until CONNECTED (CONNECT and its credentials' check).
+        limits: of one client frame.
+        server: the CONNECTED frame's ``server`` (``name/version``).
+    """
+
+    def __init__(
+        self,
+        *,
+        resolve: Callable[[str], Topic | None],
+        now: Now,
+        session_id: str = "",
+        user_id: int | None = None,
+        anonymous_allowed: bool = True,
+        cap: SubscriptionCap | None = None,
+        max_subscriptions: int | None = None,
+        heart_beat: tuple[int, int] = (10_000, 10_000),
+        tolerance: float = 2.0,
+        login_timeout_s: float = 10.0,
+        limits: Limits = DEFAULT_LIMITS,
+        server: str = "tickcast",
+    ) -> None:
+        self.resolve = resolve
+        self.session_id = session_id
+        self.user_id = user_id
+        self.anonymous_allowed = anonymous_allowed
+        self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
+        self.heart_beat = heart_beat
+        self.tolerance = tolerance
+        self.server = server
+        self.close_reason: CloseCode | None = None
+        #: the negotiated version (None until CONNECT)
+        self.version: str | None = None
+        #: negotiated (outgoing, incoming) heart-beat intervals in ms
+        self.heartbeats: tuple[int, int] = (0, 0)
+        self.connected = False
+        self._parser = FrameParser(limits)
+        self._authenticating = False
+        self._pending: list[Frame] = []
+        self._subscriptions: dict[str, Subscription] = {}
+        self._by_topic: dict[Topic, list[str]] = {}
+        self._frames: list[Encoded] = []
+        self._commands: list[Command] = []
+        self._resets = 0
+        # monotonic seconds
+        self._login_deadline: float | None = now.mono + login_timeout_s
+        self._last_received = now.mono
+        self._next_beat: float | None = None
+
+    # -- what the front reads
+
+    @property
+    def topics(self) -> Collection[Topic]:
+        """The topics at least one subscription holds."""
+        return self._by_topic.keys()
+
+    def subscriptions_for(self, topic: Topic) -> tuple[Subscription, ...]:
+        """The subscriptions that receive ``topic``'s MESSAGEs (in SUBSCRIBE order)."""
+        subscriptions = self._subscriptions
+        return tuple(subscriptions[i] for i in self._by_topic.get(topic, ()))
+
+    def subscription(self, id_: str) -> Subscription | None:
+        return self._subscriptions.get(id_)
+
+    # -- sans-I/O surface
+
+    def receive_text(self, data: str, now: Now) -> None:
+        self._receive(data, now)
+
+    def receive_bytes(self, data: bytes, now: Now) -> None:
+        """STOMP frames in a binary message are frames all the same."""
+        self._receive(data, now)
+
+    def frames_to_send(self) -> list[Encoded]:
+        frames, self._frames = self._frames, []
+        return frames
+
+    def commands_received(self) -> list[Command]:
+        commands, self._commands = self._commands, []
+        return commands
+
+    def handle_timer(self, now: Now) -> None:
+        if self.close_reason is not None:
+            return
+        mono = now.mono
+        if self._login_deadline is not None and mono >= self._login_deadline:
+            what = "credentials check" if self._authenticating else "CONNECT frame"
+            self._error(f"Login timeout: no {what} in time", CloseCode.AUTH_TIMEOUT)
+            return
+        if not self.connected:
+            return
+        incoming = self.heartbeats[1]
+        if incoming and mono >= self._last_received + self.tolerance * incoming / 1000:
+            self.close_reason = CloseCode.IDLE_TIMEOUT
+            return
+        if self._next_beat is not None and mono >= self._next_beat:
+            self._frames.append(Encoded(_HEARTBEAT, control=True))
+            self._next_beat = mono + self.heartbeats[0] / 1000
+
+    def next_deadline(self) -> float | None:
+        if self.close_reason is not None:
+            return None
+        if self._login_deadline is not None:
+            return self._login_deadline
+        deadlines = [] if self._next_beat is None else [self._next_beat]
+        incoming = self.heartbeats[1]
+        if self.connected and incoming:
+            deadlines.append(self._last_received + self.tolerance * incoming / 1000)
+        return min(deadlines) if deadlines else None
+
+    def send_error(self, message: str, now: Now) -> None:
+        """ERROR, then close 1008 (in STOMP every ERROR ends the connection); a close
+        code set already (the rate limit's) stays."""
+        self._error(message, self.close_reason or CloseCode.POLICY_VIOLATION)
+
+    def release(self, topics: Iterable[Topic]) -> None:
+        for topic in topics:
+            for id_ in self._by_topic.pop(topic, ()):
+                self._subscriptions.pop(id_, None)
+
+    def answer(self, reply: Reply, now: Now) -> None:
+        """``Authenticated``: CONNECTED, then the frames that waited. ``Refused``: ERROR
+        with its message, close with its code. ``ResumeGap``: the reset MESSAGE (see the
+        module docstring)."""
+        if isinstance(reply, Authenticated):
+            if not self._authenticating or self.close_reason is not None:
+                return
+            self._authenticating = False
+            self.user_id = reply.user_id
+            self._connect(now)
+            pending, self._pending = self._pending, []
+            self._handle(pending, now)
+        elif isinstance(reply, Refused):
+            self._authenticating = False
+            self._pending = []
+            self._error(reply.message, reply.code)
+        elif isinstance(reply, ResumeGap):
+            self._reset(reply)
+
+    # -- frames in
+
+    def _receive(self, data: str | bytes, now: Now) -> None:
+        if self.close_reason is not None:
+            return
+        self._last_received = now.mono
+        try:
+            frames = self._parser.feed(data)
+        except StompFrameError as exc:
+            self._handle(exc.frames, now)
+            if self.close_reason is None:
+                self._error(str(exc), exc.code)
+            return
+        self._handle(frames, now)
+
+    def _handle(self, frames: list[Frame], now: Now) -> None:
+        for frame in frames:
+            if self.close_reason is not None:
+                return
+            if self._authenticating:
+                if len(self._pending) >= MAX_PENDING:
+                    self._error("Too many frames before CONNECTED", CloseCode.POLICY_VIOLATION)
+                    return
+                self._pending.append(frame)
+                continue
+            receipt = (
+                None if frame.command in ("CONNECT", "STOMP") else frame.headers.get("receipt")
+            )
+            try:
+                self._frame(frame, now)
+            except _Fatal as exc:
+                self._error(str(exc), exc.code, receipt=receipt, version=exc.version)
+                return
+            except LimitExceeded as exc:
+                self._error(str(exc), CloseCode.POLICY_VIOLATION, receipt=receipt)
+                return
+            if receipt is not None and self.close_reason in (None, CloseCode.NORMAL):
+                self._control("RECEIPT", [("receipt-id", receipt)])
+
+    def _frame(self, frame: Frame, now: Now) -> None:
+        command = frame.command
+        if not self.connected:
+            if command not in ("CONNECT", "STOMP"):
+                raise _Fatal(
+                    f"The first frame must be CONNECT or STOMP, not {command[:20]}",
+                    CloseCode.PROTOCOL_ERROR,
+                )
+            self._on_connect(frame, now)
+        elif command == "SUBSCRIBE":
+            self._subscribe(frame.headers)
+        elif command == "UNSUBSCRIBE":
+            self._unsubscribe(frame.headers)
+        elif command in ("ACK", "NACK"):
+            pass  # at-most-once streams: nothing to release (module docstring)
+        elif command == "DISCONNECT":
+            self.close_reason = CloseCode.NORMAL
+        elif command == "SEND":
+            raise _Fatal("SEND is not accepted: clients read here", CloseCode.POLICY_VIOLATION)
+        elif command in ("BEGIN", "COMMIT", "ABORT"):
+            raise _Fatal(f"{command}: transactions are not supported", CloseCode.PROTOCOL_ERROR)
+        elif command in ("CONNECT", "STOMP"):
+            raise _Fatal("Already connected", CloseCode.PROTOCOL_ERROR)
+        else:
+            raise _Fatal(f"Unknown command {command[:20]}", CloseCode.PROTOCOL_ERROR)
+
+    def _on_connect(self, frame: Frame, now: Now) -> None:
+        headers = frame.headers
+        version = negotiate_version(headers.get("accept-version"))
+        if version is None:
+            raise _Fatal(
+                f"Supported protocol versions are {' '.join(VERSIONS)}",
+                CloseCode.PROTOCOL_ERROR,
+                version=True,
+            )
+        self.version = version
+        self._parser.unescape = version != "1.0"
+        if version != "1.0":
+            try:
+                self.heartbeats = negotiate_heartbeat(headers.get("heart-beat"), self.heart_beat)
+            except ValueError:
+                raise _Fatal(
+                    "heart-beat must be two integers, as in 10000,10000",
+                    CloseCode.PROTOCOL_ERROR,
+                ) from None
+        if self.user_id is not None:
+            self._connect(now)
+            return
+        token = _credentials(headers)
+        if token:
+            if len(token) > MAX_TOKEN_CHARS:
+                raise _Fatal("Invalid credentials", CloseCode.INVALID_CREDENTIALS)
+            self._authenticating = True
+            self._commands.append(Authenticate(token))
+        elif self.anonymous_allowed:
+            self._connect(now)
+        else:
+            raise _Fatal("Authentication required", CloseCode.AUTHENTICATION_REQUIRED)
+
+    def _connect(self, now: Now) -> None:
+        self.connected = True
+        self._login_deadline = None
+        self._last_received = now.mono
+        assert self.version is not None
+        headers = [("version", self.version)]
+        if self.version != "1.0":
+            sx, sy = self.heart_beat
+            headers.append(("heart-beat", f"{sx},{sy}"))
+        headers.append(("server", self.server))
+        if self.session_id:
+            headers.append(("session", self.session_id))
+        self._control("CONNECTED", headers)
+        outgoing = self.heartbeats[0]
+        self._next_beat = now.mono + outgoing / 1000 if outgoing else None
+
+    def _subscribe(self, headers: dict[str, str]) -> None:
+        destination = headers.get("destination")
+        if not destination:
+            raise _Fatal("SUBSCRIBE needs a destination header", CloseCode.PROTOCOL_ERROR)
+        id_ = headers.get("id")
+        if id_ is None and self.version == "1.0":
+            id_ = destination  # 1.0: the id is optional, the destination names it
+        if not id_:
+            raise _Fatal("SUBSCRIBE needs an id header", CloseCode.PROTOCOL_ERROR)
+        if id_ in self._subscriptions:
+            raise _Fatal(f"Subscription id {id_[:60]} is in use", CloseCode.PROTOCOL_ERROR)
+        ack = headers.get("ack", "auto")
+        if ack not in ACK_MODES:
+            raise _Fatal("ack must be auto, client or client-individual", CloseCode.PROTOCOL_ERROR)
+        topic = self.resolve(destination)
+        if topic is None:
+            raise _Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
+        point = _resume(headers)
+        self.cap.check(len(self._subscriptions), 1)
+        self._subscriptions[id_] = Subscription(id_, topic, destination, ack, message_head(id_))
+        ids = self._by_topic.get(topic)
+        if ids is not None:
+            ids.append(id_)  # held already: live from now, no resume
+            return
+        self._by_topic[topic] = [id_]
+        self._commands.append(Subscribe((topic,), {topic: point} if point else {}))
+
+    def _unsubscribe(self, headers: dict[str, str]) -> None:
+        id_ = headers.get("id")
+        if id_ is None and self.version == "1.0":
+            id_ = headers.get("destination")
+        if not id_:
+            raise _Fatal("UNSUBSCRIBE needs an id header", CloseCode.PROTOCOL_ERROR)
+        subscription = self._subscriptions.pop(id_, None)
+        if subscription is None:
+            raise _Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
+        topic = subscription.topic
+        ids = self._by_topic.get(topic)
+        if ids is None:
+            return
+        ids.remove(id_)
+        if not ids:
+            del self._by_topic[topic]
+            self._commands.append(Unsubscribe((topic,)))
+
+    # -- frames out
+
+    def _control(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
+        frame = encode_frame(command, headers, body, escaped=self.version != "1.0")
+        self._frames.append(Encoded(frame, control=True))
+
+    def _error(
+        self,
+        message: str,
+        code: CloseCode,
+        *,
+        receipt: str | None = None,
+        version: bool = False,
+    ) -> None:
+        """ERROR with ``message`` (a header, and the body), then close with ``code``."""
+        short = " ".join(message.split())[:MAX_MESSAGE_HEADER]
+        headers = [("message", short)]
+        if version:
+            headers.append(("version", ",".join(VERSIONS)))
+        if receipt is not None:
+            headers.append(("receipt-id", receipt))
+        body = message.encode()
+        headers += [("content-type", "text/plain"), ("content-length", str(len(body)))]
+        self._control("ERROR", headers, body)
+        self.close_reason = code
+        self._next_beat = None
+
+    def _reset(self, gap: ResumeGap) -> None:
+        fields: dict[str, object] = {
+            "type": "reset",
+            "topic": str(gap.topic),
+            "seq": gap.latest,
+            "requested": gap.requested,
+            "reason": gap.reason,
+        }
+        extra = [("reset", gap.reason), ("requested", str(gap.requested)), ("seq", str(gap.latest))]
+        if gap.epoch is not None:
+            fields["epoch"] = gap.epoch
+            extra.append(("epoch", gap.epoch))
+        body = _encode_json(fields)
+        for subscription in self.subscriptions_for(gap.topic):
+            self._resets += 1
+            message_id = f"reset-{self._resets}"
+            payload = message_payload(subscription.destination, message_id, body, extra=extra)
+            self._frames.append(
+                Encoded(payload, control=True).headed(subscription.head_for(message_id))
+            )
+
+
+def _resume(headers: dict[str, str]) -> ResumePoint | None:
+    """``resume-seq`` (an integer >= 0) and, optionally, ``resume-epoch`` (as sent in the
+    ``epoch`` header); a bare seq counts in the current epoch."""
+    seq = headers.get("resume-seq")
+    epoch = headers.get("resume-epoch")
+    if seq is None:
+        if epoch is not None:
+            raise _Fatal("resume-epoch needs resume-seq", CloseCode.PROTOCOL_ERROR)
+        return None
+    if not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
+        raise _Fatal("resume-seq must be an integer >= 0", CloseCode.PROTOCOL_ERROR)
+    if epoch is not None and not epoch:
+        raise _Fatal("resume-epoch must not be empty", CloseCode.PROTOCOL_ERROR)
+    return ResumePoint(int(seq), epoch)
