@@ -62,13 +62,24 @@ class Received:
 
 @contextlib.asynccontextmanager
 async def streaming(stream: DataStream) -> AsyncIterator[asyncio.Task[None]]:
+    """The SDK's loop as a task, stopped the SDK's own way at the end.
+
+    A bare ``task.cancel()`` can be lost: the SDK reads with ``asyncio.wait_for``, which on
+    Python 3.11 swallows a cancellation that races a frame's arrival and returns the
+    frame; the SDK then reads on, and awaiting the task never ends (seen on a loaded CI
+    run: the test hung). So the SDK is told to stop (``stop_ws``: it returns after its
+    current read), and cancelled again until it has ended.
+    """
     task = asyncio.create_task(stream._run_forever())
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await stream.stop_ws()
+        while not task.done():
+            task.cancel()
+            await asyncio.wait({task}, timeout=1.0)
+        if not task.cancelled():
+            task.result()  # a failure of the SDK's loop is the test's failure
         await stream.close()
 
 
