@@ -8,8 +8,10 @@ subscription means on this front; the defaults are one topic and its cached valu
 Everything else is written here once, for every front:
 
 - ``WebSocketFront`` is the ASGI endpoint: admission (origin, credentials, caps) or the
-  refusal, accept, the frame socket, the session run under a ``Connection`` (rate limited
-  when guarded; closed when the credential expires), and the clean-up at close.
+  refusal, accept (with the sub-protocol ``FrontSpec.subprotocol`` picks), the frame
+  socket, the session run under a ``Connection`` (rate limited when guarded; closed when
+  the credential expires; a ``HeadedConnection`` when ``Opened.heads`` is given), and
+  the clean-up at close.
 - ``Dispatcher`` carries out the session's typed commands against the hub: ``Subscribe``
   (with resume from history, a ``ResumeGap`` reply, then the snapshot), ``Unsubscribe``,
   ``SubscribeChannel`` / ``UnsubscribeChannel`` (channel-wide), ``Authenticate``
@@ -76,7 +78,7 @@ from tickcast.protocols.base import (
 )
 from tickcast.protocols.wire import Codec, Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
-from tickcast.transport.connection import Connection, payload_size
+from tickcast.transport.connection import Connection, HeadedConnection, Heads, payload_size
 from tickcast.transport.socket import FrameSocket
 
 log = logging.getLogger("tickcast.fronts")
@@ -135,8 +137,11 @@ class FrontContext:
 class Opened(NamedTuple):
     """What ``FrontSpec.open`` gives a new client: its session, the wire format the hub
     encodes for it, whether batches go as one array frame, its batching window (any: each
-    window has its own pump), and its outbox budget (None: the ``outbox`` settings';
-    ``max_bytes`` 0: no byte limit)."""
+    window has its own pump), its outbox budget (None: the ``outbox`` settings';
+    ``max_bytes`` 0: no byte limit), and ``heads``: for a protocol whose messages name
+    the client's own subscription, what one published item becomes on this connection
+    (``transport.connection.Heads``: one item per subscription of its topic, each with
+    its head; None: the shared item as it is)."""
 
     session: Session
     wire: str
@@ -144,6 +149,7 @@ class Opened(NamedTuple):
     window_s: float = 0.0
     max_items: int | None = None
     max_bytes: int | None = None
+    heads: Heads | None = None
 
 
 class FrontSpec:
@@ -166,6 +172,11 @@ class FrontSpec:
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         raise NotImplementedError
+
+    def subprotocol(self, scope: Scope) -> str | None:
+        """The WebSocket sub-protocol to accept, from those the client offered
+        (``scope["subprotocols"]``): never one it did not offer; None: none (default)."""
+        return None
 
     def expand(self, topic: Topic) -> tuple[Topic, ...]:
         """The hub topics one subscription to ``topic`` holds (the first is ``topic``)."""
@@ -411,7 +422,11 @@ class WebSocketFront:
                 await refuse(scope, send, refusal)
                 return
         try:  # from here the ticket holds a connection slot: give it back on any exit
-            await send({"type": "websocket.accept"})
+            accept: dict[str, Any] = {"type": "websocket.accept"}
+            subprotocol = self.spec.subprotocol(scope)
+            if subprotocol is not None:
+                accept["subprotocol"] = subprotocol
+            await send(accept)
             close_timeout_s = self.ctx.server.close_timeout_s
             async with open_frame_socket(scope, receive, send, close_timeout_s=close_timeout_s) as (
                 sock,
@@ -454,7 +469,12 @@ class WebSocketFront:
         if self.guard is not None:
             session = RateLimited(session, self.guard.rate_limit())
         budget = ctx.outbox
-        connection = Connection(
+        build: Callable[..., Connection] = (
+            Connection
+            if opened.heads is None
+            else functools.partial(HeadedConnection, heads=opened.heads)
+        )
+        connection = build(
             sock=sock,
             session=session,
             wire=opened.wire,

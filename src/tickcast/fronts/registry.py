@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tickcast.config.settings import Settings
-from tickcast.fronts import echo, market
+from tickcast.fronts import echo, market, stomp
 from tickcast.fronts.base import FrontSpec
 
 Factory = Callable[[Settings], FrontSpec | None]
@@ -51,3 +51,4 @@ def specs(settings: Settings) -> list[FrontSpec]:
 
 register(market.NAME, market.spec)
 register(echo.NAME, echo.spec)
+register(stomp.NAME, stomp.spec)

@@ -4,7 +4,8 @@ Rules: pure and synchronous. The hub fans out envelopes that are already stamped
 their topic, ``(epoch, seq)`` and server time (``hub/sequencer.py`` stamps them; a
 follower would fan out what a leader stamped): it records each in history and the
 last-value cache, encodes it once per wire format in use on that topic, and hands the
-same bytes to every subscriber. An envelope of another epoch than its topic's last one
+same bytes to every subscriber (each item stamped with its topic's key, ``Encoded.topic``).
+An envelope of another epoch than its topic's last one
 means the numbering restarted upstream: that topic's history is cleared, so that a
 resume never mixes two numberings. It never awaits and never writes to a socket:
 subscribers queue (their Outbox) and a pump writes. It knows nothing of any bus or
@@ -177,7 +178,7 @@ class Hub:
             ts = envelope.payload.ts
             for wire, subscribers in wires.items():
                 try:
-                    item = Encoded(self.codecs[wire](envelope), ts=ts)
+                    item = Encoded(self.codecs[wire](envelope), ts=ts, topic=key)
                 except Exception as exc:  # this wire misses this update; the rest go on
                     self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
                     continue
@@ -199,7 +200,8 @@ class Hub:
 
     def encode(self, wire: str, envelope: Envelope) -> Encoded:
         """Encode one envelope for one subscriber (snapshots and replays)."""
-        return Encoded(self.codecs[wire](envelope), ts=envelope.payload.ts)
+        payload = self.codecs[wire](envelope)
+        return Encoded(payload, ts=envelope.payload.ts, topic=str(envelope.topic))
 
     # -- subscriptions
 

@@ -9,7 +9,9 @@ are the same kind of item in a client's outbox. This module sits in the wire lay
 
 A per-subscriber ``head`` may precede the shared body (a STOMP ``subscription`` header,
 say): ``headed`` gives an item with its own head and frame around the same payload
-object, so the body is still encoded once.
+object, so the body is still encoded once. ``topic`` names the topic a published item
+belongs to (the hub stamps it; a reply has none), so that a connection that heads its
+items per subscription knows whose they are.
 """
 
 from __future__ import annotations
@@ -31,10 +33,11 @@ class Encoded:
     for latency metrics; 0 for control replies. ``head`` (empty unless ``headed``) goes
     on the wire before ``payload``, in the same message; ``size`` is that message's
     length in bytes (what the item costs in an outbox, counted once per item rather than
-    once per subscriber).
+    once per subscriber). ``topic`` is the key of the topic the hub published it on
+    (``str(Topic)``), empty for a reply.
     """
 
-    __slots__ = ("_frame", "binary", "control", "head", "payload", "size", "ts")
+    __slots__ = ("_frame", "binary", "control", "head", "payload", "size", "topic", "ts")
 
     def __init__(
         self,
@@ -44,12 +47,14 @@ class Encoded:
         ts: float = 0.0,
         binary: bool = False,
         head: bytes = b"",
+        topic: str = "",
     ) -> None:
         self.payload = payload
         self.control = control
         self.ts = ts
         self.binary = binary
         self.head = head
+        self.topic = topic
         self.size = len(head) + len(payload) if head else len(payload)
         self._frame: bytes | None = None
 
@@ -78,7 +83,12 @@ class Encoded:
     def headed(self, head: bytes) -> Encoded:
         """This item with its own ``head`` (and frame) before the same payload object."""
         return Encoded(
-            self.payload, control=self.control, ts=self.ts, binary=self.binary, head=head
+            self.payload,
+            control=self.control,
+            ts=self.ts,
+            binary=self.binary,
+            head=head,
+            topic=self.topic,
         )
 
     def __repr__(self) -> str:

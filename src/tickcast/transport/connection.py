@@ -35,13 +35,23 @@ its session, its front's command handler or a timer raised, the failure is repor
 pump's ``Faults`` (``"subscriber"``, ``"command"``, ``"timer"``) and the connection is
 closed with 1011: its stream may have lost an item, and nothing is lost silently. The
 exception never leaves a loop callback, and the other connections go on.
+
+Per-subscription heads (``HeadedConnection``): the hub shares one item per wire per
+update, but a protocol whose every message names the client's own subscription (STOMP's
+``subscription`` header) needs one message per subscription of the topic. A connection
+given ``heads`` turns each published item (one with a ``topic``) into that connection's
+own items (``heads(item)``: each item with its head, and a tag naming the subscription)
+and queues each under a conflation key joined with its tag, so the subscriptions of one
+topic never replace each other's messages. Snapshots and replays queued through the
+connection get the same treatment; replies (no topic) are queued as they are. The plain
+``Connection`` has no such step: other fronts' hot path is unchanged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final
 
 from tickcast.clock import Clock
@@ -66,6 +76,9 @@ WRITE_CHUNK_BYTES: Final = 64 * 1024
 OVERLOAD_FACTOR: Final = 4
 
 Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+#: A connection's own items for one item published on a topic: each with its own head
+#: before the same payload, and a tag (the subscription) its conflation key is joined with.
+Heads = Callable[[Encoded], Sequence[tuple[Encoded, str]]]
 
 
 class Connection:
@@ -423,6 +436,31 @@ class Connection:
             self._failed("timer", exc)
             return
         self._process("timer")
+
+
+class HeadedConnection(Connection):
+    """A ``Connection`` that heads each published item per subscription (module
+    docstring): ``heads(item)`` gives this connection's items for it, each queued under
+    the item's conflation key joined with its tag (``"<key>\\n<tag>"``). An item with no
+    topic (a reply) is queued as it is.
+
+    Args:
+        heads: the connection's items for one published item (``Heads``).
+        **kwargs: as ``Connection``'s.
+    """
+
+    __slots__ = ("heads",)
+
+    def __init__(self, *, heads: Heads, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.heads = heads
+
+    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
+        if not item.topic or self.closing:
+            Connection.deliver(self, item, key, now)
+            return
+        for headed, tag in self.heads(item):
+            Connection.deliver(self, headed, None if key is None else f"{key}\n{tag}", now)
 
 
 def payload_size(item: Encoded) -> int:
