@@ -33,6 +33,7 @@ from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.guard import Ticket
 from tickcast.fronts.market import MarketFeedSpec
 from tickcast.fronts.realtime import RealtimeSpec
+from tickcast.fronts.stomp import StompSpec
 from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.portfolio import AssetUpdate
 from tickcast.model.topic import Event
@@ -51,6 +52,8 @@ SERVER_TS = 1_700_000_001.5
 EVENT_TS = 1_700_000_000.75
 #: The node's epoch (a process makes a new one each start), fixed.
 EPOCH = "18bcfe5682a1b2c3"
+#: How a NUL (STOMP's frame end) reads in a fixture, so that it stays text.
+NUL = "\u2400"
 
 
 def frames(data: bytes) -> list[tuple[bytes, bytes]]:
@@ -80,14 +83,15 @@ class Transcript:
         self.lines.append(f"# {line}")
 
     def sent(self, client: str, text: str) -> None:
-        self.lines.append(f"{client} > {text}")
+        self.lines.append(f"{client} > {text}".replace("\0", NUL))
 
     def collect(self, client: str, sock: RecordingSocket) -> None:
         start = self._seen.get(id(sock), 0)
         for data in sock.written[start:]:
             self.lines.append(f"{client} < write")
             for header, payload in frames(data):
-                self.lines.append(f"{client} <   {header.hex()} {payload.decode()}")
+                text = payload.decode().replace("\0", NUL)
+                self.lines.append(f"{client} <   {header.hex()} {text}")
         self._seen[id(sock)] = len(sock.written)
         if sock.closed is not None:
             self.lines.append(f"{client} < close {sock.closed[0]} {sock.closed[1]}")
@@ -309,3 +313,74 @@ async def test_the_realtime_wire_is_unchanged(node: Node, portfolios: PortfolioS
     b.send('{"type":"subscribe_portfolio","data":{"portfolio_id":99}}')
     b.send('{"type":"auth","data":{"token":"x"}}')
     t.check("realtime")
+
+
+def stomp_front(node: Node) -> WebSocketFront:
+    """Front 3 over WebSocket as the registry builds it, unguarded, on fixed time, its
+    n-th session's id ``s<n>``."""
+    ids = iter(range(1, 10))
+    spec = StompSpec(
+        allow_anonymous=node.settings.allow_anonymous,
+        login_timeout_s=node.settings.auth_timeout_s,
+        new_id=lambda: f"s{next(ids)}",
+    )
+    return WebSocketFront(spec, front_context(node, None))
+
+
+def stomp(command: str, **headers: str) -> str:
+    return command + "\n" + "".join(f"{k.replace('_', '-')}:{v}\n" for k, v in headers.items())
+
+
+async def test_the_stomp_websocket_wire(node: Node) -> None:
+    front = stomp_front(node)
+    t = Transcript()
+    t.note("/stomp/websocket")
+
+    def client(name: str) -> Client:
+        scope = {"type": "websocket", "path": "/stomp/websocket", "query_string": b""}
+        connection = front.connect(scope, RecordingSocket(), None)  # type: ignore[arg-type]
+        return Client(name, t, connection)
+
+    a = client("a")
+    a.connected()
+    a.send(stomp("CONNECT", accept_version="1.1,1.2", heart_beat="0,5000") + "\n\0")
+    a.send(
+        stomp("SUBSCRIBE", id="sub-0", destination="/topic/trades.AAPL", receipt="r1")
+        + "\n\0"
+        + stomp("SUBSCRIBE", id="sub-1", destination="/topic/quotes.AAPL")
+        + "\n\0"
+        + stomp("SUBSCRIBE", id="sub-2", destination="/topic/quotes.AAPL", ack="client")
+        + "\n\0"
+        + stomp("SUBSCRIBE", id="st", destination="/topic/status.FEED")
+        + "\n\0"
+    )
+    b = client("b")
+    b.connected()
+    b.send(stomp("STOMP", accept_version="1.2", host="x") + "\n\0")
+    b.send(stomp("SUBSCRIBE", id="sub-0", destination="/topic/trades.AAPL") + "\n\0")
+    t.note("one MESSAGE per subscription; quotes conflate per subscription; b shares a's")
+    publish(node, t, [quote("AAPL", 190.01), trade(190.02, "t1"), quote("AAPL", 190.03)], a, b)
+    publish(node, t, [BAR, BOOK, STATUS, trade(190.04, "t2")], a, b)
+    a.timer(NOW + 10.0)  # a heart-beat EOL: every max(10000, 5000) ms
+    a.send(stomp("UNSUBSCRIBE", id="sub-1", receipt="r2") + "\n\0")
+    publish(node, t, [quote("AAPL", 190.05)], a)
+    t.note("a resume that hits history, one that misses (reset, then the snapshot)")
+    c = client("c")
+    c.connected()
+    c.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
+    c.send(
+        stomp(
+            "SUBSCRIBE",
+            id="t",
+            destination="/topic/trades.AAPL",
+            resume_epoch=EPOCH,
+            resume_seq="1",
+        )
+        + "\n\0"
+        + stomp("SUBSCRIBE", id="q", destination="/topic/quotes.AAPL", resume_seq="99")
+        + "\n\0"
+    )
+    c.send(stomp("SUBSCRIBE", id="x", destination="/topic/weather.AAPL", receipt="r3") + "\n\0")
+    b.send(stomp("SEND", destination="/topic/trades.AAPL") + "\nhello\0")
+    a.send(stomp("DISCONNECT", receipt="bye") + "\n\0")
+    t.check("stomp_websocket")
