@@ -75,6 +75,7 @@ ON_THE_CLOCK = (
     "app.py",
     "fronts/base.py",
     "fronts/market.py",
+    "fronts/stomp.py",
     "fronts/guard.py",
 )
 PURE_EXCEPTIONS = frozenset({"tickcast.hub.pump"})
@@ -437,6 +438,7 @@ def test_fronts_use_only_the_contracts() -> None:
         "tickcast.fronts.echo",
         "tickcast.fronts.market",
         "tickcast.fronts.realtime",
+        "tickcast.fronts.stomp",
         "contract.test_fronts",
     } <= fronts
     bad = violations(lambda i: _front_reaches_past_its_context(i, fronts), imports)

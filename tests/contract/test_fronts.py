@@ -302,6 +302,16 @@ def test_the_market_feed_is_a_registered_front_always_served() -> None:
     assert not market.first_message_auth
 
 
+def test_stomp_over_websocket_is_a_registered_front_always_served() -> None:
+    specs = {spec.name: spec for spec in registry.specs(Settings(allow_anonymous=False))}
+    stomp = specs["stomp"]
+    assert stomp.paths == ("/stomp/websocket",)
+    assert stomp.guarded
+    assert stomp.first_message_auth  # CONNECT carries the credentials
+    assert getattr(stomp, "allow_anonymous", None) is False  # the settings' policy
+    assert stomp.subprotocol({"subprotocols": ["v11.stomp", "v12.stomp"]}) == "v12.stomp"
+
+
 def test_a_disabled_front_is_not_listed() -> None:
     assert "echo" in registry.names()
     assert "echo" not in {spec.name for spec in registry.specs(Settings())}
