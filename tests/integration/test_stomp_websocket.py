@@ -142,6 +142,18 @@ def test_two_subscription_ids_on_one_topic_each_get_their_own_message(server: Se
         conn.disconnect()
 
 
+def test_a_subscription_id_with_escaped_characters_round_trips(server: Server) -> None:
+    conn, events = stomp_client(server)
+    conn.connect(wait=True)
+    try:
+        odd = "a:b\\c\nd"  # a colon, a backslash and an EOL: escaped both ways in 1.2
+        conn.subscribe("/topic/quotes.AAPL", id=odd)
+        seen = events.until(lambda k, _: k == "message")
+        assert messages(seen)[0].headers["subscription"] == odd
+    finally:
+        conn.disconnect()
+
+
 def test_unsubscribe_stops_messages(server: Server) -> None:
     conn, events = stomp_client(server)
     conn.connect(wait=True)
