@@ -91,7 +91,11 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
     # the WebSocket endpoints, for the host the browser used, and they connect
     ws_urls = page.locator("code.ws-url").all_inner_texts()
     port = gateway.server.port
-    assert ws_urls == [f"ws://{HOST}:{port}/ws/market/feed", f"ws://{HOST}:{port}/ws/realtime/"]
+    assert ws_urls == [
+        f"ws://{HOST}:{port}/ws/market/feed",
+        f"ws://{HOST}:{port}/ws/realtime/",
+        f"ws://{HOST}:{port}/stomp/websocket",
+    ]
     opened = page.evaluate(
         """(urls) => Promise.all(urls.map((url) => new Promise((resolve) => {
             const ws = new WebSocket(url);
