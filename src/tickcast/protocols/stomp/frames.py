@@ -346,12 +346,14 @@ def encode_frame(
     return "\n".join(lines).encode() + b"\n" + body + b"\0"
 
 
-def message_head(subscription: str, ack: str | None = None) -> bytes:
+def message_head(subscription: str, ack: str | None = None, *, escaped: bool = True) -> bytes:
     """The per-subscriber start of a MESSAGE: the command and ``subscription`` (plus
-    ``ack`` for a subscription that is not ``ack:auto``)."""
-    head = f"MESSAGE\nsubscription:{escape(subscription)}\n"
+    ``ack`` for a subscription that is not ``ack:auto``); ``escaped`` False for STOMP
+    1.0, which has no header escaping (the id goes back exactly as the client sent it)."""
+    code = escape if escaped else str
+    head = f"MESSAGE\nsubscription:{code(subscription)}\n"
     if ack is not None:
-        head += f"ack:{escape(ack)}\n"
+        head += f"ack:{code(ack)}\n"
     return head.encode()
 
 

@@ -150,6 +150,7 @@ class Subscription(NamedTuple):
         destination: as the client wrote it.
         ack: ``auto``, ``client`` or ``client-individual``.
         head: the MESSAGE head of this subscription (``frames.message_head``), built once.
+        escaped: whether heads escape (not in STOMP 1.0).
     """
 
     id: str
@@ -157,13 +158,14 @@ class Subscription(NamedTuple):
     destination: str
     ack: str
     head: bytes
+    escaped: bool = True
 
     def head_for(self, message_id: str) -> bytes:
         """The head of one MESSAGE: the shared ``head`` for ``ack:auto``; with ``ack``
         (``message_id`` as its value) for the other modes."""
         if self.ack == "auto":
             return self.head
-        return message_head(self.id, message_id)
+        return message_head(self.id, message_id, escaped=self.escaped)
 
 
 class _Fatal(Exception):
@@ -510,7 +512,9 @@ class StompSession:
             raise _Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
         point = _resume(headers)
         self.cap.check(len(self._subscriptions), 1)
-        self._subscriptions[id_] = Subscription(id_, topic, destination, ack, message_head(id_))
+        escaped = self.version != "1.0"
+        head = message_head(id_, escaped=escaped)
+        self._subscriptions[id_] = Subscription(id_, topic, destination, ack, head, escaped)
         ids = self._by_topic.get(topic)
         if ids is not None:
             ids.append(id_)  # held already: live from now, no resume

@@ -518,3 +518,16 @@ def test_a_multiline_error_message_stays_one_header() -> None:
     [error] = out(session)
     assert error.headers["message"] == "line one line: two"
     assert error.body == b"line one\nline: two"
+
+
+def test_a_1_0_subscription_head_is_not_escaped() -> None:
+    """STOMP 1.0 has no header escaping: the MESSAGE names the subscription exactly as
+    the client wrote its id (found in review: ``a:b`` came back as ``a\\cb``)."""
+    s = StompSession(resolve=lambda d: Topic("trades", "AAPL"), now=at(0), max_subscriptions=10)
+    s.receive_text("CONNECT\n\n\0", at(0))  # no accept-version: 1.0
+    s.receive_text("SUBSCRIBE\nid:a:b\ndestination:/topic/trades.AAPL\nack:client\n\n\0", at(0))
+    assert s.version == "1.0"
+    sub = s.subscription("a:b")
+    assert sub is not None
+    assert sub.head == b"MESSAGE\nsubscription:a:b\n"
+    assert sub.head_for("m:1") == b"MESSAGE\nsubscription:a:b\nack:m:1\n"
