@@ -129,6 +129,8 @@ class StompSpec(FrontSpec):
         self.heart_beat = heart_beat
         self.new_id = new_id
         self.cache = HeadCache()
+        # an item's topic key -> its Topic, parsed once per topic, not once per delivery
+        self._topics: dict[str, Topic] = {}
 
     def subprotocol(self, scope: Scope) -> str | None:
         return pick_subprotocol(scope.get("subprotocols"))
@@ -155,10 +157,13 @@ class StompSpec(FrontSpec):
     def heads(self, session: StompSession, item: Encoded) -> list[tuple[Encoded, str]]:
         """One MESSAGE per subscription of ``item``'s topic on ``session``, tagged with
         its id (its conflation key's part)."""
-        channel, _, key = item.topic.partition(".")
+        topic = self._topics.get(item.topic)
+        if topic is None:  # the hub's topics are finite: the feed's universe x channels
+            channel, _, key = item.topic.partition(".")
+            topic = self._topics[item.topic] = Topic(channel, key)
         cache = self.cache
         out: list[tuple[Encoded, str]] = []
-        for subscription in session.subscriptions_for(Topic(channel, key)):
+        for subscription in session.subscriptions_for(topic):
             if subscription.ack == "auto":
                 headed = cache.headed(item, subscription.head)
             else:  # its own ack header: never shared
