@@ -222,6 +222,192 @@ class SocketIOListener(FeedListener):
             transport.disconnect()
 
 
+class StompListener(FeedListener):
+    """Front 3, STOMP 1.2 over WebSocket (``/stomp/websocket``): CONNECT, one SUBSCRIBE
+    per symbol to ``/topic/quotes.<SYM>`` (the last asks for a receipt: the ack), then a
+    MESSAGE per update whose body is Front 1's JSON object."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport
+        self.send_stomp([b"CONNECT\naccept-version:1.2\nhost:bench\nheart-beat:0,0\n\n\x00"])
+
+    def subscribe_frames(self) -> list[bytes]:
+        frames = [
+            b"SUBSCRIBE\nid:sub-%d\ndestination:/topic/quotes.%s\n\n\x00" % (i, s.encode())
+            for i, s in enumerate(self.symbols)
+        ]
+        frames[-1] = frames[-1][:-2] + b"receipt:subscribed\n\n\x00"
+        return frames
+
+    def send_stomp(self, frames: list[bytes]) -> None:
+        """Several frames in one WebSocket message (STOMP allows it)."""
+        assert self.transport is not None
+        self.transport.send(TEXT, b"".join(frames))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not TEXT:
+            if frame.msg_type is CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            return
+        self.on_stomp(frame.get_payload_as_bytes())
+
+    def on_stomp(self, data: bytes) -> None:
+        """One server frame (a heart-beat is a bare EOL)."""
+        if data.startswith(b"MESSAGE"):
+            if self.probe:
+                return
+            body = data[data.find(b"\n\n") + 2 : -1]
+            self.received += 1
+            ts = _record(body, _time())
+            if self.track:
+                if ts < Window.limit:
+                    self.last[_symbol(body)] = ts
+                else:
+                    self.after.add(_symbol(body))
+        elif data.startswith(b"CONNECTED"):
+            self.send_stomp(self.subscribe_frames())
+        elif data.startswith(b"RECEIPT"):
+            self._ack()
+        elif data.startswith(b"ERROR"):
+            log(f"STOMP ERROR: {data[:200]!r}")
+
+
+def _sockjs_strings(frames: list[bytes]) -> bytes:
+    """What a SockJS client sends: a JSON array of strings."""
+    return orjson.dumps([f.decode() for f in frames])
+
+
+class SockJSListener(StompListener):
+    """STOMP over SockJS's ``websocket`` transport (``/stomp/<server>/<session>/websocket``):
+    ``o`` opens, ``a[...]`` carries STOMP frames as JSON strings, ``h`` beats."""
+
+    def on_ws_connected(self, transport: WSTransport) -> None:
+        self.transport = transport  # CONNECT after the server's "o"
+
+    def send_stomp(self, frames: list[bytes]) -> None:
+        assert self.transport is not None
+        self.transport.send(TEXT, _sockjs_strings(frames))
+
+    def on_ws_frame(self, transport: WSTransport, frame: WSFrame) -> None:
+        if frame.msg_type is not TEXT:
+            if frame.msg_type is CLOSE:
+                transport.send_close(frame.get_close_code())
+                transport.disconnect()
+            return
+        self.on_sockjs(frame.get_payload_as_bytes())
+
+    def on_sockjs(self, data: bytes) -> None:
+        kind = data[:1]
+        if kind == b"a":
+            for text in orjson.loads(data[1:]):
+                self.on_stomp(text.encode())
+        elif kind == b"o":
+            self.send_stomp([b"CONNECT\naccept-version:1.2\nhost:bench\nheart-beat:0,0\n\n\x00"])
+        elif kind == b"c":
+            log(f"SockJS close: {data[:200]!r}")
+            if self.transport is not None:
+                self.transport.disconnect()
+
+
+class XhrStreaming(asyncio.Protocol):
+    """STOMP over SockJS's ``xhr_streaming`` transport, on raw asyncio sockets: one
+    streaming POST receives (HTTP/1.1, chunked), a ``xhr_send`` POST per batch of frames
+    sends. ``disconnect`` closes both, as ``WSTransport.disconnect`` does."""
+
+    def __init__(self, listener: SockJSListener, host: str, port: int, base: str) -> None:
+        self.listener = listener
+        self.host, self.port, self.base = host, port, base
+        self.transport: asyncio.Transport | None = None
+        self.buf = b""
+        self.headers_done = False
+        self.chunk_left = 0  # bytes left of the current chunk (0: a size line is next)
+        self.body = b""
+        self.posts: set[asyncio.Future[None]] = set()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        transport.write(
+            f"POST {self.base}/xhr_streaming HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            "Content-Length: 0\r\n\r\n".encode()
+        )
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.listener.on_ws_disconnected(None)  # type: ignore[arg-type]
+
+    def data_received(self, data: bytes) -> None:
+        self.buf += data
+        if not self.headers_done:
+            end = self.buf.find(b"\r\n\r\n")
+            if end < 0:
+                return
+            self.headers_done = True
+            self.buf = self.buf[end + 4 :]
+        # de-chunk into self.body: a size line, that many bytes, CRLF
+        buf = self.buf
+        while buf:
+            if self.chunk_left == 0:
+                eol = buf.find(b"\r\n", 2 if buf[:2] == b"\r\n" else 0)
+                if eol < 0:
+                    break
+                line = buf[:eol].strip()  # the previous chunk's CRLF, then the size
+                buf = buf[eol + 2 :]
+                self.chunk_left = int(line.split(b";")[0] or b"0", 16)
+                if self.chunk_left == 0:
+                    break
+            take = buf[: self.chunk_left]
+            self.chunk_left -= len(take)
+            buf = buf[len(take) :]
+            self.body += take
+        self.buf = buf
+        body = self.body
+        start = 0
+        while True:
+            eol = body.find(b"\n", start)
+            if eol < 0:
+                break
+            line = body[start:eol]
+            start = eol + 1
+            if line and line.strip(b"h"):
+                self.listener.on_sockjs(line)
+        self.body = body[start:]
+
+    def send(self, payload: bytes) -> None:
+        task = asyncio.ensure_future(self._post(payload))
+        self.posts.add(task)
+        task.add_done_callback(self.posts.discard)
+
+    async def _post(self, payload: bytes) -> None:
+        reader, writer = await asyncio.open_connection(self.host, self.port)
+        try:
+            writer.write(
+                f"POST {self.base}/xhr_send HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: text/plain\r\nContent-Length: {len(payload)}\r\n"
+                "Connection: close\r\n\r\n".encode()
+                + payload
+            )
+            await writer.drain()
+            status = await reader.readline()
+            if b" 204" not in status and b" 200" not in status:
+                log(f"xhr_send: {status!r}")
+        finally:
+            writer.close()
+
+    def disconnect(self, graceful: bool = True) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
+class XhrListener(SockJSListener):
+    """A ``SockJSListener`` whose frames come from an ``XhrStreaming`` response."""
+
+    stream: XhrStreaming
+
+    def send_stomp(self, frames: list[bytes]) -> None:
+        self.stream.send(_sockjs_strings(frames))
+
+
 # ---------------------------------------------------------------------------------------------
 # Server tick counter
 # ---------------------------------------------------------------------------------------------
@@ -309,6 +495,22 @@ async def snapshot(args: argparse.Namespace) -> tuple[float, int, float]:
 # ---------------------------------------------------------------------------------------------
 
 
+LISTENERS: dict[str, type[FeedListener]] = {
+    "native": FeedListener,
+    "socketio": SocketIOListener,
+    "stomp": StompListener,
+    "sockjs-ws": SockJSListener,
+    "sockjs-xhr": XhrListener,
+}
+_sessions = iter(range(1 << 62))
+
+
+def sockjs_session() -> str:
+    """``<server>/<session>`` path segments of a new SockJS session."""
+    n = next(_sessions)
+    return f"{n % 1000:03d}/s{n}"
+
+
 def symbols_for(i: int, args: argparse.Namespace) -> list[str]:
     return [
         args.symbol_format.format((i * args.per_client + j) % args.nsymbols)
@@ -319,7 +521,7 @@ def symbols_for(i: int, args: argparse.Namespace) -> list[str]:
 async def open_one(
     args: argparse.Namespace, symbols: list[str], probe: bool
 ) -> tuple[WSTransport, FeedListener, float, float]:
-    cls = SocketIOListener if args.protocol == "socketio" else FeedListener
+    cls = LISTENERS[args.protocol]
     holder: list[FeedListener] = []
 
     def factory() -> FeedListener:
@@ -328,10 +530,27 @@ async def open_one(
         return listener
 
     t0 = _time()
-    transport, _ = await asyncio.wait_for(
-        ws_connect(factory, args.url, websocket_handshake_timeout=args.connect_timeout),
-        args.connect_timeout,
-    )
+    transport: Any
+    if args.protocol == "sockjs-xhr":
+        listener = factory()
+        assert isinstance(listener, XhrListener)
+        url = urlsplit(args.url)
+        host, port = url.hostname or "127.0.0.1", url.port or 80
+        stream = XhrStreaming(listener, host, port, f"{url.path}/{sockjs_session()}")
+        listener.stream = stream
+        transport, _ = await asyncio.wait_for(
+            asyncio.get_running_loop().create_connection(lambda: stream, host, port),
+            args.connect_timeout,
+        )
+        transport = stream
+    else:
+        url_s = args.url
+        if args.protocol == "sockjs-ws":
+            url_s = url_s.replace("http://", "ws://", 1) + f"/{sockjs_session()}/websocket"
+        transport, _ = await asyncio.wait_for(
+            ws_connect(factory, url_s, websocket_handshake_timeout=args.connect_timeout),
+            args.connect_timeout,
+        )
     t_open = _time()
     listener = holder[0]
     try:
@@ -569,7 +788,13 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--url", required=True, help="ws://127.0.0.1:PORT/ws/market/feed[?frames=array]")
-    p.add_argument("--protocol", choices=["native", "socketio"], default="native")
+    p.add_argument(
+        "--protocol",
+        choices=list(LISTENERS),
+        default="native",
+        help="native, socketio, stomp (--url ws://.../stomp/websocket), sockjs-ws or "
+        "sockjs-xhr (--url http://.../stomp)",
+    )
     p.add_argument("--stats-url", required=True, help="http://127.0.0.1:PORT/stats or /metrics")
     p.add_argument(
         "--stats-kind",

@@ -61,6 +61,14 @@ class Server:
     kind: str  # tickcast | fastapi | socketio | node
     batch_ms: int = 0
     array: bool = False
+    #: tickcast's front: native (Front 1), stomp (STOMP over WebSocket), sockjs-ws or
+    #: sockjs-xhr (STOMP over SockJS's websocket or xhr_streaming transport)
+    front: str = "native"
+
+    @property
+    def w1_only(self) -> bool:
+        """A variant of a front's wire, measured in W1 only."""
+        return self.array or self.front != "native"
 
     @property
     def conflated(self) -> bool:
@@ -73,7 +81,7 @@ class Server:
 
     @property
     def protocol(self) -> str:
-        return "socketio" if self.kind == "socketio" else "native"
+        return "socketio" if self.kind == "socketio" else self.front
 
     @property
     def latency_limit_ms(self) -> float:
@@ -85,7 +93,12 @@ class Server:
         if self.kind != "tickcast":
             return "per tick, per-subscriber send"
         mode = f"batch {self.batch_ms} ms, conflated" if self.batch_ms else "batch 0 (low latency)"
-        return mode + (", array frames" if self.array else "")
+        wire = {
+            "stomp": ", STOMP over WebSocket",
+            "sockjs-ws": ", STOMP over SockJS websocket",
+            "sockjs-xhr": ", STOMP over SockJS xhr-streaming",
+        }.get(self.front, "")
+        return mode + (", array frames" if self.array else "") + wire
 
     def command(self, port: int, rate: float) -> list[str]:
         if self.kind == "tickcast":
@@ -110,6 +123,10 @@ class Server:
     def ws_url(self, port: int) -> str:
         if self.kind == "socketio":
             return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
+        if self.front == "stomp":
+            return f"ws://127.0.0.1:{port}/stomp/websocket"
+        if self.front.startswith("sockjs"):
+            return f"http://127.0.0.1:{port}/stomp"
         return f"ws://127.0.0.1:{port}/ws/market/feed" + ("?frames=array" if self.array else "")
 
     def stats(self, port: int, rate: float) -> tuple[str, str]:
@@ -128,6 +145,9 @@ SERVERS = {
         Server("tickcast-b100", "tickcast", batch_ms=100),
         Server("tickcast-b0", "tickcast", batch_ms=0),
         Server("tickcast-b100-array", "tickcast", batch_ms=100, array=True),
+        Server("tickcast-b100-stomp", "tickcast", batch_ms=100, front="stomp"),
+        Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),
+        Server("tickcast-b100-sockjs-xhr", "tickcast", batch_ms=100, front="sockjs-xhr"),
         Server("fastapi", "fastapi"),
         Server("socketio", "socketio"),
         Server("node-ws", "node"),
@@ -163,7 +183,7 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
         "W2": {
             "title": "W2: tick-rate ramp, x1.5 per step, 500 clients x 10 symbols",
             "load": Load(500, 10, 250, 1 if q else 3, 3 if q else 10),
-            "servers": [s for s in SERVERS if not SERVERS[s].array],
+            "servers": [s for s in SERVERS if not SERVERS[s].w1_only],
             "factor": 1.5,
             "max_steps": 2 if q else 14,
             "budget_s": 40 if q else 480,
@@ -172,12 +192,12 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
         "W3": {
             "title": "W3: 5,000 idle subscribed connections (10 ticks/s in total)",
             "load": Load(500 if q else 5000, 1, 10, 1 if q else 3, 3 if q else 5, 1.0, 2.0),
-            "servers": [s for s in SERVERS if not SERVERS[s].array],
+            "servers": [s for s in SERVERS if not SERVERS[s].w1_only],
         },
         "W4": {
             "title": "W4: 5,000 clients x 10 symbols, 200 ticks/s (about 20 messages/s each)",
             "load": Load(500 if q else 5000, 10, 200, 1 if q else 5, 3 if q else 20),
-            "servers": [s for s in SERVERS if not SERVERS[s].array],
+            "servers": [s for s in SERVERS if not SERVERS[s].w1_only],
         },
     }
 
