@@ -256,13 +256,23 @@ async def test_a_frame_before_connect_is_an_error_then_a_close(server: Server) -
     ("frame", "message", "code"),
     [
         (
+            "SUBSCRIBE\nid:0\ndestination:/topic/unrealized-pnl\n\n\0",
+            "Authentication required to read /topic/unrealized-pnl",
+            1008,
+        ),
+        (
+            "SUBSCRIBE\nid:0\ndestination:/topic/user_pnl.1\n\n\0",
+            "Unknown destination /topic/user_pnl.1",
+            1008,
+        ),
+        (
             "SUBSCRIBE\nid:0\ndestination:/topic/quotes.NOPE\n\n\0",
             "Unknown destination /topic/quotes.NOPE",
             1008,
         ),
         (
             "SUBSCRIBE\nid:0\ndestination:/topic/position-update\n\n\0",
-            "Unknown destination /topic/position-update",
+            "Authentication required to read /topic/position-update",
             1008,
         ),
         ("SEND\ndestination:/topic/quotes.AAPL\n\nhi\0", "SEND is not accepted", 1008),
