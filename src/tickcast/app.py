@@ -22,7 +22,7 @@ from tickcast.auth.credentials import new_jwt_secret
 from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
-from tickcast.fronts import realtime, registry
+from tickcast.fronts import realtime, registry, stomp
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -155,9 +155,13 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             await guard.aclose()
             await node.aclose()
 
-    # every front is on the contract: the registry's (the market feed...), and Front 2,
-    # built here because it is given the portfolio service
-    specs = [*registry.specs(settings), realtime_spec(portfolios, settings)]
+    # every front is on the contract: the registry's (the market feed...), and Fronts 2
+    # and 3, built here because they are given the portfolio service
+    specs = [
+        *registry.specs(settings),
+        realtime_spec(portfolios, settings),
+        stomp.spec(settings, portfolios),
+    ]
     fronts: dict[str, ASGIApp] = {}
     contracted = _contract_fronts(specs, node, guard)
     for front in contracted:

@@ -103,6 +103,7 @@ PURE_MODULES = frozenset(
         "tickcast.portfolio.closes",
         "tickcast.portfolio.valuation",
         "tickcast.portfolio.book",
+        "tickcast.portfolio.userfeeds",
         "tickcast.observability.overload",
         "tickcast.observability.faults",
     }

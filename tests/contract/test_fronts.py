@@ -27,6 +27,7 @@ from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.config.settings import Settings
 from tickcast.fronts import registry
+from tickcast.fronts import stomp as stomp_front
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import Topic
@@ -302,9 +303,10 @@ def test_the_market_feed_is_a_registered_front_always_served() -> None:
     assert not market.first_message_auth
 
 
-def test_stomp_over_websocket_is_a_registered_front_always_served() -> None:
-    specs = {spec.name: spec for spec in registry.specs(Settings(allow_anonymous=False))}
-    stomp = specs["stomp"]
+def test_stomp_over_websocket_is_built_by_the_app_and_always_served() -> None:
+    # given the portfolio service (its per-user destinations), so not in the registry
+    assert "stomp" not in registry.names()
+    stomp = stomp_front.spec(Settings(allow_anonymous=False))
     assert stomp.paths == ("/stomp/websocket",)
     assert stomp.guarded
     assert stomp.first_message_auth  # CONNECT carries the credentials

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import AsyncIterator
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
@@ -35,7 +36,13 @@ from tickcast.fronts.market import MarketFeedSpec
 from tickcast.fronts.realtime import RealtimeSpec
 from tickcast.fronts.stomp import StompSpec
 from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
-from tickcast.model.portfolio import AssetUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    PositionPnl,
+    PositionState,
+    UserPnl,
+    UserPositions,
+)
 from tickcast.model.topic import Event
 from tickcast.node import Node
 from tickcast.portfolio.service import PortfolioService
@@ -384,3 +391,63 @@ async def test_the_stomp_websocket_wire(node: Node) -> None:
     b.send(stomp("SEND", destination="/topic/trades.AAPL") + "\nhello\0")
     a.send(stomp("DISCONNECT", receipt="bye") + "\n\0")
     t.check("stomp_websocket")
+
+
+def position(portfolio_id: int, symbol: str, quantity: str, cost: str) -> PositionState:
+    return PositionState(
+        portfolio_id, symbol, Decimal(quantity), Decimal(cost), Decimal("0"), EVENT_TS, EVENT_TS
+    )
+
+
+async def test_the_stomp_portfolio_destinations_wire(
+    node: Node, portfolios: PortfolioService
+) -> None:
+    ids = iter(range(1, 10))
+    spec = StompSpec(
+        portfolios,
+        allow_anonymous=node.settings.allow_anonymous,
+        login_timeout_s=node.settings.auth_timeout_s,
+        new_id=lambda: f"s{next(ids)}",
+    )
+    front = WebSocketFront(spec, front_context(node, None))
+    t = Transcript()
+    t.note("/stomp/websocket: /topic/position-update and /topic/unrealized-pnl")
+
+    def client(name: str, user_id: int | None) -> Client:
+        scope = {"type": "websocket", "path": "/stomp/websocket", "query_string": b""}
+        principal = Principal(user_id, f"user{user_id}") if user_id is not None else Principal()
+        ticket = Ticket(principal, "127.0.0.1", "127.0.0.1")
+        connection = front.connect(scope, RecordingSocket(), ticket)  # type: ignore[arg-type]
+        return Client(name, t, connection)
+
+    def publish_user(events: list[Event], *clients: Client) -> None:
+        t.note(f"publish {', '.join(f'{type(e).__name__} {e.key}' for e in events)}")
+        stamp_and_fan_out(node.hub, events, SERVER_TS, node.clock.monotonic())
+        for c in clients:
+            c.connection.flush_now()
+            c.collect()
+
+    t.note("user 7 (no portfolios yet): empty snapshots")
+    a = client("a", 7)
+    a.connected()
+    a.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
+    a.send(
+        stomp("SUBSCRIBE", id="pos", destination="/topic/position-update", receipt="r1") + "\n\0"
+    )
+    a.send(stomp("SUBSCRIBE", id="pnl", destination="/topic/unrealized-pnl") + "\n\0")
+    b = client("b", 8)
+    b.connected()
+    b.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
+    b.send(stomp("SUBSCRIBE", id="pos", destination="/topic/position-update") + "\n\0")
+    t.note("one position: the object; several: an array; user 8 sees none of user 7's")
+    publish_user([UserPositions(7, (position(1, "AAPL", "10", "1500.5"),), EVENT_TS)], a, b)
+    two = (position(1, "AAPL", "6", "900.3"), position(2, "MSFT", "0", "0"))
+    publish_user([UserPositions(7, two, EVENT_TS)], a, b)
+    pnl = (PositionPnl(1, "AAPL", Decimal("400.2")), PositionPnl(2, "MSFT", Decimal("-12.5")))
+    publish_user([UserPnl(7, pnl, EVENT_TS)], a, b)
+    t.note("anonymous: an error, then the close")
+    c = client("c", None)
+    c.connected()
+    c.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
+    c.send(stomp("SUBSCRIBE", id="pos", destination="/topic/position-update") + "\n\0")
+    t.check("stomp_portfolios")

@@ -25,7 +25,13 @@ from tickcast.hub.hub import Hub
 from tickcast.hub.publisher import LocalPublisher
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.market import Quote
-from tickcast.model.portfolio import PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.portfolio import (
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+    UserPnl,
+    UserPositions,
+)
 from tickcast.model.topic import Channel, Event, Topic
 from tickcast.observability.faults import Faults
 from tickcast.portfolio.cash import Cash
@@ -329,3 +335,61 @@ async def test_the_tap_revalues_on_published_prices_and_ignores_the_rest(world: 
     [value] = world.taken(PortfolioValue)
     assert isinstance(value, PortfolioValue)
     assert value.market_value == D(1010)
+
+
+async def test_the_per_user_streams_are_published_only_while_watched(world: World) -> None:
+    service = world.service
+    main = await service.create_portfolio(world.user_id, "main")
+    await service.record_transaction(main.id, "AAPL", Side.BUY, D(10), D(100))
+    world.published.clear()
+    world.quote("AAPL", 101.0)
+    service.flush()
+    await service.record_transaction(main.id, "AAPL", Side.BUY, D(1), D(101))
+    assert world.taken(UserPnl) == []  # nobody watches: not even computed
+    assert world.taken(UserPositions) == []
+
+    hub = Hub()
+    service.follow(hub)
+    user = str(world.user_id)
+    hub.subscribe(Watcher("stomp"), Topic(Channel.USER_POSITIONS, user))
+    hub.subscribe(Watcher("stomp"), Topic(Channel.USER_PNL, user))
+    # a portfolio created after the subscription is the same user's topic
+    later = await service.create_portfolio(world.user_id, "later")
+    world.now += 60
+    await service.record_transaction(later.id, "MSFT", Side.BUY, D(2), D(400))
+    [positions] = world.taken(UserPositions)
+    assert isinstance(positions, UserPositions)
+    assert positions.owner_id == world.user_id
+    [state] = positions.positions
+    assert (state.portfolio_id, state.symbol, state.quantity, state.cost_basis) == (
+        later.id,
+        "MSFT",
+        2,
+        800,
+    )
+    assert state.created_at == state.updated_at == world.now
+    world.quote("AAPL", 102.0)
+    world.quote("AAPL", 103.0)  # twice within one interval: once, at its latest
+    service.flush()
+    [pnl] = world.taken(UserPnl)
+    assert isinstance(pnl, UserPnl)
+    # MSFT changed by its transaction (cost), AAPL by its price
+    assert [(p.portfolio_id, p.symbol) for p in pnl.positions] == [
+        (main.id, "AAPL"),
+        (later.id, "MSFT"),
+    ]
+    assert pnl.positions[0].unrealized_pnl == 11 * 103 - 1101
+    service.flush()
+    assert world.taken(UserPnl) == []  # nothing moved since
+
+    # the snapshots: every open position of every portfolio of the user
+    snapshot = service.user_positions(world.user_id)
+    assert [(p.portfolio_id, p.symbol) for p in snapshot.positions] == [
+        (main.id, "AAPL"),
+        (later.id, "MSFT"),
+    ]
+    assert [(p.portfolio_id, p.symbol) for p in service.user_pnl(world.user_id).positions] == [
+        (main.id, "AAPL"),
+        (later.id, "MSFT"),
+    ]
+    assert service.user_positions(world.user_id + 999).positions == ()

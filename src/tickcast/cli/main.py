@@ -28,7 +28,7 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/static/...", "the pages' scripts and styles, Swagger UI"),
     ("WS", "/ws/market/feed", "market feed: quotes, trades, bars, books"),
     ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
-    ("WS", "/stomp/websocket", "STOMP 1.2 over WebSocket: market data destinations"),
+    ("WS", "/stomp/websocket", "STOMP 1.2 over WebSocket: market data, your positions"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),

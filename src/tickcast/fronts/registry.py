@@ -3,7 +3,9 @@
 ``register(name, factory)`` adds one; ``specs(settings)`` gives the enabled ones (a
 factory returns None for a front the settings turn off). ``app.build_app`` serves every
 path of every spec. Adding a front is its module plus one ``register`` call: here for
-the gateway's own, or in the module that defines it (a plugin, a test).
+the gateway's own, or in the module that defines it (a plugin, a test). Fronts given a
+service (the realtime envelope and STOMP: the portfolio service) are built by
+``app.build_app`` instead.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from tickcast.config.settings import Settings
-from tickcast.fronts import echo, market, stomp
+from tickcast.fronts import echo, market
 from tickcast.fronts.base import FrontSpec
 
 Factory = Callable[[Settings], FrontSpec | None]
@@ -51,4 +53,3 @@ def specs(settings: Settings) -> list[FrontSpec]:
 
 register(market.NAME, market.spec)
 register(echo.NAME, echo.spec)
-register(stomp.NAME, stomp.spec)

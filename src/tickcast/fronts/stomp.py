@@ -17,22 +17,35 @@ What this front adds to the contract (``fronts/base.py``):
   ``subscription`` head before the shared payload). A head is the same for every client
   that numbers its subscriptions alike (``sub-0``, ``sub-1``...), so the headed item is
   built once per (update, head) for the whole front (``HeadCache``) and its frame once.
+  A subscription id that joins a topic the connection already holds is *fresh*
+  (``StompSession.take_fresh``): the next item of the topic is the current value the
+  Dispatcher queued for it (its ``message-id`` is the one the topic's other ids were
+  given last), headed for the fresh ids alone; or a live update, for every id.
+- ``forgotten``: after an UNSUBSCRIBE, what the connection queued for the dropped id
+  (``HeadedConnection`` discards it before its next write), so no MESSAGE of an
+  unsubscribed id is written after the unsubscribe.
 - Credentials: the handshake's (guarded as every front: origin, caps, rate limit), or
   CONNECT's ``Authorization: Bearer``, ``passcode`` or ``login`` as a first-message
   authentication (``Authenticate``); anonymous clients connect while the settings allow
   anonymous market data.
+- The per-user destinations (given the portfolio service, ``app.build_app``):
+  ``/topic/position-update`` and ``/topic/unrealized-pnl`` name the same topic for
+  every client, and resolve to the subscriber's own (``user_positions.<user id>``,
+  ``user_pnl.<user id>``): an owner's channel, read by that user only. An anonymous
+  subscriber is refused (ERROR, close 1008). On subscribe the user's current positions
+  (or their P&L) are computed and published to the topic (``snapshot``): a new seq,
+  which every subscriber of the user's topic gets; then the portfolio service publishes
+  while someone watches (the hub's first/last-subscriber hooks).
 
-Not built yet: SockJS at ``/stomp`` and the portfolio destinations
-(``/topic/position-update``, ``/topic/unrealized-pnl``).
+Not built yet: SockJS at ``/stomp``.
 """
 
 from __future__ import annotations
 
-import functools
 import uuid
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import Final
+from typing import Final, Protocol
 
 from starlette.types import Scope
 
@@ -40,11 +53,14 @@ from tickcast import __version__
 from tickcast.auth.credentials import Principal
 from tickcast.config.groups import SettingsGroups
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
+from tickcast.model.channel import Readers
+from tickcast.model.envelope import Envelope
 from tickcast.model.market import FEED
-from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
+from tickcast.model.portfolio import UserPnl, UserPositions
+from tickcast.model.topic import MARKET_CHANNELS, Channel, Event, Topic
 from tickcast.protocols.stomp import codec
 from tickcast.protocols.stomp.frames import unescape
-from tickcast.protocols.stomp.session import StompSession, subscription_cap
+from tickcast.protocols.stomp.session import StompSession, Unreadable, subscription_cap
 from tickcast.protocols.wire import Codec, Encoded
 
 PATH = "/stomp/websocket"
@@ -55,6 +71,18 @@ SUBPROTOCOLS: Final = ("v12.stomp", "v11.stomp", "v10.stomp")
 #: Heads the front's cache holds at most (one per distinct subscription id in use);
 #: past it the cache starts again (a client naming many ids costs memory no longer).
 MAX_CACHED_HEADS: Final = 4096
+
+
+#: The per-user channels (an owner's: each user reads the topic keyed by their id).
+USER_CHANNELS: Final = frozenset({Channel.USER_POSITIONS, Channel.USER_PNL})
+
+
+class UserStreams(Protocol):
+    """What Front 3 uses of the portfolio service (``portfolio.service.PortfolioService``):
+    a user's current positions and their unrealized P&L, computed now."""
+
+    def user_positions(self, owner_id: int) -> UserPositions: ...
+    def user_pnl(self, owner_id: int) -> UserPnl: ...
 
 
 def pick_subprotocol(offered: object) -> str | None:
@@ -100,11 +128,69 @@ def message_id_of(payload: bytes) -> str:
     return unescape(line.partition(b":")[2].decode())
 
 
+class StompHeads:
+    """One connection's ``heads`` (``transport.connection.Heads``) and ``forgotten``
+    (see the module docstring)."""
+
+    __slots__ = ("_last", "session", "spec")
+
+    def __init__(self, spec: StompSpec, session: StompSession) -> None:
+        self.spec = spec
+        self.session = session
+        # topic -> the payload its subscriptions were given last (whose message-id
+        # tells a fresh id's current value from a live update)
+        self._last: dict[Topic, bytes] = {}
+
+    def __call__(self, item: Encoded) -> list[tuple[Encoded, str]]:
+        """One MESSAGE per subscription of ``item``'s topic on the session, tagged with
+        its id (its conflation key's part)."""
+        topic = self.spec.topic(item.topic)
+        session = self.session
+        subscriptions = session.subscriptions_for(topic)
+        fresh = session.take_fresh(topic)
+        if fresh:
+            previous = self._last.get(topic)
+            if previous is not None and message_id_of(previous) == message_id_of(item.payload):
+                # what the others were given already: the fresh ids' current value
+                subscriptions = tuple(s for s in subscriptions if s.id in fresh)
+        self._last[topic] = item.payload
+        cache = self.spec.cache
+        out: list[tuple[Encoded, str]] = []
+        for subscription in subscriptions:
+            if subscription.ack == "auto":
+                headed = cache.headed(item, subscription.head)
+            else:  # its own ack header: never shared
+                headed = item.headed(subscription.head_for(message_id_of(item.payload)))
+            out.append((headed, subscription.id))
+        return out
+
+    def forgotten(self) -> Callable[[Encoded], bool] | None:
+        """After a subscription was dropped: the test of a queued item meant for a
+        subscription that is gone (``stale``); else None."""
+        if not self.session.forgotten():
+            return None
+        held = self.session.topics
+        for topic in [t for t in self._last if t not in held]:
+            del self._last[topic]
+        return self.stale
+
+    def stale(self, item: Encoded) -> bool:
+        """Whether ``item`` (queued earlier) is a MESSAGE of a subscription the session
+        no longer holds. Replies are never stale."""
+        if not item.topic or not item.head:
+            return False
+        head = item.head
+        subscriptions = self.session.subscriptions_for(self.spec.topic(item.topic))
+        return not any(head.startswith(s.head) for s in subscriptions)
+
+
 class StompSpec(FrontSpec):
     """Front 3 over WebSocket: guarded, first-message authentication (CONNECT's
     credentials), the STOMP wire, one MESSAGE per subscription.
 
     Args:
+        portfolios: the per-user streams' snapshots (the portfolio service); None: the
+            per-user destinations are unknown (market data only).
         allow_anonymous: whether a client without credentials may connect (market data).
         login_timeout_s: until CONNECTED (the CONNECT frame and its credentials' check).
         heart_beat: the server's ``(sx, sy)`` in ms (CONNECTED's ``heart-beat``).
@@ -118,12 +204,14 @@ class StompSpec(FrontSpec):
 
     def __init__(
         self,
+        portfolios: UserStreams | None = None,
         *,
         allow_anonymous: bool,
         login_timeout_s: float,
         heart_beat: tuple[int, int] = (10_000, 10_000),
         new_id: Callable[[], str] = lambda: uuid.uuid4().hex,
     ) -> None:
+        self.portfolios = portfolios
         self.allow_anonymous = allow_anonymous
         self.login_timeout_s = login_timeout_s
         self.heart_beat = heart_beat
@@ -136,8 +224,12 @@ class StompSpec(FrontSpec):
         return pick_subprotocol(scope.get("subprotocols"))
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        def resolve_here(destination: str) -> Topic | None:
+            # the user CONNECT authenticated (or the handshake), read when subscribing
+            return self.resolve_for(ctx, destination, session.user_id)
+
         session = StompSession(
-            resolve=functools.partial(resolve, ctx),
+            resolve=resolve_here,
             now=ctx.clock.now(),
             session_id=self.new_id(),
             user_id=principal.user_id,
@@ -151,25 +243,61 @@ class StompSpec(FrontSpec):
             session,
             wire=codec.WIRE,
             window_s=ctx.outbox.batch_ms / 1000,
-            heads=functools.partial(self.heads, session),
+            heads=StompHeads(self, session),
         )
 
     def heads(self, session: StompSession, item: Encoded) -> list[tuple[Encoded, str]]:
-        """One MESSAGE per subscription of ``item``'s topic on ``session``, tagged with
-        its id (its conflation key's part)."""
-        topic = self._topics.get(item.topic)
-        if topic is None:  # the hub's topics are finite: the feed's universe x channels
-            channel, _, key = item.topic.partition(".")
-            topic = self._topics[item.topic] = Topic(channel, key)
-        cache = self.cache
-        out: list[tuple[Encoded, str]] = []
-        for subscription in session.subscriptions_for(topic):
-            if subscription.ack == "auto":
-                headed = cache.headed(item, subscription.head)
-            else:  # its own ack header: never shared
-                headed = item.headed(subscription.head_for(message_id_of(item.payload)))
-            out.append((headed, subscription.id))
-        return out
+        """One MESSAGE per subscription of ``item``'s topic on ``session`` (a
+        ``StompHeads`` of its own is what a connection is given)."""
+        return StompHeads(self, session)(item)
+
+    def topic(self, key: str) -> Topic:
+        """The Topic of an item's topic key, parsed once per topic."""
+        topic = self._topics.get(key)
+        if topic is None:  # the hub's topics are finite: the universe x channels, users
+            channel, _, name = key.partition(".")
+            topic = self._topics[key] = Topic(channel, name)
+        return topic
+
+    def resolve_for(self, ctx: FrontContext, destination: str, user_id: int | None) -> Topic | None:
+        """The topic ``destination`` names for the user ``user_id`` (None: anonymous):
+        a market one (``resolve``), or the user's own per-user topic; None: unknown.
+
+        Raises:
+            Unreadable: a per-user destination for an anonymous client.
+        """
+        channel = codec.USER_DESTINATIONS.get(destination)
+        if channel is None or self.portfolios is None or channel not in ctx.hub.channels:
+            return resolve(ctx, destination)
+        if user_id is None:
+            raise Unreadable(f"Authentication required to read {destination}")
+        return Topic(channel, str(user_id))
+
+    def may_read(self, principal: Principal, topic: Topic, readers: Readers) -> bool:
+        """The contract's floor, and a per-user topic for its own user only."""
+        if readers is Readers.OWNER:
+            return (
+                topic.channel in USER_CHANNELS
+                and principal.authenticated
+                and topic.key == str(principal.user_id)
+            )
+        return super().may_read(principal, topic, readers)
+
+    def snapshot(self, topic: Topic, cached: Envelope | None, ctx: FrontContext) -> Envelope | None:
+        """A market topic: its last value. A per-user topic: the user's current
+        positions (or their P&L) computed now and *published* (None returned): a seq of
+        its own, which reaches this subscriber (and the topic's others) by fan-out."""
+        portfolios = self.portfolios
+        if topic.channel not in USER_CHANNELS or portfolios is None:
+            return cached
+        owner = int(topic.key)
+        event: Event = (
+            portfolios.user_positions(owner)
+            if topic.channel == Channel.USER_POSITIONS
+            else portfolios.user_pnl(owner)
+        )
+        ctx.publisher([event])
+        return None
 
 
 def resolve(ctx: FrontContext, destination: str) -> Topic | None:
@@ -187,7 +315,12 @@ def resolve(ctx: FrontContext, destination: str) -> Topic | None:
     return Topic(channel, topic.key)
 
 
-def spec(settings: SettingsGroups) -> StompSpec:
-    """STOMP over WebSocket: always served."""
+def spec(settings: SettingsGroups, portfolios: UserStreams | None = None) -> StompSpec:
+    """STOMP over WebSocket (always served), with the per-user destinations when given
+    the portfolio service."""
     auth = settings.auth
-    return StompSpec(allow_anonymous=auth.allow_anonymous, login_timeout_s=auth.auth_timeout_s)
+    return StompSpec(
+        portfolios,
+        allow_anonymous=auth.allow_anonymous,
+        login_timeout_s=auth.auth_timeout_s,
+    )

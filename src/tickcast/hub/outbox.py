@@ -187,6 +187,18 @@ class Outbox(Generic[T]):
             self._deadline = None
         return True
 
+    def discard_where(self, stale: Callable[[T], bool]) -> int:
+        """Drop every pending item, conflatable or reliable, that ``stale`` says is no
+        longer wanted (its subscription is gone); the rest keep their order. How many."""
+        pending = self._pending
+        size = self._size
+        dropped = [key for key, item in pending.items() if stale(item)]
+        for key in dropped:
+            self.pending_bytes -= size(pending.pop(key))
+        if not pending:
+            self._deadline = None
+        return len(dropped)
+
     def clear(self) -> int:
         """Drop everything pending (the connection is closing); how many items."""
         dropped = len(self._pending)

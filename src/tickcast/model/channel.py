@@ -21,7 +21,14 @@ from typing import Any
 import msgspec
 
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+    UserPnl,
+    UserPositions,
+)
 from tickcast.model.topic import Channel, Topic
 
 
@@ -101,6 +108,9 @@ def builtin() -> Channels:
 
     Status changes and position updates after a transaction are never conflated: each
     is news. Live positions are: each update carries all of a portfolio's open positions.
+    The per-user streams (keyed by the owner's id) are not: a user's positions after a
+    transaction are news, and each unrealized P&L update carries only the positions
+    that changed (its producer keeps the latest per position within its interval).
     """
     channels = Channels()
     for name, payload, conflate, key, readers in (
@@ -113,6 +123,8 @@ def builtin() -> Channels:
         (Channel.PORTFOLIO, PortfolioValue, True, _key, Readers.OWNER),
         (Channel.POSITIONS, PositionUpdate, False, _key, Readers.OWNER),
         (Channel.LIVE_POSITIONS, PositionsUpdate, True, _key, Readers.OWNER),
+        (Channel.USER_POSITIONS, UserPositions, False, _key, Readers.OWNER),
+        (Channel.USER_PNL, UserPnl, False, _key, Readers.OWNER),
     ):
         channels.register(ChannelSpec(name, payload, conflate, key, readers))
     return channels

@@ -3,7 +3,9 @@
 Rules: plain frozen value objects, like market.py. Money and quantities are Decimal
 (exact, end to end from storage to the wire); ``ts`` and the ``*_at`` times are epoch
 seconds UTC. Each type names the key of its topic: ``portfolio.<id>``,
-``positions.<portfolio id>``, ``live_positions.<portfolio id>``, ``assets.<symbol>``.
+``positions.<portfolio id>``, ``live_positions.<portfolio id>``, ``assets.<symbol>``,
+and the per-user streams ``user_positions.<user id>`` and ``user_pnl.<user id>`` (every
+portfolio of one owner on one topic, so that a portfolio created later is covered).
 Field names are the model's; each front maps them to its wire's names in its codec.
 """
 
@@ -147,3 +149,69 @@ class AssetUpdate(msgspec.Struct, frozen=True, gc=False):
     @property
     def key(self) -> str:
         return self.symbol
+
+
+class PositionState(msgspec.Struct, frozen=True, gc=False):
+    """One position's holding, as a per-user stream shows it (Front 3's position object).
+
+    Attributes:
+        portfolio_id, symbol: which position.
+        quantity: held now (0 after a full sell); cost_basis: its total cost;
+        realized_pnl: realized on this symbol by sells, ever.
+        created_at, updated_at: when it was opened and last traded, epoch s.
+    """
+
+    portfolio_id: int
+    symbol: str
+    quantity: Decimal
+    cost_basis: Decimal
+    realized_pnl: Decimal
+    created_at: float
+    updated_at: float
+
+
+class UserPositions(msgspec.Struct, frozen=True, gc=False):
+    """Positions of one owner's portfolios: the one a transaction changed, or every open
+    one (a snapshot). Never conflated: each is news.
+
+    Attributes:
+        owner_id: whose (only they read it); the topic's key.
+        positions: ordered by portfolio, then symbol; empty for an owner who holds none.
+        ts: when it was computed.
+    """
+
+    owner_id: int
+    positions: tuple[PositionState, ...]
+    ts: float
+
+    @property
+    def key(self) -> str:
+        return str(self.owner_id)
+
+
+class PositionPnl(msgspec.Struct, frozen=True, gc=False):
+    """One position's unrealized P&L (``market_value - cost_basis``) at the current price."""
+
+    portfolio_id: int
+    symbol: str
+    unrealized_pnl: Decimal
+
+
+class UserPnl(msgspec.Struct, frozen=True, gc=False):
+    """The unrealized P&L of one owner's positions that changed since the last one (or
+    of all of them: a snapshot). Never conflated by the hub: each carries only what
+    changed, and the producer keeps the latest per position within its interval.
+
+    Attributes:
+        owner_id: whose (only they read it); the topic's key.
+        positions: ordered by portfolio, then symbol.
+        ts: when it was computed.
+    """
+
+    owner_id: int
+    positions: tuple[PositionPnl, ...]
+    ts: float
+
+    @property
+    def key(self) -> str:
+        return str(self.owner_id)

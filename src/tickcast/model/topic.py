@@ -3,7 +3,8 @@
 A market topic is channel x symbol and prints as ``"<channel>.<symbol>"`` (e.g.
 ``"quotes.AAPL"``, ``"trades.BTC/USDT"``); that string is also the stream name a client
 uses to resume. The upstream feed's status is ``"status.FEED"``. Portfolio topics are
-channel x id (``"portfolio.123"``). Which payload goes on which channel, what conflates
+channel x id (``"portfolio.123"``); per-user streams channel x user id
+(``"user_positions.7"``). Which payload goes on which channel, what conflates
 and who may read it is the channel registry's (``model/channel.py``); a new channel is
 one registration there, its topics plain ``Topic(name, key)``.
 """
@@ -16,10 +17,25 @@ from typing import Final
 import msgspec
 
 from tickcast.model.market import MarketEvent
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+    UserPnl,
+    UserPositions,
+)
 
 #: The payloads of the built-in channels (a registered channel may carry others).
-Event = MarketEvent | AssetUpdate | PortfolioValue | PositionUpdate | PositionsUpdate
+Event = (
+    MarketEvent
+    | AssetUpdate
+    | PortfolioValue
+    | PositionUpdate
+    | PositionsUpdate
+    | UserPositions
+    | UserPnl
+)
 
 
 class Channel(enum.StrEnum):
@@ -34,6 +50,8 @@ class Channel(enum.StrEnum):
     PORTFOLIO = "portfolio"
     POSITIONS = "positions"
     LIVE_POSITIONS = "live_positions"
+    USER_POSITIONS = "user_positions"
+    USER_PNL = "user_pnl"
 
 
 #: Channels a market-feed client may name (the others are other fronts' vocabulary).

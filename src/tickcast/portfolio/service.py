@@ -12,7 +12,11 @@ same ``Publisher`` as the market data. Every ``interval_s`` the changed assets a
 portfolios are published (conflated: one update per asset or portfolio per interval),
 and so are the live positions of the changed portfolios that someone watches
 (``follow``: the hub's first- and last-subscriber hooks on the live positions channel
-say which, so unwatched positions cost nothing).
+say which, so unwatched positions cost nothing). The per-user streams (every portfolio
+of one owner: ``user_positions.<user id>`` after each transaction,
+``user_pnl.<user id>`` with the unrealized P&L of the positions whose price moved,
+conflated per position within the interval) follow the same hooks
+(``userfeeds.UserFeeds``): an unwatched user costs nothing.
 
 Previous closes have one owner, ``closes.Closes`` (exact): loaded from the asset table
 at start and every ``closes_refresh_s`` (30 s), and given the closes the gateway observes
@@ -57,8 +61,12 @@ from tickcast.model.portfolio import (
     AssetUpdate,
     LivePosition,
     PortfolioValue,
+    PositionPnl,
+    PositionState,
     PositionsUpdate,
     PositionUpdate,
+    UserPnl,
+    UserPositions,
 )
 from tickcast.model.topic import Channel, Event, Topic
 from tickcast.observability.faults import Faults
@@ -67,6 +75,7 @@ from tickcast.portfolio.assets import AssetBoard, ReferenceKind
 from tickcast.portfolio.book import PortfolioBook
 from tickcast.portfolio.cash import Cash
 from tickcast.portfolio.closes import Closes
+from tickcast.portfolio.userfeeds import UserFeeds
 from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
 from tickcast.storage.ledger import CashTransactions
@@ -156,6 +165,8 @@ class PortfolioService:
         self._stamps: dict[int, dict[str, tuple[float, float]]] = {}
         # portfolios whose live positions someone watches (``follow``)
         self._watched: set[int] = set()
+        # the per-user streams someone watches, and their changed positions
+        self.users = UserFeeds()
         self._dirty: set[int] = set()
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
@@ -252,12 +263,15 @@ class PortfolioService:
             self._new_references(turned)
         on_price = self.book.on_price
         dirty = self._dirty
+        users = self.users
         for event in events:
             if type(event) is Quote or type(event) is Trade:
                 # O(1) for a symbol nobody holds; keeps every price current for new buys
                 changed = on_price(event.symbol, price_to_decimal(event.price))
                 if changed:
                     dirty |= changed
+                    if users.any_pnl:
+                        users.moved(event.symbol, changed, self.owner_of)
 
     def _new_references(self, symbols: Iterable[str]) -> None:
         """Give the book the board's new daily-change reference of ``symbols``, so that
@@ -273,7 +287,11 @@ class PortfolioService:
             price = self.closes.get(symbol)
             if reference.kind is not ReferenceKind.PREVIOUS_CLOSE or price is None:
                 price = price_to_decimal(reference.price)
-            self._dirty |= self.book.set_previous_close(symbol, price)
+            changed = self.book.set_previous_close(symbol, price)
+            if changed:
+                self._dirty |= changed
+                # an unpriced position is valued at its previous close
+                self.users.moved(symbol, changed, self.owner_of)
 
     def roll(self, now: float) -> None:
         """Start the UTC day of ``now`` for every symbol last priced before it (the
@@ -304,8 +322,17 @@ class PortfolioService:
                 updates.append(self.value(pid, now))
                 if pid in self._watched:
                     updates.append(self.positions(pid, now))
+        updates.extend(self.users.take_pnl(now, self._unrealized))
         if updates:
             self.publisher.publish(updates)
+
+    def _unrealized(self, portfolio_id: int, symbol: str) -> Decimal | None:
+        if portfolio_id not in self._portfolios:
+            return None
+        try:
+            return self.book.position(portfolio_id, symbol).unrealized_pnl
+        except KeyError:
+            return None
 
     # -- queries
 
@@ -368,6 +395,9 @@ class PortfolioService:
         the first subscriber (``watch``) to the last one's leaving (``unwatch``)."""
         hooks.on_first(Channel.LIVE_POSITIONS, self.watch)
         hooks.on_last(Channel.LIVE_POSITIONS, self.unwatch)
+        for channel in (Channel.USER_POSITIONS, Channel.USER_PNL):
+            hooks.on_first(channel, self.users.watch)
+            hooks.on_last(channel, self.users.unwatch)
 
     def watch(self, topic: Topic) -> None:
         """``live_positions.<id>`` got its first subscriber: publish its positions."""
@@ -376,6 +406,31 @@ class PortfolioService:
     def unwatch(self, topic: Topic) -> None:
         """``live_positions.<id>`` lost its last subscriber: no longer computed."""
         self._watched.discard(int(topic.key))
+
+    def user_positions(self, owner_id: int, now: float | None = None) -> UserPositions:
+        """Every open position of every portfolio of ``owner_id`` (by portfolio, then
+        symbol): the per-user stream's snapshot; empty for an owner who holds none.
+        O(their positions)."""
+        items: list[PositionState] = []
+        for portfolio in sorted(self.portfolios_of(owner_id), key=lambda p: p.id):
+            stamps = self._stamps.get(portfolio.id, {})
+            for h in sorted(self.book.holdings(portfolio.id), key=lambda h: h.symbol):
+                if h.quantity:
+                    items.append(_state(portfolio.id, h, stamps))
+        ts = self.clock() if now is None else now
+        return UserPositions(owner_id, tuple(items), ts)
+
+    def user_pnl(self, owner_id: int, now: float | None = None) -> UserPnl:
+        """The unrealized P&L of every open position of ``owner_id``'s portfolios: the
+        per-user P&L stream's snapshot."""
+        items: list[PositionPnl] = []
+        for portfolio in sorted(self.portfolios_of(owner_id), key=lambda p: p.id):
+            valued = self.book.valuation(portfolio.id).positions
+            for p in sorted(valued, key=lambda p: p.symbol):
+                if p.quantity:
+                    items.append(PositionPnl(portfolio.id, p.symbol, p.unrealized_pnl))
+        ts = self.clock() if now is None else now
+        return UserPnl(owner_id, tuple(items), ts)
 
     def asset_update(self, symbol: str) -> AssetUpdate | None:
         return self.assets.update(symbol, self.clock())
@@ -535,6 +590,13 @@ class PortfolioService:
         ]
         if portfolio_id in self._watched:
             updates.append(self.positions(portfolio_id, now))
+        owner = portfolio.owner_id
+        if self.users.watches_positions(owner):
+            holding = self.book.holding(portfolio_id, symbol)
+            if holding is not None:
+                state = _state(portfolio_id, holding, self._stamps[portfolio_id])
+                updates.append(UserPositions(owner, (state,), now))
+        self.users.traded(owner, portfolio_id, symbol)
         self.publisher.publish(updates)
 
     def _now(self) -> datetime:
@@ -556,6 +618,21 @@ def _holding(position: Position) -> Holding:
 
 def _cash(portfolio: Portfolio) -> Cash:
     return Cash(portfolio.cash, portfolio.net_deposits)
+
+
+def _state(
+    portfolio_id: int, holding: Holding, stamps: dict[str, tuple[float, float]]
+) -> PositionState:
+    created_at, updated_at = stamps.get(holding.symbol, (0.0, 0.0))
+    return PositionState(
+        portfolio_id,
+        holding.symbol,
+        holding.quantity,
+        holding.cost_basis,
+        holding.realized_pnl,
+        created_at,
+        updated_at,
+    )
 
 
 def _stamp(position: Position) -> tuple[float, float]:

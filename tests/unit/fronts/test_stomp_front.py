@@ -9,6 +9,7 @@ from typing import Any
 
 import pytest
 
+from tickcast.auth.credentials import ANONYMOUS, Principal
 from tickcast.clock import Now
 from tickcast.fronts.stomp import (
     HeadCache,
@@ -17,15 +18,17 @@ from tickcast.fronts.stomp import (
     pick_subprotocol,
     resolve,
 )
-from tickcast.model.channel import builtin
+from tickcast.model.channel import Readers, builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Trade
+from tickcast.model.portfolio import UserPnl, UserPositions
 from tickcast.model.topic import Topic
 from tickcast.protocols.stomp import codec
-from tickcast.protocols.stomp.session import StompSession
+from tickcast.protocols.stomp.session import StompSession, Unreadable
 from tickcast.protocols.wire import Encoded
 
-NOW = Now(5_000.0, 1_700_000_000.0)
+TS = 1_700_000_000.0
+NOW = Now(5_000.0, TS)
 AAPL = Topic("trades", "AAPL")
 
 
@@ -137,3 +140,45 @@ def test_the_head_cache_is_bounded() -> None:
         cache.headed(item, head)
     assert len(cache) == 1  # started again when full
     assert cache.headed(item, b"c") is cache.headed(item, b"c")
+
+
+class Streams:
+    """The per-user snapshots, as the portfolio service gives them."""
+
+    def user_positions(self, owner_id: int) -> UserPositions:
+        return UserPositions(owner_id, (), TS)
+
+    def user_pnl(self, owner_id: int) -> UserPnl:
+        return UserPnl(owner_id, (), TS)
+
+
+def test_the_shared_user_destinations_name_the_subscribers_own_topic() -> None:
+    spec = StompSpec(Streams(), allow_anonymous=True, login_timeout_s=10)
+    c = ctx()
+    assert spec.resolve_for(c, "/topic/position-update", 7) == Topic("user_positions", "7")
+    assert spec.resolve_for(c, "/topic/unrealized-pnl", 7) == Topic("user_pnl", "7")
+    with pytest.raises(Unreadable, match="Authentication required"):
+        spec.resolve_for(c, "/topic/position-update", None)
+    # never by their channel's own name, and not without the portfolio service
+    assert spec.resolve_for(c, "/topic/user_positions.7", 7) is None
+    bare = StompSpec(allow_anonymous=True, login_timeout_s=10)
+    assert bare.resolve_for(c, "/topic/position-update", 7) is None
+
+
+def test_a_user_topic_is_read_by_its_own_user_only() -> None:
+    spec = StompSpec(Streams(), allow_anonymous=True, login_timeout_s=10)
+    mine = Topic("user_positions", "7")
+    assert spec.may_read(Principal(7, "u"), mine, Readers.OWNER)
+    assert not spec.may_read(Principal(8, "v"), mine, Readers.OWNER)
+    assert not spec.may_read(ANONYMOUS, mine, Readers.OWNER)
+    assert not spec.may_read(Principal(7, "u"), Topic("portfolio", "7"), Readers.OWNER)
+    assert spec.may_read(ANONYMOUS, AAPL, Readers.PUBLIC)
+
+
+def test_a_user_topics_snapshot_is_computed_and_published() -> None:
+    spec = StompSpec(Streams(), allow_anonymous=True, login_timeout_s=10)
+    published: list[object] = []
+    c = SimpleNamespace(publisher=published.extend)
+    assert spec.snapshot(Topic("user_pnl", "7"), None, c) is None  # type: ignore[arg-type]
+    assert spec.snapshot(Topic("user_positions", "7"), None, c) is None  # type: ignore[arg-type]
+    assert published == [UserPnl(7, (), TS), UserPositions(7, (), TS)]

@@ -144,6 +144,26 @@ def test_discard_frees_room_for_a_new_item() -> None:
     assert box.put("trade 1", now=0.0) is None
 
 
+def test_discard_where_drops_conflatable_and_reliable_items_and_keeps_the_order() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=10, size=len)
+    box.put("a quote", now=0.0, key="quotes.AAPL\na")
+    box.put("b quote", now=0.0, key="quotes.AAPL\nb")
+    box.put("a trade", now=0.0)
+    box.put("b trade", now=0.0)
+    assert box.discard_where(lambda item: item.startswith("a ")) == 2
+    assert box.pending_bytes == len("b quote") + len("b trade")
+    assert box.discard_where(lambda item: False) == 0
+    assert box.flush(now=0.1) == ["b quote", "b trade"]
+
+
+def test_discard_where_everything_clears_the_deadline() -> None:
+    box: Outbox[str] = Outbox(window_s=0.1, max_items=10)
+    box.put("a trade", now=0.0)
+    assert box.discard_where(lambda item: True) == 1
+    assert box.next_flush() is None
+    assert len(box) == 0
+
+
 # -- the byte budget
 
 

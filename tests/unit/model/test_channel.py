@@ -13,7 +13,14 @@ from tickcast.hub.sequencer import Sequencer
 from tickcast.model.channel import ChannelSpec, Readers, builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
-from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate, PositionUpdate
+from tickcast.model.portfolio import (
+    AssetUpdate,
+    PortfolioValue,
+    PositionsUpdate,
+    PositionUpdate,
+    UserPnl,
+    UserPositions,
+)
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.wire import Encoded
 
@@ -37,13 +44,21 @@ CHANNEL_OF_BEFORE = {
     PositionUpdate: Channel.POSITIONS,
     PositionsUpdate: Channel.LIVE_POSITIONS,
 }
+#: Added since: Front 3's per-user streams (keyed by the owner; read by the owner only).
+CHANNEL_OF_ADDED = {
+    UserPositions: Channel.USER_POSITIONS,
+    UserPnl: Channel.USER_PNL,
+}
 
 
 def test_builtin_channels_match_today() -> None:
     channels = builtin()
     assert {spec.name: spec.payload for spec in channels} == {
-        name: payload for payload, name in CHANNEL_OF_BEFORE.items()
+        name: payload for payload, name in (CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED).items()
     }
+    for name in CHANNEL_OF_ADDED.values():  # never conflated: each carries news
+        assert channels.get(name).readers is Readers.OWNER
+        assert not channels.get(name).conflate
     assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE
     assert [spec.name for spec in channels] == list(Channel)
     for payload, name in CHANNEL_OF_BEFORE.items():

@@ -19,29 +19,71 @@ same shape on every front; ``seq`` and ``epoch`` travel as headers here), with::
     seq:<seq>                               per topic, +1 per update: a SUBSCRIBE's
                                             resume-epoch / resume-seq name one
 
-Portfolio destinations (``/topic/position-update``, ``/topic/unrealized-pnl``) have
-bodies of their own and are not encoded here.
+The per-user streams have destinations and bodies of their own, the analytics front
+end's (money as JSON numbers, exactly as stored; times ISO 8601 UTC with milliseconds)::
+
+    user_positions.<user>  destination:/topic/position-update
+        {"id": {"portfolioId": 1, "symbol": "AAPL"}, "holdings": 10,
+         "totalInvested": 1500.5, "realizedPnl": 0,
+         "createdAt": "2024-01-15T10:30:00.000Z", "updatedAt": "2024-01-15T10:30:00.000Z"}
+        one position: that object; none or several (a snapshot): a JSON array of them
+    user_pnl.<user>        destination:/topic/unrealized-pnl
+        [{"symbol": "AAPL", "overallUnrealised_Pnl": 400.2, "portfolio_id": 1}, ...]
+        always an array (the positions that changed, or all of them: a snapshot)
+
+Their ``message-id`` and ``seq`` count on the user's own topic.
 """
 
 from __future__ import annotations
 
-from typing import Final
+from decimal import Context, Decimal
+from typing import Any, Final
+
+import msgspec
 
 from tickcast.model.envelope import Envelope
-from tickcast.model.topic import Topic
+from tickcast.model.portfolio import PositionState, UserPnl, UserPositions
+from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec as native
+from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.protocols.stomp.frames import message_payload
 
-__all__ = ["PREFIX", "WIRE", "destination", "encode", "message_id", "topic_of"]
+__all__ = [
+    "POSITION_UPDATE",
+    "PREFIX",
+    "UNREALIZED_PNL",
+    "USER_DESTINATIONS",
+    "WIRE",
+    "destination",
+    "encode",
+    "message_id",
+    "topic_of",
+]
 
 WIRE: Final = "stomp"
 #: Every destination tickcast serves starts with it.
 PREFIX: Final = "/topic/"
+POSITION_UPDATE: Final = "/topic/position-update"
+UNREALIZED_PNL: Final = "/topic/unrealized-pnl"
+#: The per-user destinations: one name for every user, each reading their own topic.
+USER_DESTINATIONS: Final = {
+    POSITION_UPDATE: Channel.USER_POSITIONS,
+    UNREALIZED_PNL: Channel.USER_PNL,
+}
+_DESTINATION_OF: Final[dict[str, str]] = {
+    str(channel): name for name, channel in USER_DESTINATIONS.items()
+}
+
+_encode_json = msgspec.json.Encoder(decimal_format="number").encode
+_ONE = Decimal(1)
+#: Enough digits for any stored amount: the default context's 28 would round one.
+_EXACT = Context(prec=100)
 
 
 def destination(topic: Topic) -> str:
-    """``/topic/<channel>.<key>``."""
-    return f"{PREFIX}{topic.channel}.{topic.key}"
+    """``/topic/<channel>.<key>``; a per-user topic's shared name."""
+    shared = _DESTINATION_OF.get(topic.channel)
+    return shared if shared is not None else f"{PREFIX}{topic.channel}.{topic.key}"
 
 
 def topic_of(name: str) -> Topic | None:
@@ -63,9 +105,52 @@ def message_id(envelope: Envelope) -> str:
     return f"{envelope.topic}-{envelope.seq}"
 
 
+def _money(value: Decimal) -> Decimal:
+    """The exact amount without trailing zeros (``22248.95``, not ``22248.9500000000``)."""
+    normal = value.normalize(_EXACT)
+    exponent = normal.as_tuple().exponent
+    if isinstance(exponent, int) and exponent <= 0:
+        return normal
+    return normal.quantize(_ONE, context=_EXACT)
+
+
+def _position(p: PositionState) -> dict[str, Any]:
+    return {
+        "id": {"portfolioId": p.portfolio_id, "symbol": p.symbol},
+        "holdings": _money(p.quantity),
+        "totalInvested": _money(p.cost_basis),
+        "realizedPnl": _money(p.realized_pnl),
+        "createdAt": iso_ms(p.created_at),
+        "updatedAt": iso_ms(p.updated_at),
+    }
+
+
+def body_of(payload: object) -> bytes:
+    """The JSON body of an update: a per-user stream's own shape, else Front 1's."""
+    if type(payload) is UserPositions:
+        items = [_position(p) for p in payload.positions]
+        return _encode_json(items[0] if len(items) == 1 else items)
+    if type(payload) is UserPnl:
+        return _encode_json(
+            [
+                {
+                    "symbol": p.symbol,
+                    "overallUnrealised_Pnl": _money(p.unrealized_pnl),
+                    "portfolio_id": p.portfolio_id,
+                }
+                for p in payload.positions
+            ]
+        )
+    raise TypeError(type(payload).__name__)
+
+
 def encode(envelope: Envelope) -> bytes:
-    """The shared MESSAGE payload of a market update (see the module docstring)."""
-    body = native.encode(envelope)
+    """The shared MESSAGE payload of an update (see the module docstring)."""
+    payload = envelope.payload
+    if type(payload) is UserPositions or type(payload) is UserPnl:
+        body = body_of(payload)
+    else:
+        body = native.encode(envelope)
     extra = [("seq", str(envelope.seq))]
     if envelope.epoch:
         extra.insert(0, ("epoch", envelope.epoch))

@@ -20,6 +20,11 @@ now holds; the rest waits for the next call. What it accepts:
 
 After an error the parser is spent: the session answers ERROR and closes.
 
+With ``hold_after_connect``, ``feed`` stops after the first CONNECT or STOMP frame and
+keeps the rest buffered (``held``): the frames after it are parsed by the next ``feed``
+(``b""`` will do), once the caller has set ``unescape`` for the version CONNECT
+negotiated. The hold applies once.
+
 Serializers: ``encode_frame`` (any frame, headers escaped unless told), and the MESSAGE
 in two parts (``message_head`` + ``message_payload``) so that a published update's body
 and common headers are built once and each subscriber gets only its own head::
@@ -178,13 +183,32 @@ class FrameParser:
         limits: the bounds of one frame.
         unescape: decode header escapes (STOMP 1.1 and 1.2); off for 1.0.
         heartbeats: bare EOLs seen between frames so far.
+        hold_after_connect: stop after the first CONNECT or STOMP frame (once).
+        held: the last ``feed`` stopped there, and may have left frames buffered.
     """
 
-    __slots__ = ("_buffer", "_head", "_scan", "heartbeats", "limits", "unescape")
+    __slots__ = (
+        "_buffer",
+        "_head",
+        "_scan",
+        "heartbeats",
+        "held",
+        "hold_after_connect",
+        "limits",
+        "unescape",
+    )
 
-    def __init__(self, limits: Limits = DEFAULT_LIMITS, *, unescape: bool = True) -> None:
+    def __init__(
+        self,
+        limits: Limits = DEFAULT_LIMITS,
+        *,
+        unescape: bool = True,
+        hold_after_connect: bool = False,
+    ) -> None:
         self.limits = limits
         self.unescape = unescape
+        self.hold_after_connect = hold_after_connect
+        self.held = False
         self.heartbeats = 0
         self._buffer = bytearray()
         self._head: _Head | None = None  # the headers of the frame being read, once read
@@ -205,6 +229,7 @@ class FrameParser:
         if isinstance(data, str):
             data = data.encode()
         self._buffer += data
+        self.held = False
         frames: list[Frame] = []
         try:
             while True:
@@ -212,6 +237,10 @@ class FrameParser:
                 if frame is None:
                     return frames
                 frames.append(frame)
+                if self.hold_after_connect and frame.command in ("CONNECT", "STOMP"):
+                    self.hold_after_connect = False
+                    self.held = True
+                    return frames
         except StompFrameError as exc:
             exc.frames = frames
             raise

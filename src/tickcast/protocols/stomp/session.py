@@ -46,11 +46,22 @@ undefined escape closes 1002, a frame over ``Limits`` 1009, a refusal (``send_er
 the front's "not allowed", the rate limit, the subscription cap, an unknown destination,
 SEND) 1008. ERROR carries ``message`` (and the text again as its body).
 
-Several subscriptions may name one topic: the front subscribes the topic once
-(``Subscribe`` when its first id comes, ``Unsubscribe`` when its last goes) and gives
-each subscription its own head (``subscriptions_for(topic)``; ``Subscription.head_for``)
-before the shared MESSAGE payload (``codec.encode``). A resume applies to the SUBSCRIBE
-that adds the topic; another id on a topic already held is live from now.
+Several subscriptions may name one topic: the front holds the topic once
+(``Unsubscribe`` when its last id goes) and gives each subscription its own head
+(``subscriptions_for(topic)``; ``Subscription.head_for``) before the shared MESSAGE
+payload (``codec.encode``). A resume applies to the SUBSCRIBE that adds the topic;
+another id on a topic already held is live from now, and is owed the current value: it
+is a ``Subscribe`` of the topic again (the front fetches the current value), and the id
+is *fresh* (``take_fresh``) until the front has given it that value alone, never again
+to the ids that have it (see ``fronts/stomp.py``).
+
+After an UNSUBSCRIBE nothing more goes to its id: ``subscriptions_for`` no longer names
+it, and ``forgotten()`` tells the connection (once) that what it queued for a dropped
+id must be discarded before its next write.
+
+Until CONNECT has named the version, the parser stops after the CONNECT (or STOMP)
+frame: what follows it in the same message is parsed once the version is known (STOMP
+1.0 has no header escaping).
 
 A resume the front cannot replay (``answer(ResumeGap)``) becomes, for every
 subscription of that topic, a MESSAGE that carries no update but says so::
@@ -114,6 +125,7 @@ __all__ = [
     "VERSIONS",
     "StompSession",
     "Subscription",
+    "Unreadable",
     "negotiate_heartbeat",
     "negotiate_version",
     "subscription_cap",
@@ -166,6 +178,11 @@ class Subscription(NamedTuple):
         if self.ack == "auto":
             return self.head
         return message_head(self.id, message_id, escaped=self.escaped)
+
+
+class Unreadable(Exception):
+    """Raised by a front's ``resolve`` for a destination it serves that this client may
+    not read (a per-user one, anonymously): ERROR with this message, close 1008."""
 
 
 class _Fatal(Exception):
@@ -230,7 +247,8 @@ class StompSession:
     Args:
         resolve: a destination's topic, or None when the front serves no such
             destination (the front decides the mapping; ``codec.topic_of`` reads the
-            ``/topic/<channel>.<key>`` syntax).
+            ``/topic/<channel>.<key>`` syntax); it raises ``Unreadable`` for one the
+            client may not read.
         now: the time of the connect (the login deadline counts from ``now.mono``).
         session_id: the CONNECTED frame's ``session``.
         user_id: the user the handshake authenticated, or None.
@@ -276,11 +294,15 @@ class StompSession:
         #: negotiated (outgoing, incoming) heart-beat intervals in ms
         self.heartbeats: tuple[int, int] = (0, 0)
         self.connected = False
-        self._parser = FrameParser(limits)
+        self._parser = FrameParser(limits, hold_after_connect=True)
         self._authenticating = False
         self._pending: list[Frame] = []
         self._subscriptions: dict[str, Subscription] = {}
         self._by_topic: dict[Topic, list[str]] = {}
+        # ids that joined a topic already held and still wait for its current value
+        self._fresh: dict[Topic, list[str]] = {}
+        # a subscription was dropped since the last ``forgotten()``
+        self._dropped = False
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
         self._resets = 0
@@ -303,6 +325,20 @@ class StompSession:
 
     def subscription(self, id_: str) -> Subscription | None:
         return self._subscriptions.get(id_)
+
+    def take_fresh(self, topic: Topic) -> tuple[str, ...]:
+        """The ids that joined ``topic`` while it was held and have had nothing of it
+        yet; they are no longer fresh after this call (the front gives them the next
+        item: the current value alone, or a live update with everyone)."""
+        if not self._fresh:
+            return ()
+        return tuple(self._fresh.pop(topic, ()))
+
+    def forgotten(self) -> bool:
+        """Whether a subscription was dropped since the last call (then the connection
+        discards what it queued for a subscription that is gone)."""
+        dropped, self._dropped = self._dropped, False
+        return dropped
 
     # -- sans-I/O surface
 
@@ -357,8 +393,10 @@ class StompSession:
 
     def release(self, topics: Iterable[Topic]) -> None:
         for topic in topics:
+            self._fresh.pop(topic, None)
             for id_ in self._by_topic.pop(topic, ()):
                 self._subscriptions.pop(id_, None)
+                self._dropped = True
 
     def answer(self, reply: Reply, now: Now) -> None:
         """``Authenticated``: CONNECTED, then the frames that waited. ``Refused``: ERROR
@@ -385,14 +423,20 @@ class StompSession:
         if self.close_reason is not None:
             return
         self._last_received = now.mono
-        try:
-            frames = self._parser.feed(data)
-        except StompFrameError as exc:
-            self._handle(exc.frames, now)
-            if self.close_reason is None:
-                self._error(str(exc), exc.code)
-            return
-        self._handle(frames, now)
+        parser = self._parser
+        while True:
+            try:
+                frames = parser.feed(data)
+            except StompFrameError as exc:
+                self._handle(exc.frames, now)
+                if self.close_reason is None:
+                    self._error(str(exc), exc.code)
+                return
+            self._handle(frames, now)
+            if not parser.held or self.close_reason is not None:
+                return
+            # the parser stopped after CONNECT: the rest, now that the version is known
+            data = b""
 
     def _handle(self, frames: list[Frame], now: Now) -> None:
         for frame in frames:
@@ -507,7 +551,10 @@ class StompSession:
         ack = headers.get("ack", "auto")
         if ack not in ACK_MODES:
             raise _Fatal("ack must be auto, client or client-individual", CloseCode.PROTOCOL_ERROR)
-        topic = self.resolve(destination)
+        try:
+            topic = self.resolve(destination)
+        except Unreadable as exc:
+            raise _Fatal(str(exc), CloseCode.POLICY_VIOLATION) from None
         if topic is None:
             raise _Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
         point = _resume(headers)
@@ -517,7 +564,10 @@ class StompSession:
         self._subscriptions[id_] = Subscription(id_, topic, destination, ack, head, escaped)
         ids = self._by_topic.get(topic)
         if ids is not None:
-            ids.append(id_)  # held already: live from now, no resume
+            # held already: live from now (no resume), and owed the current value
+            ids.append(id_)
+            self._fresh.setdefault(topic, []).append(id_)
+            self._commands.append(Subscribe((topic,)))
             return
         self._by_topic[topic] = [id_]
         self._commands.append(Subscribe((topic,), {topic: point} if point else {}))
@@ -531,7 +581,13 @@ class StompSession:
         subscription = self._subscriptions.pop(id_, None)
         if subscription is None:
             raise _Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
+        self._dropped = True
         topic = subscription.topic
+        fresh = self._fresh.get(topic)
+        if fresh is not None and id_ in fresh:
+            fresh.remove(id_)
+            if not fresh:
+                del self._fresh[topic]
         ids = self._by_topic.get(topic)
         if ids is None:
             return

@@ -296,8 +296,15 @@ def test_a_handshake_authenticated_session_connects_at_once() -> None:
 def test_subscribe_maps_the_destination_and_keeps_ids_per_topic() -> None:
     session = connected()
     session.receive_text(sub("sub-0") + sub("sub-1") + sub("sub-2", "/topic/trades.MSFT"), at(1))
-    assert session.commands_received() == [Subscribe((AAPL,)), Subscribe((MSFT,))]
+    # sub-1 joins a held topic: asked again (for its current value), and fresh
+    assert session.commands_received() == [
+        Subscribe((AAPL,)),
+        Subscribe((AAPL,)),
+        Subscribe((MSFT,)),
+    ]
     assert [s.id for s in session.subscriptions_for(AAPL)] == ["sub-0", "sub-1"]
+    assert session.take_fresh(AAPL) == ("sub-1",)
+    assert session.take_fresh(AAPL) == ()  # once
     assert set(session.topics) == {AAPL, MSFT}
     [s0, _] = session.subscriptions_for(AAPL)
     assert s0.head == b"MESSAGE\nsubscription:sub-0\n" == s0.head_for("m-9")
@@ -426,6 +433,7 @@ def test_resume_headers_become_resume_points() -> None:
     assert session.commands_received() == [
         Subscribe((AAPL,), {AAPL: ResumePoint(41, "e1")}),
         Subscribe((MSFT,), {MSFT: ResumePoint(7)}),
+        Subscribe((AAPL,)),  # the current value for sub 2, no replay
     ]
 
 
@@ -531,3 +539,60 @@ def test_a_1_0_subscription_head_is_not_escaped() -> None:
     assert sub is not None
     assert sub.head == b"MESSAGE\nsubscription:a:b\n"
     assert sub.head_for("m:1") == b"MESSAGE\nsubscription:a:b\nack:m:1\n"
+
+
+def test_stomp_1_0_frames_in_the_connect_message_are_read_without_escaping() -> None:
+    # review defect: what followed CONNECT in one message was parsed before CONNECT
+    # named the version, so a 1.0 id a\cb (no escaping in 1.0) came back as a:b
+    session = make()
+    session.receive_text(
+        frame("CONNECT")
+        + "SUBSCRIBE\nid:a\\cb\ndestination:/topic/trades.AAPL\nreceipt:r\\c1\n\n\x00",
+        at(0),
+    )
+    assert session.version == "1.0"
+    assert session.close_reason is None
+    [subscription] = session.subscriptions_for(AAPL)
+    assert subscription.id == "a\\cb"
+    [connected_, receipt] = session.frames_to_send()
+    assert connected_.message.startswith(b"CONNECTED\n")
+    assert receipt.message == b"RECEIPT\nreceipt-id:r\\c1\n\n\x00"
+
+
+def test_stomp_1_2_frames_in_the_connect_message_are_unescaped() -> None:
+    session = make()
+    session.receive_text(
+        CONNECT + "SUBSCRIBE\nid:a\\cb\ndestination:/topic/trades.AAPL\n\n\x00", at(0)
+    )
+    assert session.version == "1.2"
+    [subscription] = session.subscriptions_for(AAPL)
+    assert subscription.id == "a:b"
+
+
+def test_frames_after_connect_wait_for_the_credentials_with_the_right_version() -> None:
+    session = make()
+    session.receive_text(
+        frame("CONNECT", passcode="k")
+        + "SUBSCRIBE\nid:a\\cb\ndestination:/topic/trades.AAPL\n\n\x00",
+        at(0),
+    )
+    assert session.commands_received() == [Authenticate("k")]
+    session.answer(Authenticated(7), at(1))
+    [subscription] = session.subscriptions_for(AAPL)
+    assert subscription.id == "a\\cb"  # 1.0: as sent
+
+
+def test_an_unsubscribe_is_told_once_to_the_connection() -> None:
+    session = connected()
+    assert not session.forgotten()
+    session.receive_text(sub("0") + sub("1"), at(1))
+    assert not session.forgotten()
+    session.receive_text(frame("UNSUBSCRIBE", id="0"), at(2))
+    assert session.forgotten()
+    assert not session.forgotten()
+
+
+def test_a_fresh_id_that_leaves_is_no_longer_fresh() -> None:
+    session = connected()
+    session.receive_text(sub("0") + sub("1") + frame("UNSUBSCRIBE", id="1"), at(1))
+    assert session.take_fresh(AAPL) == ()
