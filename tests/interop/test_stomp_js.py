@@ -486,3 +486,29 @@ def test_an_anonymous_subscription_to_a_portfolio_destination_is_refused(
     error = client.until(lambda e: e["event"] == "stomp-error")
     assert error["headers"]["message"]
     assert not client.messages(destination)
+
+
+# -- the browser's copies of the libraries
+
+VENDOR = Path(__file__).resolve().parents[2] / "src" / "tickcast" / "web" / "static" / "vendor"
+BUNDLES = {
+    "sockjs.min.js": "sockjs-client/dist/sockjs.min.js",
+    "rxjs.umd.min.js": "rxjs/dist/bundles/rxjs.umd.min.js",
+    "stomp.umd.min.js": "@stomp/stompjs/bundles/stomp.umd.min.js",
+    "rx-stomp.umd.min.js": "@stomp/rx-stomp/bundles/rx-stomp.umd.min.js",
+}
+
+
+@pytest.mark.parametrize("vendored", sorted(BUNDLES))
+def test_the_analytics_pages_bundles_are_the_packages_tested_here(vendored: str) -> None:
+    """static/vendor/ holds the very builds of the locked versions (vendor/README.md)."""
+    require_node()
+    installed = JS_DIR / "node_modules" / BUNDLES[vendored]
+    assert (VENDOR / vendored).read_bytes() == installed.read_bytes()
+    licence = {
+        "sockjs": "sockjs-client",
+        "rxjs": "rxjs",
+        "stomp": "stompjs",
+        "rx-stomp": "rx-stomp",
+    }
+    assert (VENDOR / f"{licence[vendored.split('.')[0]]}.LICENSE").is_file()
