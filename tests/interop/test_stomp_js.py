@@ -476,12 +476,14 @@ def test_signed_in_rx_stomp_reads_its_own_positions_and_unrealized_pnl(
     assert not [e for e in client.events if e["event"] == "stomp-error"]
 
 
+@pytest.mark.parametrize("kind", ["websocket", "sockjs"])
 @pytest.mark.parametrize("destination", [POSITIONS, PNL])
 def test_an_anonymous_subscription_to_a_portfolio_destination_is_refused(
-    world: World, node_client: Callable[..., NodeClient], destination: str
+    world: World, node_client: Callable[..., NodeClient], destination: str, kind: str
 ) -> None:
-    """A destination the client may not read: ERROR (docs/stomp.md), and no data."""
-    client = node_client("stompjs", world.websocket, [destination])
+    """A destination the client may not read: ERROR (docs/stomp.md), and no data. Over
+    SockJS too: the ERROR frame reaches the client before the session closes."""
+    client = node_client("stompjs", endpoint(world, kind), [destination])
     assert_connected(client)
     error = client.until(lambda e: e["event"] == "stomp-error")
     assert error["headers"]["message"]
