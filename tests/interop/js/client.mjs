@@ -130,7 +130,11 @@ if (options.library === "rx-stomp") {
   stop = () => client.deactivate();
 }
 
+let finishing = false;
+
 async function finish() {
+  if (finishing) return;
+  finishing = true;
   try {
     await stop();
   } finally {
