@@ -5,16 +5,20 @@ Rules: no templating and no inline script or style: each page is a static HTML f
 ``web/static`` that loads ES modules from ``/static/`` (by relative URLs, so that a
 proxy may mount the gateway under a path prefix), so a strict Content-Security-Policy
 covers everything (the API docs page's also allows ``data:`` images) and nothing is
-ever fetched from another origin (no CDN). The files are found next to this module
+ever fetched from another origin (no CDN): the analytics page's STOMP and SockJS
+libraries are their UMD builds, vendored in ``static/vendor/`` with their licences and
+loaded by plain ``<script src>`` tags. The files are found next to this module
 (``Path(__file__).parent``), so the pages work from an installed wheel as from a
 checkout. Swagger UI's script and stylesheet come from the installed
 ``fastapi-offline`` package (``SWAGGER_UI_DIR``), never from the internet. This module
 holds no state and knows nothing of the node: the pages talk to the gateway over
-``/ws/realtime/`` and ``/api`` like any other client.
+``/ws/realtime/``, ``/stomp`` and ``/api`` like any other client.
 
     GET /                        the landing page: links to every page, API and endpoint
     GET /realtime/dashboard/     live quotes, sparklines, the signed-in user's portfolios
     GET /realtime/test/          connect, send any message, see every frame
+    GET /analytics/              positions, unrealized P&L and quotes over STOMP + SockJS
+                                 (``/stomp``) with rx-stomp, as the analytics front end
     GET /static/<file>           the pages' JavaScript modules, CSS and icon
     GET /static/swagger-ui/<file>  Swagger UI's bundle and stylesheet (for ``/api/docs``)
 
@@ -80,6 +84,7 @@ PAGES: Final = {
     "/": "index.html",
     "/realtime/dashboard/": "dashboard.html",
     "/realtime/test/": "test.html",
+    "/analytics/": "analytics.html",
 }
 #: The API docs page (Swagger UI), routed by ``web/api.py`` at ``/api/docs``.
 API_DOCS_PAGE: Final = "apidocs.html"
