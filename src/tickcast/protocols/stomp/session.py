@@ -599,7 +599,12 @@ class StompSession:
     # -- frames out
 
     def _control(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-        frame = encode_frame(command, headers, body, escaped=self.version != "1.0")
+        # Until CONNECTED the client knows no version: an ERROR then goes unescaped (as
+        # CONNECT and CONNECTED do), since clients unescape only once they have read
+        # 1.1 or later there (stompjs showed "Login timeout\\c ..."); ``_error`` keeps
+        # it parseable.
+        escaped = self.connected and self.version != "1.0"
+        frame = encode_frame(command, headers, body, escaped=escaped)
         self._frames.append(Encoded(frame, control=True))
 
     def _error(
@@ -612,6 +617,8 @@ class StompSession:
     ) -> None:
         """ERROR with ``message`` (a header, and the body), then close with ``code``."""
         short = " ".join(message.split())[:MAX_MESSAGE_HEADER]
+        if not self.connected:  # unescaped (``_control``): no backslash to misread
+            short = short.replace("\\", "/")
         headers = [("message", short)]
         if version:
             headers.append(("version", ",".join(VERSIONS)))

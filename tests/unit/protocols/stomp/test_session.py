@@ -158,6 +158,25 @@ def test_login_timeout_for_a_client_that_never_connects() -> None:
     assert session.next_deadline() is None
 
 
+def test_an_error_before_connected_is_not_escaped() -> None:
+    """Until CONNECTED the client knows no version, so it does not unescape (stompjs
+    read ``Login timeout\\c ...``): such an ERROR goes unescaped, with no backslash;
+    after CONNECTED a 1.2 ERROR is escaped."""
+    session = make(login_timeout_s=5.0)
+    session.handle_timer(at(6))
+    [item] = session.frames_to_send()
+    assert item.message.startswith(b"ERROR\nmessage:Login timeout: ")
+    assert b"\\" not in item.message.split(b"\n\n")[0]
+    later = connected()
+    later.receive_text(frame("SUBSCRIBE", id="0", destination="/topic/quotes.NOPE"), at(1))
+    [error] = later.frames_to_send()
+    assert b"message:Unknown destination /topic/quotes.NOPE" in error.message
+    after = connected()
+    after.receive_text(frame("BEGIN", transaction="t"), at(1))
+    [error] = after.frames_to_send()
+    assert error.message.startswith(b"ERROR\nmessage:BEGIN\\c transactions")
+
+
 @pytest.mark.parametrize(
     ("client", "server", "expected"),
     [
