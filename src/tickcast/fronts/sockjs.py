@@ -224,6 +224,7 @@ class SockJSEndpoint:
                 self.front.guard.release(ticket)
             raise
         link.connection = connection
+        sock.outbox = connection.outbox
         client = self.clients[session] = _Client(session, sock, connection)
         principal = ticket.principal.user_id if ticket is not None else None
         log.info(

@@ -25,6 +25,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 
 from tickcast.clock import Clock
+from tickcast.hub.outbox import Outbox
 from tickcast.protocols.sockjs.framing import EscapeMemo, encode_message
 from tickcast.protocols.sockjs.session import SockJSSession
 from tickcast.protocols.wire import Encoded
@@ -55,6 +56,7 @@ class SockJSSocket(ItemSink):
         "memo",
         "on_data",
         "on_writable",
+        "outbox",
         "sending",
         "session",
     )
@@ -76,6 +78,9 @@ class SockJSSocket(ItemSink):
         self.sending = False
         self.closed = False
         self._on_close = on_close
+        #: The connection's outbox: what it still holds when it closes goes into the
+        #: session ahead of the close frame (a poll takes it; see ``close``).
+        self.outbox: Outbox[Encoded] | None = None
 
     @property
     def writable(self) -> bool:
@@ -106,9 +111,21 @@ class SockJSSocket(ItemSink):
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
         """The session's close frame goes behind what it holds; nothing is written after
-        it. (No abort: a request that does not take its bytes ends with its client.)"""
+        it. (No abort: a request that does not take its bytes ends with its client.)
+
+        What the connection's outbox still holds (its last words, an ERROR say, queued
+        between two polls) goes into the session first: a WebSocket would have taken it
+        at once, a SockJS client takes it with its next request. A connection that
+        drops its backlog (a slow client) has cleared the outbox already."""
         if self.closed:
             return
+        outbox = self.outbox
+        if outbox is not None and len(outbox):
+            now = self.clock.monotonic()
+            items = outbox.flush(now, force=True)
+            while items:
+                self.send_items(items)
+                items = outbox.flush(now, force=True)
         self.closed = True
         self.session.close(self.clock.now(), code, reason)
         self.wake()
