@@ -23,6 +23,7 @@ import pytest
 import websockets
 from websockets.asyncio.client import connect
 
+from support.accounts import Account, seed
 from support.server import Server, start_server
 
 WAIT_S = 15.0
@@ -496,3 +497,58 @@ def test_many_sessions_share_the_stream_without_disturbing_each_other(
         t.join(WAIT_S * 2)
     assert "subscription:id-0\n" in results[urls[0]]
     assert "subscription:id-1\n" in results[urls[1]]
+
+
+# -- credentials
+
+
+@pytest.fixture(scope="module")
+def private(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, Account]]:
+    """Anonymous market data off; one user with an API key."""
+    tmp = tmp_path_factory.mktemp("sockjs-private")
+    url = f"sqlite+aiosqlite:///{tmp}/s.db"
+    accounts = asyncio.run(seed(url, {"erin": {}}))
+    srv = start_server(tmp, database_url=url, rate=200, allow_anonymous=False)
+    yield srv, accounts["erin"]
+    srv.stop()
+
+
+def authenticated(server: Server) -> int:
+    status = httpx.get(f"{server.http}/realtime/status/", timeout=5).json()
+    return int(status["global_stats"]["fronts"]["stomp"]["authenticated_connections"])
+
+
+def test_connect_credentials_over_sockjs(private: tuple[Server, Account]) -> None:
+    server, account = private
+    with httpx.Client(base_url=f"{server.http}/stomp", timeout=WAIT_S) as http:
+        url = session_url()
+        open_session(http, url)
+        login = frame("CONNECT", accept_version="1.2", host="x", passcode=account.api_key)
+        assert http.post(f"{url}/xhr_send", content=json.dumps([login])).status_code == 204
+        got: list[str] = []
+        while not got:
+            body = http.post(f"{url}/xhr").content
+            if body.startswith(b"a"):
+                got = messages(body)
+        assert got[0].startswith("CONNECTED\n")
+        assert authenticated(server) == 1
+        # without credentials, and anonymous access off: ERROR, then the close frame
+        other = session_url()
+        open_session(http, other)
+        assert http.post(f"{other}/xhr_send", content=json.dumps([CONNECT])).status_code == 204
+        bodies: list[bytes] = []
+        while not bodies or not bodies[-1].startswith(b"c["):
+            bodies.append(http.post(f"{other}/xhr").content)
+        assert any(b"Authentication required" in b for b in bodies)
+        assert bodies[-1].startswith(b"c[3503,")  # the close code of the refusal
+        # a token on the first request's query admits the session as the user
+        third = session_url()
+        r = http.post(f"{third}/xhr", params={"token": account.api_key})
+        assert r.content == b"o\n"
+        until(lambda: authenticated(server) == 2, "the query's credential admitted")
+        assert http.post(f"{third}/xhr_send", content=json.dumps([CONNECT])).status_code == 204
+        assert messages(http.post(f"{third}/xhr").content)[0].startswith("CONNECTED\n")
+        # a bad token on the first request: refused before any session (401)
+        fourth = session_url()
+        assert http.post(f"{fourth}/xhr", params={"token": "nonsense"}).status_code == 401
+        assert http.post(f"{fourth}/xhr_send", content='["x"]').status_code == 404
