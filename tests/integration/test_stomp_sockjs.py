@@ -382,11 +382,22 @@ def test_websocket_transport_carries_stomp(server: Server) -> None:
             assert got.startswith('a["CONNECTED\\n')
             sub = frame("SUBSCRIBE", id="sub-0", destination="/topic/quotes.AAPL")
             await ws.send(json.dumps(sub))  # one JSON string is a message too
-            while True:
+            subs = [
+                frame("SUBSCRIBE", id=f"sub-{i}", destination=f"/topic/{c}.{s}")
+                for i, (c, s) in enumerate(
+                    ((c, s) for c in ("trades", "quotes") for s in ("MSFT", "NVDA", "TSLA")),
+                    start=1,
+                )
+            ]
+            await ws.send(json.dumps(subs))
+            # every websocket message is one frame, however many wait at once
+            stomp: list[str] = []
+            while len(stomp) < 50:
                 got = str(await asyncio.wait_for(ws.recv(), WAIT_S))
                 if got != "h":
-                    break
-            assert json.loads(got[1:])[0].startswith("MESSAGE\n")
+                    assert got.startswith("a[")
+                    stomp += json.loads(got[1:])  # raises on a[...]a[...]
+            assert all(m.startswith("MESSAGE\n") for m in stomp)
 
     asyncio.run(run())
     until(lambda: stomp_connections(server) == 0, "the websocket session released")

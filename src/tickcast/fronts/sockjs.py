@@ -293,8 +293,9 @@ class SockJSEndpoint:
         await _respond_start(send, urls.transport_headers(transport, origin, self.allowed))
         receiver = session.attach(transport, self.ctx.clock.now())
 
-        async def write(data: bytes, done: bool) -> None:
-            await send({"type": "http.response.body", "body": data, "more_body": not done})
+        async def write(frames: list[bytes], done: bool) -> None:
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            await send({"type": "http.response.body", "body": body, "more_body": not done})
 
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         try:
@@ -308,7 +309,7 @@ class SockJSEndpoint:
         self,
         session: SockJSSession,
         receiver: Receiver,
-        write: Callable[[bytes, bool], Awaitable[None]],
+        write: Callable[[list[bytes], bool], Awaitable[None]],
         gone: asyncio.Future[Any],
     ) -> None:
         """Write what ``receiver`` holds until it is done, the client is ``gone`` (the
@@ -323,8 +324,8 @@ class SockJSEndpoint:
         try:
             while True:
                 wake.clear()
-                data = receiver.take()
-                done = receiver.done and not receiver.pending
+                data = receiver.take_frames()
+                done = receiver.done
                 if data or done:
                     if sock is not None:
                         sock.sending = True
@@ -410,8 +411,8 @@ class SockJSEndpoint:
         receiver = session.attach(WEBSOCKET, now)
         closed: list[tuple[int, str]] = []
 
-        async def write(data: bytes, done: bool) -> None:
-            if data:
+        async def write(frames: list[bytes], done: bool) -> None:
+            for data in frames:  # a message per frame
                 await send({"type": "websocket.send", "text": data.decode()})
             if raw is not None and not raw.writable:
                 sock.sending = True  # cleared when it drains
