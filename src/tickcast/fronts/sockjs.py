@@ -399,25 +399,25 @@ class SockJSEndpoint:
         await send({"type": "websocket.accept"})
         client = self._open(scope, None, ticket)
         session, sock = client.session, client.sock
-        raw = scope.get("extensions", {}).get(EXTENSION)
-        if raw is not None:  # the server's socket says when its buffer is full
-
-            def drained() -> None:
-                sock.sending = False
-                sock.drained()
-
-            raw.on_writable = drained
+        carrier = scope.get("extensions", {}).get(EXTENSION)
+        if carrier is not None:  # the server's socket: frames in one write, its buffer seen
+            sock.carrier = carrier
+            carrier.on_writable = sock.drained
         now = self.ctx.clock.now()
         receiver = session.attach(WEBSOCKET, now)
         closed: list[tuple[int, str]] = []
 
         async def write(frames: list[bytes], done: bool) -> None:
-            for data in frames:  # a message per frame
+            code, reason = closed[0] if closed else (1000, "")
+            if carrier is not None:
+                if frames:
+                    carrier.send_texts(frames)  # a message per frame, one write
+                if done:
+                    carrier.close(code, reason)
+                return
+            for data in frames:
                 await send({"type": "websocket.send", "text": data.decode()})
-            if raw is not None and not raw.writable:
-                sock.sending = True  # cleared when it drains
             if done:
-                code, reason = closed[0] if closed else (1000, "")
                 await send({"type": "websocket.close", "code": code, "reason": reason})
 
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -436,13 +436,11 @@ class SockJSEndpoint:
                     session.receive_websocket(data, self.ctx.clock.now())
                 except PayloadError:
                     closed.append(BROKEN_FRAMING)
-                    await send(
-                        {
-                            "type": "websocket.close",
-                            "code": BROKEN_FRAMING[0],
-                            "reason": BROKEN_FRAMING[1],
-                        }
-                    )
+                    code, reason = BROKEN_FRAMING
+                    if carrier is not None:
+                        carrier.close(code, reason)
+                    else:
+                        await send({"type": "websocket.close", "code": code, "reason": reason})
                     break
         finally:
             if not gone.done():

@@ -12,7 +12,8 @@ waits for the peer, the connection's Outbox holds what comes, conflating quotes,
 slow-client rule applies as on a WebSocket (a client that neither polls nor reads for
 ``slow_client_timeout_s`` while reliable data waits is closed). ``on_writable`` fires
 when a request attaches (``attached``) and when a backed-up write completes
-(``drained``).
+(``drained``). Under the ``websocket`` transport the server's own socket (``carrier``)
+says when its buffer is full, as for a raw WebSocket client.
 
 Escaping: a published item (one with a topic: the hub's, or a STOMP front's headed
 item shared by the connections whose subscriptions share a head) is escaped as a JSON
@@ -29,7 +30,7 @@ from tickcast.hub.outbox import Outbox
 from tickcast.protocols.sockjs.framing import EscapeMemo, encode_message
 from tickcast.protocols.sockjs.session import SockJSSession
 from tickcast.protocols.wire import Encoded
-from tickcast.transport.socket import ItemSink
+from tickcast.transport.socket import FrameSocket, ItemSink
 
 
 def _escaped(payload: bytes) -> bytes:
@@ -51,6 +52,7 @@ class SockJSSocket(ItemSink):
 
     __slots__ = (
         "_on_close",
+        "carrier",
         "clock",
         "closed",
         "memo",
@@ -81,10 +83,16 @@ class SockJSSocket(ItemSink):
         #: The connection's outbox: what it still holds when it closes goes into the
         #: session ahead of the close frame (a poll takes it; see ``close``).
         self.outbox: Outbox[Encoded] | None = None
+        #: The server's own socket under a ``websocket`` transport, when it offers one:
+        #: not writable while its buffer is full (its ``on_writable`` calls ``drained``).
+        self.carrier: FrameSocket | None = None
 
     @property
     def writable(self) -> bool:
-        return not self.closed and not self.sending and self.session.receiver is not None
+        if self.closed or self.sending or self.session.receiver is None:
+            return False
+        carrier = self.carrier
+        return carrier is None or carrier.writable
 
     def peer_limited(self) -> bool | None:
         # no request attached, or its write backed up: the client does not take data
