@@ -26,9 +26,11 @@ from tickcast.fronts import realtime, registry, stomp
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
+from tickcast.fronts.sockjs import SockJSEndpoint
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.portfolio.service import PortfolioService
+from tickcast.protocols.sockjs.session import SockJSOptions
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
@@ -37,6 +39,9 @@ from tickcast.web.proxyheaders import ProxyHeaders
 
 log = logging.getLogger("tickcast.app")
 
+#: Fronts also served over SockJS, under a prefix: front name -> prefix.
+SOCKJS_PREFIXES: dict[str, str] = {stomp.NAME: "/stomp"}
+
 
 class WebSocketDispatch:
     """Hands WebSocket connections for known paths straight to their front.
@@ -44,14 +49,23 @@ class WebSocketDispatch:
     Starlette's middleware and routing stay on the call stack of every connection for its
     whole life; for tens of thousands of long-lived sockets those frames are a large share
     of the memory per connection, so WebSocket fronts bypass them. Everything else goes to
-    the Starlette app.
+    the Starlette app. A SockJS endpoint (``mounts``: by prefix) takes every request
+    under its prefix, HTTP and WebSocket alike (its session paths are dynamic), except the
+    WebSocket paths a front serves exactly (``/stomp/websocket``, the raw STOMP front).
     """
 
     def __init__(
-        self, app: Starlette, fronts: dict[str, ASGIApp], proxies: TrustedProxies | None = None
+        self,
+        app: Starlette,
+        fronts: dict[str, ASGIApp],
+        proxies: TrustedProxies | None = None,
+        mounts: dict[str, ASGIApp] | None = None,
     ) -> None:
         self.app = app
         self.fronts = fronts
+        self.mounts = tuple(
+            (prefix, prefix + "/", mount) for prefix, mount in (mounts or {}).items()
+        )
         self.state = app.state
         # who the client is, decided once for every request (web/proxyheaders.py)
         self.proxy_headers = ProxyHeaders(self._dispatch, proxies or TrustedProxies())
@@ -65,6 +79,12 @@ class WebSocketDispatch:
             if front is not None:
                 await front(scope, receive, send)
                 return
+        if self.mounts:
+            path = scope.get("path", "")
+            for prefix, under, mount in self.mounts:
+                if path == prefix or path.startswith(under):
+                    await mount(scope, receive, send)
+                    return
         await self.app(scope, receive, send)
 
 
@@ -150,6 +170,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         try:
             yield
         finally:
+            for endpoint in sockjs:
+                await endpoint.aclose()
             for front in contracted:
                 await front.aclose()
             await guard.aclose()
@@ -169,6 +191,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             if path in fronts:
                 raise ConfigError(f"two fronts serve {path} (one is {front.spec.name!r})")
             fronts[path] = front
+    sockjs = sockjs_endpoints(contracted, settings)
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
@@ -202,8 +225,26 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app.state.guard = guard
     app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
     return WebSocketDispatch(
-        app, fronts, TrustedProxies(settings.trusted_proxies, settings.forwarded_headers)
+        app,
+        fronts,
+        TrustedProxies(settings.trusted_proxies, settings.forwarded_headers),
+        mounts={endpoint.prefix: endpoint for endpoint in sockjs},
     )
+
+
+def sockjs_endpoints(fronts: list[WebSocketFront], settings: Settings) -> list[SockJSEndpoint]:
+    """A SockJS endpoint for each front ``SOCKJS_PREFIXES`` names, with the settings'
+    heartbeat, disconnect delay and response limit."""
+    options = SockJSOptions(
+        heartbeat_s=settings.sockjs_heartbeat_s,
+        disconnect_delay_s=settings.sockjs_disconnect_delay_s,
+        response_limit=settings.sockjs_response_limit,
+    )
+    return [
+        SockJSEndpoint(front, SOCKJS_PREFIXES[front.spec.name], options)
+        for front in fronts
+        if front.spec.name in SOCKJS_PREFIXES
+    ]
 
 
 def realtime_spec(portfolios: PortfolioService, settings: Settings) -> realtime.RealtimeSpec:

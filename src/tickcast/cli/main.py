@@ -19,7 +19,8 @@ from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 
 #: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
-#: ``WS`` is a WebSocket; ``/...`` ends a path prefix. A test compares this list with
+#: ``WS`` is a WebSocket; ``SOCKJS`` is SockJS's routes (HTTP and WebSocket) under a
+#: prefix; ``/...`` ends a path prefix. A test compares this list with
 #: the application's routes both ways: add an endpoint there, list it here.
 SERVE_ENDPOINTS: Final = (
     ("GET", "/", "landing page: links to all of these"),
@@ -30,6 +31,7 @@ SERVE_ENDPOINTS: Final = (
     ("WS", "/ws/market/feed", "market feed: quotes, trades, bars, books"),
     ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
     ("WS", "/stomp/websocket", "STOMP 1.2 over WebSocket: market data, your positions"),
+    ("SOCKJS", "/stomp/...", "STOMP over SockJS: new SockJS('http://host:port/stomp')"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),
@@ -58,7 +60,7 @@ SERVE_ENDPOINTS: Final = (
 
 def _endpoints_help() -> str:
     width = max(len(path) for _, path, _ in SERVE_ENDPOINTS)
-    lines = [f"  {method:<4} {path:<{width}}  {what}" for method, path, what in SERVE_ENDPOINTS]
+    lines = [f"  {method:<6} {path:<{width}}  {what}" for method, path, what in SERVE_ENDPOINTS]
     return "\n".join(
         [
             "endpoints, at http://HOST:PORT (WS: a WebSocket, at ws://HOST:PORT):",

@@ -39,6 +39,9 @@ class ServerSettings:
     idle_timeout_s: float
     permessage_deflate: bool
     test_echo: bool
+    sockjs_heartbeat_s: float
+    sockjs_disconnect_delay_s: float
+    sockjs_response_limit: int
     log_level: Literal["debug", "info", "warning", "error"]
     log_format: Literal["json", "console"]
 

@@ -72,6 +72,13 @@ class Settings(BaseSettings):
         idle_timeout_s: close a client that sends nothing for this long (3008); 0 disables.
         permessage_deflate: negotiate compression (off: it costs CPU per connection and
             per message, and inflation must be bounded).
+        sockjs_heartbeat_s: SockJS (``/stomp``): an ``h`` frame to a receiving request
+            after this long without a frame (SockJS's 25 s).
+        sockjs_disconnect_delay_s: a SockJS session with no receiving request (between
+            two polls, say) ends after this long, and what it held is released.
+        sockjs_response_limit: bytes of frames one streaming SockJS response
+            (xhr_streaming, eventsource) carries before it ends and the client opens
+            the next.
         log_level, log_format: logging; "json" writes one JSON object per line.
         test_echo: serve /ws/echo (WebSocket conformance tests only).
 
@@ -164,6 +171,9 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = Field(20.0, ge=0)
     idle_timeout_s: float = Field(0.0, ge=0)
     permessage_deflate: bool = False
+    sockjs_heartbeat_s: float = Field(25.0, gt=0)
+    sockjs_disconnect_delay_s: float = Field(5.0, gt=0)
+    sockjs_response_limit: int = Field(128 * 1024, ge=4096)
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "console"
     test_echo: bool = False
@@ -220,6 +230,9 @@ class Settings(BaseSettings):
             idle_timeout_s=self.idle_timeout_s,
             permessage_deflate=self.permessage_deflate,
             test_echo=self.test_echo,
+            sockjs_heartbeat_s=self.sockjs_heartbeat_s,
+            sockjs_disconnect_delay_s=self.sockjs_disconnect_delay_s,
+            sockjs_response_limit=self.sockjs_response_limit,
             log_level=self.log_level,
             log_format=self.log_format,
         )

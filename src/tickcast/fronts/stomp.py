@@ -1,4 +1,5 @@
-"""Front 3, raw STOMP over WebSocket at ``/stomp/websocket``: market data, a ``FrontSpec``.
+"""Front 3, STOMP at ``/stomp/websocket`` (and over SockJS): market data and the user's
+positions, a ``FrontSpec``.
 
 A client gets a ``StompSession`` (``protocols/stomp``) over the hub's STOMP wire
 (``protocols.stomp.codec``: the MESSAGE payload every subscriber of one update shares).
@@ -37,7 +38,8 @@ What this front adds to the contract (``fronts/base.py``):
   which every subscriber of the user's topic gets; then the portfolio service publishes
   while someone watches (the hub's first/last-subscriber hooks).
 
-Not built yet: SockJS at ``/stomp``.
+The same spec is served over SockJS at ``/stomp`` (``fronts/sockjs.py``: each SockJS
+session one client of this front, through ``WebSocketFront.connect``).
 """
 
 from __future__ import annotations

@@ -66,7 +66,7 @@ from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Reply, Session
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
-from tickcast.transport.socket import FrameSocket
+from tickcast.transport.socket import FrameSocket, ItemSink
 
 log = logging.getLogger("tickcast.connection")
 
@@ -287,6 +287,8 @@ class Connection:
             stats.frames_out += len(items)
             if sock.raw:
                 sock.write_frames(b"".join([item.frame for item in items]))
+            elif isinstance(sock, ItemSink):
+                sock.send_items(items)
             else:
                 _send_framed_by_socket(sock, items)
         self._flushes += 1
@@ -384,12 +386,44 @@ class Connection:
                 if self.closing:
                     break
         finally:
-            self.closing = True
-            if self._timer is not None:
-                self._timer.cancel()
-            self.stats.conflated_closed += self.outbox.conflated
-            self.outbox.clear()
-            self.on_close(self)
+            self.finished()
+
+    # -- inbound without a receive loop (a transport that is not one WebSocket)
+
+    def start(self) -> None:
+        """Apply what the session produced on opening (``run`` does it first)."""
+        self._process()
+
+    def receive_text(self, text: str) -> bool:
+        """One client text message, as ``run`` handles each: False once the connection
+        is closing (the caller then calls ``finished``, as ``run`` does)."""
+        if self.closing:
+            return False
+        self.stats.client_messages_in += 1
+        try:
+            self.session.receive_text(text, self.clock.now())
+        except Exception as exc:
+            self._failed("command", exc)
+            return False
+        self._process()
+        return not self.closing
+
+    def finished(self, close_code: int | None = None) -> None:
+        """The client is gone (or closed): stop the timers, drop what is queued and let
+        the front release what the connection held (once; ``run`` calls it at its end).
+        ``close_code``: what the client's side ended with, when nothing closed it."""
+        if self.close_code is None and close_code is not None:
+            self.close_code = close_code
+        if self.closing and self.on_close is _done:
+            return
+        self.closing = True
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.stats.conflated_closed += self.outbox.conflated
+        self.outbox.clear()
+        on_close, self.on_close = self.on_close, _done
+        on_close(self)
 
     def answer(self, reply: Reply) -> None:
         """Give the session the front's answer to a command, and queue the session's
@@ -485,6 +519,10 @@ class HeadedConnection(Connection):
             return
         for headed, tag in self.heads(item):
             Connection.deliver(self, headed, None if key is None else f"{key}\n{tag}", now)
+
+
+def _done(connection: Connection) -> None:
+    """``on_close`` once it has been called (``finished`` runs it once)."""
 
 
 def payload_size(item: Encoded) -> int:

@@ -9,7 +9,10 @@ whether the peer is the reason.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
+
+if TYPE_CHECKING:
+    from tickcast.protocols.wire import Encoded
 
 #: ASGI scope extension under which uvicorn (with tickcast's protocol) exposes the socket.
 EXTENSION = "tickcast.socket"
@@ -50,3 +53,14 @@ class FrameSocket(Protocol):
         data for ``close_timeout_s``, or has not finished the closing handshake within
         ``CLOSE_DRAIN_MAX_S``.
         """
+
+
+class ItemSink:
+    """A FrameSocket (not ``raw``) that takes a batch as the items themselves, not their
+    bytes: a transport that re-encodes what it carries (SockJS escapes each message as a
+    JSON string) can then do it once per item shared by many connections. The
+    connection hands such a socket every batch through ``send_items``."""
+
+    def send_items(self, items: Sequence[Encoded]) -> None:
+        """Write one batch of items (in one frame of the transport, when it can)."""
+        raise NotImplementedError

@@ -19,8 +19,11 @@ WebSocket protocol (websockets ``ServerProtocol``):
   log (uvicorn logs one per message, which lets any client flood the error log);
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
-complete request head within ``handshake_timeout_s`` is closed (slowloris), and a short
-unsent queue in the kernel (``NOTSENT_LOWAT``).
+complete request head within ``handshake_timeout_s`` is closed (slowloris), a short
+unsent queue in the kernel (``NOTSENT_LOWAT``), and streaming to HTTP/1.0 clients: a
+response of unknown length (no ``Content-Length``) to an HTTP/1.0 request is its body up
+to the connection's close, never chunked (uvicorn's httptools protocol would chunk it,
+which HTTP/1.0 does not know; SockJS's streaming transports meet such clients).
 """
 
 from __future__ import annotations
@@ -32,7 +35,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
-from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
@@ -247,6 +250,37 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().shutdown()
 
 
+class _Http10Cycle(RequestResponseCycle):
+    """An HTTP/1.0 request's cycle: a response without ``Content-Length`` (or
+    ``Transfer-Encoding``) is written as it comes and ends with the connection (HTTP/1.0
+    has no keep-alive here: uvicorn closes after every 1.0 response)."""
+
+    _until_close = False
+
+    async def send(self, message: Any) -> None:
+        kind = message["type"]
+        if kind == "http.response.start" and not self.response_started:
+            names = {bytes(name).lower() for name, _ in message.get("headers", ())}
+            status = message["status"]
+            if (
+                b"content-length" not in names
+                and b"transfer-encoding" not in names
+                and self.scope["method"] != "HEAD"
+                and status not in (204, 304)
+            ):
+                self._until_close = True
+                self.chunked_encoding = False  # uvicorn adds no chunked encoding now
+        elif kind == "http.response.body" and self._until_close:
+            body = message.get("body", b"")
+            # what uvicorn checks a body against: this chunk, and 0 left at the end
+            self.expected_content_length = len(body)
+            if message.get("more_body", False):
+                self.expected_content_length += 1
+        await super().send(message)
+        if kind == "http.response.body" and self._until_close:
+            self.expected_content_length = 0
+
+
 class TickcastHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus a timeout on the first request head."""
 
@@ -267,12 +301,30 @@ class TickcastHttpProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if (
+            cycle is not None
+            and cycle.scope is self.scope
+            and self.scope.get("http_version") == "1.0"
+            and type(cycle) is RequestResponseCycle
+        ):
+            cycle.__class__ = _Http10Cycle
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         super().connection_lost(exc)
+
+    def shutdown(self) -> None:
+        """Server shutdown: a response still streaming (a SockJS stream or long poll)
+        is cut at once, as WebSockets are closed; its client reconnects elsewhere.
+        Anything else ends as uvicorn ends it."""
+        cycle = self.cycle
+        if cycle is not None and cycle.response_started and not cycle.response_complete:
+            self.transport.close()
+            return
+        super().shutdown()
 
     def _head_timeout(self) -> None:
         self._head_timer = None

@@ -539,3 +539,45 @@ async def test_a_headed_item_goes_out_head_then_body_on_every_path(pump: Pump) -
     put(array, Encoded(b"ctl", control=True, head=b"H:"), None)
     array.flush_now()
     assert sock_of(array).written == [b"[" + message + b"]", b"H:ctl"]
+
+
+# -- a driver without a receive loop (SockJS): start, receive_text, finished
+
+
+async def test_messages_fed_one_at_a_time_then_finished_once(pump: Pump) -> None:
+    class Echo(Session):
+        def __init__(self) -> None:
+            self.got: list[str] = []
+            self.out: list[Encoded] = []
+
+        def receive_text(self, data: str, now: Now) -> None:
+            self.got.append(data)
+            self.out.append(Encoded(data.upper().encode(), control=True))
+            if data == "bye":
+                self.close_reason = CloseCode.NORMAL  # type: ignore[assignment]
+
+        def frames_to_send(self) -> list[Encoded]:
+            out, self.out = self.out, []
+            return out
+
+    conn = connect(pump)
+    session = Echo()
+    conn.session = session
+    closed: list[Connection] = []
+    conn.on_close = closed.append
+    conn.start()
+    assert conn.receive_text("hi") is True
+    assert b"".join(sock_of(conn).written).endswith(b"HI")  # its answer, flushed at once
+    assert conn.stats.client_messages_in == 1
+    put(conn, quote("AAPL", 1), "quotes.AAPL")  # queued: it waits for its window
+    assert conn.receive_text("bye") is False  # the session closed the connection
+    closing = sock_of(conn).closed
+    assert closing is not None
+    assert closing[0] == 1000
+    assert conn.receive_text("more") is False  # nothing more reaches the session
+    assert session.got == ["hi", "bye"]
+    conn.finished(1006)
+    conn.finished(1006)
+    assert closed == [conn]  # the front releases once
+    assert conn.close_code == 1000  # what closed it, not the later 1006
+    assert len(conn.outbox) == 0

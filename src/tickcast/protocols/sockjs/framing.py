@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Sequence
-from typing import Final, NamedTuple
+from typing import Final, NamedTuple, Protocol
 
 __all__ = [
     "ANOTHER_CONNECTION",
@@ -48,6 +48,8 @@ __all__ = [
     "XHR",
     "XHR_SEND",
     "XHR_STREAMING",
+    "Carrier",
+    "EscapeMemo",
     "PayloadError",
     "Transport",
     "array_frame",
@@ -80,6 +82,46 @@ def encode_message(text: str) -> bytes:
     if _ESCAPE.search(quoted) is not None:
         quoted = _ESCAPE.sub(_escape, quoted)
     return quoted.encode()
+
+
+class Carrier(Protocol):
+    """What ``EscapeMemo`` escapes: an object carrying one message (an ``Encoded``)."""
+
+    @property
+    def message(self) -> bytes: ...
+
+
+class EscapeMemo:
+    """``encode_message`` once per shared object: what a message published to many
+    sessions (one object handed to each) is escaped to, remembered by the object's
+    identity. Fan-out hands one update to every subscriber before the next, so the last
+    ``limit`` objects are enough; past it the memo starts again. ``misses`` counts the
+    encodings done (the rest were hits).
+    """
+
+    __slots__ = ("_memo", "limit", "misses")
+
+    def __init__(self, limit: int = 4096) -> None:
+        self._memo: dict[int, tuple[object, bytes]] = {}
+        self.limit = limit
+        self.misses = 0
+
+    def encode(self, shared: Carrier) -> bytes:
+        """``shared.message`` (UTF-8) as ``encode_message`` gives it: the one made for
+        ``shared`` already, or a new one."""
+        memo = self._memo
+        hit = memo.get(id(shared))
+        if hit is not None and hit[0] is shared:
+            return hit[1]
+        self.misses += 1
+        encoded = encode_message(shared.message.decode(errors="replace"))
+        if len(memo) >= self.limit:
+            memo.clear()
+        memo[id(shared)] = (shared, encoded)  # holding it keeps its id from being reused
+        return encoded
+
+    def __len__(self) -> int:
+        return len(self._memo)
 
 
 def array_frame(encoded: Sequence[bytes]) -> bytes:

@@ -117,6 +117,13 @@ class Receiver:
         self._out = []
         return out[0] if len(out) == 1 else b"".join(out)
 
+    def take_frames(self) -> list[bytes]:
+        """What ``take`` returns, one element per frame as the transport wraps it (the
+        prelude first): a websocket sends each frame as a message of its own."""
+        out = self._out
+        self._out = []
+        return out
+
     def _write(self, frame: bytes) -> None:
         data = self.transport.wrap(frame)
         self._out.append(data)

@@ -282,3 +282,24 @@ def test_the_registry_finds_by_id_and_forgets_the_expired() -> None:
     # The id is free again: a new session opens.
     again = sessions.open("a", Recorder(), at(102.0))
     assert again.attach(XHR, at(102.1)).take() == b"o\n"
+
+
+def test_frames_not_yet_taken_stay_apart_for_a_websocket() -> None:
+    """A websocket writes a message per frame: frames that pile up before its writer
+    runs (an open, messages, a heartbeat, the close) are taken one element each."""
+    session, _ = make(SockJSOptions(heartbeat_s=1.0))
+    ws = session.attach(WEBSOCKET, at(0.0))
+    session.send("a", at(0.1))
+    session.handle_timer(at(1.2))
+    session.send("b", at(1.3))
+    session.close(at(1.4))
+    assert ws.take_frames() == [b"o", b'a["a"]', b"h", b'a["b"]', b'c[3000,"Go away!"]']
+    assert ws.take_frames() == []
+    assert ws.done
+
+
+def test_take_frames_keeps_the_prelude_first_for_a_stream() -> None:
+    session, _ = make()
+    stream = session.attach(XHR_STREAMING, at(0.0))
+    session.send("x", at(0.1))
+    assert stream.take_frames() == [PRELUDE, b"o\n", b'a["x"]\n']

@@ -1,0 +1,475 @@
+"""SockJS at a prefix (``/stomp``): a WebSocket front's sessions over SockJS 0.3.3.
+
+Rules: thin I/O over the pure SockJS layer (``protocols/sockjs``: routes, frames,
+sessions) and the front contract (``fronts/base.py``). A ``SockJSEndpoint`` serves one
+``WebSocketFront``'s spec under a prefix; each SockJS session is one client of that
+front, run exactly as a WebSocket client is (``WebSocketFront.connect``): admitted by
+the guard (origin, credentials from header, cookie or query, per-user and per-address
+caps, rate limit; first-message authentication when the spec has it), under a
+``Connection`` (its Outbox, batching window, conflation, the slow-client rule, the
+metrics), in the node's connections and the front's roster, and released
+(``Connection.finished``: hub subscriptions, guard slot) when the session ends.
+
+Routes (``urls.parse``): the greeting, ``/info`` (GET, OPTIONS), and
+``<server>/<session>/<transport>`` for ``websocket``, ``xhr``, ``xhr_streaming``,
+``eventsource`` (receiving) and ``xhr_send`` (posting); anything else 404, a wrong
+method 405 with ``Allow``. A foreign Origin gets 403 before any session sees it (the
+guard's origin policy, as on the WebSocket fronts); an allowed one gets its CORS grant.
+
+A session is opened by the first receiving request naming an unknown id (after the
+guard admits it) and lives until it closes or goes ``disconnect_delay_s`` without a
+receiving request (a sweep timer expires it). Each receiving request writes what the
+session's ``Receiver`` holds: a poll one frame, a stream frames as they come (until the
+response limit), with heartbeats on the session's deadline; a client that goes away
+mid-request aborts the session. The connection writes through a ``SockJSSocket``
+(``transport/sockjs_socket.py``: backpressure and escaping once per shared item).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.types import Message, Receive, Scope, Send
+
+from tickcast.auth import policy
+from tickcast.clock import Now
+from tickcast.fronts.base import WebSocketFront
+from tickcast.fronts.guard import Ticket, client_address, header, refuse
+from tickcast.protocols.sockjs import urls
+from tickcast.protocols.sockjs.framing import (
+    BROKEN_FRAMING,
+    WEBSOCKET,
+    XHR_SEND,
+    EscapeMemo,
+    PayloadError,
+)
+from tickcast.protocols.sockjs.session import (
+    Receiver,
+    SockJSOptions,
+    SockJSSession,
+    SockJSSessions,
+)
+from tickcast.transport.connection import Connection
+from tickcast.transport.socket import EXTENSION
+from tickcast.transport.sockjs_socket import SockJSSocket
+
+log = logging.getLogger("tickcast.fronts.sockjs")
+
+#: An ``xhr_send`` body may hold this many times the largest WebSocket message (its
+#: messages are JSON strings in an array: escaping makes them longer).
+BODY_FACTOR = 4
+
+
+class _Link:
+    """A SockJS session's handler: the client's messages to its connection."""
+
+    __slots__ = ("connection",)
+
+    def __init__(self) -> None:
+        self.connection: Connection | None = None
+
+    def receive_text(self, data: str, now: Now) -> None:
+        connection = self.connection
+        if connection is not None:
+            connection.receive_text(data)
+
+
+class _Client:
+    __slots__ = ("connection", "session", "sock")
+
+    def __init__(self, session: SockJSSession, sock: SockJSSocket, connection: Connection) -> None:
+        self.session = session
+        self.sock = sock
+        self.connection = connection
+
+
+def _encode_headers(headers: urls.Headers) -> list[tuple[bytes, bytes]]:
+    return [(name.lower().encode(), value.encode()) for name, value in headers]
+
+
+async def _respond(send: Send, status: int, headers: urls.Headers, body: bytes = b"") -> None:
+    """A whole response (its length known: no chunks, HTTP/1.0 or 1.1)."""
+    encoded = _encode_headers(headers)
+    if status != 204:
+        encoded.append((b"content-length", str(len(body)).encode()))
+    await send({"type": "http.response.start", "status": status, "headers": encoded})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _text(send: Send, status: int, text: str, headers: urls.Headers | None = None) -> None:
+    await _respond(
+        send,
+        status,
+        [("Content-Type", "text/plain; charset=UTF-8"), urls.NO_CACHE, *(headers or ())],
+        text.encode(),
+    )
+
+
+async def _until_disconnect(receive: Receive) -> None:
+    """Reads the request (a body is ignored) until the client goes away."""
+    while (await receive())["type"] != "http.disconnect":
+        pass
+
+
+class SockJSEndpoint:
+    """The ASGI endpoint of ``front``'s spec over SockJS under ``prefix``.
+
+    Args:
+        front: the WebSocket front whose spec, guard, roster and connections it shares.
+        prefix: the URL prefix, without a trailing slash (``/stomp``).
+        options: heartbeat, disconnect delay, response limit.
+    """
+
+    def __init__(self, front: WebSocketFront, prefix: str, options: SockJSOptions) -> None:
+        self.front = front
+        self.ctx = front.ctx
+        self.prefix = prefix
+        self.options = options
+        self.sessions = SockJSSessions(options)
+        self.memo = EscapeMemo()
+        self.clients: dict[SockJSSession, _Client] = {}
+        guard = front.guard
+        origins = guard.auth.allowed_origins if guard is not None else ()
+        self.allowed: urls.OriginCheck = lambda origin: policy.origin_allowed(origin, origins)
+        self.max_body = BODY_FACTOR * self.ctx.server.max_message_bytes
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at: float | None = None
+
+    def serves(self, path: str) -> bool:
+        """``path`` is under the prefix (the prefix itself included)."""
+        return path == self.prefix or path.startswith(self.prefix + "/")
+
+    # -- ASGI
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        route = urls.parse(scope["path"], self.prefix)
+        if scope["type"] == "websocket":
+            if isinstance(route, urls.SessionPath) and route.transport is WEBSOCKET:
+                await self._websocket(scope, receive, send)
+            else:
+                await send({"type": "websocket.close", "code": 1000})
+            return
+        if scope["type"] != "http":
+            return
+        if route is None or route == urls.RAW_WEBSOCKET:
+            await _text(send, 404, "Not found")
+            return
+        method = scope["method"]
+        methods = urls.allowed_methods(route)
+        origin = header(scope, b"origin")
+        if method not in methods:
+            await _text(send, 405, "Method not allowed", [("Allow", ", ".join(methods))])
+            return
+        if route == urls.ROOT:
+            await _respond(send, 200, urls.greeting_headers(), urls.GREETING)
+            return
+        if not urls.origin_allowed(origin, self.allowed):
+            if self.front.guard is not None:
+                self.front.guard.count(policy.origin_refused(origin))
+            await _text(send, 403, "Origin not allowed")
+            return
+        if method == "OPTIONS":
+            requested = header(scope, b"access-control-request-headers")
+            wall = self.ctx.clock.now().wall
+            await _respond(
+                send, 204, urls.options_headers(route, origin, self.allowed, wall, requested)
+            )
+            return
+        if route == urls.INFO:
+            body = urls.info_body(websocket=True, cookie_needed=False, entropy=secrets.randbits(32))
+            await _respond(send, 200, urls.info_headers(origin, self.allowed), body)
+            return
+        assert isinstance(route, urls.SessionPath)
+        if route.transport is XHR_SEND:
+            await self._xhr_send(scope, receive, send, route)
+        elif route.transport is WEBSOCKET:  # a GET without the upgrade
+            await _text(send, 400, 'Can "Upgrade" only to "WebSocket".')
+        else:
+            await self._receiving(scope, receive, send, route)
+
+    # -- sessions
+
+    async def _admit(self, scope: Scope) -> tuple[Ticket | None, policy.Refusal | None]:
+        guard = self.front.guard
+        if guard is None:
+            return None, None
+        return await guard.admit(scope, first_message_auth=self.front.spec.first_message_auth)
+
+    def _open(self, scope: Scope, session_id: str | None, ticket: Ticket | None) -> _Client:
+        """A new session and its connection (the ticket's slot is the connection's from
+        here: released when it ends)."""
+        ctx = self.ctx
+        link = _Link()
+        now = ctx.clock.now()
+        if session_id is None:
+            session = SockJSSession(None, link, now, self.options)
+        else:
+            session = self.sessions.open(session_id, link, now)
+        loop = asyncio.get_running_loop()
+
+        def closed() -> None:  # not from inside the connection's close: on the next turn
+            loop.call_soon(self._finish, session)
+
+        sock = SockJSSocket(session, ctx.clock, self.memo, closed)
+        try:
+            connection = self.front.connect(scope, sock, ticket)
+        except BaseException:
+            session.close(now)
+            if ticket is not None and self.front.guard is not None:
+                self.front.guard.release(ticket)
+            raise
+        link.connection = connection
+        sock.outbox = connection.outbox
+        client = self.clients[session] = _Client(session, sock, connection)
+        principal = ticket.principal.user_id if ticket is not None else None
+        log.info(
+            "client connected",
+            extra={
+                "front": self.front.spec.name,
+                "client": client_address(scope),
+                "origin": header(scope, b"origin"),
+                "user_id": principal,
+                "transport": "sockjs",
+            },
+        )
+        connection.start()
+        return client
+
+    def _finish(self, session: SockJSSession, close_code: int | None = None) -> None:
+        """The session's connection ends (it closed, or the session is over)."""
+        client = self.clients.pop(session, None)
+        if client is None:
+            return
+        client.sock.on_data = None
+        client.connection.finished(close_code)
+        log.info(
+            "client disconnected",
+            extra={"front": self.front.spec.name, "code": client.connection.close_code},
+        )
+
+    def _schedule_sweep(self) -> None:
+        """Expire the sessions left without a receiving request when the first is due."""
+        due = self.sessions.next_deadline()
+        if due is None:
+            return
+        if self._sweep is not None:
+            if self._sweep_at is not None and self._sweep_at <= due:
+                return
+            self._sweep.cancel()
+        delay = max(0.0, due - self.ctx.clock.monotonic()) + 0.01
+        self._sweep_at = due
+        self._sweep = asyncio.get_running_loop().call_later(delay, self._sweep_now)
+
+    def _sweep_now(self) -> None:
+        self._sweep = self._sweep_at = None
+        for session in self.sessions.expire(self.ctx.clock.now()):
+            self._finish(session, 1006)
+        self._schedule_sweep()
+
+    # -- transports
+
+    async def _receiving(
+        self, scope: Scope, receive: Receive, send: Send, route: urls.SessionPath
+    ) -> None:
+        session = self.sessions.get(route.session)
+        if session is None:
+            ticket, refusal = await self._admit(scope)
+            if refusal is not None:
+                await _text(send, refusal.http_status, refusal.message)
+                return
+            session = self.sessions.get(route.session)  # opened meanwhile by another
+            if session is not None:
+                if ticket is not None and self.front.guard is not None:
+                    self.front.guard.release(ticket)
+            else:
+                session = self._open(scope, route.session, ticket).session
+        transport = route.transport
+        origin = header(scope, b"origin")
+        await _respond_start(send, urls.transport_headers(transport, origin, self.allowed))
+        receiver = session.attach(transport, self.ctx.clock.now())
+
+        async def write(frames: list[bytes], done: bool) -> None:
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            await send({"type": "http.response.body", "body": body, "more_body": not done})
+
+        disconnected = asyncio.ensure_future(_until_disconnect(receive))
+        try:
+            await self._drive(session, receiver, write, disconnected)
+        finally:
+            disconnected.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await disconnected
+
+    async def _drive(
+        self,
+        session: SockJSSession,
+        receiver: Receiver,
+        write: Callable[[list[bytes], bool], Awaitable[None]],
+        gone: asyncio.Future[Any],
+    ) -> None:
+        """Write what ``receiver`` holds until it is done, the client is ``gone`` (the
+        session is then aborted) or the session expires; heartbeats on its deadline."""
+        clock = self.ctx.clock
+        client = self.clients.get(session) if receiver is session.receiver else None
+        sock = client.sock if client is not None else None
+        wake = asyncio.Event()
+        if sock is not None:
+            sock.on_data = wake.set
+            sock.attached()
+        try:
+            while True:
+                wake.clear()
+                data = receiver.take_frames()
+                done = receiver.done
+                if data or done:
+                    if sock is not None:
+                        sock.sending = True
+                    try:
+                        await write(data, done)
+                    finally:
+                        if sock is not None:
+                            sock.sending = False
+                    if done:
+                        return
+                    if sock is not None:
+                        sock.drained()
+                    continue
+                if gone.done() or session.expired:
+                    session.abort(receiver, clock.now())
+                    return
+                deadline = session.next_deadline() if receiver is session.receiver else None
+                timeout = None if deadline is None else max(0.0, deadline - clock.monotonic())
+                woken = asyncio.ensure_future(wake.wait())
+                try:
+                    await asyncio.wait(
+                        (woken, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+                    )
+                finally:
+                    woken.cancel()
+                if gone.done():
+                    session.abort(receiver, clock.now())
+                    return
+                if not wake.is_set():
+                    session.handle_timer(clock.now())
+        finally:
+            if sock is not None and sock.on_data is wake.set:
+                sock.on_data = None
+            if session.expired:
+                self._finish(session, 1006)
+            self._schedule_sweep()
+
+    async def _xhr_send(
+        self, scope: Scope, receive: Receive, send: Send, route: urls.SessionPath
+    ) -> None:
+        session = self.sessions.get(route.session)
+        if session is None:
+            await _text(send, 404, "Not found")
+            return
+        body = bytearray()
+        more = True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+            if len(body) > self.max_body:
+                await _text(send, 413, "Payload too large.")
+                return
+        try:
+            session.receive(bytes(body), self.ctx.clock.now())
+        except PayloadError as exc:
+            await _text(send, 500, exc.message)
+            return
+        origin = header(scope, b"origin")
+        await _respond(send, 204, urls.transport_headers(XHR_SEND, origin, self.allowed))
+
+    async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (await receive())["type"] != "websocket.connect":
+            return
+        ticket, refusal = await self._admit(scope)
+        if refusal is not None:
+            await refuse(scope, send, refusal)
+            return
+        await send({"type": "websocket.accept"})
+        client = self._open(scope, None, ticket)
+        session, sock = client.session, client.sock
+        carrier = scope.get("extensions", {}).get(EXTENSION)
+        if carrier is not None:  # the server's socket: frames in one write, its buffer seen
+            sock.carrier = carrier
+            carrier.on_writable = sock.drained
+        now = self.ctx.clock.now()
+        receiver = session.attach(WEBSOCKET, now)
+        closed: list[tuple[int, str]] = []
+
+        async def write(frames: list[bytes], done: bool) -> None:
+            code, reason = closed[0] if closed else (1000, "")
+            if carrier is not None:
+                if frames:
+                    carrier.send_texts(frames)  # a message per frame, one write
+                if done:
+                    carrier.close(code, reason)
+                return
+            for data in frames:
+                await send({"type": "websocket.send", "text": data.decode()})
+            if done:
+                await send({"type": "websocket.close", "code": code, "reason": reason})
+
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        writer = asyncio.ensure_future(self._drive(session, receiver, write, gone))
+        try:
+            while not writer.done():
+                message = await _first(receive(), writer)
+                if message is None or message["type"] == "websocket.disconnect":
+                    break
+                if message["type"] != "websocket.receive":
+                    continue
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                try:
+                    session.receive_websocket(data, self.ctx.clock.now())
+                except PayloadError:
+                    closed.append(BROKEN_FRAMING)
+                    code, reason = BROKEN_FRAMING
+                    if carrier is not None:
+                        carrier.close(code, reason)
+                    else:
+                        await send({"type": "websocket.close", "code": code, "reason": reason})
+                    break
+        finally:
+            if not gone.done():
+                gone.set_result(None)
+            with contextlib.suppress(Exception):
+                await writer
+            session.abort(receiver, self.ctx.clock.now())
+            self._finish(session, 1006)
+
+    async def aclose(self) -> None:
+        """Shutdown: end every session's connection, stop the sweep."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for session in list(self.clients):
+            self._finish(session, 1001)
+
+
+async def _respond_start(send: Send, headers: urls.Headers) -> None:
+    await send({"type": "http.response.start", "status": 200, "headers": _encode_headers(headers)})
+
+
+async def _first(message: Awaitable[Message], writer: asyncio.Future[Any]) -> Message | None:
+    """The next message, or None once ``writer`` ended first (the session closed)."""
+    task = asyncio.ensure_future(message)
+    await asyncio.wait((task, writer), return_when=asyncio.FIRST_COMPLETED)
+    if task.done():
+        return task.result()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+    return None
