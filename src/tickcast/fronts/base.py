@@ -224,9 +224,12 @@ class Dispatcher:
         return ANONYMOUS if ticket is None else ticket.principal
 
     def apply(self, connection: Connection, commands: list[Command]) -> None:
+        # A session that decided to close (its ERROR is queued: STOMP's rule is that
+        # nothing follows it) takes nothing more, but what it drops still goes.
+        closing = connection.closing or connection.session.close_reason is not None
         for command in commands:
-            if connection.closing and not isinstance(command, Unsubscribe | UnsubscribeChannel):
-                continue  # a closing connection takes nothing more, but what it drops goes
+            if closing and not isinstance(command, Unsubscribe | UnsubscribeChannel):
+                continue
             try:
                 if isinstance(command, Subscribe):
                     self._subscribe(connection, command)
