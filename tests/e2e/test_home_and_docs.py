@@ -71,6 +71,7 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
     paths = {urlsplit(link).path for link in links}
     assert {
         "/realtime/dashboard/",
+        "/analytics/",
         "/realtime/test/",
         "/api/docs",
         "/api/openapi.json",
@@ -105,6 +106,11 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
         ws_urls,
     )
     assert opened == ws_urls
+    # SockJS's URL is the http one: its /info answers
+    [sockjs_url] = page.locator("code.http-url").all_inner_texts()
+    assert sockjs_url == f"http://{HOST}:{port}/stomp"
+    with httpx.Client(base_url=gateway.http, timeout=10) as http:
+        assert http.get("/stomp/info").json()["websocket"] is True
     screenshot(page, "home")
     assert_only_own_host(page_log, gateway)
 

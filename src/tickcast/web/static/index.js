@@ -1,4 +1,4 @@
-// The landing page: the WebSocket URLs for the host this page was loaded from, and
+// The landing page: the WebSocket (and SockJS) URLs for the host this page was loaded from, and
 // whether the gateway is ready (GET /ready) and which version it runs (GET /health).
 //
 // Every URL is relative to the gateway's root (ROOT), so the page also works behind a
@@ -8,6 +8,10 @@ import { ROOT, webSocketUrl } from "./tickcast.js";
 
 for (const code of document.querySelectorAll("code.ws-url")) {
   code.textContent = webSocketUrl(code.dataset.path, ROOT);
+}
+// SockJS takes the http(s) URL: new SockJS("http://host:8000/stomp")
+for (const code of document.querySelectorAll("code.http-url")) {
+  code.textContent = new URL(code.dataset.path, ROOT).href;
 }
 
 const status = document.querySelector("#status");
