@@ -326,9 +326,8 @@ class XhrStreaming(asyncio.Protocol):
         self.posts: set[asyncio.Future[None]] = set()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(
+        self.transport = transport  # type: ignore[assignment]
+        self.transport.write(
             f"POST {self.base}/xhr_streaming HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Content-Length: 0\r\n\r\n".encode()
         )
