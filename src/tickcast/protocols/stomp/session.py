@@ -298,7 +298,8 @@ class StompSession:
         self._authenticating = False
         self._pending: list[Frame] = []
         self._subscriptions: dict[str, Subscription] = {}
-        self._by_topic: dict[Topic, list[str]] = {}
+        # topic -> its subscriptions in SUBSCRIBE order (a tuple: fan-out reads it per update)
+        self._by_topic: dict[Topic, tuple[Subscription, ...]] = {}
         # ids that joined a topic already held and still wait for its current value
         self._fresh: dict[Topic, list[str]] = {}
         # a subscription was dropped since the last ``forgotten()``
@@ -320,8 +321,7 @@ class StompSession:
 
     def subscriptions_for(self, topic: Topic) -> tuple[Subscription, ...]:
         """The subscriptions that receive ``topic``'s MESSAGEs (in SUBSCRIBE order)."""
-        subscriptions = self._subscriptions
-        return tuple(subscriptions[i] for i in self._by_topic.get(topic, ()))
+        return self._by_topic.get(topic, ())
 
     def subscription(self, id_: str) -> Subscription | None:
         return self._subscriptions.get(id_)
@@ -394,8 +394,8 @@ class StompSession:
     def release(self, topics: Iterable[Topic]) -> None:
         for topic in topics:
             self._fresh.pop(topic, None)
-            for id_ in self._by_topic.pop(topic, ()):
-                self._subscriptions.pop(id_, None)
+            for subscription in self._by_topic.pop(topic, ()):
+                self._subscriptions.pop(subscription.id, None)
                 self._dropped = True
 
     def answer(self, reply: Reply, now: Now) -> None:
@@ -561,15 +561,16 @@ class StompSession:
         self.cap.check(len(self._subscriptions), 1)
         escaped = self.version != "1.0"
         head = message_head(id_, escaped=escaped)
-        self._subscriptions[id_] = Subscription(id_, topic, destination, ack, head, escaped)
-        ids = self._by_topic.get(topic)
-        if ids is not None:
+        subscription = Subscription(id_, topic, destination, ack, head, escaped)
+        self._subscriptions[id_] = subscription
+        held = self._by_topic.get(topic)
+        if held is not None:
             # held already: live from now (no resume), and owed the current value
-            ids.append(id_)
+            self._by_topic[topic] = (*held, subscription)
             self._fresh.setdefault(topic, []).append(id_)
             self._commands.append(Subscribe((topic,)))
             return
-        self._by_topic[topic] = [id_]
+        self._by_topic[topic] = (subscription,)
         self._commands.append(Subscribe((topic,), {topic: point} if point else {}))
 
     def _unsubscribe(self, headers: dict[str, str]) -> None:
@@ -588,11 +589,13 @@ class StompSession:
             fresh.remove(id_)
             if not fresh:
                 del self._fresh[topic]
-        ids = self._by_topic.get(topic)
-        if ids is None:
+        held = self._by_topic.get(topic)
+        if held is None:
             return
-        ids.remove(id_)
-        if not ids:
+        rest = tuple(s for s in held if s is not subscription)
+        if rest:
+            self._by_topic[topic] = rest
+        else:
             del self._by_topic[topic]
             self._commands.append(Unsubscribe((topic,)))
 
