@@ -75,5 +75,3 @@ def test_resume_from_another_epoch_gets_a_reset(server: Server) -> None:
         assert got[0].headers.get("reset") == "epoch_changed", got[0].headers
     finally:
         conn.disconnect()
-
-
