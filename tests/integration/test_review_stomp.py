@@ -3,10 +3,13 @@ serve``, read with stomp.py. Waits are on conditions, never on durations."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 
 import pytest
 from stomp.utils import Frame
+from websockets.asyncio.client import connect as ws_connect
+from websockets.typing import Subprotocol
 
 from support.server import Server, start_server
 from support.stompclient import Events, stomp_client
@@ -75,3 +78,47 @@ def test_resume_from_another_epoch_gets_a_reset(server: Server) -> None:
         assert got[0].headers.get("reset") == "epoch_changed", got[0].headers
     finally:
         conn.disconnect()
+
+
+@pytest.fixture(scope="module")
+def windowed(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """Quotes and trades flowing fast into a long batching window."""
+    srv = start_server(
+        tmp_path_factory.mktemp("review-window"),
+        rate=5000,
+        batch_ms=400,
+        rate_limit_per_s=10_000,
+        rate_limit_burst=10_000,
+    )
+    yield srv
+    srv.stop()
+
+
+@pytest.mark.parametrize("destination", ["/topic/quotes.AAPL", "/topic/trades.AAPL"])
+async def test_no_message_for_an_id_follows_its_unsubscribe_receipt(
+    windowed: Server, destination: str
+) -> None:
+    """docs/stomp.md: once UNSUBSCRIBE is read, no MESSAGE for that id is written, not
+    even one queued in the batching window before it; so none follows its RECEIPT. Many
+    rounds of subscribe, wait for a MESSAGE, unsubscribe (with a receipt) mid-window."""
+    url = f"ws://127.0.0.1:{windowed.port}/stomp/websocket"
+    async with ws_connect(url, subprotocols=[Subprotocol("v12.stomp")]) as ws:
+        await ws.send("CONNECT\naccept-version:1.2\nhost:x\n\n\x00")
+        assert str(await ws.recv()).startswith("CONNECTED")
+        for i in range(15):
+            sid = f"s{i}"
+            await ws.send(f"SUBSCRIBE\nid:{sid}\ndestination:{destination}\n\n\x00")
+            while f"subscription:{sid}\n" not in str(await asyncio.wait_for(ws.recv(), 20)):
+                pass
+            await ws.send(f"UNSUBSCRIBE\nid:{sid}\nreceipt:u{i}\n\n\x00")
+            while f"receipt-id:u{i}\n" not in str(await asyncio.wait_for(ws.recv(), 20)):
+                pass
+            # a marker: a receipt for a later frame; what comes before it follows u{i}
+            await ws.send(
+                f"SUBSCRIBE\nid:m{i}\ndestination:/topic/status.FEED\nreceipt:m{i}\n\n\x00"
+            )
+            after: list[str] = []
+            while f"receipt-id:m{i}\n" not in (after[-1] if after else ""):
+                after.append(str(await asyncio.wait_for(ws.recv(), 20)))
+            assert not [m for m in after if f"subscription:{sid}\n" in m], after
+            await ws.send(f"UNSUBSCRIBE\nid:m{i}\n\n\x00")
