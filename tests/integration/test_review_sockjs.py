@@ -19,6 +19,7 @@ import pytest
 
 from support.accounts import Account, seed
 from support.server import Server, start_server
+from tickcast.auth.credentials import issue_token
 
 WAIT_S = 20.0
 CONNECT = "CONNECT\naccept-version:1.2\nhost:tickcast\n\n\x00"
@@ -277,3 +278,44 @@ def test_shutdown_ends_a_sockjs_stream_with_a_close_frame(server: Server) -> Non
     stopped.join(WAIT_S)
     sock.close()
     assert b'c[1001,"' in data, data[-200:]
+
+
+SECRET = "s" * 40
+
+
+@pytest.fixture
+def tokens(tmp_path: Path) -> Iterator[World]:
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    accounts = asyncio.run(seed(url, {"alice": {"Growth": [("AAPL", "buy", "10", "100")]}}))
+    srv = start_server(
+        tmp_path,
+        database_url=url,
+        rate=200,
+        jwt_secret=SECRET,
+        sockjs_disconnect_delay_s=600.0,
+        rate_limit_per_s=10_000,
+        rate_limit_burst=10_000,
+    )
+    yield srv, accounts
+    srv.stop()
+
+
+def test_an_expired_token_closes_the_sockjs_session_3501(tokens: World) -> None:
+    """docs/stomp.md: expired credentials close with 3501; over SockJS the session's
+    polls then get c[3501,...], and the user's positions stop."""
+    server, accounts = tokens
+    alice = accounts["alice"]
+    token = issue_token(alice.user_id, "alice", SECRET, time.time(), 2.0)
+    url = session_url()
+    with httpx.Client(base_url=f"{server.http}/stomp", timeout=WAIT_S) as http:
+        assert http.post(f"{url}/xhr").content == b"o\n"
+        login = frame("CONNECT", accept_version="1.2", host="x", passcode=token)
+        sub = frame("SUBSCRIBE", id="p", destination="/topic/position-update")
+        assert http.post(f"{url}/xhr_send", content=json.dumps([login, sub])).status_code == 204
+        assert b"subscription:p" in b"".join(poll_until(http, url, b"subscription:p"))
+        bodies: list[bytes] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not (bodies and bodies[-1].startswith(b"c[")):
+            bodies.append(http.post(f"{url}/xhr").content)
+        assert bodies[-1].startswith(b"c[3501,"), bodies[-3:]
+        until(lambda: stomp_connections(server) == 0, "the expired session released")
