@@ -319,3 +319,53 @@ def test_an_expired_token_closes_the_sockjs_session_3501(tokens: World) -> None:
             bodies.append(http.post(f"{url}/xhr").content)
         assert bodies[-1].startswith(b"c[3501,"), bodies[-3:]
         until(lambda: stomp_connections(server) == 0, "the expired session released")
+
+
+def seqs_of(body: bytes, sub: str) -> list[int]:
+    """The ``seq`` of each MESSAGE for ``sub`` in a stream's frames."""
+    found: list[int] = []
+    for line in body.split(b"\n"):
+        if not line.startswith(b"a["):
+            continue
+        for message in json.loads(line[1:]):
+            if f"subscription:{sub}\n" in message:
+                found.append(int(message.split("\nseq:", 1)[1].split("\n", 1)[0]))
+    return found
+
+
+@pytest.fixture
+def limited(tmp_path: Path) -> Iterator[Server]:
+    srv = start_server(
+        tmp_path,
+        rate=2000,
+        rate_limit_per_s=10_000,
+        rate_limit_burst=10_000,
+        sockjs_response_limit=4096,
+        sockjs_disconnect_delay_s=600.0,
+        slow_client_timeout_s=30.0,
+    )
+    yield srv
+    srv.stop()
+
+
+def test_trades_are_contiguous_across_streaming_responses(limited: Server) -> None:
+    """docs/stomp.md: a streaming response ends after the response limit; "the client
+    opens the next and nothing is lost meanwhile". Trades (reliable) read over several
+    consecutive xhr_streaming responses have contiguous seqs: no gap, no duplicate."""
+    url = session_url()
+    seqs: list[int] = []
+    with httpx.Client(base_url=f"{limited.http}/stomp", timeout=WAIT_S) as http:
+        for n in range(8):
+            with http.stream("POST", f"{url}/xhr_streaming") as response:
+                if n == 0:
+                    sub = frame("SUBSCRIBE", id="t", destination="/topic/trades.AAPL")
+                    with httpx.Client(timeout=WAIT_S) as other:
+                        r = other.post(
+                            f"{limited.http}/stomp{url}/xhr_send",
+                            content=json.dumps([CONNECT, sub]),
+                        )
+                        assert r.status_code == 204
+                body = response.read()
+            seqs += seqs_of(body, "t")
+    assert len(seqs) > 10
+    assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), seqs
