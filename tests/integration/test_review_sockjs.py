@@ -257,8 +257,9 @@ def test_a_subscribe_behind_connect_waits_for_its_credentials_over_sockjs(
 def test_shutdown_ends_a_sockjs_stream_with_a_close_frame(server: Server) -> None:
     """A WebSocket client is told 1001 on shutdown (test_lifecycle); a SockJS client on
     xhr_streaming must be told too: a ``c[1001,...]`` frame ends its stream, so
-    sockjs-client reports a clean close rather than a network error (today the server
-    waits out its graceful-shutdown timeout, then drops the stream mid-air)."""
+    sockjs-client reports a clean close rather than a network error (today
+    ``TickcastHttpProtocol.shutdown`` cuts a streaming response mid-air: for HTTP/1.1
+    not even the chunked terminator is sent)."""
     url = session_url()
     sock = open_stream(server, url)
     with httpx.Client(base_url=f"{server.http}/stomp", timeout=WAIT_S) as http:
