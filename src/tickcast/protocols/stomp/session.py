@@ -576,7 +576,15 @@ class StompSession:
     def _unsubscribe(self, headers: dict[str, str]) -> None:
         id_ = headers.get("id")
         if id_ is None and self.version == "1.0":
-            id_ = headers.get("destination")
+            # 1.0 unsubscribes by destination: the subscription made without an id
+            # (keyed by its destination), else the first one made to it with an id
+            destination = headers.get("destination")
+            id_ = destination
+            if destination is not None and destination not in self._subscriptions:
+                id_ = next(
+                    (i for i, s in self._subscriptions.items() if s.destination == destination),
+                    destination,
+                )
         if not id_:
             raise _Fatal("UNSUBSCRIBE needs an id header", CloseCode.PROTOCOL_ERROR)
         subscription = self._subscriptions.pop(id_, None)

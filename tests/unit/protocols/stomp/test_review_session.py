@@ -1,9 +1,7 @@
 """Review findings in StompSession, at the pure session level (``now`` passed in),
-each marked xfail(strict) until fixed."""
+each each fixed since."""
 
 from __future__ import annotations
-
-import pytest
 
 from tickcast.clock import Now
 from tickcast.model.topic import Topic
@@ -33,9 +31,6 @@ def out(session: StompSession) -> list[Frame]:
     return [f for item in session.frames_to_send() for f in parser.feed(item.message)]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: STOMP 1.0 UNSUBSCRIBE by destination fails for an id'd SUBSCRIBE"
-)
 def test_stomp_1_0_unsubscribes_by_destination_a_subscription_made_with_an_id() -> None:
     """STOMP 1.0: UNSUBSCRIBE names the destination ("to no longer receive messages from
     that destination"); the id is an alternative when SUBSCRIBE gave one. A 1.0 client
