@@ -1,5 +1,5 @@
 """Review findings for Front 3 over SockJS (``/stomp``), each reproduced against a real
-``tickcast serve`` and marked xfail(strict) until fixed. Waits are on conditions with
+``tickcast serve`` and each fixed since. Waits are on conditions with
 generous deadlines, never on durations."""
 
 from __future__ import annotations
@@ -153,7 +153,6 @@ def test_a_poller_that_stops_polling_while_trades_flow_is_closed_as_slow(
 GOOD = "http://good.example"
 
 
-@pytest.mark.xfail(strict=True, reason="review: SockJS error responses carry no CORS grant")
 def test_xhr_send_errors_carry_the_cors_grant(server: Server) -> None:
     """PROTOCOLS.md (SockJS): CORS on every XHR endpoint. A browser reads an xhr_send's
     404 (expired session) or 500 (broken JSON) only with the grant: without it the page
@@ -204,9 +203,6 @@ def poll_until(http: httpx.Client, url: str, needle: bytes, **kw: Any) -> list[b
     return bodies
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: another user's requests drive and read a SockJS session"
-)
 def test_another_user_cannot_read_a_users_sockjs_session(world: World) -> None:
     """docs/stomp.md: the per-user destinations are the connection's user's, "and nobody
     else's, ever". Alice's SockJS session is admitted by her key; Mallory, with her own
@@ -251,9 +247,6 @@ def test_a_subscribe_behind_connect_waits_for_its_credentials_over_sockjs(
         assert b"subscription:p" in seen, seen[:300]
 
 
-@pytest.mark.xfail(
-    strict=True, reason="review: shutdown leaves SockJS streams without a close frame"
-)
 def test_shutdown_ends_a_sockjs_stream_with_a_close_frame(server: Server) -> None:
     """A WebSocket client is told 1001 on shutdown (test_lifecycle); a SockJS client on
     xhr_streaming must be told too: a ``c[1001,...]`` frame ends its stream, so

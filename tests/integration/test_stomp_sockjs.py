@@ -552,13 +552,19 @@ def test_connect_credentials_over_sockjs(private: tuple[Server, Account]) -> Non
             bodies.append(http.post(f"{other}/xhr").content)
         assert any(b"Authentication required" in b for b in bodies)
         assert bodies[-1].startswith(b"c[3503,")  # the close code of the refusal
-        # a token on the first request's query admits the session as the user
+        # a token in the query (sockjs-client keeps the URL's query on every request)
+        # admits the session as the user; a request without it is a stranger's: 404
         third = session_url()
-        r = http.post(f"{third}/xhr", params={"token": account.api_key})
+        token = {"token": account.api_key}
+        r = http.post(f"{third}/xhr", params=token)
         assert r.content == b"o\n"
         until(lambda: authenticated(server) == 2, "the query's credential admitted")
-        assert http.post(f"{third}/xhr_send", content=json.dumps([CONNECT])).status_code == 204
-        assert messages(http.post(f"{third}/xhr").content)[0].startswith("CONNECTED\n")
+        assert http.post(f"{third}/xhr_send", content=json.dumps([CONNECT])).status_code == 404
+        sent = http.post(f"{third}/xhr_send", params=token, content=json.dumps([CONNECT]))
+        assert sent.status_code == 204
+        assert messages(http.post(f"{third}/xhr", params=token).content)[0].startswith(
+            "CONNECTED\n"
+        )
         # a bad token on the first request: refused before any session (401)
         fourth = session_url()
         assert http.post(f"{fourth}/xhr", params={"token": "nonsense"}).status_code == 401

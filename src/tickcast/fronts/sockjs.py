@@ -29,6 +29,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import secrets
 from collections.abc import Awaitable, Callable
@@ -37,7 +39,9 @@ from typing import Any
 from starlette.types import Message, Receive, Scope, Send
 
 from tickcast.auth import policy
+from tickcast.auth.credentials import find_credential
 from tickcast.clock import Now
+from tickcast.closecodes import CloseCode
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.guard import Ticket, client_address, header, refuse
 from tickcast.protocols.sockjs import urls
@@ -57,6 +61,7 @@ from tickcast.protocols.sockjs.session import (
 from tickcast.transport.connection import Connection
 from tickcast.transport.socket import EXTENSION
 from tickcast.transport.sockjs_socket import SockJSSocket
+from tickcast.transport.uvicorn_protocols import SHUTDOWN_EXTENSION, ShutdownNotice
 
 log = logging.getLogger("tickcast.fronts.sockjs")
 
@@ -80,12 +85,28 @@ class _Link:
 
 
 class _Client:
-    __slots__ = ("connection", "session", "sock")
+    __slots__ = ("connection", "owner", "session", "sock")
 
-    def __init__(self, session: SockJSSession, sock: SockJSSocket, connection: Connection) -> None:
+    def __init__(
+        self, session: SockJSSession, sock: SockJSSocket, connection: Connection, owner: str
+    ) -> None:
         self.session = session
         self.sock = sock
         self.connection = connection
+        #: who opened the session (``owner_of``): only the same may use it
+        self.owner = owner
+
+
+def owner_of(scope: Scope) -> str:
+    """Who a request comes from, as far as HTTP tells: its address and the credential
+    its handshake carries (header, cookie or query; none for a client that signs in by
+    its CONNECT frame), hashed. A session answers only requests of the owner that opened
+    it: its id, which sockjs-client keeps to itself, is not a bearer credential for
+    another client (another user's key, or another address, gets 404 as if the session
+    did not exist)."""
+    found = find_credential(scope.get("headers", ()), scope.get("query_string", b""))
+    credential = found.value if found is not None else ""
+    return hashlib.sha256(f"{client_address(scope)}\0{credential}".encode()).hexdigest()
 
 
 def _encode_headers(headers: urls.Headers) -> list[tuple[bytes, bytes]]:
@@ -225,7 +246,7 @@ class SockJSEndpoint:
             raise
         link.connection = connection
         sock.outbox = connection.outbox
-        client = self.clients[session] = _Client(session, sock, connection)
+        client = self.clients[session] = _Client(session, sock, connection, owner_of(scope))
         principal = ticket.principal.user_id if ticket is not None else None
         log.info(
             "client connected",
@@ -271,16 +292,33 @@ class SockJSEndpoint:
             self._finish(session, 1006)
         self._schedule_sweep()
 
+    def _owned(self, session: SockJSSession, scope: Scope) -> bool:
+        """Whether the request comes from who opened ``session`` (``owner_of``); a
+        stranger is counted and logged, and told nothing."""
+        client = self.clients.get(session)
+        if client is None or client.owner == owner_of(scope):
+            return True
+        log.warning(
+            "a request named another client's SockJS session",
+            extra={"front": self.front.spec.name, "client": client_address(scope)},
+        )
+        return False
+
     # -- transports
 
     async def _receiving(
         self, scope: Scope, receive: Receive, send: Send, route: urls.SessionPath
     ) -> None:
+        origin = header(scope, b"origin")
+        cors = urls.cors_headers(origin, self.allowed)
         session = self.sessions.get(route.session)
+        if session is not None and not self._owned(session, scope):
+            await _text(send, 404, "Not found", cors)
+            return
         if session is None:
             ticket, refusal = await self._admit(scope)
             if refusal is not None:
-                await _text(send, refusal.http_status, refusal.message)
+                await _text(send, refusal.http_status, refusal.message, cors)
                 return
             session = self.sessions.get(route.session)  # opened meanwhile by another
             if session is not None:
@@ -289,7 +327,6 @@ class SockJSEndpoint:
             else:
                 session = self._open(scope, route.session, ticket).session
         transport = route.transport
-        origin = header(scope, b"origin")
         await _respond_start(send, urls.transport_headers(transport, origin, self.allowed))
         receiver = session.attach(transport, self.ctx.clock.now())
 
@@ -298,9 +335,18 @@ class SockJSEndpoint:
             await send({"type": "http.response.body", "body": body, "more_body": not done})
 
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
+        notice = scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
+        client = self.clients.get(session)
+        if isinstance(notice, ShutdownNotice) and client is not None:
+            # server shutdown: the session ends with c[1001,...], which ends this response
+            notice.callback = functools.partial(
+                client.connection.close, CloseCode.GOING_AWAY, "Server shutting down"
+            )
         try:
             await self._drive(session, receiver, write, disconnected)
         finally:
+            if isinstance(notice, ShutdownNotice):
+                notice.callback = None
             disconnected.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await disconnected
@@ -366,9 +412,11 @@ class SockJSEndpoint:
     async def _xhr_send(
         self, scope: Scope, receive: Receive, send: Send, route: urls.SessionPath
     ) -> None:
+        origin = header(scope, b"origin")
+        cors = urls.cors_headers(origin, self.allowed)
         session = self.sessions.get(route.session)
-        if session is None:
-            await _text(send, 404, "Not found")
+        if session is None or not self._owned(session, scope):
+            await _text(send, 404, "Not found", cors)
             return
         body = bytearray()
         more = True
@@ -379,14 +427,13 @@ class SockJSEndpoint:
             body += message.get("body", b"")
             more = message.get("more_body", False)
             if len(body) > self.max_body:
-                await _text(send, 413, "Payload too large.")
+                await _text(send, 413, "Payload too large.", cors)
                 return
         try:
             session.receive(bytes(body), self.ctx.clock.now())
         except PayloadError as exc:
-            await _text(send, 500, exc.message)
+            await _text(send, 500, exc.message, cors)
             return
-        origin = header(scope, b"origin")
         await _respond(send, 204, urls.transport_headers(XHR_SEND, origin, self.allowed))
 
     async def _websocket(self, scope: Scope, receive: Receive, send: Send) -> None:

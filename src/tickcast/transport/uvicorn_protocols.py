@@ -281,6 +281,23 @@ class _Http10Cycle(RequestResponseCycle):
             self.expected_content_length = 0
 
 
+#: ASGI scope extension of an HTTP request: a ``ShutdownNotice``.
+SHUTDOWN_EXTENSION: Final = "tickcast.http.shutdown"
+#: How long a streaming response may take to end itself at shutdown before it is cut.
+SHUTDOWN_GRACE_S: Final = 1.0
+
+
+class ShutdownNotice:
+    """What a streaming response's app sets (``callback``) to end the response itself
+    when the server shuts down: it writes its last words and completes the response,
+    which uvicorn then closes."""
+
+    __slots__ = ("callback",)
+
+    def __init__(self) -> None:
+        self.callback: Callable[[], None] | None = None
+
+
 class TickcastHttpProtocol(HttpToolsProtocol):
     """uvicorn's httptools protocol plus a timeout on the first request head."""
 
@@ -301,6 +318,8 @@ class TickcastHttpProtocol(HttpToolsProtocol):
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
+        extensions[SHUTDOWN_EXTENSION] = ShutdownNotice()
         cycle = self.cycle
         if (
             cycle is not None
@@ -318,13 +337,27 @@ class TickcastHttpProtocol(HttpToolsProtocol):
 
     def shutdown(self) -> None:
         """Server shutdown: a response still streaming (a SockJS stream or long poll)
-        is cut at once, as WebSockets are closed; its client reconnects elsewhere.
-        Anything else ends as uvicorn ends it."""
+        ends now, as WebSockets are closed (1001); its client reconnects elsewhere. If
+        its app said how to end it (``ShutdownNotice``: SockJS writes its close frame),
+        it is asked to, and the connection closes once the response is complete, or
+        after ``SHUTDOWN_GRACE_S`` at the latest; otherwise it is cut at once. Anything
+        else ends as uvicorn ends it."""
         cycle = self.cycle
         if cycle is not None and cycle.response_started and not cycle.response_complete:
-            self.transport.close()
+            notice = self.scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
+            callback = notice.callback if isinstance(notice, ShutdownNotice) else None
+            if callback is None:
+                self.transport.close()
+                return
+            cycle.keep_alive = False  # uvicorn closes once the response is complete
+            self.loop.call_later(SHUTDOWN_GRACE_S, self._cut)
+            callback()
             return
         super().shutdown()
+
+    def _cut(self) -> None:
+        if not self.transport.is_closing():
+            self.transport.close()
 
     def _head_timeout(self) -> None:
         self._head_timer = None
