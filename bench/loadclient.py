@@ -327,6 +327,10 @@ class XhrStreaming(asyncio.Protocol):
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]
+        self._request()
+
+    def _request(self) -> None:
+        assert self.transport is not None
         self.transport.write(
             f"POST {self.base}/xhr_streaming HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
             "Content-Length: 0\r\n\r\n".encode()
@@ -337,24 +341,38 @@ class XhrStreaming(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self.buf += data
+        while self._response():
+            # the response limit ended it: the next streaming request, as sockjs-client
+            self.headers_done = False
+            self._request()
+
+    def _response(self) -> bool:
+        """Read what the response holds; True once it ended (its last chunk read)."""
         if not self.headers_done:
             end = self.buf.find(b"\r\n\r\n")
             if end < 0:
-                return
+                return False
             self.headers_done = True
             self.buf = self.buf[end + 4 :]
+            self.chunk_left = 0
         # de-chunk into self.body: a size line, that many bytes, CRLF
         buf = self.buf
+        ended = False
         while buf:
             if self.chunk_left == 0:
                 eol = buf.find(b"\r\n", 2 if buf[:2] == b"\r\n" else 0)
                 if eol < 0:
                     break
                 line = buf[:eol].strip()  # the previous chunk's CRLF, then the size
-                buf = buf[eol + 2 :]
-                self.chunk_left = int(line.split(b";")[0] or b"0", 16)
-                if self.chunk_left == 0:
+                size = int(line.split(b";")[0] or b"0", 16)
+                if size == 0:  # the last chunk; a CRLF ends the response
+                    if len(buf) < eol + 4:
+                        break
+                    buf = buf[eol + 4 :]
+                    ended = True
                     break
+                buf = buf[eol + 2 :]
+                self.chunk_left = size
             take = buf[: self.chunk_left]
             self.chunk_left -= len(take)
             buf = buf[len(take) :]
@@ -371,6 +389,7 @@ class XhrStreaming(asyncio.Protocol):
             if line and line.strip(b"h"):
                 self.listener.on_sockjs(line)
         self.body = body[start:]
+        return ended
 
     def send(self, payload: bytes) -> None:
         task = asyncio.ensure_future(self._post(payload))
