@@ -9,7 +9,7 @@
 // sessionStorage under the same name as the dashboard's, so that one sign-in serves both
 // pages. The JWT is the STOMP CONNECT's passcode (docs/stomp.md); the key is not kept.
 
-import { ROOT } from "./tickcast.js";
+import { claimsOf, exchangeKey, expired, ROOT } from "./tickcast.js";
 
 const { RxStomp, RxStompState } = window.RxStomp;
 
@@ -233,43 +233,6 @@ class QuoteTable {
 const quotes = new QuoteTable($("#quotes tbody"), symbols);
 
 // -- sign-in (POST /api/auth/token, GET /api/portfolios for the portfolios' names)
-
-function claimsOf(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
-  } catch {
-    return {};
-  }
-}
-
-function expired(jwt) {
-  const exp = Number(claimsOf(jwt).exp);
-  return Number.isFinite(exp) && exp * 1000 <= Date.now();
-}
-
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
-    return detail || body.error || body.message || `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
-  }
-}
-
-async function exchangeKey(apiKey) {
-  const response = await fetch(new URL("api/auth/token", ROOT), {
-    method: "POST",
-    headers: { "X-API-Key": apiKey },
-    cache: "no-store",
-  });
-  if (!response.ok) throw new Error(await errorText(response));
-  const body = await response.json();
-  const token = body.access_token || body.token;
-  if (typeof token !== "string" || !token) throw new Error("the server sent no token");
-  return token;
-}
 
 async function portfolioNames(jwt) {
   const response = await fetch(new URL("api/portfolios", ROOT), {

@@ -7,7 +7,7 @@
 // and stays in memory. The JWT from signing in is kept in sessionStorage (this tab only);
 // the API key itself is never stored.
 
-import { FrameBatcher, ROOT, sharedClient } from "./tickcast.js";
+import { claimsOf, errorText, exchangeKey, expired, FrameBatcher, ROOT, sharedClient } from "./tickcast.js";
 
 const DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "SPY", "BTC/USDT", "ETH/USDT"];
 const SYMBOL_RE = /^[A-Z0-9][A-Z0-9./:_-]{0,31}$/;
@@ -303,40 +303,6 @@ class PortfolioCards {
 
 // -- sign-in (POST /api/auth/token, GET /api/portfolios)
 
-/** The JWT's claims, for display only (the server checks the signature, not us). */
-function claimsOf(token) {
-  try {
-    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
-  } catch {
-    return {};
-  }
-}
-
-async function errorText(response) {
-  try {
-    const body = await response.json();
-    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
-    return detail || body.error || body.message || `HTTP ${response.status}`;
-  } catch {
-    return `HTTP ${response.status}`;
-  }
-}
-
-/** POST /api/auth/token with the key in X-API-Key: a JWT (the key is not kept). */
-async function exchangeKey(apiKey) {
-  const response = await fetch(new URL("api/auth/token", ROOT), {
-    method: "POST",
-    headers: { "X-API-Key": apiKey },
-    cache: "no-store",
-  });
-  if (!response.ok) throw new Error(await errorText(response));
-  const body = await response.json();
-  const token = body.access_token || body.token;
-  if (typeof token !== "string" || !token) throw new Error("the server sent no token");
-  return token;
-}
-
 /** GET /api/portfolios: the caller's portfolios with their values (money as strings). */
 async function fetchPortfolios(token) {
   const response = await fetch(new URL("api/portfolios", ROOT), {
@@ -365,11 +331,6 @@ if (fromUrl !== null) {
   const url = new URL(window.location.href);
   url.searchParams.delete("token");
   window.history.replaceState(null, "", url.pathname + url.search + url.hash);
-}
-
-function expired(jwt) {
-  const exp = Number(claimsOf(jwt).exp);
-  return Number.isFinite(exp) && exp * 1000 <= Date.now();
 }
 
 let token = sessionStorage.getItem(TOKEN_KEY);

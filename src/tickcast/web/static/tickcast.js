@@ -60,6 +60,49 @@ export function realtimeUrl(root = ROOT) {
   return webSocketUrl("ws/realtime/", root);
 }
 
+// -- sign-in, shared by the pages (POST /api/auth/token)
+
+/** The JWT's claims, for display only (the server checks the signature, not us). */
+export function claimsOf(token) {
+  try {
+    const part = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    return JSON.parse(atob(part.padEnd(part.length + ((4 - (part.length % 4)) % 4), "=")));
+  } catch {
+    return {};
+  }
+}
+
+/** Whether a JWT's `exp` has passed (by this browser's clock). */
+export function expired(jwt) {
+  const exp = Number(claimsOf(jwt).exp);
+  return Number.isFinite(exp) && exp * 1000 <= Date.now();
+}
+
+/** The words of an API error answer: FastAPI's `detail`, or the gateway's `error`. */
+export async function errorText(response) {
+  try {
+    const body = await response.json();
+    const detail = Array.isArray(body.detail) ? body.detail.map((d) => d.msg).join("; ") : body.detail;
+    return detail || body.error || body.message || `HTTP ${response.status}`;
+  } catch {
+    return `HTTP ${response.status}`;
+  }
+}
+
+/** POST /api/auth/token with the key in X-API-Key: a JWT (the key is not kept). */
+export async function exchangeKey(apiKey, root = ROOT) {
+  const response = await fetch(new URL("api/auth/token", root), {
+    method: "POST",
+    headers: { "X-API-Key": apiKey },
+    cache: "no-store",
+  });
+  if (!response.ok) throw new Error(await errorText(response));
+  const body = await response.json();
+  const token = body.access_token || body.token;
+  if (typeof token !== "string" || !token) throw new Error("the server sent no token");
+  return token;
+}
+
 /** A token bucket for outbound messages: the server allows 20/s with a burst of 40. */
 class SendPacer {
   constructor(ratePerS, burst, now) {
