@@ -154,7 +154,7 @@ GOOD = "http://good.example"
 
 
 def test_xhr_send_errors_carry_the_cors_grant(server: Server) -> None:
-    """PROTOCOLS.md (SockJS): CORS on every XHR endpoint. A browser reads an xhr_send's
+    """SockJS: CORS on every XHR endpoint. A browser reads an xhr_send's
     404 (expired session) or 500 (broken JSON) only with the grant: without it the page
     sees a network error instead of the status (sockjs-node sets the CORS headers before
     the handler answers, errors included)."""
