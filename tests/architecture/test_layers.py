@@ -10,8 +10,9 @@ Rules:
       front, the guard, the composition root) call no ``time.time``/``time.monotonic`` and
       no loop's ``time()``; nothing in src sets a ``.now`` attribute (a pass time is
       passed, ``Subscriber.deliver(item, key, now)``, never parked on a shared object).
-    - Pure modules (model/, hub/ except pump.py, protocols/, retry, errors, closecodes, the
-      calendar and the market simulator) import no I/O, no clock and no server framework.
+    - Pure modules (model/, hub/ except pump.py, protocols/, signals/, retry, errors,
+      closecodes, the calendar and the market simulator) import no I/O, no clock and no
+      server framework.
     - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
       book builder, the failover policy, dead letters and quote enrichment are pure too.
     - ``websockets`` is imported only by transport/, the provider streams
@@ -62,7 +63,7 @@ IO_MODULES = frozenset(
         "websockets",
     }
 )
-PURE_PACKAGES = ("tickcast.model", "tickcast.hub", "tickcast.protocols")
+PURE_PACKAGES = ("tickcast.model", "tickcast.hub", "tickcast.protocols", "tickcast.signals")
 #: Modules any layer may import (model, protocols and storage included).
 SHARED_MODULES = frozenset({"tickcast.clock"})
 #: Drivers that read time only through the injected ``tickcast.clock.Clock``.
