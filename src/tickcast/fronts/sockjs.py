@@ -294,7 +294,7 @@ class SockJSEndpoint:
 
     def _owned(self, session: SockJSSession, scope: Scope) -> bool:
         """Whether the request comes from who opened ``session`` (``owner_of``); a
-        stranger is counted and logged, and told nothing."""
+        stranger is logged, and told nothing."""
         client = self.clients.get(session)
         if client is None or client.owner == owner_of(scope):
             return True
@@ -324,6 +324,9 @@ class SockJSEndpoint:
             if session is not None:
                 if ticket is not None and self.front.guard is not None:
                     self.front.guard.release(ticket)
+                if not self._owned(session, scope):
+                    await _text(send, 404, "Not found", cors)
+                    return
             else:
                 session = self._open(scope, route.session, ticket).session
         transport = route.transport
@@ -478,25 +481,22 @@ class SockJSEndpoint:
         receiver = session.attach(WEBSOCKET, now)
         closed: list[tuple[int, str]] = []
 
-        async def write(frames: list[bytes], done: bool) -> None:
-            code, reason = closed[0] if closed else (1000, "")
-            if carrier is not None:
-                if frames:
-                    carrier.send_texts(frames)  # a message per frame, one write
-                if done:
-                    carrier.close(code, reason)
-                return
-            for data in frames:
-                await send({"type": "websocket.send", "text": data.decode()})
-            if done:
-                await send({"type": "websocket.close", "code": code, "reason": reason})
-
         def write_now(frames: list[bytes], done: bool) -> None:
             assert carrier is not None
             if frames:
                 carrier.send_texts(frames)  # a message per frame, one write
             if done:
                 carrier.close(*(closed[0] if closed else (1000, "")))
+
+        async def write(frames: list[bytes], done: bool) -> None:
+            if carrier is not None:
+                write_now(frames, done)
+                return
+            for data in frames:
+                await send({"type": "websocket.send", "text": data.decode()})
+            if done:
+                code, reason = closed[0] if closed else (1000, "")
+                await send({"type": "websocket.close", "code": code, "reason": reason})
 
         gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         writer = asyncio.ensure_future(

@@ -44,7 +44,7 @@ own items (``heads(item)``: each item with its head, and a tag naming the subscr
 and queues each under a conflation key joined with its tag, so the subscriptions of one
 topic never replace each other's messages. Snapshots and replays queued through the
 connection get the same treatment; replies (no topic) are queued as they are. When
-``heads`` also has ``forgotten()`` (``Forgetting``), it is asked before each pass over
+``heads`` also has ``forgotten()``, it is asked before each pass over
 the session's output: after an unsubscribe it returns the test of a queued item meant
 for a subscription that is gone, and those items are discarded, reliable ones too, so
 none is written after the unsubscribe. The plain ``Connection`` has no such step: other
@@ -56,7 +56,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
@@ -83,15 +83,6 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 #: A connection's own items for one item published on a topic: each with its own head
 #: before the same payload, and a tag (the subscription) its conflation key is joined with.
 Heads = Callable[[Encoded], Sequence[tuple[Encoded, str]]]
-
-
-class Forgetting(Protocol):
-    """``Heads`` that also tell what a dropped subscription leaves queued."""
-
-    def forgotten(self) -> Callable[[Encoded], bool] | None:
-        """None, or (once per drop) the test of a queued item meant for a subscription
-        that is gone."""
-        ...
 
 
 class Connection:
