@@ -17,6 +17,7 @@ from tickcast.config.groups import (
     OutboxSettings,
     RealtimeSettings,
     ServerSettings,
+    SignalsSettings,
     StorageSettings,
 )
 from tickcast.config.load import load_settings
@@ -304,10 +305,24 @@ GROUPS: dict[str, type] = {
     "auth": AuthSettings,
     "storage": StorageSettings,
     "realtime": RealtimeSettings,
+    "signals": SignalsSettings,
 }
 
 #: A valid value other than the default, for every field of Settings.
 OTHER_VALUES: dict[str, object] = {
+    "signals_engine": False,
+    "signals_fast": 5,
+    "signals_slow": 20,
+    "signals_rsi_period": 7,
+    "signals_oversold": 25.0,
+    "signals_overbought": 75.0,
+    "signals_cooldown_s": 60.0,
+    "signals_redis_url": "redis://127.0.0.1:6379/3",
+    "signals_channel": "trading-signals",
+    "signals_history_size": 500,
+    "signals_history_window_s": 600.0,
+    "socketio_ping_interval_s": 10.0,
+    "socketio_ping_timeout_s": 5.0,
     "host": "192.0.2.10",
     "port": 8101,
     "symbols": ("IBM", "AAPL"),

@@ -125,6 +125,26 @@ class RealtimeSettings:
     batch_size: int
 
 
+@dataclass(frozen=True, slots=True)
+class SignalsSettings:
+    """Trading signals: the built-in engine, ingestion from Redis, the history, and the
+    Socket.IO front (Front 5) that broadcasts them."""
+
+    signals_engine: bool
+    signals_fast: int
+    signals_slow: int
+    signals_rsi_period: int
+    signals_oversold: float
+    signals_overbought: float
+    signals_cooldown_s: float
+    signals_redis_url: str | None
+    signals_channel: str
+    signals_history_size: int
+    signals_history_window_s: float
+    socketio_ping_interval_s: float
+    socketio_ping_timeout_s: float
+
+
 class SettingsGroups(Protocol):
     """Every group, by name (``Settings`` is one): for a part that picks its own group
     at composition, such as a front's factory (``fronts/registry.py``)."""
@@ -149,3 +169,6 @@ class SettingsGroups(Protocol):
 
     @property
     def realtime(self) -> RealtimeSettings: ...
+
+    @property
+    def signals(self) -> SignalsSettings: ...

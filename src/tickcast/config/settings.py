@@ -11,7 +11,7 @@ from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -29,6 +29,7 @@ from tickcast.config.groups import (
     OutboxSettings,
     RealtimeSettings,
     ServerSettings,
+    SignalsSettings,
     StorageSettings,
 )
 from tickcast.errors import ConfigError
@@ -136,6 +137,20 @@ class Settings(BaseSettings):
             and still be sent to a new subscriber as its first message; older, a fresh
             one is computed.
 
+    Trading signals and Front 5 (Socket.IO):
+        signals_engine: run the built-in signal rules over the live bars.
+        signals_fast, signals_slow: the moving-average crossover's periods, in bars.
+        signals_rsi_period: the RSI's period, in bars.
+        signals_oversold, signals_overbought: RSI levels for BUY and SELL.
+        signals_cooldown_s: seconds of bar time between two signals of one rule on one
+            symbol and timeframe.
+        signals_redis_url: a Redis URL (``redis://127.0.0.1:6379/0``) to ingest signals
+            from by pub/sub; None (the default) = no Redis.
+        signals_channel: the Redis pub/sub channel signals arrive on.
+        signals_history_size: signals kept for catch-up (``GET /api/signals``, resume).
+        signals_history_window_s: the oldest signal kept, in seconds of age.
+        socketio_ping_interval_s, socketio_ping_timeout_s: Engine.IO's heartbeat.
+
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
     ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
@@ -207,6 +222,19 @@ class Settings(BaseSettings):
     update_interval_s: float = Field(1.0, gt=0)
     batch_size: int = Field(100, ge=1)
     cache_timeout_s: float = Field(1.0, ge=0)
+    signals_engine: bool = True
+    signals_fast: int = Field(9, ge=1)
+    signals_slow: int = Field(21, ge=2)
+    signals_rsi_period: int = Field(14, ge=1)
+    signals_oversold: float = Field(30.0, ge=0, le=100)
+    signals_overbought: float = Field(70.0, ge=0, le=100)
+    signals_cooldown_s: float = Field(300.0, ge=0)
+    signals_redis_url: str | None = None
+    signals_channel: str = Field("signals", min_length=1)
+    signals_history_size: int = Field(1000, ge=0)
+    signals_history_window_s: float = Field(3600.0, gt=0)
+    socketio_ping_interval_s: float = Field(25.0, gt=0)
+    socketio_ping_timeout_s: float = Field(20.0, gt=0)
 
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias="ALPACA_API_SECRET_KEY")
@@ -314,6 +342,25 @@ class Settings(BaseSettings):
             batch_size=self.batch_size,
         )
 
+    @property
+    def signals(self) -> SignalsSettings:
+        """Trading signals and the Socket.IO front."""
+        return SignalsSettings(
+            signals_engine=self.signals_engine,
+            signals_fast=self.signals_fast,
+            signals_slow=self.signals_slow,
+            signals_rsi_period=self.signals_rsi_period,
+            signals_oversold=self.signals_oversold,
+            signals_overbought=self.signals_overbought,
+            signals_cooldown_s=self.signals_cooldown_s,
+            signals_redis_url=self.signals_redis_url,
+            signals_channel=self.signals_channel,
+            signals_history_size=self.signals_history_size,
+            signals_history_window_s=self.signals_history_window_s,
+            socketio_ping_interval_s=self.socketio_ping_interval_s,
+            socketio_ping_timeout_s=self.socketio_ping_timeout_s,
+        )
+
     @classmethod
     def settings_customise_sources(
         cls,
@@ -367,6 +414,14 @@ class Settings(BaseSettings):
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
         return _split_names(value, str.upper, "at least one symbol is required")
+
+    @model_validator(mode="after")
+    def _signal_rules(self) -> Settings:
+        if self.signals_fast >= self.signals_slow:
+            raise ValueError("signals_fast must be less than signals_slow")
+        if self.signals_oversold >= self.signals_overbought:
+            raise ValueError("signals_oversold must be less than signals_overbought")
+        return self
 
 
 def _split_names(value: Any, case: Callable[[str], str], empty: str) -> Any:

@@ -29,6 +29,7 @@ from tickcast.model.portfolio import (
     UserPnl,
     UserPositions,
 )
+from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.model.topic import Channel, Topic
 
 
@@ -101,6 +102,7 @@ class Channels:
 
 _symbol: Callable[[Any], str] = operator.attrgetter("symbol")
 _key: Callable[[Any], str] = operator.attrgetter("key")
+_service: Callable[[Any], str] = operator.attrgetter("service")
 
 
 def builtin() -> Channels:
@@ -111,6 +113,8 @@ def builtin() -> Channels:
     The per-user streams (keyed by the owner's id) are not: a user's positions after a
     transaction are news, and each unrealized P&L update carries only the positions
     that changed (its producer keeps the latest per position within its interval).
+    Trading signals (keyed by symbol) and signal workers' statuses (keyed by service)
+    are reliable: never conflated.
     """
     channels = Channels()
     for name, payload, conflate, key, readers in (
@@ -125,6 +129,8 @@ def builtin() -> Channels:
         (Channel.LIVE_POSITIONS, PositionsUpdate, True, _key, Readers.OWNER),
         (Channel.USER_POSITIONS, UserPositions, False, _key, Readers.OWNER),
         (Channel.USER_PNL, UserPnl, False, _key, Readers.OWNER),
+        (Channel.SIGNALS, Signal, False, _symbol, Readers.PUBLIC),
+        (Channel.SIGNAL_STATUS, WorkerStatus, False, _service, Readers.PUBLIC),
     ):
         channels.register(ChannelSpec(name, payload, conflate, key, readers))
     return channels

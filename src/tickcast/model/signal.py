@@ -64,6 +64,12 @@ class Signal(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     id: str = ""
     source: str = "external"
 
+    @property
+    def ts(self) -> float:
+        """No event time for the gateway's latency figure (0: not sampled). A signal's
+        ``timestamp`` is its strategy's, not the time an upstream tick arrived."""
+        return 0.0
+
 
 class WorkerStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """A worker's state, e.g. ``WorkerStatus("SignalMonitorWorker", "active", "listening")``."""
@@ -71,6 +77,12 @@ class WorkerStatus(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     service: str
     status: WorkerState
     message: str = ""
+
+    @property
+    def ts(self) -> float:
+        """No event time for the gateway's latency figure (0: not sampled). A status is
+        the gateway's own news, not an upstream tick."""
+        return 0.0
 
 
 _signal_decoder: Final = msgspec.json.Decoder(Signal)

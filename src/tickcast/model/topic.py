@@ -25,6 +25,7 @@ from tickcast.model.portfolio import (
     UserPnl,
     UserPositions,
 )
+from tickcast.model.signal import Signal, WorkerStatus
 
 #: The payloads of the built-in channels (a registered channel may carry others).
 Event = (
@@ -35,6 +36,8 @@ Event = (
     | PositionsUpdate
     | UserPositions
     | UserPnl
+    | Signal
+    | WorkerStatus
 )
 
 
@@ -52,6 +55,8 @@ class Channel(enum.StrEnum):
     LIVE_POSITIONS = "live_positions"
     USER_POSITIONS = "user_positions"
     USER_PNL = "user_pnl"
+    SIGNALS = "signals"
+    SIGNAL_STATUS = "signal_status"
 
 
 #: Channels a market-feed client may name (the others are other fronts' vocabulary).

@@ -102,7 +102,7 @@ class Signal(msgspec.Struct, frozen=True):
 
 
 class Signals(FrontSpec):
-    name = "signals"
+    name = "alphas"
     paths = ("/ws/signals",)
     codecs = MappingProxyType({"sig": lambda e: f"{e.topic} {e.payload.value}".encode()})
     guarded = False
@@ -126,25 +126,25 @@ async def test_a_registered_conflatable_channel_conflates_its_snapshot_too(node:
     keys the snapshot by ``Topic.conflatable``, which asks the *built-in* registry, so
     the snapshot of a registered channel is queued without its key."""
     node.hub.channels.register(
-        ChannelSpec("signals", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
+        ChannelSpec("alphas", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
     )
-    topic = Topic("signals", "a")
+    topic = Topic("alphas", "a")
     node.publisher.publish([Signal("a", 1, TS)])  # type: ignore[list-item]
     front = WebSocketFront(Signals(), front_context(node, None))
     connection = front.connect({}, Blocked(), None)
     front.dispatcher.apply(connection, [Subscribe((topic,))])
     node.publisher.publish([Signal("a", 2, TS)])  # type: ignore[list-item]
     # the newer value replaces the pending one, as on every conflatable built-in channel
-    assert [i.message for i in connection.outbox.flush(1e12, force=True)] == [b"signals.a 2"]
+    assert [i.message for i in connection.outbox.flush(1e12, force=True)] == [b"alphas.a 2"]
 
 
 async def test_an_unsubscribe_drops_the_pending_snapshot_of_a_registered_channel(
     node: Node,
 ) -> None:
     node.hub.channels.register(
-        ChannelSpec("signals", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
+        ChannelSpec("alphas", Signal, True, operator.attrgetter("key"), Readers.PUBLIC)
     )
-    topic = Topic("signals", "a")
+    topic = Topic("alphas", "a")
     node.publisher.publish([Signal("a", 1, TS)])  # type: ignore[list-item]
     front = WebSocketFront(Signals(), front_context(node, None))
     connection = front.connect({}, Blocked(), None)

@@ -21,6 +21,8 @@ from tickcast.model.portfolio import (
     UserPnl,
     UserPositions,
 )
+from tickcast.model.signal import Signal as TradingSignal
+from tickcast.model.signal import WorkerStatus
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.wire import Encoded
 
@@ -49,13 +51,22 @@ CHANNEL_OF_ADDED = {
     UserPositions: Channel.USER_POSITIONS,
     UserPnl: Channel.USER_PNL,
 }
+#: The trading signals and their workers' statuses.
+CHANNEL_OF_SIGNALS: dict[type, str] = {
+    TradingSignal: Channel.SIGNALS,
+    WorkerStatus: Channel.SIGNAL_STATUS,
+}
 
 
 def test_builtin_channels_match_today() -> None:
     channels = builtin()
     assert {spec.name: spec.payload for spec in channels} == {
-        name: payload for payload, name in (CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED).items()
+        name: payload
+        for payload, name in (CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS).items()
     }
+    for name in CHANNEL_OF_SIGNALS.values():  # reliable and public
+        assert channels.get(name).readers is Readers.PUBLIC
+        assert not channels.get(name).conflate
     for name in CHANNEL_OF_ADDED.values():  # never conflated: each carries news
         assert channels.get(name).readers is Readers.OWNER
         assert not channels.get(name).conflate
@@ -80,7 +91,7 @@ def test_a_channel_is_named_and_typed_once() -> None:
     with pytest.raises(ValueError, match="registered already"):
         channels.register(ChannelSpec("quotes", Signal, True, _name))
     with pytest.raises(ValueError, match="published on 'quotes'"):
-        channels.register(ChannelSpec("signals", Quote, True, _name))
+        channels.register(ChannelSpec("alphas", Quote, True, _name))
     with pytest.raises(ValueError, match="invalid channel name"):
         channels.register(ChannelSpec("sig.nals", Signal, True, _name))
     with pytest.raises(KeyError):
@@ -113,7 +124,7 @@ class Subscriber:
 
 def test_a_new_channel_is_one_registration() -> None:
     channels = builtin()
-    channels.register(ChannelSpec("signals", Signal, True, _name, Readers.AUTHENTICATED))
+    channels.register(ChannelSpec("alphas", Signal, True, _name, Readers.AUTHENTICATED))
     encoded: list[Envelope] = []
 
     def codec(envelope: Envelope) -> bytes:
@@ -123,19 +134,19 @@ def test_a_new_channel_is_one_registration() -> None:
     hub = Hub({"w": codec}, sequencer=Sequencer("E", channels))
     assert hub.channels is channels
     sub, other = Subscriber("w"), Subscriber("w")
-    hub.subscribe(sub, Topic("signals", "momentum"))
-    hub.subscribe(other, Topic("signals", "momentum"))
+    hub.subscribe(sub, Topic("alphas", "momentum"))
+    hub.subscribe(other, Topic("alphas", "momentum"))
     stamp_and_fan_out(hub, [Signal("momentum", 0.5, TS), Signal("carry", 0.1, TS)], server_ts=TS)
     stamp_and_fan_out(hub, [Signal("momentum", 0.7, TS + 1)], server_ts=TS + 1)
 
     expected = [
-        (b"signals.momentum:1:0.5", "signals.momentum"),
-        (b"signals.momentum:2:0.7", "signals.momentum"),  # it conflates: keyed
+        (b"alphas.momentum:1:0.5", "alphas.momentum"),
+        (b"alphas.momentum:2:0.7", "alphas.momentum"),  # it conflates: keyed
     ]
     assert [(item.payload, key) for item, key in sub.received] == expected
     assert [(item.payload, key) for item, key in other.received] == expected
     assert len(encoded) == 2  # encoded once per update, not per subscriber
-    cached = hub.subscribe(Subscriber("w"), Topic("signals", "carry"))
+    cached = hub.subscribe(Subscriber("w"), Topic("alphas", "carry"))
     assert cached is not None
     assert cached.payload == Signal("carry", 0.1, TS)
-    assert hub.latest_seq(Topic("signals", "momentum")) == 2
+    assert hub.latest_seq(Topic("alphas", "momentum")) == 2
