@@ -7,6 +7,7 @@
 // and stays in memory. The JWT from signing in is kept in sessionStorage (this tab only);
 // the API key itself is never stored.
 
+import { startSignalsPanel } from "./signals.js";
 import { claimsOf, errorText, exchangeKey, expired, FrameBatcher, ROOT, sharedClient } from "./tickcast.js";
 
 const DEFAULT_SYMBOLS = ["AAPL", "MSFT", "GOOGL", "AMZN", "TSLA", "NVDA", "SPY", "BTC/USDT", "ETH/USDT"];
@@ -344,6 +345,7 @@ if (token && expired(token)) {
 }
 
 const client = sharedClient({ token });
+const signals = startSignalsPanel($("#signals-panel"), token);
 const quotes = new QuoteTable($("#quotes tbody"), symbols);
 const cards = new PortfolioCards($("#portfolios"), $("#portfolio-card"), client);
 const batcher = new FrameBatcher((batch) => {
@@ -437,6 +439,7 @@ async function loadPortfolios() {
 
 /** Connect with these credentials (null: anonymous), also after a refusal stopped the client. */
 function useToken(credentials) {
+  if (credentials !== signals.token) signals.connect(credentials);
   client.setToken(credentials);
   if (!client.started) client.start();
 }
@@ -477,4 +480,4 @@ if (fromUrl && fromUrl.startsWith("tc_")) {
 }
 
 // for the browser console and the end-to-end tests
-window.tickcast = { client, symbols };
+window.tickcast = { client, symbols, signals };
