@@ -76,6 +76,8 @@ SUBPROTOCOLS: Final = ("v12.stomp", "v11.stomp", "v10.stomp")
 #: Heads the front's cache holds at most (one per distinct subscription id in use);
 #: past it the cache starts again (a client naming many ids costs memory no longer).
 MAX_CACHED_HEADS: Final = 4096
+#: Topics the front's parse cache holds at most (``StompSpec.topic``).
+MAX_CACHED_TOPICS: Final = 65_536
 
 
 #: The per-user channels (an owner's: each user reads the topic keyed by their id).
@@ -259,7 +261,11 @@ class StompSpec(FrontSpec):
     def topic(self, key: str) -> Topic:
         """The Topic of an item's topic key, parsed once per topic."""
         topic = self._topics.get(key)
-        if topic is None:  # the hub's topics are finite: the universe x channels, users
+        if topic is None:
+            # the market's topics are finite (the universe x channels, users), but an
+            # outside producer may signal any symbol: past the bound, start again
+            if len(self._topics) >= MAX_CACHED_TOPICS:
+                self._topics.clear()
             channel, _, name = key.partition(".")
             topic = self._topics[key] = Topic(channel, name)
         return topic
