@@ -43,6 +43,7 @@ from tickcast.model.portfolio import (
     UserPnl,
     UserPositions,
 )
+from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.model.topic import Event
 from tickcast.node import Node
 from tickcast.portfolio.service import PortfolioService
@@ -451,3 +452,64 @@ async def test_the_stomp_portfolio_destinations_wire(
     c.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
     c.send(stomp("SUBSCRIBE", id="pos", destination="/topic/position-update") + "\n\0")
     t.check("stomp_portfolios")
+
+
+def sig(n: int, symbol: str = "AAPL") -> Signal:
+    return Signal(
+        "QUANTUM_CIPHER",
+        "BUY" if n % 2 else "SELL",
+        190.0 + n,
+        symbol,
+        "1m",
+        f"2023-11-14T22:13:2{n}.000Z",
+        f"sig-{n}",
+        "external",
+    )
+
+
+async def test_the_signal_wires(node: Node, portfolios: PortfolioService) -> None:
+    """Signals on Fronts 1, 2 and 3: one pass of several signals (every one arrives, in
+    order) and a worker's status; each front's answers to bad requests."""
+    t = Transcript()
+    market = market_front(node)
+    realtime = realtime_front(node, portfolios)
+    stomps = stomp_front(node)
+
+    def client(front: WebSocketFront, name: str, path: str, query: str = "") -> Client:
+        scope = {"type": "websocket", "path": path, "query_string": query.encode()}
+        connection = front.connect(scope, RecordingSocket(), None)  # type: ignore[arg-type]
+        return Client(name, t, connection)
+
+    t.note("/ws/market/feed?seq=1, /ws/realtime/, /stomp/websocket")
+    f = client(market, "f", "/ws/market/feed", "seq=1")
+    f.connected()
+    f.send('{"action":"subscribe","symbols":["AAPL","BTC/USDT"],"channels":["signals"]}')
+    f.send('{"action":"subscribe","symbols":["AAPL"],"channels":["signal_status"]}')
+    r = client(realtime, "r", "/ws/realtime/")
+    r.connected()
+    r.send('{"type":"subscribe_signals","data":{}}')
+    r.send('{"type":"subscribe_signal_status","data":{}}')
+    r.send('{"type":"subscribe_signals","data":{"symbols":["AAPL"]}}')
+    s = client(stomps, "s", "/stomp/websocket")
+    s.connected()
+    s.send(stomp("CONNECT", accept_version="1.2") + "\n\0")
+    s.send(
+        stomp("SUBSCRIBE", id="sub-0", destination="/topic/signals", receipt="r1")
+        + "\n\0"
+        + stomp("SUBSCRIBE", id="sub-1", destination="/topic/signals")
+        + "\n\0"
+    )
+    t.note("three signals of AAPL and one of MSFT in one pass, then a worker's status")
+    signals: list[Event] = [sig(1), sig(2), sig(3, "MSFT"), sig(4)]
+    t.note("publish " + ", ".join(f"Signal {e.symbol}" for e in signals) + ", WorkerStatus")
+    status = WorkerStatus("SignalMonitorWorker", "degraded", "redis unreachable")
+    stamp_and_fan_out(node.hub, [*signals, status], SERVER_TS, node.clock.monotonic())
+    for c in (f, r, s):
+        c.connection.flush_now()
+        c.collect()
+    r.send('{"type":"unsubscribe_signals","data":{"symbols":["AAPL"]}}')
+    r.send('{"type":"unsubscribe_signals","data":{}}')
+    r.send('{"type":"subscribe_signals","data":{"symbols":"AAPL"}}')
+    t.note("a channel read whole and by key on one STOMP connection: ERROR, close")
+    s.send(stomp("SUBSCRIBE", id="sub-2", destination="/topic/signals.AAPL") + "\n\0")
+    t.check("signals")

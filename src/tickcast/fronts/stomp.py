@@ -10,8 +10,10 @@ What this front adds to the contract (``fronts/base.py``):
   the version is then CONNECT's ``accept-version``).
 - ``resolve``: ``/topic/<channel>.<key>`` for the market channels the registry holds
   (``quotes``, ``trades``, ``bars``, ``book`` with a symbol of the feed's universe,
-  ``status.FEED``); anything else is an unknown destination (the session answers ERROR
-  and closes). Who may read a topic is the contract's floor (``may_read``), as on every
+  ``status.FEED``), ``/topic/signals.<SYMBOL>`` (one symbol's trading signals, any
+  well-formed symbol) and ``/topic/signals`` (every signal: channel-wide, the session's
+  ``WHOLE``); anything else is an unknown destination (the session answers ERROR and
+  closes). Who may read a topic is the contract's floor (``may_read``), as on every
   front.
 - ``heads`` (``Opened.heads``): the hub delivers one shared item per update; this turns
   it into one MESSAGE per STOMP subscription of the topic on the connection (its
@@ -60,9 +62,10 @@ from tickcast.model.envelope import Envelope
 from tickcast.model.market import FEED
 from tickcast.model.portfolio import UserPnl, UserPositions
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Event, Topic
+from tickcast.protocols.native.session import SYMBOL_RE
 from tickcast.protocols.stomp import codec
 from tickcast.protocols.stomp.frames import unescape
-from tickcast.protocols.stomp.session import StompSession, Unreadable, subscription_cap
+from tickcast.protocols.stomp.session import WHOLE, StompSession, Unreadable, subscription_cap
 from tickcast.protocols.wire import Codec, Encoded
 
 PATH = "/stomp/websocket"
@@ -73,6 +76,8 @@ SUBPROTOCOLS: Final = ("v12.stomp", "v11.stomp", "v10.stomp")
 #: Heads the front's cache holds at most (one per distinct subscription id in use);
 #: past it the cache starts again (a client naming many ids costs memory no longer).
 MAX_CACHED_HEADS: Final = 4096
+#: Topics the front's parse cache holds at most (``StompSpec.topic``).
+MAX_CACHED_TOPICS: Final = 65_536
 
 
 #: The per-user channels (an owner's: each user reads the topic keyed by their id).
@@ -256,7 +261,11 @@ class StompSpec(FrontSpec):
     def topic(self, key: str) -> Topic:
         """The Topic of an item's topic key, parsed once per topic."""
         topic = self._topics.get(key)
-        if topic is None:  # the hub's topics are finite: the universe x channels, users
+        if topic is None:
+            # the market's topics are finite (the universe x channels, users), but an
+            # outside producer may signal any symbol: past the bound, start again
+            if len(self._topics) >= MAX_CACHED_TOPICS:
+                self._topics.clear()
             channel, _, name = key.partition(".")
             topic = self._topics[key] = Topic(channel, name)
         return topic
@@ -303,11 +312,18 @@ class StompSpec(FrontSpec):
 
 
 def resolve(ctx: FrontContext, destination: str) -> Topic | None:
-    """The topic ``/topic/<channel>.<key>`` names on this front, or None (unknown)."""
+    """The topic ``/topic/<channel>.<key>`` names on this front, or None (unknown).
+    ``/topic/signals`` names every signal (a topic keyed ``WHOLE``: channel-wide), and
+    ``/topic/signals.<SYMBOL>`` one symbol's: any well-formed symbol, since an outside
+    producer may signal an instrument the feed does not carry."""
+    if destination == codec.ALL_SIGNALS:
+        return Topic(Channel.SIGNALS, WHOLE) if Channel.SIGNALS in ctx.hub.channels else None
     topic = codec.topic_of(destination)
-    if topic is None or topic.channel not in MARKET_CHANNELS:
+    if topic is None or topic.channel not in ctx.hub.channels:
         return None
-    if topic.channel not in ctx.hub.channels:
+    if topic.channel == Channel.SIGNALS:
+        return Topic(Channel.SIGNALS, topic.key) if SYMBOL_RE.fullmatch(topic.key) else None
+    if topic.channel not in MARKET_CHANNELS:
         return None
     channel = Channel(topic.channel)
     if channel is Channel.STATUS:

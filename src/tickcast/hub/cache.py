@@ -2,7 +2,9 @@
 
 Rules: pure. Quotes and bars keep the latest envelope; the L2 book keeps the whole
 current book (snapshot with deltas applied) so a late subscriber gets a full snapshot,
-never a bare delta. Trades are events, not state: nothing is cached for them.
+never a bare delta. Trades and trading signals are events, not state: nothing is cached
+for them (a new subscriber of a symbol's signals gets the next one, not an old one
+again; a client that missed some resumes from history).
 """
 
 from __future__ import annotations
@@ -10,6 +12,10 @@ from __future__ import annotations
 from tickcast.model.book import OrderBook
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import BookUpdate, Trade
+from tickcast.model.signal import Signal
+
+#: Payloads that are events, not state: never a new subscriber's current value.
+_EVENTS: frozenset[type] = frozenset({Trade, Signal})
 
 
 class LastValueCache:
@@ -23,7 +29,7 @@ class LastValueCache:
 
     def update(self, key: str, envelope: Envelope) -> None:
         payload = envelope.payload
-        if isinstance(payload, Trade):
+        if type(payload) in _EVENTS:
             return
         if isinstance(payload, BookUpdate):
             book = self._books.get(key)

@@ -42,6 +42,10 @@ CLIENT_TYPES = [
     "unsubscribe_portfolio",
     "subscribe_positions",
     "unsubscribe_positions",
+    "subscribe_signals",
+    "unsubscribe_signals",
+    "subscribe_signal_status",
+    "unsubscribe_signal_status",
 ]
 #: Where each front listens, by its name in the guard's rosters.
 PATHS: Final = {market.NAME: market.PATH, realtime.NAME: realtime.PATH, stomp.NAME: stomp.PATH}
@@ -54,6 +58,12 @@ SERVER_TYPES = [
     "portfolio_update",
     "position_update",
     "positions_update",
+    "signals_subscribed",
+    "signals_unsubscribed",
+    "new_signal",
+    "signal_status_subscribed",
+    "signal_status_unsubscribed",
+    "status_update",
     "error",
 ]
 

@@ -24,7 +24,7 @@ from tickcast.model.market import Trade
 from tickcast.model.portfolio import UserPnl, UserPositions
 from tickcast.model.topic import Topic
 from tickcast.protocols.stomp import codec
-from tickcast.protocols.stomp.session import StompSession, Unreadable
+from tickcast.protocols.stomp.session import WHOLE, StompSession, Unreadable
 from tickcast.protocols.wire import Encoded
 
 TS = 1_700_000_000.0
@@ -70,6 +70,13 @@ def test_the_highest_offered_sub_protocol(offered: object, chosen: str | None) -
         ("/topic/quotes.FEED", None),
         ("/topic/quotes.NOPE", None),  # not in the feed's universe
         ("/topic/quotes.aapl", None),
+        ("/topic/signals", Topic("signals", WHOLE)),  # every signal: channel-wide
+        ("/topic/signals.AAPL", Topic("signals", "AAPL")),
+        ("/topic/signals.BTC/USDT", Topic("signals", "BTC/USDT")),  # any well-formed one
+        ("/topic/signals.aapl", None),
+        ("/topic/signals.../x", None),
+        ("/topic/signals.", None),
+        ("/topic/signal_status.SignalMonitorWorker", None),  # not served here
         ("/topic/portfolio.1", None),  # another front's channel
         ("/topic/position-update", None),  # not built yet
         ("/queue/quotes.AAPL", None),

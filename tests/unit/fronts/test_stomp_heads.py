@@ -16,11 +16,12 @@ from tickcast.hub.outbox import Outbox
 from tickcast.hub.pump import Pump, Pumps
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Quote, Trade
+from tickcast.model.signal import Signal
 from tickcast.model.topic import Topic
 from tickcast.observability.stats import Stats
 from tickcast.protocols.stomp import codec
 from tickcast.protocols.stomp.frames import FrameParser
-from tickcast.protocols.stomp.session import StompSession
+from tickcast.protocols.stomp.session import WHOLE, StompSession
 from tickcast.protocols.wire import Encoded
 from tickcast.transport.connection import HeadedConnection, payload_size
 
@@ -169,3 +170,59 @@ async def test_nothing_of_an_unsubscribed_id_is_written_after_the_unsubscribe(
     assert "sub-0t" not in subscriptions
     assert subscriptions == (["sub-1", "sub-1t"] if keep_one else [])
     assert [h["receipt-id"] for c, h in written if c == "RECEIPT"] == ["r0", "r1"]
+
+
+SIGNALS_AAPL = Topic("signals", "AAPL")
+
+
+def whole_session() -> StompSession:
+    def resolve(destination: str) -> Topic | None:
+        if destination == codec.ALL_SIGNALS:
+            return Topic("signals", WHOLE)
+        return codec.topic_of(destination)
+
+    s = StompSession(resolve=resolve, now=NOW, max_subscriptions=10)
+    s.receive_text("CONNECT\naccept-version:1.2\nheart-beat:0,0\n\n\x00", NOW)
+    s.frames_to_send()
+    return s
+
+
+def signal(seq: int) -> Encoded:
+    sig = Signal("RSI", "BUY", 1.0, "AAPL", "1m", "2026-01-01T00:00:00Z", f"s{seq}", "engine")
+    envelope = Envelope(SIGNALS_AAPL, seq, TS, sig, "e")
+    return Encoded(codec.encode(envelope), topic=str(SIGNALS_AAPL))
+
+
+async def test_every_signal_reaches_each_channel_wide_id_and_none_after_its_unsubscribe(
+    pump: Pump,
+) -> None:
+    s = whole_session()
+    spec = StompSpec(allow_anonymous=True, login_timeout_s=10)
+    heads = StompHeads(spec, s)
+    sock = Socket()
+    connection = HeadedConnection(
+        heads=heads,
+        sock=sock,
+        session=s,
+        wire=codec.WIRE,
+        array=False,
+        outbox=Outbox(pump.window_s, 1000, 0, size=payload_size),
+        pump=pump,
+        stats=Stats(),
+        on_commands=lambda _c, _cmds: None,
+        on_close=lambda _c: None,
+    )
+    s.receive_text("SUBSCRIBE\nid:all-0\ndestination:/topic/signals\n\n\x00", NOW)
+    s.receive_text("SUBSCRIBE\nid:all-1\ndestination:/topic/signals\n\n\x00", NOW)
+    s.commands_received()
+    assert ids(heads(signal(1))) == ["all-0", "all-1"]
+    # queued within the batching window, then one id goes: nothing of it is written
+    connection.deliver(signal(2), None, 5_000.0)
+    connection.deliver(signal(3), None, 5_000.0)
+    s.receive_text("UNSUBSCRIBE\nid:all-0\n\n\x00", NOW)
+    connection.poke()  # the pass over the session's output, as after a client message
+    written = frames_written(sock)
+    assert [(c, h["subscription"], h["seq"]) for c, h in written] == [
+        ("MESSAGE", "all-1", "2"),
+        ("MESSAGE", "all-1", "3"),
+    ]

@@ -84,7 +84,7 @@ def error(message: str) -> dict[str, str]:
 #: Every malformed request's error starts with the original server's exact text.
 P = "Invalid subscription request: "
 SYMBOLS_ERROR = P + "'symbols' must be a non-empty list of strings"
-CHANNEL_ERROR = P + "unknown channel: choose from quotes, trades, bars, book, status"
+CHANNEL_ERROR = P + "unknown channel: choose from quotes, trades, bars, book, status, signals"
 
 MALFORMED: list[tuple[str, Any, str]] = [
     ("bad json", "{not json", P + "invalid JSON"),

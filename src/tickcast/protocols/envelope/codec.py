@@ -16,6 +16,17 @@ rounding on the way out). Timestamps are ISO 8601 UTC with milliseconds, like Fr
       "daily_change": 15.2, "created_at": "...", "updated_at": "..."}]},
      "timestamp": "..."}
 
+Trading signals (``subscribe_signals``, an extension) are ``new_signal`` with the signal
+in the shape every front gives it (``model.signal.encode``), and a signal worker's state
+(``subscribe_signal_status``) is ``status_update``; both are stamped with the time the
+gateway published them (a signal's own time is its ``timestamp`` field)::
+
+    {"type": "new_signal", "data": {"type": "MA_CROSS", "signal": "BUY", "price": 162.5,
+     "symbol": "AAPL", "timeframe": "1m", "timestamp": "...", "id": "...",
+     "source": "engine"}, "timestamp": "..."}
+    {"type": "status_update", "data": {"service": "SignalMonitorWorker",
+     "status": "active", "message": "..."}, "timestamp": "..."}
+
 The fields after ``daily_change_percent`` in ``portfolio_update``, after
 ``realized_pnl`` in ``position_update``, and the ``positions_update`` message (sent only
 to a client that asked with ``subscribe_positions``) are extensions of the original
@@ -38,6 +49,7 @@ from tickcast.model.portfolio import (
     PositionsUpdate,
     PositionUpdate,
 )
+from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.protocols.native.timefmt import iso_ms
 
 WIRE: Final = "realtime"
@@ -140,14 +152,35 @@ _MESSAGE: Final[dict[type, Callable[[Any], tuple[str, dict[str, Any]]]]] = {
 }
 
 
+class _NewSignal(msgspec.Struct, tag_field="type", tag="new_signal"):
+    data: Signal
+    timestamp: str
+
+
+class _StatusUpdate(msgspec.Struct, tag_field="type", tag="status_update"):
+    data: WorkerStatus
+    timestamp: str
+
+
 def encode(envelope: Envelope) -> bytes:
     """The envelope of one published update."""
     event = envelope.payload
     build = _MESSAGE.get(type(event))
     if build is None:
-        raise TypeError(f"not a realtime event: {event!r}")
+        return _signal_message(envelope)
     type_, data = build(event)
     return _encode({"type": type_, "data": data, "timestamp": iso_ms(event.ts)})
+
+
+def _signal_message(envelope: Envelope) -> bytes:
+    """A signal or a worker's status, stamped with the server's time (they carry no
+    event time of the gateway's: their ``ts`` is 0)."""
+    event = envelope.payload
+    if type(event) is Signal:
+        return _encode(_NewSignal(event, iso_ms(envelope.server_ts)))
+    if type(event) is WorkerStatus:
+        return _encode(_StatusUpdate(event, iso_ms(envelope.server_ts)))
+    raise TypeError(f"not a realtime event: {event!r}")
 
 
 CODECS: Final = {WIRE: encode}

@@ -18,6 +18,10 @@ Client messages (Front 2, docs/realtime.md)::
     {"type": "unsubscribe_portfolio", "data": {"portfolio_id": 123}}
     {"type": "subscribe_positions", "data": {"portfolio_id": 123}}      (owner only)
     {"type": "unsubscribe_positions", "data": {"portfolio_id": 123}}
+    {"type": "subscribe_signals", "data": {"symbols": ["AAPL"]}}       (no symbols: all)
+    {"type": "unsubscribe_signals", "data": {"symbols": ["AAPL"]}}     (no symbols: all)
+    {"type": "subscribe_signal_status", "data": {}}
+    {"type": "unsubscribe_signal_status", "data": {}}
     {"type": "auth", "data": {"token": "<JWT or API key>"}}            (first message)
 
 Time is passed in as ``now`` (a ``tickcast.clock.Now``): its monotonic ``mono`` for the
@@ -26,7 +30,14 @@ reply carries.
 
 Fields are read from ``data``, or from the message itself when a client puts them there.
 ``subscribe_positions`` (the live positions of a portfolio, ``positions_update``) is an
-extension of the original protocol.
+extension of the original protocol, and so are the trading signals: ``subscribe_signals``
+with symbols holds ``signals.<symbol>`` per symbol, without them every signal (a
+channel-wide ``SubscribeChannel``, one subscription under the cap); the two forms do not
+mix on one connection (an error says to unsubscribe first). ``subscribe_signal_status``
+holds every signal worker's status (channel-wide). Signals carry no current value: each
+is acknowledged by ``signals_subscribed`` (``signal_status_subscribed``), whose
+``symbols`` is null for all; ``unsubscribe_*`` by ``signals_unsubscribed``
+(``signal_status_unsubscribed``), idempotent as ``unsubscribe_asset`` is.
 """
 
 from __future__ import annotations
@@ -49,7 +60,9 @@ from tickcast.protocols.base import (
     Refused,
     Reply,
     Subscribe,
+    SubscribeChannel,
     Unsubscribe,
+    UnsubscribeChannel,
     cap_of,
 )
 from tickcast.protocols.envelope import codec
@@ -60,6 +73,9 @@ MAX_TOKEN_CHARS: Final = 4096
 MAX_PORTFOLIO_ID: Final = 2**63 - 1
 #: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
 CAP_MESSAGE: Final = "Too many subscriptions: at most {max} per connection"
+SYMBOLS_ERROR: Final = (
+    "Invalid request: 'symbols' must be a non-empty list of tickers such as 'AAPL'"
+)
 
 
 def subscription_cap(max_subscriptions: int) -> SubscriptionCap:
@@ -111,6 +127,8 @@ class RealtimeSession:
         self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
         self.idle_timeout_s = idle_timeout_s
         self.topics: set[Topic] = set()
+        #: the channels held whole, channel-wide (every signal, every worker's status)
+        self.whole: set[str] = set()
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
@@ -225,6 +243,12 @@ class RealtimeSession:
             self._portfolio(Channel.PORTFOLIO, type_ == "subscribe_portfolio", body)
         elif type_ in ("subscribe_positions", "unsubscribe_positions"):
             self._portfolio(Channel.LIVE_POSITIONS, type_ == "subscribe_positions", body)
+        elif type_ == "subscribe_signals":
+            self._subscribe_signals(body, now)
+        elif type_ == "unsubscribe_signals":
+            self._unsubscribe_signals(body, now)
+        elif type_ in ("subscribe_signal_status", "unsubscribe_signal_status"):
+            self._signal_status(type_ == "subscribe_signal_status", now)
         elif type_ is None:
             raise InvalidMessage("Invalid message: missing 'type'")
         else:
@@ -246,7 +270,7 @@ class RealtimeSession:
     def _add(self, topic: Topic) -> None:
         if topic in self.topics:
             return
-        self.cap.check(len(self.topics), 1)
+        self.cap.check(len(self.topics) + len(self.whole), 1)
         self.topics.add(topic)
         self._commands.append(Subscribe((topic,)))
 
@@ -287,3 +311,92 @@ class RealtimeSession:
             # the same answer whether it does not exist or is someone else's
             raise InvalidMessage(f"Portfolio {raw} not found")
         self._add(topic)
+
+    # -- trading signals (an extension)
+
+    def _reply(self, type_: str, data: dict[str, Any], now: Now) -> None:
+        self._frames.append(Encoded(codec.message(type_, data, now.wall), control=True))
+
+    @staticmethod
+    def _signal_symbols(body: dict[str, Any]) -> list[str] | None:
+        """The ``symbols`` asked for, upper-case and once each; None when absent (all)."""
+        raw = body.get("symbols")
+        if raw is None:
+            return None
+        if not isinstance(raw, list) or not raw:
+            raise InvalidMessage(SYMBOLS_ERROR)
+        symbols: list[str] = []
+        for symbol in raw:
+            if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol.strip().upper()):
+                raise InvalidMessage(SYMBOLS_ERROR)
+            symbol = symbol.strip().upper()
+            if symbol not in symbols:
+                symbols.append(symbol)
+        return symbols
+
+    def _held_signals(self) -> list[str]:
+        return sorted(t.symbol for t in self.topics if t.channel == Channel.SIGNALS)
+
+    def _subscribe_signals(self, body: dict[str, Any], now: Now) -> None:
+        """Signals of some symbols (any well-formed symbol: an outside producer may
+        signal an instrument the feed does not carry), or all of them."""
+        symbols = self._signal_symbols(body)
+        self._require_reader()
+        if symbols is None:
+            held = self._held_signals()
+            if held:
+                raise InvalidMessage(
+                    f"Already subscribed to the signals of {', '.join(held[:10])}: "
+                    "send unsubscribe_signals first"
+                )
+            if Channel.SIGNALS not in self.whole:
+                self.cap.check(len(self.topics) + len(self.whole), 1)
+                self.whole.add(Channel.SIGNALS)
+                self._commands.append(SubscribeChannel(Channel.SIGNALS))
+        else:
+            if Channel.SIGNALS in self.whole:
+                raise InvalidMessage(
+                    "Already subscribed to every signal: send unsubscribe_signals first"
+                )
+            new = [Topic(Channel.SIGNALS, s) for s in symbols]
+            new = [t for t in new if t not in self.topics]
+            self.cap.check(len(self.topics) + len(self.whole), len(new))  # all or nothing
+            self.topics.update(new)
+            if new:
+                self._commands.append(Subscribe(tuple(new)))
+        self._reply("signals_subscribed", {"symbols": symbols}, now)
+
+    def _unsubscribe_signals(self, body: dict[str, Any], now: Now) -> None:
+        """Without symbols: every signal subscription; with them, those symbols'."""
+        symbols = self._signal_symbols(body)
+        if symbols is None:
+            if Channel.SIGNALS in self.whole:
+                self.whole.discard(Channel.SIGNALS)
+                self._commands.append(UnsubscribeChannel(Channel.SIGNALS))
+            gone = tuple(t for t in self.topics if t.channel == Channel.SIGNALS)
+        else:
+            if Channel.SIGNALS in self.whole:
+                raise InvalidMessage(
+                    "Subscribed to every signal: send unsubscribe_signals without symbols"
+                )
+            gone = tuple(t for s in symbols if (t := Topic(Channel.SIGNALS, s)) in self.topics)
+        if gone:
+            self.topics.difference_update(gone)
+            self._commands.append(Unsubscribe(gone))
+        self._reply("signals_unsubscribed", {"symbols": symbols}, now)
+
+    def _signal_status(self, subscribe: bool, now: Now) -> None:
+        """Every signal worker's status (channel-wide)."""
+        channel = Channel.SIGNAL_STATUS
+        if subscribe:
+            self._require_reader()
+            if channel not in self.whole:
+                self.cap.check(len(self.topics) + len(self.whole), 1)
+                self.whole.add(channel)
+                self._commands.append(SubscribeChannel(channel))
+            self._reply("signal_status_subscribed", {}, now)
+        else:
+            if channel in self.whole:
+                self.whole.discard(channel)
+                self._commands.append(UnsubscribeChannel(channel))
+            self._reply("signal_status_unsubscribed", {}, now)

@@ -2,9 +2,16 @@
 
 Rules: pure. A quote keeps exactly the original market-data shape (symbol, price, bid,
 ask, volume, timestamp, source) so that clients which know only that shape keep working;
-the other channels carry a ``type`` (trade, bar, book). With the ``seq`` option every
-data message also carries ``topic``, ``seq`` and ``epoch`` (the numbering ``seq`` counts
-in). Wire names live here, not in model/.
+the other channels carry a ``type`` (trade, bar, book, status). A trading signal has a
+``type`` of its own (its strategy), so it travels whole under ``data``, in the shape every
+front gives it (``model.signal.encode``), beside ``"type": "signal"``::
+
+    {"type": "signal", "data": {"type": "MA_CROSS", "signal": "BUY", "price": 162.5,
+     "symbol": "AAPL", "timeframe": "1m", "timestamp": "...", "id": "...",
+     "source": "engine"}}
+
+With the ``seq`` option every data message also carries ``topic``, ``seq`` and
+``epoch`` (the numbering ``seq`` counts in). Wire names live here, not in model/.
 """
 
 from __future__ import annotations
@@ -16,6 +23,7 @@ import msgspec
 
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar, BookUpdate, Level, Quote, Status, Trade
+from tickcast.model.signal import Signal
 from tickcast.protocols.native.timefmt import iso_ms
 
 WIRE = "market"
@@ -87,6 +95,13 @@ class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"
     epoch: str = ""
 
 
+class _Signal(msgspec.Struct, omit_defaults=True, tag_field="type", tag="signal"):
+    data: Signal
+    topic: str = ""
+    seq: int = 0
+    epoch: str = ""
+
+
 _encode = msgspec.json.Encoder().encode
 
 
@@ -153,6 +168,10 @@ def _status(e: Status, topic: str, seq: int, epoch: str) -> msgspec.Struct:
     )
 
 
+def _signal(e: Signal, topic: str, seq: int, epoch: str) -> msgspec.Struct:
+    return _Signal(e, topic, seq, epoch)
+
+
 _Build = Callable[[Any, str, int, str], msgspec.Struct]
 
 _MESSAGE: dict[type, _Build] = {
@@ -161,13 +180,14 @@ _MESSAGE: dict[type, _Build] = {
     Bar: _bar,
     BookUpdate: _book,
     Status: _status,
+    Signal: _signal,
 }
 
 
 def _build(event: Any) -> _Build:
     build = _MESSAGE.get(type(event))
     if build is None:
-        raise TypeError(f"not a market event: {event!r}")
+        raise TypeError(f"not a market event or signal: {event!r}")
     return build
 
 

@@ -17,6 +17,11 @@ Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
     ("resume": {"trades.AAPL": 41}, a bare seq, means a seq in the current epoch)
     {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["trades"]}
     {"action": "ping"}
+
+The ``signals`` channel carries the trading signals of the symbols named (reliable,
+resumable like trades; no current value on subscribe: a signal is an event). Its symbols
+need not be in the feed's universe (an outside producer may signal any instrument); they
+must only be well formed.
 """
 
 from __future__ import annotations
@@ -53,6 +58,10 @@ from tickcast.protocols.wire import Encoded
 INVALID = "Invalid subscription request"
 SYMBOL_RE = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 DEFAULT_CHANNELS = (Channel.QUOTES,)
+#: Channels a client may name: the market's and the trading signals.
+CHANNELS: Final = (*MARKET_CHANNELS, Channel.SIGNALS)
+#: Channels whose symbols must be in the feed's universe (``is_known``).
+UNIVERSE_CHANNELS: Final = frozenset(MARKET_CHANNELS) - {Channel.STATUS}
 MAX_HEARTBEAT_S = 3600.0
 #: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
 CAP_MESSAGE: Final = SUBSCRIPTION_CAP_MESSAGE
@@ -272,15 +281,17 @@ class MarketFeedSession:
             chosen = tuple(dict.fromkeys(Channel(c) for c in channels))
         except (ValueError, TypeError):
             chosen = ()
-        if not chosen or any(c not in MARKET_CHANNELS for c in chosen):
-            names = ", ".join(c.value for c in MARKET_CHANNELS)
+        if not chosen or any(c not in CHANNELS for c in chosen):
+            names = ", ".join(c.value for c in CHANNELS)
             raise InvalidMessage(f"unknown channel: choose from {names}")
         return chosen
 
     def _subscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
         channels = self._channels(message)
-        unknown = [s for s in symbols if s != FEED and not self.is_known(s)]
+        # a signal's symbol need not be the feed's; a market channel's must be
+        universe = not UNIVERSE_CHANNELS.isdisjoint(channels)
+        unknown = [s for s in symbols if universe and s != FEED and not self.is_known(s)]
         if unknown:
             raise InvalidMessage(f"unknown symbol: {', '.join(unknown[:10])}")
         # The status channel has one stream, FEED, which carries nothing else.
@@ -323,9 +334,7 @@ class MarketFeedSession:
 
     def _unsubscribe(self, message: dict[str, Any]) -> None:
         symbols = self._symbols(message)
-        channels = (
-            self._channels(message) if message.get("channels") is not None else MARKET_CHANNELS
-        )
+        channels = self._channels(message) if message.get("channels") is not None else CHANNELS
         gone = tuple(t for t in self.topics if t.symbol in symbols and t.channel in channels)
         self.topics.difference_update(gone)
         self._frames.append(

@@ -32,6 +32,14 @@ end's (money as JSON numbers, exactly as stored; times ISO 8601 UTC with millise
         always an array (the positions that changed, or all of them: a snapshot)
 
 Their ``message-id`` and ``seq`` count on the user's own topic.
+
+A trading signal's body is the signal itself, in the shape every front gives it
+(``model.signal.encode``), and its destination is its own topic's,
+``/topic/signals.<SYMBOL>``, whether it reaches a subscription to that destination or
+one to every signal (``ALL_SIGNALS``, ``/topic/signals``: the payload is shared by both)::
+
+    {"type": "MA_CROSS", "signal": "BUY", "price": 162.5, "symbol": "AAPL",
+     "timeframe": "1m", "timestamp": "...", "id": "...", "source": "engine"}
 """
 
 from __future__ import annotations
@@ -43,12 +51,15 @@ import msgspec
 
 from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import PositionState, UserPnl, UserPositions
+from tickcast.model.signal import Signal
+from tickcast.model.signal import encode as encode_signal
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec as native
 from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.protocols.stomp.frames import message_payload
 
 __all__ = [
+    "ALL_SIGNALS",
     "POSITION_UPDATE",
     "PREFIX",
     "UNREALIZED_PNL",
@@ -70,11 +81,15 @@ USER_DESTINATIONS: Final = {
     POSITION_UPDATE: Channel.USER_POSITIONS,
     UNREALIZED_PNL: Channel.USER_PNL,
 }
+#: Every trading signal, whatever its symbol (a channel-wide subscription).
+ALL_SIGNALS: Final = "/topic/signals"
 _DESTINATION_OF: Final[dict[str, str]] = {
     str(channel): name for name, channel in USER_DESTINATIONS.items()
 }
 
 _encode_json = msgspec.json.Encoder(decimal_format="number").encode
+#: Payloads whose body is their own (``body_of``), not Front 1's object.
+_OWN_BODY: Final[frozenset[type]] = frozenset({UserPositions, UserPnl, Signal})
 _ONE = Decimal(1)
 #: Enough digits for any stored amount: the default context's 28 would round one.
 _EXACT = Context(prec=100)
@@ -126,7 +141,10 @@ def _position(p: PositionState) -> dict[str, Any]:
 
 
 def body_of(payload: object) -> bytes:
-    """The JSON body of an update: a per-user stream's own shape, else Front 1's."""
+    """The JSON body of an update: a per-user stream's own shape, a signal's, else
+    Front 1's."""
+    if type(payload) is Signal:
+        return encode_signal(payload)
     if type(payload) is UserPositions:
         items = [_position(p) for p in payload.positions]
         return _encode_json(items[0] if len(items) == 1 else items)
@@ -147,10 +165,7 @@ def body_of(payload: object) -> bytes:
 def encode(envelope: Envelope) -> bytes:
     """The shared MESSAGE payload of an update (see the module docstring)."""
     payload = envelope.payload
-    if type(payload) is UserPositions or type(payload) is UserPnl:
-        body = body_of(payload)
-    else:
-        body = native.encode(envelope)
+    body = body_of(payload) if type(payload) in _OWN_BODY else native.encode(envelope)
     extra = [("seq", str(envelope.seq))]
     if envelope.epoch:
         extra.insert(0, ("epoch", envelope.epoch))

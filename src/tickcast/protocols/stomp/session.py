@@ -55,6 +55,14 @@ is a ``Subscribe`` of the topic again (the front fetches the current value), and
 is *fresh* (``take_fresh``) until the front has given it that value alone, never again
 to the ids that have it (see ``fronts/stomp.py``).
 
+A destination may name a whole channel: ``resolve`` then gives a topic whose key is
+``WHOLE`` (``/topic/signals``: every signal). Such a subscription is a
+``SubscribeChannel`` (``UnsubscribeChannel`` when its last id goes), gets no current
+value and takes no resume (``resume-seq`` counts per topic: ERROR); it receives every
+topic of its channel (``subscriptions_for`` names it for any topic of the channel that
+no subscription names by key). One connection reads a channel whole or by key, never
+both (the hub holds a channel one way per subscriber): the other kind is an ERROR.
+
 After an UNSUBSCRIBE nothing more goes to its id: ``subscriptions_for`` no longer names
 it, and ``forgotten()`` tells the connection (once) that what it queued for a dropped
 id must be discarded before its next write.
@@ -104,7 +112,9 @@ from tickcast.protocols.base import (
     Reply,
     ResumeGap,
     Subscribe,
+    SubscribeChannel,
     Unsubscribe,
+    UnsubscribeChannel,
     cap_of,
 )
 from tickcast.protocols.stomp.frames import (
@@ -123,6 +133,7 @@ __all__ = [
     "ACK_MODES",
     "CAP_MESSAGE",
     "VERSIONS",
+    "WHOLE",
     "StompSession",
     "Subscription",
     "Unreadable",
@@ -131,6 +142,8 @@ __all__ = [
     "subscription_cap",
 ]
 
+#: The key of a resolved topic that names its whole channel (every topic, channel-wide).
+WHOLE: Final = "*"
 #: The versions we speak, lowest first.
 VERSIONS: Final = ("1.0", "1.1", "1.2")
 ACK_MODES: Final = frozenset({"auto", "client", "client-individual"})
@@ -300,6 +313,8 @@ class StompSession:
         self._subscriptions: dict[str, Subscription] = {}
         # topic -> its subscriptions in SUBSCRIBE order (a tuple: fan-out reads it per update)
         self._by_topic: dict[Topic, tuple[Subscription, ...]] = {}
+        # channel -> its channel-wide subscriptions in SUBSCRIBE order
+        self._whole: dict[str, tuple[Subscription, ...]] = {}
         # ids that joined a topic already held and still wait for its current value
         self._fresh: dict[Topic, list[str]] = {}
         # a subscription was dropped since the last ``forgotten()``
@@ -320,8 +335,12 @@ class StompSession:
         return self._by_topic.keys()
 
     def subscriptions_for(self, topic: Topic) -> tuple[Subscription, ...]:
-        """The subscriptions that receive ``topic``'s MESSAGEs (in SUBSCRIBE order)."""
-        return self._by_topic.get(topic, ())
+        """The subscriptions that receive ``topic``'s MESSAGEs (in SUBSCRIBE order):
+        those naming it, else those holding its channel whole."""
+        held = self._by_topic.get(topic)
+        if held is not None:
+            return held
+        return self._whole.get(topic.channel, ()) if self._whole else ()
 
     def subscription(self, id_: str) -> Subscription | None:
         return self._subscriptions.get(id_)
@@ -558,11 +577,18 @@ class StompSession:
         if topic is None:
             raise _Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
         point = _resume(headers)
+        self._check_overlap(topic, destination, point)
         self.cap.check(len(self._subscriptions), 1)
         escaped = self.version != "1.0"
         head = message_head(id_, escaped=escaped)
         subscription = Subscription(id_, topic, destination, ack, head, escaped)
         self._subscriptions[id_] = subscription
+        if topic.key == WHOLE:
+            whole = self._whole.get(topic.channel, ())
+            self._whole[topic.channel] = (*whole, subscription)
+            if not whole:
+                self._commands.append(SubscribeChannel(topic.channel))
+            return
         held = self._by_topic.get(topic)
         if held is not None:
             # held already: live from now (no resume), and owed the current value
@@ -572,6 +598,37 @@ class StompSession:
             return
         self._by_topic[topic] = (subscription,)
         self._commands.append(Subscribe((topic,), {topic: point} if point else {}))
+
+    def _check_overlap(self, topic: Topic, destination: str, point: ResumePoint | None) -> None:
+        """A channel is read whole or by key on one connection, not both; and a resume
+        names a position on one topic."""
+        if topic.key == WHOLE:
+            if point is not None:
+                raise _Fatal(
+                    f"resume-seq names a position on one topic, not on {destination[:80]}",
+                    CloseCode.PROTOCOL_ERROR,
+                )
+            keyed = next(
+                (
+                    s
+                    for s in self._subscriptions.values()
+                    if s.topic.channel == topic.channel and s.topic.key != WHOLE
+                ),
+                None,
+            )
+            if keyed is not None:
+                raise _Fatal(
+                    f"{destination[:80]}: {keyed.destination[:80]} is held on this "
+                    "connection; read a channel whole or by key, not both",
+                    CloseCode.POLICY_VIOLATION,
+                )
+        elif topic.channel in self._whole:
+            whole = self._whole[topic.channel][0]
+            raise _Fatal(
+                f"{destination[:80]}: {whole.destination[:80]} is held on this "
+                "connection; read a channel whole or by key, not both",
+                CloseCode.POLICY_VIOLATION,
+            )
 
     def _unsubscribe(self, headers: dict[str, str]) -> None:
         id_ = headers.get("id")
@@ -592,6 +649,9 @@ class StompSession:
             raise _Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
         self._dropped = True
         topic = subscription.topic
+        if topic.key == WHOLE:
+            self._drop_whole(subscription)
+            return
         fresh = self._fresh.get(topic)
         if fresh is not None and id_ in fresh:
             fresh.remove(id_)
@@ -606,6 +666,15 @@ class StompSession:
         else:
             del self._by_topic[topic]
             self._commands.append(Unsubscribe((topic,)))
+
+    def _drop_whole(self, subscription: Subscription) -> None:
+        channel = subscription.topic.channel
+        rest = tuple(s for s in self._whole.get(channel, ()) if s is not subscription)
+        if rest:
+            self._whole[channel] = rest
+        else:
+            self._whole.pop(channel, None)
+            self._commands.append(UnsubscribeChannel(channel))
 
     # -- frames out
 
