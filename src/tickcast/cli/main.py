@@ -264,6 +264,15 @@ def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     create.add_argument("--user", required=True, help="the key's owner")
     create.add_argument("--label", default="default", help="what the key is for (default)")
+    create.add_argument(
+        "--permission",
+        dest="permissions",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="what the key may do beyond reading (repeatable): publish:signals "
+        "(POST /api/signals); none by default",
+    )
     _database_flags(create)
     listing = actions.add_parser(
         "list", help="a user's keys (prefixes, never secrets)", description="List a user's keys."
@@ -477,6 +486,7 @@ def _accounts(command: str, settings: Settings, flags: dict[str, Any], *, quiet:
             user=flags["user"],
             label=flags["label"] or accounts.DEFAULT_LABEL,
             prefix=flags["prefix"],
+            permissions=flags.get("permissions") or (),
         )
     if command == "demo":
         return accounts.run_demo(settings, new_key=bool(flags["new_key"]))
