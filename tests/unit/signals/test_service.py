@@ -133,9 +133,7 @@ def test_a_repeated_id_is_refused_and_counted() -> None:
         (b"[]", "invalid"),
     ],
 )
-def test_a_pushed_document_that_is_not_a_signal_is_a_dead_letter(
-    data: bytes, reason: str
-) -> None:
+def test_a_pushed_document_that_is_not_a_signal_is_a_dead_letter(data: bytes, reason: str) -> None:
     rig = Rig()
     assert rig.service.ingest(data, "redis") is None
     letter = rig.service.recent_dead_letters()[-1]
