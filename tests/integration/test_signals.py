@@ -344,6 +344,9 @@ def test_the_redis_password_is_never_shown() -> None:
     source = RedisSource("redis://:hunter2@127.0.0.1:1/0", "c", lambda _: None)
     source._lost(OSError("connect to redis://:hunter2@127.0.0.1:1/0 refused"))
     assert "hunter2" not in source.status().message
+    source._lost(ValueError("bad password hunter2"))
+    assert "hunter2" not in source.status().message
+    assert source.status().status == "degraded"  # two failures so far
 
 
 # -- HTTP
@@ -499,3 +502,25 @@ async def test_keys_create_with_a_permission(
         await identity.aclose()
     finally:
         await engine.dispose()
+
+
+async def test_a_redis_that_cannot_be_reached_is_retried_and_its_password_never_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"  # nothing listens there
+    changes: list[str] = []
+    source = RedisSource(
+        url, "c", lambda _: None, backoff=Backoff(base_s=0.01, cap_s=0.05), on_change=lambda: None
+    )
+    source.on_change = lambda: changes.append(source.status().status)
+    with caplog.at_level("DEBUG"):
+        await source.start()
+        try:
+            await wait_for(lambda: source.failures >= 4, "four failed attempts")
+        finally:
+            await source.aclose()
+    assert changes[:1] == ["offline"]  # degraded while connecting, offline after 3
+    assert source.status().status == "offline"
+    assert "redis://:***@127.0.0.1" in source.status().message
+    assert "cannot subscribe" in caplog.text
+    assert "hunter2" not in caplog.text

@@ -71,6 +71,16 @@ def safe_url(url: str) -> str:
         return "<a Redis URL that cannot be parsed>"
 
 
+def _without_password(text: str, url: str) -> str:
+    """``text`` (an error message) with ``url``'s password, and the URL, taken out."""
+    text = text.replace(url, safe_url(url))
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        password = None
+    return text.replace(password, "***") if password else text
+
+
 class RedisSource:
     """Subscribes to ``channel`` at ``url``; see the module docstring.
 
@@ -169,6 +179,8 @@ class RedisSource:
                 raise
             except (RedisError, OSError) as exc:
                 self._lost(exc)
+            except Exception as exc:  # e.g. a URL redis-py cannot use: reported, retried
+                self._lost(exc)  # logged there, the password taken out (no traceback)
             delay = self.backoff.delay(max(0, self.failures - 1), self.rng)
             await asyncio.sleep(delay)
 
@@ -213,7 +225,7 @@ class RedisSource:
     def _lost(self, exc: BaseException) -> None:
         was = self.status().status
         error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
-        self.last_error = error.replace(self.url, safe_url(self.url))
+        self.last_error = _without_password(error, self.url)
         if self.subscribed:
             self.counts["lost"] += 1
             log.warning("signals: lost the Redis subscription (%s); reconnecting", self.last_error)

@@ -246,6 +246,8 @@ class SignalService:
                 if now is None:
                     now = self.clock.wall()
                 if not self.history.add(envelope, now):
+                    # published on the hub by another than ``submit`` under an id held:
+                    # carried, but not kept twice; counted so that it is seen
                     self._count_refused("history", "duplicate")
         if found:
             first = not self._pending
