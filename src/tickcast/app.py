@@ -1,8 +1,8 @@
 """Composition root: ``build_app(settings)`` wires the node, its services, the fronts and
-the routes. The node names no service: the portfolio service is built here
-(``add_portfolios``), listens through a tap on the node's publisher and publishes through
-it, and starts and stops with the node. Nothing looks it up: the realtime front and the
-web routes are given it (and whatever else they use) as arguments."""
+the routes. The node names no service: the portfolio service (``add_portfolios``) and
+the signal service (``add_signals``) are built here; each listens through a tap on the
+node's publisher, publishes through it, and starts and stops with the node. Nothing
+looks them up: the fronts and the web routes are given what they use as arguments."""
 
 from __future__ import annotations
 
@@ -31,6 +31,10 @@ from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.portfolio.service import PortfolioService
 from tickcast.protocols.sockjs.session import SockJSOptions
+from tickcast.signals.engine import Engine, EngineParams
+from tickcast.signals.history import SignalHistory
+from tickcast.signals.redis_source import RedisSource
+from tickcast.signals.service import SignalService
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
@@ -105,6 +109,50 @@ def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
     return service
 
 
+def add_signals(node: Node, settings: Settings) -> SignalService:
+    """Build the signal service over ``node``: the engine (when ``signals_engine``) runs
+    on the bars it sees through a tap on the node's publisher, which also fills the
+    history; signals from Redis (when ``signals_redis_url`` is set) and from the HTTP
+    API are published through the same publisher; the workers' statuses follow the
+    feed's readiness and the Redis subscription. It starts and stops with the node and
+    exports its metrics on the node's registry. The caller hands it (and its
+    ``history``) to what uses it."""
+    group = settings.signals
+    engine = None
+    if group.signals_engine:
+        engine = Engine(
+            EngineParams(
+                fast=group.signals_fast,
+                slow=group.signals_slow,
+                rsi_period=group.signals_rsi_period,
+                oversold=group.signals_oversold,
+                overbought=group.signals_overbought,
+                cooldown_s=group.signals_cooldown_s,
+            )
+        )
+    service = SignalService(
+        node.publisher,
+        SignalHistory(group.signals_history_size, group.signals_history_window_s),
+        clock=node.clock,
+        engine=engine,
+        feed_ready=lambda: node.ready,
+        faults=node.faults,
+    )
+    if group.signals_redis_url:
+        service.add_source(
+            RedisSource(
+                group.signals_redis_url,
+                group.signals_channel,
+                lambda data: service.ingest(data, "redis"),
+                on_change=service.check,
+            )
+        )
+    node.publisher.tap(service.on_published, name="signals")
+    node.metrics.registry.register(service.collector())
+    node.add_service(service)
+    return service
+
+
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
     """The ASGI application: health, readiness, metrics, the feed's state and the fronts.
 
@@ -112,6 +160,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     are added here."""
     node = node or Node(settings)
     portfolios = add_portfolios(node, settings)
+    signals = add_signals(node, settings)
     is_known = realtime.tradable(node.is_known, portfolios)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
@@ -161,6 +210,22 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         letters = node.dead_letters.recent(limit)
         return Response(msgspec.json.encode(letters), media_type="application/json")
 
+    async def signal_dead_letters(request: Request) -> Response:
+        try:
+            limit = min(1000, max(0, int(request.query_params.get("limit", "100"))))
+        except ValueError:
+            return JSONResponse({"error": "limit must be an integer"}, status_code=400)
+        letters = signals.recent_dead_letters(limit)
+        return Response(msgspec.json.encode(letters), media_type="application/json")
+
+    async def signal_status(_: Request) -> Response:
+        body = {
+            "statuses": signals.statuses(),
+            "history": len(signals.history),
+            "dead_letters": sum(signals.dead_letter_totals.values()),
+        }
+        return Response(msgspec.json.encode(body), media_type="application/json")
+
     async def metrics(_: Request) -> Response:
         return Response(node.metrics.render(), media_type=CONTENT_TYPE)
 
@@ -198,6 +263,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/metrics", metrics),
         Route("/feed", feed),
         Route("/feed/dead-letters", dead_letters),
+        Route("/signals/status", signal_status),
+        Route("/signals/dead-letters", signal_dead_letters),
         *realtime_web.routes(
             portfolios,
             guard,
@@ -217,6 +284,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 is_known=is_known,
                 symbols=node.symbols,
                 allow_anonymous=settings.allow_anonymous,
+                signals=signals,
             )
         ),
     ]
@@ -224,6 +292,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app.state.node = node
     app.state.guard = guard
     app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
+    app.state.signals = signals  # likewise; its ``history`` is what a front catches up from
     return WebSocketDispatch(
         app,
         fronts,

@@ -10,7 +10,9 @@ Rules:
       front, the guard, the composition root) call no ``time.time``/``time.monotonic`` and
       no loop's ``time()``; nothing in src sets a ``.now`` attribute (a pass time is
       passed, ``Subscriber.deliver(item, key, now)``, never parked on a shared object).
-    - Pure modules (model/, hub/ except pump.py, protocols/, signals/, retry, errors,
+    - Pure modules (model/, hub/ except pump.py, protocols/, signals/ except the signal
+      service and its Redis source (the signal side's I/O, as portfolio/service.py is
+      the portfolio side's), retry, errors,
       closecodes, the calendar and the market simulator) import no I/O, no clock and no
       server framework.
     - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
@@ -28,8 +30,9 @@ Rules:
       front in ``tests/contract/test_fronts.py``) uses what ``FrontContext`` gives: it
       imports no ``node``, ``app``, ``transport/``, ``hub.hub``, ``hub.pump`` or
       ``hub.outbox``.
-    - node names no service: it never imports ``tickcast.portfolio`` (not even under
-      ``if TYPE_CHECKING``) and never mentions ``portfolios`` or ``PortfolioService`` (no
+    - node names no service: it never imports ``tickcast.portfolio`` or the signal
+      service (not even under ``if TYPE_CHECKING``) and never mentions ``portfolios``,
+      ``PortfolioService``, ``signals`` or ``SignalService`` (no
       attribute, annotation, call or locator); the composition root (``app.py``) builds
       the service, registers its tap and hands it to what uses it.
     - No service locator: nothing in ``web/`` or ``fronts/`` imports ``tickcast.node``;
@@ -81,7 +84,9 @@ ON_THE_CLOCK = (
     "fronts/stomp.py",
     "fronts/guard.py",
 )
-PURE_EXCEPTIONS = frozenset({"tickcast.hub.pump"})
+PURE_EXCEPTIONS = frozenset(
+    {"tickcast.hub.pump", "tickcast.signals.service", "tickcast.signals.redis_source"}
+)
 PURE_MODULES = frozenset(
     {
         "tickcast.retry",
@@ -481,7 +486,13 @@ def test_node_rule_catches_web_or_a_front_importing_the_node(source: str, import
 
 
 #: What node.py must never mention: the service, or a locator for it.
-SERVICE_NAMES = frozenset({"portfolios", "PortfolioService"})
+SERVICE_NAMES = frozenset({"portfolios", "PortfolioService", "signals", "SignalService"})
+#: What node.py must never import: the services' packages and modules.
+SERVICE_MODULES = (
+    "tickcast.portfolio",
+    "tickcast.signals.service",
+    "tickcast.signals.redis_source",
+)
 
 
 def service_uses_in_node(source: str) -> list[str]:
@@ -491,7 +502,7 @@ def service_uses_in_node(source: str) -> list[str]:
     found = [
         str(i)
         for i in imports_in(source, "tickcast.node", is_package=False)
-        if within(i.target, "tickcast.portfolio") or SERVICE_NAMES & set(i.names)
+        if within(i.target, *SERVICE_MODULES) or SERVICE_NAMES & set(i.names)
     ]
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Attribute):
@@ -531,6 +542,8 @@ def test_node_names_no_service() -> None:
         "class Node:\n    portfolios: 'Service'\n",
         "class Node:\n    service: 'PortfolioService'\n",
         "def add(node, portfolios):\n    pass\n",
+        "from tickcast.signals.service import SignalService",
+        "class Node:\n    def ingest(self):\n        self.signals.on_published([])",
     ],
 )
 def test_node_rule_catches_a_service(source: str) -> None:
@@ -661,3 +674,11 @@ def test_only_composition_names_the_whole_settings() -> None:
     ):
         found = imports_in(source, "tickcast.providers.supervisor", is_package=False)
         assert violations(_names_the_whole_settings, found), source
+
+
+def test_the_signal_engine_history_and_intake_stay_pure() -> None:
+    """The signal service and its Redis source may do I/O; the rest of signals/ may not."""
+    for module in ("engine", "indicators", "history", "intake"):
+        assert is_pure(f"tickcast.signals.{module}")
+    for module in ("service", "redis_source"):
+        assert not is_pure(f"tickcast.signals.{module}")

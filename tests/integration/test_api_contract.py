@@ -4,7 +4,8 @@ server to it.
 A real ``tickcast serve`` (a subprocess on a free port, a fresh SQLite file: PostgreSQL is
 not needed for the contract) with two users seeded, then schemathesis's CLI (``python -m
 schemathesis.cli run``) reads ``/api/openapi.json`` as a client would and drives every
-operation with alice's API key:
+operation with alice's API key (made with ``publish:signals``, so that ``POST /signals``
+publishes rather than answering 403 to everything):
 
 - the examples, coverage and fuzzing phases, with data the schema allows (it must be
   accepted) and data it refuses (it must be a 4xx), ``N_EXAMPLES`` per operation;
@@ -56,6 +57,9 @@ N_EXAMPLES = 25
 MAX_STEPS = 80
 #: Operations whose schema-valid body may break a rule of the data (a documented 422).
 DATA_RULES = ("record_transaction", "deposit", "withdraw")
+#: ``publish_signal`` is configured apart (``CONFIG``): its schema cannot say "a time
+#: zone" or "finite" (a 422), a repeated id is a 409, and a body may pass 4096 bytes
+#: (a 413); like the data rules, it may meet a generated Authorization header (a 401).
 #: Operations on one portfolio: each must be reached through a link of the schema.
 PORTFOLIO_OPERATIONS = frozenset(
     {
@@ -81,6 +85,10 @@ inference.algorithms = []
 [[operations]]
 include-operation-id = {data_rules}
 checks.positive_data_acceptance.expected-statuses = [201, 401, 404, 422]
+
+[[operations]]
+include-operation-id = ["publish_signal"]
+checks.positive_data_acceptance.expected-statuses = [201, 401, 409, 413, 422]
 """
 _TRANSITION = re.compile(
     r"(?P<source>.+?) -> \[(?P<status>[^\]]+)\] (?P<link>\S+) -> (?P<target>.+)"
@@ -107,6 +115,7 @@ def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Gateway]:
         seed(
             f"sqlite+aiosqlite:///{tmp}/tickcast.db",
             {"alice": {}, "bob": {"Income": [("AAPL", "buy", "2", "100")]}},
+            permissions={"alice": "publish:signals"},  # so that signals are published
         )
     )
     server = start_server(tmp, rate=20)
@@ -221,7 +230,7 @@ def test_schemathesis_finds_nothing_the_openapi_description_does_not_say(
 
     # every operation was tested, and the stateful phase ran
     operations = _operations(spec)
-    assert len(operations) == 12
+    assert len(operations) == 14
     assert _tested(tmp_path / "junit.xml") == {*operations, "Stateful tests"}
 
     # ...following the schema's links: from a created portfolio to every operation on it

@@ -184,7 +184,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
 ) -> None:
     assert await migrate.current(engine) is None
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head() == "0003"
+    assert await migrate.current(engine) == migrate.head() == "0004"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
 
@@ -194,7 +194,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
         assert await conn.run_sync(_tables) == set()
 
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0003"
+    assert await migrate.current(engine) == "0004"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
         assert await conn.run_sync(_diff) == []
@@ -206,7 +206,7 @@ async def test_upgrade_of_a_current_database_changes_nothing(migrated: AsyncEngi
     await migrate.upgrade(migrated)
     async with migrated.connect() as conn:
         assert await conn.run_sync(reflected_schema) == before
-    assert await migrate.current(migrated) == "0003"
+    assert await migrate.current(migrated) == "0004"
 
 
 async def test_upgrade_to_an_explicit_revision(engine: AsyncEngine) -> None:
@@ -223,7 +223,7 @@ async def test_migrations_run_from_any_directory_without_alembic_ini(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0003"
+    assert await migrate.current(engine) == "0004"
     assert list(elsewhere.iterdir()) == []
 
 
@@ -233,8 +233,8 @@ def test_scripts_are_package_data_with_one_linear_history() -> None:
     assert location.parts[-3:] == ("tickcast", "storage", "migrations")
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
-    assert scripts.get_heads() == ["0003"]
-    assert [s.revision for s in scripts.walk_revisions()] == ["0003", "0002", "0001"]
+    assert scripts.get_heads() == ["0004"]
+    assert [s.revision for s in scripts.walk_revisions()] == ["0004", "0003", "0002", "0001"]
 
 
 # -- 0002: cash, and the backfill of portfolios that traded before it

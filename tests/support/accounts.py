@@ -23,9 +23,12 @@ class Account:
 
 
 async def seed(
-    database_url: str, users: dict[str, dict[str, list[tuple[str, str, str, str]]]]
+    database_url: str,
+    users: dict[str, dict[str, list[tuple[str, str, str, str]]]],
+    permissions: dict[str, str] | None = None,
 ) -> dict[str, Account]:
-    """``{"alice": {"Growth": [("AAPL", "buy", "10", "100")]}}`` -> accounts with keys."""
+    """``{"alice": {"Growth": [("AAPL", "buy", "10", "100")]}}`` -> accounts with keys;
+    ``permissions``: a user's key's permissions (``{"alice": "publish:signals"}``)."""
     engine = make_engine(database_url)
     try:
         await migrate.upgrade(engine)
@@ -35,7 +38,11 @@ async def seed(
             async with engine.begin() as conn:
                 user = await Users(conn).create(username)
                 await ApiKeys(conn).insert(
-                    user.id, prefix=key.prefix, secret_hash=key.secret_hash, name="test"
+                    user.id,
+                    prefix=key.prefix,
+                    secret_hash=key.secret_hash,
+                    name="test",
+                    permissions=(permissions or {}).get(username, ""),
                 )
             account = accounts[username] = Account(user.id, username, key.token)
             service = PortfolioService(engine, Recording())

@@ -65,6 +65,12 @@ _B64TOKEN_RE: Final = re.compile(r"[A-Za-z0-9._~+/-]+=*")
 _USER_ID_RE: Final = re.compile(r"[0-9]{1,19}")
 _REDACTED: Final = "[redacted]"
 
+#: The permission to publish trading signals (``POST /api/signals``).
+PUBLISH_SIGNALS: Final = "publish:signals"
+#: Every permission an API key may carry (``tickcast keys create --permission``). A
+#: user holds none by default: reading is what users do; publishing is a producer's job.
+PERMISSIONS: Final = frozenset({PUBLISH_SIGNALS})
+
 
 class InvalidCredentials(TickcastError):
     """The client's credential is not valid: malformed, forged, unknown or refused."""
@@ -464,6 +470,22 @@ def redact_query_string(query: str) -> str:
     return "&".join(parts)
 
 
+def parse_permissions(text: str) -> frozenset[str]:
+    """The permissions stored as ``text`` (space-separated, as the ``api_keys.permissions``
+    column holds them); unknown names are kept out (a permission removed from the code
+    grants nothing)."""
+    return frozenset(p for p in text.split() if p in PERMISSIONS)
+
+
+def check_permissions(names: Sequence[str]) -> str:
+    """``names`` as stored (sorted, space-separated). Raises ValueError for an unknown one."""
+    unknown = sorted(set(names) - PERMISSIONS)
+    if unknown:
+        known = ", ".join(sorted(PERMISSIONS))
+        raise ValueError(f"unknown permission {unknown[0]!r} (known: {known})")
+    return " ".join(sorted(set(names)))
+
+
 # -- who a connection acts as
 
 
@@ -477,19 +499,29 @@ class Principal:
         expires_at: when the credential stops being valid (a token's ``exp``, POSIX
             seconds); None when it does not expire (an API key, anonymous). A connection
             is closed when it passes.
+        permissions: what the credential allows beyond reading (``PERMISSIONS``): those
+            of the API key it is; a token carries none (a key's permissions are not
+            passed on to the tokens exchanged for it).
     """
 
     user_id: int | None = None
     username: str | None = None
     expires_at: float | None = None
+    permissions: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
         if self.user_id is None and self.username is not None:
             raise ValueError("an anonymous principal has no username")
+        if self.user_id is None and self.permissions:
+            raise ValueError("an anonymous principal has no permission")
 
     @property
     def authenticated(self) -> bool:
         return self.user_id is not None
+
+    def may(self, permission: str) -> bool:
+        """Whether the credential carries ``permission``."""
+        return permission in self.permissions
 
     @classmethod
     def from_claims(cls, claims: Claims) -> Principal:

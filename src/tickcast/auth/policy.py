@@ -22,7 +22,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from tickcast.auth.credentials import ExpiredCredentials, InvalidCredentials, Principal
+from tickcast.auth.credentials import (
+    PUBLISH_SIGNALS,
+    ExpiredCredentials,
+    InvalidCredentials,
+    Principal,
+)
 from tickcast.closecodes import CloseCode, info
 from tickcast.errors import ConfigError
 
@@ -271,6 +276,12 @@ def may_read_market(principal: Principal, allow_anonymous: bool) -> bool:
 def check_market(principal: Principal, allow_anonymous: bool) -> Refusal | None:
     """:func:`may_read_market` as a decision (HTTP 401 / close 3503 when refused)."""
     return None if may_read_market(principal, allow_anonymous) else unauthenticated()
+
+
+def may_publish_signals(principal: Principal) -> bool:
+    """Publishing trading signals needs an API key carrying ``publish:signals``: users of
+    the gateway read signals, producers (services holding such a key) publish them."""
+    return principal.authenticated and principal.may(PUBLISH_SIGNALS)
 
 
 def may_read_portfolio(principal: Principal, owner_id: int) -> bool:

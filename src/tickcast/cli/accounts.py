@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from typing import Any, TextIO, TypeVar
 
@@ -27,6 +27,7 @@ from tickcast.auth.credentials import (
     PREFIX_CHARS,
     InvalidCredentials,
     NewKey,
+    check_permissions,
     looks_like_api_key,
     new_api_key,
     parse_api_key,
@@ -103,16 +104,23 @@ def check_label(label: str) -> str:
     return label
 
 
-async def create_key(settings: Settings, username: str, label: str = DEFAULT_LABEL) -> NewKey:
-    """Mint an API key for ``username``; store its prefix and hash, return the whole key.
+async def create_key(
+    settings: Settings,
+    username: str,
+    label: str = DEFAULT_LABEL,
+    permissions: Sequence[str] = (),
+) -> NewKey:
+    """Mint an API key for ``username``, with ``permissions`` (``auth.credentials.
+    PERMISSIONS``; none by default); store its prefix and hash, return the whole key.
 
     The caller shows ``NewKey.token`` once: it cannot be recovered afterwards.
 
     Raises:
-        ValueError: ``label`` is not a valid label.
+        ValueError: ``label`` is not a valid label, or a permission is unknown.
         Refused: no such user, or the demo user's reserved label (``DEMO_KEY_NAME``).
     """
     check_label(label)
+    stored = check_permissions(permissions)
     if username == DEMO_USERNAME and label == DEMO_KEY_NAME:
         # `serve --demo` revokes the demo user's keys with this label on every start: a
         # key made by hand under it would be revoked with them
@@ -125,7 +133,11 @@ async def create_key(settings: Settings, username: str, label: str = DEFAULT_LAB
         key = new_api_key()
         try:
             await ApiKeys(conn).insert(
-                user.id, prefix=key.prefix, secret_hash=key.secret_hash, name=label
+                user.id,
+                prefix=key.prefix,
+                secret_hash=key.secret_hash,
+                name=label,
+                permissions=stored,
             )
         except Conflict:  # two 72-bit random prefixes collided: never seen, but clear
             raise Refused("key prefix collision; run the command again") from None
@@ -220,11 +232,12 @@ def run_keys(
     user: str | None = None,
     label: str = DEFAULT_LABEL,
     prefix: str | None = None,
+    permissions: Sequence[str] = (),
     out: TextIO | None = None,
     err: TextIO | None = None,
 ) -> int:
-    """``tickcast keys create --user NAME [--label L]``, ``keys list --user NAME``,
-    ``keys revoke PREFIX``."""
+    """``tickcast keys create --user NAME [--label L] [--permission P]...``, ``keys list
+    --user NAME``, ``keys revoke PREFIX``."""
     out, err = out or sys.stdout, err or sys.stderr
     if action in ("create", "list") and not user:
         return _usage(f"keys {action}: --user is required")
@@ -232,15 +245,18 @@ def run_keys(
     if action == "create":
         try:
             check_label(label)
+            check_permissions(permissions)
         except ValueError as exc:
             return _usage(f"keys create: {exc}")
-        key = _run(create_key(settings, user, label), "keys create")
+        key = _run(create_key(settings, user, label, permissions), "keys create")
         if key is None:
             return 1
         print(key.token, file=out)
         out.flush()
+        allowed = f", allowed: {' '.join(sorted(set(permissions)))}" if permissions else ""
         print(
-            f"API key {shown(key.prefix)}... ({label!r}) for user {user!r}. Copy it now: it "
+            f"API key {shown(key.prefix)}... ({label!r}{allowed}) for user {user!r}. "
+            "Copy it now: it "
             "cannot be shown again (the database keeps only its prefix and a hash of its "
             "secret).",
             file=err,
@@ -310,7 +326,7 @@ def _print_keys(keys: list[ApiKey], out: TextIO) -> None:
     if not keys:
         print("no API keys", file=out)
         return
-    rows = [("KEY", "LABEL", "CREATED", "LAST USED", "STATUS")]
+    rows = [("KEY", "LABEL", "CREATED", "LAST USED", "STATUS", "PERMISSIONS")]
     for k in keys:
         rows.append(
             (
@@ -319,6 +335,7 @@ def _print_keys(keys: list[ApiKey], out: TextIO) -> None:
                 k.created_at.strftime("%Y-%m-%dT%H:%M:%SZ"),
                 k.last_used_at.strftime("%Y-%m-%dT%H:%M:%SZ") if k.last_used_at else "never",
                 "revoked" if k.revoked else "active",
+                k.permissions or "-",
             )
         )
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]

@@ -38,6 +38,8 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/feed", "the active provider, each one's state"),
     ("GET", "/feed/dead-letters", "unparseable upstream messages (?limit=)"),
+    ("GET", "/signals/status", "the signal workers' statuses"),
+    ("GET", "/signals/dead-letters", "refused signals from Redis (?limit=)"),
     ("GET", "/realtime/websocket-info/", "how to connect to /ws/realtime/"),
     ("GET", "/realtime/status/", "connection and subscription counts"),
     ("POST", "/api/realtime/force_price_update/", "publish asset updates now"),
@@ -55,6 +57,8 @@ SERVE_ENDPOINTS: Final = (
     ("POST", "/api/portfolios/{portfolio_id}/withdrawals", "withdraw cash"),
     ("GET", "/api/portfolios/{portfolio_id}/cash-transactions", "its deposits and withdrawals"),
     ("GET", "/api/assets", "known assets, prices, previous closes"),
+    ("POST", "/api/signals", "publish a trading signal (publish:signals key)"),
+    ("GET", "/api/signals", "recent trading signals (?symbol=&since=&limit=)"),
 )
 
 
@@ -264,6 +268,15 @@ def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     create.add_argument("--user", required=True, help="the key's owner")
     create.add_argument("--label", default="default", help="what the key is for (default)")
+    create.add_argument(
+        "--permission",
+        dest="permissions",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="what the key may do beyond reading (repeatable): publish:signals "
+        "(POST /api/signals); none by default",
+    )
     _database_flags(create)
     listing = actions.add_parser(
         "list", help="a user's keys (prefixes, never secrets)", description="List a user's keys."
@@ -412,7 +425,7 @@ _COMMAND_FLAGS = {
     "feed": ("interval", "batch_size", "out", "verbose"),
     "record": ("out", "duration", "count"),
     "users": ("users_action", "username"),
-    "keys": ("keys_action", "user", "label", "prefix"),
+    "keys": ("keys_action", "user", "label", "prefix", "permissions"),
     "update-prices": ("symbols", "historical", "days", "dry_run", "timeout"),
     "demo": ("new_key",),
 }
@@ -477,6 +490,7 @@ def _accounts(command: str, settings: Settings, flags: dict[str, Any], *, quiet:
             user=flags["user"],
             label=flags["label"] or accounts.DEFAULT_LABEL,
             prefix=flags["prefix"],
+            permissions=flags["permissions"] or (),
         )
     if command == "demo":
         return accounts.run_demo(settings, new_key=bool(flags["new_key"]))

@@ -49,6 +49,7 @@ from tickcast.auth.credentials import (
     issue_token,
     looks_like_api_key,
     parse_api_key,
+    parse_permissions,
     verify_secret,
     verify_token,
 )
@@ -188,7 +189,10 @@ class Identity:
             except NotFound:
                 entry = _Key(now + CACHE_S, None, None, hash_secret(""))
             else:
-                principal = None if key.revoked else Principal(user.id, user.username)
+                principal = None
+                if not key.revoked:
+                    allowed = parse_permissions(key.permissions)
+                    principal = Principal(user.id, user.username, permissions=allowed)
                 entry = _Key(now + CACHE_S, key.id, principal, key.secret_hash)
         return entry
 

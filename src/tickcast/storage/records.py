@@ -59,6 +59,8 @@ class ApiKey:
         secret_hash: lowercase hex SHA-256 of the secret part (64 characters).
         last_used_at: when the key last authenticated a client; None = never.
         revoked: a revoked key stays listed but authenticates nobody.
+        permissions: what the key allows beyond reading, space-separated
+            (``publish:signals``); "" for none, the default.
     """
 
     id: int
@@ -69,6 +71,7 @@ class ApiKey:
     created_at: datetime
     last_used_at: datetime | None
     revoked: bool
+    permissions: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -115,8 +115,9 @@ class ApiKeys:
         secret_hash: str,
         name: str,
         at: datetime | None = None,
+        permissions: str = "",
     ) -> ApiKey:
-        """Store a new key.
+        """Store a new key (``permissions``: space-separated, "" for none).
 
         Raises:
             ValueError: ``secret_hash`` is not a lowercase hex SHA-256 digest (a guard
@@ -136,6 +137,7 @@ class ApiKeys:
                 created_at=_at(at),
                 last_used_at=None,
                 revoked=False,
+                permissions=permissions,
             )
             .returning(api_keys)
         )

@@ -172,6 +172,8 @@ api_keys = Table(
     Column("created_at", UTCDateTime(), nullable=False),
     Column("last_used_at", UTCDateTime(), nullable=True),
     Column("revoked", Boolean(), nullable=False, default=False),
+    # what the key allows beyond reading, space-separated (e.g. "publish:signals")
+    Column("permissions", String(200), nullable=False, server_default=""),
     Index(None, "prefix", unique=True),
     Index(None, "user_id"),
 )

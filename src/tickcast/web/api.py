@@ -12,6 +12,8 @@
     POST /portfolios/{id}/withdrawals       {"amount"} -> 201; 422 beyond the cash balance
     GET  /portfolios/{id}/cash-transactions deposits and withdrawals, newest first
     GET  /assets                            the known assets, latest price, previous close
+    POST /signals                           publish a trading signal (``web/signals.py``)
+    GET  /signals                           the recent trading signals, ``?symbol=&since=``
     GET  /docs, /openapi.json               Swagger UI (served by the gateway: web/pages.py),
                                             the OpenAPI description
 
@@ -93,6 +95,7 @@ from tickcast.portfolio.valuation import (
     Valuation,
     price_to_decimal,
 )
+from tickcast.signals.service import SignalService
 from tickcast.storage.errors import Conflict, NotFound
 from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import Asset, AssetKind, CashTransaction, Portfolio
@@ -129,6 +132,7 @@ from tickcast.web.schemas import (
     WholeText,
     decimal_text,
 )
+from tickcast.web.signals import add_signal_routes
 
 #: Transactions listed when ``?limit=`` is not given, and the most one request may ask.
 DEFAULT_TRANSACTIONS: Final = 100
@@ -153,6 +157,10 @@ e.g. `"1575"` or `"62.5"`: exact, where a JSON number would be a binary float in
 JavaScript. Requests accept strings (preferred) or numbers.
 
 **Someone else's portfolio** answers 404, like one that does not exist.
+
+**Trading signals** (`/signals`) keep the shape the Socket.IO `new_signal` event
+carries (their `price` is a JSON number). Publishing one needs an API key made with
+the `publish:signals` permission; reading them is public market data.
 
 **Cash**: a portfolio has a cash balance (deposits, withdrawals, what buys pay, what
 sells receive), part of its `total_value`. A buy never needs a deposit first: when the
@@ -217,6 +225,7 @@ def build_api(
     is_known: Callable[[str], bool],
     symbols: frozenset[str],
     allow_anonymous: bool,
+    signals: SignalService | None = None,
 ) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
@@ -227,6 +236,7 @@ def build_api(
         is_known: whether a symbol may be traded (the universe and the stored assets).
         symbols: the feed's universe (``GET /assets`` lists it with the stored assets).
         allow_anonymous: whether anonymous callers get public market data.
+        signals: the signal service (``POST``/``GET /signals``); None serves no signals.
     """
     api = fastapi.FastAPI(
         title="tickcast portfolio API",
@@ -570,6 +580,15 @@ def build_api(
             for symbol in sorted(symbols | stored.keys())
         ]
 
+    if signals is not None:
+        add_signal_routes(
+            api,
+            signals,
+            credentials,
+            unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
+            json_body=_json_body,
+            allow_anonymous=allow_anonymous,
+        )
     return api
 
 
