@@ -93,8 +93,7 @@ export class SignalsPanel {
     const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
     const response = await fetch(new URL("api/signals?limit=" + MAX_ROWS, ROOT), { headers });
     if (!response.ok) throw new Error(`GET /api/signals: HTTP ${response.status}`);
-    const body = await response.json();
-    for (const signal of body.signals || []) this.add(signal);
+    for (const signal of await response.json()) this.add(signal);
   }
 
   /** Connect (or reconnect with new credentials: null is anonymous). */
