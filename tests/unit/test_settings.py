@@ -334,6 +334,7 @@ OTHER_VALUES: dict[str, object] = {
     "outbox_max_bytes": 8388609,
     "slow_client_timeout_s": 2.5,
     "simulator_max_backlog_s": 0.15,
+    "simulator_bar_s": 30,
     "overload_lag_s": 0.35,
     "history_size": 257,
     "max_subscriptions": 51,

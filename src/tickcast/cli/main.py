@@ -356,6 +356,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+#: The simulator's bar length under ``serve --demo`` when ``simulator_bar_s`` is not set:
+#: the signal rules need 15 (RSI) to 22 (crossover) bars before their first signal.
+DEMO_BAR_S = 5
+
+
+def demo_settings(settings: Settings) -> Settings:
+    """``settings`` for the demo: short simulator bars unless the user chose a length."""
+    if "simulator_bar_s" in settings.model_fields_set:
+        return settings
+    return settings.model_copy(update={"simulator_bar_s": DEMO_BAR_S})
+
+
 def serve(settings: Settings, *, demo: bool = False) -> int:
     import uvicorn
 
@@ -375,6 +387,7 @@ def serve(settings: Settings, *, demo: bool = False) -> int:
         # printed, not logged: the log filter redacts query strings, and this one
         # carries the demo key on purpose (for the person who just ran the command)
         print(hint, file=sys.stderr, flush=True)
+        settings = demo_settings(settings)
     http, ws = protocol_classes(
         handshake_timeout_s=settings.handshake_timeout_s,
         close_timeout_s=settings.close_timeout_s,

@@ -80,6 +80,7 @@ class FeedSettings:
     seed: int
     calendar: str
     simulator_max_backlog_s: float
+    simulator_bar_s: int
     feed_stale_s: float
     feed_failback_s: float
     feed_backoff_base_s: float

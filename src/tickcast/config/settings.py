@@ -62,6 +62,8 @@ class Settings(BaseSettings):
         simulator_max_backlog_s: the most simulated time one simulator wake-up catches
             up on; when the gateway falls further behind, older ticks are skipped and
             counted (tickcast_skipped_events_total); 0 = catch up on everything.
+        simulator_bar_s: the simulator's bar length in seconds (``serve --demo`` makes
+            it 5 unless it is set, so that the demo's signal rules warm up in minutes).
         overload_lag_s: event-loop lag at which the gateway reports itself overloaded (a
             warning, tickcast_overloaded); 0 = never.
         history_size: updates kept per topic for resume; 0 disables resume.
@@ -176,6 +178,7 @@ class Settings(BaseSettings):
     outbox_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
     slow_client_timeout_s: float = Field(2.0, gt=0)
     simulator_max_backlog_s: float = Field(0.1, ge=0)
+    simulator_bar_s: int = Field(60, ge=1)
     overload_lag_s: float = Field(0.25, ge=0)
     history_size: int = Field(256, ge=0)
     max_subscriptions: int = Field(50, ge=1)
@@ -299,6 +302,7 @@ class Settings(BaseSettings):
             seed=self.seed,
             calendar=self.calendar,
             simulator_max_backlog_s=self.simulator_max_backlog_s,
+            simulator_bar_s=self.simulator_bar_s,
             feed_stale_s=self.feed_stale_s,
             feed_failback_s=self.feed_failback_s,
             feed_backoff_base_s=self.feed_backoff_base_s,

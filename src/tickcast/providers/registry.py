@@ -47,6 +47,7 @@ def _simulator(settings: FeedSettings) -> Provider:
         seed=settings.seed,
         rate=settings.rate,
         max_backlog_s=settings.simulator_max_backlog_s or None,
+        bar_interval_s=settings.simulator_bar_s,
     )
     return SimulatorProvider(config, calendar)
 
