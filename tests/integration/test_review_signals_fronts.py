@@ -10,6 +10,7 @@ classes), so that a test publishes signals in-process through the node's publish
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections.abc import AsyncIterator
@@ -24,10 +25,11 @@ from websockets.asyncio.client import ClientConnection, connect
 
 from support.server import free_port
 from support.silent import Silent
-from support.wsclient import recv_json, send_json
+from support.wsclient import recv_json, recv_until, send_json
 from tickcast.app import build_app
 from tickcast.config.settings import Settings
 from tickcast.fronts.stomp import StompHeads
+from tickcast.model.market import Bar
 from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.node import Node
 from tickcast.protocols.stomp.frames import Frame, FrameParser
@@ -48,6 +50,10 @@ class Gateway:
         return f"http://127.0.0.1:{self.port}"
 
     @property
+    def feed(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws/market/feed"
+
+    @property
     def realtime(self) -> str:
         return f"ws://127.0.0.1:{self.port}/ws/realtime/"
 
@@ -59,17 +65,20 @@ class Gateway:
         self.node.publisher.publish(list(events))
 
 
-@pytest.fixture
-async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+@contextlib.asynccontextmanager
+async def running_gateway(tmp_path: Path, **overrides: Any) -> AsyncIterator[Gateway]:
+    """The gateway in this event loop, on a free port, with a silent feed."""
     port = free_port()
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        port=port,
-        max_anonymous_connections_per_address=0,
-        max_subscriptions=MAX_SUBSCRIPTIONS,
-        rate_limit_per_s=10_000,
-        rate_limit_burst=10_000,
-    )
+    options: dict[str, Any] = {
+        "database_url": f"sqlite+aiosqlite:///{tmp_path}/t.db",
+        "port": port,
+        "max_anonymous_connections_per_address": 0,
+        "max_subscriptions": MAX_SUBSCRIPTIONS,
+        "rate_limit_per_s": 10_000,
+        "rate_limit_burst": 10_000,
+        **overrides,
+    }
+    settings = Settings(**options)
     node = Node(settings, providers=[Silent()])
     app = build_app(settings, node)
     http, ws = protocol_classes(
@@ -100,6 +109,12 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
         await asyncio.wait_for(task, 30)
 
 
+@pytest.fixture
+async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
+    async with running_gateway(tmp_path) as running:
+        yield running
+
+
 def signal(n: int, symbol: str = "AAPL") -> Signal:
     return Signal(
         "QUANTUM_CIPHER",
@@ -111,6 +126,38 @@ def signal(n: int, symbol: str = "AAPL") -> Signal:
         f"sig-{symbol}-{n}",
         "external",
     )
+
+
+# -- Front 1: who produces the signals the docs promise
+
+
+def bar(n: int, close: float) -> Bar:
+    start = 1_767_225_600.0 + 60 * n
+    return Bar("AAPL", close, close, close, close, 100.0, start, start + 60, "silent")
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "docs/market-feed.md, realtime.md and stomp.md say the signals are published "
+        "'by the built-in engine or an outside producer', and signals_engine is on by "
+        "default, but nothing in the node runs the engine (signals/ is not wired: "
+        "docs/architecture.md) nor ingests outside signals: on a running gateway a "
+        "signals subscription never receives anything"
+    ),
+)
+async def test_the_built_in_engine_signals_a_moving_average_cross_of_the_live_bars(
+    tmp_path: Path,
+) -> None:
+    engine = {"signals_fast": 1, "signals_slow": 2, "signals_cooldown_s": 0.0}
+    async with running_gateway(tmp_path, **engine) as gateway, connect(gateway.feed) as ws:
+        await send_json(ws, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["signals"]})
+        assert (await recv_json(ws, WAIT_S))["type"] == "subscribed"
+        # closes 10, 9, 11: the 1-bar average crosses above the 2-bar one at the third
+        gateway.node.ingest([bar(0, 10.0), bar(1, 9.0), bar(2, 11.0)])
+        got = await recv_until(ws, lambda m: m.get("type") == "signal", WAIT_S)
+        assert (got["data"]["type"], got["data"]["signal"]) == ("MA_CROSS", "BUY")
+        assert got["data"]["source"] == "engine"
 
 
 # -- Front 2
