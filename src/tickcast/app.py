@@ -137,6 +137,8 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
         engine=engine,
         feed_ready=lambda: node.ready,
         faults=node.faults,
+        max_symbols=group.signals_max_symbols,
+        is_known=node.is_known,
     )
     if group.signals_redis_url:
         service.add_source(

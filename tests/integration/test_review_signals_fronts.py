@@ -136,16 +136,6 @@ def bar(n: int, close: float) -> Bar:
     return Bar("AAPL", close, close, close, close, 100.0, start, start + 60, "silent")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "docs/market-feed.md, realtime.md and stomp.md say the signals are published "
-        "'by the built-in engine or an outside producer', and signals_engine is on by "
-        "default, but nothing in the node runs the engine (signals/ is not wired: "
-        "docs/architecture.md) nor ingests outside signals: on a running gateway a "
-        "signals subscription never receives anything"
-    ),
-)
 async def test_the_built_in_engine_signals_a_moving_average_cross_of_the_live_bars(
     tmp_path: Path,
 ) -> None:
@@ -169,16 +159,6 @@ async def realtime_connect(gateway: Gateway) -> ClientConnection:
     return ws
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "subscribe_signal_status is a channel-wide SubscribeChannel, which the Dispatcher "
-        "serves with no snapshot (protocols/envelope/session.py _signal_status, "
-        "fronts/base.py _subscribe_channel): a client that subscribes after a worker "
-        "went degraded never learns it until the next change, although the hub's cache "
-        "keeps each worker's status as current state (hub/cache.py)"
-    ),
-)
 async def test_a_new_status_subscriber_gets_each_workers_current_status(
     gateway: Gateway,
 ) -> None:
@@ -189,9 +169,11 @@ async def test_a_new_status_subscriber_gets_each_workers_current_status(
         assert (await recv_json(ws, WAIT_S))["type"] == "signal_status_subscribed"
         # the worker's state now, before anything else (the ping's pong comes after it)
         await send_json(ws, {"type": "ping", "data": {}})
-        first = await recv_json(ws, WAIT_S)
-        assert first["type"] == "status_update", first
-        assert first["data"] == {
+        current: dict[str, dict[str, Any]] = {}
+        while (message := await recv_json(ws, WAIT_S))["type"] != "pong":
+            assert message["type"] == "status_update", message
+            current[message["data"]["service"]] = message["data"]
+        assert current["SignalMonitorWorker"] == {
             "service": "SignalMonitorWorker",
             "status": "degraded",
             "message": "redis unreachable",
@@ -245,16 +227,6 @@ def stomp_heads(gateway: Gateway) -> StompHeads:
     return heads
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "StompHeads._last (fronts/stomp.py) records the last payload of every topic a "
-        "connection is handed; a /topic/signals subscriber is handed every symbol's "
-        "signals, so one connection keeps a topic and a payload per distinct symbol any "
-        "producer ever signalled (pruned only when a subscription is dropped): "
-        "per-connection memory beyond its subscriptions, without bound"
-    ),
-)
 async def test_a_channel_wide_stomp_subscriber_keeps_nothing_per_signal_symbol(
     gateway: Gateway,
 ) -> None:
@@ -274,14 +246,7 @@ async def test_a_channel_wide_stomp_subscriber_keeps_nothing_per_signal_symbol(
 # -- the dashboard's signals panel (same commit range)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the dashboard's signals panel (web/static/signals.js, dashboard.html) loads "
-        "GET /api/signals and connects Socket.IO at /socket.io/, neither of which the "
-        "gateway serves: the panel shows an error and socket.io-client retries forever"
-    ),
-)
+@pytest.mark.xfail(strict=True, reason="the Socket.IO front (/socket.io/) is not served yet")
 async def test_the_dashboards_signals_panel_finds_its_endpoints(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.http, timeout=WAIT_S) as http:
         page = await http.get("/static/signals.js")
@@ -289,7 +254,7 @@ async def test_the_dashboards_signals_panel_finds_its_endpoints(gateway: Gateway
         history = await http.get("/api/signals", params={"limit": 50})
         assert history.status_code == 200, history.status_code
         body: Any = history.json()
-        assert isinstance(body.get("signals"), list)
+        assert isinstance(body, list)  # oldest first (docs/signals.md)
         handshake = await http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
         assert handshake.status_code == 200, handshake.status_code
         assert handshake.text.startswith("0{"), handshake.text[:80]

@@ -12,14 +12,19 @@ from typing import Any
 
 import pytest
 
+from support.clock import ManualClock
 from tickcast.clock import Now
-from tickcast.fronts.stomp import MAX_CACHED_TOPICS
 from tickcast.hub.hub import Hub
+from tickcast.hub.publisher import LocalPublisher
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
 from tickcast.model.channel import builtin
 from tickcast.model.signal import Signal
+from tickcast.observability.faults import Faults
 from tickcast.protocols.envelope.session import RealtimeSession
 from tickcast.protocols.native.session import MarketFeedSession
+from tickcast.signals.history import SignalHistory
+from tickcast.signals.intake import Refused
+from tickcast.signals.service import SignalService
 
 NOW = Now(5_000.0, 1_767_225_600.0)
 
@@ -57,18 +62,6 @@ def front_1_symbols(symbols: list[Any]) -> object:
     return session._symbols({"symbols": symbols, "channels": ["signals"]})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the symbols of one subscribe message are de-duplicated with a list's `in` "
-        "(protocols/envelope/session.py _signal_symbols, and Front 1's _symbols which "
-        "the signals channel now reaches with any well-formed symbol), before the "
-        "subscription cap is checked: quadratic in the message, so one 64 KiB "
-        "subscribe_signals of ~9,500 distinct symbols costs ~45 million string "
-        "comparisons (~0.4 s of the event loop, measured) only to be refused; at the "
-        "default 20 messages/s one client keeps the loop busy for everyone"
-    ),
-)
 @pytest.mark.parametrize("parse", [front_2_symbols, front_1_symbols], ids=["front2", "front1"])
 def test_the_symbols_of_one_request_are_read_in_linear_time(parse: Any) -> None:
     n = 2_000
@@ -80,32 +73,38 @@ def test_the_symbols_of_one_request_are_read_in_linear_time(parse: Any) -> None:
 
 
 def signal(symbol: str) -> Signal:
-    return Signal("QUANTUM_CIPHER", "BUY", 1.0, symbol, "1m", "2026-01-01T00:00:00Z", symbol)
+    return Signal("QUANTUM_CIPHER", "BUY", 1.0, symbol, "1m", "2026-01-01T00:00:00Z")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the hub keeps per topic, for ever, its last envelope (Hub._last), its keys "
-        "(Hub._topics), its history ring (History._buffers, up to history_size "
-        "envelopes) and the sequencer its seq (Sequencer._seq); signals are keyed by "
-        "any symbol a producer names, so every distinct symbol ever signalled stays in "
-        "memory (~1.4 KB each with one signal, ~136 MB for 100,000 symbols, measured) "
-        "whether or not anyone subscribes. Only STOMP's topic parse cache was bounded "
-        "(fronts/stomp.py MAX_CACHED_TOPICS)"
-    ),
-)
 def test_the_hub_does_not_keep_every_signal_symbol_ever_published_for_ever() -> None:
+    """Fixed by bounding what producers may name: the signal service refuses a signal
+    for one symbol more than ``max_symbols`` outside the feed's universe, so the topics
+    the hub keeps for signals stay bounded (the feed's own symbols always pass)."""
     sequencer = Sequencer(DEFAULT_EPOCH, builtin())
     hub = Hub(history_size=256, sequencer=sequencer)
-    distinct = MAX_CACHED_TOPICS + 4_096
-    for n in range(distinct):
-        hub.fan_out(sequencer.stamp([signal(f"S{n}")], NOW.wall), NOW.mono)
+    clock = ManualClock()
+    publisher = LocalPublisher(sequencer, hub, Faults(), clock=clock)
+    bound = 100
+    service = SignalService(
+        publisher,
+        SignalHistory(1000, 3600.0),
+        clock=clock,
+        max_symbols=bound,
+        is_known=lambda symbol: symbol == "AAPL",
+    )
+    for n in range(bound):
+        service.submit(signal(f"S{n}"), "redis")
+    for n in range(bound, bound + 4_096):
+        with pytest.raises(Refused, match="signals_max_symbols") as refused:
+            service.submit(signal(f"S{n}"), "redis")
+        assert refused.value.reason == "too_many_symbols"
+    service.submit(signal("AAPL"), "redis")  # the feed's own: never counted
+    service.submit(signal("S0"), "redis")  # one named before: still served
+    assert service.refused == {("redis", "too_many_symbols"): 4_096}
     held = {
         "Hub._last": len(hub._last),
         "Hub._topics": len(hub._topics),
         "History._buffers": len(hub.history._buffers),
         "Sequencer._seq": len(sequencer._seq),
     }
-    # nobody subscribed: at most the bound the project chose for the same risk
-    assert all(count <= MAX_CACHED_TOPICS for count in held.values()), held
+    assert all(count <= bound + 1 for count in held.values()), held

@@ -142,6 +142,7 @@ class SignalsSettings:
     signals_channel: str
     signals_history_size: int
     signals_history_window_s: float
+    signals_max_symbols: int
     socketio_ping_interval_s: float
     socketio_ping_timeout_s: float
 

@@ -151,6 +151,8 @@ class Settings(BaseSettings):
         signals_channel: the Redis pub/sub channel signals arrive on.
         signals_history_size: signals kept for catch-up (``GET /api/signals``, resume).
         signals_history_window_s: the oldest signal kept, in seconds of age.
+        signals_max_symbols: distinct symbols outside the feed's universe that signals
+            may name (each is a topic kept for the process's life); more are refused.
         socketio_ping_interval_s, socketio_ping_timeout_s: Engine.IO's heartbeat.
 
     Credentials come from the environment only, never from flags or TICKCAST_* names:
@@ -236,6 +238,7 @@ class Settings(BaseSettings):
     signals_channel: str = Field("signals", min_length=1)
     signals_history_size: int = Field(1000, ge=0)
     signals_history_window_s: float = Field(3600.0, gt=0)
+    signals_max_symbols: int = Field(10_000, ge=0)
     socketio_ping_interval_s: float = Field(25.0, gt=0)
     socketio_ping_timeout_s: float = Field(20.0, gt=0)
 
@@ -361,6 +364,7 @@ class Settings(BaseSettings):
             signals_channel=self.signals_channel,
             signals_history_size=self.signals_history_size,
             signals_history_window_s=self.signals_history_window_s,
+            signals_max_symbols=self.signals_max_symbols,
             socketio_ping_interval_s=self.socketio_ping_interval_s,
             socketio_ping_timeout_s=self.socketio_ping_timeout_s,
         )

@@ -95,6 +95,7 @@ class Subscriptions(Protocol):
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
     def conflation_key(self, topic: Topic) -> str | None: ...
     def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None: ...
+    def current(self, channel: str) -> list[Envelope]: ...
     def resume(self, topic: Topic, point: ResumePoint) -> list[Envelope] | Gap: ...
     def encode(self, wire: str, envelope: Envelope) -> Encoded: ...
 
@@ -318,12 +319,17 @@ class Dispatcher:
         held = self.channel_wide.setdefault(connection, set())
         if channel in held:
             return
+        hub = self.ctx.hub
         try:
-            self.ctx.hub.subscribe_channel(connection, channel)
+            hub.subscribe_channel(connection, channel)
         except Overlap as exc:
             self._refuse(connection, str(exc))
             return
         held.add(channel)
+        for envelope in hub.current(channel):  # state, not events: each topic's value now
+            connection.queue(
+                hub.encode(connection.wire, envelope), hub.conflation_key(envelope.topic)
+            )
 
     # -- first-message authentication
 

@@ -160,7 +160,8 @@ class StompHeads:
             if previous is not None and message_id_of(previous) == message_id_of(item.payload):
                 # what the others were given already: the fresh ids' current value
                 subscriptions = tuple(s for s in subscriptions if s.id in fresh)
-        self._last[topic] = item.payload
+        if topic in session.topics:  # a channel held whole has no current value to tell
+            self._last[topic] = item.payload
         cache = self.spec.cache
         out: list[tuple[Encoded, str]] = []
         for subscription in subscriptions:

@@ -38,6 +38,16 @@ class LastValueCache:
             book.apply(payload)
         self._values[key] = envelope
 
+    def of_channel(self, channel: str) -> list[Envelope]:
+        """The current value of every topic of ``channel`` (a scan: for a channel-wide
+        subscription's snapshot, which is rare; books are not served this way)."""
+        prefix = f"{channel}."
+        return [
+            envelope
+            for key, envelope in self._values.items()
+            if key.startswith(prefix) and not isinstance(envelope.payload, BookUpdate)
+        ]
+
     def get(self, key: str) -> Envelope | None:
         """The current value; for a book, a full snapshot carrying the latest seq."""
         envelope = self._values.get(key)

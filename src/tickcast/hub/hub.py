@@ -248,7 +248,8 @@ class Hub:
                 self.faults.report("hook", exc, topic=topic, hook=which)
 
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
-        """Subscribe to every topic of ``channel``, present and future (no snapshot).
+        """Subscribe to every topic of ``channel``, present and future (nothing is sent:
+        a front that wants the current values asks ``current``).
 
         Raises KeyError for a channel the registry does not know, and ``Overlap`` when
         ``subscriber`` holds topics of ``channel`` already (unsubscribe them first).
@@ -259,6 +260,12 @@ class Hub:
             if key.startswith(prefix) and subscriber in wires.get(subscriber.wire, ()):
                 raise Overlap(f"{key}: held already; the channel cannot also be channel-wide")
         self._wild.setdefault(name, {}).setdefault(subscriber.wire, set()).add(subscriber)
+
+    def current(self, channel: str) -> list[Envelope]:
+        """The current value of each topic of ``channel`` (what a channel-wide subscriber
+        gets at once: each signal worker's status, say); events (trades, signals) have
+        none."""
+        return self.cache.of_channel(self.channels.get(channel).name)
 
     def unsubscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
         """Drop a channel-wide subscription (nothing if ``subscriber`` had none)."""

@@ -16,7 +16,9 @@ Ingestion policy of ``decode_signal`` (for signals arriving from outside, as JSO
       omitted (``id`` defaults to "", ``source`` to "external"); the others are required;
     - strict types: ``price`` is a JSON number (no strings, no booleans), finite and > 0;
       ``signal`` is ``BUY`` or ``SELL``; ``type``, ``symbol``, ``timeframe`` are non-empty
-      strings; ``timestamp`` is an ISO 8601 date-time with a time zone.
+      strings; ``symbol`` is a ticker (``SYMBOL_RE``, matched upper-case, and stored
+      upper-case: ``btc/usdt`` becomes ``BTC/USDT``, as every front's subscriptions name
+      it); ``timestamp`` is an ISO 8601 date-time with a time zone.
 Every refusal raises ``SignalError`` with a message saying what was wrong.
 
 Pure: no I/O, no clock. Timestamps are given, never read.
@@ -25,6 +27,7 @@ Pure: no I/O, no clock. Timestamps are given, never read.
 from __future__ import annotations
 
 import math
+import re
 from datetime import UTC, datetime
 from typing import Final, Literal
 
@@ -35,6 +38,8 @@ WorkerState = Literal["active", "degraded", "offline"]
 
 #: Largest JSON document ``decode_signal`` accepts, in bytes.
 MAX_SIGNAL_BYTES: Final = 4096
+#: A signal's symbol, upper-case: the tickers every front accepts in a subscription.
+SYMBOL_RE: Final = re.compile(r"[A-Z0-9][A-Z0-9./:_-]{0,31}")
 
 
 class SignalError(ValueError):
@@ -106,6 +111,13 @@ def validate_signal(sig: Signal) -> Signal:
     for name in ("type", "symbol", "timeframe"):
         if not getattr(sig, name).strip():
             raise SignalError(f"signal field {name!r} is empty")
+    symbol = sig.symbol.strip().upper()
+    if not SYMBOL_RE.fullmatch(symbol):
+        raise SignalError(
+            f"signal symbol {sig.symbol[:40]!r} is not a ticker (1-32 of A-Z 0-9 . / : _ -)"
+        )
+    if symbol != sig.symbol:  # subscriptions name symbols upper-case: so does the signal
+        sig = msgspec.structs.replace(sig, symbol=symbol)
     if isinstance(sig.price, bool) or not math.isfinite(sig.price) or sig.price <= 0:
         raise SignalError(f"signal price must be a finite number > 0, got {sig.price!r}")
     try:

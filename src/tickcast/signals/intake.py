@@ -23,10 +23,11 @@ import msgspec
 
 from tickcast.model.signal import MAX_SIGNAL_BYTES, Signal, SignalError, decode_signal
 
-Reason = Literal["too_large", "malformed", "invalid"]
+Reason = Literal["too_large", "malformed", "invalid", "too_many_symbols"]
 
-#: Every reason ``read_signal`` gives, in the order they are checked.
-REASONS: Final[tuple[Reason, ...]] = ("too_large", "malformed", "invalid")
+#: Every reason ``read_signal`` gives, in the order they are checked (and the service's
+#: own: ``too_many_symbols``, a symbol beyond ``signals_max_symbols``).
+REASONS: Final[tuple[Reason, ...]] = ("too_large", "malformed", "invalid", "too_many_symbols")
 
 
 class Refused(ValueError):

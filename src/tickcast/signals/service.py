@@ -163,6 +163,11 @@ class SignalService:
         check_interval_s: seconds between two health checks.
         schedule: runs a callable soon, outside the current tap (``loop.call_soon``).
         dead_letter_capacity: dead letters kept (the newest).
+        max_symbols: distinct symbols outside the feed's universe that signals may name;
+            a signal for one more is refused (``too_many_symbols``). Every symbol is a
+            topic the hub keeps (its sequence, history, last value) for the process's
+            life, and a producer may name any: this keeps that memory bounded.
+        is_known: whether a symbol is in the feed's universe (never counted).
     """
 
     def __init__(
@@ -177,6 +182,8 @@ class SignalService:
         check_interval_s: float = 1.0,
         schedule: Callable[[Callable[[], None]], object] | None = None,
         dead_letter_capacity: int = DEAD_LETTERS,
+        max_symbols: int = 10_000,
+        is_known: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self.publisher = publisher
         self.history = history
@@ -194,6 +201,9 @@ class SignalService:
         self._statuses: dict[str, WorkerStatus] = {}  # as last published
         self._pending: list[Signal] = []  # the engine's, until the next loop pass
         self._ids = itertools.count(1)
+        self.max_symbols = max_symbols
+        self.is_known = is_known
+        self._outside: set[str] = set()  # symbols signalled outside the feed's universe
         self._running = False
         self._task: asyncio.Task[None] | None = None
 
@@ -284,12 +294,24 @@ class SignalService:
 
         Raises:
             Duplicate: the history holds a signal with its id (counted as refused).
+            Refused: ``too_many_symbols``: its symbol would be one more than
+                ``max_symbols`` outside the feed's universe (counted as refused).
         """
         if not signal.id:
             signal = msgspec.structs.replace(signal, id=self._new_id(source))
         elif signal.id in self.history:
             self._count_refused(source, "duplicate")
             raise Duplicate(signal.id)
+        symbol = signal.symbol
+        if symbol not in self._outside and not self.is_known(symbol):
+            if len(self._outside) >= self.max_symbols:
+                self._count_refused(source, "too_many_symbols")
+                raise Refused(
+                    "too_many_symbols",
+                    f"signals already name {self.max_symbols} symbols outside the feed "
+                    f"(signals_max_symbols): {symbol!r} is refused",
+                )
+            self._outside.add(symbol)
         self.publisher.publish([signal])
         self.published[source] = self.published.get(source, 0) + 1
         return signal
@@ -299,7 +321,8 @@ class SignalService:
         try:
             return self.submit(read_signal(data), source)
         except Refused as exc:
-            self._count_refused(source, exc.reason)
+            if exc.reason != "too_many_symbols":  # submit counted that one
+                self._count_refused(source, exc.reason)
             self._dead_letter(source, exc.reason, exc.message, data)
         except Duplicate as exc:
             self._dead_letter(source, "duplicate", str(exc), data)

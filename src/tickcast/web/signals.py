@@ -121,6 +121,10 @@ def _refused(service: SignalService, exc: Refused) -> Exception:
         return HTTPException(413, exc.message)
     if exc.reason == "malformed":
         return HTTPException(400, f"The body is not a JSON document: {exc.message}")
+    return _invalid(exc)
+
+
+def _invalid(exc: Refused) -> RequestValidationError:
     return RequestValidationError(
         [{"type": "invalid_signal", "loc": ("body",), "msg": exc.message, "input": None}]
     )
@@ -177,7 +181,9 @@ def add_signal_routes(
         422: {
             "description": "JSON that is not a valid signal (`invalid_signal`, with the "
             "reason: an unknown or missing field, a wrong type, an empty name, a price "
-            "that is not a finite number > 0, a timestamp without a time zone).",
+            "that is not a finite number > 0, a timestamp without a time zone, a symbol "
+            "that is not a ticker, or one symbol more than `signals_max_symbols` outside "
+            "the feed).",
         },
     }
 
@@ -215,6 +221,8 @@ def add_signal_routes(
             published = service.submit(signal, SOURCE)
         except Duplicate as exc:
             raise HTTPException(409, str(exc)) from None
+        except Refused as exc:  # too_many_symbols (counted by the service)
+            raise _invalid(exc) from None
         return SignalOut.of(published)
 
     @api.get(

@@ -118,6 +118,10 @@ def test_unknown_field_is_refused() -> None:
         ({"price": -1.5}, "price"),
         ({"price": 1e999}, "price"),
         ({"symbol": "  "}, "symbol"),
+        ({"symbol": "BTC USDT"}, "not a ticker"),
+        ({"symbol": "-BTC"}, "not a ticker"),
+        ({"symbol": "A" * 33}, "not a ticker"),
+        ({"symbol": "AA\nPL"}, "not a ticker"),
         ({"type": ""}, "type"),
         ({"timeframe": ""}, "timeframe"),
         ({"timestamp": "yesterday"}, "ISO 8601"),
@@ -128,6 +132,11 @@ def test_bad_values_are_refused(changes: dict[str, object], match: str) -> None:
     data = doc(**changes) if changes != {"price": 1e999} else doc().replace(b"162.5", b"1e999")
     with pytest.raises(SignalError, match=match):
         decode_signal(data)
+
+
+@pytest.mark.parametrize("given", ["btc/usdt", " BTC/USDT ", "Btc/Usdt"])
+def test_symbol_is_stored_upper_case_as_subscriptions_name_it(given: str) -> None:
+    assert decode_signal(doc(symbol=given)).symbol == "BTC/USDT"
 
 
 def test_offset_timestamp_is_accepted() -> None:

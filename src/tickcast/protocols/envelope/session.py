@@ -325,14 +325,15 @@ class RealtimeSession:
             return None
         if not isinstance(raw, list) or not raw:
             raise InvalidMessage(SYMBOLS_ERROR)
-        symbols: list[str] = []
+        symbols: dict[str, None] = {}  # in order, once each (a list lookup is quadratic)
         for symbol in raw:
-            if not isinstance(symbol, str) or not SYMBOL_RE.fullmatch(symbol.strip().upper()):
+            if not isinstance(symbol, str):
                 raise InvalidMessage(SYMBOLS_ERROR)
             symbol = symbol.strip().upper()
-            if symbol not in symbols:
-                symbols.append(symbol)
-        return symbols
+            if not SYMBOL_RE.fullmatch(symbol):
+                raise InvalidMessage(SYMBOLS_ERROR)
+            symbols[symbol] = None
+        return list(symbols)
 
     def _held_signals(self) -> list[str]:
         return sorted(t.symbol for t in self.topics if t.channel == Channel.SIGNALS)

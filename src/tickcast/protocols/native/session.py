@@ -259,16 +259,15 @@ class MarketFeedSession:
         symbols = message.get("symbols")
         if not isinstance(symbols, list) or not symbols:
             raise InvalidMessage("'symbols' must be a non-empty list of strings")
-        result: list[str] = []
+        result: dict[str, None] = {}  # in order, once each (a list lookup is quadratic)
         for symbol in symbols:
             if not isinstance(symbol, str):
                 raise InvalidMessage("'symbols' must be a non-empty list of strings")
             symbol = symbol.strip().upper()
             if not SYMBOL_RE.fullmatch(symbol):
                 raise InvalidMessage(f"invalid symbol {symbol[:40]!r}")
-            if symbol not in result:
-                result.append(symbol)
-        return result
+            result[symbol] = None
+        return list(result)
 
     @staticmethod
     def _channels(message: dict[str, Any]) -> tuple[Channel, ...]:
