@@ -14,7 +14,6 @@ import contextlib
 import os
 import shutil
 import socket
-import subprocess
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
@@ -71,11 +70,11 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
     if shutil.which("redis-server") is None:
         _unavailable("redis-server is not installed")
     port = _free_port()
-    proc = subprocess.Popen(
-        ["redis-server", "--port", str(port), "--bind", "127.0.0.1"]
-        + ["--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+    proc = await asyncio.create_subprocess_exec(
+        *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
+        *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
     )
     url = f"redis://127.0.0.1:{port}/0"
     try:
@@ -96,7 +95,7 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
         yield url
     finally:
         proc.terminate()
-        proc.wait(timeout=TIMEOUT_S)
+        await asyncio.wait_for(proc.wait(), TIMEOUT_S)
 
 
 class BlackHole:
@@ -169,13 +168,13 @@ async def test_a_subscription_that_redis_refuses_is_never_reported_active(
         await admin.aclose()
     url = private_redis.replace("redis://", "redis://feeder:feeder-pw@")
     states: list[str] = []
-    source = RedisSource(url, "signals-acl", lambda _: None, backoff=Backoff(base_s=0.01, cap_s=0.05))
+    source = RedisSource(
+        url, "signals-acl", lambda _: None, backoff=Backoff(base_s=0.01, cap_s=0.05)
+    )
     source.on_change = lambda: states.append(source.status().status)
     await source.start()
     try:
-        await wait_for(
-            lambda: sum(source.events().values()) >= 8, "several subscription attempts"
-        )
+        await wait_for(lambda: sum(source.events().values()) >= 8, "several subscription attempts")
         status = source.status()
     finally:
         await source.aclose()
@@ -250,4 +249,3 @@ async def test_get_signals_finds_a_symbol_whatever_its_case(
     assert len(upper) == 1
     lower = (await client.get("/api/signals", params={"symbol": "btc/usdt"})).json()
     assert lower == upper
-
