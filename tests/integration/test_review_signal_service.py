@@ -27,6 +27,7 @@ from tickcast.app import build_app
 from tickcast.config.settings import Settings
 from tickcast.node import Node
 from tickcast.retry import Backoff
+from tickcast.signals import redis_source
 from tickcast.signals.redis_source import RedisSource
 
 #: The longest any condition is waited for (a busy 2-core machine included).
@@ -189,7 +190,10 @@ async def test_a_subscription_that_redis_refuses_is_never_reported_active(
     "source stays subscribed and 'active' while nothing arrives (docs/signals.md: a "
     "silent connection is checked with a PING after 10 s)",
 )
-async def test_a_silent_network_cut_is_seen_and_repaired(private_redis: str) -> None:
+async def test_a_silent_network_cut_is_seen_and_repaired(
+    private_redis: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(redis_source, "HEALTH_CHECK_S", 1.0)  # the check, sooner
     port = int(private_redis.rsplit(":", 1)[1].split("/")[0])
     proxy = BlackHole(port)
     listening = await proxy.start()
@@ -205,7 +209,7 @@ async def test_a_silent_network_cut_is_seen_and_repaired(private_redis: str) -> 
     try:
         await asyncio.wait_for(source.wait_subscribed(), TIMEOUT_S)
         proxy.cut = True
-        # the documented check is a PING after 10 s of silence: six times that
+        # a PING after 1 s of silence: sixty times that
         await wait_for(lambda: not source.subscribed, "the cut to be seen")
         assert states[-1] != "active"
     finally:
