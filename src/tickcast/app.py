@@ -143,10 +143,11 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
     if group.signals_redis_url:
         service.add_source(
             RedisSource(
-                group.signals_redis_url,
+                group.signals_redis_url.get_secret_value(),
                 group.signals_channel,
                 lambda data: service.ingest(data, "redis"),
                 on_change=service.check,
+                clock=node.clock,
             )
         )
     node.publisher.tap(service.on_published, name="signals")

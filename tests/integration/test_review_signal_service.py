@@ -145,14 +145,6 @@ class BlackHole:
 # -- the Redis source
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a SUBSCRIBE the server refuses (an ACL user without the channel, NOPERM) is "
-    "reported active: the source calls itself subscribed before Redis confirms, then "
-    "'loses' it and 'connects' again at once, forever: the status flaps active/degraded "
-    "(each flip published on signal_status), the back-off never grows (the failure count "
-    "is reset by every 'connection') and it never reaches offline",
-)
 async def test_a_subscription_that_redis_refuses_is_never_reported_active(
     private_redis: str,
 ) -> None:
@@ -183,13 +175,6 @@ async def test_a_subscription_that_redis_refuses_is_never_reported_active(
     assert status.status == "offline", status
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a silent network cut (no FIN or RST: a partition, a frozen Redis) is never "
-    "seen: the health-check PING is sent but a missing PONG is never noticed, so the "
-    "source stays subscribed and 'active' while nothing arrives (docs/signals.md: a "
-    "silent connection is checked with a PING after 10 s)",
-)
 async def test_a_silent_network_cut_is_seen_and_repaired(
     private_redis: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -235,12 +220,6 @@ async def gateway(tmp_path: Path) -> AsyncIterator[tuple[httpx.AsyncClient, dict
         yield client, {"X-API-Key": accounts["producer"].api_key}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GET /api/signals?symbol= compares the symbol as given with the stored "
-    "upper-case one: a signal posted as btc/usdt (published as BTC/USDT) is not found "
-    "by ?symbol=btc/usdt, though docs/signals.md says symbols are matched upper-case",
-)
 async def test_get_signals_finds_a_symbol_whatever_its_case(
     gateway: tuple[httpx.AsyncClient, dict[str, str]],
 ) -> None:

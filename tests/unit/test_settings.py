@@ -421,3 +421,26 @@ def test_groups_are_frozen() -> None:
     server = Settings().server
     with pytest.raises(dataclasses.FrozenInstanceError):
         server.port = 1  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "redis://feeder:first-half/second-half@redis.internal:6379/0",  # unescaped /
+        "http://127.0.0.1:6379/0",
+        "redis://:6379/0",
+    ],
+)
+def test_a_redis_url_that_cannot_be_used_is_refused_without_showing_it(url: str) -> None:
+    with pytest.raises(ConfigError, match="signals_redis_url must be") as refused:
+        load_settings(overrides={"signals_redis_url": url})
+    assert "half" not in str(refused.value)
+    assert url not in str(refused.value)
+
+
+def test_the_redis_url_is_a_secret() -> None:
+    url = "redis://feeder:s3cr3t-pass@127.0.0.1:6379/0"
+    settings = load_settings(overrides={"signals_redis_url": url})
+    assert "s3cr3t" not in repr(settings)
+    assert settings.signals.signals_redis_url is not None
+    assert settings.signals.signals_redis_url.get_secret_value() == url

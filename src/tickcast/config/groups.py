@@ -138,7 +138,7 @@ class SignalsSettings:
     signals_oversold: float
     signals_overbought: float
     signals_cooldown_s: float
-    signals_redis_url: str | None
+    signals_redis_url: SecretStr | None
     signals_channel: str
     signals_history_size: int
     signals_history_window_s: float

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import (
@@ -166,7 +167,12 @@ class Settings(BaseSettings):
     """
 
     model_config = SettingsConfigDict(
-        env_prefix="TICKCAST_", frozen=True, extra="forbid", populate_by_name=True
+        env_prefix="TICKCAST_",
+        frozen=True,
+        extra="forbid",
+        populate_by_name=True,
+        # a refusal names the setting and why, never the value: URLs carry passwords
+        hide_input_in_errors=True,
     )
 
     host: str = "127.0.0.1"
@@ -234,7 +240,7 @@ class Settings(BaseSettings):
     signals_oversold: float = Field(30.0, ge=0, le=100)
     signals_overbought: float = Field(70.0, ge=0, le=100)
     signals_cooldown_s: float = Field(300.0, ge=0)
-    signals_redis_url: str | None = None
+    signals_redis_url: SecretStr | None = None
     signals_channel: str = Field("signals", min_length=1)
     signals_history_size: int = Field(1000, ge=0)
     signals_history_window_s: float = Field(3600.0, gt=0)
@@ -422,6 +428,29 @@ class Settings(BaseSettings):
     @classmethod
     def _split_symbols(cls, value: Any) -> Any:
         return _split_names(value, str.upper, "at least one symbol is required")
+
+    @field_validator("signals_redis_url")
+    @classmethod
+    def _redis_url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        url = value.get_secret_value()
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018 - raises for what is not a port (a password's / # ?)
+        except ValueError:
+            parts = None
+        if (
+            parts is None
+            or parts.scheme not in ("redis", "rediss", "unix")
+            or not (parts.hostname or parts.scheme == "unix")
+        ):
+            raise ValueError(
+                "signals_redis_url must be redis://[user:password@]host[:port][/db] "
+                "(rediss:// for TLS); a password holding / # ? @ or : is written "
+                "percent-encoded (%2F %23 %3F %40 %3A)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _signal_rules(self) -> Settings:

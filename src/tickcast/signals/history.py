@@ -108,8 +108,10 @@ class SignalHistory:
             return []
         found: list[Envelope] = []
         for envelope in reversed(self._entries):
+            # every entry is looked at (the history is bounded): stamps are wall time,
+            # which may step back, so an older stamp does not mean older entries before it
             if since is not None and envelope.server_ts < since:
-                break  # oldest first: everything before this is older still
+                continue
             signal = envelope.payload
             assert isinstance(signal, Signal)
             if symbol is None or signal.symbol == symbol:

@@ -17,9 +17,8 @@ parse.
 
 from __future__ import annotations
 
+import json
 from typing import Final, Literal
-
-import msgspec
 
 from tickcast.model.signal import MAX_SIGNAL_BYTES, Signal, SignalError, decode_signal
 
@@ -50,8 +49,8 @@ def read_signal(data: bytes) -> Signal:
 def _reason(data: bytes) -> Reason:
     if len(data) > MAX_SIGNAL_BYTES:
         return "too_large"
-    try:
-        msgspec.json.decode(data)
-    except msgspec.DecodeError:
+    try:  # the standard parser: a number out of float range is still JSON to it
+        json.loads(data)
+    except (ValueError, RecursionError):
         return "malformed"
     return "invalid"

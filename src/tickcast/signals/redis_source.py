@@ -28,9 +28,9 @@ import asyncio
 import contextlib
 import logging
 import random
+import re
 from collections.abc import Callable
 from typing import Final
-from urllib.parse import urlsplit, urlunsplit
 
 from redis.asyncio import Redis
 from redis.asyncio.client import PubSub
@@ -38,6 +38,7 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
+from tickcast.clock import SYSTEM, Clock
 from tickcast.model.signal import WorkerStatus
 from tickcast.retry import Backoff
 
@@ -50,35 +51,60 @@ OFFLINE_AFTER: Final = 3
 CONNECT_TIMEOUT_S: Final = 5.0
 #: Seconds of silence after which the subscription's connection is checked with a PING.
 HEALTH_CHECK_S: Final = 10.0
+#: Seconds a PING (or the SUBSCRIBE) may wait for Redis's answer before the connection
+#: counts as lost: a cut that sends no FIN or RST (a partition, a frozen Redis) is seen.
+ANSWER_TIMEOUT_S: Final = 5.0
 #: The longest one wait for a message lasts (the loop then checks the connection).
 POLL_S: Final = 1.0
 #: The default back-off between attempts: up to 0.5 s at first, never more than 15 s.
 BACKOFF: Final = Backoff(base_s=0.5, cap_s=15.0)
 
 
+#: A password in the URL's query string, which redis-py reads too.
+_QUERY_PASSWORD: Final = re.compile(r"(?i)([?&]password=)[^&#]*")
+
+
+def _secrets(url: str) -> list[str]:
+    """What of ``url`` must never be shown: the password of its user part, found
+    without a URL parser (a password holding ``/``, ``#`` or ``?`` unescaped breaks
+    one: everything up to the last ``@`` is the user part), each piece a parser could
+    cut it into, and a ``password=`` in the query."""
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    userinfo = rest[: rest.rfind("@")] if sep and "@" in rest else ""
+    if userinfo:
+        password = userinfo.partition(":")[2] if ":" in userinfo else userinfo
+        if password:
+            found.append(password)
+            found.extend(p for p in re.split(r"[/#?:]", password) if len(p) >= 3)
+    for match in _QUERY_PASSWORD.finditer(url):
+        value = match.group(0).partition("=")[2]
+        if value:
+            found.append(value)
+    return sorted(set(found), key=len, reverse=True)  # the whole before its pieces
+
+
 def safe_url(url: str) -> str:
-    """``url`` without its password (``redis://user:***@host:6379/0``)."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        user = parts.username or ""
-        host = parts.hostname or ""
-        if parts.port is not None:
-            host = f"{host}:{parts.port}"
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
-    except ValueError:
+    """``url`` without its password (``redis://user:***@host:6379/0``), wherever it is:
+    the user part (whatever it holds) and a ``password=`` in the query."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
         return "<a Redis URL that cannot be parsed>"
+    at = rest.rfind("@")
+    if at != -1:
+        userinfo, host = rest[:at], rest[at + 1 :]
+        user = userinfo.partition(":")[0] if ":" in userinfo else ""
+        rest = f"{user}:***@{host}"
+    return _QUERY_PASSWORD.sub(r"\1***", f"{scheme}://{rest}")
 
 
 def _without_password(text: str, url: str) -> str:
-    """``text`` (an error message) with ``url``'s password, and the URL, taken out."""
+    """``text`` (an error message) with ``url``, and anything of its password, taken
+    out."""
     text = text.replace(url, safe_url(url))
-    try:
-        password = urlsplit(url).password
-    except ValueError:
-        password = None
-    return text.replace(password, "***") if password else text
+    for secret in _secrets(url):
+        text = text.replace(secret, "***")
+    return text
 
 
 class RedisSource:
@@ -92,6 +118,7 @@ class RedisSource:
         backoff: the waits between connection attempts.
         rng: the back-off's random source.
         offline_after: failed attempts in a row that make the source offline.
+        clock: the node's clock (its monotonic seconds time the health checks).
     """
 
     def __init__(
@@ -104,7 +131,9 @@ class RedisSource:
         backoff: Backoff = BACKOFF,
         rng: random.Random | None = None,
         offline_after: int = OFFLINE_AFTER,
+        clock: Clock = SYSTEM,
     ) -> None:
+        self.clock = clock
         self.url = url
         self.channel = channel
         self.on_message = on_message
@@ -185,36 +214,54 @@ class RedisSource:
             await asyncio.sleep(delay)
 
     async def _listen(self) -> None:
+        """One connection: subscribe, wait for Redis to confirm it (a refusal, such as an
+        ACL's NOPERM, raises here and counts as a failed attempt), then read messages,
+        checking a silent connection with a PING whose answer must come in time."""
         client = Redis.from_url(
             self.url,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
-            health_check_interval=HEALTH_CHECK_S,
             retry=Retry(NoBackoff(), 0),
         )
-        pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)
+        pubsub: PubSub = client.pubsub()
         try:
             await pubsub.subscribe(self.channel)
-            self.counts["connected"] += 1
-            if self.failures or self.last_error:
-                log.warning(
-                    "signals: subscribed again to %r at %s",
-                    self.channel,
-                    safe_url(self.url),
-                )
-            self.failures = 0
-            self.last_error = ""
-            self._set_subscribed(True)
+            clock = self.clock
+            heard = clock.monotonic()  # when Redis last said anything
+            asked: float | None = heard  # an answer is awaited since (the SUBSCRIBE's)
             while True:
                 message = await pubsub.get_message(timeout=POLL_S)
-                if message is not None and message.get("type") == "message":
-                    data = message["data"]
-                    self.counts["messages"] += 1
-                    self._deliver(data if isinstance(data, bytes) else str(data).encode())
+                now = clock.monotonic()
+                if message is not None:
+                    heard, asked = now, None
+                    kind = message.get("type")
+                    if kind == "message":
+                        data = message["data"]
+                        self.counts["messages"] += 1
+                        self._deliver(data if isinstance(data, bytes) else str(data).encode())
+                    elif kind == "subscribe" and not self.subscribed:
+                        self._confirmed()
+                    continue
+                if asked is not None:
+                    if now - asked > ANSWER_TIMEOUT_S:
+                        what = "the PING" if self.subscribed else "the SUBSCRIBE"
+                        raise TimeoutError(f"no answer to {what} for {ANSWER_TIMEOUT_S:g} s")
+                elif now - heard >= HEALTH_CHECK_S:
+                    await pubsub.ping()
+                    asked = now
         finally:
             with contextlib.suppress(Exception):
                 await pubsub.aclose()
             with contextlib.suppress(Exception):
                 await client.aclose()
+
+    def _confirmed(self) -> None:
+        """Redis confirmed the subscription: active, and the failures are behind."""
+        self.counts["connected"] += 1
+        if self.failures or self.last_error:
+            log.warning("signals: subscribed again to %r at %s", self.channel, safe_url(self.url))
+        self.failures = 0
+        self.last_error = ""
+        self._set_subscribed(True)
 
     def _deliver(self, data: bytes) -> None:
         try:

@@ -255,7 +255,7 @@ class SignalService:
             elif kind is Signal:
                 if now is None:
                     now = self.clock.wall()
-                if not self.history.add(envelope, now):
+                if self.history.size and not self.history.add(envelope, now):
                     # published on the hub by another than ``submit`` under an id held:
                     # carried, but not kept twice; counted so that it is seen
                     self._count_refused("history", "duplicate")

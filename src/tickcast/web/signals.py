@@ -235,7 +235,12 @@ def add_signal_routes(
     async def list_signals(
         found: Found,
         symbol: Annotated[
-            str | None, Query(min_length=1, max_length=64, description="Only this symbol.")
+            str | None,
+            Query(
+                min_length=1,
+                max_length=64,
+                description="Only this symbol (matched upper-case, as signals store it).",
+            ),
         ] = None,
         since: Annotated[
             float | None,
@@ -254,6 +259,8 @@ def add_signal_routes(
         recent ones of those that match."""
         if not policy.may_read_market(found[0], allow_anonymous):
             raise unauthenticated()
+        if symbol is not None:
+            symbol = symbol.strip().upper()
         held = service.history.query(service.clock.wall(), symbol=symbol, since=since, limit=limit)
         records = []
         for envelope in held:
