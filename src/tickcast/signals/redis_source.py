@@ -156,21 +156,21 @@ class RedisSource:
         return dict(self.counts)
 
     def status(self) -> WorkerStatus:
-        where = f"channel {self.channel!r} on {safe_url(self.url)}"
+        """The source's health in words anyone may read (the status channel is
+        public): the channel, never the server's address or the error's text, which
+        the log has (``last_error``, the password taken out)."""
+        where = f"channel {self.channel!r}"
         if self.subscribed:
             return WorkerStatus(NAME, "active", f"subscribed to {where}")
         if self.failures >= self.offline_after:
             return WorkerStatus(
                 NAME,
                 "offline",
-                f"cannot reach Redis ({self.failures} attempts failed: {self.last_error}); "
-                f"retrying {where}",
+                f"cannot reach Redis ({self.failures} attempts failed); retrying {where}",
             )
         if self.last_error:
-            return WorkerStatus(
-                NAME, "degraded", f"not subscribed ({self.last_error}); reconnecting to {where}"
-            )
-        return WorkerStatus(NAME, "degraded", f"connecting to {where}")
+            return WorkerStatus(NAME, "degraded", f"connection lost; resubscribing to {where}")
+        return WorkerStatus(NAME, "degraded", f"connecting to subscribe to {where}")
 
     async def start(self) -> None:
         if self._task is None:

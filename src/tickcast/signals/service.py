@@ -295,13 +295,17 @@ class SignalService:
         Raises:
             Duplicate: the history holds a signal with its id (counted as refused).
             Refused: ``too_many_symbols``: its symbol would be one more than
-                ``max_symbols`` outside the feed's universe (counted as refused).
+                ``max_symbols`` outside the feed's universe; ``invalid``: it claims
+                the built-in engine as its source (counted as refused).
         """
         if not signal.id:
             signal = msgspec.structs.replace(signal, id=self._new_id(source))
         elif signal.id in self.history:
             self._count_refused(source, "duplicate")
             raise Duplicate(signal.id)
+        if signal.source == ENGINE and source != ENGINE:
+            self._count_refused(source, "invalid")
+            raise Refused("invalid", f"source {ENGINE!r} is the built-in engine's; name yours")
         symbol = signal.symbol
         if symbol not in self._outside and not self.is_known(symbol):
             if len(self._outside) >= self.max_symbols:
@@ -319,10 +323,14 @@ class SignalService:
     def ingest(self, data: bytes, source: str) -> Signal | None:
         """A document a source pushed (nobody to answer): published, or a dead letter."""
         try:
-            return self.submit(read_signal(data), source)
+            signal = read_signal(data)
         except Refused as exc:
-            if exc.reason != "too_many_symbols":  # submit counted that one
-                self._count_refused(source, exc.reason)
+            self._count_refused(source, exc.reason)
+            self._dead_letter(source, exc.reason, exc.message, data)
+            return None
+        try:
+            return self.submit(signal, source)
+        except Refused as exc:  # counted by submit
             self._dead_letter(source, exc.reason, exc.message, data)
         except Duplicate as exc:
             self._dead_letter(source, "duplicate", str(exc), data)

@@ -295,3 +295,14 @@ def test_the_metrics_name_every_count() -> None:
     assert 'tickcast_signal_worker_state{service="redis",state="active"} 1.0' in text
     assert 'tickcast_signal_source_events_total{event="connected",source="redis"} 1.0' in text
     assert "tickcast_signal_history 1.0" in text
+
+
+def test_an_outside_signal_may_not_claim_the_engine_as_its_source() -> None:
+    rig = Rig()
+    posing = msgspec.structs.replace(SIGNAL, source="engine")
+    with pytest.raises(Refused, match="built-in engine"):
+        rig.service.submit(posing, "http")
+    rig.service.ingest(encode(posing), "redis")
+    assert rig.service.refused == {("http", "invalid"): 1, ("redis", "invalid"): 1}
+    assert [letter.reason for letter in rig.service.dead_letters] == ["invalid"]
+    assert rig.service.published == {}
