@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 import msgspec
 from starlette.applications import Starlette
@@ -23,14 +23,18 @@ from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 from tickcast.fronts import realtime, registry, stomp
+from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.fronts.sockjs import SockJSEndpoint
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
+from tickcast.model.envelope import Envelope
+from tickcast.model.signal import Signal
 from tickcast.portfolio.service import PortfolioService
 from tickcast.protocols.sockjs.session import SockJSOptions
+from tickcast.signals.history import SignalHistory
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
@@ -172,6 +176,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         finally:
             for endpoint in sockjs:
                 await endpoint.aclose()
+            await socketio_endpoint.aclose()
             for front in contracted:
                 await front.aclose()
             await guard.aclose()
@@ -192,6 +197,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 raise ConfigError(f"two fronts serve {path} (one is {front.spec.name!r})")
             fronts[path] = front
     sockjs = sockjs_endpoints(contracted, settings)
+    socketio_endpoint = add_socketio(node, settings, guard)
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
@@ -228,8 +234,26 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         app,
         fronts,
         TrustedProxies(settings.trusted_proxies, settings.forwarded_headers),
-        mounts={endpoint.prefix: endpoint for endpoint in sockjs},
+        mounts={
+            **{endpoint.prefix: endpoint for endpoint in sockjs},
+            socketio_endpoint.prefix: socketio_endpoint,
+        },
     )
+
+
+def add_socketio(node: Node, settings: Settings, guard: Guard) -> socketio_front.SocketIOEndpoint:
+    """Front 5 (Socket.IO at ``/socket.io/``) over the node's hub, with a signal history
+    for ``last_signal_id`` catch-up, kept by a tap on the node's publisher."""
+    history = SignalHistory(settings.signals_history_size, settings.signals_history_window_s)
+
+    def keep_signals(envelopes: Sequence[Envelope]) -> None:
+        for envelope in envelopes:
+            if isinstance(envelope.payload, Signal) and envelope.payload.id:
+                history.add(envelope, node.clock.wall())
+
+    node.publisher.tap(keep_signals, name="signal_history")
+    front = WebSocketFront(socketio_front.SocketIOSpec(), front_context(node, guard))
+    return socketio_front.SocketIOEndpoint(front, settings.signals, history)
 
 
 def sockjs_endpoints(fronts: list[WebSocketFront], settings: Settings) -> list[SockJSEndpoint]:
