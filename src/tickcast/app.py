@@ -28,10 +28,10 @@ from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
 from tickcast.fronts.sockjs import SockJSEndpoint
-from tickcast.node import Node
-from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.model.envelope import Envelope
 from tickcast.model.signal import Signal
+from tickcast.node import Node
+from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.portfolio.service import PortfolioService
 from tickcast.protocols.sockjs.session import SockJSOptions
 from tickcast.signals.history import SignalHistory

@@ -43,6 +43,7 @@ class InProcessServer:
             lifespan="on",
             log_config=None,
             access_log=False,
+            timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
         )
         self.server = uvicorn.Server(config)
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -86,7 +87,17 @@ class InProcessServer:
         self.loop.call_soon_threadsafe(run)
         return done.result(timeout=30)
 
+    async def acall(self, fn: Callable[[], T]) -> T:
+        """``call`` from a coroutine: the caller's loop runs on meanwhile (its clients
+        keep reading)."""
+        return await asyncio.to_thread(self.call, fn)
+
     def publish(self, events: Sequence[Event]) -> None:
         """Publish ``events`` through the node's publisher, as a service would."""
         node: Any = self.app.state.node
         self.call(lambda: node.publisher.publish(list(events)))
+
+    async def apublish(self, events: Sequence[Event]) -> None:
+        """``publish`` from a coroutine."""
+        node: Any = self.app.state.node
+        await self.acall(lambda: node.publisher.publish(list(events)))

@@ -266,9 +266,11 @@ class SocketIOEndpoint:
             eio_socket,
             lambda: self.carriers.get(eio_sid),
             lambda code, reason: self._close(sid, code, reason),
+            self.ctx.clock,
             self.queue_limit,
         )
         connection = self.front.connect(scope, sock, ticket)  # releases the ticket at close
+        sock.outbox = connection.outbox
         session = connection.session
         inner = session.session if isinstance(session, RateLimited) else session
         assert isinstance(inner, SocketIOSession)
@@ -306,7 +308,9 @@ class SocketIOEndpoint:
         history does not hold that id."""
         hub = self.ctx.hub
         missed = (
-            None if self.history is None else self.history.after(last_signal_id, self.ctx.clock.wall())
+            None
+            if self.history is None
+            else self.history.after(last_signal_id, self.ctx.clock.wall())
         )
         if missed is None:
             connection.queue(
@@ -356,10 +360,25 @@ class SocketIOEndpoint:
     def _close(self, sid: str, code: int, reason: str) -> None:
         """The connection closed (rate limit, slow consumer, shutdown): disconnect the
         Socket.IO client (its DISCONNECT goes behind what Engine.IO holds)."""
-        task = asyncio.ensure_future(self.server.disconnect(sid, namespace=NAMESPACE))
+        client = self.clients.get(sid) or self.pending.get(sid)
+        eio_sid = client.eio_sid if client is not None else None
+        task = asyncio.ensure_future(self._disconnect_client(sid, eio_sid))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
-        log.info("closing client", extra={"front": NAME, "sid": sid, "code": code, "reason": reason})
+        log.info(
+            "closing client", extra={"front": NAME, "sid": sid, "code": code, "reason": reason}
+        )
+
+    async def _disconnect_client(self, sid: str, eio_sid: str | None) -> None:
+        """Socket.IO's DISCONNECT, then Engine.IO's CLOSE: the client is gone from the
+        namespace and the transport (its further packets reach nothing)."""
+        await self.server.disconnect(sid, namespace=NAMESPACE)
+        eio = self.server.eio
+        socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
+        if socket is not None:
+            # not eio.disconnect: it waits until the client takes its CLOSE, which a
+            # slow client never does
+            await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
 
     async def aclose(self) -> None:
         """Shutdown: disconnect every client (``finished`` releases each)."""
@@ -398,9 +417,10 @@ class _ClientFault(logging.Filter):
 
 def _quiet(name: str) -> logging.Logger:
     """The logger python-socketio or python-engineio is given: under tickcast's, at
-    WARNING (their INFO is a line per packet), client faults without tracebacks."""
+    ERROR (their INFO is a line per packet, and python-socketio warns once per event a
+    client sends after it was disconnected), client faults without tracebacks."""
     logger = logging.getLogger(f"tickcast.fronts.socketio.{name}")
-    logger.setLevel(logging.WARNING)
+    logger.setLevel(logging.ERROR)
     if not any(isinstance(f, _ClientFault) for f in logger.filters):
         logger.addFilter(_ClientFault())
     return logger

@@ -41,6 +41,8 @@ from typing import Any, Final
 
 from engineio import packet as eio_packet
 
+from tickcast.clock import Clock
+from tickcast.hub.outbox import Outbox
 from tickcast.protocols.socketio.codec import keeps
 from tickcast.protocols.wire import Encoded
 from tickcast.transport.socket import FrameSocket, ItemSink
@@ -57,7 +59,7 @@ def _packet(message: bytes) -> eio_packet.Packet:
     return pkt
 
 
-class _Marker(eio_packet.Packet):
+class _Marker(eio_packet.Packet):  # type: ignore[misc]
     """A NOOP that tells its socket when Engine.IO's writer reaches it."""
 
     def __init__(self, reached: Callable[[], None]) -> None:
@@ -80,6 +82,7 @@ class SocketIOSocket(ItemSink):
             each write; None while polling or without the extension).
         on_close: called once when the connection closes the socket, with the code and
             reason (the front disconnects the Socket.IO client).
+        clock: the connection's clock (the outbox's ``now`` at the close).
         queue_limit: packets Engine.IO's queue may hold before ``writable`` is False.
     """
 
@@ -89,9 +92,11 @@ class SocketIOSocket(ItemSink):
         "_marking",
         "_on_close",
         "carrier",
+        "clock",
         "closed",
         "eio",
         "on_writable",
+        "outbox",
         "queue_limit",
         "types",
     )
@@ -101,9 +106,13 @@ class SocketIOSocket(ItemSink):
         eio: Any,
         carrier: Callable[[], FrameSocket | None],
         on_close: Callable[[int, str], None],
+        clock: Clock,
         queue_limit: int = DEFAULT_QUEUE_LIMIT,
     ) -> None:
         self.eio = eio
+        self.clock = clock
+        #: The connection's outbox: what it still holds at the close goes out first.
+        self.outbox: Outbox[Encoded] | None = None
         self._carrier_of = carrier
         self._on_close = on_close
         self.queue_limit = queue_limit
@@ -170,11 +179,20 @@ class SocketIOSocket(ItemSink):
         raise TypeError("Front 5 sends text events only")
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
-        """Nothing is written after this. A slow client on the direct path gets the
+        """What the outbox holds goes first; nothing is written after. A slow client on the direct path gets the
         WebSocket close behind what its socket holds (aborted if it stops reading);
         in every case the front disconnects the Socket.IO client (``on_close``)."""
         if self.closed:
             return
+        outbox = self.outbox
+        if outbox is not None and len(outbox):
+            # its last words (the rate limit's error, say), whether or not the socket
+            # takes data now; a slow client's outbox was cleared before the close
+            now = self.clock.monotonic()
+            items = outbox.flush(now, force=True)
+            while items:
+                self.send_items(items)
+                items = outbox.flush(now, force=True)
         self.closed = True
         carrier = self.carrier
         if self._direct and carrier is not None and code == 1013:
@@ -216,8 +234,14 @@ class SocketIOSocket(ItemSink):
             self.on_writable()
 
     def gone(self) -> None:
-        """The client disconnected: nothing more is written."""
+        """The client disconnected: nothing more is written. A poll still pending is
+        answered now with a NOOP, as Engine.IO answers one during an upgrade
+        (python-engineio, after a disconnect the client asked for, would leave it waiting
+        until the heartbeat's deadline)."""
         self.closed = True
+        eio = self.eio
+        if not eio.upgraded:
+            eio.queue.put_nowait(eio_packet.Packet(eio_packet.NOOP))
         carrier = self.carrier
         if carrier is not None and carrier.on_writable == self.drained:
             carrier.on_writable = None

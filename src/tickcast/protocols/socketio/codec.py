@@ -42,7 +42,7 @@ ERROR: Final = "error"
 RESET: Final = "reset"
 
 #: Event names of the channels that are not signals (one word, as Front 1's ``type``).
-_CHANNEL_EVENTS: Final = {
+_CHANNEL_EVENTS: Final[dict[str, str]] = {
     Channel.QUOTES: "quote",
     Channel.TRADES: "trade",
     Channel.BARS: "bar",
