@@ -394,32 +394,64 @@ async def test_a_flood_of_events_hits_the_rate_limit_and_others_go_on(
 # -- Engine.IO garbage, straight on the socket
 
 
-async def test_engineio_garbage_is_answered_and_disturbs_no_one(gateway: InProcessServer) -> None:
-    bystander = await Listener().connect(gateway, TRANSPORTS["websocket"])
-    url = f"ws://127.0.0.1:{gateway.port}/socket.io/?EIO=4&transport=websocket"
+async def answers(ws: Any, quiet_s: float = 0.5) -> tuple[list[str], int | None]:
+    """What the server sends until it is quiet for ``quiet_s`` or closes: the messages,
+    and the close code (None: still open)."""
+    got: list[str] = []
     try:
-        for garbage in ("9", "4", "42[", '42["subscribe",', "40{not json", "\x00\xff", "2probe"):
-            async with connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
-                opened = await asyncio.wait_for(ws.recv(), WAIT_S)
-                assert str(opened).startswith("0{")
-                await ws.send(garbage)
-                with pytest.raises((TimeoutError, websockets.ConnectionClosed)):
-                    # the server may answer (a pong, an error) or close; it never crashes
-                    while True:
-                        await asyncio.wait_for(ws.recv(), 0.3)
-        # an oversized message: the WebSocket's own limit closes it (1009)
-        async with connect(url, origin=ORIGIN, max_size=None) as ws:  # type: ignore[arg-type]
-            await asyncio.wait_for(ws.recv(), WAIT_S)
-            await ws.send("42" + json.dumps(["subscribe", {"symbols": ["A" * 200_000]}]))
-            with pytest.raises(websockets.ConnectionClosed) as closed:
-                while True:
-                    await asyncio.wait_for(ws.recv(), WAIT_S)
-            assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+        while True:
+            got.append(str(await asyncio.wait_for(ws.recv(), quiet_s)))
+    except TimeoutError:
+        return got, None
+    except websockets.ConnectionClosed as exc:
+        return got, exc.rcvd.code if exc.rcvd is not None else 1006
+
+
+@pytest.mark.parametrize(
+    ("garbage", "closes"),
+    [
+        ("4", False),  # an empty message: dropped
+        ("42[", False),  # a broken Socket.IO packet: dropped
+        ('42["subscribe",', False),
+        ("4X", False),  # an unknown Socket.IO packet type: dropped
+        ("44", False),  # CONNECT_ERROR from a client: dropped
+        ("9", True),  # not an Engine.IO packet: the connection ends
+        ("\x00\xff", True),
+        ("", True),
+    ],
+)
+async def test_engineio_garbage_gets_its_documented_answer(
+    gateway: InProcessServer, garbage: str, closes: bool
+) -> None:
+    url = f"ws://127.0.0.1:{gateway.port}/socket.io/?EIO=4&transport=websocket"
+    bystander = await Listener().connect(gateway, TRANSPORTS["websocket"])
+    try:
+        async with connect(url, origin=ORIGIN) as ws:  # type: ignore[arg-type]
+            assert str(await asyncio.wait_for(ws.recv(), WAIT_S)).startswith("0{")
+            await ws.send("40")
+            await ws.send(garbage)
+            got, code = await answers(ws)
+            assert got[0].startswith("40{")
+            assert code == (1000 if closes else None)
+            if not closes:  # still served
+                sig = signal()
+                await gateway.apublish([sig])
+                got, _ = await answers(ws)
+                assert any(sig.id in message for message in got)
         sig = signal()
         await gateway.apublish([sig])
         await bystander.until(lambda: seed_shape(sig) in bystander.named("new_signal"), "it")
     finally:
         await bystander.close()
+
+
+async def test_an_oversized_websocket_message_closes_with_1009(gateway: InProcessServer) -> None:
+    url = f"ws://127.0.0.1:{gateway.port}/socket.io/?EIO=4&transport=websocket"
+    async with connect(url, origin=ORIGIN, max_size=None) as ws:  # type: ignore[arg-type]
+        await asyncio.wait_for(ws.recv(), WAIT_S)
+        await ws.send("42" + json.dumps(["subscribe", {"symbols": ["A" * 200_000]}]))
+        _, code = await answers(ws, WAIT_S)
+    assert code == 1009
 
 
 async def test_polling_garbage_gets_http_errors(gateway: InProcessServer) -> None:
@@ -474,7 +506,7 @@ async def test_a_client_that_stops_reading_is_closed_and_others_get_everything(
 ) -> None:
     srv = InProcessServer(
         settings(
-            accounts[0], outbox_max_items=64, slow_client_timeout_s=0.5, signals_history_size=0
+            accounts[0], outbox_max_items=4096, slow_client_timeout_s=0.5, signals_history_size=0
         )
     ).start()
     url = f"ws://127.0.0.1:{srv.port}/socket.io/?EIO=4&transport=websocket"
@@ -490,10 +522,13 @@ async def test_a_client_that_stops_reading_is_closed_and_others_get_everything(
             total = 0
             payload = "x" * 400
             while len(ep.clients) == 2 and total < 200_000:
-                batch = [signal(timeframe=payload) for _ in range(200)]
+                batch = [signal(timeframe=payload) for _ in range(50)]
                 await srv.apublish(batch)
                 total += len(batch)
-                await asyncio.sleep(0)  # let the reader take its share
+                # at the reader's pace: it is never the slow one
+                await reader.until(
+                    lambda n=total - len(batch): len(reader.named("new_signal")) >= n, "a pace"
+                )
             assert len(ep.clients) == 1, "the stalled client is closed"
             await reader.until(lambda: len(reader.named("new_signal")) == total, "every signal")
     finally:

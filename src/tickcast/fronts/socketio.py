@@ -46,6 +46,7 @@ from typing import Any, Final
 
 import msgspec
 import socketio
+from engineio import packet as eio_packet
 from engineio.async_drivers import asgi as eio_asgi
 from socketio.exceptions import ConnectionRefusedError as SocketIORefusal
 from starlette.types import Receive, Scope, Send
@@ -74,6 +75,8 @@ NAMESPACE: Final = "/"
 WELCOME: Final = "Connected to tickcast: trading signals and worker statuses follow"
 
 _json: Final = msgspec.json.Encoder()
+#: Engine.IO's packet types (open, close, ping, pong, message, upgrade, noop).
+_PACKET_TYPES: Final = frozenset(range(7))
 
 
 class SocketIOSpec(FrontSpec):
@@ -227,6 +230,20 @@ class SocketIOEndpoint:
                 finally:
                     if endpoint.carriers.get(self.eio_sid) is carrier:
                         endpoint.carriers.pop(self.eio_sid, None)
+
+            async def wait(self) -> Any:
+                """The next message; one that is no Engine.IO packet at all (empty, an
+                unknown type, not decodable) ends the connection as a closed socket
+                would: python-engineio decodes it outside its handler's ``try``, so
+                its exception would escape to the server, a traceback per message."""
+                data = await super().wait()
+                try:
+                    decoded = eio_packet.Packet(encoded_packet=data)
+                except (ValueError, IndexError):
+                    raise OSError("not an Engine.IO packet") from None
+                if decoded.packet_type not in _PACKET_TYPES:
+                    raise OSError("not an Engine.IO packet")
+                return data
 
             async def send(self, message: Any) -> None:
                 await super().send(message)

@@ -179,9 +179,10 @@ class SocketIOSocket(ItemSink):
         raise TypeError("Front 5 sends text events only")
 
     def close(self, code: int, reason: str, *, on_abort: Callable[[], None] | None = None) -> None:
-        """What the outbox holds goes first; nothing is written after. A slow client on the direct path gets the
-        WebSocket close behind what its socket holds (aborted if it stops reading);
-        in every case the front disconnects the Socket.IO client (``on_close``)."""
+        """What the outbox holds goes first; nothing is written after. A slow client on
+        the direct path gets the WebSocket close behind what its socket holds (aborted if
+        it stops reading); in every case the front disconnects the Socket.IO client
+        (``on_close``)."""
         if self.closed:
             return
         outbox = self.outbox
