@@ -501,6 +501,10 @@ async def test_an_oversized_polling_payload_closes_that_client_only(
 # -- a slow client
 
 
+def caught_up(listener: Listener, count: int) -> Callable[[], bool]:
+    return lambda: len(listener.named("new_signal")) >= count
+
+
 async def test_a_client_that_stops_reading_is_closed_and_others_get_everything(
     accounts: tuple[str, dict[str, Account]], tmp_path: Path
 ) -> None:
@@ -526,9 +530,7 @@ async def test_a_client_that_stops_reading_is_closed_and_others_get_everything(
                 await srv.apublish(batch)
                 total += len(batch)
                 # at the reader's pace: it is never the slow one
-                await reader.until(
-                    lambda n=total - len(batch): len(reader.named("new_signal")) >= n, "a pace"
-                )
+                await reader.until(caught_up(reader, total - len(batch)), "a pace")
             assert len(ep.clients) == 1, "the stalled client is closed"
             await reader.until(lambda: len(reader.named("new_signal")) == total, "every signal")
     finally:
