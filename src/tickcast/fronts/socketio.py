@@ -286,7 +286,12 @@ class SocketIOEndpoint:
             self.ctx.clock,
             self.queue_limit,
         )
-        connection = self.front.connect(scope, sock, ticket)  # releases the ticket at close
+        try:
+            connection = self.front.connect(scope, sock, ticket)  # its close releases it
+        except BaseException:
+            if guard is not None and ticket is not None:
+                guard.release(ticket)
+            raise
         sock.outbox = connection.outbox
         session = connection.session
         inner = session.session if isinstance(session, RateLimited) else session

@@ -36,6 +36,7 @@ transport against the installed version.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Sequence
 from typing import Any, Final
 
@@ -226,7 +227,8 @@ class SocketIOSocket(ItemSink):
             return
         self._direct = True
         carrier.on_writable = self.drained
-        self.drained()
+        # not from inside Engine.IO's writer (an exception there would end its task)
+        asyncio.get_running_loop().call_soon(self.drained)
 
     def drained(self) -> None:
         """Engine.IO took packets (a poll answered, a websocket write done), or the
