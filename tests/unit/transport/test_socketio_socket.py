@@ -54,7 +54,8 @@ def make(limit: int = 4) -> tuple[SocketIOSocket, EngineSocket, RecordingSocket,
 
 async def test_polling_items_become_engineio_messages_of_the_same_text() -> None:
     sock, eio, _, _ = make()
-    assert sock.writable and not sock.raw
+    assert sock.writable
+    assert not sock.raw
     sock.send_items([item(1), item(2)])
     assert eio.take() == [item(1).payload.decode(), item(2).payload.decode()]
 
@@ -78,7 +79,8 @@ async def test_once_upgraded_writes_go_direct_after_what_engineio_held() -> None
     assert eio.take() == [item(1).payload.decode(), "6"]  # the writer reaches the marker
     await asyncio.sleep(0)
     assert woken == [True]
-    assert sock.writable and sock.raw
+    assert sock.writable
+    assert sock.raw
     sock.write_frames(item(2).frame)
     assert carrier.payloads() == [item(2).payload]
     assert eio.queue.empty()
@@ -88,7 +90,8 @@ async def test_no_extension_no_direct_writes() -> None:
     eio = EngineSocket()
     sock = SocketIOSocket(eio, lambda: None, lambda c, r: None, ManualClock())
     eio.upgraded = True
-    assert sock.writable and not sock.raw
+    assert sock.writable
+    assert not sock.raw
     sock.send_items([item(1)])
     assert eio.take() == [item(1).payload.decode()]
 
