@@ -479,6 +479,31 @@ async def test_polling_garbage_gets_http_errors(gateway: InProcessServer) -> Non
         assert (await http.get(base, params=unknown)).status_code == 400
 
 
+async def test_an_engineio_session_that_never_connects_is_closed(gateway: InProcessServer) -> None:
+    """Socket.IO's connectTimeout: an Engine.IO session that sends no CONNECT is ended."""
+    import httpx
+
+    server = endpoint(gateway).server
+    server.connect_timeout_s = 0.5
+    base = f"{gateway.url}/socket.io/"
+    try:
+        async with httpx.AsyncClient(timeout=WAIT_S, headers={"Origin": ORIGIN}) as http:
+            opened = await http.get(base, params={"EIO": "4", "transport": "polling"})
+            sid = json.loads(opened.text[1:])["sid"]
+            params = {"EIO": "4", "transport": "polling", "sid": sid}
+            polled: list[str] = []
+
+            async def closed() -> bool:
+                answer = await http.get(base, params=params)
+                polled.append(answer.text)
+                return answer.status_code == 400 or "1" in answer.text.split("\x1e")
+
+            await until(closed, "the session's end")
+            assert sid not in server.eio.sockets
+    finally:
+        server.connect_timeout_s = 45.0
+
+
 async def test_an_oversized_polling_payload_closes_that_client_only(
     gateway: InProcessServer,
 ) -> None:

@@ -28,6 +28,7 @@ The client's life:
 
 python-socketio internals relied on, besides the socket's (its module docstring):
 ``AsyncServer.eio`` (the Engine.IO server) and its ``sockets`` by Engine.IO sid;
+``AsyncServer._handle_eio_connect`` (extended, for the CONNECT timeout);
 ``eio._async["websocket"]``, the ASGI driver's WebSocket class, replaced by a subclass
 on this server only (a copy of the table) that records each client's WebSocket scope
 (for tickcast's socket extension) and reports Engine.IO's websocket writes
@@ -121,6 +122,37 @@ class _Client:
         self.peer = peer
 
 
+class _Server(socketio.AsyncServer):  # type: ignore[misc]
+    """python-socketio's server, ending an Engine.IO session that joins no namespace
+    within ``connect_timeout_s`` (Socket.IO's ``connectTimeout``; python-socketio has
+    none): the guard's caps count Socket.IO clients, so an Engine.IO session that never
+    sends CONNECT would otherwise be held for as long as it answers pings."""
+
+    connect_timeout_s: float = 45.0
+
+    async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
+        result = await super()._handle_eio_connect(eio_sid, environ)
+        loop = asyncio.get_running_loop()
+        loop.call_later(self.connect_timeout_s, self._joined_or_closed, eio_sid)
+        return result
+
+    def _joined_or_closed(self, eio_sid: str) -> None:
+        socket = self.eio.sockets.get(eio_sid)
+        if socket is None or socket.closed or socket.closing:
+            return
+        if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
+            return
+        task = asyncio.ensure_future(
+            socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
+        )
+        _BACKGROUND.add(task)
+        task.add_done_callback(_BACKGROUND.discard)
+
+
+#: Tasks started from timer callbacks, held until they end.
+_BACKGROUND: set[asyncio.Future[Any]] = set()
+
+
 class _Manager(socketio.AsyncManager):  # type: ignore[misc]
     """python-socketio's client manager, telling the front when a client's CONNECT
     has been answered (so that ``welcome`` follows it)."""
@@ -178,7 +210,7 @@ class SocketIOEndpoint:
         #: The ``last_signal_id`` of each client between its CONNECT and its start.
         self._resume: dict[str, str | None] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
-        server = socketio.AsyncServer(
+        server = _Server(
             async_mode="asgi",
             client_manager=_Manager(self._connected),
             cors_allowed_origins="*",  # the guard decides, at the CONNECT (docstring)
