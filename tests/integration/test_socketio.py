@@ -561,3 +561,29 @@ async def test_a_client_that_stops_reading_is_closed_and_others_get_everything(
     finally:
         await reader.close()
         srv.stop()
+
+
+# -- shutdown
+
+
+@pytest.mark.parametrize("transport", ["polling", "websocket"])
+async def test_shutdown_ends_every_client_and_waits_for_no_poll(
+    accounts: tuple[str, dict[str, Account]], caplog: pytest.LogCaptureFixture, transport: str
+) -> None:
+    """A shutdown answers the polls still waiting (with Engine.IO's CLOSE: the client
+    may reconnect, elsewhere) rather than holding on until the heartbeat's deadline and
+    then cancelling them."""
+    srv = InProcessServer(
+        settings(accounts[0], socketio_ping_interval_s=25.0, socketio_ping_timeout_s=20.0)
+    ).start()
+    listener = await Listener().connect(srv, TRANSPORTS[transport])
+    reasons: list[Any] = []
+    listener.client.on("disconnect", lambda *a: reasons.append(a))
+    try:
+        await listener.until(lambda: bool(listener.named("welcome")), "welcome")
+        await asyncio.to_thread(srv.stop)
+        await until(lambda: bool(reasons), "the client's disconnect")
+        assert "timeout graceful shutdown exceeded" not in caplog.text
+        assert reasons[0][0] != "io server disconnect"  # not a final DISCONNECT
+    finally:
+        await listener.close()

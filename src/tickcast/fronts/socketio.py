@@ -40,6 +40,7 @@ after the CONNECT answer is queued (python-socketio 5, without ``always_connect`
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -54,7 +55,7 @@ from starlette.types import Receive, Scope, Send
 
 from tickcast.auth.credentials import Principal
 from tickcast.auth.limits import SubscriptionCap
-from tickcast.closecodes import CloseCode
+from tickcast.closecodes import CloseCode, info
 from tickcast.config.groups import SignalsSettings
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened, WebSocketFront
 from tickcast.fronts.guard import RateLimited, Ticket, client_address, header
@@ -66,6 +67,7 @@ from tickcast.signals.history import SignalHistory
 from tickcast.transport.connection import Connection
 from tickcast.transport.socket import EXTENSION, FrameSocket
 from tickcast.transport.socketio_socket import DEFAULT_QUEUE_LIMIT, SocketIOSocket
+from tickcast.transport.uvicorn_protocols import SHUTDOWN_EXTENSION, ShutdownNotice
 
 log = logging.getLogger("tickcast.fronts.socketio")
 
@@ -233,11 +235,18 @@ class SocketIOEndpoint:
     # -- ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.app(scope, receive, send)
-        if scope["type"] == "http" and scope.get("method") == "GET":
+        sid = _query_sid(scope) if scope["type"] == "http" else None
+        notice = scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
+        if sid is not None and isinstance(notice, ShutdownNotice):
+            notice.callback = functools.partial(self._shutting_down, sid)
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            if isinstance(notice, ShutdownNotice):
+                notice.callback = None
+        if sid is not None and scope.get("method") == "GET":
             # a poll answered: Engine.IO's queue was taken, the outbox may go on
-            sid = _query_sid(scope)
-            sock = self.by_eio.get(sid) if sid else None
+            sock = self.by_eio.get(sid)
             if sock is not None:
                 sock.drained()
 
@@ -412,34 +421,52 @@ class SocketIOEndpoint:
     # -- closing
 
     def _close(self, sid: str, code: int, reason: str) -> None:
-        """The connection closed (rate limit, slow consumer, shutdown): disconnect the
-        Socket.IO client (its DISCONNECT goes behind what Engine.IO holds)."""
+        """The connection closed (rate limit, slow consumer, shutdown). A close whose
+        advice is to reconnect (a slow consumer's 1013, a shutdown's 1001) ends the
+        Engine.IO session only: socket.io-client then reconnects with its back-off. A
+        terminal one (the rate limit's 3002) is Socket.IO's DISCONNECT first, which
+        socket.io-client takes as final ("io server disconnect")."""
         client = self.clients.get(sid) or self.pending.get(sid)
         eio_sid = client.eio_sid if client is not None else None
-        task = asyncio.ensure_future(self._disconnect_client(sid, eio_sid))
+        try:
+            final = not info(CloseCode(code)).reconnect
+        except ValueError:
+            final = True
+        task = asyncio.ensure_future(self._disconnect_client(sid, eio_sid, final=final))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         log.info(
             "closing client", extra={"front": NAME, "sid": sid, "code": code, "reason": reason}
         )
 
-    async def _disconnect_client(self, sid: str, eio_sid: str | None) -> None:
-        """Socket.IO's DISCONNECT, then Engine.IO's CLOSE: the client is gone from the
-        namespace and the transport (its further packets reach nothing)."""
-        await self.server.disconnect(sid, namespace=NAMESPACE)
+    async def _disconnect_client(self, sid: str, eio_sid: str | None, *, final: bool) -> None:
+        """Socket.IO's DISCONNECT when ``final``, then Engine.IO's CLOSE: the client is
+        gone from the namespace and the transport (its further packets reach nothing)."""
+        if final:
+            await self.server.disconnect(sid, namespace=NAMESPACE)
+        await self._close_session(eio_sid)
+
+    async def _close_session(self, eio_sid: str | None) -> None:
         eio = self.server.eio
         socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
-        if socket is not None:
+        if socket is not None and not socket.closed and not socket.closing:
             # not eio.disconnect: it waits until the client takes its CLOSE, which a
             # slow client never does
             await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
 
+    def _shutting_down(self, eio_sid: str) -> None:
+        """Server shutdown reached a poll still waiting: end its Engine.IO session, so
+        that the poll returns the CLOSE now (the client reconnects elsewhere) instead of
+        holding the shutdown until its heartbeat's deadline."""
+        task = asyncio.ensure_future(self._close_session(eio_sid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def aclose(self) -> None:
-        """Shutdown: disconnect every client (``finished`` releases each)."""
-        for sid in list(self.clients):
-            client = self.clients.get(sid)
-            if client is not None:
-                client.connection.close(CloseCode.GOING_AWAY, "Server shutting down")
+        """Shutdown: end every client's Engine.IO session (socket.io-client reconnects,
+        elsewhere), then release what is left."""
+        for client in [*self.clients.values(), *self.pending.values()]:
+            self._shutting_down(client.eio_sid)
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=5)
         for sid in list(self.clients) + list(self.pending):
