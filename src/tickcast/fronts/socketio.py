@@ -421,11 +421,11 @@ class SocketIOEndpoint:
     # -- closing
 
     def _close(self, sid: str, code: int, reason: str) -> None:
-        """The connection closed (rate limit, slow consumer, shutdown). A close whose
-        advice is to reconnect (a slow consumer's 1013, a shutdown's 1001) ends the
-        Engine.IO session only: socket.io-client then reconnects with its back-off. A
-        terminal one (the rate limit's 3002) is Socket.IO's DISCONNECT first, which
-        socket.io-client takes as final ("io server disconnect")."""
+        """The connection closed (rate limit, slow consumer, expired credential...). A
+        close whose advice is to reconnect (``closecodes``: 3002, 1013, 1001, 1011)
+        ends the Engine.IO session only: socket.io-client then reconnects with its
+        back-off. A terminal one (3501, an expired credential) is Socket.IO's DISCONNECT
+        first, which socket.io-client takes as final ("io server disconnect")."""
         client = self.clients.get(sid) or self.pending.get(sid)
         eio_sid = client.eio_sid if client is not None else None
         try:
