@@ -504,6 +504,29 @@ async def test_an_engineio_session_that_never_connects_is_closed(gateway: InProc
         server.connect_timeout_s = 45.0
 
 
+async def test_a_client_gone_during_its_connect_leaves_nothing_behind(
+    gateway: InProcessServer, accounts: tuple[str, dict[str, Account]]
+) -> None:
+    """CONNECT and Engine.IO's CLOSE in one payload: the session ends while the guard
+    checks the key. Its slot, connection and subscriptions are released all the same."""
+    import httpx
+
+    ep = endpoint(gateway)
+    before = len(ep.front.tickets)
+    base = f"{gateway.url}/socket.io/"
+    auth = json.dumps({"token": accounts[1]["ana"].api_key})
+    async with httpx.AsyncClient(timeout=WAIT_S, headers={"Origin": ORIGIN}) as http:
+        for _ in range(5):
+            opened = await http.get(base, params={"EIO": "4", "transport": "polling"})
+            sid = json.loads(opened.text[1:])["sid"]
+            params = {"EIO": "4", "transport": "polling", "sid": sid}
+            await http.post(base, params=params, content=f"40{auth}\x1e1")
+    await until(
+        lambda: len(ep.front.tickets) == before and not ep.pending and not ep.by_eio,
+        "every slot given back",
+    )
+
+
 async def test_an_oversized_polling_payload_closes_that_client_only(
     gateway: InProcessServer,
 ) -> None:

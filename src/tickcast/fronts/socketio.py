@@ -131,12 +131,21 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
     sends CONNECT would otherwise be held for as long as it answers pings."""
 
     connect_timeout_s: float = 45.0
+    #: Called with an Engine.IO sid when its session ends, whatever the namespace state.
+    on_session_end: Callable[[str], None] | None = None
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
         loop = asyncio.get_running_loop()
         loop.call_later(self.connect_timeout_s, self._joined_or_closed, eio_sid)
         return result
+
+    async def _handle_eio_disconnect(self, eio_sid: str, reason: Any) -> None:
+        try:
+            await super()._handle_eio_disconnect(eio_sid, reason)
+        finally:
+            if self.on_session_end is not None:
+                self.on_session_end(eio_sid)
 
     def _joined_or_closed(self, eio_sid: str) -> None:
         socket = self.eio.sockets.get(eio_sid)
@@ -224,6 +233,7 @@ class SocketIOEndpoint:
             engineio_logger=_quiet("engineio"),
             async_handlers=False,  # a client's events in the order they came
         )
+        server.on_session_end = self._session_ended
         server.on("connect", self._connect)
         server.on("disconnect", self._disconnect)
         server.on("*", self._event)
@@ -316,7 +326,7 @@ class SocketIOEndpoint:
                 raise SocketIORefusal(refusal.message)
         eio_sid = manager.eio_sid_from_sid(sid, NAMESPACE)
         eio_socket = self.server.eio.sockets.get(eio_sid)
-        if eio_socket is None:  # gone meanwhile
+        if eio_socket is None or eio_socket.closed or eio_socket.closing:  # gone meanwhile
             if guard is not None and ticket is not None:
                 guard.release(ticket)
             raise SocketIORefusal("the connection is gone")
@@ -389,13 +399,10 @@ class SocketIOEndpoint:
     async def _disconnect(self, sid: str, reason: Any = None, *rest: Any) -> None:
         if self.server.manager.is_connected(sid, NAMESPACE):
             return  # a client emitting "disconnect" as an event: ignored
-        client = self.clients.pop(sid, None) or self.pending.pop(sid, None)
         self._resume.pop(sid, None)
+        client = self._release(sid, 1000)
         if client is None:
             return
-        self.by_eio.pop(client.eio_sid, None)
-        client.sock.gone()
-        client.connection.finished(1000)
         log.info(
             "client disconnected",
             extra={
@@ -472,12 +479,26 @@ class SocketIOEndpoint:
         for sid in list(self.clients) + list(self.pending):
             await self._disconnect_now(sid)
 
+    def _session_ended(self, eio_sid: str) -> None:
+        """The Engine.IO session ended: a client python-socketio did not report gone (it
+        was between its CONNECT and its start, say) is released here."""
+        for sid, client in [*self.clients.items(), *self.pending.items()]:
+            if client.eio_sid == eio_sid:
+                self._resume.pop(sid, None)
+                self._release(sid, 1006)
+
     async def _disconnect_now(self, sid: str) -> None:
+        self._release(sid, 1001)
+
+    def _release(self, sid: str, code: int) -> _Client | None:
+        """Forget the client ``sid``: nothing more is written, its connection releases
+        what it held (hub subscriptions, the guard's slot)."""
         client = self.clients.pop(sid, None) or self.pending.pop(sid, None)
         if client is not None:
             self.by_eio.pop(client.eio_sid, None)
             client.sock.gone()
-            client.connection.finished(1001)
+            client.connection.finished(code)
+        return client
 
 
 class _ClientFault(logging.Filter):
