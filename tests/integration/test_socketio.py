@@ -515,16 +515,20 @@ async def test_a_client_gone_during_its_connect_leaves_nothing_behind(
     before = len(ep.front.tickets)
     base = f"{gateway.url}/socket.io/"
     auth = json.dumps({"token": accounts[1]["ana"].api_key})
+    sids: set[str] = set()
     async with httpx.AsyncClient(timeout=WAIT_S, headers={"Origin": ORIGIN}) as http:
         for _ in range(5):
             opened = await http.get(base, params={"EIO": "4", "transport": "polling"})
             sid = json.loads(opened.text[1:])["sid"]
+            sids.add(sid)
             params = {"EIO": "4", "transport": "polling", "sid": sid}
             await http.post(base, params=params, content=f"40{auth}\x1e1")
-    await until(
-        lambda: len(ep.front.tickets) == before and not ep.pending and not ep.by_eio,
-        "every slot given back",
-    )
+
+    def released() -> bool:
+        held = {c.eio_sid for c in [*ep.clients.values(), *ep.pending.values()]}
+        return not (held & sids) and len(ep.front.tickets) <= before
+
+    await until(released, "every slot given back")
 
 
 async def test_an_oversized_polling_payload_closes_that_client_only(
@@ -610,3 +614,13 @@ async def test_shutdown_ends_every_client_and_waits_for_no_poll(
         assert reasons[0][0] != "io server disconnect"  # not a final DISCONNECT
     finally:
         await listener.close()
+
+
+async def test_last_every_client_of_this_module_was_released(gateway: InProcessServer) -> None:
+    """Runs last (file order): every client above, refused, flooded, garbled or gone
+    mid-CONNECT, has given back its slot, its connection and its Engine.IO socket."""
+    ep = endpoint(gateway)
+    await until(
+        lambda: not ep.clients and not ep.pending and not ep.front.tickets and not ep.by_eio,
+        f"nothing held: {list(ep.clients.values())} {ep.pending} {len(ep.front.tickets)}",
+    )
