@@ -187,7 +187,11 @@ class FeedListener(WSListener):  # type: ignore[misc]
 
 
 class SocketIOListener(FeedListener):
-    """Raw Engine.IO v4 / Socket.IO v5 over WebSocket: 0 -> 40 -> 42["subscribe",...]."""
+    """Raw Engine.IO v4 / Socket.IO v5 over WebSocket: 0 -> 40 -> 42["subscribe",...].
+
+    Against the python-socketio peer, ``tick`` events; against tickcast's Front 5
+    (``/socket.io/``), which the same subscribe (with ``channels: ["quotes"]``, which the
+    peer ignores) turns to quotes, ``quote`` events carrying Front 1's quote JSON."""
 
     def on_ws_connected(self, transport: WSTransport) -> None:
         self.transport = transport
@@ -199,7 +203,7 @@ class SocketIOListener(FeedListener):
                 transport.disconnect()
             return
         data = frame.get_payload_as_bytes()
-        if data.startswith(b'42["tick"'):
+        if data.startswith(b'42["tick"') or data.startswith(b'42["quote"'):
             if self.probe:
                 return
             self.received += 1
@@ -214,7 +218,7 @@ class SocketIOListener(FeedListener):
         elif data.startswith(b'42["subscribed"'):
             self._ack()
         elif data.startswith(b"40"):
-            payload = orjson.dumps({"symbols": self.symbols})
+            payload = orjson.dumps({"symbols": self.symbols, "channels": ["quotes"]})
             transport.send(TEXT, b'42["subscribe",' + payload + b"]")
         elif data.startswith(b"0"):
             transport.send(TEXT, b"40")

@@ -62,7 +62,8 @@ class Server:
     batch_ms: int = 0
     array: bool = False
     #: tickcast's front: native (Front 1), stomp (STOMP over WebSocket), sockjs-ws or
-    #: sockjs-xhr (STOMP over SockJS's websocket or xhr_streaming transport)
+    #: sockjs-xhr (STOMP over SockJS's websocket or xhr_streaming transport), socketio
+    #: (Front 5, Socket.IO's websocket transport, quotes as ``quote`` events)
     front: str = "native"
 
     @property
@@ -97,6 +98,7 @@ class Server:
             "stomp": ", STOMP over WebSocket",
             "sockjs-ws": ", STOMP over SockJS websocket",
             "sockjs-xhr": ", STOMP over SockJS xhr-streaming",
+            "socketio": ", Socket.IO (websocket transport)",
         }.get(self.front, "")
         return mode + (", array frames" if self.array else "") + wire
 
@@ -121,7 +123,7 @@ class Server:
         return {**os.environ, "TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS": "0"}
 
     def ws_url(self, port: int) -> str:
-        if self.kind == "socketio":
+        if self.kind == "socketio" or self.front == "socketio":
             return f"ws://127.0.0.1:{port}/socket.io/?EIO=4&transport=websocket"
         if self.front == "stomp":
             return f"ws://127.0.0.1:{port}/stomp/websocket"
@@ -148,6 +150,7 @@ SERVERS = {
         Server("tickcast-b100-stomp", "tickcast", batch_ms=100, front="stomp"),
         Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),
         Server("tickcast-b100-sockjs-xhr", "tickcast", batch_ms=100, front="sockjs-xhr"),
+        Server("tickcast-b100-socketio", "tickcast", batch_ms=100, front="socketio"),
         Server("fastapi", "fastapi"),
         Server("socketio", "socketio"),
         Server("node-ws", "node"),

@@ -23,6 +23,7 @@ from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 from tickcast.fronts import realtime, registry, stomp
+from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
@@ -240,6 +241,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         finally:
             for endpoint in sockjs:
                 await endpoint.aclose()
+            await socketio_endpoint.aclose()
             for front in contracted:
                 await front.aclose()
             await guard.aclose()
@@ -260,6 +262,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 raise ConfigError(f"two fronts serve {path} (one is {front.spec.name!r})")
             fronts[path] = front
     sockjs = sockjs_endpoints(contracted, settings)
+    socketio_endpoint = add_socketio(node, settings, guard, signals.history)
     routes: list[BaseRoute] = [
         Route("/health", health),
         Route("/ready", ready),
@@ -300,8 +303,20 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         app,
         fronts,
         TrustedProxies(settings.trusted_proxies, settings.forwarded_headers),
-        mounts={endpoint.prefix: endpoint for endpoint in sockjs},
+        mounts={
+            **{endpoint.prefix: endpoint for endpoint in sockjs},
+            socketio_endpoint.prefix: socketio_endpoint,
+        },
     )
+
+
+def add_socketio(
+    node: Node, settings: Settings, guard: Guard, history: SignalHistory
+) -> socketio_front.SocketIOEndpoint:
+    """Front 5 (Socket.IO at ``/socket.io/``) over the node's hub; ``history`` (the
+    signal service's) is what a client catches up from (``last_signal_id``)."""
+    front = WebSocketFront(socketio_front.SocketIOSpec(), front_context(node, guard))
+    return socketio_front.SocketIOEndpoint(front, settings.signals, history)
 
 
 def sockjs_endpoints(fronts: list[WebSocketFront], settings: Settings) -> list[SockJSEndpoint]:

@@ -80,6 +80,8 @@ ON_THE_CLOCK = (
     "fronts/base.py",
     "fronts/sockjs.py",
     "transport/sockjs_socket.py",
+    "fronts/socketio.py",
+    "transport/socketio_socket.py",
     "fronts/market.py",
     "fronts/stomp.py",
     "fronts/guard.py",
@@ -417,11 +419,18 @@ FRONT_FORBIDDEN = (
     "tickcast.hub.pump",
     "tickcast.hub.outbox",
 )
-#: The contract itself (and its SockJS endpoint, which serves a contract front's spec
-#: over SockJS as ``WebSocketFront`` does over one WebSocket), the registry that lists the
-#: fronts, and the composition root that builds the context: not fronts.
+#: The contract itself (and its SockJS and Socket.IO endpoints, which serve a contract
+#: front's spec over SockJS or Engine.IO as ``WebSocketFront`` does over one WebSocket),
+#: the registry that lists the fronts, and the composition root that builds the context:
+#: not fronts.
 FRONT_CONTRACT = frozenset(
-    {"tickcast.fronts.base", "tickcast.fronts.sockjs", "tickcast.fronts.registry", "tickcast.app"}
+    {
+        "tickcast.fronts.base",
+        "tickcast.fronts.sockjs",
+        "tickcast.fronts.socketio",
+        "tickcast.fronts.registry",
+        "tickcast.app",
+    }
 )
 #: A front defined outside src: the contract suite's own.
 TEST_FRONTS = SRC.parent / "tests" / "contract" / "test_fronts.py"

@@ -3,9 +3,9 @@
 
 A case runs against every session that has the capability it needs (``Kit``'s flags):
 the market feed (``native``), the realtime envelope (``envelope``), STOMP (``stomp``,
-connected by its CONNECT frame) and the test-only echo. A new protocol joins by adding
-its ``Kit`` to ``KITS``; what only one protocol says (its words, its options) stays in
-``tests/unit/protocols/``.
+connected by its CONNECT frame), Socket.IO's events (``socketio``) and the test-only
+echo. A new protocol joins by adding its ``Kit`` to ``KITS``; what only one protocol
+says (its words, its options) stays in ``tests/unit/protocols/``.
 
 Sessions are pure: every case is plain calls with ``now`` passed in; nothing sleeps.
 ``at(s)`` is the time ``s`` seconds after the connect, on both clocks (``Now``):
@@ -32,6 +32,7 @@ from tickcast.protocols import base
 from tickcast.protocols.base import Refused, Session, Subscribe, Unsubscribe
 from tickcast.protocols.envelope import session as envelope
 from tickcast.protocols.native import session as native
+from tickcast.protocols.socketio import session as socketio
 from tickcast.protocols.stomp import codec as stomp_codec
 from tickcast.protocols.stomp import session as stomp
 from tickcast.protocols.wire import Encoded
@@ -144,6 +145,19 @@ def _stomp(cap: int, idle_s: float) -> Session:
     return session
 
 
+def _socketio(cap: int, idle_s: float) -> Session:
+    """Opened: its ``welcome`` and default channels taken. Engine.IO keeps the
+    heartbeat, so it has no idle timeout; a ``subscribe`` replaces the client's whole
+    selection, so the per-symbol subscription cases do not apply (its own tests:
+    tests/unit/protocols/socketio)."""
+    session = socketio.SocketIOSession(
+        welcome="hello", is_known=KNOWN.__contains__, cap=SubscriptionCap(cap)
+    )
+    session.frames_to_send()
+    session.commands_received()
+    return session
+
+
 def _stomp_frame(command: str, **headers: str) -> str:
     lines = [command] + [f"{name.replace('_', '-')}:{value}" for name, value in headers.items()]
     return "\n".join(lines) + "\n\n\x00"
@@ -200,6 +214,20 @@ KITS: dict[str, Kit] = {
         errors_close=True,
         malformed="NOT A FRAME\n\n\x00",
         binary_frames=True,
+    ),
+    # a subscribe replaces the whole selection, so the cases that add one symbol at a
+    # time (and the malformed-text case, which ends with one) are its own unit tests'
+    "socketio": Kit(
+        make=_socketio,
+        subscribe=None,
+        unsubscribe=None,
+        cap_message=None,
+        errors=False,
+        binary_echoed=False,
+        refusable=False,
+        idle=False,
+        bare_resume=None,
+        ping='["unsubscribe"]',
     ),
     "echo": Kit(
         make=_echo,

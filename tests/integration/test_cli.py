@@ -22,9 +22,10 @@ from starlette.routing import BaseRoute, Mount, WebSocketRoute
 from support.server import start_server
 from tickcast.app import build_app
 from tickcast.config.settings import Settings
+from tickcast.fronts.socketio import SocketIOEndpoint
 
 #: One endpoint line of `serve --help`: method (or WS), then the path.
-ENDPOINT_LINE = re.compile(r"^ {2}(GET|POST|PUT|PATCH|DELETE|WS|SOCKJS) +(/\S*)", re.MULTILINE)
+ENDPOINT_LINE = re.compile(r"^ {2}(GET|POST|PUT|PATCH|DELETE|WS|SOCKJS|SIO) +(/\S*)", re.MULTILINE)
 
 
 def tickcast(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -66,7 +67,10 @@ def served_endpoints(tmp_path: Path) -> set[tuple[str, str]]:
     app = build_app(settings)
     found = set(walk(app.app.routes))
     found |= {("WS", path) for path in app.fronts}
-    found |= {("SOCKJS", f"{prefix}/...") for prefix, _, _ in app.mounts}
+    found |= {
+        ("SIO" if isinstance(mount, SocketIOEndpoint) else "SOCKJS", f"{prefix}/...")
+        for prefix, _, mount in app.mounts
+    }
     return found
 
 

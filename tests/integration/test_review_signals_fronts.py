@@ -246,7 +246,6 @@ async def test_a_channel_wide_stomp_subscriber_keeps_nothing_per_signal_symbol(
 # -- the dashboard's signals panel (same commit range)
 
 
-@pytest.mark.xfail(strict=True, reason="the Socket.IO front (/socket.io/) is not served yet")
 async def test_the_dashboards_signals_panel_finds_its_endpoints(gateway: Gateway) -> None:
     async with httpx.AsyncClient(base_url=gateway.http, timeout=WAIT_S) as http:
         page = await http.get("/static/signals.js")

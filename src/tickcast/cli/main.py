@@ -20,7 +20,8 @@ from tickcast.errors import ConfigError
 
 #: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
 #: ``WS`` is a WebSocket; ``SOCKJS`` is SockJS's routes (HTTP and WebSocket) under a
-#: prefix; ``/...`` ends a path prefix. A test compares this list with
+#: prefix, ``SIO`` Socket.IO's (Engine.IO polling and WebSocket); ``/...`` ends a path
+#: prefix. A test compares this list with
 #: the application's routes both ways: add an endpoint there, list it here.
 SERVE_ENDPOINTS: Final = (
     ("GET", "/", "landing page: links to all of these"),
@@ -32,6 +33,7 @@ SERVE_ENDPOINTS: Final = (
     ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
     ("WS", "/stomp/websocket", "STOMP 1.2 over WebSocket: market data, your positions"),
     ("SOCKJS", "/stomp/...", "STOMP over SockJS: new SockJS('http://host:port/stomp')"),
+    ("SIO", "/socket.io/...", "Socket.IO: trading signals, io('http://host:port')"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),

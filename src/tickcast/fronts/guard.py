@@ -135,10 +135,15 @@ class Guard:
         return refusal
 
     async def admit(
-        self, scope: Scope, *, first_message_auth: bool = False
+        self, scope: Scope, *, first_message_auth: bool = False, token: str | None = None
     ) -> tuple[Ticket, policy.Refusal | None]:
         """Who the client is, or why it may not connect. An admitted ticket holds a
-        connection slot: call ``release`` when the connection ends."""
+        connection slot: call ``release`` when the connection ends.
+
+        ``token``: a credential the protocol carries in its own handshake (Socket.IO's
+        CONNECT ``auth``), checked instead of the request's: it is explicit, so it wins
+        over the ambient cookie, and an explicit one in the request too is ambiguous
+        (refused, as two in one request are)."""
         origin = header(scope, b"origin")
         address = client_address(scope)
         refusal = policy.check_origin(origin, self.auth.allowed_origins)
@@ -146,7 +151,13 @@ class Guard:
         if refusal is None:
             try:
                 found = find_credential(scope.get("headers", ()), scope.get("query_string", b""))
-                if (
+                if token is not None:
+                    if found is not None and found.source is not Source.COOKIE:
+                        raise InvalidCredentials(
+                            f"two credentials: the handshake's auth and the {found.source.value}"
+                        )
+                    principal = await self.identity.authenticate(token)
+                elif (
                     found is not None
                     and found.source is Source.COOKIE
                     and not self._own(origin, scope)

@@ -338,21 +338,23 @@ class TickcastHttpProtocol(HttpToolsProtocol):
     def shutdown(self) -> None:
         """Server shutdown: a response still streaming (a SockJS stream or long poll)
         ends now, as WebSockets are closed (1001); its client reconnects elsewhere. If
-        its app said how to end it (``ShutdownNotice``: SockJS writes its close frame),
-        it is asked to, and the connection closes once the response is complete, or
-        after ``SHUTDOWN_GRACE_S`` at the latest; otherwise it is cut at once. Anything
-        else ends as uvicorn ends it."""
+        its app said how to end it (``ShutdownNotice``: SockJS writes its close frame;
+        an Engine.IO poll not yet answered gets its CLOSE), it is asked to, and the
+        connection closes once the response is complete, or after ``SHUTDOWN_GRACE_S``
+        at the latest; otherwise a started response is cut at once. Anything else ends
+        as uvicorn ends it."""
         cycle = self.cycle
-        if cycle is not None and cycle.response_started and not cycle.response_complete:
+        if cycle is not None and not cycle.response_complete:
             notice = self.scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
             callback = notice.callback if isinstance(notice, ShutdownNotice) else None
-            if callback is None:
+            if callback is not None:
+                cycle.keep_alive = False  # uvicorn closes once the response is complete
+                self.loop.call_later(SHUTDOWN_GRACE_S, self._cut)
+                callback()
+                return
+            if cycle.response_started:
                 self.transport.close()
                 return
-            cycle.keep_alive = False  # uvicorn closes once the response is complete
-            self.loop.call_later(SHUTDOWN_GRACE_S, self._cut)
-            callback()
-            return
         super().shutdown()
 
     def _cut(self) -> None:

@@ -27,7 +27,7 @@ from tickcast.auth.credentials import (
     credentials_from_handshake,
 )
 from tickcast.auth.forwarded import valid_host
-from tickcast.fronts import market, realtime, stomp
+from tickcast.fronts import market, realtime, socketio, stomp
 from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.model.portfolio import AssetUpdate
@@ -48,7 +48,12 @@ CLIENT_TYPES = [
     "unsubscribe_signal_status",
 ]
 #: Where each front listens, by its name in the guard's rosters.
-PATHS: Final = {market.NAME: market.PATH, realtime.NAME: realtime.PATH, stomp.NAME: stomp.PATH}
+PATHS: Final = {
+    market.NAME: market.PATH,
+    realtime.NAME: realtime.PATH,
+    stomp.NAME: stomp.PATH,
+    socketio.NAME: socketio.PREFIX + "/",
+}
 #: Channels that carry one asset's market data (the Front 2 asset, the Front 1 channels).
 _ASSET_CHANNELS: Final = frozenset({Channel.ASSETS, *MARKET_CHANNELS} - {Channel.STATUS})
 SERVER_TYPES = [
