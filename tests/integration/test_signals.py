@@ -18,8 +18,6 @@ import contextlib
 import os
 import secrets
 import shutil
-import socket
-import subprocess
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +28,8 @@ import pytest
 from redis.asyncio import Redis
 
 from support.accounts import seed
+from support.redis import PrivateRedis
+from support.server import free_port
 from support.silent import Silent
 from tickcast.app import build_app
 from tickcast.cli.accounts import run_keys
@@ -91,72 +91,11 @@ async def shared_redis() -> AsyncIterator[Redis]:
     await client.aclose()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-@dataclass
-class PrivateRedis:
-    """A ``redis-server`` of this test's own, stopped and started at will."""
-
-    port: int
-    workdir: Path
-    proc: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--dir",
-                str(self.workdir),
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            self.proc.wait(timeout=TIMEOUT_S)
-        self.proc = None
-
-    async def ready(self) -> None:
-        client = Redis.from_url(self.url, socket_connect_timeout=1)
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + TIMEOUT_S
-            while True:
-                try:
-                    await client.ping()
-                    return
-                except Exception:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-
-
 @pytest.fixture
 def private_redis(tmp_path: Path) -> Iterator[PrivateRedis]:
     if shutil.which("redis-server") is None:
         _unavailable("redis-server is not installed")
-    server = PrivateRedis(_free_port(), tmp_path)
+    server = PrivateRedis(free_port(), tmp_path)
     try:
         yield server
     finally:
@@ -507,7 +446,7 @@ async def test_keys_create_with_a_permission(
 async def test_a_redis_that_cannot_be_reached_is_retried_and_its_password_never_logged(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    url = f"redis://:hunter2@127.0.0.1:{_free_port()}/0"  # nothing listens there
+    url = f"redis://:hunter2@127.0.0.1:{free_port()}/0"  # nothing listens there
     changes: list[str] = []
     source = RedisSource(
         url, "c", lambda _: None, backoff=Backoff(base_s=0.01, cap_s=0.05), on_change=lambda: None
