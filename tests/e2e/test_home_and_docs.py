@@ -106,11 +106,15 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
         ws_urls,
     )
     assert opened == ws_urls
-    # SockJS's URL is the http one: its /info answers
-    [sockjs_url] = page.locator("code.http-url").all_inner_texts()
+    # SockJS's and Socket.IO's URLs are http ones: SockJS's /info answers, and an
+    # Engine.IO handshake opens a session at Socket.IO's
+    sockjs_url, socketio_url = page.locator("code.http-url").all_inner_texts()
     assert sockjs_url == f"http://{HOST}:{port}/stomp"
+    assert socketio_url == f"http://{HOST}:{port}/socket.io/"
     with httpx.Client(base_url=gateway.http, timeout=10) as http:
         assert http.get("/stomp/info").json()["websocket"] is True
+        handshake = http.get("/socket.io/", params={"EIO": "4", "transport": "polling"})
+        assert handshake.text.startswith('0{"sid":')
     screenshot(page, "home")
     assert_only_own_host(page_log, gateway)
 
