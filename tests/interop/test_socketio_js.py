@@ -15,16 +15,7 @@ where that is a failure.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
-import os
-import queue
-import shutil
-import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,90 +23,29 @@ import pytest
 
 from support.accounts import Account, seed
 from support.inprocess import InProcessServer
+from support.nodejs import JS_DIR, NodeProcess, require_node
 from tickcast.config.settings import Settings
 from tickcast.model.signal import Signal, WorkerStatus
 
-JS_DIR = Path(__file__).resolve().parent / "js"
 CLIENT = JS_DIR / "socketio_client.mjs"
-WAIT_S = 20.0
 ORIGIN = "http://good.example"
 Line = dict[str, Any]
 
 
-def require_node() -> str:
-    """``node`` with socket.io-client installed; a skip, or a failure under CI=true."""
-    node = shutil.which("node")
-    missing = (
-        "node is not on PATH"
-        if node is None
-        else "tests/interop/js/node_modules is missing (run npm ci there)"
-        if not (JS_DIR / "node_modules" / "socket.io-client").is_dir()
-        else None
-    )
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}: CI must provide it (.ci/run)")
-        pytest.skip(missing)
-    assert node is not None
-    return node
-
-
-@dataclass
-class NodeClient:
-    """One ``node socketio_client.mjs`` process and the lines it has printed so far."""
-
-    proc: subprocess.Popen[str]
-    stderr_path: Path
-    lines: list[Line] = field(default_factory=list)
-    _queue: queue.Queue[Line | None] = field(default_factory=queue.Queue)
-
-    def start_reading(self) -> None:
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                self._queue.put(json.loads(line))
-        self._queue.put(None)
-
-    def until(self, predicate: Callable[[Line], bool]) -> Line:
-        """The first line, new or already seen, that satisfies ``predicate``."""
-        for line in self.lines:
-            if predicate(line):
-                return line
-        deadline = time.monotonic() + WAIT_S
-        while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                line = self._queue.get(timeout=remaining)
-            except queue.Empty:
-                break
-            if line is None:
-                raise AssertionError(f"the client ended; {self.describe()}")
-            self.lines.append(line)
-            if predicate(line):
-                return line
-        raise TimeoutError(f"no matching line in {WAIT_S} s; {self.describe()}")
+class NodeClient(NodeProcess):
+    """One ``node socketio_client.mjs`` process; its lines are connects, events,
+    acknowledgements, connect errors, upgrades and disconnects."""
 
     def events(self, name: str) -> list[Any]:
         return [
             line["body"] for line in self.lines if line["kind"] == "event" and line["name"] == name
         ]
 
-    def describe(self) -> str:
-        return f"lines: {self.lines[-10:]}; stderr: {self.stderr_path.read_text()[-2000:]}"
 
-    def close(self) -> None:
-        assert self.proc.stdin is not None
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
+def spawn(node: str, config: dict[str, Any], stderr_path: Path) -> NodeClient:
+    """``socketio_client.mjs`` with ``config`` (``url``, ``transports``, options)."""
+    client: NodeClient = NodeClient.spawn(node, CLIENT, config, stderr_path)
+    return client
 
 
 @pytest.fixture(scope="module")
@@ -140,24 +70,13 @@ def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[InProcessS
 def node_client(
     tmp_path: Path, world: tuple[InProcessServer, Account]
 ) -> Iterator[Callable[..., NodeClient]]:
-    node = require_node()
+    node = require_node("socket.io-client")
     started: list[NodeClient] = []
 
     def start(transports: list[str], **options: Any) -> NodeClient:
         options.setdefault("extraHeaders", {"Origin": ORIGIN})
         config = {"url": world[0].url, "transports": transports, **options}
-        stderr_path = tmp_path / f"node-{len(started)}.stderr"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(
-                [node, str(CLIENT), json.dumps(config)],
-                cwd=JS_DIR,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        client = NodeClient(proc, stderr_path)
-        client.start_reading()
+        client = spawn(node, config, tmp_path / f"node-{len(started)}.stderr")
         started.append(client)
         return client
 

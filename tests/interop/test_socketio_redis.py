@@ -15,7 +15,6 @@ import json
 import os
 import secrets
 import shutil
-import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -25,7 +24,8 @@ import pytest
 import socketio
 from redis.asyncio import Redis
 
-from interop.test_socketio_js import CLIENT, JS_DIR, NodeClient, require_node
+from interop.test_socketio_js import spawn
+from support.nodejs import require_node
 from support.redis import PrivateRedis
 from support.server import Server, free_port, start_server
 
@@ -221,22 +221,11 @@ async def test_status_update_when_redis_goes_away_and_comes_back(
 def test_socket_io_client_in_node_gets_a_signal_published_on_redis(
     tmp_path: Path, private_redis: PrivateRedis
 ) -> None:
-    node = require_node()
+    node = require_node("socket.io-client")
     asyncio.run(private_redis.ready())
     server = serve(tmp_path, private_redis.url, "signals")
     config = {"url": server.http, "transports": ["polling", "websocket"]}
-    stderr_path = tmp_path / "node.stderr"
-    with stderr_path.open("w") as stderr:
-        proc = subprocess.Popen(
-            [node, str(CLIENT), json.dumps(config)],
-            cwd=JS_DIR,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            stderr=stderr,
-            text=True,
-        )
-    client = NodeClient(proc, stderr_path)
-    client.start_reading()
+    client = spawn(node, config, tmp_path / "node.stderr")
     try:
 
         def event(name: str, check: Callable[[Any], bool] = lambda _: True) -> Any:

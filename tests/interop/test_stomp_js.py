@@ -16,17 +16,9 @@ where that is a failure.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import json
 import math
-import os
-import queue
-import shutil
-import subprocess
-import threading
-import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +26,10 @@ import httpx
 import pytest
 
 from support.accounts import Account, seed
+from support.nodejs import JS_DIR, NodeProcess, require_node
 from support.server import Server, start_server
 
-JS_DIR = Path(__file__).resolve().parent / "js"
 CLIENT = JS_DIR / "client.mjs"
-WAIT_S = 20.0
 #: A restart: the old server stops, a new one starts, the client waits its 5 s
 #: reconnectDelay (maybe twice) before it tries again.
 RESTART_WAIT_S = 60.0
@@ -61,64 +52,12 @@ LIBRARIES = ["stompjs", "rx-stomp"]
 Event = dict[str, Any]
 
 
-def require_node() -> str:
-    """``node`` with the packages installed; a skip, or a failure under CI=true."""
-    node = shutil.which("node")
-    missing = (
-        "node is not on PATH"
-        if node is None
-        else "tests/interop/js/node_modules is missing (run npm ci there)"
-        if not (JS_DIR / "node_modules" / "@stomp" / "rx-stomp").is_dir()
-        else None
-    )
-    if missing is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"{missing}: CI must provide it (.ci/run)")
-        pytest.skip(missing)
-    assert node is not None
-    return node
+class NodeClient(NodeProcess):
+    """One ``node client.mjs`` process; its lines are STOMP events."""
 
-
-@dataclass
-class NodeClient:
-    """One ``node client.mjs`` process and the events it has printed so far."""
-
-    proc: subprocess.Popen[str]
-    stderr_path: Path
-    events: list[Event] = field(default_factory=list)
-    _lines: queue.Queue[Event | None] = field(default_factory=queue.Queue)
-    _reader: threading.Thread | None = None
-
-    def start_reading(self) -> None:
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with contextlib.suppress(ValueError):
-                self._lines.put(json.loads(line))
-        self._lines.put(None)  # the process has ended
-
-    def until(self, predicate: Callable[[Event], bool], timeout: float = WAIT_S) -> Event:
-        """The first event, new or already seen, that satisfies ``predicate``."""
-        for event in self.events:
-            if predicate(event):
-                return event
-        deadline = time.monotonic() + timeout
-        while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise TimeoutError(f"no matching event in {timeout} s; {self.describe()}")
-            try:
-                line = self._lines.get(timeout=remaining)
-            except queue.Empty:
-                continue
-            if line is None:
-                raise AssertionError(f"the client ended; {self.describe()}")
-            self.events.append(line)
-            if predicate(line):
-                return line
+    @property
+    def events(self) -> list[Event]:
+        return self.lines
 
     def messages(self, destination: str, connection: int | None = None) -> list[Event]:
         return [
@@ -133,41 +72,17 @@ class NodeClient:
         kinds = [(e["event"], e.get("destination"), e["connection"]) for e in self.events[-20:]]
         return f"last events: {kinds}; stderr: {self.stderr_path.read_text()[-2000:]}"
 
-    def close(self) -> None:
-        """Close stdin: the client deactivates and exits (killed if it does not)."""
-        assert self.proc.stdin is not None
-        with contextlib.suppress(OSError):
-            self.proc.stdin.close()
-        try:
-            self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(timeout=5)
-        if self._reader is not None:
-            self._reader.join(timeout=5)
-        assert self.proc.stdout is not None
-        self.proc.stdout.close()
-
 
 @pytest.fixture
 def node_client(tmp_path: Path) -> Iterator[Callable[..., NodeClient]]:
-    node = require_node()
+    node = require_node("@stomp/rx-stomp")
     started: list[NodeClient] = []
 
     def start(library: str, url: str, destinations: list[str], **options: Any) -> NodeClient:
         config = {"library": library, "url": url, "destinations": destinations, **options}
-        stderr_path = tmp_path / f"node-{len(started)}.stderr"
-        with stderr_path.open("w") as stderr:
-            proc = subprocess.Popen(
-                [node, str(CLIENT), json.dumps(config)],
-                cwd=JS_DIR,
-                stdin=subprocess.PIPE,
-                stdout=subprocess.PIPE,
-                stderr=stderr,
-                text=True,
-            )
-        client = NodeClient(proc, stderr_path)
-        client.start_reading()
+        client: NodeClient = NodeClient.spawn(
+            node, CLIENT, config, tmp_path / f"node-{len(started)}.stderr"
+        )
         started.append(client)
         return client
 
@@ -498,13 +413,15 @@ BUNDLES = {
     "rxjs.umd.min.js": "rxjs/dist/bundles/rxjs.umd.min.js",
     "stomp.umd.min.js": "@stomp/stompjs/bundles/stomp.umd.min.js",
     "rx-stomp.umd.min.js": "@stomp/rx-stomp/bundles/rx-stomp.umd.min.js",
+    # the dashboard's signals panel
+    "socket.io.min.js": "socket.io-client/dist/socket.io.min.js",
 }
 
 
 @pytest.mark.parametrize("vendored", sorted(BUNDLES))
 def test_the_analytics_pages_bundles_are_the_packages_tested_here(vendored: str) -> None:
     """static/vendor/ holds the very builds of the locked versions (vendor/README.md)."""
-    require_node()
+    require_node(BUNDLES[vendored].split("/dist/")[0].split("/bundles/")[0])
     installed = JS_DIR / "node_modules" / BUNDLES[vendored]
     assert (VENDOR / vendored).read_bytes() == installed.read_bytes()
     licence = {
@@ -512,5 +429,6 @@ def test_the_analytics_pages_bundles_are_the_packages_tested_here(vendored: str)
         "rxjs": "rxjs",
         "stomp": "stompjs",
         "rx-stomp": "rx-stomp",
+        "socket": "socket.io-client",
     }
     assert (VENDOR / f"{licence[vendored.split('.')[0]]}.LICENSE").is_file()
