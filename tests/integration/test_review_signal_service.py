@@ -11,17 +11,18 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import socket
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 
+from integration.test_signals import SIGNAL, TIMEOUT_S, _unavailable, wait_for
 from support.accounts import seed
+from support.redis import PrivateRedis
+from support.server import free_port
 from support.silent import Silent
 from tickcast.app import build_app
 from tickcast.config.settings import Settings
@@ -30,39 +31,7 @@ from tickcast.retry import Backoff
 from tickcast.signals import redis_source
 from tickcast.signals.redis_source import RedisSource
 
-#: The longest any condition is waited for (a busy 2-core machine included).
-TIMEOUT_S = 60.0
 SECRET = "a-review-test-secret-of-at-least-32-bytes!"
-SIGNAL = {
-    "type": "QUANTUM_CIPHER",
-    "signal": "BUY",
-    "price": 162.5,
-    "symbol": "BTC/USDT",
-    "timeframe": "1m",
-    "timestamp": "2026-01-02T03:04:05.000Z",
-}
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI") == "true":
-        pytest.fail(reason)
-    pytest.skip(reason)
-
-
-async def wait_for(condition: Callable[[], bool], what: str, limit_s: float = TIMEOUT_S) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + limit_s
-    while not condition():
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out after {limit_s} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 @pytest.fixture
@@ -70,33 +39,13 @@ async def private_redis(tmp_path: Path) -> AsyncIterator[str]:
     """A ``redis-server`` of this test's own; yields its URL (no password)."""
     if shutil.which("redis-server") is None:
         _unavailable("redis-server is not installed")
-    port = _free_port()
-    proc = await asyncio.create_subprocess_exec(
-        *("redis-server", "--port", str(port), "--bind", "127.0.0.1"),
-        *("--save", "", "--appendonly", "no", "--dir", str(tmp_path)),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    url = f"redis://127.0.0.1:{port}/0"
+    server = PrivateRedis(free_port(), tmp_path)
+    server.start()
     try:
-        client = Redis.from_url(url, socket_connect_timeout=1)
-        try:
-            loop = asyncio.get_running_loop()
-            deadline = loop.time() + TIMEOUT_S
-            while True:
-                try:
-                    await client.ping()
-                    break
-                except Exception:
-                    if loop.time() > deadline:
-                        raise
-                    await asyncio.sleep(0.05)
-        finally:
-            await client.aclose()
-        yield url
+        await server.ready()
+        yield server.url
     finally:
-        proc.terminate()
-        await asyncio.wait_for(proc.wait(), TIMEOUT_S)
+        server.stop()
 
 
 class BlackHole:

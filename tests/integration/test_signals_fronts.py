@@ -14,90 +14,25 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from websockets.asyncio.client import ClientConnection, connect
 
-from support.server import free_port
-from support.silent import Silent
+from support.inloop import Gateway, running_gateway
 from support.wsclient import closed_code, recv_json, send_json
-from tickcast.app import build_app
-from tickcast.config.settings import Settings
 from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.model.signal import encode as seed_json
-from tickcast.node import Node
 from tickcast.protocols.stomp.frames import Frame, FrameParser
-from tickcast.transport.uvicorn_protocols import protocol_classes
 
 WAIT_S = 10.0
 
 
-@dataclass
-class Gateway:
-    node: Node
-    port: int
-
-    @property
-    def feed(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/market/feed"
-
-    @property
-    def realtime(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws/realtime/"
-
-    @property
-    def stomp(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/stomp/websocket"
-
-    def sockjs(self, session: str) -> str:
-        return f"ws://127.0.0.1:{self.port}/stomp/000/{session}/websocket"
-
-    def publish(self, *events: Signal | WorkerStatus) -> None:
-        self.node.publisher.publish(list(events))
-
-
 @pytest.fixture
 async def gateway(tmp_path: Path) -> AsyncIterator[Gateway]:
-    port = free_port()
-    settings = Settings(
-        database_url=f"sqlite+aiosqlite:///{tmp_path}/t.db",
-        port=port,
-        max_anonymous_connections_per_address=0,
-        rate_limit_per_s=10_000,
-        rate_limit_burst=10_000,
-    )
-    node = Node(settings, providers=[Silent()])
-    app = build_app(settings, node)
-    http, ws = protocol_classes(
-        handshake_timeout_s=settings.handshake_timeout_s,
-        close_timeout_s=settings.close_timeout_s,
-    )
-    config = uvicorn.Config(
-        app,
-        host="127.0.0.1",
-        port=port,
-        http=http,
-        ws=ws,
-        lifespan="on",
-        log_config=None,
-        access_log=False,
-    )
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve())
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert not task.done(), "the gateway did not start"
-        assert time.monotonic() < deadline, "the gateway did not start in 30 s"
-        await asyncio.sleep(0.02)
-    try:
-        yield Gateway(node, port)
-    finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 30)
+    async with running_gateway(tmp_path) as running:
+        yield running
 
 
 def signal(n: int, symbol: str = "AAPL", direction: str = "BUY") -> Signal:
