@@ -186,15 +186,12 @@ class SocketIOSocket(ItemSink):
         (``on_close``)."""
         if self.closed:
             return
-        outbox = self.outbox
-        if outbox is not None and len(outbox):
-            # its last words (the rate limit's error, say), whether or not the socket
-            # takes data now; a slow client's outbox was cleared before the close
-            now = self.clock.monotonic()
-            items = outbox.flush(now, force=True)
-            while items:
-                self.send_items(items)
-                items = outbox.flush(now, force=True)
+        # its last words (the rate limit's error, say), whether or not the socket takes
+        # data now; a slow client's outbox was cleared before the close
+        if self.outbox is not None and (
+            items := self.outbox.flush(self.clock.monotonic(), force=True)
+        ):
+            self.send_items(items)  # forced, a flush takes everything held
         self.closed = True
         carrier = self.carrier
         if self._direct and carrier is not None and code == 1013:

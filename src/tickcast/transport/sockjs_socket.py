@@ -127,13 +127,10 @@ class SockJSSocket(ItemSink):
         drops its backlog (a slow client) has cleared the outbox already."""
         if self.closed:
             return
-        outbox = self.outbox
-        if outbox is not None and len(outbox):
-            now = self.clock.monotonic()
-            items = outbox.flush(now, force=True)
-            while items:
-                self.send_items(items)
-                items = outbox.flush(now, force=True)
+        if self.outbox is not None and (
+            items := self.outbox.flush(self.clock.monotonic(), force=True)
+        ):
+            self.send_items(items)  # forced, a flush takes everything held
         self.closed = True
         self.session.close(self.clock.now(), code, reason)
         self.wake()
