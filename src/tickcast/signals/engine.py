@@ -130,7 +130,9 @@ class Engine:
                         price=bar.close,
                         symbol=bar.symbol,
                         timeframe=timeframe,
-                        timestamp=iso_utc(bar.start),
+                        timestamp=iso_utc(
+                            bar.start + bar.interval_s
+                        ),  # the bar closed: when it fired
                         id=f"{rule}-{bar.symbol}-{timeframe}-{round(bar.start * 1000)}",
                         source=SOURCE,
                     )

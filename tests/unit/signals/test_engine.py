@@ -43,7 +43,7 @@ def test_ma_cross_emits_engine_signals() -> None:
         price=11.0,
         symbol="BTC/USDT",
         timeframe="1m",
-        timestamp="2026-01-01T00:04:00.000Z",
+        timestamp="2026-01-01T00:05:00.000Z",  # the bar's close
         id=f"MA_CROSS-BTC/USDT-1m-{int((T0 + 240) * 1000)}",
         source="engine",
     )
