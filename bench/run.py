@@ -3,6 +3,7 @@
     .venv/bin/python bench/run.py --quick                 # ~3 minute smoke of everything
     .venv/bin/python bench/run.py --write-docs            # full run, rewrites docs/performance.md
     .venv/bin/python bench/run.py --servers tickcast-b0,node-ws --workloads W1
+    .venv/bin/python bench/run.py --workloads W1-socketio --rates 1000,2000,4000  # Front 5 ladder
 
 Every server runs alone, pinned to core 0; the load client (bench/loadclient.py) runs in its
 own process pinned to core 1. Server CPU is the psutil cpu_times delta over the measured
@@ -151,6 +152,7 @@ SERVERS = {
         Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),
         Server("tickcast-b100-sockjs-xhr", "tickcast", batch_ms=100, front="sockjs-xhr"),
         Server("tickcast-b100-socketio", "tickcast", batch_ms=100, front="socketio"),
+        Server("tickcast-b0-socketio", "tickcast", batch_ms=0, front="socketio"),
         Server("fastapi", "fastapi"),
         Server("socketio", "socketio"),
         Server("node-ws", "node"),
@@ -201,6 +203,13 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
             "title": "W4: 5,000 clients x 10 symbols, 200 ticks/s (about 20 messages/s each)",
             "load": Load(500 if q else 5000, 10, 200, 1 if q else 5, 3 if q else 20),
             "servers": [s for s in SERVERS if not SERVERS[s].w1_only],
+        },
+        "W1-socketio": {
+            "title": "W1-socketio: saturation ladder, 500 Socket.IO clients x 10 of 100 symbols, "
+            "tick rate raised per step (a fresh server per step)",
+            "load": Load(100 if q else 500, 10, 1000, 1 if q else 5, 3 if q else 15),
+            "servers": ["socketio", "tickcast-b0-socketio", "tickcast-b100-socketio"],
+            "rates": [1000.0] if q else [1000.0, 2000.0, 4000.0],
         },
     }
 
@@ -365,6 +374,7 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
         cpu1, t1, cores1 = ps.cpu_times(), time.monotonic(), core_busy()
         rss_end = ps.memory_info().rss
         result = lines.wait_for("result", load.drain_max + 120)
+        rss_drained = ps.memory_info().rss
         busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
         row.update(result)
         row.pop("event", None)
@@ -384,6 +394,11 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
             else None,
             server_rss_before_mb=round(rss_before / 2**20, 1),
             server_rss_mb=round(max(rss_loaded, rss_end) / 2**20, 1),
+            # A server whose clients fall behind buffers for them: RSS at the start and end
+            # of the window and after the drain shows whether that memory is bounded.
+            server_rss_start_mb=round(rss_loaded / 2**20, 1),
+            server_rss_end_mb=round(rss_end / 2**20, 1),
+            server_rss_after_drain_mb=round(rss_drained / 2**20, 1),
             server_rss_per_conn_kb=round((rss_loaded - rss_before) / connected / 1024, 1),
         )
         if sproc.poll() is not None:
@@ -517,6 +532,8 @@ def render(doc: dict[str, Any]) -> str:
                 + err_note(r)
             )
         out.append("")
+    if doc["rows"] and any(r["workload"] == "W1-socketio" for r in rows):
+        out += render_ladder([r for r in rows if r["workload"] == "W1-socketio"], titles)
     if by["W2"]:
         out += [
             f"### {titles['W2']}",
@@ -579,6 +596,80 @@ def render(doc: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def cpu_per_kmsg(cpu_pct: float | None, per_s: float | None) -> float | None:
+    """Server CPU milliseconds spent per 1,000 messages (or deliveries)."""
+    if not cpu_pct or not per_s:
+        return None
+    return cpu_pct * 10.0 / (per_s / 1000.0)
+
+
+def latest_per_s(r: dict[str, Any]) -> float | None:
+    """Latest-value deliveries/s: the offered deliveries whose latest value arrived."""
+    if r.get("latest_delivered_ratio") is None or not r.get("deliveries_per_s"):
+        return None
+    return float(r["deliveries_per_s"]) * float(r["latest_delivered_ratio"])
+
+
+def render_ladder(rows: list[dict[str, Any]], titles: dict[str, str]) -> list[str]:
+    """The W1-socketio ladder: one row per server per step, then tickcast over the peer."""
+    out = [
+        f"### {titles.get('W1-socketio', 'W1-socketio')}",
+        "",
+        "| offered deliveries/s (ticks/s) | server | msgs/s received | per-tick delivered % "
+        "| latest value delivered % | p50 ms | p99 ms | server CPU % | CPU ms per 1,000 msgs "
+        "| RSS MB: window start / end / after drain | client CPU % | other load core 0 % |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in rows:
+        rate = float(r.get("step_rate") or r["rate"])
+        bound = " (client-bound: a lower bound)" if (r.get("client_cpu_pct") or 0) > 90 else ""
+        out.append(
+            f"| {fmt(rate * r['clients'] * r['per_client'] / NSYMBOLS, 0)} ({fmt(rate, 0)}) "
+            f"| {r['server']} | {fmt(r.get('received_msgs_per_s'), 0)} "
+            f"| {pct(r.get('per_tick_delivered_ratio'))} "
+            f"| {pct(r.get('latest_delivered_ratio'))} | {fmt(r.get('latency_p50_ms'))} "
+            f"| {fmt(r.get('latency_p99_ms'))} | {fmt(r.get('server_cpu_pct'))} "
+            f"| {fmt(cpu_per_kmsg(r.get('server_cpu_pct'), r.get('received_msgs_per_s')), 2)} "
+            f"| {fmt(r.get('server_rss_start_mb'))} / {fmt(r.get('server_rss_end_mb'))} "
+            f"/ {fmt(r.get('server_rss_after_drain_mb'))} "
+            f"| {fmt(r.get('client_cpu_pct'))}{bound} "
+            f"| {fmt(clamp(r.get('other_load_core0_pct')))} |" + err_note(r)
+        )
+    out += ["", *render_ratios(rows), ""]
+    return out
+
+
+def render_ratios(rows: list[dict[str, Any]]) -> list[str]:
+    """tickcast's delivered rate over the peer's at the same offered load. Batch 0 counts
+    messages (each one tick delivered); batch 100 counts latest-value deliveries, since a
+    conflated message stands for every tick of its symbol in the window."""
+    out = [
+        "| offered deliveries/s | tickcast row | tickcast delivered/s (measure) "
+        "| peer msgs/s | x peer | CPU ms per 1,000: tickcast / peer |",
+        "|---:|---|---:|---:|---:|---:|",
+    ]
+    for rate in dict.fromkeys(float(r["step_rate"]) for r in rows):
+        step = [r for r in rows if float(r["step_rate"]) == rate]
+        peer = next((r for r in step if r["server"] == "socketio"), None)
+        peer_rate = (peer or {}).get("received_msgs_per_s")
+        peer_cpu = cpu_per_kmsg((peer or {}).get("server_cpu_pct"), peer_rate)
+        for r in step:
+            if r["server"] == "socketio" or r.get("error"):
+                continue
+            if SERVERS[r["server"]].conflated:
+                got, what = latest_per_s(r), "latest value"
+            else:
+                got, what = r.get("received_msgs_per_s"), "per tick"
+            ratio = got / peer_rate if got and peer_rate else None
+            offered = rate * r["clients"] * r["per_client"] / NSYMBOLS
+            out.append(
+                f"| {fmt(offered, 0)} | {r['server']} | {fmt(got, 0)} ({what}) "
+                f"| {fmt(peer_rate, 0)} | {fmt(ratio, 2)} "
+                f"| {fmt(cpu_per_kmsg(r.get('server_cpu_pct'), got), 2)} / {fmt(peer_cpu, 2)} |"
+            )
+    return out
+
+
 def err_note(r: dict[str, Any]) -> str:
     return f" error: {str(r['error'])[:100]} |" if r.get("error") else ""
 
@@ -606,6 +697,8 @@ def write_docs(text: str) -> None:
 def run_workload(
     name: str, spec: dict[str, Any], servers: list[str], logs: Path
 ) -> list[dict[str, Any]]:
+    if "rates" in spec:
+        return run_ladder(name, spec, servers, logs)
     rows: list[dict[str, Any]] = []
     for sname in servers:
         server = SERVERS[sname]
@@ -654,6 +747,23 @@ def run_workload(
     return rows
 
 
+def run_ladder(
+    name: str, spec: dict[str, Any], servers: list[str], logs: Path
+) -> list[dict[str, Any]]:
+    """Every server at every tick rate, a fresh server per step; step by step rather than
+    server by server, so the rows compared at one load are taken minutes apart at most."""
+    rows: list[dict[str, Any]] = []
+    for rate in spec["rates"]:
+        load = dataclasses.replace(spec["load"], rate=rate)
+        for sname in servers:
+            print(f"[bench] {name} {sname} {rate:g} ticks/s ...", flush=True)
+            row = measure(SERVERS[sname], load, f"{name}-{sname}-{rate:g}", logs)
+            row.update(workload=name, step_rate=rate)
+            rows.append(row)
+            print(f"[bench]   {summary(row)}", flush=True)
+    return rows
+
+
 def summary(r: dict[str, Any]) -> str:
     if r.get("error"):
         return f"error: {r['error']}"
@@ -672,13 +782,13 @@ def summary(r: dict[str, Any]) -> str:
 def render_only(files: list[str], write: bool) -> None:
     docs = [json.loads(Path(f).read_text()) for f in files]
     merged = dict(docs[-1])  # machine info of the latest run
-    rows: dict[tuple[str, str], dict[str, Any]] = {}
+    rows: dict[tuple[str, float, str], dict[str, Any]] = {}
     for d in docs:
         for r in d["rows"]:
-            rows[(r["workload"], r["server"])] = r
+            rows[(r["workload"], r.get("step_rate") or 0.0, r["server"])] = r
         merged["titles"] = {**d["titles"], **merged["titles"]}
     merged["rows"] = [
-        rows[k] for k in sorted(rows, key=lambda k: (k[0], list(SERVERS).index(k[1])))
+        rows[k] for k in sorted(rows, key=lambda k: (k[0], k[1], list(SERVERS).index(k[2])))
     ]
     if len(docs) > 1:
         merged["command"] = "; ".join(
@@ -710,7 +820,14 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("--quick", action="store_true", help="small, short smoke run")
     p.add_argument("--servers", default="", help=f"comma list of {', '.join(SERVERS)}")
-    p.add_argument("--workloads", default="W1,W2,W3,W4")
+    p.add_argument(
+        "--workloads", default="W1,W2,W3,W4", help="comma list of W1, W2, W3, W4, W1-socketio"
+    )
+    p.add_argument(
+        "--rates",
+        default="",
+        help="comma list of tick rates for the W1-socketio ladder (default 1000,2000,4000)",
+    )
     p.add_argument("--write-docs", action="store_true", help=f"rewrite the table in {DOCS}")
     p.add_argument("--notes", default="", help="a sentence printed above the tables")
     p.add_argument(
@@ -746,6 +863,8 @@ def main() -> None:
     if "node-ws" in wanted and not ensure_node():
         wanted.remove("node-ws")
     specs = workloads(args.quick)
+    if args.rates:
+        specs["W1-socketio"]["rates"] = [float(r) for r in args.rates.split(",") if r]
     doc: dict[str, Any] = {
         "machine": machine_info(),
         "command": ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:]),
