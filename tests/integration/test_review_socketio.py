@@ -1,0 +1,259 @@
+"""Review findings for Front 5 (Socket.IO at ``/socket.io/``, docs/socketio.md), each
+reproduced against the real server (uvicorn with tickcast's protocol classes, in a thread
+of this process) with a real client: python-socketio's ``AsyncClient``, or raw Engine.IO
+over ``websockets`` / ``httpx`` where the case is the protocol itself.
+
+Each test is marked ``xfail(strict=True)`` with the defect as its reason: the suite stays
+green while the defect is there, and the test flips when it is fixed. Waits are on
+conditions with generous deadlines, never on durations."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import json
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+import socketio
+import websockets
+from websockets.asyncio.client import ClientConnection, connect
+
+from support.accounts import seed
+from support.inprocess import InProcessServer
+from tickcast.config.settings import Settings
+from tickcast.fronts.socketio import SocketIOEndpoint
+
+WAIT_S = 20.0
+ORIGIN = "http://good.example"
+
+
+@pytest.fixture(scope="module")
+def gateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InProcessServer]:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('review-socketio')}/tickcast.db"
+    asyncio.run(seed(url, {"ana": {}}))
+    settings = Settings(
+        database_url=url,
+        rate=200,
+        batch_ms=20,
+        allowed_origins=(ORIGIN,),
+        rate_limit_per_s=50,
+        rate_limit_burst=50,
+        log_level="warning",
+    )
+    srv = InProcessServer(settings).start()
+    yield srv
+    srv.stop()
+
+
+def endpoint(srv: InProcessServer) -> SocketIOEndpoint:
+    return next(m for _, _, m in srv.app.mounts if isinstance(m, SocketIOEndpoint))
+
+
+def ws_url(srv: InProcessServer) -> str:
+    return f"ws://127.0.0.1:{srv.port}/socket.io/?EIO=4&transport=websocket"
+
+
+async def until(check: Callable[[], Any], what: str) -> None:
+    """Until ``check()`` (or what it returns, when that is awaitable) is true."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WAIT_S
+    while not ((await r) if inspect.isawaitable(r := check()) else r):
+        if loop.time() > deadline:
+            raise AssertionError(f"not reached in {WAIT_S} s: {what}")
+        await asyncio.sleep(0.02)
+
+
+async def recv_until(ws: ClientConnection, wanted: Callable[[str], bool]) -> str:
+    """The first text message ``wanted`` accepts (answering Engine.IO's pings)."""
+    while True:
+        message = await asyncio.wait_for(ws.recv(), WAIT_S)
+        if isinstance(message, str):
+            if message == "2":
+                await ws.send("3")
+            if wanted(message):
+                return message
+
+
+async def open_engineio(srv: InProcessServer) -> tuple[ClientConnection, str]:
+    """A raw Engine.IO session over WebSocket: the socket and its Engine.IO sid."""
+    ws = await connect(ws_url(srv), origin=ORIGIN, max_size=None)  # type: ignore[arg-type]
+    opened = await recv_until(ws, lambda m: m.startswith("0{"))
+    return ws, str(json.loads(opened[1:])["sid"])
+
+
+async def joined(srv: InProcessServer) -> tuple[ClientConnection, str]:
+    """A raw Socket.IO client of the default namespace (CONNECT answered)."""
+    ws, eio_sid = await open_engineio(srv)
+    await ws.send("40")
+    await recv_until(ws, lambda m: m.startswith("40{"))
+    return ws, eio_sid
+
+
+# -- CONNECT_ERROR
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="an unknown namespace's CONNECT_ERROR carries a bare string (python-socketio's "
+    "'Unable to connect'), not Socket.IO 5's {message} object: socket.io-client reads "
+    "err.message from it and shows an empty message, although docs/socketio.md says "
+    "every refusal is a CONNECT_ERROR whose message says why",
+)
+async def test_an_unknown_namespace_is_refused_with_a_message_object(
+    gateway: InProcessServer,
+) -> None:
+    ws, _ = await open_engineio(gateway)
+    try:
+        await ws.send("40/admin,")
+        answer = await recv_until(ws, lambda m: m.startswith("44/admin,"))
+        body = json.loads(answer[len("44/admin,") :])
+        assert isinstance(body, dict), answer
+        assert body.get("message"), answer
+    finally:
+        await ws.close()
+
+
+# -- long-polling: a burst of events
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="python-engineio refuses a long-polling POST of more than 16 packets with "
+    "HTTP 200 and drops every packet in it; clients batch everything queued into one "
+    "POST (python-socketio's client, engine.io-client), so a burst of 17 events "
+    "from a polling client is lost silently (docs/socketio.md says such a POST is "
+    "answered 400)",
+)
+async def test_a_burst_of_events_from_a_polling_client_is_answered(
+    gateway: InProcessServer,
+) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    acks: list[Any] = []
+    try:
+        await client.connect(
+            gateway.url,
+            transports=["polling"],
+            headers={"Origin": ORIGIN},
+            wait_timeout=WAIT_S,
+        )
+        # under the rate limit's burst (50): every one is owed an answer
+        for _ in range(20):
+            await client.emit("unsubscribe", callback=lambda *a: acks.append(a))
+        await until(lambda: len(acks) == 20, f"20 acknowledgements ({len(acks)} so far)")
+    finally:
+        await client.disconnect()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="docs/socketio.md: a POST of more than 16 packets is refused whole with 400; "
+    "python-engineio answers it 200 (the packets are dropped without a word)",
+)
+async def test_a_post_of_more_than_16_packets_is_answered_400_as_documented(
+    gateway: InProcessServer,
+) -> None:
+    base = f"{gateway.url}/socket.io/"
+    async with httpx.AsyncClient(timeout=WAIT_S, headers={"Origin": ORIGIN}) as http:
+        opened = await http.get(base, params={"EIO": "4", "transport": "polling"})
+        sid = json.loads(opened.text[1:])["sid"]
+        params = {"EIO": "4", "transport": "polling", "sid": sid}
+        assert (await http.post(base, params=params, content="40")).status_code == 200
+        burst = "\x1e".join(['42["unsubscribe"]'] * 17)
+        answer = await http.post(base, params=params, content=burst)
+        assert answer.status_code == 400
+
+
+# -- binary attachments
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="binary attachments bypass the rate limit and every size bound: a "
+    "BINARY_EVENT may announce up to 999,999,999 attachments and python-socketio "
+    "keeps every one in memory until they have all come; the rate limit only sees "
+    "the event once complete, so a client streams attachments (each under "
+    "max_message_bytes) without end and is never rate limited or closed",
+)
+async def test_a_stream_of_binary_attachments_is_rate_limited(gateway: InProcessServer) -> None:
+    ep = endpoint(gateway)
+    ws, eio_sid = await joined(gateway)
+    sent = 300  # six times the burst (50)
+    chunk = b"\x00" * 32_000
+    try:
+        await ws.send('45999999999-["subscribe",{"_placeholder":true,"num":0}]')
+        for _ in range(sent):
+            await ws.send(chunk)
+
+        def held() -> int:
+            pkt = ep.server._binary_packet.get(eio_sid)
+            return len(pkt.attachments) if pkt is not None else 0
+
+        def settled() -> Any:
+            async def check() -> bool:
+                closed = ws.state is websockets.protocol.State.CLOSED
+                return closed or await gateway.acall(held) >= sent
+
+            return check()
+
+        await until(settled, "the server took every attachment, or closed the client")
+        assert ws.state is websockets.protocol.State.CLOSED, (
+            f"{await gateway.acall(held)} attachments "
+            f"({await gateway.acall(held) * len(chunk)} bytes) held, the client still served"
+        )
+    finally:
+        await ws.close()
+
+
+# -- bare Engine.IO sessions
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the connect timeout is checked once, 45 s after the Engine.IO handshake: a "
+    "session that joins and then leaves the namespace (Socket.IO DISCONNECT '41') "
+    "stays open for as long as it answers pings, holding no guard slot, so the "
+    "connection caps never count it (docs/socketio.md: the caps count Socket.IO "
+    "clients, and a bare session is closed)",
+)
+async def test_a_session_that_leaves_the_namespace_is_closed_like_one_that_never_joined(
+    gateway: InProcessServer,
+) -> None:
+    ep = endpoint(gateway)
+    server = ep.server
+    server.connect_timeout_s = 1.0
+
+    async def ended(ws: ClientConnection) -> None:
+        """Engine.IO's CLOSE, or the socket's."""
+        try:
+            await recv_until(ws, lambda m: m == "1")
+        except websockets.ConnectionClosed:
+            pass
+
+    try:
+        leaver, leaver_sid = await joined(gateway)
+        # a bare session opened after the leaver joined: when its connect timeout has
+        # closed it, the leaver's own check (which came first) has run too
+        first = (await open_engineio(gateway))[0]
+        await ended(first)
+        await leaver.send("41")  # leaves the namespace; the Engine.IO session goes on
+
+        def released() -> bool:
+            return all(c.eio_sid != leaver_sid for c in ep.clients.values())
+
+        await until(lambda: gateway.acall(released), "the leaver released")
+        # a second bare session, opened after the leaver left: once it is closed, a
+        # connect timeout reckoned from the leaving has passed for the leaver too
+        second = (await open_engineio(gateway))[0]
+        await ended(second)
+
+        def gone() -> bool:
+            sock = server.eio.sockets.get(leaver_sid)
+            return sock is None or sock.closed or sock.closing
+
+        assert await gateway.acall(gone), "the session that left the namespace is still open"
+        await leaver.close()
+    finally:
+        server.connect_timeout_s = 45.0
