@@ -381,3 +381,37 @@ async def test_a_closed_websocket_client_that_ignores_the_close_is_cut(
         server.connect_timeout_s = 45.0
         await ws.close()
         await reader
+
+
+# -- the heartbeat advertised
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="settings accept a fractional socketio_ping_interval_s (gt=0) but python-engineio "
+    "advertises int(interval) * 1000: 1.5 s is announced as 1000 ms (0.5 s as 0), so a "
+    "client's heartbeat deadline (pingInterval + pingTimeout) can fall before the "
+    "server's next ping and socket.io-client drops a healthy connection",
+)
+async def test_the_open_packet_announces_the_configured_ping_interval(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('review-socketio-ping')}/tickcast.db"
+    await seed(url, {})
+    srv = InProcessServer(
+        Settings(
+            database_url=url,
+            log_level="warning",
+            socketio_ping_interval_s=1.5,
+            socketio_ping_timeout_s=0.4,
+        )
+    ).start()
+    try:
+        async with httpx.AsyncClient(timeout=WAIT_S) as http:
+            opened = await http.get(
+                f"{srv.url}/socket.io/", params={"EIO": "4", "transport": "polling"}
+            )
+        handshake = json.loads(opened.text[1:])
+        assert handshake["pingInterval"] == 1500, handshake
+    finally:
+        await asyncio.to_thread(srv.stop)
