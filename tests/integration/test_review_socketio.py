@@ -10,6 +10,7 @@ conditions with generous deadlines, never on durations."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import itertools
 import json
@@ -236,17 +237,17 @@ async def test_a_session_that_leaves_the_namespace_is_closed_like_one_that_never
 
     async def ended(ws: ClientConnection) -> None:
         """Engine.IO's CLOSE, or the socket's."""
-        try:
+        with contextlib.suppress(websockets.ConnectionClosed):
             await recv_until(ws, lambda m: m == "1")
-        except websockets.ConnectionClosed:
-            pass
 
+    sockets: list[ClientConnection] = []
     try:
         leaver, leaver_sid = await joined(gateway)
+        sockets.append(leaver)
         # a bare session opened after the leaver joined: when its connect timeout has
         # closed it, the leaver's own check (which came first) has run too
-        first = (await open_engineio(gateway))[0]
-        await ended(first)
+        sockets.append((await open_engineio(gateway))[0])
+        await ended(sockets[-1])
         await leaver.send("41")  # leaves the namespace; the Engine.IO session goes on
 
         def released() -> bool:
@@ -255,16 +256,17 @@ async def test_a_session_that_leaves_the_namespace_is_closed_like_one_that_never
         await until(lambda: gateway.acall(released), "the leaver released")
         # a second bare session, opened after the leaver left: once it is closed, a
         # connect timeout reckoned from the leaving has passed for the leaver too
-        second = (await open_engineio(gateway))[0]
-        await ended(second)
+        sockets.append((await open_engineio(gateway))[0])
+        await ended(sockets[-1])
 
         def gone() -> bool:
             sock = server.eio.sockets.get(leaver_sid)
             return sock is None or sock.closed or sock.closing
 
         assert await gateway.acall(gone), "the session that left the namespace is still open"
-        await leaver.close()
     finally:
+        for ws in sockets:
+            await ws.close()
         server.connect_timeout_s = 45.0
 
 
@@ -415,3 +417,48 @@ async def test_the_open_packet_announces_the_configured_ping_interval(
         assert handshake["pingInterval"] == 1500, handshake
     finally:
         await asyncio.to_thread(srv.stop)
+
+
+# -- the rate limit and the namespace
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the rate limit's bucket is per Socket.IO connection: a client that leaves "
+    "and re-joins the namespace ('41', '40') on the same Engine.IO session gets a "
+    "full bucket each time, so it sends events at any rate without one being refused "
+    "(each re-join also runs the guard's credential check, itself unthrottled)",
+)
+async def test_rejoining_the_namespace_does_not_reset_the_rate_limit(
+    gateway: InProcessServer,
+) -> None:
+    ws, _ = await open_engineio(gateway)
+    per_join = 45  # under the burst (50)
+    joins = 20
+    answers: list[Any] = []
+    ended = False
+    try:
+        for _ in range(joins):
+            await ws.send("40")
+            await recv_until(ws, lambda m: m.startswith("40{"))
+            for n in range(per_join):
+                await ws.send(f'42{n}["unsubscribe"]')
+            got = 0
+            while got < per_join:
+                message = await recv_until(
+                    ws, lambda m: m.startswith(("43", "41", "1")) and not m.startswith("40")
+                )
+                if not message.startswith("43"):
+                    ended = True  # closed for flooding
+                    break
+                answers.append(json.loads(message[message.index("[") :])[0])
+                got += 1
+            if ended:
+                break
+            await ws.send("41")
+        refused = [a for a in answers if "error" in a]
+        assert ended or refused, (
+            f"{len(answers)} events in {joins} joins of one session, none refused"
+        )
+    finally:
+        await ws.close()
