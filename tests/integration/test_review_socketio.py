@@ -519,3 +519,51 @@ async def test_a_jsonp_session_opened_cross_site_is_refused(gateway: InProcessSe
     assert "44{" in answer.text or answer.status_code != 200, (
         f"admitted (acting as user {user}) from a foreign page: {answer.text[:120]}"
     )
+
+
+# -- shutdown
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="a long poll whose client has gone (its TCP connection closed: a tab shut, "
+    "python-socketio's client aborting after a connect_error) is no connection uvicorn "
+    "can ask to shut down, and the front ends Engine.IO sessions only in the lifespan's "
+    "shutdown, which uvicorn runs after waiting for the requests: the poll holds the "
+    "shutdown for the whole graceful timeout (up to Engine.IO's 45 s otherwise), then "
+    "is cancelled",
+)
+async def test_a_poll_whose_client_is_gone_does_not_hold_the_shutdown(
+    tmp_path_factory: pytest.TempPathFactory, caplog: pytest.LogCaptureFixture
+) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('review-socketio-stop')}/tickcast.db"
+    await seed(url, {})
+    srv = InProcessServer(
+        Settings(database_url=url, log_level="warning", allowed_origins=(ORIGIN,))
+    ).start()
+    ep = endpoint(srv)
+    base = f"{srv.url}/socket.io/"
+    try:
+        # a client refused at its CONNECT (a foreign page), which then goes away
+        http = httpx.AsyncClient(timeout=WAIT_S, headers={"Origin": "http://evil.example"})
+        opened = await http.get(base, params={"EIO": "4", "transport": "polling"})
+        sid = json.loads(opened.text[1:])["sid"]
+        params = {"EIO": "4", "transport": "polling", "sid": sid}
+        assert (await http.post(base, params=params, content="40")).status_code == 200
+        assert "44{" in (await http.get(base, params=params)).text
+        pending = asyncio.create_task(http.get(base, params=params))
+
+        def polling() -> bool:
+            sock = ep.server.eio.sockets.get(sid)
+            return sock is not None and bool(sock.queue._getters)
+
+        await until(lambda: srv.acall(polling), "the client's next poll waiting")
+        pending.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pending
+        await http.aclose()  # the client's connection closes
+        state = srv.server.server_state
+        await until(lambda: srv.acall(lambda: not state.connections), "its connection gone")
+    finally:
+        await asyncio.to_thread(srv.stop)
+    assert "timeout graceful shutdown exceeded" not in caplog.text
