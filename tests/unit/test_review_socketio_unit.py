@@ -1,0 +1,59 @@
+"""Review findings for Front 5 (Socket.IO) that need no server: what the project
+declares against what its code relies on.
+
+Each test is marked ``xfail(strict=True)`` with the defect as its reason: the suite stays
+green while the defect is there, and the test flips when it is fixed."""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+from tickcast.fronts import socketio as front
+
+PYPROJECT = Path(__file__).resolve().parents[2] / "pyproject.toml"
+
+#: python-engineio's first release with disconnect reasons (``AsyncServer.reason``, the
+#: ``reason`` argument of the disconnect handlers): 4.11.0. python-socketio's first
+#: release requiring it: 5.12.0 (5.11.x accepts python-engineio 4.8).
+ENGINEIO_WITH_REASONS = Version("4.11.0")
+SOCKETIO_WITH_REASONS = Version("5.12.0")
+
+
+def _floor(name: str) -> Version | None:
+    """The lowest version of ``name`` the project's runtime dependencies allow."""
+    project = tomllib.loads(PYPROJECT.read_text())["project"]
+    for line in project["dependencies"]:
+        requirement = Requirement(line)
+        if requirement.name == name:
+            lows = [Version(s.version) for s in requirement.specifier if s.operator in (">=", "==")]
+            return max(lows) if lows else None
+    return None
+
+
+def test_the_front_uses_engineio_disconnect_reasons() -> None:
+    """What makes the floor matter: the front reads ``eio.reason`` and takes a reason."""
+    source = inspect.getsource(front)
+    assert "eio.reason.SERVER_DISCONNECT" in source
+    assert "async def _handle_eio_disconnect(self, eio_sid: str, reason" in source
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="pyproject declares python-socketio>=5.11 and no python-engineio floor, so "
+    "python-socketio 5.11.x with python-engineio 4.8-4.10 satisfies it; the front "
+    "reads AsyncServer.eio.reason (python-engineio 4.11+) on every close and "
+    "overrides _handle_eio_disconnect(eio_sid, reason) (python-socketio 5.12+), and "
+    "nothing checks the internals it relies on at start",
+)
+def test_the_declared_floor_installs_what_the_front_relies_on() -> None:
+    engineio = _floor("python-engineio")
+    socketio = _floor("python-socketio")
+    assert (engineio is not None and engineio >= ENGINEIO_WITH_REASONS) or (
+        socketio is not None and socketio >= SOCKETIO_WITH_REASONS
+    ), f"python-socketio>={socketio}, python-engineio>={engineio}"
