@@ -1,7 +1,7 @@
 """Review findings for the signal service: the Redis source and the HTTP API.
 
-Each test reproduces one defect and is marked ``xfail(strict=True)``: it fails today
-and flips (an unexpected pass fails the suite) once the defect is fixed. Real services
+Each test reproduced one defect found in review (it failed before the fix) and now guards
+against its return. Real services
 only: a private ``redis-server`` per test where Redis is stopped, cut or reconfigured
 (the shared one is never touched), the real app in-process for the HTTP API. Every wait
 is on a condition, with a generous timeout.

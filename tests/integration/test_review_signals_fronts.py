@@ -1,7 +1,7 @@
 """Review findings for trading signals on Fronts 1, 2 and 3, over real sockets.
 
-Each test reproduces one defect and is marked ``xfail(strict=True)``: it fails today
-and flips (an unexpected pass fails the suite) once the defect is fixed. The gateway
+Each test reproduced one defect found in review (it failed before the fix) and now guards
+against its return. The gateway
 runs in the test's event loop (``build_app`` under uvicorn, the gateway's own protocol
 classes), so that a test publishes signals in-process through the node's publisher, as
 ``test_signals_fronts.py`` does. Waits are on conditions with generous timeouts.

@@ -480,9 +480,16 @@ async def test_polling_garbage_gets_http_errors(gateway: InProcessServer) -> Non
         assert opened.status_code == 200
         sid = json.loads(opened.text[1:])["sid"]
         params = {"EIO": "4", "transport": "polling", "sid": sid}
-        # more than Engine.IO's 16 packets in one payload: dropped, the session goes on
-        flood = "\x1e".join(["6"] * 40)
-        assert (await http.post(base, params=params, content=flood)).status_code == 200
+        # packets a client never sends (NOOPs, a server's OPEN): refused, the session goes on
+        for garbage in ("\x1e".join(["6"] * 40), '0{"sid":"x"}', "", "bXX=="):
+            refused = await http.post(base, params=params, content=garbage)
+            assert (refused.status_code, refused.text) == (
+                400,
+                "Not an Engine.IO packet a client sends",
+            ), garbage
+        # more than 256 packets in one POST: refused whole, the session goes on
+        flood = "\x1e".join(["3"] * 257)
+        assert (await http.post(base, params=params, content=flood)).status_code == 400
         assert (await http.post(base, params=params, content="40")).status_code == 200
         answer = await http.get(base, params=params)
         assert answer.text.startswith("40{"), answer.text

@@ -1,8 +1,8 @@
 """Review findings for trading signals in the pure layers (protocols, hub), with plain
 function calls.
 
-Each test reproduces one defect and is marked ``xfail(strict=True)``: it fails today
-and flips once the defect is fixed. Nothing here is timed: a cost is counted (string
+Each test reproduced one defect found in review (it failed before the fix) and now guards
+against its return. Nothing here is timed: a cost is counted (string
 comparisons, entries held), never measured with a clock.
 """
 

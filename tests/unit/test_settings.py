@@ -322,7 +322,7 @@ OTHER_VALUES: dict[str, object] = {
     "signals_history_size": 500,
     "signals_history_window_s": 600.0,
     "signals_max_symbols": 50,
-    "socketio_ping_interval_s": 10.0,
+    "socketio_ping_interval_s": 10,
     "socketio_ping_timeout_s": 5.0,
     "host": "192.0.2.10",
     "port": 8101,

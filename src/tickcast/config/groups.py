@@ -143,7 +143,7 @@ class SignalsSettings:
     signals_history_size: int
     signals_history_window_s: float
     signals_max_symbols: int
-    socketio_ping_interval_s: float
+    socketio_ping_interval_s: int
     socketio_ping_timeout_s: float
 
 

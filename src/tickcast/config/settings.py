@@ -154,7 +154,8 @@ class Settings(BaseSettings):
         signals_history_window_s: the oldest signal kept, in seconds of age.
         signals_max_symbols: distinct symbols outside the feed's universe that signals
             may name (each is a topic kept for the process's life); more are refused.
-        socketio_ping_interval_s, socketio_ping_timeout_s: Engine.IO's heartbeat.
+        socketio_ping_interval_s, socketio_ping_timeout_s: Engine.IO's heartbeat (the
+            interval in whole seconds: python-engineio announces it truncated).
 
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
@@ -245,7 +246,7 @@ class Settings(BaseSettings):
     signals_history_size: int = Field(1000, ge=0)
     signals_history_window_s: float = Field(3600.0, gt=0)
     signals_max_symbols: int = Field(10_000, ge=0)
-    socketio_ping_interval_s: float = Field(25.0, gt=0)
+    socketio_ping_interval_s: int = Field(25, ge=1)
     socketio_ping_timeout_s: float = Field(20.0, gt=0)
 
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")

@@ -40,6 +40,7 @@ after the CONNECT answer is queued (python-socketio 5, without ``always_connect`
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import logging
 import urllib.parse
@@ -49,7 +50,9 @@ from typing import Any, Final
 import msgspec
 import socketio
 from engineio import packet as eio_packet
+from engineio import payload as eio_payload
 from engineio.async_drivers import asgi as eio_asgi
+from socketio import packet as sio_packet
 from socketio.exceptions import ConnectionRefusedError as SocketIORefusal
 from starlette.types import Receive, Scope, Send
 
@@ -57,6 +60,7 @@ from tickcast.auth.credentials import Principal
 from tickcast.auth.limits import SubscriptionCap
 from tickcast.closecodes import CloseCode, info
 from tickcast.config.groups import SignalsSettings
+from tickcast.errors import ConfigError
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened, WebSocketFront
 from tickcast.fronts.guard import RateLimited, Ticket, client_address, header
 from tickcast.model.envelope import Envelope
@@ -66,7 +70,7 @@ from tickcast.protocols.socketio.session import CAP_MESSAGE, SocketIOSession
 from tickcast.signals.history import SignalHistory
 from tickcast.transport.connection import Connection
 from tickcast.transport.socket import EXTENSION, FrameSocket
-from tickcast.transport.socketio_socket import DEFAULT_QUEUE_LIMIT, SocketIOSocket
+from tickcast.transport.socketio_socket import DEFAULT_QUEUE_LIMIT, Replayed, SocketIOSocket
 from tickcast.transport.uvicorn_protocols import SHUTDOWN_EXTENSION, ShutdownNotice
 
 log = logging.getLogger("tickcast.fronts.socketio")
@@ -80,6 +84,14 @@ WELCOME: Final = "Connected to tickcast: trading signals and worker statuses fol
 _json: Final = msgspec.json.Encoder()
 #: Engine.IO's packet types (open, close, ping, pong, message, upgrade, noop).
 _PACKET_TYPES: Final = frozenset(range(7))
+#: What a client may POST: Engine.IO's CLOSE, PONG, MESSAGE and UPGRADE (as text:
+#: Front 5 takes no binary).
+_CLIENT_PACKETS: Final = frozenset((b"1", b"3", b"4", b"5"))
+#: Packets one long-polling POST may carry: socket.io-client puts every packet queued
+#: while a POST is in flight into the next one. Each event in it counts against the
+#: rate limit; more packets than this are refused with 400 (python-engineio's own limit,
+#: 16, drops the whole POST and answers 200, so a burst of 20 events would vanish).
+MAX_POST_PACKETS: Final = 256
 
 
 class SocketIOSpec(FrontSpec):
@@ -133,6 +145,35 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
     connect_timeout_s: float = 45.0
     #: Called with an Engine.IO sid when its session ends, whatever the namespace state.
     on_session_end: Callable[[str], None] | None = None
+    #: Ends an Engine.IO session (its CLOSE, then its transport): the endpoint's.
+    end_session: Callable[[str], None] | None = None
+
+    async def _handle_eio_message(self, eio_sid: str, data: Any) -> None:
+        """Front 5 carries text events only: a binary message, or a Socket.IO packet
+        announcing binary attachments (BINARY_EVENT 5, BINARY_ACK 6), ends the session
+        at once (python-socketio would keep every attachment announced, up to
+        999,999,999 of them, outside any rate limit or memory bound)."""
+        if not isinstance(data, str) or data[:1] in ("5", "6"):
+            if self.end_session is not None:
+                self.end_session(eio_sid)
+            return
+        await super()._handle_eio_message(eio_sid, data)
+
+    async def _handle_connect(self, eio_sid: str, namespace: str | None, data: Any) -> None:
+        """A namespace other than ``/`` is refused with a CONNECT_ERROR whose data is an
+        object with a ``message`` (python-socketio sends a bare string, and
+        socket.io-client reads ``err.message`` from the object: it would be empty)."""
+        if (namespace or NAMESPACE) != NAMESPACE:
+            await self._send_packet(
+                eio_sid,
+                self.packet_class(
+                    sio_packet.CONNECT_ERROR,
+                    data={"message": f"Unknown namespace {namespace!r}: only '/' is served"},
+                    namespace=namespace,
+                ),
+            )
+            return
+        await super()._handle_connect(eio_sid, namespace, data)
 
     async def _handle_eio_connect(self, eio_sid: str, environ: Any) -> Any:
         result = await super()._handle_eio_connect(eio_sid, environ)
@@ -153,15 +194,8 @@ class _Server(socketio.AsyncServer):  # type: ignore[misc]
             return
         if self.manager.sid_from_eio_sid(eio_sid, NAMESPACE) is not None:
             return
-        task = asyncio.ensure_future(
-            socket.close(wait=False, reason=self.eio.reason.SERVER_DISCONNECT)
-        )
-        _BACKGROUND.add(task)
-        task.add_done_callback(_BACKGROUND.discard)
-
-
-#: Tasks started from timer callbacks, held until they end.
-_BACKGROUND: set[asyncio.Future[Any]] = set()
+        if self.end_session is not None:
+            self.end_session(eio_sid)
 
 
 class _Manager(socketio.AsyncManager):  # type: ignore[misc]
@@ -185,6 +219,40 @@ def _resume_point(auth: object) -> str | None:
         if isinstance(value, str) and value:
             return value
     return None
+
+
+def check_internals(server: socketio.AsyncServer) -> None:
+    """Refuse to start on a python-socketio / python-engineio that lacks what this front
+    relies on (the module docstrings list it), with a message that says so, rather than
+    fail on the first client."""
+    eio = server.eio
+    missing = [
+        name
+        for name, present in (
+            ("engineio AsyncServer.reason", hasattr(eio, "reason")),
+            ("engineio AsyncServer._async['websocket']", "websocket" in getattr(eio, "_async", {})),
+            (
+                "engineio Payload.max_decode_packets",
+                hasattr(eio_payload.Payload, "max_decode_packets"),
+            ),
+            (
+                "engineio Packet.encode_cache",
+                hasattr(eio_packet.Packet(eio_packet.NOOP), "encode_cache"),
+            ),
+            (
+                "socketio AsyncServer._handle_eio_disconnect",
+                hasattr(server, "_handle_eio_disconnect"),
+            ),
+            ("socketio AsyncServer._handle_eio_message", hasattr(server, "_handle_eio_message")),
+            ("socketio AsyncServer._handle_connect", hasattr(server, "_handle_connect")),
+        )
+        if not present
+    ]
+    if missing:
+        raise ConfigError(
+            "the installed python-socketio/python-engineio lack what Front 5 relies on "
+            f"({', '.join(missing)}): install python-socketio>=5.12 and python-engineio>=4.11"
+        )
 
 
 class SocketIOEndpoint:
@@ -218,6 +286,8 @@ class SocketIOEndpoint:
         self.by_eio: dict[str, SocketIOSocket] = {}
         #: The server's WebSocket of each Engine.IO client on the websocket transport.
         self.carriers: dict[str, FrameSocket] = {}
+        #: Engine.IO sessions being ended: no client joins through one again.
+        self.ending: set[str] = set()
         #: The ``last_signal_id`` of each client between its CONNECT and its start.
         self._resume: dict[str, str | None] = {}
         self._tasks: set[asyncio.Future[Any]] = set()
@@ -233,25 +303,70 @@ class SocketIOEndpoint:
             engineio_logger=_quiet("engineio"),
             async_handlers=False,  # a client's events in the order they came
         )
+        check_internals(server)
         server.on_session_end = self._session_ended
+        server.end_session = self._end_session
         server.on("connect", self._connect)
         server.on("disconnect", self._disconnect)
         server.on("*", self._event)
         eio = server.eio
         eio._async = {**eio._async, "websocket": self._websocket_class()}
+        # python-engineio's packet limit of a POST is a class attribute: ours is checked
+        # before (``__call__``), so it must let everything up to it through
+        eio_payload.Payload.max_decode_packets = max(
+            eio_payload.Payload.max_decode_packets, MAX_POST_PACKETS
+        )
         self.server = server
         self.app = socketio.ASGIApp(server, socketio_path=PREFIX.lstrip("/"))
 
     # -- ASGI
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        sid = _query_sid(scope) if scope["type"] == "http" else None
+        sid: str | None = None
+        if scope["type"] == "http":
+            query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
+            if "j" in query:
+                # JSONP polling (a <script> tag: no Origin header, the cookie sent
+                # cross-site) would pass the origin allow-list: not served
+                await _plain(send, 400, b"JSONP polling is not served")
+                return
+            sid = query["sid"][0] if query.get("sid") else None
+            if sid is not None and scope.get("method") == "POST":
+                read = await _read_body(receive, self.server.eio.max_http_buffer_size)
+                if read is None:
+                    return  # the client left
+                if isinstance(read, int):
+                    await _plain(send, read, b"The POST is too large")
+                    return
+                body, receive = read
+                packets = body.split(b"\x1e")
+                if len(packets) > MAX_POST_PACKETS:
+                    # python-engineio would drop the whole POST and answer 200
+                    await _plain(send, 400, b"Too many packets in one POST")
+                    return
+                if any(packet[:1] not in _CLIENT_PACKETS for packet in packets):
+                    # python-engineio would end the session and hold this POST until a
+                    # poll takes the CLOSE (for ever, if the client does not poll)
+                    await _plain(send, 400, b"Not an Engine.IO packet a client sends")
+                    return
         notice = scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
         if sid is not None and isinstance(notice, ShutdownNotice):
             notice.callback = functools.partial(self._shutting_down, sid)
+        watcher: asyncio.Future[None] | None = None
+        if sid is not None and scope.get("method") == "GET":
+            # a poll waits for packets; if its client goes away meanwhile (a tab shut),
+            # nobody can take them: end the session, so that the poll returns now
+            # (uvicorn cannot ask a connection it has lost to shut down)
+            first = await receive()
+            if first["type"] != "http.request":
+                return
+            watcher = asyncio.ensure_future(self._gone_while_polling(receive, sid))
+            receive = _replaying(first)
         try:
             await self.app(scope, receive, send)
         finally:
+            if watcher is not None:
+                watcher.cancel()
             if isinstance(notice, ShutdownNotice):
                 notice.callback = None
         if sid is not None and scope.get("method") == "GET":
@@ -259,6 +374,12 @@ class SocketIOEndpoint:
             sock = self.by_eio.get(sid)
             if sock is not None:
                 sock.drained()
+
+    async def _gone_while_polling(self, receive: Receive, eio_sid: str) -> None:
+        """Wait for the poll's client to disconnect (cancelled when the poll returns)."""
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            self._end_session(eio_sid)
 
     def _websocket_class(self) -> type[eio_asgi.WebSocket]:
         endpoint = self
@@ -310,6 +431,8 @@ class SocketIOEndpoint:
         manager = self.server.manager
         if not manager.is_pre_connected(sid, NAMESPACE):
             return  # a client emitting "connect" as an event: ignored
+        if manager.eio_sid_from_sid(sid, NAMESPACE) in self.ending:
+            raise SocketIORefusal("this session has ended: open a new one")
         scope: Scope = environ["asgi.scope"]
         token = auth.get("token") if isinstance(auth, dict) else None
         if token is not None and not isinstance(token, str):
@@ -392,8 +515,8 @@ class SocketIOEndpoint:
                 )
             )
         else:
-            for envelope in missed:
-                connection.queue(hub.encode(codec.WIRE, envelope))
+            for envelope in missed:  # never narrowed by a later subscribe's types
+                connection.queue(Replayed.of(hub.encode(codec.WIRE, envelope)))
         connection.flush_now()
 
     async def _disconnect(self, sid: str, reason: Any = None, *rest: Any) -> None:
@@ -403,6 +526,11 @@ class SocketIOEndpoint:
         client = self._release(sid, 1000)
         if client is None:
             return
+        # one Socket.IO client per Engine.IO session: a client that leaves the namespace
+        # (``41``) ends its session too, as socket.io-client does itself, so that a
+        # session never outlives its client uncounted, nor joins again with a fresh rate
+        # limit
+        self._end_session(client.eio_sid)
         log.info(
             "client disconnected",
             extra={
@@ -453,13 +581,30 @@ class SocketIOEndpoint:
             await self.server.disconnect(sid, namespace=NAMESPACE)
         await self._close_session(eio_sid)
 
+    def _end_session(self, eio_sid: str) -> None:
+        """End an Engine.IO session from a callback (``_close_session`` in a task); from
+        now on it joins nothing (a CONNECT that came before its close is refused)."""
+        self.ending.add(eio_sid)
+        task = asyncio.ensure_future(self._close_session(eio_sid))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     async def _close_session(self, eio_sid: str | None) -> None:
+        """Engine.IO's CLOSE, then, on the websocket transport, the WebSocket itself: a
+        client that ignores the CLOSE and goes on sending is cut (python-engineio keeps
+        reading a socket it has closed for as long as its client writes)."""
         eio = self.server.eio
         socket = eio.sockets.get(eio_sid) if eio_sid is not None else None
         if socket is not None and not socket.closed and not socket.closing:
             # not eio.disconnect: it waits until the client takes its CLOSE, which a
             # slow client never does
             await socket.close(wait=False, reason=eio.reason.SERVER_DISCONNECT)
+        carrier = self.carriers.get(eio_sid) if eio_sid is not None else None
+        if carrier is None or socket is None:
+            return
+        with contextlib.suppress(TimeoutError):  # the CLOSE first, if the client reads
+            await asyncio.wait_for(socket.queue.join(), self.ctx.server.close_timeout_s)
+        carrier.close(CloseCode.NORMAL, "session closed")
 
     def _shutting_down(self, eio_sid: str) -> None:
         """Server shutdown reached a poll still waiting: end its Engine.IO session, so
@@ -482,6 +627,7 @@ class SocketIOEndpoint:
     def _session_ended(self, eio_sid: str) -> None:
         """The Engine.IO session ended: a client python-socketio did not report gone (it
         was between its CONNECT and its start, say) is released here."""
+        self.ending.discard(eio_sid)
         for sid, client in [*self.clients.items(), *self.pending.items()]:
             if client.eio_sid == eio_sid:
                 self._resume.pop(sid, None)
@@ -528,7 +674,54 @@ def _quiet(name: str) -> logging.Logger:
     return logger
 
 
-def _query_sid(scope: Scope) -> str | None:
-    query = urllib.parse.parse_qs(scope.get("query_string", b"").decode("latin-1"))
-    values = query.get("sid")
-    return values[0] if values else None
+async def _plain(send: Send, status: int, text: bytes) -> None:
+    headers = [
+        (b"content-type", b"text/plain; charset=utf-8"),
+        (b"content-length", b"%d" % len(text)),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": text})
+
+
+def _replaying(first: Any) -> Receive:
+    """A ``receive`` that gives ``first`` (a request already read), then nothing more:
+    the real one is another's to wait on."""
+    given = False
+
+    async def receive() -> Any:
+        nonlocal given
+        if not given:
+            given = True
+            return first
+        await asyncio.Event().wait()  # never: python-engineio reads a GET's request once
+
+    return receive
+
+
+async def _read_body(receive: Receive, limit: int) -> tuple[bytes, Receive] | int | None:
+    """A request's whole body (at most ``limit`` bytes), and a ``receive`` that hands it
+    to the application again; 413 when it is larger; None when the client left."""
+    chunks: list[bytes] = []
+    size = 0
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            return None
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > limit:
+            return 413
+        chunks.append(chunk)
+        if not message.get("more_body"):
+            break
+    body = b"".join(chunks)
+    given = False
+
+    async def again() -> Any:
+        nonlocal given
+        if not given:
+            given = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return body, again

@@ -52,6 +52,17 @@ from tickcast.transport.socket import FrameSocket, ItemSink
 DEFAULT_QUEUE_LIMIT: Final = 64
 
 
+class Replayed(Encoded):
+    """A signal of a catch-up (``last_signal_id``): the client asked for every signal it
+    missed, so a ``subscribe`` that narrows the types afterwards does not filter it."""
+
+    __slots__ = ()
+
+    @classmethod
+    def of(cls, item: Encoded) -> Replayed:
+        return cls(item.payload, ts=item.ts, topic=item.topic)
+
+
 def _packet(message: bytes) -> eio_packet.Packet:
     """One Engine.IO MESSAGE whose encoding is ``message`` (``4...``) as it is."""
     text = message.decode()
@@ -162,7 +173,7 @@ class SocketIOSocket(ItemSink):
     def send_items(self, items: Sequence[Encoded]) -> None:
         types = self.types
         if types is not None:
-            items = [item for item in items if keeps(item.payload, types)]
+            items = [i for i in items if type(i) is Replayed or keeps(i.payload, types)]
         self.send_texts([item.message for item in items])
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:

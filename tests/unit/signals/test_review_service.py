@@ -1,7 +1,7 @@
 """Review findings for the signal service that need no loop and no server.
 
-Each test reproduces one defect and is marked ``xfail(strict=True)``: it fails today
-and flips (an unexpected pass fails the suite) once the defect is fixed.
+Each test reproduced one defect found in review (it failed before the fix) and now guards
+against its return.
 """
 
 from __future__ import annotations
