@@ -315,8 +315,14 @@ def test_dashboard_reconnects_and_resubscribes_after_a_server_restart(
     wait_for_more_updates(page, aapl, 2)
     wait_for_more_updates(page, portfolio, 2)
     expect(page.locator(aapl)).to_have_class("live")
+    # the signals panel's Socket.IO client is back too (its own back-off, up to 5 s)
+    expect(page.locator("#signals-connection")).to_have_attribute(
+        "data-state", "connected", timeout=30_000
+    )
     status = httpx.get(f"{gateway.http}/realtime/status/", timeout=5).json()["global_stats"]
-    assert status["total_connections"] == 1
+    assert status["fronts"]["realtime"]["connections"] == 1  # the dashboard's client
+    assert status["fronts"]["socketio"]["connections"] == 1  # its signals panel
+    assert status["total_connections"] == 2
     assert status["asset_subscriptions"] == len(DEFAULT_SYMBOLS)
     assert status["portfolio_subscriptions"] == 1
     screenshot(page, "reconnected")
