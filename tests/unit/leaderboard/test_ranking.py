@@ -7,6 +7,8 @@ import random
 from decimal import Decimal
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from tickcast.leaderboard import (
     Changes,
@@ -286,3 +288,68 @@ def test_many_random_upserts_match_a_sorted_reference() -> None:
     }
     assert all(r.previous_rank == marked[r.entry.portfolio_id] for r in changes.moved)
     assert all(r.rank == now[r.entry.portfolio_id] for r in changes.moved + changes.entered)
+
+
+# -- property: any sequence of operations, against the brute force
+
+OPERATIONS = st.lists(
+    st.tuples(
+        st.sampled_from(["upsert", "upsert", "remove", "changes"]),
+        st.integers(1, 6),  # few ids: collisions, removals and returns are common
+        st.integers(-3, 3),  # return %: ties are common
+        st.integers(0, 2),  # total value
+        st.integers(0, 1),  # daily change
+    ),
+    min_size=5,
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(OPERATIONS)
+def test_any_sequence_matches_the_brute_force(
+    operations: list[tuple[str, int, int, int, int]],
+) -> None:
+    board = Ranking()
+    current: dict[int, LeaderboardEntry] = {}
+    marked_order: list[int] = []
+    marked_values: dict[int, LeaderboardEntry] = {}
+    for op, portfolio_id, ret, value, daily in operations:
+        if op == "upsert":
+            current[portfolio_id] = entry(portfolio_id, ret, value, daily_change=str(daily))
+            board.upsert(current[portfolio_id])
+        elif op == "remove":
+            expected = (
+                reference_order(current).index(portfolio_id) + 1
+                if portfolio_id in current
+                else None
+            )
+            assert board.remove(portfolio_id) == expected
+            current.pop(portfolio_id, None)
+        else:
+            order = reference_order(current)
+            then = {pid: rank for rank, pid in enumerate(marked_order, start=1)}
+            now = {pid: rank for rank, pid in enumerate(order, start=1)}
+            changes = board.changes()
+            assert [r.entry.portfolio_id for r in changes.entered] == [
+                pid for pid in order if pid not in then
+            ]
+            assert [r.entry.portfolio_id for r in changes.moved] == [
+                pid for pid in order if pid in then and then[pid] != now[pid]
+            ]
+            assert [r.entry.portfolio_id for r in changes.updated] == [
+                pid
+                for pid in order
+                if then.get(pid) == now[pid] and marked_values[pid] != current[pid]
+            ]
+            assert list(changes.left) == sorted(then.keys() - now.keys())
+            assert all(r.previous_rank == then[r.entry.portfolio_id] for r in changes.moved)
+            marked_order, marked_values = order, dict(current)
+        order = reference_order(current)
+        assert ids(board.entries()) == order
+        for pid in current:
+            assert board.rank_of(pid) == order.index(pid) + 1
+            assert (
+                ids(board.around(pid, 1))
+                == order[max(0, order.index(pid) - 1) : order.index(pid) + 2]
+            )
