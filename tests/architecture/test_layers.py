@@ -12,7 +12,7 @@ Rules:
       passed, ``Subscriber.deliver(item, key, now)``, never parked on a shared object).
     - Pure modules (model/, hub/ except pump.py, protocols/, signals/ except the signal
       service and its Redis source (the signal side's I/O, as portfolio/service.py is
-      the portfolio side's), retry, errors,
+      the portfolio side's), leaderboard/ (its ranking), retry, errors,
       closecodes, the calendar and the market simulator) import no I/O, no clock and no
       server framework.
     - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
@@ -66,7 +66,13 @@ IO_MODULES = frozenset(
         "websockets",
     }
 )
-PURE_PACKAGES = ("tickcast.model", "tickcast.hub", "tickcast.protocols", "tickcast.signals")
+PURE_PACKAGES = (
+    "tickcast.model",
+    "tickcast.hub",
+    "tickcast.protocols",
+    "tickcast.signals",
+    "tickcast.leaderboard",
+)
 #: Modules any layer may import (model, protocols and storage included).
 SHARED_MODULES = frozenset({"tickcast.clock"})
 #: Drivers that read time only through the injected ``tickcast.clock.Clock``.
@@ -691,3 +697,9 @@ def test_the_signal_engine_history_and_intake_stay_pure() -> None:
         assert is_pure(f"tickcast.signals.{module}")
     for module in ("service", "redis_source"):
         assert not is_pure(f"tickcast.signals.{module}")
+
+
+def test_the_leaderboard_ranking_stays_pure() -> None:
+    """The ranking core does no I/O; a service that keeps it live would be an exception."""
+    assert is_pure("tickcast.leaderboard")
+    assert is_pure("tickcast.leaderboard.ranking")

@@ -1,0 +1,282 @@
+"""The leaderboard's ranking: public portfolios ordered by return, kept live in O(log n).
+
+Pure: no I/O, no clock. A service (not built yet) feeds it portfolio valuations of the
+portfolios that opted in and publishes what ``changes()`` reports.
+
+Order (rank 1 is the best):
+    1. ``return_percent`` descending (return on invested capital, in percent);
+    2. then ``total_value`` descending (the larger portfolio first);
+    3. then ``portfolio_id`` ascending (unique, so the order is total and deterministic).
+
+Money and percentages are Decimal, as in ``tickcast.model.portfolio``; they must be
+finite (a NaN has no place in an order). The sort key negates with ``copy_negate``,
+which is exact (unary minus would round to the context's precision).
+
+Cost: ``upsert``, ``remove`` and ``rank_of`` are O(log n) (a ``SortedList`` of keys and
+a dict of entries); ``top(n)`` and ``around`` are O(log n + the entries returned);
+``changes()`` is O(k log n + s), k the portfolios touched since the last call and s
+the span of ranks that could have shifted (every rank from the highest one touched to
+the lowest, or to the end when the board grew or shrank).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from decimal import Decimal
+
+import msgspec
+from sortedcontainers import SortedList
+
+#: The sort key: (-return_percent, -total_value, portfolio_id), ascending.
+SortKey = tuple[Decimal, Decimal, int]
+
+
+class LeaderboardEntry(msgspec.Struct, frozen=True, gc=False):
+    """One public portfolio's standing, as the leaderboard shows it (no private data).
+
+    Attributes:
+        portfolio_id, portfolio_name: which portfolio.
+        owner_name: its owner's display name (never the owner's id or e-mail).
+        return_percent: return on invested capital, in percent (12.5 means +12.5 %).
+        total_value: market value + cash.
+        daily_change, daily_change_percent: against the previous closes.
+    """
+
+    portfolio_id: int
+    portfolio_name: str
+    owner_name: str
+    return_percent: Decimal
+    total_value: Decimal
+    daily_change: Decimal
+    daily_change_percent: Decimal
+
+
+class RankedEntry(msgspec.Struct, frozen=True, gc=False):
+    """An entry read out with its place.
+
+    Attributes:
+        rank: 1-based, now.
+        previous_rank: its rank at the last ``changes()`` call; None when it was not on
+            the board then (it entered since).
+        entry: the values.
+    """
+
+    rank: int
+    previous_rank: int | None
+    entry: LeaderboardEntry
+
+
+class RankChange(msgspec.Struct, frozen=True, gc=False):
+    """What one ``upsert`` did: the ranks from ``min(old, new)`` to ``max(old, new)``
+    shifted (to the end of the board when the entry is new, ``old_rank`` None).
+
+    Attributes:
+        portfolio_id: the entry upserted.
+        old_rank: its rank before; None when it was not on the board.
+        new_rank: its rank now.
+    """
+
+    portfolio_id: int
+    old_rank: int | None
+    new_rank: int
+
+    @property
+    def moved(self) -> bool:
+        return self.old_rank != self.new_rank
+
+
+class Changes(msgspec.Struct, frozen=True, gc=False):
+    """What changed since the previous ``changes()`` call: the future ``update`` message.
+
+    Attributes:
+        moved: entries on the board then and now whose rank differs, by rank now.
+        entered: entries on the board now and not then, by rank now.
+        updated: entries on the board then and now at the same rank whose shown values
+            changed, by rank.
+        left: portfolio ids on the board then and not now, ascending.
+    """
+
+    moved: tuple[RankedEntry, ...] = ()
+    entered: tuple[RankedEntry, ...] = ()
+    updated: tuple[RankedEntry, ...] = ()
+    left: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        return bool(self.moved or self.entered or self.updated or self.left)
+
+
+def sort_key(entry: LeaderboardEntry) -> SortKey:
+    """The entry's place in the order (ascending key = better rank)."""
+    return (
+        entry.return_percent.copy_negate(),
+        entry.total_value.copy_negate(),
+        entry.portfolio_id,
+    )
+
+
+def _check_finite(entry: LeaderboardEntry) -> None:
+    for name in ("return_percent", "total_value", "daily_change", "daily_change_percent"):
+        value: Decimal = getattr(entry, name)
+        if not value.is_finite():
+            raise ValueError(f"portfolio {entry.portfolio_id}: {name} is not finite ({value})")
+
+
+class Ranking:
+    """The ranked board, with a mark for ``changes()`` (see the module's docstring)."""
+
+    def __init__(self, entries: Iterable[LeaderboardEntry] = ()) -> None:
+        self._entries: dict[int, LeaderboardEntry] = {}
+        self._order = SortedList()
+        # The mark: each id's rank at the last changes() call, and what moved since.
+        self._marked_rank: dict[int, int] = {}
+        self._marked_entry: dict[int, LeaderboardEntry] = {}  # touched ids' old values
+        self._left: set[int] = set()
+        # The ranks that may have shifted since the mark: (first, last), last None for
+        # "to the end"; None when nothing changed.
+        self._span: tuple[int, int | None] | None = None
+        for entry in entries:
+            self.upsert(entry)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __contains__(self, portfolio_id: object) -> bool:
+        return portfolio_id in self._entries
+
+    # -- updates
+
+    def upsert(self, entry: LeaderboardEntry) -> RankChange:
+        """Add the portfolio or replace its values; O(log n)."""
+        _check_finite(entry)
+        portfolio_id = entry.portfolio_id
+        old = self._entries.get(portfolio_id)
+        old_rank = None
+        if old is not None:
+            old_key = sort_key(old)
+            old_rank = self._order.bisect_left(old_key) + 1
+            self._order.remove(old_key)
+        self._remember(portfolio_id, old)
+        self._entries[portfolio_id] = entry
+        new_key = sort_key(entry)
+        self._order.add(new_key)
+        new_rank = self._order.bisect_left(new_key) + 1
+        self._left.discard(portfolio_id)
+        if old_rank is None:
+            self._widen(new_rank, None)
+        else:
+            self._widen(min(old_rank, new_rank), max(old_rank, new_rank))
+        return RankChange(portfolio_id, old_rank, new_rank)
+
+    def remove(self, portfolio_id: int) -> int | None:
+        """Take the portfolio off the board (it opted out or is gone); O(log n).
+
+        Returns the rank it had, or None when it was not on the board.
+        """
+        old = self._entries.pop(portfolio_id, None)
+        if old is None:
+            return None
+        key = sort_key(old)
+        rank: int = self._order.bisect_left(key) + 1
+        self._order.remove(key)
+        self._remember(portfolio_id, old)
+        if portfolio_id in self._marked_rank:
+            self._left.add(portfolio_id)
+        self._widen(rank, None)
+        return rank
+
+    # -- reads
+
+    def rank_of(self, portfolio_id: int) -> int | None:
+        """The portfolio's rank (1-based), or None when it is not on the board."""
+        entry = self._entries.get(portfolio_id)
+        if entry is None:
+            return None
+        rank: int = self._order.bisect_left(sort_key(entry)) + 1
+        return rank
+
+    def get(self, portfolio_id: int) -> RankedEntry | None:
+        """The portfolio's ranked entry, or None when it is not on the board."""
+        rank = self.rank_of(portfolio_id)
+        return None if rank is None else self._ranked(portfolio_id, rank)
+
+    def top(self, n: int) -> list[RankedEntry]:
+        """The first ``n`` entries (all of them when the board is shorter)."""
+        if n < 0:
+            raise ValueError(f"n must be >= 0, not {n}")
+        return self._slice(0, n)
+
+    def around(self, portfolio_id: int, window: int) -> list[RankedEntry]:
+        """The entries from ``rank - window`` to ``rank + window`` (cut at the board's
+        ends). Raises KeyError when the portfolio is not on the board."""
+        if window < 0:
+            raise ValueError(f"window must be >= 0, not {window}")
+        rank = self.rank_of(portfolio_id)
+        if rank is None:
+            raise KeyError(portfolio_id)
+        return self._slice(max(0, rank - 1 - window), rank + window)
+
+    def entries(self) -> list[RankedEntry]:
+        """The whole board in rank order (a snapshot); O(n)."""
+        return self._slice(0, len(self._order))
+
+    # -- the mark
+
+    def changes(self) -> Changes:
+        """What moved, entered, changed values or left since the last call; then mark
+        now (every ``previous_rank`` read afterwards is the rank at this call)."""
+        moved: list[RankedEntry] = []
+        entered: list[RankedEntry] = []
+        updated: list[RankedEntry] = []
+        if self._span is not None:
+            first, last = self._span
+            start, stop = first - 1, len(self._order) if last is None else last
+            for offset, key in enumerate(self._order.islice(start, stop)):
+                portfolio_id = key[2]
+                rank = start + offset + 1
+                then = self._marked_rank.get(portfolio_id)
+                if then is None:
+                    entered.append(self._ranked(portfolio_id, rank))
+                elif then != rank:
+                    moved.append(self._ranked(portfolio_id, rank))
+                elif self._values_changed(portfolio_id):
+                    updated.append(self._ranked(portfolio_id, rank))
+                self._marked_rank[portfolio_id] = rank
+        left = tuple(sorted(self._left))
+        for portfolio_id in left:
+            del self._marked_rank[portfolio_id]
+        self._marked_entry.clear()
+        self._left.clear()
+        self._span = None
+        return Changes(tuple(moved), tuple(entered), tuple(updated), left)
+
+    # -- inside
+
+    def _remember(self, portfolio_id: int, old: LeaderboardEntry | None) -> None:
+        """Keep the values the portfolio had at the mark (the first change since wins)."""
+        if old is not None and portfolio_id not in self._marked_entry:
+            self._marked_entry[portfolio_id] = old
+
+    def _widen(self, first: int, last: int | None) -> None:
+        """Grow the span of ranks that may have shifted since the mark (last None: to
+        the end). Entries outside it kept their ranks: a move shifts only the ranks
+        between its old and new place; an insert or a removal shifts all after it."""
+        if self._span is None:
+            self._span = (first, last)
+            return
+        was_first, was_last = self._span
+        merged_last = None if last is None or was_last is None else max(was_last, last)
+        self._span = (min(was_first, first), merged_last)
+
+    def _values_changed(self, portfolio_id: int) -> bool:
+        """Whether the portfolio's shown values differ from the ones at the mark."""
+        then = self._marked_entry.get(portfolio_id)
+        return then is not None and then != self._entries[portfolio_id]
+
+    def _slice(self, start: int, stop: int) -> list[RankedEntry]:
+        return [
+            self._ranked(key[2], start + offset + 1)
+            for offset, key in enumerate(self._order.islice(start, stop))
+        ]
+
+    def _ranked(self, portfolio_id: int, rank: int) -> RankedEntry:
+        return RankedEntry(rank, self._marked_rank.get(portfolio_id), self._entries[portfolio_id])
