@@ -251,7 +251,7 @@ def check_internals(server: socketio.AsyncServer) -> None:
     if missing:
         raise ConfigError(
             "the installed python-socketio/python-engineio lack what Front 5 relies on "
-            f"({', '.join(missing)}): install python-socketio>=5.12 and python-engineio>=4.11"
+            f"({', '.join(missing)}): install python-socketio>=5.18.1 and python-engineio>=4.15.1"
         )
 
 
