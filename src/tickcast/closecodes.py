@@ -50,6 +50,8 @@ class CloseCode(enum.IntEnum):
     AUTH_TIMEOUT = 3502  # no credentials within auth_timeout_s (first-message auth)
     AUTHENTICATION_REQUIRED = 3503  # anonymous access is off and no credentials came
     FORBIDDEN = 3504  # authenticated, but not allowed
+    NOT_FOUND = 3505  # what the connection asks for does not exist (or is not public)
+    INVALID_REQUEST = 3506  # the connection's URL parameters are invalid
 
 
 CLOSE_INFO: dict[CloseCode, CloseInfo] = {
@@ -70,6 +72,8 @@ CLOSE_INFO: dict[CloseCode, CloseInfo] = {
     CloseCode.AUTH_TIMEOUT: CloseInfo(3502, "authentication timeout", False),
     CloseCode.AUTHENTICATION_REQUIRED: CloseInfo(3503, "authentication required", False),
     CloseCode.FORBIDDEN: CloseInfo(3504, "forbidden", False),
+    CloseCode.NOT_FOUND: CloseInfo(3505, "not found", False),
+    CloseCode.INVALID_REQUEST: CloseInfo(3506, "invalid request", False),
 }
 
 

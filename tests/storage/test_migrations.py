@@ -25,7 +25,7 @@ from tickcast.storage.repositories import (
     Transactions,
     Users,
 )
-from tickcast.storage.tables import metadata, portfolios
+from tickcast.storage.tables import metadata, portfolios, users
 
 VERSION_TABLE = "alembic_version"
 
@@ -184,7 +184,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
 ) -> None:
     assert await migrate.current(engine) is None
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == migrate.head() == "0004"
+    assert await migrate.current(engine) == migrate.head() == "0005"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
 
@@ -194,7 +194,7 @@ async def test_downgrade_base_removes_every_table_and_upgrade_works_again(
         assert await conn.run_sync(_tables) == set()
 
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0004"
+    assert await migrate.current(engine) == "0005"
     async with engine.connect() as conn:
         assert await conn.run_sync(_tables) == set(metadata.tables)
         assert await conn.run_sync(_diff) == []
@@ -206,7 +206,7 @@ async def test_upgrade_of_a_current_database_changes_nothing(migrated: AsyncEngi
     await migrate.upgrade(migrated)
     async with migrated.connect() as conn:
         assert await conn.run_sync(reflected_schema) == before
-    assert await migrate.current(migrated) == "0004"
+    assert await migrate.current(migrated) == "0005"
 
 
 async def test_upgrade_to_an_explicit_revision(engine: AsyncEngine) -> None:
@@ -223,7 +223,7 @@ async def test_migrations_run_from_any_directory_without_alembic_ini(
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
     await migrate.upgrade(engine)
-    assert await migrate.current(engine) == "0004"
+    assert await migrate.current(engine) == "0005"
     assert list(elsewhere.iterdir()) == []
 
 
@@ -233,8 +233,9 @@ def test_scripts_are_package_data_with_one_linear_history() -> None:
     assert location.parts[-3:] == ("tickcast", "storage", "migrations")
     assert (location / "env.py").is_file()
     assert (location / "script.py.mako").is_file()
-    assert scripts.get_heads() == ["0004"]
-    assert [s.revision for s in scripts.walk_revisions()] == ["0004", "0003", "0002", "0001"]
+    assert scripts.get_heads() == ["0005"]
+    revisions = [s.revision for s in scripts.walk_revisions()]
+    assert revisions == ["0005", "0004", "0003", "0002", "0001"]
 
 
 # -- 0002: cash, and the backfill of portfolios that traded before it
@@ -245,7 +246,12 @@ async def _trade_at_0001(engine: AsyncEngine) -> tuple[int, int, int]:
     at = datetime(2026, 3, 2, 14, 30, tzinfo=UTC)
     await migrate.upgrade(engine, "0001")
     async with engine.begin() as conn:
-        user = await Users(conn).create("alice", at=at)
+        # raw rows, as revision 0001 has them (today's repositories name later columns)
+        user_id = (
+            await conn.execute(
+                insert(users).values(username="alice", created_at=at).returning(users.c.id)
+            )
+        ).scalar_one()
         await Assets(conn).upsert_many(
             [
                 Asset(
@@ -263,7 +269,7 @@ async def _trade_at_0001(engine: AsyncEngine) -> tuple[int, int, int]:
         for name in ("growth", "small", "empty"):
             row = await conn.execute(
                 insert(portfolios)
-                .values(owner_id=user.id, name=name, created_at=at)
+                .values(owner_id=user_id, name=name, created_at=at)
                 .returning(portfolios.c.id)
             )
             ids.append(row.scalar_one())

@@ -502,22 +502,32 @@ class Principal:
         permissions: what the credential allows beyond reading (``PERMISSIONS``): those
             of the API key it is; a token carries none (a key's permissions are not
             passed on to the tokens exchanged for it).
+        role: the user's role (``storage.records.ROLES``): "user", or "operator", who
+            may read the monitoring streams; an anonymous client is a "user".
     """
 
     user_id: int | None = None
     username: str | None = None
     expires_at: float | None = None
     permissions: frozenset[str] = frozenset()
+    role: str = "user"
 
     def __post_init__(self) -> None:
         if self.user_id is None and self.username is not None:
             raise ValueError("an anonymous principal has no username")
         if self.user_id is None and self.permissions:
             raise ValueError("an anonymous principal has no permission")
+        if self.user_id is None and self.role != "user":
+            raise ValueError("an anonymous principal has no role")
 
     @property
     def authenticated(self) -> bool:
         return self.user_id is not None
+
+    @property
+    def operator(self) -> bool:
+        """Whether the principal may read the monitoring streams."""
+        return self.role == "operator"
 
     def may(self, permission: str) -> bool:
         """Whether the credential carries ``permission``."""

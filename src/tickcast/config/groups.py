@@ -147,6 +147,33 @@ class SignalsSettings:
     socketio_ping_timeout_s: float
 
 
+@dataclass(frozen=True, slots=True)
+class LeaderboardSettings:
+    """The public leaderboard (Front 4): who may read it, its snapshots and windows."""
+
+    leaderboard_public: bool
+    leaderboard_snapshot_s: float
+    leaderboard_window_ms: float
+    leaderboard_snapshot_limit: int
+    leaderboard_max_top: int
+    leaderboard_max_window: int
+
+
+@dataclass(frozen=True, slots=True)
+class MonitoringSettings:
+    """The monitoring streams (Front 4, operators only) and the alert rules."""
+
+    monitoring_interval_s: float
+    alert_cooldown_s: float
+    alert_cpu_percent: float
+    alert_memory_percent: float
+    alert_disk_percent: float
+    alert_latency_p99_ms: float
+    alert_stale_feed_s: float
+    alert_outbox_depth: int
+    dlq_preview_bytes: int
+
+
 class SettingsGroups(Protocol):
     """Every group, by name (``Settings`` is one): for a part that picks its own group
     at composition, such as a front's factory (``fronts/registry.py``)."""
@@ -174,3 +201,9 @@ class SettingsGroups(Protocol):
 
     @property
     def signals(self) -> SignalsSettings: ...
+
+    @property
+    def leaderboard(self) -> LeaderboardSettings: ...
+
+    @property
+    def monitoring(self) -> MonitoringSettings: ...

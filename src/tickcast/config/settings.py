@@ -26,7 +26,9 @@ from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.config.groups import (
     AuthSettings,
     FeedSettings,
+    LeaderboardSettings,
     LimitsSettings,
+    MonitoringSettings,
     OutboxSettings,
     RealtimeSettings,
     ServerSettings,
@@ -157,12 +159,38 @@ class Settings(BaseSettings):
         socketio_ping_interval_s, socketio_ping_timeout_s: Engine.IO's heartbeat (the
             interval in whole seconds: python-engineio announces it truncated).
 
+    The leaderboard (Front 4):
+        leaderboard_public: anyone may read the leaderboard (streams and routes); False:
+            a signed-in user only.
+        leaderboard_snapshot_s: seconds between two full snapshots on ``/ws/updates``.
+        leaderboard_window_ms: the batching window of rank changes: ``update`` and
+            ``top-performers`` messages go at most once per window.
+        leaderboard_snapshot_limit: entries in a snapshot (the best ones); 0 = the whole
+            board.
+        leaderboard_max_top: the largest ``n`` of ``/ws/top``.
+        leaderboard_max_window: the largest ``window`` of ``/ws/around``.
+
+    Monitoring (Front 4, operators only):
+        monitoring_interval_s: seconds between two system metrics, pipeline and
+            telemetry messages, and two evaluations of the alert rules.
+        alert_cooldown_s: seconds after an alert resolves before the same alert may open
+            again.
+        alert_cpu_percent, alert_memory_percent, alert_disk_percent: usage thresholds,
+            in percent.
+        alert_latency_p99_ms: the end-to-end latency p99 threshold, in milliseconds.
+        alert_stale_feed_s: seconds without a market message, while the market is open,
+            before the feed counts as stale.
+        alert_outbox_depth: items queued in the clients' outboxes, all together, before
+            an alert opens.
+        dlq_preview_bytes: the longest preview of a dead letter's payload, in bytes.
+
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
     ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
 
     Groups: this flat model is the loader's schema. The properties ``server``,
-    ``limits``, ``outbox``, ``upstream``, ``auth``, ``storage`` and ``realtime`` return
+    ``limits``, ``outbox``, ``upstream``, ``auth``, ``storage``, ``realtime``,
+    ``signals``, ``leaderboard`` and ``monitoring`` return
     frozen slices of it (``config/groups.py``), so that a component can be given only its
     own; every field is in exactly one group.
     """
@@ -248,6 +276,21 @@ class Settings(BaseSettings):
     signals_max_symbols: int = Field(10_000, ge=0)
     socketio_ping_interval_s: int = Field(25, ge=1)
     socketio_ping_timeout_s: float = Field(20.0, gt=0)
+    leaderboard_public: bool = True
+    leaderboard_snapshot_s: float = Field(30.0, gt=0)
+    leaderboard_window_ms: float = Field(1000.0, ge=0)
+    leaderboard_snapshot_limit: int = Field(1000, ge=0)
+    leaderboard_max_top: int = Field(100, ge=1)
+    leaderboard_max_window: int = Field(50, ge=0)
+    monitoring_interval_s: float = Field(5.0, gt=0)
+    alert_cooldown_s: float = Field(300.0, ge=0)
+    alert_cpu_percent: float = Field(90.0, gt=0, le=100)
+    alert_memory_percent: float = Field(90.0, gt=0, le=100)
+    alert_disk_percent: float = Field(90.0, gt=0, le=100)
+    alert_latency_p99_ms: float = Field(500.0, gt=0)
+    alert_stale_feed_s: float = Field(30.0, gt=0)
+    alert_outbox_depth: int = Field(100_000, ge=1)
+    dlq_preview_bytes: int = Field(512, ge=16)
 
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias="ALPACA_API_SECRET_KEY")
@@ -374,6 +417,33 @@ class Settings(BaseSettings):
             signals_max_symbols=self.signals_max_symbols,
             socketio_ping_interval_s=self.socketio_ping_interval_s,
             socketio_ping_timeout_s=self.socketio_ping_timeout_s,
+        )
+
+    @property
+    def leaderboard(self) -> LeaderboardSettings:
+        """The public leaderboard and its streams."""
+        return LeaderboardSettings(
+            leaderboard_public=self.leaderboard_public,
+            leaderboard_snapshot_s=self.leaderboard_snapshot_s,
+            leaderboard_window_ms=self.leaderboard_window_ms,
+            leaderboard_snapshot_limit=self.leaderboard_snapshot_limit,
+            leaderboard_max_top=self.leaderboard_max_top,
+            leaderboard_max_window=self.leaderboard_max_window,
+        )
+
+    @property
+    def monitoring(self) -> MonitoringSettings:
+        """The monitoring streams and the alert rules' thresholds."""
+        return MonitoringSettings(
+            monitoring_interval_s=self.monitoring_interval_s,
+            alert_cooldown_s=self.alert_cooldown_s,
+            alert_cpu_percent=self.alert_cpu_percent,
+            alert_memory_percent=self.alert_memory_percent,
+            alert_disk_percent=self.alert_disk_percent,
+            alert_latency_p99_ms=self.alert_latency_p99_ms,
+            alert_stale_feed_s=self.alert_stale_feed_s,
+            alert_outbox_depth=self.alert_outbox_depth,
+            dlq_preview_bytes=self.dlq_preview_bytes,
         )
 
     @classmethod

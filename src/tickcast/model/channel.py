@@ -39,6 +39,7 @@ class Readers(enum.StrEnum):
     PUBLIC = "public"
     AUTHENTICATED = "authenticated"
     OWNER = "owner"
+    OPERATOR = "operator"  # users with the operator role (the monitoring streams)
 
 
 class ChannelSpec(msgspec.Struct, frozen=True):

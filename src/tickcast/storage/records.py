@@ -38,13 +38,20 @@ class CashKind(enum.StrEnum):
     WITHDRAWAL = "withdrawal"
 
 
+#: The roles a user may have: "user" (the default) and "operator" (reads the
+#: monitoring streams and routes).
+ROLES = ("user", "operator")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class User:
-    """An account. ``username`` is unique."""
+    """An account. ``username`` is unique; ``role`` is one of ``ROLES`` ("operator":
+    may read the monitoring streams)."""
 
     id: int
     username: str
     created_at: datetime
+    role: str = "user"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -103,6 +110,8 @@ class Portfolio:
             out than put in).
         version: how many times its cash and positions were written (0 when new): of
             two committed states, the one with the higher version is the newer.
+        public: opted in to the public leaderboard (its name, its owner's username
+            and its performance are shown to anyone); False by default.
     """
 
     id: int
@@ -112,6 +121,7 @@ class Portfolio:
     cash: Decimal
     net_deposits: Decimal
     version: int
+    public: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

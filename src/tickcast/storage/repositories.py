@@ -47,6 +47,7 @@ from sqlalchemy.sql.dml import Insert
 
 from tickcast.storage.errors import Conflict, NotFound
 from tickcast.storage.records import (
+    ROLES,
     ApiKey,
     Asset,
     AssetKind,
@@ -81,9 +82,16 @@ class Users:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def create(self, username: str, *, at: datetime | None = None) -> User:
-        """A new user. Raises Conflict if ``username`` is taken."""
-        stmt = users.insert().values(username=username, created_at=_at(at)).returning(users)
+    async def create(
+        self, username: str, *, at: datetime | None = None, role: str = "user"
+    ) -> User:
+        """A new user with ``role`` (``records.ROLES``). Raises Conflict if ``username``
+        is taken, ValueError for an unknown role."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        stmt = (
+            users.insert().values(username=username, created_at=_at(at), role=role).returning(users)
+        )
         async with _refusals(self._conn, f"user {username!r}"):
             row = (await self._conn.execute(stmt)).mappings().one()
         return _user(row)
@@ -97,6 +105,21 @@ class Users:
         """The user with this username (exact, case-sensitive). Raises NotFound."""
         stmt = select(users).where(users.c.username == username)
         return _user(await _one(self._conn, stmt, f"user {username!r}"))
+
+    async def set_role(self, user_id: int, role: str) -> User:
+        """Give the user ``role`` (``records.ROLES``). Raises NotFound, ValueError."""
+        if role not in ROLES:
+            raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+        stmt = update(users).where(users.c.id == user_id).values(role=role).returning(users)
+        return _user(await _one(self._conn, stmt, f"user {user_id}"))
+
+    async def names(self, user_ids: Iterable[int]) -> dict[int, str]:
+        """The usernames of ``user_ids`` (those that exist), by id."""
+        ids = sorted(set(user_ids))
+        if not ids:
+            return {}
+        stmt = select(users.c.id, users.c.username).where(users.c.id.in_(ids))
+        return {row.id: row.username for row in (await self._conn.execute(stmt))}
 
 
 class ApiKeys:
@@ -281,8 +304,11 @@ class Portfolios:
     def __init__(self, conn: AsyncConnection) -> None:
         self._conn = conn
 
-    async def create(self, owner_id: int, name: str, *, at: datetime | None = None) -> Portfolio:
-        """A new, empty portfolio (no positions, no cash).
+    async def create(
+        self, owner_id: int, name: str, *, at: datetime | None = None, public: bool = False
+    ) -> Portfolio:
+        """A new, empty portfolio (no positions, no cash); ``public``: on the public
+        leaderboard.
 
         Raises:
             Conflict: the owner already has a portfolio of this name.
@@ -291,7 +317,14 @@ class Portfolios:
         zero = to_amount(0)
         stmt = (
             portfolios.insert()
-            .values(owner_id=owner_id, name=name, created_at=_at(at), cash=zero, net_deposits=zero)
+            .values(
+                owner_id=owner_id,
+                name=name,
+                created_at=_at(at),
+                cash=zero,
+                net_deposits=zero,
+                public=public,
+            )
             .returning(portfolios)
         )
         async with _refusals(self._conn, f"portfolio {name!r} of user {owner_id}"):
@@ -333,6 +366,17 @@ class Portfolios:
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
             .values(cash=cash, net_deposits=net_deposits, version=portfolios.c.version + 1)
+            .returning(portfolios)
+        )
+        return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
+
+    async def set_public(self, portfolio_id: int, public: bool) -> Portfolio:
+        """Opt the portfolio in to the public leaderboard, or out. Its version is
+        unchanged (no cash or position is written). Raises NotFound."""
+        stmt = (
+            update(portfolios)
+            .where(portfolios.c.id == portfolio_id)
+            .values(public=public)
             .returning(portfolios)
         )
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))

@@ -45,6 +45,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.types import TypeDecorator, TypeEngine
 
@@ -158,6 +159,8 @@ users = Table(
     Column("id", Id, primary_key=True),
     Column("username", String(64), nullable=False),
     Column("created_at", UTCDateTime(), nullable=False),
+    # "user" or "operator" (records.ROLES): an operator reads the monitoring streams
+    Column("role", String(16), nullable=False, server_default="user"),
     UniqueConstraint("username"),
 )
 
@@ -204,6 +207,8 @@ portfolios = Table(
     # Counts the writes of the portfolio (each under its row lock), so that a reader of
     # committed states can tell the newer of two (the in-memory book ignores older ones).
     Column("version", BigInteger(), nullable=False, server_default="0"),
+    # opted in to the public leaderboard (its name, owner's name and performance shown)
+    Column("public", Boolean(), nullable=False, server_default=false()),
     # Its index leads with owner_id, so it also serves "the portfolios of this owner".
     UniqueConstraint("owner_id", "name"),
     CheckConstraint("CAST(cash AS NUMERIC) >= 0", name="cash_not_negative"),

@@ -1,0 +1,1 @@
+"""Front 4's streams: one server-pushed stream per connection (``session.py``)."""
