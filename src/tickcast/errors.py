@@ -12,6 +12,11 @@
     │   ├── UpstreamLimitError    connection or symbol limit (Alpaca 406/405, Polygon
     │   │                         max_connections): retried only after a long back-off
     │   └── UpstreamStale         no data while the market is open (raised by the supervisor)
+    ├── FeedError                 the client SDK (tickcast.client) cannot go on
+    │   ├── FeedRefused           a terminal refusal (bad credentials, forbidden, ...): not retried
+    │   ├── FeedSubscriptionError the server refused a subscribe or unsubscribe request
+    │   ├── SlowConsumer          the caller fell behind a reliable stream (on_full="raise")
+    │   └── FeedGaveUp            max_attempts reconnects failed in a row
     ├── auth.credentials.InvalidCredentials   a bad, forged or revoked token or key (1008/401)
     │   └── ExpiredCredentials                a token past its expiry
     ├── storage.errors.NotFound   no such row (a 404, or "not found" to a client)
@@ -63,3 +68,37 @@ class UpstreamLimitError(UpstreamError):
 
 class UpstreamStale(UpstreamError):
     """The upstream went silent while its market is open."""
+
+
+class FeedError(TickcastError):
+    """The market-feed client cannot go on."""
+
+
+class FeedRefused(FeedError):
+    """The server refused the connection for good (a close code or HTTP status whose
+    advice is "do not reconnect": 3500-3506, 1008, 401, 403, ...). Retrying the same
+    connection cannot help: change the token, the URL or the Origin first.
+
+    Attributes:
+        code: the close code (the server's, or the one its HTTP refusal names), or the
+            HTTP status when the server named none.
+        reason: the server's words.
+    """
+
+    def __init__(self, code: int, reason: str) -> None:
+        super().__init__(f"refused by the server ({code}): {reason}")
+        self.code = code
+        self.reason = reason
+
+
+class FeedSubscriptionError(FeedError):
+    """A subscribe or unsubscribe was answered with ``{"type": "error"}``."""
+
+
+class SlowConsumer(FeedError):
+    """The caller did not take reliable messages (trades, bars, book, signals, resets)
+    fast enough and the receive queue was full: raised rather than drop one silently."""
+
+
+class FeedGaveUp(FeedError):
+    """The connection failed ``max_attempts`` times in a row."""

@@ -1,0 +1,474 @@
+"""The market-feed client: one connection that stays up, and the messages it gets.
+
+Rules: this is the SDK's driver (asyncio and websockets); what it decides is pure and
+lives beside it: ``streams.py`` (positions, gaps, books, what to resubscribe),
+``queue.py`` (the bounded, conflating receive queue), ``retry.Backoff`` (the delays),
+``closecodes`` (whether a close is worth a retry) and ``protocols.native.client`` (the
+wire). Time is read through the ``Clock`` it is given.
+
+One ``Feed`` runs one task that connects, resubscribes everything (resuming each
+reliable stream from its last ``(epoch, seq)``), reads until the connection ends, and
+waits a capped, fully jittered back-off before the next try. A connection that
+delivers nothing (no data, no heartbeat, no pong) for ``heartbeat_timeout_s`` is taken
+for dead and aborted; a close or HTTP refusal whose advice is "do not reconnect" ends the
+feed with ``FeedRefused``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any, Final, Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import websockets
+from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+
+from tickcast.client.queue import ConflationStats, Put, ReceiveQueue
+from tickcast.client.streams import StreamCounters, Streams, normalize, split_topic
+from tickcast.clock import SYSTEM, Clock
+from tickcast.closecodes import CLOSE_INFO, CloseCode
+from tickcast.errors import (
+    FeedError,
+    FeedGaveUp,
+    FeedRefused,
+    FeedSubscriptionError,
+    InvalidMessage,
+    SlowConsumer,
+)
+from tickcast.model.book import OrderBook
+from tickcast.protocols.native import client as wire
+from tickcast.retry import Backoff
+
+Message = wire.Payload | wire.Reset
+OnFull = Literal["raise", "block"]
+#: HTTP statuses of a handshake refusal that no retry can fix (when the body names no
+#: close code): the credentials, the Origin, or the URL must change first.
+TERMINAL_HTTP: Final = frozenset({400, 401, 403, 404})
+DEFAULT_BACKOFF: Final = Backoff(base_s=0.25, cap_s=15.0)
+#: A connection that lived this long (or delivered data) starts the back-off over.
+HEALTHY_AFTER_S: Final = 5.0
+
+
+@dataclass
+class FeedStats:
+    """What the feed did so far.
+
+    Attributes:
+        connected: whether a connection is up now.
+        connects: connections opened; reconnects: those after the first.
+        received: data messages read; delivered: messages the caller took.
+        latency_ms: the latest data message's age on arrival (receive wall time minus
+            its timestamp; includes the clocks' difference when not on one machine).
+        heartbeat_timeouts: connections found dead by silence.
+        last_close: the latest close code and reason ((1006, "") for an abort).
+        errors: unsolicited error replies and unreadable frames.
+    """
+
+    connected: bool = False
+    connects: int = 0
+    reconnects: int = 0
+    received: int = 0
+    delivered: int = 0
+    latency_ms: float | None = None
+    heartbeat_timeouts: int = 0
+    last_close: tuple[int, str] | None = None
+    errors: int = 0
+
+
+def feed_url(url: str, heartbeat_s: float, array: bool) -> str:
+    """``url`` with the options the client relies on: ``seq=1`` (positions, resume),
+    ``heartbeat`` and ``frames=array``, unless the URL sets them itself."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    query.setdefault("seq", "1")
+    if heartbeat_s:
+        query.setdefault("heartbeat", f"{heartbeat_s:g}")
+    if array:
+        query.setdefault("frames", "array")
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def refusal_of(status: int, body: bytes | bytearray) -> tuple[int, str, bool]:
+    """(code, reason, reconnect?) of an HTTP refusal of the handshake; the gateway's body
+    names the close code and the advice (``{"error", "close_code", "reconnect"}``)."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and isinstance(doc.get("close_code"), int):
+        reconnect = doc.get("reconnect")
+        code = int(doc["close_code"])
+        reason = str(doc.get("error", ""))
+        return code, reason, bool(reconnect) if isinstance(reconnect, bool) else _retry(code)
+    text = body.decode("utf-8", "replace")[:200]
+    return status, f"HTTP {status} {text}".strip(), status not in TERMINAL_HTTP
+
+
+def _retry(code: int | None) -> bool:
+    """Whether a connection closed with ``code`` is worth another try (None: no close
+    frame, an abort; 1000: a proxy's idle close as much as the server's)."""
+    if code is None or code == CloseCode.NORMAL:
+        return True
+    try:
+        return CLOSE_INFO[CloseCode(code)].reconnect
+    except ValueError:
+        return True  # a code this version does not know: the range convention
+    except KeyError:
+        return True
+
+
+class Feed:
+    """A market-feed connection that reconnects, resubscribes and resumes by itself.
+
+    Use ``connect(url, ...)``: ``async with connect(url) as feed``. Arguments are
+    ``connect``'s.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        token: str | None = None,
+        heartbeat_s: float = 5.0,
+        heartbeat_timeout_s: float | None = None,
+        backoff: Backoff = DEFAULT_BACKOFF,
+        max_attempts: int | None = None,
+        max_queue: int = 10_000,
+        on_full: OnFull = "raise",
+        array_frames: bool = True,
+        open_timeout_s: float = 10.0,
+        clock: Clock = SYSTEM,
+        rng: random.Random | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        if on_full not in ("raise", "block"):
+            raise ValueError("on_full must be 'raise' or 'block'")
+        self.url = feed_url(url, heartbeat_s, array_frames)
+        self.heartbeat_timeout_s = heartbeat_timeout_s or max(3 * heartbeat_s, 3.0)
+        self.backoff = backoff
+        self.max_attempts = max_attempts
+        self.on_full = on_full
+        self.open_timeout_s = open_timeout_s
+        self.clock = clock
+        self.rng = rng or random.Random()
+        self.headers = dict(headers or {})
+        if token:
+            self.headers["Authorization"] = f"Bearer {token}"
+        self.stats = FeedStats()
+        self.streams = Streams()
+        self.queue: ReceiveQueue[Message] = ReceiveQueue(max_queue)
+        self._ready = asyncio.Event()  # the caller may have something to take
+        self._space = asyncio.Event()  # the reader may queue again
+        self._up = asyncio.Event()  # a connection is up and resubscribed
+        self._error: FeedError | None = None
+        self._closing = False
+        self._blocked = False
+        self._ws: ClientConnection | None = None
+        self._pending: deque[asyncio.Future[None] | None] = deque()
+        self._task: asyncio.Task[None] | None = None
+        self._last_rx = 0.0
+
+    # -- life
+
+    async def __aenter__(self) -> Feed:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, et: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        """Connect (retrying as the back-off says) and return once connected.
+
+        Raises:
+            FeedRefused: the server refused for good (e.g. a bad token); nothing retried.
+            FeedGaveUp: ``max_attempts`` tries failed.
+        """
+        self._task = asyncio.create_task(self._run(), name="tickcast-feed")
+        up = asyncio.create_task(self._up.wait())
+        try:
+            await asyncio.wait({up, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            up.cancel()
+        if self._error is not None:
+            raise self._error
+
+    async def close(self) -> None:
+        self._closing = True
+        self._ready.set()
+        self._space.set()
+        if self._ws is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._ws.close(), 2.0)
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # -- what a caller asks
+
+    async def subscribe(
+        self, symbols: Iterable[str], channels: Sequence[str] = ("quotes",)
+    ) -> None:
+        """Subscribe (and keep subscribed across reconnects) to ``symbols`` x ``channels``.
+
+        Returns once the server acknowledged, or at once while reconnecting (the
+        subscription is then made with the others).
+
+        Raises:
+            FeedSubscriptionError: the server refused the request (an unknown symbol,
+                too many subscriptions); nothing of it is kept.
+            ValueError: an unknown channel.
+        """
+        topics = normalize(symbols, channels)
+        self.streams.add(topics)
+        by_channel: dict[str, list[str]] = {}
+        for t in topics:
+            channel, symbol = split_topic(t)
+            by_channel.setdefault(channel, []).append(symbol)
+        try:
+            for channel, names in by_channel.items():
+                await self._request(wire.subscribe(names, [channel]))
+        except FeedSubscriptionError:
+            self.streams.remove(topics)
+            raise
+
+    async def unsubscribe(
+        self, symbols: Iterable[str], channels: Sequence[str] | None = None
+    ) -> None:
+        """Stop ``symbols`` on ``channels`` (every channel when None)."""
+        names = [s.strip().upper() for s in symbols]
+        gone = [t for t in self.streams.wanted if split_topic(t)[1] in names]
+        if channels is not None:
+            gone = [t for t in gone if split_topic(t)[0] in channels]
+        self.streams.remove(gone)
+        await self._request(wire.unsubscribe(names, list(channels) if channels else None))
+
+    def book(self, symbol: str) -> OrderBook | None:
+        """The client-side order book of ``symbol`` (subscribed on ``book``), or None
+        until its snapshot came."""
+        return self.streams.books.get(symbol.upper())
+
+    def position(self, topic: str) -> tuple[str, int] | None:
+        """The last ``(epoch, seq)`` delivered on ``topic`` (``"trades.AAPL"``)."""
+        return self.streams.positions.get(topic)
+
+    @property
+    def conflation(self) -> ConflationStats:
+        """Quotes conflated in the receive queue because the caller fell behind."""
+        return self.queue.conflation
+
+    @property
+    def counters(self) -> StreamCounters:
+        return self.streams.counters
+
+    def __aiter__(self) -> AsyncIterator[Message]:
+        return self
+
+    async def __anext__(self) -> Message:
+        while True:
+            if isinstance(self._error, SlowConsumer):
+                raise self._error
+            item = self.queue.get()
+            if item is not None:
+                self.stats.delivered += 1
+                self._space.set()
+                return item
+            if self._error is not None:
+                raise self._error
+            if self._closing:
+                raise StopAsyncIteration
+            self._ready.clear()
+            await self._ready.wait()
+
+    async def run(self, callback: Callable[[Message], Awaitable[None] | None]) -> None:
+        """Call ``callback`` with every message (awaited when it returns an awaitable)
+        until the feed closes or fails."""
+        async for message in self:
+            result = callback(message)
+            if result is not None:
+                await result
+
+    # -- the connection
+
+    async def _request(self, text: str) -> None:
+        ws = self._ws
+        if ws is None or not self._up.is_set():
+            return
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._pending.append(done)
+        try:
+            await ws.send(text)
+        except ConnectionClosed:
+            return  # resent with the others on reconnect
+        await done
+
+    def _fail(self, error: FeedError) -> None:
+        if self._error is None:
+            self._error = error
+        self._ready.set()
+
+    async def _run(self) -> None:
+        attempt = 0
+        while not self._closing:
+            try:
+                ws = await websockets.connect(
+                    self.url,
+                    additional_headers=self.headers,
+                    open_timeout=self.open_timeout_s,
+                    ping_interval=self.heartbeat_timeout_s / 2,
+                    ping_timeout=self.heartbeat_timeout_s,
+                    close_timeout=2.0,
+                    max_size=None,
+                    compression=None,
+                    proxy=None,
+                )
+            except InvalidStatus as exc:
+                code, reason, again = refusal_of(exc.response.status_code, exc.response.body or b"")
+                self.stats.last_close = (code, reason)
+                if not again:
+                    self._fail(FeedRefused(code, reason))
+                    return
+            except (OSError, TimeoutError, WebSocketException) as exc:
+                self.stats.last_close = (1006, f"{type(exc).__name__}: {exc}")
+            else:
+                started = self.clock.monotonic()
+                delivered = self.stats.received
+                await self._connection(ws)
+                if self._error is not None:  # the caller fell behind (SlowConsumer)
+                    with contextlib.suppress(Exception):
+                        await asyncio.wait_for(ws.close(), 2.0)
+                    return
+                closed = ws.close_code
+                reason = ws.close_reason or ""
+                self.stats.last_close = (closed or 1006, reason)
+                if self._closing:
+                    return
+                if not _retry(closed):
+                    self._fail(FeedRefused(closed or 1006, reason))
+                    return
+                lived = self.clock.monotonic() - started
+                if lived >= HEALTHY_AFTER_S or self.stats.received > delivered:
+                    attempt = 0
+            if self.max_attempts is not None and attempt + 1 >= self.max_attempts:
+                self._fail(FeedGaveUp(f"{self.max_attempts} connection attempts failed"))
+                return
+            await asyncio.sleep(self.backoff.delay(attempt, self.rng))
+            attempt += 1
+
+    async def _connection(self, ws: ClientConnection) -> None:
+        self._ws = ws
+        self.stats.connects += 1
+        if self.stats.connects > 1:
+            self.stats.reconnects += 1
+        self.stats.connected = True
+        self._last_rx = self.clock.monotonic()
+        watchdog = asyncio.create_task(self._watchdog(ws))
+        try:
+            for symbols, channels, resume in self.streams.resubscribe():
+                self._pending.append(None)
+                await ws.send(wire.subscribe(symbols, channels, resume))
+            self._up.set()
+            async for frame in ws:
+                await self._frame(frame, ws)
+        except ConnectionClosed:
+            pass
+        finally:
+            watchdog.cancel()
+            self._up.clear()
+            self._ws = None
+            self.stats.connected = False
+            while self._pending:
+                done = self._pending.popleft()
+                if done is not None and not done.done():
+                    done.set_result(None)
+            with contextlib.suppress(asyncio.CancelledError):
+                await watchdog
+
+    async def _watchdog(self, ws: ClientConnection) -> None:
+        """Abort the connection after ``heartbeat_timeout_s`` without a frame (not while
+        the reader waits for the caller: then nothing is read on purpose)."""
+        timeout = self.heartbeat_timeout_s
+        while True:
+            left = self._last_rx + timeout - self.clock.monotonic()
+            if left <= 0 and not self._blocked:
+                self.stats.heartbeat_timeouts += 1
+                ws.transport.abort()
+                return
+            await asyncio.sleep(max(left, timeout / 4))
+
+    async def _frame(self, frame: str | bytes, ws: ClientConnection) -> None:
+        self._last_rx = self.clock.monotonic()
+        try:
+            messages = wire.decode(frame)
+        except InvalidMessage:
+            self.stats.errors += 1
+            return
+        streams = self.streams
+        for m in messages:
+            if isinstance(m, wire.Update):
+                self.stats.received += 1
+                ts = getattr(m.payload, "ts", 0.0)
+                if ts:
+                    self.stats.latency_ms = (self.clock.wall() - ts) * 1000.0
+                for out in streams.accept(m):
+                    await self._deliver(out.payload if isinstance(out, wire.Update) else out)
+            elif isinstance(m, wire.Reset):
+                await self._deliver(streams.reset(m))
+            elif isinstance(m, wire.Subscribed | wire.Unsubscribed):
+                self._answer(None)
+            elif isinstance(m, wire.ServerError):
+                self._answer(m.message)
+        for symbol in streams.resnapshot():
+            self._pending.extend((None, None))
+            await ws.send(wire.unsubscribe([symbol], ["book"]))
+            await ws.send(wire.subscribe([symbol], ["book"]))
+
+    def _answer(self, error: str | None) -> None:
+        done = self._pending.popleft() if self._pending else None
+        if done is None:
+            if error is not None:
+                self.stats.errors += 1
+            return
+        if not done.done():
+            if error is None:
+                done.set_result(None)
+            else:
+                done.set_exception(FeedSubscriptionError(error))
+
+    async def _deliver(self, item: Message) -> None:
+        while True:
+            if self.queue.put(item) is not Put.FULL:
+                self._ready.set()
+                return
+            if self.on_full == "raise":
+                self._fail(SlowConsumer(f"{self.queue.reliable} reliable messages not taken"))
+                raise ConnectionClosed(None, None)  # ends this connection's reader
+            self._blocked = True
+            self._space.clear()
+            await self._space.wait()
+            self._blocked = False
+            self._last_rx = self.clock.monotonic()
+            if self._closing:
+                return
+
+
+def connect(url: str, **options: Any) -> Feed:
+    """A ``Feed`` for ``async with`` (see ``Feed``'s arguments)::
+
+    async with connect("ws://127.0.0.1:8000/ws/market/feed", token=...) as feed:
+        await feed.subscribe(["AAPL"], channels=["quotes", "trades"])
+        async for message in feed:
+            ...
+    """
+    return Feed(url, **options)

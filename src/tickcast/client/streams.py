@@ -1,0 +1,202 @@
+"""What a client knows about its streams: positions, gaps, books, and what it asked for.
+
+Rules: pure (no asyncio, no sockets, no clock). The feed driver (``feed.py``) hands every
+decoded ``Update`` and ``Reset`` to ``Streams.accept`` and delivers what it returns; it
+asks ``Streams`` what to send after a reconnect (``resubscribe``) and which books to
+fetch again (``resnapshot``).
+
+Per topic (``"trades.AAPL"``) a client keeps the last ``(epoch, seq)`` it delivered:
+
+- a reliable topic (everything but quotes) must count up by exactly 1 within an epoch;
+  a jump is a gap the server did not announce, made explicit here as a ``Reset`` with
+  reason ``gap`` before the message (a book is then fetched again);
+- a quote topic jumps whenever the server conflated quotes: counted, never a gap;
+- a message at or before the position in the same epoch was already delivered (a
+  replay that overlaps) and is dropped, so a caller sees each update once;
+- a ``Reset`` from the server re-anchors the topic: the snapshot that follows (seq equal
+  to the reset's) and the live updates after it are taken without a gap check.
+
+Books are kept from a snapshot and the deltas that follow it in an unbroken chain; a
+delta without a book (or after a gap) is dropped and the book asked for again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from tickcast.model.book import OrderBook
+from tickcast.model.market import FEED, BookUpdate
+from tickcast.model.topic import Channel
+from tickcast.protocols.native.client import Reset, Update
+
+#: Channels a client may subscribe to on the market feed.
+CHANNELS = ("quotes", "trades", "bars", "book", "status", "signals")
+
+
+def topic_name(channel: str, symbol: str) -> str:
+    return f"{channel}.{symbol}"
+
+
+def split_topic(topic: str) -> tuple[str, str]:
+    channel, _, symbol = topic.partition(".")
+    return channel, symbol
+
+
+def normalize(symbols: Iterable[str], channels: Iterable[str]) -> list[str]:
+    """The topics of a request, as the server names them (symbols upper-case, the status
+    channel's one stream ``FEED``).
+
+    Raises:
+        ValueError: an unknown channel, or no symbol or channel.
+    """
+    names = [s.strip().upper() for s in symbols]
+    chans = list(dict.fromkeys(channels))
+    if not names or not chans:
+        raise ValueError("subscribe to at least one symbol on at least one channel")
+    for c in chans:
+        if c not in CHANNELS:
+            raise ValueError(f"unknown channel {c!r}: choose from {', '.join(CHANNELS)}")
+    return [topic_name(c, s) for s in names for c in chans if (c == Channel.STATUS) == (s == FEED)]
+
+
+@dataclass
+class StreamCounters:
+    """What ``Streams`` saw: duplicates dropped, gaps found, resets from the server,
+    quotes the server conflated (seq jumps on quote topics), book deltas dropped."""
+
+    duplicates: int = 0
+    gaps: int = 0
+    resets: int = 0
+    server_conflated: int = 0
+    book_deltas_dropped: int = 0
+
+
+@dataclass
+class Streams:
+    """The wanted topics, the last position delivered per topic, and the books."""
+
+    wanted: dict[str, None] = field(default_factory=dict)  # in subscription order
+    positions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    books: dict[str, OrderBook] = field(default_factory=dict)
+    counters: StreamCounters = field(default_factory=StreamCounters)
+    _anchor: set[str] = field(default_factory=set)  # re-anchor on the next message
+    _resnapshot: dict[str, None] = field(default_factory=dict)  # to ask for
+    _requested: set[str] = field(default_factory=set)  # asked for, not come yet
+
+    # -- subscriptions
+
+    def add(self, topics: Iterable[str]) -> None:
+        for t in topics:
+            self.wanted[t] = None
+
+    def remove(self, topics: Iterable[str]) -> None:
+        for t in topics:
+            self.wanted.pop(t, None)
+            self.positions.pop(t, None)
+            self._anchor.discard(t)
+            channel, symbol = split_topic(t)
+            if channel == Channel.BOOK:
+                self.books.pop(symbol, None)
+                self._resnapshot.pop(symbol, None)
+                self._requested.discard(symbol)
+
+    def resubscribe(self) -> list[tuple[list[str], list[str], dict[str, tuple[str, int]]]]:
+        """What to send after a (re)connect: per channel, its symbols and the resume
+        points of its reliable topics (quotes need none: the current one comes at once)."""
+        by_channel: dict[str, list[str]] = {}
+        for t in self.wanted:
+            channel, symbol = split_topic(t)
+            by_channel.setdefault(channel, []).append(symbol)
+        self._resnapshot.clear()
+        self._requested.clear()
+        requests = []
+        for channel, symbols in by_channel.items():
+            resume: dict[str, tuple[str, int]] = {}
+            if channel != Channel.QUOTES:
+                for s in symbols:
+                    topic = topic_name(channel, s)
+                    position = self.positions.get(topic)
+                    if channel == Channel.BOOK and s not in self.books:
+                        self._anchor.add(topic)  # no book to resume: a snapshot comes
+                    elif position is not None and position[0]:
+                        resume[topic] = position
+            requests.append((symbols, [channel], resume))
+        return requests
+
+    def resnapshot(self) -> list[str]:
+        """Symbols whose book must be fetched again (each once: taken from here). The
+        driver unsubscribes and subscribes their book topics; the snapshot that comes
+        re-anchors each topic."""
+        symbols = list(self._resnapshot)
+        self._resnapshot.clear()
+        self._requested.update(symbols)
+        self._anchor.update(topic_name(Channel.BOOK, s) for s in symbols)
+        return symbols
+
+    # -- incoming
+
+    def reset(self, reset: Reset) -> Reset:
+        """A reset from the server: the topic starts over at ``reset.seq``."""
+        self.counters.resets += 1
+        if reset.epoch is not None:
+            self.positions[reset.topic] = (reset.epoch, reset.seq)
+        self._anchor.add(reset.topic)
+        channel, symbol = split_topic(reset.topic)
+        if channel == Channel.BOOK:
+            self.books.pop(symbol, None)  # the snapshot that follows replaces it
+        return reset
+
+    def accept(self, update: Update) -> list[Update | Reset]:
+        """What to deliver for ``update``: nothing (a duplicate, a delta without its
+        book), the update, or a gap's ``Reset`` and then the update."""
+        topic = update.topic
+        if not topic:
+            return [update] if self._book_ok(update) else []
+        out: list[Update | Reset] = []
+        position = self.positions.get(topic)
+        if position is not None and topic not in self._anchor:
+            epoch, seq = position
+            if update.epoch == epoch:
+                if update.seq <= seq:
+                    self.counters.duplicates += 1
+                    return []
+                if update.seq != seq + 1:
+                    if topic.startswith("quotes."):
+                        self.counters.server_conflated += update.seq - seq - 1
+                    else:
+                        out.append(self._gap(topic, update, seq))
+            elif not topic.startswith("quotes."):
+                out.append(self._gap(topic, update, seq))
+        self._anchor.discard(topic)
+        self.positions[topic] = (update.epoch, update.seq)
+        if self._book_ok(update):
+            out.append(update)
+        return out
+
+    def _gap(self, topic: str, update: Update, seq: int) -> Reset:
+        self.counters.gaps += 1
+        channel, symbol = split_topic(topic)
+        if channel == Channel.BOOK:
+            self.books.pop(symbol, None)
+        return Reset(topic, update.seq, seq, "gap", update.epoch or None)
+
+    def _book_ok(self, update: Update) -> bool:
+        """Keep the book of a ``BookUpdate``; False for a delta that has no book."""
+        book_update = update.payload
+        if not isinstance(book_update, BookUpdate):
+            return True
+        symbol = book_update.symbol
+        book = self.books.get(symbol)
+        if book_update.snapshot:
+            book = self.books[symbol] = OrderBook()
+            self._resnapshot.pop(symbol, None)
+            self._requested.discard(symbol)
+        elif book is None:
+            self.counters.book_deltas_dropped += 1
+            wanted = topic_name(Channel.BOOK, symbol) in self.wanted
+            if wanted and symbol not in self._requested:
+                self._resnapshot[symbol] = None
+            return False
+        book.apply(book_update)
+        return True

@@ -1,0 +1,243 @@
+"""The client's side of Front 1: what a client sends, and what it makes of what it gets.
+
+Rules: pure. The data messages are read with the server codec's own wire structs
+(``codec._Quote``, ``codec._Trade``, ...), so a field added there is read here too; the
+control messages (``subscribed``, ``unsubscribed``, ``pong``, ``heartbeat``, ``error``,
+``reset``) are the session's. A frame is one JSON object or, with ``frames=array``, a
+JSON array of them; ``decode`` returns the messages of one frame, in order.
+
+A data message becomes an ``Update``: the normalized payload (``model.market``'s
+``Quote``, ``Trade``, ``Bar``, ``BookUpdate``, ``Status``, or a ``Signal``) with its
+``topic``, ``seq`` and ``epoch`` (empty and 0 without the ``seq=1`` option). Timestamps
+become epoch seconds. A message of a type this version does not know is an ``Unknown``
+(a newer server may send more; a client skips it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any, Final, NamedTuple
+
+import msgspec
+
+from tickcast.errors import InvalidMessage
+from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.signal import Signal
+from tickcast.protocols.native import codec
+from tickcast.protocols.native.timefmt import parse_iso_ms
+
+Payload = Quote | Trade | Bar | BookUpdate | Status | Signal
+
+
+class Update(NamedTuple):
+    """A data message: ``payload`` on ``topic`` (``"trades.AAPL"``) at ``(epoch, seq)``."""
+
+    payload: Payload
+    topic: str = ""
+    seq: int = 0
+    epoch: str = ""
+
+
+class Subscribed(NamedTuple):
+    symbols: tuple[str, ...]
+
+
+class Unsubscribed(NamedTuple):
+    symbols: tuple[str, ...]
+
+
+class Pong(NamedTuple):
+    ts: float
+
+
+class Heartbeat(NamedTuple):
+    ts: float
+
+
+class ServerError(NamedTuple):
+    """``{"type": "error"}``: a request was refused; the connection stays open."""
+
+    message: str
+
+
+class Reset(NamedTuple):
+    """The server could not resume ``topic`` from ``requested``: the stream starts over
+    at ``seq`` in ``epoch`` (a snapshot follows when the topic has one).
+
+    ``reason`` is ``history_gap`` or ``epoch_changed`` (the server's), or ``gap`` when a
+    client saw a reliable stream's seq jump (its own verdict).
+    """
+
+    topic: str
+    seq: int
+    requested: int
+    reason: str
+    epoch: str | None = None
+
+
+class Unknown(NamedTuple):
+    message: Any
+
+
+ServerMessage = (
+    Update | Subscribed | Unsubscribed | Pong | Heartbeat | ServerError | Reset | Unknown
+)
+
+_decode_json: Final = msgspec.json.Decoder().decode
+_encode_json: Final = msgspec.json.Encoder().encode
+
+
+def _number(value: float | int) -> float:
+    return float(value)
+
+
+def _quote(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Quote)
+    payload = Quote(
+        w.symbol,
+        w.bid,
+        w.ask,
+        0.0,
+        0.0,
+        w.price,
+        _number(w.volume),
+        parse_iso_ms(w.timestamp),
+        w.source,
+    )
+    return Update(payload, w.topic, w.seq, w.epoch)
+
+
+def _trade(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Trade)
+    payload = Trade(
+        w.symbol, w.price, _number(w.size), parse_iso_ms(w.timestamp), w.source, w.trade_id
+    )
+    return Update(payload, w.topic, w.seq, w.epoch)
+
+
+def _bar(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Bar)
+    start = parse_iso_ms(w.start)
+    payload = Bar(
+        w.symbol,
+        w.open,
+        w.high,
+        w.low,
+        w.close,
+        _number(w.volume),
+        start,
+        parse_iso_ms(w.timestamp),
+        w.source,
+    )
+    return Update(payload, w.topic, w.seq, w.epoch)
+
+
+def _book(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Book)
+    bids = tuple((float(p), float(s)) for p, s in w.bids)
+    asks = tuple((float(p), float(s)) for p, s in w.asks)
+    ts = parse_iso_ms(w.timestamp)
+    payload = BookUpdate(w.symbol, bids, asks, w.snapshot, ts, w.source, w.sequence)
+    return Update(payload, w.topic, w.seq, w.epoch)
+
+
+def _status(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Status)
+    ts = parse_iso_ms(w.timestamp)
+    payload = Status(FEED, w.provider, w.state, w.active, w.reason, ts, w.source)
+    return Update(payload, w.topic, w.seq, w.epoch)
+
+
+def _signal(d: dict[str, Any]) -> Update:
+    w = msgspec.convert(d, codec._Signal)
+    return Update(w.data, w.topic, w.seq, w.epoch)
+
+
+def _symbols(d: dict[str, Any]) -> tuple[str, ...]:
+    return tuple(str(s) for s in d.get("symbols") or ())
+
+
+def _ts(d: dict[str, Any]) -> float:
+    text = d.get("timestamp")
+    return parse_iso_ms(text) if isinstance(text, str) else 0.0
+
+
+def _reset(d: dict[str, Any]) -> Reset:
+    epoch = d.get("epoch")
+    return Reset(
+        str(d["topic"]),
+        int(d["seq"]),
+        int(d.get("requested", 0)),
+        str(d.get("reason", "")),
+        str(epoch) if epoch is not None else None,
+    )
+
+
+_BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
+    "trade": _trade,
+    "bar": _bar,
+    "book": _book,
+    "status": _status,
+    "signal": _signal,
+    "subscribed": lambda d: Subscribed(_symbols(d)),
+    "unsubscribed": lambda d: Unsubscribed(_symbols(d)),
+    "pong": lambda d: Pong(_ts(d)),
+    "heartbeat": lambda d: Heartbeat(_ts(d)),
+    "error": lambda d: ServerError(str(d.get("message", ""))),
+    "reset": _reset,
+}
+
+
+def _message(d: Any) -> ServerMessage:
+    if not isinstance(d, dict):
+        return Unknown(d)
+    kind = d.get("type")
+    if kind is None:
+        return _quote(d) if "price" in d else Unknown(d)
+    read = _BY_TYPE.get(kind)
+    return Unknown(d) if read is None else read(d)
+
+
+def decode(frame: str | bytes) -> list[ServerMessage]:
+    """The messages of one text frame, in order.
+
+    Raises:
+        InvalidMessage: the frame is not JSON, or a known message lacks a field or has
+            one of the wrong type.
+    """
+    try:
+        raw = _decode_json(frame)
+        if isinstance(raw, list):
+            return [_message(d) for d in raw]
+        return [_message(raw)]
+    except (msgspec.DecodeError, msgspec.ValidationError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidMessage(f"unreadable server message: {exc}") from None
+
+
+# -- what a client sends
+
+
+def subscribe(
+    symbols: Sequence[str],
+    channels: Sequence[str] | None = None,
+    resume: Mapping[str, tuple[str, int]] | None = None,
+) -> str:
+    """``{"action": "subscribe", ...}``; ``resume`` maps a topic to its ``(epoch, seq)``."""
+    message: dict[str, Any] = {"action": "subscribe", "symbols": list(symbols)}
+    if channels is not None:
+        message["channels"] = list(channels)
+    if resume:
+        # an epoch as it came; a bare seq from a server without epochs
+        message["resume"] = {t: {"epoch": e, "seq": s} if e else s for t, (e, s) in resume.items()}
+    return _encode_json(message).decode()
+
+
+def unsubscribe(symbols: Iterable[str], channels: Sequence[str] | None = None) -> str:
+    message: dict[str, Any] = {"action": "unsubscribe", "symbols": list(symbols)}
+    if channels is not None:
+        message["channels"] = list(channels)
+    return _encode_json(message).decode()
+
+
+def ping() -> str:
+    return '{"action":"ping"}'
