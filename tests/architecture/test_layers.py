@@ -18,8 +18,12 @@ Rules:
     - Provider parsers and messages (``providers/<vendor>/parse.py``, ``messages.py``), the
       book builder, the failover policy, dead letters and quote enrichment are pure too.
     - ``websockets`` is imported only by transport/, the provider streams
-      (``providers/<vendor>/stream.py``) and the vendor emulators (emulators/).
+      (``providers/<vendor>/stream.py``), the vendor emulators (emulators/) and the
+      client SDK's driver (``client/feed.py``).
     - model imports nothing from tickcast but model.
+    - client/ (the SDK) imports only model/, protocols/native/, retry, errors,
+      closecodes and clock; its ``feed.py`` is its one WebSocket driver and its
+      ``streams.py`` and ``queue.py`` are pure.
     - protocols import only model, errors, closecodes, protocols and auth.limits (the
       subscription cap); never the hub (``Encoded`` lives in ``protocols/wire.py``).
     - hub never imports bus, transport, fronts, node, app or cli.
@@ -122,7 +126,21 @@ PURE_MODULES = frozenset(
         "tickcast.portfolio.userfeeds",
         "tickcast.observability.overload",
         "tickcast.observability.faults",
+        "tickcast.client.streams",
+        "tickcast.client.queue",
     }
+)
+#: The client SDK's one WebSocket driver.
+CLIENT_TRANSPORT = frozenset({"tickcast.client.feed"})
+#: What the client SDK may import from tickcast (it ships to users: no server in it).
+CLIENT_MAY_IMPORT = (
+    "tickcast.client",
+    "tickcast.model",
+    "tickcast.protocols.native",
+    "tickcast.retry",
+    "tickcast.errors",
+    "tickcast.closecodes",
+    "tickcast.clock",
 )
 #: Every provider's parse.py and messages.py is pure (matched by the last name part).
 PURE_PROVIDER_PARTS = frozenset({"parse", "messages"})
@@ -313,6 +331,8 @@ def test_pure_modules_import_no_io() -> None:
 def _may_import_websockets(module: str) -> bool:
     if within(module, "tickcast.transport", "tickcast.emulators"):
         return True
+    if module in CLIENT_TRANSPORT:
+        return True
     return within(module, "tickcast.providers") and module.rsplit(".", 1)[-1] == "stream"
 
 
@@ -321,6 +341,37 @@ def test_websockets_is_imported_only_by_transport_provider_streams_and_emulators
         lambda i: i.target.split(".")[0] == "websockets" and not _may_import_websockets(i.importer)
     )
     assert not bad, f"only transport, provider streams and emulators may import websockets:\n{bad}"
+
+
+def _client_import_refused(i: Import) -> bool:
+    return (
+        within(i.importer, "tickcast.client")
+        and tickcast(i.target)
+        and not within(i.target, *CLIENT_MAY_IMPORT)
+    )
+
+
+def test_client_imports_only_model_native_protocol_retry_errors_closecodes_and_clock() -> None:
+    bad = violations(_client_import_refused)
+    assert not bad, (
+        f"client/ imports only model/, protocols/native/, retry, errors, closecodes, clock:\n{bad}"
+    )
+    assert is_pure("tickcast.client.streams")
+    assert is_pure("tickcast.client.queue")
+    assert not is_pure("tickcast.client.feed")
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from tickcast.hub.outbox import Outbox",
+        "from tickcast.protocols.stomp import codec",
+        "def f():\n    import tickcast.transport.connection",
+    ],
+)
+def test_client_rule_catches_a_server_import(source: str) -> None:
+    found = imports_in(source, "tickcast.client.feed", is_package=False)
+    assert violations(_client_import_refused, found)
 
 
 def test_model_imports_only_model() -> None:
