@@ -355,6 +355,9 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_parser(commands)
     _update_prices_parser(commands)
     _demo_parser(commands)
+    from tickcast.cli import tail
+
+    tail.add_parser(commands)
     return parser
 
 
@@ -454,6 +457,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = options.pop("command")
     if command == "emulate":
         return _emulate(options)
+    if command == "tail":
+        from tickcast.cli import tail
+
+        return tail.run(options)
     # pop(name, None): an action's parser (keys revoke) lacks the other actions' flags
     flags = {name: options.pop(name, None) for name in _COMMAND_FLAGS.get(command, ())}
     config_file = options.pop("config", None)
