@@ -43,6 +43,9 @@ from urllib.parse import urlsplit
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from tickcast.client import load
+from tickcast.client.load import percentile
+
 TEXT = WSMsgType.TEXT
 CLOSE = WSMsgType.CLOSE
 _time = time.time
@@ -534,10 +537,9 @@ def sockjs_session() -> str:
 
 
 def symbols_for(i: int, args: argparse.Namespace) -> list[str]:
-    return [
-        args.symbol_format.format((i * args.per_client + j) % args.nsymbols)
-        for j in range(args.per_client)
-    ]
+    """The rule ``tickcast loadgen`` uses too (``tickcast.client.load.symbols_for``)."""
+    universe = [args.symbol_format.format(n) for n in range(args.nsymbols)]
+    return load.symbols_for(i, args.per_client, universe)
 
 
 async def open_one(
@@ -702,13 +704,6 @@ async def drain(
             break
         await asyncio.sleep(0.2)
     return _time() - start
-
-
-def percentile(sorted_values: list[float], q: float) -> float | None:
-    if not sorted_values:
-        return None
-    idx = min(len(sorted_values) - 1, max(0, round(q * (len(sorted_values) - 1))))
-    return sorted_values[idx]
 
 
 async def run(args: argparse.Namespace) -> dict[str, Any]:

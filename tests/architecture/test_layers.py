@@ -128,6 +128,7 @@ PURE_MODULES = frozenset(
         "tickcast.observability.faults",
         "tickcast.client.streams",
         "tickcast.client.queue",
+        "tickcast.client.load",
     }
 )
 #: The client SDK's one WebSocket driver.

@@ -9,7 +9,9 @@ import random
 
 import pytest
 
+from tickcast.cli.loadgen import _print_report
 from tickcast.client.feed import _retry, feed_url, refusal_of
+from tickcast.client.load import Reservoir, percentile, symbols_for
 from tickcast.client.queue import Put, ReceiveQueue
 from tickcast.client.streams import Streams, normalize
 from tickcast.errors import InvalidMessage
@@ -238,3 +240,45 @@ def test_the_back_off_is_capped_and_jittered() -> None:
     delays = [backoff.delay(a, rng) for a in range(40)]
     assert all(0 <= d <= 15.0 for d in delays)
     assert len(set(delays)) == len(delays)
+
+
+# -- the load generator's arithmetic (tickcast loadgen, bench/loadclient.py)
+
+
+def test_symbols_spread_evenly_over_clients() -> None:
+    universe = [f"S{i}" for i in range(10)]
+    counts: dict[str, int] = {}
+    for client in range(20):
+        for symbol in symbols_for(client, 5, universe):
+            counts[symbol] = counts.get(symbol, 0) + 1
+    assert set(counts.values()) == {10}
+    assert symbols_for(0, 3, ["A", "B"]) == ["A", "B"]  # never a symbol twice
+
+
+def test_percentiles_and_a_bounded_reservoir() -> None:
+    assert percentile([], 0.5) is None
+    assert percentile([1.0, 2.0, 3.0], 0.5) == 2.0
+    sample = Reservoir(size=100, rng=random.Random(3))
+    for v in range(10_000):
+        sample.add(float(v))
+    assert len(sample.values) == 100
+    assert (sample.count, sample.maximum) == (10_000, 9999.0)
+    p50 = sample.summary()["p50"]
+    assert p50 is not None
+    assert 3000 < p50 < 7000
+
+
+def test_the_loadgen_report_prints(capsys: pytest.CaptureFixture[str]) -> None:
+    _print_report(
+        {
+            "clients_requested": 2, "clients_connected": 2, "connect_s": 0.1,
+            "delivered": 1234, "duration_s": 2.0, "delivered_per_s": 617.0,
+            "latency_ms": {"p50": 1.5, "p90": None, "p99": 3.0, "max": 9.0},
+            "reconnects": 1, "heartbeat_timeouts": 0, "conflated": 3, "resets": 0,
+            "gaps": 0, "errors": {"FeedRefused": 1},
+        }
+    )  # fmt: skip
+    out = capsys.readouterr().out
+    assert "1,234 messages in 2.0 s (617/s)" in out
+    assert "p50 1.5  p90 -  p99 3.0  max 9.0" in out
+    assert "FeedRefused 1" in out

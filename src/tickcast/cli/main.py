@@ -355,9 +355,10 @@ def build_parser() -> argparse.ArgumentParser:
     _keys_parser(commands)
     _update_prices_parser(commands)
     _demo_parser(commands)
-    from tickcast.cli import tail
+    from tickcast.cli import loadgen, tail
 
     tail.add_parser(commands)
+    loadgen.add_parser(commands)
     return parser
 
 
@@ -461,6 +462,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         from tickcast.cli import tail
 
         return tail.run(options)
+    if command == "loadgen":
+        from tickcast.cli import loadgen
+
+        return loadgen.run(options)
     # pop(name, None): an action's parser (keys revoke) lacks the other actions' flags
     flags = {name: options.pop(name, None) for name in _COMMAND_FLAGS.get(command, ())}
     config_file = options.pop("config", None)
