@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from support.server import Server, start_server
+from tickcast.client import Quote, connect_sync
 
 WAIT_S = 30.0
 
@@ -146,3 +147,16 @@ def test_loadgen_reports_deliveries_latency_and_errors(server: Server) -> None:
     assert report["latency_ms"]["p50"] is not None
     assert report["errors"] == {}
     assert report["reconnects"] == 0
+
+
+def test_the_synchronous_client_reads_a_real_server(server: Server) -> None:
+    with connect_sync(server.feed) as feed:
+        feed.subscribe(["aapl"], channels=["quotes"])
+        deadline = time.monotonic() + WAIT_S
+        message = None
+        while not isinstance(message, Quote):
+            assert time.monotonic() < deadline, "no quote"
+            message = feed.get(timeout=1.0)
+        assert message.symbol == "AAPL"
+        assert feed.stats.connected
+    assert not feed.stats.connected
