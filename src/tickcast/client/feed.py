@@ -151,6 +151,8 @@ class Feed:
     ) -> None:
         if on_full not in ("raise", "block"):
             raise ValueError("on_full must be 'raise' or 'block'")
+        if heartbeat_s and not 1 <= heartbeat_s <= 3600:
+            raise ValueError("heartbeat_s must be 0 (none) or 1 to 3600 seconds")
         self.url = feed_url(url, heartbeat_s, array_frames)
         self.heartbeat_timeout_s = heartbeat_timeout_s or max(3 * heartbeat_s, 3.0)
         self.backoff = backoff
@@ -202,6 +204,8 @@ class Feed:
             up.cancel()
         if self._error is not None:
             raise self._error
+        if self._task.done():
+            self._task.result()  # a bug in the client: raised here, not swallowed
 
     async def close(self) -> None:
         self._closing = True
