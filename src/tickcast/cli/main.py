@@ -36,6 +36,11 @@ SERVE_ENDPOINTS: Final = (
     ("SOCKJS", "/stomp/...", "STOMP over SockJS: new SockJS('http://host:port/stomp')"),
     ("SIO", "/socket.io/...", "Socket.IO: trading signals, io('http://host:port')"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
+    ("WS", "/ws/alerts", "monitoring (operators): alerts, each frame an array"),
+    ("WS", "/ws/metrics", "monitoring (operators): CPU, memory, disk, network"),
+    ("WS", "/ws/pipeline", "monitoring (operators): providers and the hub"),
+    ("WS", "/ws/telemetry", "monitoring (operators): connections, rates, latency, GC"),
+    ("WS", "/ws/dlq", "monitoring (operators): dead letters as they arrive"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),
     ("GET", "/metrics", "Prometheus metrics"),
@@ -62,6 +67,11 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/assets", "known assets, prices, previous closes"),
     ("POST", "/api/signals", "publish a trading signal (publish:signals key)"),
     ("GET", "/api/signals", "recent trading signals (?symbol=&since=&limit=)"),
+    ("GET", "/api/monitoring/alerts", "alerts (operators; ?resolved=true|false)"),
+    ("GET", "/api/monitoring/metrics", "the latest system metrics (operators)"),
+    ("GET", "/api/monitoring/pipeline", "the latest pipeline figures (operators)"),
+    ("GET", "/api/monitoring/telemetry", "the latest telemetry (operators)"),
+    ("GET", "/api/monitoring/dlq", "the current dead letters (operators)"),
 )
 
 
