@@ -14,6 +14,7 @@ from tickcast.auth.credentials import ANONYMOUS, Principal
 from tickcast.closecodes import CloseCode
 from tickcast.fronts.base import FrontSpec
 from tickcast.fronts.monitoring import STREAMS, MonitoringSpec
+from tickcast.fronts.realtime import RealtimeSpec
 from tickcast.model.channel import BUILTIN, Readers
 from tickcast.model.envelope import Envelope
 from tickcast.model.monitoring import Alert, AlertBatch, MonitoringEvent, Severity
@@ -67,9 +68,16 @@ def test_only_operators_read_the_monitoring_channels_on_any_front() -> None:
     assert spec.may_read(OPERATOR, topic, Readers.OPERATOR)
     assert not spec.may_read(USER, topic, Readers.OPERATOR)
     assert not spec.may_read(OPERATOR, Topic("quotes", "AAPL"), Readers.PUBLIC)
+    realtime = RealtimeSpec(
+        None,  # type: ignore[arg-type]
+        cache_timeout_s=1.0,
+        allow_anonymous=True,
+        auth_timeout_s=1.0,
+    )
     for principal in (ANONYMOUS, USER, OPERATOR):  # every other front: never
         assert not FrontSpec().may_read(principal, topic, Readers.OPERATOR)
         assert not FrontSpec().may_read_channel(principal, "alerts", Readers.OPERATOR)
+        assert not realtime.may_read(principal, topic, Readers.OPERATOR)
 
 
 def test_the_first_frame_is_built_for_one_subscriber_from_the_current_state() -> None:
