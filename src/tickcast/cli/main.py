@@ -17,6 +17,7 @@ from tickcast import __version__
 from tickcast.config.load import load_settings
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
+from tickcast.storage.records import ROLES
 
 #: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
 #: ``WS`` is a WebSocket; ``SOCKJS`` is SockJS's routes (HTTP and WebSocket) under a
@@ -35,6 +36,11 @@ SERVE_ENDPOINTS: Final = (
     ("SOCKJS", "/stomp/...", "STOMP over SockJS: new SockJS('http://host:port/stomp')"),
     ("SIO", "/socket.io/...", "Socket.IO: trading signals, io('http://host:port')"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
+    ("WS", "/ws/alerts", "monitoring (operators): alerts, each frame an array"),
+    ("WS", "/ws/metrics", "monitoring (operators): CPU, memory, disk, network"),
+    ("WS", "/ws/pipeline", "monitoring (operators): providers and the hub"),
+    ("WS", "/ws/telemetry", "monitoring (operators): connections, rates, latency, GC"),
+    ("WS", "/ws/dlq", "monitoring (operators): dead letters as they arrive"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),
     ("GET", "/metrics", "Prometheus metrics"),
@@ -61,6 +67,11 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/assets", "known assets, prices, previous closes"),
     ("POST", "/api/signals", "publish a trading signal (publish:signals key)"),
     ("GET", "/api/signals", "recent trading signals (?symbol=&since=&limit=)"),
+    ("GET", "/api/monitoring/alerts", "alerts (operators; ?resolved=true|false)"),
+    ("GET", "/api/monitoring/metrics", "the latest system metrics (operators)"),
+    ("GET", "/api/monitoring/pipeline", "the latest pipeline figures (operators)"),
+    ("GET", "/api/monitoring/telemetry", "the latest telemetry (operators)"),
+    ("GET", "/api/monitoring/dlq", "the current dead letters (operators)"),
 )
 
 
@@ -253,7 +264,27 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     actions = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a user", description="Create a user.")
     create.add_argument("username", help="1 to 64 printable characters, no spaces")
+    create.add_argument(
+        "--role",
+        choices=ROLES,
+        default="user",
+        help="user (default), or operator: may read the monitoring streams (/ws/alerts...)",
+    )
     _database_flags(create)
+    set_role = actions.add_parser(
+        "set-role",
+        help="give a user a role (user or operator)",
+        description="Give a user a role. Its API keys carry it at once (within 30 s: the "
+        "gateway's key cache); a token issued before keeps the role it was issued with "
+        "until it expires.",
+    )
+    set_role.add_argument("username")
+    set_role.add_argument("role", choices=ROLES)
+    _database_flags(set_role)
+    listing = actions.add_parser(
+        "list", help="every user, with its role", description="List the users and their roles."
+    )
+    _database_flags(listing)
 
 
 def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -443,7 +474,7 @@ _COMMAND_FLAGS = {
     "serve": ("demo",),
     "feed": ("interval", "batch_size", "out", "verbose"),
     "record": ("out", "duration", "count"),
-    "users": ("users_action", "username"),
+    "users": ("users_action", "username", "role"),
     "keys": ("keys_action", "user", "label", "prefix", "permissions"),
     "update-prices": ("symbols", "historical", "days", "dry_run", "timeout"),
     "demo": ("new_key",),
@@ -509,7 +540,9 @@ def _accounts(command: str, settings: Settings, flags: dict[str, Any], *, quiet:
 
     configure_logging("warning" if quiet else settings.log_level, settings.log_format)
     if command == "users":
-        return accounts.run_users(settings, flags["users_action"], flags["username"])
+        return accounts.run_users(
+            settings, flags["users_action"], flags["username"] or "", role=flags["role"] or "user"
+        )
     if command == "keys":
         return accounts.run_keys(
             settings,

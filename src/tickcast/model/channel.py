@@ -21,6 +21,7 @@ from typing import Any
 import msgspec
 
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.monitoring import CHANNELS as MONITORING_CHANNELS
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -134,6 +135,10 @@ def builtin() -> Channels:
         (Channel.SIGNAL_STATUS, WorkerStatus, False, _service, Readers.PUBLIC),
     ):
         channels.register(ChannelSpec(name, payload, conflate, key, readers))
+    # the monitoring streams (operators only): one topic each, ``<channel>.gateway``;
+    # alerts and dead letters reliable, the samples conflated (the latest wins)
+    for stream, kind, latest in MONITORING_CHANNELS:
+        channels.register(ChannelSpec(stream, kind, latest, _key, Readers.OPERATOR))
     return channels
 
 

@@ -17,6 +17,7 @@ from typing import Final
 import msgspec
 
 from tickcast.model.market import MarketEvent
+from tickcast.model.monitoring import MonitoringEvent
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -38,6 +39,7 @@ Event = (
     | UserPnl
     | Signal
     | WorkerStatus
+    | MonitoringEvent
 )
 
 

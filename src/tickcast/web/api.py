@@ -113,6 +113,7 @@ from tickcast.web.contract import (
     links,
     refusals,
 )
+from tickcast.web.monitoring import Monitoring, add_monitoring_routes
 from tickcast.web.schemas import (
     MAX_ID,
     AssetOut,
@@ -179,6 +180,7 @@ class Caller:
     user_id: int
     username: str
     by_api_key: bool
+    role: str = "user"
 
 
 # Registered for the OpenAPI description (Swagger's "Authorize"); the credential itself is
@@ -226,6 +228,7 @@ def build_api(
     symbols: frozenset[str],
     allow_anonymous: bool,
     signals: SignalService | None = None,
+    monitoring: Monitoring | None = None,
 ) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
@@ -237,6 +240,8 @@ def build_api(
         symbols: the feed's universe (``GET /assets`` lists it with the stored assets).
         allow_anonymous: whether anonymous callers get public market data.
         signals: the signal service (``POST``/``GET /signals``); None serves no signals.
+        monitoring: the monitoring service (``GET /monitoring/...``, operators); None
+            serves none.
     """
     api = fastapi.FastAPI(
         title="tickcast portfolio API",
@@ -275,7 +280,7 @@ def build_api(
         principal, by_api_key = found
         if principal.user_id is None or principal.username is None:
             raise _unauthorized(UNAUTHENTICATED, invalid=False)
-        return Caller(principal.user_id, principal.username, by_api_key)
+        return Caller(principal.user_id, principal.username, by_api_key, principal.role)
 
     CallerDep = Annotated[Caller, Depends(authenticated)]
     PortfolioId = Annotated[int, Path(ge=1, le=MAX_ID), WholeText]
@@ -315,7 +320,7 @@ def build_api(
         be exchanged for another: tokens expire, keys are revoked."""
         if not caller.by_api_key:
             raise HTTPException(403, "A token is issued in exchange for an API key only")
-        principal = Principal(caller.user_id, caller.username)
+        principal = Principal(caller.user_id, caller.username, role=caller.role)
         ttl_s = guard.identity.jwt_ttl_s
         return TokenOut(access_token=guard.identity.issue(principal), expires_in=int(ttl_s))
 
@@ -588,6 +593,13 @@ def build_api(
             unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
             json_body=_json_body,
             allow_anonymous=allow_anonymous,
+        )
+    if monitoring is not None:
+        add_monitoring_routes(
+            api,
+            monitoring,
+            credentials,
+            unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
         )
     return api
 

@@ -13,6 +13,13 @@ from tickcast.hub.sequencer import Sequencer
 from tickcast.model.channel import ChannelSpec, Readers, builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.monitoring import (
+    AlertBatch,
+    DeadLetterBatch,
+    Pipeline,
+    SystemMetrics,
+    Telemetry,
+)
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -57,21 +64,39 @@ CHANNEL_OF_SIGNALS: dict[type, str] = {
     WorkerStatus: Channel.SIGNAL_STATUS,
 }
 
+#: The monitoring streams (operators only; alerts and dead letters reliable).
+CHANNEL_OF_MONITORING: dict[type, str] = {
+    AlertBatch: "alerts",
+    SystemMetrics: "metrics",
+    Pipeline: "pipeline",
+    Telemetry: "telemetry",
+    DeadLetterBatch: "dlq",
+}
+
 
 def test_builtin_channels_match_today() -> None:
     channels = builtin()
     assert {spec.name: spec.payload for spec in channels} == {
         name: payload
-        for payload, name in (CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS).items()
+        for payload, name in (
+            CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS | CHANNEL_OF_MONITORING
+        ).items()
     }
+    for name in CHANNEL_OF_MONITORING.values():
+        assert channels.get(name).readers is Readers.OPERATOR
+        assert channels.get(name).conflate is (name in ("metrics", "pipeline", "telemetry"))
     for name in CHANNEL_OF_SIGNALS.values():  # reliable and public
         assert channels.get(name).readers is Readers.PUBLIC
         assert not channels.get(name).conflate
     for name in CHANNEL_OF_ADDED.values():  # never conflated: each carries news
         assert channels.get(name).readers is Readers.OWNER
         assert not channels.get(name).conflate
-    assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE
-    assert [spec.name for spec in channels] == list(Channel)
+    assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE | {
+        "metrics",
+        "pipeline",
+        "telemetry",
+    }
+    assert [spec.name for spec in channels] == [*Channel, *CHANNEL_OF_MONITORING.values()]
     for payload, name in CHANNEL_OF_BEFORE.items():
         spec = channels.get(name)
         assert spec.name is name  # the enum member: topics still test with `is`
