@@ -25,17 +25,17 @@ Only what someone watches is computed. A view is:
 
 A view is recomputed only when the ranks that changed since the last flush (the span
 the ranking's ``RankChange``s and removals name) reach it: a top ``n`` when the best
-rank touched is ``<= n``; an around window when the span meets its ranks. Views are
-compared without ``previous_rank`` (which moves with every window), so a message goes
-out only when a rank or a shown value changed, at most once per window.
+rank touched is ``<= n``; an around window when the span meets its ranks. A view read
+again keeps the rows that show what they showed (``carry``), so a message goes out only
+when a rank or a shown value changed, at most once per window.
 
-``previous_rank`` is the rank at the previous flush: views are read before the
-ranking's mark moves (``Ranking.changes``, called at the end of each flush).
+``previous_rank`` is a row's rank before its last move: views are read before the
+ranking's mark moves (``Ranking.changes``, called at the end of each flush), so a row
+that moved shows its rank at the previous flush, and keeps it while it stays put.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Protocol
 
@@ -58,9 +58,8 @@ PLACES = Decimal("0.01")
 _CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
-
-#: A view's content as compared between flushes: (rank, entry) per row.
-Shown = tuple[tuple[int, LeaderboardEntry], ...]
+#: A board without a limit: every rank is in it.
+_EVERY = 2**63
 
 
 class Valued(Protocol):
@@ -111,9 +110,20 @@ def entry_of(value: Valued, owner_name: str) -> LeaderboardEntry:
     )
 
 
-def shown(entries: Iterable[RankedEntry]) -> Shown:
-    """What a view shows, ``previous_rank`` aside (what is compared between flushes)."""
-    return tuple((e.rank, e.entry) for e in entries)
+def carry(
+    before: tuple[RankedEntry, ...], after: tuple[RankedEntry, ...]
+) -> tuple[RankedEntry, ...]:
+    """``after``, with each row that shows what it showed ``before`` (the same portfolio
+    at the same rank with the same values) kept as it was, ``previous_rank`` included:
+    a view changes only where a rank or a value did, and a row's ``previous_rank`` is
+    its rank before its last move, as the view's subscribers were told."""
+    then = {e.entry.portfolio_id: e for e in before}
+    rows = []
+    for ranked in after:
+        old = then.get(ranked.entry.portfolio_id)
+        same = old is not None and old.rank == ranked.rank and old.entry == ranked.entry
+        rows.append(old if same and old is not None else ranked)
+    return tuple(rows)
 
 
 def board_update(
@@ -275,6 +285,7 @@ class Leaderboard:
         if self._board is not None and (span is not None or snapshot):
             board = self._read_board() if span is not None and span[0] <= self._limit() else None
             if board is not None:
+                board = carry(self._board, board)
                 update = board_update(self._board, board, ts)
                 if update is not None:
                     self._board, self._snapshot = board, None
@@ -286,15 +297,15 @@ class Leaderboard:
             first, last = span
             for n, view in list(self._tops.items()):
                 if first <= n:
-                    entries = tuple(self.ranking.top(n))
-                    if shown(entries) != shown(view.entries):
+                    entries = carry(view.entries, tuple(self.ranking.top(n)))
+                    if entries != view.entries:
                         self._tops[n] = top = TopView(n, entries, ts)
                         out.append(top)
             for key, around in list(self._arounds.items()):
                 if self._reaches(around, first, last):
-                    fresh = self._read_around(*key, ts)
-                    if shown(fresh.entries) != shown(around.entries):
-                        self._arounds[key] = fresh
+                    entries = carry(around.entries, self._read_around(*key, ts).entries)
+                    if entries != around.entries:
+                        self._arounds[key] = fresh = AroundView(key[0], key[1], entries, ts)
                         out.append(fresh)
             self.ranking.changes()
         return out
@@ -302,7 +313,7 @@ class Leaderboard:
     # -- inside
 
     def _limit(self) -> int:
-        return self.snapshot_limit or len(self.ranking) or 1
+        return self.snapshot_limit or _EVERY
 
     def _read_board(self) -> tuple[RankedEntry, ...]:
         if self.snapshot_limit:
