@@ -27,6 +27,7 @@ from websockets.exceptions import ConnectionClosed, InvalidStatus
 from support.accounts import Account, seed
 from support.inloop import Gateway, running_gateway
 from support.wsclient import closed_code, recv_json
+from tickcast.demo import LEADERBOARD_PLAYERS, seed_demo
 from tickcast.model.market import Quote
 from tickcast.storage.engine import make_engine
 from tickcast.storage.repositories import Portfolios
@@ -375,3 +376,24 @@ async def test_polling_answers_304_for_the_tag_it_gave(
     schema = (await poll(gateway, "/openapi.json")).json()
     for path in ("/leaderboard", "/leaderboard/top", "/leaderboard/around/{portfolio_id}"):
         assert path in schema["paths"]
+
+
+async def test_the_demo_seeds_a_live_board_of_distinct_players(tmp_path: Path) -> None:
+    url = f"sqlite+aiosqlite:///{tmp_path}/t.db"
+    engine = make_engine(url)
+    try:
+        first = await seed_demo(engine)
+        again = await seed_demo(engine)  # idempotent: nobody seeded twice
+    finally:
+        await engine.dispose()
+    assert first.players == LEADERBOARD_PLAYERS
+    assert again.players == 0
+    async with running_gateway(tmp_path, **FAST) as gateway:
+        board = (await poll(gateway, "/leaderboard")).json()["data"]
+        assert len(board) == LEADERBOARD_PLAYERS
+        assert len({e["owner_name"] for e in board}) == LEADERBOARD_PLAYERS
+        assert "demo" not in {e["owner_name"] for e in board}  # its own stay private
+        assert [e["rank"] for e in board] == list(range(1, LEADERBOARD_PLAYERS + 1))
+        returns = [e["return_percent"] for e in board]
+        assert returns == sorted(returns, reverse=True)
+        assert len(set(returns)) > LEADERBOARD_PLAYERS // 2  # spread out, not a tie
