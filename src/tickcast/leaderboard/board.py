@@ -110,6 +110,20 @@ def entry_of(value: Valued, owner_name: str) -> LeaderboardEntry:
     )
 
 
+#: ``cents_key``'s key: (-return in cents of a percent, -total value in cents, id).
+Key = tuple[int, int, int]
+
+
+def cents_key(entry: LeaderboardEntry) -> Key:
+    """The ranking's order (``ranking.sort_key``) for entries rounded to the cent, as
+    ints: exact for them, and several times cheaper to compare than Decimals."""
+    return (
+        -int(entry.return_percent.scaleb(2)),
+        -int(entry.total_value.scaleb(2)),
+        entry.portfolio_id,
+    )
+
+
 def carry(
     before: tuple[RankedEntry, ...], after: tuple[RankedEntry, ...]
 ) -> tuple[RankedEntry, ...]:
@@ -161,16 +175,17 @@ class Leaderboard:
 
     def __init__(self, snapshot_limit: int = 1000) -> None:
         self.snapshot_limit = snapshot_limit
-        self.ranking = Ranking()
+        self.ranking = Ranking(key=cents_key)
         self.owners: dict[int, str] = {}  # public portfolio id -> owner's display name
         # the views watched, each with what was shown last
         self._board: tuple[RankedEntry, ...] | None = None  # None: unwatched
         self._snapshot: BoardMessage | None = None  # the board as a snapshot, cached
         self._tops: dict[int, TopView] = {}
         self._arounds: dict[tuple[int, int], AroundView] = {}
-        # the ranks that may have changed since the last flush: (first, last or None
-        # for "to the end"); None when none did
-        self._span: tuple[int, int | None] | None = None
+        # the sort keys between which ranks may have changed since the last flush (low,
+        # high or None for "to the end"); None when none did: keys, not ranks, so that
+        # a change reads no rank (flush turns them into ranks once)
+        self._span: tuple[Key, Key | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ranking)
@@ -188,9 +203,10 @@ class Leaderboard:
     def leave(self, portfolio_id: int) -> None:
         """The portfolio opted out (or is gone): off the board."""
         self.owners.pop(portfolio_id, None)
-        rank = self.ranking.remove(portfolio_id)
-        if rank is not None:
-            self._widen(rank, None)
+        entry = self.ranking.entry(portfolio_id)
+        if entry is not None:
+            self.ranking.remove(portfolio_id)
+            self._widen(cents_key(entry), None)
 
     def apply(self, value: Valued) -> bool:
         """A new valuation: re-rank the portfolio when it is public and a shown value
@@ -199,16 +215,13 @@ class Leaderboard:
         if owner is None:
             return False
         entry = entry_of(value, owner)
-        current = self.ranking.get(value.portfolio_id)
-        if current is not None and current.entry == entry:
+        if self.ranking.entry(value.portfolio_id) == entry:
             return True
-        change = self.ranking.upsert(entry)
-        if change.old_rank is None:
-            self._widen(change.new_rank, None)
+        old, new = self.ranking.put(entry)
+        if old is None:
+            self._widen(new, None)
         else:
-            self._widen(
-                min(change.old_rank, change.new_rank), max(change.old_rank, change.new_rank)
-            )
+            self._widen(min(old, new), max(old, new))
         return True
 
     # -- who watches what
@@ -281,7 +294,8 @@ class Leaderboard:
         ranking's mark moves. ``snapshot``: the board goes out as a ``snapshot`` (the
         periodic one) instead of an ``update``, even when nothing changed."""
         out: list[BoardMessage | TopView | AroundView] = []
-        span, self._span = self._span, None
+        keys, self._span = self._span, None
+        span = None if keys is None else self.ranking.rank_span(*keys)
         if self._board is not None and (span is not None or snapshot):
             board = self._read_board() if span is not None and span[0] <= self._limit() else None
             if board is not None:
@@ -340,13 +354,13 @@ class Leaderboard:
             high = max(high, rank + view.window)
         return first <= high and (last is None or last >= low)
 
-    def _widen(self, first: int, last: int | None) -> None:
+    def _widen(self, low: Key, high: Key | None) -> None:
         if self._span is None:
-            self._span = (first, last)
+            self._span = (low, high)
             return
-        was_first, was_last = self._span
-        merged = None if last is None or was_last is None else max(was_last, last)
-        self._span = (min(was_first, first), merged)
+        was_low, was_high = self._span
+        merged = None if high is None or was_high is None else max(was_high, high)
+        self._span = (min(was_low, low), merged)
 
 
 def _count(key: str) -> int | None:
