@@ -29,7 +29,9 @@ from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
+from tickcast.fronts.leaderboard import LeaderboardSpec
 from tickcast.fronts.sockjs import SockJSEndpoint
+from tickcast.leaderboard.service import LeaderboardService
 from tickcast.monitoring.service import (
     MonitoringService,
     ProviderLetters,
@@ -48,6 +50,7 @@ from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
 from tickcast.web.contract import mount_api
+from tickcast.web.leaderboard import LeaderboardRoutes
 from tickcast.web.proxyheaders import ProxyHeaders
 
 log = logging.getLogger("tickcast.app")
@@ -193,6 +196,32 @@ def add_monitoring(
     return service
 
 
+def add_leaderboard(
+    node: Node, settings: Settings, portfolios: PortfolioService
+) -> LeaderboardService:
+    """Build the public leaderboard over ``node``, after ``portfolios`` (it starts once
+    the portfolios are loaded): it ranks the values the portfolio service publishes
+    (a tap on the node's publisher), learns of opt-ins and opt-outs from it, computes
+    only the views someone watches (the hub's first/last-subscriber hooks) and publishes
+    them through the node's publisher. The caller hands it to the front and the routes."""
+    group = settings.leaderboard
+    service = LeaderboardService(
+        node.engine,
+        portfolios,
+        node.publisher,
+        clock=node.clock,
+        window_s=group.leaderboard_window_ms / 1000,
+        snapshot_s=group.leaderboard_snapshot_s,
+        snapshot_limit=group.leaderboard_snapshot_limit,
+        faults=node.faults,
+    )
+    node.publisher.tap(service.on_published, name="leaderboard")
+    portfolios.on_public(service.on_public)
+    service.follow(node.hub)
+    node.add_service(service)
+    return service
+
+
 def _disk_path(database_url: str) -> str:
     """Whose disk the metrics show: a SQLite database's directory, else the working one."""
     if database_url.startswith("sqlite") and ":///" in database_url:
@@ -210,6 +239,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     node = node or Node(settings)
     portfolios = add_portfolios(node, settings)
     signals = add_signals(node, settings)
+    leaderboard = add_leaderboard(node, settings, portfolios)
     is_known = realtime.tradable(node.is_known, portfolios)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
@@ -301,6 +331,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         realtime_spec(portfolios, settings),
         stomp.spec(settings, portfolios),
         monitoring_front.MonitoringSpec(monitoring),
+        LeaderboardSpec(leaderboard, settings.leaderboard),
     ]
     fronts: dict[str, ASGIApp] = {}
     contracted = _contract_fronts(specs, node, guard)
@@ -340,6 +371,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 allow_anonymous=settings.allow_anonymous,
                 signals=signals,
                 monitoring=monitoring,
+                leaderboard=LeaderboardRoutes(leaderboard, settings.leaderboard),
             )
         ),
     ]
@@ -347,6 +379,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app.state.node = node
     app.state.guard = guard
     app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
+    app.state.leaderboard = leaderboard  # likewise
     app.state.signals = signals  # likewise; its ``history`` is what a front catches up from
     app.state.monitoring = monitoring  # likewise (tests evaluate it on demand)
     return WebSocketDispatch(

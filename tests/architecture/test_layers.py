@@ -103,6 +103,7 @@ PURE_EXCEPTIONS = frozenset(
         "tickcast.signals.service",
         "tickcast.signals.redis_source",
         "tickcast.monitoring.service",
+        "tickcast.leaderboard.service",
     }
 )
 PURE_MODULES = frozenset(

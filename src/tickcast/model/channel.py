@@ -20,6 +20,14 @@ from typing import Any
 
 import msgspec
 
+from tickcast.model.leaderboard import (
+    AROUND_CHANNEL,
+    BOARD_CHANNEL,
+    TOP_CHANNEL,
+    AroundView,
+    BoardMessage,
+    TopView,
+)
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.monitoring import CHANNELS as MONITORING_CHANNELS
 from tickcast.model.portfolio import (
@@ -139,6 +147,12 @@ def builtin() -> Channels:
     # alerts and dead letters reliable, the samples conflated (the latest wins)
     for stream, kind, latest in MONITORING_CHANNELS:
         channels.register(ChannelSpec(stream, kind, latest, _key, Readers.OPERATOR))
+    # the public leaderboard (model/leaderboard.py): its snapshots and updates are a
+    # sequence (reliable); each view message is the whole view (conflated). PUBLIC: the
+    # front checks ``leaderboard_public``.
+    channels.register(ChannelSpec(BOARD_CHANNEL, BoardMessage, False, _key, Readers.PUBLIC))
+    channels.register(ChannelSpec(TOP_CHANNEL, TopView, True, _key, Readers.PUBLIC))
+    channels.register(ChannelSpec(AROUND_CHANNEL, AroundView, True, _key, Readers.PUBLIC))
     return channels
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 import msgspec
 
+from tickcast.model.leaderboard import AroundView, BoardMessage, TopView
 from tickcast.model.market import MarketEvent
 from tickcast.model.monitoring import MonitoringEvent
 from tickcast.model.portfolio import (
@@ -40,6 +41,9 @@ Event = (
     | Signal
     | WorkerStatus
     | MonitoringEvent
+    | BoardMessage
+    | TopView
+    | AroundView
 )
 
 
