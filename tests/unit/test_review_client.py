@@ -2,8 +2,8 @@
 server (the close-code and HTTP advice, the stream positions, the synchronous wrapper's
 set-up).
 
-Each test states what docs/client.md promises and fails today; it is marked
-``xfail(strict=True)`` with the defect in one line.
+Each test states what docs/client.md promises; each failed before its fix (the defect
+it guards against is in its name and comments).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 
 from tickcast.client import Feed, FeedRefused, Trade, connect_sync
 from tickcast.client.feed import _retry, refusal_of
-from tickcast.client.streams import Streams
+from tickcast.client.streams import Streams, normalize
 from tickcast.protocols.native.client import Reset, Update
 from tickcast.retry import Backoff
 
@@ -30,41 +30,21 @@ def _trade_update(seq: int, symbol: str = "AAPL") -> Update:
 # -- close codes and handshake refusals
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="_retry() retries an unknown code in 3500-3999 though that range is terminal "
-    "by the convention closecodes.py documents (feed.py:122-123)",
-)
 @pytest.mark.parametrize("code", [3507, 3599, 3999])
 def test_an_unknown_code_in_the_terminal_range_is_not_retried(code: int) -> None:
     assert _retry(code) is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an HTTP refusal whose JSON names an unknown 35xx close code without "
-    "'reconnect' is retried (feed.py:110 via _retry)",
-)
 def test_a_handshake_refusal_naming_an_unknown_terminal_code_is_not_retried() -> None:
     body = b'{"error": "account suspended", "close_code": 3510}'
     assert refusal_of(403, body)[2] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="only HTTP 400/401/403/404 stop the client (feed.py:54): 405, 407, 410, 426 "
-    "at the handshake are retried forever",
-)
 @pytest.mark.parametrize("status", [405, 407, 410, 426])
 def test_a_handshake_refusal_no_retry_can_fix_is_terminal(status: int) -> None:
     assert refusal_of(status, b"")[2] is False
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an invalid URL (http:// scheme, no host) raises InvalidURI, which the feed "
-    "retries as a network failure (feed.py:346) until max_attempts, forever by default",
-)
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1/ws/market/feed", "wss:/no-host"])
 async def test_an_invalid_url_fails_at_once(url: str) -> None:
 
@@ -82,12 +62,6 @@ async def test_an_invalid_url_fails_at_once(url: str) -> None:
 # -- positions
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Streams.accept takes updates of a topic no longer wanted (streams.py:150-175): "
-    "one in flight after unsubscribe is delivered and re-creates its position, so "
-    "subscribing again later yields a spurious Reset(gap)",
-)
 def test_an_update_in_flight_after_unsubscribe_leaves_no_position() -> None:
     streams = Streams()
     streams.add(["trades.AAPL"])
@@ -106,11 +80,6 @@ def _feed_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == "tickcast-feed"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connect_sync() with an option Feed refuses (ValueError) leaks its event-loop "
-    "thread: the Feed is built before the try that closes it (sync.py:43-48)",
-)
 def test_connect_sync_with_a_bad_option_leaves_no_thread() -> None:
     before = set(_feed_threads())
     with pytest.raises(ValueError, match="on_full"):
@@ -122,3 +91,49 @@ def test_connect_sync_with_a_bad_option_leaves_no_thread() -> None:
         thread.join(10)
         loop.close()
     assert leaked == []
+
+
+# -- after the review: requests the server would refuse are refused at once
+
+
+def test_a_symbol_no_channel_of_the_request_carries_is_refused_at_once() -> None:
+    with pytest.raises(ValueError, match="status channel has one symbol"):
+        normalize(["AAPL"], ["status"])
+    with pytest.raises(ValueError, match="status channel has one symbol"):
+        normalize(["AAPL", "FEED"], ["quotes"])
+    assert normalize(["FEED", "AAPL"], ["status", "quotes"]) == ["status.FEED", "quotes.AAPL"]
+
+
+async def test_unsubscribe_with_no_channel_is_refused_rather_than_every_channel() -> None:
+    feed = Feed("ws://127.0.0.1:1/ws/market/feed")  # never started: nothing is sent
+    feed.streams.add(["trades.AAPL", "quotes.AAPL"])
+    with pytest.raises(ValueError, match="at least one channel"):
+        await feed.unsubscribe(["AAPL"], channels=[])
+    with pytest.raises(ValueError, match="unknown channel"):
+        await feed.unsubscribe(["AAPL"], channels=["trade"])
+    assert list(feed.streams.wanted) == ["trades.AAPL", "quotes.AAPL"]
+    await feed.unsubscribe(["AAPL"], channels=["trades"])
+    assert list(feed.streams.wanted) == ["quotes.AAPL"]
+
+
+def test_a_quiet_topic_takes_its_position_from_the_acknowledgement() -> None:
+    streams = Streams()
+    streams.add(["trades.AAPL", "trades.MSFT"])
+    streams.accept(_trade_update(5))
+    streams.acknowledged({"trades.AAPL": (EPOCH, 9), "trades.MSFT": (EPOCH, 7)})
+    assert streams.positions == {"trades.AAPL": (EPOCH, 5), "trades.MSFT": (EPOCH, 7)}
+    # nothing came on MSFT: a reconnect resumes it from where it started
+    assert streams.resubscribe() == [
+        (["AAPL", "MSFT"], ["trades"], {"trades.AAPL": (EPOCH, 5), "trades.MSFT": (EPOCH, 7)})
+    ]
+    # the first message after it is taken as it comes (a snapshot at that very seq)
+    assert [u.seq for u in streams.accept(_trade_update(7, "MSFT"))] == [7]  # type: ignore[union-attr]
+
+
+def test_a_topic_refused_on_resubscription_is_dropped_and_announced() -> None:
+    streams = Streams()
+    streams.add(["trades.AAPL", "trades.MSFT"])
+    streams.accept(_trade_update(5, "MSFT"))
+    assert streams.refused("trades.MSFT") == Reset("trades.MSFT", 0, 5, "refused", None)
+    assert list(streams.wanted) == ["trades.AAPL"]
+    assert streams.accept(_trade_update(6, "MSFT")) == []
