@@ -136,6 +136,7 @@ PURE_MODULES = frozenset(
         "tickcast.client.streams",
         "tickcast.client.queue",
         "tickcast.client.load",
+        "tickcast.client.advice",
     }
 )
 #: The client SDK's one WebSocket driver.
@@ -366,6 +367,7 @@ def test_client_imports_only_model_native_protocol_retry_errors_closecodes_and_c
     )
     assert is_pure("tickcast.client.streams")
     assert is_pure("tickcast.client.queue")
+    assert is_pure("tickcast.client.advice")
     assert not is_pure("tickcast.client.feed")
 
 

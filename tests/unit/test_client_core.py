@@ -141,6 +141,7 @@ def test_a_reliable_gap_is_made_explicit_and_a_replay_is_delivered_once() -> Non
 
 def test_a_quote_jump_is_conflation_not_a_gap() -> None:
     s = Streams()
+    s.add(["quotes.AAPL"])
     s.accept(up(q(), "quotes.AAPL", 1))
     assert s.accept(up(q(), "quotes.AAPL", 5)) == [up(q(), "quotes.AAPL", 5)]
     assert (s.counters.gaps, s.counters.server_conflated) == (0, 3)

@@ -43,7 +43,7 @@ class Run:
 
     clients: int
     feeds: list[Feed] = field(default_factory=list)
-    connected: int = 0
+    connected: int = 0  # clients subscribed and still running (a failed one leaves)
     delivered: int = 0
     latency: Reservoir = field(default_factory=lambda: Reservoir(rng=random.Random(1)))
     errors: dict[str, int] = field(default_factory=dict)
@@ -72,13 +72,16 @@ async def _client(
     channels: list[str],
     options: dict[str, Any],
 ) -> None:
-    feed = Feed(url, **options)
+    feed: Feed | None = None
+    counted = False
     try:
+        feed = Feed(url, **options)  # a bad URL is a ValueError: counted, like a refusal
         async with gate:  # at most --concurrency connecting at once
             await feed.start()
             run.feeds.append(feed)
             await feed.subscribe(symbols, channels=channels)
             run.connected += 1
+            counted = True
         wall = time.time
         async for message in feed:
             if not run.measuring:
@@ -90,7 +93,10 @@ async def _client(
     except (FeedError, ValueError, OSError) as exc:
         run.error(exc)
     finally:
-        await feed.close()
+        if counted:
+            run.connected -= 1
+        if feed is not None:
+            await feed.close()
 
 
 def _progress(run: Run, started: float, duration: float, rate: float) -> Text:
@@ -148,13 +154,14 @@ async def generate(options: dict[str, Any], console: Console | None) -> dict[str
                 live.update(_progress(run, started, duration, rate))
         run.measuring = False
         elapsed = time.monotonic() - started
+        connected = run.connected  # still running at the end (before they are stopped)
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     return {
         "urls": urls,
         "clients_requested": clients,
-        "clients_connected": run.connected,
+        "clients_connected": connected,
         "connect_s": round(connect_s, 3),
         "duration_s": round(elapsed, 3),
         "delivered": run.delivered,

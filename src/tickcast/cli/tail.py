@@ -27,6 +27,7 @@ from rich.table import Table
 from rich.text import Text
 
 from tickcast.client import Feed, FeedError, Message, Quote, Reset, Trade, connect
+from tickcast.client.streams import normalize
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/market/feed"
 
@@ -141,7 +142,20 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
 
 
+def _symbols(options: dict[str, Any]) -> list[str]:
+    return [s.strip().upper() for s in options["symbols"] if s.strip()]
+
+
+def _channels(options: dict[str, Any]) -> list[str]:
+    return [c.strip() for c in options["channels"].split(",") if c.strip()]
+
+
 def run(options: dict[str, Any]) -> int:
+    try:  # a mistyped channel or symbol is said in a line, not a traceback
+        normalize(_symbols(options), _channels(options))
+    except ValueError as exc:
+        print(f"tickcast tail: {exc}", file=sys.stderr)
+        return 2
     try:
         return asyncio.run(_tail(options))
     except KeyboardInterrupt:
@@ -152,8 +166,8 @@ def run(options: dict[str, Any]) -> int:
 
 
 async def _tail(options: dict[str, Any]) -> int:
-    symbols = [s.strip().upper() for s in options["symbols"] if s.strip()]
-    channels = [c.strip() for c in options["channels"].split(",") if c.strip()]
+    symbols = _symbols(options)
+    channels = _channels(options)
     token = options.get("token") or os.environ.get("TICKCAST_TOKEN")
     url = options["url"]
     board = TailBoard(symbols)

@@ -3,14 +3,17 @@
 Rules: this is the SDK's driver (asyncio and websockets); what it decides is pure and
 lives beside it: ``streams.py`` (positions, gaps, books, what to resubscribe),
 ``queue.py`` (the bounded, conflating receive queue), ``retry.Backoff`` (the delays),
-``closecodes`` (whether a close is worth a retry) and ``protocols.native.client`` (the
-wire). Time is read through the ``Clock`` it is given.
+``advice.py`` (whether a close or a refused handshake is worth a retry) and
+``protocols.native.client`` (the wire). Time is read through the ``Clock`` it is given.
 
 One ``Feed`` runs one task that connects, resubscribes everything (resuming each
-reliable stream from its last ``(epoch, seq)``), reads until the connection ends, and
-waits a capped, fully jittered back-off before the next try. A connection that
-delivers nothing (no data, no heartbeat, no pong) for ``heartbeat_timeout_s`` is taken
-for dead and aborted; a close or HTTP refusal whose advice is "do not reconnect" ends the
+reliable stream from its last ``(epoch, seq)``, or from where the server's
+acknowledgement said it started), reads until the connection ends, and waits a capped,
+fully jittered back-off before the next try. A resubscription the server refuses is
+split until the refused topics are found; each is dropped and announced with
+``Reset(reason="refused")``. A connection that delivers nothing (no data, no heartbeat,
+no pong to the pings sent while it is quiet) for ``heartbeat_timeout_s`` is taken for
+dead and aborted; a close or HTTP refusal whose advice is "do not reconnect" ends the
 feed with ``FeedRefused``.
 """
 
@@ -18,23 +21,35 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Final, Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import websockets
 from websockets.asyncio.client import ClientConnection
-from websockets.exceptions import ConnectionClosed, InvalidStatus, WebSocketException
+from websockets.exceptions import (
+    ConnectionClosed,
+    InvalidStatus,
+    InvalidURI,
+    WebSocketException,
+)
+from websockets.uri import parse_uri
 
+from tickcast.client.advice import feed_url, refusal_of
+from tickcast.client.advice import retry as _retry
 from tickcast.client.queue import ConflationStats, Put, ReceiveQueue
-from tickcast.client.streams import StreamCounters, Streams, normalize, split_topic
+from tickcast.client.streams import (
+    StreamCounters,
+    Streams,
+    check_channels,
+    normalize,
+    split_topic,
+    topic_name,
+)
 from tickcast.clock import SYSTEM, Clock
-from tickcast.closecodes import CLOSE_INFO, CloseCode
 from tickcast.errors import (
     FeedError,
     FeedGaveUp,
@@ -49,9 +64,6 @@ from tickcast.retry import Backoff
 
 Message = wire.Payload | wire.Reset
 OnFull = Literal["raise", "block"]
-#: HTTP statuses of a handshake refusal that no retry can fix (when the body names no
-#: close code): the credentials, the Origin, or the URL must change first.
-TERMINAL_HTTP: Final = frozenset({400, 401, 403, 404})
 DEFAULT_BACKOFF: Final = Backoff(base_s=0.25, cap_s=15.0)
 #: A connection that lived this long (or delivered data) starts the back-off over.
 HEALTHY_AFTER_S: Final = 5.0
@@ -69,7 +81,9 @@ class FeedStats:
             its timestamp; includes the clocks' difference when not on one machine).
         heartbeat_timeouts: connections found dead by silence.
         last_close: the latest close code and reason ((1006, "") for an abort).
-        errors: unsolicited error replies and unreadable frames.
+        errors: unsolicited error replies, refused resubscriptions, unreadable frames.
+        refused: topics the server refused to resubscribe after a reconnect, with its
+            words (each was delivered as ``Reset(reason="refused")`` and dropped).
     """
 
     connected: bool = False
@@ -81,48 +95,27 @@ class FeedStats:
     heartbeat_timeouts: int = 0
     last_close: tuple[int, str] | None = None
     errors: int = 0
+    refused: dict[str, str] = field(default_factory=dict)
 
 
-def feed_url(url: str, heartbeat_s: float, array: bool) -> str:
-    """``url`` with the options the client relies on: ``seq=1`` (positions, resume),
-    ``heartbeat`` and ``frames=array``, unless the URL sets them itself."""
-    parts = urlsplit(url)
-    query = dict(parse_qsl(parts.query, keep_blank_values=True))
-    query.setdefault("seq", "1")
-    if heartbeat_s:
-        query.setdefault("heartbeat", f"{heartbeat_s:g}")
-    if array:
-        query.setdefault("frames", "array")
-    return urlunsplit(parts._replace(query=urlencode(query)))
-
-
-def refusal_of(status: int, body: bytes | bytearray) -> tuple[int, str, bool]:
-    """(code, reason, reconnect?) of an HTTP refusal of the handshake; the gateway's body
-    names the close code and the advice (``{"error", "close_code", "reconnect"}``)."""
+def check_url(url: str) -> None:
+    """Raises ValueError for a URL no connection can use (not ws:// or wss://, no host):
+    at once, rather than a retry loop."""
     try:
-        doc = json.loads(body)
-    except ValueError:
-        doc = None
-    if isinstance(doc, dict) and isinstance(doc.get("close_code"), int):
-        reconnect = doc.get("reconnect")
-        code = int(doc["close_code"])
-        reason = str(doc.get("error", ""))
-        return code, reason, bool(reconnect) if isinstance(reconnect, bool) else _retry(code)
-    text = body.decode("utf-8", "replace")[:200]
-    return status, f"HTTP {status} {text}".strip(), status not in TERMINAL_HTTP
+        parse_uri(url)
+    except InvalidURI as exc:
+        raise ValueError(f"not a market-feed URL: {exc}") from None
 
 
-def _retry(code: int | None) -> bool:
-    """Whether a connection closed with ``code`` is worth another try (None: no close
-    frame, an abort; 1000: a proxy's idle close as much as the server's)."""
-    if code is None or code == CloseCode.NORMAL:
-        return True
-    try:
-        return CLOSE_INFO[CloseCode(code)].reconnect
-    except ValueError:
-        return True  # a code this version does not know: the range convention
-    except KeyError:
-        return True
+@dataclass
+class _Pending:
+    """A request waiting for its answer (``subscribed``, ``unsubscribed`` or ``error``):
+    a caller's (``done``), or a resubscription after a reconnect (``symbols`` on
+    ``channel``, whose refusal the feed handles itself)."""
+
+    done: asyncio.Future[None] | None
+    symbols: list[str] = field(default_factory=list)
+    channel: str = ""
 
 
 class Feed:
@@ -154,6 +147,7 @@ class Feed:
         if heartbeat_s and not 1 <= heartbeat_s <= 3600:
             raise ValueError("heartbeat_s must be 0 (none) or 1 to 3600 seconds")
         self.url = feed_url(url, heartbeat_s, array_frames)
+        check_url(self.url)
         self.heartbeat_timeout_s = heartbeat_timeout_s or max(3 * heartbeat_s, 3.0)
         self.backoff = backoff
         self.max_attempts = max_attempts
@@ -174,7 +168,7 @@ class Feed:
         self._closing = False
         self._blocked = False
         self._ws: ClientConnection | None = None
-        self._pending: deque[asyncio.Future[None] | None] = deque()
+        self._pending: deque[_Pending] = deque()
         self._task: asyncio.Task[None] | None = None
         self._last_rx = 0.0
 
@@ -200,6 +194,9 @@ class Feed:
         up = asyncio.create_task(self._up.wait())
         try:
             await asyncio.wait({up, self._task}, return_when=asyncio.FIRST_COMPLETED)
+        except BaseException:  # cancelled (a timeout around connect): stop the task too
+            await self.close()
+            raise
         finally:
             up.cancel()
         if self._error is not None:
@@ -227,36 +224,46 @@ class Feed:
         """Subscribe (and keep subscribed across reconnects) to ``symbols`` x ``channels``.
 
         Returns once the server acknowledged, or at once while reconnecting (the
-        subscription is then made with the others).
+        subscription is then made with the others). The request is one message, so the
+        server takes it whole or refuses it whole.
 
         Raises:
             FeedSubscriptionError: the server refused the request (an unknown symbol,
-                too many subscriptions); nothing of it is kept.
-            ValueError: an unknown channel.
+                too many subscriptions); nothing of it is kept, and what was subscribed
+                before stays subscribed.
+            ValueError: an unknown channel, no symbol or channel, or a symbol none of
+                the channels carries (``status`` has the one symbol ``FEED``).
         """
         topics = normalize(symbols, channels)
-        self.streams.add(topics)
-        by_channel: dict[str, list[str]] = {}
-        for t in topics:
-            channel, symbol = split_topic(t)
-            by_channel.setdefault(channel, []).append(symbol)
+        names = list(dict.fromkeys(split_topic(t)[1] for t in topics))
+        new = [t for t in topics if t not in self.streams.wanted]
+        self.streams.add(new)
         try:
-            for channel, names in by_channel.items():
-                await self._request(wire.subscribe(names, [channel]))
+            await self._request(wire.subscribe(names, list(dict.fromkeys(channels))))
         except FeedSubscriptionError:
-            self.streams.remove(topics)
+            self.streams.remove(new)  # the server kept what it had: so does the client
             raise
 
     async def unsubscribe(
         self, symbols: Iterable[str], channels: Sequence[str] | None = None
     ) -> None:
-        """Stop ``symbols`` on ``channels`` (every channel when None)."""
-        names = [s.strip().upper() for s in symbols]
-        gone = [t for t in self.streams.wanted if split_topic(t)[1] in names]
-        if channels is not None:
-            gone = [t for t in gone if split_topic(t)[0] in channels]
+        """Stop ``symbols`` on ``channels`` (every channel when None). Updates still in
+        flight for them are dropped.
+
+        Raises:
+            ValueError: no symbol, an unknown channel, or ``channels=[]`` (none).
+        """
+        names = list(dict.fromkeys(s.strip().upper() for s in symbols))
+        if not names:
+            raise ValueError("unsubscribe at least one symbol")
+        chans = None if channels is None else check_channels(channels)
+        gone = [
+            t
+            for t in self.streams.wanted
+            if split_topic(t)[1] in names and (chans is None or split_topic(t)[0] in chans)
+        ]
         self.streams.remove(gone)
-        await self._request(wire.unsubscribe(names, list(channels) if channels else None))
+        await self._request(wire.unsubscribe(names, chans))
 
     def book(self, symbol: str) -> OrderBook | None:
         """The client-side order book of ``symbol`` (subscribed on ``book``), or None
@@ -279,21 +286,42 @@ class Feed:
     def __aiter__(self) -> AsyncIterator[Message]:
         return self
 
+    def _take(self) -> Message | None:
+        """The next message if one waits (None if not); raises as ``__anext__``."""
+        if isinstance(self._error, SlowConsumer):
+            raise self._error
+        item = self.queue.get()
+        if item is not None:
+            self.stats.delivered += 1
+            self._space.set()
+            return item
+        if self._error is not None:
+            raise self._error
+        if self._closing:
+            raise StopAsyncIteration
+        return None
+
     async def __anext__(self) -> Message:
-        while True:
-            if isinstance(self._error, SlowConsumer):
-                raise self._error
-            item = self.queue.get()
-            if item is not None:
-                self.stats.delivered += 1
-                self._space.set()
-                return item
-            if self._error is not None:
-                raise self._error
-            if self._closing:
-                raise StopAsyncIteration
+        while (item := self._take()) is None:
             self._ready.clear()
             await self._ready.wait()
+        return item
+
+    async def _get(self, wait_s: float | None) -> Message | None:
+        """The next message, or None after ``wait_s`` seconds without one (0: only
+        one waiting now). Only the wait is timed: a message taken is never lost to the
+        timeout (``SyncFeed.get``)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if wait_s is None else loop.time() + wait_s
+        while (item := self._take()) is None:
+            left = None if deadline is None else deadline - loop.time()
+            if left is not None and left <= 0:
+                return None
+            self._ready.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._ready.wait()
+        return item
 
     async def run(self, callback: Callable[[Message], Awaitable[None] | None]) -> None:
         """Call ``callback`` with every message (awaited when it returns an awaitable)
@@ -310,7 +338,8 @@ class Feed:
         if ws is None or not self._up.is_set():
             return
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append(done)
+        self._pending.append(_Pending(done))
+        self._space.set()  # a reader waiting for the caller reads on to the answer
         try:
             await ws.send(text)
         except ConnectionClosed:
@@ -330,8 +359,8 @@ class Feed:
                     self.url,
                     additional_headers=self.headers,
                     open_timeout=self.open_timeout_s,
-                    ping_interval=self.heartbeat_timeout_s / 2,
-                    ping_timeout=self.heartbeat_timeout_s,
+                    ping_interval=None,  # the watchdog pings, and counts the pongs
+                    ping_timeout=None,
                     close_timeout=2.0,
                     max_size=None,
                     compression=None,
@@ -380,7 +409,7 @@ class Feed:
         watchdog = asyncio.create_task(self._watchdog(ws))
         try:
             for symbols, channels, resume in self.streams.resubscribe():
-                self._pending.append(None)
+                self._pending.append(_Pending(None, symbols, channels[0]))
                 await ws.send(wire.subscribe(symbols, channels, resume))
             self._up.set()
             async for frame in ws:
@@ -393,23 +422,35 @@ class Feed:
             self._ws = None
             self.stats.connected = False
             while self._pending:
-                done = self._pending.popleft()
+                done = self._pending.popleft().done
                 if done is not None and not done.done():
                     done.set_result(None)
             with contextlib.suppress(asyncio.CancelledError):
                 await watchdog
 
     async def _watchdog(self, ws: ClientConnection) -> None:
-        """Abort the connection after ``heartbeat_timeout_s`` without a frame (not while
-        the reader waits for the caller: then nothing is read on purpose)."""
+        """Abort the connection after ``heartbeat_timeout_s`` without a frame or a pong
+        (not while the reader waits for the caller: then nothing is read on purpose).
+        A connection quiet for a third of that is sent a WebSocket ping, whose pong
+        counts as a sign of life (so no application heartbeat is needed)."""
         timeout = self.heartbeat_timeout_s
+        interval = timeout / 3
         while True:
-            left = self._last_rx + timeout - self.clock.monotonic()
-            if left <= 0 and not self._blocked:
-                self.stats.heartbeat_timeouts += 1
-                ws.transport.abort()
-                return
-            await asyncio.sleep(max(left, timeout / 4))
+            quiet = self.clock.monotonic() - self._last_rx
+            if not self._blocked:
+                if quiet >= timeout:
+                    self.stats.heartbeat_timeouts += 1
+                    ws.transport.abort()
+                    return
+                if quiet >= interval:
+                    with contextlib.suppress(ConnectionClosed):
+                        pong = asyncio.ensure_future(await ws.ping())
+                        pong.add_done_callback(self._ponged)
+            await asyncio.sleep(interval / 2)
+
+    def _ponged(self, pong: asyncio.Future[float]) -> None:
+        if not pong.cancelled() and pong.exception() is None:
+            self._last_rx = self.clock.monotonic()
 
     async def _frame(self, frame: str | bytes, ws: ClientConnection) -> None:
         self._last_rx = self.clock.monotonic()
@@ -428,31 +469,71 @@ class Feed:
                 for out in streams.accept(m):
                     await self._deliver(out.payload if isinstance(out, wire.Update) else out)
             elif isinstance(m, wire.Reset):
-                await self._deliver(streams.reset(m))
-            elif isinstance(m, wire.Subscribed | wire.Unsubscribed):
-                self._answer(None)
+                reset = streams.reset(m)
+                if reset is not None:
+                    await self._deliver(reset)
+            elif isinstance(m, wire.Subscribed):
+                streams.acknowledged(m.positions)
+                await self._answer(None, ws)
+            elif isinstance(m, wire.Unsubscribed):
+                await self._answer(None, ws)
             elif isinstance(m, wire.ServerError):
-                self._answer(m.message)
+                await self._answer(m.message, ws)
         for symbol in streams.resnapshot():
-            self._pending.extend((None, None))
+            self._pending.extend((_Pending(None), _Pending(None)))
             await ws.send(wire.unsubscribe([symbol], ["book"]))
             await ws.send(wire.subscribe([symbol], ["book"]))
 
-    def _answer(self, error: str | None) -> None:
-        done = self._pending.popleft() if self._pending else None
-        if done is None:
-            if error is not None:
-                self.stats.errors += 1
+    async def _answer(self, error: str | None, ws: ClientConnection) -> None:
+        pending = self._pending.popleft() if self._pending else None
+        done = pending.done if pending is not None else None
+        if done is not None:
+            if not done.done():
+                if error is None:
+                    done.set_result(None)
+                else:
+                    done.set_exception(FeedSubscriptionError(error))
             return
-        if not done.done():
-            if error is None:
-                done.set_result(None)
-            else:
-                done.set_exception(FeedSubscriptionError(error))
+        if error is None:
+            return
+        self.stats.errors += 1
+        if pending is not None and pending.symbols:
+            await self._resubscription_refused(pending, error, ws)
+
+    async def _resubscription_refused(
+        self, refused: _Pending, error: str, ws: ClientConnection
+    ) -> None:
+        """The server refused a resubscription (the whole channel's request: e.g. one
+        symbol left its universe while the client was away). The request is split in
+        halves and each sent again, down to the topics refused on their own, which are
+        dropped and announced with ``Reset(reason="refused")``; the others go on."""
+        channel, wanted = refused.channel, self.streams.wanted
+        symbols = [s for s in refused.symbols if topic_name(channel, s) in wanted]
+        if len(symbols) == 1:
+            topic = topic_name(channel, symbols[0])
+            self.stats.refused[topic] = error
+            await self._deliver(self.streams.refused(topic))
+            return
+        half = len(symbols) // 2
+        for part in (symbols[:half], symbols[half:]):
+            if part:
+                self._pending.append(_Pending(None, part, channel))
+                await ws.send(wire.subscribe(part, [channel], self.streams.resume(part, channel)))
+
+    def _caller_waits(self) -> bool:
+        """Whether a caller awaits the answer to a request (which comes after the data
+        the server sent before it)."""
+        return any(p.done is not None and not p.done.done() for p in self._pending)
 
     async def _deliver(self, item: Message) -> None:
         while True:
             if self.queue.put(item) is not Put.FULL:
+                self._ready.set()
+                return
+            if self.on_full == "block" and self._caller_waits():
+                # the caller waits for an answer behind this data and takes nothing
+                # meanwhile: queue it over the bound rather than wait for each other
+                self.queue.put(item, force=True)
                 self._ready.set()
                 return
             if self.on_full == "raise":

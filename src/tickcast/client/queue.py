@@ -11,7 +11,9 @@ is queued whole, up to ``max_items``. When that many wait, ``put`` answers ``FUL
 queues nothing; the driver then either raises to the caller (``SlowConsumer``) or stops
 reading the socket until the caller takes one (the server then applies its slow
 consumer rule and closes the connection with 1013; the client reconnects and resumes).
-Memory is bounded by ``max_items`` plus one quote per subscribed symbol.
+Memory is bounded by ``max_items`` plus one quote per subscribed symbol, plus, only
+while the caller awaits the answer to a request in ``block`` mode, what the server sent
+before that answer (``put(force=True)``).
 """
 
 from __future__ import annotations
@@ -73,7 +75,9 @@ class ReceiveQueue(Generic[T]):
         """Reliable messages waiting."""
         return self._reliable
 
-    def put(self, item: T) -> Put:
+    def put(self, item: T, force: bool = False) -> Put:
+        """Queue ``item``; ``force`` queues a reliable one over ``max_items`` (the driver
+        does so only while its caller awaits an answer that comes behind it)."""
         if isinstance(item, Quote):
             slot = self._slots.get(item.symbol)
             if slot is not None:
@@ -85,7 +89,7 @@ class ReceiveQueue(Generic[T]):
             slot = self._slots[item.symbol] = _Slot(item)
             self._items.append(slot)
         else:
-            if self._reliable >= self.max_items:
+            if self._reliable >= self.max_items and not force:
                 return Put.FULL
             self._reliable += 1
             self._items.append(item)

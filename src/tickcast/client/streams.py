@@ -48,16 +48,37 @@ def normalize(symbols: Iterable[str], channels: Iterable[str]) -> list[str]:
     channel's one stream ``FEED``).
 
     Raises:
-        ValueError: an unknown channel, or no symbol or channel.
+        ValueError: an unknown channel, no symbol or channel, or a symbol no channel of
+            the request carries (the status channel has one symbol, ``FEED``, which the
+            market channels do not carry): the server refuses such a request whole.
     """
-    names = [s.strip().upper() for s in symbols]
-    chans = list(dict.fromkeys(channels))
-    if not names or not chans:
+    names = list(dict.fromkeys(s.strip().upper() for s in symbols))
+    chans = check_channels(channels)
+    if not names:
         raise ValueError("subscribe to at least one symbol on at least one channel")
+    topics = [
+        topic_name(c, s) for s in names for c in chans if (c == Channel.STATUS) == (s == FEED)
+    ]
+    if {split_topic(t)[1] for t in topics} != set(names):
+        raise ValueError(
+            f"the status channel has one symbol, {FEED}, which no other channel carries"
+        )
+    return topics
+
+
+def check_channels(channels: Iterable[str]) -> list[str]:
+    """``channels`` once each, in order.
+
+    Raises:
+        ValueError: none, or an unknown one.
+    """
+    chans = list(dict.fromkeys(channels))
+    if not chans:
+        raise ValueError("name at least one channel (None means every channel)")
     for c in chans:
         if c not in CHANNELS:
             raise ValueError(f"unknown channel {c!r}: choose from {', '.join(CHANNELS)}")
-    return [topic_name(c, s) for s in names for c in chans if (c == Channel.STATUS) == (s == FEED)]
+    return chans
 
 
 @dataclass
@@ -103,26 +124,49 @@ class Streams:
 
     def resubscribe(self) -> list[tuple[list[str], list[str], dict[str, tuple[str, int]]]]:
         """What to send after a (re)connect: per channel, its symbols and the resume
-        points of its reliable topics (quotes need none: the current one comes at once)."""
+        points of its reliable topics (``resume``)."""
         by_channel: dict[str, list[str]] = {}
         for t in self.wanted:
             channel, symbol = split_topic(t)
             by_channel.setdefault(channel, []).append(symbol)
         self._resnapshot.clear()
         self._requested.clear()
-        requests = []
-        for channel, symbols in by_channel.items():
-            resume: dict[str, tuple[str, int]] = {}
-            if channel != Channel.QUOTES:
-                for s in symbols:
-                    topic = topic_name(channel, s)
-                    position = self.positions.get(topic)
-                    if channel == Channel.BOOK and s not in self.books:
-                        self._anchor.add(topic)  # no book to resume: a snapshot comes
-                    elif position is not None and position[0]:
-                        resume[topic] = position
-            requests.append((symbols, [channel], resume))
-        return requests
+        return [(syms, [ch], self.resume(syms, ch)) for ch, syms in by_channel.items()]
+
+    def resume(self, symbols: Iterable[str], channel: str) -> dict[str, tuple[str, int]]:
+        """The resume points of ``symbols`` on ``channel``, as a (re)subscription sends
+        them: a reliable topic resumes from its last position (the acknowledgement's
+        when nothing came yet); quotes need none (the current one comes at once), nor a
+        book the client does not hold (a snapshot comes)."""
+        resume: dict[str, tuple[str, int]] = {}
+        if channel == Channel.QUOTES:
+            return resume
+        for s in symbols:
+            topic = topic_name(channel, s)
+            position = self.positions.get(topic)
+            if channel == Channel.BOOK and s not in self.books:
+                self._anchor.add(topic)  # no book to resume: a snapshot comes
+            elif position is not None and position[0]:
+                resume[topic] = position
+        return resume
+
+    def acknowledged(self, positions: dict[str, tuple[str, int]]) -> None:
+        """The server's positions of the topics a subscription added (``subscribed``
+        with ``positions``): where each starts, so that a topic with nothing delivered
+        yet still resumes after a reconnect. A topic that has a position keeps it (a
+        resume replays from there); the next message of one that takes this is taken as
+        it comes (it is the snapshot at this very seq, or the first update after it)."""
+        for topic, position in positions.items():
+            if topic in self.wanted and topic not in self.positions:
+                self.positions[topic] = position
+                self._anchor.add(topic)
+
+    def refused(self, topic: str) -> Reset:
+        """The server refused to resubscribe ``topic`` after a reconnect: it is no longer
+        wanted, and the caller is told by this ``Reset`` (reason ``refused``)."""
+        position = self.positions.get(topic)
+        self.remove([topic])
+        return Reset(topic, 0, position[1] if position else 0, "refused", None)
 
     def resnapshot(self) -> list[str]:
         """Symbols whose book must be fetched again (each once: taken from here). The
@@ -136,8 +180,11 @@ class Streams:
 
     # -- incoming
 
-    def reset(self, reset: Reset) -> Reset:
-        """A reset from the server: the topic starts over at ``reset.seq``."""
+    def reset(self, reset: Reset) -> Reset | None:
+        """A reset from the server: the topic starts over at ``reset.seq`` (None: the
+        topic is no longer wanted)."""
+        if reset.topic not in self.wanted:
+            return None
         self.counters.resets += 1
         if reset.epoch is not None:
             self.positions[reset.topic] = (reset.epoch, reset.seq)
@@ -153,6 +200,8 @@ class Streams:
         topic = update.topic
         if not topic:
             return [update] if self._book_ok(update) else []
+        if topic not in self.wanted:
+            return []  # in flight when it was unsubscribed: the caller asked to stop
         out: list[Update | Reset] = []
         position = self.positions.get(topic)
         if position is not None and topic not in self._anchor:

@@ -15,6 +15,7 @@ It works inside a notebook whose own loop is running (it never touches that loop
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 from collections.abc import Coroutine, Iterable, Iterator, Sequence
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -31,6 +32,8 @@ class SyncFeed:
     """``Feed`` with blocking methods. Arguments are ``Feed``'s."""
 
     def __init__(self, url: str, **options: Any) -> None:
+        self._closed = False
+        self._feed: Feed | None = None
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(
             target=self._loop.run_forever, name="tickcast-feed", daemon=True
@@ -40,35 +43,48 @@ class SyncFeed:
         async def make() -> Feed:
             return Feed(url, **options)
 
-        self._feed = self._call(make())
-        try:
+        try:  # a bad option (ValueError) as much as a refusal: stop the thread
+            self._feed = self._call(make())
             self._call(self._feed.start())
         except BaseException:
             self.close()
             raise
 
+    @property
+    def feed(self) -> Feed:
+        if self._feed is None:
+            raise RuntimeError("the feed is not set up")
+        return self._feed
+
     def _call(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
+        if self._closed:
+            coro.close()
+            raise RuntimeError("the feed is closed")
         return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
 
     def subscribe(self, symbols: Iterable[str], channels: Sequence[str] = ("quotes",)) -> None:
-        self._call(self._feed.subscribe(list(symbols), channels))
+        self._call(self.feed.subscribe(list(symbols), channels))
 
     def unsubscribe(self, symbols: Iterable[str], channels: Sequence[str] | None = None) -> None:
-        self._call(self._feed.unsubscribe(list(symbols), channels))
+        self._call(self.feed.unsubscribe(list(symbols), channels))
 
     def get(self, timeout: float | None = None) -> Message | None:
-        """The next message, or None after ``timeout`` seconds without one.
+        """The next message, or None after ``timeout`` seconds without one (0: only one
+        that waits already). The wait is timed in the feed's loop, so a message is never
+        taken and then dropped by the timeout.
 
         Raises:
-            StopIteration: the feed is closed.
+            StopIteration: the feed is closed (after the messages it still held).
             FeedError: the feed failed (refused, gave up, slow consumer).
         """
-        future = asyncio.run_coroutine_threadsafe(self._feed.__anext__(), self._loop)
+        feed = self.feed
         try:
-            return future.result(timeout)
-        except FutureTimeout:
-            future.cancel()
-            return None
+            if self._closed:  # its loop is gone: what it still holds, then the end
+                item = feed._take()
+                if item is None:
+                    raise StopIteration
+                return item
+            return self._call(feed._get(timeout))
         except StopAsyncIteration:
             raise StopIteration from None
 
@@ -82,21 +98,26 @@ class SyncFeed:
                 yield message
 
     def book(self, symbol: str) -> OrderBook | None:
-        return self._feed.book(symbol)
+        return self.feed.book(symbol)
 
     @property
     def stats(self) -> FeedStats:
-        return self._feed.stats
+        return self.feed.stats
 
     def close(self) -> None:
-        if self._loop.is_closed():
+        if self._closed:
             return
-        feed = getattr(self, "_feed", None)
-        if feed is not None:
-            self._call(feed.close(), timeout=10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(timeout=10)
-        self._loop.close()
+        feed = self._feed
+        try:
+            if feed is not None:
+                with contextlib.suppress(FutureTimeout):
+                    self._call(feed.close(), timeout=10)
+        finally:
+            self._closed = True
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=10)
+            if not self._thread.is_alive():
+                self._loop.close()
 
     def __enter__(self) -> SyncFeed:
         return self

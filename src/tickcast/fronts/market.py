@@ -44,6 +44,7 @@ class MarketFeedSpec(FrontSpec):
             now=now,
             options=options,
             idle_timeout_s=ctx.server.idle_timeout_s,
+            position=ctx.hub.position,
         )
         for message in option_errors:
             session.send_error(message, now)

@@ -143,6 +143,12 @@ class Hub:
         """The current epoch: the sequencer's (what the publisher stamps with)."""
         return self.sequencer.epoch
 
+    def position(self, topic: Topic) -> tuple[str, int]:
+        """``(epoch, seq)`` of the last update fanned out on ``topic``; the current epoch
+        and 0 when none was. A subscription made now receives what comes after it."""
+        last = self._last.get(str(topic))
+        return (self.sequencer.epoch, 0) if last is None else (last.epoch, last.seq)
+
     def latest_seq(self, topic: Topic) -> int:
         """The seq of the last update fanned out on ``topic`` (0 when none)."""
         last = self._last.get(str(topic))

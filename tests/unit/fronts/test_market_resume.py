@@ -82,7 +82,14 @@ async def test_another_epochs_position_gets_reset_and_snapshot_never_data(node: 
             "trades.AAPL": {"epoch": OLD_EPOCH, "seq": 1},  # seqs 2-3 are held: not for it
         },
     )
-    assert sent[0] == {"type": "subscribed", "symbols": ["AAPL"]}
+    assert sent[0] == {  # with seq=1 the reply also says where each added topic stands
+        "type": "subscribed",
+        "symbols": ["AAPL"],
+        "positions": {
+            "quotes.AAPL": {"epoch": EPOCH, "seq": 2},
+            "trades.AAPL": {"epoch": EPOCH, "seq": 3},
+        },
+    }
     reset = {"type": "reset", "requested": 1, "reason": "epoch_changed", "epoch": EPOCH}
     assert sent[1] == {**reset, "topic": "quotes.AAPL", "seq": 2}
     assert (sent[2]["topic"], sent[2]["seq"], sent[2]["epoch"]) == ("quotes.AAPL", 2, EPOCH)
@@ -126,3 +133,36 @@ async def test_a_bare_seq_resumes_in_the_current_epoch_and_its_reset_is_unchange
         "reason": "history_gap",
     }
     assert [(m["topic"], m["seq"]) for m in sent[3:]] == [("trades.AAPL", 2), ("trades.AAPL", 3)]
+
+
+def subscribe(node: Node, query: str, *requests: dict[str, Any]) -> list[Any]:
+    """A new client sends ``requests``; returns what it was sent, decoded."""
+    ctx = front_context(node, None)
+    front = WebSocketFront(MarketFeedSpec(), ctx)
+    sock = RecordingSocket()
+    connection = front.connect({"type": "websocket", "query_string": query.encode()}, sock, None)
+    for request in requests:
+        connection.session.receive_text(json.dumps(request), node.clock.now())
+        connection.poke()
+    connection.flush_now()
+    return [json.loads(p) for p in sock.payloads()]
+
+
+TRADES = {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]}
+SIGNALS = {"action": "subscribe", "symbols": ["ZZZ1"], "channels": ["signals"]}
+BOTH = {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades", "quotes"]}
+
+
+async def test_the_subscribed_reply_says_where_each_added_topic_starts(node: Node) -> None:
+    publish_some(node)  # trades.AAPL is at seq 3; nothing was published on signals.ZZZ1
+    replies = [m for m in subscribe(node, "seq=1", TRADES, SIGNALS, BOTH) if "positions" in m]
+    assert [m["positions"] for m in replies] == [
+        {"trades.AAPL": {"epoch": EPOCH, "seq": 3}},
+        {"signals.ZZZ1": {"epoch": EPOCH, "seq": 0}},  # a quiet topic has a position too
+        {"quotes.AAPL": {"epoch": EPOCH, "seq": 2}},  # trades.AAPL is live already
+    ]
+
+
+async def test_without_seq_the_subscribed_reply_is_the_original_one(node: Node) -> None:
+    publish_some(node)
+    assert subscribe(node, "", TRADES)[0] == {"type": "subscribed", "symbols": ["AAPL"]}

@@ -39,7 +39,11 @@ class Update(NamedTuple):
 
 
 class Subscribed(NamedTuple):
+    """``{"type": "subscribed"}``; with ``?seq=1``, ``positions`` maps each topic the
+    request added to its ``(epoch, seq)`` at that moment (empty from a server without)."""
+
     symbols: tuple[str, ...]
+    positions: dict[str, tuple[str, int]] = {}  # noqa: RUF012 (never mutated)
 
 
 class Unsubscribed(NamedTuple):
@@ -64,8 +68,10 @@ class Reset(NamedTuple):
     """The server could not resume ``topic`` from ``requested``: the stream starts over
     at ``seq`` in ``epoch`` (a snapshot follows when the topic has one).
 
-    ``reason`` is ``history_gap`` or ``epoch_changed`` (the server's), or ``gap`` when a
-    client saw a reliable stream's seq jump (its own verdict).
+    ``reason`` is ``history_gap`` or ``epoch_changed`` (the server's), ``gap`` when a
+    client saw a reliable stream's seq jump (its own verdict), or ``refused`` when the
+    server refused to resubscribe the topic after a reconnect (the stream ended: the
+    client dropped it).
     """
 
     topic: str
@@ -157,6 +163,18 @@ def _symbols(d: dict[str, Any]) -> tuple[str, ...]:
     return tuple(str(s) for s in d.get("symbols") or ())
 
 
+def _subscribed(d: dict[str, Any]) -> Subscribed:
+    raw = d.get("positions")
+    positions: dict[str, tuple[str, int]] = {}
+    if isinstance(raw, dict):
+        for topic, p in raw.items():
+            if isinstance(p, dict) and isinstance(p.get("epoch"), str):
+                seq = p.get("seq")
+                if isinstance(seq, int) and not isinstance(seq, bool) and seq >= 0:
+                    positions[str(topic)] = (p["epoch"], seq)
+    return Subscribed(_symbols(d), positions)
+
+
 def _ts(d: dict[str, Any]) -> float:
     text = d.get("timestamp")
     return parse_iso_ms(text) if isinstance(text, str) else 0.0
@@ -179,7 +197,7 @@ _BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
     "book": _book,
     "status": _status,
     "signal": _signal,
-    "subscribed": lambda d: Subscribed(_symbols(d)),
+    "subscribed": _subscribed,
     "unsubscribed": lambda d: Unsubscribed(_symbols(d)),
     "pong": lambda d: Pong(_ts(d)),
     "heartbeat": lambda d: Heartbeat(_ts(d)),

@@ -133,6 +133,11 @@ class MarketFeedSession:
         options: from the URL (see ``Options``).
         idle_timeout_s: close with 3008 when the client sends nothing for this long;
             0 disables it.
+        position: a topic's current ``(epoch, seq)`` (the hub's). With ``seq=1``, the
+            ``subscribed`` reply then carries the position of every topic the request
+            adds, so a client can resume a topic that has delivered nothing yet. The
+            front applies the subscription in the same pass, before anything else is
+            published, so updates after that seq are exactly what the client gets.
     """
 
     __slots__ = (
@@ -145,6 +150,7 @@ class MarketFeedSession:
         "idle_timeout_s",
         "is_known",
         "options",
+        "position",
         "topics",
     )
 
@@ -157,11 +163,13 @@ class MarketFeedSession:
         max_subscriptions: int | None = None,
         options: Options = _DEFAULT_OPTIONS,
         idle_timeout_s: float = 0.0,
+        position: Callable[[Topic], tuple[str, int]] | None = None,
     ) -> None:
         self.is_known = is_known
         self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
         self.options = options
         self.idle_timeout_s = idle_timeout_s
+        self.position = position
         self.topics: set[Topic] = set()
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
@@ -304,7 +312,13 @@ class MarketFeedSession:
         # Resume applies to topics this request adds; an existing subscription is live.
         resume = {t: s for t, s in self._resume(message, set(wanted)).items() if t in new}
         self.topics.update(new)
-        self._frames.append(Encoded(codec.control("subscribed", 0, symbols=symbols), control=True))
+        fields: dict[str, Any] = {"symbols": symbols}
+        if self.options.seq and self.position is not None:  # opt-in: the seq=1 wire only
+            where = self.position
+            fields["positions"] = {
+                str(t): {"epoch": e, "seq": s} for t in new for e, s in (where(t),)
+            }
+        self._frames.append(Encoded(codec.control("subscribed", 0, **fields), control=True))
         self._commands.append(Subscribe(tuple(new), resume))
 
     @staticmethod
