@@ -28,6 +28,7 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/realtime/dashboard/", "live dashboard: quotes, your portfolios"),
     ("GET", "/realtime/test/", "WebSocket test page"),
     ("GET", "/analytics/", "positions, unrealized P&L, quotes over STOMP + SockJS"),
+    ("GET", "/operations/", "operations: alerts, metrics, pipeline, telemetry (operators)"),
     ("GET", "/static/...", "the pages' scripts and styles, Swagger UI"),
     ("WS", "/ws/market/feed", "market feed: quotes, trades, bars, books"),
     ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
