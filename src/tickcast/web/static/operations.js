@@ -346,6 +346,7 @@ if (token && expired(token)) {
 }
 
 const panels = new Map();
+let resolvedAsked = false;
 const feeds = new Map();
 const batcher = new FrameBatcher((batch) => {
   for (const [name, source] of batch) panels.get(name).paint(source);
@@ -386,6 +387,10 @@ for (const [name, selector, Panel, poll] of PANELS) {
       poll,
       token,
       onData: (payload, how) => {
+        if (name === "alerts" && !resolvedAsked) {
+          resolvedAsked = true; // once this token is seen to be let in
+          loadResolvedAlerts(token);
+        }
         panel.take(payload, how);
         batcher.put(name, how.source);
       },
@@ -399,11 +404,12 @@ for (const [name, selector, Panel, poll] of PANELS) {
 
 function startFeeds() {
   for (const feed of feeds.values()) feed.setToken(token);
+  resolvedAsked = false;
   showOverall();
-  if (token) loadResolvedAlerts(token);
 }
 
-/** The recently resolved alerts, once: the socket starts with the open ones only. */
+/** The recently resolved alerts, once the alerts arrive (so never for a caller who is
+ * refused): the socket starts with the open ones only. */
 async function loadResolvedAlerts(asked) {
   try {
     const response = await fetch(new URL("api/monitoring/alerts?resolved=true", ROOT), {
