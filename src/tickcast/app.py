@@ -27,7 +27,9 @@ from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import Identity
+from tickcast.fronts.leaderboard import LeaderboardSpec
 from tickcast.fronts.sockjs import SockJSEndpoint
+from tickcast.leaderboard.service import LeaderboardService
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.portfolio.service import PortfolioService
@@ -40,6 +42,7 @@ from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
 from tickcast.web.contract import mount_api
+from tickcast.web.leaderboard import LeaderboardRoutes
 from tickcast.web.proxyheaders import ProxyHeaders
 
 log = logging.getLogger("tickcast.app")
@@ -157,6 +160,32 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
     return service
 
 
+def add_leaderboard(
+    node: Node, settings: Settings, portfolios: PortfolioService
+) -> LeaderboardService:
+    """Build the public leaderboard over ``node``, after ``portfolios`` (it starts once
+    the portfolios are loaded): it ranks the values the portfolio service publishes
+    (a tap on the node's publisher), learns of opt-ins and opt-outs from it, computes
+    only the views someone watches (the hub's first/last-subscriber hooks) and publishes
+    them through the node's publisher. The caller hands it to the front and the routes."""
+    group = settings.leaderboard
+    service = LeaderboardService(
+        node.engine,
+        portfolios,
+        node.publisher,
+        clock=node.clock,
+        window_s=group.leaderboard_window_ms / 1000,
+        snapshot_s=group.leaderboard_snapshot_s,
+        snapshot_limit=group.leaderboard_snapshot_limit,
+        faults=node.faults,
+    )
+    node.publisher.tap(service.on_published, name="leaderboard")
+    portfolios.on_public(service.on_public)
+    service.follow(node.hub)
+    node.add_service(service)
+    return service
+
+
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
     """The ASGI application: health, readiness, metrics, the feed's state and the fronts.
 
@@ -165,6 +194,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     node = node or Node(settings)
     portfolios = add_portfolios(node, settings)
     signals = add_signals(node, settings)
+    leaderboard = add_leaderboard(node, settings, portfolios)
     is_known = realtime.tradable(node.is_known, portfolios)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
@@ -253,6 +283,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         *registry.specs(settings),
         realtime_spec(portfolios, settings),
         stomp.spec(settings, portfolios),
+        LeaderboardSpec(leaderboard, settings.leaderboard),
     ]
     fronts: dict[str, ASGIApp] = {}
     contracted = _contract_fronts(specs, node, guard)
@@ -291,6 +322,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 symbols=node.symbols,
                 allow_anonymous=settings.allow_anonymous,
                 signals=signals,
+                leaderboard=LeaderboardRoutes(leaderboard, settings.leaderboard),
             )
         ),
     ]
@@ -298,6 +330,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app.state.node = node
     app.state.guard = guard
     app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
+    app.state.leaderboard = leaderboard  # likewise
     app.state.signals = signals  # likewise; its ``history`` is what a front catches up from
     return WebSocketDispatch(
         app,

@@ -93,7 +93,12 @@ ON_THE_CLOCK = (
     "fronts/guard.py",
 )
 PURE_EXCEPTIONS = frozenset(
-    {"tickcast.hub.pump", "tickcast.signals.service", "tickcast.signals.redis_source"}
+    {
+        "tickcast.hub.pump",
+        "tickcast.signals.service",
+        "tickcast.signals.redis_source",
+        "tickcast.leaderboard.service",
+    }
 )
 PURE_MODULES = frozenset(
     {

@@ -1,7 +1,8 @@
 """The leaderboard's ranking: public portfolios ordered by return, kept live in O(log n).
 
-Pure: no I/O, no clock. A service (not built yet) feeds it portfolio valuations of the
-portfolios that opted in and publishes what ``changes()`` reports.
+Pure: no I/O, no clock. ``board.Leaderboard`` holds one and feeds it the valuations of
+the portfolios that opted in; ``LeaderboardEntry`` and ``RankedEntry`` are the model's
+(``model/leaderboard.py``), re-exported here.
 
 Order (rank 1 is the best):
     1. ``return_percent`` descending (return on invested capital, in percent);
@@ -27,43 +28,20 @@ from decimal import Decimal
 import msgspec
 from sortedcontainers import SortedList
 
+from tickcast.model.leaderboard import LeaderboardEntry, RankedEntry
+
+__all__ = [
+    "Changes",
+    "LeaderboardEntry",
+    "RankChange",
+    "RankedEntry",
+    "Ranking",
+    "SortKey",
+    "sort_key",
+]
+
 #: The sort key: (-return_percent, -total_value, portfolio_id), ascending.
 SortKey = tuple[Decimal, Decimal, int]
-
-
-class LeaderboardEntry(msgspec.Struct, frozen=True, gc=False):
-    """One public portfolio's standing, as the leaderboard shows it (no private data).
-
-    Attributes:
-        portfolio_id, portfolio_name: which portfolio.
-        owner_name: its owner's display name (never the owner's id or e-mail).
-        return_percent: return on invested capital, in percent (12.5 means +12.5 %).
-        total_value: market value + cash.
-        daily_change, daily_change_percent: against the previous closes.
-    """
-
-    portfolio_id: int
-    portfolio_name: str
-    owner_name: str
-    return_percent: Decimal
-    total_value: Decimal
-    daily_change: Decimal
-    daily_change_percent: Decimal
-
-
-class RankedEntry(msgspec.Struct, frozen=True, gc=False):
-    """An entry read out with its place.
-
-    Attributes:
-        rank: 1-based, now.
-        previous_rank: its rank at the last ``changes()`` call; None when it was not on
-            the board then (it entered since).
-        entry: the values.
-    """
-
-    rank: int
-    previous_rank: int | None
-    entry: LeaderboardEntry
 
 
 class RankChange(msgspec.Struct, frozen=True, gc=False):

@@ -20,6 +20,14 @@ from typing import Any
 
 import msgspec
 
+from tickcast.model.leaderboard import (
+    AROUND_CHANNEL,
+    BOARD_CHANNEL,
+    TOP_CHANNEL,
+    AroundView,
+    BoardMessage,
+    TopView,
+)
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -134,6 +142,12 @@ def builtin() -> Channels:
         (Channel.SIGNAL_STATUS, WorkerStatus, False, _service, Readers.PUBLIC),
     ):
         channels.register(ChannelSpec(name, payload, conflate, key, readers))
+    # the public leaderboard (model/leaderboard.py): its snapshots and updates are a
+    # sequence (reliable); each view message is the whole view (conflated). PUBLIC: the
+    # front checks ``leaderboard_public``.
+    channels.register(ChannelSpec(BOARD_CHANNEL, BoardMessage, False, _key, Readers.PUBLIC))
+    channels.register(ChannelSpec(TOP_CHANNEL, TopView, True, _key, Readers.PUBLIC))
+    channels.register(ChannelSpec(AROUND_CHANNEL, AroundView, True, _key, Readers.PUBLIC))
     return channels
 
 

@@ -16,6 +16,7 @@ from typing import Final
 
 import msgspec
 
+from tickcast.model.leaderboard import AroundView, BoardMessage, TopView
 from tickcast.model.market import MarketEvent
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -38,6 +39,9 @@ Event = (
     | UserPnl
     | Signal
     | WorkerStatus
+    | BoardMessage
+    | TopView
+    | AroundView
 )
 
 

@@ -45,9 +45,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -168,6 +169,8 @@ class PortfolioService:
         # the per-user streams someone watches, and their changed positions
         self.users = UserFeeds()
         self._dirty: set[int] = set()
+        # told when a portfolio opts in to the public leaderboard or out (``on_public``)
+        self._public_listeners: list[Callable[[Portfolio], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
 
@@ -445,13 +448,52 @@ class PortfolioService:
 
     # -- commands
 
-    async def create_portfolio(self, owner_id: int, name: str) -> Portfolio:
+    async def create_portfolio(
+        self, owner_id: int, name: str, *, public: bool = False
+    ) -> Portfolio:
+        """A new, empty portfolio; ``public``: on the public leaderboard from the start."""
         async with self.engine.begin() as conn:
-            portfolio = await Portfolios(conn).create(owner_id, name)
+            portfolio = await Portfolios(conn).create(owner_id, name, public=public)
         self._portfolios[portfolio.id] = portfolio
         self._stamps[portfolio.id] = {}
         self.book.load(portfolio.id, [], _cash(portfolio), version=portfolio.version)
+        if public:
+            await self._tell_public(portfolio)
         return portfolio
+
+    # -- the public leaderboard's opt-in
+
+    def on_public(self, listener: Callable[[Portfolio], Awaitable[None]]) -> None:
+        """Call ``listener(portfolio)`` (awaited) after a portfolio opted in to the public
+        leaderboard or out (``portfolio.public`` says which), created public included."""
+        self._public_listeners.append(listener)
+
+    def public_portfolios(self) -> list[Portfolio]:
+        """The portfolios on the public leaderboard, by id."""
+        return sorted((p for p in self._portfolios.values() if p.public), key=lambda p: p.id)
+
+    async def set_public(self, portfolio_id: int, public: bool) -> Portfolio:
+        """Opt the portfolio in to the public leaderboard, or out; the listeners are
+        told once it is stored (not when the flag is unchanged). Raises
+        storage.NotFound."""
+        async with self.engine.begin() as conn:
+            written = await Portfolios(conn).set_public(portfolio_id, public)
+        held = self._portfolios.get(portfolio_id)
+        if held is None:
+            self._portfolios[portfolio_id] = written
+            return written
+        changed = held.public != public
+        held = self._portfolios[portfolio_id] = dataclasses.replace(held, public=public)
+        if changed:
+            await self._tell_public(held)
+        return held
+
+    async def _tell_public(self, portfolio: Portfolio) -> None:
+        for listener in self._public_listeners:
+            try:
+                await listener(portfolio)
+            except Exception as exc:  # the flag is stored: a listener's bug is its own
+                self.faults.report("service", exc, service="public listener")
 
     async def deposit(
         self, portfolio_id: int, amount: Decimal, executed_at: datetime | None = None

@@ -113,6 +113,7 @@ from tickcast.web.contract import (
     links,
     refusals,
 )
+from tickcast.web.leaderboard import LeaderboardRoutes, add_leaderboard_routes
 from tickcast.web.schemas import (
     MAX_ID,
     AssetOut,
@@ -124,6 +125,7 @@ from tickcast.web.schemas import (
     PortfolioDetailOut,
     PortfolioIn,
     PortfolioOut,
+    PortfolioPatch,
     PositionOut,
     TokenOut,
     TransactionIn,
@@ -226,6 +228,7 @@ def build_api(
     symbols: frozenset[str],
     allow_anonymous: bool,
     signals: SignalService | None = None,
+    leaderboard: LeaderboardRoutes | None = None,
 ) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
@@ -237,6 +240,8 @@ def build_api(
         symbols: the feed's universe (``GET /assets`` lists it with the stored assets).
         allow_anonymous: whether anonymous callers get public market data.
         signals: the signal service (``POST``/``GET /signals``); None serves no signals.
+        leaderboard: the leaderboard service and its settings (``GET /leaderboard...``);
+            None serves no leaderboard.
     """
     api = fastapi.FastAPI(
         title="tickcast portfolio API",
@@ -357,7 +362,9 @@ def build_api(
         body: PortfolioIn, caller: CallerDep, request: Request, response: Response
     ) -> PortfolioOut:
         try:
-            portfolio = await service.create_portfolio(caller.user_id, body.name)
+            portfolio = await service.create_portfolio(
+                caller.user_id, body.name, public=body.public
+            )
         except Conflict:
             raise HTTPException(409, f"You already have a portfolio named {body.name!r}") from None
         except NotFound:  # a valid token of a deleted user
@@ -384,6 +391,29 @@ def build_api(
         v = service.book.valuation(portfolio_id)
         summary = PortfolioOut.of(portfolio, v, now)
         return PortfolioDetailOut(**dict(summary), positions=positions(v))
+
+    @api.patch(
+        "/portfolios/{portfolio_id}",
+        operation_id="update_portfolio",
+        summary="Opt a portfolio in to the public leaderboard, or out",
+        dependencies=json_body,
+        responses={**CREDENTIALS, **BODY, **NOT_FOUND},
+    )
+    async def update_portfolio(
+        portfolio_id: PortfolioId, body: PortfolioPatch, caller: CallerDep
+    ) -> PortfolioOut:
+        """By the owner. Opting in shows the portfolio's name, the owner's username and
+        its performance on the public leaderboard at once; opting out removes them."""
+        owned(caller, portfolio_id)
+        try:
+            portfolio = await service.set_public(portfolio_id, body.public)
+        except NotFound:
+            raise _not_found(portfolio_id) from None
+        now = service.clock()
+        service.roll(now)
+        return PortfolioOut.of(
+            portfolio, service.book.valuation(portfolio_id, positions=False), now
+        )
 
     @api.get(
         "/portfolios/{portfolio_id}/positions",
@@ -588,6 +618,16 @@ def build_api(
             unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
             json_body=_json_body,
             allow_anonymous=allow_anonymous,
+        )
+    if leaderboard is not None:
+        add_leaderboard_routes(
+            api,
+            leaderboard.board,
+            credentials,
+            unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
+            public=leaderboard.settings.leaderboard_public,
+            max_top=leaderboard.settings.leaderboard_max_top,
+            max_window=leaderboard.settings.leaderboard_max_window,
         )
     return api
 

@@ -29,6 +29,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     StringConstraints,
     ValidatorFunctionWrapHandler,
     WithJsonSchema,
@@ -374,10 +375,16 @@ class PortfolioOut(Model):
         description="Open positions valued without a market price yet (estimated)."
     )
     as_of: datetime = Field(description="When the value was read.")
+    public: bool = Field(
+        False,
+        description="On the public leaderboard: its name, its owner's username and its "
+        "performance are shown to anyone (`PATCH` to opt in or out).",
+    )
 
     @classmethod
     def of(cls, portfolio: Portfolio, v: Valuation, now: float) -> "PortfolioOut":
         return cls(
+            public=portfolio.public,
             id=portfolio.id,
             name=portfolio.name,
             created_at=portfolio.created_at,
@@ -409,6 +416,19 @@ class PortfolioIn(Model):
         "control characters (U+202A-U+202E, U+2066-U+2069); spaces at either end are "
         "removed. Unique among the caller's portfolios (else 409).",
         examples=["Growth"],
+    )
+    public: StrictBool = Field(
+        False,
+        description="Opt in to the public leaderboard from the start (default false).",
+    )
+
+
+class PortfolioPatch(Model):
+    """A change to a portfolio: its place on the public leaderboard."""
+
+    public: StrictBool = Field(
+        description="true: opt in to the public leaderboard (its name, the owner's "
+        "username and its performance are shown to anyone); false: opt out."
     )
 
 

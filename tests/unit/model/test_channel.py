@@ -12,6 +12,14 @@ from tickcast.hub.hub import Hub
 from tickcast.hub.sequencer import Sequencer
 from tickcast.model.channel import ChannelSpec, Readers, builtin
 from tickcast.model.envelope import Envelope
+from tickcast.model.leaderboard import (
+    AROUND_CHANNEL,
+    BOARD_CHANNEL,
+    TOP_CHANNEL,
+    AroundView,
+    BoardMessage,
+    TopView,
+)
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.portfolio import (
     AssetUpdate,
@@ -57,12 +65,22 @@ CHANNEL_OF_SIGNALS: dict[type, str] = {
     WorkerStatus: Channel.SIGNAL_STATUS,
 }
 
+#: The public leaderboard: the board's snapshots and updates (reliable), its views
+#: (conflated: each message is the whole view).
+CHANNEL_OF_LEADERBOARD: dict[type, str] = {
+    BoardMessage: BOARD_CHANNEL,
+    TopView: TOP_CHANNEL,
+    AroundView: AROUND_CHANNEL,
+}
+
 
 def test_builtin_channels_match_today() -> None:
     channels = builtin()
     assert {spec.name: spec.payload for spec in channels} == {
         name: payload
-        for payload, name in (CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS).items()
+        for payload, name in (
+            CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS | CHANNEL_OF_LEADERBOARD
+        ).items()
     }
     for name in CHANNEL_OF_SIGNALS.values():  # reliable and public
         assert channels.get(name).readers is Readers.PUBLIC
@@ -70,8 +88,15 @@ def test_builtin_channels_match_today() -> None:
     for name in CHANNEL_OF_ADDED.values():  # never conflated: each carries news
         assert channels.get(name).readers is Readers.OWNER
         assert not channels.get(name).conflate
-    assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE
-    assert [spec.name for spec in channels] == list(Channel)
+    for name in CHANNEL_OF_LEADERBOARD.values():  # public: the front checks the setting
+        assert channels.get(name).readers is Readers.PUBLIC
+    assert not channels.get(BOARD_CHANNEL).conflate
+    assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE | {
+        TOP_CHANNEL,
+        AROUND_CHANNEL,
+    }
+    leaderboard = set(CHANNEL_OF_LEADERBOARD.values())
+    assert [spec.name for spec in channels if spec.name not in leaderboard] == list(Channel)
     for payload, name in CHANNEL_OF_BEFORE.items():
         spec = channels.get(name)
         assert spec.name is name  # the enum member: topics still test with `is`

@@ -1,0 +1,1 @@
+"""The leaderboard's wire: its JSON messages (``codec.py``)."""
