@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 
 import msgspec
@@ -22,6 +23,7 @@ from tickcast.auth.credentials import new_jwt_secret
 from tickcast.auth.forwarded import TrustedProxies
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
+from tickcast.fronts import monitoring as monitoring_front
 from tickcast.fronts import realtime, registry, stomp
 from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
@@ -30,6 +32,12 @@ from tickcast.fronts.identity import Identity
 from tickcast.fronts.leaderboard import LeaderboardSpec
 from tickcast.fronts.sockjs import SockJSEndpoint
 from tickcast.leaderboard.service import LeaderboardService
+from tickcast.monitoring.service import (
+    MonitoringService,
+    ProviderLetters,
+    SignalLetters,
+    Sources,
+)
 from tickcast.node import Node
 from tickcast.observability.metrics import CONTENT_TYPE
 from tickcast.portfolio.service import PortfolioService
@@ -186,6 +194,43 @@ def add_leaderboard(
     return service
 
 
+def add_monitoring(
+    node: Node, settings: Settings, signals: SignalService, guard: Guard
+) -> MonitoringService:
+    """Build the monitoring service over ``node``: it samples the node's counters, the
+    feed, the dead letters (the providers' and ``signals``'), the open connections of
+    every front (``guard``'s rosters) and the host, evaluates the alert rules and
+    publishes the monitoring streams through the node's publisher; it starts and stops
+    with the node. The caller hands it to the monitoring front and routes."""
+    sources = Sources(
+        stats=node.stats,
+        faults=node.faults,
+        hub_counts=lambda: (node.hub.published, node.hub.deliveries),
+        gauges=node.gauges,
+        feed=node.supervisor,
+        letters={
+            "providers": ProviderLetters(node.dead_letters),
+            "signals": SignalLetters(signals),
+        },
+        latency=node.metrics.latency,
+        gc=node.metrics.gc_pauses,
+        connections=lambda: {name: len(held) for name, held in guard.rosters.items()},
+        disk_path=_disk_path(settings.database_url),
+    )
+    service = MonitoringService(node.publisher, settings.monitoring, sources, clock=node.clock)
+    node.add_service(service)
+    return service
+
+
+def _disk_path(database_url: str) -> str:
+    """Whose disk the metrics show: a SQLite database's directory, else the working one."""
+    if database_url.startswith("sqlite") and ":///" in database_url:
+        path = os.path.dirname(os.path.abspath(database_url.split(":///", 1)[1] or "."))
+        if os.path.isdir(path):
+            return path
+    return "."
+
+
 def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
     """The ASGI application: health, readiness, metrics, the feed's state and the fronts.
 
@@ -210,6 +255,8 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Identity(node.engine, jwt_secret, settings.jwt_ttl_s),
         node.stats,
     )
+
+    monitoring = add_monitoring(node, settings, signals, guard)
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -284,6 +331,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         realtime_spec(portfolios, settings),
         stomp.spec(settings, portfolios),
         LeaderboardSpec(leaderboard, settings.leaderboard),
+        monitoring_front.MonitoringSpec(monitoring),
     ]
     fronts: dict[str, ASGIApp] = {}
     contracted = _contract_fronts(specs, node, guard)
@@ -323,6 +371,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
                 allow_anonymous=settings.allow_anonymous,
                 signals=signals,
                 leaderboard=LeaderboardRoutes(leaderboard, settings.leaderboard),
+                monitoring=monitoring,
             )
         ),
     ]
@@ -332,6 +381,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     app.state.portfolios = portfolios  # for tests and tools: the app is given it, never reads it
     app.state.leaderboard = leaderboard  # likewise
     app.state.signals = signals  # likewise; its ``history`` is what a front catches up from
+    app.state.monitoring = monitoring  # likewise (tests evaluate it on demand)
     return WebSocketDispatch(
         app,
         fronts,

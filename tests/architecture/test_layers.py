@@ -72,6 +72,7 @@ PURE_PACKAGES = (
     "tickcast.protocols",
     "tickcast.signals",
     "tickcast.leaderboard",
+    "tickcast.monitoring",
 )
 #: Modules any layer may import (model, protocols and storage included).
 SHARED_MODULES = frozenset({"tickcast.clock"})
@@ -98,6 +99,7 @@ PURE_EXCEPTIONS = frozenset(
         "tickcast.signals.service",
         "tickcast.signals.redis_source",
         "tickcast.leaderboard.service",
+        "tickcast.monitoring.service",
     }
 )
 PURE_MODULES = frozenset(
@@ -708,3 +710,11 @@ def test_the_leaderboard_ranking_stays_pure() -> None:
     """The ranking core does no I/O; a service that keeps it live would be an exception."""
     assert is_pure("tickcast.leaderboard")
     assert is_pure("tickcast.leaderboard.ranking")
+
+
+def test_the_monitoring_rules_stay_pure() -> None:
+    """The monitoring service samples the host and runs a task; its rules, alerts and
+    figures do no I/O."""
+    for module in ("rules", "alerts", "figures"):
+        assert is_pure(f"tickcast.monitoring.{module}")
+    assert not is_pure("tickcast.monitoring.service")

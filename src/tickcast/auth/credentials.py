@@ -159,12 +159,18 @@ def verify_secret(secret: str, stored_hash: str) -> bool:
 # -- signed tokens (JWT)
 
 
+#: The roles a token may carry (``storage.records.ROLES``).
+ROLES: Final = ("user", "operator")
+
+
 class Claims(NamedTuple):
-    """What a verified token says: who, and until when (``expires_at``, POSIX seconds)."""
+    """What a verified token says: who, until when (``expires_at``, POSIX seconds), and
+    the user's role when it was issued (``role``; "user" when the token has none)."""
 
     user_id: int
     username: str
     expires_at: float
+    role: str = "user"
 
 
 def new_jwt_secret() -> str:
@@ -172,19 +178,30 @@ def new_jwt_secret() -> str:
     return secrets.token_urlsafe(MIN_JWT_SECRET_BYTES)
 
 
-def issue_token(user_id: int, username: str, secret: str | bytes, now: float, ttl_s: float) -> str:
+def issue_token(
+    user_id: int,
+    username: str,
+    secret: str | bytes,
+    now: float,
+    ttl_s: float,
+    role: str = "user",
+) -> str:
     """Sign a token for ``user_id``, valid from ``now`` for ``ttl_s`` seconds.
 
     Claims: ``sub`` (the user id as a string, RFC 7519 §4.1.2), ``name``, ``iat`` (``now``
     rounded down) and ``exp`` (``now + ttl_s`` rounded up, whole seconds as most JWT
-    libraries expect).
+    libraries expect), and ``role`` for an operator (``ROLES``; a user's token carries
+    none, as tokens did before roles). A role is the user's when the token was issued: a
+    user demoted since keeps it until the token expires (``jwt_ttl_s``).
 
     Raises:
         ConfigError: ``secret`` is shorter than 32 bytes.
         ValueError: ``ttl_s`` is not a positive number, ``now`` is not finite,
-            ``user_id`` is out of range or ``username`` is empty or not printable (our own
-            code's mistake).
+            ``user_id`` is out of range, ``username`` is empty or not printable, or
+            ``role`` is unknown (our own code's mistake).
     """
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
     key = _jwt_key(secret)
     _check_now(now)
     if not (math.isfinite(ttl_s) and ttl_s > 0):
@@ -199,6 +216,8 @@ def issue_token(user_id: int, username: str, secret: str | bytes, now: float, tt
         "iat": math.floor(now),
         "exp": math.ceil(now + ttl_s),
     }
+    if role != "user":
+        claims["role"] = role
     return jwt.encode(claims, key, algorithm=JWT_ALGORITHM)
 
 
@@ -217,6 +236,7 @@ def verify_token(token: str, secret: str | bytes, now: float, *, leeway_s: float
           seconds of ``leeway_s`` between nodes whose clocks may differ.
         - ``nbf``, if present, must be ``<= now + leeway_s``.
         - A token carrying ``aud`` is refused (it was meant for another service).
+        - ``role``, if present, is one of ``ROLES`` (absent: "user").
 
     PyJWT's own time checks (``exp``, ``iat``, ``nbf``) are switched off: they compare with
     the system clock. PyJWT still reads that clock internally, but nothing uses the value;
@@ -252,7 +272,10 @@ def verify_token(token: str, secret: str | bytes, now: float, *, leeway_s: float
         raise InvalidCredentials("Invalid token: issued in the future (check the clocks)")
     if "nbf" in payload and _number_claim(payload, "nbf") > now + leeway_s:
         raise InvalidCredentials("Invalid token: not valid yet (nbf)")
-    return Claims(int(sub), name, float(exp))
+    role = payload.get("role", "user")
+    if role not in ROLES:
+        raise InvalidCredentials(f"Invalid token: 'role' must be one of {', '.join(ROLES)}")
+    return Claims(int(sub), name, float(exp), role)
 
 
 def _decode(token: str, key: bytes) -> dict[str, Any]:
@@ -535,7 +558,7 @@ class Principal:
 
     @classmethod
     def from_claims(cls, claims: Claims) -> Principal:
-        return cls(claims.user_id, claims.username, claims.expires_at)
+        return cls(claims.user_id, claims.username, claims.expires_at, role=claims.role)
 
 
 ANONYMOUS: Final = Principal()

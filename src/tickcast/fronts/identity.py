@@ -192,7 +192,9 @@ class Identity:
                 principal = None
                 if not key.revoked:
                     allowed = parse_permissions(key.permissions)
-                    principal = Principal(user.id, user.username, permissions=allowed)
+                    principal = Principal(
+                        user.id, user.username, permissions=allowed, role=user.role
+                    )
                 entry = _Key(now + CACHE_S, key.id, principal, key.secret_hash)
         return entry
 
@@ -249,7 +251,12 @@ class Identity:
         if principal.user_id is None or principal.username is None:
             raise InvalidCredentials("only an authenticated user gets a token")
         return issue_token(
-            principal.user_id, principal.username, self.jwt_secret, self.clock(), self.jwt_ttl_s
+            principal.user_id,
+            principal.username,
+            self.jwt_secret,
+            self.clock(),
+            self.jwt_ttl_s,
+            role=principal.role,
         )
 
 

@@ -29,6 +29,7 @@ from tickcast.model.leaderboard import (
     TopView,
 )
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.monitoring import CHANNELS as MONITORING_CHANNELS
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -148,6 +149,10 @@ def builtin() -> Channels:
     channels.register(ChannelSpec(BOARD_CHANNEL, BoardMessage, False, _key, Readers.PUBLIC))
     channels.register(ChannelSpec(TOP_CHANNEL, TopView, True, _key, Readers.PUBLIC))
     channels.register(ChannelSpec(AROUND_CHANNEL, AroundView, True, _key, Readers.PUBLIC))
+    # the monitoring streams (operators only): one topic each, ``<channel>.gateway``;
+    # alerts and dead letters reliable, the samples conflated (the latest wins)
+    for stream, kind, latest in MONITORING_CHANNELS:
+        channels.register(ChannelSpec(stream, kind, latest, _key, Readers.OPERATOR))
     return channels
 
 

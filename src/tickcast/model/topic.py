@@ -18,6 +18,7 @@ import msgspec
 
 from tickcast.model.leaderboard import AroundView, BoardMessage, TopView
 from tickcast.model.market import MarketEvent
+from tickcast.model.monitoring import MonitoringEvent
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -42,6 +43,7 @@ Event = (
     | BoardMessage
     | TopView
     | AroundView
+    | MonitoringEvent
 )
 
 

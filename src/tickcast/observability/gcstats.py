@@ -27,13 +27,25 @@ class GcPauses:
             registry=registry,
         )
         self._started = 0.0
+        self.collections = 0  # collections timed, ever
+        self.total_s = 0.0  # their pauses, summed
+        self.max_s = 0.0  # the longest pause since ``take_max`` last read it
 
     def _callback(self, phase: str, info: dict[str, Any]) -> None:
         if phase == "start":
             self._started = time.perf_counter()
         else:
             pause = time.perf_counter() - self._started
+            self.collections += 1
+            self.total_s += pause
+            if pause > self.max_s:
+                self.max_s = pause
             self.histogram.labels(generation=str(info["generation"])).observe(pause)
+
+    def take_max(self) -> float:
+        """The longest pause since the last call (seconds), and start a new window."""
+        longest, self.max_s = self.max_s, 0.0
+        return longest
 
     def install(self) -> None:
         if self._callback not in gc.callbacks:

@@ -153,6 +153,15 @@ class FeedPolicy:
     def state(self, name: str) -> State:
         return self._by_name[name].state
 
+    def market_open(self, now: float) -> bool:
+        """Whether the calendar's market is open at ``now`` (silence is judged then)."""
+        return self._calendar.is_open(now)
+
+    @property
+    def preferred(self) -> str:
+        """The most preferred provider that is not disabled ("" when none is left)."""
+        return next((p.name for p in self._order if p.state is not State.DISABLED), "")
+
     def should_run(self) -> set[str]:
         return {p.name for p in self._order if p.state in (State.STARTING, State.UP)}
 

@@ -55,7 +55,7 @@ class _ProviderSink:
     since a new connection starts over with snapshots.
     """
 
-    __slots__ = ("_books", "_clock", "_name", "_provider", "_supervisor")
+    __slots__ = ("_books", "_clock", "_name", "_provider", "_supervisor", "events", "last_at")
 
     def __init__(self, supervisor: Supervisor, provider: Provider) -> None:
         self._supervisor = supervisor
@@ -63,6 +63,8 @@ class _ProviderSink:
         self._name = provider.name
         self._clock = supervisor.clock
         self._books = BookBuilder()
+        self.events = 0  # events received from this provider, ever (active or standby)
+        self.last_at = 0.0  # when the last batch arrived (the supervisor's clock); 0: never
 
     def restart(self) -> None:
         """A new run: forget the books of the previous connection (keep their counts)."""
@@ -89,7 +91,9 @@ class _ProviderSink:
     def __call__(self, events: Sequence[MarketEvent]) -> None:
         supervisor = self._supervisor
         policy = supervisor.policy
-        active = policy.on_data(self._name, self._clock())
+        now = self.last_at = self._clock()
+        self.events += len(events)
+        active = policy.on_data(self._name, now)
         if policy.transitions:
             supervisor.reconcile()
             active = policy.active == self._name
@@ -187,6 +191,9 @@ class Supervisor:
         #: previous run has let go of its connection (vendors allow one per key).
         self._stopping: dict[str, asyncio.Task[None]] = {}
         self._active = ""
+        #: provider -> failovers away from it: times the feed left it (while it was
+        #: active) for a less preferred provider or for none
+        self.left: dict[str, int] = {}
         self._helpers: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._refused: list[str] = []
@@ -227,8 +234,22 @@ class Supervisor:
     def active(self) -> str:
         return self.policy.active
 
+    @property
+    def preferred(self) -> str:
+        """The most preferred provider not disabled ("" when none is left)."""
+        return self.policy.preferred
+
     def states(self) -> dict[str, State]:
         return {name: self.policy.state(name) for name in self.providers}
+
+    def inflow(self) -> dict[str, tuple[int, float]]:
+        """Per provider: events received, ever, and when the last batch arrived (the
+        supervisor's clock, wall seconds; 0 when none has): active and standby alike."""
+        return {name: (sink.events, sink.last_at) for name, sink in self._sinks.items()}
+
+    def market_open(self) -> bool:
+        """Whether the feed's market is open now (its calendar)."""
+        return self.policy.market_open(self.clock())
 
     def book_events(self) -> dict[tuple[str, str], int]:
         """Order-book checks, ever, by (provider, outcome): gap, duplicate (dropped),
@@ -280,6 +301,8 @@ class Supervisor:
         for transition in self.policy.take_transitions():
             self._announce(transition)
         if self.policy.active != self._active:
+            if self._active and self._worse(self.policy.active, self._active):
+                self.left[self._active] = self.left.get(self._active, 0) + 1
             self._active = self.policy.active
             if self._active:
                 books = self._sinks[self._active].takeover()
@@ -295,6 +318,11 @@ class Supervisor:
             self._sinks[name].restart()
             self._tasks[name] = asyncio.create_task(self._run_one(name), name=f"provider:{name}")
         self._wake.set()
+
+    def _worse(self, new: str, old: str) -> bool:
+        """Whether ``new`` ("" for none) is less preferred than ``old``."""
+        order = list(self.providers)
+        return not new or order.index(new) > order.index(old)
 
     def _stopped(self, name: str, task: asyncio.Task[None]) -> None:
         if self._stopping.get(name) is task:

@@ -114,6 +114,7 @@ from tickcast.web.contract import (
     refusals,
 )
 from tickcast.web.leaderboard import LeaderboardRoutes, add_leaderboard_routes
+from tickcast.web.monitoring import Monitoring, add_monitoring_routes
 from tickcast.web.schemas import (
     MAX_ID,
     AssetOut,
@@ -181,6 +182,7 @@ class Caller:
     user_id: int
     username: str
     by_api_key: bool
+    role: str = "user"
 
 
 # Registered for the OpenAPI description (Swagger's "Authorize"); the credential itself is
@@ -229,6 +231,7 @@ def build_api(
     allow_anonymous: bool,
     signals: SignalService | None = None,
     leaderboard: LeaderboardRoutes | None = None,
+    monitoring: Monitoring | None = None,
 ) -> fastapi.FastAPI:
     """The portfolio API, to mount at ``/api``.
 
@@ -242,6 +245,8 @@ def build_api(
         signals: the signal service (``POST``/``GET /signals``); None serves no signals.
         leaderboard: the leaderboard service and its settings (``GET /leaderboard...``);
             None serves no leaderboard.
+        monitoring: the monitoring service (``GET /monitoring/...``, operators); None
+            serves none.
     """
     api = fastapi.FastAPI(
         title="tickcast portfolio API",
@@ -280,7 +285,7 @@ def build_api(
         principal, by_api_key = found
         if principal.user_id is None or principal.username is None:
             raise _unauthorized(UNAUTHENTICATED, invalid=False)
-        return Caller(principal.user_id, principal.username, by_api_key)
+        return Caller(principal.user_id, principal.username, by_api_key, principal.role)
 
     CallerDep = Annotated[Caller, Depends(authenticated)]
     PortfolioId = Annotated[int, Path(ge=1, le=MAX_ID), WholeText]
@@ -320,7 +325,7 @@ def build_api(
         be exchanged for another: tokens expire, keys are revoked."""
         if not caller.by_api_key:
             raise HTTPException(403, "A token is issued in exchange for an API key only")
-        principal = Principal(caller.user_id, caller.username)
+        principal = Principal(caller.user_id, caller.username, role=caller.role)
         ttl_s = guard.identity.jwt_ttl_s
         return TokenOut(access_token=guard.identity.issue(principal), expires_in=int(ttl_s))
 
@@ -628,6 +633,13 @@ def build_api(
             public=leaderboard.settings.leaderboard_public,
             max_top=leaderboard.settings.leaderboard_max_top,
             max_window=leaderboard.settings.leaderboard_max_window,
+        )
+    if monitoring is not None:
+        add_monitoring_routes(
+            api,
+            monitoring,
+            credentials,
+            unauthenticated=lambda: _unauthorized(UNAUTHENTICATED, invalid=False),
         )
     return api
 

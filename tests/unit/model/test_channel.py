@@ -21,6 +21,13 @@ from tickcast.model.leaderboard import (
     TopView,
 )
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
+from tickcast.model.monitoring import (
+    AlertBatch,
+    DeadLetterBatch,
+    Pipeline,
+    SystemMetrics,
+    Telemetry,
+)
 from tickcast.model.portfolio import (
     AssetUpdate,
     PortfolioValue,
@@ -73,15 +80,31 @@ CHANNEL_OF_LEADERBOARD: dict[type, str] = {
     AroundView: AROUND_CHANNEL,
 }
 
+#: The monitoring streams (operators only; alerts and dead letters reliable).
+CHANNEL_OF_MONITORING: dict[type, str] = {
+    AlertBatch: "alerts",
+    SystemMetrics: "metrics",
+    Pipeline: "pipeline",
+    Telemetry: "telemetry",
+    DeadLetterBatch: "dlq",
+}
+
 
 def test_builtin_channels_match_today() -> None:
     channels = builtin()
     assert {spec.name: spec.payload for spec in channels} == {
         name: payload
         for payload, name in (
-            CHANNEL_OF_BEFORE | CHANNEL_OF_ADDED | CHANNEL_OF_SIGNALS | CHANNEL_OF_LEADERBOARD
+            CHANNEL_OF_BEFORE
+            | CHANNEL_OF_ADDED
+            | CHANNEL_OF_SIGNALS
+            | CHANNEL_OF_LEADERBOARD
+            | CHANNEL_OF_MONITORING
         ).items()
     }
+    for name in CHANNEL_OF_MONITORING.values():
+        assert channels.get(name).readers is Readers.OPERATOR
+        assert channels.get(name).conflate is (name in ("metrics", "pipeline", "telemetry"))
     for name in CHANNEL_OF_SIGNALS.values():  # reliable and public
         assert channels.get(name).readers is Readers.PUBLIC
         assert not channels.get(name).conflate
@@ -94,9 +117,15 @@ def test_builtin_channels_match_today() -> None:
     assert {spec.name for spec in channels if spec.conflate} == CONFLATABLE_BEFORE | {
         TOP_CHANNEL,
         AROUND_CHANNEL,
+        "metrics",
+        "pipeline",
+        "telemetry",
     }
     leaderboard = set(CHANNEL_OF_LEADERBOARD.values())
-    assert [spec.name for spec in channels if spec.name not in leaderboard] == list(Channel)
+    assert [spec.name for spec in channels if spec.name not in leaderboard] == [
+        *Channel,
+        *CHANNEL_OF_MONITORING.values(),
+    ]
     for payload, name in CHANNEL_OF_BEFORE.items():
         spec = channels.get(name)
         assert spec.name is name  # the enum member: topics still test with `is`

@@ -1,0 +1,1 @@
+"""The monitoring sockets' wire (``codec.py``)."""
