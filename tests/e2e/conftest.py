@@ -247,12 +247,13 @@ class SocketGate:
     """The page's WebSockets whose URL matches ``pattern``, through a gate: open, they
     reach the server unchanged; blocked, each is refused before it opens (as by a proxy
     that drops the upgrade: the page sees a close, never an open). ``block()`` also
-    drops the ones open now. Set it up before the page connects."""
+    drops the ones open now, on both sides (the server's side too: left open, it would
+    hold one of the user's connection slots). Set it up before the page connects."""
 
     def __init__(self, context: BrowserContext, pattern: str | re.Pattern[str]) -> None:
         self.blocked = False
         self.refused = 0
-        self.open: list[WebSocketRoute] = []
+        self.open: list[tuple[WebSocketRoute, WebSocketRoute]] = []
         context.route_web_socket(pattern, self._route)
 
     def _route(self, ws: WebSocketRoute) -> None:
@@ -260,13 +261,13 @@ class SocketGate:
             self.refused += 1
             ws.close(code=1011, reason="blocked by the test")
             return
-        ws.connect_to_server()
-        self.open.append(ws)
+        self.open.append((ws, ws.connect_to_server()))
 
     def block(self) -> None:
         self.blocked = True
-        for ws in self.open:
-            ws.close(code=1011, reason="blocked by the test")
+        for page_side, server_side in self.open:
+            server_side.close(code=1000, reason="blocked by the test")
+            page_side.close(code=1011, reason="blocked by the test")
         self.open.clear()
 
     def unblock(self) -> None:

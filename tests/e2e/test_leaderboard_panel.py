@@ -19,8 +19,10 @@ from pathlib import Path
 from playwright.sync_api import Page, expect
 
 from e2e.conftest import (
+    PORTFOLIO,
     PRIVATE_PORTFOLIO,
     PUBLIC_PORTFOLIOS,
+    USERNAME,
     Front4Gateway,
     PageLog,
     SocketGate,
@@ -85,6 +87,36 @@ def test_the_leaderboard_panel_shows_the_public_portfolios_live(
     # live: prices move, values follow, the top is sent again
     wait_for_updates(page, 2, "ws")
     screenshot(page, "leaderboard")
+
+    # signed in as the owner of a public portfolio: the ranks around it, it marked
+    around = panel.locator("#leaderboard-around")
+    expect(around).to_be_hidden()
+    page.fill("#api-key", front4_gateway.accounts[USERNAME].api_key)
+    page.click("#signin button[type=submit]")
+    expect(around).to_be_visible()
+    expect(around.locator(".around-name")).to_have_text(PORTFOLIO)
+    expect(around.locator(".badge")).to_have_attribute("data-mode", "live")
+    expect(around.locator("tbody tr")).to_have_count(len(PUBLIC_PORTFOLIOS))  # window 2
+    mine = around.locator("tbody tr.mine")
+    expect(mine).to_have_count(1)
+    expect(mine.locator(".name")).to_have_text(PORTFOLIO)
+    expect(mine.locator(".owner")).to_have_text(USERNAME)
+    expect(panel.locator("#leaderboard-mode")).to_have_attribute("data-mode", "live")
+    screenshot(page, "around-mine")
+
+    # the movement column, from previous_rank
+    moves = page.evaluate(
+        """async () => {
+            const { movement } = await import("../../static/leaderboard.js");
+            return [
+                movement({ rank: 1, previous_rank: 3 }),
+                movement({ rank: 4, previous_rank: 2 }),
+                movement({ rank: 2, previous_rank: 2 }),
+                movement({ rank: 5, previous_rank: null }),
+            ].map(([cls, text]) => [cls, text]);
+        }"""
+    )
+    assert moves == [["up", "▲2"], ["down", "▼2"], ["flat", "–"], ["new", "new"]]
 
     assert page_log.errors == []
     assert all(url.startswith(front4_gateway.http) for url in page_log.requests), [

@@ -38,6 +38,7 @@ def open_as(page: Page, gateway: Front4Gateway, username: str) -> None:
     page.goto(f"{gateway.http}/operations/")
     sign_in(page, gateway.accounts[username].api_key)
     expect(page.locator("#username")).to_have_text(username)
+    expect(page.locator("#role")).to_have_text("(operator)" if username == OPERATOR else "(user)")
 
 
 def updates(page: Page, panel: str) -> int:
@@ -123,7 +124,8 @@ def test_the_operations_page_shows_the_refusal_to_a_non_operator_and_to_nobody(
     # a user without the operator role: forbidden (3504), in the server's words
     sign_in(page, front4_gateway.accounts[USERNAME].api_key)
     expect(refusal).to_have_attribute("data-code", "3504")
-    expect(refusal).to_contain_text("not an operator")
+    expect(refusal).to_contain_text("operator role")
+    expect(page.locator("#role")).to_have_text("(user)")
     for name in PANELS:
         expect(page.locator(f"#{name}-panel .mode")).to_have_attribute("data-mode", "closed")
     expect(page.locator("#alerts tbody tr")).to_have_count(0)

@@ -369,7 +369,7 @@ function showRefusal(status) {
     return;
   }
   let advice = "";
-  if (NOT_OPERATOR.has(status.code)) advice = "This user is not an operator: sign in with an operator's API key.";
+  if (NOT_OPERATOR.has(status.code)) advice = "Sign in with the API key of a user who has the operator role.";
   else if (NEEDS_SIGN_IN.has(status.code)) advice = "Sign in with an operator's API key.";
   box.textContent = `Refused: ${status.reason || "by the server"}${status.code ? ` (${status.code})` : ""}. ${advice}`;
   box.dataset.code = String(status.code ?? "");
@@ -432,7 +432,8 @@ async function showAccount() {
   $("#signin").hidden = signedIn;
   $("#account").hidden = !signedIn;
   $("#username").textContent = signedIn ? claimsOf(token).name || `user ${claimsOf(token).sub ?? ""}` : "";
-  $("#role").textContent = "";
+  const role = signedIn ? claimsOf(token).role || "user" : null; // tokens name only other roles
+  $("#role").textContent = role ? `(${role})` : "";
   if (!signedIn) return;
   const asked = token;
   try {
@@ -441,7 +442,7 @@ async function showAccount() {
     const me = await response.json();
     if (token !== asked) return;
     if (me.username) $("#username").textContent = me.username;
-    if (me.role) $("#role").textContent = `(${me.role})`;
+    if (me.role) $("#role").textContent = `(${me.role})`; // when the API says it
   } catch {
     // the name from the token stays; the panels say what the server refuses
   }
