@@ -11,7 +11,7 @@
 // back-off. Once the socket opens, polling stops. A terminal close (3500-3999:
 // credentials refused, sign-in needed, not an operator, not found, bad parameter; or
 // 1000 and the protocol errors) stops both and keeps the server's words, as does a
-// 401 or 403 from the route.
+// 400, 401, 403, 404 or 422 from the route.
 //
 // Modes (feed.status.mode): connecting, live (the socket is open), polling (the socket
 // is not, the route answers), offline (neither answers; both keep trying), closed
@@ -23,6 +23,10 @@
 import { backoffDelay, errorText, isTerminalClose, ROOT, webSocketUrl } from "./tickcast.js";
 
 export const MODES = ["connecting", "live", "polling", "offline", "closed"];
+
+/** Answers of the route that asking again cannot change (as 3500-3999 on the socket):
+ * a bad parameter, no or refused credentials, not allowed, no such portfolio. */
+const REFUSED_STATUSES = new Set([400, 401, 403, 404, 422]);
 
 export class StreamFeed {
   /**
@@ -220,7 +224,7 @@ export class StreamFeed {
         this.counts.notModified += 1;
       } else if (response.ok) {
         outcome = { ok: true, payload: await response.json(), etag: response.headers.get("ETag") };
-      } else if (response.status === 401 || response.status === 403 || response.status === 404) {
+      } else if (REFUSED_STATUSES.has(response.status)) {
         outcome = { refused: true, code: response.status, reason: await errorText(response) };
       } else {
         outcome = { ok: false, code: response.status, reason: await errorText(response) };
