@@ -23,6 +23,11 @@ Rules:
       have no previous close get the reference price as one, so daily changes show from
       the first tick; ``tickcast update-prices --historical --days N`` writes a
       simulated one instead.
+    - The public leaderboard has players: ``LEADERBOARD_PLAYERS`` users (``trader01``,
+      ``trader02``...), each with one public portfolio of a few demo symbols bought at
+      prices drawn around the reference (a fixed seed: the same every run), so that the
+      board ranks a few dozen portfolios and moves with the simulated market. Idempotent
+      likewise: a player whose portfolio holds positions is left as it is.
     - Call ``seed_demo`` before the gateway's own PortfolioService starts (in ``serve
       --demo``: before ``Node.start``): that service loads portfolios from the database
       once, at start.
@@ -30,6 +35,7 @@ Rules:
 
 from __future__ import annotations
 
+import random
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -62,6 +68,8 @@ _MICRO: Final = Decimal("0.000001")
 #: A demo portfolio's opening deposit: its buys' cost, plus this share, in thousands.
 _SPARE: Final = Decimal("1.1")
 _THOUSAND: Final = Decimal(1000)
+#: Users with a public portfolio on the demo's leaderboard (``trader01``...).
+LEADERBOARD_PLAYERS: Final = 36
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +139,7 @@ class DemoAccount:
         portfolio_ids: the demo portfolios' ids, in ``DEMO_PORTFOLIOS`` order.
         user_created: whether this run created the user.
         seeded: the names of the portfolios whose trades this run recorded.
+        players: the leaderboard players whose public portfolio this run seeded.
     """
 
     username: str
@@ -139,6 +148,7 @@ class DemoAccount:
     portfolio_ids: tuple[int, ...]
     user_created: bool
     seeded: tuple[str, ...]
+    players: int = 0
 
 
 def demo_symbols() -> tuple[str, ...]:
@@ -268,6 +278,7 @@ async def seed_demo(
                     executed_at=at - timedelta(days=trade.days_ago),
                 )
             seeded.append(name)
+        players = await _seed_players(service, reference, at)
     finally:
         await service.aclose()
     return DemoAccount(
@@ -277,20 +288,74 @@ async def seed_demo(
         portfolio_ids=tuple(ids),
         user_created=created,
         seeded=tuple(seeded),
+        players=players,
     )
+
+
+def player_trades(index: int, reference: Mapping[str, Decimal]) -> tuple[DemoTrade, ...]:
+    """The buys of leaderboard player ``index`` (1-based): two to four demo symbols, each
+    bought 5 to 60 days ago at 0.75 to 1.15 times its reference price (so that returns
+    spread from about -13 % to +33 %), 1,000 to 10,000 worth of each (crypto in
+    thousandths, shares whole). Deterministic."""
+    rng = random.Random(f"tickcast-demo-player-{index}")
+    symbols = demo_symbols()
+    budget = Decimal(rng.randint(2, 20) * 500)
+    trades = []
+    for symbol in rng.sample(symbols, rng.randint(2, min(4, len(symbols)))):
+        factor = Decimal(rng.randint(75, 115)) / 100
+        price = _money(reference[symbol] * factor)
+        quantity = (budget / price).quantize(Decimal("0.001") if price > budget else Decimal(1))
+        quantity = max(quantity, Decimal("0.001"))
+        trades.append(DemoTrade(symbol, Side.BUY, quantity, factor, rng.randint(5, 60)))
+    return tuple(trades)
+
+
+async def _seed_players(
+    service: PortfolioService, reference: Mapping[str, Decimal], at: datetime
+) -> int:
+    """The leaderboard's players (module rules); returns how many were seeded now."""
+    seeded = 0
+    for index in range(1, LEADERBOARD_PLAYERS + 1):
+        user, _ = await _user(service.engine, f"trader{index:02d}", at)
+        mine = service.portfolios_of(user.id)
+        portfolio = mine[0] if mine else None
+        if portfolio is None:
+            portfolio = await service.create_portfolio(user.id, f"Fund {index:02d}", public=True)
+        async with service.engine.connect() as conn:
+            if await Positions(conn).list_for_portfolio(portfolio.id):
+                continue
+        trades = player_trades(index, reference)
+        opened = at - timedelta(days=max(t.days_ago for t in trades) + 1)
+        await service.deposit(portfolio.id, opening_deposit(trades, reference), opened)
+        for trade in trades:
+            await service.record_transaction(
+                portfolio.id,
+                trade.symbol,
+                trade.side,
+                trade.quantity,
+                _money(reference[trade.symbol] * trade.price_factor),
+                executed_at=at - timedelta(days=trade.days_ago),
+            )
+        seeded += 1
+    return seeded
 
 
 async def _demo_user(engine: AsyncEngine, at: datetime) -> tuple[User, bool]:
     """The demo user and whether it was created now (a concurrent creator wins cleanly)."""
+    return await _user(engine, DEMO_USERNAME, at)
+
+
+async def _user(engine: AsyncEngine, username: str, at: datetime) -> tuple[User, bool]:
+    """The user ``username`` and whether it was created now."""
     async with engine.begin() as conn:
         try:
-            return await Users(conn).by_name(DEMO_USERNAME), False
+            return await Users(conn).by_name(username), False
         except NotFound:
             pass
         try:
-            return await Users(conn).create(DEMO_USERNAME, at=at), True
+            return await Users(conn).create(username, at=at), True
         except Conflict:
-            return await Users(conn).by_name(DEMO_USERNAME), False
+            return await Users(conn).by_name(username), False
 
 
 async def _seed_assets(engine: AsyncEngine, reference: Mapping[str, Decimal], at: datetime) -> None:

@@ -340,6 +340,7 @@ async def test_worked_example_buy_buy_sell_exact_values(api: Api) -> None:
         "unrealized_pnl": "375",
         "realized_pnl": "75",
         "unpriced_positions": 0,
+        "public": False,
     }
     assert detail["positions"] == [
         {

@@ -25,6 +25,7 @@ import pytest
 
 from support.server import start_server
 from tickcast.cli.main import build_parser
+from tickcast.demo import LEADERBOARD_PLAYERS
 
 ROOT = Path(__file__).resolve().parents[2]
 README = ROOT / "README.md"
@@ -102,7 +103,8 @@ def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path)
         srv.stop()
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
     said, _, answers = result.stdout.partition("{")
-    assert said.strip() == "created user 'ada' (id 2)"  # the demo user is id 1
+    # the demo user is id 1, then the leaderboard's players
+    assert said.strip() == f"created user 'ada' (id {2 + LEADERBOARD_PLAYERS})"
     recorded, portfolio = json_documents("{" + answers)
     assert "transaction" in recorded, recorded  # not {"detail": "Portfolio 1 not found"}
     portfolio_id = recorded["transaction"]["portfolio_id"]

@@ -35,6 +35,9 @@ SERVE_ENDPOINTS: Final = (
     ("WS", "/stomp/websocket", "STOMP 1.2 over WebSocket: market data, your positions"),
     ("SOCKJS", "/stomp/...", "STOMP over SockJS: new SockJS('http://host:port/stomp')"),
     ("SIO", "/socket.io/...", "Socket.IO: trading signals, io('http://host:port')"),
+    ("WS", "/ws/updates", "leaderboard: snapshot, then rank changes"),
+    ("WS", "/ws/top", "leaderboard: the best n (?n=10)"),
+    ("WS", "/ws/around", "leaderboard: around one (?portfolio_id=&window=5)"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),
@@ -53,6 +56,7 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/portfolios", "your portfolios, valued live"),
     ("POST", "/api/portfolios", "create a portfolio"),
     ("GET", "/api/portfolios/{portfolio_id}", "one, with its positions"),
+    ("PATCH", "/api/portfolios/{portfolio_id}", "opt in to the leaderboard, or out"),
     ("GET", "/api/portfolios/{portfolio_id}/positions", "its positions"),
     ("GET", "/api/portfolios/{portfolio_id}/transactions", "its transactions"),
     ("POST", "/api/portfolios/{portfolio_id}/transactions", "record a buy or a sell"),
@@ -62,6 +66,9 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/assets", "known assets, prices, previous closes"),
     ("POST", "/api/signals", "publish a trading signal (publish:signals key)"),
     ("GET", "/api/signals", "recent trading signals (?symbol=&since=&limit=)"),
+    ("GET", "/api/leaderboard", "the public leaderboard (as /ws/updates)"),
+    ("GET", "/api/leaderboard/top", "its best n (?n=10)"),
+    ("GET", "/api/leaderboard/around/{portfolio_id}", "around one (?window=5)"),
 )
 
 

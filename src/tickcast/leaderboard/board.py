@@ -25,17 +25,17 @@ Only what someone watches is computed. A view is:
 
 A view is recomputed only when the ranks that changed since the last flush (the span
 the ranking's ``RankChange``s and removals name) reach it: a top ``n`` when the best
-rank touched is ``<= n``; an around window when the span meets its ranks. Views are
-compared without ``previous_rank`` (which moves with every window), so a message goes
-out only when a rank or a shown value changed, at most once per window.
+rank touched is ``<= n``; an around window when the span meets its ranks. A view read
+again keeps the rows that show what they showed (``carry``), so a message goes out only
+when a rank or a shown value changed, at most once per window.
 
-``previous_rank`` is the rank at the previous flush: views are read before the
-ranking's mark moves (``Ranking.changes``, called at the end of each flush).
+``previous_rank`` is a row's rank before its last move: views are read before the
+ranking's mark moves (``Ranking.changes``, called at the end of each flush), so a row
+that moved shows its rank at the previous flush, and keeps it while it stays put.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
 from typing import Protocol
 
@@ -58,9 +58,8 @@ PLACES = Decimal("0.01")
 _CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
 _HUNDRED = Decimal(100)
 _ZERO = Decimal(0)
-
-#: A view's content as compared between flushes: (rank, entry) per row.
-Shown = tuple[tuple[int, LeaderboardEntry], ...]
+#: A board without a limit: every rank is in it.
+_EVERY = 2**63
 
 
 class Valued(Protocol):
@@ -111,9 +110,34 @@ def entry_of(value: Valued, owner_name: str) -> LeaderboardEntry:
     )
 
 
-def shown(entries: Iterable[RankedEntry]) -> Shown:
-    """What a view shows, ``previous_rank`` aside (what is compared between flushes)."""
-    return tuple((e.rank, e.entry) for e in entries)
+#: ``cents_key``'s key: (-return in cents of a percent, -total value in cents, id).
+Key = tuple[int, int, int]
+
+
+def cents_key(entry: LeaderboardEntry) -> Key:
+    """The ranking's order (``ranking.sort_key``) for entries rounded to the cent, as
+    ints: exact for them, and several times cheaper to compare than Decimals."""
+    return (
+        -int(entry.return_percent.scaleb(2)),
+        -int(entry.total_value.scaleb(2)),
+        entry.portfolio_id,
+    )
+
+
+def carry(
+    before: tuple[RankedEntry, ...], after: tuple[RankedEntry, ...]
+) -> tuple[RankedEntry, ...]:
+    """``after``, with each row that shows what it showed ``before`` (the same portfolio
+    at the same rank with the same values) kept as it was, ``previous_rank`` included:
+    a view changes only where a rank or a value did, and a row's ``previous_rank`` is
+    its rank before its last move, as the view's subscribers were told."""
+    then = {e.entry.portfolio_id: e for e in before}
+    rows = []
+    for ranked in after:
+        old = then.get(ranked.entry.portfolio_id)
+        same = old is not None and old.rank == ranked.rank and old.entry == ranked.entry
+        rows.append(old if same and old is not None else ranked)
+    return tuple(rows)
 
 
 def board_update(
@@ -151,16 +175,17 @@ class Leaderboard:
 
     def __init__(self, snapshot_limit: int = 1000) -> None:
         self.snapshot_limit = snapshot_limit
-        self.ranking = Ranking()
+        self.ranking = Ranking(key=cents_key)
         self.owners: dict[int, str] = {}  # public portfolio id -> owner's display name
         # the views watched, each with what was shown last
         self._board: tuple[RankedEntry, ...] | None = None  # None: unwatched
         self._snapshot: BoardMessage | None = None  # the board as a snapshot, cached
         self._tops: dict[int, TopView] = {}
         self._arounds: dict[tuple[int, int], AroundView] = {}
-        # the ranks that may have changed since the last flush: (first, last or None
-        # for "to the end"); None when none did
-        self._span: tuple[int, int | None] | None = None
+        # the sort keys between which ranks may have changed since the last flush (low,
+        # high or None for "to the end"); None when none did: keys, not ranks, so that
+        # a change reads no rank (flush turns them into ranks once)
+        self._span: tuple[Key, Key | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ranking)
@@ -178,9 +203,10 @@ class Leaderboard:
     def leave(self, portfolio_id: int) -> None:
         """The portfolio opted out (or is gone): off the board."""
         self.owners.pop(portfolio_id, None)
-        rank = self.ranking.remove(portfolio_id)
-        if rank is not None:
-            self._widen(rank, None)
+        entry = self.ranking.entry(portfolio_id)
+        if entry is not None:
+            self.ranking.remove(portfolio_id)
+            self._widen(cents_key(entry), None)
 
     def apply(self, value: Valued) -> bool:
         """A new valuation: re-rank the portfolio when it is public and a shown value
@@ -189,16 +215,13 @@ class Leaderboard:
         if owner is None:
             return False
         entry = entry_of(value, owner)
-        current = self.ranking.get(value.portfolio_id)
-        if current is not None and current.entry == entry:
+        if self.ranking.entry(value.portfolio_id) == entry:
             return True
-        change = self.ranking.upsert(entry)
-        if change.old_rank is None:
-            self._widen(change.new_rank, None)
+        old, new = self.ranking.put(entry)
+        if old is None:
+            self._widen(new, None)
         else:
-            self._widen(
-                min(change.old_rank, change.new_rank), max(change.old_rank, change.new_rank)
-            )
+            self._widen(min(old, new), max(old, new))
         return True
 
     # -- who watches what
@@ -271,10 +294,12 @@ class Leaderboard:
         ranking's mark moves. ``snapshot``: the board goes out as a ``snapshot`` (the
         periodic one) instead of an ``update``, even when nothing changed."""
         out: list[BoardMessage | TopView | AroundView] = []
-        span, self._span = self._span, None
+        keys, self._span = self._span, None
+        span = None if keys is None else self.ranking.rank_span(*keys)
         if self._board is not None and (span is not None or snapshot):
             board = self._read_board() if span is not None and span[0] <= self._limit() else None
             if board is not None:
+                board = carry(self._board, board)
                 update = board_update(self._board, board, ts)
                 if update is not None:
                     self._board, self._snapshot = board, None
@@ -286,15 +311,15 @@ class Leaderboard:
             first, last = span
             for n, view in list(self._tops.items()):
                 if first <= n:
-                    entries = tuple(self.ranking.top(n))
-                    if shown(entries) != shown(view.entries):
+                    entries = carry(view.entries, tuple(self.ranking.top(n)))
+                    if entries != view.entries:
                         self._tops[n] = top = TopView(n, entries, ts)
                         out.append(top)
             for key, around in list(self._arounds.items()):
                 if self._reaches(around, first, last):
-                    fresh = self._read_around(*key, ts)
-                    if shown(fresh.entries) != shown(around.entries):
-                        self._arounds[key] = fresh
+                    entries = carry(around.entries, self._read_around(*key, ts).entries)
+                    if entries != around.entries:
+                        self._arounds[key] = fresh = AroundView(key[0], key[1], entries, ts)
                         out.append(fresh)
             self.ranking.changes()
         return out
@@ -302,7 +327,7 @@ class Leaderboard:
     # -- inside
 
     def _limit(self) -> int:
-        return self.snapshot_limit or len(self.ranking) or 1
+        return self.snapshot_limit or _EVERY
 
     def _read_board(self) -> tuple[RankedEntry, ...]:
         if self.snapshot_limit:
@@ -329,13 +354,13 @@ class Leaderboard:
             high = max(high, rank + view.window)
         return first <= high and (last is None or last >= low)
 
-    def _widen(self, first: int, last: int | None) -> None:
+    def _widen(self, low: Key, high: Key | None) -> None:
         if self._span is None:
-            self._span = (first, last)
+            self._span = (low, high)
             return
-        was_first, was_last = self._span
-        merged = None if last is None or was_last is None else max(was_last, last)
-        self._span = (min(was_first, first), merged)
+        was_low, was_high = self._span
+        merged = None if high is None or was_high is None else max(was_high, high)
+        self._span = (min(was_low, low), merged)
 
 
 def _count(key: str) -> int | None:

@@ -22,8 +22,9 @@ the lowest, or to the end when the board grew or shrank).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
+from typing import Any
 
 import msgspec
 from sortedcontainers import SortedList
@@ -102,16 +103,26 @@ def _check_finite(entry: LeaderboardEntry) -> None:
 class Ranking:
     """The ranked board, with a mark for ``changes()`` (see the module's docstring)."""
 
-    def __init__(self, entries: Iterable[LeaderboardEntry] = ()) -> None:
+    def __init__(
+        self,
+        entries: Iterable[LeaderboardEntry] = (),
+        *,
+        key: Callable[[LeaderboardEntry], tuple[Any, Any, int]] = sort_key,
+    ) -> None:
+        # the order's key: ``sort_key``, or one that orders the same and compares faster
+        # (``board.cents_key`` for values rounded to the cent: ints, not Decimals); its
+        # last item is the portfolio id
+        self._key = key
         self._entries: dict[int, LeaderboardEntry] = {}
         self._order = SortedList()
         # The mark: each id's rank at the last changes() call, and what moved since.
         self._marked_rank: dict[int, int] = {}
         self._marked_entry: dict[int, LeaderboardEntry] = {}  # touched ids' old values
         self._left: set[int] = set()
-        # The ranks that may have shifted since the mark: (first, last), last None for
-        # "to the end"; None when nothing changed.
-        self._span: tuple[int, int | None] | None = None
+        # The keys between which ranks may have shifted since the mark: (low, high),
+        # high None for "to the end"; None when nothing changed. Kept as keys, not ranks,
+        # so that a change costs no rank lookup; changes() turns them into ranks once.
+        self._span: tuple[Any, Any | None] | None = None
         for entry in entries:
             self.upsert(entry)
 
@@ -125,25 +136,32 @@ class Ranking:
 
     def upsert(self, entry: LeaderboardEntry) -> RankChange:
         """Add the portfolio or replace its values; O(log n)."""
+        old = self._entries.get(entry.portfolio_id)
+        old_rank = None if old is None else self._order.bisect_left(self._key(old)) + 1
+        _, new_key = self.put(entry)
+        new_rank: int = self._order.bisect_left(new_key) + 1
+        return RankChange(entry.portfolio_id, old_rank, new_rank)
+
+    def put(self, entry: LeaderboardEntry) -> tuple[Any, Any]:
+        """``upsert`` without reading the ranks (a third of its cost): returns the
+        entry's old sort key (None when it is new) and its new one; O(log n)."""
         _check_finite(entry)
         portfolio_id = entry.portfolio_id
         old = self._entries.get(portfolio_id)
-        old_rank = None
+        old_key = None
         if old is not None:
-            old_key = sort_key(old)
-            old_rank = self._order.bisect_left(old_key) + 1
+            old_key = self._key(old)
             self._order.remove(old_key)
-        self._remember(portfolio_id, old)
+            self._remember(portfolio_id, old)
         self._entries[portfolio_id] = entry
-        new_key = sort_key(entry)
+        new_key = self._key(entry)
         self._order.add(new_key)
-        new_rank = self._order.bisect_left(new_key) + 1
         self._left.discard(portfolio_id)
-        if old_rank is None:
-            self._widen(new_rank, None)
+        if old_key is None:
+            self._widen(new_key, None)
         else:
-            self._widen(min(old_rank, new_rank), max(old_rank, new_rank))
-        return RankChange(portfolio_id, old_rank, new_rank)
+            self._widen(min(old_key, new_key), max(old_key, new_key))
+        return old_key, new_key
 
     def remove(self, portfolio_id: int) -> int | None:
         """Take the portfolio off the board (it opted out or is gone); O(log n).
@@ -153,14 +171,24 @@ class Ranking:
         old = self._entries.pop(portfolio_id, None)
         if old is None:
             return None
-        key = sort_key(old)
+        key = self._key(old)
         rank: int = self._order.bisect_left(key) + 1
         self._order.remove(key)
         self._remember(portfolio_id, old)
         if portfolio_id in self._marked_rank:
             self._left.add(portfolio_id)
-        self._widen(rank, None)
+        self._widen(key, None)
         return rank
+
+    def rank_span(self, low: Any, high: Any | None) -> tuple[int, int | None]:
+        """The ranks, now, of the entries whose keys lie from ``low`` to ``high`` (None:
+        to the end): ``(first, last)``, ``last`` None for the end; ``last < first``
+        when there is none. O(log n)."""
+        first: int = self._order.bisect_left(low) + 1
+        if high is None:
+            return first, None
+        last: int = self._order.bisect_right(high)
+        return first, last
 
     # -- reads
 
@@ -169,8 +197,12 @@ class Ranking:
         entry = self._entries.get(portfolio_id)
         if entry is None:
             return None
-        rank: int = self._order.bisect_left(sort_key(entry)) + 1
+        rank: int = self._order.bisect_left(self._key(entry)) + 1
         return rank
+
+    def entry(self, portfolio_id: int) -> LeaderboardEntry | None:
+        """The portfolio's values (no rank), or None when it is not on the board; O(1)."""
+        return self._entries.get(portfolio_id)
 
     def get(self, portfolio_id: int) -> RankedEntry | None:
         """The portfolio's ranked entry, or None when it is not on the board."""
@@ -206,7 +238,7 @@ class Ranking:
         entered: list[RankedEntry] = []
         updated: list[RankedEntry] = []
         if self._span is not None:
-            first, last = self._span
+            first, last = self.rank_span(*self._span)
             start, stop = first - 1, len(self._order) if last is None else last
             for offset, key in enumerate(self._order.islice(start, stop)):
                 portfolio_id = key[2]
@@ -234,16 +266,16 @@ class Ranking:
         if old is not None and portfolio_id not in self._marked_entry:
             self._marked_entry[portfolio_id] = old
 
-    def _widen(self, first: int, last: int | None) -> None:
-        """Grow the span of ranks that may have shifted since the mark (last None: to
-        the end). Entries outside it kept their ranks: a move shifts only the ranks
-        between its old and new place; an insert or a removal shifts all after it."""
+    def _widen(self, low: Any, high: Any | None) -> None:
+        """Grow the span of keys whose ranks may have shifted since the mark (high None:
+        to the end). Entries outside it kept their ranks: a move shifts only the entries
+        between its old and new key; an insert or a removal shifts all after it."""
         if self._span is None:
-            self._span = (first, last)
+            self._span = (low, high)
             return
-        was_first, was_last = self._span
-        merged_last = None if last is None or was_last is None else max(was_last, last)
-        self._span = (min(was_first, first), merged_last)
+        was_low, was_high = self._span
+        merged_high = None if high is None or was_high is None else max(was_high, high)
+        self._span = (min(was_low, low), merged_high)
 
     def _values_changed(self, portfolio_id: int) -> bool:
         """Whether the portfolio's shown values differ from the ones at the mark."""

@@ -136,7 +136,7 @@ def add_leaderboard_routes(
     """
     Found = Annotated[tuple[Principal, bool], Depends(credentials)]
     security: dict[str, Any] | None = {"security": [{}]} if public else None
-    responses: Responses = CREDENTIALS if not public else {}
+    responses: Responses = CREDENTIALS  # a bad credential is a 401 even when public
 
     def check(found: tuple[Principal, bool]) -> None:
         if not public and not found[0].authenticated:
