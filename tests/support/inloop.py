@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,6 +20,7 @@ from tickcast.app import build_app
 from tickcast.config.settings import Settings
 from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.node import Node
+from tickcast.providers.base import Provider
 from tickcast.transport.uvicorn_protocols import protocol_classes
 
 
@@ -52,9 +53,12 @@ class Gateway:
 
 
 @contextlib.asynccontextmanager
-async def running_gateway(tmp_path: Path, **overrides: Any) -> AsyncIterator[Gateway]:
+async def running_gateway(
+    tmp_path: Path, *, providers: Sequence[Provider] | None = None, **overrides: Any
+) -> AsyncIterator[Gateway]:
     """The gateway (settings: a database under ``tmp_path``, no per-address cap, no
-    rate limit to speak of, then ``overrides``) until the block ends."""
+    rate limit to speak of, then ``overrides``; the feed: ``providers``, a ``Silent``
+    one by default) until the block ends."""
     port = free_port()
     options: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp_path}/t.db",
@@ -65,7 +69,7 @@ async def running_gateway(tmp_path: Path, **overrides: Any) -> AsyncIterator[Gat
         **overrides,
     }
     settings = Settings(**options)
-    node = Node(settings, providers=[Silent()])
+    node = Node(settings, providers=list(providers) if providers is not None else [Silent()])
     app = build_app(settings, node)
     http, ws = protocol_classes(
         handshake_timeout_s=settings.handshake_timeout_s,

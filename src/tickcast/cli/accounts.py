@@ -1,5 +1,9 @@
 """``tickcast users``, ``tickcast keys`` and ``tickcast demo``: accounts from the command line.
 
+``users create NAME [--role operator]``, ``users set-role NAME ROLE`` and ``users list``
+manage accounts and their roles ("user", the default, or "operator": who may read the
+monitoring streams).
+
 Rules: every command migrates the database first (a new SQLite file gets its schema),
 does its work in one transaction and disposes of its engine. An API key is printed once,
 when it is minted, on stdout and alone on its line (so ``KEY=$(tickcast keys create
@@ -38,7 +42,7 @@ from tickcast.errors import TickcastError
 from tickcast.storage import migrate
 from tickcast.storage.engine import make_engine
 from tickcast.storage.errors import Conflict, NotFound
-from tickcast.storage.records import ApiKey, User
+from tickcast.storage.records import ROLES, ApiKey, User
 from tickcast.storage.repositories import ApiKeys, Users
 
 #: Longest username (the ``users.username`` column).
@@ -82,19 +86,47 @@ def check_username(username: str) -> str:
     return username
 
 
-async def create_user(settings: Settings, username: str) -> User:
-    """Create the account ``username``.
+async def create_user(settings: Settings, username: str, role: str = "user") -> User:
+    """Create the account ``username`` with ``role`` (``storage.records.ROLES``).
 
     Raises:
-        ValueError: the name is not a valid username.
+        ValueError: the name is not a valid username, or the role is unknown.
         Refused: the name is taken.
     """
     check_username(username)
+    check_role(role)
     async with database(settings) as engine, engine.begin() as conn:
         try:
-            return await Users(conn).create(username)
+            return await Users(conn).create(username, role=role)
         except Conflict:
             raise Refused(f"user {username!r} already exists") from None
+
+
+def check_role(role: str) -> str:
+    """``role`` if it is one of ``ROLES``; else ValueError."""
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r} (known: {', '.join(ROLES)})")
+    return role
+
+
+async def set_role(settings: Settings, username: str, role: str) -> tuple[User, str]:
+    """Give ``username`` the role ``role``; the user as it is now, and its former role.
+
+    Raises:
+        ValueError: the role is unknown.
+        Refused: no such user.
+    """
+    check_role(role)
+    async with database(settings) as engine, engine.begin() as conn:
+        users = Users(conn)
+        user = await _user(users, username)
+        return await users.set_role(user.id, role), user.role
+
+
+async def list_users(settings: Settings) -> list[User]:
+    """Every user, by id."""
+    async with database(settings) as engine, engine.connect() as conn:
+        return await Users(conn).list_all()
 
 
 def check_label(label: str) -> str:
@@ -209,20 +241,59 @@ async def _user(users: Users, username: str) -> User:
 # -- the commands (sync, print, return an exit code)
 
 
-def run_users(settings: Settings, action: str, username: str, *, out: TextIO | None = None) -> int:
-    """``tickcast users create NAME``."""
+def run_users(
+    settings: Settings,
+    action: str,
+    username: str = "",
+    *,
+    role: str = "user",
+    out: TextIO | None = None,
+) -> int:
+    """``tickcast users create NAME [--role ROLE]``, ``users set-role NAME ROLE``,
+    ``users list``."""
     out = out or sys.stdout
-    if action != "create":
-        return _usage(f"users: unknown action {action!r} (known: create)")
+    if action == "list":
+        users = _run(list_users(settings), "users list")
+        if users is None:
+            return 1
+        _print_users(users, out)
+        return 0
+    if action not in ("create", "set-role"):
+        return _usage(f"users: unknown action {action!r} (known: create, set-role, list)")
     try:
-        check_username(username)
+        check_role(role)
+        if action == "create":
+            check_username(username)
     except ValueError as exc:
-        return _usage(f"users create: {exc}")
-    user = _run(create_user(settings, username), "users create")
-    if user is None:
+        return _usage(f"users {action}: {exc}")
+    if action == "set-role":
+        changed = _run(set_role(settings, username, role), "users set-role")
+        if changed is None:
+            return 1
+        now, before = changed
+        same = " (it already was)" if before == now.role else f" (was {before})"
+        print(f"user {now.username!r} is now {now.role}{same}", file=out)
+        return 0
+    created = _run(create_user(settings, username, role), "users create")
+    if created is None:
         return 1
-    print(f"created user {user.username!r} (id {user.id})", file=out)
+    shown_role = f", role {created.role}" if created.role != "user" else ""
+    print(f"created user {created.username!r} (id {created.id}{shown_role})", file=out)
     return 0
+
+
+def _print_users(users: list[User], out: TextIO) -> None:
+    if not users:
+        print("no users", file=out)
+        return
+    rows = [("ID", "USERNAME", "ROLE", "CREATED")]
+    for u in users:
+        rows.append((str(u.id), u.username, u.role, u.created_at.strftime("%Y-%m-%dT%H:%M:%SZ")))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip(), file=out
+        )
 
 
 def run_keys(

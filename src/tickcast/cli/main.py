@@ -17,6 +17,7 @@ from tickcast import __version__
 from tickcast.config.load import load_settings
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
+from tickcast.storage.records import ROLES
 
 #: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
 #: ``WS`` is a WebSocket; ``SOCKJS`` is SockJS's routes (HTTP and WebSocket) under a
@@ -39,6 +40,11 @@ SERVE_ENDPOINTS: Final = (
     ("WS", "/ws/top", "leaderboard: the best n (?n=10)"),
     ("WS", "/ws/around", "leaderboard: around one (?portfolio_id=&window=5)"),
     ("WS", "/ws/echo", "echo, for conformance tests (test_echo)"),
+    ("WS", "/ws/alerts", "monitoring (operators): alerts, each frame an array"),
+    ("WS", "/ws/metrics", "monitoring (operators): CPU, memory, disk, network"),
+    ("WS", "/ws/pipeline", "monitoring (operators): providers and the hub"),
+    ("WS", "/ws/telemetry", "monitoring (operators): connections, rates, latency, GC"),
+    ("WS", "/ws/dlq", "monitoring (operators): dead letters as they arrive"),
     ("GET", "/health", "the process is up, its version"),
     ("GET", "/ready", "200 once market data flows, else 503"),
     ("GET", "/metrics", "Prometheus metrics"),
@@ -69,6 +75,11 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/leaderboard", "the public leaderboard (as /ws/updates)"),
     ("GET", "/api/leaderboard/top", "its best n (?n=10)"),
     ("GET", "/api/leaderboard/around/{portfolio_id}", "around one (?window=5)"),
+    ("GET", "/api/monitoring/alerts", "alerts (operators; ?resolved=true|false)"),
+    ("GET", "/api/monitoring/metrics", "the latest system metrics (operators)"),
+    ("GET", "/api/monitoring/pipeline", "the latest pipeline figures (operators)"),
+    ("GET", "/api/monitoring/telemetry", "the latest telemetry (operators)"),
+    ("GET", "/api/monitoring/dlq", "the current dead letters (operators)"),
 )
 
 
@@ -261,7 +272,27 @@ def _users_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     actions = users.add_subparsers(dest="users_action", required=True, metavar="ACTION")
     create = actions.add_parser("create", help="create a user", description="Create a user.")
     create.add_argument("username", help="1 to 64 printable characters, no spaces")
+    create.add_argument(
+        "--role",
+        choices=ROLES,
+        default="user",
+        help="user (default), or operator: may read the monitoring streams (/ws/alerts...)",
+    )
     _database_flags(create)
+    set_role = actions.add_parser(
+        "set-role",
+        help="give a user a role (user or operator)",
+        description="Give a user a role. Its API keys carry it at once (within 30 s: the "
+        "gateway's key cache); a token issued before keeps the role it was issued with "
+        "until it expires.",
+    )
+    set_role.add_argument("username")
+    set_role.add_argument("role", choices=ROLES)
+    _database_flags(set_role)
+    listing = actions.add_parser(
+        "list", help="every user, with its role", description="List the users and their roles."
+    )
+    _database_flags(listing)
 
 
 def _keys_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -447,7 +478,7 @@ _COMMAND_FLAGS = {
     "serve": ("demo",),
     "feed": ("interval", "batch_size", "out", "verbose"),
     "record": ("out", "duration", "count"),
-    "users": ("users_action", "username"),
+    "users": ("users_action", "username", "role"),
     "keys": ("keys_action", "user", "label", "prefix", "permissions"),
     "update-prices": ("symbols", "historical", "days", "dry_run", "timeout"),
     "demo": ("new_key",),
@@ -505,7 +536,9 @@ def _accounts(command: str, settings: Settings, flags: dict[str, Any], *, quiet:
 
     configure_logging("warning" if quiet else settings.log_level, settings.log_format)
     if command == "users":
-        return accounts.run_users(settings, flags["users_action"], flags["username"])
+        return accounts.run_users(
+            settings, flags["users_action"], flags["username"] or "", role=flags["role"] or "user"
+        )
     if command == "keys":
         return accounts.run_keys(
             settings,

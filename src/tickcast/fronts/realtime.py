@@ -133,7 +133,7 @@ class RealtimeSpec(FrontSpec):
                 principal.authenticated
                 and self.portfolios.owner_of(int(topic.key)) == principal.user_id
             )
-        return True
+        return readers is Readers.PUBLIC  # the operators' channels are not served here
 
     def snapshot(self, topic: Topic, cached: Envelope | None, ctx: FrontContext) -> Envelope | None:
         """A new subscriber's first value: the last published one while it is younger

@@ -16,7 +16,9 @@ Two kinds of rule:
   failed over): they clear after an interval in which it did not. The first reading
   has nothing to compare with, so no counter rule holds on it.
 
-- ``feed_down`` CRITICAL (feed): no provider feeds the hub, and none is starting;
+- ``feed_down`` CRITICAL (feed): no provider feeds the hub, one is down (backing off
+  or disabled) and none is starting (before the feed starts, every provider is
+  stopped: not an alert);
 - ``stale_feed`` CRITICAL (feed): the market is open and the active provider's last
   message is older than ``stale_feed_s``;
 - ``provider_down`` HIGH (feed), per provider: it is backing off or disabled;
@@ -27,7 +29,8 @@ Two kinds of rule:
 - ``internal_errors`` HIGH (gateway), counter: failures were contained;
 - ``outbox_depth`` HIGH (hub): the outboxes hold more than ``outbox_depth`` items;
 - ``latency`` MEDIUM (hub): the interval's latency p99 is over ``latency_p99_ms``;
-- ``cpu``, ``memory`` HIGH, ``disk`` CRITICAL (system): usage at or over its percentage.
+- ``cpu``, ``memory`` HIGH, ``disk`` CRITICAL (system): usage over its percentage (100:
+  never).
 """
 
 from __future__ import annotations
@@ -119,7 +122,11 @@ def conditions(reading: Reading, previous: Reading | None, limits: Thresholds) -
 def _feed(r: Reading, limits: Thresholds) -> list[Condition]:
     found: list[Condition] = []
     states = {p.name: p for p in r.providers}
-    if not r.active and r.providers and not any(p.state == "starting" for p in r.providers):
+    if (
+        not r.active
+        and any(p.state in DOWN_STATES for p in r.providers)
+        and not any(p.state == "starting" for p in r.providers)
+    ):
         found.append(
             Condition(
                 "feed_down",
@@ -197,7 +204,7 @@ def _levels(r: Reading, limits: Thresholds) -> list[Condition]:
         ("memory", r.memory_percent, limits.memory_percent, Severity.HIGH),
         ("disk", r.disk_percent, limits.disk_percent, Severity.CRITICAL),
     ):
-        if value is not None and value >= limit:
+        if value is not None and value > limit:
             found.append(
                 Condition(
                     rule,

@@ -106,6 +106,11 @@ class Users:
         stmt = select(users).where(users.c.username == username)
         return _user(await _one(self._conn, stmt, f"user {username!r}"))
 
+    async def list_all(self) -> list[User]:
+        """Every user, by id."""
+        stmt = select(users).order_by(users.c.id)
+        return [_user(row) for row in (await self._conn.execute(stmt)).mappings()]
+
     async def set_role(self, user_id: int, role: str) -> User:
         """Give the user ``role`` (``records.ROLES``). Raises NotFound, ValueError."""
         if role not in ROLES:
