@@ -157,6 +157,9 @@ def test_the_operations_page_polls_while_the_websockets_are_blocked_then_returns
     wait_for_updates(page, "metrics", 2, "poll")
     wait_for_updates(page, "telemetry", 1, "poll")
     expect(page.locator("#alerts tbody tr.alert.open").first).to_be_visible()
+    # no dead letters come: each poll after the first is a 304 (If-None-Match), painted once
+    page.wait_for_function("() => window.tickcast.feeds.get('dlq').counts.notModified >= 1")
+    assert page.evaluate("() => window.tickcast.feeds.get('dlq').counts.poll") == 1
     assert gate.refused >= 1
     screenshot(page, "polling")
 
