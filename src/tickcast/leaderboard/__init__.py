@@ -1,4 +1,6 @@
-"""The public leaderboard: portfolios that opted in, ranked by return (pure ranking core)."""
+"""The public leaderboard: the ranking of the portfolios that opted in (``ranking``, pure),
+the live board and its views (``board``, pure) and the service that keeps it live
+(``service``, I/O)."""
 
 from tickcast.leaderboard.ranking import (
     Changes,

@@ -30,7 +30,7 @@ again keeps the rows that show what they showed (``carry``), so a message goes o
 when a rank or a shown value changed, at most once per window.
 
 ``previous_rank`` is a row's rank before its last move: views are read before the
-ranking's mark moves (``Ranking.changes``, called at the end of each flush), so a row
+ranking's mark moves (``Ranking.mark``, called at the end of each flush), so a row
 that moved shows its rank at the previous flush, and keeps it while it stays put.
 """
 
@@ -321,7 +321,7 @@ class Leaderboard:
                     if entries != around.entries:
                         self._arounds[key] = fresh = AroundView(key[0], key[1], entries, ts)
                         out.append(fresh)
-            self.ranking.changes()
+            self.ranking.mark()
         return out
 
     # -- inside

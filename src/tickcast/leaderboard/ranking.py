@@ -13,11 +13,14 @@ Money and percentages are Decimal, as in ``tickcast.model.portfolio``; they must
 finite (a NaN has no place in an order). The sort key negates with ``copy_negate``,
 which is exact (unary minus would round to the context's precision).
 
-Cost: ``upsert``, ``remove`` and ``rank_of`` are O(log n) (a ``SortedList`` of keys and
-a dict of entries); ``top(n)`` and ``around`` are O(log n + the entries returned);
-``changes()`` is O(k log n + s), k the portfolios touched since the last call and s
-the span of ranks that could have shifted (every rank from the highest one touched to
-the lowest, or to the end when the board grew or shrank).
+Cost: ``upsert``, ``put``, ``remove`` and ``rank_of`` are O(log n) (a ``SortedList``
+of keys and a dict of entries; ``put`` reads no rank); ``top(n)`` and ``around`` are
+O(log n + the entries returned); ``changes()`` and ``mark()`` are O(log n + s), s the
+span of ranks that could have shifted (from the best key touched to the worst, or to
+the end when the board grew or shrank), kept as sort keys and turned into ranks once.
+
+The sort key is ``sort_key`` unless another is given (``Ranking(key=...)``) that orders
+the same entries the same way: ``board.cents_key``, ints for values rounded to the cent.
 """
 
 from __future__ import annotations
@@ -258,6 +261,22 @@ class Ranking:
         self._left.clear()
         self._span = None
         return Changes(tuple(moved), tuple(entered), tuple(updated), left)
+
+    def mark(self) -> None:
+        """Mark now as ``changes()`` does, without saying what changed: the same walk of
+        the span, without building its entries (about three times cheaper)."""
+        marked = self._marked_rank
+        if self._span is not None:
+            first, last = self.rank_span(*self._span)
+            start, stop = first - 1, len(self._order) if last is None else last
+            if stop > start:
+                keys = self._order.islice(start, stop)
+                marked.update(zip((key[2] for key in keys), range(first, stop + 1), strict=False))
+        for portfolio_id in self._left:
+            marked.pop(portfolio_id, None)
+        self._marked_entry.clear()
+        self._left.clear()
+        self._span = None
 
     # -- inside
 

@@ -27,7 +27,7 @@ from tickcast.auth.credentials import (
     credentials_from_handshake,
 )
 from tickcast.auth.forwarded import valid_host
-from tickcast.fronts import market, realtime, socketio, stomp
+from tickcast.fronts import leaderboard, market, realtime, socketio, stomp
 from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.model.portfolio import AssetUpdate
@@ -53,6 +53,7 @@ PATHS: Final = {
     realtime.NAME: realtime.PATH,
     stomp.NAME: stomp.PATH,
     socketio.NAME: socketio.PREFIX + "/",
+    leaderboard.NAME: ", ".join(leaderboard.LeaderboardSpec.paths),  # three streams, one front
 }
 #: Channels that carry one asset's market data (the Front 2 asset, the Front 1 channels).
 _ASSET_CHANNELS: Final = frozenset({Channel.ASSETS, *MARKET_CHANNELS} - {Channel.STATUS})

@@ -353,3 +353,30 @@ def test_any_sequence_matches_the_brute_force(
                 ids(board.around(pid, 1))
                 == order[max(0, order.index(pid) - 1) : order.index(pid) + 2]
             )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    ops=st.lists(
+        st.tuples(
+            st.sampled_from(["upsert", "remove", "mark"]), st.integers(1, 10), st.integers(-5, 5)
+        ),
+        max_size=60,
+    )
+)
+def test_mark_marks_as_changes_does(ops: list[tuple[str, int, int]]) -> None:
+    """``mark()`` leaves every ``previous_rank`` as ``changes()`` would."""
+    told, quiet = Ranking(), Ranking()
+    for op, pid, value in ops:
+        for ranking in (told, quiet):
+            if op == "upsert":
+                ranking.upsert(entry(pid, value))
+            elif op == "remove":
+                ranking.remove(pid)
+        if op == "mark":
+            told.changes()
+            quiet.mark()
+        assert quiet.entries() == told.entries()
+    told.changes()
+    quiet.mark()
+    assert quiet.entries() == told.entries()
