@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shutil
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -21,10 +22,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Page,
+    WebSocketRoute,
+    expect,
+    sync_playwright,
+)
 
 from support.accounts import Account, seed
 from support.server import Server, start_server
+from tickcast.storage.engine import make_engine
+from tickcast.storage.repositories import Portfolios, Users
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts" / "screenshots"
@@ -165,3 +176,99 @@ def dashboard_state(page: Page) -> dict[str, Any]:
     """The dashboard client's status, as the page shows it."""
     state: dict[str, Any] = page.evaluate("() => window.tickcast.client.status")
     return state
+
+
+# -- Front 4's pages: the leaderboard panel and the operations page
+
+#: A user with the operator role (no portfolio), who may open the operations page.
+OPERATOR = "ops"
+#: Public portfolios on the leaderboard, by owner; "e2e" also owns a private one.
+PUBLIC_PORTFOLIOS = {USERNAME: PORTFOLIO, "alice": "Value", "bob": "Tech"}
+PRIVATE_PORTFOLIO = "Private"
+#: Quick leaderboard batches and monitoring ticks; a disk alert that is always open (any
+#: disk in use is over 1 %).
+FRONT4_SETTINGS: dict[str, object] = {
+    **SERVER_SETTINGS,
+    "leaderboard_window_ms": 100,
+    "monitoring_interval_s": 0.5,
+    "alert_disk_percent": 1,
+}
+
+
+@dataclass
+class Front4Gateway:
+    """A running server whose database holds public portfolios and an operator."""
+
+    server: Server
+    accounts: dict[str, Account]
+
+    @property
+    def http(self) -> str:
+        return self.server.http
+
+
+async def _seed_front4(database_url: str) -> dict[str, Account]:
+    users = {
+        USERNAME: {
+            PORTFOLIO: [("AAPL", "buy", "10", "150")],
+            PRIVATE_PORTFOLIO: [("MSFT", "buy", "1", "300")],
+        },
+        "alice": {"Value": [("MSFT", "buy", "5", "250")]},
+        "bob": {"Tech": [("NVDA", "buy", "2", "600")]},
+        OPERATOR: {},
+    }
+    accounts = await seed(database_url, users)
+    engine = make_engine(database_url)
+    try:
+        async with engine.begin() as conn:
+            await Users(conn).set_role(accounts[OPERATOR].user_id, "operator")
+            for owner, name in PUBLIC_PORTFOLIOS.items():
+                await Portfolios(conn).set_public(accounts[owner].portfolios[name], True)
+    finally:
+        await engine.dispose()
+    return accounts
+
+
+@pytest.fixture
+def front4_gateway(tmp_path: Path) -> Iterator[Front4Gateway]:
+    """A fresh server on a database with three public portfolios (three owners), one
+    private one, and an operator; seeded before it starts."""
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/front4.db"
+    with ThreadPoolExecutor(1) as pool:  # Playwright's sync API holds this thread's loop
+        accounts = pool.submit(lambda: asyncio.run(_seed_front4(database_url))).result()
+    server = start_server(tmp_path, database_url=database_url, **FRONT4_SETTINGS)
+    try:
+        yield Front4Gateway(server, accounts)
+    finally:
+        server.stop()
+
+
+class SocketGate:
+    """The page's WebSockets whose URL matches ``pattern``, through a gate: open, they
+    reach the server unchanged; blocked, each is refused before it opens (as by a proxy
+    that drops the upgrade: the page sees a close, never an open). ``block()`` also
+    drops the ones open now, on both sides (the server's side too: left open, it would
+    hold one of the user's connection slots). Set it up before the page connects."""
+
+    def __init__(self, context: BrowserContext, pattern: str | re.Pattern[str]) -> None:
+        self.blocked = False
+        self.refused = 0
+        self.open: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+        context.route_web_socket(pattern, self._route)
+
+    def _route(self, ws: WebSocketRoute) -> None:
+        if self.blocked:
+            self.refused += 1
+            ws.close(code=1011, reason="blocked by the test")
+            return
+        self.open.append((ws, ws.connect_to_server()))
+
+    def block(self) -> None:
+        self.blocked = True
+        for page_side, server_side in self.open:
+            server_side.close(code=1000, reason="blocked by the test")
+            page_side.close(code=1011, reason="blocked by the test")
+        self.open.clear()
+
+    def unblock(self) -> None:
+        self.blocked = False

@@ -25,6 +25,7 @@ from tickcast.web import pages
 
 Screenshot = Callable[[Page, str], Path]
 HOST = "gateway.test"
+MONITORING = ("alerts", "metrics", "pipeline", "telemetry", "dlq")
 
 
 @pytest.fixture(scope="module")
@@ -72,6 +73,8 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
     assert {
         "/realtime/dashboard/",
         "/analytics/",
+        "/operations/",
+        "/api/leaderboard",
         "/realtime/test/",
         "/api/docs",
         "/api/openapi.json",
@@ -96,6 +99,10 @@ def test_landing_page_links_every_page_and_endpoint_of_the_gateway(
         f"ws://{HOST}:{port}/ws/market/feed",
         f"ws://{HOST}:{port}/ws/realtime/",
         f"ws://{HOST}:{port}/stomp/websocket",
+        f"ws://{HOST}:{port}/ws/updates",
+        f"ws://{HOST}:{port}/ws/top?n=10",
+        f"ws://{HOST}:{port}/ws/around?portfolio_id=1&window=5",
+        *(f"ws://{HOST}:{port}/ws/{name}" for name in MONITORING),
     ]
     opened = page.evaluate(
         """(urls) => Promise.all(urls.map((url) => new Promise((resolve) => {

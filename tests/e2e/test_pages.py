@@ -319,10 +319,13 @@ def test_dashboard_reconnects_and_resubscribes_after_a_server_restart(
     expect(page.locator("#signals-connection")).to_have_attribute(
         "data-state", "connected", timeout=30_000
     )
+    # and the leaderboard panel's /ws/top (its own back-off, up to 10 s)
+    expect(page.locator("#leaderboard-mode")).to_have_attribute("data-mode", "live", timeout=30_000)
     status = httpx.get(f"{gateway.http}/realtime/status/", timeout=5).json()["global_stats"]
     assert status["fronts"]["realtime"]["connections"] == 1  # the dashboard's client
     assert status["fronts"]["socketio"]["connections"] == 1  # its signals panel
-    assert status["total_connections"] == 2
+    assert status["fronts"]["leaderboard"]["connections"] == 1  # its leaderboard panel
+    assert status["total_connections"] == 3
     assert status["asset_subscriptions"] == len(DEFAULT_SYMBOLS)
     assert status["portfolio_subscriptions"] == 1
     screenshot(page, "reconnected")

@@ -29,6 +29,7 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/realtime/dashboard/", "live dashboard: quotes, your portfolios"),
     ("GET", "/realtime/test/", "WebSocket test page"),
     ("GET", "/analytics/", "positions, unrealized P&L, quotes over STOMP + SockJS"),
+    ("GET", "/operations/", "operations: alerts, metrics, pipeline, telemetry (operators)"),
     ("GET", "/static/...", "the pages' scripts and styles, Swagger UI"),
     ("WS", "/ws/market/feed", "market feed: quotes, trades, bars, books"),
     ("WS", "/ws/realtime/", "realtime envelope: assets, portfolios"),
@@ -71,14 +72,14 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/api/assets", "known assets, prices, previous closes"),
     ("POST", "/api/signals", "publish a trading signal (publish:signals key)"),
     ("GET", "/api/signals", "recent trading signals (?symbol=&since=&limit=)"),
+    ("GET", "/api/leaderboard", "the public leaderboard (as /ws/updates)"),
+    ("GET", "/api/leaderboard/top", "its best n (?n=10)"),
+    ("GET", "/api/leaderboard/around/{portfolio_id}", "around one (?window=5)"),
     ("GET", "/api/monitoring/alerts", "alerts (operators; ?resolved=true|false)"),
     ("GET", "/api/monitoring/metrics", "the latest system metrics (operators)"),
     ("GET", "/api/monitoring/pipeline", "the latest pipeline figures (operators)"),
     ("GET", "/api/monitoring/telemetry", "the latest telemetry (operators)"),
     ("GET", "/api/monitoring/dlq", "the current dead letters (operators)"),
-    ("GET", "/api/leaderboard", "the public leaderboard (as /ws/updates)"),
-    ("GET", "/api/leaderboard/top", "its best n (?n=10)"),
-    ("GET", "/api/leaderboard/around/{portfolio_id}", "around one (?window=5)"),
 )
 
 

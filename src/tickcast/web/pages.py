@@ -12,13 +12,18 @@ loaded by plain ``<script src>`` tags. The files are found next to this module
 checkout. Swagger UI's script and stylesheet come from the installed
 ``fastapi-offline`` package (``SWAGGER_UI_DIR``), never from the internet. This module
 holds no state and knows nothing of the node: the pages talk to the gateway over
-``/ws/realtime/``, ``/stomp`` and ``/api`` like any other client.
+``/ws/realtime/``, ``/stomp``, the Front 4 sockets (``/ws/top``, ``/ws/alerts``...)
+and ``/api`` like any other client.
 
     GET /                        the landing page: links to every page, API and endpoint
     GET /realtime/dashboard/     live quotes, sparklines, the signed-in user's portfolios
     GET /realtime/test/          connect, send any message, see every frame
     GET /analytics/              positions, unrealized P&L and quotes over STOMP + SockJS
                                  (``/stomp``) with rx-stomp, as the analytics front end
+    GET /operations/             alerts, system metrics, pipeline, telemetry and dead
+                                 letters over the monitoring sockets (``/ws/alerts``...),
+                                 polling ``/api/monitoring/...`` while they cannot connect;
+                                 for operators
     GET /static/<file>           the pages' JavaScript modules, CSS and icon
     GET /static/swagger-ui/<file>  Swagger UI's bundle and stylesheet (for ``/api/docs``)
 
@@ -85,6 +90,7 @@ PAGES: Final = {
     "/realtime/dashboard/": "dashboard.html",
     "/realtime/test/": "test.html",
     "/analytics/": "analytics.html",
+    "/operations/": "operations.html",
 }
 #: The API docs page (Swagger UI), routed by ``web/api.py`` at ``/api/docs``.
 API_DOCS_PAGE: Final = "apidocs.html"

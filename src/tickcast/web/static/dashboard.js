@@ -7,6 +7,7 @@
 // and stays in memory. The JWT from signing in is kept in sessionStorage (this tab only);
 // the API key itself is never stored.
 
+import { LeaderboardPanel } from "./leaderboard.js";
 import { startSignalsPanel } from "./signals.js";
 import { claimsOf, errorText, exchangeKey, expired, FrameBatcher, ROOT, sharedClient } from "./tickcast.js";
 
@@ -346,6 +347,7 @@ if (token && expired(token)) {
 
 const client = sharedClient({ token });
 const signals = startSignalsPanel($("#signals-panel"), token);
+const leaderboard = new LeaderboardPanel($("#leaderboard-panel"), token);
 const quotes = new QuoteTable($("#quotes tbody"), symbols);
 const cards = new PortfolioCards($("#portfolios"), $("#portfolio-card"), client);
 const batcher = new FrameBatcher((batch) => {
@@ -429,7 +431,9 @@ async function loadPortfolios() {
   const asked = token;
   try {
     const portfolios = await fetchPortfolios(asked);
-    if (token === asked) cards.show(portfolios); // unless signed out meanwhile
+    if (token !== asked) return; // signed out meanwhile
+    cards.show(portfolios);
+    leaderboard.showAround(portfolios.find((p) => p.public === true) || null);
   } catch (error) {
     if (token !== asked) return;
     if (error.unauthorized) signOut(`Signed out: ${error.message}`);
@@ -440,6 +444,7 @@ async function loadPortfolios() {
 /** Connect with these credentials (null: anonymous), also after a refusal stopped the client. */
 function useToken(credentials) {
   if (credentials !== signals.token) signals.connect(credentials);
+  if (credentials !== leaderboard.token) leaderboard.setToken(credentials);
   client.setToken(credentials);
   if (!client.started) client.start();
 }
@@ -480,4 +485,4 @@ if (fromUrl && fromUrl.startsWith("tc_")) {
 }
 
 // for the browser console and the end-to-end tests
-window.tickcast = { client, symbols, signals };
+window.tickcast = { client, symbols, signals, leaderboard };
