@@ -5,6 +5,8 @@ are on conditions with generous timeouts."""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -22,8 +24,12 @@ from integration.test_monitoring import (
     until,
 )
 from support.inloop import running_gateway
+from support.silent import Silent
 from support.wsclient import closed_code
 from tickcast.fronts import identity
+from tickcast.model.market import Quote
+from tickcast.monitoring.service import MonitoringService
+from tickcast.providers.base import Sink
 from tickcast.storage.engine import make_engine
 from tickcast.storage.repositories import Users
 
@@ -103,3 +109,43 @@ async def test_a_demoted_operators_open_socket_stops_streaming(
         env.service.tick()
         got = await next_alerts_or_close(ws)
         assert got == 3504, f"a user who is no operator read {got}"
+
+
+class Recording(Silent):
+    """A replay of a recording: one quote, then a quiet stretch of the recording (the
+    supervisor never judges a replay's silence: ``watch_silence`` False)."""
+
+    name = "replay"
+
+    async def run(self, sink: Sink) -> None:
+        sink.state("subscribed")
+        sink([Quote("AAPL", 99.0, 101.0, 1.0, 1.0, 100.0, 10.0, time.time(), self.name)])
+        await asyncio.Event().wait()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="stale_feed (CRITICAL) opens on a replay's quiet stretch, which the feed "
+    "itself never judges silent (watch_silence False)",
+)
+async def test_a_replays_quiet_stretch_is_not_a_stale_feed(tmp_path: Path) -> None:
+    """``serve --replay`` of a recording with a gap longer than ``alert_stale_feed_s``
+    (the calendar says the market is open): the gap is recorded data, not a dead
+    upstream, as the feed's failover policy says; no CRITICAL alert for it."""
+    async with running_gateway(
+        tmp_path,
+        providers=[Recording()],
+        monitoring_interval_s=3600,
+        alert_stale_feed_s=0.5,
+        alert_cpu_percent=100,
+        alert_memory_percent=100,
+        alert_disk_percent=100,
+    ) as gateway:
+        supervisor = gateway.node.supervisor
+        await until(lambda: supervisor.inflow().get("replay", (0, 0.0))[0] == 1)
+        assert supervisor.market_open()
+        await until(lambda: time.time() - supervisor.inflow()["replay"][1] > 1.0)
+        service = next(s for s in gateway.node.services if isinstance(s, MonitoringService))
+        opened = service.tick()
+        assert supervisor.active == "replay"
+        assert "stale_feed" not in {a.rule for a in opened}
