@@ -6,6 +6,7 @@ are on conditions with generous timeouts."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -13,6 +14,7 @@ from typing import Any
 
 import pytest
 import websockets
+from websockets.asyncio.client import connect
 
 from integration.test_monitoring import (
     WAIT_S,
@@ -149,3 +151,28 @@ async def test_a_replays_quiet_stretch_is_not_a_stale_feed(tmp_path: Path) -> No
         opened = service.tick()
         assert supervisor.active == "replay"
         assert "stale_feed" not in {a.rule for a in opened}
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="the five monitoring streams use up the default per-user cap "
+    "(max_connections_per_user 5): the operator's next socket is refused 429",
+)
+async def test_an_operator_watching_every_stream_may_still_open_the_market_feed(
+    env: Env,
+) -> None:
+    """An operator's dashboard listens to the five monitoring streams (one socket
+    each, as documented) and shows the market feed too: with the default settings, that
+    sixth socket is refused."""
+    async with contextlib.AsyncExitStack() as stack:
+        for stream in ("alerts", "metrics", "pipeline", "telemetry", "dlq"):
+            ws = await stack.enter_async_context(env.open(stream))
+            await ws.recv()
+        headers = {"Authorization": f"Bearer {env.keys['olga']}"}
+        url = f"ws://127.0.0.1:{env.gateway.port}/ws/market/feed"
+        try:
+            async with connect(url, additional_headers=headers):
+                refused = None
+        except websockets.InvalidStatus as exc:
+            refused = exc.response.status_code
+        assert refused is None, f"refused {refused}"
