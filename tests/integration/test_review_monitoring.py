@@ -125,11 +125,6 @@ class Recording(Silent):
         await asyncio.Event().wait()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stale_feed (CRITICAL) opens on a replay's quiet stretch, which the feed "
-    "itself never judges silent (watch_silence False)",
-)
 async def test_a_replays_quiet_stretch_is_not_a_stale_feed(tmp_path: Path) -> None:
     """``serve --replay`` of a recording with a gap longer than ``alert_stale_feed_s``
     (the calendar says the market is open): the gap is recorded data, not a dead

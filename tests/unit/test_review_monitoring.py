@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import dataclasses
 
-import pytest
 from prometheus_client import CollectorRegistry, Histogram
 
 from tickcast.model.monitoring import Alert
@@ -18,11 +17,6 @@ def rules_of(alerts: list[Alert]) -> set[str]:
     return {a.rule for a in alerts}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a psutil error (disk path missing) aborts the whole pass: no alerts, "
-    "no pipeline, no telemetry, ever",
-)
 def test_a_psutil_failure_does_not_stop_the_alerts() -> None:
     """The disk whose usage is shown disappears (unmounted, removed): the pass should
     still evaluate the feed's rules and publish what it can read."""
@@ -38,11 +32,6 @@ def test_a_psutil_failure_does_not_stop_the_alerts() -> None:
     assert service.telemetry is not None
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stale_feed never opens for an active provider that has not sent one "
-    "message (last_message_age_s None)",
-)
 def test_an_active_provider_that_never_delivered_goes_stale() -> None:
     """The provider's session is up (subscribed), the market is open, and not one
     message ever comes (wrong symbols, a data plan without them): the feed is stale."""
@@ -55,11 +44,6 @@ def test_an_active_provider_that_never_delivered_goes_stale() -> None:
     assert "stale_feed" in rules_of(service.alerts(resolved=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="stale_feed opens at once when the market opens: silence is counted from "
-    "the last message before the close, not from the open",
-)
 def test_the_feed_is_not_stale_the_second_the_market_opens() -> None:
     """Quiet overnight, as a feed is while its market is closed: one second after the
     open, the feed has not been silent for ``alert_stale_feed_s`` of open market."""
@@ -75,11 +59,6 @@ def test_the_feed_is_not_stale_the_second_the_market_opens() -> None:
     assert "stale_feed" not in rules_of(service.tick())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="feed_down resolves each time the down provider retries (state starting), "
-    "though no provider fed the hub at any time",
-)
 def test_feed_down_stays_open_while_the_provider_retries() -> None:
     """One provider, its upstream unreachable: it backs off, retries (starting), fails,
     backs off... The hub is fed at no point, so feed_down must not resolve."""
@@ -97,11 +76,6 @@ def test_feed_down_stays_open_while_the_provider_retries() -> None:
     assert "feed_down" in rules_of(service.alerts(resolved=False))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="latency p99 is capped at the top bucket (2500 ms): alert_latency_p99_ms "
-    ">= 2500 can never fire, whatever the latency",
-)
 def test_a_latency_threshold_above_the_top_bucket_still_fires() -> None:
     """``alert_latency_p99_ms`` accepts any positive number; with 3000 ms and every
     delivery 10 s late, the latency alert should open."""
@@ -117,11 +91,6 @@ def test_a_latency_threshold_above_the_top_bucket_still_fires() -> None:
     assert "latency" in rules_of(service.tick())
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="alert ids restart at <rule>-1 with each process: after a restart the same id "
-    "names a different alert",
-)
 def test_alert_ids_are_not_reused_by_a_restarted_gateway() -> None:
     """A dashboard keeps alerts by id across the gateway's restart (it reconnects and
     polls ``?resolved=true``): one id must never name two different alerts."""
@@ -141,11 +110,6 @@ def test_alert_ids_are_not_reused_by_a_restarted_gateway() -> None:
     assert clashes == set()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the latency alert resolves in an interval with no latency sample (p99 None), "
-    "then the cooldown hides that latency is still bad",
-)
 def test_a_quiet_interval_does_not_resolve_the_latency_alert() -> None:
     """Latency is sampled (one flush in eight per connection): with little traffic an
     interval may have no sample at all. No news is not a recovery: the alert stays open
