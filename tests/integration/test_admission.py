@@ -173,6 +173,12 @@ async def test_status_counts_a_front_1_and_a_front_2_client(
             "authenticated_connections": 0,
             "subscriptions": 0,
         },
+        "monitoring": {
+            "path": "/ws/{alerts,metrics,pipeline,telemetry,dlq}",
+            "connections": 0,
+            "authenticated_connections": 0,
+            "subscriptions": 0,
+        },
     }
     assert body["user_stats"] == {
         "user_id": dora.user_id,

@@ -27,7 +27,7 @@ from tickcast.auth.credentials import (
     credentials_from_handshake,
 )
 from tickcast.auth.forwarded import valid_host
-from tickcast.fronts import market, realtime, socketio, stomp
+from tickcast.fronts import market, monitoring, realtime, socketio, stomp
 from tickcast.fronts.guard import Guard, Ticket
 from tickcast.fronts.identity import CredentialsUnavailable
 from tickcast.model.portfolio import AssetUpdate
@@ -47,12 +47,14 @@ CLIENT_TYPES = [
     "subscribe_signal_status",
     "unsubscribe_signal_status",
 ]
-#: Where each front listens, by its name in the guard's rosters.
+#: Where each front listens, by its name in the guard's rosters (the monitoring
+#: streams' five paths as one brace pattern).
 PATHS: Final = {
     market.NAME: market.PATH,
     realtime.NAME: realtime.PATH,
     stomp.NAME: stomp.PATH,
     socketio.NAME: socketio.PREFIX + "/",
+    monitoring.NAME: "/ws/{" + ",".join(p.removeprefix("/ws/") for p in monitoring.STREAMS) + "}",
 }
 #: Channels that carry one asset's market data (the Front 2 asset, the Front 1 channels).
 _ASSET_CHANNELS: Final = frozenset({Channel.ASSETS, *MARKET_CHANNELS} - {Channel.STATUS})
