@@ -28,7 +28,7 @@ from tickcast.fronts import realtime, registry, stomp
 from tickcast.fronts import socketio as socketio_front
 from tickcast.fronts.base import FrontContext, FrontSpec, WebSocketFront
 from tickcast.fronts.guard import Guard
-from tickcast.fronts.identity import Identity
+from tickcast.fronts.identity import CACHE_S, Identity
 from tickcast.fronts.leaderboard import LeaderboardSpec
 from tickcast.fronts.sockjs import SockJSEndpoint
 from tickcast.leaderboard.service import LeaderboardService
@@ -330,7 +330,9 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         *registry.specs(settings),
         realtime_spec(portfolios, settings),
         stomp.spec(settings, portfolios),
-        monitoring_front.MonitoringSpec(monitoring),
+        monitoring_front.MonitoringSpec(
+            monitoring, min(settings.monitoring.monitoring_interval_s, CACHE_S)
+        ),
         LeaderboardSpec(leaderboard, settings.leaderboard),
     ]
     fronts: dict[str, ASGIApp] = {}

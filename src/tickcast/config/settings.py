@@ -117,7 +117,8 @@ class Settings(BaseSettings):
         allowed_origins: Origin header values allowed on WebSockets; empty = any (a
             browser-facing deployment should list its sites); others are closed with 1008.
         auth_timeout_s: time a client has to authenticate by its first message.
-        max_connections_per_user: open WebSockets per authenticated user.
+        max_connections_per_user: open WebSockets per authenticated user (the market
+            fronts together; each monitoring stream path on its own).
         rate_limit_per_s, rate_limit_burst: inbound messages per connection (token bucket).
         max_anonymous_connections_per_address: open anonymous WebSockets per client
             address (an IPv6 client's /64); authenticated ones count against their user

@@ -7,11 +7,14 @@ subscription means on this front; the defaults are one topic and its cached valu
 
 Everything else is written here once, for every front:
 
-- ``WebSocketFront`` is the ASGI endpoint: admission (origin, credentials, caps) or the
-  refusal, accept (with the sub-protocol ``FrontSpec.subprotocol`` picks), the frame
-  socket, the session run under a ``Connection`` (rate limited when guarded; closed when
-  the credential expires; a ``HeadedConnection`` when ``Opened.heads`` is given), and
-  the clean-up at close.
+- ``WebSocketFront`` is the ASGI endpoint: admission (origin, credentials, caps counted
+  as ``FrontSpec.user_cap`` says) or the refusal, accept (with the sub-protocol
+  ``FrontSpec.subprotocol`` picks), the frame socket, the session run under a
+  ``Connection`` (rate limited when guarded; closed when the credential expires; a
+  ``HeadedConnection`` when ``Opened.heads`` is given), and the clean-up at close. With
+  ``FrontSpec.recheck_s`` set, the API keys of its open connections are looked at again
+  that often (through the identity's cache) and a connection ``FrontSpec.revoked``
+  turns away is told why and closed.
 - ``Dispatcher`` carries out the session's typed commands against the hub: ``Subscribe``
   (with resume from history, a ``ResumeGap`` reply, then the snapshot), ``Unsubscribe``,
   ``SubscribeChannel`` / ``UnsubscribeChannel`` (channel-wide), ``Authenticate``
@@ -48,6 +51,7 @@ from tickcast.fronts.guard import (
     Guard,
     RateLimited,
     Ticket,
+    UserCap,
     client_address,
     close_on_expiry,
     header,
@@ -164,6 +168,10 @@ class FrontSpec:
         first_message_auth: a client may authenticate after the handshake
             (``Authenticate``), so an anonymous one is admitted to try.
         guarded: admission, rate limit and credential expiry apply.
+        user_cap: how its connections count against ``max_connections_per_user``
+            (``guard.UserCap``: the user's shared count, or one of their own per path).
+        recheck_s: how often the API keys of its open connections are looked at again
+            (``revoked`` judges); None: never.
     """
 
     name: str = ""
@@ -171,9 +179,16 @@ class FrontSpec:
     codecs: Mapping[str, Codec] = {}
     first_message_auth: bool = False
     guarded: bool = True
+    user_cap: UserCap = UserCap.SHARED
+    recheck_s: float | None = None
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         raise NotImplementedError
+
+    def revoked(self, principal: Principal | None) -> tuple[str, CloseCode] | None:
+        """Why an open connection whose API key now names ``principal`` (None: revoked
+        or gone) must close, as ``(message, code)``; None: it stays (the default)."""
+        return None
 
     def subprotocol(self, scope: Scope) -> str | None:
         """The WebSocket sub-protocol to accept, from those the client offered
@@ -415,6 +430,9 @@ class WebSocketFront:
         )
         self.dispatcher = Dispatcher(spec, ctx, self)
         self._expiry: dict[Connection, asyncio.TimerHandle] = {}
+        self._rechecks: asyncio.Task[None] | None = None
+        if self.guard is not None and spec.recheck_s is not None:
+            self.guard.watch(spec.name, self._judge)
         self._log = logging.getLogger(f"tickcast.fronts.{spec.name}")
         for wire, codec in spec.codecs.items():
             ctx.hub.codecs.setdefault(wire, codec)
@@ -426,7 +444,7 @@ class WebSocketFront:
         ticket: Ticket | None = None
         if guard is not None:
             ticket, refusal = await guard.admit(
-                scope, first_message_auth=self.spec.first_message_auth
+                scope, first_message_auth=self.spec.first_message_auth, user_cap=self.spec.user_cap
             )
             if refusal is not None:
                 await refuse(scope, send, refusal)
@@ -507,7 +525,35 @@ class WebSocketFront:
         if ticket is not None:
             self.tickets[connection] = ticket
             self.expire_with(connection, principal)
+            every_s = self.spec.recheck_s
+            if ticket.key is not None and every_s is not None and self._rechecks is None:
+                self._rechecks = asyncio.create_task(self._recheck(every_s), name="recheck")
         return connection
+
+    async def _recheck(self, every_s: float) -> None:
+        """Every ``every_s``: look again at the keys of the open connections."""
+        while self.guard is not None:
+            await asyncio.sleep(every_s)
+            try:
+                await self.guard.recheck(self.spec.name)
+            except Exception as exc:
+                self.ctx.faults.report("timer", exc, front=self.spec.name, step="recheck")
+
+    def _judge(self, connection: Connection, ticket: Ticket, principal: Principal | None) -> None:
+        """The key of ``connection`` names ``principal`` now: close it (after its error)
+        when the front turns it away."""
+        refused = self.spec.revoked(principal)
+        if refused is None:
+            if principal is not None:
+                ticket.principal = principal
+            return
+        if connection.closing:
+            return
+        message, code = refused
+        self._log.info("client closed: %s", message, extra={"user_id": ticket.principal.user_id})
+        connection.session.send_error(message, self.ctx.clock.now())
+        connection.session.close_reason = code
+        connection.poke()
 
     def expire_with(self, connection: Connection, principal: Principal) -> None:
         """Close ``connection`` when ``principal``'s credential expires (3501)."""
@@ -534,7 +580,12 @@ class WebSocketFront:
             self.guard.release(ticket)
 
     async def aclose(self) -> None:
-        """Stop what runs beside the connections (first-message authentications)."""
+        """Stop what runs beside the connections (authentications, rechecks)."""
+        task, self._rechecks = self._rechecks, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await self.dispatcher.aclose()
 
 

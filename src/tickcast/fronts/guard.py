@@ -13,8 +13,12 @@ expired one is refused; none is anonymous), then the market-data policy
 (``anonymous_ok`` False refuses an anonymous client unless the front authenticates by
 first message), then the connection caps: an authenticated client counts against its
 user's cap (``max_connections_per_user``), an anonymous one against its address's
-(``max_anonymous_connections_per_address``). Per message: the token bucket (an error
-over the rate; close 3002 on a flood).
+(``max_anonymous_connections_per_address``). How a front's connections count against
+the user's cap is the front's ``UserCap``: ``SHARED`` (the market fronts: one count per
+user, every such front together) or ``PER_PATH`` (the monitoring streams: a count of
+their own per user and path, each path up to the same cap, never touching the shared
+one, so an operator's dashboard of streams does not use up the market feeds' budget).
+Per message: the token bucket (an error over the rate; close 3002 on a flood).
 
 Refusing at the handshake (:func:`refuse`): a client that sent no ``Origin`` header is
 not a browser and gets a plain HTTP answer before the upgrade (401, 403, 429 or 503,
@@ -35,8 +39,9 @@ again later), not left hanging.
 from __future__ import annotations
 
 import asyncio
+import enum
 import logging
-from collections.abc import Collection, Hashable, Iterable
+from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +55,8 @@ from tickcast.auth.credentials import (
     Principal,
     Source,
     find_credential,
+    looks_like_api_key,
+    parse_api_key,
 )
 from tickcast.auth.forwarded import address_key
 from tickcast.auth.limits import ConnectionCounter, RateLimit, RateVerdict
@@ -68,6 +75,13 @@ log = logging.getLogger("tickcast.fronts.guard")
 HTTP_RESPONSE_EXTENSION = "websocket.http.response"
 
 
+class UserCap(enum.Enum):
+    """How a front's connections count against ``max_connections_per_user``."""
+
+    SHARED = "shared"  # one count per user, for every front that shares it
+    PER_PATH = "per_path"  # a count of its own per user and path (the monitoring streams)
+
+
 @dataclass(slots=True, eq=False)
 class Ticket:
     """An admitted client: who it acts as, and from where.
@@ -79,16 +93,28 @@ class Ticket:
         principal: who the connection acts as.
         address: the client's address (after trusted proxies), for logs.
         address_key: what the per-address cap counts it under (an IPv6 /64...).
+        path: the path its user slot is counted under (``UserCap.PER_PATH``); None:
+            the user's shared count.
+        key: the prefix of the API key it signed in with (None: another credential or
+            none), for the fronts that look again at who the key names.
     """
 
     principal: Principal
     address: str
     address_key: str
     released: bool = False
+    path: str | None = None
+    key: str | None = None
 
     @property
     def user_slot(self) -> Hashable | None:
-        return self.principal.user_id
+        return self.slot_of(self.principal)
+
+    def slot_of(self, principal: Principal) -> Hashable | None:
+        """The user slot ``principal`` holds through this ticket (None: anonymous)."""
+        if principal.user_id is None or self.path is None:
+            return principal.user_id
+        return (self.path, principal.user_id)
 
     @property
     def address_slot(self) -> Hashable | None:
@@ -107,7 +133,8 @@ class Guard:
         stats: where refusals are counted.
 
     Attributes:
-        users: open connections per authenticated user.
+        users: open connections per authenticated user (``UserCap.SHARED``).
+        paths: open connections per path and user (``UserCap.PER_PATH``).
         addresses: open anonymous connections per client address.
         rosters: per front, its open connections and each one's ticket (the fronts fill
             them; ``/realtime/status/`` reads them).
@@ -121,12 +148,35 @@ class Guard:
         self.identity = identity
         self.stats = stats
         self.users = ConnectionCounter(limits.max_connections_per_user)
+        self.paths = ConnectionCounter(limits.max_connections_per_user)
         self.addresses = ConnectionCounter(limits.max_anonymous_connections_per_address or None)
         self.rosters: dict[str, dict[Any, Ticket]] = {}
+        self._judges: dict[str, Judge] = {}
 
     def roster(self, front: str) -> dict[Any, Ticket]:
         """The open connections of ``front`` (a name such as ``market_feed``)."""
         return self.rosters.setdefault(front, {})
+
+    def watch(self, front: str, judge: Judge) -> None:
+        """Have ``judge(connection, ticket, principal)`` told, for each connection on
+        ``front`` signed in with an API key, what the key names whenever the identity
+        looks it up again (``principal`` None: revoked or gone); the front decides
+        whether the connection may stay (``recheck`` makes the lookups happen)."""
+        if not self._judges:
+            self.identity.looked_up.append(self._looked_up)
+        self._judges[front] = judge
+
+    def _looked_up(self, prefix: str, principal: Principal | None) -> None:
+        for front, judge in self._judges.items():
+            for connection, ticket in list(self.roster(front).items()):
+                if ticket.key == prefix and not ticket.released:
+                    judge(connection, ticket, principal)
+
+    async def recheck(self, front: str) -> None:
+        """Look again (through the identity's cache: a key is asked of the database at
+        most once per cache period) at the keys of ``front``'s open connections."""
+        for key in {t.key for t in self.roster(front).values() if t.key is not None}:
+            await self.identity.recheck(key)
 
     def count(self, refusal: policy.Refusal) -> policy.Refusal:
         """Count a refusal in the metrics (``tickcast_refusals_total{reason}``)."""
@@ -135,7 +185,12 @@ class Guard:
         return refusal
 
     async def admit(
-        self, scope: Scope, *, first_message_auth: bool = False, token: str | None = None
+        self,
+        scope: Scope,
+        *,
+        first_message_auth: bool = False,
+        token: str | None = None,
+        user_cap: UserCap = UserCap.SHARED,
     ) -> tuple[Ticket, policy.Refusal | None]:
         """Who the client is, or why it may not connect. An admitted ticket holds a
         connection slot: call ``release`` when the connection ends.
@@ -143,11 +198,13 @@ class Guard:
         ``token``: a credential the protocol carries in its own handshake (Socket.IO's
         CONNECT ``auth``), checked instead of the request's: it is explicit, so it wins
         over the ambient cookie, and an explicit one in the request too is ambiguous
-        (refused, as two in one request are)."""
+        (refused, as two in one request are). ``user_cap``: how the front counts a user's
+        connections."""
         origin = header(scope, b"origin")
         address = client_address(scope)
         refusal = policy.check_origin(origin, self.auth.allowed_origins)
         principal = ANONYMOUS
+        used: str | None = None
         if refusal is None:
             try:
                 found = find_credential(scope.get("headers", ()), scope.get("query_string", b""))
@@ -157,6 +214,7 @@ class Guard:
                             f"two credentials: the handshake's auth and the {found.source.value}"
                         )
                     principal = await self.identity.authenticate(token)
+                    used = token
                 elif (
                     found is not None
                     and found.source is Source.COOKIE
@@ -165,21 +223,31 @@ class Guard:
                     refusal = policy.origin_refused(origin)
                 elif found is not None:
                     principal = await self.identity.authenticate(found.value)
+                    used = found.value
             except InvalidCredentials as exc:
                 refusal = policy.invalid_credentials(exc)
             except CredentialsUnavailable as exc:
                 refusal = policy.unavailable(str(exc))
         if refusal is None and not first_message_auth:
             refusal = policy.check_market(principal, self.auth.allow_anonymous)
-        ticket = Ticket(principal, address, address_key(address, self.limits.ipv6_client_prefix))
+        ticket = Ticket(
+            principal,
+            address,
+            address_key(address, self.limits.ipv6_client_prefix),
+            path=str(scope.get("path", "")) if user_cap is UserCap.PER_PATH else None,
+            key=key_prefix(used),
+        )
         if refusal is None:
             refusal = self._acquire(ticket)
         if refusal is not None:
             self.count(refusal)
         return ticket, refusal
 
+    def _users(self, ticket: Ticket) -> ConnectionCounter:
+        return self.users if ticket.path is None else self.paths
+
     def _acquire(self, ticket: Ticket) -> policy.Refusal | None:
-        if not self.users.acquire(ticket.user_slot):
+        if not self._users(ticket).acquire(ticket.user_slot):
             return policy.too_many_connections(self.limits.max_connections_per_user)
         if not self.addresses.acquire(ticket.address_slot):
             return policy.too_many_anonymous(self.limits.max_anonymous_connections_per_address)
@@ -196,7 +264,7 @@ class Guard:
     def authenticate_late(self, ticket: Ticket, principal: Principal) -> policy.Refusal | None:
         """A connection authenticated by its first message: move its slot from its
         address to its user. On a refusal (the user's cap) nothing changes."""
-        if not self.users.acquire(principal.user_id):
+        if not self._users(ticket).acquire(ticket.slot_of(principal)):
             return self.count(policy.too_many_connections(self.limits.max_connections_per_user))
         self.addresses.release(ticket.address_slot)
         ticket.principal = principal
@@ -207,7 +275,7 @@ class Guard:
         if ticket.released:
             return
         ticket.released = True
-        self.users.release(ticket.user_slot)
+        self._users(ticket).release(ticket.user_slot)
         self.addresses.release(ticket.address_slot)
 
     def rate_limit(self) -> RateLimit:
@@ -288,6 +356,21 @@ class RateLimited:
 
     def release(self, topics: Iterable[Topic]) -> None:
         self._session.release(topics)
+
+
+#: Told what a watched connection's API key names now (``Guard.watch``).
+Judge = Callable[[Any, Ticket, Principal | None], None]
+
+
+def key_prefix(credential: str | None) -> str | None:
+    """The prefix of an API key (what its lookup is cached under); None for anything
+    else (a JWT, nothing)."""
+    if credential is None or not looks_like_api_key(credential):
+        return None
+    try:
+        return parse_api_key(credential)[0]
+    except InvalidCredentials:
+        return None
 
 
 def header(scope: Scope, name: bytes) -> str | None:

@@ -21,6 +21,11 @@ answered "try again later" (CredentialsUnavailable) within ``LOOKUP_TIMEOUT_S``.
   the database answers, an expired entry is always refreshed first, so a revoked key
   stops working within ``CACHE_S``.
 
+Looking again: ``recheck(prefix)`` refreshes a key whose cache entry has expired (and
+does nothing otherwise); every lookup from the database tells the ``looked_up``
+listeners what the key names now (a front that must notice a role taken away from an
+open connection's user listens: ``Guard.watch``).
+
 Key use (``keys list`` LAST USED): each successful API-key authentication is noted in
 a ``KeyUsage`` (pure); the uses due (at most one per key per ``TOUCH_INTERVAL_S``) are
 written by one background task that this object owns (``aclose`` waits for it, bounded), in one
@@ -121,6 +126,8 @@ class Identity:
         self._lookups: dict[str, asyncio.Task[_Key]] = {}
         self._writer: asyncio.Task[None] | None = None
         self._closed = False
+        #: told ``(prefix, principal)`` after each lookup (None: revoked or unknown)
+        self.looked_up: list[Callable[[str, Principal | None], None]] = []
 
     async def authenticate(self, token: str) -> Principal:
         """The principal of a JWT or an API key. Raises InvalidCredentials."""
@@ -150,6 +157,18 @@ class Identity:
             self._write_usage()
         return cached.principal
 
+    async def recheck(self, prefix: str) -> None:
+        """Look the key up again if its cache entry has expired (or is gone); the
+        listeners hear the answer. A database that cannot answer changes nothing."""
+        now = self.clock()
+        cached = self._keys.get(prefix)
+        if cached is not None and cached.until >= now:
+            return
+        try:
+            await self._fresh(prefix, now)
+        except (TimeoutError, SQLAlchemyError, OSError) as exc:
+            log.warning("could not look an API key up again: %s", exc or type(exc))
+
     async def _fresh(self, prefix: str, now: float) -> _Key:
         """The key as the database says now: one lookup per prefix at a time, shared."""
         task = self._lookups.get(prefix)
@@ -172,6 +191,11 @@ class Identity:
         async with asyncio.timeout(LOOKUP_TIMEOUT_S):
             entry = await self._query(prefix, now)
         self._remember(prefix, entry)
+        for listener in self.looked_up:
+            try:
+                listener(prefix, entry.principal)
+            except Exception:  # a listener's bug must not fail the lookup
+                log.exception("a key-lookup listener failed")
         return entry
 
     def _remember(self, prefix: str, entry: _Key) -> None:

@@ -10,8 +10,19 @@ Who may listen: users with the operator role (``tickcast users create NAME --rol
 operator``; the role comes from the account behind an API key, or a token's ``role``
 claim). An anonymous client is told so and closed with 3503, a signed-in one without the
 role with 3504, each after one ``{"type": "error", "data": {"message": ...}}``. The
-guard applies as on every front (origin allow-list, credentials, connection caps, the
-message rate); ``may_read`` is the contract's floor beneath the session's refusal.
+guard applies as on every front (origin allow-list, credentials, the message rate);
+``may_read`` is the contract's floor beneath the session's refusal.
+
+Connection caps: each stream path counts a user's sockets on its own
+(``UserCap.PER_PATH``): one user may open each path ``max_connections_per_user`` times,
+and none of them counts against the market fronts' per-user cap (a dashboard of the
+five streams must not use up the budget of the market feed beside it).
+
+A role taken away: an open socket signed in with an API key is looked at again every
+``recheck_s`` (the monitoring interval, at most the identity's cache period), through
+the identity's cached lookup; once the key's user is no operator (or the key is
+revoked) the socket is told so and closed, 3504 (3503 for a revoked key). A token's
+``role`` claim stands until the token expires (then 3501, as on every front).
 
 What a new subscriber gets at once (``snapshot``): the open alerts as one array (``[]``
 when none), the current dead letters as one array, or the latest sample. It is built for
@@ -26,9 +37,10 @@ from typing import Final, Protocol
 
 from starlette.types import Scope
 
-from tickcast.auth.credentials import Principal
+from tickcast.auth.credentials import ANONYMOUS, Principal
 from tickcast.closecodes import CloseCode
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
+from tickcast.fronts.guard import UserCap
 from tickcast.model.channel import Readers
 from tickcast.model.envelope import Envelope
 from tickcast.model.monitoring import GATEWAY, MonitoringEvent
@@ -71,14 +83,21 @@ class MonitoringSpec(FrontSpec):
 
     Args:
         service: the monitoring service (what a new subscriber gets at once).
+        recheck_s: how often an open socket's API key is looked at again.
     """
 
     name = NAME
     paths = tuple(STREAMS)
     codecs = codec.CODECS
+    user_cap = UserCap.PER_PATH
 
-    def __init__(self, service: Snapshots) -> None:
+    def __init__(self, service: Snapshots, recheck_s: float | None = None) -> None:
         self.service = service
+        self.recheck_s = recheck_s
+
+    def revoked(self, principal: Principal | None) -> tuple[str, CloseCode] | None:
+        """An open socket whose key no longer names an operator closes."""
+        return refusal(principal if principal is not None else ANONYMOUS)
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         window_s = ctx.outbox.batch_ms / 1000

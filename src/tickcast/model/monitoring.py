@@ -70,19 +70,20 @@ class AlertBatch(msgspec.Struct, frozen=True):
 
 
 class SystemMetrics(msgspec.Struct, frozen=True):
-    """The host as psutil sees it. Bytes are totals since boot (the network's too)."""
+    """The host as psutil sees it. Bytes are totals since boot (the network's too).
+    A part whose reading failed (the disk's path gone...) is None throughout."""
 
     timestamp: float
-    cpu_usage: float
+    cpu_usage: float | None
     cores: int
-    memory_used: int
-    memory_total: int
-    memory_percent: float
-    disk_used: int
-    disk_total: int
-    disk_percent: float
-    bytes_in: int
-    bytes_out: int
+    memory_used: int | None
+    memory_total: int | None
+    memory_percent: float | None
+    disk_used: int | None
+    disk_total: int | None
+    disk_percent: float | None
+    bytes_in: int | None
+    bytes_out: int | None
     key: str = GATEWAY
 
     @property

@@ -9,8 +9,9 @@ that interval is computed here from two readings, with the interval's length giv
 - ``percentiles(bounds, now, before)``: latency percentiles of the observations made
   between two readings of a cumulative histogram (the Prometheus latency histogram's
   buckets: ``observability/metrics.py``), estimated at bucket resolution by linear
-  interpolation within the bucket that holds the rank; an observation above the last
-  bound counts as that bound. None when nothing was observed in the interval.
+  interpolation within the bucket that holds the rank; a rank above the last bound (the
+  overflow bucket) is given as that bound: a lower bound, which ``above_top`` tells.
+  None when nothing was observed in the interval.
 - ``DeadLetterLog``: the newest dead letters of every source as the ``/ws/dlq`` items,
   each numbered per source (``<source>-<n>``, the n-th of that source) and previewed
   (at most ``preview_bytes`` of UTF-8, cut on a character boundary).
@@ -70,6 +71,17 @@ def percentiles(
                 break
         found.append(round(value * 1000, 2))
     return found
+
+
+def above_top(now: Sequence[float], before: Sequence[float] | None, q: float) -> bool:
+    """Whether the ``q`` quantile of what a cumulative histogram observed between two
+    readings (as ``percentiles`` takes them) lies above its last bound: then the value
+    ``percentiles`` gives for it is that bound, and the quantile is at least that."""
+    if len(now) < 2 or (before is not None and len(before) != len(now)):
+        raise ValueError("a count per bound, and one for +Inf")
+    total = now[-1] - (before[-1] if before is not None else 0)
+    top = now[-2] - (before[-2] if before is not None else 0)
+    return total > 0 and top < q * total
 
 
 def preview(text: str, limit_bytes: int) -> str:

@@ -17,10 +17,15 @@ Two kinds of rule:
   has nothing to compare with, so no counter rule holds on it.
 
 - ``feed_down`` CRITICAL (feed): no provider feeds the hub, one is down (backing off
-  or disabled) and none is starting (before the feed starts, every provider is
-  stopped: not an alert);
-- ``stale_feed`` CRITICAL (feed): the market is open and the active provider's last
-  message is older than ``stale_feed_s``;
+  or disabled) or has been since the hub was last fed (``Reading.down_since_fed``), and
+  no other provider is starting: a down provider that retries (``starting``) does not
+  resolve it, only a provider feeding the hub again does (before the feed starts,
+  every provider is stopped: not an alert);
+- ``stale_feed`` CRITICAL (feed): the market is open and the active provider has been
+  silent for more than ``stale_feed_s``, silence counted as the feed's failover policy
+  counts it (``Silence``): from the later of its last message, the moment it became
+  active and the market's opening; a provider the feed does not judge silent (a
+  replay, whose gaps are recorded data) is never stale;
 - ``provider_down`` HIGH (feed), per provider: it is backing off or disabled;
 - ``failed_over`` MEDIUM (feed): a less preferred provider feeds the hub;
 - ``failover`` HIGH (feed), counter: the feed failed over;
@@ -28,7 +33,10 @@ Two kinds of rule:
 - ``slow_clients`` LOW (clients), counter: clients were closed for being slow;
 - ``internal_errors`` HIGH (gateway), counter: failures were contained;
 - ``outbox_depth`` HIGH (hub): the outboxes hold more than ``outbox_depth`` items;
-- ``latency`` MEDIUM (hub): the interval's latency p99 is over ``latency_p99_ms``;
+- ``latency`` MEDIUM (hub): the interval's latency p99 is over ``latency_p99_ms``; a
+  p99 above the histogram's top bucket is a lower bound (``latency_p99_above_top``)
+  and counts as over any threshold; an interval with no latency sample judges nothing
+  (the alert keeps its state: ``alerts.AlertBook``'s ``unknown``);
 - ``cpu``, ``memory`` HIGH, ``disk`` CRITICAL (system): usage over its percentage (100:
   never).
 """
@@ -45,12 +53,14 @@ DOWN_STATES = frozenset({"backoff", "disabled"})
 
 
 class ProviderReading(NamedTuple):
-    """One provider: its state (``providers.failover.State`` values) and the age of its
-    last message (None when none came)."""
+    """One provider: its state (``providers.failover.State`` values), the age of its
+    last message (None when none came) and, for the active provider, its silence as the
+    feed counts it (``Silence``; None: not judged now)."""
 
     name: str
     state: str
     last_message_age_s: float | None
+    silent_s: float | None = None
 
 
 class Reading(NamedTuple):
@@ -68,6 +78,11 @@ class Reading(NamedTuple):
         outbox_depth: items queued in every client's outbox now.
         cpu_percent, memory_percent, disk_percent: the host's usage (None: unknown).
         latency_p99_ms: the interval's end-to-end latency p99 (None: nothing sampled).
+        latency_p99_above_top: the p99 fell above the histogram's top bucket:
+            ``latency_p99_ms`` is that bucket's bound, a lower bound.
+        down_since_fed: the providers that have been down at some reading since a
+            provider last fed the hub (``down_since_fed``): one of them retrying
+            (``starting``) is no sign that the feed is coming back.
     """
 
     providers: tuple[ProviderReading, ...] = ()
@@ -83,6 +98,56 @@ class Reading(NamedTuple):
     memory_percent: float | None = None
     disk_percent: float | None = None
     latency_p99_ms: float | None = None
+    latency_p99_above_top: bool = False
+    down_since_fed: frozenset[str] = frozenset()
+
+
+def down_since_fed(
+    providers: tuple[ProviderReading, ...], active: str, previous: Reading | None
+) -> frozenset[str]:
+    """``Reading.down_since_fed`` for a reading of ``providers`` with ``active``
+    feeding the hub (""), after ``previous``: reset while a provider feeds the hub."""
+    if active:
+        return frozenset()
+    down = {p.name for p in providers if p.state in DOWN_STATES}
+    return frozenset(down | (previous.down_since_fed if previous is not None else set()))
+
+
+class Silence:
+    """How long the active provider has been silent, counted as the feed's failover
+    policy counts it (``providers/failover.py``): from the later of its last message,
+    the moment it became active and the market's opening. Fed one reading at a time
+    (``update``), so "became active" and "the market opened" are the first reading
+    that saw it (at most an interval late: the alert is, never early)."""
+
+    def __init__(self) -> None:
+        self._active = ""
+        self._active_since = 0.0
+        self._open_since: float | None = None
+
+    def update(
+        self, wall: float, active: str, market_open: bool, last_at: float, watched: bool
+    ) -> float | None:
+        """The silence of ``active`` at ``wall`` (seconds), given when its last message
+        came (``last_at``, 0: never) and whether the feed judges its silence at all
+        (``watched``: a replay's is not); None while nothing is judged (no active
+        provider, the market closed, a provider not watched)."""
+        if active != self._active:
+            self._active, self._active_since = active, wall
+        if not market_open:
+            self._open_since = None
+            return None
+        if self._open_since is None:
+            self._open_since = wall
+        if not active or not watched:
+            return None
+        return round(max(0.0, wall - max(last_at, self._active_since, self._open_since)), 3)
+
+
+def unknown(reading: Reading) -> set[tuple[str, str]]:
+    """The rules ``reading`` cannot judge (their alerts keep their state): without a
+    latency sample in the interval, ``latency`` neither holds nor clears."""
+    return {("latency", "")} if reading.latency_p99_ms is None else set()
 
 
 class Thresholds(NamedTuple):
@@ -122,11 +187,10 @@ def conditions(reading: Reading, previous: Reading | None, limits: Thresholds) -
 def _feed(r: Reading, limits: Thresholds) -> list[Condition]:
     found: list[Condition] = []
     states = {p.name: p for p in r.providers}
-    if (
-        not r.active
-        and any(p.state in DOWN_STATES for p in r.providers)
-        and not any(p.state == "starting" for p in r.providers)
-    ):
+    # down now, or down since the hub was last fed and retrying now
+    down = r.down_since_fed | {p.name for p in r.providers if p.state in DOWN_STATES}
+    fresh = any(p.state == "starting" and p.name not in down for p in r.providers)
+    if not r.active and down and not fresh:
         found.append(
             Condition(
                 "feed_down",
@@ -161,15 +225,15 @@ def _feed(r: Reading, limits: Thresholds) -> list[Condition]:
             )
         )
     active = states.get(r.active)
-    age = active.last_message_age_s if active is not None else None
-    if r.market_open and age is not None and age > limits.stale_feed_s:
+    silent = active.silent_s if active is not None else None
+    if r.market_open and silent is not None and silent > limits.stale_feed_s:
         found.append(
             Condition(
                 "stale_feed",
                 "",
                 Severity.CRITICAL,
                 "feed",
-                f"No message from {r.active} for {age:.0f} s while the market is open "
+                f"No message from {r.active} for {silent:.0f} s while the market is open "
                 f"(threshold {limits.stale_feed_s:g} s)",
             )
         )
@@ -188,15 +252,16 @@ def _levels(r: Reading, limits: Thresholds) -> list[Condition]:
                 f"{r.outbox_depth} items queued for clients (threshold {limits.outbox_depth})",
             )
         )
-    if r.latency_p99_ms is not None and r.latency_p99_ms > limits.latency_p99_ms:
+    p99 = r.latency_p99_ms
+    if p99 is not None and (r.latency_p99_above_top or p99 > limits.latency_p99_ms):
+        over = "over " if r.latency_p99_above_top else ""
         found.append(
             Condition(
                 "latency",
                 "",
                 Severity.MEDIUM,
                 "hub",
-                f"Latency p99 is {r.latency_p99_ms:.0f} ms "
-                f"(threshold {limits.latency_p99_ms:g} ms)",
+                f"Latency p99 is {over}{p99:.0f} ms (threshold {limits.latency_p99_ms:g} ms)",
             )
         )
     for rule, value, limit, severity in (

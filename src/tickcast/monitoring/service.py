@@ -21,18 +21,29 @@ store and the signal service's are compared with what was seen (two integer sums
 the new ones are published as one ``DeadLetterBatch`` (reliable), previewed.
 
 ``tick()`` and ``collect_dead_letters()`` do one pass on demand (tests call them: no
-sleeps). A failure in a pass is contained (``Faults``, ``"service"``); the next goes on.
+sleeps). Each probe is contained on its own (``Faults``, ``"service"``, ``probe=...``,
+logged rate-limited): a probe that fails (psutil's disk reading of a path that is
+gone...) gives no figure for its part (None, ``null`` on the wire), and the other
+samples and the alerts go on. A failure elsewhere in a pass is contained the same way;
+the next pass goes on.
+
+Alert ids carry a token drawn at random when the service is made (``TOKEN_CHARS``
+lowercase letters and digits): ``<rule>-<token>.<n>``, so an id a dashboard kept from
+before a restart never names another alert after it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import os
+import secrets
+import string
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import psutil
 
@@ -51,8 +62,23 @@ from tickcast.model.monitoring import (
     Telemetry,
 )
 from tickcast.monitoring.alerts import AlertBook
-from tickcast.monitoring.figures import KEEP_LETTERS, DeadLetterLog, Letter, percentiles, rate
-from tickcast.monitoring.rules import ProviderReading, Reading, Thresholds, conditions
+from tickcast.monitoring.figures import (
+    KEEP_LETTERS,
+    DeadLetterLog,
+    Letter,
+    above_top,
+    percentiles,
+    rate,
+)
+from tickcast.monitoring.rules import (
+    ProviderReading,
+    Reading,
+    Silence,
+    Thresholds,
+    conditions,
+    down_since_fed,
+    unknown,
+)
 from tickcast.observability.faults import Faults
 from tickcast.observability.gcstats import GcPauses
 from tickcast.observability.metrics import LATENCY_BUCKETS, Gauges
@@ -64,6 +90,16 @@ log = logging.getLogger("tickcast.monitoring")
 
 #: The most seconds between two looks for dead letters.
 DLQ_CHECK_S = 1.0
+#: Characters of the random token in alert ids (36**6: about two billion).
+TOKEN_CHARS = 6
+
+T = TypeVar("T")
+
+
+def id_token() -> str:
+    """A random token for a service's alert ids: lowercase letters and digits."""
+    alphabet = string.ascii_lowercase + string.digits
+    return "".join(secrets.choice(alphabet) for _ in range(TOKEN_CHARS))
 
 
 class Feed(Protocol):
@@ -83,6 +119,10 @@ class Feed(Protocol):
     def inflow(self) -> Mapping[str, tuple[int, float]]: ...
 
     def market_open(self) -> bool: ...
+
+    def watches_silence(self, name: str) -> bool:
+        """Whether the feed judges ``name``'s silence at all (a replay's it does not)."""
+        ...
 
 
 class LetterStore(Protocol):
@@ -170,7 +210,8 @@ class MonitoringService:
             stale_feed_s=settings.alert_stale_feed_s,
             outbox_depth=settings.alert_outbox_depth,
         )
-        self.book = AlertBook(settings.alert_cooldown_s)
+        self.book = AlertBook(settings.alert_cooldown_s, token=id_token())
+        self.silence = Silence()
         self.letters = DeadLetterLog(settings.dlq_preview_bytes)
         self.metrics: SystemMetrics | None = None
         self.pipeline: Pipeline | None = None
@@ -257,13 +298,25 @@ class MonitoringService:
             self.sources.faults.report("service", exc, service="monitoring", step="dlq")
             return []
 
+    def _probe(self, name: str, read: Callable[[], T]) -> T | None:
+        """``read()``, or None when it fails (reported, rate-limited)."""
+        try:
+            return read()
+        except Exception as exc:  # one probe's failure costs its figure only
+            self.sources.faults.report("service", exc, service="monitoring", probe=name)
+            return None
+
     def _tick(self, now: Now) -> list[Alert]:
         src = self.sources
         stats = src.stats
-        gauges = src.gauges()
-        published, deliveries = src.hub_counts()
-        inflow = dict(src.feed.inflow())
-        latency = _buckets(src.latency) if src.latency is not None else None
+        probe = self._probe
+        gauges = probe("gauges", src.gauges)
+        published, deliveries = probe("hub", src.hub_counts) or (0, 0)
+        inflow = dict(probe("inflow", src.feed.inflow) or {})
+        histogram = src.latency
+        latency = None
+        if histogram is not None:
+            latency = probe("latency", lambda: _buckets(histogram))
         sample = _Sample(
             now.mono,
             inflow,
@@ -277,19 +330,30 @@ class MonitoringService:
         dt = now.mono - before.mono if before is not None else 0.0
         self.metrics = self._system(now.wall)
         p50 = p95 = p99 = None
-        if latency is not None:
-            p50, p95, p99 = percentiles(
-                LATENCY_BUCKETS, latency, before.latency if before is not None else None
-            )
-        letters = self._letter_totals()
-        states = {name: str(getattr(s, "value", s)) for name, s in src.feed.states().items()}
+        p99_above_top = False
+        if latency:
+            since = before.latency if before is not None else None
+            p50, p95, p99 = percentiles(LATENCY_BUCKETS, latency, since)
+            p99_above_top = above_top(latency, since, 0.99)
+        letters = probe("letters", self._letter_totals) or {}
+        states = {
+            name: str(getattr(s, "value", s))
+            for name, s in (probe("states", src.feed.states) or {}).items()
+        }
         active = src.feed.active
+        market_open = probe("market", src.feed.market_open) is True
         providers: list[ProviderFlow] = []
         readings: list[ProviderReading] = []
         for name, state in states.items():
             events, last_at = inflow.get(name, (0, 0.0))
             previous = before.inflow.get(name, (events, 0.0))[0] if before is not None else events
             age = round(max(0.0, now.wall - last_at), 3) if last_at else None
+            silent = None
+            if name == active:
+                watched = (
+                    probe("watched", functools.partial(src.feed.watches_silence, name)) is not False
+                )
+                silent = self.silence.update(now.wall, active, market_open, last_at, watched)
             providers.append(
                 ProviderFlow(
                     name,
@@ -301,20 +365,22 @@ class MonitoringService:
                     src.feed.left.get(name, 0),
                 )
             )
-            readings.append(ProviderReading(name, state, age))
+            readings.append(ProviderReading(name, state, age, silent))
+        if not active:
+            self.silence.update(now.wall, "", market_open, 0.0, False)
         self.pipeline = Pipeline(
             now.wall,
             tuple(providers),
             rate(published, before.published, dt) if before is not None else 0.0,
             rate(deliveries, before.deliveries, dt) if before is not None else 0.0,
-            gauges.outbox_depth,
-            gauges.conflated,
+            gauges.outbox_depth if gauges is not None else 0,
+            gauges.conflated if gauges is not None else 0,
             stats.slow_closes,
         )
         gc = src.gc
         self.telemetry = Telemetry(
             now.wall,
-            tuple(sorted(src.connections().items())),
+            tuple(sorted((probe("connections", src.connections) or {}).items())),
             rate(sample.messages_in, before.messages_in, dt) if before is not None else 0.0,
             rate(sample.messages_out, before.messages_out, dt) if before is not None else 0.0,
             p50,
@@ -324,23 +390,29 @@ class MonitoringService:
             round(gc.total_s * 1000, 3) if gc is not None else 0.0,
             round(gc.take_max() * 1000, 3) if gc is not None else 0.0,
         )
+        providers_read = tuple(readings)
         reading = Reading(
-            providers=tuple(readings),
+            providers=providers_read,
             active=active,
             preferred=src.feed.preferred,
-            market_open=src.feed.market_open(),
+            market_open=market_open,
             failovers=stats.failovers,
             dead_letters=letters,
             slow_closes=stats.slow_closes,
             internal_errors=sum(src.faults.counts.values()),
-            outbox_depth=gauges.outbox_depth,
+            outbox_depth=gauges.outbox_depth if gauges is not None else 0,
             cpu_percent=self.metrics.cpu_usage,
             memory_percent=self.metrics.memory_percent,
             disk_percent=self.metrics.disk_percent,
             latency_p99_ms=p99,
+            latency_p99_above_top=p99_above_top,
+            down_since_fed=down_since_fed(providers_read, active, self._reading),
         )
         changed = self.book.update(
-            conditions(reading, self._reading, self.thresholds), now.mono, now.wall
+            conditions(reading, self._reading, self.thresholds),
+            now.mono,
+            now.wall,
+            unknown(reading),
         )
         self._reading = reading
         self._sample = sample
@@ -367,21 +439,25 @@ class MonitoringService:
         return totals
 
     def _system(self, wall: float) -> SystemMetrics:
-        memory = psutil.virtual_memory()
-        disk = psutil.disk_usage(self.sources.disk_path)
-        net = psutil.net_io_counters()
+        """psutil's readings, each probe on its own (a failed one: its part None)."""
+        probe = self._probe
+        cpu = probe("cpu", lambda: round(psutil.cpu_percent(interval=None), 1))
+        cores = probe("cores", psutil.cpu_count) or os.cpu_count() or 1
+        memory = probe("memory", psutil.virtual_memory)
+        disk = probe("disk", lambda: psutil.disk_usage(self.sources.disk_path))
+        net = probe("network", psutil.net_io_counters)
         return SystemMetrics(
             timestamp=wall,
-            cpu_usage=round(psutil.cpu_percent(interval=None), 1),
-            cores=psutil.cpu_count() or os.cpu_count() or 1,
-            memory_used=int(memory.total - memory.available),
-            memory_total=int(memory.total),
-            memory_percent=round(float(memory.percent), 1),
-            disk_used=int(disk.used),
-            disk_total=int(disk.total),
-            disk_percent=round(float(disk.percent), 1),
-            bytes_in=int(net.bytes_recv) if net is not None else 0,
-            bytes_out=int(net.bytes_sent) if net is not None else 0,
+            cpu_usage=cpu,
+            cores=cores,
+            memory_used=int(memory.total - memory.available) if memory is not None else None,
+            memory_total=int(memory.total) if memory is not None else None,
+            memory_percent=round(float(memory.percent), 1) if memory is not None else None,
+            disk_used=int(disk.used) if disk is not None else None,
+            disk_total=int(disk.total) if disk is not None else None,
+            disk_percent=round(float(disk.percent), 1) if disk is not None else None,
+            bytes_in=int(net.bytes_recv) if net is not None else None,
+            bytes_out=int(net.bytes_sent) if net is not None else None,
         )
 
 

@@ -251,6 +251,12 @@ class Supervisor:
         """Whether the feed's market is open now (its calendar)."""
         return self.policy.market_open(self.clock())
 
+    def watches_silence(self, name: str) -> bool:
+        """Whether the feed judges ``name``'s silence (``Provider.watch_silence``: a
+        replay's quiet stretch is recorded data, never a dead upstream)."""
+        provider = self.providers.get(name)
+        return provider is not None and provider.watch_silence
+
     def book_events(self) -> dict[tuple[str, str], int]:
         """Order-book checks, ever, by (provider, outcome): gap, duplicate (dropped),
         resync (snapshot asked), overflow (buffered delta dropped while resyncing)."""

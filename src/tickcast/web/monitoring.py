@@ -44,12 +44,14 @@ from tickcast.web.schemas import ErrorOut
 
 _TIME: Final = {"type": "string", "description": "ISO 8601 UTC with milliseconds and a Z."}
 _NUMBER_OR_NULL: Final = {"type": ["number", "null"]}
+_INTEGER_OR_NULL: Final = {"type": ["integer", "null"]}
+_UNREAD: Final = "null when the reading failed (see the log)."
 
 ALERT_SCHEMA: Final[dict[str, Any]] = {
     "type": "object",
     "required": ["id", "severity", "message", "timestamp", "source", "resolved"],
     "properties": {
-        "id": {"type": "string", "examples": ["stale_feed-3"]},
+        "id": {"type": "string", "examples": ["stale_feed-k3x9qa.3"]},
         "severity": {"type": "string", "enum": ["CRITICAL", "HIGH", "MEDIUM", "LOW"]},
         "message": {"type": "string"},
         "timestamp": {
@@ -64,9 +66,9 @@ _USAGE: Final = {
     "type": "object",
     "required": ["used", "total", "percentage"],
     "properties": {
-        "used": {"type": "integer", "description": "Bytes."},
-        "total": {"type": "integer", "description": "Bytes."},
-        "percentage": {"type": "number"},
+        "used": {**_INTEGER_OR_NULL, "description": f"Bytes; {_UNREAD}"},
+        "total": {**_INTEGER_OR_NULL, "description": f"Bytes; {_UNREAD}"},
+        "percentage": {**_NUMBER_OR_NULL, "description": _UNREAD},
     },
 }
 METRICS_SCHEMA: Final[dict[str, Any]] = {
@@ -77,14 +79,20 @@ METRICS_SCHEMA: Final[dict[str, Any]] = {
         "cpu": {
             "type": "object",
             "required": ["usage", "cores"],
-            "properties": {"usage": {"type": "number"}, "cores": {"type": "integer"}},
+            "properties": {
+                "usage": {**_NUMBER_OR_NULL, "description": _UNREAD},
+                "cores": {"type": "integer"},
+            },
         },
         "memory": _USAGE,
         "disk": _USAGE,
         "network": {
             "type": "object",
             "required": ["bytesIn", "bytesOut"],
-            "properties": {"bytesIn": {"type": "integer"}, "bytesOut": {"type": "integer"}},
+            "properties": {
+                "bytesIn": {**_INTEGER_OR_NULL, "description": _UNREAD},
+                "bytesOut": {**_INTEGER_OR_NULL, "description": _UNREAD},
+            },
         },
     },
 }
@@ -158,6 +166,9 @@ TELEMETRY_SCHEMA: Final[dict[str, Any]] = {
         "latency_ms": {
             "type": "object",
             "required": ["p50", "p95", "p99"],
+            "description": "Of the deliveries sampled in the interval (null: none was). A "
+            "percentile above the histogram's top bucket is given as that bucket's bound "
+            "(2500 ms): at least that.",
             "properties": {"p50": _NUMBER_OR_NULL, "p95": _NUMBER_OR_NULL, "p99": _NUMBER_OR_NULL},
         },
         "gc": {

@@ -47,7 +47,8 @@ CLIENT_TYPES = [
     "subscribe_signal_status",
     "unsubscribe_signal_status",
 ]
-#: Where each front listens, by its name in the guard's rosters.
+#: Where each front listens, by its name in the guard's rosters (the monitoring
+#: streams' five paths as one brace pattern).
 PATHS: Final = {
     market.NAME: market.PATH,
     realtime.NAME: realtime.PATH,

@@ -13,7 +13,8 @@ from support.clock import ManualClock
 from tickcast.auth.credentials import ANONYMOUS, Principal
 from tickcast.closecodes import CloseCode
 from tickcast.fronts.base import FrontSpec
-from tickcast.fronts.monitoring import STREAMS, MonitoringSpec
+from tickcast.fronts.guard import UserCap
+from tickcast.fronts.monitoring import NOT_OPERATOR, SIGN_IN, STREAMS, MonitoringSpec
 from tickcast.fronts.realtime import RealtimeSpec
 from tickcast.model.channel import BUILTIN, Readers
 from tickcast.model.envelope import Envelope
@@ -92,3 +93,12 @@ def test_the_first_frame_is_built_for_one_subscriber_from_the_current_state() ->
     assert json.loads(codec.encode(first))[0]["id"] == "cpu-1"
     assert spec.snapshot(Topic("metrics", "gateway"), None, ctx()) is None  # no sample yet
     assert service.asked == ["alerts", "metrics"]
+
+
+def test_an_open_socket_whose_key_no_longer_names_an_operator_is_turned_away() -> None:
+    spec = MonitoringSpec(Service(), recheck_s=5)
+    assert spec.revoked(OPERATOR) is None
+    assert spec.revoked(USER) == (NOT_OPERATOR, CloseCode.FORBIDDEN)
+    assert spec.revoked(None) == (SIGN_IN, CloseCode.AUTHENTICATION_REQUIRED)
+    assert spec.user_cap is UserCap.PER_PATH
+    assert FrontSpec.user_cap is UserCap.SHARED

@@ -20,7 +20,7 @@ from tickcast.model.monitoring import (
     Telemetry,
 )
 from tickcast.model.topic import Topic
-from tickcast.monitoring.figures import DeadLetterLog, Letter, percentiles, preview, rate
+from tickcast.monitoring.figures import DeadLetterLog, Letter, above_top, percentiles, preview, rate
 from tickcast.protocols.monitoring import codec
 
 T = 1_796_470_200.123  # 2026-12-05T11:30:00.123Z
@@ -47,6 +47,11 @@ def test_percentiles_from_histogram_bucket_deltas() -> None:
     assert percentiles(bounds, now, now) == [None, None, None]
     # over the last bound: reported as the last bound
     assert percentiles(bounds, [0, 0, 0, 10], None) == [100.0, 100.0, 100.0]
+    # ... a lower bound, which above_top tells
+    assert above_top([0, 0, 0, 10], None, 0.99)
+    assert not above_top(now, before, 0.99)
+    assert above_top([50, 95, 98, 100], None, 0.99)  # 2 of 100 over: p99 is over
+    assert not above_top(now, now, 0.99)  # nothing observed
     with pytest.raises(ValueError, match="a count per bound"):
         percentiles(bounds, [1, 2], None)
 

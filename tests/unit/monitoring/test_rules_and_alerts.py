@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from tickcast.model.monitoring import Severity
 from tickcast.monitoring.alerts import AlertBook
-from tickcast.monitoring.rules import Condition, ProviderReading, Reading, Thresholds, conditions
+from tickcast.monitoring.rules import (
+    Condition,
+    ProviderReading,
+    Reading,
+    Silence,
+    Thresholds,
+    conditions,
+    down_since_fed,
+    unknown,
+)
 
 LIMITS = Thresholds(
     cpu_percent=90,
@@ -62,13 +71,54 @@ def test_no_provider_feeding_is_critical_unless_one_is_starting() -> None:
 
 
 def test_a_stale_feed_counts_only_while_the_market_is_open() -> None:
-    stale = HEALTHY._replace(providers=(ProviderReading("alpaca", "up", 31.0),))
+    stale = HEALTHY._replace(providers=(ProviderReading("alpaca", "up", 3600.0, 31.0),))
     found = conditions(stale, None, LIMITS)
     assert names(found) == {("stale_feed", "")}
     assert found[0].severity is Severity.CRITICAL
+    assert "for 31 s" in found[0].message
     assert conditions(stale._replace(market_open=False), None, LIMITS) == []
-    fresh = HEALTHY._replace(providers=(ProviderReading("alpaca", "up", 30.0),))
+    fresh = HEALTHY._replace(providers=(ProviderReading("alpaca", "up", 3600.0, 30.0),))
     assert conditions(fresh, None, LIMITS) == []
+    unjudged = HEALTHY._replace(providers=(ProviderReading("alpaca", "up", 3600.0, None),))
+    assert conditions(unjudged, None, LIMITS) == []
+
+
+def test_silence_counts_from_the_later_of_the_last_message_the_activation_and_the_open() -> None:
+    silence = Silence()
+    # active since 100, never a message: silent from 100
+    assert silence.update(100.0, "alpaca", True, 0.0, True) == 0.0
+    assert silence.update(160.0, "alpaca", True, 0.0, True) == 60.0
+    assert silence.update(170.0, "alpaca", True, 165.0, True) == 5.0
+    # closed overnight: not judged; the open starts the count again
+    assert silence.update(200.0, "alpaca", False, 165.0, True) is None
+    assert silence.update(5000.0, "alpaca", True, 165.0, True) == 0.0
+    assert silence.update(5010.0, "alpaca", True, 165.0, True) == 10.0
+    # another provider takes over: counted from then
+    assert silence.update(5020.0, "polygon", True, 0.0, True) == 0.0
+    # a provider the feed does not watch (a replay) is never judged
+    assert silence.update(9000.0, "polygon", True, 0.0, False) is None
+
+
+def test_feed_down_holds_while_a_down_provider_retries_until_the_hub_is_fed() -> None:
+    down = HEALTHY._replace(providers=(ProviderReading("alpaca", "backoff", None),), active="")
+    down = down._replace(down_since_fed=down_since_fed(down.providers, "", None))
+    retrying = down._replace(providers=(ProviderReading("alpaca", "starting", None),))
+    retrying = retrying._replace(down_since_fed=down_since_fed(retrying.providers, "", down))
+    assert ("feed_down", "") in names(conditions(retrying, down, LIMITS))
+    fed = HEALTHY._replace(down_since_fed=down_since_fed(HEALTHY.providers, "alpaca", retrying))
+    assert fed.down_since_fed == frozenset()
+    # the feed starting for the first time is not down
+    first = HEALTHY._replace(providers=(ProviderReading("alpaca", "starting", None),), active="")
+    assert conditions(first, None, LIMITS) == []
+
+
+def test_the_latency_above_the_top_bucket_counts_as_over_any_threshold() -> None:
+    above = HEALTHY._replace(latency_p99_ms=2500.0, latency_p99_above_top=True)
+    found = conditions(above, None, LIMITS._replace(latency_p99_ms=3000))
+    assert names(found) == {("latency", "")}
+    assert "over 2500 ms" in found[0].message
+    assert unknown(HEALTHY) == {("latency", "")}  # no sample: no judgement
+    assert unknown(above) == set()
 
 
 def test_thresholds_of_the_level_rules() -> None:
@@ -173,3 +223,12 @@ def test_rules_and_book_together_counter_alert_resolves_after_a_quiet_interval()
         [("dead_letters-1", True)],  # a quiet interval
         [],  # arriving again within the cooldown: not reopened
     ]
+
+
+def test_an_unknown_rule_neither_resolves_nor_opens_and_ids_carry_the_token() -> None:
+    book = AlertBook(cooldown_s=0, token="k3x9qa")
+    opened = book.update([condition("latency")], 0.0, 0.0)
+    assert [a.id for a in opened] == ["latency-k3x9qa.1"]
+    assert book.update([], 5.0, 5.0, unknown={("latency", "")}) == []
+    assert [a.id for a in book.open_alerts()] == ["latency-k3x9qa.1"]
+    assert [a.resolved for a in book.update([], 10.0, 10.0)] == [True]

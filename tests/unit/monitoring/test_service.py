@@ -4,6 +4,7 @@ rates over the interval, the alerts it publishes, dead letters, and a contained 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -39,6 +40,9 @@ class Feed:
         return self.events
 
     def market_open(self) -> bool:
+        return True
+
+    def watches_silence(self, name: str) -> bool:
         return True
 
 
@@ -161,3 +165,16 @@ def test_a_failing_pass_is_contained() -> None:
     feed.inflow = broken  # type: ignore[method-assign]
     assert service.tick() == []
     assert service.sources.faults.counts == {"service": 1}
+
+
+def test_a_failing_probe_costs_its_own_figure_only() -> None:
+    service, recording, _, _, _ = build()
+    service.sources = dataclasses.replace(service.sources, disk_path="/no/such/directory")
+    service.tick()
+    metrics = of(recording, SystemMetrics)[-1]
+    assert (metrics.disk_used, metrics.disk_total, metrics.disk_percent) == (None, None, None)
+    assert metrics.memory_total is not None
+    assert metrics.memory_total > 0
+    assert service.sources.faults.counts == {"service": 1}
+    assert of(recording, Pipeline)
+    assert of(recording, Telemetry)

@@ -3,7 +3,7 @@
 Rules: pure. One wire (``WIRE``) serves the five monitoring channels; the shape follows
 the payload's type::
 
-    /ws/alerts    [{"id": "stale_feed-3", "severity": "CRITICAL", "message": "...",
+    /ws/alerts    [{"id": "stale_feed-k3x9qa.3", "severity": "CRITICAL", "message": "...",
                     "timestamp": "2026-12-05T11:30:00.123Z", "source": "feed",
                     "resolved": false}, ...]
     /ws/metrics   {"timestamp": ..., "cpu": {"usage": 12.5, "cores": 2},
