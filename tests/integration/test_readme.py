@@ -187,3 +187,58 @@ def test_the_first_make_serve_says_what_it_installs() -> None:
     said = [line for line in dry_run[:install] if line.startswith("echo ")]
     assert any("installing tickcast and its dependencies" in line for line in said), dry_run
     assert any("creating the virtual environment" in line for line in said), dry_run
+
+
+def test_readme_front_4_examples_run_as_written_after_the_account_example(
+    tmp_path: Path,
+) -> None:
+    """The leaderboard's and the monitoring's examples, run after the account example
+    (they use its `KEY` and `PORTFOLIO`), against a server seeded as `make serve` does."""
+    need("curl")
+    blocks = shell_blocks(README.read_text())
+    account = next(b for b in blocks if "tickcast users create ada" in b)
+    board = next(b for b in blocks if "/api/leaderboard/top" in b)
+    monitoring = next(b for b in blocks if "--role operator" in b)
+    database_url = f"sqlite+aiosqlite:///{tmp_path}/tickcast.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    env["TICKCAST_DATABASE_URL"] = database_url
+    demo = subprocess.run(
+        [sys.executable, "-m", "tickcast", "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert demo.returncode == 0, demo.stderr
+    srv = start_server(tmp_path, database_url=database_url)
+    try:
+        outputs = []
+        for script in (account + "\necho '<<account>>'\n", board, monitoring):
+            script = script.replace("127.0.0.1:8000", f"127.0.0.1:{srv.port}").replace(
+                ".venv/bin/", f"{Path(sys.executable).parent}/"
+            )
+            outputs.append(script)
+        result = subprocess.run(
+            ["bash", "-euo", "pipefail", "-c", "\n".join(outputs)],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        srv.stop()
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    after = result.stdout.split("<<account>>", 1)[1]
+    board_said, _, monitoring_said = after.partition("created user 'olga'")
+    opted, top = json_documents(board_said)
+    monitoring_said = monitoring_said.partition("\n")[2]  # after "(id N)"
+    alerts, metrics = json_documents(monitoring_said)
+    assert opted["public"] is True
+    assert top["type"] == "top-performers"
+    assert len(top["data"]) == 3
+    assert [entry["rank"] for entry in top["data"]] == [1, 2, 3]
+    assert isinstance(alerts, list)
+    assert {"timestamp", "cpu", "memory", "disk", "network"} <= metrics.keys()
