@@ -69,9 +69,9 @@ def json_documents(text: str) -> list[Any]:
     return found
 
 
-def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path) -> None:
-    need("curl")
-    block = next(b for b in shell_blocks(README.read_text()) if "tickcast users create" in b)
+def run_after_make_serve(tmp_path: Path, script: str) -> subprocess.CompletedProcess[str]:
+    """Run ``script`` as a README reader would, against a server seeded as `make serve`
+    does (the demo account first), its URLs and `.venv/bin/` pointed at this one."""
     database_url = f"sqlite+aiosqlite:///{tmp_path}/tickcast.db"
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env["TICKCAST_DATABASE_URL"] = database_url
@@ -87,7 +87,7 @@ def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path)
     assert demo.returncode == 0, demo.stderr
     srv = start_server(tmp_path, database_url=database_url)
     try:
-        script = block.replace("127.0.0.1:8000", f"127.0.0.1:{srv.port}").replace(
+        script = script.replace("127.0.0.1:8000", f"127.0.0.1:{srv.port}").replace(
             ".venv/bin/", f"{Path(sys.executable).parent}/"
         )
         result = subprocess.run(
@@ -102,6 +102,13 @@ def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path)
     finally:
         srv.stop()
     assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    return result
+
+
+def test_readme_account_example_runs_as_written_after_make_serve(tmp_path: Path) -> None:
+    need("curl")
+    block = next(b for b in shell_blocks(README.read_text()) if "tickcast users create" in b)
+    result = run_after_make_serve(tmp_path, block)
     said, _, answers = result.stdout.partition("{")
     # the demo user is id 1, then the leaderboard's players
     assert said.strip() == f"created user 'ada' (id {2 + LEADERBOARD_PLAYERS})"
@@ -199,38 +206,8 @@ def test_readme_front_4_examples_run_as_written_after_the_account_example(
     account = next(b for b in blocks if "tickcast users create ada" in b)
     board = next(b for b in blocks if "/api/leaderboard/top" in b)
     monitoring = next(b for b in blocks if "--role operator" in b)
-    database_url = f"sqlite+aiosqlite:///{tmp_path}/tickcast.db"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
-    env["TICKCAST_DATABASE_URL"] = database_url
-    demo = subprocess.run(
-        [sys.executable, "-m", "tickcast", "demo"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
-    assert demo.returncode == 0, demo.stderr
-    srv = start_server(tmp_path, database_url=database_url)
-    try:
-        outputs = []
-        for script in (account + "\necho '<<account>>'\n", board, monitoring):
-            script = script.replace("127.0.0.1:8000", f"127.0.0.1:{srv.port}").replace(
-                ".venv/bin/", f"{Path(sys.executable).parent}/"
-            )
-            outputs.append(script)
-        result = subprocess.run(
-            ["bash", "-euo", "pipefail", "-c", "\n".join(outputs)],
-            env=env,
-            cwd=tmp_path,
-            capture_output=True,
-            text=True,
-            timeout=120,
-            check=False,
-        )
-    finally:
-        srv.stop()
-    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    script = "\n".join((account, "echo '<<account>>'", board, monitoring))
+    result = run_after_make_serve(tmp_path, script)
     after = result.stdout.split("<<account>>", 1)[1]
     board_said, _, monitoring_said = after.partition("created user 'olga'")
     opted, top = json_documents(board_said)
