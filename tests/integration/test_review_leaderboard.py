@@ -47,11 +47,6 @@ async def gama_rises_to_the_top(gateway: Gateway, client: BoardClient) -> None:
     assert gama(client)["previous_rank"] == 3  # as documented: up from 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="/ws/updates: an entry that moved then changes only its values is sent with "
-    "previous_rank reset to its current rank (docs: its rank before its last move)",
-)
 async def test_previous_rank_is_kept_while_a_moved_entry_stays_put(
     board: tuple[Gateway, dict[str, Account]],
 ) -> None:
@@ -65,11 +60,6 @@ async def test_previous_rank_is_kept_while_a_moved_entry_stays_put(
         assert gama(client)["previous_rank"] == 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="polling /api/leaderboard/top and a new /ws/top subscriber show previous_rank "
-    "== rank after a move, while /ws/updates says the entry came up from 3",
-)
 async def test_polling_and_new_subscribers_show_the_previous_rank_the_stream_showed(
     board: tuple[Gateway, dict[str, Account]],
 ) -> None:
@@ -95,11 +85,6 @@ async def refusal_code(gateway: Gateway, path: str) -> int | None:
         return await closed_code(ws, WAIT_S)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="polling and the socket disagree on a bad parameter: n=1&n=2 is 200 over HTTP "
-    "but 3506 on /ws/top; n=01 is 422 over HTTP but served on /ws/top",
-)
 async def test_polling_and_the_socket_refuse_the_same_parameters(
     board: tuple[Gateway, dict[str, Account]],
 ) -> None:

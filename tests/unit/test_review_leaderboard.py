@@ -65,11 +65,6 @@ def three_then_third_to_the_top() -> Leaderboard:
     return board
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="previous_rank is reset to the current rank when an entry that moved then "
-    "changes only its values (docs: its rank before its last move)",
-)
 def test_previous_rank_survives_a_value_change_at_the_same_rank() -> None:
     board = three_then_third_to_the_top()
     board.apply(worth(3, "1301", daily_change="1"))  # still rank 1; its value changed
@@ -80,11 +75,6 @@ def test_previous_rank_survives_a_value_change_at_the_same_rank() -> None:
     assert row.previous_rank == 3  # it has not moved since it rose from 3
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a view nobody streams (a poll, a new /ws/top) shows previous_rank == rank "
-    "right after a move, while the streamed board says 'up from 3'",
-)
 def test_an_unwatched_view_shows_the_same_previous_rank_as_the_streamed_board() -> None:
     board = three_then_third_to_the_top()
     streamed = {e.entry.portfolio_id: e.previous_rank for e in board.snapshot(2.0).entries}
@@ -156,11 +146,6 @@ class OnePortfolio:
         pass
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="an opt-out told while the owner's first opt-in awaits the name read is undone "
-    "when that read completes: the private portfolio stays on the board",
-)
 async def test_an_opt_out_during_a_first_opt_in_leaves_the_portfolio_off_the_board(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
