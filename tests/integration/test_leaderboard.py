@@ -168,7 +168,7 @@ async def test_updates_snapshot_at_once_then_rank_changes_and_the_same_over_http
             "total_value": 1000.0,
             "daily_change": 0.0,
             "daily_change_percent": 0.0,
-            "previous_rank": 1,
+            "previous_rank": None,  # it has not moved since it was ranked
         }
         assert "Dave's" not in {e["portfolio_name"] for e in client.board}  # private
         quote(gateway, "GAMA", 130.0)  # carol +30 %: from 3rd to 1st
@@ -301,6 +301,23 @@ async def test_unknown_private_and_bad_requests_get_an_error_and_the_close(
         assert (await poll(gateway, f"/leaderboard/around/{dave}")).status_code == 404
         quote(gateway, "GAMA", 200.0)  # the bystander is fine
         await watcher.until(lambda c: c.ranks().get("GAMA") == 1)
+
+
+async def test_a_bad_parameter_is_refused_with_the_same_message_by_poll_and_socket(
+    board: tuple[Gateway, dict[str, Account]],
+) -> None:
+    gateway, _ = board
+    for socket, route in (
+        ("/ws/top?n=01", "/leaderboard/top?n=01"),
+        ("/ws/top?n=1&n=2", "/leaderboard/top?n=1&n=2"),
+        ("/ws/around?portfolio_id=1&window=51", "/leaderboard/around/1?window=51"),
+        ("/ws/around?portfolio_id=%2B1", "/leaderboard/around/%2B1"),
+    ):
+        message, code = await refused(ws_url(gateway, socket))
+        answer = await poll(gateway, route)
+        assert (code, answer.status_code) == (3506, 422), socket
+        [error] = answer.json()["detail"]
+        assert error["msg"] == message["data"]["message"], socket
 
 
 async def test_a_client_flooding_messages_is_closed_and_others_are_fine(tmp_path: Path) -> None:

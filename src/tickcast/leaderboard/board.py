@@ -29,9 +29,11 @@ rank touched is ``<= n``; an around window when the span meets its ranks. A view
 again keeps the rows that show what they showed (``carry``), so a message goes out only
 when a rank or a shown value changed, at most once per window.
 
-``previous_rank`` is a row's rank before its last move: views are read before the
-ranking's mark moves (``Ranking.mark``, called at the end of each flush), so a row
-that moved shows its rank at the previous flush, and keeps it while it stays put.
+``previous_rank`` is a row's rank before its last move (None until it first moves),
+a fact the ranking keeps with each entry (``ranking.py``): it changes only when the
+entry's rank does, never with its values, and every reader (a flushed view, a poll, a
+new subscriber's first view) reads the same one. The ranking's mark moves at the end
+of each flush (``Ranking.mark``): a move is a rank that differs between two flushes.
 """
 
 from __future__ import annotations
@@ -128,15 +130,13 @@ def carry(
     before: tuple[RankedEntry, ...], after: tuple[RankedEntry, ...]
 ) -> tuple[RankedEntry, ...]:
     """``after``, with each row that shows what it showed ``before`` (the same portfolio
-    at the same rank with the same values) kept as it was, ``previous_rank`` included:
-    a view changes only where a rank or a value did, and a row's ``previous_rank`` is
-    its rank before its last move, as the view's subscribers were told."""
+    at the same rank, ``previous_rank`` and values) kept as the same object: a view
+    whose rows all stand is the view shown, and is not sent again."""
     then = {e.entry.portfolio_id: e for e in before}
     rows = []
     for ranked in after:
         old = then.get(ranked.entry.portfolio_id)
-        same = old is not None and old.rank == ranked.rank and old.entry == ranked.entry
-        rows.append(old if same and old is not None else ranked)
+        rows.append(old if old is not None and old == ranked else ranked)
     return tuple(rows)
 
 
@@ -155,7 +155,7 @@ def board_update(
             entered.append(ranked)
         elif old.rank != ranked.rank:
             moved.append(ranked)
-        elif old.entry != ranked.entry:
+        elif old != ranked:  # the same rank, something else shown changed
             updated.append(ranked)
     left = tuple(sorted(then))
     if not (moved or entered or updated or left):

@@ -11,7 +11,9 @@ migrated and loaded the portfolios:
   portfolio service publishes (the changed portfolios, every ``update_interval_s``, and
   after each trade or cash movement) re-ranks a public portfolio, O(log n);
 - ``on_public`` (the portfolio service's opt-in listener): a portfolio that opted in
-  is ranked at once (its owner's name read once, then kept), one that opted out leaves;
+  is ranked at once (its owner's name read once, then kept), one that opted out leaves.
+  The last decision told wins: an opt-in that awaited its owner's name is dropped when
+  another decision on that portfolio was told meanwhile (an opt-out it would undo);
 - ``follow``: the hub's first- and last-subscriber hooks on the three leaderboard
   channels say which views someone watches; only those are computed;
 - every ``leaderboard_window_ms``: ``flush`` publishes the watched views that changed
@@ -106,6 +108,10 @@ class LeaderboardService:
         self.faults = Faults() if faults is None else faults
         self.board = Leaderboard(snapshot_limit)
         self.names: dict[int, str] = {}  # owner id -> username, of public portfolios' owners
+        # portfolio id -> the number of its latest decision while one is being applied:
+        # an opt-in that awaited is applied only if it is still the latest
+        self._deciding: dict[int, int] = {}
+        self._decisions = 0
         self._next_snapshot = 0.0
         self._task: asyncio.Task[None] | None = None
 
@@ -160,14 +166,25 @@ class LeaderboardService:
                 apply(payload)
 
     async def on_public(self, portfolio: Portfolio) -> None:
-        """A portfolio opted in (ranked at once) or out (off the board)."""
-        if not portfolio.public:
-            self.board.leave(portfolio.id)
-            return
-        if portfolio.owner_id not in self.names:
-            async with self.engine.connect() as conn:
-                self.names.update(await Users(conn).names([portfolio.owner_id]))
-        self._enter(portfolio, self.clock.wall())
+        """A portfolio opted in (ranked at once) or out (off the board); the decision told
+        last wins, whatever the order the owner's name reads complete in."""
+        self._decisions += 1
+        decision = self._decisions
+        self._deciding[portfolio.id] = decision
+        try:
+            if not portfolio.public:
+                self.board.leave(portfolio.id)
+                return
+            if portfolio.owner_id not in self.names:
+                async with self.engine.connect() as conn:
+                    names = await Users(conn).names([portfolio.owner_id])
+                self.names.update(names)
+                if self._deciding.get(portfolio.id) != decision:
+                    return  # a later decision was told meanwhile: it stands
+            self._enter(portfolio, self.clock.wall())
+        finally:
+            if self._deciding.get(portfolio.id) == decision:
+                del self._deciding[portfolio.id]
 
     def _enter(self, portfolio: Portfolio, now: float) -> None:
         name = self.names.get(portfolio.owner_id)

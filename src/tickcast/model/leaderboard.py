@@ -54,8 +54,8 @@ class RankedEntry(msgspec.Struct, frozen=True, gc=False):
 
     Attributes:
         rank: 1-based, now.
-        previous_rank: its rank at the previous batching window (the ranking's mark);
-            None when it was not on the board then (it entered since).
+        previous_rank: its rank before its last move (a rank that differed between
+            two batching windows); None until it first moves after entering the board.
         entry: the values.
     """
 

@@ -13,6 +13,12 @@ answered 304 without a body. 404: a portfolio not on the board (unknown, or not 
 not told apart); 422: a bad parameter; 401: no credential while ``leaderboard_public``
 is off.
 
+The parameters are read as the sockets read them (``protocols/leaderboard/request.py``:
+``top_n``, ``around_window``, ``portfolio_id_of``, from the raw query), so a poll and a
+socket accept or refuse the same query, with the same message (the 422's ``msg``, the
+socket's error). The signatures declare them for the OpenAPI description only, as text
+(FastAPI reads no integer of its own: a repeated ``n`` would be its last value there).
+
 No ``from __future__ import annotations`` here: FastAPI reads the endpoints' signatures
 at run time.
 """
@@ -25,14 +31,28 @@ from typing import Annotated, Any, Final
 import fastapi
 import msgspec
 from fastapi import Depends, HTTPException, Path, Query, Request, Response
+from fastapi.exceptions import RequestValidationError
+from pydantic import WithJsonSchema
 
 from tickcast.auth.credentials import Principal
 from tickcast.config.groups import LeaderboardSettings
 from tickcast.fronts.leaderboard import Board
 from tickcast.protocols.leaderboard import codec
-from tickcast.protocols.leaderboard.request import DEFAULT_TOP, DEFAULT_WINDOW, MAX_ID
+from tickcast.protocols.leaderboard.request import (
+    DEFAULT_TOP,
+    DEFAULT_WINDOW,
+    MAX_ID,
+    BadParameter,
+    Limits,
+    Params,
+    around_window,
+    not_on_the_board,
+    parse_query,
+    portfolio_id_of,
+    top_n,
+)
 from tickcast.web.contract import CREDENTIALS, Responses
-from tickcast.web.schemas import ErrorOut, WholeText
+from tickcast.web.schemas import ErrorOut
 
 _NUMBER: Final = {"type": "number"}
 ENTRY_SCHEMA: Final[dict[str, Any]] = {
@@ -66,7 +86,8 @@ ENTRY_SCHEMA: Final[dict[str, Any]] = {
         "daily_change_percent": _NUMBER,
         "previous_rank": {
             "type": ["integer", "null"],
-            "description": "The rank at the previous batching window; null when new.",
+            "description": "The rank before its last move; null until it first moves "
+            "after entering the board.",
         },
     },
 }
@@ -94,6 +115,23 @@ def _ok(kind: str, description: str) -> Responses:
         },
         304: {"description": "Unchanged since the If-None-Match tag."},
     }
+
+
+def _whole(low: int, high: int) -> WithJsonSchema:
+    """The OpenAPI schema of a whole-number parameter, declared as text: ``request.py``
+    reads it, from the raw query."""
+    return WithJsonSchema({"type": "integer", "minimum": low, "maximum": high})
+
+
+def _query(request: Request) -> Params:
+    return parse_query(request.scope.get("query_string", b""))
+
+
+def _refused(exc: BadParameter, where: str) -> RequestValidationError:
+    """A 422 in FastAPI's validation shape, with the socket's message."""
+    return RequestValidationError(
+        [{"type": "value_error", "loc": (where, exc.name), "msg": exc.message, "input": exc.value}]
+    )
 
 
 def answer(request: Request, body: bytes) -> Response:
@@ -135,6 +173,7 @@ def add_leaderboard_routes(
         max_top, max_window: the largest ``n`` and ``window``.
     """
     Found = Annotated[tuple[Principal, bool], Depends(credentials)]
+    limits = Limits(max_top, max_window)
     security: dict[str, Any] | None = {"security": [{}]} if public else None
     responses: Responses = CREDENTIALS  # a bad credential is a 401 even when public
 
@@ -167,11 +206,17 @@ def add_leaderboard_routes(
     async def leaderboard_top(
         request: Request,
         found: Found,
-        n: Annotated[int, Query(ge=1, le=max_top), WholeText] = DEFAULT_TOP,
+        n: Annotated[
+            str | None, Query(description=f"{DEFAULT_TOP} by default."), _whole(1, max_top)
+        ] = None,
     ) -> Response:
-        """What `/ws/top?n=` sends."""
+        """What `/ws/top?n=` sends (`n` read as the socket reads it)."""
         check(found)
-        return answer(request, codec.encode(board.top(n)))
+        try:
+            count = top_n(_query(request), limits)
+        except BadParameter as exc:
+            raise _refused(exc, "query") from None
+        return answer(request, codec.encode(board.top(count)))
 
     @api.get(
         "/leaderboard/around/{portfolio_id}",
@@ -188,12 +233,25 @@ def add_leaderboard_routes(
     async def leaderboard_around(
         request: Request,
         found: Found,
-        portfolio_id: Annotated[int, Path(ge=1, le=MAX_ID), WholeText],
-        window: Annotated[int, Query(ge=0, le=max_window), WholeText] = DEFAULT_WINDOW,
+        portfolio_id: Annotated[str, Path(), _whole(1, MAX_ID)],
+        window: Annotated[
+            str | None,
+            Query(description=f"{DEFAULT_WINDOW} by default."),
+            _whole(0, max_window),
+        ] = None,
     ) -> Response:
-        """What `/ws/around?portfolio_id=&window=` sends on connect."""
+        """What `/ws/around?portfolio_id=&window=` sends on connect (the parameters read
+        as the socket reads them)."""
         check(found)
-        view = board.around(portfolio_id, window)
+        try:
+            chosen = portfolio_id_of(portfolio_id)
+        except BadParameter as exc:
+            raise _refused(exc, "path") from None
+        try:
+            size = around_window(_query(request), limits)
+        except BadParameter as exc:
+            raise _refused(exc, "query") from None
+        view = board.around(chosen, size)
         if view is None:
-            raise HTTPException(404, f"Portfolio {portfolio_id} is not on the leaderboard")
+            raise HTTPException(404, not_on_the_board(chosen))
         return answer(request, codec.encode(msgspec.structs.replace(view, kind="snapshot")))

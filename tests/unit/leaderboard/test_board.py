@@ -209,6 +209,52 @@ def test_an_around_view_follows_its_portfolio_and_empties_when_it_leaves() -> No
     assert board.flush(4.0) == []
 
 
+def test_an_opted_out_portfolio_leaves_every_watched_view_at_the_next_flush() -> None:
+    board = board_of(1300, 1200, 1100)
+    board.watch(BOARD, 0.0)
+    board.watch(Topic(TOP_CHANNEL, "3"), 0.0)
+    board.watch(Topic(AROUND_CHANNEL, "1:1"), 0.0)
+    board.leave(2)
+    messages = board.flush(1.0)
+    assert len(messages) == 3
+    assert ids(board.snapshot(1.0).entries) == [1, 3]
+    assert ids(board.top(3, 1.0).entries) == [1, 3]
+    around = board.around(1, 1, 1.0)
+    assert around is not None
+    assert ids(around.entries) == [1, 3]
+    [snapshot] = board.flush(2.0, snapshot=True)
+    assert isinstance(snapshot, BoardMessage)
+    assert ids(snapshot.entries) == [1, 3]
+
+
+def test_previous_rank_changes_only_with_the_rank() -> None:
+    board = board_of(1300, 1200, 1100)  # 1, 2, 3; loaded and marked: none moved yet
+    assert [e.previous_rank for e in board.ranking.entries()] == [None, None, None]
+    board.apply(value(3, 1400))  # 3 to the top: 1 and 2 shift down
+    # read before the flush: the move the next flush records, as every reader sees it
+    assert [(e.rank, e.previous_rank) for e in board.top(3, 0.5).entries] == [
+        (1, 3),
+        (2, 1),
+        (3, 2),
+    ]
+    board.flush(1.0)
+    board.apply(value(3, 1450))  # values only
+    board.flush(2.0)
+    board.flush(3.0)
+    assert [(e.rank, e.previous_rank) for e in board.top(3, 3.0).entries] == [
+        (1, 3),
+        (2, 1),
+        (3, 2),
+    ]
+    board.apply(value(3, 1250))  # 3 falls back to 2: now "down from 1"
+    board.flush(4.0)
+    assert [(e.entry.portfolio_id, e.rank, e.previous_rank) for e in board.top(3, 4.0).entries] == [
+        (1, 1, 2),
+        (3, 2, 1),
+        (2, 3, 2),  # still 3rd: still "down from 2"
+    ]
+
+
 def test_carry_keeps_rows_that_show_the_same() -> None:
     board = board_of(1200, 1100)
     before = tuple(board.ranking.top(2))
@@ -277,12 +323,13 @@ def test_the_messages_rebuild_every_view_as_a_reader_sees_it(
     assert sorted(state.values(), key=lambda e: e.rank) == list(shown)
     truth = board.ranking.entries()
     expected = truth[:limit] if limit else truth
-    assert [(e.rank, e.entry) for e in shown] == [(e.rank, e.entry) for e in expected]
-    assert [(e.rank, e.entry) for e in top_view.entries] == [(e.rank, e.entry) for e in truth[:top]]
+    # every reader agrees, previous_rank included: the streams, a poll of an unwatched
+    # view (read from the ranking), a new subscriber
+    assert list(shown) == list(expected)
+    assert list(top_view.entries) == truth[:top]
+    assert list(board.top(top + 1, 1e6).entries) == truth[: top + 1]
     if 1 in board:
         assert around is not None
-        assert [(e.rank, e.entry) for e in around.entries] == [
-            (e.rank, e.entry) for e in board.ranking.around(1, window)
-        ]
+        assert list(around.entries) == board.ranking.around(1, window)
     else:
         assert around is None or around.entries == ()

@@ -161,8 +161,8 @@ def test_first_changes_is_everything_entered(board: Ranking) -> None:
     assert (first.moved, first.updated, first.left) == ((), (), ())
     assert board.changes() == Changes()
     assert not board.changes()
-    # After the mark, the previous rank is the rank at the mark.
-    assert [(r.rank, r.previous_rank) for r in board.entries()] == [(i, i) for i in range(1, 6)]
+    # After the mark, an entry that has not moved since it entered has no previous rank.
+    assert [(r.rank, r.previous_rank) for r in board.entries()] == [(i, None) for i in range(1, 6)]
 
 
 def test_changes_report_moved_entered_updated_and_left(board: Ranking) -> None:
@@ -314,6 +314,7 @@ def test_any_sequence_matches_the_brute_force(
     current: dict[int, LeaderboardEntry] = {}
     marked_order: list[int] = []
     marked_values: dict[int, LeaderboardEntry] = {}
+    previous: dict[int, int] = {}  # each entry's rank before its last move, at the mark
     for op, portfolio_id, ret, value, daily in operations:
         if op == "upsert":
             current[portfolio_id] = entry(portfolio_id, ret, value, daily_change=str(daily))
@@ -344,9 +345,20 @@ def test_any_sequence_matches_the_brute_force(
             ]
             assert list(changes.left) == sorted(then.keys() - now.keys())
             assert all(r.previous_rank == then[r.entry.portfolio_id] for r in changes.moved)
+            previous = {
+                pid: then[pid] if then.get(pid, rank) != rank else previous[pid]
+                for pid, rank in now.items()
+                if pid in previous or then.get(pid, rank) != rank
+            }
             marked_order, marked_values = order, dict(current)
         order = reference_order(current)
         assert ids(board.entries()) == order
+        # previous_rank: the rank at the mark when it moved since, else the recorded one
+        then = {pid: rank for rank, pid in enumerate(marked_order, start=1)}
+        assert [r.previous_rank for r in board.entries()] == [
+            then[pid] if then.get(pid, rank) != rank else previous.get(pid)
+            for rank, pid in enumerate(order, start=1)
+        ]
         for pid in current:
             assert board.rank_of(pid) == order.index(pid) + 1
             assert (

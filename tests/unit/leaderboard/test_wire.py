@@ -19,7 +19,16 @@ from tickcast.model.leaderboard import (
 )
 from tickcast.model.topic import Topic
 from tickcast.protocols.leaderboard import codec
-from tickcast.protocols.leaderboard.request import Limits, Refusal, choose
+from tickcast.protocols.leaderboard.request import (
+    BadParameter,
+    Limits,
+    Refusal,
+    around_window,
+    choose,
+    parse_query,
+    portfolio_id_of,
+    top_n,
+)
 
 ENTRY = RankedEntry(
     1,
@@ -115,6 +124,12 @@ def test_paths_and_queries_choose_a_topic() -> None:
         ("/ws/top", "n=1.5"),
         ("/ws/top", "n=%C2%B2"),  # a superscript two is a digit to str.isdigit alone
         ("/ws/top", "n=1&n=2"),
+        ("/ws/top", "n=01"),  # one text per number, as in every URL of the API
+        ("/ws/top", "n=%2B1"),
+        ("/ws/top", "n=+1"),
+        ("/ws/top", "n=1_0"),
+        ("/ws/around", "portfolio_id=07"),
+        ("/ws/around", "portfolio_id=7&portfolio_id=7"),
         ("/ws/top", "n=" + "9" * 40),
         ("/ws/around", ""),
         ("/ws/around", "portfolio_id=0"),
@@ -136,3 +151,21 @@ def test_a_portfolio_not_on_the_board_is_refused_with_3505() -> None:
         assert isinstance(refusal, Refusal)
         assert refusal.code is CloseCode.NOT_FOUND
         assert "not on the leaderboard" in refusal.message
+
+
+def test_one_reading_of_the_parameters_for_sockets_and_polls() -> None:
+    """The polling routes read ``n``, ``window`` and the id with the same functions, so
+    a query is accepted or refused alike, with the same message."""
+    assert top_n(parse_query(b"n=3&token=x"), LIMITS) == 3
+    assert top_n(parse_query(b""), LIMITS) == 10
+    assert around_window(parse_query("window=0"), LIMITS) == 0
+    assert portfolio_id_of("7") == 7
+    for query in ("n=1&n=2", "n=01", "n=", "n=0"):
+        with pytest.raises(BadParameter) as refused:
+            top_n(parse_query(query), LIMITS)
+        refusal = pick("/ws/top", query)
+        assert isinstance(refusal, Refusal)
+        assert refusal.message == refused.value.message
+        assert refused.value.name == "n"
+    with pytest.raises(BadParameter):
+        portfolio_id_of("0")

@@ -2,8 +2,8 @@
 // in to the public board, live over /ws/top?n=10 ({"type": "top-performers", "data":
 // [entries]}, at once and whenever the top ten change), or by polling
 // /api/leaderboard/top?n=10 while the socket cannot connect (stream.js). Each row shows
-// the rank, its movement since the board's previous mark (previous_rank: ▲ up, ▼ down,
-// "new" for an entry that was not on the board), the portfolio, its owner's display
+// the rank, its last movement (previous_rank: ▲ up, ▼ down, "new" for an entry that
+// has not moved since it entered the board), the portfolio, its owner's display
 // name, the return, the total value and the daily change.
 //
 // Signed in, and owning a public portfolio, the panel also shows the ranks around it
@@ -36,7 +36,7 @@ function direction(n) {
   return n > 0 ? "up" : n < 0 ? "down" : "flat";
 }
 
-/** The movement of an entry since the previous mark: [class, text, label]. */
+/** The last movement of an entry (from previous_rank): [class, text, label]. */
 export function movement(entry) {
   const previous = entry.previous_rank;
   if (previous === null || previous === undefined) return ["new", "new", "new on the board"];
