@@ -168,7 +168,7 @@ async def test_updates_snapshot_at_once_then_rank_changes_and_the_same_over_http
             "total_value": 1000.0,
             "daily_change": 0.0,
             "daily_change_percent": 0.0,
-            "previous_rank": None,  # it has not moved since it was ranked
+            "previous_rank": 1,  # ranked when the gateway started: unmoved, not new
         }
         assert "Dave's" not in {e["portfolio_name"] for e in client.board}  # private
         quote(gateway, "GAMA", 130.0)  # carol +30 %: from 3rd to 1st

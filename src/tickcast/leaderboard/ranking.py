@@ -274,6 +274,13 @@ class Ranking:
         self._span = None
         return Changes(tuple(moved), tuple(entered), tuple(updated), left)
 
+    def settle(self) -> None:
+        """Mark now, and take every entry's rank as its ``previous_rank``: the board as
+        loaded when the gateway starts is no news (nothing entered, nothing moved), so
+        its entries read as unmoved rather than new. O(n), once."""
+        self.mark()
+        self._previous = {key[2]: rank for rank, key in enumerate(self._order, start=1)}
+
     def mark(self) -> None:
         """Mark now as ``changes()`` does, without saying what changed: the same walk of
         the span, without building its entries (cheaper)."""

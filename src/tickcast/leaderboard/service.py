@@ -126,6 +126,7 @@ class LeaderboardService:
         for portfolio in public:
             self._enter(portfolio, now)
         self.board.flush(now)  # the mark: what follows is news
+        self.board.ranking.settle()  # and what is loaded now is not (unmoved, not new)
         self._next_snapshot = self.clock.monotonic() + self.snapshot_s
         self._task = asyncio.create_task(self._tick(), name="leaderboard")
         log.info("leaderboard loaded", extra={"portfolios": len(self.board)})

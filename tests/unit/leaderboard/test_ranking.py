@@ -165,6 +165,20 @@ def test_first_changes_is_everything_entered(board: Ranking) -> None:
     assert [(r.rank, r.previous_rank) for r in board.entries()] == [(i, None) for i in range(1, 6)]
 
 
+def test_settle_makes_the_loaded_board_unmoved_rather_than_new(board: Ranking) -> None:
+    board.settle()
+    assert [(r.rank, r.previous_rank) for r in board.entries()] == [(i, i) for i in range(1, 6)]
+    assert not board.changes()  # settling is a mark: nothing is news
+    board.upsert(entry(5, "20"))  # 5 -> 2
+    board.upsert(entry(6, "-100"))  # enters last: new
+    board.changes()
+    by_id = {r.entry.portfolio_id: (r.rank, r.previous_rank) for r in board.entries()}
+    assert by_id[5] == (2, 5)
+    assert by_id[6] == (6, None)
+    assert by_id[3] == (1, 1)  # never moved
+    assert by_id[1] == (3, 2)  # shifted down by the move
+
+
 def test_changes_report_moved_entered_updated_and_left(board: Ranking) -> None:
     board.changes()
     board.upsert(entry(5, "20"))  # 5 -> 2: shifts 1, 4, 2 down by one
