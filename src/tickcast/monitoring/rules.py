@@ -38,7 +38,8 @@ Two kinds of rule:
   and counts as over any threshold; an interval with no latency sample judges nothing
   (the alert keeps its state: ``alerts.AlertBook``'s ``unknown``);
 - ``cpu``, ``memory`` HIGH, ``disk`` CRITICAL (system): usage over its percentage (100:
-  never).
+  never); the CPU on two readings in a row (a burst, the gateway's own start among
+  them, is not a condition), its message giving the lower of the two.
 """
 
 from __future__ import annotations
@@ -178,7 +179,7 @@ class Condition(NamedTuple):
 def conditions(reading: Reading, previous: Reading | None, limits: Thresholds) -> list[Condition]:
     """The rules that hold at ``reading`` (counter rules against ``previous``)."""
     found = _feed(reading, limits)
-    found += _levels(reading, limits)
+    found += _levels(reading, previous, limits)
     if previous is not None:
         found += _counters(reading, previous)
     return found
@@ -240,7 +241,7 @@ def _feed(r: Reading, limits: Thresholds) -> list[Condition]:
     return found
 
 
-def _levels(r: Reading, limits: Thresholds) -> list[Condition]:
+def _levels(r: Reading, p: Reading | None, limits: Thresholds) -> list[Condition]:
     found: list[Condition] = []
     if r.outbox_depth > limits.outbox_depth:
         found.append(
@@ -264,8 +265,15 @@ def _levels(r: Reading, limits: Thresholds) -> list[Condition]:
                 f"Latency p99 is {over}{p99:.0f} ms (threshold {limits.latency_p99_ms:g} ms)",
             )
         )
+    # CPU is a rate over the interval, and a burst (the gateway's own start, a GC) is
+    # not a condition: it must be over on two readings in a row (the first has none
+    # before it). Memory and disk are levels: one reading tells.
+    cpu_before = p.cpu_percent if p is not None else None
+    sustained_cpu = None
+    if r.cpu_percent is not None and cpu_before is not None:
+        sustained_cpu = min(r.cpu_percent, cpu_before)
     for rule, value, limit, severity in (
-        ("cpu", r.cpu_percent, limits.cpu_percent, Severity.HIGH),
+        ("cpu", sustained_cpu, limits.cpu_percent, Severity.HIGH),
         ("memory", r.memory_percent, limits.memory_percent, Severity.HIGH),
         ("disk", r.disk_percent, limits.disk_percent, Severity.CRITICAL),
     ):

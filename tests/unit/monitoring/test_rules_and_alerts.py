@@ -129,12 +129,27 @@ def test_thresholds_of_the_level_rules() -> None:
         outbox_depth=1001,
         latency_p99_ms=501.0,
     )
-    found = {c.name: c for c in conditions(busy, None, LIMITS)}
+    found = {c.name: c for c in conditions(busy, busy, LIMITS)}
     assert set(found) == {("cpu", ""), ("disk", ""), ("outbox_depth", ""), ("latency", "")}
     assert found[("disk", "")].severity is Severity.CRITICAL
     assert found[("cpu", "")].source == "system"
     calm = HEALTHY._replace(cpu_percent=None, outbox_depth=1000, latency_p99_ms=None)
     assert conditions(calm, None, LIMITS) == []
+
+
+def test_the_cpu_rule_needs_two_readings_in_a_row_over_its_threshold() -> None:
+    burst = HEALTHY._replace(cpu_percent=100.0)
+    # the first reading (the gateway's own start) has nothing before it: no alert
+    assert ("cpu", "") not in {c.name for c in conditions(burst, None, LIMITS)}
+    # one reading over, after one under: a burst, not a condition
+    calm = HEALTHY._replace(cpu_percent=20.0)
+    assert ("cpu", "") not in {c.name for c in conditions(burst, calm, LIMITS)}
+    # over twice in a row: the alert, with the lower of the two
+    busy = HEALTHY._replace(cpu_percent=95.0)
+    found = {c.name: c for c in conditions(burst, busy, LIMITS)}
+    assert "CPU usage is 95.0%" in found[("cpu", "")].message
+    # and one reading under clears it
+    assert ("cpu", "") not in {c.name for c in conditions(calm, burst, LIMITS)}
 
 
 def test_counter_rules_hold_when_the_counter_rose_since_the_last_reading() -> None:
