@@ -7,6 +7,7 @@ Settings come from defaults < a TOML file (``--config`` or ``TICKCAST_CONFIG``) 
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 from collections.abc import Sequence
@@ -492,6 +493,17 @@ _ACCOUNT_COMMANDS = frozenset({"users", "keys", "update-prices", "demo"})
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except BrokenPipeError:
+        # the reader went away (`tickcast users list | head`): no traceback; what is
+        # left of stdout goes nowhere, so that closing it at exit raises nothing either
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 141  # as a shell reports a command ended by SIGPIPE
+
+
+def _main(argv: Sequence[str] | None) -> int:
     args = build_parser().parse_args(argv)
     options = vars(args)
     command = options.pop("command")
