@@ -14,12 +14,19 @@ Measurement (see docs/performance.md for the definitions):
 * Every received message is bucketed by its ``timestamp`` (millisecond string), so messages
   generated inside the window are counted no matter when they arrive (the client drains after
   the window closes).
-* Per-tick mode: delivered = messages with a timestamp in the window / (ticks in the window x
-  subscribers per symbol).
-* Conflated mode (batched servers): a tick counts as delivered if a message for its symbol
-  stamped at or after it arrived; per (connection, symbol) see ``coverage``.
+* Delivered, for every server = messages with a timestamp in the window / (ticks in the
+  window x subscribers per symbol): per tick.
+* Latest value (``--conflated``/``--track-latest``, beside it): a tick counts as delivered if a
+  message for its symbol stamped at or after it arrived; per (connection, symbol) see
+  ``coverage``.
 * Latency = receive wall time - message timestamp, on every ``--sample-every``-th message; the
-  max is exact over all messages (last arrival per timestamp bucket).
+  max is exact over all messages (last arrival per timestamp bucket). Only messages that
+  arrived are measured, so a conflating server's latency is that of the ticks it kept.
+  Every server stamps to the nearest millisecond (tickcast's wire format; the peers follow
+  it), so a latency is off by at most 0.5 ms either way, for every server alike.
+* Freshness (bench/freshness.py): on a fixed clock, the age of the newest value every n-th
+  connection holds (about ``--fresh-pairs`` pairs, every symbol), and how long it has been
+  superseded at the source.
 
 Progress goes to stdout as JSON lines (``connected``, ``measure_start``, ``measure_end``,
 ``result``), which bench/run.py reads to time its server CPU measurement.
@@ -29,7 +36,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import calendar
 import contextlib
 import json
 import math
@@ -43,6 +49,7 @@ from urllib.parse import urlsplit
 import orjson
 from picows import WSFrame, WSListener, WSMsgType, WSTransport, ws_connect
 
+from freshness import Freshness, ts_epoch
 from tickcast.client import load
 from tickcast.client.load import percentile
 
@@ -85,17 +92,8 @@ def iso23(ms: int) -> bytes:
     return (time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(sec)) + f".{frac:03d}").encode()
 
 
-_minute_cache: dict[bytes, float] = {}
-
-
-def ts_epoch(ts: bytes) -> float:
-    """Epoch seconds of a 23-byte ISO prefix like b"2023-05-01T12:34:56.789"."""
-    prefix = ts[:16]
-    base = _minute_cache.get(prefix)
-    if base is None:
-        base = float(calendar.timegm(time.strptime(prefix.decode(), "%Y-%m-%dT%H:%M")))
-        _minute_cache[prefix] = base
-    return base + float(ts[17:23])
+#: what the tracked pairs hold, sampled on a fixed clock (see bench/freshness.py)
+FRESH = Freshness()
 
 
 def _record(data: bytes, now: float) -> bytes:
@@ -123,16 +121,34 @@ def _symbol(data: bytes) -> bytes:
 class FeedListener(WSListener):  # type: ignore[misc]
     """Front 1 native protocol: JSON objects, or JSON arrays of them (?frames=array)."""
 
-    def __init__(self, symbols: list[str], track: bool, probe: bool = False) -> None:
+    def __init__(
+        self, symbols: list[str], track: bool, probe: bool = False, fresh: bool = False
+    ) -> None:
         self.symbols = symbols
         self.track = track  # remember the newest timestamp per symbol
         self.probe = probe
+        self.fresh = fresh  # one of the pairs whose held value is sampled (FRESH)
+        self.held: dict[bytes, bytes] = {}  # symbol -> newest timestamp held (if fresh)
         self.subscribed: asyncio.Future[float] = asyncio.get_running_loop().create_future()
         self.received = 0
         self.last: dict[bytes, bytes] = {}  # symbol -> newest timestamp before the window end
         self.after: set[bytes] = set()  # symbols with a message stamped at/after the window end
         self.disconnected = False
         self.transport: WSTransport | None = None
+
+    def note(self, body: bytes, ts: bytes, symbol: bytes | None = None) -> None:
+        """Per-symbol bookkeeping of one market message (only for tracked connections)."""
+        if not (self.track or self.fresh):
+            return
+        if symbol is None:
+            symbol = _symbol(body)
+        if self.track:
+            if ts < Window.limit:
+                self.last[symbol] = ts
+            else:
+                self.after.add(symbol)
+        if self.fresh:
+            FRESH.received(self.held, symbol, ts)
 
     def subscribe_payload(self) -> bytes:
         return orjson.dumps({"action": "subscribe", "symbols": self.symbols})
@@ -163,12 +179,7 @@ class FeedListener(WSListener):  # type: ignore[misc]
             if self.probe:
                 return
             self.received += 1
-            ts = _record(data, _time())
-            if self.track:
-                if ts < Window.limit:
-                    self.last[_symbol(data)] = ts
-                else:
-                    self.after.add(_symbol(data))
+            self.note(data, _record(data, _time()))
         elif b'"subscribed"' in data:
             self._ack()
 
@@ -181,12 +192,7 @@ class FeedListener(WSListener):  # type: ignore[misc]
             if b'"price"' not in raw:
                 continue
             self.received += 1
-            ts = _record(raw, now)
-            if self.track:
-                if ts < Window.limit:
-                    self.last[str(item["symbol"]).encode()] = ts
-                else:
-                    self.after.add(str(item["symbol"]).encode())
+            self.note(raw, _record(raw, now), str(item["symbol"]).encode())
 
 
 class SocketIOListener(FeedListener):
@@ -210,12 +216,7 @@ class SocketIOListener(FeedListener):
             if self.probe:
                 return
             self.received += 1
-            ts = _record(data, _time())
-            if self.track:
-                if ts < Window.limit:
-                    self.last[_symbol(data)] = ts
-                else:
-                    self.after.add(_symbol(data))
+            self.note(data, _record(data, _time()))
         elif data == b"2":
             transport.send(TEXT, b"3")
         elif data.startswith(b'42["subscribed"'):
@@ -266,12 +267,7 @@ class StompListener(FeedListener):
                 return
             body = data[data.find(b"\n\n") + 2 : -1]
             self.received += 1
-            ts = _record(body, _time())
-            if self.track:
-                if ts < Window.limit:
-                    self.last[_symbol(body)] = ts
-                else:
-                    self.after.add(_symbol(body))
+            self.note(body, _record(body, _time()))
         elif data.startswith(b"CONNECTED"):
             self.send_stomp(self.subscribe_frames())
         elif data.startswith(b"RECEIPT"):
@@ -543,13 +539,13 @@ def symbols_for(i: int, args: argparse.Namespace) -> list[str]:
 
 
 async def open_one(
-    args: argparse.Namespace, symbols: list[str], probe: bool
+    args: argparse.Namespace, symbols: list[str], probe: bool, fresh: bool = False
 ) -> tuple[WSTransport, FeedListener, float, float]:
     cls = LISTENERS[args.protocol]
     holder: list[FeedListener] = []
 
     def factory() -> FeedListener:
-        listener = cls(symbols, args.conflated or args.track_latest, probe)
+        listener = cls(symbols, args.conflated or args.track_latest, probe, fresh)
         holder.append(listener)
         return listener
 
@@ -585,10 +581,24 @@ async def open_one(
     return transport, listener, t_open - t0, t_ack - t0
 
 
+def fresh_stride(args: argparse.Namespace) -> int:
+    """Every n-th connection is tracked for freshness: ``--fresh-stride``, or (0) about
+    ``--fresh-pairs`` (connection, symbol) pairs, with n coprime to the period of the
+    symbol rule so that the tracked connections cover every symbol."""
+    if args.fresh_stride or args.fresh_pairs <= 0:
+        return int(args.fresh_stride)
+    period = args.nsymbols // math.gcd(args.nsymbols, args.per_client)
+    stride = max(1, round(args.clients * args.per_client / args.fresh_pairs))
+    while math.gcd(stride, period) != 1:
+        stride += 1
+    return stride
+
+
 async def connect_all(
     args: argparse.Namespace,
 ) -> tuple[list[tuple[WSTransport, FeedListener] | None], dict[str, Any]]:
     sem = asyncio.Semaphore(args.concurrency)
+    stride = fresh_stride(args)
     conns: list[tuple[WSTransport, FeedListener] | None] = [None] * args.clients
     errors: dict[str, int] = {}
     ack_times: list[float] = []
@@ -596,7 +606,8 @@ async def connect_all(
     async def one(i: int) -> None:
         async with sem:
             try:
-                transport, listener, _, _ = await open_one(args, symbols_for(i, args), False)
+                fresh = stride > 0 and i % stride == 0
+                transport, listener, _, _ = await open_one(args, symbols_for(i, args), False, fresh)
             except Exception as exc:
                 key = type(exc).__name__
                 errors[key] = errors.get(key, 0) + 1
@@ -637,6 +648,19 @@ async def probe_loop(args: argparse.Namespace, out: list[dict[str, Any]]) -> Non
             out.append({"error": type(exc).__name__})
 
 
+async def fresh_loop(conns: list[tuple[WSTransport, FeedListener] | None], interval: float) -> None:
+    """Sample what the tracked pairs hold every ``interval`` s, on a fixed clock."""
+    pairs = [
+        (c[1].held, s.encode()) for c in conns if c is not None and c[1].fresh for s in c[1].symbols
+    ]
+    start = _time()
+    k = 0
+    while True:
+        FRESH.sample(_time(), pairs)
+        k += 1
+        await asyncio.sleep(max(0.0, start + k * interval - _time()))
+
+
 # ---------------------------------------------------------------------------------------------
 # Measurement
 # ---------------------------------------------------------------------------------------------
@@ -652,13 +676,17 @@ def coverage(
     b0: bytes,
     b1: bytes,
     t0: float,
+    strict: bool = False,
 ) -> tuple[float, int]:
     """Mean over (connection, symbol) of the window's ticks whose latest value arrived.
 
     A pair is fully covered when it received a message stamped at or after the window end,
     or the newest in-window timestamp any subscriber of the symbol received (the symbol's last
     tick in the window, as far as anyone can tell). Otherwise it is covered up to the newest
-    timestamp it did receive, ticks assumed spread evenly over the window.
+    timestamp it did receive, ticks assumed spread evenly over the window. A symbol none of
+    whose subscribers received anything stamped in the window had, as far as anyone can
+    tell, no tick in it (W3's near-idle feed): its pairs are covered, unless ``strict`` (the
+    drain's test, which waits for late messages). Per-tick delivery counts any loss.
     """
     pairs = [(c, s.encode()) for i, c in enumerate(conns) for s in symbols_for(i, args)]
     newest: dict[bytes, bytes] = {}
@@ -672,6 +700,9 @@ def coverage(
         target = newest.get(s)
         if c is None:
             uncovered += 1
+            continue
+        if target is None and not strict:
+            total += 1.0
             continue
         last = c[1].last.get(s)
         if s in c[1].after or (last is not None and (last >= b1 or (target and last >= target))):
@@ -720,12 +751,15 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     recv0 = Sampler.total
     emit("measure_start", boundary=bound0)
     probe_task = asyncio.create_task(probe_loop(args, probes)) if args.probe_interval > 0 else None
+    fresh_task = asyncio.create_task(fresh_loop(conns, args.fresh_interval))
     await asyncio.sleep(args.duration)
-    if probe_task is not None:
-        probe_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await probe_task
+    for task in (probe_task, fresh_task):
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     ticks1, bound1, unc1 = await snapshot(args)
+    Window.limit = iso23(bound1)
     cpu1, wall1 = time.process_time(), _time()
     recv1 = Sampler.total
     emit("measure_end", boundary=bound1)
@@ -739,7 +773,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.conflated:
 
         def check() -> tuple[bool, float]:
-            frac, uncovered = coverage(conns, args, b0, b1, bound0 / 1e3)
+            frac, uncovered = coverage(conns, args, b0, b1, bound0 / 1e3, strict=True)
             return uncovered == 0, frac
 
     else:
@@ -754,7 +788,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.conflated or args.track_latest:
         latest, uncovered = coverage(conns, args, b0, b1, bound0 / 1e3)
     per_tick = received / expected if expected else 0.0
-    delivered = latest if args.conflated else per_tick
+    delivered = per_tick  # one measure for every server; latest value is reported beside
 
     lat = sorted((now - ts_epoch(ts)) * 1000.0 for ts, now in SAMPLES if b0 <= ts < b1)
     max_all = max(
@@ -782,6 +816,9 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "per_tick_delivered_ratio": round(per_tick, 6),
         "latest_delivered_ratio": None if latest is None else round(latest, 6),
         "uncovered_pairs": uncovered,
+        "fresh_pairs": sum(len(c[1].symbols) for c in conns if c is not None and c[1].fresh),
+        "fresh_interval_s": args.fresh_interval,
+        **FRESH.summary(),
         "drain_s": round(drained, 2),
         "disconnected_during_run": disconnected,
         "per_client_received_min": min(per_client, default=0),
@@ -840,6 +877,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--stats-timeout", type=float, default=15.0, help="s")
     p.add_argument("--sample-every", type=int, default=10, help="latency sample rate")
     p.add_argument("--probe-interval", type=float, default=0.0, help="s; 0 = no probes")
+    p.add_argument(
+        "--fresh-stride",
+        type=int,
+        default=0,
+        help="track what every n-th connection holds (0: about --fresh-pairs pairs)",
+    )
+    p.add_argument("--fresh-pairs", type=int, default=720, help="pairs tracked (<= 0: none)")
+    p.add_argument("--fresh-interval", type=float, default=0.1, help="s, freshness clock")
     args = p.parse_args(argv)
     for url in (args.url, args.stats_url):
         if urlsplit(url).hostname not in ("127.0.0.1", "localhost"):

@@ -30,15 +30,16 @@ def build_app(args: argparse.Namespace) -> FastAPI:
         cap = max(1, int(args.rate / 100))  # at most 10 ms of ticks per pass
         source.start = time.time()
         while True:
-            for _ in range(source.due(time.time(), cap)):
+            due = source.due(time.time(), cap)
+            for _ in range(due):
                 symbol, msg = source.next_tick()
-                text = json.dumps(msg)
+                text = json.dumps(msg, separators=(",", ":"))
                 for ws in list(subscribers[symbol]):
                     try:
                         await ws.send_text(text)
                     except Exception:
                         subscribers[symbol].discard(ws)
-            await asyncio.sleep(0.001)
+            await source.pace(due, cap)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:

@@ -35,10 +35,11 @@ def build_app(args: argparse.Namespace) -> Any:
         cap = max(1, int(args.rate / 100))
         source.start = time.time()
         while True:
-            for _ in range(source.due(time.time(), cap)):
+            due = source.due(time.time(), cap)
+            for _ in range(due):
                 symbol, msg = source.next_tick()
-                await sio.emit("tick", msg, room=symbol)
-            await asyncio.sleep(0.001)
+                await sio.emit("tick", msg, room=symbol)  # Socket.IO encodes compact JSON
+            await source.pace(due, cap)
 
     async def other(scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] == "lifespan":

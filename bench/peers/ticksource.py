@@ -9,6 +9,7 @@ up in the measured end-to-end latency instead of being hidden.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import random
 import time
@@ -34,9 +35,18 @@ def add_peer_args(parser: argparse.ArgumentParser) -> None:
 _sec_cache: dict[int, str] = {}
 
 
+def stamp_ms(t: float) -> int:
+    """The epoch millisecond a tick at ``t`` is stamped with: the nearest, as tickcast's
+    ``iso_ms`` rounds (``round(t * 1000)``), so every server in the benchmark stamps by
+    one rule and a latency measured against the stamp is off by at most 0.5 ms either way
+    for all of them alike."""
+    return round(t * 1000.0)
+
+
 def iso_ms(t: float) -> str:
-    """ISO-8601 UTC with millisecond precision (truncated), e.g. 2023-05-01T12:34:56.789Z."""
-    ms_total = int(t * 1000.0)
+    """ISO-8601 UTC with millisecond precision (rounded to the nearest millisecond, the
+    rule tickcast's wire format uses), e.g. 2023-05-01T12:34:56.789Z."""
+    ms_total = stamp_ms(t)
     sec, ms = divmod(ms_total, 1000)
     prefix = _sec_cache.get(sec)
     if prefix is None:
@@ -63,6 +73,11 @@ class TickSource:
         self.cur_ms = 0
         self.count_before_cur_ms = 0
 
+    async def pace(self, generated: int, cap: int) -> None:
+        """Between two passes of a broadcast loop: behind schedule (a full pass of ``cap``
+        ticks), only yield to the writers; caught up, sleep 1 ms for the next ticks."""
+        await asyncio.sleep(0 if generated >= cap else 0.001)
+
     def due(self, now: float, cap: int) -> int:
         """Ticks scheduled up to ``now`` and not generated yet, at most ``cap``."""
         # tick i is due once start + i / rate <= now
@@ -72,7 +87,7 @@ class TickSource:
         i = self.count
         n = i % len(self.symbols)
         ts = self.start + i / self.rate
-        ms = int(ts * 1000.0)
+        ms = stamp_ms(ts)
         if ms > self.cur_ms:
             self.cur_ms, self.count_before_cur_ms = ms, i
         price = self.prices[n] * (1.0 + (self.rng.random() - 0.5) * 0.001)

@@ -53,7 +53,8 @@ function generate(cap) {
     const i = count;
     const n = i % symbols.length;
     const ts = start + i / opts.rate;
-    const ms = Math.floor(ts * 1000);
+    // the nearest millisecond, as tickcast stamps (Python's round(ts * 1000))
+    const ms = Math.round(ts * 1000);
     if (ms > curMs) { curMs = ms; countBeforeCurMs = i; }
     const price = prices[n] * (1 + (random() - 0.5) * 0.001);
     prices[n] = price;
@@ -69,6 +70,7 @@ function generate(cap) {
     for (const ws of subscribers.get(symbols[n])) ws.send(msg);
     count = i + 1;
   }
+  return due;
 }
 
 const server = http.createServer((req, res) => {
@@ -117,7 +119,13 @@ wss.on('connection', (ws) => {
 server.listen(opts.port, opts.host, 4096, () => {
   start = Date.now() / 1000;
   const cap = Math.max(1, Math.floor(opts.rate / 100));
-  setInterval(() => generate(cap), 1);
+  // Behind schedule (a full pass of cap ticks), only yield to I/O (setImmediate); caught
+  // up, wait 1 ms for the next ticks.
+  const loop = () => {
+    if (generate(cap) >= cap) setImmediate(loop);
+    else setTimeout(loop, 1);
+  };
+  loop();
 });
 
 for (const sig of ['SIGINT', 'SIGTERM']) process.on(sig, () => process.exit(0));
