@@ -149,6 +149,29 @@ def test_loadgen_reports_deliveries_latency_and_errors(server: Server) -> None:
     assert report["reconnects"] == 0
 
 
+def test_loadgen_counts_clients_the_gateway_refuses_and_says_why(tmp_path: Path) -> None:
+    capped = start_server(tmp_path, max_anonymous_connections_per_address=2)
+    try:
+        done = subprocess.run(
+            [
+                sys.executable, "-m", "tickcast", "loadgen", "--url", capped.feed,
+                "--clients", "4", "--symbols-per-client", "1", "--duration", "1",
+                "--max-attempts", "2", "--json",
+            ],
+            capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+    finally:
+        capped.stop()
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["clients_connected"] == 2
+    # the two over the cap gave up after their attempts, each with the gateway's words
+    [(error, count)] = report["errors"].items()
+    assert count == 2
+    assert error.startswith("FeedGaveUp: 2 connection attempts failed; the last: 3001")
+    assert "Too many anonymous connections" in error
+
+
 def test_the_synchronous_client_reads_a_real_server(server: Server) -> None:
     with connect_sync(server.feed) as feed:
         feed.subscribe(["aapl"], channels=["quotes"])

@@ -282,4 +282,4 @@ def test_the_loadgen_report_prints(capsys: pytest.CaptureFixture[str]) -> None:
     out = capsys.readouterr().out
     assert "1,234 messages in 2.0 s (617/s)" in out
     assert "p50 1.5  p90 -  p99 3.0  max 9.0" in out
-    assert "FeedRefused 1" in out
+    assert "1 x FeedRefused" in out

@@ -32,7 +32,7 @@ from rich.console import Console
 from rich.live import Live
 from rich.text import Text
 
-from tickcast.client import Feed, FeedError
+from tickcast.client import Feed, FeedError, FeedGaveUp
 from tickcast.client.load import Reservoir, symbols_for
 from tickcast.config.defaults import DEFAULT_SYMBOLS
 
@@ -50,7 +50,7 @@ class Run:
     measuring: bool = False
 
     def error(self, exc: BaseException) -> None:
-        name = type(exc).__name__
+        name = f"{type(exc).__name__}: {exc}" if isinstance(exc, FeedGaveUp) else type(exc).__name__
         self.errors[name] = self.errors.get(name, 0) + 1
 
     def totals(self) -> dict[str, int]:
@@ -191,7 +191,7 @@ def _print_report(report: dict[str, Any]) -> None:
                        f"{report['heartbeat_timeouts']})"),
         ("conflated", str(report["conflated"])),
         ("resets, gaps", f"{report['resets']}, {report['gaps']}"),
-        ("errors", ", ".join(f"{k} {v}" for k, v in report["errors"].items()) or "none"),
+        ("errors", "; ".join(f"{v} x {k}" for k, v in report["errors"].items()) or "none"),
     ]  # fmt: skip
     for name, value in rows:
         print(f"{name:>13}  {value}")
@@ -227,7 +227,11 @@ def add_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     p.add_argument("--heartbeat", type=float, default=5.0, help="seconds (default 5)")
     p.add_argument(
-        "--max-attempts", type=int, default=None, help="give a client up after N failed tries"
+        "--max-attempts",
+        type=int,
+        default=5,
+        help="give a client up after N failed tries in a row, counted as an error (default 5; "
+        "a refused connection, such as the gateway's per-address cap, is one)",
     )
     p.add_argument("--json", action="store_true", help="print the report as one JSON line")
 

@@ -394,7 +394,13 @@ class Feed:
                 if lived >= HEALTHY_AFTER_S or self.stats.received > delivered:
                     attempt = 0
             if self.max_attempts is not None and attempt + 1 >= self.max_attempts:
-                self._fail(FeedGaveUp(f"{self.max_attempts} connection attempts failed"))
+                code, reason = self.stats.last_close or (1006, "")
+                self._fail(
+                    FeedGaveUp(
+                        f"{self.max_attempts} connection attempts failed; "
+                        f"the last: {code} {reason}".rstrip()
+                    )
+                )
                 return
             await asyncio.sleep(self.backoff.delay(attempt, self.rng))
             attempt += 1
