@@ -37,6 +37,10 @@ class TcpProxy:
     _pairs: list[_Pair] = field(default_factory=list)
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    # every socket it holds, from its accept on (one still connecting upstream is in no
+    # pair yet): ``stop`` aborts them all, so none outlives the test's loop
+    _writers: set[asyncio.StreamWriter] = field(default_factory=set)
+    _stopped: bool = False
 
     @property
     def feed(self) -> str:
@@ -46,14 +50,20 @@ class TcpProxy:
         self._server = await asyncio.start_server(self._accept, "127.0.0.1", self.port)
 
     async def stop(self) -> None:
+        self._stopped = True
         if self._server is not None:
             self._server.close()
         self.sever()
+        for writer in self._writers:
+            writer.transport.abort()
+        self._writers.clear()
         for task in list(self._tasks):
             task.cancel()
         for task in list(self._tasks):
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        if self._server is not None:
+            await self._server.wait_closed()
 
     def blackhole(self) -> None:
         for pair in self._pairs:
@@ -67,13 +77,19 @@ class TcpProxy:
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.accepted += 1
-        if self.refuse_new:
+        if self.refuse_new or self._stopped:
             writer.transport.abort()
             return
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target)
         except OSError:
             writer.transport.abort()
+            return
+        self._writers.add(up_writer)
+        if self._stopped:  # stopped while this one was connecting upstream
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         pair = _Pair(writer, up_writer)
         self._pairs.append(pair)
