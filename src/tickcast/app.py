@@ -310,9 +310,11 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
     async def metrics(_: Request) -> Response:
         return Response(node.metrics.render(), media_type=CONTENT_TYPE)
 
+    running: Node = node  # not Optional in the closure (mypy < 1.16 does not narrow there)
+
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await node.start()
+        await running.start()
         try:
             yield
         finally:
@@ -322,7 +324,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             for front in contracted:
                 await front.aclose()
             await guard.aclose()
-            await node.aclose()
+            await running.aclose()
 
     # every front is on the contract: the registry's (the market feed...), and Fronts 2
     # and 3, built here because they are given the portfolio service
