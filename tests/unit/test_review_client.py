@@ -47,7 +47,6 @@ def test_a_handshake_refusal_no_retry_can_fix_is_terminal(status: int) -> None:
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:1/ws/market/feed", "wss:/no-host"])
 async def test_an_invalid_url_fails_at_once(url: str) -> None:
-
     async def connect() -> None:
         feed = Feed(url, max_attempts=3, backoff=Backoff(base_s=0.01, cap_s=0.01))
         try:
