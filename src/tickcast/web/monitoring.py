@@ -307,38 +307,41 @@ def add_monitoring_routes(
             codec.encode_payload(AlertBatch(tuple(service.alerts(resolved)))), if_none_match
         )
 
-    @api.get(
-        "/monitoring/metrics",
-        operation_id="monitoring_metrics",
-        summary="The latest system metrics (operators)",
-        response_class=Response,
-        responses=_responses(METRICS_SCHEMA, "As `/ws/metrics` pushes them."),
-    )
-    async def metrics(found: Found, if_none_match: IfNoneMatch = None) -> Response:
-        operator(found)
-        return answer(latest("metrics"), if_none_match)
+    def add_latest(channel: str, schema: dict[str, Any], summary: str, pushes: str) -> None:
+        """``GET /monitoring/<channel>``: the latest sample, as its socket pushes it."""
 
-    @api.get(
-        "/monitoring/pipeline",
-        operation_id="monitoring_pipeline",
-        summary="The latest pipeline figures (operators)",
-        response_class=Response,
-        responses=_responses(PIPELINE_SCHEMA, "As `/ws/pipeline` pushes them."),
-    )
-    async def pipeline(found: Found, if_none_match: IfNoneMatch = None) -> Response:
-        operator(found)
-        return answer(latest("pipeline"), if_none_match)
+        async def latest_sample(found: Found, if_none_match: IfNoneMatch = None) -> Response:
+            operator(found)
+            return answer(latest(channel), if_none_match)
 
-    @api.get(
-        "/monitoring/telemetry",
-        operation_id="monitoring_telemetry",
-        summary="The latest telemetry (operators)",
-        response_class=Response,
-        responses=_responses(TELEMETRY_SCHEMA, "As `/ws/telemetry` pushes it."),
+        api.add_api_route(
+            f"/monitoring/{channel}",
+            latest_sample,
+            methods=["GET"],
+            operation_id=f"monitoring_{channel}",
+            summary=summary,
+            response_class=Response,
+            responses=_responses(schema, pushes),
+        )
+
+    add_latest(
+        "metrics",
+        METRICS_SCHEMA,
+        "The latest system metrics (operators)",
+        "As `/ws/metrics` pushes them.",
     )
-    async def telemetry(found: Found, if_none_match: IfNoneMatch = None) -> Response:
-        operator(found)
-        return answer(latest("telemetry"), if_none_match)
+    add_latest(
+        "pipeline",
+        PIPELINE_SCHEMA,
+        "The latest pipeline figures (operators)",
+        "As `/ws/pipeline` pushes them.",
+    )
+    add_latest(
+        "telemetry",
+        TELEMETRY_SCHEMA,
+        "The latest telemetry (operators)",
+        "As `/ws/telemetry` pushes it.",
+    )
 
     @api.get(
         "/monitoring/dlq",
