@@ -12,6 +12,8 @@
     │   ├── UpstreamLimitError    connection or symbol limit (Alpaca 406/405, Polygon
     │   │                         max_connections): retried only after a long back-off
     │   └── UpstreamStale         no data while the market is open (raised by the supervisor)
+    ├── BusError                  the cluster's bus engine (Redis, NATS) cannot be reached
+    │                             or refused an operation (bus/base.py)
     ├── FeedError                 the client SDK (tickcast.client) cannot go on
     │   ├── FeedRefused           a terminal refusal (bad credentials, forbidden, ...): not retried
     │   ├── FeedSubscriptionError the server refused a subscribe or unsubscribe request
@@ -68,6 +70,10 @@ class UpstreamLimitError(UpstreamError):
 
 class UpstreamStale(UpstreamError):
     """The upstream went silent while its market is open."""
+
+
+class BusError(TickcastError):
+    """The bus engine cannot be reached, or refused an operation."""
 
 
 class FeedError(TickcastError):

@@ -12,6 +12,7 @@ import pytest
 from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.config.groups import (
     AuthSettings,
+    ClusterSettings,
     FeedSettings,
     LeaderboardSettings,
     LimitsSettings,
@@ -310,6 +311,7 @@ GROUPS: dict[str, type] = {
     "signals": SignalsSettings,
     "leaderboard": LeaderboardSettings,
     "monitoring": MonitoringSettings,
+    "cluster": ClusterSettings,
 }
 
 #: A valid value other than the default, for every field of Settings.
@@ -343,6 +345,11 @@ OTHER_VALUES: dict[str, object] = {
     "alert_stale_feed_s": 10.0,
     "alert_outbox_depth": 5000,
     "dlq_preview_bytes": 256,
+    "bus_url": "redis://127.0.0.1:6379/2",
+    "bus_prefix": "tc-test",
+    "node_id": "node-a",
+    "lease_ttl_s": 3.0,
+    "heartbeat_s": 0.5,
     "host": "192.0.2.10",
     "port": 8101,
     "symbols": ("IBM", "AAPL"),

@@ -174,6 +174,17 @@ class MonitoringSettings:
     dlq_preview_bytes: int
 
 
+@dataclass(frozen=True, slots=True)
+class ClusterSettings:
+    """Scale-out: the bus that joins the nodes, this node's name, the upstream lease."""
+
+    bus_url: SecretStr
+    bus_prefix: str
+    node_id: str | None
+    lease_ttl_s: float
+    heartbeat_s: float
+
+
 class SettingsGroups(Protocol):
     """Every group, by name (``Settings`` is one): for a part that picks its own group
     at composition, such as a front's factory (``fronts/registry.py``)."""
@@ -207,3 +218,6 @@ class SettingsGroups(Protocol):
 
     @property
     def monitoring(self) -> MonitoringSettings: ...
+
+    @property
+    def cluster(self) -> ClusterSettings: ...

@@ -25,6 +25,7 @@ from tickcast.auth.forwarded import validate_trusted_proxies
 from tickcast.config.defaults import DEFAULT_SYMBOLS
 from tickcast.config.groups import (
     AuthSettings,
+    ClusterSettings,
     FeedSettings,
     LeaderboardSettings,
     LimitsSettings,
@@ -185,13 +186,25 @@ class Settings(BaseSettings):
             an alert opens.
         dlq_preview_bytes: the longest preview of a dead letter's payload, in bytes.
 
+    Scale-out (several nodes over a bus):
+        bus_url: what joins the nodes: ``memory://`` (the default: one node, nothing to
+            start), ``redis://host:port/db`` or ``nats://host:port`` (a real engine, for
+            two nodes or more). A secret: it may carry a password.
+        bus_prefix: the prefix of every bus subject and key, so that two clusters can
+            share one Redis or NATS server.
+        node_id: this node's name in the cluster; None: ``<host name>:<port>``.
+        lease_ttl_s: seconds the upstream lease lasts unless renewed (renewed every
+            third of it): how long a dead leader holds the upstream, at most.
+        heartbeat_s: seconds between two of a node's heartbeats on the bus; a node not
+            heard from for three of them has left the cluster.
+
     Credentials come from the environment only, never from flags or TICKCAST_* names:
     ``ALPACA_API_KEY_ID``, ``ALPACA_API_SECRET_KEY``, ``POLYGON_API_KEY`` (or
     ``MASSIVE_API_KEY``, the vendor's name since its rebrand).
 
     Groups: this flat model is the loader's schema. The properties ``server``,
     ``limits``, ``outbox``, ``upstream``, ``auth``, ``storage``, ``realtime``,
-    ``signals``, ``leaderboard`` and ``monitoring`` return
+    ``signals``, ``leaderboard``, ``monitoring`` and ``cluster`` return
     frozen slices of it (``config/groups.py``), so that a component can be given only its
     own; every field is in exactly one group.
     """
@@ -292,6 +305,11 @@ class Settings(BaseSettings):
     alert_stale_feed_s: float = Field(30.0, gt=0)
     alert_outbox_depth: int = Field(100_000, ge=1)
     dlq_preview_bytes: int = Field(512, ge=16)
+    bus_url: SecretStr = SecretStr("memory://")
+    bus_prefix: str = Field("tickcast", min_length=1, pattern=r"^[A-Za-z0-9_-]+$")
+    node_id: str | None = Field(None, min_length=1, max_length=200)
+    lease_ttl_s: float = Field(5.0, ge=0.3)
+    heartbeat_s: float = Field(1.0, gt=0)
 
     alpaca_key_id: SecretStr | None = Field(None, validation_alias="ALPACA_API_KEY_ID")
     alpaca_secret_key: SecretStr | None = Field(None, validation_alias="ALPACA_API_SECRET_KEY")
@@ -445,6 +463,17 @@ class Settings(BaseSettings):
             alert_stale_feed_s=self.alert_stale_feed_s,
             alert_outbox_depth=self.alert_outbox_depth,
             dlq_preview_bytes=self.dlq_preview_bytes,
+        )
+
+    @property
+    def cluster(self) -> ClusterSettings:
+        """The bus, this node's name and the upstream lease."""
+        return ClusterSettings(
+            bus_url=self.bus_url,
+            bus_prefix=self.bus_prefix,
+            node_id=self.node_id,
+            lease_ttl_s=self.lease_ttl_s,
+            heartbeat_s=self.heartbeat_s,
         )
 
     @classmethod

@@ -1,0 +1,1 @@
+"""The bus: what joins the nodes of a cluster (``base.py`` is the contract)."""
