@@ -6,10 +6,13 @@ looks them up: the fronts and the web routes are given what they use as argument
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator
+from typing import Any
 
 import msgspec
 from starlette.applications import Starlette
@@ -21,6 +24,13 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from tickcast import __version__
 from tickcast.auth.credentials import new_jwt_secret
 from tickcast.auth.forwarded import TrustedProxies
+from tickcast.bus import wire
+from tickcast.bus.base import Bus
+from tickcast.bus.registry import backend_of as bus_backend
+from tickcast.bus.registry import create as create_bus
+from tickcast.clock import SYSTEM
+from tickcast.cluster.publisher import ClusterPublisher, Gated
+from tickcast.cluster.service import Cluster
 from tickcast.config.settings import Settings
 from tickcast.errors import ConfigError
 from tickcast.fronts import monitoring as monitoring_front
@@ -31,6 +41,7 @@ from tickcast.fronts.guard import Guard
 from tickcast.fronts.identity import CACHE_S, Identity
 from tickcast.fronts.leaderboard import LeaderboardSpec
 from tickcast.fronts.sockjs import SockJSEndpoint
+from tickcast.hub.publisher import Publisher
 from tickcast.leaderboard.service import LeaderboardService
 from tickcast.monitoring.service import (
     MonitoringService,
@@ -121,7 +132,7 @@ def add_portfolios(node: Node, settings: Settings) -> PortfolioService:
     return service
 
 
-def add_signals(node: Node, settings: Settings) -> SignalService:
+def add_signals(node: Node, settings: Settings, cluster: Cluster | None = None) -> SignalService:
     """Build the signal service over ``node``: the engine (when ``signals_engine``) runs
     on the bars it sees through a tap on the node's publisher, which also fills the
     history; signals from Redis (when ``signals_redis_url`` is set) and from the HTTP
@@ -142,6 +153,11 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
                 cooldown_s=group.signals_cooldown_s,
             )
         )
+
+    def primary() -> bool:
+        """Whether this node ingests what every node hears (True when it is alone)."""
+        return cluster is None or cluster.leading
+
     service = SignalService(
         node.publisher,
         SignalHistory(group.signals_history_size, group.signals_history_window_s),
@@ -157,7 +173,8 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
             RedisSource(
                 group.signals_redis_url.get_secret_value(),
                 group.signals_channel,
-                lambda data: service.ingest(data, "redis"),
+                # every node of a cluster hears the channel; the leader alone ingests
+                lambda data: service.ingest(data, "redis") if primary() else None,
                 on_change=service.check,
                 clock=node.clock,
             )
@@ -169,7 +186,11 @@ def add_signals(node: Node, settings: Settings) -> SignalService:
 
 
 def add_monitoring(
-    node: Node, settings: Settings, signals: SignalService, guard: Guard
+    node: Node,
+    settings: Settings,
+    signals: SignalService,
+    guard: Guard,
+    publisher: Publisher | None = None,
 ) -> MonitoringService:
     """Build the monitoring service over ``node``: it samples the node's counters, the
     feed, the dead letters (the providers' and ``signals``'), the open connections of
@@ -191,13 +212,18 @@ def add_monitoring(
         connections=lambda: {name: len(held) for name, held in guard.rosters.items()},
         disk_path=_disk_path(settings.database_url),
     )
-    service = MonitoringService(node.publisher, settings.monitoring, sources, clock=node.clock)
+    service = MonitoringService(
+        publisher or node.publisher, settings.monitoring, sources, clock=node.clock
+    )
     node.add_service(service)
     return service
 
 
 def add_leaderboard(
-    node: Node, settings: Settings, portfolios: PortfolioService
+    node: Node,
+    settings: Settings,
+    portfolios: PortfolioService,
+    publisher: Publisher | None = None,
 ) -> LeaderboardService:
     """Build the public leaderboard over ``node``, after ``portfolios`` (it starts once
     the portfolios are loaded): it ranks the values the portfolio service publishes
@@ -208,7 +234,7 @@ def add_leaderboard(
     service = LeaderboardService(
         node.engine,
         portfolios,
-        node.publisher,
+        publisher or node.publisher,
         clock=node.clock,
         window_s=group.leaderboard_window_ms / 1000,
         snapshot_s=group.leaderboard_snapshot_s,
@@ -222,6 +248,60 @@ def add_leaderboard(
     return service
 
 
+def join_cluster(
+    cluster: Cluster,
+    node: Node,
+    portfolios: PortfolioService,
+    signals: SignalService,
+    guard: Guard,
+) -> None:
+    """Make ``node``'s services a cluster's: the leader alone publishes what is computed
+    on a timer (portfolio values, workers' statuses; the leaderboard and the monitoring
+    are given a gated publisher), a committed portfolio write is reloaded by every other
+    node, and the connection caps count every node's connections. The cluster is the
+    node's last service: it starts once the others are loaded, and stops first."""
+    portfolios.primary = signals.primary = lambda: cluster.leading
+    portfolios.on_committed = lambda portfolio_id: cluster.changed("portfolio", [portfolio_id])
+    reloads: set[asyncio.Task[None]] = set()
+
+    def reload(ids: list[int]) -> None:
+        task = asyncio.create_task(portfolios.reload(ids), name="portfolio-reload")
+        reloads.add(task)
+        task.add_done_callback(reloads.discard)
+
+    cluster.on_changed("portfolio", reload)
+    cluster.count_users(guard.users)
+    cluster.count_users(guard.paths)
+    cluster.figures = lambda: realtime_web.figures(guard.rosters)
+    node.metrics.registry.register(cluster.collector())
+    node.add_service(cluster)
+
+
+def solo_snapshot(node: Node, node_id: str) -> dict[str, Any]:
+    """``GET /cluster`` of a node alone (``bus_url`` memory://): it leads itself."""
+    return {
+        "node": node_id,
+        "leader": node_id,
+        "epoch": node.hub.epoch,
+        "token": 0,
+        "role": "leader",
+        "lease": None,
+        "nodes": [
+            {
+                "node": node_id,
+                "role": "leader",
+                "leader": node_id,
+                "epoch": node.hub.epoch,
+                "connections": len(node.connections),
+                "subscriptions": node.hub.subscription_count,
+                "last_seen_s": 0.0,
+            }
+        ],
+        "bus": {"backend": "memory", "connected": True},
+        "ready": node.ready,
+    }
+
+
 def _disk_path(database_url: str) -> str:
     """Whose disk the metrics show: a SQLite database's directory, else the working one."""
     if database_url.startswith("sqlite") and ":///" in database_url:
@@ -231,15 +311,58 @@ def _disk_path(database_url: str) -> str:
     return "."
 
 
-def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch:
+def node_id_of(settings: Settings) -> str:
+    """This node's id: ``node_id``, else ``<host name>:<port>``."""
+    return settings.node_id or f"{socket.gethostname()}:{settings.port}"
+
+
+def cluster_node(settings: Settings, **kwargs: Any) -> Node:
+    """A node whose publisher is a cluster's (``Node``'s arguments otherwise)."""
+    node_id = node_id_of(settings)
+
+    def publisher(sequencer: Any, hub: Any, faults: Any, *, clock: Any) -> ClusterPublisher:
+        return ClusterPublisher(
+            sequencer,
+            hub,
+            faults,
+            clock=clock,
+            node=node_id,
+            codec=wire.Codec(hub.channels),
+            send=lambda kind, data: None,  # the cluster sets its own
+        )
+
+    return Node(settings, publisher=publisher, **kwargs)
+
+
+def build_app(
+    settings: Settings, node: Node | None = None, *, bus: Bus | None = None
+) -> WebSocketDispatch:
     """The ASGI application: health, readiness, metrics, the feed's state and the fronts.
 
     ``node``: a bare ``Node`` (tests pass one with their own providers); its services
-    are added here."""
-    node = node or Node(settings)
+    are added here. ``bus``: the bus joining this node to others; by default the one
+    ``bus_url`` names, none for ``memory://`` (a node alone). A node of a cluster is
+    built with ``cluster_node``."""
+    if bus is None and bus_backend(settings.bus_url.get_secret_value()) != "memory":
+        clock = node.clock if node is not None else SYSTEM
+        bus = create_bus(settings.bus_url.get_secret_value(), clock=clock)
+    if node is None:
+        node = cluster_node(settings) if bus is not None else Node(settings)
+    cluster = None
+    gated: Publisher | None = None
+    if bus is not None:
+        cluster = Cluster(
+            node,
+            bus,
+            settings.cluster,
+            node_id=node_id_of(settings),
+            url=f"http://{settings.host}:{settings.port}",
+        )
+        leading = cluster  # not Optional in the closures
+        gated = Gated(node.publisher, lambda: leading.leading)
     portfolios = add_portfolios(node, settings)
-    signals = add_signals(node, settings)
-    leaderboard = add_leaderboard(node, settings, portfolios)
+    signals = add_signals(node, settings, cluster)
+    leaderboard = add_leaderboard(node, settings, portfolios, gated)
     is_known = realtime.tradable(node.is_known, portfolios)
     if settings.jwt_secret is not None:
         jwt_secret = settings.jwt_secret.get_secret_value()
@@ -256,7 +379,19 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         node.stats,
     )
 
-    monitoring = add_monitoring(node, settings, signals, guard)
+    monitoring = add_monitoring(node, settings, signals, guard, gated)
+    if cluster is not None:
+        join_cluster(cluster, node, portfolios, signals, guard)
+
+    async def cluster_state(_: Request) -> Response:
+        if cluster is not None:
+            return JSONResponse(cluster.snapshot())
+        return JSONResponse(solo_snapshot(node, node_id_of(settings)))
+
+    def elsewhere() -> realtime_web.Elsewhere | None:
+        if cluster is None:
+            return None
+        return realtime_web.Elsewhere(*cluster.others())
 
     async def health(_: Request) -> Response:
         return JSONResponse({"status": "ok", "version": __version__})
@@ -351,6 +486,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
         Route("/ready", ready),
         Route("/metrics", metrics),
         Route("/feed", feed),
+        Route("/cluster", cluster_state),
         Route("/feed/dead-letters", dead_letters),
         Route("/signals/status", signal_status),
         Route("/signals/dead-letters", signal_dead_letters),
@@ -361,6 +497,7 @@ def build_app(settings: Settings, node: Node | None = None) -> WebSocketDispatch
             ready=lambda: node.ready,
             address=f"{settings.host}:{settings.port}",
             allow_anonymous=settings.allow_anonymous,
+            elsewhere=elsewhere,
         ),
         *pages.routes(),
         *(WebSocketRoute(path, front) for path, front in fronts.items()),

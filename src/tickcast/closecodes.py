@@ -40,6 +40,8 @@ class CloseCode(enum.IntEnum):
     POLICY_VIOLATION = 1008  # an Origin not on the allow-list
     MESSAGE_TOO_BIG = 1009  # inbound message over max_message_bytes
     INTERNAL_ERROR = 1011
+    SERVICE_RESTART = 1012  # the node's stream has a hole (a cluster node missed updates
+    # from the bus, or was cut off from it): reconnect and resume, a reset follows
     TRY_AGAIN_LATER = 1013  # a slow consumer ("slow consumer: 2.1 s behind"); or the
     # accounts database cannot answer now
     TOO_MANY_CONNECTIONS = 3001  # the user's or the address's connection cap is reached
@@ -63,6 +65,7 @@ CLOSE_INFO: dict[CloseCode, CloseInfo] = {
     CloseCode.POLICY_VIOLATION: CloseInfo(1008, "policy violation", False),
     CloseCode.MESSAGE_TOO_BIG: CloseInfo(1009, "message too big", False),
     CloseCode.INTERNAL_ERROR: CloseInfo(1011, "internal error", True),
+    CloseCode.SERVICE_RESTART: CloseInfo(1012, "service restart", True),
     CloseCode.TRY_AGAIN_LATER: CloseInfo(1013, "try again later", True),
     CloseCode.TOO_MANY_CONNECTIONS: CloseInfo(3001, "too many connections", True),
     CloseCode.RATE_LIMITED: CloseInfo(3002, "too many messages", True),

@@ -50,6 +50,10 @@ class _Queued(Protocol):
     def outbox(self) -> Outbox[Any]: ...
 
 
+#: Builds the node's publisher (a cluster node's is a ``ClusterPublisher``).
+PublisherFactory = Callable[..., LocalPublisher]
+
+
 class Service(Protocol):
     """A background service the node starts (after the feed's set-up, before the feed
     runs) and stops (after the feed has stopped, before the database engine)."""
@@ -87,6 +91,7 @@ class Node:
         *,
         epoch: str | None = None,
         clock: Clock = SYSTEM,
+        publisher: PublisherFactory | None = None,
     ) -> None:
         self.settings = settings
         self.clock = clock
@@ -99,7 +104,8 @@ class Node:
             history_size=settings.outbox.history_size, faults=self.faults, sequencer=sequencer
         )
         self.pumps = Pumps(clock, faults=self.faults)
-        self.publisher = LocalPublisher(sequencer, self.hub, self.faults, clock=clock)
+        make = LocalPublisher if publisher is None else publisher
+        self.publisher = make(sequencer, self.hub, self.faults, clock=clock)
         self.services: list[Service] = []
         if providers is None:
             providers = [registry.create(name, settings.upstream) for name in settings.feed]
@@ -120,6 +126,12 @@ class Node:
             on_transition=self._overload_changed,
             shed=lambda: sum(p.skipped_events for p in self.providers),
         )
+        # in a cluster, only the node holding the upstream lease runs the feed: the
+        # cluster (cluster/service.py) sets this and calls start_feed / stop_feed
+        self.feed_gated = False
+        # whether the node serves live data, when something else decides (a cluster
+        # follower: a leader's batches arrive); None: the feed's own readiness
+        self.readiness: Callable[[], bool] | None = None
         self.fatal: BaseException | None = None
         self.on_fatal: Callable[[BaseException], None] | None = None
         self._ready = False
@@ -127,7 +139,15 @@ class Node:
 
     @property
     def ready(self) -> bool:
-        """True once market data has arrived, while a provider feeds the hub."""
+        """True once market data has arrived, while a provider feeds the hub (or, in a
+        cluster, while the node serves the cluster's live data)."""
+        if self.readiness is not None:
+            return self.readiness()
+        return self.feed_ready
+
+    @property
+    def feed_ready(self) -> bool:
+        """True once this node's feed delivered market data, while a provider feeds."""
         return self._ready and bool(self.supervisor.active)
 
     def gauges(self) -> Gauges:
@@ -210,18 +230,27 @@ class Node:
         gc.freeze()
         self.metrics.gc_pauses.install()
         self.loop_monitor.start()
+        if not self.feed_gated:
+            self.start_feed()
+
+    def start_feed(self) -> None:
+        """Run the feed (the supervisor and its providers); nothing if it runs."""
         if self._tasks is None:
             self._tasks = asyncio.create_task(self._run(), name="node")
 
-    async def aclose(self) -> None:
-        self.metrics.gc_pauses.uninstall()
-        self.loop_monitor.close()
+    async def stop_feed(self) -> None:
+        """Stop the feed and wait until every provider connection is closed."""
         task, self._tasks = self._tasks, None
         if task is not None:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._ready = False  # after the feed has stopped: it can no longer set it again
+
+    async def aclose(self) -> None:
+        self.metrics.gc_pauses.uninstall()
+        self.loop_monitor.close()
+        await self.stop_feed()
         for service in reversed(self.services):
             await service.aclose()
         await self.engine.dispose()

@@ -96,6 +96,9 @@ ON_THE_CLOCK = (
     "fronts/market.py",
     "fronts/stomp.py",
     "fronts/guard.py",
+    "bus/memory.py",
+    "bus/leader.py",
+    "cluster/service.py",
 )
 PURE_EXCEPTIONS = frozenset(
     {
@@ -137,6 +140,10 @@ PURE_MODULES = frozenset(
         "tickcast.client.queue",
         "tickcast.client.load",
         "tickcast.client.advice",
+        "tickcast.bus.base",
+        "tickcast.bus.wire",
+        "tickcast.cluster.members",
+        "tickcast.cluster.publisher",
     }
 )
 #: The client SDK's one WebSocket driver.
@@ -432,6 +439,35 @@ def test_hub_never_imports_bus_transport_fronts_node_app_or_cli() -> None:
         lambda i: within(i.importer, "tickcast.hub") and within(i.target, *HUB_FORBIDDEN)
     )
     assert not bad, f"hub must not depend on outer layers:\n{bad}"
+
+
+def test_the_bus_knows_no_node_hub_front_or_service() -> None:
+    """bus/ is a transport between nodes: it imports only bus/, model/, errors, clock
+    and retry; cluster/ (the bridge) never imports fronts/, web/, transport/, app or cli."""
+    allowed = (
+        "tickcast.bus",
+        "tickcast.model",
+        "tickcast.errors",
+        "tickcast.clock",
+        "tickcast.retry",
+    )
+    bad = violations(
+        lambda i: (
+            within(i.importer, "tickcast.bus")
+            and tickcast(i.target)
+            and not within(i.target, *allowed)
+        )
+    )
+    assert not bad, f"bus/ must not depend on the gateway:\n{bad}"
+    outer = (
+        "tickcast.fronts",
+        "tickcast.web",
+        "tickcast.transport",
+        "tickcast.app",
+        "tickcast.cli",
+    )
+    bad = violations(lambda i: within(i.importer, "tickcast.cluster") and within(i.target, *outer))
+    assert not bad, f"cluster/ must not depend on outer layers:\n{bad}"
 
 
 def test_storage_imports_only_errors_and_storage() -> None:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from typing import Final
 
 from tickcast.errors import LimitExceeded
@@ -143,26 +143,38 @@ class ConnectionCounter:
     Use: ``if not counter.acquire(key): refuse``, then ``release(key)`` exactly once when
     the connection ends (in a ``finally``).
 
+    In a cluster the cap is the cluster's: ``elsewhere(key)`` says how many connections
+    the user holds on the other nodes (counted against the cap with this node's), and
+    ``listener(key, count)`` is told each change of this node's count, to share it.
+
     Attributes:
         max_per_user: connections one user may hold at once; None disables the limit.
+        elsewhere: the user's connections on other nodes (None: a node alone).
+        listener: called with a user's key and this node's new count for it.
     """
 
-    __slots__ = ("_counts", "max_per_user")
+    __slots__ = ("_counts", "elsewhere", "listener", "max_per_user")
 
     def __init__(self, max_per_user: int | None) -> None:
         if max_per_user is not None and max_per_user < 1:
             raise ValueError(f"max_per_user must be at least 1 or None, not {max_per_user!r}")
         self.max_per_user = max_per_user
         self._counts: dict[Hashable, int] = {}
+        self.elsewhere: Callable[[Hashable], int] | None = None
+        self.listener: Callable[[Hashable, int], None] | None = None
 
     def acquire(self, user_key: Hashable | None) -> bool:
         """Count one more connection for ``user_key``; False (and nothing counted) if full."""
         if user_key is None:
             return True
         held = self._counts.get(user_key, 0)
-        if self.max_per_user is not None and held >= self.max_per_user:
-            return False
+        if self.max_per_user is not None:
+            others = 0 if self.elsewhere is None else self.elsewhere(user_key)
+            if held + others >= self.max_per_user:
+                return False
         self._counts[user_key] = held + 1
+        if self.listener is not None:
+            self.listener(user_key, held + 1)
         return True
 
     def release(self, user_key: Hashable | None) -> None:
@@ -181,6 +193,12 @@ class ConnectionCounter:
             del self._counts[user_key]
         else:
             self._counts[user_key] = held - 1
+        if self.listener is not None:
+            self.listener(user_key, held - 1)
+
+    def snapshot(self) -> dict[str, int]:
+        """Every counted user's count, by the key's string form."""
+        return {str(key): n for key, n in self._counts.items()}
 
     def count(self, user_key: Hashable | None) -> int:
         """Connections ``user_key`` holds (0 for None: anonymous ones are not counted)."""

@@ -60,6 +60,10 @@ class History:
         """Forget ``key``'s envelopes (its numbering restarted: a new epoch)."""
         self._buffers.pop(key, None)
 
+    def clear_all(self) -> None:
+        """Forget every topic's envelopes."""
+        self._buffers.clear()
+
     def oldest(self, key: str) -> int:
         """The oldest seq held for ``key`` (0 when nothing is held)."""
         buffer = self._buffers.get(key)

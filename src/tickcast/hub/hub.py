@@ -253,6 +253,25 @@ class Hub:
             except Exception as exc:  # the subscription stands; the other hooks run
                 self.faults.report("hook", exc, topic=topic, hook=which)
 
+    @property
+    def hooked_channels(self) -> frozenset[str]:
+        """The channels whose first or last subscriber a producer is told of."""
+        return frozenset(self._on_first) | frozenset(self._on_last)
+
+    def watched(self, channels: frozenset[str]) -> list[Topic]:
+        """The topics of ``channels`` that have a subscriber now."""
+        watched: list[Topic] = []
+        for key in self._subs:
+            channel, _, name = key.partition(".")  # a channel's name has no dot
+            if channel in channels:
+                watched.append(Topic(channel, name))
+        return watched
+
+    def forget_history(self) -> None:
+        """Forget every topic's history (the stream has a hole this hub cannot fill):
+        a resume from before now is a gap, answered with a snapshot."""
+        self.history.clear_all()
+
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
         """Subscribe to every topic of ``channel``, present and future (nothing is sent:
         a front that wants the current values asks ``current``).

@@ -79,6 +79,7 @@ from tickcast.portfolio.closes import Closes
 from tickcast.portfolio.userfeeds import UserFeeds
 from tickcast.portfolio.valuation import Holding, Side, apply_trade, price_to_decimal
 from tickcast.storage import migrate
+from tickcast.storage.errors import NotFound
 from tickcast.storage.ledger import CashTransactions
 from tickcast.storage.records import (
     Asset,
@@ -173,6 +174,11 @@ class PortfolioService:
         self._public_listeners: list[Callable[[Portfolio], Awaitable[None]]] = []
         self._task: asyncio.Task[None] | None = None
         self._refresher: asyncio.Task[None] | None = None
+        # in a cluster: only the leader publishes the periodic updates (``primary``),
+        # and a committed write is told to the other nodes (``on_committed``), which
+        # ``reload`` the portfolio from the database
+        self.primary: Callable[[], bool] = lambda: True
+        self.on_committed: Callable[[int], None] | None = None
 
     # -- life cycle
 
@@ -241,6 +247,8 @@ class PortfolioService:
     async def _tick(self) -> None:
         while True:
             await asyncio.sleep(self.interval_s)
+            if not self.primary():
+                continue
             try:
                 self.flush()
             except Exception as exc:  # a bug here must not stop the ticker for good
@@ -457,6 +465,7 @@ class PortfolioService:
         self._portfolios[portfolio.id] = portfolio
         self._stamps[portfolio.id] = {}
         self.book.load(portfolio.id, [], _cash(portfolio), version=portfolio.version)
+        self._committed(portfolio.id)
         if public:
             await self._tell_public(portfolio)
         return portfolio
@@ -478,6 +487,7 @@ class PortfolioService:
         storage.NotFound."""
         async with self.engine.begin() as conn:
             written = await Portfolios(conn).set_public(portfolio_id, public)
+        self._committed(portfolio_id)
         held = self._portfolios.get(portfolio_id)
         if held is None:
             self._portfolios[portfolio_id] = written
@@ -525,6 +535,7 @@ class PortfolioService:
             )
             positions = await Positions(conn).list_for_portfolio(portfolio_id)
         self._take_state(written, positions)
+        self._committed(portfolio_id)
         self.publisher.publish([self.value(portfolio_id)])
         return CashMoved(entry, _cash(written))
 
@@ -591,11 +602,40 @@ class PortfolioService:
             positions = await Positions(conn).list_for_portfolio(portfolio_id)
         self.known_assets.add(symbol)
         self._take_state(written, positions)
+        self._committed(portfolio_id)
         if self.book.price(symbol) is None:
             last = self.assets.price(symbol)
             self.book.on_price(symbol, price_to_decimal(last) if last else price)
         self._publish_trade(portfolio_id, symbol)
         return Recorded(transaction, position, deposit)
+
+    def _committed(self, portfolio_id: int) -> None:
+        if self.on_committed is not None:
+            try:
+                self.on_committed(portfolio_id)
+            except Exception as exc:  # the write is stored: telling others is best effort
+                self.faults.report("service", exc, service="portfolio committed")
+
+    async def reload(self, portfolio_ids: Iterable[int]) -> None:
+        """Another node committed writes to these portfolios: take their state from the
+        database (a newer one than the book's only, by ``version``), the public flag
+        included (the leaderboard is told of a change)."""
+        for portfolio_id in portfolio_ids:
+            async with self.engine.connect() as conn:
+                try:
+                    portfolio = await Portfolios(conn).get(portfolio_id)
+                except NotFound:
+                    continue
+                positions = await Positions(conn).list_for_portfolio(portfolio_id)
+            held = self._portfolios.get(portfolio_id)
+            if held is not None and held.version > portfolio.version:
+                continue
+            self._portfolios[portfolio_id] = portfolio
+            self._stamps.setdefault(portfolio_id, {})
+            self._take_state(portfolio, positions)
+            was_public = held is not None and held.public
+            if was_public != portfolio.public:
+                await self._tell_public(portfolio)
 
     def _take_state(self, portfolio: Portfolio, positions: Sequence[Position]) -> None:
         """The committed state of a portfolio replaces the book's, unless the book holds a

@@ -186,6 +186,9 @@ class SignalService:
         is_known: Callable[[str], bool] = lambda _: False,
     ) -> None:
         self.publisher = publisher
+        # in a cluster: whether this node publishes what it decides alone (its workers'
+        # statuses); the leader does (cluster/service.py)
+        self.primary: Callable[[], bool] = lambda: True
         self.history = history
         self.clock = clock
         self.engine = engine
@@ -401,8 +404,9 @@ class SignalService:
                     status.message,
                     extra={"service": status.service, "status": status.status},
                 )
-        for status in changed:
-            self.publisher.publish([status])
+        if self.primary():  # in a cluster, the leader's statuses are the cluster's
+            for status in changed:
+                self.publisher.publish([status])
         return changed
 
     def collector(self) -> Collector:

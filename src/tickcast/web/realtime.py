@@ -13,7 +13,7 @@ nothing up.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from typing import Any, Final, Protocol
+from typing import Any, Final, NamedTuple, Protocol
 
 import msgspec
 from starlette.requests import Request
@@ -90,8 +90,41 @@ async def principal_of(request: Request, guard: Guard) -> Principal:
     return await guard.identity.authenticate(token)
 
 
-def status_body(ready: bool, rosters: Mapping[str, Mapping[Any, Ticket]], caller: Principal) -> Any:
+class Elsewhere(NamedTuple):
+    """The other nodes of a cluster, as their heartbeats report them.
+
+    Attributes:
+        nodes: how many other nodes there are.
+        figures: their ``global_stats`` figures (``FIGURES``), summed.
+        users: the ids of the users signed in there.
+    """
+
+    nodes: int
+    figures: dict[str, int]
+    users: set[int]
+
+
+#: The figures of ``global_stats`` a node reports to the others, to be summed.
+FIGURES = ("total_connections", "portfolio_subscriptions", "asset_subscriptions")
+
+
+def figures(rosters: Mapping[str, Mapping[Any, Ticket]]) -> dict[str, int]:
+    """This node's ``FIGURES``, for its heartbeat."""
+    body = status_body(False, rosters, ANONYMOUS)["global_stats"]
+    return {name: body[name] for name in FIGURES}
+
+
+def status_body(
+    ready: bool,
+    rosters: Mapping[str, Mapping[Any, Ticket]],
+    caller: Principal,
+    elsewhere: Elsewhere | None = None,
+) -> Any:
     """The body of ``GET /realtime/status/``: every front's connections, and the caller's.
+
+    In a cluster, ``elsewhere`` is the other nodes': the global figures are the
+    cluster's (``fronts`` and ``user_stats`` stay this node's), and ``cluster`` says how
+    many nodes they count.
 
     ``rosters`` maps a front's name (``market_feed``, ``realtime``) to its open
     connections and their tickets; a connection's ``session.topics`` are its
@@ -125,6 +158,13 @@ def status_body(ready: bool, rosters: Mapping[str, Mapping[Any, Ticket]], caller
             "fronts": fronts,
         },
     }
+    if elsewhere is not None:
+        stats = body["global_stats"]
+        for name in FIGURES:
+            stats[name] += elsewhere.figures.get(name, 0)
+        local_users = {p.user_id for p, _ in everyone if p.authenticated}
+        stats["authenticated_users"] = len(local_users | elsewhere.users)
+        body["cluster"] = {"nodes": 1 + elsewhere.nodes}
     if caller.authenticated:
         mine = [s for p, s in everyone if p.user_id == caller.user_id]
         body["user_stats"] = {
@@ -155,6 +195,7 @@ def routes(
     ready: Callable[[], bool],
     address: str,
     allow_anonymous: bool,
+    elsewhere: Callable[[], Elsewhere | None] = lambda: None,
 ) -> list[Route]:
     """The endpoints, over what they use.
 
@@ -166,6 +207,7 @@ def routes(
         ready: whether the gateway serves market data yet (``service_status``).
         address: ``host:port`` advertised when the request's Host is unusable.
         allow_anonymous: whether anonymous clients get market data (advertised).
+        elsewhere: the other nodes of a cluster (None: a node alone).
     """
 
     async def websocket_info(request: Request) -> Response:
@@ -204,7 +246,7 @@ def routes(
             return JSONResponse({"error": str(exc)}, status_code=401)
         except CredentialsUnavailable as exc:
             return JSONResponse({"error": str(exc)}, status_code=503)
-        return JSONResponse(status_body(ready(), guard.rosters, caller))
+        return JSONResponse(status_body(ready(), guard.rosters, caller, elsewhere()))
 
     async def force_price_update(request: Request) -> Response:
         try:

@@ -1,0 +1,1 @@
+"""Several nodes as one gateway: the bridge between a node's hub and the bus."""

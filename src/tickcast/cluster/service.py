@@ -1,0 +1,634 @@
+"""Cluster: one node's part in a cluster of gateway nodes joined by a bus.
+
+Rules: this is the I/O that carries out ``publisher.py``'s modes, ``members.py``'s table
+and ``bus/leader.py``'s lease; it decides nothing they can decide. Subjects, all under
+``bus_prefix``: ``<prefix>.batch`` (the leader's stamped batches, to every node),
+``<prefix>.publish`` (what followers hand the leader to stamp), ``<prefix>.control``
+(heartbeats, connection counts, interest, committed writes, leaving); the lease is
+``<prefix>.leader``.
+
+- **One upstream.** Only the node holding the lease runs the feed (``Node.start_feed``);
+  it stops it before the lease can lapse (``bus/leader.py``). On taking the lead it opens
+  a new epoch and says so on the feed's status topic (``status.FEED``, provider
+  ``cluster``).
+- **One sequence.** The leader stamps and sends every batch; followers fan them out as
+  they are, so history, last values and resume points are the same on every node.
+- **Only what is watched.** Producers compute some topics only while watched (live
+  positions, per-user streams, leaderboard views): a follower tells the leader which of
+  those its clients watch (``Interest``), and the leader holds them in its own hub for
+  that node, so its producers compute them; a node that leaves releases them.
+- **Holes are signalled, never silent.** A batch missed (a gap in the leader's numbering)
+  or a time cut off from the bus makes the node forget its history and close its clients
+  with 1012 (service restart): they reconnect, and a resume answers with a snapshot and a
+  reset. While cut off, the node stamps alone, in an epoch of its own, says so on the
+  status topic and is not ready (``/ready`` answers 503), so that a load balancer sends
+  clients elsewhere.
+- **Limits are the cluster's.** Each node counts its own connections per user and sends
+  a change at once (``Users``) and every count in every heartbeat; a node admits a user
+  only while its count and the others' stay under the cap. Two nodes admitting the same
+  user in the same few milliseconds may both admit: the cap can be passed by one
+  connection per node for that long (documented).
+- **Writes reach every node.** A node that commits a portfolio write says so
+  (``Changed``); every node reloads that portfolio from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import Callable, Hashable, Iterable, Iterator
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from tickcast.bus import wire
+from tickcast.bus.base import Bus, BusError, Lease
+from tickcast.bus.leader import Leadership
+from tickcast.closecodes import CloseCode
+from tickcast.cluster.members import Members
+from tickcast.cluster.publisher import ClusterPublisher, Mode, Verdict
+from tickcast.config.groups import ClusterSettings
+from tickcast.hub.sequencer import new_epoch
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import FEED, Status
+from tickcast.model.topic import Topic
+
+if TYPE_CHECKING:
+    from tickcast.node import Node
+
+log = logging.getLogger("tickcast.cluster")
+
+#: Bus messages waiting to be sent, at most; beyond, a message is dropped and counted
+#: (a batch dropped is a gap the followers detect).
+SEND_QUEUE = 10_000
+
+#: The wire of the hub subscriptions a leader holds for other nodes' clients.
+REMOTE_WIRE = "cluster"
+
+
+class _Remote:
+    """A leader's stand-in, in its own hub, for the other nodes' clients of a topic."""
+
+    wire = REMOTE_WIRE
+
+    def deliver(self, item: object, key: str | None, now: float) -> None:
+        pass  # the followers get every batch anyway
+
+    def fault(self) -> None:
+        pass
+
+
+def _never_encoded(envelope: Envelope) -> bytes:
+    return b""
+
+
+class Cluster:
+    """Joins ``node`` to the cluster on ``bus`` (see the module docstring).
+
+    ``node`` is built with a ``ClusterPublisher`` (``Node(..., publisher=...)``) and its
+    feed gated (``feed_gated``); the composition root adds the cluster as the node's
+    last service, so it starts once the other services are loaded and stops first.
+
+    Args:
+        node: the node (its hub, publisher, clock, connections, feed).
+        bus: the bus, not started (the cluster starts and closes it).
+        settings: the cluster's settings.
+        node_id: this node's id.
+        url: where this node serves (shown to the others).
+    """
+
+    def __init__(
+        self,
+        node: Node,
+        bus: Bus,
+        settings: ClusterSettings,
+        *,
+        node_id: str,
+        url: str = "",
+    ) -> None:
+        self.node = node
+        self.bus = bus
+        self.settings = settings
+        self.node_id = node_id
+        self.url = url
+        self.clock = node.clock
+        publisher = node.publisher
+        assert isinstance(publisher, ClusterPublisher)
+        self.publisher = publisher
+        prefix = settings.bus_prefix
+        self.subjects = {
+            "batch": f"{prefix}.batch",
+            "publish": f"{prefix}.publish",
+            "control": f"{prefix}.control",
+        }
+        self.members = Members(node_id, 3 * settings.heartbeat_s)
+        self.leadership = Leadership(
+            bus,
+            f"{prefix}.leader",
+            node_id,
+            settings.lease_ttl_s,
+            self._lead_changed,
+            clock=self.clock,
+        )
+        self.started = self.clock.wall()
+        self.bus_up = False
+        self.led_since: float | None = None  # monotonic, while leading
+        self.leader_heard: tuple[str, int, float] | None = None  # (node, token, mono)
+        self.counts = {"sent": 0, "received": 0, "dropped": 0, "gaps": 0, "unknown": 0}
+        self.verdicts: dict[str, int] = {}
+        self._queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(SEND_QUEUE)
+        self._tasks: list[asyncio.Task[None]] = []
+        self._hooked: frozenset[str] = frozenset()
+        self._remote: dict[str, set[str]] = {}  # node -> topic keys it watches
+        self._holders: dict[str, int] = {}  # topic key -> nodes watching it
+        self._told: tuple[str, int] | None = None  # the leader we last sent our interest
+        self._changed: dict[str, list[Callable[[list[int]], Any]]] = {}
+        self._counters: list[Any] = []
+        self._remote_sub = _Remote()
+        # this node's figures for the cluster's statistics (set by the composition root)
+        self.figures: Callable[[], dict[str, int]] = dict
+        publisher.send = self._send
+        node.hub.codecs[REMOTE_WIRE] = _never_encoded
+
+    # -- lifecycle
+
+    async def start(self) -> None:
+        self.node.feed_gated = True
+        self.node.readiness = self.ready
+        bus = self.bus
+        await bus.start()
+        self.bus_up = bus.connected
+        bus.on_connection(self._connection)
+        await bus.subscribe(self.subjects["batch"], self._on_batch)
+        await bus.subscribe(self.subjects["publish"], self._on_publish)
+        await bus.subscribe(self.subjects["control"], self._on_control)
+        hub = self.node.hub
+        self._hooked = hub.hooked_channels
+        for channel in self._hooked:
+            hub.on_first(channel, self._watch)
+            hub.on_last(channel, self._unwatch)
+        self._tasks = [
+            asyncio.create_task(self._sender(), name="cluster-sender"),
+            asyncio.create_task(self._heartbeats(), name="cluster-heartbeats"),
+        ]
+        self.leadership.start()
+
+    async def aclose(self) -> None:
+        self._send("control", wire.encode(wire.Leaving(self.node_id)))
+        await self.leadership.aclose()  # stops the feed first if this node leads
+        with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
+            await asyncio.wait_for(self._drain(), 1.0)
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+        await self.bus.aclose()
+
+    async def _drain(self) -> None:
+        if self.bus_up:
+            await self._queue.join()
+
+    # -- state
+
+    @property
+    def leading(self) -> bool:
+        return self.publisher.mode is Mode.LEAD
+
+    @property
+    def leader(self) -> str | None:
+        """The leader's node id, as far as this node knows; None while there is none."""
+        if self.leading:
+            return self.node_id
+        heard = self.leader_heard
+        if heard is None or heard[0] not in self.members:
+            return None
+        return heard[0]
+
+    def ready(self) -> bool:
+        """Serving the cluster's live data: leading with the feed up, or following a
+        leader that is alive, with a batch of its applied, on a connected bus."""
+        if self.leading:
+            return self.node.feed_ready
+        follower = self.publisher.follower
+        return (
+            self.bus_up
+            and self.publisher.mode is Mode.FOLLOW
+            and self.leader is not None
+            and follower.leader == self.leader
+            and follower.n > 0
+        )
+
+    def snapshot(self) -> dict[str, Any]:
+        """What ``GET /cluster`` shows."""
+        now = self.clock.monotonic()
+        term = self.leadership.term
+        lease = term.lease
+        me = {
+            "node": self.node_id,
+            "url": self.url,
+            "role": self.publisher.mode.value,
+            "leader": self.leader,
+            "epoch": self.node.hub.epoch,
+            "connections": len(self.node.connections),
+            "subscriptions": self.node.hub.subscription_count,
+            "last_seen_s": 0.0,
+        }
+        nodes = [me]
+        for member in self.members.others():
+            hb = member.heartbeat
+            nodes.append(
+                {
+                    "node": hb.node,
+                    "url": hb.url,
+                    "role": "leader" if hb.leader == hb.node else "follower",
+                    "leader": hb.leader,
+                    "epoch": hb.epoch,
+                    "connections": hb.connections,
+                    "subscriptions": hb.subscriptions,
+                    "last_seen_s": round(now - member.seen, 3),
+                }
+            )
+        heard = self.leader_heard
+        return {
+            "node": self.node_id,
+            "leader": self.leader,
+            "epoch": self.node.hub.epoch,
+            "token": lease.token if lease is not None else (heard[1] if heard else 0),
+            "role": self.publisher.mode.value,
+            "lease": {
+                "name": self.leadership.name,
+                "ttl_s": term.ttl_s,
+                "held": lease is not None,
+                "age_s": None if self.led_since is None else round(now - self.led_since, 3),
+                "renewed_s": None if lease is None else round(now - term.renewed_at, 3),
+                "leader_heard_s": None if heard is None else round(now - heard[2], 3),
+                "elections_won": self.leadership.elections,
+            },
+            "nodes": nodes,
+            "bus": {
+                "backend": self.bus.name,
+                "connected": self.bus_up,
+                "queued": self._queue.qsize(),
+                **self.counts,
+                "verdicts": dict(self.verdicts),
+                "forwarded": self.publisher.forwarded,
+            },
+            "ready": self.ready(),
+        }
+
+    def totals(self) -> dict[str, int]:
+        """The cluster's connections, subscriptions and updates: this node's now, the
+        others' from their last heartbeats."""
+        hub = self.node.hub
+        totals = {
+            "nodes": 1 + len(self.members),
+            "connections": len(self.node.connections),
+            "subscriptions": hub.subscription_count,
+            "published": hub.published,
+            "deliveries": hub.deliveries,
+        }
+        for member in self.members.others():
+            hb = member.heartbeat
+            totals["connections"] += hb.connections
+            totals["subscriptions"] += hb.subscriptions
+            totals["published"] += hb.published
+            totals["deliveries"] += hb.deliveries
+        return totals
+
+    def others(self) -> tuple[int, dict[str, int], set[int]]:
+        """The other nodes: how many, their figures summed, and their signed-in users."""
+        figures: dict[str, int] = {}
+        users: set[int] = set()
+        for member in self.members.others():
+            for name, value in member.heartbeat.figures.items():
+                figures[name] = figures.get(name, 0) + value
+            users.update(int(k) for k, n in member.users.items() if n > 0 and k.isdigit())
+        return len(self.members), figures, users
+
+    # -- sending
+
+    def _send(self, kind: str, data: bytes) -> None:
+        try:
+            self._queue.put_nowait((self.subjects[kind], data))
+        except asyncio.QueueFull:
+            self.counts["dropped"] += 1
+
+    async def _sender(self) -> None:
+        queue = self._queue
+        while True:
+            subject, data = await queue.get()
+            try:
+                await self.bus.publish(subject, data)
+                self.counts["sent"] += 1
+            except BusError:
+                self.counts["dropped"] += 1
+            except Exception:
+                self.counts["dropped"] += 1
+                log.exception("a bus message could not be sent")
+            finally:
+                queue.task_done()
+
+    # -- receiving
+
+    def _decode(self, data: bytes) -> wire.Message | None:
+        self.counts["received"] += 1
+        try:
+            message = wire.decode(data)
+        except (msgspec.DecodeError, ValueError):
+            message = None
+        if message is None:
+            self.counts["unknown"] += 1
+        return message
+
+    def _on_batch(self, data: bytes) -> None:
+        batch = self._decode(data)
+        if not isinstance(batch, wire.Batch):
+            return
+        try:
+            verdict = self.publisher.apply(batch)
+        except KeyError:  # a channel this node does not have (a newer node's)
+            self.counts["unknown"] += 1
+            return
+        self.verdicts[verdict.value] = self.verdicts.get(verdict.value, 0) + 1
+        if verdict is Verdict.GAP:
+            self._hole(f"missed updates from the leader {batch.node}")
+        if verdict in (Verdict.JOINED, Verdict.TERM, Verdict.GAP):
+            self._tell_interest(batch.node, batch.token)
+
+    def _on_publish(self, data: bytes) -> None:
+        message = self._decode(data)
+        if not isinstance(message, wire.Publish) or not self.leading:
+            return
+        try:
+            events = self.publisher.codec.events_in(message.items)
+        except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
+            self.counts["unknown"] += 1
+            return
+        self.publisher.publish(events)
+
+    def _on_control(self, data: bytes) -> None:
+        message = self._decode(data)
+        if message is None or getattr(message, "node", None) == self.node_id:
+            return
+        now = self.clock.monotonic()
+        if isinstance(message, wire.Heartbeat):
+            if self.members.heard(message, now):
+                log.info("node %s joined the cluster", message.node)
+            if message.leader == message.node:
+                self.leader_heard = (message.node, message.token, now)
+                self._tell_interest(message.node, message.token)
+        elif isinstance(message, wire.Users):
+            self.members.users(message.node, message.counts)
+        elif isinstance(message, wire.Interest):
+            self._interest(message)
+        elif isinstance(message, wire.Changed):
+            for handler in self._changed.get(message.what, ()):
+                try:
+                    handler(message.ids)
+                except Exception:
+                    log.exception("reloading %s %s failed", message.what, message.ids)
+        elif isinstance(message, wire.Leaving):
+            self._left(message.node)
+
+    def _left(self, node: str) -> None:
+        if self.members.left(node):
+            log.info("node %s left the cluster", node)
+        self._drop_interest(node)
+        heard = self.leader_heard
+        if heard is not None and heard[0] == node:
+            self.leader_heard = None
+            self.leadership.poke()  # the leader left: try to take over at once
+
+    def _connection(self, up: bool) -> None:
+        self.bus_up = up
+        if not up:
+            log.warning("node %s lost the bus", self.node_id)
+            if self.publisher.mode is Mode.FOLLOW:
+                self._alone()
+            return
+        log.warning("node %s is back on the bus", self.node_id)
+        if self.publisher.mode is Mode.ALONE:
+            self.publisher.follow()
+        self._told = None
+        self._heartbeat()
+
+    def _alone(self) -> None:
+        self.publisher.alone(new_epoch(self.clock.wall(), secrets.token_hex(3)))
+        self._status("stale", "this node is cut off from the cluster's bus: no live data")
+
+    def _hole(self, why: str) -> None:
+        """The stream this node relays has a hole: forget history, send clients away."""
+        self.counts["gaps"] += 1
+        log.warning("%s: %s; its clients reconnect and resume with a reset", self.node_id, why)
+        self.node.hub.forget_history()
+        for connection in list(self.node.connections):
+            close = getattr(connection, "close", None)
+            if close is not None:
+                with contextlib.suppress(Exception):
+                    close(CloseCode.SERVICE_RESTART, "missed updates from the cluster")
+
+    def _status(self, state: str, reason: str) -> None:
+        status = Status(
+            FEED, "cluster", state, self.node.supervisor.active or "", reason, self.clock.wall()
+        )
+        self.publisher.publish([status])
+
+    # -- leadership
+
+    async def _lead_changed(self, lease: Lease | None) -> None:
+        publisher = self.publisher
+        if lease is not None:
+            epoch = new_epoch(self.clock.wall(), f"{lease.token:x}{secrets.token_hex(2)}")
+            publisher.lead(epoch, lease.token)
+            self.led_since = self.clock.monotonic()
+            self._heartbeat()
+            self._status("leader", f"node {self.node_id} leads the cluster, epoch {epoch}")
+            self.node.start_feed()
+            return
+        self.led_since = None
+        await self.node.stop_feed()
+        self._clear_remote()
+        if self.bus_up:
+            publisher.follow()
+        else:
+            self._alone()
+        self._told = None
+
+    # -- heartbeats and connection counts
+
+    async def _heartbeats(self) -> None:
+        period = self.settings.heartbeat_s
+        while True:
+            try:
+                self._heartbeat()
+                for node in self.members.expire(self.clock.monotonic()):
+                    log.warning("node %s is silent: it left the cluster", node)
+                    self._left(node)
+            except Exception:
+                log.exception("a heartbeat failed")
+            await asyncio.sleep(period)
+
+    def _heartbeat(self) -> None:
+        hub = self.node.hub
+        users: dict[str, int] = {}
+        for counter in self._counters:
+            users.update(counter.snapshot())
+        lease = self.leadership.term.lease
+        message = wire.Heartbeat(
+            self.node_id,
+            self.started,
+            leader=self.leader,
+            epoch=hub.epoch,
+            token=lease.token if lease is not None else 0,
+            url=self.url,
+            connections=len(self.node.connections),
+            subscriptions=hub.subscription_count,
+            published=hub.published,
+            deliveries=hub.deliveries,
+            users=users,
+            figures=self.figures(),
+            bus_connected=self.bus_up,
+        )
+        self._send("control", wire.encode(message))
+
+    def count_users(self, counter: Any) -> None:
+        """Share ``counter``'s per-user counts (a ``ConnectionCounter``) with the cluster,
+        and cap it by the other nodes' counts too."""
+        self._counters.append(counter)
+        counter.elsewhere = self._elsewhere
+        counter.listener = self._user_changed
+
+    def _elsewhere(self, key: Hashable) -> int:
+        return self.members.connections_of(str(key))
+
+    def _user_changed(self, key: Hashable, count: int) -> None:
+        self._send("control", wire.encode(wire.Users(self.node_id, {str(key): count})))
+
+    # -- committed writes
+
+    def on_changed(self, what: str, handler: Callable[[list[int]], Any]) -> None:
+        """Call ``handler(ids)`` when another node committed writes to ``what``."""
+        self._changed.setdefault(what, []).append(handler)
+
+    def changed(self, what: str, ids: Iterable[int]) -> None:
+        """Tell the other nodes that this one committed writes to ``ids`` of ``what``."""
+        self._send("control", wire.encode(wire.Changed(self.node_id, what, list(ids))))
+
+    # -- interest
+
+    def _watch(self, topic: Topic) -> None:
+        if self.publisher.mode is Mode.FOLLOW:
+            message = wire.Interest(self.node_id, add=[str(topic)])
+            self._send("control", wire.encode(message))
+
+    def _unwatch(self, topic: Topic) -> None:
+        if self.publisher.mode is Mode.FOLLOW:
+            message = wire.Interest(self.node_id, remove=[str(topic)])
+            self._send("control", wire.encode(message))
+
+    def _tell_interest(self, leader: str, token: int) -> None:
+        """Send every hooked topic this node watches to a leader it has not told yet."""
+        if self.publisher.mode is not Mode.FOLLOW or self._told == (leader, token):
+            return
+        self._told = (leader, token)
+        topics = [str(t) for t in self.node.hub.watched(self._hooked)]
+        message = wire.Interest(self.node_id, add=topics, full=True)
+        self._send("control", wire.encode(message))
+
+    def _interest(self, message: wire.Interest) -> None:
+        if not self.leading:
+            return
+        held = self._remote.setdefault(message.node, set())
+        add = set(message.add)
+        remove = set(message.remove)
+        if message.full:
+            remove |= held - add
+            add -= held
+        for key in add - held:
+            held.add(key)
+            self._hold(key, +1)
+        for key in remove & held:
+            held.discard(key)
+            self._hold(key, -1)
+
+    def _hold(self, key: str, delta: int) -> None:
+        count = self._holders.get(key, 0) + delta
+        channel, _, name = key.partition(".")
+        if channel not in self._hooked or not name:
+            return
+        topic = Topic(channel, name)
+        hub = self.node.hub
+        if count <= 0:
+            self._holders.pop(key, None)
+            hub.unsubscribe(self._remote_sub, topic)
+        else:
+            self._holders[key] = count
+            if count == 1 and delta > 0:
+                hub.subscribe(self._remote_sub, topic)
+
+    def _drop_interest(self, node: str) -> None:
+        for key in self._remote.pop(node, set()):
+            self._hold(key, -1)
+
+    def _clear_remote(self) -> None:
+        for node in list(self._remote):
+            self._drop_interest(node)
+
+    def collector(self) -> Collector:
+        """The cluster's Prometheus metrics (register it on the node's registry)."""
+        return _ClusterCollector(self)
+
+
+class _ClusterCollector(Collector):
+    def __init__(self, cluster: Cluster) -> None:
+        self.cluster = cluster
+
+    def collect(self) -> Iterator[Metric]:
+        c = self.cluster
+        node = c.node_id
+        yield _gauge(
+            "tickcast_cluster_leader", "1 while this node holds the upstream lease", node, c.leading
+        )
+        yield _gauge(
+            "tickcast_cluster_nodes",
+            "Nodes in the cluster, this one included",
+            node,
+            1 + len(c.members),
+        )
+        yield _gauge(
+            "tickcast_bus_connected", "1 while the bus engine is reachable", node, c.bus_up
+        )
+        elections = CounterMetricFamily(
+            "tickcast_cluster_elections_won",
+            "Times this node took the upstream lease",
+            labels=["node"],
+        )
+        elections.add_metric([node], c.leadership.elections)
+        yield elections
+        messages = CounterMetricFamily(
+            "tickcast_bus_messages",
+            "Bus messages by outcome: sent, received, dropped (not sent), unknown (not understood)",
+            labels=["node", "outcome"],
+        )
+        for outcome in ("sent", "received", "dropped", "unknown"):
+            messages.add_metric([node, outcome], c.counts[outcome])
+        yield messages
+        gaps = CounterMetricFamily(
+            "tickcast_cluster_gaps",
+            "Holes in the leader's stream this node detected (its clients were sent to resume)",
+            labels=["node"],
+        )
+        gaps.add_metric([node], c.counts["gaps"])
+        yield gaps
+
+
+def _gauge(name: str, doc: str, node: str, value: float) -> GaugeMetricFamily:
+    gauge = GaugeMetricFamily(name, doc, labels=["node"])
+    gauge.add_metric([node], float(value))
+    return gauge
