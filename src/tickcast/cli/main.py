@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -136,7 +137,38 @@ def _serve_parser(commands: argparse._SubParsersAction[argparse.ArgumentParser])
     )
     _feed_flags(serve)
     _database_url_flag(serve)
+    _cluster_flags(serve)
     _log_flags(serve)
+
+
+def _cluster_flags(serve: argparse.ArgumentParser) -> None:
+    serve.add_argument(
+        "--bus",
+        dest="bus_url",
+        metavar="URL",
+        help="what joins the gateway nodes: memory:// (one process, the default), "
+        "redis://host:port/db or nats://host:port ($TICKCAST_BUS_URL)",
+    )
+    serve.add_argument(
+        "--bus-prefix",
+        dest="bus_prefix",
+        help="prefix of every bus subject and key, so that two clusters can share one "
+        "Redis or NATS (default tickcast)",
+    )
+    serve.add_argument(
+        "--node-id",
+        dest="node_id",
+        help="this node's name in the cluster (default HOSTNAME:PORT; with --workers, "
+        "each worker's is this with -w1, -w2, ...)",
+    )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="gateway processes sharing HOST:PORT (SO_REUSEPORT), each a node of the "
+        "cluster: more than 1 needs --bus redis://... or nats://... (default 1)",
+    )
 
 
 def _log_flags(parser: argparse.ArgumentParser) -> None:
@@ -414,7 +446,12 @@ def demo_settings(settings: Settings) -> Settings:
     return settings.model_copy(update={"simulator_bar_s": DEMO_BAR_S})
 
 
-def serve(settings: Settings, *, demo: bool = False) -> int:
+def serve(settings: Settings, *, demo: bool = False, sock: socket.socket | None = None) -> int:
+    """Run the gateway until SIGTERM or SIGINT; the exit status.
+
+    ``sock``: a bound socket to listen on (a ``--workers`` worker's, with
+    ``SO_REUSEPORT``) instead of binding ``host``:``port`` here.
+    """
     import uvicorn
 
     from tickcast.app import build_app
@@ -467,7 +504,7 @@ def serve(settings: Settings, *, demo: bool = False) -> int:
     node = app.state.node
     server = uvicorn.Server(config)
     node.on_fatal = lambda exc: setattr(server, "should_exit", True)
-    server.run()
+    server.run(sockets=None if sock is None else [sock])
     if node.fatal is not None:
         print(f"tickcast serve: the feed cannot deliver: {node.fatal}", file=sys.stderr)
         return 1
@@ -480,7 +517,7 @@ def _ignore(signum: int, frame: object) -> None:
 
 #: Flags of each command that are not settings.
 _COMMAND_FLAGS = {
-    "serve": ("demo",),
+    "serve": ("demo", "workers"),
     "feed": ("interval", "batch_size", "out", "verbose"),
     "record": ("out", "duration", "count"),
     "users": ("users_action", "username", "role"),
@@ -523,7 +560,7 @@ def _main(argv: Sequence[str] | None) -> int:
     try:
         settings = load_settings(config_file, options)
         if command == "serve":
-            return serve(settings, demo=bool(flags["demo"]))
+            return _serve(settings, demo=bool(flags["demo"]), workers=flags["workers"])
         if command in _ACCOUNT_COMMANDS:
             quiet = options.get("log_level") is None
             return _accounts(command, settings, flags, quiet=quiet)
@@ -531,6 +568,15 @@ def _main(argv: Sequence[str] | None) -> int:
     except ConfigError as exc:
         print(f"tickcast: {exc}", file=sys.stderr)
         return 2
+
+
+def _serve(settings: Settings, *, demo: bool, workers: int) -> int:
+    from tickcast.cli import workers as pool
+
+    pool.check(workers, settings.bus_url.get_secret_value())
+    if workers == 1:
+        return serve(settings, demo=demo)
+    return pool.supervise(settings, workers, demo=demo)
 
 
 def _ingest(command: str, settings: Settings, flags: dict[str, Any]) -> int:
