@@ -158,15 +158,13 @@ class ClusterPublisher(LocalPublisher):
         self.mode = Mode.LEAD
 
     def follow(self) -> None:
-        """Stop leading (or rejoin the bus): publish through the leader from now on."""
-        if self.mode is Mode.ALONE:
-            self.follower.lost_track()
+        """Stop leading (or rejoin the bus): publish through the leader from now on. The
+        leader's numbering tells whether a batch was missed meanwhile."""
         self.mode = Mode.FOLLOW
 
     def alone(self, epoch: str) -> None:
         """Cut off from the bus: stamp locally, in ``epoch`` (one of this node's own)."""
         self._renumber(epoch)
-        self.follower.lost_track()
         self.mode = Mode.ALONE
 
     # -- publishing
