@@ -64,6 +64,11 @@ T = TypeVar("T")
 CONNECT_TIMEOUT_S: Final = 5.0
 #: Seconds between reconnection attempts (nats-py adds up to 0.1 s of jitter).
 RECONNECT_WAIT_S: Final = 0.5
+#: Seconds between the client's PINGs; ``MAX_OUTSTANDING_PINGS`` unanswered in a row make
+#: the connection count as lost (a cut that sends no FIN or RST is seen within ~15 s;
+#: nats-py's default, 120 s x 2, would take minutes).
+PING_INTERVAL_S: Final = 5
+MAX_OUTSTANDING_PINGS: Final = 2
 #: The only key of a lease's bucket.
 KEY: Final = "lease"
 
@@ -140,6 +145,8 @@ class NatsBus:
                     max_reconnect_attempts=-1,
                     # nats-py annotates int seconds, and sleeps for a float just as well
                     reconnect_time_wait=RECONNECT_WAIT_S,  # type: ignore[arg-type]
+                    ping_interval=PING_INTERVAL_S,
+                    max_outstanding_pings=MAX_OUTSTANDING_PINGS,
                     disconnected_cb=self._disconnected,
                     reconnected_cb=self._reconnected,
                     error_cb=self._error,
