@@ -128,12 +128,13 @@ def test_a_node_alone_stamps_in_an_epoch_of_its_own_and_sends_nothing() -> None:
     a.publisher.lead("E1", token=1)
     for n in range(3):
         a.publisher.publish([trade(n)])
-    first, second, third = a.batches()
+    first, _second, third = a.batches()
     b.publisher.apply(first)
     b.publisher.alone("L1")
     b.publisher.publish([trade(1)])
     assert b.hub.position(TRADES) == ("L1", 1)
-    assert b.sent == [] and b.publisher.mode is Mode.ALONE
+    assert b.sent == []
+    assert b.publisher.mode is Mode.ALONE
     b.publisher.follow()
     # back on the bus: the leader's numbering tells whether anything was missed
     assert b.publisher.apply(third) is Verdict.GAP

@@ -70,8 +70,10 @@ def test_members_come_with_a_heartbeat_and_go_when_silent_or_leaving() -> None:
     m.heard(_hb("c"), 12.0)
     assert m.expire(13.9) == []
     assert m.expire(14.0) == ["b"]
-    assert "c" in m and len(m) == 1
-    assert m.left("c") is True and len(m) == 0
+    assert "c" in m
+    assert len(m) == 1
+    assert m.left("c") is True
+    assert len(m) == 0
 
 
 def test_a_users_connections_elsewhere_are_summed_and_kept_current() -> None:
@@ -99,7 +101,8 @@ def test_the_leader_named_by_every_other_node() -> None:
 def test_a_leader_steps_down_before_its_lease_can_lapse() -> None:
     term = Term(5.0)
     term.granted(Lease("l", "a", 1), sent_at=100.0)
-    assert term.leading and not term.expired(100.0 + STEP_DOWN * 5.0 - 0.01)
+    assert term.leading
+    assert not term.expired(100.0 + STEP_DOWN * 5.0 - 0.01)
     assert term.expired(100.0 + STEP_DOWN * 5.0)
     assert STEP_DOWN * 5.0 < 5.0  # it stops before another node may take the lease
     assert term.renewed(True, sent_at=102.0)
