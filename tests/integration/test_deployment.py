@@ -21,7 +21,6 @@ durations.
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 import json
 import re
 import shlex
@@ -406,10 +405,6 @@ def test_the_dockerfile_healthcheck_command_checks_the_gateway(
 # -- two nodes over Redis behind the shipped nginx
 
 
-def _cluster_available() -> bool:
-    return importlib.util.find_spec("tickcast.cluster") is not None
-
-
 def _cluster(server: Server) -> dict[str, Any] | None:
     try:
         answer = httpx.get(f"{server.http}/cluster", timeout=5)
@@ -476,10 +471,6 @@ def _data(message: dict[str, Any]) -> bool:
     return "topic" in message and message.get("type") in (None, "trade")
 
 
-@pytest.mark.skipif(
-    not _cluster_available(),
-    reason="the cluster layer (tickcast.cluster) has not landed yet: remove this mark then",
-)
 async def test_a_client_through_the_proxy_survives_the_death_of_its_node(
     tmp_path: Path,
 ) -> None:

@@ -148,7 +148,7 @@ class ClusterPublisher(LocalPublisher):
 
     def _renumber(self, epoch: str) -> None:
         self.sequencer = Sequencer(epoch, self.hub.channels)
-        self.hub.sequencer = self.sequencer
+        self.hub.renumber(self.sequencer)
 
     def lead(self, epoch: str, token: int) -> None:
         """Take the lead: number from 1 in the new ``epoch``."""

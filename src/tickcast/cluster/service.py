@@ -358,6 +358,8 @@ class Cluster:
         self.verdicts[verdict.value] = self.verdicts.get(verdict.value, 0) + 1
         if verdict is Verdict.GAP:
             self._hole(f"missed updates from the leader {batch.node}")
+        elif verdict is Verdict.TERM:
+            self._hole(f"{batch.node} leads now, in a new epoch", gap=False)
         if verdict in (Verdict.JOINED, Verdict.TERM, Verdict.GAP):
             self._tell_interest(batch.node, batch.token)
 
@@ -422,16 +424,19 @@ class Cluster:
         self.publisher.alone(new_epoch(self.clock.wall(), secrets.token_hex(3)))
         self._status("stale", "this node is cut off from the cluster's bus: no live data")
 
-    def _hole(self, why: str) -> None:
-        """The stream this node relays has a hole: forget history, send clients away."""
-        self.counts["gaps"] += 1
-        log.warning("%s: %s; its clients reconnect and resume with a reset", self.node_id, why)
-        self.node.hub.forget_history()
+    def _hole(self, why: str, *, gap: bool = True) -> None:
+        """The stream this node relays has a hole, or a new numbering: forget history and
+        send the clients away, to reconnect and resume (a reset and a snapshot answer)."""
+        if gap:
+            self.counts["gaps"] += 1
+            self.node.hub.forget_history()
+        if self.node.connections:
+            log.warning("%s: %s; its clients reconnect and resume", self.node_id, why)
         for connection in list(self.node.connections):
             close = getattr(connection, "close", None)
             if close is not None:
                 with contextlib.suppress(Exception):
-                    close(CloseCode.SERVICE_RESTART, "missed updates from the cluster")
+                    close(CloseCode.SERVICE_RESTART, why)
 
     def _status(self, state: str, reason: str) -> None:
         status = Status(
@@ -449,6 +454,7 @@ class Cluster:
             self.led_since = self.clock.monotonic()
             self._heartbeat()
             self._status("leader", f"node {self.node_id} leads the cluster, epoch {epoch}")
+            self._hole("this node leads now, in a new epoch", gap=False)
             self.node.start_feed()
             return
         self.led_since = None

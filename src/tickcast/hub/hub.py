@@ -267,6 +267,16 @@ class Hub:
                 watched.append(Topic(channel, name))
         return watched
 
+    def renumber(self, sequencer: Sequencer) -> None:
+        """The numbering restarts (a cluster's new leader, a new epoch): publish in
+        ``sequencer``'s from now on and forget every topic's position and history, so
+        that a resume from an earlier epoch is a gap (answered with a reset and a
+        snapshot) even on a topic nothing was published on since. The last values stay:
+        they are the snapshots."""
+        self.sequencer = sequencer
+        self._last.clear()
+        self.history.clear_all()
+
     def forget_history(self) -> None:
         """Forget every topic's history (the stream has a hole this hub cannot fill):
         a resume from before now is a gap, answered with a snapshot."""
