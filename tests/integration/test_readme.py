@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from support.server import start_server
+from support.server import free_port, start_server
 from tickcast.cli.main import build_parser
 from tickcast.demo import LEADERBOARD_PLAYERS
 
@@ -219,3 +219,42 @@ def test_readme_front_4_examples_run_as_written_after_the_account_example(
     assert [entry["rank"] for entry in top["data"]] == [1, 2, 3]
     assert isinstance(alerts, list)
     assert {"timestamp", "cpu", "memory", "disk", "network"} <= metrics.keys()
+
+
+def test_readme_scale_out_example_runs_as_written(tmp_path: Path) -> None:
+    """Two nodes over the machine's Redis: the follower is ready, names the leader, and
+    leads once the leader has stopped (its own ports and bus prefix, so that it runs
+    beside anything else)."""
+    need("curl")
+    need("openssl")
+    from support.redis import require_redis  # the suite's rule: CI must have Redis
+
+    require_redis()
+    block = next(b for b in shell_blocks(README.read_text()) if "--node-id a" in b)
+    ports = {"8004": str(free_port()), "8005": str(free_port())}
+    script = block.replace("--bus-prefix demo", f"--bus-prefix readme-{os.getpid()}")
+    for old, new in ports.items():
+        script = script.replace(f"127.0.0.1:{old}", f"127.0.0.1:{new}").replace(
+            f"--port {old}", f"--port {new}"
+        )
+    script = script.replace(".venv/bin/", f"{Path(sys.executable).parent}/")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    env["TICKCAST_DATABASE_URL"] = f"sqlite+aiosqlite:///{tmp_path}/tickcast.db"
+    result = subprocess.run(
+        ["bash", "-euo", "pipefail", "-c", script],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, f"{result.stdout}\n{result.stderr}"
+    docs = json_documents(result.stdout)
+    ready = [d for d in docs if "ready" in d and "providers" in d]
+    before, after = [d for d in docs if "leader" in d]
+    assert ready[-1]["ready"] is True
+    assert (before["node"], before["leader"]) == ("b", "a")
+    assert {n["node"] for n in before["nodes"]} == {"a", "b"}
+    assert (after["node"], after["leader"]) == ("b", "b")
+    assert after["epoch"] != before["epoch"]

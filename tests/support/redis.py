@@ -66,3 +66,26 @@ class PrivateRedis:
                     await asyncio.sleep(0.05)
         finally:
             await client.aclose()
+
+
+#: The machine's shared Redis (never stopped or flushed by a test).
+SHARED_URL = "redis://127.0.0.1:6379/0"
+
+
+def require_redis(url: str = SHARED_URL) -> None:
+    """Skip when Redis cannot be reached; under ``CI=true`` fail (CI must provide it)."""
+    import os
+
+    import pytest
+    import redis
+
+    client = redis.Redis.from_url(url, socket_connect_timeout=5)
+    try:
+        client.ping()
+    except redis.RedisError as exc:
+        reason = f"Redis at {url} is not available: {exc}"
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason)
+        pytest.skip(reason)
+    finally:
+        client.close()

@@ -112,6 +112,7 @@ class ClusterPublisher(LocalPublisher):
 
     __slots__ = (
         "_applying",
+        "_muted",
         "codec",
         "derived_dropped",
         "follower",
@@ -143,6 +144,7 @@ class ClusterPublisher(LocalPublisher):
         self.forwarded = 0  # events sent to the leader to publish
         self.derived_dropped = 0  # events a follower's taps published while applying
         self._applying = False
+        self._muted = False
 
     # -- modes
 
@@ -162,6 +164,15 @@ class ClusterPublisher(LocalPublisher):
         leader's numbering tells whether a batch was missed meanwhile."""
         self.mode = Mode.FOLLOW
 
+    def mute(self) -> None:
+        """Stepping down: publish nothing until ``unmute`` (the feed is being stopped,
+        and another node may lead already)."""
+        self._muted = True
+        self.mode = Mode.FOLLOW
+
+    def unmute(self) -> None:
+        self._muted = False
+
     def alone(self, epoch: str) -> None:
         """Cut off from the bus: stamp locally, in ``epoch`` (one of this node's own)."""
         self._renumber(epoch)
@@ -174,7 +185,7 @@ class ClusterPublisher(LocalPublisher):
             return
         mode = self.mode
         if mode is Mode.FOLLOW:
-            if self._applying:
+            if self._applying or self._muted:
                 self.derived_dropped += len(events)
                 return
             self.forwarded += len(events)

@@ -178,8 +178,9 @@ class Cluster:
         self.leadership.start()
 
     async def aclose(self) -> None:
+        await self.leadership.aclose()  # stops the feed and releases the lease if it led
+        # then say so: the others try to take the lease at once
         self._send("control", wire.encode(wire.Leaving(self.node_id)))
-        await self.leadership.aclose()  # stops the feed first if this node leads
         with contextlib.suppress(asyncio.TimeoutError, asyncio.CancelledError):
             await asyncio.wait_for(self._drain(), 1.0)
         for task in self._tasks:
@@ -458,7 +459,11 @@ class Cluster:
             self.node.start_feed()
             return
         self.led_since = None
-        await self.node.stop_feed()
+        publisher.mute()  # what the feed still delivers while it stops is nobody's
+        try:
+            await self.node.stop_feed()
+        finally:
+            publisher.unmute()
         self._clear_remote()
         if self.bus_up:
             publisher.follow()
