@@ -52,6 +52,7 @@ SERVE_ENDPOINTS: Final = (
     ("GET", "/metrics", "Prometheus metrics"),
     ("GET", "/feed", "the active provider, each one's state"),
     ("GET", "/feed/dead-letters", "unparseable upstream messages (?limit=)"),
+    ("GET", "/cluster", "the nodes, the leader, the epoch, the lease and the bus"),
     ("GET", "/signals/status", "the signal workers' statuses"),
     ("GET", "/signals/dead-letters", "refused signals from Redis (?limit=)"),
     ("GET", "/realtime/websocket-info/", "how to connect to /ws/realtime/"),
