@@ -20,6 +20,7 @@ import pytest
 
 from support.clock import ManualClock
 from tickcast.app import cluster_node
+from tickcast.auth.limits import ConnectionCounter
 from tickcast.bus import wire
 from tickcast.bus.base import BusError, Lease
 from tickcast.bus.leader import STEP_DOWN, Leadership
@@ -383,3 +384,27 @@ async def test_a_follower_forgotten_for_a_while_gets_its_interest_held_again(net
     await settle()
     assert topic in b.node.hub.watched(frozenset({hooked}))
     assert str(topic) in a._holders
+
+
+# -- shared figures -------------------------------------------------------------------
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cluster/service.py Cluster.others counts a member's users only from keys "
+    "that are digits, i.e. the shared counter (guard.users); a user signed in on "
+    "another node only through a per-path front (monitoring: guard.paths, keyed "
+    "(path, user_id)) is left out of /realtime/status/'s authenticated_users, which "
+    "the node itself counts locally (every roster): the figure depends on the node asked",
+)
+async def test_a_user_signed_in_elsewhere_on_a_per_path_front_counts_in_the_status(
+    net: Net,
+) -> None:
+    a, b = await leader_and_follower(net)
+    users, paths = ConnectionCounter(3), ConnectionCounter(3)
+    b.count_users(users)
+    b.count_users(paths)  # as join_cluster does: guard.users, guard.paths
+    assert paths.acquire(("/ws/alerts", 5))  # Ticket.slot_of for a per-path front
+    await wait_for(lambda: bool(a.members.connections_of(str(("/ws/alerts", 5)))), "a")
+    _, _, signed_in = a.others()
+    assert 5 in signed_in
