@@ -408,3 +408,21 @@ async def test_a_user_signed_in_elsewhere_on_a_per_path_front_counts_in_the_stat
     await wait_for(lambda: bool(a.members.connections_of(str(("/ws/alerts", 5)))), "a")
     _, _, signed_in = a.others()
     assert 5 in signed_in
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cluster/service.py Cluster.others filters a member's user keys with "
+    "str.isdigit, which accepts Unicode digits int() refuses ('²'): one heartbeat "
+    "with such a key (garbage on the bus) makes others() raise ValueError, so "
+    "/realtime/status/ fails on every node until that member expires",
+)
+async def test_a_heartbeat_with_an_odd_user_key_does_not_break_the_status(net: Net) -> None:
+    a, _b = await leader_and_follower(net)
+    rogue = MemoryBus(net.broker, clock=net.clock)
+    await rogue.start()
+    heartbeat = wire.Heartbeat("rogue", 0.0, users={"\u00b2": 1, "7": 1})
+    await rogue.publish(f"{net.prefix}.control", wire.encode(heartbeat))
+    await wait_for(lambda: "rogue" in a.members, "a to hear the heartbeat")
+    _, _, signed_in = a.others()
+    assert 7 in signed_in
