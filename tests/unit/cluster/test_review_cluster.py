@@ -502,3 +502,32 @@ async def test_a_node_back_on_the_bus_reloads_the_writes_it_missed(net: Net) -> 
     await wait_for(lambda: b.ready(), "b to follow again")
     await settle()
     assert reloaded  # portfolio 7, or everything: b cannot know what it missed
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="cluster/service.py Cluster._on_control keeps leader_heard until the named "
+    "node leaves: a leader that stepped down but stays on the bus (its renewal refused, "
+    "then no node can acquire: the engine refuses writes) keeps being named leader by "
+    "every follower even after its heartbeats say it does not lead, so they answer "
+    "/ready 200 and GET /cluster names a leader while nothing is published",
+)
+async def test_a_follower_stops_naming_a_leader_that_says_it_stepped_down(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    a, b = await leader_and_follower(net)
+    assert b.ready()
+
+    async def refused(*args: object) -> Lease | None:
+        raise BusError("OOM command not allowed")
+
+    for cluster in (a, b):
+        monkeypatch.setattr(cluster.bus, "acquire", refused)
+    net.broker.leases.clear()  # a's lease is lost: its renewal is refused
+    a.leadership.poke()
+    await wait_for(lambda: not a.leading, "a to step down")
+    a._heartbeat()  # a says it does not lead
+    await settle()
+    assert a.leader is None
+    assert b.leader is None
+    assert not b.ready()
