@@ -262,19 +262,55 @@ def join_cluster(
     node's last service: it starts once the others are loaded, and stops first."""
     portfolios.primary = signals.primary = lambda: cluster.leading
     portfolios.on_committed = lambda portfolio_id: cluster.changed("portfolio", [portfolio_id])
-    reloads: set[asyncio.Task[None]] = set()
-
-    def reload(ids: list[int]) -> None:
-        task = asyncio.create_task(portfolios.reload(ids), name="portfolio-reload")
-        reloads.add(task)
-        task.add_done_callback(reloads.discard)
-
-    cluster.on_changed("portfolio", reload)
+    reloader = Reloader(portfolios)
+    cluster.on_changed("portfolio", reloader.ask)
+    node.add_service(reloader)
     cluster.count_users(guard.users)
     cluster.count_users(guard.paths)
     cluster.figures = lambda: realtime_web.figures(guard.rosters)
     node.metrics.registry.register(cluster.collector())
     node.add_service(cluster)
+
+
+class Reloader:
+    """Reloads portfolios another node wrote, one reload at a time (two reads of one
+    portfolio must not finish in the other order), the requests queued meanwhile merged:
+    ids, or None for every portfolio (after this node missed what it was told)."""
+
+    def __init__(self, portfolios: PortfolioService) -> None:
+        self.portfolios = portfolios
+        self._ids: set[int] = set()
+        self._all = False
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def ask(self, ids: list[int] | None) -> None:
+        if ids is None:
+            self._all = True
+        else:
+            self._ids.update(ids)
+        self._wake.set()
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._run(), name="portfolio-reloads")
+
+    async def aclose(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            ids, everything = self._ids, self._all
+            self._ids, self._all = set(), False
+            try:
+                await self.portfolios.reload(None if everything else sorted(ids))
+            except Exception:  # the database is away: the next request tries again
+                log.exception("reloading portfolios written by another node failed")
 
 
 def solo_snapshot(node: Node, node_id: str) -> dict[str, Any]:

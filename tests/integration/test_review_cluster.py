@@ -97,13 +97,6 @@ async def pg_url() -> AsyncIterator[str]:
         await admin.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/redis.py: the fencing token is INCR <name>:token, which a Redis without "
-    "persistence forgets on a restart; the next lease's token restarts at 1, below "
-    "earlier ones (bus/base.py promises it is greater than every earlier lease's), so "
-    "Follower.judge takes the new leader for a deposed one and drops all its batches",
-)
 async def test_redis_a_lease_after_a_restart_has_a_greater_token(
     private_redis: PrivateRedis,
 ) -> None:
@@ -131,13 +124,6 @@ async def test_redis_a_lease_after_a_restart_has_a_greater_token(
         await bus.aclose()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bus/nats.py NatsBus._bucket caches each lease's KeyValue for good: when the "
-    "JetStream data is lost (a NATS restarted without its store, as a pod without a "
-    "volume), every acquire goes to the vanished stream and raises BusError for ever, "
-    "so no node ever leads again (docs: 'a lease that was lost is taken again')",
-)
 async def test_nats_a_lease_is_taken_again_after_jetstream_lost_its_data(
     private_nats: PrivateNats, tmp_path: Path
 ) -> None:
@@ -165,14 +151,6 @@ async def test_nats_a_lease_is_taken_again_after_jetstream_lost_its_data(
 # -- committed writes -----------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="portfolio/service.py PortfolioService.reload orders states by version only, "
-    "and set_public leaves the version unchanged: two reloads of one portfolio running "
-    "at once (join_cluster starts a task per Changed) can finish out of order, and the "
-    "older read's public flag wins: the node's leaderboard keeps a portfolio that "
-    "opted out (or misses one that opted in) until the portfolio's next write",
-)
 async def test_a_reload_that_read_an_older_public_flag_does_not_win(
     pg_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -6,7 +6,9 @@ says whether this node leads. ``Leadership`` is the thin loop that asks the bus.
 - Every ``ttl_s / 3`` a node that does not lead tries to acquire the lease, and the
   leader renews it. A ``Leaving`` node's lease is released, so another takes over at
   once; a dead node's expires after ``ttl_s`` and another takes it within ``ttl_s / 3``
-  more (``poke`` tries at once, when a node learns that the leader is gone).
+  more (``poke`` tries at once, when a node learns that the leader is gone). After the
+  bus comes back, a node that does not lead waits a whole ``ttl_s`` before it tries
+  (``reconnected``): the engine may have lost the lease while its holder still leads.
 - The leader **steps down on its own** when it has not renewed for ``0.6 * ttl_s``
   (counted from when the last successful renewal was *sent*, so the engine's expiry is
   later still): it stops the upstream before the lease can expire and another node
@@ -98,6 +100,7 @@ class Leadership:
         self.on_change = on_change
         self.clock = clock
         self.elections = 0  # terms this node won
+        self._hold_until = 0.0  # no acquire before (monotonic): see ``reconnected``
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -108,6 +111,14 @@ class Leadership:
     def start(self) -> None:
         if self._task is None:
             self._task = asyncio.create_task(self._run(), name="leadership")
+
+    def reconnected(self) -> None:
+        """The bus came back. The engine may have restarted without its data, the lease
+        with it, while its last holder still believes it leads (until its next renewal
+        is refused, up to a third of the TTL later): a node that does not lead waits a
+        whole TTL before it tries to acquire, so that the old holder has stepped down."""
+        if self.term.lease is None:
+            self._hold_until = self.clock.monotonic() + self.term.ttl_s
 
     def poke(self) -> None:
         """Try now, not at the next period (the leader just left)."""
@@ -159,6 +170,8 @@ class Leadership:
         term = self.term
         sent = self.clock.monotonic()
         if term.lease is None:
+            if sent < self._hold_until:
+                return
             try:
                 lease = await self.bus.acquire(self.name, self.holder, term.ttl_s)
             except BusError:
@@ -179,8 +192,14 @@ class Leadership:
         if term.expired(sent):
             await self._step_down("the lease could not be renewed in time")
             return
+        # the answer must come before the step-down deadline: a renewal still waiting
+        # then is a lost one (the lease may lapse while it waits)
+        left = term.renewed_at + STEP_DOWN * term.ttl_s - sent
         try:
-            ok = await self.bus.renew(term.lease, term.ttl_s)
+            ok = await asyncio.wait_for(self.bus.renew(term.lease, term.ttl_s), max(0.01, left))
+        except TimeoutError:
+            await self._step_down("the bus did not answer the renewal in time")
+            return
         except BusError:
             ok = None
         if ok is None:

@@ -155,7 +155,10 @@ class MemoryBus:
         broker = self.broker
         if broker.lease(name) is not None:
             return None
-        token = broker.tokens[name] = broker.tokens.get(name, 0) + 1
+        # never below the clock in ms, as Redis does: a broker that forgot its counters
+        # still grants a greater token than before
+        floor = int(broker.clock.wall() * 1000)
+        token = broker.tokens[name] = max(broker.tokens.get(name, 0) + 1, floor)
         lease = Lease(name, holder, token)
         broker.leases[name] = (lease, broker.clock.monotonic() + ttl_s)
         return lease

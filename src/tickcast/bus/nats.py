@@ -19,8 +19,10 @@ leases.
   one key, ``lease``. The server here (2.9) has no per-key TTL, so the lease's TTL is
   the bucket's (the stream's ``max_age``): a bucket per name lets each lease have its
   own. ``acquire`` is ``kv.create`` (refused while the key holds a value), and the token
-  is the revision it got: a stream's sequence only grows, across deletes and expiries,
-  so tokens do too (unless someone deletes the bucket). ``renew`` is ``kv.update`` with
+  is the acquiring node's clock in ms, kept in the value: a grant comes only after the
+  previous lease lapsed (seconds later), so tokens grow, even when JetStream lost its
+  data (a revision would start over) or the bucket was deleted. The cached buckets are
+  looked up again after any failure. ``renew`` is ``kv.update`` with
   ``last`` = the revision read (a compare-and-set), rewriting the value with its token,
   so that the message, hence the expiry, starts again. ``release`` is ``kv.delete`` with
   ``last``. When ``ttl_s`` differs from the bucket's ``max_age`` (a bucket made with
@@ -39,6 +41,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Final, TypeVar
 
@@ -220,6 +223,7 @@ class NatsBus:
         try:
             return await asyncio.wait_for(operation(), OPERATION_TIMEOUT_S)
         except (nats.errors.Error, OSError, TimeoutError) as exc:
+            self._buckets.clear()  # JetStream may have lost them: look them up again
             raise BusError(f"the NATS bus at {self._where}: {what}: {self._why(exc)}") from None
 
     async def publish(self, subject: str, data: bytes) -> None:
@@ -314,16 +318,20 @@ class NatsBus:
         async def run() -> Lease | None:
             kv = await self._bucket(name, ttl_s)
             assert kv is not None
-            value = json.dumps({"holder": holder}).encode()
+            # the token: this node's clock in ms, which grows from one grant to the next
+            # (a grant comes after the previous lease lapsed), even when JetStream lost
+            # its data and revisions start over
+            token = int(time.time() * 1000)
+            value = json.dumps({"holder": holder, "token": token}).encode()
             try:
                 try:
-                    revision = await kv.create(KEY, value)
+                    await kv.create(KEY, value)
                 except KeyNotFoundError:  # the deleted key's marker expired meanwhile
-                    revision = await kv.create(KEY, value)
+                    await kv.create(KEY, value)
             except KeyWrongLastSequenceError:
                 return None
             await self._set_ttl(name, ttl_s)
-            return Lease(name, holder, revision)
+            return Lease(name, holder, token)
 
         return await self._call("acquire", run)
 

@@ -19,9 +19,10 @@ keeps the leases.
   meanwhile. redis-py's own retries are off, so that every loss is seen here.
 - **Leases**: the key ``<name>`` holds ``<token>:<holder>`` with a ``PX`` expiry; the
   fencing token comes from ``INCR <name>:token`` (``:`` is outside the names' alphabet,
-  so no lease name collides with a counter), in the same Lua script as the ``SET`` (so
-  acquire is atomic). The counter never expires: tokens grow for ever on a Redis that
-  keeps its data. ``renew`` and ``release`` are Lua scripts that act only if the key
+  so no lease name collides with a counter), raised to the engine's clock in ms when
+  below it (so that a Redis restarted without its data still grants a greater token
+  than before), in the same Lua script as the ``SET`` (so acquire is atomic). The
+  counter never expires. ``renew`` and ``release`` are Lua scripts that act only if the key
   still holds exactly ``<token>:<holder>``. Keys are not hash-tagged: not for Redis
   Cluster.
 
@@ -65,6 +66,14 @@ BACKOFF: Final = Backoff(base_s=0.1, cap_s=5.0)
 _ACQUIRE: Final = """
 if redis.call('EXISTS', KEYS[1]) == 1 then return false end
 local token = redis.call('INCR', KEYS[2])
+-- never below the engine's clock in ms: a Redis restarted without its data (the
+-- counter lost) still grants tokens above every earlier one
+local now = redis.call('TIME')
+local floor = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+if token < floor then
+  token = floor
+  redis.call('SET', KEYS[2], token)
+end
 redis.call('SET', KEYS[1], token .. ':' .. ARGV[1], 'PX', ARGV[2])
 return token
 """

@@ -72,6 +72,7 @@ class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat", tag_field="k"):
     users: dict[str, int] = {}
     figures: dict[str, int] = {}
     bus_connected: bool = True
+    resets: int = 0  # times it may have lost what others told it (a leader resets then)
     v: int = VERSION
 
 
@@ -163,6 +164,23 @@ class Codec:
             event: Event = self._decoder(channel).decode(payload)  # type: ignore[assignment]
             out.append(Envelope(Topic(channel, key), seq, ts, event, epoch))
         return out
+
+    def readable(self, epoch: str, items: Sequence[Item]) -> tuple[list[Envelope], int]:
+        """``envelopes``, without the items this node cannot read (a channel it does not
+        have, a payload of another shape), and how many those were. A batch of items
+        none of which can be read raises (``msgspec.DecodeError``): it is a hole."""
+        out: list[Envelope] = []
+        skipped = 0
+        for channel, key, seq, ts, payload in items:
+            try:
+                event: Event = self._decoder(channel).decode(payload)  # type: ignore[assignment]
+            except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
+                skipped += 1
+                continue
+            out.append(Envelope(Topic(channel, key), seq, ts, event, epoch))
+        if skipped and not out:
+            raise msgspec.DecodeError(f"none of the batch's {skipped} items can be read")
+        return out, skipped
 
     def events_out(self, events: Iterable[Event]) -> list[tuple[str, msgspec.Raw]]:
         of = self._channels.of

@@ -121,6 +121,7 @@ class ClusterPublisher(LocalPublisher):
         "node",
         "send",
         "token",
+        "unreadable",
     )
 
     def __init__(
@@ -145,6 +146,7 @@ class ClusterPublisher(LocalPublisher):
         self.derived_dropped = 0  # events a follower's taps published while applying
         self._applying = False
         self._muted = False
+        self.unreadable = 0  # items of the last batch applied that could not be read
 
     # -- modes
 
@@ -217,12 +219,16 @@ class ClusterPublisher(LocalPublisher):
             # a leader or a node alone fans out nothing of another's; the judge is not
             # told, so that once this node follows, what it did not apply is a gap
             return Verdict.OWN if batch.node == self.node else Verdict.DEPOSED
+        if batch.node == self.node:
+            return Verdict.OWN
+        # decoded before it is judged: a batch that cannot be read is a hole (the next
+        # one is a gap), never one counted as applied
+        envelopes, self.unreadable = self.codec.readable(batch.epoch, batch.items)
         verdict = self.follower.judge(batch.node, batch.epoch, batch.n, batch.token)
         if verdict in (Verdict.OWN, Verdict.DUPLICATE, Verdict.DEPOSED):
             return verdict
         if batch.epoch != self.sequencer.epoch:
             self._renumber(batch.epoch)
-        envelopes = self.codec.envelopes(batch.epoch, batch.items)
         self.hub.fan_out(envelopes, self.clock.monotonic())
         self._applying = True
         try:

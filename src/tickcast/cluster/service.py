@@ -66,6 +66,12 @@ log = logging.getLogger("tickcast.cluster")
 #: (a batch dropped is a gap the followers detect).
 SEND_QUEUE = 10_000
 
+#: The feed status topic's key in the hub.
+STATUS_KEY = f"status.{FEED}"
+
+#: Heartbeats between two times a follower tells the leader every topic it watches.
+INTEREST_EVERY = 10
+
 #: The wire of the hub subscriptions a leader holds for other nodes' clients.
 REMOTE_WIRE = "cluster"
 
@@ -145,8 +151,14 @@ class Cluster:
         self._hooked: frozenset[str] = frozenset()
         self._remote: dict[str, set[str]] = {}  # node -> topic keys it watches
         self._holders: dict[str, int] = {}  # topic key -> nodes watching it
-        self._told: tuple[str, int] | None = None  # the leader we last sent our interest
-        self._changed: dict[str, list[Callable[[list[int]], Any]]] = {}
+        # the leader (its id, token and resets) we last sent all our interest
+        self._told: tuple[str, int, int] | None = None
+        self._leader_resets = 0  # the leader's ``resets``, as its heartbeat said
+        # times this node may have lost what others told it (off the bus, forgot a
+        # node): in its heartbeat, so that followers tell it their interest again
+        self.resets = 0
+        self._stale: Envelope | None = None  # the "stale" status this node said alone
+        self._changed: dict[str, list[Callable[[list[int] | None], Any]]] = {}
         self._counters: list[Any] = []
         self._remote_sub = _Remote()
         # this node's figures for the cluster's statistics (set by the composition root)
@@ -216,6 +228,10 @@ class Cluster:
         leader that is alive, with a batch of its applied, on a connected bus."""
         if self.leading:
             return self.node.feed_ready
+        if self._stale is not None:
+            if self.node.hub.cache.get(STATUS_KEY) is self._stale:
+                return False  # its clients' last word is still "stale"
+            self._stale = None
         follower = self.publisher.follower
         return (
             self.bus_up
@@ -309,7 +325,10 @@ class Cluster:
         for member in self.members.others():
             for name, value in member.heartbeat.figures.items():
                 figures[name] = figures.get(name, 0) + value
-            users.update(int(k) for k, n in member.users.items() if n > 0 and k.isdigit())
+            for key, n in member.users.items():
+                user = _user_of(key)
+                if n > 0 and user is not None:
+                    users.add(user)
         return len(self.members), figures, users
 
     # -- sending
@@ -353,16 +372,18 @@ class Cluster:
             return
         try:
             verdict = self.publisher.apply(batch)
-        except KeyError:  # a channel this node does not have (a newer node's)
+        except (msgspec.DecodeError, msgspec.ValidationError):  # nothing in it readable
             self.counts["unknown"] += 1
-            return
+            return  # not applied: the next batch is a gap, and said so
+        self.counts["unknown"] += self.publisher.unreadable  # a newer node's channels
         self.verdicts[verdict.value] = self.verdicts.get(verdict.value, 0) + 1
         if verdict is Verdict.GAP:
             self._hole(f"missed updates from the leader {batch.node}")
+            self._resync()
         elif verdict is Verdict.TERM:
             self._hole(f"{batch.node} leads now, in a new epoch", gap=False)
         if verdict in (Verdict.JOINED, Verdict.TERM, Verdict.GAP):
-            self._tell_interest(batch.node, batch.token)
+            self._tell_interest(batch.node, batch.token, self._leader_resets)
 
     def _on_publish(self, data: bytes) -> None:
         message = self._decode(data)
@@ -385,7 +406,10 @@ class Cluster:
                 log.info("node %s joined the cluster", message.node)
             if message.leader == message.node:
                 self.leader_heard = (message.node, message.token, now)
-                self._tell_interest(message.node, message.token)
+                self._leader_resets = message.resets
+                self._tell_interest(message.node, message.token, message.resets)
+            elif self.leader_heard is not None and self.leader_heard[0] == message.node:
+                self.leader_heard = None  # it says it no longer leads
         elif isinstance(message, wire.Users):
             self.members.users(message.node, message.counts)
         elif isinstance(message, wire.Interest):
@@ -402,6 +426,7 @@ class Cluster:
     def _left(self, node: str) -> None:
         if self.members.left(node):
             log.info("node %s left the cluster", node)
+        self.resets += 1  # should it come back, it tells its interest again
         self._drop_interest(node)
         heard = self.leader_heard
         if heard is not None and heard[0] == node:
@@ -416,21 +441,31 @@ class Cluster:
                 self._alone()
             return
         log.warning("node %s is back on the bus", self.node_id)
+        self.resets += 1
+        self.leadership.reconnected()
         if self.publisher.mode is Mode.ALONE:
             self.publisher.follow()
+            # through the leader, to every node: the status topic no longer says stale
+            self._status("up", f"node {self.node_id} is back on the cluster's bus")
         self._told = None
         self._heartbeat()
+        self._resync()
 
     def _alone(self) -> None:
         self.publisher.alone(new_epoch(self.clock.wall(), secrets.token_hex(3)))
         self._status("stale", "this node is cut off from the cluster's bus: no live data")
+        # not ready again before the leader's word replaces it (``ready``)
+        self._stale = self.node.hub.cache.get(STATUS_KEY)
 
     def _hole(self, why: str, *, gap: bool = True) -> None:
         """The stream this node relays has a hole, or a new numbering: forget history and
         send the clients away, to reconnect and resume (a reset and a snapshot answer)."""
         if gap:
             self.counts["gaps"] += 1
-            self.node.hub.forget_history()
+            # positions too: a resume from before the hole is a gap (a reset), even on
+            # a topic whose last update was in the batch that was missed
+            hub = self.node.hub
+            hub.renumber(hub.sequencer)
         if self.node.connections:
             log.warning("%s: %s; its clients reconnect and resume", self.node_id, why)
         for connection in list(self.node.connections):
@@ -475,15 +510,31 @@ class Cluster:
 
     async def _heartbeats(self) -> None:
         period = self.settings.heartbeat_s
+        beats = 0
         while True:
             try:
-                self._heartbeat()
-                for node in self.members.expire(self.clock.monotonic()):
-                    log.warning("node %s is silent: it left the cluster", node)
-                    self._left(node)
+                self._beat(beats)
             except Exception:
                 log.exception("a heartbeat failed")
+            beats += 1
             await asyncio.sleep(period)
+
+    def _beat(self, beats: int) -> None:
+        """One heartbeat: say this node's news, forget silent nodes and what they
+        watched, and every ``INTEREST_EVERY`` beats tell the leader again everything
+        this node watches (a message lost on the bus, or a leader that forgot this node
+        for a while, is mended so)."""
+        self._heartbeat()
+        for node in self.members.expire(self.clock.monotonic()):
+            log.warning("node %s is silent: it left the cluster", node)
+            self._left(node)
+        for node in [n for n in self._remote if n not in self.members]:
+            self._drop_interest(node)
+        if beats % INTEREST_EVERY == INTEREST_EVERY - 1:
+            self._told = None
+            heard = self.leader_heard
+            if heard is not None:
+                self._tell_interest(heard[0], heard[1], self._leader_resets)
 
     def _heartbeat(self) -> None:
         hub = self.node.hub
@@ -504,6 +555,7 @@ class Cluster:
             deliveries=hub.deliveries,
             users=users,
             figures=self.figures(),
+            resets=self.resets,
             bus_connected=self.bus_up,
         )
         self._send("control", wire.encode(message))
@@ -523,8 +575,20 @@ class Cluster:
 
     # -- committed writes
 
-    def on_changed(self, what: str, handler: Callable[[list[int]], Any]) -> None:
-        """Call ``handler(ids)`` when another node committed writes to ``what``."""
+    def _resync(self) -> None:
+        """This node may have missed what it was told of committed writes (it was off
+        the bus, or missed a batch): every ``on_changed`` handler is called with None,
+        for everything."""
+        for handlers in self._changed.values():
+            for handler in handlers:
+                try:
+                    handler(None)
+                except Exception:
+                    log.exception("a resync failed")
+
+    def on_changed(self, what: str, handler: Callable[[list[int] | None], Any]) -> None:
+        """Call ``handler(ids)`` when another node committed writes to ``what``, and
+        ``handler(None)`` when this node may have missed some (reload everything)."""
         self._changed.setdefault(what, []).append(handler)
 
     def changed(self, what: str, ids: Iterable[int]) -> None:
@@ -543,11 +607,11 @@ class Cluster:
             message = wire.Interest(self.node_id, remove=[str(topic)])
             self._send("control", wire.encode(message))
 
-    def _tell_interest(self, leader: str, token: int) -> None:
+    def _tell_interest(self, leader: str, token: int, resets: int) -> None:
         """Send every hooked topic this node watches to a leader it has not told yet."""
-        if self.publisher.mode is not Mode.FOLLOW or self._told == (leader, token):
+        if self.publisher.mode is not Mode.FOLLOW or self._told == (leader, token, resets):
             return
-        self._told = (leader, token)
+        self._told = (leader, token, resets)
         topics = [str(t) for t in self.node.hub.watched(self._hooked)]
         message = wire.Interest(self.node_id, add=topics, full=True)
         self._send("control", wire.encode(message))
@@ -637,6 +701,15 @@ class _ClusterCollector(Collector):
         )
         gaps.add_metric([node], c.counts["gaps"])
         yield gaps
+
+
+def _user_of(key: str) -> int | None:
+    """The user id a connection counter's key names: ``"7"`` (a user's shared count) or
+    ``"('/ws/alerts', 7)"`` (a per-path count); None for anything else."""
+    text = key.rstrip(")").rpartition(" ")[2] if key.endswith(")") else key
+    if text.isascii() and text.isdigit():
+        return int(text)
+    return None
 
 
 def _gauge(name: str, doc: str, node: str, value: float) -> GaugeMetricFamily:

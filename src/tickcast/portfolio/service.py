@@ -493,7 +493,10 @@ class PortfolioService:
             self._portfolios[portfolio_id] = written
             return written
         changed = held.public != public
-        held = self._portfolios[portfolio_id] = dataclasses.replace(held, public=public)
+        # the row as written, unless a later write (a greater version) reached us first
+        newer = written if written.version >= held.version else None
+        held = newer or dataclasses.replace(held, public=public)
+        self._portfolios[portfolio_id] = held
         if changed:
             await self._tell_public(held)
         return held
@@ -616,22 +619,34 @@ class PortfolioService:
             except Exception as exc:  # the write is stored: telling others is best effort
                 self.faults.report("service", exc, service="portfolio committed")
 
-    async def reload(self, portfolio_ids: Iterable[int]) -> None:
-        """Another node committed writes to these portfolios: take their state from the
-        database (a newer one than the book's only, by ``version``), the public flag
-        included (the leaderboard is told of a change)."""
-        for portfolio_id in portfolio_ids:
-            async with self.engine.connect() as conn:
-                try:
-                    portfolio = await Portfolios(conn).get(portfolio_id)
-                except NotFound:
-                    continue
-                positions = await Positions(conn).list_for_portfolio(portfolio_id)
-            held = self._portfolios.get(portfolio_id)
+    async def reload(self, portfolio_ids: Iterable[int] | None = None) -> None:
+        """Another node committed writes to these portfolios (None: maybe to any, this
+        node having missed what it was told): take their state from the database (a
+        newer one than the book's only, by ``version``), the public flag included (the
+        leaderboard is told of a change). Reloads must not run concurrently (two reads
+        of one portfolio finishing in the other order): the caller runs one at a time."""
+        async with self.engine.connect() as conn:
+            entries: list[tuple[Portfolio, Sequence[Position]]]
+            if portfolio_ids is None:
+                entries = [
+                    (e.portfolio, e.positions)
+                    for e in await Portfolios(conn).list_all_with_positions()
+                ]
+            else:
+                entries = []
+                for portfolio_id in portfolio_ids:
+                    try:
+                        portfolio = await Portfolios(conn).get(portfolio_id)
+                    except NotFound:
+                        continue
+                    rows = await Positions(conn).list_for_portfolio(portfolio_id)
+                    entries.append((portfolio, rows))
+        for portfolio, positions in entries:
+            held = self._portfolios.get(portfolio.id)
             if held is not None and held.version > portfolio.version:
                 continue
-            self._portfolios[portfolio_id] = portfolio
-            self._stamps.setdefault(portfolio_id, {})
+            self._portfolios[portfolio.id] = portfolio
+            self._stamps.setdefault(portfolio.id, {})
             self._take_state(portfolio, positions)
             was_public = held is not None and held.public
             if was_public != portfolio.public:

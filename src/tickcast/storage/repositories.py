@@ -376,12 +376,13 @@ class Portfolios:
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
 
     async def set_public(self, portfolio_id: int, public: bool) -> Portfolio:
-        """Opt the portfolio in to the public leaderboard, or out. Its version is
-        unchanged (no cash or position is written). Raises NotFound."""
+        """Opt the portfolio in to the public leaderboard, or out: a write like any other,
+        its version one more (so that of two reads, the newer is known). Raises
+        NotFound."""
         stmt = (
             update(portfolios)
             .where(portfolios.c.id == portfolio_id)
-            .values(public=public)
+            .values(public=public, version=portfolios.c.version + 1)
             .returning(portfolios)
         )
         return _portfolio(await _one(self._conn, stmt, f"portfolio {portfolio_id}"))
