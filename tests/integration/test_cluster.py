@@ -25,6 +25,7 @@ import pytest
 import websockets
 from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
+from websockets.typing import Subprotocol
 
 from storage.conftest import PG_HOST, PG_PORT, PG_USER, _admin_connection
 from support.accounts import Account, seed
@@ -225,15 +226,19 @@ async def _a_write_reaches_every_node(url: str) -> None:
                 assert loop.time() < deadline, (peer.name, detail)
                 await asyncio.sleep(0.05)
             assert detail["net_deposits"] == written["net_deposits"], peer.name
-        for name, ws in watchers.items():  # and every node's live value
-            update = await recv_until(
-                ws,
-                lambda m: (
-                    m["type"] == "portfolio_update"
-                    and Decimal(str(m["data"]["net_deposits"])) == Decimal("1800")
-                ),
-            )
-            assert Decimal(str(update["data"]["total_value"])) > 0, name
+        for name, ws in watchers.items():  # and every node's live value and position
+            position = value = None
+            while position is None or value is None:
+                message = await recv(ws)
+                data = message.get("data", {})
+                if message["type"] == "position_update" and data["symbol"] == "MSFT":
+                    position = data
+                elif message["type"] == "portfolio_update" and Decimal(
+                    str(data["net_deposits"])
+                ) == Decimal("1800"):
+                    value = data
+            assert Decimal(str(position["quantity"])) == 2, name
+            assert Decimal(str(value["total_value"])) == Decimal(written["total_value"]), name
 
         # one sequence for the topic: the leader's, the same envelopes on every node
         await wait_for(
@@ -601,6 +606,72 @@ async def test_live_positions_watched_on_a_follower_are_computed_by_the_leader(
 
         await ws.close()
         await wait_for(lambda: not leader_watches(), "the leader to let go of the interest")
+
+
+def stomp_frame(command: str, **headers: str) -> str:
+    return command + "\n" + "".join(f"{k}:{v}\n" for k, v in headers.items()) + "\n\x00"
+
+
+async def stomp_read(ws: ClientConnection) -> tuple[str, dict[str, str], Any]:
+    """The next frame (heart-beats skipped): its command, headers and JSON body."""
+    while True:
+        data = str(await asyncio.wait_for(ws.recv(), WAIT_S))
+        if data.strip("\n"):
+            break
+    head, _, body = data.partition("\n\n")
+    command, *lines = head.split("\n")
+    headers = dict(line.split(":", 1) for line in lines if ":" in line)
+    body = body.rstrip("\x00")
+    return command, headers, json.loads(body) if body else None
+
+
+async def test_a_users_stream_on_a_follower_is_the_leaders_one_sequence(tmp_path: Path) -> None:
+    url = sqlite_url(tmp_path)
+    accounts = await seed(url, {"alice": {"Growth": [("AAPL", "buy", "10", "100")]}})
+    alice = accounts["alice"]
+    async with start_cluster(Engine("redis"), url) as nodes:
+        leader = nodes.leader
+        [follower] = nodes.followers
+        ws = await websockets.connect(
+            f"ws://127.0.0.1:{follower.port}/stomp/websocket",
+            subprotocols=[Subprotocol("v12.stomp")],
+        )
+        await ws.send(
+            stomp_frame(
+                "CONNECT",
+                host="x",
+                login="alice",
+                passcode=alice.api_key,
+                **{"accept-version": "1.2"},
+            )
+        )
+        assert (await stomp_read(ws))[0] == "CONNECTED"
+        await ws.send(stomp_frame("SUBSCRIBE", id="pnl", destination="/topic/unrealized-pnl"))
+        _, first, _ = await stomp_read(ws)
+        assert first["epoch"] == leader.epoch
+        user_pnl = f"user_pnl.{alice.user_id}"
+        await wait_for(
+            lambda: user_pnl in {str(t) for t in leader.node.hub.watched(frozenset({"user_pnl"}))},
+            "the leader to hold the follower's interest",
+        )
+        seqs = [int(first["seq"])]
+        for price in (101.0, 102.0, 103.0):  # each move reaches the follower's client
+            leader.ingest([quote("AAPL", price)])
+            while True:
+                command, headers, body = await stomp_read(ws)
+                assert command == "MESSAGE", (command, headers, body)
+                assert headers["epoch"] == leader.epoch
+                seqs.append(int(headers["seq"]))
+                [entry] = body
+                if Decimal(str(entry["overallUnrealised_Pnl"])) == Decimal(str(price * 10 - 1000)):
+                    break
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+        await wait_for(lambda: same_sequence(nodes, user_pnl), f"{user_pnl} alike on both nodes")
+        await ws.close()
+        await wait_for(
+            lambda: not leader.node.hub.watched(frozenset({"user_pnl"})),
+            "the leader to let go of the interest",
+        )
 
 
 # -- 8. /cluster and the cluster's metrics -----------------------------------------------
