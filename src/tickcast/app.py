@@ -285,6 +285,7 @@ class Reloader:
         self._task: asyncio.Task[None] | None = None
 
     def ask(self, ids: list[int] | None) -> None:
+        self.portfolios.hold(ids)  # not published before it is read back
         if ids is None:
             self._all = True
         else:

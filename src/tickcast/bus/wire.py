@@ -43,6 +43,8 @@ class Batch(msgspec.Struct, frozen=True, tag="batch", tag_field="k"):
     n: int
     items: list[Item]
     token: int = 0
+    ack_node: str = ""  # the follower whose forwarded events this batch stamped
+    ack_id: int = 0  # ... up to its Publish of this id
     v: int = VERSION
 
 
@@ -52,6 +54,7 @@ class Publish(msgspec.Struct, frozen=True, tag="publish", tag_field="k"):
 
     node: str
     items: list[tuple[str, msgspec.Raw]]
+    id: int = 0  # numbers a follower's Publishes: the leader's batch acknowledges it
     v: int = VERSION
 
 

@@ -11,9 +11,13 @@ driver queues). A node is in one of three modes:
 - ``FOLLOW``: the leader's batches are fanned out as they were stamped (``apply``), then
   tapped, so every node holds the same history and last values, and a client resumes on
   any node. What a follower publishes itself (a write it took: a transaction's position
-  update) is sent to the leader to stamp (``Publish``). What a follower's taps publish
-  while a leader's batch is applied is dropped: the leader derives the same from the
-  same batch (a signal from a bar), and publishing it again would duplicate it.
+  update) is sent to the leader to stamp (``Publish``, numbered), and kept until the
+  leader's batch that stamped it says so (``ack``): a new leader gets what the old one
+  did not acknowledge, and a follower that takes the lead stamps it itself, so a
+  follower's update is never lost to a leader change (it may come twice, never not).
+  What a follower's taps publish while a leader's batch is applied is dropped: the
+  leader derives the same from the same batch (a signal from a bar), and publishing it
+  again would duplicate it.
 - ``ALONE``: cut off from the bus. It stamps in an epoch of its own and fans out
   locally (a status saying so), so that nothing it says is mistaken for the leader's
   numbering; back on the bus, the leader's next batch changes the epoch again.
@@ -35,6 +39,9 @@ from tickcast.hub.sequencer import Sequencer
 from tickcast.model.envelope import Envelope
 from tickcast.model.topic import Event
 from tickcast.observability.faults import Faults
+
+#: A follower's forwarded updates kept until acknowledged, at most (then the oldest go).
+OUTSTANDING = 10_000
 
 
 class Mode(enum.Enum):
@@ -111,12 +118,16 @@ class ClusterPublisher(LocalPublisher):
     """
 
     __slots__ = (
+        "_ack",
         "_applying",
         "_muted",
+        "_outstanding",
+        "_sent_id",
         "codec",
         "derived_dropped",
         "follower",
         "forwarded",
+        "lost",
         "mode",
         "node",
         "send",
@@ -146,6 +157,10 @@ class ClusterPublisher(LocalPublisher):
         self.derived_dropped = 0  # events a follower's taps published while applying
         self._applying = False
         self._muted = False
+        self._outstanding: dict[int, list[Event]] = {}  # Publish id -> its events
+        self._sent_id = 0
+        self._ack: tuple[str, int] | None = None  # (follower, id) being stamped
+        self.lost = 0  # forwarded events dropped past OUTSTANDING (a leaderless while)
         self.unreadable = 0  # items of the last batch applied that could not be read
 
     # -- modes
@@ -160,6 +175,9 @@ class ClusterPublisher(LocalPublisher):
         self.token = token
         self.follower.led(epoch, token)
         self.mode = Mode.LEAD
+        pending, self._outstanding = self._outstanding, {}
+        for events in pending.values():  # this node's own, never acknowledged
+            self.publish(events)
 
     def follow(self) -> None:
         """Stop leading (or rejoin the bus): publish through the leader from now on. The
@@ -191,20 +209,53 @@ class ClusterPublisher(LocalPublisher):
                 self.derived_dropped += len(events)
                 return
             self.forwarded += len(events)
-            message = wire.Publish(self.node, self.codec.events_out(events))
-            self.send("publish", wire.encode(message))
+            self._sent_id += 1
+            outstanding = self._outstanding
+            outstanding[self._sent_id] = list(events)
+            while len(outstanding) > OUTSTANDING:
+                self.lost += len(outstanding.pop(next(iter(outstanding))))
+            self._forward(self._sent_id, events)
             return
         now = self.clock.now()
         envelopes = self.sequencer.stamp(events, now.wall)
         self.hub.fan_out(envelopes, now.mono)
         if mode is Mode.LEAD:
             follower = self.follower
-            for items in wire.split(self.codec.items(envelopes), wire.PART_BYTES):
+            parts = wire.split(self.codec.items(envelopes), wire.PART_BYTES)
+            ack_node, ack_id = self._ack or ("", 0)
+            for i, items in enumerate(parts, 1):
                 n = follower.n + 1
                 follower.sent(n)
-                batch = wire.Batch(self.node, self.sequencer.epoch, n, items, token=self.token)
+                last = i == len(parts)
+                batch = wire.Batch(
+                    self.node,
+                    self.sequencer.epoch,
+                    n,
+                    items,
+                    token=self.token,
+                    ack_node=ack_node if last else "",
+                    ack_id=ack_id if last else 0,
+                )
                 self.send("batch", wire.encode(batch))
         self._tap(envelopes)
+
+    def _forward(self, publish_id: int, events: Sequence[Event]) -> None:
+        message = wire.Publish(self.node, self.codec.events_out(events), id=publish_id)
+        self.send("publish", wire.encode(message))
+
+    def publish_for(self, node: str, publish_id: int, events: Sequence[Event]) -> None:
+        """The leader publishes a follower's forwarded events; its batch acknowledges
+        them (``ack_node``, ``ack_id``)."""
+        self._ack = (node, publish_id)
+        try:
+            self.publish(events)
+        finally:
+            self._ack = None
+
+    def _acknowledged(self, upto: int) -> None:
+        outstanding = self._outstanding
+        for publish_id in [i for i in outstanding if i <= upto]:
+            del outstanding[publish_id]
 
     def _tap(self, envelopes: Sequence[Envelope]) -> None:
         for name, tap in self._taps:
@@ -227,6 +278,12 @@ class ClusterPublisher(LocalPublisher):
         verdict = self.follower.judge(batch.node, batch.epoch, batch.n, batch.token)
         if verdict in (Verdict.OWN, Verdict.DUPLICATE, Verdict.DEPOSED):
             return verdict
+        if batch.ack_node == self.node:
+            self._acknowledged(batch.ack_id)
+        if verdict is Verdict.TERM or verdict is Verdict.GAP:
+            # a new leader, or batches lost: what was not acknowledged goes again
+            for publish_id, events in self._outstanding.items():
+                self._forward(publish_id, events)
         if batch.epoch != self.sequencer.epoch:
             self._renumber(batch.epoch)
         self.hub.fan_out(envelopes, self.clock.monotonic())

@@ -387,14 +387,19 @@ class Cluster:
 
     def _on_publish(self, data: bytes) -> None:
         message = self._decode(data)
-        if not isinstance(message, wire.Publish) or not self.leading:
+        if not self.leading:
+            return
+        if isinstance(message, wire.Changed):
+            self._tell_changed(message)
+            return
+        if not isinstance(message, wire.Publish):
             return
         try:
             events = self.publisher.codec.events_in(message.items)
         except (KeyError, msgspec.DecodeError, msgspec.ValidationError):
             self.counts["unknown"] += 1
             return
-        self.publisher.publish(events)
+        self.publisher.publish_for(message.node, message.id, events)
 
     def _on_control(self, data: bytes) -> None:
         message = self._decode(data)
@@ -415,13 +420,16 @@ class Cluster:
         elif isinstance(message, wire.Interest):
             self._interest(message)
         elif isinstance(message, wire.Changed):
-            for handler in self._changed.get(message.what, ()):
-                try:
-                    handler(message.ids)
-                except Exception:
-                    log.exception("reloading %s %s failed", message.what, message.ids)
+            self._tell_changed(message)
         elif isinstance(message, wire.Leaving):
             self._left(message.node)
+
+    def _tell_changed(self, message: wire.Changed) -> None:
+        for handler in self._changed.get(message.what, ()):
+            try:
+                handler(message.ids)
+            except Exception:
+                log.exception("reloading %s %s failed", message.what, message.ids)
 
     def _left(self, node: str) -> None:
         if self.members.left(node):
@@ -592,8 +600,14 @@ class Cluster:
         self._changed.setdefault(what, []).append(handler)
 
     def changed(self, what: str, ids: Iterable[int]) -> None:
-        """Tell the other nodes that this one committed writes to ``ids`` of ``what``."""
-        self._send("control", wire.encode(wire.Changed(self.node_id, what, list(ids))))
+        """Tell the other nodes that this one committed writes to ``ids`` of ``what``:
+        on the control subject (every node), and on the leader's subject too, ahead of
+        the update the write publishes, so that the leader holds its own (older) value
+        of it back before it stamps the newer one (subjects are not ordered together)."""
+        data = wire.encode(wire.Changed(self.node_id, what, list(ids)))
+        if self.publisher.mode is Mode.FOLLOW:
+            self._send("publish", data)
+        self._send("control", data)
 
     # -- interest
 

@@ -179,6 +179,10 @@ class PortfolioService:
         # ``reload`` the portfolio from the database
         self.primary: Callable[[], bool] = lambda: True
         self.on_committed: Callable[[int], None] | None = None
+        # portfolios another node wrote, not reloaded yet: not published meanwhile (the
+        # book's value predates the write); ``everything``: all of them
+        self._pending: set[int] = set()
+        self._pending_all = False
 
     # -- life cycle
 
@@ -328,7 +332,11 @@ class PortfolioService:
         self.roll(now)
         updates: list[Event] = list(self.assets.take_updates(now))
         dirty, self._dirty = self._dirty, set()
+        pending = self._pending
         for pid in sorted(dirty):
+            if self._pending_all or pid in pending:
+                self._dirty.add(pid)  # published once reloaded
+                continue
             if pid in self._portfolios:
                 updates.append(self.value(pid, now))
                 if pid in self._watched:
@@ -619,12 +627,34 @@ class PortfolioService:
             except Exception as exc:  # the write is stored: telling others is best effort
                 self.faults.report("service", exc, service="portfolio committed")
 
+    def hold(self, portfolio_ids: Iterable[int] | None) -> None:
+        """Another node wrote these portfolios (None: maybe any): publish none of them
+        until ``reload`` has read them back (their value in the book predates the
+        write, and the writer's own update is newer)."""
+        if portfolio_ids is None:
+            self._pending_all = True
+        else:
+            self._pending.update(portfolio_ids)
+
     async def reload(self, portfolio_ids: Iterable[int] | None = None) -> None:
         """Another node committed writes to these portfolios (None: maybe to any, this
         node having missed what it was told): take their state from the database (a
         newer one than the book's only, by ``version``), the public flag included (the
         leaderboard is told of a change). Reloads must not run concurrently (two reads
-        of one portfolio finishing in the other order): the caller runs one at a time."""
+        of one portfolio finishing in the other order): the caller runs one at a time.
+        What ``hold`` held is published again afterwards, reloaded or not (a failed
+        read must not freeze a portfolio)."""
+        ids = None if portfolio_ids is None else list(portfolio_ids)
+        try:
+            await self._reload(ids)
+        finally:
+            if ids is None:
+                self._pending_all = False
+                self._pending.clear()
+            else:
+                self._pending.difference_update(ids)
+
+    async def _reload(self, portfolio_ids: list[int] | None) -> None:
         async with self.engine.connect() as conn:
             entries: list[tuple[Portfolio, Sequence[Position]]]
             if portfolio_ids is None:

@@ -297,14 +297,6 @@ async def test_a_batch_with_a_channel_this_node_lacks_does_not_lose_the_rest_sil
     assert b.node.hub.cache.get("quotes.TSLA") is not None or b.counts["gaps"] > 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="cluster/publisher.py ClusterPublisher.publish (FOLLOW) sends a follower's own "
-    "update as a fire-and-forget Publish: when no node leads at that moment (the leader "
-    "is dead or cut off, before the next takes the lease) every node ignores it "
-    "(_on_publish: not leading); it is never fanned out, no gap is counted, and the "
-    "later reset's snapshot (last values) lacks it too: a silent, permanent hole",
-)
 async def test_a_followers_update_sent_while_no_node_leads_is_not_lost(net: Net) -> None:
     a, b = await leader_and_follower(net)
     await a.bus.disconnect()  # the leader is cut off (or dead): it hears nothing more
