@@ -33,7 +33,16 @@ from typing import NamedTuple, Protocol
 
 from tickcast.errors import BusError
 
-__all__ = ["MAX_MESSAGE_BYTES", "OPERATION_TIMEOUT_S", "Bus", "BusError", "Handler", "Lease"]
+__all__ = [
+    "MAX_MESSAGE_BYTES",
+    "OPERATION_TIMEOUT_S",
+    "Bus",
+    "BusError",
+    "Handler",
+    "Lease",
+    "scrub",
+    "where",
+]
 
 #: The longest message a backend must carry (NATS' default max_payload is 1 MiB).
 MAX_MESSAGE_BYTES = 512 * 1024
@@ -101,3 +110,23 @@ class Bus(Protocol):
 
     async def holder(self, name: str) -> Lease | None:
         """The lease on ``name`` now, whoever holds it; None when nobody does."""
+
+
+def where(url: str) -> str:
+    """``host:port`` of ``url`` for logs: what follows the last ``@`` (so nothing of a
+    password, whatever it holds) up to the path."""
+    rest = url.partition("://")[2] or url
+    return rest[rest.rfind("@") + 1 :].split("/", 1)[0].split("?", 1)[0] or "?"
+
+
+def scrub(text: str, url: str) -> str:
+    """``text`` (an error's message) with the user part of ``url`` taken out."""
+    rest = url.partition("://")[2]
+    at = rest.rfind("@")
+    if at > 0:
+        userinfo = rest[:at]
+        text = text.replace(userinfo, "***")
+        password = userinfo.partition(":")[2]
+        if password:
+            text = text.replace(password, "***")
+    return text

@@ -57,7 +57,15 @@ from nats.js.errors import (
 )
 from nats.js.kv import KeyValue
 
-from tickcast.bus.base import MAX_MESSAGE_BYTES, OPERATION_TIMEOUT_S, BusError, Handler, Lease
+from tickcast.bus.base import (
+    MAX_MESSAGE_BYTES,
+    OPERATION_TIMEOUT_S,
+    BusError,
+    Handler,
+    Lease,
+    scrub,
+    where,
+)
 
 log = logging.getLogger("tickcast.bus")
 
@@ -81,26 +89,6 @@ def lease_bucket(name: str) -> str:
     and ``.`` written ``_d`` (bucket names allow letters, digits, ``_`` and ``-``;
     the mapping is one to one)."""
     return "lease_" + name.replace("_", "__").replace(".", "_d")
-
-
-def where(url: str) -> str:
-    """``host:port`` of ``url`` for logs: what follows the last ``@`` (so nothing of a
-    password, whatever it holds) up to the path."""
-    rest = url.partition("://")[2] or url
-    return rest[rest.rfind("@") + 1 :].split("/", 1)[0].split("?", 1)[0] or "?"
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error's message) with the user part of ``url`` taken out."""
-    rest = url.partition("://")[2]
-    at = rest.rfind("@")
-    if at > 0:
-        userinfo = rest[:at]
-        text = text.replace(userinfo, "***")
-        password = userinfo.partition(":")[2]
-        if password:
-            text = text.replace(password, "***")
-    return text
 
 
 class _Subscription:

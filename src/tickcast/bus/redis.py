@@ -46,7 +46,15 @@ from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 
-from tickcast.bus.base import MAX_MESSAGE_BYTES, OPERATION_TIMEOUT_S, BusError, Handler, Lease
+from tickcast.bus.base import (
+    MAX_MESSAGE_BYTES,
+    OPERATION_TIMEOUT_S,
+    BusError,
+    Handler,
+    Lease,
+    scrub,
+    where,
+)
 from tickcast.clock import SYSTEM, Clock
 from tickcast.retry import Backoff
 
@@ -87,26 +95,6 @@ _RELEASE: Final = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
-
-
-def where(url: str) -> str:
-    """``host:port`` of ``url`` for logs: what follows the last ``@`` (so nothing of a
-    password, whatever it holds) up to the path."""
-    rest = url.partition("://")[2] or url
-    return rest[rest.rfind("@") + 1 :].split("/", 1)[0].split("?", 1)[0] or "?"
-
-
-def scrub(text: str, url: str) -> str:
-    """``text`` (an error's message) with the user part of ``url`` taken out."""
-    rest = url.partition("://")[2]
-    at = rest.rfind("@")
-    if at > 0:
-        userinfo = rest[:at]
-        text = text.replace(userinfo, "***")
-        password = userinfo.partition(":")[2]
-        if password:
-            text = text.replace(password, "***")
-    return text
 
 
 def _ms(ttl_s: float) -> int:
