@@ -165,9 +165,9 @@ class ClusterPublisher(LocalPublisher):
 
     # -- modes
 
-    def _renumber(self, epoch: str) -> None:
+    def _renumber(self, epoch: str, *, from_zero: bool = True) -> None:
         self.sequencer = Sequencer(epoch, self.hub.channels)
-        self.hub.renumber(self.sequencer)
+        self.hub.renumber(self.sequencer, from_zero=from_zero)
 
     def lead(self, epoch: str, token: int) -> None:
         """Take the lead: number from 1 in the new ``epoch``."""
@@ -285,7 +285,8 @@ class ClusterPublisher(LocalPublisher):
             for publish_id, events in self._outstanding.items():
                 self._forward(publish_id, events)
         if batch.epoch != self.sequencer.epoch:
-            self._renumber(batch.epoch)
+            # a new term numbers from 1; anything else joins a numbering under way
+            self._renumber(batch.epoch, from_zero=verdict is Verdict.TERM and batch.n == 1)
         self.hub.fan_out(envelopes, self.clock.monotonic())
         self._applying = True
         try:

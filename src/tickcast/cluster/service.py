@@ -382,6 +382,8 @@ class Cluster:
             self._resync()
         elif verdict is Verdict.TERM:
             self._hole(f"{batch.node} leads now, in a new epoch", gap=False)
+        elif verdict is Verdict.JOINED:  # clients that came before: another numbering
+            self._hole(f"{self.node_id} joined the cluster's numbering", gap=False)
         if verdict in (Verdict.JOINED, Verdict.TERM, Verdict.GAP):
             self._tell_interest(batch.node, batch.token, self._leader_resets)
 
@@ -473,7 +475,7 @@ class Cluster:
             # positions too: a resume from before the hole is a gap (a reset), even on
             # a topic whose last update was in the batch that was missed
             hub = self.node.hub
-            hub.renumber(hub.sequencer)
+            hub.renumber(hub.sequencer, from_zero=False)
         if self.node.connections:
             log.warning("%s: %s; its clients reconnect and resume", self.node_id, why)
         for connection in list(self.node.connections):

@@ -100,6 +100,8 @@ class Hub:
         self.sequencer = Sequencer(DEFAULT_EPOCH, channels) if sequencer is None else sequencer
         # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
         self._last: dict[str, Envelope] = {}
+        # the epoch whose positions this hub does not know (joined under way), or ""
+        self._unknown = ""
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
         # channel -> wire -> subscribers to every topic of that channel (channel-wide).
@@ -143,11 +145,17 @@ class Hub:
         """The current epoch: the sequencer's (what the publisher stamps with)."""
         return self.sequencer.epoch
 
-    def position(self, topic: Topic) -> tuple[str, int]:
+    def position(self, topic: Topic) -> tuple[str, int] | None:
         """``(epoch, seq)`` of the last update fanned out on ``topic``; the current epoch
-        and 0 when none was. A subscription made now receives what comes after it."""
+        and 0 when none was. A subscription made now receives what comes after it. None
+        when this hub cannot know (it joined a numbering under way, or lost track of it,
+        and nothing came on ``topic`` since: see ``renumber``)."""
         last = self._last.get(str(topic))
-        return (self.sequencer.epoch, 0) if last is None else (last.epoch, last.seq)
+        if last is not None:
+            return (last.epoch, last.seq)
+        if self._unknown == self.sequencer.epoch:
+            return None
+        return (self.sequencer.epoch, 0)
 
     def latest_seq(self, topic: Topic) -> int:
         """The seq of the last update fanned out on ``topic`` (0 when none)."""
@@ -267,13 +275,16 @@ class Hub:
                 watched.append(Topic(channel, name))
         return watched
 
-    def renumber(self, sequencer: Sequencer) -> None:
+    def renumber(self, sequencer: Sequencer, *, from_zero: bool = True) -> None:
         """The numbering restarts (a cluster's new leader, a new epoch): publish in
         ``sequencer``'s from now on and forget every topic's position and history, so
         that a resume from an earlier epoch is a gap (answered with a reset and a
         snapshot) even on a topic nothing was published on since. The last values stay:
-        they are the snapshots."""
+        they are the snapshots. ``from_zero``: the numbering starts now (a new epoch);
+        False: it is under way (a node joining it, or one that missed part of it), so
+        that a topic's position is unknown until its next update."""
         self.sequencer = sequencer
+        self._unknown = "" if from_zero else sequencer.epoch
         self._last.clear()
         self.history.clear_all()
 

@@ -163,7 +163,7 @@ class MarketFeedSession:
         max_subscriptions: int | None = None,
         options: Options = _DEFAULT_OPTIONS,
         idle_timeout_s: float = 0.0,
-        position: Callable[[Topic], tuple[str, int]] | None = None,
+        position: Callable[[Topic], tuple[str, int] | None] | None = None,
     ) -> None:
         self.is_known = is_known
         self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
@@ -315,8 +315,10 @@ class MarketFeedSession:
         fields: dict[str, Any] = {"symbols": symbols}
         if self.options.seq and self.position is not None:  # opt-in: the seq=1 wire only
             where = self.position
+            # a topic whose position this node cannot know yet (it joined a numbering
+            # under way) is left out: its first message says where it is
             fields["positions"] = {
-                str(t): {"epoch": e, "seq": s} for t in new for e, s in (where(t),)
+                str(t): {"epoch": p[0], "seq": p[1]} for t in new if (p := where(t)) is not None
             }
         self._frames.append(Encoded(codec.control("subscribed", 0, **fields), control=True))
         self._commands.append(Subscribe(tuple(new), resume))
