@@ -126,6 +126,8 @@ class FeedClient:
     unsure_zero: bool = True
     unsure: set[str] = field(default_factory=set)
     unsure_jumps: list[str] = field(default_factory=list)
+    #: the positions the first ``subscribed`` reply announced, as they came
+    announced: dict[str, tuple[str, int]] = field(default_factory=dict)
     positions: dict[str, tuple[str, int]] = field(default_factory=dict)
     violations: list[str] = field(default_factory=list)
     resets: list[dict[str, Any]] = field(default_factory=list)
@@ -208,6 +210,7 @@ class FeedClient:
             for name, where in (message.get("positions") or {}).items():
                 # a resumed topic starts from its replay or reset, not from here
                 if name in self.topics and name not in self.positions:
+                    self.announced[name] = (where["epoch"], where["seq"])
                     self.positions[name] = (where["epoch"], where["seq"])
                     if self.unsure_zero and where["seq"] == 0:
                         self.unsure.add(name)
