@@ -4,11 +4,17 @@
     .venv/bin/python bench/run.py --write-docs            # full run, rewrites docs/performance.md
     .venv/bin/python bench/run.py --servers tickcast-b0,node-ws --workloads W1
     .venv/bin/python bench/run.py --workloads W1-socketio --rates 1000,2000,4000  # Front 5 ladder
+    .venv/bin/python bench/run.py --workloads W2 --servers tickcast-b0-w1,tickcast-b0-w2-redis \
+        --server-cpus 0,1 --client-cpus 0,1        # scale-out: 1 and 2 worker processes
 
 Every server runs alone, pinned to core 0; the load client (bench/loadclient.py) runs in its
-own process pinned to core 1. Server CPU is the psutil cpu_times delta over the measured
-window as % of one core. Every wait has a timeout; every child is started in its own process
-group and killed at exit, on Ctrl-C and on any exception. Only 127.0.0.1 is ever targeted.
+own process pinned to core 1 (``--server-cpus`` and ``--client-cpus`` change both: a
+``--workers`` server's processes share the server's cores). The ``-w1``/``-w2`` servers
+(``tickcast serve --workers N``, over Redis or NATS on 127.0.0.1 with a bus prefix of the
+run's own) are run only when named in ``--servers``. Server CPU is the psutil cpu_times
+delta over the measured window as % of one core (summed over a server's processes). Every
+wait has a timeout; every child is started in its own process group and killed at exit, on
+Ctrl-C and on any exception. Only 127.0.0.1 is ever targeted.
 """
 
 from __future__ import annotations
@@ -66,6 +72,16 @@ class Server:
     #: sockjs-xhr (STOMP over SockJS's websocket or xhr_streaming transport), socketio
     #: (Front 5, Socket.IO's websocket transport, quotes as ``quote`` events)
     front: str = "native"
+    #: ``tickcast serve --workers N`` (0: the flag is not given); the processes are one
+    #: server to the harness (CPU and RSS summed over the process tree)
+    workers: int = 0
+    #: the bus joining the workers: "" (the in-process memory bus), "redis" or "nats"
+    bus: str = ""
+
+    @property
+    def opt_in(self) -> bool:
+        """Run only when named in ``--servers`` (the workers need Redis or NATS)."""
+        return self.workers > 0
 
     @property
     def w1_only(self) -> bool:
@@ -96,6 +112,9 @@ class Server:
             "sockjs-xhr": ", STOMP over SockJS xhr-streaming",
             "socketio": ", Socket.IO (websocket transport)",
         }.get(self.front, "")
+        if self.workers:
+            over = f" over {self.bus}" if self.bus else " (memory bus)"
+            wire += f", {self.workers} worker{'s' if self.workers > 1 else ''}{over}"
         return mode + (", array frames" if self.array else "") + wire
 
     def command(self, port: int, rate: float) -> list[str]:
@@ -103,13 +122,23 @@ class Server:
             return [
                 TICKCAST, "serve", "--host", "127.0.0.1", "--port", str(port),
                 "--symbols", SYMBOLS, "--rate", f"{rate:g}", "--batch-ms", str(self.batch_ms),
-                "--seed", "1", "--log-level", "warning",
+                "--seed", "1", "--log-level", "warning", *self.workers_args(port),
             ]  # fmt: skip
         common = ["--host", "127.0.0.1", "--port", str(port), "--nsymbols", str(NSYMBOLS),
                   "--rate", f"{rate:g}"]  # fmt: skip
         if self.kind == "node":
             return ["node", str(NODE_DIR / "server.js"), *common]
         return [PY, str(BENCH / "peers" / f"{self.kind}_peer.py"), *common]
+
+    def workers_args(self, port: int) -> list[str]:
+        """``--workers N`` and the bus: a prefix of this run's own (pid and port), so that
+        nothing is shared with another run or test on the same Redis or NATS."""
+        if not self.workers:
+            return []
+        args = ["--workers", str(self.workers)]
+        if self.bus:
+            args += ["--bus", BUS_URLS[self.bus], "--bus-prefix", f"bench-{os.getpid()}-{port}"]
+        return args
 
     def env(self) -> dict[str, str]:
         """The server's environment: tickcast's per-address cap on anonymous connections
@@ -137,6 +166,9 @@ class Server:
         return f"http://127.0.0.1:{port}/stats", "peer"
 
 
+#: The bus engines a ``--workers`` server is run over (the shared services on 127.0.0.1).
+BUS_URLS = {"redis": "redis://127.0.0.1:6379/0", "nats": "nats://127.0.0.1:4222"}
+
 SERVERS = {
     s.name: s
     for s in [
@@ -151,6 +183,11 @@ SERVERS = {
         Server("fastapi", "fastapi"),
         Server("socketio", "socketio"),
         Server("node-ws", "node"),
+        Server("tickcast-b0-w1", "tickcast", batch_ms=0, workers=1),
+        Server("tickcast-b0-w2-redis", "tickcast", batch_ms=0, workers=2, bus="redis"),
+        Server("tickcast-b0-w2-nats", "tickcast", batch_ms=0, workers=2, bus="nats"),
+        Server("tickcast-b100-w1", "tickcast", batch_ms=100, workers=1),
+        Server("tickcast-b100-w2-redis", "tickcast", batch_ms=100, workers=2, bus="redis"),
     ]
 }
 
@@ -217,16 +254,24 @@ _children: list[subprocess.Popen[Any]] = []
 
 
 NICE = [0]  # --nice: scheduling priority of the server and the load client
+#: --server-cpus, --client-cpus: the cores each side is pinned to
+PIN: dict[int, set[int]] = {SERVER_CPU: {SERVER_CPU}, CLIENT_CPU: {CLIENT_CPU}}
+
+
+def pinned_default() -> bool:
+    return {SERVER_CPU: {SERVER_CPU}, CLIENT_CPU: {CLIENT_CPU}} == PIN
 
 
 def _preexec(cpu: int) -> Callable[[], None]:
+    cpus = {c for c in PIN.get(cpu, {cpu}) if c < (os.cpu_count() or 1)}
+
     def setup() -> None:
         if NICE[0]:
             with contextlib.suppress(OSError):
                 os.nice(NICE[0])
         with contextlib.suppress(OSError):
-            if cpu < (os.cpu_count() or 1):
-                os.sched_setaffinity(0, {cpu})
+            if cpus:
+                os.sched_setaffinity(0, cpus)
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -296,6 +341,73 @@ def wait_ready(proc: subprocess.Popen[Any], port: int, log: Path, timeout: float
     raise TimeoutError(f"server not ready on port {port} after {timeout:.0f} s")
 
 
+def wait_workers(port: int, workers: int, timeout: float = 45.0) -> None:
+    """Wait until ``workers`` distinct workers answer ``/cluster`` (each request a new
+    connection, which the kernel hashes to a worker), each seeing them all and a leader:
+    a worker not yet listening would otherwise be given none of the clients."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=1.0) as r,
+        ):
+            doc = json.loads(r.read())
+            if len(doc.get("nodes", [])) >= workers and doc.get("leader"):
+                seen.add(str(doc["node"]))
+        if len(seen) >= workers:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"{len(seen)} of {workers} workers ready on port {port} after {timeout:.0f} s"
+    )
+
+
+def worker_connections(port: int) -> dict[str, int]:
+    """Each worker's client connections, from ``/cluster`` (one worker's view of all)."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=2.0) as r,
+    ):
+        return {str(n["node"]): int(n["connections"]) for n in json.loads(r.read())["nodes"]}
+    return {}
+
+
+class Tree:
+    """A server's process and its children (a ``--workers`` supervisor's workers): CPU
+    and RSS summed, each process's CPU counted from when it was first seen."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+
+    def procs(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            return [self.proc, *self.proc.children(recursive=True)]
+        return [self.proc]
+
+    def cpu(self) -> dict[int, float]:
+        """Busy seconds (user + system) per pid."""
+        out: dict[int, float] = {}
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+        return out
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """Busy seconds between two ``Tree.cpu`` readings (a process born between them
+    counts from 0; one that ended between them is not counted)."""
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
 class LineReader:
     """JSON lines from the client's stdout, read on a thread so every wait can time out."""
 
@@ -344,9 +456,11 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"server": server.name, "mode": server.mode, **dataclasses.asdict(load)}
     try:
         wait_ready(sproc, port, slog)
-        ps = psutil.Process(sproc.pid)
+        if server.workers > 1:
+            wait_workers(port, server.workers)
+        ps = Tree(psutil.Process(sproc.pid))
         time.sleep(1.0)
-        rss_before = ps.memory_info().rss
+        rss_before = ps.rss()
         stats_url, stats_kind = server.stats(port, load.rate)
         timeout_connect = 60 + load.clients / 20
         ccmd = [
@@ -362,31 +476,36 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
         cproc = spawn(ccmd, CLIENT_CPU, clog, stdout=subprocess.PIPE, text=True)
         lines = LineReader(cproc)
         lines.wait_for("connected", timeout_connect + 30)
+        if server.workers > 1:
+            row["worker_connections"] = worker_connections(port)
         lines.wait_for("measure_start", load.warmup + 45)
-        cpu0, t0, cores0 = ps.cpu_times(), time.monotonic(), core_busy()
-        rss_loaded = ps.memory_info().rss
+        cpu0, t0, cores0 = ps.cpu(), time.monotonic(), core_busy()
+        rss_loaded = ps.rss()
         lines.wait_for("measure_end", load.duration + 45)
-        cpu1, t1, cores1 = ps.cpu_times(), time.monotonic(), core_busy()
-        rss_end = ps.memory_info().rss
+        cpu1, t1, cores1 = ps.cpu(), time.monotonic(), core_busy()
+        rss_end = ps.rss()
         result = lines.wait_for("result", load.drain_max + 120)
-        rss_drained = ps.memory_info().rss
-        busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        rss_drained = ps.rss()
+        busy = cpu_delta(cpu0, cpu1)
         row.update(result)
         row.pop("event", None)
         connected = max(1, int(result.get("clients_connected") or 1))
         wall = t1 - t0
         core_pct = [round(100.0 * (b - a) / wall, 1) for a, b in zip(cores0, cores1, strict=True)]
         client_pct = float(result.get("client_cpu_pct") or 0.0)
+        pinned = pinned_default()
         row.update(
             server_cpu_pct=round(100.0 * busy / wall, 1),
             # CPU used by everything else on the two pinned cores (other tenants, kernel):
             # the machine is shared, so this says how much to trust a row.
             other_load_core0_pct=round(core_pct[SERVER_CPU] - 100.0 * busy / wall, 1)
-            if len(core_pct) > SERVER_CPU
+            if len(core_pct) > SERVER_CPU and pinned
             else None,
             other_load_core1_pct=round(core_pct[CLIENT_CPU] - client_pct, 1)
-            if len(core_pct) > CLIENT_CPU
+            if len(core_pct) > CLIENT_CPU and pinned
             else None,
+            # the same over every core (server and client not on one core each)
+            other_load_all_pct=round(sum(core_pct) - 100.0 * busy / wall - client_pct, 1),
             server_rss_before_mb=round(rss_before / 2**20, 1),
             server_rss_mb=round(max(rss_loaded, rss_end) / 2**20, 1),
             # A server whose clients fall behind buffers for them: RSS at the start and end
@@ -517,14 +636,19 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def pins(doc: dict[str, Any], side: str) -> str:
+    cpus = doc.get("pinning", {}).get(side) or [SERVER_CPU if side == "server" else CLIENT_CPU]
+    return ("s " if len(cpus) > 1 else " ") + ",".join(str(c) for c in cpus)
+
+
 def render(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     out = [
         f"Run {m['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Linux "
         f"{m['kernel']}, Python {m['python']}, Node {m['node']} "
         f"({', '.join(f'{k} {v}' for k, v in m['versions'].items())}); load average at start "
-        f"{m['loadavg_at_start']}. Server pinned to core {SERVER_CPU}, load client to core "
-        f"{CLIENT_CPU}.",
+        f"{m['loadavg_at_start']}. Server pinned to core{pins(doc, 'server')}, load client to "
+        f"core{pins(doc, 'client')}.",
         "",
         f"Reproduce: {doc['command']}"
         if doc["command"].count("`") > 2
@@ -934,6 +1058,14 @@ def main() -> None:
         help="nice value for server and client (negative = ahead of other tenants; root only)",
     )
     p.add_argument(
+        "--server-cpus",
+        default=str(SERVER_CPU),
+        help="comma list of the cores the server (all its workers) is pinned to",
+    )
+    p.add_argument(
+        "--client-cpus", default=str(CLIENT_CPU), help="comma list of the load client's cores"
+    )
+    p.add_argument(
         "--render",
         nargs="+",
         metavar="JSON",
@@ -942,6 +1074,8 @@ def main() -> None:
     )
     args = p.parse_args()
     NICE[0] = args.nice
+    PIN[SERVER_CPU] = {int(c) for c in args.server_cpus.split(",") if c}
+    PIN[CLIENT_CPU] = {int(c) for c in args.client_cpus.split(",") if c}
     if args.render:
         render_only(args.render, args.write_docs)
         return
@@ -953,7 +1087,9 @@ def main() -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     logs = RESULTS / f"logs-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
-    wanted = [s for s in args.servers.split(",") if s] or list(SERVERS)
+    wanted = [s for s in args.servers.split(",") if s] or [
+        s for s in SERVERS if not SERVERS[s].opt_in
+    ]
     unknown = [s for s in wanted if s not in SERVERS]
     if unknown:
         p.error(f"unknown servers: {unknown}")
@@ -976,6 +1112,7 @@ def main() -> None:
         "machine": machine_info(),
         "command": ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:]),
         "notes": args.notes,
+        "pinning": {"server": sorted(PIN[SERVER_CPU]), "client": sorted(PIN[CLIENT_CPU])},
         "titles": {
             k: v["title"] + (" (quick: reduced)" if args.quick else "") for k, v in specs.items()
         },
