@@ -476,9 +476,9 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
         cproc = spawn(ccmd, CLIENT_CPU, clog, stdout=subprocess.PIPE, text=True)
         lines = LineReader(cproc)
         lines.wait_for("connected", timeout_connect + 30)
-        if server.workers > 1:
-            row["worker_connections"] = worker_connections(port)
         lines.wait_for("measure_start", load.warmup + 45)
+        if server.workers > 1:  # after the warm-up: the heartbeats have told every count
+            row["worker_connections"] = worker_connections(port)
         cpu0, t0, cores0 = ps.cpu(), time.monotonic(), core_busy()
         rss_loaded = ps.rss()
         lines.wait_for("measure_end", load.duration + 45)
