@@ -253,6 +253,7 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
 _children: list[subprocess.Popen[Any]] = []
 
 
+INTERLEAVE = [False]  # --interleave: W2's servers step by step rather than one by one
 NICE = [0]  # --nice: scheduling priority of the server and the load client
 #: --server-cpus, --client-cpus: the cores each side is pinned to
 PIN: dict[int, set[int]] = {SERVER_CPU: {SERVER_CPU}, CLIENT_CPU: {CLIENT_CPU}}
@@ -884,6 +885,8 @@ def run_workload(
 ) -> list[dict[str, Any]]:
     if "rates" in spec:
         return run_ladder(name, spec, servers, logs)
+    if name == "W2" and INTERLEAVE[0]:
+        return run_ramps_interleaved(servers, spec, logs)
     rows: list[dict[str, Any]] = []
     for sname in servers:
         server = SERVERS[sname]
@@ -902,64 +905,123 @@ def run_workload(
 def run_ramp(sname: str, spec: dict[str, Any], logs: Path) -> list[dict[str, Any]]:
     """W2 for one server: raise the rate step by step while any rule of ``RULES`` still
     passes; one row per rule, with the highest step it passed and its first failure."""
-    server, base = SERVERS[sname], spec["load"]
-    rate, steps = base.rate, []
-    best: dict[str, dict[str, Any] | None] = dict.fromkeys(RULES)
-    failed: dict[str, tuple[float | None, str]] = {}
-    started = time.monotonic()
-    for i in range(spec["max_steps"]):
-        alive = [r for r in RULES if r not in failed]
-        if not alive:
+    ramp = Ramp(sname, spec)
+    while (load := ramp.pending()) is not None:
+        ramp.announce()
+        ramp.record(measure(SERVERS[sname], load, ramp.tag(), logs))
+    return ramp.rows()
+
+
+def run_ramps_interleaved(
+    servers: list[str], spec: dict[str, Any], logs: Path
+) -> list[dict[str, Any]]:
+    """W2 for several servers at once (``--interleave``): each attempt of a step is taken
+    for every server still climbing before the next, so that the servers compared at one
+    rate are measured a minute apart at most, not a ramp apart. The rules, steps,
+    retries and cap are ``run_ramp``'s; the time budget is per server, so it is the
+    budget times the number of servers from the start."""
+    spec = {**spec, "budget_s": spec["budget_s"] * max(1, len(servers))}
+    ramps = [Ramp(sname, spec) for sname in servers]
+    while True:
+        todo = [(ramp, load) for ramp in ramps if (load := ramp.pending()) is not None]
+        if not todo:
             break
-        if time.monotonic() - started > spec["budget_s"]:
+        for ramp, load in todo:
+            ramp.announce()
+            ramp.record(measure(SERVERS[ramp.sname], load, ramp.tag(), logs))
+    return [row for ramp in ramps for row in ramp.rows()]
+
+
+class Ramp:
+    """One server's W2 ramp as a state machine: ``pending`` is the load of the next
+    measurement (None once the ramp is over), ``record`` takes its row. A step fails a
+    rule for good only if every attempt fails it (on a shared machine)."""
+
+    def __init__(self, sname: str, spec: dict[str, Any]) -> None:
+        self.sname, self.spec = sname, spec
+        self.base: Load = spec["load"]
+        self.rate = self.base.rate
+        self.steps: list[dict[str, Any]] = []
+        self.best: dict[str, dict[str, Any] | None] = dict.fromkeys(RULES)
+        self.failed: dict[str, tuple[float | None, str]] = {}
+        self.started = time.monotonic()
+        self.i = 0
+        self.done = False
+        self.load: Load | None = None
+        self.attempt = 0
+        self.alive: list[str] = []
+        self.passed: dict[str, dict[str, Any]] = {}
+        self.why: dict[str, str] = {}
+
+    def tag(self) -> str:
+        return f"W2-{self.sname}-{self.rate:g}-{self.attempt}"
+
+    def pending(self) -> Load | None:
+        if self.load is not None or self.done:
+            return self.load
+        alive = [r for r in RULES if r not in self.failed]
+        if self.i >= self.spec["max_steps"] or not alive:
+            self.done = True
+            return None
+        if time.monotonic() - self.started > self.spec["budget_s"]:
             for r in alive:
-                failed[r] = (None, f"not reached (time budget {spec['budget_s']} s)")
-            break
-        load = dataclasses.replace(base, rate=rate)
-        print(f"[bench] W2 {sname} step {i + 1}: {rate:g} ticks/s ...", flush=True)
-        passed: dict[str, dict[str, Any]] = {}
-        why: dict[str, str] = {}
-        for attempt in range(1 + spec["retries"]):
-            # On a shared machine a step fails a rule for good only if every attempt fails it.
-            row = measure(server, load, f"W2-{sname}-{rate:g}-{attempt}", logs)
-            verdicts = {r: judge(row, r) for r in alive if r not in passed}
-            row.update(
-                attempt=attempt + 1,
-                step_verdicts={r: ("pass" if ok else text) for r, (ok, text) in verdicts.items()},
+                self.failed[r] = (None, f"not reached (time budget {self.spec['budget_s']} s)")
+            self.done = True
+            return None
+        self.alive, self.passed, self.why, self.attempt = alive, {}, {}, 0
+        self.load = dataclasses.replace(self.base, rate=self.rate)
+        return self.load
+
+    def announce(self) -> None:
+        if not self.attempt:
+            print(
+                f"[bench] W2 {self.sname} step {self.i + 1}: {self.rate:g} ticks/s ...", flush=True
             )
-            steps.append(row)
-            for r, (ok, reason) in verdicts.items():
-                if ok:
-                    passed[r] = {**row, "rate": rate}
-                else:
-                    why[r] = reason
-            said = "; ".join(f"{r}: {'PASS' if ok else t}" for r, (ok, t) in verdicts.items())
-            print(f"[bench]   {said}; {summary(row)}", flush=True)
-            if len(passed) == len(alive):
-                break
-        for r in alive:
-            if r in passed:
-                best[r] = passed[r]
+
+    def record(self, row: dict[str, Any]) -> None:
+        verdicts = {r: judge(row, r) for r in self.alive if r not in self.passed}
+        row.update(
+            attempt=self.attempt + 1,
+            step_verdicts={r: ("pass" if ok else text) for r, (ok, text) in verdicts.items()},
+        )
+        self.steps.append(row)
+        for r, (ok, reason) in verdicts.items():
+            if ok:
+                self.passed[r] = {**row, "rate": self.rate}
             else:
-                failed[r] = (rate, why[r])
-        rate = round(rate * spec["factor"])
-    cap = (None, f"not reached (cap of {spec['max_steps']} steps)")
-    return [
-        {
-            "server": sname,
-            "workload": "W2",
-            "mode": server.mode,
-            "rule": r,
-            "rule_text": RULES[r],
-            "first_rate": base.rate,
-            "best": best[r],
-            "fail_rate": failed.get(r, cap)[0],
-            "fail_reason": failed.get(r, cap)[1],
-            # every step's full result, kept once (in the first rule's row)
-            "steps": steps if r == next(iter(RULES)) else [],
-        }
-        for r in RULES
-    ]
+                self.why[r] = reason
+        said = "; ".join(f"{r}: {'PASS' if ok else t}" for r, (ok, t) in verdicts.items())
+        print(f"[bench]   {said}; {summary(row)}", flush=True)
+        self.attempt += 1
+        if len(self.passed) < len(self.alive) and self.attempt < 1 + self.spec["retries"]:
+            return  # another attempt of this step
+        for r in self.alive:
+            if r in self.passed:
+                self.best[r] = self.passed[r]
+            else:
+                self.failed[r] = (self.rate, self.why[r])
+        self.rate = round(self.rate * self.spec["factor"])
+        self.i += 1
+        self.load = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        cap = (None, f"not reached (cap of {self.spec['max_steps']} steps)")
+        return [
+            {
+                "server": self.sname,
+                "workload": "W2",
+                "mode": SERVERS[self.sname].mode,
+                "rule": r,
+                "rule_text": RULES[r],
+                "first_rate": self.base.rate,
+                "best": self.best[r],
+                "fail_rate": self.failed.get(r, cap)[0],
+                "fail_reason": self.failed.get(r, cap)[1],
+                # every step's full result, kept once (in the first rule's row)
+                "steps": self.steps if r == next(iter(RULES)) else [],
+            }
+            for r in RULES
+        ]
 
 
 def run_ladder(
@@ -1058,6 +1120,11 @@ def main() -> None:
         help="nice value for server and client (negative = ahead of other tenants; root only)",
     )
     p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="W2: take each step for every server before the next step (same rules)",
+    )
+    p.add_argument(
         "--server-cpus",
         default=str(SERVER_CPU),
         help="comma list of the cores the server (all its workers) is pinned to",
@@ -1074,6 +1141,7 @@ def main() -> None:
     )
     args = p.parse_args()
     NICE[0] = args.nice
+    INTERLEAVE[0] = args.interleave
     PIN[SERVER_CPU] = {int(c) for c in args.server_cpus.split(",") if c}
     PIN[CLIENT_CPU] = {int(c) for c in args.client_cpus.split(",") if c}
     if args.render:
