@@ -28,6 +28,8 @@ follower's ``apply`` (``perf_counter``, one process: one clock). Both ends share
 event loop and one core, so a figure includes each waiting for the other. The sender
 awaits each ``bus.publish`` before the next, as the cluster service's does: over Redis
 that is a round trip per message, which bounds the messages a second one leader sends.
+``CPU us per batch`` is this process's CPU time over the run per batch: both ends with
+their bus clients and the event loop, what the codec alone costs being part 1's.
 
 Subjects are ``bench-cluster-<pid>.batch``: nothing is shared with another run or test.
 Nothing is asserted on time; the figures are printed.
@@ -284,7 +286,7 @@ async def latency(name: str, count: int, size: int, rate: float) -> dict[str, fl
         await follow_bus.subscribe(subject, on_follower)
         await lead_bus.subscribe(subject, on_leader)
         await asyncio.sleep(0.5)  # the subscriptions in place on the engine
-        start = time.perf_counter()
+        start, cpu0 = time.perf_counter(), time.process_time()
         for i, batch in enumerate(batches):
             delay = due(start, i, rate) - time.perf_counter()
             if delay > 0:
@@ -292,7 +294,7 @@ async def latency(name: str, count: int, size: int, rate: float) -> dict[str, fl
             started[lead.follower.n + 1] = time.perf_counter()
             lead.publish(batch)
         await asyncio.wait_for(done.wait(), 30.0)
-        finished = time.perf_counter()
+        finished, cpu1 = time.perf_counter(), time.process_time()
     finally:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -310,6 +312,8 @@ async def latency(name: str, count: int, size: int, rate: float) -> dict[str, fl
         # batches applied per second, first publish to last apply: below ``rate`` when
         # the path cannot keep up (the latencies then grow with the backlog)
         "achieved": len(ms) / (finished - start),
+        # this process's CPU (both ends, their bus clients, the event loop) per batch
+        "cpu_us": (cpu1 - cpu0) / max(1, len(ms)) * 1e6,
     }
 
 
@@ -328,13 +332,17 @@ async def main(args: argparse.Namespace) -> None:
             f"\nlatency: {args.batches:,} batches of {args.latency_size} quotes at "
             f"{args.rate:g} batches/s, leader publish -> follower applied, ms\n"
         )
-        print("| bus | batches | p50 | p90 | p99 | max | gaps | applied batches/s |")
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| bus | batches | p50 | p90 | p99 | max | gaps | applied batches/s "
+            "| CPU us per batch, both ends |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
         for name in [b for b in args.buses.split(",") if b]:
             r = await latency(name, args.batches, args.latency_size, args.rate)
             print(
                 f"| {name} | {r['batches']:,.0f} | {r['p50']:.3f} | {r['p90']:.3f} "
-                f"| {r['p99']:.3f} | {r['max']:.3f} | {r['gaps']:.0f} | {r['achieved']:,.0f} |"
+                f"| {r['p99']:.3f} | {r['max']:.3f} | {r['gaps']:.0f} | {r['achieved']:,.0f} "
+                f"| {r['cpu_us']:,.0f} |"
             )
 
 
