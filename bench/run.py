@@ -4,11 +4,17 @@
     .venv/bin/python bench/run.py --write-docs            # full run, rewrites docs/performance.md
     .venv/bin/python bench/run.py --servers tickcast-b0,node-ws --workloads W1
     .venv/bin/python bench/run.py --workloads W1-socketio --rates 1000,2000,4000  # Front 5 ladder
+    .venv/bin/python bench/run.py --workloads W2 --servers tickcast-b0-w1,tickcast-b0-w2-redis \
+        --server-cpus 0,1 --client-cpus 0,1        # scale-out: 1 and 2 worker processes
 
 Every server runs alone, pinned to core 0; the load client (bench/loadclient.py) runs in its
-own process pinned to core 1. Server CPU is the psutil cpu_times delta over the measured
-window as % of one core. Every wait has a timeout; every child is started in its own process
-group and killed at exit, on Ctrl-C and on any exception. Only 127.0.0.1 is ever targeted.
+own process pinned to core 1 (``--server-cpus`` and ``--client-cpus`` change both: a
+``--workers`` server's processes share the server's cores). The ``-w1``/``-w2`` servers
+(``tickcast serve --workers N``, over Redis or NATS on 127.0.0.1 with a bus prefix of the
+run's own) are run only when named in ``--servers``. Server CPU is the psutil cpu_times
+delta over the measured window as % of one core (summed over a server's processes). Every
+wait has a timeout; every child is started in its own process group and killed at exit, on
+Ctrl-C and on any exception. Only 127.0.0.1 is ever targeted.
 """
 
 from __future__ import annotations
@@ -66,6 +72,16 @@ class Server:
     #: sockjs-xhr (STOMP over SockJS's websocket or xhr_streaming transport), socketio
     #: (Front 5, Socket.IO's websocket transport, quotes as ``quote`` events)
     front: str = "native"
+    #: ``tickcast serve --workers N`` (0: the flag is not given); the processes are one
+    #: server to the harness (CPU and RSS summed over the process tree)
+    workers: int = 0
+    #: the bus joining the workers: "" (the in-process memory bus), "redis" or "nats"
+    bus: str = ""
+
+    @property
+    def opt_in(self) -> bool:
+        """Run only when named in ``--servers`` (the workers need Redis or NATS)."""
+        return self.workers > 0
 
     @property
     def w1_only(self) -> bool:
@@ -96,6 +112,9 @@ class Server:
             "sockjs-xhr": ", STOMP over SockJS xhr-streaming",
             "socketio": ", Socket.IO (websocket transport)",
         }.get(self.front, "")
+        if self.workers:
+            over = f" over {self.bus}" if self.bus else " (memory bus)"
+            wire += f", {self.workers} worker{'s' if self.workers > 1 else ''}{over}"
         return mode + (", array frames" if self.array else "") + wire
 
     def command(self, port: int, rate: float) -> list[str]:
@@ -103,13 +122,23 @@ class Server:
             return [
                 TICKCAST, "serve", "--host", "127.0.0.1", "--port", str(port),
                 "--symbols", SYMBOLS, "--rate", f"{rate:g}", "--batch-ms", str(self.batch_ms),
-                "--seed", "1", "--log-level", "warning",
+                "--seed", "1", "--log-level", "warning", *self.workers_args(port),
             ]  # fmt: skip
         common = ["--host", "127.0.0.1", "--port", str(port), "--nsymbols", str(NSYMBOLS),
                   "--rate", f"{rate:g}"]  # fmt: skip
         if self.kind == "node":
             return ["node", str(NODE_DIR / "server.js"), *common]
         return [PY, str(BENCH / "peers" / f"{self.kind}_peer.py"), *common]
+
+    def workers_args(self, port: int) -> list[str]:
+        """``--workers N`` and the bus: a prefix of this run's own (pid and port), so that
+        nothing is shared with another run or test on the same Redis or NATS."""
+        if not self.workers:
+            return []
+        args = ["--workers", str(self.workers)]
+        if self.bus:
+            args += ["--bus", BUS_URLS[self.bus], "--bus-prefix", f"bench-{os.getpid()}-{port}"]
+        return args
 
     def env(self) -> dict[str, str]:
         """The server's environment: tickcast's per-address cap on anonymous connections
@@ -137,6 +166,9 @@ class Server:
         return f"http://127.0.0.1:{port}/stats", "peer"
 
 
+#: The bus engines a ``--workers`` server is run over (the shared services on 127.0.0.1).
+BUS_URLS = {"redis": "redis://127.0.0.1:6379/0", "nats": "nats://127.0.0.1:4222"}
+
 SERVERS = {
     s.name: s
     for s in [
@@ -151,6 +183,11 @@ SERVERS = {
         Server("fastapi", "fastapi"),
         Server("socketio", "socketio"),
         Server("node-ws", "node"),
+        Server("tickcast-b0-w1", "tickcast", batch_ms=0, workers=1),
+        Server("tickcast-b0-w2-redis", "tickcast", batch_ms=0, workers=2, bus="redis"),
+        Server("tickcast-b0-w2-nats", "tickcast", batch_ms=0, workers=2, bus="nats"),
+        Server("tickcast-b100-w1", "tickcast", batch_ms=100, workers=1),
+        Server("tickcast-b100-w2-redis", "tickcast", batch_ms=100, workers=2, bus="redis"),
     ]
 }
 
@@ -216,17 +253,26 @@ def workloads(quick: bool) -> dict[str, dict[str, Any]]:
 _children: list[subprocess.Popen[Any]] = []
 
 
+INTERLEAVE = [False]  # --interleave: W2's servers step by step rather than one by one
 NICE = [0]  # --nice: scheduling priority of the server and the load client
+#: --server-cpus, --client-cpus: the cores each side is pinned to
+PIN: dict[int, set[int]] = {SERVER_CPU: {SERVER_CPU}, CLIENT_CPU: {CLIENT_CPU}}
+
+
+def pinned_default() -> bool:
+    return {SERVER_CPU: {SERVER_CPU}, CLIENT_CPU: {CLIENT_CPU}} == PIN
 
 
 def _preexec(cpu: int) -> Callable[[], None]:
+    cpus = {c for c in PIN.get(cpu, {cpu}) if c < (os.cpu_count() or 1)}
+
     def setup() -> None:
         if NICE[0]:
             with contextlib.suppress(OSError):
                 os.nice(NICE[0])
         with contextlib.suppress(OSError):
-            if cpu < (os.cpu_count() or 1):
-                os.sched_setaffinity(0, {cpu})
+            if cpus:
+                os.sched_setaffinity(0, cpus)
         _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
         with contextlib.suppress(ValueError, OSError):
             resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 65536), hard))
@@ -296,6 +342,73 @@ def wait_ready(proc: subprocess.Popen[Any], port: int, log: Path, timeout: float
     raise TimeoutError(f"server not ready on port {port} after {timeout:.0f} s")
 
 
+def wait_workers(port: int, workers: int, timeout: float = 45.0) -> None:
+    """Wait until ``workers`` distinct workers answer ``/cluster`` (each request a new
+    connection, which the kernel hashes to a worker), each seeing them all and a leader:
+    a worker not yet listening would otherwise be given none of the clients."""
+    deadline = time.monotonic() + timeout
+    seen: set[str] = set()
+    while time.monotonic() < deadline:
+        with (
+            contextlib.suppress(OSError, ValueError),
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=1.0) as r,
+        ):
+            doc = json.loads(r.read())
+            if len(doc.get("nodes", [])) >= workers and doc.get("leader"):
+                seen.add(str(doc["node"]))
+        if len(seen) >= workers:
+            return
+        time.sleep(0.05)
+    raise TimeoutError(
+        f"{len(seen)} of {workers} workers ready on port {port} after {timeout:.0f} s"
+    )
+
+
+def worker_connections(port: int) -> dict[str, int]:
+    """Each worker's client connections, from ``/cluster`` (one worker's view of all)."""
+    with (
+        contextlib.suppress(OSError, ValueError),
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/cluster", timeout=2.0) as r,
+    ):
+        return {str(n["node"]): int(n["connections"]) for n in json.loads(r.read())["nodes"]}
+    return {}
+
+
+class Tree:
+    """A server's process and its children (a ``--workers`` supervisor's workers): CPU
+    and RSS summed, each process's CPU counted from when it was first seen."""
+
+    def __init__(self, proc: psutil.Process) -> None:
+        self.proc = proc
+
+    def procs(self) -> list[psutil.Process]:
+        with contextlib.suppress(psutil.Error):
+            return [self.proc, *self.proc.children(recursive=True)]
+        return [self.proc]
+
+    def cpu(self) -> dict[int, float]:
+        """Busy seconds (user + system) per pid."""
+        out: dict[int, float] = {}
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                t = p.cpu_times()
+                out[p.pid] = t.user + t.system
+        return out
+
+    def rss(self) -> int:
+        total = 0
+        for p in self.procs():
+            with contextlib.suppress(psutil.Error):
+                total += p.memory_info().rss
+        return total
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """Busy seconds between two ``Tree.cpu`` readings (a process born between them
+    counts from 0; one that ended between them is not counted)."""
+    return sum(v - before.get(pid, 0.0) for pid, v in after.items())
+
+
 class LineReader:
     """JSON lines from the client's stdout, read on a thread so every wait can time out."""
 
@@ -344,9 +457,11 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
     row: dict[str, Any] = {"server": server.name, "mode": server.mode, **dataclasses.asdict(load)}
     try:
         wait_ready(sproc, port, slog)
-        ps = psutil.Process(sproc.pid)
+        if server.workers > 1:
+            wait_workers(port, server.workers)
+        ps = Tree(psutil.Process(sproc.pid))
         time.sleep(1.0)
-        rss_before = ps.memory_info().rss
+        rss_before = ps.rss()
         stats_url, stats_kind = server.stats(port, load.rate)
         timeout_connect = 60 + load.clients / 20
         ccmd = [
@@ -363,30 +478,35 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
         lines = LineReader(cproc)
         lines.wait_for("connected", timeout_connect + 30)
         lines.wait_for("measure_start", load.warmup + 45)
-        cpu0, t0, cores0 = ps.cpu_times(), time.monotonic(), core_busy()
-        rss_loaded = ps.memory_info().rss
+        if server.workers > 1:  # after the warm-up: the heartbeats have told every count
+            row["worker_connections"] = worker_connections(port)
+        cpu0, t0, cores0 = ps.cpu(), time.monotonic(), core_busy()
+        rss_loaded = ps.rss()
         lines.wait_for("measure_end", load.duration + 45)
-        cpu1, t1, cores1 = ps.cpu_times(), time.monotonic(), core_busy()
-        rss_end = ps.memory_info().rss
+        cpu1, t1, cores1 = ps.cpu(), time.monotonic(), core_busy()
+        rss_end = ps.rss()
         result = lines.wait_for("result", load.drain_max + 120)
-        rss_drained = ps.memory_info().rss
-        busy = (cpu1.user - cpu0.user) + (cpu1.system - cpu0.system)
+        rss_drained = ps.rss()
+        busy = cpu_delta(cpu0, cpu1)
         row.update(result)
         row.pop("event", None)
         connected = max(1, int(result.get("clients_connected") or 1))
         wall = t1 - t0
         core_pct = [round(100.0 * (b - a) / wall, 1) for a, b in zip(cores0, cores1, strict=True)]
         client_pct = float(result.get("client_cpu_pct") or 0.0)
+        pinned = pinned_default()
         row.update(
             server_cpu_pct=round(100.0 * busy / wall, 1),
             # CPU used by everything else on the two pinned cores (other tenants, kernel):
             # the machine is shared, so this says how much to trust a row.
             other_load_core0_pct=round(core_pct[SERVER_CPU] - 100.0 * busy / wall, 1)
-            if len(core_pct) > SERVER_CPU
+            if len(core_pct) > SERVER_CPU and pinned
             else None,
             other_load_core1_pct=round(core_pct[CLIENT_CPU] - client_pct, 1)
-            if len(core_pct) > CLIENT_CPU
+            if len(core_pct) > CLIENT_CPU and pinned
             else None,
+            # the same over every core (server and client not on one core each)
+            other_load_all_pct=round(sum(core_pct) - 100.0 * busy / wall - client_pct, 1),
             server_rss_before_mb=round(rss_before / 2**20, 1),
             server_rss_mb=round(max(rss_loaded, rss_end) / 2**20, 1),
             # A server whose clients fall behind buffers for them: RSS at the start and end
@@ -517,14 +637,19 @@ def machine_info() -> dict[str, Any]:
     }
 
 
+def pins(doc: dict[str, Any], side: str) -> str:
+    cpus = doc.get("pinning", {}).get(side) or [SERVER_CPU if side == "server" else CLIENT_CPU]
+    return ("s " if len(cpus) > 1 else " ") + ",".join(str(c) for c in cpus)
+
+
 def render(doc: dict[str, Any]) -> str:
     m = doc["machine"]
     out = [
         f"Run {m['date']} on {m['cpu']}, {m['cores']} cores, {m['ram_gb']} GB RAM, Linux "
         f"{m['kernel']}, Python {m['python']}, Node {m['node']} "
         f"({', '.join(f'{k} {v}' for k, v in m['versions'].items())}); load average at start "
-        f"{m['loadavg_at_start']}. Server pinned to core {SERVER_CPU}, load client to core "
-        f"{CLIENT_CPU}.",
+        f"{m['loadavg_at_start']}. Server pinned to core{pins(doc, 'server')}, load client to "
+        f"core{pins(doc, 'client')}.",
         "",
         f"Reproduce: {doc['command']}"
         if doc["command"].count("`") > 2
@@ -760,6 +885,8 @@ def run_workload(
 ) -> list[dict[str, Any]]:
     if "rates" in spec:
         return run_ladder(name, spec, servers, logs)
+    if name == "W2" and INTERLEAVE[0]:
+        return run_ramps_interleaved(servers, spec, logs)
     rows: list[dict[str, Any]] = []
     for sname in servers:
         server = SERVERS[sname]
@@ -778,64 +905,123 @@ def run_workload(
 def run_ramp(sname: str, spec: dict[str, Any], logs: Path) -> list[dict[str, Any]]:
     """W2 for one server: raise the rate step by step while any rule of ``RULES`` still
     passes; one row per rule, with the highest step it passed and its first failure."""
-    server, base = SERVERS[sname], spec["load"]
-    rate, steps = base.rate, []
-    best: dict[str, dict[str, Any] | None] = dict.fromkeys(RULES)
-    failed: dict[str, tuple[float | None, str]] = {}
-    started = time.monotonic()
-    for i in range(spec["max_steps"]):
-        alive = [r for r in RULES if r not in failed]
-        if not alive:
+    ramp = Ramp(sname, spec)
+    while (load := ramp.pending()) is not None:
+        ramp.announce()
+        ramp.record(measure(SERVERS[sname], load, ramp.tag(), logs))
+    return ramp.rows()
+
+
+def run_ramps_interleaved(
+    servers: list[str], spec: dict[str, Any], logs: Path
+) -> list[dict[str, Any]]:
+    """W2 for several servers at once (``--interleave``): each attempt of a step is taken
+    for every server still climbing before the next, so that the servers compared at one
+    rate are measured a minute apart at most, not a ramp apart. The rules, steps,
+    retries and cap are ``run_ramp``'s; the time budget is per server, so it is the
+    budget times the number of servers from the start."""
+    spec = {**spec, "budget_s": spec["budget_s"] * max(1, len(servers))}
+    ramps = [Ramp(sname, spec) for sname in servers]
+    while True:
+        todo = [(ramp, load) for ramp in ramps if (load := ramp.pending()) is not None]
+        if not todo:
             break
-        if time.monotonic() - started > spec["budget_s"]:
+        for ramp, load in todo:
+            ramp.announce()
+            ramp.record(measure(SERVERS[ramp.sname], load, ramp.tag(), logs))
+    return [row for ramp in ramps for row in ramp.rows()]
+
+
+class Ramp:
+    """One server's W2 ramp as a state machine: ``pending`` is the load of the next
+    measurement (None once the ramp is over), ``record`` takes its row. A step fails a
+    rule for good only if every attempt fails it (on a shared machine)."""
+
+    def __init__(self, sname: str, spec: dict[str, Any]) -> None:
+        self.sname, self.spec = sname, spec
+        self.base: Load = spec["load"]
+        self.rate = self.base.rate
+        self.steps: list[dict[str, Any]] = []
+        self.best: dict[str, dict[str, Any] | None] = dict.fromkeys(RULES)
+        self.failed: dict[str, tuple[float | None, str]] = {}
+        self.started = time.monotonic()
+        self.i = 0
+        self.done = False
+        self.load: Load | None = None
+        self.attempt = 0
+        self.alive: list[str] = []
+        self.passed: dict[str, dict[str, Any]] = {}
+        self.why: dict[str, str] = {}
+
+    def tag(self) -> str:
+        return f"W2-{self.sname}-{self.rate:g}-{self.attempt}"
+
+    def pending(self) -> Load | None:
+        if self.load is not None or self.done:
+            return self.load
+        alive = [r for r in RULES if r not in self.failed]
+        if self.i >= self.spec["max_steps"] or not alive:
+            self.done = True
+            return None
+        if time.monotonic() - self.started > self.spec["budget_s"]:
             for r in alive:
-                failed[r] = (None, f"not reached (time budget {spec['budget_s']} s)")
-            break
-        load = dataclasses.replace(base, rate=rate)
-        print(f"[bench] W2 {sname} step {i + 1}: {rate:g} ticks/s ...", flush=True)
-        passed: dict[str, dict[str, Any]] = {}
-        why: dict[str, str] = {}
-        for attempt in range(1 + spec["retries"]):
-            # On a shared machine a step fails a rule for good only if every attempt fails it.
-            row = measure(server, load, f"W2-{sname}-{rate:g}-{attempt}", logs)
-            verdicts = {r: judge(row, r) for r in alive if r not in passed}
-            row.update(
-                attempt=attempt + 1,
-                step_verdicts={r: ("pass" if ok else text) for r, (ok, text) in verdicts.items()},
+                self.failed[r] = (None, f"not reached (time budget {self.spec['budget_s']} s)")
+            self.done = True
+            return None
+        self.alive, self.passed, self.why, self.attempt = alive, {}, {}, 0
+        self.load = dataclasses.replace(self.base, rate=self.rate)
+        return self.load
+
+    def announce(self) -> None:
+        if not self.attempt:
+            print(
+                f"[bench] W2 {self.sname} step {self.i + 1}: {self.rate:g} ticks/s ...", flush=True
             )
-            steps.append(row)
-            for r, (ok, reason) in verdicts.items():
-                if ok:
-                    passed[r] = {**row, "rate": rate}
-                else:
-                    why[r] = reason
-            said = "; ".join(f"{r}: {'PASS' if ok else t}" for r, (ok, t) in verdicts.items())
-            print(f"[bench]   {said}; {summary(row)}", flush=True)
-            if len(passed) == len(alive):
-                break
-        for r in alive:
-            if r in passed:
-                best[r] = passed[r]
+
+    def record(self, row: dict[str, Any]) -> None:
+        verdicts = {r: judge(row, r) for r in self.alive if r not in self.passed}
+        row.update(
+            attempt=self.attempt + 1,
+            step_verdicts={r: ("pass" if ok else text) for r, (ok, text) in verdicts.items()},
+        )
+        self.steps.append(row)
+        for r, (ok, reason) in verdicts.items():
+            if ok:
+                self.passed[r] = {**row, "rate": self.rate}
             else:
-                failed[r] = (rate, why[r])
-        rate = round(rate * spec["factor"])
-    cap = (None, f"not reached (cap of {spec['max_steps']} steps)")
-    return [
-        {
-            "server": sname,
-            "workload": "W2",
-            "mode": server.mode,
-            "rule": r,
-            "rule_text": RULES[r],
-            "first_rate": base.rate,
-            "best": best[r],
-            "fail_rate": failed.get(r, cap)[0],
-            "fail_reason": failed.get(r, cap)[1],
-            # every step's full result, kept once (in the first rule's row)
-            "steps": steps if r == next(iter(RULES)) else [],
-        }
-        for r in RULES
-    ]
+                self.why[r] = reason
+        said = "; ".join(f"{r}: {'PASS' if ok else t}" for r, (ok, t) in verdicts.items())
+        print(f"[bench]   {said}; {summary(row)}", flush=True)
+        self.attempt += 1
+        if len(self.passed) < len(self.alive) and self.attempt < 1 + self.spec["retries"]:
+            return  # another attempt of this step
+        for r in self.alive:
+            if r in self.passed:
+                self.best[r] = self.passed[r]
+            else:
+                self.failed[r] = (self.rate, self.why[r])
+        self.rate = round(self.rate * self.spec["factor"])
+        self.i += 1
+        self.load = None
+
+    def rows(self) -> list[dict[str, Any]]:
+        cap = (None, f"not reached (cap of {self.spec['max_steps']} steps)")
+        return [
+            {
+                "server": self.sname,
+                "workload": "W2",
+                "mode": SERVERS[self.sname].mode,
+                "rule": r,
+                "rule_text": RULES[r],
+                "first_rate": self.base.rate,
+                "best": self.best[r],
+                "fail_rate": self.failed.get(r, cap)[0],
+                "fail_reason": self.failed.get(r, cap)[1],
+                # every step's full result, kept once (in the first rule's row)
+                "steps": self.steps if r == next(iter(RULES)) else [],
+            }
+            for r in RULES
+        ]
 
 
 def run_ladder(
@@ -934,6 +1120,19 @@ def main() -> None:
         help="nice value for server and client (negative = ahead of other tenants; root only)",
     )
     p.add_argument(
+        "--interleave",
+        action="store_true",
+        help="W2: take each step for every server before the next step (same rules)",
+    )
+    p.add_argument(
+        "--server-cpus",
+        default=str(SERVER_CPU),
+        help="comma list of the cores the server (all its workers) is pinned to",
+    )
+    p.add_argument(
+        "--client-cpus", default=str(CLIENT_CPU), help="comma list of the load client's cores"
+    )
+    p.add_argument(
         "--render",
         nargs="+",
         metavar="JSON",
@@ -942,6 +1141,9 @@ def main() -> None:
     )
     args = p.parse_args()
     NICE[0] = args.nice
+    INTERLEAVE[0] = args.interleave
+    PIN[SERVER_CPU] = {int(c) for c in args.server_cpus.split(",") if c}
+    PIN[CLIENT_CPU] = {int(c) for c in args.client_cpus.split(",") if c}
     if args.render:
         render_only(args.render, args.write_docs)
         return
@@ -953,7 +1155,9 @@ def main() -> None:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%d-%H%M%S")
     logs = RESULTS / f"logs-{stamp}"
     logs.mkdir(parents=True, exist_ok=True)
-    wanted = [s for s in args.servers.split(",") if s] or list(SERVERS)
+    wanted = [s for s in args.servers.split(",") if s] or [
+        s for s in SERVERS if not SERVERS[s].opt_in
+    ]
     unknown = [s for s in wanted if s not in SERVERS]
     if unknown:
         p.error(f"unknown servers: {unknown}")
@@ -976,6 +1180,7 @@ def main() -> None:
         "machine": machine_info(),
         "command": ".venv/bin/python bench/run.py " + shlex.join(sys.argv[1:]),
         "notes": args.notes,
+        "pinning": {"server": sorted(PIN[SERVER_CPU]), "client": sorted(PIN[CLIENT_CPU])},
         "titles": {
             k: v["title"] + (" (quick: reduced)" if args.quick else "") for k, v in specs.items()
         },
