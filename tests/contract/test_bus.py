@@ -186,6 +186,22 @@ async def test_order_is_kept_per_subject_for_1000_messages(engine: Engine) -> No
     assert got == sent
 
 
+async def test_publish_many_keeps_the_order_across_calls_and_subjects(engine: Engine) -> None:
+    publisher, subscriber = await engine.bus(), await engine.bus()
+    one, two = engine.subject("one"), engine.subject("two")
+    got: dict[str, list[bytes]] = {one: [], two: []}
+    await subscriber.subscribe(one, got[one].append)
+    await subscriber.subscribe(two, got[two].append)
+    sent = [(one if i % 3 else two, str(i).encode()) for i in range(600)]
+    for start in range(0, len(sent), 200):
+        await publisher.publish_many(sent[start : start + 200])
+    await wait_for(lambda: sum(map(len, got.values())) >= len(sent), "600 messages")
+    for subject in (one, two):
+        assert got[subject] == [data for s, data in sent if s == subject]
+    with pytest.raises(BusError):
+        await publisher.publish_many([(one, b"x" * (MAX_MESSAGE_BYTES + 1))])
+
+
 async def test_unsubscribe_stops_delivery(engine: Engine) -> None:
     publisher, subscriber = await engine.bus(), await engine.bus()
     gone, marker = engine.subject("gone"), engine.subject("marker")

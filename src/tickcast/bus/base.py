@@ -28,7 +28,7 @@ cannot be reached (``connected`` is False), and never blocks longer than
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import NamedTuple, Protocol
 
 from tickcast.errors import BusError
@@ -86,6 +86,10 @@ class Bus(Protocol):
 
     async def publish(self, subject: str, data: bytes) -> None:
         """Publish ``data`` (at most ``MAX_MESSAGE_BYTES``) on ``subject``."""
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish each ``(subject, data)`` in order, as ``publish`` would, in as few
+        round trips to the engine as it allows (one Redis pipeline; NATS buffers)."""
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         """Call ``handler`` with every message published on ``subject`` from now on

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from tickcast.bus.base import MAX_MESSAGE_BYTES, BusError, Handler, Lease
 from tickcast.clock import SYSTEM, Clock
@@ -101,6 +101,10 @@ class MemoryBus:
             raise BusError(f"a bus message is at most {MAX_MESSAGE_BYTES} bytes")
         for sub in tuple(self.broker.subscribers.get(subject, ())):
             sub.queue.put_nowait(bytes(data))
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        for subject, data in messages:
+            await self.publish(subject, data)
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         self._check()

@@ -42,7 +42,7 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 import nats
@@ -219,6 +219,17 @@ class NatsBus:
             raise BusError(f"a bus message is at most {MAX_MESSAGE_BYTES} bytes")
         nc = self._check()
         await self._call("publish", lambda: nc.publish(subject, bytes(data)))
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if any(len(data) > MAX_MESSAGE_BYTES for _, data in messages):
+            raise BusError(f"a bus message is at most {MAX_MESSAGE_BYTES} bytes")
+        nc = self._check()
+
+        async def buffered() -> None:  # nats-py buffers and flushes on its own
+            for subject, data in messages:
+                await nc.publish(subject, bytes(data))
+
+        await self._call("publish", buffered)
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         nc = self._check()

@@ -37,7 +37,7 @@ import contextlib
 import logging
 import random
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from redis.asyncio import Redis
@@ -327,6 +327,18 @@ class RedisBus:
         if len(data) > MAX_MESSAGE_BYTES:
             raise BusError(f"a bus message is at most {MAX_MESSAGE_BYTES} bytes")
         await self._call("publish", lambda c: c.publish(subject, data))
+
+    async def publish_many(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        if any(len(data) > MAX_MESSAGE_BYTES for _, data in messages):
+            raise BusError(f"a bus message is at most {MAX_MESSAGE_BYTES} bytes")
+
+        async def pipelined(client: Redis) -> None:
+            pipe = client.pipeline(transaction=False)  # one round trip, in order
+            for subject, data in messages:
+                pipe.publish(subject, data)
+            await pipe.execute()
+
+        await self._call("publish", pipelined)
 
     async def subscribe(self, subject: str, handler: Handler) -> None:
         self._check()
