@@ -18,18 +18,18 @@ against what the single node paid to produce it.
 
 Part 2, ``latency``: a leader and a follower in one process, each over its own
 connection to the engine (two ``RedisBus``, two ``NatsBus``; two ``MemoryBus`` on one
-broker as the floor), as the cluster service joins them: the leader's ``send`` queues,
-a sender task sends what is queued with ``bus.publish_many``, and both nodes are
+broker as the floor), as the cluster service joins them: the leader's ``send`` queues, a
+sender task sends what is queued with ``bus.publish_many``, and both nodes are
 subscribed to the batch subject (the leader decodes its own batch back and ignores it,
-as a node does). The leader publishes ``--batches`` batches of ``--latency-size``
-quotes at ``--rate`` batches/s on a fixed schedule (``applied batches/s`` says whether the path kept up with it); the
-latency of a batch is from just before the leader's ``publish`` to just after the
-follower's ``apply`` (``perf_counter``, one process: one clock). Both ends share one
-event loop and one core, so a figure includes each waiting for the other. The sender
-sends everything queued in one call, as the cluster service's does (one Redis pipeline:
-a round trip per call, not per message).
-``CPU us per batch`` is this process's CPU time over the run per batch: both ends with
-their bus clients and the event loop, what the codec alone costs being part 1's.
+as a node does). The leader publishes ``--batches`` batches of ``--latency-size`` quotes
+at ``--rate`` batches/s on a fixed schedule (``applied batches/s`` says whether the path
+kept up with it); the latency of a batch is from just before the leader's ``publish`` to
+just after the follower's ``apply`` (``perf_counter``, one process: one clock). Both
+ends share one event loop and one core, so a figure includes each waiting for the other.
+The sender sends everything queued in one call, as the cluster service's does (one Redis
+pipeline: a round trip per call, not per message). ``CPU us per batch`` is this
+process's CPU time over the run per batch: both ends with their bus clients and the
+event loop, what the codec alone costs being part 1's.
 
 Subjects are ``bench-cluster-<pid>.batch``: nothing is shared with another run or test.
 Nothing is asserted on time; the figures are printed.
