@@ -27,7 +27,6 @@ from redis.asyncio import Redis
 from websockets.asyncio.client import ClientConnection
 from websockets.typing import Subprotocol
 
-from storage.conftest import PG_HOST, PG_PORT, PG_USER, _admin_connection
 from support.accounts import Account, seed
 from support.cluster import (
     SHARED_REDIS,
@@ -42,6 +41,7 @@ from support.cluster import (
 )
 from support.handshake import http_refusal
 from support.inloop import running_gateway
+from support.postgres import fresh_database
 from tickcast.model.portfolio import PortfolioValue
 from tickcast.model.signal import Signal, encode
 from tickcast.signals.redis_source import RedisSource
@@ -143,14 +143,8 @@ def metric_sum(text: str, name: str, **labels: str) -> float:
 @pytest.fixture
 async def postgres_url() -> AsyncIterator[str]:
     """A fresh PostgreSQL database (skipped when unreachable, failed under CI=true)."""
-    name = f"tickcast_cluster_{secrets.token_hex(6)}"
-    admin = await _admin_connection()
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        yield f"postgresql+asyncpg://{PG_USER}@{PG_HOST}:{PG_PORT}/{name}"
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
+    async with fresh_database("tickcast_cluster") as url:
+        yield url
 
 
 # -- 1. per-user connection caps ---------------------------------------------------------

@@ -40,6 +40,8 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 from support.nginx import REPO, SHIPPED, check_config, nginx_binary, running_nginx, write_config
+from support.postgres import fresh_database
+from support.redis import require_redis
 from support.server import Server, free_port, start_server
 from support.wsclient import recv_json, recv_until, send_json
 from tickcast.cli.main import SERVE_ENDPOINTS, build_parser
@@ -471,15 +473,24 @@ def _data(message: dict[str, Any]) -> bool:
     return "topic" in message and message.get("type") in (None, "trade")
 
 
+@pytest.mark.postgresql
 async def test_a_client_through_the_proxy_survives_the_death_of_its_node(
     tmp_path: Path,
 ) -> None:
+    """The topology of deploy/compose.yaml without containers: two nodes, the real Redis
+    and PostgreSQL, the shipped nginx in front; a client survives its node's death."""
     nginx_binary()
+    require_redis()
+    async with fresh_database("tickcast_deploy") as database_url:
+        await _two_nodes_behind_nginx(tmp_path, database_url)
+
+
+async def _two_nodes_behind_nginx(tmp_path: Path, database_url: str) -> None:
     shared: dict[str, object] = {
         "bus_url": "redis://127.0.0.1:6379/0",
         "bus_prefix": f"deploytest-{uuid.uuid4().hex[:12]}",
         "jwt_secret": uuid.uuid4().hex + uuid.uuid4().hex,
-        "database_url": f"sqlite+aiosqlite:///{tmp_path}/shared.db",
+        "database_url": database_url,
         "rate": 300,
         "history_size": 4096,
         "trusted_proxies": "127.0.0.1",
