@@ -97,7 +97,7 @@ class BlackHole:
 async def test_a_subscription_that_redis_refuses_is_never_reported_active(
     private_redis: str,
 ) -> None:
-    admin = Redis.from_url(private_redis)
+    admin = Redis.from_url(private_redis, socket_connect_timeout=5, socket_timeout=10)
     try:
         # a user that may run every command but use no channel (Redis 7's default for
         # new users, explicit here): an everyday operator's mistake

@@ -52,7 +52,7 @@ class PrivateRedis:
         self.proc = None
 
     async def ready(self) -> None:
-        client = Redis.from_url(self.url, socket_connect_timeout=1)
+        client = Redis.from_url(self.url, socket_connect_timeout=1, socket_timeout=5)
         try:
             loop = asyncio.get_running_loop()
             deadline = loop.time() + TIMEOUT_S

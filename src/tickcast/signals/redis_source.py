@@ -56,6 +56,8 @@ HEALTH_CHECK_S: Final = 10.0
 ANSWER_TIMEOUT_S: Final = 5.0
 #: The longest one wait for a message lasts (the loop then checks the connection).
 POLL_S: Final = 1.0
+#: Seconds a connection's close (or the listener's stop) may take before it is given up.
+CLOSE_TIMEOUT_S: Final = 5.0
 #: The default back-off between attempts: up to 0.5 s at first, never more than 15 s.
 BACKOFF: Final = Backoff(base_s=0.5, cap_s=15.0)
 
@@ -180,8 +182,10 @@ class RedisSource:
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # bounded: redis-py's own close must not hold the shutdown for ever
+            done, _ = await asyncio.wait({task}, timeout=CLOSE_TIMEOUT_S)
+            if not done:
+                log.warning("signals: the Redis listener did not stop within %g s", CLOSE_TIMEOUT_S)
         self._set_subscribed(False)
 
     async def wait_subscribed(self) -> None:
@@ -248,11 +252,11 @@ class RedisSource:
                 elif now - heard >= HEALTH_CHECK_S:
                     await pubsub.ping()
                     asked = now
-        finally:
+        finally:  # each close bounded: a connection in a bad state must not hang us
             with contextlib.suppress(Exception):
-                await pubsub.aclose()
+                await asyncio.wait_for(pubsub.aclose(), CLOSE_TIMEOUT_S)
             with contextlib.suppress(Exception):
-                await client.aclose()
+                await asyncio.wait_for(client.aclose(), CLOSE_TIMEOUT_S)
 
     def _confirmed(self) -> None:
         """Redis confirmed the subscription: active, and the failures are behind."""
