@@ -73,6 +73,7 @@ class Heartbeat(msgspec.Struct, frozen=True, tag="heartbeat", tag_field="k"):
     published: int = 0
     deliveries: int = 0
     users: dict[str, int] = {}
+    users_partial: bool = False  # too many: the counts came in Users messages instead
     figures: dict[str, int] = {}
     bus_connected: bool = True
     resets: int = 0  # times it may have lost what others told it (a leader resets then)

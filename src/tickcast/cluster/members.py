@@ -39,9 +39,12 @@ class Members:
         """Record ``heartbeat``; True when its node was not a member."""
         if heartbeat.node == self.me:
             return False
-        new = heartbeat.node not in self._members
-        self._members[heartbeat.node] = Member(heartbeat, now, dict(heartbeat.users))
-        return new
+        old = self._members.get(heartbeat.node)
+        users = dict(heartbeat.users)
+        if heartbeat.users_partial and old is not None:
+            users = old.users  # the counts came (and come) in Users messages
+        self._members[heartbeat.node] = Member(heartbeat, now, users)
+        return old is None
 
     def users(self, node: str, counts: dict[str, int]) -> None:
         """``node`` now has ``counts`` connections of those users (0: none)."""

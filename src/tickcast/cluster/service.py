@@ -46,7 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickcast.bus import wire
-from tickcast.bus.base import Bus, BusError, Lease
+from tickcast.bus.base import MAX_MESSAGE_BYTES, Bus, BusError, Lease
 from tickcast.bus.leader import Leadership
 from tickcast.closecodes import CloseCode
 from tickcast.cluster.members import Members
@@ -68,6 +68,10 @@ SEND_QUEUE = 10_000
 
 #: The feed status topic's key in the hub.
 STATUS_KEY = f"status.{FEED}"
+
+#: The most topics or user counts in one control message (each well under the bus's
+#: message limit); more go in several messages.
+PART_ITEMS = 2_000
 
 #: Heartbeats between two times a follower tells the leader every topic it watches.
 INTEREST_EVERY = 10
@@ -337,6 +341,10 @@ class Cluster:
     # -- sending
 
     def _send(self, kind: str, data: bytes) -> None:
+        if len(data) > MAX_MESSAGE_BYTES:  # never sent: it would fail its whole group
+            self.counts["dropped"] += 1
+            log.error("a %s message of %d bytes is over the bus's limit", kind, len(data))
+            return
         try:
             self._queue.put_nowait((self.subjects[kind], data))
         except asyncio.QueueFull:
@@ -559,6 +567,12 @@ class Cluster:
         users: dict[str, int] = {}
         for counter in self._counters:
             users.update(counter.snapshot())
+        parts: list[dict[str, int]] = []
+        partial = len(users) > PART_ITEMS
+        if partial:  # too many to fit: the counts go in Users messages of their own
+            counts = list(users.items())
+            parts = [dict(counts[i : i + PART_ITEMS]) for i in range(0, len(counts), PART_ITEMS)]
+            users = {}
         lease = self.leadership.term.lease
         message = wire.Heartbeat(
             self.node_id,
@@ -572,11 +586,14 @@ class Cluster:
             published=hub.published,
             deliveries=hub.deliveries,
             users=users,
+            users_partial=partial,
             figures=self.figures(),
             resets=self.resets,
             bus_connected=self.bus_up,
         )
         self._send("control", wire.encode(message))
+        for part in parts:  # after the heartbeat: a new member's counts are kept
+            self._send("control", wire.encode(wire.Users(self.node_id, part)))
 
     def count_users(self, counter: Any) -> None:
         """Share ``counter``'s per-user counts (a ``ConnectionCounter``) with the cluster,
@@ -637,8 +654,11 @@ class Cluster:
             return
         self._told = (leader, token, resets)
         topics = [str(t) for t in self.node.hub.watched(self._hooked)]
-        message = wire.Interest(self.node_id, add=topics, full=True)
-        self._send("control", wire.encode(message))
+        # in parts that each fit a bus message: the first replaces, the rest add
+        for i in range(0, max(1, len(topics)), PART_ITEMS):
+            part = topics[i : i + PART_ITEMS]
+            message = wire.Interest(self.node_id, add=part, full=i == 0)
+            self._send("control", wire.encode(message))
 
     def _interest(self, message: wire.Interest) -> None:
         if not self.leading:

@@ -109,3 +109,14 @@ def test_a_leader_steps_down_before_its_lease_can_lapse() -> None:
     assert not term.expired(103.0)
     assert not term.renewed(False, sent_at=104.0)
     assert not term.leading
+
+
+def test_a_partial_heartbeat_keeps_the_counts_its_users_messages_carry() -> None:
+    m = Members("a", expiry_s=3.0)
+    m.heard(Heartbeat("b", 0.0, users_partial=True), 0.0)
+    m.users("b", {str(i): 1 for i in range(3000)})
+    m.heard(Heartbeat("b", 0.0, users_partial=True), 1.0)  # the next beat: still there
+    assert m.connections_of("2999") == 1
+    m.heard(_hb("b", **{"7": 2}), 2.0)  # a whole heartbeat replaces them
+    assert m.connections_of("2999") == 0
+    assert m.connections_of("7") == 2
