@@ -16,7 +16,9 @@ Everything else is written here once, for every front:
   that often (through the identity's cache) and a connection ``FrontSpec.revoked``
   turns away is told why and closed.
 - ``Dispatcher`` carries out the session's typed commands against the hub: ``Subscribe``
-  (with resume from history, a ``ResumeGap`` reply, then the snapshot), ``Unsubscribe``,
+  (with resume from history, a ``ResumeGap`` reply, then the snapshot; its ``max_rate``
+  set on the connection for each conflatable topic, new or restated, before the
+  snapshot is queued), ``Unsubscribe`` (which forgets a topic's rate too),
   ``SubscribeChannel`` / ``UnsubscribeChannel`` (channel-wide), ``Authenticate``
   (first-message authentication). Each command is contained: a bug in one is reported
   to ``Faults`` as ``"command"`` and closes that connection with 1011.
@@ -279,10 +281,24 @@ class Dispatcher:
         for frame in connection.session.frames_to_send():
             connection.queue(frame)
 
+    def _limit(
+        self, connection: Connection, topics: Sequence[Topic], max_rate: float | None
+    ) -> None:
+        """Rate the conflatable ``topics`` on ``connection`` (None: no limit); a
+        reliable topic is never held back by a rate (hub/rategate.py)."""
+        hub = self.ctx.hub
+        for held in topics:
+            key = hub.conflation_key(held)
+            if key is not None:
+                connection.limit_rate(key, max_rate)
+
     def _subscribe(self, connection: Connection, command: Subscribe) -> None:
         hub = self.ctx.hub
         wire = connection.wire
         principal = self.principal(connection)
+        max_rate = command.max_rate
+        for topic in command.restated:  # held already: the request restates its rate
+            self._limit(connection, self.spec.expand(topic), max_rate)
         for topic in command.topics:
             topics = self.spec.expand(topic)
             denied = next(
@@ -306,6 +322,8 @@ class Dispatcher:
                 continue
             for also in topics[1:]:
                 hub.subscribe(connection, also)
+            if max_rate is not None:  # before the snapshot: the rate counts from it
+                self._limit(connection, topics, max_rate)
             point = command.resume.get(topic)
             if point is not None:
                 missed = hub.resume(topic, point)

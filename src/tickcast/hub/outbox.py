@@ -8,12 +8,21 @@ items and in bytes: when an item does not fit, ``put`` refuses it with an ``Over
 verdict and the caller decides. The outbox cannot know why it is full (a client that
 does not read, or a gateway that could not write in time); the connection can, so the
 verdict is only "over budget", never "slow client".
+
+A key may be rated (``set_rate``: at most N releases a second, the latest value; see
+``hub/rategate.py`` for why it lives here): a value of a rated key that comes before
+its interval has passed is held back by the outbox's ``RateGate``, replacing the value
+held before it, and ``put`` says so (``HELD``); it joins the batch that ``flush`` takes
+once it is due (``next_release``). An outbox with no rated key has no gate and behaves,
+and costs, as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Generic, TypeVar
+from typing import Final, Generic, TypeVar
+
+from tickcast.hub.rategate import RateGate
 
 T = TypeVar("T")
 
@@ -34,6 +43,21 @@ class Overflow:
 
     def __repr__(self) -> str:
         return f"Overflow(pending={self.pending}, pending_bytes={self.pending_bytes})"
+
+
+class Held:
+    """Verdict: the item's key is rated and its interval has not passed: the item is
+    held back (replacing the one held before it) until ``next_release``. Not an error:
+    the caller needs only to see that the release is timed."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "HELD"
+
+
+#: The one ``Held`` verdict.
+HELD: Final = Held()
 
 
 def _no_size(_: object) -> int:
@@ -58,12 +82,15 @@ class Outbox(Generic[T]):
     (it adds no item, and at most the difference in size).
 
     Attributes:
-        conflated: items replaced by a newer one with the same key, ever.
-        pending_bytes: the bytes pending now.
+        conflated: items replaced by a newer one with the same key, ever (held values
+            of a rated key included).
+        pending_bytes: the bytes pending now (values held back by a rate not counted:
+            at most one per rated key, bounded by the subscriptions).
     """
 
     __slots__ = (
         "_deadline",
+        "_gate",
         "_next_id",
         "_pending",
         "_size",
@@ -96,6 +123,8 @@ class Outbox(Generic[T]):
         self._pending: dict[object, T] = {}
         self._next_id = 0
         self._deadline: float | None = None
+        # created by the first set_rate; None keeps the unrated hot path as it was
+        self._gate: RateGate[T] | None = None
         self.conflated = 0
         self.pending_bytes = 0
 
@@ -104,7 +133,7 @@ class Outbox(Generic[T]):
 
     def put(
         self, item: T, now: float, key: str | None = None, *, force: bool = False
-    ) -> Overflow | None:
+    ) -> Overflow | Held | None:
         """Queue ``item``; with a ``key`` it replaces a pending item with that key.
 
         ``force`` queues it past the budget (the caller decided the backlog is not the
@@ -112,7 +141,8 @@ class Outbox(Generic[T]):
 
         Returns:
             ``Overflow`` when the item does not fit (it was not queued, and nothing
-            pending was touched), else None.
+            pending was touched); ``HELD`` when its key is rated and it is held back
+            until ``next_release``; else None.
         """
         pending = self._pending
         size = self._size(item)
@@ -123,6 +153,11 @@ class Outbox(Generic[T]):
                 self.pending_bytes += size - self._size(old)
                 self.conflated += 1
                 return None
+            gate = self._gate
+            if gate is not None and key in gate.intervals and not gate.admits(key, now):
+                if gate.hold(key, item) is not None:
+                    self.conflated += 1
+                return HELD
         if (
             pending
             and not force
@@ -146,16 +181,72 @@ class Outbox(Generic[T]):
         """When the pending batch is due (monotonic seconds), or None when empty."""
         return self._deadline
 
+    def next_release(self) -> float | None:
+        """When the earliest value held back by a rate may go out (monotonic seconds),
+        or None when none is held. ``flush`` at that time takes it."""
+        gate = self._gate
+        return None if gate is None else gate.next_due()
+
+    @property
+    def held(self) -> int:
+        """Values held back by a rate now (not counted in ``len``)."""
+        gate = self._gate
+        return 0 if gate is None else len(gate)
+
+    def rated(self, key: str) -> bool:
+        """Whether ``key`` has a rate."""
+        gate = self._gate
+        return gate is not None and key in gate.intervals
+
+    def set_rate(self, key: str, max_rate: float | None, now: float) -> bool:
+        """At most ``max_rate`` releases a second of ``key`` (None: no limit again).
+
+        A new rate replaces the old one and counts from the key's last release. When a
+        key loses its rate, the value it held is queued at once (like a conflatable
+        ``put`` at ``now``, past the budget).
+
+        Returns:
+            True when that queued an item (the caller marks a newly non-empty outbox).
+
+        Raises:
+            ValueError: ``max_rate`` is not a finite number above 0.
+        """
+        gate = self._gate
+        if max_rate is None:
+            if gate is None:
+                return False
+            item = gate.set_rate(key, None)
+            if item is None:
+                return False
+            self.put(item, now, key, force=True)
+            return True
+        if gate is None:
+            gate = self._gate = RateGate()
+        gate.set_rate(key, max_rate)
+        return False
+
     def flush(self, now: float, *, force: bool = False, max_bytes: int = 0) -> list[T]:
         """Take the pending batch if it is due at ``now`` (or ``force``), else [].
 
         With ``max_bytes`` (> 0) take only the oldest items that fit in that many bytes
         (always at least one); the rest stay pending, in order, and stay due.
+
+        Values held back by a rate that are due at ``now`` join the batch (at its end)
+        and make it due, forced or not; one that is not due stays held, even when
+        forced (a rate is a promise to the client). The rated keys taken start their
+        interval again at ``now``.
         """
+        gate = self._gate
+        if gate is not None:
+            due = gate.next_due()
+            if due is not None and now >= due:
+                self._release(gate, now)
         if self._deadline is None or (not force and now < self._deadline):
             return []
         pending = self._pending
         if not max_bytes or self.pending_bytes <= max_bytes:
+            if gate is not None:
+                gate.sent(pending, now)
             batch = list(pending.values())
             pending.clear()
             self._deadline = None
@@ -175,13 +266,31 @@ class Outbox(Generic[T]):
         for key in keys:
             del pending[key]
         self.pending_bytes -= taken_bytes
+        if gate is not None:
+            gate.sent(keys, now)
         return chunk
 
+    def _release(self, gate: RateGate[T], now: float) -> None:
+        """Move the held values due at ``now`` into the batch, and make it due now."""
+        pending = self._pending
+        size = self._size
+        for key, item in gate.release(now):
+            old = pending.get(key)  # a rated key is never held while pending; be exact
+            if old is not None:
+                self.pending_bytes -= size(old)
+            pending[key] = item
+            self.pending_bytes += size(item)
+        if pending and (self._deadline is None or self._deadline > now):
+            self._deadline = now
+
     def discard(self, key: str) -> bool:
-        """Drop the pending conflatable item with ``key`` (after an unsubscribe)."""
+        """Drop the pending conflatable item with ``key`` (after an unsubscribe), and
+        its rate and held value if it had one; whether an item was dropped."""
+        gate = self._gate
+        held = None if gate is None else gate.forget(key)
         item = self._pending.pop(key, None)
         if item is None:
-            return False
+            return held is not None
         self.pending_bytes -= self._size(item)
         if not self._pending:
             self._deadline = None
@@ -197,11 +306,15 @@ class Outbox(Generic[T]):
             self.pending_bytes -= size(pending.pop(key))
         if not pending:
             self._deadline = None
-        return len(dropped)
+        gate = self._gate
+        held = 0 if gate is None else len(gate.discard_where(stale))
+        return len(dropped) + held
 
     def clear(self) -> int:
         """Drop everything pending (the connection is closing); how many items."""
         dropped = len(self._pending)
+        if self._gate is not None:
+            dropped += len(self._gate.clear())
         self._pending.clear()
         self._deadline = None
         self.pending_bytes = 0

@@ -8,7 +8,9 @@ test-only echo) implements ``Session``; ``transport/connection.py`` drives any o
 
 Commands (session -> front)::
 
-    Subscribe(topics, resume)       add topics; resume maps a topic to a ResumePoint
+    Subscribe(topics, resume,       add topics; resume maps a topic to a ResumePoint;
+              max_rate, restated)   max_rate (per second) for them and the held topics
+                                    the request named again (restated)
     SubscribeChannel(channel)       every topic of a channel, present and future
     UnsubscribeChannel(channel)     drop a channel-wide subscription
     Unsubscribe(topics)             drop topics the session held
@@ -45,6 +47,7 @@ from tickcast.model.topic import Topic
 from tickcast.protocols.wire import Encoded
 
 __all__ = [
+    "MAX_RATE",
     "Authenticate",
     "Authenticated",
     "Command",
@@ -60,6 +63,9 @@ __all__ = [
     "cap_of",
 ]
 
+#: The highest ``Subscribe.max_rate`` a session accepts (messages per second per topic).
+MAX_RATE: float = 1000.0
+
 #: No resume points (the default of ``Subscribe.resume``; shared, read-only).
 NO_RESUME: Mapping[Topic, ResumePoint] = MappingProxyType({})
 
@@ -70,10 +76,19 @@ NO_RESUME: Mapping[Topic, ResumePoint] = MappingProxyType({})
 class Subscribe(NamedTuple):
     """Add ``topics`` (only ones the session did not hold). ``resume`` maps a topic to
     the last position the client saw on it (epoch None for a bare seq: the current
-    epoch); a topic without one gets the current value."""
+    epoch); a topic without one gets the current value.
+
+    ``max_rate`` (messages per second, 0 < max_rate <= ``MAX_RATE``; None: no limit)
+    applies to ``topics`` and to ``restated``, topics the session held already that the
+    request names again: each gets this rate, replacing the one it had (None lifts it).
+    The front applies it to conflatable topics only (quotes: at most that many a second,
+    always the latest value); a reliable topic's items are never held back by it.
+    A protocol that carries no rate leaves both at their defaults."""
 
     topics: tuple[Topic, ...]
     resume: Mapping[Topic, ResumePoint] = NO_RESUME
+    max_rate: float | None = None
+    restated: tuple[Topic, ...] = ()
 
 
 class SubscribeChannel(NamedTuple):

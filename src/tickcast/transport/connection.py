@@ -49,6 +49,15 @@ the session's output: after an unsubscribe it returns the test of a queued item 
 for a subscription that is gone, and those items are discarded, reliable ones too, so
 none is written after the unsubscribe. The plain ``Connection`` has no such step: other
 fronts' hot path is unchanged.
+
+Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
+``RateGate`` holds back the latest value of a rated key whose interval has not passed
+(``hub/rategate.py`` argues the design). The pump's FIFO stays as it is (its deadlines
+are all ``now + window``); a held value is due at its own time, so a connection that
+holds one arms one loop timer for the earliest (``_gate_timer``), as it does for its
+session's deadlines, and flushes what is due when it fires. While the socket is blocked
+the held values keep conflating, and go out when it drains. A connection with no rate
+arms nothing.
 """
 
 from __future__ import annotations
@@ -60,7 +69,7 @@ from typing import Any, Final
 
 from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
-from tickcast.hub.outbox import Outbox
+from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Reply, Session
@@ -107,6 +116,8 @@ class Connection:
         "_blocked_since",
         "_blocked_stall",
         "_flushes",
+        "_gate_at",
+        "_gate_timer",
         "_timer",
         "array",
         "clock",
@@ -159,6 +170,9 @@ class Connection:
         self.closing = False
         self.close_code: int | None = None
         self._timer: asyncio.TimerHandle | None = None
+        # the timer for the earliest value held back by a rate, and when it is due
+        self._gate_timer: asyncio.TimerHandle | None = None
+        self._gate_at = 0.0
         self._flushes = 0
         # Since when (monotonic) the socket has refused more data, and the loop's
         # cumulative stall time then; None while it takes data.
@@ -176,6 +190,9 @@ class Connection:
         was_empty = not len(outbox)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
+            if isinstance(overflow, Held):  # a rated key's value, held back: due at its own time
+                self._arm_gate(now)
+                return
             if self._blocked_since is None:
                 # The socket takes data: write the backlog out now, not at the window's
                 # end (it was the gateway that fell behind, in one burst).
@@ -191,7 +208,7 @@ class Connection:
                 self.close_overloaded()
                 return
             was_empty = not len(outbox)
-            outbox.put(item, now, key, force=True)
+            outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None:
             stall = self.pump.stalled(now)
             blocked_s = now - self._blocked_since - (stall - self._blocked_stall)
@@ -290,8 +307,54 @@ class Connection:
 
     def _on_writable(self) -> None:
         self._blocked_since = None
-        if self.outbox.next_flush() is not None:
-            self.flush(self.clock.monotonic(), force=True)
+        outbox = self.outbox
+        if outbox.next_flush() is not None or outbox.next_release() is not None:
+            now = self.clock.monotonic()
+            self.flush(now, force=True)
+            self._arm_gate(now)
+
+    # -- per-topic rates
+
+    def limit_rate(self, key: str, max_rate: float | None) -> None:
+        """At most ``max_rate`` messages a second on conflation key ``key``, always the
+        latest value (None: no limit again; the value held, if any, is queued at once).
+        A new rate replaces the old one."""
+        outbox = self.outbox
+        if self.closing or (max_rate is None and not outbox.rated(key)):
+            return
+        now = self.clock.monotonic()
+        was_empty = not len(outbox)
+        if outbox.set_rate(key, max_rate, now) and was_empty:
+            self.pump.mark(self, now + outbox.window_s)
+        self._arm_gate(now)  # a higher rate may make the held value due sooner
+
+    def _arm_gate(self, now: float) -> None:
+        """Have ``_on_gate`` run when the earliest held value is due (one timer)."""
+        due = self.outbox.next_release()
+        if due is None or self.closing:
+            return
+        timer = self._gate_timer
+        if timer is not None:
+            if self._gate_at <= due:
+                return
+            timer.cancel()
+        self._gate_at = due
+        self._gate_timer = self.pump.loop.call_later(max(0.0, due - now), self._on_gate)
+
+    def _on_gate(self) -> None:
+        """A held value is due: write it (with whatever else is pending), then wait for
+        the next. While the socket is blocked, ``_on_writable`` does this instead."""
+        self._gate_timer = None
+        if self.closing:
+            return
+        now = self.clock.monotonic()
+        try:
+            self.flush(now, force=False)
+        except Exception as exc:  # never out of a loop callback: close this one, 1011
+            self._failed("timer", exc)
+            return
+        if self.sock.writable:
+            self._arm_gate(now)
 
     # -- queueing from the front
 
@@ -408,9 +471,10 @@ class Connection:
         if self.closing and self.on_close is _done:
             return
         self.closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        for timer in (self._timer, self._gate_timer):
+            if timer is not None:
+                timer.cancel()
+        self._timer = self._gate_timer = None
         self.stats.conflated_closed += self.outbox.conflated
         self.outbox.clear()
         on_close, self.on_close = self.on_close, _done

@@ -15,6 +15,7 @@ Client messages (Front 1, docs/market-feed.md, plus opt-in extensions)::
     {"action": "subscribe", "symbols": ["AAPL"], "channels": ["quotes", "trades"],
      "resume": {"trades.AAPL": {"epoch": "18bcfe5682a1b2c3", "seq": 41}}}
     ("resume": {"trades.AAPL": 41}, a bare seq, means a seq in the current epoch)
+    {"action": "subscribe", "symbols": ["AAPL"], "max_rate": 4}
     {"action": "unsubscribe", "symbols": ["AAPL"], "channels": ["trades"]}
     {"action": "ping"}
 
@@ -22,6 +23,14 @@ The ``signals`` channel carries the trading signals of the symbols named (reliab
 resumable like trades; no current value on subscribe: a signal is an event). Its symbols
 need not be in the feed's universe (an outside producer may signal any instrument); they
 must only be well formed.
+
+``max_rate`` (messages per second per topic, 0 < max_rate <= 1000; absent or null: no
+limit) is the rate of every topic the request names, new or held (a later subscribe
+replaces it; unsubscribing forgets it), carried in ``Subscribe.max_rate``, with the held
+topics whose rate it changes in ``Subscribe.restated``, and echoed in the
+``subscribed`` reply. The front applies it to quotes (always the latest value);
+trades, bars, book, status and signals are never held back by it. A bad value refuses
+the whole request, as any malformed one does.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from tickcast.model.envelope import ResumePoint
 from tickcast.model.market import FEED
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.base import (
+    MAX_RATE,
     Command,
     Refused,
     Reply,
@@ -145,6 +155,7 @@ class MarketFeedSession:
         "_frames",
         "_last_received",
         "_next_heartbeat",
+        "_rates",
         "cap",
         "close_reason",
         "idle_timeout_s",
@@ -174,6 +185,8 @@ class MarketFeedSession:
         self.close_reason: CloseCode | None = None
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
+        # topic -> its max_rate (only rated topics; what the front was told)
+        self._rates: dict[Topic, float] = {}
         # monotonic seconds
         self._last_received = now.mono
         self._next_heartbeat = now.mono + options.heartbeat_s if options.heartbeat_s else None
@@ -237,7 +250,11 @@ class MarketFeedSession:
             self.close_reason = reply.code
 
     def release(self, topics: Iterable[Topic]) -> None:
+        topics = tuple(topics)
         self.topics.difference_update(topics)
+        if self._rates:
+            for topic in topics:
+                self._rates.pop(topic, None)
 
     def send_control(self, type_: str, now: Now, **fields: Any) -> None:
         self._frames.append(Encoded(codec.control(type_, now.wall, **fields), control=True))
@@ -311,8 +328,19 @@ class MarketFeedSession:
         self.cap.check(len(self.topics), len(new))  # all or nothing
         # Resume applies to topics this request adds; an existing subscription is live.
         resume = {t: s for t, s in self._resume(message, set(wanted)).items() if t in new}
+        max_rate = _max_rate(message)
+        rates = self._rates
+        # held topics named again whose rate this request changes (the front resets them)
+        restated = tuple(t for t in wanted if t in self.topics and rates.get(t) != max_rate)
         self.topics.update(new)
+        if max_rate is None:
+            for t in restated:
+                del rates[t]
+        else:
+            rates.update(dict.fromkeys((*new, *restated), max_rate))
         fields: dict[str, Any] = {"symbols": symbols}
+        if max_rate is not None:
+            fields["max_rate"] = message["max_rate"]  # echoed as sent (4, not 4.0)
         if self.options.seq and self.position is not None:  # opt-in: the seq=1 wire only
             where = self.position
             # a topic whose position this node cannot know yet (it joined a numbering
@@ -321,7 +349,7 @@ class MarketFeedSession:
                 str(t): {"epoch": p[0], "seq": p[1]} for t in new if (p := where(t)) is not None
             }
         self._frames.append(Encoded(codec.control("subscribed", 0, **fields), control=True))
-        self._commands.append(Subscribe(tuple(new), resume))
+        self._commands.append(Subscribe(tuple(new), resume, max_rate, restated))
 
     @staticmethod
     def _resume(message: dict[str, Any], wanted: set[Topic]) -> dict[Topic, ResumePoint]:
@@ -351,11 +379,25 @@ class MarketFeedSession:
         symbols = self._symbols(message)
         channels = self._channels(message) if message.get("channels") is not None else CHANNELS
         gone = tuple(t for t in self.topics if t.symbol in symbols and t.channel in channels)
-        self.topics.difference_update(gone)
+        self.release(gone)
         self._frames.append(
             Encoded(codec.control("unsubscribed", 0, symbols=symbols), control=True)
         )
         self._commands.append(Unsubscribe(gone))
+
+
+def _max_rate(message: dict[str, Any]) -> float | None:
+    """``max_rate``: a number of messages per second in (0, 1000]; None when absent or
+    null (no limit)."""
+    value = message.get("max_rate")
+    if value is None:
+        return None
+    # NaN and infinities fail the bounds (and JSON carries neither)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_RATE:
+        raise InvalidMessage(
+            f"'max_rate' must be a number of messages per second above 0 and at most {MAX_RATE:g}"
+        )
+    return float(value)
 
 
 def _is_seq(value: object) -> TypeGuard[int]:
