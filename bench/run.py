@@ -24,6 +24,7 @@ import atexit
 import contextlib
 import dataclasses
 import datetime as dt
+import importlib.util
 import json
 import os
 import platform
@@ -446,6 +447,47 @@ class LineReader:
 # One measurement
 # ---------------------------------------------------------------------------------------------
 
+#: --client: the load client asked for ("python" or "c"), and the C client's binary once
+#: built (bench/cclient/build.py: from source with gcc, into a cache directory)
+CLIENT: dict[str, Any] = {"asked": "python", "binary": None}
+
+
+def client_for(server: Server, stats_kind: str) -> str:
+    """The load client that measures ``server``: the C one when asked for, built, and the
+    server speaks what it speaks (the native protocol; schedule or peer stats), else
+    the Python one (every protocol)."""
+    if CLIENT["asked"] != "c" or CLIENT["binary"] is None:
+        return "python"
+    if server.protocol != "native" or stats_kind.startswith("prom:"):
+        return "python"
+    return "c"
+
+
+def client_command(client: str) -> list[str]:
+    """The command line of the load client, before its flags (both take the same)."""
+    if client == "c":
+        return [str(CLIENT["binary"])]
+    return [PY, str(BENCH / "loadclient.py")]
+
+
+def setup_client(asked: str) -> None:
+    """Build the C client if asked for; without gcc (or if it fails to build) say so and
+    measure with the Python client."""
+    CLIENT["asked"] = asked
+    if asked != "c":
+        return
+    spec = importlib.util.spec_from_file_location("cclient_build", BENCH / "cclient" / "build.py")
+    assert spec is not None
+    assert spec.loader is not None
+    build: Any = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(build)
+    try:
+        CLIENT["binary"] = build.binary()
+    except build.BuildError as exc:
+        print(f"[bench] {exc}; measuring with the Python client", flush=True)
+        return
+    print(f"[bench] load client: {CLIENT['binary']} (C, native protocol)", flush=True)
+
 
 def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
     """Start the server, run the load client against it once, stop both; one result row."""
@@ -464,8 +506,10 @@ def measure(server: Server, load: Load, tag: str, logs: Path) -> dict[str, Any]:
         rss_before = ps.rss()
         stats_url, stats_kind = server.stats(port, load.rate)
         timeout_connect = 60 + load.clients / 20
+        client = client_for(server, stats_kind)
+        row["client"] = client
         ccmd = [
-            PY, str(BENCH / "loadclient.py"), "--url", server.ws_url(port),
+            *client_command(client), "--url", server.ws_url(port),
             "--protocol", server.protocol, "--stats-url", stats_url, "--stats-kind", stats_kind,
             "--clients", str(load.clients), "--per-client", str(load.per_client),
             "--nsymbols", str(NSYMBOLS), "--warmup", f"{load.warmup:g}",
@@ -668,7 +712,8 @@ def render(doc: dict[str, Any]) -> str:
             "| server | mode | per-tick delivered % | msgs/s received "
             "| latency p50 / p99 / max ms | held value age p50 / p99 ms "
             "| superseded p99 / max ms | server CPU % | server RSS MB "
-            "| extra connect under load p50 / max ms | client CPU % | other load core 0 % |",
+            "| extra connect under load p50 / max ms | client CPU %, load client "
+            "| other load core 0 % |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in by["W1"]:
@@ -693,7 +738,7 @@ def render(doc: dict[str, Any]) -> str:
             "",
             "| server | mode | rule | highest rate passed, ticks/s | deliveries/s "
             "| per-tick delivered % there | p99 ms there | superseded p99 ms there "
-            "| server CPU % there | client CPU % there | other load core 0 % there "
+            "| server CPU % there | client CPU % there, load client | other load core 0 % there "
             "| first failing rate | why it failed |",
             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|",
         ]
@@ -705,7 +750,8 @@ def render(doc: dict[str, Any]) -> str:
                 f"| {best_rate} | {fmt(best.get('deliveries_per_s'), 0)} "
                 f"| {pct(best.get('per_tick_delivered_ratio'))} "
                 f"| {fmt(best.get('latency_p99_ms'))} | {fmt(best.get('superseded_p99_ms'))} "
-                f"| {fmt(best.get('server_cpu_pct'))} | {client_cpu(best)} "
+                f"| {fmt(best.get('server_cpu_pct'))} "
+                f"| {client_cpu({'client': r.get('client'), **best})} "
                 f"| {fmt(clamp(best.get('other_load_core0_pct')))} "
                 f"| {fmt(r.get('fail_rate'), 0)} | {r.get('fail_reason', '-')} |"
             )
@@ -715,7 +761,8 @@ def render(doc: dict[str, Any]) -> str:
             f"### {titles['W3']}",
             "",
             "| server | connected | connects/s | RSS before MB | RSS after MB | RSS per "
-            "connection KB | extra connect p50 / max ms | server CPU % | client CPU % |",
+            "connection KB | extra connect p50 / max ms | server CPU % "
+            "| client CPU %, load client |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in by["W3"]:
@@ -734,7 +781,7 @@ def render(doc: dict[str, Any]) -> str:
             "| server | mode | connected | connects/s | per-tick delivered % | msgs/s received "
             "| latency p50 / p99 / max ms | held value age p50 / p99 ms "
             "| superseded p99 / max ms | server CPU % | server RSS MB "
-            "| client CPU % | other load core 0 % |",
+            "| client CPU %, load client | other load core 0 % |",
             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in by["W4"]:
@@ -778,8 +825,12 @@ def freshness(r: dict[str, Any]) -> str:
 
 
 def client_cpu(r: dict[str, Any]) -> str:
-    """The load client's CPU %, flagged when the client may be the limit."""
-    return fmt(r.get("client_cpu_pct")) + (" (client-bound)" if client_bound(r) else "")
+    """The load client's CPU %, flagged when the client may be the limit, and which
+    client measured the row (rows from before ``--client`` existed: the Python one)."""
+    which = "C" if r.get("client") == "c" else "Python"
+    return (
+        fmt(r.get("client_cpu_pct")) + (" (client-bound)" if client_bound(r) else "") + f", {which}"
+    )
 
 
 def cpu_per_kmsg(cpu_pct: float | None, per_s: float | None) -> float | None:
@@ -1011,6 +1062,7 @@ class Ramp:
                 "server": self.sname,
                 "workload": "W2",
                 "mode": SERVERS[self.sname].mode,
+                "client": next((s.get("client") for s in self.steps), None),
                 "rule": r,
                 "rule_text": RULES[r],
                 "first_rate": self.base.rate,
@@ -1133,6 +1185,13 @@ def main() -> None:
         "--client-cpus", default=str(CLIENT_CPU), help="comma list of the load client's cores"
     )
     p.add_argument(
+        "--client",
+        choices=["python", "c"],
+        default="python",
+        help="load client: python (bench/loadclient.py, every protocol) or c (bench/cclient, "
+        "built with gcc on first use; native protocol only, the Python one measures the rest)",
+    )
+    p.add_argument(
         "--render",
         nargs="+",
         metavar="JSON",
@@ -1148,6 +1207,7 @@ def main() -> None:
         render_only(args.render, args.write_docs)
         return
 
+    setup_client(args.client)
     signal.signal(signal.SIGTERM, _on_signal)
     signal.signal(signal.SIGINT, _on_signal)
     atexit.register(kill_all)
