@@ -81,8 +81,3 @@ class Members:
     def connections_of(self, user: str) -> int:
         """``user``'s connections on the other nodes."""
         return sum(m.users.get(user, 0) for m in self._members.values())
-
-    def leader_seen(self) -> str | None:
-        """The leader the other nodes name, when they agree on one (None otherwise)."""
-        named = {m.heartbeat.leader for m in self._members.values()}
-        return named.pop() if len(named) == 1 else None

@@ -86,11 +86,6 @@ class Follower:
     def sent(self, n: int) -> None:
         self.n = n
 
-    def lost_track(self) -> None:
-        """This node missed what the bus carried (it was cut off): whatever comes next
-        is a gap unless it opens a new term."""
-        self.n = -1
-
     def judge(self, node: str, epoch: str, n: int, token: int) -> Verdict:
         if node == self.me:
             return Verdict.OWN

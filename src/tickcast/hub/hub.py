@@ -288,11 +288,6 @@ class Hub:
         self._last.clear()
         self.history.clear_all()
 
-    def forget_history(self) -> None:
-        """Forget every topic's history (the stream has a hole this hub cannot fill):
-        a resume from before now is a gap, answered with a snapshot."""
-        self.history.clear_all()
-
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
         """Subscribe to every topic of ``channel``, present and future (nothing is sent:
         a front that wants the current values asks ``current``).

@@ -39,15 +39,6 @@ def test_a_new_term_seen_after_its_first_batch_is_a_gap() -> None:
     assert f.judge("b", "e2", 3, 2) is Verdict.GAP
 
 
-def test_after_losing_track_the_next_batch_is_a_gap_unless_a_term_opens() -> None:
-    f = Follower("c")
-    f.judge("a", "e1", 1, 1)
-    f.lost_track()
-    assert f.judge("a", "e1", 2, 1) is Verdict.GAP
-    f.lost_track()
-    assert f.judge("b", "e2", 1, 2) is Verdict.TERM
-
-
 def test_a_leader_that_steps_down_judges_the_next_leader_from_its_own_epoch() -> None:
     f = Follower("a")
     f.led("e1", 1)
@@ -87,15 +78,6 @@ def test_a_users_connections_elsewhere_are_summed_and_kept_current() -> None:
     assert m.connections_of("8") == 5
     m.users("zz", {"7": 9})  # not a member (yet): nothing
     assert m.connections_of("7") == 1
-
-
-def test_the_leader_named_by_every_other_node() -> None:
-    m = Members("a", expiry_s=3.0)
-    m.heard(_hb("b", leader="b"), 0.0)
-    m.heard(_hb("c", leader="b"), 0.0)
-    assert m.leader_seen() == "b"
-    m.heard(_hb("c", leader=None), 0.0)
-    assert m.leader_seen() is None
 
 
 def test_a_leader_steps_down_before_its_lease_can_lapse() -> None:
