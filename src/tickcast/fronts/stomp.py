@@ -27,6 +27,12 @@ What this front adds to the contract (``fronts/base.py``):
 - ``forgotten``: after an UNSUBSCRIBE, what the connection queued for the dropped id
   (``HeadedConnection`` discards it before its next write), so no MESSAGE of an
   unsubscribed id is written after the unsubscribe.
+- ``rates``: a SUBSCRIBE's ``max-rate`` (``StompSession.take_rates``) as the rate of
+  that id's conflation key on the connection (the topic's key joined with the id, as
+  ``HeadedConnection`` queues its MESSAGEs), for a conflatable topic only (quotes; the
+  hub's registry says which): each subscription id keeps its own rate, and a reliable
+  destination is never held back. Taken before the SUBSCRIBE's command is carried out,
+  so the rate counts from the current value it gets; lifted when the id goes.
 - Credentials: the handshake's (guarded as every front: origin, caps, rate limit), or
   CONNECT's ``Authorization: Bearer``, ``passcode`` or ``login`` as a first-message
   authentication (``Authenticate``); anonymous clients connect while the settings allow
@@ -139,11 +145,18 @@ class StompHeads:
     """One connection's ``heads`` (``transport.connection.Heads``) and ``forgotten``
     (see the module docstring)."""
 
-    __slots__ = ("_last", "session", "spec")
+    __slots__ = ("_last", "conflation_key", "session", "spec")
 
-    def __init__(self, spec: StompSpec, session: StompSession) -> None:
+    def __init__(
+        self,
+        spec: StompSpec,
+        session: StompSession,
+        conflation_key: Callable[[Topic], str | None] | None = None,
+    ) -> None:
         self.spec = spec
         self.session = session
+        # the hub's (a topic's key in an outbox, None for a reliable one); None: no rates
+        self.conflation_key = conflation_key
         # topic -> the payload its subscriptions were given last (whose message-id
         # tells a fresh id's current value from a live update)
         self._last: dict[Topic, bytes] = {}
@@ -171,6 +184,19 @@ class StompHeads:
                 headed = item.headed(subscription.head_for(message_id_of(item.payload)))
             out.append((headed, subscription.id))
         return out
+
+    def rates(self) -> list[tuple[str, str, float | None]]:
+        """The subscriptions' rates set or lifted since the last call, as ``(conflation
+        key, subscription id, max_rate)``; a reliable topic's are left out."""
+        changes = self.session.take_rates()
+        key_of = self.conflation_key
+        if not changes or key_of is None:
+            return []
+        return [
+            (key, id_, max_rate)
+            for topic, id_, max_rate in changes
+            if (key := key_of(topic)) is not None
+        ]
 
     def forgotten(self) -> Callable[[Encoded], bool] | None:
         """After a subscription was dropped: the test of a queued item meant for a
@@ -251,7 +277,7 @@ class StompSpec(FrontSpec):
             session,
             wire=codec.WIRE,
             window_s=ctx.outbox.batch_ms / 1000,
-            heads=StompHeads(self, session),
+            heads=StompHeads(self, session, ctx.hub.conflation_key),
         )
 
     def heads(self, session: StompSession, item: Encoded) -> list[tuple[Encoded, str]]:

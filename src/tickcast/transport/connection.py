@@ -47,8 +47,11 @@ connection get the same treatment; replies (no topic) are queued as they are. Wh
 ``heads`` also has ``forgotten()``, it is asked before each pass over
 the session's output: after an unsubscribe it returns the test of a queued item meant
 for a subscription that is gone, and those items are discarded, reliable ones too, so
-none is written after the unsubscribe. The plain ``Connection`` has no such step: other
-fronts' hot path is unchanged.
+none is written after the unsubscribe. When ``heads`` has ``rates()``, it is asked
+then too, after that: ``(key, tag, max_rate)`` for each subscription whose rate was set
+(or lifted, None) since, applied with ``limit_rate`` to the joined key, so that a rate
+is a subscription's own (STOMP's ``max-rate``). The plain ``Connection`` has no such
+step: other fronts' hot path is unchanged.
 
 Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
 ``RateGate`` holds back the latest value of a rated key whose interval has not passed
@@ -551,13 +554,16 @@ class HeadedConnection(Connection):
         **kwargs: as ``Connection``'s.
     """
 
-    __slots__ = ("forgotten", "heads")
+    __slots__ = ("forgotten", "heads", "rates")
 
     def __init__(self, *, heads: Heads, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.heads = heads
         self.forgotten: Callable[[], Callable[[Encoded], bool] | None] | None = getattr(
             heads, "forgotten", None
+        )
+        self.rates: Callable[[], Sequence[tuple[str, str, float | None]]] | None = getattr(
+            heads, "rates", None
         )
 
     def _apply(self) -> None:
@@ -566,6 +572,10 @@ class HeadedConnection(Connection):
             stale = forgotten()
             if stale is not None:
                 self.outbox.discard_where(stale)
+        rates = self.rates
+        if rates is not None:  # before the commands: a rate counts from the snapshot
+            for key, tag, max_rate in rates():
+                self.limit_rate(f"{key}\n{tag}", max_rate)
         super()._apply()
 
     def deliver(self, item: Encoded, key: str | None, now: float) -> None:

@@ -27,7 +27,9 @@ The connection, as the session sees it::
     SUBSCRIBE         ``id`` (unique on the connection) and ``destination`` (the front's
                       ``resolve`` maps it to a Topic, or None: unknown, ERROR); ``ack``
                       auto, client or client-individual; ``resume-seq`` (and optionally
-                      ``resume-epoch``): resume from there, as Front 1 does
+                      ``resume-epoch``): resume from there, as Front 1 does;
+                      ``max-rate``: at most that many MESSAGEs a second for this
+                      subscription, the latest value (below)
     UNSUBSCRIBE       by ``id`` (an unknown id is an ERROR)
     ACK, NACK         accepted and ignored: the gateway's streams are at-most-once after
                       a connection's outbox (nothing is redelivered, a slow client is
@@ -54,6 +56,16 @@ another id on a topic already held is live from now, and is owed the current val
 is a ``Subscribe`` of the topic again (the front fetches the current value), and the id
 is *fresh* (``take_fresh``) until the front has given it that value alone, never again
 to the ids that have it (see ``fronts/stomp.py``).
+
+``max-rate: N`` (a decimal number of messages per second, 0 < N <= 1000, as Front 1's
+``max_rate``; a bad value is an ERROR, close 1002, as any bad header) is the rate of that
+subscription id alone. The connection keeps each id's MESSAGEs under a conflation key of
+their own (the topic's key joined with the id, ``HeadedConnection``), so the rate is
+kept per id too: two ids on one destination each get their own rate (or none), never
+the other's. The front learns the rates through ``take_rates()`` (each id's rate as it
+subscribes, and None as it goes) and applies them to conflatable topics only (quotes):
+a reliable destination's MESSAGEs are never held back by a rate. The rate is not part
+of ``Subscribe`` (whose rate is per topic, the same for every id).
 
 A destination may name a whole channel: ``resolve`` then gives a topic whose key is
 ``WHOLE`` (``/topic/signals``: every signal). Such a subscription is a
@@ -104,6 +116,7 @@ from tickcast.closecodes import CloseCode
 from tickcast.errors import LimitExceeded
 from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Topic
+from tickcast.protocols import maxrate
 from tickcast.protocols.base import (
     Authenticate,
     Authenticated,
@@ -132,6 +145,7 @@ from tickcast.protocols.wire import Encoded
 __all__ = [
     "ACK_MODES",
     "CAP_MESSAGE",
+    "MAX_RATE_HEADER",
     "VERSIONS",
     "WHOLE",
     "StompSession",
@@ -154,6 +168,8 @@ MAX_PENDING: Final = 32
 MAX_TOKEN_CHARS: Final = 4096
 #: A heart-beat value above this (ms) counts as this.
 MAX_HEARTBEAT_MS: Final = 3_600_000
+#: The SUBSCRIBE header that rates a subscription (messages per second).
+MAX_RATE_HEADER: Final = "max-rate"
 #: The ``message`` header is cut to this many characters (the body has the whole text).
 MAX_MESSAGE_HEADER: Final = 200
 
@@ -176,6 +192,7 @@ class Subscription(NamedTuple):
         ack: ``auto``, ``client`` or ``client-individual``.
         head: the MESSAGE head of this subscription (``frames.message_head``), built once.
         escaped: whether heads escape (not in STOMP 1.0).
+        max_rate: its ``max-rate`` (messages per second), or None (no limit).
     """
 
     id: str
@@ -184,6 +201,7 @@ class Subscription(NamedTuple):
     ack: str
     head: bytes
     escaped: bool = True
+    max_rate: float | None = None
 
     def head_for(self, message_id: str) -> bytes:
         """The head of one MESSAGE: the shared ``head`` for ``ack:auto``; with ``ack``
@@ -319,6 +337,8 @@ class StompSession:
         self._fresh: dict[Topic, list[str]] = {}
         # a subscription was dropped since the last ``forgotten()``
         self._dropped = False
+        # (topic, id, max_rate or None) changes the front has not taken yet (take_rates)
+        self._rates: list[tuple[Topic, str, float | None]] = []
         self._frames: list[Encoded] = []
         self._commands: list[Command] = []
         self._resets = 0
@@ -352,6 +372,15 @@ class StompSession:
         if not self._fresh:
             return ()
         return tuple(self._fresh.pop(topic, ()))
+
+    def take_rates(self) -> list[tuple[Topic, str, float | None]]:
+        """The rate changes since the last call, in order: ``(topic, id, max_rate)`` for a
+        keyed subscription that came with ``max-rate``, ``(topic, id, None)`` for a rated
+        one that went (unsubscribed or released)."""
+        if not self._rates:
+            return []
+        rates, self._rates = self._rates, []
+        return rates
 
     def forgotten(self) -> bool:
         """Whether a subscription was dropped since the last call (then the connection
@@ -416,6 +445,8 @@ class StompSession:
             for subscription in self._by_topic.pop(topic, ()):
                 self._subscriptions.pop(subscription.id, None)
                 self._dropped = True
+                if subscription.max_rate is not None:
+                    self._rates.append((topic, subscription.id, None))
 
     def answer(self, reply: Reply, now: Now) -> None:
         """``Authenticated``: CONNECTED, then the frames that waited. ``Refused``: ERROR
@@ -570,6 +601,7 @@ class StompSession:
         ack = headers.get("ack", "auto")
         if ack not in ACK_MODES:
             raise _Fatal("ack must be auto, client or client-individual", CloseCode.PROTOCOL_ERROR)
+        max_rate = _max_rate(headers)
         try:
             topic = self.resolve(destination)
         except Unreadable as exc:
@@ -581,14 +613,16 @@ class StompSession:
         self.cap.check(len(self._subscriptions), 1)
         escaped = self.version != "1.0"
         head = message_head(id_, escaped=escaped)
-        subscription = Subscription(id_, topic, destination, ack, head, escaped)
+        subscription = Subscription(id_, topic, destination, ack, head, escaped, max_rate)
         self._subscriptions[id_] = subscription
-        if topic.key == WHOLE:
+        if topic.key == WHOLE:  # a reliable channel (signals): a rate holds nothing back
             whole = self._whole.get(topic.channel, ())
             self._whole[topic.channel] = (*whole, subscription)
             if not whole:
                 self._commands.append(SubscribeChannel(topic.channel))
             return
+        if max_rate is not None:
+            self._rates.append((topic, id_, max_rate))
         held = self._by_topic.get(topic)
         if held is not None:
             # held already: live from now (no resume), and owed the current value
@@ -652,6 +686,8 @@ class StompSession:
         if topic.key == WHOLE:
             self._drop_whole(subscription)
             return
+        if subscription.max_rate is not None:
+            self._rates.append((topic, id_, None))
         fresh = self._fresh.get(topic)
         if fresh is not None and id_ in fresh:
             fresh.remove(id_)
@@ -730,6 +766,20 @@ class StompSession:
             self._frames.append(
                 Encoded(payload, control=True).headed(subscription.head_for(message_id))
             )
+
+
+def _max_rate(headers: dict[str, str]) -> float | None:
+    """``max-rate``: a decimal number of messages per second (``maxrate.from_header``);
+    None when absent."""
+    text = headers.get(MAX_RATE_HEADER)
+    if text is None:
+        return None
+    try:
+        return maxrate.from_header(text)
+    except ValueError:
+        raise _Fatal(
+            f"{MAX_RATE_HEADER} must be {maxrate.RULE}", CloseCode.PROTOCOL_ERROR
+        ) from None
 
 
 def _resume(headers: dict[str, str]) -> ResumePoint | None:
