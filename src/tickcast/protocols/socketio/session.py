@@ -11,14 +11,19 @@ channel-wide (every symbol, every worker): the seed's behaviour.
 
 Events a client may emit (anything else: an ``error`` event, the client stays):
 
-``subscribe`` ``{"symbols": [...], "channels": [...], "types": [...]}``
+``subscribe`` ``{"symbols": [...], "channels": [...], "types": [...], "max_rate": N}``
     Replaces what the client receives besides worker statuses (always held).
     ``channels`` (default ``["signals"]``) is any of ``signals`` and ``quotes``;
     ``symbols`` narrows them (``quotes`` needs symbols, each one the feed knows; without
     symbols, ``signals`` is every symbol); ``types`` narrows signals to those strategy
-    types (``MA_CROSS``, ``RSI``...; default every type). Answered by the event
-    ``subscribed`` with the selection, which is also the acknowledgement when the client
-    asked for one. At most ``cap`` topics (symbols x channels).
+    types (``MA_CROSS``, ``RSI``...; default every type). ``max_rate`` (messages per
+    second per symbol, 0 < N <= 1000, as Front 1's; absent or null: no limit) is the
+    rate of the selection's quotes, those it held already included (a selection
+    replaces the last, its rate too): ``Subscribe.max_rate``, with the quote topics
+    kept whose rate changes in ``restated``. Signals are never held back by it.
+    Answered by the event ``subscribed`` with the selection (``max_rate`` in it only
+    when given, as sent), which is also the acknowledgement when the client asked for
+    one. At most ``cap`` topics (symbols x channels).
 ``unsubscribe`` (no argument)
     Back to the default: every signal, every worker status.
 
@@ -37,7 +42,9 @@ from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.errors import LimitExceeded
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols import maxrate
 from tickcast.protocols.base import (
+    NO_RESUME,
     Command,
     Reply,
     Subscribe,
@@ -67,11 +74,20 @@ class BadRequest(ValueError):
 
 
 class Selection(msgspec.Struct, frozen=True):
-    """What a client chose to receive (the ``subscribed`` event's body)."""
+    """What a client chose to receive (the ``subscribed`` event's body; ``max_rate``
+    only when given, as the client wrote it: 4, not 4.0)."""
 
     channels: list[str]
     symbols: list[str] | None = None
     types: list[str] | None = None
+    max_rate: int | float | None = None
+
+    def body(self) -> dict[str, Any]:
+        """The ``subscribed`` event's body (and the acknowledgement's)."""
+        body: dict[str, Any] = msgspec.to_builtins(self)
+        if self.max_rate is None:
+            del body["max_rate"]  # a selection without a rate is answered as before
+        return body
 
 
 DEFAULT_SELECTION: Final = Selection(channels=[Channel.SIGNALS])
@@ -96,7 +112,7 @@ def parse_selection(args: list[Any], is_known: Callable[[str], bool]) -> Selecti
     if len(args) != 1 or not isinstance(args[0], dict):
         raise BadRequest("subscribe takes one object: {symbols, channels, types}")
     body: dict[str, Any] = args[0]
-    unknown = sorted(set(body) - {"symbols", "channels", "types"})
+    unknown = sorted(set(body) - {"symbols", "channels", "types", "max_rate"})
     if unknown:
         raise BadRequest(f"unknown subscribe field(s): {', '.join(unknown)}")
     channels = _names(body.get("channels"), "channels") or [Channel.SIGNALS]
@@ -113,7 +129,14 @@ def parse_selection(args: list[Any], is_known: Callable[[str], bool]) -> Selecti
             raise BadRequest(f"unknown symbol(s) for quotes: {', '.join(unknown_symbols)}")
     if types is not None and Channel.SIGNALS not in channels:
         raise BadRequest("types narrow signals: add 'signals' to channels")
-    return Selection(channels=[str(c) for c in channels], symbols=symbols, types=types)
+    rate = body.get("max_rate")
+    try:
+        maxrate.from_json(rate)
+    except ValueError:
+        raise BadRequest(f"'max_rate' must be {maxrate.RULE}") from None
+    return Selection(
+        channels=[str(c) for c in channels], symbols=symbols, types=types, max_rate=rate
+    )
 
 
 class SocketIOSession:
@@ -214,6 +237,10 @@ class SocketIOSession:
         wide = Channel.SIGNALS in selection.channels and selection.symbols is None
         adding = wanted - self._held
         dropping = self._held - wanted
+        rate = maxrate.from_json(selection.max_rate)
+        # the topics kept whose rate this selection changes (the front sets it again)
+        old_rate = maxrate.from_json(self.selection.max_rate)
+        restated = () if rate == old_rate else tuple(sorted(self._held & wanted, key=str))
         try:
             self.cap.check(len(self._held) - len(dropping), len(adding))
         except LimitExceeded as exc:
@@ -225,11 +252,11 @@ class SocketIOSession:
             commands.append(Unsubscribe(tuple(sorted(dropping, key=str))))
         if wide and not self._signals_wide:
             commands.append(SubscribeChannel(Channel.SIGNALS))
-        if adding:
-            commands.append(Subscribe(tuple(sorted(adding, key=str))))
+        if adding or restated:
+            commands.append(Subscribe(tuple(sorted(adding, key=str)), NO_RESUME, rate, restated))
         self._held = wanted
         self._signals_wide = wide
         self.selection = selection
-        body = msgspec.to_builtins(selection)
+        body = selection.body()
         self.ack = body
         self._frames.append(codec.control(codec.SUBSCRIBED, **body))
