@@ -38,6 +38,16 @@ holds every signal worker's status (channel-wide). Signals carry no current valu
 is acknowledged by ``signals_subscribed`` (``signal_status_subscribed``), whose
 ``symbols`` is null for all; ``unsubscribe_*`` by ``signals_unsubscribed``
 (``signal_status_unsubscribed``), idempotent as ``unsubscribe_asset`` is.
+
+``subscribe_asset``, ``subscribe_portfolio`` and ``subscribe_positions`` may carry
+``"max_rate": N`` (messages per second, 0 < N <= 1000, as Front 1's; absent or null: no
+limit): at most N updates a second of that subscription, always the latest value
+(``Subscribe.max_rate``). It applies to the conflated streams (``asset_update``,
+``portfolio_update``, ``positions_update``); a portfolio's ``position_update`` events
+are reliable and never held back. Subscribing again to a held topic with another rate
+(or none) replaces it (``Subscribe.restated``); unsubscribing forgets it. A bad value
+is an ``error`` and changes nothing. These subscribes have no acknowledgement, so the
+rate is not echoed.
 """
 
 from __future__ import annotations
@@ -53,7 +63,9 @@ from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.errors import InvalidMessage, LimitExceeded
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols import maxrate
 from tickcast.protocols.base import (
+    NO_RESUME,
     Authenticate,
     Authenticated,
     Command,
@@ -73,6 +85,7 @@ MAX_TOKEN_CHARS: Final = 4096
 MAX_PORTFOLIO_ID: Final = 2**63 - 1
 #: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
 CAP_MESSAGE: Final = "Too many subscriptions: at most {max} per connection"
+MAX_RATE_ERROR: Final = f"Invalid request: 'max_rate' must be {maxrate.RULE}"
 SYMBOLS_ERROR: Final = (
     "Invalid request: 'symbols' must be a non-empty list of tickers such as 'AAPL'"
 )
@@ -127,6 +140,8 @@ class RealtimeSession:
         self.cap = cap_of(cap, max_subscriptions, CAP_MESSAGE)
         self.idle_timeout_s = idle_timeout_s
         self.topics: set[Topic] = set()
+        # topic -> its max_rate (rated topics only: what the front was told)
+        self._rates: dict[Topic, float] = {}
         #: the channels held whole, channel-wide (every signal, every worker's status)
         self.whole: set[str] = set()
         self.close_reason: CloseCode | None = None
@@ -187,7 +202,11 @@ class RealtimeSession:
         self._frames.append(Encoded(codec.error(message, now.wall), control=True))
 
     def release(self, topics: Iterable[Topic]) -> None:
+        topics = tuple(topics)
         self.topics.difference_update(topics)
+        if self._rates:
+            for topic in topics:
+                self._rates.pop(topic, None)
 
     # -- the driver's answers
 
@@ -267,17 +286,37 @@ class RealtimeSession:
         if not self.authenticated and not self.anonymous_allowed:
             raise InvalidMessage("Authentication required")
 
-    def _add(self, topic: Topic) -> None:
+    def _add(self, topic: Topic, max_rate: float | None = None) -> None:
+        """Hold ``topic`` at ``max_rate``; held already, restate its rate if it changed."""
+        rates = self._rates
         if topic in self.topics:
+            if rates.get(topic) != max_rate:
+                self._rate(topic, max_rate)
+                self._commands.append(Subscribe((), NO_RESUME, max_rate, (topic,)))
             return
         self.cap.check(len(self.topics) + len(self.whole), 1)
         self.topics.add(topic)
-        self._commands.append(Subscribe((topic,)))
+        self._rate(topic, max_rate)
+        self._commands.append(Subscribe((topic,), NO_RESUME, max_rate))
+
+    def _rate(self, topic: Topic, max_rate: float | None) -> None:
+        if max_rate is None:
+            self._rates.pop(topic, None)
+        else:
+            self._rates[topic] = max_rate
 
     def _remove(self, topic: Topic) -> None:
         if topic in self.topics:
             self.topics.discard(topic)
+            self._rates.pop(topic, None)
             self._commands.append(Unsubscribe((topic,)))
+
+    @staticmethod
+    def _max_rate(body: dict[str, Any]) -> float | None:
+        try:
+            return maxrate.from_json(body.get("max_rate"))
+        except ValueError:
+            raise InvalidMessage(MAX_RATE_ERROR) from None
 
     def _asset(self, subscribe: bool, body: dict[str, Any]) -> None:
         symbol = body.get("symbol")
@@ -291,7 +330,7 @@ class RealtimeSession:
         self._require_reader()
         if not self.is_known(symbol):
             raise InvalidMessage(f"Unknown symbol: {symbol}")
-        self._add(topic)
+        self._add(topic, self._max_rate(body))
 
     def _portfolio(self, channel: Channel, subscribe: bool, body: dict[str, Any]) -> None:
         """A portfolio's value (``Channel.PORTFOLIO``) or live positions
@@ -310,7 +349,7 @@ class RealtimeSession:
         if self.owner_of(raw) != self.user_id:
             # the same answer whether it does not exist or is someone else's
             raise InvalidMessage(f"Portfolio {raw} not found")
-        self._add(topic)
+        self._add(topic, self._max_rate(body))
 
     # -- trading signals (an extension)
 
