@@ -225,8 +225,8 @@ class SocketIOClient:
 
         self.client.on("*", record)
 
-    async def connect(self, gateway: InProcessServer) -> SocketIOClient:
-        await self.client.connect(gateway.url, transports=["websocket"], wait_timeout=WAIT_S)
+    async def connect(self, gateway: InProcessServer, transport: str) -> SocketIOClient:
+        await self.client.connect(gateway.url, transports=[transport], wait_timeout=WAIT_S)
         return self
 
     def named(self, name: str) -> list[tuple[float, Any]]:
@@ -244,9 +244,12 @@ class SocketIOClient:
             raise AssertionError(f"never: {what}") from None
 
 
-async def test_socketio_a_rated_subscribe_beside_an_unrated_one(gateway: InProcessServer) -> None:
-    rated = await SocketIOClient().connect(gateway)
-    free = await SocketIOClient().connect(gateway)
+@pytest.mark.parametrize("transport", ["websocket", "polling"])
+async def test_socketio_a_rated_subscribe_beside_an_unrated_one(
+    gateway: InProcessServer, transport: str
+) -> None:
+    rated = await SocketIOClient().connect(gateway, transport)
+    free = await SocketIOClient().connect(gateway, transport)
     try:
         selection = {"symbols": ["AAPL"], "channels": ["signals", "quotes"]}
         ack = await rated.client.call("subscribe", {**selection, "max_rate": MAX_RATE})
