@@ -5,7 +5,9 @@ one side by side, as tests/integration/test_max_rate.py does for Front 1:
 
 - STOMP (stomp.py's ``WSConnection``): ``max-rate:2`` on one subscription id of
   ``/topic/quotes.AAPL``, another id on the same destination without it, a rated
-  subscription to trades; a bad ``max-rate`` on another connection is an ERROR.
+  subscription to trades; a bad ``max-rate`` on another connection is an ERROR. The
+  same over SockJS's xhr polling (httpx), where the session is writable only while a
+  poll is attached.
 - Socket.IO (python-socketio's ``AsyncClient``): ``max_rate`` in ``subscribe``.
 - The realtime envelope (``websockets``): ``max_rate`` in ``subscribe_asset``.
 
@@ -26,6 +28,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 import socketio
 import stomp
@@ -206,6 +209,57 @@ def test_stomp_a_rated_subscription_id_beside_an_unrated_one(gateway: InProcessS
     trades = [s for _, s in events.of("trades")]
     assert len(trades) > MAX_RATE * WINDOW_S + 2  # not held to its rate
     assert trades == list(range(trades[0], trades[0] + len(trades))), "a trade was lost"
+
+
+def test_stomp_over_sockjs_polling_a_rated_id_beside_an_unrated_one(
+    gateway: InProcessServer,
+) -> None:
+    got: list[tuple[float, dict[str, str]]] = []  # (arrival, headers) of each MESSAGE
+
+    def poll(http: httpx.Client, url: str) -> list[str]:
+        body = http.post(f"{url}/xhr").content.decode()
+        if not body.startswith("a"):  # a heartbeat (h), or the open frame
+            return []
+        arrived = time.monotonic()
+        frames: list[str] = json.loads(body[1:])
+        for text in frames:
+            if text.startswith("MESSAGE\n"):
+                head = text.split("\n\n", 1)[0].split("\n")[1:]
+                got.append((arrived, dict(line.split(":", 1) for line in head)))
+        return frames
+
+    def of(subscription: str) -> list[tuple[float, int]]:
+        return [(t, int(h["seq"])) for t, h in got if h["subscription"] == subscription]
+
+    def send(http: httpx.Client, url: str, *frames: str) -> None:
+        assert http.post(f"{url}/xhr_send", content=json.dumps(list(frames))).status_code == 204
+
+    url = "/000/ratedsession"
+    with httpx.Client(base_url=f"{gateway.url}/stomp", timeout=WAIT_S) as http:
+        assert http.post(f"{url}/xhr").content == b"o\n"
+        send(http, url, "CONNECT\naccept-version:1.2\nhost:tickcast\n\n\x00")
+        assert poll(http, url)[0].startswith("CONNECTED\n")
+        send(
+            http,
+            url,
+            f"SUBSCRIBE\nid:slow\ndestination:/topic/quotes.AAPL\nmax-rate:{MAX_RATE}\n\n\x00",
+            "SUBSCRIBE\nid:free\ndestination:/topic/quotes.AAPL\n\n\x00",
+        )
+        deadline = time.monotonic() + WINDOW_S
+        while time.monotonic() < deadline:  # the reading window counted over
+            poll(http, url)
+        ended = time.monotonic()
+        stop_feed(gateway)
+        latest = latest_seq(gateway, AAPL_QUOTES)
+        give_up = time.monotonic() + WAIT_S
+        while not (of("slow") and of("slow")[-1][1] >= latest):
+            assert time.monotonic() < give_up, "never: the latest quote on the rated id"
+            poll(http, url)
+
+    slow = of("slow")
+    assert slow[-1][1] == latest  # always the latest value
+    assert [s for _, s in slow] == sorted({s for _, s in slow})
+    assert_rated([t for t, _ in slow], slow[0][0], ended, [t for t, _ in of("free")])
 
 
 # -- Socket.IO
