@@ -73,6 +73,7 @@ from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Reply, Session
+from tickcast.protocols.native.stamps import STAMPED_WIRES, stamp_items
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket, ItemSink
@@ -283,6 +284,8 @@ class Connection:
     def _write(self, items: list[Encoded]) -> None:
         sock = self.sock
         stats = self.stats
+        if self.wire in STAMPED_WIRES:  # the market feed's stamps=1: this write's time
+            items = stamp_items(items, self.clock.wall())
         stats.items_out += len(items)
         if self.array:
             payloads = _array_payloads(items)

@@ -1,0 +1,158 @@
+"""Latency stamps (``stamps=1``): the event and receive stamps encoded once per update on
+the stamped wires, the send stamp spliced per connection at write time."""
+
+from __future__ import annotations
+
+import json
+import random
+from typing import Any
+
+import pytest
+
+from tickcast.model.channel import builtin
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import FEED, Bar, BookUpdate, MarketEvent, Quote, Status, Trade
+from tickcast.model.signal import Signal
+from tickcast.protocols.native import codec, stamps
+from tickcast.protocols.native.session import Options, parse_options
+from tickcast.protocols.wire import Encoded
+
+topic_of = builtin().topic_of
+TS = 1_682_944_496.789  # 2023-05-01T12:34:56.789Z
+RECV = TS + 0.000_412
+SEND = TS + 0.002_108
+
+
+def events() -> list[MarketEvent | Signal]:
+    return [
+        Quote("AAPL", 150.2, 150.3, 300.0, 400.0, 150.25, 1000.0, TS, "alpaca"),
+        Trade("AAPL", 150.25, 100.0, TS, "alpaca", "t1"),
+        Bar("AAPL", 150.1, 150.4, 150.0, 150.2, 12000.0, TS - 60, TS, "alpaca"),
+        BookUpdate("AAPL", ((150.2, 300.0),), ((150.3, 200.0),), True, TS, "alpaca", 17),
+        Status(FEED, "alpaca", "up", "alpaca", 'a "quoted" } reason}}', TS, "tickcast"),
+        Signal("MA_CROSS", "BUY", 162.5, "AAPL", "1m", "2023-05-01T12:34:56.789Z", "s1", "engine"),
+    ]
+
+
+def wrap(event: MarketEvent | Signal, seq: int = 7) -> Envelope:
+    return Envelope(topic_of(event), seq, RECV, event, "18bcfe5682a1b2c3")
+
+
+def loads(data: bytes) -> dict[str, Any]:
+    message = json.loads(data)
+    assert isinstance(message, dict)
+    return message
+
+
+@pytest.mark.parametrize("event", events(), ids=lambda e: type(e).__name__)
+@pytest.mark.parametrize(
+    ("stamped", "plain"),
+    [
+        (stamps.encode_stamped, codec.encode),
+        (stamps.encode_seq_stamped, codec.encode_with_seq),
+    ],
+    ids=["plain", "seq"],
+)
+def test_a_stamped_message_is_the_plain_one_plus_stamps_as_its_last_field(
+    event: MarketEvent | Signal, stamped: Any, plain: Any
+) -> None:
+    envelope = wrap(event)
+    shared = stamped(envelope)
+    message = loads(shared)  # valid JSON before the send stamp too
+    assert list(message)[-1] == "stamps"
+    assert message.pop("stamps") == {
+        "event_us": round(TS * 1e6),  # a signal's: the time its timestamp names
+        "recv_us": round(RECV * 1e6),
+    }
+    assert message == loads(plain(envelope))
+    # the plain wire's bytes, then the stamps: nothing else about the message moved
+    assert shared.startswith(plain(envelope)[:-1] + b',"stamps":{')
+
+
+@pytest.mark.parametrize("event", events(), ids=lambda e: type(e).__name__)
+def test_the_send_stamp_completes_the_message_in_order(event: MarketEvent | Signal) -> None:
+    item = Encoded(stamps.encode_seq_stamped(wrap(event)), ts=event.ts, topic="x")
+    (out,) = stamps.stamp_items([item], SEND)
+    message = loads(out.payload)
+    assert list(message["stamps"]) == ["event_us", "recv_us", "send_us"]
+    lat = message["stamps"]
+    assert all(type(v) is int for v in lat.values())
+    assert lat["event_us"] <= lat["recv_us"] <= lat["send_us"]
+    assert lat["send_us"] == round(SEND * 1e6)
+    assert (out.ts, out.topic, out.control) == (item.ts, "x", False)
+    assert out.frame.endswith(out.payload)
+    assert item.payload == stamps.encode_seq_stamped(wrap(event))  # the shared one untouched
+
+
+def test_every_write_gets_its_own_send_stamp_on_the_same_shared_item() -> None:
+    item = Encoded(stamps.encode_stamped(wrap(events()[0])))
+    first = stamps.stamp_items([item], SEND)[0]
+    later = stamps.stamp_items([item], SEND + 1.5)[0]
+    assert loads(later.payload)["stamps"]["send_us"] - loads(first.payload)["stamps"][
+        "send_us"
+    ] == round(1.5e6)
+
+
+def test_an_event_without_a_readable_time_has_no_event_stamp() -> None:
+    signal = Signal("MA_CROSS", "BUY", 162.5, "AAPL", "1m", "soon", "s1", "engine")
+    item = Encoded(stamps.encode_stamped(wrap(signal)))
+    (out,) = stamps.stamp_items([item], SEND)
+    assert loads(out.payload)["stamps"] == {
+        "recv_us": round(RECV * 1e6),
+        "send_us": round(SEND * 1e6),
+    }
+
+
+def test_control_replies_and_foreign_payloads_pass_untouched() -> None:
+    control = Encoded(codec.control("subscribed", 0, symbols=["AAPL"]), control=True)
+    plain = Encoded(codec.encode(wrap(events()[1])))  # not a stamped wire's message
+    nested = Encoded(b'{"a":{"b":1}}')
+    tiny = Encoded(b"{}")
+    items = [control, plain, nested, tiny]
+    assert all(a is b for a, b in zip(stamps.stamp_items(items, SEND), items, strict=True))
+
+
+def test_random_batches_stay_valid_json_single_and_as_an_array() -> None:
+    rng = random.Random(15)
+    pool = events()
+    for _ in range(200):
+        batch: list[Encoded] = []
+        for _ in range(rng.randint(1, 12)):
+            if rng.random() < 0.2:
+                batch.append(Encoded(codec.control("pong", TS), control=True))
+                continue
+            event = rng.choice(pool)
+            wire = rng.choice([stamps.encode_stamped, stamps.encode_seq_stamped])
+            batch.append(Encoded(wire(wrap(event, rng.randint(1, 10**9)))))
+        wall = TS + rng.random() * 10
+        out = stamps.stamp_items(batch, wall)
+        for item in out:
+            message = loads(item.payload)
+            if not item.control:
+                assert message["stamps"]["send_us"] == round(wall * 1e6)
+        array = b"[" + b",".join(i.payload for i in out if not i.control) + b"]"
+        assert all("send_us" in m["stamps"] for m in json.loads(array))
+
+
+@pytest.mark.parametrize(
+    ("query", "seq", "stamped", "wire"),
+    [
+        ("stamps=1", False, True, "market+stamps"),
+        ("stamps=true&seq=1", True, True, "market+seq+stamps"),
+        ("stamps=0&seq=1", True, False, "market+seq"),
+        ("", False, False, "market"),
+    ],
+)
+def test_the_option_picks_the_wire(query: str, seq: bool, stamped: bool, wire: str) -> None:
+    options, errors = parse_options(query)
+    assert errors == []
+    assert (options.seq, options.stamps, options.wire) == (seq, stamped, wire)
+    assert wire in stamps.CODECS
+    assert (wire in stamps.STAMPED_WIRES) is stamped
+
+
+@pytest.mark.parametrize("value", ["yes", "", "2", "on"])
+def test_a_bad_stamps_value_is_refused_and_the_default_used(value: str) -> None:
+    options, errors = parse_options(f"stamps={value}")
+    assert errors == ["option stamps must be 0 or 1"]
+    assert options == Options()
