@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from itertools import pairwise
 from typing import Any
 
 import pytest
@@ -72,32 +73,32 @@ def test_a_stamped_message_is_the_plain_one_plus_stamps_as_its_last_field(
 @pytest.mark.parametrize("event", events(), ids=lambda e: type(e).__name__)
 def test_the_send_stamp_completes_the_message_in_order(event: MarketEvent | Signal) -> None:
     item = Encoded(stamps.encode_seq_stamped(wrap(event)), ts=event.ts, topic="x")
-    (out,) = stamps.stamp_items([item], SEND)
-    message = loads(out.payload)
+    (out,) = stamps.stamped_payloads([item], SEND, array=False)
+    message = loads(out)
     assert list(message["stamps"]) == ["event_us", "recv_us", "send_us"]
     lat = message["stamps"]
     assert all(type(v) is int for v in lat.values())
     assert lat["event_us"] <= lat["recv_us"] <= lat["send_us"]
     assert lat["send_us"] == round(SEND * 1e6)
-    assert (out.ts, out.topic, out.control) == (item.ts, "x", False)
-    assert out.frame.endswith(out.payload)
+    assert stamps.stamp(item.payload, b"%d" % round(SEND * 1e6)) == out
     assert item.payload == stamps.encode_seq_stamped(wrap(event))  # the shared one untouched
 
 
 def test_every_write_gets_its_own_send_stamp_on_the_same_shared_item() -> None:
     item = Encoded(stamps.encode_stamped(wrap(events()[0])))
-    first = stamps.stamp_items([item], SEND)[0]
-    later = stamps.stamp_items([item], SEND + 1.5)[0]
-    assert loads(later.payload)["stamps"]["send_us"] - loads(first.payload)["stamps"][
-        "send_us"
-    ] == round(1.5e6)
+    (first,) = stamps.stamped_payloads([item], SEND, array=False)
+    (later,) = stamps.stamped_payloads([item], SEND + 1.5, array=True)
+    assert (
+        loads(first)["stamps"]["send_us"] + round(1.5e6)
+        == json.loads(later)[0]["stamps"]["send_us"]
+    )
 
 
 def test_an_event_without_a_readable_time_has_no_event_stamp() -> None:
     signal = Signal("MA_CROSS", "BUY", 162.5, "AAPL", "1m", "soon", "s1", "engine")
     item = Encoded(stamps.encode_stamped(wrap(signal)))
-    (out,) = stamps.stamp_items([item], SEND)
-    assert loads(out.payload)["stamps"] == {
+    (out,) = stamps.stamped_payloads([item], SEND, array=False)
+    assert loads(out)["stamps"] == {
         "recv_us": round(RECV * 1e6),
         "send_us": round(SEND * 1e6),
     }
@@ -109,7 +110,10 @@ def test_control_replies_and_foreign_payloads_pass_untouched() -> None:
     nested = Encoded(b'{"a":{"b":1}}')
     tiny = Encoded(b"{}")
     items = [control, plain, nested, tiny]
-    assert all(a is b for a, b in zip(stamps.stamp_items(items, SEND), items, strict=True))
+    out = stamps.stamped_payloads(items, SEND, array=False)
+    assert all(a is b.payload for a, b in zip(out, items, strict=True))
+    for payload in (control.payload, plain.payload, nested.payload, tiny.payload):
+        assert stamps.stamp(payload, b"1") is payload
 
 
 def test_random_batches_stay_valid_json_single_and_as_an_array() -> None:
@@ -125,13 +129,18 @@ def test_random_batches_stay_valid_json_single_and_as_an_array() -> None:
             wire = rng.choice([stamps.encode_stamped, stamps.encode_seq_stamped])
             batch.append(Encoded(wire(wrap(event, rng.randint(1, 10**9)))))
         wall = TS + rng.random() * 10
-        out = stamps.stamp_items(batch, wall)
-        for item in out:
-            message = loads(item.payload)
+        singles = [loads(p) for p in stamps.stamped_payloads(batch, wall, array=False)]
+        assert len(singles) == len(batch)
+        for item, message in zip(batch, singles, strict=True):
+            assert ("stamps" in message) is (not item.control)
             if not item.control:
                 assert message["stamps"]["send_us"] == round(wall * 1e6)
-        array = b"[" + b",".join(i.payload for i in out if not i.control) + b"]"
-        assert all("send_us" in m["stamps"] for m in json.loads(array))
+        # as array frames: runs of data messages in arrays, each control reply alone
+        frames = [json.loads(p) for p in stamps.stamped_payloads(batch, wall, array=True)]
+        flat = [m for f in frames for m in (f if isinstance(f, list) else [f])]
+        assert flat == singles
+        assert all(isinstance(f, list) or f["type"] == "pong" for f in frames)
+        assert all(not (isinstance(a, list) and isinstance(b, list)) for a, b in pairwise(frames))
 
 
 @pytest.mark.parametrize(

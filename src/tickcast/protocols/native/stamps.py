@@ -19,9 +19,10 @@ times in integer microseconds since the Unix epoch (UTC)::
 The first two are the same for every subscriber, so they are encoded once per update
 with the rest of the message, by the stamped wires' codecs (``market+stamps``,
 ``market+seq+stamps``); the payload then ends with ``"recv_us":R}}``. The third is per
-connection: ``stamp`` splices ``,"send_us":S`` before the last two bytes at write time
-(``transport.connection``'s ``_write``, for a connection on a stamped wire only), a
-slice and a join per message. Clients on the other wires get the same bytes as before.
+connection: ``stamped_payloads`` splices ``,"send_us":S`` before the last two bytes at
+write time (``transport.connection``'s ``_write``, for a connection on a stamped wire
+only), a slice and a concatenation per message, then frames them. Clients on the other
+wires get the same bytes (the same frame objects) as before.
 """
 
 from __future__ import annotations
@@ -114,26 +115,31 @@ CODECS: Final[dict[str, Codec]] = {
 def stamp(payload: bytes, send: bytes) -> bytes:
     """``payload`` with ``"send_us": send`` (digits) added to its ``stamps``; a payload
     that is not a stamped wire's data message (a control reply) is returned as it is."""
-    if payload.find(_RECV, max(0, len(payload) - _TAIL)) < 0 or not payload.endswith(_CLOSE):
-        return payload
-    return b"%b%b%b%b" % (payload[:-2], _SEND, send, _CLOSE)
+    if payload.endswith(_CLOSE) and payload.find(_RECV, max(0, len(payload) - _TAIL)) >= 0:
+        return payload[:-2] + _SEND + send + _CLOSE
+    return payload
 
 
-def stamp_items(items: Iterable[Encoded], wall: float) -> list[Encoded]:
-    """The items of one write with ``send_us`` = ``wall`` spliced into every data message
-    (control replies pass as they are). Each new item keeps its ``ts`` and ``topic``; its
-    frame is built when the socket asks for it."""
-    send = str(micros(wall)).encode()
-    out: list[Encoded] = []
-    append = out.append
+def stamped_payloads(items: Iterable[Encoded], wall: float, *, array: bool) -> list[bytes]:
+    """The messages of one write, ``send_us`` = ``wall`` spliced into every data message
+    (a control reply, or anything that is not a stamped wire's data message, as it is);
+    with ``array``, runs of data messages joined in JSON arrays, each control reply a
+    message of its own (as ``transport.connection`` groups the unstamped ones)."""
+    tail = b"%b%d%b" % (_SEND, micros(wall), _CLOSE)
+    at = len(_CLOSE)
+    out: list[bytes] = []
+    run: list[bytes] = out if not array else []
     for item in items:
         if item.control or item.head:
-            append(item)
+            if array and run:
+                out.append(b"[" + b",".join(run) + b"]")
+                run = []
+            out.append(item.message)
             continue
         payload = item.payload
-        stamped = stamp(payload, send)
-        if stamped is payload:
-            append(item)
-        else:
-            append(Encoded(stamped, ts=item.ts, binary=item.binary, topic=item.topic))
+        if payload.endswith(_CLOSE) and payload.find(_RECV, len(payload) - _TAIL) >= 0:
+            payload = payload[:-at] + tail
+        run.append(payload)
+    if array and run:
+        out.append(b"[" + b",".join(run) + b"]")
     return out
