@@ -10,6 +10,7 @@ from typing import Any
 
 from websockets.asyncio.client import ClientConnection, connect
 
+import tickcast.client
 from support.server import Server
 from support.wsclient import recv_json, recv_until, send_json
 
@@ -110,3 +111,20 @@ async def test_a_bad_stamps_value_is_refused_and_no_stamps_are_sent(server: Serv
         quote = await recv_json(ws)
         assert quote["symbol"] == "AAPL"
         assert "stamps" not in quote
+
+
+async def test_the_sdk_exposes_the_latest_stamps(server: Server) -> None:
+    async with tickcast.client.connect(server.feed, stamps=True) as feed:
+        assert "stamps=1" in feed.url
+        await feed.subscribe(["AAPL"], channels=["trades"])
+        message = await asyncio.wait_for(anext(aiter(feed)), 10)
+        assert isinstance(message, tickcast.client.Trade)
+        stamps = feed.stats.stamps
+        assert isinstance(stamps, tickcast.client.Stamps)
+        assert stamps.event_us is not None
+        assert stamps.event_us <= stamps.recv_us <= stamps.send_us
+        assert stamps.arrived_us is not None
+    async with tickcast.client.connect(server.feed) as feed:
+        await feed.subscribe(["AAPL"], channels=["trades"])
+        await asyncio.wait_for(anext(aiter(feed)), 10)
+        assert feed.stats.stamps is None

@@ -10,10 +10,13 @@ from typing import Any
 
 import pytest
 
+from tickcast.client.advice import feed_url
+from tickcast.errors import InvalidMessage
 from tickcast.model.channel import builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import FEED, Bar, BookUpdate, MarketEvent, Quote, Status, Trade
 from tickcast.model.signal import Signal
+from tickcast.protocols.native import client as wire
 from tickcast.protocols.native import codec, stamps
 from tickcast.protocols.native.session import Options, parse_options
 from tickcast.protocols.wire import Encoded
@@ -165,3 +168,52 @@ def test_a_bad_stamps_value_is_refused_and_the_default_used(value: str) -> None:
     options, errors = parse_options(f"stamps={value}")
     assert errors == ["option stamps must be 0 or 1"]
     assert options == Options()
+
+
+# -- the client's side
+
+
+@pytest.mark.parametrize("event", events(), ids=lambda e: type(e).__name__)
+def test_the_client_reads_the_stamps_beside_the_payload(event: MarketEvent | Signal) -> None:
+    envelope = wrap(event)
+    item = Encoded(stamps.encode_seq_stamped(envelope))
+    (frame,) = stamps.stamped_payloads([item], SEND, array=True)
+    (update,) = wire.decode(frame)
+    assert isinstance(update, wire.Update)
+    plain = wire.decode(codec.encode_with_seq(envelope))[0]
+    assert update._replace(stamps=None) == plain  # the payload reads as without stamps
+    assert update.stamps == wire.Stamps(round(TS * 1e6), round(RECV * 1e6), round(SEND * 1e6))
+    assert update.stamps.upstream_us == 412
+    assert update.stamps.gateway_us == 1696
+    assert update.stamps.downstream_us is None
+    assert update.stamps._replace(arrived_us=round(SEND * 1e6) + 50).downstream_us == 50
+
+
+def test_the_client_reads_messages_without_stamps_as_before() -> None:
+    (update,) = wire.decode(codec.encode(wrap(events()[0])))
+    assert isinstance(update, wire.Update)
+    assert update.stamps is None
+    assert wire.decode(b'{"type":"pong","timestamp":"2023-05-01T12:34:56.789Z","stamps":1}')[
+        0
+    ] == wire.Pong(TS)  # a reply's stamps (none are sent) are not read
+
+
+@pytest.mark.parametrize(
+    "stamps_json",
+    [
+        '"soon"',
+        '{"recv_us":1}',
+        '{"recv_us":1.5,"send_us":2}',
+        '{"event_us":"x","recv_us":1,"send_us":2}',
+    ],
+)
+def test_malformed_stamps_are_an_unreadable_message(stamps_json: str) -> None:
+    quote = codec.encode(wrap(events()[0]))
+    with pytest.raises(InvalidMessage, match="stamps"):
+        wire.decode(quote[:-1] + b',"stamps":' + stamps_json.encode() + b"}")
+
+
+def test_the_sdk_asks_for_stamps_only_when_told() -> None:
+    assert "stamps" not in feed_url("ws://h/ws/market/feed", 5, True)
+    assert feed_url("ws://h/f", 0, False, stamps=True) == "ws://h/f?seq=1&stamps=1"
+    assert feed_url("ws://h/f?stamps=0", 0, False, stamps=True) == "ws://h/f?stamps=0&seq=1"
