@@ -240,16 +240,12 @@ _BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
 }
 
 
-def _is_us(value: object) -> bool:
-    return type(value) is int
-
-
 def _stamps(raw: Any) -> Stamps:
     """``{"event_us": E, "recv_us": R, "send_us": S}`` (``event_us`` may be absent)."""
     if not isinstance(raw, dict):
         raise ValueError("'stamps' must be an object")
     event, recv, send = raw.get("event_us"), raw.get("recv_us"), raw.get("send_us")
-    if not (_is_us(recv) and _is_us(send) and (event is None or _is_us(event))):
+    if type(recv) is not int or type(send) is not int or type(event) not in (int, type(None)):
         raise ValueError("'stamps' must hold integer microseconds")
     return Stamps(event, recv, send)
 
@@ -258,6 +254,7 @@ def _message(d: Any) -> ServerMessage:
     if not isinstance(d, dict):
         return Unknown(d)
     kind = d.get("type")
+    message: ServerMessage
     if kind is None:
         message = _quote(d) if "price" in d else Unknown(d)
     else:
