@@ -217,3 +217,12 @@ def test_the_sdk_asks_for_stamps_only_when_told() -> None:
     assert "stamps" not in feed_url("ws://h/ws/market/feed", 5, True)
     assert feed_url("ws://h/f", 0, False, stamps=True) == "ws://h/f?seq=1&stamps=1"
     assert feed_url("ws://h/f?stamps=0", 0, False, stamps=True) == "ws://h/f?stamps=0&seq=1"
+
+
+def test_tail_says_where_the_time_went() -> None:
+    from tickcast.cli.tail import stamps_text
+
+    full = wire.Stamps(1_000_000, 1_000_400, 1_072_100, 1_072_400)
+    assert stamps_text(full) == "upstream 0.4 ms, gateway 71.7 ms, downstream 0.3 ms"
+    bare = wire.Stamps(None, 1_000_400, 1_000_500)
+    assert stamps_text(bare) == "upstream -, gateway 0.1 ms, downstream -"
