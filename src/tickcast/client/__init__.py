@@ -30,7 +30,7 @@ from tickcast.errors import (
 from tickcast.model.book import OrderBook
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.signal import Signal
-from tickcast.protocols.native.client import Reset
+from tickcast.protocols.native.client import Reset, Stamps
 
 __all__ = [
     "Bar",
@@ -47,6 +47,7 @@ __all__ = [
     "Reset",
     "Signal",
     "SlowConsumer",
+    "Stamps",
     "Status",
     "SyncFeed",
     "Trade",

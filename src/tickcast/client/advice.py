@@ -24,9 +24,10 @@ RETRYABLE_4XX: Final = frozenset({408, 425, 429})
 TERMINAL_RANGE: Final = range(3500, 4000)
 
 
-def feed_url(url: str, heartbeat_s: float, array: bool) -> str:
+def feed_url(url: str, heartbeat_s: float, array: bool, stamps: bool = False) -> str:
     """``url`` with the options the client relies on: ``seq=1`` (positions, resume),
-    ``heartbeat`` and ``frames=array``, unless the URL sets them itself."""
+    ``heartbeat`` and ``frames=array``, and ``stamps=1`` when asked, unless the URL sets
+    them itself."""
     parts = urlsplit(url)
     query = dict(parse_qsl(parts.query, keep_blank_values=True))
     query.setdefault("seq", "1")
@@ -34,6 +35,8 @@ def feed_url(url: str, heartbeat_s: float, array: bool) -> str:
         query.setdefault("heartbeat", f"{heartbeat_s:g}")
     if array:
         query.setdefault("frames", "array")
+    if stamps:
+        query.setdefault("stamps", "1")
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 

@@ -84,6 +84,9 @@ class FeedStats:
         errors: unsolicited error replies, refused resubscriptions, unreadable frames.
         refused: topics the server refused to resubscribe after a reconnect, with its
             words (each was delivered as ``Reset(reason="refused")`` and dropped).
+        stamps: with ``stamps=True``, the latest data message's latency stamps
+            (``Stamps``: event, gateway receive, gateway send, and ``arrived_us``, this
+            client's wall clock when the frame arrived); None before the first.
     """
 
     connected: bool = False
@@ -96,6 +99,7 @@ class FeedStats:
     last_close: tuple[int, str] | None = None
     errors: int = 0
     refused: dict[str, str] = field(default_factory=dict)
+    stamps: wire.Stamps | None = None
 
 
 def check_url(url: str) -> None:
@@ -137,6 +141,7 @@ class Feed:
         max_queue: int = 10_000,
         on_full: OnFull = "raise",
         array_frames: bool = True,
+        stamps: bool = False,
         open_timeout_s: float = 10.0,
         clock: Clock = SYSTEM,
         rng: random.Random | None = None,
@@ -146,7 +151,7 @@ class Feed:
             raise ValueError("on_full must be 'raise' or 'block'")
         if heartbeat_s and not 1 <= heartbeat_s <= 3600:
             raise ValueError("heartbeat_s must be 0 (none) or 1 to 3600 seconds")
-        self.url = feed_url(url, heartbeat_s, array_frames)
+        self.url = feed_url(url, heartbeat_s, array_frames, stamps)
         check_url(self.url)
         self.heartbeat_timeout_s = heartbeat_timeout_s or max(3 * heartbeat_s, 3.0)
         self.backoff = backoff
@@ -472,6 +477,9 @@ class Feed:
                 ts = getattr(m.payload, "ts", 0.0)
                 if ts:
                     self.stats.latency_ms = (self.clock.wall() - ts) * 1000.0
+                if m.stamps is not None:
+                    arrived = round(self.clock.wall() * 1_000_000)
+                    self.stats.stamps = m.stamps._replace(arrived_us=arrived)
                 for out in streams.accept(m):
                     await self._deliver(out.payload if isinstance(out, wire.Update) else out)
             elif isinstance(m, wire.Reset):

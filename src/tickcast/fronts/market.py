@@ -1,8 +1,10 @@
 """Front 1: the market feed at ``/ws/market/feed``, a ``FrontSpec``.
 
 A client gets a ``MarketFeedSession`` set up from the URL's query options (``seq``,
-``frames``, ``heartbeat``; a bad one is reported as an error and the default used), the
-native wire (``protocols/native``) and the outbox's batching window. Everything else is
+``frames``, ``heartbeat``, ``stamps``; a bad one is reported as an error and the default
+used), the native wire (``protocols/native``; with ``stamps=1`` a stamped one, whose
+messages the connection completes with their send time as it writes them) and the
+outbox's batching window. Everything else is
 the contract's (``fronts/base.py``): admission, the rate limit, credential expiry, the
 close, and the ``Dispatcher`` that subscribes (the cached value as the snapshot, or a
 resume from history), unsubscribes and answers a resume it cannot replay.
@@ -15,7 +17,7 @@ from starlette.types import Scope
 from tickcast.auth.credentials import Principal
 from tickcast.config.groups import SettingsGroups
 from tickcast.fronts.base import FrontContext, FrontSpec, Opened
-from tickcast.protocols.native import codec
+from tickcast.protocols.native import stamps
 from tickcast.protocols.native.session import (
     MarketFeedSession,
     parse_options,
@@ -32,7 +34,7 @@ class MarketFeedSpec(FrontSpec):
 
     name = NAME
     paths = (PATH,)
-    codecs = codec.CODECS
+    codecs = stamps.CODECS
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         query = scope.get("query_string", b"").decode("latin-1")

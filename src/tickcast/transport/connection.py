@@ -76,6 +76,7 @@ from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Reply, Session
+from tickcast.protocols.native.stamps import STAMPED_WIRES, stamped_payloads
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket, ItemSink
@@ -287,7 +288,14 @@ class Connection:
         sock = self.sock
         stats = self.stats
         stats.items_out += len(items)
-        if self.array:
+        if self.wire in STAMPED_WIRES:  # the market feed's stamps=1: this write's time
+            payloads = stamped_payloads(items, self.clock.wall(), array=self.array)
+            stats.frames_out += len(payloads)
+            if sock.raw:
+                sock.write_frames(b"".join([text_frame(p) for p in payloads]))
+            else:
+                sock.send_texts(payloads)
+        elif self.array:
             payloads = _array_payloads(items)
             stats.frames_out += len(payloads)
             if sock.raw:

@@ -8,7 +8,8 @@ JSON array of them; ``decode`` returns the messages of one frame, in order.
 
 A data message becomes an ``Update``: the normalized payload (``model.market``'s
 ``Quote``, ``Trade``, ``Bar``, ``BookUpdate``, ``Status``, or a ``Signal``) with its
-``topic``, ``seq`` and ``epoch`` (empty and 0 without the ``seq=1`` option). Timestamps
+``topic``, ``seq`` and ``epoch`` (empty and 0 without the ``seq=1`` option) and its
+latency ``Stamps`` (None without the ``stamps=1`` option). Timestamps
 become epoch seconds. A message of a type this version does not know is an ``Unknown``
 (a newer server may send more; a client skips it).
 """
@@ -29,13 +30,46 @@ from tickcast.protocols.native.timefmt import parse_iso_ms
 Payload = Quote | Trade | Bar | BookUpdate | Status | Signal
 
 
+class Stamps(NamedTuple):
+    """A data message's latency stamps (the ``stamps=1`` option), integer microseconds
+    since the Unix epoch: ``event_us`` the event's own time (None when it has none),
+    ``recv_us`` when the gateway received (stamped) it, ``send_us`` when the gateway
+    wrote it to this connection; ``arrived_us`` is the client's own clock when the frame
+    arrived (not on the wire: filled in by ``tickcast.client``, None from ``decode``)."""
+
+    event_us: int | None
+    recv_us: int
+    send_us: int
+    arrived_us: int | None = None
+
+    @property
+    def upstream_us(self) -> int | None:
+        """From the event to the gateway's receipt (the provider and the network to it;
+        includes the two clocks' difference)."""
+        return None if self.event_us is None else self.recv_us - self.event_us
+
+    @property
+    def gateway_us(self) -> int:
+        """From the gateway's receipt to its write to this connection: fan-out, the
+        batching window, queueing behind a slow socket."""
+        return self.send_us - self.recv_us
+
+    @property
+    def downstream_us(self) -> int | None:
+        """From the gateway's write to the client's receipt (the network, the client's
+        own backlog; includes the two clocks' difference)."""
+        return None if self.arrived_us is None else self.arrived_us - self.send_us
+
+
 class Update(NamedTuple):
-    """A data message: ``payload`` on ``topic`` (``"trades.AAPL"``) at ``(epoch, seq)``."""
+    """A data message: ``payload`` on ``topic`` (``"trades.AAPL"``) at ``(epoch, seq)``;
+    ``stamps`` when the connection asked for them (``stamps=1``), else None."""
 
     payload: Payload
     topic: str = ""
     seq: int = 0
     epoch: str = ""
+    stamps: Stamps | None = None
 
 
 class Subscribed(NamedTuple):
@@ -206,14 +240,29 @@ _BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
 }
 
 
+def _stamps(raw: Any) -> Stamps:
+    """``{"event_us": E, "recv_us": R, "send_us": S}`` (``event_us`` may be absent)."""
+    if not isinstance(raw, dict):
+        raise ValueError("'stamps' must be an object")
+    event, recv, send = raw.get("event_us"), raw.get("recv_us"), raw.get("send_us")
+    if type(recv) is not int or type(send) is not int or type(event) not in (int, type(None)):
+        raise ValueError("'stamps' must hold integer microseconds")
+    return Stamps(event, recv, send)
+
+
 def _message(d: Any) -> ServerMessage:
     if not isinstance(d, dict):
         return Unknown(d)
     kind = d.get("type")
+    message: ServerMessage
     if kind is None:
-        return _quote(d) if "price" in d else Unknown(d)
-    read = _BY_TYPE.get(kind)
-    return Unknown(d) if read is None else read(d)
+        message = _quote(d) if "price" in d else Unknown(d)
+    else:
+        read = _BY_TYPE.get(kind)
+        message = Unknown(d) if read is None else read(d)
+    if "stamps" in d and type(message) is Update:
+        return message._replace(stamps=_stamps(d["stamps"]))
+    return message
 
 
 def decode(frame: str | bytes) -> list[ServerMessage]:

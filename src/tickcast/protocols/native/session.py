@@ -60,6 +60,7 @@ from tickcast.protocols.base import (
     cap_of,
 )
 from tickcast.protocols.native import codec
+from tickcast.protocols.native.stamps import wire as stamps_wire
 from tickcast.protocols.wire import Encoded
 
 #: A symbol: letters, digits and . / - : _ , 1 to 32 characters (``BTC/USDT``, ``BRK.B``).
@@ -90,26 +91,33 @@ class Options(NamedTuple):
         array: ``frames=array`` sends each batch of data messages as one JSON array.
         heartbeat_s: ``heartbeat=N`` sends ``{"type": "heartbeat"}`` every N seconds
             (1 to 3600); 0 (the default) sends none.
+        stamps: ``stamps=1`` adds the latency stamps (``protocols/native/stamps.py``)
+            to every data message: a wire of its own, completed at write time.
     """
 
     seq: bool = False
     array: bool = False
     heartbeat_s: float = 0.0
+    stamps: bool = False
 
     @property
     def wire(self) -> str:
-        return codec.WIRE_SEQ if self.seq else codec.WIRE
+        return stamps_wire(seq=self.seq, stamps=self.stamps)
 
 
 def parse_options(query: str) -> tuple[Options, list[str]]:
     """Options from a query string, and an error message per option that was refused."""
-    seq, array, heartbeat_s = False, False, 0.0
+    seq, array, heartbeat_s, stamps = False, False, 0.0, False
     errors: list[str] = []
     for name, value in parse_qsl(query, keep_blank_values=True):
         if name == "seq":
             if value not in ("0", "1", "true", "false"):
                 errors.append("option seq must be 0 or 1")
             seq = value in ("1", "true")
+        elif name == "stamps":
+            if value not in ("0", "1", "true", "false"):
+                errors.append("option stamps must be 0 or 1")
+            stamps = value in ("1", "true")
         elif name == "frames":
             if value not in ("single", "array"):
                 errors.append("option frames must be 'single' or 'array'")
@@ -122,7 +130,7 @@ def parse_options(query: str) -> tuple[Options, list[str]]:
             if heartbeat_s != 0 and not 1 <= heartbeat_s <= MAX_HEARTBEAT_S:
                 errors.append("option heartbeat must be 0 or 1 to 3600 seconds")
                 heartbeat_s = 0.0
-    return Options(seq, array, heartbeat_s), errors
+    return Options(seq, array, heartbeat_s, stamps), errors
 
 
 _DEFAULT_OPTIONS = Options()
