@@ -129,7 +129,8 @@ def realtime() -> RealtimeSession:
 def test_realtime_a_rate_past_any_float_is_an_error_that_changes_nothing() -> None:
     s = realtime()
     s.receive_text(
-        '{"type": "subscribe_asset", "data": {"symbol": "AAPL", "max_rate": %d}}' % HUGE, NOW
+        json.dumps({"type": "subscribe_asset", "data": {"symbol": "AAPL", "max_rate": HUGE}}),
+        NOW,
     )
     [error] = [json.loads(f.payload) for f in s.frames_to_send()]
     assert error["data"]["message"] == f"Invalid request: 'max_rate' must be {RULE}"
@@ -158,8 +159,8 @@ def socketio() -> SocketIOSession:
 )
 def test_socketio_a_rate_past_any_float_is_an_error_event_that_changes_nothing() -> None:
     s = socketio()
-    selection = '{"symbols": ["AAPL"], "channels": ["quotes"], "max_rate": %d}' % HUGE
-    s.receive_text('["subscribe", %s]' % selection, NOW)
+    selection = {"symbols": ["AAPL"], "channels": ["quotes"], "max_rate": HUGE}
+    s.receive_text(json.dumps(["subscribe", selection]), NOW)
     [frame] = s.frames_to_send()
     name, body = json.loads(frame.payload[2:])
     assert (name, body) == ("error", {"message": f"'max_rate' must be {RULE}"})
