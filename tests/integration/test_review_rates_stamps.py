@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import socketio
 import stomp
 from stomp.utils import Frame
 from websockets.asyncio.client import ClientConnection, connect
@@ -204,6 +205,90 @@ def test_stomp_rated_subscribe_unsubscribe_cycles_leave_no_rate_behind(
     finally:
         conn.disconnect()
     assert not [f for k, f in events.got if k == "error"]
+
+
+# -- a rate on never-published topics: the hub's per-topic key cache grows for good
+
+
+def hub_topics(gateway: InProcessServer) -> int:
+    """How many topics the hub keeps keys for (``Hub._topics``, never pruned)."""
+    node: Any = gateway.app.state.node
+    return int(gateway.call(lambda: len(node.hub._topics)))
+
+
+CYCLES = 200
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "StompHeads.rates asks Hub.conflation_key for every rated SUBSCRIBE's topic, and "
+        "Hub._keys caches the answer in Hub._topics, which nothing prunes: a client that "
+        "subscribes and unsubscribes /topic/signals.<any symbol> with max-rate (any "
+        "well-formed symbol is accepted) grows the hub's memory by one entry per name, "
+        "for the process's life; without the header nothing is kept"
+    ),
+)
+def test_stomp_rated_subscribes_to_many_signal_symbols_leave_the_hub_as_it_was(
+    gateway: InProcessServer,
+) -> None:
+    conn = stomp.WSConnection([("127.0.0.1", gateway.port)], ws_path="/stomp/websocket")
+    events = Events()
+    conn.set_listener("events", events)
+    conn.connect(wait=True)
+    try:
+        # without the header first: the hub keeps nothing for them (the control)
+        before = hub_topics(gateway)
+        for i in range(CYCLES):
+            conn.subscribe(f"/topic/signals.PLAIN{i}", id=f"p{i}")
+            conn.unsubscribe(id=f"p{i}")
+        conn.subscribe("/topic/quotes.AAPL", id="r0", headers={"receipt": "plain"})
+        events.until(lambda kind, f: kind == "receipt", "the first receipt")
+        assert hub_topics(gateway) - before < 10
+        before = hub_topics(gateway)
+        for i in range(CYCLES):
+            conn.subscribe(f"/topic/signals.RATED{i}", id=f"s{i}", headers={"max-rate": "1"})
+            conn.unsubscribe(id=f"s{i}")
+        conn.subscribe("/topic/quotes.MSFT", id="r1", headers={"receipt": "rated"})
+        events.until(lambda kind, f: kind == "receipt" and f.headers["receipt-id"] == "rated", "it")
+        grown = hub_topics(gateway) - before
+    finally:
+        conn.disconnect()
+    assert grown < 10, f"the hub keeps {grown} topics no client holds"
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "the Dispatcher's _limit asks Hub.conflation_key for every topic a rated "
+        "Socket.IO subscribe adds (signals of any symbol included), and Hub._topics keeps "
+        "each answer for good: selections of fresh signal symbols with max_rate grow the "
+        "hub's memory without bound; without max_rate nothing is kept"
+    ),
+)
+async def test_socketio_rated_selections_of_many_signal_symbols_leave_the_hub_as_it_was(
+    gateway: InProcessServer,
+) -> None:
+    client = socketio.AsyncClient(reconnection=False)
+    await client.connect(gateway.url, transports=["websocket"], wait_timeout=WAIT_S)
+    try:
+        before = await asyncio.to_thread(hub_topics, gateway)
+        for i in range(CYCLES // 20):
+            symbols = [f"PLAIN{i}X{j}" for j in range(20)]
+            answer = await client.call("subscribe", {"symbols": symbols}, timeout=WAIT_S)
+            assert answer["symbols"] == symbols
+        assert await asyncio.to_thread(hub_topics, gateway) - before < 10  # the control
+        before = await asyncio.to_thread(hub_topics, gateway)
+        for i in range(CYCLES // 20):
+            symbols = [f"RATED{i}X{j}" for j in range(20)]
+            selection = {"symbols": symbols, "max_rate": 2}
+            answer = await client.call("subscribe", selection, timeout=WAIT_S)
+            assert answer["symbols"] == symbols
+        await client.call("unsubscribe", timeout=WAIT_S)
+        grown = await asyncio.to_thread(hub_topics, gateway) - before
+    finally:
+        await client.disconnect()
+    assert grown < 10, f"the hub keeps {grown} topics no client holds"
 
 
 # -- latency stamps: every message type, every option at once, and a resume
