@@ -10,6 +10,7 @@ checked to be right.
 from __future__ import annotations
 
 import json
+import math
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ import pytest
 from tickcast.auth.limits import SubscriptionCap
 from tickcast.clock import Now
 from tickcast.fronts.stomp import StompHeads, StompSpec
+from tickcast.hub.outbox import HELD, Outbox
 from tickcast.model.channel import BUILTIN, builtin
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import FEED, Bar, BookUpdate, Quote, Status, Trade
@@ -283,3 +285,28 @@ def test_live_positions_are_rated_but_position_updates_are_not() -> None:
     assert conflation_key(Topic(Channel.LIVE_POSITIONS, "123")) is not None
     assert conflation_key(Topic(Channel.PORTFOLIO, "123")) is not None
     assert conflation_key(Topic(Channel.POSITIONS, "123")) is None
+
+
+# -- the smallest rate every front accepts
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason=(
+        "no floor under a rate: 5e-324 (JSON spells it; every front's validation takes "
+        "it, as it is above 0) makes RateGate's interval 1/5e-324 = inf, so a value held "
+        "after the first is due at +inf and never goes out; STOMP's header takes down to "
+        "1e-14 (an interval of three million years): the latest value is never delivered"
+    ),
+)
+def test_a_held_value_is_due_at_a_finite_time_for_every_accepted_rate() -> None:
+    rate = maxrate.from_json(5e-324)  # accepted today: then it must be honoured
+    assert rate is not None
+    outbox: Outbox[str] = Outbox(window_s=0.05, max_items=100, size=len)
+    outbox.set_rate("quotes.AAPL", rate, 0.0)
+    assert outbox.put("first", 0.0, "quotes.AAPL") is None
+    assert outbox.flush(0.05) == ["first"]
+    assert outbox.put("latest", 1.0, "quotes.AAPL") is HELD
+    due = outbox.next_release()
+    assert due is not None
+    assert math.isfinite(due), "the latest value is held until +inf"
