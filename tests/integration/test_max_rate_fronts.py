@@ -47,7 +47,7 @@ MAX_RATE = 2
 #: how long each rated stream is read (seconds): a count over it, not a speed
 WINDOW_S = 3.0
 WAIT_S = 20.0
-REFUSED = "must be a number of messages per second above 0 and at most 1000"
+REFUSED = "must be a number of messages per second from 0.001 to 1000"
 AAPL_QUOTES = Topic(Channel.QUOTES, "AAPL")
 
 

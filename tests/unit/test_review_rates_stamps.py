@@ -10,7 +10,6 @@ checked to be right.
 from __future__ import annotations
 
 import json
-import math
 from typing import Any
 
 import pytest
@@ -33,7 +32,7 @@ from tickcast.protocols.stomp.session import StompSession
 from tickcast.protocols.wire import Encoded
 
 NOW = Now(5_000.0, 1_705_314_600.0)
-RULE = "a number of messages per second above 0 and at most 1000"
+RULE = "a number of messages per second from 0.001 to 1000"
 #: an integer past any float: float() of it raises OverflowError
 HUGE = 10**400
 
@@ -88,15 +87,6 @@ def test_a_bad_json_rate_is_refused_in_the_rules_words(value: object) -> None:
         maxrate.from_json(value)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason=(
-        "maxrate.from_json calls float() on an int before bounding it: an integer past "
-        "1.8e308 (JSON can spell one; msgspec decodes it exactly) raises OverflowError, "
-        "not the ValueError every caller catches (Front 1's own check compares the int)"
-    ),
-)
 def test_a_json_rate_past_any_float_is_refused_in_the_rules_words() -> None:
     with pytest.raises(ValueError, match=RULE):
         maxrate.from_json(HUGE)
@@ -119,15 +109,6 @@ def realtime() -> RealtimeSession:
     return s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason=(
-        "RealtimeSession._max_rate catches ValueError only: a max_rate past any float "
-        "escapes receive_text as OverflowError (over a socket: close 1011, an internal "
-        "error counted and alerted) instead of the documented error reply"
-    ),
-)
 def test_realtime_a_rate_past_any_float_is_an_error_that_changes_nothing() -> None:
     s = realtime()
     s.receive_text(
@@ -149,16 +130,6 @@ def socketio() -> SocketIOSession:
     return s
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=OverflowError,
-    reason=(
-        "parse_selection catches ValueError only: a max_rate past any float escapes "
-        "SocketIOSession.receive_text as OverflowError instead of an error event (over "
-        "the wire python-socketio's decoder drops such a packet first, silently: see "
-        "tests/integration/test_review_rates_stamps.py)"
-    ),
-)
 def test_socketio_a_rate_past_any_float_is_an_error_event_that_changes_nothing() -> None:
     s = socketio()
     selection = {"symbols": ["AAPL"], "channels": ["quotes"], "max_rate": HUGE}
@@ -290,17 +261,14 @@ def test_live_positions_are_rated_but_position_updates_are_not() -> None:
 # -- the smallest rate every front accepts
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "no floor under a rate: 5e-324 (JSON spells it; every front's validation takes "
-        "it, as it is above 0) makes RateGate's interval 1/5e-324 = inf, so a value held "
-        "after the first is due at +inf and never goes out; STOMP's header takes down to "
-        "1e-14 (an interval of three million years): the latest value is never delivered"
-    ),
-)
 def test_a_held_value_is_due_at_a_finite_time_for_every_accepted_rate() -> None:
-    rate = maxrate.from_json(5e-324)  # accepted today: then it must be honoured
+    # below the floor is refused, on every front's check
+    for tiny in (5e-324, 1e-9, 0.0009):
+        with pytest.raises(ValueError, match=r"from 0\.001"):
+            maxrate.from_json(tiny)
+    with pytest.raises(ValueError, match=r"from 0\.001"):
+        maxrate.from_header("0.00000000000001")
+    rate = maxrate.from_json(0.001)  # the lowest accepted: one value in 1,000 s
     assert rate is not None
     outbox: Outbox[str] = Outbox(window_s=0.05, max_items=100, size=len)
     outbox.set_rate("quotes.AAPL", rate, 0.0)
@@ -309,4 +277,4 @@ def test_a_held_value_is_due_at_a_finite_time_for_every_accepted_rate() -> None:
     assert outbox.put("latest", 1.0, "quotes.AAPL") is HELD
     due = outbox.next_release()
     assert due is not None
-    assert math.isfinite(due), "the latest value is held until +inf"
+    assert due <= 0.05 + 1_000.0 + 1e-6, "the latest value goes out within one interval"

@@ -42,6 +42,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import json
 import logging
 import urllib.parse
 from collections.abc import Callable
@@ -82,6 +83,34 @@ NAMESPACE: Final = "/"
 WELCOME: Final = "Connected to tickcast: trading signals and worker statuses follow"
 
 _json: Final = msgspec.json.Encoder()
+#: Digits past which a JSON integer in a client's packet is not converted (python-engineio's
+#: own bound, against the quadratic cost of converting a long digit string).
+_INT_DIGITS: Final = 100
+
+
+def _bounded_int(text: str) -> int | str:
+    """A JSON integer as an int, or as its digits in a string when it has more than
+    ``_INT_DIGITS``: no field takes a string for a number, so the session refuses it in
+    its own words. (python-engineio's ``json`` raises there, so python-socketio drops
+    the packet and logs a traceback: a client would get no answer, and could fill the
+    error log. An infinity would not do: the event is encoded again for the session,
+    and JSON has no infinity.)"""
+    if len(text) - text.startswith("-") > _INT_DIGITS:
+        return text
+    return int(text)
+
+
+class _PacketJson:
+    """The ``json`` module python-socketio and python-engineio decode packets with: the
+    standard one, but for integers too long to convert (``_bounded_int``)."""
+
+    dumps = staticmethod(json.dumps)
+
+    @staticmethod
+    def loads(text: str | bytes, **kwargs: Any) -> Any:
+        return json.loads(text, parse_int=_bounded_int, **kwargs)
+
+
 #: Engine.IO's packet types (open, close, ping, pong, message, upgrade, noop).
 _PACKET_TYPES: Final = frozenset(range(7))
 #: What a client may POST: Engine.IO's CLOSE, PONG, MESSAGE and UPGRADE (as text:
@@ -302,6 +331,7 @@ class SocketIOEndpoint:
             logger=_quiet("socketio"),
             engineio_logger=_quiet("engineio"),
             async_handlers=False,  # a client's events in the order they came
+            json=_PacketJson,
         )
         check_internals(server)
         server.on_session_end = self._session_ended

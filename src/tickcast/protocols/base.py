@@ -48,6 +48,7 @@ from tickcast.protocols.wire import Encoded
 
 __all__ = [
     "MAX_RATE",
+    "MIN_RATE",
     "Authenticate",
     "Authenticated",
     "Command",
@@ -65,6 +66,10 @@ __all__ = [
 
 #: The highest ``Subscribe.max_rate`` a session accepts (messages per second per topic).
 MAX_RATE: float = 1000.0
+#: The lowest: one message in 1,000 s (about 17 minutes). A lower rate would hold the
+#: latest value back for so long (5e-324: for ever) that "always the latest value" no
+#: longer holds.
+MIN_RATE: float = 0.001
 
 #: No resume points (the default of ``Subscribe.resume``; shared, read-only).
 NO_RESUME: Mapping[Topic, ResumePoint] = MappingProxyType({})
@@ -78,7 +83,7 @@ class Subscribe(NamedTuple):
     the last position the client saw on it (epoch None for a bare seq: the current
     epoch); a topic without one gets the current value.
 
-    ``max_rate`` (messages per second, 0 < max_rate <= ``MAX_RATE``; None: no limit)
+    ``max_rate`` (messages per second, ``MIN_RATE`` <= max_rate <= ``MAX_RATE``; None: no limit)
     applies to ``topics`` and to ``restated``, topics the session held already that the
     request names again: each gets this rate, replacing the one it had (None lifts it).
     The front applies it to conflatable topics only (quotes: at most that many a second,

@@ -4,8 +4,8 @@ STOMP header (Front 3's ``max-rate``).
 
 Rules: pure. Each protocol refuses a bad value in its own words (its error event, or
 STOMP's ERROR frame); the bounds and the sentence's core are shared here, so that every
-front accepts the same values as Front 1 (``protocols.base.MAX_RATE``: at most that many
-messages a second per topic, more than 0).
+front accepts the same values as Front 1 (``protocols.base.MIN_RATE`` to ``MAX_RATE``
+messages a second per topic).
 """
 
 from __future__ import annotations
@@ -14,12 +14,12 @@ import math
 import re
 from typing import Final
 
-from tickcast.protocols.base import MAX_RATE
+from tickcast.protocols.base import MAX_RATE, MIN_RATE
 
 __all__ = ["RULE", "from_header", "from_json"]
 
 #: What a valid rate is, as every refusal says it.
-RULE: Final = f"a number of messages per second above 0 and at most {MAX_RATE:g}"
+RULE: Final = f"a number of messages per second from {MIN_RATE:g} to {MAX_RATE:g}"
 
 #: A header's rate: decimal digits with an optional fraction (``4``, ``0.5``, ``.5``);
 #: no sign, exponent, ``inf`` or ``nan``, no spaces, at most 16 characters.
@@ -28,7 +28,7 @@ _HEADER_CHARS: Final = 16
 
 
 def _bounded(rate: float) -> float:
-    if not (math.isfinite(rate) and 0 < rate <= MAX_RATE):
+    if not (math.isfinite(rate) and MIN_RATE <= rate <= MAX_RATE):
         raise ValueError(RULE)
     return rate
 
@@ -44,6 +44,8 @@ def from_json(value: object) -> float | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(RULE)
+    if isinstance(value, int) and not MIN_RATE <= value <= MAX_RATE:
+        raise ValueError(RULE)  # before float(): an int past any float overflows it
     return _bounded(float(value))
 
 

@@ -35,7 +35,7 @@ TS = 1_700_000_000.0
 NOW = Now(5_000.0, TS)
 QUOTES = Topic("quotes", "AAPL")
 TRADES = Topic("trades", "AAPL")
-REFUSED = "max-rate must be a number of messages per second above 0 and at most 1000"
+REFUSED = "max-rate must be a number of messages per second from 0.001 to 1000"
 
 
 def conflation_key(topic: Topic) -> str | None:

@@ -15,9 +15,7 @@ from tickcast.protocols.base import Subscribe, Unsubscribe
 from tickcast.protocols.envelope.session import RealtimeSession, subscription_cap
 
 NOW = Now(5_000.0, 1_705_314_600.0)
-REFUSED = (
-    "Invalid request: 'max_rate' must be a number of messages per second above 0 and at most 1000"
-)
+REFUSED = "Invalid request: 'max_rate' must be a number of messages per second from 0.001 to 1000"
 AAPL = Topic(Channel.ASSETS, "AAPL")
 PORTFOLIO = Topic(Channel.PORTFOLIO, "123")
 LIVE = Topic(Channel.LIVE_POSITIONS, "123")

@@ -17,7 +17,7 @@ NOW = Now(5_000.0, 1_682_944_496.0)
 KNOWN = frozenset({"AAPL", "MSFT"})
 REFUSED = (
     "Invalid subscription request: 'max_rate' must be a number of messages per second "
-    "above 0 and at most 1000"
+    "from 0.001 to 1000"
 )
 
 

@@ -40,7 +40,7 @@ is acknowledged by ``signals_subscribed`` (``signal_status_subscribed``), whose
 (``signal_status_unsubscribed``), idempotent as ``unsubscribe_asset`` is.
 
 ``subscribe_asset``, ``subscribe_portfolio`` and ``subscribe_positions`` may carry
-``"max_rate": N`` (messages per second, 0 < N <= 1000, as Front 1's; absent or null: no
+``"max_rate": N`` (messages per second, 0.001 <= N <= 1000, as Front 1's; absent or null: no
 limit): at most N updates a second of that subscription, always the latest value
 (``Subscribe.max_rate``). It applies to the conflated streams (``asset_update``,
 ``portfolio_update``, ``positions_update``); a portfolio's ``position_update`` events

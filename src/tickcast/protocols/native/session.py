@@ -24,7 +24,7 @@ resumable like trades; no current value on subscribe: a signal is an event). Its
 need not be in the feed's universe (an outside producer may signal any instrument); they
 must only be well formed.
 
-``max_rate`` (messages per second per topic, 0 < max_rate <= 1000; absent or null: no
+``max_rate`` (messages per second per topic, 0.001 <= max_rate <= 1000; absent or null: no
 limit) is the rate of every topic the request names, new or held (a later subscribe
 replaces it; unsubscribing forgets it), carried in ``Subscribe.max_rate``, with the held
 topics whose rate it changes in ``Subscribe.restated``, and echoed in the
@@ -51,6 +51,7 @@ from tickcast.model.market import FEED
 from tickcast.model.topic import MARKET_CHANNELS, Channel, Topic
 from tickcast.protocols.base import (
     MAX_RATE,
+    MIN_RATE,
     Command,
     Refused,
     Reply,
@@ -59,6 +60,7 @@ from tickcast.protocols.base import (
     Unsubscribe,
     cap_of,
 )
+from tickcast.protocols.maxrate import RULE as RATE_RULE
 from tickcast.protocols.native import codec
 from tickcast.protocols.native.stamps import wire as stamps_wire
 from tickcast.protocols.wire import Encoded
@@ -400,11 +402,14 @@ def _max_rate(message: dict[str, Any]) -> float | None:
     value = message.get("max_rate")
     if value is None:
         return None
-    # NaN and infinities fail the bounds (and JSON carries neither)
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_RATE:
-        raise InvalidMessage(
-            f"'max_rate' must be a number of messages per second above 0 and at most {MAX_RATE:g}"
-        )
+    # NaN and infinities fail the bounds (and JSON carries neither); an int is compared
+    # as it is, so one past any float is refused, never converted
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not MIN_RATE <= value <= MAX_RATE
+    ):
+        raise InvalidMessage(f"'max_rate' must be {RATE_RULE}")
     return float(value)
 
 

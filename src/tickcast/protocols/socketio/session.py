@@ -17,7 +17,7 @@ Events a client may emit (anything else: an ``error`` event, the client stays):
     ``symbols`` narrows them (``quotes`` needs symbols, each one the feed knows; without
     symbols, ``signals`` is every symbol); ``types`` narrows signals to those strategy
     types (``MA_CROSS``, ``RSI``...; default every type). ``max_rate`` (messages per
-    second per symbol, 0 < N <= 1000, as Front 1's; absent or null: no limit) is the
+    second per symbol, 0.001 <= N <= 1000, as Front 1's; absent or null: no limit) is the
     rate of the selection's quotes, those it held already included (a selection
     replaces the last, its rate too): ``Subscribe.max_rate``, with the quote topics
     kept whose rate changes in ``restated``. Signals are never held back by it.

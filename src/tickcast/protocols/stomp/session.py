@@ -57,7 +57,7 @@ is a ``Subscribe`` of the topic again (the front fetches the current value), and
 is *fresh* (``take_fresh``) until the front has given it that value alone, never again
 to the ids that have it (see ``fronts/stomp.py``).
 
-``max-rate: N`` (a decimal number of messages per second, 0 < N <= 1000, as Front 1's
+``max-rate: N`` (a decimal number of messages per second, 0.001 <= N <= 1000, as Front 1's
 ``max_rate``; a bad value is an ERROR, close 1002, as any bad header) is the rate of that
 subscription id alone. The connection keeps each id's MESSAGEs under a conflation key of
 their own (the topic's key joined with the id, ``HeadedConnection``), so the rate is

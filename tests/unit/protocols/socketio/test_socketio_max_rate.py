@@ -16,7 +16,7 @@ from tickcast.protocols.base import Subscribe, Unsubscribe, UnsubscribeChannel
 from tickcast.protocols.socketio.session import SocketIOSession
 
 NOW = Now(10.0, 1_700_000_000.0)
-REFUSED = "'max_rate' must be a number of messages per second above 0 and at most 1000"
+REFUSED = "'max_rate' must be a number of messages per second from 0.001 to 1000"
 
 
 def session() -> SocketIOSession:
