@@ -148,6 +148,8 @@ class Connection:
         "_degrade_soon",
         "_degrade_timer",
         "_degrading",
+        "_fault",
+        "_fault_at",
         "_flushes",
         "_gate_at",
         "_gate_timer",
@@ -225,6 +227,10 @@ class Connection:
         self._degrade_at = 0.0
         self._degrade_soon = False
         self._stepping = False
+        # the last at-fault verdict and the pass it was made in (the kernel is asked once
+        # a pass at most, however many updates that pass delivers)
+        self._fault = False
+        self._fault_at = -1.0
         sock.on_writable = self._on_writable
 
     # -- hub.Subscriber
@@ -411,7 +417,11 @@ class Connection:
         """The backlog is the client's doing: its socket has refused data since an
         earlier pass and the peer does not take what the kernel holds."""
         blocked = self._blocked_since
-        return blocked is not None and blocked < now and self._peer_slow()
+        if blocked is None or blocked >= now:
+            return False
+        if self._fault_at != now:
+            self._fault, self._fault_at = self._peer_slow(), now
+        return self._fault
 
     def _degrade_step(self, now: float) -> None:
         """Feed the machine the backlog until it has nothing more to do; carry out each
