@@ -220,6 +220,32 @@ async def test_a_client_that_falls_behind_is_degraded_told_and_resumed_without_a
     assert notices == 0
 
 
+def test_a_reader_slower_than_its_stream_is_degraded_not_closed_and_never_misses_silently(
+    degrading: tuple[Server, str],
+) -> None:
+    """Reading 20 KB/s of a stream of about 100 KB/s for 15 s: its trades are suspended
+    and resumed as it falls behind and catches up (its quotes conflated meanwhile), it
+    is never closed, every frame arrives whole, and every trade seq it got follows the
+    one before, or the hole between them was announced (degraded, then replayed or
+    reset)."""
+    srv, _ = degrading
+    closes = srv.metric("tickcast_slow_client_closes_total")
+    suspended = srv.metric(SUSPENDED)
+    client = StalledClient(srv.feed + "?seq=1")
+    try:
+        client.send_json({"action": "subscribe", "symbols": ALL, "channels": ["quotes", "trades"]})
+        outcome = client.read_slowly(bytes_per_s=20_000, timeout=15)
+        assert outcome.code is None, outcome  # not closed
+        assert not outcome.eof_before_close, outcome
+        messages = [json.loads(m) for m in client.messages]  # each one whole JSON
+        story = check_trades(messages)
+        assert story, "the slow reader was never degraded"
+        assert srv.metric(SUSPENDED) > suspended
+        assert srv.metric("tickcast_slow_client_closes_total") == closes
+    finally:
+        client.close()
+
+
 def test_a_client_past_the_hard_mark_is_still_closed_with_1013(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> None:

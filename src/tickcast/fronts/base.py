@@ -396,29 +396,50 @@ class Dispatcher:
                 continue
             at = hub.position(topic)
             epoch, seq = at if at is not None else ("", 0)
-            positions[key] = (topic, ResumePoint(seq, epoch or None))
+            positions[key] = (topic, ResumePoint(seq, epoch or None), 0)  # 0 replayed yet
             messages.append(Encoded(notices.degraded(key, seq, epoch), control=True))
         return positions, messages
 
-    def resume(self, connection: Connection, suspended: dict[str, Any]) -> None:
+    def resume(
+        self,
+        connection: Connection,
+        suspended: dict[str, Any],
+        room: tuple[int, int | None],
+    ) -> dict[str, Any]:
         """Queue what each suspended stream missed since its position: the updates from
         history, then ``resumed``; where history no longer reaches, the session's reset,
-        the topic's current value, then ``resumed``."""
+        the topic's current value, then ``resumed``. A replay is queued only as far as
+        ``room`` (items, bytes or None) goes: the streams it did not reach are returned,
+        each at the position it got to, to be resumed further in the next round."""
         notices = self.spec.notices
         assert notices is not None
         hub = self.ctx.hub
         stats = connection.stats.resumed_streams
         wire = connection.wire
         held = set(self._reliable(connection))
-        points = dict(suspended.values())
+        points = {topic: point for topic, point, _ in suspended.values()}
+        replayed = {topic: count for topic, _, count in suspended.values()}
+        items_left, bytes_left = room
+        left: dict[str, Any] = {}
         for step in plan_resume(points, hub.resume, held.__contains__):
             topic = step.topic
             key = str(topic)
             if isinstance(step, Replay):
+                point = points[topic]
                 for envelope in step.envelopes:
-                    connection.queue(hub.encode(wire, envelope))
-                epoch = step.envelopes[-1].epoch if step.envelopes else points[topic].epoch
-                resumed = notices.resumed(key, step.seq, epoch or "", len(step.envelopes))
+                    if items_left <= 0 or (bytes_left is not None and bytes_left <= 0):
+                        break
+                    item = hub.encode(wire, envelope)
+                    connection.queue(item)
+                    point = ResumePoint(envelope.seq, envelope.epoch or None)
+                    items_left -= 1
+                    if bytes_left is not None:
+                        bytes_left -= item.size
+                count = replayed[topic] + point.seq - points[topic].seq
+                if point.seq != step.seq:  # not all of it fitted: the next round goes on
+                    left[key] = (topic, point, count)
+                    continue
+                resumed = notices.resumed(key, step.seq, point.epoch or "", count)
                 stats["replay"] = stats.get("replay", 0) + 1
             else:
                 gap = step.gap
@@ -428,9 +449,12 @@ class Dispatcher:
                 snapshot = self.spec.snapshot(topic, hub.subscribe(connection, topic), self.ctx)
                 if snapshot is not None:
                     connection.queue(hub.encode(wire, snapshot), hub.conflation_key(topic))
-                resumed = notices.resumed(key, gap.latest, gap.epoch, 0)
+                resumed = notices.resumed(key, gap.latest, gap.epoch, replayed[topic])
                 stats["reset"] = stats.get("reset", 0) + 1
+                items_left -= 2
             connection.queue(Encoded(resumed, control=True))
+            items_left -= 1  # a notice always goes (one a stream), and counts
+        return left
 
     def unsubscribe(self, connection: Connection, topic: Topic) -> None:
         """Undo what subscribing to ``topic`` did."""

@@ -13,7 +13,8 @@ States, marks and actions::
     CONFLATING ──backlog <= low──> NORMAL                               (RESTORE)
     CONFLATING ──still >= soft after grace_s, at fault──> SUSPENDED     (SUSPEND)
     SUSPENDED ──backlog <= low, and hold_s in SUSPENDED──> RECOVERING   (RESUME)
-    RECOVERING ──backlog <= low──> NORMAL                               (RESTORE)
+    RECOVERING ──backlog <= low, streams still suspended──> RECOVERING  (RESUME)
+    RECOVERING ──backlog <= low, none suspended──> NORMAL               (RESTORE)
     RECOVERING ──backlog >= soft, at fault──> SUSPENDED                 (SUSPEND)
     any state ──past the hard mark, at fault──> CLOSED                  (CLOSE)
 
@@ -25,7 +26,11 @@ States, marks and actions::
   queued for it, so the hole has two known edges.
 - RESUME: each suspended stream is replayed from the hub's history after that seq, then
   a ``resumed`` message; where history no longer reaches, the protocol's reset and a
-  snapshot instead (``plan_resume``). Conflation stays on until the replay drains.
+  snapshot instead (``plan_resume``). A replay is queued only as far as it fits under
+  the soft mark (it must not itself push the client past a mark): a stream whose
+  replay did not fit stays suspended at the last seq replayed, and is resumed further
+  in the next round, when the backlog is under the low mark again. Conflation stays on
+  until every stream is resumed and the replay has drained.
 - RESTORE: the client's own rates and batching again.
 - CLOSE: the client is closed with 1013, as before this machine existed (the hard mark
   is the outbox budget).
@@ -140,10 +145,14 @@ class Degrade:
         m = self.marks
         return items > m.hard_items or (m.hard_bytes > 0 and nbytes > m.hard_bytes)
 
-    def observe(self, items: int, nbytes: int, now: float, *, at_fault: bool) -> Action | None:
+    def observe(
+        self, items: int, nbytes: int, now: float, *, at_fault: bool, suspended: bool = False
+    ) -> Action | None:
         """The backlog is ``items`` (``nbytes``) at ``now``: the action to carry out now,
         if any (the state has moved). ``at_fault``: the backlog is the client's doing
         (it does not take what is written to it), not the gateway's own lag.
+        ``suspended``: some of its streams are still suspended (a replay that did not
+        fit in one round).
 
         Call again after carrying an action out: one call moves one step (CONFLATE can be
         followed at once by SUSPEND when ``grace_s`` is 0).
@@ -167,12 +176,23 @@ class Degrade:
             if now >= self.since + self.hold_s and self.below_low(items, nbytes):
                 return self._to(State.RECOVERING, now, Action.RESUME)
             return None
-        # RECOVERING: the replay is queued; normal once it drains, suspended if it cannot
+        # RECOVERING: the replay is queued; the next round of it, or normal, once it
+        # drains; suspended again if the client cannot take it
         if at_fault and self.over_soft(items, nbytes):
             return self._to(State.SUSPENDED, now, Action.SUSPEND)
         if self.below_low(items, nbytes):
+            if suspended:
+                return self._to(State.RECOVERING, now, Action.RESUME)
             return self._to(State.NORMAL, now, Action.RESTORE)
         return None
+
+    def room(self, items: int, nbytes: int) -> tuple[int, int | None]:
+        """What may be queued on a backlog of ``items`` (``nbytes``) before it reaches
+        the soft mark, ``(items, bytes)``; bytes None when there is no byte mark. A
+        replay's round is cut to it."""
+        m = self.marks
+        room_bytes = max(0, m.soft_bytes - nbytes) if m.soft_bytes else None
+        return max(0, m.soft_items - items), room_bytes
 
     def deadline(self, now: float) -> float | None:
         """When time alone may move the state (the end of the grace or of the hold) if

@@ -116,11 +116,18 @@ class Degrading(Protocol):
 
     def suspend(self, connection: Connection) -> tuple[dict[str, Any], list[Encoded]]:
         """Suspend ``connection``'s reliable streams: their keys (``Encoded.topic``) ->
-        the position each was suspended at, and a ``degraded`` message for each."""
+        where each was suspended (opaque to the connection, given back to ``resume``),
+        and a ``degraded`` message for each."""
 
-    def resume(self, connection: Connection, suspended: dict[str, Any]) -> None:
+    def resume(
+        self,
+        connection: Connection,
+        suspended: dict[str, Any],
+        room: tuple[int, int | None],
+    ) -> dict[str, Any]:
         """Queue on ``connection`` what each suspended stream missed (replay, or reset and
-        snapshot) and its ``resumed`` message."""
+        snapshot) and its ``resumed`` message, within ``room`` (items, bytes or None):
+        returns the streams whose replay did not fit, each at its new position."""
 
 
 class Connection:
@@ -221,7 +228,8 @@ class Connection:
         self.degrade: Degrade | None = None
         self._degrading: Degrading | None = None
         self.conflate_interval_s = 0.5
-        # suspended reliable streams: key -> the position each was suspended at
+        # suspended reliable streams: key -> where each is (what ``Degrading`` keeps:
+        # the topic, the position its stream got to, how much of it was replayed)
         self.suspended: dict[str, Any] = {}
         self._degrade_timer: asyncio.TimerHandle | None = None
         self._degrade_at = 0.0
@@ -434,7 +442,11 @@ class Connection:
             for _ in range(4):  # each action moves the state; a few steps at most
                 outbox = self.outbox
                 action = machine.observe(
-                    len(outbox), outbox.pending_bytes, now, at_fault=self._at_fault(now)
+                    len(outbox),
+                    outbox.pending_bytes,
+                    now,
+                    at_fault=self._at_fault(now),
+                    suspended=bool(self.suspended),
                 )
                 if action is None:
                     break
@@ -470,15 +482,22 @@ class Connection:
                 outbox.put(notice, now, None, force=True)
             if was_empty and len(outbox):
                 self.pump.mark(self, now + outbox.window_s)
-            log.warning(
+            log.info(  # counted; a client may go through this often: no warning each time
                 "client degraded: %d reliable stream(s) suspended",
                 len(positions),
                 extra={"pending": len(outbox)},
             )
         elif action is Action.RESUME:
             suspended, self.suspended = self.suspended, {}
-            degrading.resume(self, suspended)
-            log.info("client recovering: %d stream(s) resumed", len(suspended))
+            assert self.degrade is not None
+            room = self.degrade.room(len(outbox), outbox.pending_bytes)
+            left = degrading.resume(self, suspended, room)
+            self.suspended.update(left)
+            log.info(
+                "client recovering: %d stream(s) resumed, %d to go",
+                len(suspended) - len(left),
+                len(left),
+            )
         elif action is Action.RESTORE:
             was_empty = not len(outbox)
             if outbox.restore(now) and was_empty:

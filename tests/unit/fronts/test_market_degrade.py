@@ -170,7 +170,7 @@ async def test_soft_mark_conflates_then_suspends_then_resumes_from_history(node:
     assert stats.degrade_transitions == {
         "conflating": 1,
         "suspended": 1,
-        "recovering": 1,
+        "recovering": 2,  # MSFT's 3 did not fit beside AAPL's 5 and its notice: 2 rounds
         "normal": 1,
     }
     assert stats.resumed_streams == {"replay": 2}
@@ -266,3 +266,38 @@ async def test_an_unsubscribed_topic_is_not_resumed(node: Node) -> None:
     connection.flush_now()
     resumed = [m["topic"] for m in sent(sock) if m.get("type") == "resumed"]
     assert resumed == ["trades.AAPL"]
+
+
+async def test_a_long_replay_goes_in_rounds_that_fit_under_the_soft_mark(node: Node) -> None:
+    connection, sock = connect(node)
+    block(node, connection, sock)
+    trades(node, 8)
+    node.clock.advance(0.5)
+    trades(node, 1)  # suspended at AAPL 9
+    assert connection.degrade is not None
+    assert connection.degrade.state is State.SUSPENDED
+    trades(node, 20)  # missed: 10..29, more than fits under the soft mark (8)
+    unblock(connection, sock)
+    node.clock.advance(1.0)
+    connection._on_degrade()
+    # a round fits under the soft mark; the rest stays suspended at the last replayed
+    assert connection.degrade.state is State.RECOVERING
+    # 8 replayed (the soft mark), and MSFT's resumed (it missed nothing): notices always go
+    assert len(connection.outbox) == 9
+    assert "trades.AAPL" in connection.suspended
+    for _ in range(5):  # each flush drains it: the next round follows
+        connection.flush_now()
+        await settle()
+    assert connection.degrade.state is State.NORMAL and not connection.suspended
+    trades(node, 1)
+    connection.flush_now()
+    messages = sent(sock)
+    assert trade_seqs(messages, "trades.AAPL") == list(range(1, 31))
+    aapl = [
+        (m["type"], m.get("seq"), m.get("replayed"))
+        for m in messages
+        if m.get("topic") == "trades.AAPL" and m["type"] != "trade"
+    ]
+    assert aapl == [("degraded", 9, None), ("resumed", 29, 20)]
+    assert node.stats.resumed_streams == {"replay": 2}
+    assert node.stats.degrade_transitions["recovering"] >= 3  # in rounds

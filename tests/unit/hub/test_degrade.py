@@ -115,6 +115,23 @@ def test_hysteresis_a_backlog_between_the_marks_never_flaps() -> None:
     assert d.state is State.RECOVERING
 
 
+def test_a_replay_in_rounds_resumes_again_until_nothing_is_suspended() -> None:
+    d = suspended(hold_s=0.0)
+    assert d.observe(0, 0, 1.0, at_fault=False, suspended=False) is Action.RESUME
+    # part of the replay did not fit: once it drains, the next round
+    assert d.observe(400, 0, 1.1, at_fault=False, suspended=True) is None
+    assert d.observe(100, 0, 1.2, at_fault=False, suspended=True) is Action.RESUME
+    assert d.state is State.RECOVERING
+    assert d.observe(100, 0, 1.3, at_fault=False, suspended=False) is Action.RESTORE
+
+
+def test_room_is_what_fits_under_the_soft_mark() -> None:
+    d = machine()
+    assert d.room(125, 12_500) == (375, 37_500)
+    assert d.room(600, 60_000) == (0, 0)
+    assert Degrade(Marks.of_budget(1000, 0, 0.5, 0.125)).room(100, 10**9) == (400, None)
+
+
 def test_a_replay_that_pushes_it_back_over_the_soft_mark_suspends_again() -> None:
     d = suspended(hold_s=0.0)
     assert d.observe(0, 0, 1.0, at_fault=False) is Action.RESUME
