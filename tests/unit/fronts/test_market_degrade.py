@@ -288,7 +288,8 @@ async def test_a_long_replay_goes_in_rounds_that_fit_under_the_soft_mark(node: N
     for _ in range(5):  # each flush drains it: the next round follows
         connection.flush_now()
         await settle()
-    assert connection.degrade.state is State.NORMAL and not connection.suspended
+    assert connection.degrade.state is State.NORMAL
+    assert not connection.suspended
     trades(node, 1)
     connection.flush_now()
     messages = sent(sock)
