@@ -6,6 +6,12 @@
   loaded and the gateway overloaded: the gateway sheds load (skips simulator ticks,
   conflates) and says so instead.
 - Quotes are conflated for a stalled client, which is kept; nobody else notices either.
+
+A client that stops reading altogether is closed by the time rule (``slow_client_timeout_s``)
+long before its backlog reaches the soft mark of degrading (half its budget), so these
+behave as before degrading existed; a reader that falls behind is degraded first
+(tests/integration/test_degrade.py), and the one test here that reads slowly until it
+is closed runs with degrading off.
 """
 
 from __future__ import annotations
@@ -70,9 +76,25 @@ def test_stalled_trades_client_is_closed_with_1013_and_gets_the_close_frame(
         client.close()
 
 
-def test_a_reader_slower_than_its_stream_gets_every_frame_whole_then_1013(busy: Server) -> None:
-    """Reading 40 KB/s of a ~200 KB/s stream: closed as slow, and the close frame arrives
-    behind whatever the server had already written, never a frame cut in the middle."""
+@pytest.fixture(scope="module")
+def undegraded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """The busy feed with degrading turned off (``degrade_soft=0``): a slow client is
+    closed at its budget, as on a front whose protocol cannot say it was degraded."""
+    srv = start_server(
+        tmp_path_factory.mktemp("undegraded"), rate=5000, batch_ms=20, degrade_soft=0
+    )
+    yield srv
+    srv.stop()
+
+
+def test_a_reader_slower_than_its_stream_gets_every_frame_whole_then_1013(
+    undegraded: Server,
+) -> None:
+    """Reading 40 KB/s of a ~200 KB/s stream, never degraded: closed as slow, and the
+    close frame arrives behind whatever the server had already written, never a frame
+    cut in the middle. (With degrading on, the default, such a reader is degraded
+    instead: tests/integration/test_degrade.py.)"""
+    busy = undegraded
     aborts = busy.metric("tickcast_slow_client_aborts_total")
     client = StalledClient(busy.feed + "?seq=1")
     try:

@@ -60,7 +60,8 @@ class LimitsSettings:
 
 @dataclass(frozen=True, slots=True)
 class OutboxSettings:
-    """Fan-out: the batching window, a client's outbox budget, history and overload."""
+    """Fan-out: the batching window, a client's outbox budget and how a slow client is
+    degraded before it is closed, history and overload."""
 
     batch_ms: float
     outbox_max_items: int
@@ -68,6 +69,11 @@ class OutboxSettings:
     slow_client_timeout_s: float
     history_size: int
     overload_lag_s: float
+    degrade_soft: float
+    degrade_low: float
+    degrade_grace_s: float
+    degrade_hold_s: float
+    degrade_rate: float
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,6 +63,17 @@ class Settings(BaseSettings):
             does not read) while non-conflatable data (trades, bars, book) waits for it,
             before it is closed with 1013; time the gateway's own event loop was stalled
             does not count.
+        degrade_soft, degrade_low: a slow client's soft and low marks, as fractions of
+            its outbox budget (items or bytes; the budget itself is the hard mark). From
+            the soft mark its conflatable streams are conflated at ``degrade_rate``, and
+            if that does not bring it under the soft mark within ``degrade_grace_s`` its
+            reliable streams are suspended (a ``degraded`` message each); under the low
+            mark (after ``degrade_hold_s`` suspended) they resume from history. 0 for
+            ``degrade_soft`` = never degrade (closed at the budget). Fronts that can say
+            so only (the market feed).
+        degrade_grace_s: how long conflating may try before reliable streams are suspended.
+        degrade_hold_s: the least time reliable streams stay suspended.
+        degrade_rate: messages a second per conflatable topic while a client is degraded.
         simulator_max_backlog_s: the most simulated time one simulator wake-up catches
             up on; when the gateway falls further behind, older ticks are skipped and
             counted (tickcast_skipped_events_total); 0 = catch up on everything.
@@ -228,6 +239,11 @@ class Settings(BaseSettings):
     outbox_max_items: int = Field(65536, ge=16)
     outbox_max_bytes: int = Field(8 * 1024 * 1024, ge=0)
     slow_client_timeout_s: float = Field(2.0, gt=0)
+    degrade_soft: float = Field(0.5, ge=0, le=1)
+    degrade_low: float = Field(0.125, ge=0, lt=1)
+    degrade_grace_s: float = Field(1.0, ge=0)
+    degrade_hold_s: float = Field(1.0, ge=0)
+    degrade_rate: float = Field(2.0, gt=0, le=1000)
     simulator_max_backlog_s: float = Field(0.1, ge=0)
     simulator_bar_s: int = Field(60, ge=1)
     overload_lag_s: float = Field(0.25, ge=0)
@@ -362,6 +378,11 @@ class Settings(BaseSettings):
             slow_client_timeout_s=self.slow_client_timeout_s,
             history_size=self.history_size,
             overload_lag_s=self.overload_lag_s,
+            degrade_soft=self.degrade_soft,
+            degrade_low=self.degrade_low,
+            degrade_grace_s=self.degrade_grace_s,
+            degrade_hold_s=self.degrade_hold_s,
+            degrade_rate=self.degrade_rate,
         )
 
     @property
@@ -552,6 +573,12 @@ class Settings(BaseSettings):
                 "percent-encoded (%2F %23 %3F %40 %3A)"
             )
         return value
+
+    @model_validator(mode="after")
+    def _degrade_marks(self) -> Settings:
+        if self.degrade_soft and self.degrade_low >= self.degrade_soft:
+            raise ValueError("degrade_low must be less than degrade_soft")
+        return self
 
     @model_validator(mode="after")
     def _signal_rules(self) -> Settings:

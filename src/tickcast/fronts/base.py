@@ -22,6 +22,11 @@ Everything else is written here once, for every front:
   ``SubscribeChannel`` / ``UnsubscribeChannel`` (channel-wide), ``Authenticate``
   (first-message authentication). Each command is contained: a bug in one is reported
   to ``Faults`` as ``"command"`` and closes that connection with 1011.
+- A slow client of a front that can say so (``FrontSpec.notices``: the market feed) is
+  degraded before it is closed (``hub/degrade.py``, driven by its ``Connection``): the
+  ``Dispatcher`` is what suspends its reliable streams (a ``degraded`` message each,
+  with the last seq sent) and resumes them from the hub's history (replay then
+  ``resumed``; or the protocol's reset, the snapshot, then ``resumed``).
 - Who may read what is checked here too, for every front, from the channel registry's
   ``Readers`` (``FrontSpec.may_read``): a topic or channel the client may not read is
   refused with the session's own error and never reaches the hub. A front's session may
@@ -60,6 +65,7 @@ from tickcast.fronts.guard import (
     refuse,
 )
 from tickcast.fronts.identity import CredentialsUnavailable
+from tickcast.hub.degrade import Degrade, Marks, Replay, plan_resume
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Overlap, Subscriber
 from tickcast.hub.outbox import Outbox
@@ -160,6 +166,16 @@ class Opened(NamedTuple):
     heads: Heads | None = None
 
 
+class Notices(NamedTuple):
+    """A protocol's words for a slow client's suspended streams (``FrontSpec.notices``):
+    ``degraded(topic, last seq sent, epoch)`` and ``resumed(topic, seq, epoch,
+    replayed)``, each a control message's payload. The reset is the session's own
+    (``ResumeGap``)."""
+
+    degraded: Callable[[str, int, str], bytes]
+    resumed: Callable[[str, int, str, int], bytes]
+
+
 class FrontSpec:
     """A front: override ``open`` (and the class attributes); the rest has defaults.
 
@@ -174,6 +190,9 @@ class FrontSpec:
             (``guard.UserCap``: the user's shared count, or one of their own per path).
         recheck_s: how often the API keys of its open connections are looked at again
             (``revoked`` judges); None: never.
+        notices: how its protocol tells a slow client that a stream was suspended and
+            resumed; None (the default): its slow clients are closed at the budget, never
+            degraded.
     """
 
     name: str = ""
@@ -183,6 +202,7 @@ class FrontSpec:
     guarded: bool = True
     user_cap: UserCap = UserCap.SHARED
     recheck_s: float | None = None
+    notices: Notices | None = None
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         raise NotImplementedError
@@ -256,6 +276,9 @@ class Dispatcher:
                     for topic in command.topics:
                         self.unsubscribe(connection, topic)
                         connection.outbox.discard(str(topic))
+                        if connection.suspended:  # not resumed: it is not held any more
+                            for gone in self.spec.expand(topic):
+                                connection.suspended.pop(str(gone), None)
                 elif isinstance(command, SubscribeChannel):
                     self._subscribe_channel(connection, command.channel)
                 elif isinstance(command, UnsubscribeChannel):
@@ -336,6 +359,102 @@ class Dispatcher:
             current = self.spec.snapshot(topic, cached, self.ctx)
             if current is not None:
                 connection.queue(hub.encode(wire, current), hub.conflation_key(topic))
+
+    # -- degrade before disconnecting (transport.connection.Degrading)
+
+    def degrade(self, connection: Connection) -> None:
+        """Have ``connection`` degraded before it is closed, if the front's protocol can
+        say so and the settings do not turn it off (``degrade_soft`` 0)."""
+        settings = self.ctx.outbox
+        if self.spec.notices is None or not settings.degrade_soft:
+            return
+        outbox = connection.outbox
+        marks = Marks.of_budget(
+            outbox.max_items, outbox.max_bytes, settings.degrade_soft, settings.degrade_low
+        )
+        machine = Degrade(marks, grace_s=settings.degrade_grace_s, hold_s=settings.degrade_hold_s)
+        connection.degrade_with(machine, self, conflate_interval_s=1.0 / settings.degrade_rate)
+
+    def _reliable(self, connection: Connection) -> list[Topic]:
+        """The reliable topics ``connection`` holds, in a stable order."""
+        hub = self.ctx.hub
+        held = {t for topic in connection.session.topics for t in self.spec.expand(topic)}
+        return sorted((t for t in held if hub.conflation_key(t) is None), key=str)
+
+    def suspend(self, connection: Connection) -> tuple[dict[str, Any], list[Encoded]]:
+        """Suspend ``connection``'s reliable streams: each one's position now (the last
+        update the hub handed it: the connection queues every reliable update, so that
+        is the last it was sent before the hole) and its ``degraded`` message."""
+        notices = self.spec.notices
+        assert notices is not None
+        hub = self.ctx.hub
+        positions: dict[str, Any] = {}
+        messages: list[Encoded] = []
+        for topic in self._reliable(connection):
+            key = str(topic)
+            if key in connection.suspended:
+                continue
+            at = hub.position(topic)
+            epoch, seq = at if at is not None else ("", 0)
+            positions[key] = (topic, ResumePoint(seq, epoch or None), 0)  # 0 replayed yet
+            messages.append(Encoded(notices.degraded(key, seq, epoch), control=True))
+        return positions, messages
+
+    def resume(
+        self,
+        connection: Connection,
+        suspended: dict[str, Any],
+        room: tuple[int, int | None],
+    ) -> dict[str, Any]:
+        """Queue what each suspended stream missed since its position: the updates from
+        history, then ``resumed``; where history no longer reaches, the session's reset,
+        the topic's current value, then ``resumed``. A replay is queued only as far as
+        ``room`` (items, bytes or None) goes: the streams it did not reach are returned,
+        each at the position it got to, to be resumed further in the next round."""
+        notices = self.spec.notices
+        assert notices is not None
+        hub = self.ctx.hub
+        stats = connection.stats.resumed_streams
+        wire = connection.wire
+        held = set(self._reliable(connection))
+        points = {topic: point for topic, point, _ in suspended.values()}
+        replayed = {topic: count for topic, _, count in suspended.values()}
+        items_left, bytes_left = room
+        left: dict[str, Any] = {}
+        for step in plan_resume(points, hub.resume, held.__contains__):
+            topic = step.topic
+            key = str(topic)
+            if isinstance(step, Replay):
+                point = points[topic]
+                for envelope in step.envelopes:
+                    if items_left <= 0 or (bytes_left is not None and bytes_left <= 0):
+                        break
+                    item = hub.encode(wire, envelope)
+                    connection.queue(item)
+                    point = ResumePoint(envelope.seq, envelope.epoch or None)
+                    items_left -= 1
+                    if bytes_left is not None:
+                        bytes_left -= item.size
+                count = replayed[topic] + point.seq - points[topic].seq
+                if point.seq != step.seq:  # not all of it fitted: the next round goes on
+                    left[key] = (topic, point, count)
+                    continue
+                resumed = notices.resumed(key, step.seq, point.epoch or "", count)
+                stats["replay"] = stats.get("replay", 0) + 1
+            else:
+                gap = step.gap
+                connection.answer(gap_reply(topic, gap, gap.epoch or None))
+                # subscribing again to a topic it holds changes nothing, and gives the
+                # topic's current value (a book's full snapshot; none for trades)
+                snapshot = self.spec.snapshot(topic, hub.subscribe(connection, topic), self.ctx)
+                if snapshot is not None:
+                    connection.queue(hub.encode(wire, snapshot), hub.conflation_key(topic))
+                resumed = notices.resumed(key, gap.latest, gap.epoch, replayed[topic])
+                stats["reset"] = stats.get("reset", 0) + 1
+                items_left -= 2
+            connection.queue(Encoded(resumed, control=True))
+            items_left -= 1  # a notice always goes (one a stream), and counts
+        return left
 
     def unsubscribe(self, connection: Connection, topic: Topic) -> None:
         """Undo what subscribing to ``topic`` did."""
@@ -538,6 +657,7 @@ class WebSocketFront:
             latency=ctx.latency,
             slow_timeout_s=budget.slow_client_timeout_s,
         )
+        self.dispatcher.degrade(connection)
         ctx.stats.connections_total += 1
         ctx.connections.add(connection)
         if ticket is not None:

@@ -16,8 +16,8 @@ from starlette.types import Scope
 
 from tickcast.auth.credentials import Principal
 from tickcast.config.groups import SettingsGroups
-from tickcast.fronts.base import FrontContext, FrontSpec, Opened
-from tickcast.protocols.native import stamps
+from tickcast.fronts.base import FrontContext, FrontSpec, Notices, Opened
+from tickcast.protocols.native import codec, stamps
 from tickcast.protocols.native.session import (
     MarketFeedSession,
     parse_options,
@@ -35,6 +35,8 @@ class MarketFeedSpec(FrontSpec):
     name = NAME
     paths = (PATH,)
     codecs = stamps.CODECS
+    # a slow client is degraded (degraded / resumed messages) before it is closed
+    notices = Notices(codec.degraded, codec.resumed)
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
         query = scope.get("query_string", b"").decode("latin-1")

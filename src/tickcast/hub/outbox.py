@@ -15,6 +15,12 @@ its interval has passed is held back by the outbox's ``RateGate``, replacing the
 held before it, and ``put`` says so (``HELD``); it joins the batch that ``flush`` takes
 once it is due (``next_release``). An outbox with no rated key has no gate and behaves,
 and costs, as before.
+
+Degraded (``conflate_all``, the connection's ``hub/degrade.py`` machine decides when):
+every conflatable key is rated at the degraded interval, or at the client's own rate
+when that is slower, whatever batching or rate the client chose, so that a per-tick
+client gets latest-value conflation too; ``restore`` gives each key its own rate back
+(a key with none queues the value it held at once). Reliable items are untouched.
 """
 
 from __future__ import annotations
@@ -22,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Final, Generic, TypeVar
 
-from tickcast.hub.rategate import RateGate
+from tickcast.hub.rategate import RateGate, interval_of
 
 T = TypeVar("T")
 
@@ -90,8 +96,10 @@ class Outbox(Generic[T]):
 
     __slots__ = (
         "_deadline",
+        "_floor",
         "_gate",
         "_next_id",
+        "_own",
         "_pending",
         "_size",
         "conflated",
@@ -125,6 +133,10 @@ class Outbox(Generic[T]):
         self._deadline: float | None = None
         # created by the first set_rate; None keeps the unrated hot path as it was
         self._gate: RateGate[T] | None = None
+        # degraded: the least interval of every conflatable key (None: not degraded), and
+        # the keys rated for it -> the client's own interval (None: it had no rate)
+        self._floor: float | None = None
+        self._own: dict[str, float | None] = {}
         self.conflated = 0
         self.pending_bytes = 0
 
@@ -154,6 +166,8 @@ class Outbox(Generic[T]):
                 self.conflated += 1
                 return None
             gate = self._gate
+            if self._floor is not None and key not in self._own:
+                gate = self._degrade_key(key)
             if gate is not None and key in gate.intervals and not gate.admits(key, now):
                 if gate.hold(key, item) is not None:
                     self.conflated += 1
@@ -212,6 +226,13 @@ class Outbox(Generic[T]):
             ValueError: ``max_rate`` is not a finite number above 0.
         """
         gate = self._gate
+        floor = self._floor
+        if floor is not None:  # degraded: remember the client's rate, apply the slower
+            own = self._own[key] = None if max_rate is None else interval_of(max_rate)
+            if gate is None:
+                gate = self._gate = RateGate()
+            gate.set_rate(key, 1.0 / (floor if own is None else max(own, floor)))
+            return False
         if max_rate is None:
             if gate is None:
                 return False
@@ -224,6 +245,63 @@ class Outbox(Generic[T]):
             gate = self._gate = RateGate()
         gate.set_rate(key, max_rate)
         return False
+
+    # -- degraded
+
+    @property
+    def degraded(self) -> bool:
+        """Whether every conflatable key is held to the degraded interval now."""
+        return self._floor is not None
+
+    def conflate_all(self, interval_s: float) -> None:
+        """Hold every conflatable key (from its next value on) to at most one release
+        per ``interval_s``, the latest value, or to its own rate when that is slower.
+
+        Raises:
+            ValueError: ``interval_s`` is not above 0.
+        """
+        if not interval_s > 0:
+            raise ValueError("interval_s must be above 0")
+        self._floor = interval_s
+        gate = self._gate
+        if gate is not None:  # keys rated already: the slower of the two
+            for key, own in list(gate.intervals.items()):
+                if key not in self._own:
+                    self._own[key] = own
+                    gate.set_rate(key, 1.0 / max(own, interval_s))
+
+    def restore(self, now: float) -> bool:
+        """Every key back to the client's own rate (a key that had none is unrated, and
+        the value it held is queued at once, past the budget). True when that queued an
+        item (the caller marks a newly non-empty outbox)."""
+        self._floor = None
+        own, self._own = self._own, {}
+        gate = self._gate
+        if gate is None:
+            return False
+        queued = False
+        for key, interval in own.items():
+            if key not in gate.intervals:
+                continue  # unsubscribed meanwhile
+            if interval is None:
+                item = gate.set_rate(key, None)
+                if item is not None:
+                    self.put(item, now, key, force=True)
+                    queued = True
+            else:
+                gate.set_rate(key, 1.0 / interval)
+        return queued
+
+    def _degrade_key(self, key: str) -> RateGate[T]:
+        """Rate ``key`` at the degraded interval (its first value while degraded)."""
+        gate = self._gate
+        if gate is None:
+            gate = self._gate = RateGate()
+        floor = self._floor
+        assert floor is not None
+        own = self._own[key] = gate.intervals.get(key)
+        gate.set_rate(key, 1.0 / (floor if own is None else max(own, floor)))
+        return gate
 
     def flush(self, now: float, *, force: bool = False, max_bytes: int = 0) -> list[T]:
         """Take the pending batch if it is due at ``now`` (or ``force``), else [].
@@ -288,6 +366,7 @@ class Outbox(Generic[T]):
         its rate and held value if it had one; whether an item was dropped."""
         gate = self._gate
         held = None if gate is None else gate.forget(key)
+        self._own.pop(key, None)
         item = self._pending.pop(key, None)
         if item is None:
             return held is not None

@@ -20,6 +20,8 @@ from tickcast.observability.stats import Stats
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.15, 0.25, 0.5, 1.0, 2.5)
+#: The states a slow client's degradation enters (``hub.degrade.State``), each exported.
+DEGRADE_STATES = ("conflating", "suspended", "recovering", "normal", "closed")
 LOOP_LAG_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -61,7 +63,30 @@ class _StatsCollector(Collector):
             "reason",
             s.refusals,
         )
+        yield _by_label(
+            "tickcast_degrade_transitions",
+            "Slow clients' degradation steps (hub/degrade.py), by the state entered: "
+            "conflating, suspended, recovering, normal, closed",
+            "to",
+            {**dict.fromkeys(DEGRADE_STATES, 0), **s.degrade_transitions},
+        )
+        yield _by_label(
+            "tickcast_resumed_streams",
+            "Suspended reliable streams resumed, by how: replay (from history) or reset",
+            "how",
+            {"replay": 0, "reset": 0, **s.resumed_streams},
+        )
         counters = (
+            (
+                "degraded_streams",
+                "Reliable streams suspended for a slow client (a degraded message each)",
+                s.degraded_streams,
+            ),
+            (
+                "suspended_updates",
+                "Updates of suspended streams not queued (replayed or reset on resume)",
+                s.suspended_updates,
+            ),
             ("messages_in", "Messages received from clients", s.client_messages_in),
             ("messages_out", "Messages (data and replies) written to clients", s.items_out),
             ("frames_out", "WebSocket frames written to clients", s.frames_out),

@@ -15,6 +15,8 @@ class Stats:
         "client_messages_in",
         "conflated_closed",
         "connections_total",
+        "degrade_transitions",
+        "degraded_streams",
         "events_by_kind",
         "failbacks",
         "failovers",
@@ -24,9 +26,11 @@ class Stats:
         "overload_closes",
         "provider_restarts",
         "refusals",
+        "resumed_streams",
         "slow_aborts",
         "slow_closes",
         "standby_events",
+        "suspended_updates",
         "write_throughs",
     )
 
@@ -49,3 +53,8 @@ class Stats:
         self.overload_closes = 0  # readers closed because the gateway could not write to them
         self.conflated_closed = 0  # updates replaced in outboxes of closed connections
         self.write_throughs = 0  # outboxes over budget written out early (the gateway's lag)
+        # degrade before disconnecting (hub/degrade.py): transitions by the state entered
+        self.degrade_transitions: dict[str, int] = {}
+        self.degraded_streams = 0  # reliable streams suspended (a degraded message each)
+        self.resumed_streams: dict[str, int] = {}  # streams resumed, by how: replay, reset
+        self.suspended_updates = 0  # updates of suspended streams not queued (replayed or reset)

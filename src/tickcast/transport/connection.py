@@ -61,6 +61,21 @@ holds one arms one loop timer for the earliest (``_gate_timer``), as it does for
 session's deadlines, and flushes what is due when it fires. While the socket is blocked
 the held values keep conflating, and go out when it drains. A connection with no rate
 arms nothing.
+
+Degrade before disconnecting (``degrade_with``; a front whose protocol can say so, the
+market feed): the pure machine of ``hub/degrade.py`` is fed the outbox's backlog while the
+client is at fault (its socket blocked since an earlier pass, the peer not taking what
+the kernel holds). Past the soft mark every conflatable key goes to latest-value
+conflation at the degraded rate (``Outbox.conflate_all``); still over it after the
+grace, the reliable streams are suspended (``Degrading.suspend``: a ``degraded`` message
+each, with the last seq queued; their updates are no longer queued, and counted); once
+the backlog is under the low mark (and the hold has passed) they are resumed from the
+hub's history (``Degrading.resume``: replay then ``resumed``, or reset, snapshot and
+``resumed``), in a loop callback of its own, never inside a fan-out pass. Only past
+the hard mark (the outbox budget, today's overflow rule) is the client closed (1013).
+A client that takes nothing at all for ``slow_timeout_s`` while reliable data waits, or
+while its reliable streams are suspended, is closed as before (a dead peer is evicted
+in bounded time). Every transition is counted (``Stats.degrade_transitions``).
 """
 
 from __future__ import annotations
@@ -68,10 +83,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final
+from typing import Any, Final, Protocol
 
 from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
+from tickcast.hub.degrade import Action, Degrade, State
 from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
@@ -98,6 +114,26 @@ Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
 Heads = Callable[[Encoded], Sequence[tuple[Encoded, str]]]
 
 
+class Degrading(Protocol):
+    """What a front that can degrade gives its connections (``Connection.degrade_with``):
+    it knows the topics, the hub's positions and history and the protocol's words."""
+
+    def suspend(self, connection: Connection) -> tuple[dict[str, Any], list[Encoded]]:
+        """Suspend ``connection``'s reliable streams: their keys (``Encoded.topic``) ->
+        where each was suspended (opaque to the connection, given back to ``resume``),
+        and a ``degraded`` message for each."""
+
+    def resume(
+        self,
+        connection: Connection,
+        suspended: dict[str, Any],
+        room: tuple[int, int | None],
+    ) -> dict[str, Any]:
+        """Queue on ``connection`` what each suspended stream missed (replay, or reset and
+        snapshot) and its ``resumed`` message, within ``room`` (items, bytes or None):
+        returns the streams whose replay did not fit, each at its new position."""
+
+
 class Connection:
     """One client connection: a hub subscriber and a pump writer.
 
@@ -119,14 +155,23 @@ class Connection:
     __slots__ = (
         "_blocked_since",
         "_blocked_stall",
+        "_degrade_at",
+        "_degrade_soon",
+        "_degrade_timer",
+        "_degrading",
+        "_fault",
+        "_fault_at",
         "_flushes",
         "_gate_at",
         "_gate_timer",
+        "_stepping",
         "_timer",
         "array",
         "clock",
         "close_code",
         "closing",
+        "conflate_interval_s",
+        "degrade",
         "latency",
         "on_close",
         "on_commands",
@@ -136,6 +181,7 @@ class Connection:
         "slow_timeout_s",
         "sock",
         "stats",
+        "suspended",
         "wire",
     )
 
@@ -182,6 +228,21 @@ class Connection:
         # cumulative stall time then; None while it takes data.
         self._blocked_since: float | None = None
         self._blocked_stall = 0.0
+        # degrade before disconnecting (``degrade_with``); None: closed at the budget
+        self.degrade: Degrade | None = None
+        self._degrading: Degrading | None = None
+        self.conflate_interval_s = 0.5
+        # suspended reliable streams: key -> where each is (what ``Degrading`` keeps:
+        # the topic, the position its stream got to, how much of it was replayed)
+        self.suspended: dict[str, Any] = {}
+        self._degrade_timer: asyncio.TimerHandle | None = None
+        self._degrade_at = 0.0
+        self._degrade_soon = False
+        self._stepping = False
+        # the last at-fault verdict and the pass it was made in (the kernel is asked once
+        # a pass at most, however many updates that pass delivers)
+        self._fault = False
+        self._fault_at = -1.0
         sock.on_writable = self._on_writable
 
     # -- hub.Subscriber
@@ -189,6 +250,14 @@ class Connection:
     def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         """Queue ``item`` at ``now`` (monotonic: the publish pass's, or the clock's)."""
         if self.closing:
+            return
+        suspended = self.suspended
+        if suspended and key is None and item.topic in suspended:
+            # a suspended stream: not queued (its degraded message said from where), but
+            # a client that takes nothing at all is still evicted in bounded time
+            self.stats.suspended_updates += 1
+            if self._blocked_since is not None and self._stalled(now):
+                self.close_slow(f"{self.slow_timeout_s:.1f} s without taking data, degraded")
             return
         outbox = self.outbox
         was_empty = not len(outbox)
@@ -203,6 +272,12 @@ class Connection:
                 self.stats.write_throughs += 1
                 self.flush(now, force=True)
             elif self._blocked_since < now and self._peer_slow():
+                # past the hard mark (the budget) while the client does not take its data
+                degrade = self.degrade
+                if degrade is not None:
+                    pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
+                    if degrade.observe(*pending, now, at_fault=True) is Action.CLOSE:
+                        self._count(degrade.state)
                 taken = f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
                 self.close_slow(taken)
                 return
@@ -213,18 +288,37 @@ class Connection:
                 return
             was_empty = not len(outbox)
             outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
-        elif key is None and self._blocked_since is not None:
-            stall = self.pump.stalled(now)
-            blocked_s = now - self._blocked_since - (stall - self._blocked_stall)
-            if blocked_s > self.slow_timeout_s:
-                if self._peer_slow():
-                    self.close_slow(f"{blocked_s:.1f} s behind")
-                    return
-                # The peer takes what the kernel holds: the gateway is slow to write to
-                # it, not the peer to read. Start counting again.
-                self._blocked_since, self._blocked_stall = now, stall
+        elif key is None and self._blocked_since is not None and self._stalled(now):
+            self.close_slow(f"{self._blocked_for(now):.1f} s behind")
+            return
         if was_empty:
             self.pump.mark(self, now + outbox.window_s)
+        degrade = self.degrade
+        if degrade is not None and self._blocked_since is not None and not self._stepping:
+            state = degrade.state
+            if (
+                state is not State.SUSPENDED
+                and (state is not State.CONFLATING or now >= degrade.since + degrade.grace_s)
+                and degrade.over_soft(len(outbox), outbox.pending_bytes)
+            ):
+                self._degrade_step(now)
+
+    def _blocked_for(self, now: float) -> float:
+        """How long the socket has refused data, the loop's own stalls not counted."""
+        assert self._blocked_since is not None
+        stall = self.pump.stalled(now)
+        return now - self._blocked_since - (stall - self._blocked_stall)
+
+    def _stalled(self, now: float) -> bool:
+        """The slow-client time rule: the socket has refused data for ``slow_timeout_s``
+        and the peer does not take what the kernel holds. When the peer does take it (the
+        gateway is slow to write, not the peer to read), the count starts again."""
+        if self._blocked_for(now) <= self.slow_timeout_s:
+            return False
+        if self._peer_slow():
+            return True
+        self._blocked_since, self._blocked_stall = now, self.pump.stalled(now)
+        return False
 
     def fault(self) -> None:
         """The hub's ``deliver`` to this connection raised (reported by the hub): its stream
@@ -274,6 +368,8 @@ class Connection:
             if not items:
                 return
             self._write(items)
+            if self.degrade is not None and self.degrade.degraded:
+                self._recover_soon()
             if outbox.next_flush() is None:
                 return  # all of it written (the usual case: one write per batch)
             force = True  # the rest of a due batch is due too
@@ -323,6 +419,138 @@ class Connection:
             now = self.clock.monotonic()
             self.flush(now, force=True)
             self._arm_gate(now)
+
+    # -- degrade before disconnecting
+
+    def degrade_with(
+        self, machine: Degrade, degrading: Degrading, *, conflate_interval_s: float
+    ) -> None:
+        """Degrade this client before closing it (module docstring): ``machine`` decides,
+        ``degrading`` (its front) suspends and resumes its reliable streams, and while
+        degraded each conflatable key goes out at most once per ``conflate_interval_s``."""
+        self.degrade = machine
+        self._degrading = degrading
+        self.conflate_interval_s = conflate_interval_s
+
+    def _at_fault(self, now: float) -> bool:
+        """The backlog is the client's doing: its socket has refused data since an
+        earlier pass and the peer does not take what the kernel holds."""
+        blocked = self._blocked_since
+        if blocked is None or blocked >= now:
+            return False
+        if self._fault_at != now:
+            self._fault, self._fault_at = self._peer_slow(), now
+        return self._fault
+
+    def _degrade_step(self, now: float) -> None:
+        """Feed the machine the backlog until it has nothing more to do; carry out each
+        action (a contained failure closes this connection, 1011)."""
+        machine = self.degrade
+        if machine is None or self.closing or self._stepping:
+            return
+        self._stepping = True
+        try:
+            for _ in range(4):  # each action moves the state; a few steps at most
+                outbox = self.outbox
+                action = machine.observe(
+                    len(outbox),
+                    outbox.pending_bytes,
+                    now,
+                    at_fault=self._at_fault(now),
+                    suspended=bool(self.suspended),
+                )
+                if action is None:
+                    break
+                self._count(machine.state)
+                self._carry_out(action, now)
+                if self.closing:
+                    return
+        except Exception as exc:
+            self._stepping = False
+            self._failed("subscriber", exc)
+            return
+        finally:
+            self._stepping = False
+        self._arm_degrade(now)
+
+    def _count(self, state: State) -> None:
+        transitions = self.stats.degrade_transitions
+        transitions[state.value] = transitions.get(state.value, 0) + 1
+
+    def _carry_out(self, action: Action, now: float) -> None:
+        outbox = self.outbox
+        degrading = self._degrading
+        assert degrading is not None
+        if action is Action.CONFLATE:
+            outbox.conflate_all(self.conflate_interval_s)
+            log.info("client degraded: conflating", extra={"pending": len(outbox)})
+        elif action is Action.SUSPEND:
+            positions, notices = degrading.suspend(self)
+            self.suspended.update(positions)
+            self.stats.degraded_streams += len(positions)
+            was_empty = not len(outbox)
+            for notice in notices:
+                outbox.put(notice, now, None, force=True)
+            if was_empty and len(outbox):
+                self.pump.mark(self, now + outbox.window_s)
+            log.info(  # counted; a client may go through this often: no warning each time
+                "client degraded: %d reliable stream(s) suspended",
+                len(positions),
+                extra={"pending": len(outbox)},
+            )
+        elif action is Action.RESUME:
+            suspended, self.suspended = self.suspended, {}
+            assert self.degrade is not None
+            room = self.degrade.room(len(outbox), outbox.pending_bytes)
+            left = degrading.resume(self, suspended, room)
+            self.suspended.update(left)
+            log.info(
+                "client recovering: %d stream(s) resumed, %d to go",
+                len(suspended) - len(left),
+                len(left),
+            )
+        elif action is Action.RESTORE:
+            was_empty = not len(outbox)
+            if outbox.restore(now) and was_empty:
+                self.pump.mark(self, now + outbox.window_s)
+            self._arm_gate(now)
+        else:  # CLOSE
+            self.close_slow(f"{len(outbox)} messages ({_size(outbox.pending_bytes)}) not taken")
+
+    def _recover_soon(self) -> None:
+        """The backlog shrank: look again in a loop callback of its own (never inside a
+        fan-out pass, so that a replay cannot repeat what that pass is delivering)."""
+        if self._degrade_soon or self.closing:
+            return
+        self._degrade_soon = True
+        self.pump.loop.call_soon(self._on_degrade_soon)
+
+    def _on_degrade_soon(self) -> None:
+        self._degrade_soon = False
+        if not self.closing:
+            self._degrade_step(self.clock.monotonic())
+
+    def _arm_degrade(self, now: float) -> None:
+        """Have the machine look again when time alone may move it (grace, hold)."""
+        machine = self.degrade
+        due = None if machine is None or self.closing else machine.deadline(now)
+        timer = self._degrade_timer
+        if due is None:
+            if timer is not None:
+                timer.cancel()
+                self._degrade_timer = None
+            return
+        if timer is not None:
+            if self._degrade_at == due:
+                return
+            timer.cancel()
+        self._degrade_at = due
+        self._degrade_timer = self.pump.loop.call_later(max(0.0, due - now), self._on_degrade)
+
+    def _on_degrade(self) -> None:
+        self._degrade_timer = None
+        if not self.closing:
+            self._degrade_step(self.clock.monotonic())
 
     # -- per-topic rates
 
@@ -482,10 +710,11 @@ class Connection:
         if self.closing and self.on_close is _done:
             return
         self.closing = True
-        for timer in (self._timer, self._gate_timer):
+        for timer in (self._timer, self._gate_timer, self._degrade_timer):
             if timer is not None:
                 timer.cancel()
-        self._timer = self._gate_timer = None
+        self._timer = self._gate_timer = self._degrade_timer = None
+        self.suspended = {}
         self.stats.conflated_closed += self.outbox.conflated
         self.outbox.clear()
         on_close, self.on_close = self.on_close, _done

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickcast.hub.outbox import Outbox, Overflow
+from tickcast.hub.outbox import HELD, Outbox, Overflow
 
 
 def test_quotes_conflate_within_window() -> None:
@@ -287,3 +287,69 @@ def test_a_forced_put_goes_past_the_budget() -> None:
     assert isinstance(box.put("bbbb", now=0.0), Overflow)
     assert box.put("bbbb", now=0.0, force=True) is None
     assert (len(box), box.pending_bytes) == (2, 8)
+
+
+# -- degraded: every conflatable key at the degraded interval (conflate_all, restore)
+
+
+def test_degraded_a_per_tick_client_gets_latest_value_conflation() -> None:
+    box: Outbox[str] = Outbox(window_s=0.0, max_items=1000)  # batch 0: every tick
+    box.conflate_all(0.5)
+    assert box.degraded
+    assert box.put("AAPL 1", now=1.0, key="quotes.AAPL") is None  # the first goes at once
+    assert box.flush(now=1.0) == ["AAPL 1"]
+    assert box.put("AAPL 2", now=1.1, key="quotes.AAPL") is HELD
+    assert box.put("AAPL 3", now=1.2, key="quotes.AAPL") is HELD  # replaces the held one
+    assert box.put("trade 1", now=1.2) is None  # reliable items are untouched
+    assert box.next_release() == 1.5
+    assert box.flush(now=1.2) == ["trade 1"]
+    assert box.flush(now=1.5) == ["AAPL 3"]
+
+
+def test_restore_unrates_the_keys_and_queues_what_they_held() -> None:
+    box: Outbox[str] = Outbox(window_s=0.0, max_items=1000)
+    box.conflate_all(0.5)
+    box.put("AAPL 1", now=1.0, key="quotes.AAPL")
+    box.flush(now=1.0)
+    assert box.put("AAPL 2", now=1.1, key="quotes.AAPL") is HELD
+    assert box.restore(now=1.2) is True
+    assert not box.degraded
+    assert not box.rated("quotes.AAPL")
+    assert box.flush(now=1.2) == ["AAPL 2"]
+    assert box.put("AAPL 3", now=1.3, key="quotes.AAPL") is None  # per tick again
+    assert box.restore(now=1.3) is False
+
+
+def test_degraded_a_clients_own_rate_wins_when_slower_and_comes_back() -> None:
+    box: Outbox[str] = Outbox(window_s=0.0, max_items=1000)
+    box.set_rate("quotes.SLOW", 1.0, now=0.0)  # 1 a second: slower than degraded
+    box.set_rate("quotes.FAST", 100.0, now=0.0)  # faster: the degraded interval applies
+    box.conflate_all(0.5)
+    for key in ("quotes.SLOW", "quotes.FAST"):
+        box.put(f"{key} 1", now=1.0, key=key)
+    box.flush(now=1.0)
+    box.put("quotes.SLOW 2", now=1.1, key="quotes.SLOW")
+    box.put("quotes.FAST 2", now=1.1, key="quotes.FAST")
+    assert box.flush(now=1.5) == ["quotes.FAST 2"]
+    assert box.flush(now=2.0) == ["quotes.SLOW 2"]
+    # a rate asked for while degraded is the client's own once restored
+    box.set_rate("quotes.NEW", 10.0, now=2.0)
+    box.restore(now=2.0)
+    assert box.rated("quotes.SLOW")
+    assert box.rated("quotes.FAST")
+    assert box.rated("quotes.NEW")
+    box.put("quotes.FAST 3", now=2.0, key="quotes.FAST")  # its interval (10 ms) has passed
+    assert box.flush(now=2.0) == ["quotes.FAST 3"]
+    assert box.put("quotes.FAST 4", now=2.001, key="quotes.FAST") is HELD
+    assert box.next_release() == pytest.approx(2.01)
+
+
+def test_degraded_an_unsubscribed_key_is_forgotten() -> None:
+    box: Outbox[str] = Outbox(window_s=0.0, max_items=1000)
+    box.conflate_all(0.5)
+    box.put("AAPL 1", now=1.0, key="quotes.AAPL")
+    box.flush(now=1.0)
+    box.put("AAPL 2", now=1.1, key="quotes.AAPL")
+    assert box.discard("quotes.AAPL")
+    assert box.restore(now=1.2) is False
+    assert box.flush(now=1.2, force=True) == []

@@ -216,3 +216,24 @@ def control(type_: str, now: float, **fields: Any) -> bytes:
 
 def error(message: str) -> bytes:
     return _encode({"type": "error", "message": message})
+
+
+def degraded(topic: str, seq: int, epoch: str) -> bytes:
+    """A reliable stream suspended for a slow client: ``seq`` is the last of ``topic``
+    sent before the hole (in ``epoch``); nothing of it follows until ``resumed``."""
+    message: dict[str, Any] = {"type": "degraded", "topic": topic, "seq": seq}
+    if epoch:
+        message["epoch"] = epoch
+    message["reason"] = "slow_consumer"
+    return _encode(message)
+
+
+def resumed(topic: str, seq: int, epoch: str, replayed: int) -> bytes:
+    """A suspended stream is live again: ``replayed`` updates of it were sent after its
+    ``degraded`` message (or a ``reset`` and a snapshot were), the last at ``seq``; live
+    updates follow from ``seq + 1``."""
+    message: dict[str, Any] = {"type": "resumed", "topic": topic, "seq": seq}
+    if epoch:
+        message["epoch"] = epoch
+    message["replayed"] = replayed
+    return _encode(message)
