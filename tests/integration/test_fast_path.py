@@ -9,6 +9,10 @@ tasks and protocol objects can be looked at."""
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+import os
+import struct
 import time
 from pathlib import Path
 
@@ -86,13 +90,57 @@ async def test_updates_flow_and_a_client_close_releases_the_subscription(tmp_pat
         assert gateway.node.hub.subscription_count == 0
 
 
-async def test_a_session_that_closes_as_it_opens_is_released(tmp_path: Path) -> None:
+async def _raw_open(port: int, path: str) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+    """A WebSocket client by hand, one that will never answer a close: after the 101."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    key = base64.b64encode(os.urandom(16)).decode()
+    writer.write(
+        (
+            f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {key}\r\n\r\n"
+        ).encode()
+    )
+    async with asyncio.timeout(10):
+        assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+    return reader, writer
+
+
+async def _read_frame(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    """One unmasked server frame of up to 125 bytes: its opcode and payload."""
+    async with asyncio.timeout(10):
+        first, length = await reader.readexactly(2)
+        assert length < 126
+        return first & 0x0F, await reader.readexactly(length)
+
+
+async def test_a_session_that_closes_as_it_opens_is_released_at_once(tmp_path: Path) -> None:
     """The monitoring streams refuse an anonymous client after the accept (an error,
-    then 3503): its connection closes before the protocol drives it, and is released."""
-    async with running_gateway(tmp_path) as gateway:
-        async with connect(f"ws://127.0.0.1:{gateway.port}/ws/alerts") as ws:
-            assert (await recv_json(ws))["type"] == "error"
-            async with asyncio.timeout(10):
-                await ws.wait_closed()
-            assert ws.close_code == 3503
+    then 3503): its connection closes before the protocol drives it, and is released
+    then, not when the client answers the close (this one never does, and the gateway
+    would wait ``close_timeout_s`` for it)."""
+    async with running_gateway(tmp_path, close_timeout_s=60) as gateway:
+        reader, writer = await _raw_open(gateway.port, "/ws/alerts")
+        opcode, error = await _read_frame(reader)
+        assert opcode == 1
+        assert json.loads(error)["type"] == "error"
+        opcode, close = await _read_frame(reader)
+        assert opcode == 8
+        assert struct.unpack("!H", close[:2]) == (3503,)
+        await _settled(gateway, 0)  # while the client still holds its socket open
+        writer.close()
+
+
+async def test_a_close_the_gateway_decides_is_delivered_and_released_at_once(
+    tmp_path: Path,
+) -> None:
+    """An idle client is closed (3008) by its session's timer: the close frame goes out
+    and the connection is released without waiting for the client's answer."""
+    async with running_gateway(tmp_path, close_timeout_s=60, idle_timeout_s=0.5) as gateway:
+        reader, writer = await _raw_open(gateway.port, "/ws/market/feed")
+        await _settled(gateway, 1)
+        opcode, close = await _read_frame(reader)
+        assert opcode == 8
+        assert struct.unpack("!H", close[:2]) == (3008,)
         await _settled(gateway, 0)
+        writer.close()
