@@ -377,6 +377,7 @@ OTHER_VALUES: dict[str, object] = {
     "ws_ping_timeout_s": 22.0,
     "idle_timeout_s": 30.0,
     "permessage_deflate": True,
+    "ws_fast_path": False,
     "sockjs_heartbeat_s": 10.0,
     "sockjs_disconnect_delay_s": 30.0,
     "sockjs_response_limit": 4096,

@@ -38,6 +38,7 @@ class ServerSettings:
     ws_ping_timeout_s: float
     idle_timeout_s: float
     permessage_deflate: bool
+    ws_fast_path: bool
     test_echo: bool
     sockjs_heartbeat_s: float
     sockjs_disconnect_delay_s: float

@@ -90,6 +90,9 @@ class Settings(BaseSettings):
         idle_timeout_s: close a client that sends nothing for this long (3008); 0 disables.
         permessage_deflate: negotiate compression (off: it costs CPU per connection and
             per message, and inflation must be bounded).
+        ws_fast_path: under tickcast's uvicorn protocol, a front's WebSocket runs from
+            the protocol's ``data_received`` once open (no task, no queue per
+            connection); off: through the ASGI receive loop, as under any server.
         sockjs_heartbeat_s: SockJS (``/stomp``): an ``h`` frame to a receiving request
             after this long without a frame (SockJS's 25 s).
         sockjs_disconnect_delay_s: a SockJS session with no receiving request (between
@@ -256,6 +259,7 @@ class Settings(BaseSettings):
     ws_ping_timeout_s: float = Field(20.0, ge=0)
     idle_timeout_s: float = Field(0.0, ge=0)
     permessage_deflate: bool = False
+    ws_fast_path: bool = True
     sockjs_heartbeat_s: float = Field(25.0, gt=0)
     sockjs_disconnect_delay_s: float = Field(5.0, gt=0)
     sockjs_response_limit: int = Field(128 * 1024, ge=4096)
@@ -348,6 +352,7 @@ class Settings(BaseSettings):
             ws_ping_timeout_s=self.ws_ping_timeout_s,
             idle_timeout_s=self.idle_timeout_s,
             permessage_deflate=self.permessage_deflate,
+            ws_fast_path=self.ws_fast_path,
             test_echo=self.test_echo,
             sockjs_heartbeat_s=self.sockjs_heartbeat_s,
             sockjs_disconnect_delay_s=self.sockjs_disconnect_delay_s,

@@ -11,7 +11,11 @@ Everything else is written here once, for every front:
   as ``FrontSpec.user_cap`` says) or the refusal, accept (with the sub-protocol
   ``FrontSpec.subprotocol`` picks), the frame socket, the session run under a
   ``Connection`` (rate limited when guarded; closed when the credential expires; a
-  ``HeadedConnection`` when ``Opened.heads`` is given), and the clean-up at close. With
+  ``HeadedConnection`` when ``Opened.heads`` is given), and the clean-up at close. On
+  the fast path (``ws_fast_path``, under tickcast's uvicorn protocol) the connection is
+  handed to the protocol once started, which drives it from ``data_received``, and the
+  ASGI call returns (``transport/direct.py``); otherwise ``Connection.run`` reads the
+  ASGI receive channel until the close. With
   ``FrontSpec.recheck_s`` set, the API keys of its open connections are looked at again
   that often (through the identity's cache) and a connection ``FrontSpec.revoked``
   turns away is told why and closed.
@@ -91,7 +95,8 @@ from tickcast.protocols.base import (
 from tickcast.protocols.wire import Codec, Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
 from tickcast.transport.connection import Connection, HeadedConnection, Heads, payload_size
-from tickcast.transport.socket import FrameSocket
+from tickcast.transport.direct import DIRECT_EXTENSION, Direct
+from tickcast.transport.socket import EXTENSION, FrameSocket
 
 log = logging.getLogger("tickcast.fronts")
 
@@ -592,6 +597,11 @@ class WebSocketFront:
             if subprotocol is not None:
                 accept["subprotocol"] = subprotocol
             await send(accept)
+            direct = self._direct(scope)
+            if direct is not None:
+                self._attach(scope, direct, ticket)
+                ticket = None  # the connection's close gives the slot back (_closed)
+                return
             close_timeout_s = self.ctx.server.close_timeout_s
             async with open_frame_socket(scope, receive, send, close_timeout_s=close_timeout_s) as (
                 sock,
@@ -602,10 +612,24 @@ class WebSocketFront:
             if guard is not None and ticket is not None:
                 guard.release(ticket)
 
-    async def _serve(
-        self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket | None
-    ) -> None:
-        connection = self.connect(scope, sock, ticket)
+    def _direct(self, scope: Scope) -> Direct | None:
+        """The server protocol that drives an accepted connection itself (the fast path:
+        tickcast's uvicorn protocol, ``ws_fast_path`` on), or None."""
+        if not self.ctx.server.ws_fast_path:
+            return None
+        extensions = scope.get("extensions") or {}
+        direct: Direct | None = extensions.get(DIRECT_EXTENSION)
+        return direct if direct is not None and EXTENSION in extensions else None
+
+    def _attach(self, scope: Scope, direct: Direct, ticket: Ticket | None) -> None:
+        """The fast path: the connection, started and handed to the server protocol,
+        which feeds it each message; no await, and the ASGI call then returns."""
+        connection = self.connect(scope, scope["extensions"][EXTENSION], ticket)
+        peer = self._connected(scope, ticket)
+        connection.start()
+        direct.attach(connection, functools.partial(self._disconnected, peer))
+
+    def _connected(self, scope: Scope, ticket: Ticket | None) -> str:
         principal = ticket.principal if ticket is not None else ANONYMOUS
         peer = client_address(scope)
         self._log.info(
@@ -617,11 +641,21 @@ class WebSocketFront:
                 "user_id": principal.user_id,
             },
         )
-        await connection.run(receive)
+        return peer
+
+    def _disconnected(self, peer: str, connection: Connection) -> None:
         self._log.info(
             "client disconnected",
             extra={"front": self.spec.name, "client": peer, "code": connection.close_code},
         )
+
+    async def _serve(
+        self, scope: Scope, receive: Receive, sock: FrameSocket, ticket: Ticket | None
+    ) -> None:
+        connection = self.connect(scope, sock, ticket)
+        peer = self._connected(scope, ticket)
+        await connection.run(receive)
+        self._disconnected(peer, connection)
 
     def connect(self, scope: Scope, sock: FrameSocket, ticket: Ticket | None) -> Connection:
         """Set up one accepted client on ``sock``: the spec's session (rate limited when

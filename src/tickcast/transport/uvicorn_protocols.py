@@ -17,6 +17,12 @@ WebSocket protocol (websockets ``ServerProtocol``):
   Autobahn case 7.1.5);
 - a 1007 close for a text message that is not UTF-8 without an ERROR traceback in the
   log (uvicorn logs one per message, which lets any client flood the error log);
+- the fast path (``transport/direct.py``): a ``Direct`` in the scope
+  (``scope["extensions"]["tickcast.direct"]``, the protocol itself) to which a front
+  hands its accepted ``Connection``; from then on ``data_received`` drives it (each
+  complete message to the session, a close or the lost connection to ``finished``), the
+  ASGI task ends without closing the socket, and the receive queue, the scope and the
+  ``asyncio.Event`` of the write state are dropped for plain objects;
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris), a short
@@ -33,16 +39,21 @@ import contextlib
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
+from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tickcast.closecodes import CloseCode
+from tickcast.transport.direct import DIRECT_EXTENSION
 from tickcast.transport.socket import EXTENSION
+
+if TYPE_CHECKING:
+    from tickcast.transport.connection import Connection
 
 try:  # Linux: what the kernel holds for a TCP peer
     import fcntl
@@ -150,8 +161,44 @@ class UvicornFrameSocket:
         self._protocol.close_now(code, reason, on_abort)
 
 
+class _Flag:
+    """The write state once nothing awaits it: what the protocol and the frame socket use
+    of an ``asyncio.Event`` (``is_set``, ``set``, ``clear``), without its waiter deque."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self, value: bool) -> None:
+        self._set = value
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+
+    def clear(self) -> None:
+        self._set = False
+
+
+class _Discard:
+    """The receive queue of a connection the protocol drives itself: nobody reads it, so
+    what uvicorn's code puts there (a disconnect) is dropped."""
+
+    __slots__ = ()
+
+    def put_nowait(self, item: Any) -> None:
+        pass
+
+    def empty(self) -> bool:
+        return True
+
+
+_DISCARD: Final = _Discard()
+
+
 class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's sans-I/O WebSocket protocol plus a FrameSocket and a non-blocking close."""
+    """uvicorn's sans-I/O WebSocket protocol plus a FrameSocket, a non-blocking close and
+    the fast path (``attach``: the protocol drives an accepted connection itself)."""
 
     close_timeout_s: float = 5.0
 
@@ -168,8 +215,18 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             max_size=conn.max_message_size,
             logger=conn.logger,
         )
+        # the fast path: the connection this protocol drives, once a front attached it
+        self._attached = False
+        self._direct: Connection | None = None
+        self._on_end: Callable[[Connection], None] | None = None
 
     def send_receive_event_to_app(self) -> None:
+        if self._attached:  # the fast path: to the connection (none once it ended)
+            if self._direct is not None:
+                self._receive_direct()
+            else:
+                self.frames = []
+            return
         if self.curr_msg_data_type == "text" and not self.close_sent:
             try:
                 b"".join(self.frames).decode()
@@ -185,13 +242,149 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         # The ASGI task was created but has not run yet: the scope can still be extended.
         scope = getattr(self, "scope", None)
         if scope is not None:
-            scope["extensions"][EXTENSION] = self.frame_socket
+            extensions = scope["extensions"]
+            extensions[EXTENSION] = self.frame_socket
+            extensions[DIRECT_EXTENSION] = self
 
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept":
-            # The parsed handshake is not needed once answered: about 1.5 KiB a connection.
+            # The parsed handshake is not needed once answered: about 1.7 KiB a
+            # connection. websockets' parser (a generator) keeps the request for the
+            # connection's life, so its headers are emptied, not only let go of here.
+            request = self.request
+            if request is not None:
+                request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
+
+    # -- the fast path (transport/direct.py)
+
+    def attach(
+        self, connection: Connection, on_end: Callable[[Connection], None] | None = None
+    ) -> None:
+        """Drive ``connection`` from ``data_received`` from now on (``Direct.attach``)."""
+        if self._attached:
+            raise RuntimeError("a connection is attached to this protocol already")
+        pending = self.queue
+        self._attached = True
+        self._direct = connection
+        self._on_end = on_end
+        self.queue = _DISCARD  # type: ignore[assignment]
+        self.writable = _Flag(self.writable.is_set())  # type: ignore[assignment]
+        if self.read_paused:
+            self.read_paused = False
+            self.transport.resume_reading()
+        # What arrived while the front admitted the client (a client that sent before
+        # the handshake's answer), in order.
+        while not pending.empty():
+            message = pending.get_nowait()
+            if message["type"] == "websocket.disconnect":
+                self._end(message.get("code", 1005))
+                return
+            if message["type"] == "websocket.receive":
+                text = message.get("text")
+                if text is not None:
+                    self._text(text)
+                else:
+                    self._bytes(message.get("bytes") or b"")
+        if self.disconnected:
+            self._end(1006)
+
+    def _receive_direct(self) -> None:
+        """A complete message arrived on an attached connection: to its session."""
+        data = self.frames[0] if len(self.frames) == 1 else b"".join(self.frames)
+        self.frames = []
+        if self.close_sent:
+            return  # closing: discarded, as uvicorn does
+        if self.curr_msg_data_type == "text":
+            try:
+                text = data.decode()
+            except UnicodeDecodeError:
+                self.conn.send_close(1007, "invalid UTF-8")
+                self.handle_parser_exception()
+                return
+            self._text(text)
+        else:
+            self._bytes(bytes(data))
+
+    def _text(self, text: str) -> None:
+        connection = self._direct
+        if connection is not None and not connection.receive_text(text):
+            self._end()
+
+    def _bytes(self, data: bytes) -> None:
+        """A binary message, handled as ``Connection.run`` handles one."""
+        connection = self._direct
+        if connection is None:
+            return
+        if connection.closing:
+            self._end()
+            return
+        connection.stats.client_messages_in += 1
+        try:
+            connection.session.receive_bytes(data, connection.clock.now())
+        except Exception as exc:
+            connection.pump.faults.report("command", exc, wire=connection.wire)
+            connection.fault()  # closes it with 1011
+            self._end()
+            return
+        connection.poke()
+        if connection.closing:
+            self._end()
+
+    def _end(self, code: int | None = None) -> None:
+        """The attached connection is over: ``finished`` (once), then ``on_end``."""
+        connection, self._direct = self._direct, None
+        if connection is None:
+            return
+        on_end, self._on_end = self._on_end, None
+        try:
+            connection.finished(code)
+            if on_end is not None:
+                on_end(connection)
+        except Exception:  # never out of a loop callback
+            self.logger.exception("releasing a WebSocket connection failed")
+
+    async def run_asgi(self) -> None:
+        """uvicorn's, except that an ASGI call that attached its connection returns with
+        the socket open: the protocol drives it from then on (and drops the scope)."""
+        try:
+            result = await self.app(self.scope, self.receive, self.send)
+        except ClientDisconnected:
+            pass
+        except BaseException:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+        else:
+            if self._attached:
+                self.scope = None  # type: ignore[assignment]
+                return
+            if not self.handshake_complete:
+                self.logger.error("ASGI callable returned without completing handshake.")
+                self.send_500_response()
+            elif result is not None:
+                self.logger.error("ASGI callable should return None, but returned '%s'.", result)
+        if self.close_timer is None and not self._attached:
+            self.transport.close()
+
+    def handle_close(self, event: Frame) -> None:
+        ends = self._direct is not None and not self.close_sent and not self.transport.is_closing()
+        code = self.conn.close_rcvd.code if ends and self.conn.close_rcvd is not None else 1005
+        super().handle_close(event)
+        if ends:
+            self._end(code)
+
+    def handle_parser_exception(self) -> None:
+        super().handle_parser_exception()
+        if self._direct is not None:
+            sent = self.conn.close_sent
+            self._end(sent.code if sent is not None else 1006)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        code = 1005 if self.handshake_complete and self.initial_response is None else 1006
+        super().connection_lost(exc)
+        if self._direct is not None:
+            self._end(code)
 
     def resume_writing(self) -> None:
         super().resume_writing()
@@ -200,6 +393,10 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             callback()
 
     def close_now(self, code: int, reason: str, on_abort: Callable[[], None] | None = None) -> None:
+        if self._direct is not None:
+            # Released on the next pass, as the ASGI path's receive loop would: this
+            # close may come from inside the hub's fan-out (a slow client).
+            self.loop.call_soon(self._end, code)
         if self.close_sent or self.disconnected or self.transport.is_closing():
             return
         self.queue.put_nowait({"type": "websocket.disconnect", "code": code, "reason": reason})
