@@ -32,7 +32,7 @@ from tickcast.clock import SYSTEM
 from tickcast.cluster.publisher import ClusterPublisher, Gated
 from tickcast.cluster.service import Cluster
 from tickcast.config.settings import Settings
-from tickcast.errors import ConfigError
+from tickcast.errors import BusError, ConfigError
 from tickcast.fronts import monitoring as monitoring_front
 from tickcast.fronts import realtime, registry, stomp
 from tickcast.fronts import socketio as socketio_front
@@ -486,7 +486,19 @@ def build_app(
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Starlette) -> AsyncIterator[None]:
-        await running.start()
+        try:
+            await running.start()
+        except BusError as exc:
+            # The cause is outside the process (the bus cannot be reached): said in one
+            # line, not as a traceback. ``on_fatal`` stops the server before it serves,
+            # and ``tickcast serve`` prints the reason and exits 1.
+            log.critical("cannot start: %s", exc)
+            await running.aclose()
+            running.fatal = exc
+            if running.on_fatal is not None:
+                running.on_fatal(exc)
+            yield
+            return
         try:
             yield
         finally:

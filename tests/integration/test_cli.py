@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterable, Iterator
@@ -139,3 +140,35 @@ def test_serve_refuses_a_bad_database_url_with_a_clear_error(tmp_path: Path) -> 
     assert result.returncode == 2, result.stderr
     assert "database_url is not a database URL" in result.stderr
     assert not list(tmp_path.iterdir()), "nothing was created"
+
+
+def test_serve_says_in_one_line_that_the_bus_cannot_be_reached(tmp_path: Path) -> None:
+    # a port nobody listens on: bound, then closed
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tickcast",
+            "serve",
+            "--port",
+            "0",
+            "--database-url",
+            f"sqlite:///{tmp_path / 'bus.db'}",
+            "--bus",
+            f"redis://127.0.0.1:{port}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+        cwd=tmp_path,
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("tickcast serve: cannot start: cannot reach the Redis bus at 127.0.0.1:")
+    assert "Traceback" not in result.stderr

@@ -18,7 +18,7 @@ from typing import Any, Final
 from tickcast import __version__
 from tickcast.config.load import load_settings
 from tickcast.config.settings import Settings
-from tickcast.errors import ConfigError
+from tickcast.errors import BusError, ConfigError
 from tickcast.storage.records import ROLES
 
 #: Every endpoint ``serve`` answers, for ``serve --help``: (method, path, what it is).
@@ -506,6 +506,9 @@ def serve(settings: Settings, *, demo: bool = False, sock: socket.socket | None 
     server = uvicorn.Server(config)
     node.on_fatal = lambda exc: setattr(server, "should_exit", True)
     server.run(sockets=None if sock is None else [sock])
+    if isinstance(node.fatal, BusError):
+        print(f"tickcast serve: cannot start: {node.fatal}", file=sys.stderr)
+        return 1
     if node.fatal is not None:
         print(f"tickcast serve: the feed cannot deliver: {node.fatal}", file=sys.stderr)
         return 1
