@@ -9,7 +9,8 @@ import json
 
 import pytest
 
-from tickcast.cli.tail import TailBoard, notice
+from tickcast.cli.tail import TailBoard, notice, status_line
+from tickcast.client import Feed
 from tickcast.client.streams import Streams
 from tickcast.errors import InvalidMessage
 from tickcast.model.book import OrderBook
@@ -216,3 +217,16 @@ def test_tail_prints_a_line_for_each_notice() -> None:
     )
     assert board.take(Trade("AAPL", 1.0, 1.0, TS, "sim")) is None
     assert board.rows["AAPL"].trade is not None
+
+
+def test_tail_status_line_counts_the_streams_suspended_now() -> None:
+    feed = Feed("ws://127.0.0.1:1/ws/market/feed")
+    board = TailBoard(["AAPL"])
+    feed.streams.add([TOPIC, "trades.MSFT"])
+    assert "degraded" not in status_line(board, feed)
+    feed.streams.degraded(Degraded(TOPIC, 4, EPOCH, "slow_consumer"))
+    feed.streams.degraded(Degraded("trades.MSFT", 9, EPOCH, "slow_consumer"))
+    assert set(feed.degraded) == {TOPIC, "trades.MSFT"}
+    assert "degraded 2" in status_line(board, feed).split("  |  ")
+    feed.streams.resumed(Resumed(TOPIC, 4, EPOCH, 0))
+    assert "degraded 1" in status_line(board, feed).split("  |  ")
