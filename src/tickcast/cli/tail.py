@@ -4,8 +4,11 @@ Built on the SDK (``tickcast.client``): it reconnects, resumes and conflates as 
 user does, and shows it. One row per symbol: last price, change since the first quote of
 this run (and in %), bid, ask, spread, the last trade (price x size) and the quote's
 age; a status line under it: connected or not, reconnects, the latest message's latency,
-quotes conflated, resets and gaps; with ``--stamps``, where the latest message's time went
-(the market feed's latency stamps: upstream, in the gateway, downstream).
+quotes conflated, resets and gaps, the streams the server holds suspended; with
+``--stamps``, where the latest message's time went (the market feed's latency stamps:
+upstream, in the gateway, downstream). When the server degrades the client (it fell
+behind), each suspended stream and each resumed one is printed as a line above the
+table (``notice``).
 
 ``TailBoard`` (what the table shows, from the messages) and ``render`` are plain
 functions of their inputs, with the wall time passed in; ``run`` is the driver.
@@ -27,7 +30,18 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from tickcast.client import Feed, FeedError, Message, Quote, Reset, Stamps, Trade, connect
+from tickcast.client import (
+    Degraded,
+    Feed,
+    FeedError,
+    Message,
+    Quote,
+    Reset,
+    Resumed,
+    Stamps,
+    Trade,
+    connect,
+)
 from tickcast.client.streams import normalize
 
 DEFAULT_URL = "ws://127.0.0.1:8000/ws/market/feed"
@@ -52,7 +66,10 @@ class TailBoard:
     def __post_init__(self) -> None:
         self.rows = {s: Row() for s in self.symbols}
 
-    def take(self, message: Message) -> None:
+    def take(self, message: Message) -> str | None:
+        """Fold ``message`` in; a line to print for a suspended or resumed stream."""
+        if isinstance(message, Degraded | Resumed):
+            return notice(message)
         if isinstance(message, Quote):
             row = self.rows.setdefault(message.symbol, Row())
             if row.first is None:
@@ -63,6 +80,19 @@ class TailBoard:
         elif isinstance(message, Reset):
             self.resets += 1
             self.last_reset = f"{message.topic} {message.reason}"
+        return None
+
+
+def notice(message: Degraded | Resumed) -> str:
+    """A suspended or resumed stream, as one line: ``trades.AAPL degraded after seq 41
+    (slow_consumer)``, ``trades.AAPL resumed at seq 57: 16 replayed``, ``trades.AAPL
+    resumed at seq 90 after a reset``."""
+    if isinstance(message, Degraded):
+        reason = f" ({message.reason})" if message.reason else ""
+        return f"{message.topic} degraded after seq {message.seq}{reason}"
+    if message.how == "reset":
+        return f"{message.topic} resumed at seq {message.seq} after a reset"
+    return f"{message.topic} resumed at seq {message.seq}: {message.replayed} replayed"
 
 
 def _num(value: float) -> str:
@@ -117,6 +147,8 @@ def status_line(board: TailBoard, feed: Feed | None) -> str:
         f"resets {board.resets}",
         f"gaps {feed.counters.gaps}",
     ]
+    if feed.degraded:
+        parts.append(f"degraded {len(feed.degraded)}")
     if s.stamps is not None:
         parts.append(stamps_text(s.stamps))
     if board.last_reset:
@@ -207,7 +239,9 @@ async def _tail(options: dict[str, Any]) -> int:
             try:
                 async with asyncio.timeout(duration or None):
                     async for message in feed:
-                        board.take(message)
+                        line = board.take(message)
+                        if line is not None:
+                            live.console.print(line, markup=False, highlight=False)
             except TimeoutError:
                 pass
             finally:

@@ -30,11 +30,12 @@ from tickcast.errors import (
 from tickcast.model.book import OrderBook
 from tickcast.model.market import Bar, BookUpdate, Quote, Status, Trade
 from tickcast.model.signal import Signal
-from tickcast.protocols.native.client import Reset, Stamps
+from tickcast.protocols.native.client import Degraded, Reset, Resumed, Stamps
 
 __all__ = [
     "Bar",
     "BookUpdate",
+    "Degraded",
     "Feed",
     "FeedError",
     "FeedGaveUp",
@@ -45,6 +46,7 @@ __all__ = [
     "OrderBook",
     "Quote",
     "Reset",
+    "Resumed",
     "Signal",
     "SlowConsumer",
     "Stamps",

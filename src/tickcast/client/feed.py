@@ -14,7 +14,10 @@ split until the refused topics are found; each is dropped and announced with
 ``Reset(reason="refused")``. A connection that delivers nothing (no data, no heartbeat,
 no pong to the pings sent while it is quiet) for ``heartbeat_timeout_s`` is taken for
 dead and aborted; a close or HTTP refusal whose advice is "do not reconnect" ends the
-feed with ``FeedRefused``.
+feed with ``FeedRefused``. When the server degrades this client (it fell behind: its
+socket did not take data), each suspended stream's ``Degraded`` and then its
+``Resumed`` (``how``: ``replay`` or ``reset``) are delivered in order with the data,
+and the seqs skipped meanwhile are not taken for gaps (``streams.py``).
 """
 
 from __future__ import annotations
@@ -62,7 +65,9 @@ from tickcast.model.book import OrderBook
 from tickcast.protocols.native import client as wire
 from tickcast.retry import Backoff
 
-Message = wire.Payload | wire.Reset
+#: What a caller gets: data, a stream's reset, and a slow client's suspended and
+#: resumed streams (``Degraded``, ``Resumed``).
+Message = wire.Payload | wire.Reset | wire.Degraded | wire.Resumed
 OnFull = Literal["raise", "block"]
 DEFAULT_BACKOFF: Final = Backoff(base_s=0.25, cap_s=15.0)
 #: A connection that lived this long (or delivered data) starts the back-off over.
@@ -280,6 +285,12 @@ class Feed:
         return self.streams.positions.get(topic)
 
     @property
+    def degraded(self) -> dict[str, wire.Degraded]:
+        """The topics the server suspended (this client fell behind) and has not resumed
+        yet, with their ``Degraded`` message; empty while none is."""
+        return dict(self.streams.suspended)
+
+    @property
     def conflation(self) -> ConflationStats:
         """Quotes conflated in the receive queue because the caller fell behind."""
         return self.queue.conflation
@@ -486,6 +497,13 @@ class Feed:
                 reset = streams.reset(m)
                 if reset is not None:
                     await self._deliver(reset)
+            elif isinstance(m, wire.Degraded):
+                degraded = streams.degraded(m)
+                if degraded is not None:
+                    await self._deliver(degraded)
+            elif isinstance(m, wire.Resumed):
+                for notice in streams.resumed(m):
+                    await self._deliver(notice)
             elif isinstance(m, wire.Subscribed):
                 streams.acknowledged(m.positions)
                 await self._answer(None, ws)

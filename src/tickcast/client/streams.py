@@ -1,7 +1,8 @@
 """What a client knows about its streams: positions, gaps, books, and what it asked for.
 
 Rules: pure (no asyncio, no sockets, no clock). The feed driver (``feed.py``) hands every
-decoded ``Update`` and ``Reset`` to ``Streams.accept`` and delivers what it returns; it
+decoded ``Update`` to ``Streams.accept``, every ``Reset``, ``Degraded`` and ``Resumed``
+to ``reset``, ``degraded`` and ``resumed``, and delivers what they return; it
 asks ``Streams`` what to send after a reconnect (``resubscribe``) and which books to
 fetch again (``resnapshot``).
 
@@ -14,7 +15,17 @@ Per topic (``"trades.AAPL"``) a client keeps the last ``(epoch, seq)`` it delive
 - a message at or before the position in the same epoch was already delivered (a
   replay that overlaps) and is dropped, so a caller sees each update once;
 - a ``Reset`` from the server re-anchors the topic: the snapshot that follows (seq equal
-  to the reset's) and the live updates after it are taken without a gap check.
+  to the reset's) and the live updates after it are taken without a gap check;
+- a ``Degraded`` from the server (this client fell behind; ``seq`` the last update it
+  was sent) suspends the topic until its ``Resumed``: what comes between is the
+  server's replay from ``seq + 1`` (checked as any update is), or its ``Reset`` (the
+  history no longer reached back) and the snapshot. The ``Resumed`` is delivered with
+  ``how`` set to ``reset`` or ``replay``, and puts the topic at its ``seq``: the live
+  updates that follow from ``seq + 1`` are no gap, however far the seq moved while the
+  topic was suspended. Only a replay that ended short of the ``Resumed``'s seq (a
+  hole the server did not announce) is a gap, reported before the ``Resumed``. A
+  connection that ends while a topic is suspended ends the suspension: the resume
+  after the reconnect replays from the last position, or resets.
 
 Books are kept from a snapshot and the deltas that follow it in an unbroken chain; a
 delta without a book (or after a gap) is dropped and the book asked for again.
@@ -28,7 +39,7 @@ from dataclasses import dataclass, field
 from tickcast.model.book import OrderBook
 from tickcast.model.market import FEED, BookUpdate
 from tickcast.model.topic import Channel
-from tickcast.protocols.native.client import Reset, Update
+from tickcast.protocols.native.client import Degraded, Reset, Resumed, Update
 
 #: Channels a client may subscribe to on the market feed.
 CHANNELS = ("quotes", "trades", "bars", "book", "status", "signals")
@@ -84,13 +95,20 @@ def check_channels(channels: Iterable[str]) -> list[str]:
 @dataclass
 class StreamCounters:
     """What ``Streams`` saw: duplicates dropped, gaps found, resets from the server,
-    quotes the server conflated (seq jumps on quote topics), book deltas dropped."""
+    quotes the server conflated (seq jumps on quote topics), book deltas dropped; a slow
+    client's suspended streams (``degraded``), those resumed by replay
+    (``resumed_replay``, the updates replayed in ``replayed``) or after a reset
+    (``resumed_reset``)."""
 
     duplicates: int = 0
     gaps: int = 0
     resets: int = 0
     server_conflated: int = 0
     book_deltas_dropped: int = 0
+    degraded: int = 0
+    resumed_replay: int = 0
+    resumed_reset: int = 0
+    replayed: int = 0
 
 
 @dataclass
@@ -101,6 +119,9 @@ class Streams:
     positions: dict[str, tuple[str, int]] = field(default_factory=dict)
     books: dict[str, OrderBook] = field(default_factory=dict)
     counters: StreamCounters = field(default_factory=StreamCounters)
+    #: topics the server suspended (``Degraded``) and has not resumed yet
+    suspended: dict[str, Degraded] = field(default_factory=dict)
+    _reset_while_suspended: set[str] = field(default_factory=set)
     _anchor: set[str] = field(default_factory=set)  # re-anchor on the next message
     _resnapshot: dict[str, None] = field(default_factory=dict)  # to ask for
     _requested: set[str] = field(default_factory=set)  # asked for, not come yet
@@ -116,6 +137,8 @@ class Streams:
             self.wanted.pop(t, None)
             self.positions.pop(t, None)
             self._anchor.discard(t)
+            self.suspended.pop(t, None)
+            self._reset_while_suspended.discard(t)
             channel, symbol = split_topic(t)
             if channel == Channel.BOOK:
                 self.books.pop(symbol, None)
@@ -131,6 +154,8 @@ class Streams:
             by_channel.setdefault(channel, []).append(symbol)
         self._resnapshot.clear()
         self._requested.clear()
+        self.suspended.clear()  # a new connection: nothing of it is suspended
+        self._reset_while_suspended.clear()
         return [(syms, [ch], self.resume(syms, ch)) for ch, syms in by_channel.items()]
 
     def resume(self, symbols: Iterable[str], channel: str) -> dict[str, tuple[str, int]]:
@@ -186,6 +211,8 @@ class Streams:
         if reset.topic not in self.wanted:
             return None
         self.counters.resets += 1
+        if reset.topic in self.suspended:
+            self._reset_while_suspended.add(reset.topic)
         if reset.epoch is not None:
             self.positions[reset.topic] = (reset.epoch, reset.seq)
         self._anchor.add(reset.topic)
@@ -193,6 +220,50 @@ class Streams:
         if channel == Channel.BOOK:
             self.books.pop(symbol, None)  # the snapshot that follows replaces it
         return reset
+
+    def degraded(self, degraded: Degraded) -> Degraded | None:
+        """The server suspended a topic of this slow client (None: the topic is no longer
+        wanted). Nothing of it comes until its ``Resumed``, but the replay (or the reset
+        and snapshot) that comes first."""
+        topic = degraded.topic
+        if topic not in self.wanted:
+            return None
+        self.counters.degraded += 1
+        self.suspended[topic] = degraded
+        self._reset_while_suspended.discard(topic)
+        return degraded
+
+    def resumed(self, resumed: Resumed) -> list[Reset | Resumed]:
+        """A suspended topic is live again: the ``Resumed`` to deliver, its ``how`` set
+        (``reset`` when the server reset the topic while it was suspended, else
+        ``replay``), the topic's position moved to its ``seq`` (live updates follow from
+        ``seq + 1``); before it, a gap's ``Reset`` if a replay ended short of that seq.
+        Nothing when the topic is no longer wanted."""
+        topic = resumed.topic
+        self.suspended.pop(topic, None)
+        was_reset = topic in self._reset_while_suspended
+        self._reset_while_suspended.discard(topic)
+        if topic not in self.wanted:
+            return []
+        counters = self.counters
+        out: list[Reset | Resumed] = []
+        if was_reset:
+            counters.resumed_reset += 1
+        else:
+            counters.resumed_replay += 1
+        counters.replayed += resumed.replayed
+        if resumed.epoch:
+            position = self.positions.get(topic)
+            same = position is not None and position[0] == resumed.epoch
+            behind = position is None or not same or position[1] < resumed.seq
+            checked = same and not was_reset and topic not in self._anchor
+            if position is not None and checked and behind:  # the replay stopped short
+                out.append(self._gap(topic, resumed.seq, position[1], resumed.epoch))
+            if behind:
+                self.positions[topic] = (resumed.epoch, resumed.seq)
+            self._anchor.discard(topic)  # known now: the next update is seq + 1
+        out.append(resumed._replace(how="reset" if was_reset else "replay"))
+        return out
 
     def accept(self, update: Update) -> list[Update | Reset]:
         """What to deliver for ``update``: nothing (a duplicate, a delta without its
@@ -214,21 +285,22 @@ class Streams:
                     if topic.startswith("quotes."):
                         self.counters.server_conflated += update.seq - seq - 1
                     else:
-                        out.append(self._gap(topic, update, seq))
+                        out.append(self._gap(topic, update.seq, seq, update.epoch))
             elif not topic.startswith("quotes."):
-                out.append(self._gap(topic, update, seq))
+                out.append(self._gap(topic, update.seq, seq, update.epoch))
         self._anchor.discard(topic)
         self.positions[topic] = (update.epoch, update.seq)
         if self._book_ok(update):
             out.append(update)
         return out
 
-    def _gap(self, topic: str, update: Update, seq: int) -> Reset:
+    def _gap(self, topic: str, seq: int, last: int, epoch: str) -> Reset:
+        """A hole between ``last`` (delivered) and ``seq``: counted, the book dropped."""
         self.counters.gaps += 1
         channel, symbol = split_topic(topic)
         if channel == Channel.BOOK:
             self.books.pop(symbol, None)
-        return Reset(topic, update.seq, seq, "gap", update.epoch or None)
+        return Reset(topic, seq, last, "gap", epoch or None)
 
     def _book_ok(self, update: Update) -> bool:
         """Keep the book of a ``BookUpdate``; False for a delta that has no book."""

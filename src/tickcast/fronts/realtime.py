@@ -11,6 +11,8 @@ subscription means here:
   live-position one ``live_positions.<id>`` (the hub's first/last-subscriber hooks tell
   the portfolio service who watches, so that unwatched positions are not computed).
 - ``snapshot``: the current value at once (see ``RealtimeSpec.snapshot``).
+- ``open``: the URL's query options (``?stamps=1``: the latency stamps, a wire of their
+  own; a bad value is an ``error`` message and the default applies).
 
 Everything else is the contract's (``fronts/base.py``): admission (origin, credentials,
 connection caps), the message rate, first-message authentication, credential expiry, the
@@ -33,7 +35,11 @@ from tickcast.model.envelope import Envelope
 from tickcast.model.portfolio import AssetUpdate, PortfolioValue, PositionsUpdate
 from tickcast.model.topic import Channel, Event, Topic
 from tickcast.protocols.envelope import codec
-from tickcast.protocols.envelope.session import RealtimeSession, subscription_cap
+from tickcast.protocols.envelope.session import (
+    RealtimeSession,
+    parse_options,
+    subscription_cap,
+)
 
 PATH = "/ws/realtime/"
 #: The front's name in the guard's rosters and in ``/realtime/status/``.
@@ -103,6 +109,9 @@ class RealtimeSpec(FrontSpec):
         self.new_id = new_id
 
     def open(self, scope: Scope, principal: Principal, ctx: FrontContext) -> Opened:
+        query = scope.get("query_string", b"").decode("latin-1")
+        options, option_errors = parse_options(query)
+        now = ctx.clock.now()
         session = RealtimeSession(
             connection_id=self.new_id(),
             user_id=principal.user_id,
@@ -110,11 +119,15 @@ class RealtimeSpec(FrontSpec):
             is_known=tradable(ctx.is_known, self.portfolios),
             owner_of=self.portfolios.owner_of,
             cap=subscription_cap(ctx.limits.max_subscriptions),
-            now=ctx.clock.now(),
+            now=now,
             auth_timeout_s=self.auth_timeout_s,
             idle_timeout_s=ctx.server.idle_timeout_s,
         )
-        return Opened(session, wire=codec.WIRE, window_s=ctx.outbox.batch_ms / 1000)
+        for message in option_errors:
+            session.send_error(message, now)
+        # ?stamps=1: the stamped wire, each update completed with its send time as the
+        # connection writes it (protocols/stamps.py); the others share the plain one
+        return Opened(session, wire=options.wire, window_s=ctx.outbox.batch_ms / 1000)
 
     def expand(self, topic: Topic) -> tuple[Topic, ...]:
         """A portfolio subscription holds its position updates too."""

@@ -92,7 +92,7 @@ from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Reply, Session
-from tickcast.protocols.native.stamps import STAMPED_WIRES, stamped_payloads
+from tickcast.protocols.stamps import is_stamped, stamped_payloads
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.socket import FrameSocket, ItemSink
@@ -164,6 +164,7 @@ class Connection:
         "_flushes",
         "_gate_at",
         "_gate_timer",
+        "_stamped",
         "_stepping",
         "_timer",
         "array",
@@ -208,6 +209,7 @@ class Connection:
         self.sock = sock
         self.session = session
         self.wire = wire
+        self._stamped = is_stamped(wire)  # a front's stamps=1 (protocols/stamps.py)
         self.array = array
         self.outbox = outbox
         self.pump = pump
@@ -384,7 +386,7 @@ class Connection:
         sock = self.sock
         stats = self.stats
         stats.items_out += len(items)
-        if self.wire in STAMPED_WIRES:  # the market feed's stamps=1: this write's time
+        if self._stamped:  # a stamped wire: this write's time in every data message
             payloads = stamped_payloads(items, self.clock.wall(), array=self.array)
             stats.frames_out += len(payloads)
             if sock.raw:

@@ -27,6 +27,10 @@ gateway published them (a signal's own time is its ``timestamp`` field)::
     {"type": "status_update", "data": {"service": "SignalMonitorWorker",
      "status": "active", "message": "..."}, "timestamp": "..."}
 
+With ``?stamps=1`` (the wire ``realtime+stamps``) every update ends with the latency
+stamps of ``protocols/stamps.py``, ``"stamps": {"event_us", "recv_us", "send_us"}``,
+as the market feed's do; replies (``connection``, ``pong``, ``error``...) carry none.
+
 The fields after ``daily_change_percent`` in ``portfolio_update``, after
 ``realized_pnl`` in ``position_update``, and the ``positions_update`` message (sent only
 to a client that asked with ``subscribe_positions``) are extensions of the original
@@ -51,8 +55,12 @@ from tickcast.model.portfolio import (
 )
 from tickcast.model.signal import Signal, WorkerStatus
 from tickcast.protocols.native.timefmt import iso_ms
+from tickcast.protocols.stamps import stamped_codecs, stamped_wire
+from tickcast.protocols.wire import Codec
 
 WIRE: Final = "realtime"
+#: ``?stamps=1``: every update with its latency stamps (``protocols/stamps.py``).
+WIRE_STAMPS: Final = stamped_wire(WIRE)  # "realtime+stamps"
 
 _encode = msgspec.json.Encoder(decimal_format="number").encode
 
@@ -183,7 +191,8 @@ def _signal_message(envelope: Envelope) -> bytes:
     raise TypeError(f"not a realtime event: {event!r}")
 
 
-CODECS: Final = {WIRE: encode}
+#: Both wires, plain and stamped (its messages completed per connection as written).
+CODECS: Final[dict[str, Codec]] = stamped_codecs({WIRE: encode})
 
 
 def message(type_: str, data: dict[str, Any], now: float) -> bytes:

@@ -54,7 +54,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterable
-from typing import Any, Final
+from typing import Any, Final, NamedTuple
+from urllib.parse import parse_qsl
 
 import msgspec
 
@@ -89,6 +90,34 @@ MAX_RATE_ERROR: Final = f"Invalid request: 'max_rate' must be {maxrate.RULE}"
 SYMBOLS_ERROR: Final = (
     "Invalid request: 'symbols' must be a non-empty list of tickers such as 'AAPL'"
 )
+
+
+class Options(NamedTuple):
+    """A connection's options, from the URL's query string (``/ws/realtime/?stamps=1``).
+
+    Attributes:
+        stamps: ``stamps=1`` adds the latency stamps (``protocols/stamps.py``) to every
+            update: the wire ``realtime+stamps``, completed at write time.
+    """
+
+    stamps: bool = False
+
+    @property
+    def wire(self) -> str:
+        return codec.WIRE_STAMPS if self.stamps else codec.WIRE
+
+
+def parse_options(query: str) -> tuple[Options, list[str]]:
+    """Options from a query string (other parameters, such as ``token``, are not
+    options), and an error message per option that was refused (its default applies)."""
+    stamps = False
+    errors: list[str] = []
+    for name, value in parse_qsl(query, keep_blank_values=True):
+        if name == "stamps":
+            if value not in ("0", "1", "true", "false"):
+                errors.append("option stamps must be 0 or 1")
+            stamps = value in ("1", "true")
+    return Options(stamps), errors
 
 
 def subscription_cap(max_subscriptions: int) -> SubscriptionCap:

@@ -3,8 +3,10 @@
 Rules: pure. The data messages are read with the server codec's own wire structs
 (``codec._Quote``, ``codec._Trade``, ...), so a field added there is read here too; the
 control messages (``subscribed``, ``unsubscribed``, ``pong``, ``heartbeat``, ``error``,
-``reset``) are the session's. A frame is one JSON object or, with ``frames=array``, a
-JSON array of them; ``decode`` returns the messages of one frame, in order.
+``reset``) are the session's, and a slow client's ``degraded`` and ``resumed`` the
+front's (``codec.degraded``, ``codec.resumed``). A frame is one JSON object or, with
+``frames=array``, a JSON array of them; ``decode`` returns the messages of one frame,
+in order.
 
 A data message becomes an ``Update``: the normalized payload (``model.market``'s
 ``Quote``, ``Trade``, ``Bar``, ``BookUpdate``, ``Status``, or a ``Signal``) with its
@@ -115,12 +117,48 @@ class Reset(NamedTuple):
     epoch: str | None = None
 
 
+class Degraded(NamedTuple):
+    """``{"type": "degraded"}``: the server suspended ``topic`` (a reliable stream) because
+    this client fell behind (``reason`` ``slow_consumer``). ``seq`` is the last update of
+    the topic it was sent before the hole (0 when none was), in ``epoch`` (empty without
+    one); nothing of the topic follows until its ``Resumed``."""
+
+    topic: str
+    seq: int
+    epoch: str = ""
+    reason: str = ""
+
+
+class Resumed(NamedTuple):
+    """``{"type": "resumed"}``: a suspended ``topic`` is live again. What it missed was
+    replayed (``replayed`` updates, the last at ``seq``), or, where the server's history
+    no longer reached back, a ``Reset`` came before it and the stream starts over at
+    ``seq``; live updates follow from ``seq + 1``. ``how`` says which: ``replay`` or
+    ``reset``, as the client saw it (``client.streams`` fills it in: the wire does not
+    say; ``decode`` gives ``replay``)."""
+
+    topic: str
+    seq: int
+    epoch: str = ""
+    replayed: int = 0
+    how: str = "replay"
+
+
 class Unknown(NamedTuple):
     message: Any
 
 
 ServerMessage = (
-    Update | Subscribed | Unsubscribed | Pong | Heartbeat | ServerError | Reset | Unknown
+    Update
+    | Subscribed
+    | Unsubscribed
+    | Pong
+    | Heartbeat
+    | ServerError
+    | Reset
+    | Degraded
+    | Resumed
+    | Unknown
 )
 
 _decode_json: Final = msgspec.json.Decoder().decode
@@ -225,6 +263,24 @@ def _reset(d: dict[str, Any]) -> Reset:
     )
 
 
+def _seq(d: dict[str, Any]) -> int:
+    seq = d["seq"]
+    if type(seq) is not int or seq < 0:
+        raise ValueError("'seq' must be a non-negative integer")
+    return seq
+
+
+def _degraded(d: dict[str, Any]) -> Degraded:
+    return Degraded(str(d["topic"]), _seq(d), str(d.get("epoch") or ""), str(d.get("reason", "")))
+
+
+def _resumed(d: dict[str, Any]) -> Resumed:
+    replayed = d.get("replayed", 0)
+    if type(replayed) is not int or replayed < 0:
+        raise ValueError("'replayed' must be a non-negative integer")
+    return Resumed(str(d["topic"]), _seq(d), str(d.get("epoch") or ""), replayed)
+
+
 _BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
     "trade": _trade,
     "bar": _bar,
@@ -237,6 +293,8 @@ _BY_TYPE: Final[dict[str, Callable[[dict[str, Any]], ServerMessage]]] = {
     "heartbeat": lambda d: Heartbeat(_ts(d)),
     "error": lambda d: ServerError(str(d.get("message", ""))),
     "reset": _reset,
+    "degraded": _degraded,
+    "resumed": _resumed,
 }
 
 

@@ -1,7 +1,7 @@
 """Latency stamps on the market feed (the ``stamps=1`` option): where an update's time went.
 
-Rules: pure. A stamped data message ends with one more field, ``stamps``, three wall
-times in integer microseconds since the Unix epoch (UTC)::
+Rules: pure. The mechanism is ``protocols/stamps.py``'s, shared with the realtime
+envelope: a stamped data message ends with one more field, ``stamps``::
 
     {"symbol": "AAPL", ..., "source": "simulator",
      "stamps": {"event_us": 1764957491123000, "recv_us": 1764957491123412,
@@ -27,35 +27,42 @@ wires get the same bytes (the same frame objects) as before.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Final
 
-from tickcast.model.envelope import Envelope
-from tickcast.model.signal import Signal
+from tickcast.protocols import stamps as _stamps
 from tickcast.protocols.native import codec
-from tickcast.protocols.native.timefmt import parse_iso_ms
-from tickcast.protocols.wire import Codec, Encoded
+from tickcast.protocols.stamps import (
+    FIELD,
+    event_time,
+    micros,
+    stamp,
+    stamped,
+    stamped_codecs,
+    stamped_payloads,
+    with_stamps,
+)
+from tickcast.protocols.wire import Codec
 
-WIRE_STAMPS: Final = "market+stamps"
-WIRE_SEQ_STAMPS: Final = "market+seq+stamps"
+__all__ = [
+    "CODECS",
+    "FIELD",
+    "STAMPED_WIRES",
+    "WIRE_SEQ_STAMPS",
+    "WIRE_STAMPS",
+    "encode_seq_stamped",
+    "encode_stamped",
+    "event_time",
+    "micros",
+    "stamp",
+    "stamped_payloads",
+    "wire",
+    "with_stamps",
+]
+
+WIRE_STAMPS: Final = _stamps.stamped_wire(codec.WIRE)  # "market+stamps"
+WIRE_SEQ_STAMPS: Final = _stamps.stamped_wire(codec.WIRE_SEQ)  # "market+seq+stamps"
 #: The wires whose data messages carry ``stamps`` and are completed per connection.
 STAMPED_WIRES: Final = frozenset((WIRE_STAMPS, WIRE_SEQ_STAMPS))
-
-#: The field's name, and the pieces of a stamped message's tail.
-FIELD: Final = "stamps"
-_OPEN: Final = b',"stamps":{'
-_EVENT: Final = b'"event_us":'
-_RECV: Final = b'"recv_us":'
-_SEND: Final = b',"send_us":'
-_CLOSE: Final = b"}}"
-#: The longest tail ``"recv_us":<int>}}`` of a shared stamped payload (17 digits and a
-#: sign cover any epoch microsecond there is), where ``stamp`` looks for its mark.
-_TAIL: Final = len(_RECV) + 18 + len(_CLOSE)
-
-
-def micros(ts: float) -> int:
-    """Epoch seconds as integer microseconds."""
-    return round(ts * 1_000_000)
 
 
 def wire(*, seq: bool, stamps: bool) -> str:
@@ -65,81 +72,14 @@ def wire(*, seq: bool, stamps: bool) -> str:
     return codec.WIRE_SEQ if seq else codec.WIRE
 
 
-def event_time(event: object) -> float | None:
-    """The event's own time, epoch seconds: its ``ts``; for a trading signal (whose
-    ``ts`` is 0, no upstream tick) the time its ``timestamp`` names. None when it has
-    none that can be read."""
-    if isinstance(event, Signal):
-        try:
-            return parse_iso_ms(event.timestamp)
-        except ValueError:
-            return None
-    ts: float = getattr(event, "ts", 0.0)
-    return ts or None
-
-
-def with_stamps(payload: bytes, envelope: Envelope) -> bytes:
-    """A message (one JSON object) with ``"stamps": {"event_us", "recv_us"}`` as its last
-    field (``event_us`` left out when the event has no time), still open for
-    ``send_us``'s splice (``stamp``)."""
-    event_ts = event_time(envelope.payload)
-    event = b"" if event_ts is None else b"%b%d," % (_EVENT, micros(event_ts))
-    return b"%b%b%b%b%d%b" % (
-        payload[:-1],
-        _OPEN,
-        event,
-        _RECV,
-        micros(envelope.server_ts),
-        _CLOSE,
-    )
-
-
-def encode_stamped(envelope: Envelope) -> bytes:
-    """The plain Front 1 message with its event and receive stamps."""
-    return with_stamps(codec.encode(envelope), envelope)
-
-
-def encode_seq_stamped(envelope: Envelope) -> bytes:
-    """The ``seq=1`` message with its event and receive stamps."""
-    return with_stamps(codec.encode_with_seq(envelope), envelope)
-
+#: The plain Front 1 message with its event and receive stamps.
+encode_stamped: Final = stamped(codec.encode)
+#: The ``seq=1`` message with its event and receive stamps.
+encode_seq_stamped: Final = stamped(codec.encode_with_seq)
 
 #: Every native wire: the front registers these with the hub.
 CODECS: Final[dict[str, Codec]] = {
-    **codec.CODECS,
+    **stamped_codecs(codec.CODECS),
     WIRE_STAMPS: encode_stamped,
     WIRE_SEQ_STAMPS: encode_seq_stamped,
 }
-
-
-def stamp(payload: bytes, send: bytes) -> bytes:
-    """``payload`` with ``"send_us": send`` (digits) added to its ``stamps``; a payload
-    that is not a stamped wire's data message (a control reply) is returned as it is."""
-    if payload.endswith(_CLOSE) and payload.find(_RECV, max(0, len(payload) - _TAIL)) >= 0:
-        return payload[:-2] + _SEND + send + _CLOSE
-    return payload
-
-
-def stamped_payloads(items: Iterable[Encoded], wall: float, *, array: bool) -> list[bytes]:
-    """The messages of one write, ``send_us`` = ``wall`` spliced into every data message
-    (a control reply, or anything that is not a stamped wire's data message, as it is);
-    with ``array``, runs of data messages joined in JSON arrays, each control reply a
-    message of its own (as ``transport.connection`` groups the unstamped ones)."""
-    tail = b"%b%d%b" % (_SEND, micros(wall), _CLOSE)
-    at = len(_CLOSE)
-    out: list[bytes] = []
-    run: list[bytes] = out if not array else []
-    for item in items:
-        if item.control or item.head:
-            if array and run:
-                out.append(b"[" + b",".join(run) + b"]")
-                run = []
-            out.append(item.message)
-            continue
-        payload = item.payload
-        if payload.endswith(_CLOSE) and payload.find(_RECV, len(payload) - _TAIL) >= 0:
-            payload = payload[:-at] + tail
-        run.append(payload)
-    if array and run:
-        out.append(b"[" + b",".join(run) + b"]")
-    return out

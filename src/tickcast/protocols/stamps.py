@@ -1,0 +1,147 @@
+"""Latency stamps, for any front whose messages are JSON objects (the ``stamps=1`` option).
+
+Rules: pure. A stamped data message ends with one more field, ``stamps``, three wall
+times in integer microseconds since the Unix epoch (UTC)::
+
+    {..., "stamps": {"event_us": 1764957491123000, "recv_us": 1764957491123412,
+                     "send_us": 1764957491125108}}
+
+- ``event_us``: the event's own time (its ``ts``: the provider's timestamp at
+  microsecond precision, or when the gateway computed a value of its own, an asset's
+  figures or a portfolio's; a trading signal's ``timestamp``; left out for an event
+  without one);
+- ``recv_us``: the envelope's server time: the wall time the publisher read once per
+  batch, when it stamped the batch's sequence numbers;
+- ``send_us``: when this connection's socket write of the message happened (one clock
+  read per write; every message of one write carries the same value).
+
+The first two are the same for every subscriber, so they are encoded once per update
+with the rest of the message, by a stamped wire's codec (``stamped(codec)``, registered
+under the plain wire's name plus ``+stamps``, ``stamped_codecs``); the payload then
+ends with ``"recv_us":R}}``. The third is per connection: ``stamped_payloads`` splices
+``,"send_us":S`` before the last two bytes at write time (``transport.connection``'s
+``_write``, for a connection on a stamped wire only: ``is_stamped``), a slice and a
+concatenation per message, then frames them. Clients on the other wires get the same
+bytes (the same frame objects) as before. The market feed (``protocols/native/stamps``)
+and the realtime envelope (``protocols/envelope/codec``) use it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Final
+
+from tickcast.model.envelope import Envelope
+from tickcast.model.signal import Signal
+from tickcast.protocols.native.timefmt import parse_iso_ms
+from tickcast.protocols.wire import Codec, Encoded
+
+#: A stamped wire's name is its plain wire's name with this suffix.
+SUFFIX: Final = "+stamps"
+
+#: The field's name, and the pieces of a stamped message's tail.
+FIELD: Final = "stamps"
+_OPEN: Final = b',"stamps":{'
+_EVENT: Final = b'"event_us":'
+_RECV: Final = b'"recv_us":'
+_SEND: Final = b',"send_us":'
+_CLOSE: Final = b"}}"
+#: The longest tail ``"recv_us":<int>}}`` of a shared stamped payload (17 digits and a
+#: sign cover any epoch microsecond there is), where ``stamp`` looks for its mark.
+_TAIL: Final = len(_RECV) + 18 + len(_CLOSE)
+
+
+def stamped_wire(wire: str) -> str:
+    """The stamped wire of a plain one (``realtime`` -> ``realtime+stamps``)."""
+    return wire + SUFFIX
+
+
+def is_stamped(wire: str) -> bool:
+    """Whether a connection on ``wire`` gets its messages' ``send_us`` at write time."""
+    return wire.endswith(SUFFIX)
+
+
+def micros(ts: float) -> int:
+    """Epoch seconds as integer microseconds."""
+    return round(ts * 1_000_000)
+
+
+def event_time(event: object) -> float | None:
+    """The event's own time, epoch seconds: its ``ts``; for a trading signal (whose
+    ``ts`` is 0, no upstream tick) the time its ``timestamp`` names. None when it has
+    none that can be read."""
+    if isinstance(event, Signal):
+        try:
+            return parse_iso_ms(event.timestamp)
+        except ValueError:
+            return None
+    ts: float = getattr(event, "ts", 0.0)
+    return ts or None
+
+
+def with_stamps(payload: bytes, envelope: Envelope) -> bytes:
+    """A message (one JSON object) with ``"stamps": {"event_us", "recv_us"}`` as its last
+    field (``event_us`` left out when the event has no time), still open for
+    ``send_us``'s splice (``stamp``)."""
+    event_ts = event_time(envelope.payload)
+    event = b"" if event_ts is None else b"%b%d," % (_EVENT, micros(event_ts))
+    return b"%b%b%b%b%d%b" % (
+        payload[:-1],
+        _OPEN,
+        event,
+        _RECV,
+        micros(envelope.server_ts),
+        _CLOSE,
+    )
+
+
+def stamped(encode: Codec) -> Codec:
+    """The codec of ``encode``'s stamped wire: its message with the event and receive
+    stamps."""
+
+    def encode_stamped(envelope: Envelope) -> bytes:
+        return with_stamps(encode(envelope), envelope)
+
+    encode_stamped.__qualname__ = encode_stamped.__name__ = f"stamped_{encode.__name__}"
+    return encode_stamped
+
+
+def stamped_codecs(codecs: Mapping[str, Codec]) -> dict[str, Codec]:
+    """``codecs`` and, beside each, its stamped wire (``stamped_wire``, ``stamped``)."""
+    out = dict(codecs)
+    for name, encode in codecs.items():
+        out[stamped_wire(name)] = stamped(encode)
+    return out
+
+
+def stamp(payload: bytes, send: bytes) -> bytes:
+    """``payload`` with ``"send_us": send`` (digits) added to its ``stamps``; a payload
+    that is not a stamped wire's data message (a control reply) is returned as it is."""
+    if payload.endswith(_CLOSE) and payload.find(_RECV, max(0, len(payload) - _TAIL)) >= 0:
+        return payload[:-2] + _SEND + send + _CLOSE
+    return payload
+
+
+def stamped_payloads(items: Iterable[Encoded], wall: float, *, array: bool) -> list[bytes]:
+    """The messages of one write, ``send_us`` = ``wall`` spliced into every data message
+    (a control reply, or anything that is not a stamped wire's data message, as it is);
+    with ``array``, runs of data messages joined in JSON arrays, each control reply a
+    message of its own (as ``transport.connection`` groups the unstamped ones)."""
+    tail = b"%b%d%b" % (_SEND, micros(wall), _CLOSE)
+    at = len(_CLOSE)
+    out: list[bytes] = []
+    run: list[bytes] = out if not array else []
+    for item in items:
+        if item.control or item.head:
+            if array and run:
+                out.append(b"[" + b",".join(run) + b"]")
+                run = []
+            out.append(item.message)
+            continue
+        payload = item.payload
+        if payload.endswith(_CLOSE) and payload.find(_RECV, len(payload) - _TAIL) >= 0:
+            payload = payload[:-at] + tail
+        run.append(payload)
+    if array and run:
+        out.append(b"[" + b",".join(run) + b"]")
+    return out
