@@ -31,6 +31,7 @@ that raises is reported as ``"hook"``, and the subscription stands.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
@@ -39,9 +40,29 @@ from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
+from tickcast.model.market import Bar, Quote, Status
 from tickcast.model.topic import Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
+
+#: Payload types the last-value cache keeps as they come (the newest envelope wins):
+#: state, but not a book (kept whole, ``LastValueCache.update``) nor an event (not kept).
+_PLAIN: frozenset[type] = frozenset({Quote, Bar, Status})
+
+
+class _Slot:
+    """What fan-out needs of one topic, computed once: its key (the topic's string), its
+    conflation key (None: reliable), its channel, its history buffer (None: history off)."""
+
+    __slots__ = ("buffer", "channel", "conflation_key", "key")
+
+    def __init__(
+        self, key: str, conflation_key: str | None, channel: str, buffer: deque[Envelope] | None
+    ) -> None:
+        self.key = key
+        self.conflation_key = conflation_key
+        self.channel = channel
+        self.buffer = buffer
 
 
 class Overlap(ValueError):
@@ -106,9 +127,9 @@ class Hub:
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
         # channel -> wire -> subscribers to every topic of that channel (channel-wide).
         self._wild: dict[str, dict[str, set[Subscriber]]] = {}
-        # topic -> (its key, its conflation key or None, its channel), computed once per
+        # topic -> its key, conflation key, channel and history buffer, computed once per
         # topic from the registry, so that fan-out asks no registry per event.
-        self._topics: dict[Topic, tuple[str, str | None, str]] = {}
+        self._topics: dict[Topic, _Slot] = {}
         # channel -> hooks called with a topic that got its first / lost its last subscriber
         self._on_first: dict[str, list[Callable[[Topic], None]]] = {}
         self._on_last: dict[str, list[Callable[[Topic], None]]] = {}
@@ -117,17 +138,19 @@ class Hub:
 
     # -- topics
 
-    def _keys(self, topic: Topic) -> tuple[str, str | None, str]:
+    def _slot(self, topic: Topic) -> _Slot:
         key = str(topic)
         spec = self.channels.get(topic.channel)
-        keys = self._topics[topic] = (key, key if spec.conflate else None, spec.name)
-        return keys
+        slot = self._topics[topic] = _Slot(
+            key, key if spec.conflate else None, spec.name, self.history.buffer(key)
+        )
+        return slot
 
     def conflation_key(self, topic: Topic) -> str | None:
         """What ``topic``'s pending updates conflate under in an outbox (its key), or None
         when its channel is reliable: from this hub's registry, as fan-out keys them."""
-        keys = self._topics.get(topic)
-        return (keys if keys is not None else self._keys(topic))[1]
+        slot = self._topics.get(topic)
+        return (slot if slot is not None else self._slot(topic)).conflation_key
 
     @property
     def subscription_count(self) -> int:
@@ -166,42 +189,74 @@ class Hub:
 
     def fan_out(self, envelopes: Iterable[Envelope], now: float) -> None:
         """Record and deliver envelopes already stamped with ``(epoch, seq)``; ``now`` is
-        the pass's monotonic time, handed to every subscriber (the hub reads no clock)."""
+        the pass's monotonic time, handed to every subscriber (the hub reads no clock).
+
+        The per-envelope work with nobody subscribed is a few dict operations: the
+        topic's slot (key, conflation key, channel, history buffer), its last envelope,
+        the history append, the last-value cache's store (as ``LastValueCache.update``
+        does it, inlined; a book update goes through it) and the subscriber lookup.
+        Nothing is encoded for a topic nobody holds.
+        """
         last = self._last
         topics = self._topics
-        history = self.history
+        subs = self._subs
         wild = self._wild
-        for envelope in envelopes:
-            topic = envelope.topic
-            keys = topics.get(topic)
-            key, conflation_key, channel = keys if keys is not None else self._keys(topic)
-            previous = last.get(key)
-            if previous is not None and previous.epoch != envelope.epoch:
-                history.clear(key)  # the numbering restarted upstream: never mix the two
-            last[key] = envelope
-            history.append(key, envelope)
-            self.cache.update(key, envelope)
-            self.published += 1
-            wires = self._subs.get(key)
-            if wild:
-                everything = wild.get(channel)
-                if everything:
-                    wires = _merged(wires, everything)
-            if not wires:
+        cache = self.cache
+        values = cache.values
+        count = 0
+        try:
+            for envelope in envelopes:
+                count += 1
+                topic = envelope.topic
+                slot = topics.get(topic)
+                if slot is None:
+                    slot = self._slot(topic)
+                key = slot.key
+                previous = last.get(key)
+                if previous is not None and previous.epoch != envelope.epoch:
+                    # the numbering restarted upstream: never mix the two
+                    self.history.clear(key)
+                last[key] = envelope
+                buffer = slot.buffer
+                if buffer is not None:
+                    buffer.append(envelope)
+                kind = type(envelope.payload)
+                if kind in _PLAIN:
+                    values[key] = envelope
+                else:
+                    cache.update(key, envelope)
+                wires = subs.get(key)
+                if wild:
+                    everything = wild.get(slot.channel)
+                    if everything:
+                        wires = _merged(wires, everything)
+                if wires:
+                    self._deliver(envelope, wires, key, slot.conflation_key, now)
+        finally:
+            self.published += count
+
+    def _deliver(
+        self,
+        envelope: Envelope,
+        wires: dict[str, set[Subscriber]],
+        key: str,
+        conflation_key: str | None,
+        now: float,
+    ) -> None:
+        """Encode ``envelope`` once per wire and hand it to that wire's subscribers."""
+        ts = envelope.payload.ts
+        for wire, subscribers in wires.items():
+            try:
+                item = Encoded(self.codecs[wire](envelope), ts=ts, topic=key)
+            except Exception as exc:  # this wire misses this update; the rest go on
+                self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
                 continue
-            ts = envelope.payload.ts
-            for wire, subscribers in wires.items():
+            self.deliveries += len(subscribers)
+            for subscriber in subscribers:
                 try:
-                    item = Encoded(self.codecs[wire](envelope), ts=ts, topic=key)
-                except Exception as exc:  # this wire misses this update; the rest go on
-                    self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
-                    continue
-                self.deliveries += len(subscribers)
-                for subscriber in subscribers:
-                    try:
-                        subscriber.deliver(item, conflation_key, now)
-                    except Exception as exc:
-                        self._faulted(subscriber, exc, key, envelope.seq)
+                    subscriber.deliver(item, conflation_key, now)
+                except Exception as exc:
+                    self._faulted(subscriber, exc, key, envelope.seq)
 
     def _faulted(self, subscriber: Subscriber, exc: Exception, key: str, seq: int) -> None:
         """``subscriber`` raised on ``deliver``: report it, and fault it (its stream has

@@ -9,7 +9,8 @@ root from the wall time and a random token), so that ``(epoch, seq)`` names one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope
@@ -37,7 +38,7 @@ class Sequencer:
             channels when omitted).
     """
 
-    __slots__ = ("_seq", "channels", "epoch")
+    __slots__ = ("_by_type", "_seq", "channels", "epoch")
 
     def __init__(self, epoch: str, channels: Channels | None = None) -> None:
         if not epoch:
@@ -45,6 +46,11 @@ class Sequencer:
         self.epoch = epoch
         self.channels = builtin() if channels is None else channels
         self._seq: dict[Topic, int] = {}
+        # payload type -> (its channel's name, its key, key -> the one Topic of that key):
+        # a topic is built once, not per event, and the same object keys every dict it
+        # is looked up in (an identity hit). A payload type's channel never changes once
+        # registered, so this only grows as topics do (as ``_seq`` does).
+        self._by_type: dict[type, tuple[str, Callable[[Any], str], dict[str, Topic]]] = {}
 
     def stamp(self, events: Iterable[Event], server_ts: float) -> list[Envelope]:
         """One envelope per event, in order: its topic's next seq, this epoch, ``server_ts``."""
@@ -52,12 +58,24 @@ class Sequencer:
         epoch = self.epoch
         stamped: list[Envelope] = []
         append = stamped.append
-        topic_of = self.channels.topic_of
+        by_type = self._by_type
         for event in events:
-            topic = topic_of(event)
+            kind = by_type.get(type(event))
+            if kind is None:
+                kind = self._kind(event)
+            key = kind[1](event)
+            topic = kind[2].get(key)
+            if topic is None:
+                topic = kind[2][key] = Topic(kind[0], key)
             seq = seqs[topic] = seqs.get(topic, 0) + 1
             append(Envelope(topic, seq, server_ts, event, epoch))
         return stamped
+
+    def _kind(self, event: Event) -> tuple[str, Callable[[Any], str], dict[str, Topic]]:
+        """What names the topics of ``event``'s type (KeyError when no channel carries it)."""
+        spec = self.channels.of(event)
+        kind = self._by_type[type(event)] = (spec.name, spec.key, {})
+        return kind
 
     def latest(self, topic: Topic) -> int:
         """The last seq stamped on ``topic`` (0 when none)."""
