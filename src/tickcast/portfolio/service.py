@@ -272,21 +272,31 @@ class PortfolioService:
             self.on_market(prices)
 
     def on_market(self, events: Sequence[MarketEvent]) -> None:
-        """Fold a batch of market events in; remember which portfolios changed."""
+        """Fold a batch of market events in; remember which portfolios changed.
+
+        The book takes the batch's prices at once (``PortfolioBook.on_prices``: one
+        revaluation per symbol that moved, the same totals as one per event)."""
         turned = self.assets.apply(events)
         if turned:
             self._new_references(turned)
-        on_price = self.book.on_price
+        priced = [e for e in events if type(e) is Quote or type(e) is Trade]
+        if not priced:
+            return
+        changed: dict[str, set[int]] = {}
+        try:
+            self.book.on_prices(priced, changed)
+        finally:  # a bad price raises after what came before it was folded in
+            self._fold_changed(changed)
+
+    def _fold_changed(self, changed: dict[str, set[int]]) -> None:
+        if not changed:
+            return
         dirty = self._dirty
         users = self.users
-        for event in events:
-            if type(event) is Quote or type(event) is Trade:
-                # O(1) for a symbol nobody holds; keeps every price current for new buys
-                changed = on_price(event.symbol, price_to_decimal(event.price))
-                if changed:
-                    dirty |= changed
-                    if users.any_pnl:
-                        users.moved(event.symbol, changed, self.owner_of)
+        for symbol, portfolios in changed.items():
+            dirty |= portfolios
+            if users.any_pnl:
+                users.moved(symbol, portfolios, self.owner_of)
 
     def _new_references(self, symbols: Iterable[str]) -> None:
         """Give the book the board's new daily-change reference of ``symbols``, so that
