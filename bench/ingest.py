@@ -225,7 +225,8 @@ def run_in_process(args: argparse.Namespace) -> None:
             assert best is not None
             extra = f" (in sink {best[1]:.2f} us)" if mode == "ingest" else ""
             print(
-                f"  {mode:7} {best[0]:7.2f} us per tick{extra}  -> {1e6 / best[0]:,.0f} ticks/s per core"
+                f"  {mode:7} {best[0]:7.2f} us per tick{extra}"
+                f"  -> {1e6 / best[0]:,.0f} ticks/s per core"
             )
         if args.profile:
             provider = simulator_for(settings)
@@ -274,9 +275,10 @@ def run_serve(args: argparse.Namespace) -> None:
                     try:
                         with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=2):
                             break
-                    except OSError:
+                    except OSError as exc:
                         if proc.poll() is not None or time.monotonic() > deadline:
-                            raise SystemExit(f"serve did not get ready: {proc.stderr.read()}")  # type: ignore[union-attr]
+                            err = proc.stderr.read() if proc.stderr else b""
+                            raise SystemExit(f"serve did not get ready: {err!r}") from exc
                         time.sleep(0.2)
                 time.sleep(args.warmup)
                 p = psutil.Process(proc.pid)
