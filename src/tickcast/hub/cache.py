@@ -21,23 +21,25 @@ EVENTS: frozenset[type] = frozenset({Trade, Signal})
 class LastValueCache:
     """Latest state per topic key (the topic's string form)."""
 
-    __slots__ = ("_books", "values")
+    __slots__ = ("books", "values")
 
     def __init__(self) -> None:
         #: key -> the latest envelope of a state topic. The hub's fan-out stores in it
         #: directly a payload that is neither an event (``EVENTS``) nor a book update,
         #: as ``update`` would: the hot path's one dict store, without a call.
         self.values: dict[str, Envelope] = {}
-        self._books: dict[str, OrderBook] = {}
+        #: key -> the whole current book of a book topic (the fan-out applies each book
+        #: update to it, as ``update`` does, and stores the envelope in ``values``)
+        self.books: dict[str, OrderBook] = {}
 
     def update(self, key: str, envelope: Envelope) -> None:
         payload = envelope.payload
         if type(payload) in EVENTS:
             return
         if isinstance(payload, BookUpdate):
-            book = self._books.get(key)
+            book = self.books.get(key)
             if book is None:
-                book = self._books[key] = OrderBook()
+                book = self.books[key] = OrderBook()
             book.apply(payload)
         self.values[key] = envelope
 
@@ -56,5 +58,5 @@ class LastValueCache:
         envelope = self.values.get(key)
         if envelope is None or not isinstance(envelope.payload, BookUpdate):
             return envelope
-        snapshot = self._books[key].snapshot(envelope.payload)
+        snapshot = self.books[key].snapshot(envelope.payload)
         return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot, envelope.epoch)

@@ -38,9 +38,10 @@ from typing import Protocol
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
+from tickcast.model.book import OrderBook
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
-from tickcast.model.market import Bar, Quote, Status
+from tickcast.model.market import Bar, BookUpdate, Quote, Status
 from tickcast.model.topic import Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
@@ -194,7 +195,8 @@ class Hub:
         The per-envelope work with nobody subscribed is a few dict operations: the
         topic's slot (key, conflation key, channel, history buffer), its last envelope,
         the history append, the last-value cache's store (as ``LastValueCache.update``
-        does it, inlined; a book update goes through it) and the subscriber lookup.
+        does it, inlined for quotes, bars, statuses and book updates) and the subscriber
+        lookup.
         Nothing is encoded for a topic nobody holds.
         """
         last = self._last
@@ -203,6 +205,7 @@ class Hub:
         wild = self._wild
         cache = self.cache
         values = cache.values
+        books = cache.books
         count = 0
         try:
             for envelope in envelopes:
@@ -220,8 +223,15 @@ class Hub:
                 buffer = slot.buffer
                 if buffer is not None:
                     buffer.append(envelope)
-                kind = type(envelope.payload)
+                payload = envelope.payload
+                kind = type(payload)
                 if kind in _PLAIN:
+                    values[key] = envelope
+                elif kind is BookUpdate:
+                    book = books.get(key)
+                    if book is None:
+                        book = books[key] = OrderBook()
+                    book.apply(payload)  # type: ignore[arg-type]
                     values[key] = envelope
                 else:
                     cache.update(key, envelope)
