@@ -53,9 +53,11 @@ _PLAIN: frozenset[type] = frozenset({Quote, Bar, Status})
 
 class _Slot:
     """What fan-out needs of one topic, computed once: its key (the topic's string), its
-    conflation key (None: reliable), its channel, its history buffer (None: history off)."""
+    conflation key (None: reliable), its channel, its history buffer (None: history off);
+    and the last envelope fanned out on it (None: none in this numbering), whose
+    (epoch, seq) is the topic's position."""
 
-    __slots__ = ("buffer", "channel", "conflation_key", "key")
+    __slots__ = ("buffer", "channel", "conflation_key", "key", "last")
 
     def __init__(
         self, key: str, conflation_key: str | None, channel: str, buffer: deque[Envelope] | None
@@ -64,6 +66,7 @@ class _Slot:
         self.conflation_key = conflation_key
         self.channel = channel
         self.buffer = buffer
+        self.last: Envelope | None = None
 
 
 class Overlap(ValueError):
@@ -120,8 +123,6 @@ class Hub:
             channels = builtin() if sequencer is None else sequencer.channels
         self.channels = channels
         self.sequencer = Sequencer(DEFAULT_EPOCH, channels) if sequencer is None else sequencer
-        # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
-        self._last: dict[str, Envelope] = {}
         # the epoch whose positions this hub does not know (joined under way), or ""
         self._unknown = ""
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
@@ -174,7 +175,7 @@ class Hub:
         and 0 when none was. A subscription made now receives what comes after it. None
         when this hub cannot know (it joined a numbering under way, or lost track of it,
         and nothing came on ``topic`` since: see ``renumber``)."""
-        last = self._last.get(str(topic))
+        last = self._latest(topic)
         if last is not None:
             return (last.epoch, last.seq)
         if self._unknown == self.sequencer.epoch:
@@ -183,8 +184,13 @@ class Hub:
 
     def latest_seq(self, topic: Topic) -> int:
         """The seq of the last update fanned out on ``topic`` (0 when none)."""
-        last = self._last.get(str(topic))
+        last = self._latest(topic)
         return 0 if last is None else last.seq
+
+    def _latest(self, topic: Topic) -> Envelope | None:
+        """The last envelope fanned out on ``topic`` (its (epoch, seq) is the topic's)."""
+        slot = self._topics.get(topic)
+        return None if slot is None else slot.last
 
     # -- fan-out (producers publish through ``hub/publisher.py``, which stamps first)
 
@@ -199,7 +205,6 @@ class Hub:
         lookup.
         Nothing is encoded for a topic nobody holds.
         """
-        last = self._last
         topics = self._topics
         subs = self._subs
         wild = self._wild
@@ -215,11 +220,11 @@ class Hub:
                 if slot is None:
                     slot = self._slot(topic)
                 key = slot.key
-                previous = last.get(key)
+                previous = slot.last
                 if previous is not None and previous.epoch != envelope.epoch:
                     # the numbering restarted upstream: never mix the two
                     self.history.clear(key)
-                last[key] = envelope
+                slot.last = envelope
                 buffer = slot.buffer
                 if buffer is not None:
                     buffer.append(envelope)
@@ -350,7 +355,8 @@ class Hub:
         that a topic's position is unknown until its next update."""
         self.sequencer = sequencer
         self._unknown = "" if from_zero else sequencer.epoch
-        self._last.clear()
+        for slot in self._topics.values():
+            slot.last = None
         self.history.clear_all()
 
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
@@ -385,7 +391,7 @@ class Hub:
         A point without an epoch means the current one.
         """
         key = str(topic)
-        last = self._last.get(key)
+        last = self._latest(topic)
         latest, epoch = (0, self.sequencer.epoch) if last is None else (last.seq, last.epoch)
         if point.epoch is not None and point.epoch != epoch:
             return Gap(point.seq, self.history.oldest(key), latest, "epoch_changed", epoch)
