@@ -53,19 +53,19 @@ _PLAIN: frozenset[type] = frozenset({Quote, Bar, Status})
 
 class _Slot:
     """What fan-out needs of one topic, computed once: its key (the topic's string), its
-    conflation key (None: reliable), its channel, its history buffer (None: history off);
+    conflation key (None: reliable), its channel, its history buffer (None: none yet, or
+    history off);
     and the last envelope fanned out on it (None: none in this numbering), whose
     (epoch, seq) is the topic's position."""
 
     __slots__ = ("buffer", "channel", "conflation_key", "key", "last")
 
-    def __init__(
-        self, key: str, conflation_key: str | None, channel: str, buffer: deque[Envelope] | None
-    ) -> None:
+    def __init__(self, key: str, conflation_key: str | None, channel: str) -> None:
         self.key = key
         self.conflation_key = conflation_key
         self.channel = channel
-        self.buffer = buffer
+        # made at the topic's first update (a topic only subscribed to holds none)
+        self.buffer: deque[Envelope] | None = None
         self.last: Envelope | None = None
 
 
@@ -143,9 +143,7 @@ class Hub:
     def _slot(self, topic: Topic) -> _Slot:
         key = str(topic)
         spec = self.channels.get(topic.channel)
-        slot = self._topics[topic] = _Slot(
-            key, key if spec.conflate else None, spec.name, self.history.buffer(key)
-        )
+        slot = self._topics[topic] = _Slot(key, key if spec.conflate else None, spec.name)
         return slot
 
     def conflation_key(self, topic: Topic) -> str | None:
@@ -206,6 +204,7 @@ class Hub:
         Nothing is encoded for a topic nobody holds.
         """
         topics = self._topics
+        history = self.history
         subs = self._subs
         wild = self._wild
         cache = self.cache
@@ -223,9 +222,11 @@ class Hub:
                 previous = slot.last
                 if previous is not None and previous.epoch != envelope.epoch:
                     # the numbering restarted upstream: never mix the two
-                    self.history.clear(key)
+                    history.clear(key)
                 slot.last = envelope
                 buffer = slot.buffer
+                if buffer is None:  # the topic's first update (or history is off)
+                    buffer = slot.buffer = history.buffer(key)
                 if buffer is not None:
                     buffer.append(envelope)
                 payload = envelope.payload
