@@ -15,28 +15,33 @@ from tickcast.model.market import BookUpdate, Trade
 from tickcast.model.signal import Signal
 
 #: Payloads that are events, not state: never a new subscriber's current value.
-_EVENTS: frozenset[type] = frozenset({Trade, Signal})
+EVENTS: frozenset[type] = frozenset({Trade, Signal})
 
 
 class LastValueCache:
     """Latest state per topic key (the topic's string form)."""
 
-    __slots__ = ("_books", "_values")
+    __slots__ = ("books", "values")
 
     def __init__(self) -> None:
-        self._values: dict[str, Envelope] = {}
-        self._books: dict[str, OrderBook] = {}
+        #: key -> the latest envelope of a state topic. The hub's fan-out stores in it
+        #: directly a payload that is neither an event (``EVENTS``) nor a book update,
+        #: as ``update`` would: the hot path's one dict store, without a call.
+        self.values: dict[str, Envelope] = {}
+        #: key -> the whole current book of a book topic (the fan-out applies each book
+        #: update to it, as ``update`` does, and stores the envelope in ``values``)
+        self.books: dict[str, OrderBook] = {}
 
     def update(self, key: str, envelope: Envelope) -> None:
         payload = envelope.payload
-        if type(payload) in _EVENTS:
+        if type(payload) in EVENTS:
             return
         if isinstance(payload, BookUpdate):
-            book = self._books.get(key)
+            book = self.books.get(key)
             if book is None:
-                book = self._books[key] = OrderBook()
+                book = self.books[key] = OrderBook()
             book.apply(payload)
-        self._values[key] = envelope
+        self.values[key] = envelope
 
     def of_channel(self, channel: str) -> list[Envelope]:
         """The current value of every topic of ``channel`` (a scan: for a channel-wide
@@ -44,14 +49,14 @@ class LastValueCache:
         prefix = f"{channel}."
         return [
             envelope
-            for key, envelope in self._values.items()
+            for key, envelope in self.values.items()
             if key.startswith(prefix) and not isinstance(envelope.payload, BookUpdate)
         ]
 
     def get(self, key: str) -> Envelope | None:
         """The current value; for a book, a full snapshot carrying the latest seq."""
-        envelope = self._values.get(key)
+        envelope = self.values.get(key)
         if envelope is None or not isinstance(envelope.payload, BookUpdate):
             return envelope
-        snapshot = self._books[key].snapshot(envelope.payload)
+        snapshot = self.books[key].snapshot(envelope.payload)
         return Envelope(envelope.topic, envelope.seq, envelope.server_ts, snapshot, envelope.epoch)

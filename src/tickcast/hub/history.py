@@ -49,20 +49,33 @@ class History:
         self._buffers: dict[str, deque[Envelope]] = {}
 
     def append(self, key: str, envelope: Envelope) -> None:
+        buffer = self.buffer(key)
+        if buffer is not None:
+            buffer.append(envelope)
+
+    def buffer(self, key: str) -> deque[Envelope] | None:
+        """``key``'s ring buffer, made if it has none (None when history is disabled).
+
+        The same deque for as long as this History lives: ``clear`` and ``clear_all``
+        empty it in place, so a caller (the hub's fan-out) may keep it and append to it.
+        """
         if self.size == 0:
-            return
+            return None
         buffer = self._buffers.get(key)
         if buffer is None:
             buffer = self._buffers[key] = deque(maxlen=self.size)
-        buffer.append(envelope)
+        return buffer
 
     def clear(self, key: str) -> None:
         """Forget ``key``'s envelopes (its numbering restarted: a new epoch)."""
-        self._buffers.pop(key, None)
+        buffer = self._buffers.get(key)
+        if buffer is not None:
+            buffer.clear()
 
     def clear_all(self) -> None:
         """Forget every topic's envelopes."""
-        self._buffers.clear()
+        for buffer in self._buffers.values():
+            buffer.clear()
 
     def oldest(self, key: str) -> int:
         """The oldest seq held for ``key`` (0 when nothing is held)."""

@@ -31,17 +31,42 @@ that raises is reported as ``"hook"``, and the subscription stands.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterable
 from typing import Protocol
 
 from tickcast.hub.cache import LastValueCache
 from tickcast.hub.history import Gap, History
 from tickcast.hub.sequencer import DEFAULT_EPOCH, Sequencer
+from tickcast.model.book import OrderBook
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope, ResumePoint
+from tickcast.model.market import Bar, BookUpdate, Quote, Status
 from tickcast.model.topic import Topic
 from tickcast.observability.faults import Faults
 from tickcast.protocols.wire import Codec, Encoded
+
+#: Payload types the last-value cache keeps as they come (the newest envelope wins):
+#: state, but not a book (kept whole, ``LastValueCache.update``) nor an event (not kept).
+_PLAIN: frozenset[type] = frozenset({Quote, Bar, Status})
+
+
+class _Slot:
+    """What fan-out needs of one topic, computed once: its key (the topic's string), its
+    conflation key (None: reliable), its channel, its history buffer (None: none yet, or
+    history off);
+    and the last envelope fanned out on it (None: none in this numbering), whose
+    (epoch, seq) is the topic's position."""
+
+    __slots__ = ("buffer", "channel", "conflation_key", "key", "last")
+
+    def __init__(self, key: str, conflation_key: str | None, channel: str) -> None:
+        self.key = key
+        self.conflation_key = conflation_key
+        self.channel = channel
+        # made at the topic's first update (a topic only subscribed to holds none)
+        self.buffer: deque[Envelope] | None = None
+        self.last: Envelope | None = None
 
 
 class Overlap(ValueError):
@@ -98,17 +123,15 @@ class Hub:
             channels = builtin() if sequencer is None else sequencer.channels
         self.channels = channels
         self.sequencer = Sequencer(DEFAULT_EPOCH, channels) if sequencer is None else sequencer
-        # topic key -> the last envelope fanned out on it: its (epoch, seq) is the topic's.
-        self._last: dict[str, Envelope] = {}
         # the epoch whose positions this hub does not know (joined under way), or ""
         self._unknown = ""
         # topic key -> wire -> subscribers; grouping by wire makes encode-once a lookup.
         self._subs: dict[str, dict[str, set[Subscriber]]] = {}
         # channel -> wire -> subscribers to every topic of that channel (channel-wide).
         self._wild: dict[str, dict[str, set[Subscriber]]] = {}
-        # topic -> (its key, its conflation key or None, its channel), computed once per
+        # topic -> its key, conflation key, channel and history buffer, computed once per
         # topic from the registry, so that fan-out asks no registry per event.
-        self._topics: dict[Topic, tuple[str, str | None, str]] = {}
+        self._topics: dict[Topic, _Slot] = {}
         # channel -> hooks called with a topic that got its first / lost its last subscriber
         self._on_first: dict[str, list[Callable[[Topic], None]]] = {}
         self._on_last: dict[str, list[Callable[[Topic], None]]] = {}
@@ -117,17 +140,17 @@ class Hub:
 
     # -- topics
 
-    def _keys(self, topic: Topic) -> tuple[str, str | None, str]:
+    def _slot(self, topic: Topic) -> _Slot:
         key = str(topic)
         spec = self.channels.get(topic.channel)
-        keys = self._topics[topic] = (key, key if spec.conflate else None, spec.name)
-        return keys
+        slot = self._topics[topic] = _Slot(key, key if spec.conflate else None, spec.name)
+        return slot
 
     def conflation_key(self, topic: Topic) -> str | None:
         """What ``topic``'s pending updates conflate under in an outbox (its key), or None
         when its channel is reliable: from this hub's registry, as fan-out keys them."""
-        keys = self._topics.get(topic)
-        return (keys if keys is not None else self._keys(topic))[1]
+        slot = self._topics.get(topic)
+        return (slot if slot is not None else self._slot(topic)).conflation_key
 
     @property
     def subscription_count(self) -> int:
@@ -150,7 +173,7 @@ class Hub:
         and 0 when none was. A subscription made now receives what comes after it. None
         when this hub cannot know (it joined a numbering under way, or lost track of it,
         and nothing came on ``topic`` since: see ``renumber``)."""
-        last = self._last.get(str(topic))
+        last = self._latest(topic)
         if last is not None:
             return (last.epoch, last.seq)
         if self._unknown == self.sequencer.epoch:
@@ -159,49 +182,97 @@ class Hub:
 
     def latest_seq(self, topic: Topic) -> int:
         """The seq of the last update fanned out on ``topic`` (0 when none)."""
-        last = self._last.get(str(topic))
+        last = self._latest(topic)
         return 0 if last is None else last.seq
+
+    def _latest(self, topic: Topic) -> Envelope | None:
+        """The last envelope fanned out on ``topic`` (its (epoch, seq) is the topic's)."""
+        slot = self._topics.get(topic)
+        return None if slot is None else slot.last
 
     # -- fan-out (producers publish through ``hub/publisher.py``, which stamps first)
 
     def fan_out(self, envelopes: Iterable[Envelope], now: float) -> None:
         """Record and deliver envelopes already stamped with ``(epoch, seq)``; ``now`` is
-        the pass's monotonic time, handed to every subscriber (the hub reads no clock)."""
-        last = self._last
+        the pass's monotonic time, handed to every subscriber (the hub reads no clock).
+
+        The per-envelope work with nobody subscribed is a few dict operations: the
+        topic's slot (key, conflation key, channel, history buffer), its last envelope,
+        the history append, the last-value cache's store (as ``LastValueCache.update``
+        does it, inlined for quotes, bars, statuses and book updates) and the subscriber
+        lookup.
+        Nothing is encoded for a topic nobody holds.
+        """
         topics = self._topics
         history = self.history
+        subs = self._subs
         wild = self._wild
-        for envelope in envelopes:
-            topic = envelope.topic
-            keys = topics.get(topic)
-            key, conflation_key, channel = keys if keys is not None else self._keys(topic)
-            previous = last.get(key)
-            if previous is not None and previous.epoch != envelope.epoch:
-                history.clear(key)  # the numbering restarted upstream: never mix the two
-            last[key] = envelope
-            history.append(key, envelope)
-            self.cache.update(key, envelope)
-            self.published += 1
-            wires = self._subs.get(key)
-            if wild:
-                everything = wild.get(channel)
-                if everything:
-                    wires = _merged(wires, everything)
-            if not wires:
+        cache = self.cache
+        values = cache.values
+        books = cache.books
+        count = 0
+        try:
+            for envelope in envelopes:
+                count += 1
+                topic = envelope.topic
+                slot = topics.get(topic)
+                if slot is None:
+                    slot = self._slot(topic)
+                key = slot.key
+                previous = slot.last
+                if previous is not None and previous.epoch != envelope.epoch:
+                    # the numbering restarted upstream: never mix the two
+                    history.clear(key)
+                slot.last = envelope
+                buffer = slot.buffer
+                if buffer is None:  # the topic's first update (or history is off)
+                    buffer = slot.buffer = history.buffer(key)
+                if buffer is not None:
+                    buffer.append(envelope)
+                payload = envelope.payload
+                kind = type(payload)
+                if kind in _PLAIN:
+                    values[key] = envelope
+                elif kind is BookUpdate:
+                    book = books.get(key)
+                    if book is None:
+                        book = books[key] = OrderBook()
+                    book.apply(payload)  # type: ignore[arg-type]
+                    values[key] = envelope
+                else:
+                    cache.update(key, envelope)
+                wires = subs.get(key)
+                if wild:
+                    everything = wild.get(slot.channel)
+                    if everything:
+                        wires = _merged(wires, everything)
+                if wires:
+                    self._deliver(envelope, wires, key, slot.conflation_key, now)
+        finally:
+            self.published += count
+
+    def _deliver(
+        self,
+        envelope: Envelope,
+        wires: dict[str, set[Subscriber]],
+        key: str,
+        conflation_key: str | None,
+        now: float,
+    ) -> None:
+        """Encode ``envelope`` once per wire and hand it to that wire's subscribers."""
+        ts = envelope.payload.ts
+        for wire, subscribers in wires.items():
+            try:
+                item = Encoded(self.codecs[wire](envelope), ts=ts, topic=key)
+            except Exception as exc:  # this wire misses this update; the rest go on
+                self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
                 continue
-            ts = envelope.payload.ts
-            for wire, subscribers in wires.items():
+            self.deliveries += len(subscribers)
+            for subscriber in subscribers:
                 try:
-                    item = Encoded(self.codecs[wire](envelope), ts=ts, topic=key)
-                except Exception as exc:  # this wire misses this update; the rest go on
-                    self.faults.report("codec", exc, topic=key, seq=envelope.seq, wire=wire)
-                    continue
-                self.deliveries += len(subscribers)
-                for subscriber in subscribers:
-                    try:
-                        subscriber.deliver(item, conflation_key, now)
-                    except Exception as exc:
-                        self._faulted(subscriber, exc, key, envelope.seq)
+                    subscriber.deliver(item, conflation_key, now)
+                except Exception as exc:
+                    self._faulted(subscriber, exc, key, envelope.seq)
 
     def _faulted(self, subscriber: Subscriber, exc: Exception, key: str, seq: int) -> None:
         """``subscriber`` raised on ``deliver``: report it, and fault it (its stream has
@@ -285,7 +356,8 @@ class Hub:
         that a topic's position is unknown until its next update."""
         self.sequencer = sequencer
         self._unknown = "" if from_zero else sequencer.epoch
-        self._last.clear()
+        for slot in self._topics.values():
+            slot.last = None
         self.history.clear_all()
 
     def subscribe_channel(self, subscriber: Subscriber, channel: str) -> None:
@@ -320,7 +392,7 @@ class Hub:
         A point without an epoch means the current one.
         """
         key = str(topic)
-        last = self._last.get(key)
+        last = self._latest(topic)
         latest, epoch = (0, self.sequencer.epoch) if last is None else (last.seq, last.epoch)
         if point.epoch is not None and point.epoch != epoch:
             return Gap(point.seq, self.history.oldest(key), latest, "epoch_changed", epoch)

@@ -20,7 +20,7 @@ so that a tap's work never delays a delivery. A tap that raises is contained: re
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from tickcast.clock import Clock
 from tickcast.hub.hub import Hub
@@ -31,6 +31,21 @@ from tickcast.observability.faults import Faults
 
 #: A service listening to what is published: called with each batch, stamped and fanned out.
 Tap = Callable[[Sequence[Envelope]], None]
+
+_F = TypeVar("_F", bound=Callable[..., None])
+
+
+def listens_to(*payloads: type) -> Callable[[_F], _F]:
+    """Mark a tap as looking only at these payload types: ``LocalPublisher`` then skips
+    it for a batch that carries none of them (a market batch, for a tap that ranks
+    portfolio values), instead of calling it to scan the batch for nothing. A tap given
+    more than it looks at ignores the rest, so a publisher may also call it always."""
+
+    def mark(fn: _F) -> _F:
+        fn.payloads = frozenset(payloads)  # type: ignore[attr-defined]
+        return fn
+
+    return mark
 
 
 class Publisher(Protocol):
@@ -59,7 +74,7 @@ class LocalPublisher:
             monotonic time the pass's ``now`` the hub hands every subscriber.
     """
 
-    __slots__ = ("_taps", "clock", "faults", "hub", "sequencer")
+    __slots__ = ("_taps", "_wants", "clock", "faults", "hub", "sequencer")
 
     def __init__(
         self,
@@ -76,6 +91,9 @@ class LocalPublisher:
         # replaced, never mutated: a tap added or removed while the taps run takes effect
         # from the next batch
         self._taps: tuple[tuple[str, Tap], ...] = ()
+        # per tap, in the same order: the payload types it looks at (``listens_to``), or
+        # None (every batch); replaced with ``_taps``
+        self._wants: tuple[frozenset[type] | None, ...] = ()
 
     def publish(self, events: Sequence[Event]) -> None:
         """Stamp ``events`` (one batch, one server time), fan them out, then tap them."""
@@ -84,7 +102,13 @@ class LocalPublisher:
         now = self.clock.now()
         envelopes = self.sequencer.stamp(events, now.wall)
         self.hub.fan_out(envelopes, now.mono)
-        for name, tap in self._taps:
+        kinds: set[type] | None = None
+        for (name, tap), wants in zip(self._taps, self._wants, strict=True):
+            if wants is not None:
+                if kinds is None:
+                    kinds = set(map(type, events))  # the batch's payload types, in C
+                if wants.isdisjoint(kinds):
+                    continue
             try:
                 tap(envelopes)
             except Exception as exc:  # a service's bug must not stop the feed or the batch
@@ -95,9 +119,12 @@ class LocalPublisher:
         (idempotent)."""
         entry = (name, fn)
         self._taps = (*self._taps, entry)
+        self._wants = (*self._wants, getattr(fn, "payloads", None))
 
         def remove() -> None:
-            self._taps = tuple(t for t in self._taps if t is not entry)
+            kept = [(t, w) for t, w in zip(self._taps, self._wants, strict=True) if t is not entry]
+            self._taps = tuple(t for t, _ in kept)
+            self._wants = tuple(w for _, w in kept)
 
         return remove
 

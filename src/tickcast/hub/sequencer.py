@@ -9,7 +9,8 @@ root from the wall time and a random token), so that ``(epoch, seq)`` names one 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 from tickcast.model.channel import Channels, builtin
 from tickcast.model.envelope import Envelope
@@ -37,28 +38,48 @@ class Sequencer:
             channels when omitted).
     """
 
-    __slots__ = ("_seq", "channels", "epoch")
+    __slots__ = ("_by_type", "channels", "epoch")
 
     def __init__(self, epoch: str, channels: Channels | None = None) -> None:
         if not epoch:
             raise ValueError("an epoch must be a non-empty string")
         self.epoch = epoch
         self.channels = builtin() if channels is None else channels
-        self._seq: dict[Topic, int] = {}
+        # payload type -> (its channel's name, its key, key -> [the one Topic of that
+        # key, the last seq stamped on it]): a topic is built once, not per event, and
+        # its count sits beside it (no dict keyed by Topic to hash per event). A payload
+        # type's channel never changes once registered, so this grows as topics do.
+        self._by_type: dict[type, tuple[str, Callable[[Any], str], dict[str, list[Any]]]] = {}
 
     def stamp(self, events: Iterable[Event], server_ts: float) -> list[Envelope]:
         """One envelope per event, in order: its topic's next seq, this epoch, ``server_ts``."""
-        seqs = self._seq
         epoch = self.epoch
         stamped: list[Envelope] = []
         append = stamped.append
-        topic_of = self.channels.topic_of
+        by_type = self._by_type
         for event in events:
-            topic = topic_of(event)
-            seq = seqs[topic] = seqs.get(topic, 0) + 1
-            append(Envelope(topic, seq, server_ts, event, epoch))
+            kind = by_type.get(type(event))
+            if kind is None:
+                kind = self._kind(event)
+            key = kind[1](event)
+            counted = kind[2].get(key)
+            if counted is None:
+                counted = kind[2][key] = [Topic(kind[0], key), 0]
+            seq = counted[1] = counted[1] + 1
+            append(Envelope(counted[0], seq, server_ts, event, epoch))
         return stamped
+
+    def _kind(self, event: Event) -> tuple[str, Callable[[Any], str], dict[str, list[Any]]]:
+        """What names the topics of ``event``'s type (KeyError when no channel carries it)."""
+        spec = self.channels.of(event)
+        kind = self._by_type[type(event)] = (spec.name, spec.key, {})
+        return kind
 
     def latest(self, topic: Topic) -> int:
         """The last seq stamped on ``topic`` (0 when none)."""
-        return self._seq.get(topic, 0)
+        channels = self.channels
+        if topic.channel not in channels:
+            return 0
+        kind = self._by_type.get(channels.get(topic.channel).payload)
+        counted = None if kind is None else kind[2].get(topic.symbol)
+        return 0 if counted is None else int(counted[1])

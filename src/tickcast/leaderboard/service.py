@@ -35,7 +35,7 @@ from typing import Protocol
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tickcast.clock import Clock
-from tickcast.hub.publisher import Publisher
+from tickcast.hub.publisher import Publisher, listens_to
 from tickcast.leaderboard.board import Leaderboard
 from tickcast.model.envelope import Envelope
 from tickcast.model.leaderboard import (
@@ -158,6 +158,7 @@ class LeaderboardService:
 
     # -- what happened
 
+    @listens_to(PortfolioValue)
     def on_published(self, envelopes: Sequence[Envelope]) -> None:
         """The tap: re-rank the public portfolios whose value was published."""
         apply = self.board.apply

@@ -8,15 +8,7 @@ providers' book builder (sequence checks and resync).
 
 from __future__ import annotations
 
-from tickcast.model.market import BookUpdate, Level
-
-
-def _apply(levels: dict[float, float], changes: tuple[Level, ...]) -> None:
-    for price, size in changes:
-        if size == 0:
-            levels.pop(price, None)
-        else:
-            levels[price] = size
+from tickcast.model.market import BookUpdate
 
 
 class OrderBook:
@@ -30,11 +22,23 @@ class OrderBook:
 
     def apply(self, update: BookUpdate) -> None:
         """Apply a delta, or replace the book with a snapshot."""
+        bids = self.bids
+        asks = self.asks
         if update.snapshot:
-            self.bids.clear()
-            self.asks.clear()
-        _apply(self.bids, update.bids)
-        _apply(self.asks, update.asks)
+            bids.clear()
+            asks.clear()
+        # inlined (one call per update, not three): this runs twice per book update
+        # ingested, in the providers' book check and in the hub's last-value cache
+        for price, size in update.bids:
+            if size == 0:
+                bids.pop(price, None)
+            else:
+                bids[price] = size
+        for price, size in update.asks:
+            if size == 0:
+                asks.pop(price, None)
+            else:
+                asks[price] = size
 
     def snapshot(self, like: BookUpdate) -> BookUpdate:
         """The whole book as a snapshot, with ``like``'s symbol, time, source and sequence."""

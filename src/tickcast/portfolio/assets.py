@@ -132,17 +132,42 @@ class AssetBoard:
         """Fold market events in; return the symbols whose reference changed (a first
         price, a new day), so that the caller can give the book the new one."""
         changed: set[str] = set()
+        assets = self._assets
+        dirty = self._dirty
         for event in events:
-            if isinstance(event, Quote):
-                turned = self._price(
-                    event.symbol, event.price, event.ts, event.source, event.volume
-                )
-            elif isinstance(event, Trade):
-                turned = self._price(event.symbol, event.price, event.ts, event.source, None)
-            else:
+            kind = type(event)
+            if kind is Quote:
+                volume: float | None = event.volume  # type: ignore[union-attr]
+            elif kind is Trade:
+                volume = None
+            elif isinstance(event, Quote):
+                volume = event.volume
+            elif not isinstance(event, Trade):
                 continue
-            if turned:
-                changed.add(event.symbol)
+            else:
+                volume = None
+            symbol = event.symbol
+            price = event.price  # type: ignore[union-attr]
+            asset = assets.get(symbol)
+            if (
+                asset is not None
+                and asset.first is not None
+                and price > 0
+                and event.ts // _DAY_S <= asset.day
+            ):
+                # the common case, ``_price`` inlined: a known asset, a price of its day
+                # after the day's first one (no new reference)
+                asset.price = price
+                if price > asset.high:
+                    asset.high = price
+                if price < asset.low:
+                    asset.low = price
+                if volume is not None:
+                    asset.volume = volume
+                asset.source = event.source
+                dirty.add(symbol)
+            elif self._price(symbol, price, event.ts, event.source, volume):
+                changed.add(symbol)
         return changed
 
     def _price(

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from decimal import Decimal, localcontext
 from types import MappingProxyType
-from typing import Literal
+from typing import Any, Final, Literal, Protocol
 
 from tickcast.portfolio import cash as cash_rules
 from tickcast.portfolio.cash import Cash
@@ -36,7 +36,29 @@ from tickcast.portfolio.valuation import (
     _position,
     _sub,
     apply_trade,
+    price_to_decimal,
 )
+
+_ONE: Final = Decimal(1)
+#: Above any Decimal price's exponent: no move seen yet.
+_UNMOVED: Final = 1 << 30
+#: Float prices kept converted (``PortfolioBook._decimals``); more and it starts over.
+_MAX_DECIMALS: Final = 65_536
+
+
+class Priced(Protocol):
+    """What ``on_prices`` reads of a quote or a trade."""
+
+    @property
+    def symbol(self) -> str: ...
+
+    @property
+    def price(self) -> float: ...
+
+
+def _exponent(value: Decimal) -> int:
+    exponent = value.as_tuple().exponent
+    return exponent if isinstance(exponent, int) else 0
 
 
 class _Portfolio:
@@ -100,13 +122,16 @@ class PortfolioBook:
         book.valuation(7).daily_change_percent  # Decimal("4.000000")
     """
 
-    __slots__ = ("_closes", "_holders", "_portfolios", "_prices")
+    __slots__ = ("_closes", "_decimals", "_holders", "_portfolios", "_prices")
 
     def __init__(self) -> None:
         self._portfolios: dict[int, _Portfolio] = {}
         self._holders: dict[str, dict[int, tuple[Decimal, _Portfolio]]] = {}
         self._prices: dict[str, Decimal] = {}
         self._closes: dict[str, Decimal] = {}
+        # float price -> (its Decimal, that Decimal's exponent), checked: a feed's prices
+        # repeat (they sit on a tick grid), so ``on_prices`` converts each one once
+        self._decimals: dict[float, tuple[Decimal, int]] = {}
 
     def __len__(self) -> int:
         return len(self._portfolios)
@@ -286,6 +311,108 @@ class PortfolioBook:
                     portfolio.market_value += change
                     portfolio.previous_value += change
         return set(holders)
+
+    def on_prices(
+        self, events: Iterable[Priced], changed: dict[str, set[int]] | None = None
+    ) -> dict[str, set[int]]:
+        """A batch of float prices (quotes' and trades' ``price``, in order), leaving the
+        book exactly as ``on_price(e.symbol, price_to_decimal(e.price))`` per event would;
+        returns, per symbol, the union of what those calls returned (when not empty), in
+        ``changed`` when given (filled also when a bad price raises).
+
+        One pass over the batch and one revaluation per symbol that moved, not one per
+        event: a holder's totals take ``quantity * (last - first)`` once, exact, with
+        the delta carried at the finest exponent of the prices it went through, so that
+        the totals are equal to the per-event ones digit for digit (the exponent of an
+        exact Decimal sum is the least of its terms'), not just in value. A symbol's
+        first price ever goes through ``on_price`` (it remarks its holders). A price that
+        ``on_price`` would refuse raises here too, after the prices before it.
+        """
+        prices = self._prices
+        memo = self._decimals
+        # symbol -> [last price seen (float), its Decimal (the current one), the least
+        # exponent of the prices it moved to, the Decimal before the batch, moved]
+        pending: dict[str, list[Any]] = {}
+        if changed is None:
+            changed = {}
+        try:
+            for event in events:
+                symbol = event.symbol
+                price = event.price
+                state = pending.get(symbol)
+                if state is not None:
+                    if state[0] == price:  # a float equal to the last: no change
+                        continue
+                    known = memo.get(price) if price else None
+                    if known is None:
+                        known = self._decimal(price)
+                    state[0] = price
+                    state[1] = known[0]  # distinct floats print apart: a move
+                    if known[1] < state[2]:
+                        state[2] = known[1]
+                    state[4] = True
+                    continue
+                known = memo.get(price) if price else None
+                if known is None:
+                    known = self._decimal(price)
+                decimal = known[0]
+                old = prices.get(symbol)
+                if old is None:  # the first price: on_price remarks the holders
+                    first = self.on_price(symbol, decimal)
+                    if first:
+                        changed[symbol] = first
+                    pending[symbol] = [price, decimal, _UNMOVED, decimal, False]
+                elif old == decimal:
+                    pending[symbol] = [price, old, _UNMOVED, old, False]
+                else:
+                    pending[symbol] = [price, decimal, known[1], old, True]
+        finally:
+            self._moved(pending, changed)
+        return changed
+
+    def _moved(self, pending: dict[str, list[Any]], changed: dict[str, set[int]]) -> None:
+        """Apply what ``on_prices`` gathered: per symbol that moved, its last price and
+        one multiply-add per holder."""
+        prices = self._prices
+        closes = self._closes
+        holders_of = self._holders
+        with localcontext(CONTEXT):
+            for symbol, (_, price, least, before, moved) in pending.items():
+                if not moved:
+                    continue
+                prices[symbol] = price
+                holders = holders_of.get(symbol)
+                if not holders:
+                    continue
+                delta = price - before
+                least = min(least, _exponent(before))
+                if least < _exponent(delta):  # as the per-event sum would carry it
+                    delta = delta.quantize(_ONE.scaleb(least))
+                if closes.get(symbol) is not None:  # the hot path of on_price
+                    for quantity, portfolio in holders.values():
+                        portfolio.market_value += quantity * delta
+                else:
+                    for quantity, portfolio in holders.values():
+                        change = quantity * delta
+                        portfolio.market_value += change
+                        portfolio.previous_value += change
+                ids = changed.get(symbol)
+                if ids is None:
+                    changed[symbol] = set(holders)
+                else:
+                    ids.update(holders)
+
+    def _decimal(self, price: float) -> tuple[Decimal, int]:
+        """``price_to_decimal(price)``, checked as ``on_price`` checks it, and kept."""
+        decimal = price_to_decimal(price)
+        _check(decimal, "price")
+        known = (decimal, _exponent(decimal))
+        if price:  # 0.0 and -0.0 are equal keys but print apart: never kept
+            memo = self._decimals
+            if len(memo) >= _MAX_DECIMALS:
+                memo.clear()
+            memo[price] = known
+        return known
 
     def set_previous_close(self, symbol: str, price: Decimal) -> set[int]:
         """Set a symbol's previous close (at the start of a session); return the

@@ -55,7 +55,7 @@ from typing import NamedTuple, Protocol
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tickcast.hub.publisher import Publisher
+from tickcast.hub.publisher import Publisher, listens_to
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.portfolio import (
@@ -260,6 +260,7 @@ class PortfolioService:
 
     # -- the hot path
 
+    @listens_to(Quote, Trade)
     def on_published(self, envelopes: Sequence[Envelope]) -> None:
         """The tap: fold in the quotes and trades of a published batch (the rest, its own
         updates and feed statuses included, change no price)."""
@@ -269,24 +270,37 @@ class PortfolioService:
             if type(payload) is Quote or type(payload) is Trade:
                 prices.append(payload)
         if prices:
-            self.on_market(prices)
+            self._fold(prices)
 
     def on_market(self, events: Sequence[MarketEvent]) -> None:
-        """Fold a batch of market events in; remember which portfolios changed."""
-        turned = self.assets.apply(events)
+        """Fold a batch of market events in; remember which portfolios changed.
+
+        The book takes the batch's prices at once (``PortfolioBook.on_prices``: one
+        revaluation per symbol that moved, the same totals as one per event)."""
+        prices = [e for e in events if type(e) is Quote or type(e) is Trade]
+        if prices:
+            self._fold(prices)
+
+    def _fold(self, prices: Sequence[MarketEvent]) -> None:
+        """``on_market`` for a batch of quotes and trades only."""
+        turned = self.assets.apply(prices)
         if turned:
             self._new_references(turned)
-        on_price = self.book.on_price
+        changed: dict[str, set[int]] = {}
+        try:
+            self.book.on_prices(prices, changed)  # type: ignore[arg-type]
+        finally:  # a bad price raises after what came before it was folded in
+            self._fold_changed(changed)
+
+    def _fold_changed(self, changed: dict[str, set[int]]) -> None:
+        if not changed:
+            return
         dirty = self._dirty
         users = self.users
-        for event in events:
-            if type(event) is Quote or type(event) is Trade:
-                # O(1) for a symbol nobody holds; keeps every price current for new buys
-                changed = on_price(event.symbol, price_to_decimal(event.price))
-                if changed:
-                    dirty |= changed
-                    if users.any_pnl:
-                        users.moved(event.symbol, changed, self.owner_of)
+        for symbol, portfolios in changed.items():
+            dirty |= portfolios
+            if users.any_pnl:
+                users.moved(symbol, portfolios, self.owner_of)
 
     def _new_references(self, symbols: Iterable[str]) -> None:
         """Give the book the board's new daily-change reference of ``symbols``, so that

@@ -29,10 +29,11 @@ from __future__ import annotations
 
 import enum
 from collections import deque
+from collections.abc import Callable, Iterable
 from typing import Final, NamedTuple
 
 from tickcast.model.book import OrderBook
-from tickcast.model.market import BookUpdate
+from tickcast.model.market import BookUpdate, MarketEvent
 
 #: Deltas kept per symbol while waiting for a snapshot.
 MAX_BUFFERED: Final = 1000
@@ -127,6 +128,43 @@ class BookBuilder:
         if seq:
             entry.last = seq
         return BookStep((update,), False)
+
+    def fold(
+        self,
+        events: Iterable[MarketEvent],
+        resync: Callable[[str], Iterable[MarketEvent]],
+    ) -> list[MarketEvent]:
+        """A batch through the checks: what to publish, in order. Each book update is
+        ``apply``'d and replaced by what its step publishes; when a step asks for a
+        resync, what ``resync(symbol)`` returns follows it at once. Other events pass.
+
+        The same as ``apply`` per update, with the common case (a live book's next
+        delta) taken here without building a step.
+        """
+        out: list[MarketEvent] = []
+        append = out.append
+        symbols = self._symbols
+        live = BookState.LIVE
+        for event in events:
+            if type(event) is not BookUpdate:
+                append(event)
+                continue
+            entry = symbols.get(event.symbol)
+            if entry is not None and entry.state is live and not event.snapshot:
+                seq = event.sequence
+                last = entry.last
+                if not seq or not last or seq == last + 1:  # applied, published
+                    entry.book.apply(event)
+                    entry.latest = event
+                    if seq:
+                        entry.last = seq
+                    append(event)
+                    continue
+            step = self.apply(event)
+            out.extend(step.publish)
+            if step.resync:
+                out.extend(resync(event.symbol))
+        return out
 
     def _snapshot(self, entry: _Symbol, snapshot: BookUpdate) -> BookStep:
         entry.book.apply(snapshot)

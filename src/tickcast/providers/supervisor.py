@@ -106,16 +106,7 @@ class _ProviderSink:
             supervisor.publish(events)
 
     def _check_books(self, events: Sequence[MarketEvent]) -> list[MarketEvent]:
-        out: list[MarketEvent] = []
-        for event in events:
-            if type(event) is not BookUpdate:
-                out.append(event)
-                continue
-            step = self._books.apply(event)
-            out.extend(step.publish)
-            if step.resync:
-                out.extend(self._resync(event.symbol))
-        return out
+        return self._books.fold(events, self._resync)
 
     def _resync(self, symbol: str) -> list[MarketEvent]:
         """A fresh snapshot of one book: from the provider's state, or asked upstream."""

@@ -46,7 +46,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from prometheus_client.registry import Collector
 
 from tickcast.clock import Clock
-from tickcast.hub.publisher import Publisher
+from tickcast.hub.publisher import Publisher, listens_to
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar
 from tickcast.model.signal import Signal, WorkerState, WorkerStatus
@@ -244,6 +244,7 @@ class SignalService:
 
     # -- the tap
 
+    @listens_to(Bar, Signal)
     def on_published(self, envelopes: Sequence[Envelope]) -> None:
         """The publisher's tap: bars to the engine, signals to the history."""
         found: list[Signal] = []

@@ -380,8 +380,13 @@ class MarketSimulator:
         inst.fair *= math.exp(sigma * rng.gauss() - 0.5 * sigma * sigma)
         fair = inst.fair
         half = fair * inst.half_spread
-        bid = max(1, int(fair - half))
-        ask = max(bid + 1, -int(-(fair + half)))
+        # max(1, ...) and max(bid + 1, ...) written out: the same ints, without two calls
+        bid = int(fair - half)
+        if bid < 1:
+            bid = 1
+        ask = -int(-(fair + half))
+        if ask < bid + 1:
+            ask = bid + 1
         lot = inst.lot
         bid_units = lot * (1 + int(rnd() * 20))
         ask_units = lot * (1 + int(rnd() * 20))
@@ -404,10 +409,13 @@ class MarketSimulator:
             )
         else:
             depth = self._config.book_depth
-            bids = _update(inst.book_bid, bid, bid_units, inst.step, depth, rnd, lot)
-            asks = _update(inst.book_ask, ask, ask_units, inst.step, depth, rnd, lot)
-            bid_levels = tuple([(p / tick_inv, s / size_inv) for p, s in bids])
-            ask_levels = tuple([(p / tick_inv, s / size_inv) for p, s in asks])
+            step = inst.step
+            bid_levels = _update(
+                inst.book_bid, bid, bid_units, step, depth, rnd, lot, tick_inv, size_inv
+            )
+            ask_levels = _update(
+                inst.book_ask, ask, ask_units, step, depth, rnd, lot, tick_inv, size_inv
+            )
             events.append(
                 BookUpdate(inst.symbol, bid_levels, ask_levels, False, ts, source, inst.sequence)
             )
@@ -485,23 +493,31 @@ def _rebuild(
 
 
 def _update(
-    side: _Side, top: int, top_units: int, step: int, depth: int, rnd: _Random, lot: int
-) -> list[tuple[int, int]]:
-    """Move a side to a new touch; the changed levels ``(ticks, units)``, best first.
+    side: _Side,
+    top: int,
+    top_units: int,
+    step: int,
+    depth: int,
+    rnd: _Random,
+    lot: int,
+    tick_inv: int,
+    size_inv: int,
+) -> tuple[Level, ...]:
+    """Move a side to a new touch; the changed levels, best first, as the book update's
+    ``(price, size)`` (ticks / ``tick_inv``, units / ``size_inv``).
 
     Besides the touch (whose size changes every tick) one deeper level, picked at random,
     is resized; levels that fell out of the book come back with size 0.
     """
     prices = side.prices
     sizes = side.sizes
-    if prices[0] == top:
+    if prices[0] == top:  # the common case, built as it goes (no list, no sort)
         sizes[top] = top_units
-        changes = [(top, top_units)]
         if len(prices) > 1:
             p = prices[1 + int(rnd() * (len(prices) - 1))]
-            units = sizes[p] = _level_units(rnd, lot)
-            changes.append((p, units))
-        return changes
+            units = sizes[p] = lot * (1 + int(rnd() * 40))  # _level_units, inlined
+            return ((top / tick_inv, top_units / size_inv), (p / tick_inv, units / size_inv))
+        return ((top / tick_inv, top_units / size_inv),)
     new = _grid(side, top, step, depth)
     keep = set(new)
     changes = []
@@ -517,4 +533,4 @@ def _update(
     changes.append((top, top_units))
     side.prices = new
     changes.sort(reverse=side.bids)  # one entry per price, so this orders by price
-    return changes
+    return tuple([(p / tick_inv, s / size_inv) for p, s in changes])
