@@ -201,16 +201,6 @@ def hub_topics(gateway: InProcessServer) -> int:
 CYCLES = 200
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "StompHeads.rates asks Hub.conflation_key for every rated SUBSCRIBE's topic, and "
-        "Hub._keys caches the answer in Hub._topics, which nothing prunes: a client that "
-        "subscribes and unsubscribes /topic/signals.<any symbol> with max-rate (any "
-        "well-formed symbol is accepted) grows the hub's memory by one entry per name, "
-        "for the process's life; without the header nothing is kept"
-    ),
-)
 def test_stomp_rated_subscribes_to_many_signal_symbols_leave_the_hub_as_it_was(
     gateway: InProcessServer,
 ) -> None:
@@ -239,15 +229,6 @@ def test_stomp_rated_subscribes_to_many_signal_symbols_leave_the_hub_as_it_was(
     assert grown < 10, f"the hub keeps {grown} topics no client holds"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the Dispatcher's _limit asks Hub.conflation_key for every topic a rated "
-        "Socket.IO subscribe adds (signals of any symbol included), and Hub._topics keeps "
-        "each answer for good: selections of fresh signal symbols with max_rate grow the "
-        "hub's memory without bound; without max_rate nothing is kept"
-    ),
-)
 async def test_socketio_rated_selections_of_many_signal_symbols_leave_the_hub_as_it_was(
     gateway: InProcessServer,
 ) -> None:
@@ -273,14 +254,6 @@ async def test_socketio_rated_selections_of_many_signal_symbols_leave_the_hub_as
     assert grown < 10, f"the hub keeps {grown} topics no client holds"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "the same on Front 1 (its max_rate, which the other fronts' share the path of): "
-        "a rated subscribe to signals of fresh symbols (any well-formed symbol is taken "
-        "for signals) leaves one Hub._topics entry per symbol after the unsubscribe"
-    ),
-)
 async def test_market_feed_rated_subscribes_to_many_signal_symbols_leave_the_hub_as_it_was(
     gateway: InProcessServer,
 ) -> None:

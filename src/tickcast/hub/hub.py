@@ -150,7 +150,11 @@ class Hub:
         """What ``topic``'s pending updates conflate under in an outbox (its key), or None
         when its channel is reliable: from this hub's registry, as fan-out keys them."""
         slot = self._topics.get(topic)
-        return (slot if slot is not None else self._slot(topic)).conflation_key
+        if slot is not None:
+            return slot.conflation_key
+        # computed, not kept: a topic asked about (a rated subscription to a symbol
+        # nothing publishes) must not grow the hub for the process's life
+        return str(topic) if self.channels.get(topic.channel).conflate else None
 
     @property
     def subscription_count(self) -> int:
