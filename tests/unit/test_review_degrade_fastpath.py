@@ -20,7 +20,8 @@ from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.market import MarketFeedSpec
 from tickcast.hub.degrade import State
-from tickcast.model.market import Quote, Trade
+from tickcast.model.market import Bar, Quote, Status, Trade
+from tickcast.model.signal import Signal
 from tickcast.node import Node
 from tickcast.transport.connection import Connection
 
@@ -169,6 +170,12 @@ async def test_degrade_cycles_leave_no_hole_and_no_duplicate(node: Node, query: 
     data = [m["seq"] for m in messages if m.get("type") == "trade" and m["topic"] == "trades.AAPL"]
     assert data == list(range(1, len(data) + 1))
     assert sock.closed is None
+    # every announcement counted, once
+    kinds = [m.get("type") for m in messages]
+    stats = node.stats
+    assert kinds.count("degraded") == stats.degraded_streams > 0
+    assert kinds.count("resumed") == sum(stats.resumed_streams.values()) == kinds.count("degraded")
+    assert stats.degrade_transitions["normal"] == 3
 
 
 async def test_a_clients_own_rates_come_back_after_degrading(node: Node) -> None:
@@ -246,3 +253,44 @@ async def test_a_topic_subscribed_while_suspended_is_degraded_not_closed(node: N
     await drain(node, connection, sock)
     messages = sent(sock)
     assert holes(messages, "trades.MSFT") == []
+
+
+async def test_status_signals_bars_and_trades_of_one_batch_are_suspended_and_resumed(
+    node: Node,
+) -> None:
+    """Every reliable channel of the feed, published together in each batch: each topic
+    is degraded at the last seq it got and resumed with no hole."""
+    connection, sock = connect(node)
+    request = {"symbols": ["AAPL", "FEED"], "channels": ["trades", "status", "signals", "bars"]}
+    send(node, connection, {"action": "subscribe", **request})
+
+    def batch(i: int) -> None:
+        when = "2026-01-02T03:04:05.000Z"
+        node.publisher.publish(
+            [
+                Trade("AAPL", 1.0, 1.0, TS, "sim"),
+                Status("FEED", "sim", "up", "sim", f"r{i}", TS),
+                Signal("RSI", "BUY", 1.0, "AAPL", "1m", when, f"id{i}", "engine"),
+                Bar("AAPL", 1, 1, 1, 1, 1, TS, TS, "sim"),
+            ]
+        )
+
+    batch(0)
+    connection.flush_now()
+    block(node, connection, sock)
+    for i in range(1, 20):
+        batch(i)
+    assert sorted(connection.suspended) == [
+        "bars.AAPL",
+        "signals.AAPL",
+        "status.FEED",
+        "trades.AAPL",
+    ]
+    await drain(node, connection, sock)
+    batch(99)
+    connection.flush_now()
+    messages = sent(sock)
+    for topic in ("trades.AAPL", "status.FEED", "signals.AAPL", "bars.AAPL"):
+        kinds = [kind for kind, _ in story(messages, topic)]
+        assert kinds.count("degraded") == kinds.count("resumed") == 1, topic
+        assert holes(messages, topic) == [], topic
