@@ -24,6 +24,7 @@ import pytest
 
 from support.inloop import running_gateway
 from support.server import Server, start_server
+from tickcast.protocols.native.session import MarketFeedSession
 
 TIMEOUT_S = 15.0
 
@@ -353,3 +354,42 @@ def test_clients_that_vanish_during_the_handshake_release_their_slots(server: Se
     finally:
         for c in held:
             c.close()
+
+
+@pytest.mark.parametrize("kind", ["text", "binary"])
+async def test_a_session_that_raises_closes_its_connection_1011_and_releases_it(
+    tmp_path: Path, kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bug in one session (its receive raising) on the fast path: counted, that
+    connection closed with 1011 and released at once; the gateway goes on."""
+    async with running_gateway(tmp_path) as gateway:
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        try:
+            writer.write(handshake())
+            async with asyncio.timeout(TIMEOUT_S):
+                assert (await reader.readuntil(b"\r\n\r\n")).startswith(b"HTTP/1.1 101")
+            writer.write(text({"action": "subscribe", "symbols": ["AAPL"]}))
+            async with asyncio.timeout(TIMEOUT_S):
+                while gateway.node.hub.subscription_count != 1:  # noqa: ASYNC110
+                    await asyncio.sleep(0.02)
+            assert len(gateway.node.connections) == 1
+
+            def broken(*_: object) -> None:
+                raise RuntimeError("a bug in the session")
+
+            method = "receive_text" if kind == "text" else "receive_bytes"
+            monkeypatch.setattr(MarketFeedSession, method, broken)
+            writer.write(text(PING) if kind == "text" else frame(2, b"\x01"))
+            async with asyncio.timeout(TIMEOUT_S):
+                while True:
+                    first, length = await reader.readexactly(2)
+                    payload = await reader.readexactly(length & 0x7F)  # short frames only
+                    if first & 0x0F == 8:
+                        assert struct.unpack("!H", payload[:2]) == (1011,)
+                        break
+                while gateway.node.connections:  # noqa: ASYNC110 - released on a later pass
+                    await asyncio.sleep(0.02)
+            assert gateway.node.hub.subscription_count == 0
+            assert gateway.node.faults.counts.get("command") == 1
+        finally:
+            writer.transport.abort()
