@@ -73,8 +73,12 @@ def text(message: object) -> bytes:
 class Raw:
     """A raw WebSocket client: sends bytes, reads server frames."""
 
-    def __init__(self, srv: Server, first: bytes = b"", extra: str = "") -> None:
-        self.sock = socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT_S)
+    def __init__(self, srv: Server, first: bytes = b"", extra: str = "", rcvbuf: int = 0) -> None:
+        self.sock = socket.socket()
+        if rcvbuf:  # a small receive window: a client that stops reading backs up at once
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        self.sock.settimeout(TIMEOUT_S)
+        self.sock.connect(("127.0.0.1", srv.port))
         self.sock.sendall(handshake(extra=extra) + first)
         self.buf = b""
         while b"\r\n\r\n" not in self.buf:
@@ -184,6 +188,20 @@ def test_a_message_over_64_kib_closes_1009(server: Server) -> None:
     try:
         c.sock.sendall(frame(1, b" " * (64 * 1024 + 1)))
         assert c.close_code() == 1009
+    finally:
+        c.close()
+
+
+def test_a_message_of_exactly_64_kib_is_taken(server: Server) -> None:
+    c = Raw(server)
+    try:
+        head = b'{"action": "ping", "pad": "'
+        body = head + b"x" * (64 * 1024 - len(head) - 2) + b'"}'
+        assert len(body) == 64 * 1024
+        c.sock.sendall(frame(1, body[:30000], fin=False) + frame(0, body[30000:]))
+        assert c.message()["type"] in ("pong", "error")  # answered, not closed
+        c.sock.sendall(text(PING))
+        assert c.message()["type"] == "pong"
     finally:
         c.close()
 
@@ -393,3 +411,39 @@ async def test_a_session_that_raises_closes_its_connection_1011_and_releases_it(
             assert gateway.node.faults.counts.get("command") == 1
         finally:
             writer.transport.abort()
+
+
+def test_shutdown_with_many_clients_and_one_that_stopped_reading_gives_1001_and_exits(
+    tmp_path: Path,
+) -> None:
+    """Twenty idle clients, one reading trades and one that stopped reading them (a small
+    receive window: its socket backs up): on SIGTERM each client that reads gets 1001,
+    and the process exits cleanly without waiting on the one that does not."""
+    srv = start_server(
+        tmp_path, rate=2000, close_timeout_s=1, max_anonymous_connections_per_address=0
+    )
+    opened: list[Raw] = []
+    try:
+        everything = {"action": "subscribe", "symbols": ["AAPL", "MSFT"], "channels": ["trades"]}
+        stalled = Raw(srv, rcvbuf=4096)
+        opened.append(stalled)
+        stalled.sock.sendall(text(everything))  # and never reads again
+        reader = Raw(srv)
+        opened.append(reader)
+        reader.sock.sendall(text(everything))
+        idle = [Raw(srv) for _ in range(20)]
+        opened.extend(idle)
+        for c in idle:
+            c.sock.sendall(text(PING))
+            assert c.message()["type"] == "pong"
+        got = 0
+        while got < 200:  # trades flow while the stalled client's socket backs up
+            got += reader.message().get("type") == "trade"
+        srv.proc.send_signal(signal.SIGTERM)
+        assert reader.close_code() == 1001
+        assert [c.close_code() for c in idle] == [1001] * len(idle)
+        assert srv.proc.wait(timeout=TIMEOUT_S) == 0
+    finally:
+        for c in opened:
+            c.close()
+        srv.stop()
