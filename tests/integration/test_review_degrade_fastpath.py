@@ -19,20 +19,26 @@ import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
+from websockets.asyncio.client import connect
 
 from support.inloop import running_gateway
 from support.server import Server, start_server
+from support.wsclient import recv_json, send_json
 from tickcast.protocols.native.session import MarketFeedSession
 
 TIMEOUT_S = 15.0
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+@pytest.fixture(scope="module", params=[True, False], ids=["fast-path", "asgi-path"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    """The gateway on the fast path, and on the ASGI path (``ws_fast_path`` off): every
+    guarantee holds on both."""
     srv = start_server(
         tmp_path_factory.mktemp("fastpath"),
+        ws_fast_path=str(request.param).lower(),
         max_anonymous_connections_per_address=3,
         rate_limit_per_s=10_000,
         rate_limit_burst=10_000,
@@ -274,21 +280,41 @@ def test_clients_that_reset_half_close_or_close_release_everything(server: Serve
             c.close()
 
 
-def test_a_deflate_bomb_is_refused_1009(tmp_path: Path) -> None:
+def test_a_deflate_bomb_is_refused_1009_and_compression_still_serves(tmp_path: Path) -> None:
+    """permessage-deflate on: 64 MiB of spaces compressed into about 64 KiB in one frame,
+    or four compressed fragments of 20 KiB each once inflated (80 KiB in all), is refused
+    with 1009 (the cap is on the inflated message); a compressing client is served."""
     srv = start_server(tmp_path, permessage_deflate="true")
     try:
-        c = Raw(srv, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
-        try:
-            assert "permessage-deflate" in c.head.lower()
-            squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
-            bomb = squeeze.compress(b" " * (64 << 20)) + squeeze.flush(zlib.Z_SYNC_FLUSH)
-            assert bomb.endswith(b"\x00\x00\xff\xff")
-            c.sock.sendall(frame(1, bomb[:-4], rsv1=True))
-            assert c.close_code() == 1009
-        finally:
-            c.close()
-        with httpx.Client(timeout=TIMEOUT_S) as http:
-            assert http.get(f"{srv.http}/ready").status_code == 200
+        for fragments in (1, 4):
+            c = Raw(srv, extra="Sec-WebSocket-Extensions: permessage-deflate\r\n")
+            try:
+                assert "permessage-deflate" in c.head.lower()
+                squeeze = zlib.compressobj(9, zlib.DEFLATED, -15)
+                each = (16 << 20) if fragments == 1 else 20 * 1024
+                parts = [
+                    squeeze.compress(b" " * each) + squeeze.flush(zlib.Z_SYNC_FLUSH)
+                    for _ in range(4)
+                ]
+                bomb = b"".join(parts)
+                assert bomb.endswith(b"\x00\x00\xff\xff")
+                if fragments == 1:
+                    c.sock.sendall(frame(1, bomb[:-4], rsv1=True))
+                else:
+                    data = frame(1, parts[0], fin=False, rsv1=True)
+                    data += frame(0, parts[1], fin=False) + frame(0, parts[2], fin=False)
+                    data += frame(0, parts[3][:-4])
+                    c.sock.sendall(data)
+                assert c.close_code() == 1009
+            finally:
+                c.close()
+
+        async def served() -> None:
+            async with connect(srv.feed, compression="deflate") as ws:
+                await send_json(ws, PING)
+                assert (await recv_json(ws))["type"] == "pong"
+
+        asyncio.run(served())
     finally:
         srv.stop()
 
