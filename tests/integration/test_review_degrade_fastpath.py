@@ -22,6 +22,7 @@ from pathlib import Path
 import pytest
 from websockets.asyncio.client import connect
 
+from support.accounts import seed
 from support.inloop import running_gateway
 from support.server import Server, start_server
 from support.wsclient import recv_json, send_json
@@ -472,4 +473,46 @@ def test_shutdown_with_many_clients_and_one_that_stopped_reading_gives_1001_and_
     finally:
         for c in opened:
             c.close()
+        srv.stop()
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
+def test_a_users_slots_come_back_however_the_connection_ends(tmp_path: Path, fast: bool) -> None:
+    """Two connections per user: ten rounds of two, each ended one of four ways (an RST,
+    a half-close, a client close, a gateway close for flooding: 3002); the user is
+    admitted again each time, as soon as the gateway has let go."""
+    url = f"sqlite+aiosqlite:///{tmp_path}/u.db"
+    carol = asyncio.run(seed(url, {"carol": {}}))["carol"]
+    srv = start_server(
+        tmp_path,
+        database_url=url,
+        ws_fast_path=str(fast).lower(),
+        max_connections_per_user=2,
+        rate_limit_per_s=5,
+        rate_limit_burst=10,
+    )
+    key = f"X-API-Key: {carol.api_key}\r\n"
+    try:
+        for round_ in range(10):
+            pair = [Raw(srv, extra=key), Raw(srv, extra=key)]
+            for c in pair:
+                c.sock.sendall(text(PING))
+                assert c.message()["type"] == "pong"
+            for c in pair:
+                way = round_ % 4
+                if way == 0:
+                    c.reset()
+                elif way == 1:
+                    c.sock.shutdown(socket.SHUT_WR)
+                    c.close()
+                elif way == 2:
+                    c.sock.sendall(frame(8, struct.pack("!H", 1000)))
+                    assert c.close_code() == 1000
+                    c.close()
+                else:
+                    c.sock.sendall(text(PING) * 40)  # past the burst: closed 3002
+                    assert c.close_code() == 3002
+                    c.close()
+            until(lambda: srv.metric("tickcast_active_connections") == 0, "slots released")
+    finally:
         srv.stop()
