@@ -326,3 +326,36 @@ async def test_a_book_subscribed_while_behind_starts_with_its_snapshot(node: Nod
         books = [m for m in messages if m.get("type") == "book" and m["topic"] == topic]
         assert books, f"{topic}: no book at all"
         assert books[0]["snapshot"] is True, f"{topic}: a delta before any snapshot"
+
+
+async def test_a_client_gone_while_suspended_resumes_after_reconnecting_with_no_hole(
+    node: Node,
+) -> None:
+    """Degraded (trades suspended), then gone before its resumed: it reconnects with the
+    last seq it got, as the docs say, and the union of both connections is contiguous."""
+    first, sock = connect(node)
+    send(node, first, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]})
+    trades(node, 2)
+    first.flush_now()
+    block(node, first, sock)
+    trades(node, 30)
+    assert "trades.AAPL" in first.suspended
+    sock.writable = True
+    first.flush_now()  # what it had queued reaches it, then it is gone
+    first.finished(1006)
+    before = sent(sock)
+    assert story(before, "trades.AAPL")[-1][0] == "degraded"
+    last = [m["seq"] for m in before if m.get("type") == "trade"][-1]
+    trades(node, 5)
+    again, sock2 = connect(node)
+    resume = {"trades.AAPL": last}
+    send(
+        node,
+        again,
+        {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"], "resume": resume},
+    )
+    trades(node, 1)
+    again.flush_now()
+    seqs = [m["seq"] for m in [*before, *sent(sock2)] if m.get("type") == "trade"]
+    assert seqs == list(range(1, 39))
+    assert node.hub.subscription_count == 1  # the first one's is released
