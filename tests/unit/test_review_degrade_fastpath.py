@@ -236,15 +236,24 @@ async def test_a_resume_replay_that_triggers_the_suspension_leaves_no_silent_hol
     "(the machine stays SUSPENDED and suspends nothing more): its updates fill the outbox "
     "and the client is closed 1013 instead of degraded",
 )
-async def test_a_topic_subscribed_while_suspended_is_degraded_not_closed(node: Node) -> None:
+@pytest.mark.parametrize("how", ["new", "resubscribed"])
+async def test_a_topic_subscribed_while_suspended_is_degraded_not_closed(
+    node: Node, how: str
+) -> None:
+    """MSFT's trades subscribed while the client is suspended: a new topic, or one it
+    held (suspended) and unsubscribed meanwhile."""
     connection, sock = connect(node)
-    send(node, connection, {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]})
+    symbols = ["AAPL"] if how == "new" else ["AAPL", "MSFT"]
+    send(node, connection, {"action": "subscribe", "symbols": symbols, "channels": ["trades"]})
     trades(node, 2)
     connection.flush_now()
     block(node, connection, sock)
     trades(node, 30)
     assert connection.degrade is not None
     assert connection.degrade.state is State.SUSPENDED
+    if how == "resubscribed":
+        assert "trades.MSFT" in connection.suspended
+        send(node, connection, {"action": "unsubscribe", "symbols": ["MSFT"]})
     send(node, connection, {"action": "subscribe", "symbols": ["MSFT"], "channels": ["trades"]})
     node.clock.advance(0.1)
     trades(node, 30, "MSFT")  # still not reading
