@@ -200,12 +200,6 @@ async def test_a_clients_own_rates_come_back_after_degrading(node: Node) -> None
     assert prices == [100.0, 101.0, 102.0, 103.0, 104.0]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a subscribe's replay (resume) queued while the client is behind is cut by the "
-    "suspension it triggers: the rest is dropped, and degraded names the hub's latest seq "
-    "as the last sent, so the client never learns of the hole (silent loss)",
-)
 async def test_a_resume_replay_that_triggers_the_suspension_leaves_no_silent_hole(
     node: Node,
 ) -> None:
@@ -230,12 +224,6 @@ async def test_a_resume_replay_that_triggers_the_suspension_leaves_no_silent_hol
     assert holes(messages, "trades.MSFT") == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a reliable topic subscribed while the client is suspended is never suspended "
-    "(the machine stays SUSPENDED and suspends nothing more): its updates fill the outbox "
-    "and the client is closed 1013 instead of degraded",
-)
 @pytest.mark.parametrize("how", ["new", "resubscribed"])
 async def test_a_topic_subscribed_while_suspended_is_degraded_not_closed(
     node: Node, how: str
@@ -305,12 +293,6 @@ async def test_status_signals_bars_and_trades_of_one_batch_are_suspended_and_res
         assert holes(messages, topic) == [], topic
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="book snapshots queued by a subscribe that takes a lagging client over the soft "
-    "mark are dropped by the suspension they trigger (degraded names the latest seq): "
-    "resumed at once with nothing replayed, the client gets deltas on a book it never had",
-)
 async def test_a_book_subscribed_while_behind_starts_with_its_snapshot(node: Node) -> None:
     def book(symbol: str, bid: float, snapshot: bool = False) -> None:
         levels = ((bid, 1.0),)

@@ -29,7 +29,10 @@ Everything else is written here once, for every front:
 - A slow client of a front that can say so (``FrontSpec.notices``: the market feed) is
   degraded before it is closed (``hub/degrade.py``, driven by its ``Connection``): the
   ``Dispatcher`` is what suspends its reliable streams (a ``degraded`` message each,
-  with the last seq sent) and resumes them from the hub's history (replay then
+  with the last seq the client was given: a subscribe's replay cut by the suspension it
+  brings about is suspended where it stopped, a topic is suspended only once its
+  subscribe has given it its start, and a topic started while the others are suspended
+  is suspended at its start) and resumes them from the hub's history (replay then
   ``resumed``; or the protocol's reset, the snapshot, then ``resumed``).
 - Who may read what is checked here too, for every front, from the channel registry's
   ``Readers`` (``FrontSpec.may_read``): a topic or channel the client may not read is
@@ -69,7 +72,7 @@ from tickcast.fronts.guard import (
     refuse,
 )
 from tickcast.fronts.identity import CredentialsUnavailable
-from tickcast.hub.degrade import Degrade, Marks, Replay, plan_resume
+from tickcast.hub.degrade import Degrade, Marks, Replay, State, plan_resume
 from tickcast.hub.history import Gap
 from tickcast.hub.hub import Overlap, Subscriber
 from tickcast.hub.outbox import Outbox
@@ -261,6 +264,12 @@ class Dispatcher:
         self.auth_tasks: dict[Connection, asyncio.Task[None]] = {}
         # connection -> the channels it holds channel-wide (the sessions need not know)
         self.channel_wide: dict[Connection, set[str]] = {}
+        # a connection that can be degraded -> the topics it is subscribed to in the hub
+        # (a topic its session acknowledged is not, until its subscribe is carried out)
+        self._started: dict[Connection, set[str]] = {}
+        # connection -> while a subscribe is being carried out, what each topic started
+        # so far has been given (its replay, or the hub's position at its start)
+        self._starting: dict[Connection, dict[str, ResumePoint]] = {}
 
     def principal(self, connection: Connection) -> Principal:
         """Who ``connection`` acts as now (after a first-message authentication too)."""
@@ -321,49 +330,127 @@ class Dispatcher:
                 connection.limit_rate(key, max_rate)
 
     def _subscribe(self, connection: Connection, command: Subscribe) -> None:
-        hub = self.ctx.hub
-        wire = connection.wire
-        principal = self.principal(connection)
         max_rate = command.max_rate
         for topic in command.restated:  # held already: the request restates its rate
             self._limit(connection, self.spec.expand(topic), max_rate)
-        for topic in command.topics:
-            topics = self.spec.expand(topic)
-            denied = next(
-                (
-                    held
-                    for held in topics
-                    if (readers := self._readers(held.channel)) is None
-                    or not self.spec.may_read(principal, held, readers)
-                ),
-                None,
+        starting = self._starting[connection] = {}
+        try:
+            for topic in command.topics:
+                self._subscribe_one(connection, topic, command, starting)
+        finally:
+            del self._starting[connection]
+
+    def _subscribe_one(
+        self,
+        connection: Connection,
+        topic: Topic,
+        command: Subscribe,
+        starting: dict[str, ResumePoint],
+    ) -> None:
+        """Subscribe to ``topic`` and queue its start: the replay after its resume point,
+        or the reset and the snapshot, or the snapshot. ``starting`` follows what it has
+        been given, so that a suspension this queueing brings about (the client is
+        behind) suspends it at that point; started while the client's streams are
+        suspended, it is suspended too, at its start."""
+        hub = self.ctx.hub
+        wire = connection.wire
+        topics = self.spec.expand(topic)
+        principal = self.principal(connection)
+        denied = next(
+            (
+                held
+                for held in topics
+                if (readers := self._readers(held.channel)) is None
+                or not self.spec.may_read(principal, held, readers)
+            ),
+            None,
+        )
+        if denied is not None:  # the session acknowledged it: take it back
+            connection.session.release((topic,))
+            self._refuse(connection, f"Not allowed to read {denied}")
+            return
+        try:
+            cached = hub.subscribe(connection, topic)
+        except Overlap as exc:  # its channel is held channel-wide already
+            connection.session.release((topic,))
+            self._refuse(connection, str(exc))
+            return
+        for also in topics[1:]:
+            hub.subscribe(connection, also)
+        started = None  # followed for a connection that can be degraded only
+        if connection.degrade is not None:
+            started = self._started.setdefault(connection, set())
+        for held in topics:  # what comes after the hub's position now is theirs
+            starting[str(held)] = self._position(held)
+            if started is not None:
+                started.add(str(held))
+        if command.max_rate is not None:  # before the snapshot: the rate counts from it
+            self._limit(connection, topics, command.max_rate)
+        point = command.resume.get(topic)
+        if point is not None:
+            missed = hub.resume(topic, point)
+            if not isinstance(missed, Gap):
+                key = str(topic)
+                # the client's position (no epoch: the current one)
+                given = ResumePoint(point.seq, point.epoch or starting[key].epoch)
+                starting[key] = given
+                for envelope in missed:
+                    if key in connection.suspended or self._suspending(connection):
+                        break  # the rest is replayed when the client is resumed
+                    starting[key] = ResumePoint(envelope.seq, envelope.epoch or None)
+                    connection.queue(hub.encode(wire, envelope))
+                    if connection.closing:
+                        return
+                self._suspend_started(connection, topics, starting)
+                return
+            # another epoch's position is never replayed: reset, then snapshot
+            connection.answer(gap_reply(topic, missed, point.epoch))
+        current = self.spec.snapshot(topic, cached, self.ctx)
+        if current is not None:  # queued even while suspended: a stream starts with it
+            connection.queue(hub.encode(wire, current), hub.conflation_key(topic))
+        self._suspend_started(connection, topics, starting)
+
+    def _position(self, topic: Topic) -> ResumePoint:
+        """The hub's position on ``topic`` now (seq 0 and no epoch when unknown)."""
+        at = self.ctx.hub.position(topic)
+        epoch, seq = at if at is not None else ("", 0)
+        return ResumePoint(seq, epoch or None)
+
+    @staticmethod
+    def _suspending(connection: Connection) -> bool:
+        """Whether ``connection``'s reliable streams are suspended (its machine's
+        SUSPENDED: a stream it starts now is suspended too)."""
+        degrade = connection.degrade
+        return degrade is not None and degrade.state is State.SUSPENDED
+
+    def _suspend_started(
+        self,
+        connection: Connection,
+        topics: Sequence[Topic],
+        starting: Mapping[str, ResumePoint],
+    ) -> None:
+        """Suspend the reliable ``topics`` just started, at what they were given, if the
+        client's streams are suspended (a ``degraded`` message each)."""
+        if connection.closing or not self._suspending(connection):
+            return
+        notices = self.spec.notices
+        assert notices is not None
+        hub = self.ctx.hub
+        positions: dict[str, Any] = {}
+        messages: list[Encoded] = []
+        for held in topics:
+            key = str(held)
+            given = starting.get(key)
+            if given is None or key in connection.suspended:
+                continue
+            if hub.conflation_key(held) is not None:
+                continue
+            positions[key] = (held, given, 0)  # 0 replayed yet
+            messages.append(
+                Encoded(notices.degraded(key, given.seq, given.epoch or ""), control=True)
             )
-            if denied is not None:  # the session acknowledged it: take it back
-                connection.session.release((topic,))
-                self._refuse(connection, f"Not allowed to read {denied}")
-                continue
-            try:
-                cached = hub.subscribe(connection, topic)
-            except Overlap as exc:  # its channel is held channel-wide already
-                connection.session.release((topic,))
-                self._refuse(connection, str(exc))
-                continue
-            for also in topics[1:]:
-                hub.subscribe(connection, also)
-            if max_rate is not None:  # before the snapshot: the rate counts from it
-                self._limit(connection, topics, max_rate)
-            point = command.resume.get(topic)
-            if point is not None:
-                missed = hub.resume(topic, point)
-                if not isinstance(missed, Gap):
-                    for envelope in missed:
-                        connection.queue(hub.encode(wire, envelope))
-                    continue
-                # another epoch's position is never replayed: reset, then snapshot
-                connection.answer(gap_reply(topic, missed, point.epoch))
-            current = self.spec.snapshot(topic, cached, self.ctx)
-            if current is not None:
-                connection.queue(hub.encode(wire, current), hub.conflation_key(topic))
+        if positions:
+            connection.suspend_also(positions, messages)
 
     # -- degrade before disconnecting (transport.connection.Degrading)
 
@@ -387,22 +474,27 @@ class Dispatcher:
         return sorted((t for t in held if hub.conflation_key(t) is None), key=str)
 
     def suspend(self, connection: Connection) -> tuple[dict[str, Any], list[Encoded]]:
-        """Suspend ``connection``'s reliable streams: each one's position now (the last
-        update the hub handed it: the connection queues every reliable update, so that
-        is the last it was sent before the hole) and its ``degraded`` message."""
+        """Suspend ``connection``'s reliable streams: each at the last update it was
+        given, and its ``degraded`` message. That is the hub's position for a live
+        stream (the connection queues every reliable update the hub hands it); for one
+        a subscribe is starting (its replay or snapshot being queued: ``_starting``),
+        the last of those queued, and one not started yet is left to its start
+        (``_suspend_started``)."""
         notices = self.spec.notices
         assert notices is not None
-        hub = self.ctx.hub
+        starting = self._starting.get(connection, {})
+        started = self._started.get(connection, set())
         positions: dict[str, Any] = {}
         messages: list[Encoded] = []
         for topic in self._reliable(connection):
             key = str(topic)
-            if key in connection.suspended:
-                continue
-            at = hub.position(topic)
-            epoch, seq = at if at is not None else ("", 0)
-            positions[key] = (topic, ResumePoint(seq, epoch or None), 0)  # 0 replayed yet
-            messages.append(Encoded(notices.degraded(key, seq, epoch), control=True))
+            if key in connection.suspended or key not in started:
+                continue  # suspended already; or acknowledged, its subscribe not carried out
+            given = starting.get(key) or self._position(topic)
+            positions[key] = (topic, given, 0)  # 0 replayed yet
+            messages.append(
+                Encoded(notices.degraded(key, given.seq, given.epoch or ""), control=True)
+            )
         return positions, messages
 
     def resume(
@@ -463,8 +555,11 @@ class Dispatcher:
 
     def unsubscribe(self, connection: Connection, topic: Topic) -> None:
         """Undo what subscribing to ``topic`` did."""
+        started = self._started.get(connection)
         for held in self.spec.expand(topic):
             self.ctx.hub.unsubscribe(connection, held)
+            if started is not None:
+                started.discard(str(held))
 
     def _subscribe_channel(self, connection: Connection, channel: str) -> None:
         readers = self._readers(channel)
@@ -538,6 +633,7 @@ class Dispatcher:
             del self.auth_tasks[connection]
 
     def closed(self, connection: Connection) -> None:
+        self._started.pop(connection, None)
         for channel in self.channel_wide.pop(connection, ()):
             self.ctx.hub.unsubscribe_channel(connection, channel)
         task = self.auth_tasks.pop(connection, None)

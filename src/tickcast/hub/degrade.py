@@ -17,13 +17,18 @@ States, marks and actions::
     RECOVERING ──backlog <= low, none suspended──> NORMAL               (RESTORE)
     RECOVERING ──backlog >= soft, at fault──> SUSPENDED                 (SUSPEND)
     any state ──past the hard mark, at fault──> CLOSED                  (CLOSE)
+    any state ──the driver's time rule (``close``)──> CLOSED
 
 - CONFLATE: every conflatable stream of the client goes to latest-value conflation at
   the degraded rate, whatever rate or batching the client chose (a per-tick, batch-0
   client too); reliable streams go on.
 - SUSPEND: the client's reliable streams (trades, bars, signals...) stop being queued;
   each is announced with a ``degraded`` message naming its topic and the last seq
-  queued for it, so the hole has two known edges.
+  queued for it (the last the client was given: for a stream being replayed or
+  snapshotted when the suspension came, the last of those queued, not the hub's
+  latest), so the hole has two known edges. A reliable stream the client subscribes
+  to while suspended is suspended too, at its start (after its snapshot, or at its
+  resume point), and resumed with the others.
 - RESUME: each suspended stream is replayed from the hub's history after that seq, then
   a ``resumed`` message; where history no longer reaches, the protocol's reset and a
   snapshot instead (``plan_resume``). A replay is queued only as far as it fits under
@@ -185,6 +190,15 @@ class Degrade:
                 return self._to(State.RECOVERING, now, Action.RESUME)
             return self._to(State.NORMAL, now, Action.RESTORE)
         return None
+
+    def close(self, now: float) -> bool:
+        """The client is closed by a rule of the driver's own (a client that takes
+        nothing at all for its time limit): CLOSED from any state; False if it was
+        closed already."""
+        if self.state is State.CLOSED:
+            return False
+        self._to(State.CLOSED, now, Action.CLOSE)
+        return True
 
     def room(self, items: int, nbytes: int) -> tuple[int, int | None]:
         """What may be queued on a backlog of ``items`` (``nbytes``) before it reaches

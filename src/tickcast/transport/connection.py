@@ -71,11 +71,13 @@ grace, the reliable streams are suspended (``Degrading.suspend``: a ``degraded``
 each, with the last seq queued; their updates are no longer queued, and counted); once
 the backlog is under the low mark (and the hold has passed) they are resumed from the
 hub's history (``Degrading.resume``: replay then ``resumed``, or reset, snapshot and
-``resumed``), in a loop callback of its own, never inside a fan-out pass. Only past
-the hard mark (the outbox budget, today's overflow rule) is the client closed (1013).
-A client that takes nothing at all for ``slow_timeout_s`` while reliable data waits, or
-while its reliable streams are suspended, is closed as before (a dead peer is evicted
-in bounded time). Every transition is counted (``Stats.degrade_transitions``).
+``resumed``), in a loop callback of its own, never inside a fan-out pass. A reliable
+stream the client starts while suspended is suspended by its front too
+(``suspend_also``). Only past the hard mark (the outbox budget, today's overflow rule)
+is the client closed (1013). A client that takes nothing at all for ``slow_timeout_s``
+while reliable data waits, or while its reliable streams are suspended, is closed as
+before (a dead peer is evicted in bounded time; a degraded one's machine goes to
+CLOSED). Every transition is counted (``Stats.degrade_transitions``).
 """
 
 from __future__ import annotations
@@ -259,7 +261,7 @@ class Connection:
             # a client that takes nothing at all is still evicted in bounded time
             self.stats.suspended_updates += 1
             if self._blocked_since is not None and self._stalled(now):
-                self.close_slow(f"{self.slow_timeout_s:.1f} s without taking data, degraded")
+                self._close_stalled(f"{self.slow_timeout_s:.1f} s without taking data", now)
             return
         outbox = self.outbox
         was_empty = not len(outbox)
@@ -291,7 +293,7 @@ class Connection:
             was_empty = not len(outbox)
             outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None and self._stalled(now):
-            self.close_slow(f"{self._blocked_for(now):.1f} s behind")
+            self._close_stalled(f"{self._blocked_for(now):.1f} s behind", now)
             return
         if was_empty:
             self.pump.mark(self, now + outbox.window_s)
@@ -304,6 +306,16 @@ class Connection:
                 and degrade.over_soft(len(outbox), outbox.pending_bytes)
             ):
                 self._degrade_step(now)
+
+    def _close_stalled(self, why: str, now: float) -> None:
+        """The slow-client time rule closes the client (1013); a degraded one's machine
+        goes to CLOSED and is counted as such."""
+        degrade = self.degrade
+        if degrade is not None and degrade.degraded:
+            degrade.close(now)
+            self._count(degrade.state)
+            why = f"{why}, degraded"
+        self.close_slow(why)
 
     def _blocked_for(self, now: float) -> float:
         """How long the socket has refused data, the loop's own stalls not counted."""
@@ -488,13 +500,7 @@ class Connection:
             log.info("client degraded: conflating", extra={"pending": len(outbox)})
         elif action is Action.SUSPEND:
             positions, notices = degrading.suspend(self)
-            self.suspended.update(positions)
-            self.stats.degraded_streams += len(positions)
-            was_empty = not len(outbox)
-            for notice in notices:
-                outbox.put(notice, now, None, force=True)
-            if was_empty and len(outbox):
-                self.pump.mark(self, now + outbox.window_s)
+            self._suspend(positions, notices, now)
             log.info(  # counted; a client may go through this often: no warning each time
                 "client degraded: %d reliable stream(s) suspended",
                 len(positions),
@@ -518,6 +524,23 @@ class Connection:
             self._arm_gate(now)
         else:  # CLOSE
             self.close_slow(f"{len(outbox)} messages ({_size(outbox.pending_bytes)}) not taken")
+
+    def suspend_also(self, positions: dict[str, Any], notices: list[Encoded]) -> None:
+        """Suspend more streams of a client whose streams are suspended (a reliable topic
+        it subscribed to meanwhile): ``positions`` and ``notices`` as ``Degrading.suspend``
+        gives them; they are resumed with the others."""
+        if not self.closing:
+            self._suspend(positions, notices, self.clock.monotonic())
+
+    def _suspend(self, positions: dict[str, Any], notices: list[Encoded], now: float) -> None:
+        outbox = self.outbox
+        self.suspended.update(positions)
+        self.stats.degraded_streams += len(positions)
+        was_empty = not len(outbox)
+        for notice in notices:
+            outbox.put(notice, now, None, force=True)
+        if was_empty and len(outbox):
+            self.pump.mark(self, now + outbox.window_s)
 
     def _recover_soon(self) -> None:
         """The backlog shrank: look again in a loop callback of its own (never inside a

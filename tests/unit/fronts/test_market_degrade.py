@@ -23,7 +23,7 @@ from tickcast.config.settings import Settings
 from tickcast.fronts.base import WebSocketFront
 from tickcast.fronts.market import MarketFeedSpec
 from tickcast.hub.degrade import State
-from tickcast.model.market import Quote, Trade
+from tickcast.model.market import BookUpdate, Quote, Trade
 from tickcast.node import Node
 from tickcast.transport.connection import Connection
 
@@ -302,3 +302,169 @@ async def test_a_long_replay_goes_in_rounds_that_fit_under_the_soft_mark(node: N
     assert aapl == [("degraded", 9, None), ("resumed", 29, 20)]
     assert node.stats.resumed_streams == {"replay": 2}
     assert node.stats.degrade_transitions["recovering"] >= 3  # in rounds
+
+
+# -- what a subscribe gives a client that is behind (the suspension point is what the
+# client was given, never the hub's latest)
+
+
+@pytest.fixture
+async def eager() -> AsyncIterator[Node]:
+    """No grace and no hold: suspended as soon as conflating does not help."""
+    node = node_with(degrade_grace_s=0.0, degrade_hold_s=0.0, history_size=100)
+    try:
+        yield node
+    finally:
+        node.pumps.close()
+        await node.engine.dispose()
+
+
+def client(node: Node, request: dict[str, Any]) -> tuple[Connection, BlockableSocket]:
+    front = WebSocketFront(MarketFeedSpec(), front_context(node, None))
+    sock = BlockableSocket()
+    connection = front.connect({"type": "websocket", "query_string": b"seq=1"}, sock, None)
+    connection.start()
+    send(node, connection, request)
+    return connection, sock
+
+
+def send(node: Node, connection: Connection, request: dict[str, Any]) -> None:
+    assert connection.receive_text(json.dumps(request))
+
+
+async def drain(node: Node, connection: Connection, sock: BlockableSocket) -> None:
+    """The client reads again until it is served normally (a bounded number of rounds)."""
+    unblock(connection, sock)
+    degrade = connection.degrade
+    assert degrade is not None
+    for _ in range(20):
+        node.clock.advance(1.0)
+        connection._on_degrade()
+        await settle()
+        connection.flush_now()
+        await settle()
+        if degrade.state is State.NORMAL and not connection.suspended:
+            return
+    raise AssertionError(f"still {degrade.state} with {sorted(connection.suspended)} suspended")
+
+
+def notices(messages: list[Any], topic: str) -> list[tuple[str, int]]:
+    """``topic``'s messages in order, as (type, seq)."""
+    return [(m["type"], m["seq"]) for m in messages if m.get("topic") == topic]
+
+
+TRADES_AAPL = {"action": "subscribe", "symbols": ["AAPL"], "channels": ["trades"]}
+
+
+async def test_a_resume_replay_cut_by_the_suspension_it_brings_is_degraded_where_it_stopped(
+    eager: Node,
+) -> None:
+    node = eager
+    trades(node, 40, "MSFT")  # MSFT's history: 1..40
+    connection, sock = client(node, TRADES_AAPL)
+    trades(node, 1)
+    connection.flush_now()
+    block(node, connection, sock)
+    resume = {"trades.MSFT": 5}
+    send(node, connection, {**TRADES_AAPL, "symbols": ["MSFT"], "resume": resume})
+    # the subscribed reply and 6..12 reach the soft mark (8): suspended at 12, not at 40
+    topic, point, replayed = connection.suspended["trades.MSFT"]
+    assert (str(topic), point.seq, replayed) == ("trades.MSFT", 12, 0)
+    await drain(node, connection, sock)
+    trades(node, 1, "MSFT")
+    connection.flush_now()
+    msft = notices(sent(sock), "trades.MSFT")
+    assert msft[:8] == [("trade", seq) for seq in range(6, 13)] + [("degraded", 12)]
+    assert ("resumed", 40) in msft
+    assert [seq for kind, seq in msft if kind == "trade"] == list(range(6, 42))
+    resumed = [m for m in sent(sock) if m.get("type") == "resumed"]
+    assert {m["topic"]: m["replayed"] for m in resumed} == {"trades.AAPL": 0, "trades.MSFT": 28}
+
+
+async def test_books_subscribed_in_the_pass_that_suspends_get_their_snapshots_first(
+    eager: Node,
+) -> None:
+    """The subscribed reply takes the client to the soft mark: the books it acknowledges
+    are not subscribed yet, so they are not suspended with the trades; each is
+    suspended when it starts, after its snapshot, at the snapshot's seq."""
+    node = eager
+
+    def book(symbol: str, bid: float, snapshot: bool = False) -> None:
+        levels = ((bid, 1.0),)
+        node.publisher.publish([BookUpdate(symbol, levels, (), snapshot, TS, "sim")])
+
+    book("AAPL", 100.0, snapshot=True)
+    book("MSFT", 200.0, snapshot=True)
+    book("MSFT", 199.0)
+    connection, sock = client(node, TRADES_AAPL)
+    connection.flush_now()
+    block(node, connection, sock)
+    trades(node, 7)
+    send(node, connection, {**TRADES_AAPL, "symbols": ["AAPL", "MSFT"], "channels": ["book"]})
+    assert sorted(connection.suspended) == ["book.AAPL", "book.MSFT", "trades.AAPL"]
+    await drain(node, connection, sock)
+    book("MSFT", 198.0)
+    connection.flush_now()
+    messages = sent(sock)
+    assert notices(messages, "trades.AAPL")[-2:] == [("degraded", 7), ("resumed", 7)]
+    assert notices(messages, "book.AAPL") == [("book", 1), ("degraded", 1), ("resumed", 1)]
+    assert notices(messages, "book.MSFT") == [
+        ("book", 2),
+        ("degraded", 2),
+        ("resumed", 2),
+        ("book", 3),
+    ]
+    books = [m["snapshot"] for m in messages if m.get("type") == "book"]
+    assert books == [True, True, False]
+
+
+async def test_a_topic_subscribed_while_suspended_is_suspended_at_its_resume_point(
+    eager: Node,
+) -> None:
+    node = eager
+    trades(node, 40, "MSFT")
+    connection, sock = client(node, TRADES_AAPL)
+    trades(node, 1)
+    connection.flush_now()
+    block(node, connection, sock)
+    trades(node, 10)
+    degrade = connection.degrade
+    assert degrade is not None
+    assert degrade.state is State.SUSPENDED
+    queued = len(connection.outbox)
+    resume = {"trades.MSFT": 35}
+    send(node, connection, {**TRADES_AAPL, "symbols": ["MSFT"], "resume": resume})
+    # nothing replayed now: suspended at once where the client said it was
+    assert connection.suspended["trades.MSFT"][1].seq == 35
+    assert len(connection.outbox) == queued + 2  # the subscribed reply and its degraded
+    suspended_updates = node.stats.suspended_updates
+    trades(node, 5, "MSFT")  # not queued
+    assert node.stats.suspended_updates == suspended_updates + 5
+    assert len(connection.outbox) == queued + 2
+    assert sock.closed is None
+    await drain(node, connection, sock)
+    msft = notices(sent(sock), "trades.MSFT")
+    trades_seqs = [seq for kind, seq in msft if kind == "trade"]
+    assert msft[0] == ("degraded", 35)
+    assert msft[-1] == ("resumed", 45)
+    assert trades_seqs == list(range(36, 46))
+    assert node.stats.degraded_streams == 2  # AAPL's and MSFT's: counted as any other
+
+
+async def test_a_degraded_client_closed_by_the_time_rule_is_counted_closed(
+    eager: Node,
+) -> None:
+    node = eager
+    connection, sock = client(node, TRADES_AAPL)
+    block(node, connection, sock)
+    trades(node, 10)
+    degrade = connection.degrade
+    assert degrade is not None
+    assert degrade.state is State.SUSPENDED
+    node.clock.advance(5.0)  # past slow_client_timeout_s (2 s), taking nothing
+    trades(node, 1)
+    assert sock.closed is not None
+    assert sock.closed[0] == 1013
+    assert "degraded" in sock.closed[1]
+    assert degrade.state is State.CLOSED
+    assert node.stats.degrade_transitions["closed"] == 1

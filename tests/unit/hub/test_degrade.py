@@ -222,3 +222,19 @@ def test_the_plan_skips_a_topic_the_client_dropped_meanwhile() -> None:
         lambda topic: topic == MSFT,
     )
     assert [step.topic for step in plan] == [MSFT]
+
+
+def test_the_drivers_time_rule_closes_from_any_state() -> None:
+    """``close``: the driver closed the client by a rule of its own (it took nothing for
+    its time limit): CLOSED from any state, once."""
+    for steps in (0, 1, 2):
+        d = machine(grace_s=0.0)
+        for _ in range(steps):
+            d.observe(500, 0, 0.0, at_fault=True)
+        assert d.close(3.0)
+        assert d.state is State.CLOSED
+        assert d.since == 3.0
+        assert not d.degraded
+        assert not d.close(4.0)  # closed already: nothing moves
+        assert d.since == 3.0
+        assert d.observe(2000, 0, 5.0, at_fault=True) is None
