@@ -78,11 +78,15 @@ class Server:
     workers: int = 0
     #: the bus joining the workers: "" (the in-process memory bus), "redis" or "nats"
     bus: str = ""
+    #: the WebSocket path before the fast path (``ws_fast_path = false``: each connection
+    #: a task reading uvicorn's ASGI queue), for the before/after rows
+    asgi: bool = False
 
     @property
     def opt_in(self) -> bool:
-        """Run only when named in ``--servers`` (the workers need Redis or NATS)."""
-        return self.workers > 0
+        """Run only when named in ``--servers`` (the workers need Redis or NATS; the ASGI
+        path is a comparison)."""
+        return self.workers > 0 or self.asgi
 
     @property
     def w1_only(self) -> bool:
@@ -116,6 +120,8 @@ class Server:
         if self.workers:
             over = f" over {self.bus}" if self.bus else " (memory bus)"
             wire += f", {self.workers} worker{'s' if self.workers > 1 else ''}{over}"
+        if self.asgi:
+            wire += ", ASGI path (ws_fast_path off)"
         return mode + (", array frames" if self.array else "") + wire
 
     def command(self, port: int, rate: float) -> list[str]:
@@ -146,7 +152,10 @@ class Server:
         is lifted, since every benchmark client connects from 127.0.0.1."""
         if self.kind != "tickcast":
             return dict(os.environ)
-        return {**os.environ, "TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS": "0"}
+        env = {**os.environ, "TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS": "0"}
+        if self.asgi:
+            env["TICKCAST_WS_FAST_PATH"] = "false"
+        return env
 
     def ws_url(self, port: int) -> str:
         if self.kind == "socketio" or self.front == "socketio":
@@ -175,6 +184,8 @@ SERVERS = {
     for s in [
         Server("tickcast-b100", "tickcast", batch_ms=100),
         Server("tickcast-b0", "tickcast", batch_ms=0),
+        Server("tickcast-b100-asgi", "tickcast", batch_ms=100, asgi=True),
+        Server("tickcast-b0-asgi", "tickcast", batch_ms=0, asgi=True),
         Server("tickcast-b100-array", "tickcast", batch_ms=100, array=True),
         Server("tickcast-b100-stomp", "tickcast", batch_ms=100, front="stomp"),
         Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),
