@@ -154,12 +154,6 @@ def until(predicate, what: str) -> None:  # type: ignore[no-untyped-def]
 PING = {"action": "ping"}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="bytes after the request head in the upgrade's segment are dropped (uvicorn's "
-    "httptools upgrade hands the WebSocket protocol only the rebuilt head): the message is "
-    "never answered, on the ASGI path too",
-)
 def test_a_message_in_the_handshakes_segment_is_answered(server: Server) -> None:
     c = Raw(server, first=text(PING))
     try:
@@ -168,11 +162,6 @@ def test_a_message_in_the_handshakes_segment_is_answered(server: Server) -> None
         c.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a frame in the upgrade's segment is dropped with the rest of it (see above): "
-    "invalid UTF-8 there is never closed with 1007",
-)
 def test_invalid_utf8_in_the_handshakes_segment_closes_1007(server: Server) -> None:
     c = Raw(server, first=frame(1, b'{"action": "\xff"}'))
     try:
@@ -340,16 +329,11 @@ def test_shutdown_closes_a_client_that_never_answers_with_1001_and_exits(
 PONG_BOUND = 4 << 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pings from a client that never reads are answered into the transport's "
-    "buffer without bound (control frames pass the rate limit, reading is never paused "
-    "and the connection is not closed): about 25 MiB held for 25 MiB of pings",
-)
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
 async def test_a_ping_flood_from_a_client_that_never_reads_holds_bounded_memory(
-    tmp_path: Path,
+    tmp_path: Path, fast: bool
 ) -> None:
-    async with running_gateway(tmp_path) as gateway:
+    async with running_gateway(tmp_path, ws_fast_path=fast) as gateway:
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         try:
             writer.write(handshake())

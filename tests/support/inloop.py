@@ -1,6 +1,7 @@
 """The gateway in the test's own event loop, on a free port, with a silent feed: a test
 publishes through its node (a trading signal, a worker's status) and talks to it over
-real sockets (uvicorn with tickcast's protocol classes, as ``tickcast serve`` runs)."""
+real sockets (uvicorn with tickcast's protocol classes and the settings' WebSocket limits:
+message size, compression, keepalive, as ``tickcast serve`` runs it)."""
 
 from __future__ import annotations
 
@@ -75,12 +76,18 @@ async def running_gateway(
         handshake_timeout_s=settings.handshake_timeout_s,
         close_timeout_s=settings.close_timeout_s,
     )
-    config = uvicorn.Config(
+    config = uvicorn.Config(  # as cli/main.py's serve configures it
         app,
         host="127.0.0.1",
         port=port,
         http=http,
         ws=ws,
+        ws_max_size=settings.max_message_bytes,
+        ws_per_message_deflate=settings.permessage_deflate,
+        ws_ping_interval=settings.ws_ping_interval_s or None,
+        ws_ping_timeout=settings.ws_ping_timeout_s or None,
+        timeout_graceful_shutdown=int(settings.close_timeout_s) + 1,
+        proxy_headers=False,
         lifespan="on",
         log_config=None,
         access_log=False,

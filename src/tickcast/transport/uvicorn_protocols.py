@@ -17,6 +17,18 @@ WebSocket protocol (websockets ``ServerProtocol``):
   Autobahn case 7.1.5);
 - a 1007 close for a text message that is not UTF-8 without an ERROR traceback in the
   log (uvicorn logs one per message, which lets any client flood the error log);
+- bounded pongs: while the transport's write buffer is over its high-water mark (64
+  KiB: the peer is not reading), a ping is not answered at once; only the latest one's
+  payload is kept, and one pong goes when the buffer drains (RFC 6455 section 5.5.3
+  allows answering only the most recent ping). A client that sends pings and never
+  reads its socket then makes the gateway hold at most the high-water mark plus the
+  pongs of one read (256 KiB), not a pong per ping (uvicorn writes every one);
+- bytes that came after the request head, before the handshake is answered (a client
+  that sends its first message without waiting for the 101, even in the upgrade's own
+  TCP segment), are held and parsed once the handshake is accepted, in order: parsed
+  before, a ping would be answered ahead of the 101 and a compressed frame refused
+  (the extensions are not negotiated yet). Past ``EARLY_BYTES_MAX`` the peer is not
+  read until then;
 - the fast path (``transport/direct.py``): a ``Direct`` in the scope
   (``scope["extensions"]["tickcast.direct"]``, the protocol itself) to which a front
   hands its accepted ``Connection``; from then on ``data_received`` drives it (each
@@ -25,7 +37,10 @@ WebSocket protocol (websockets ``ServerProtocol``):
   ``asyncio.Event`` of the write state are dropped for plain objects;
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
-complete request head within ``handshake_timeout_s`` is closed (slowloris), a short
+complete request head within ``handshake_timeout_s`` is closed (slowloris), the bytes
+that followed the upgrade request in the same read handed to the WebSocket protocol
+(uvicorn's hands it only the request head, rebuilt, and drops them: a message sent
+with the upgrade was lost), a short
 unsent queue in the kernel (``NOTSENT_LOWAT``), and streaming to HTTP/1.0 clients: a
 response of unknown length (no ``Content-Length``) to an HTTP/1.0 request is its body up
 to the connection's close, never chunked (uvicorn's httptools protocol would chunk it,
@@ -41,6 +56,7 @@ import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
+import httptools
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import ClientDisconnected
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -93,15 +109,30 @@ _OPEN: Final = State.OPEN
 #: slow client for tens of seconds and then make its close frame wait behind all of it.
 NOTSENT_LOWAT: Final = 64 * 1024
 
+#: Bytes a client may send after its upgrade request before the handshake is answered
+#: (held until then); past this, its socket is not read until the answer.
+EARLY_BYTES_MAX: Final = 64 * 1024
+
 #: The longest a closing connection whose peer keeps taking data (slowly) is kept, to
 #: let it read what was written before the close frame, and the close frame.
 CLOSE_DRAIN_MAX_S: Final = 60.0
 
 
 class _ServerProtocol(ServerProtocol):
-    """websockets' sans-I/O server protocol, accepting a Close between fragments."""
+    """websockets' sans-I/O server protocol, accepting a Close between fragments, and
+    holding pongs back while ``hold_pongs`` (the transport is not writable): only the
+    latest ping's payload is kept (``held_pong``), for the owner to answer later."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.hold_pongs = False
+        self.held_pong: bytes | None = None
 
     def recv_frame(self, frame: Frame) -> None:
+        if frame.opcode is Opcode.PING and self.hold_pongs:
+            self.held_pong = bytes(frame.data)  # RFC 6455 5.5.3: the most recent only
+            self.events.append(frame)
+            return
         if frame.opcode is Opcode.CLOSE and self.current_size is not None:
             self.current_size = None  # the connection ends: drop the unfinished message
         super().recv_frame(frame)
@@ -201,6 +232,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
     the fast path (``attach``: the protocol drives an accepted connection itself)."""
 
     close_timeout_s: float = 5.0
+    conn: _ServerProtocol
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -219,6 +251,27 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._attached = False
         self._direct: Connection | None = None
         self._on_end: Callable[[Connection], None] | None = None
+        # what the client sent after its request, before the handshake's answer
+        self._early: bytearray | None = None
+
+    def data_received(self, data: bytes) -> None:
+        early = self._early
+        if early is None:
+            super().data_received(data)
+            return
+        early += data
+        if len(early) > EARLY_BYTES_MAX and not self.read_paused:
+            self.read_paused = True
+            self.transport.pause_reading()
+
+    def _flush_early(self) -> None:
+        """The handshake is answered: what the client sent before it, parsed now."""
+        early, self._early = self._early, None
+        if self.read_paused:  # by data_received above (no message is queued yet)
+            self.read_paused = False
+            self.transport.resume_reading()
+        if early and not self.transport.is_closing():
+            super().data_received(bytes(early))
 
     def send_receive_event_to_app(self) -> None:
         if self._attached:  # the fast path: to the connection (none once it ended)
@@ -245,9 +298,15 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             extensions = scope["extensions"]
             extensions[EXTENSION] = self.frame_socket
             extensions[DIRECT_EXTENSION] = self
+            self._early = bytearray()  # held until the app answers the handshake
 
     async def send(self, message: Any) -> None:
         await super().send(message)
+        if self._early is not None:
+            if message["type"] == "websocket.accept" and self.handshake_complete:
+                self._flush_early()  # queued before the app's next step (or attach)
+            else:  # refused: never parsed
+                self._early = None
         if message["type"] == "websocket.accept":
             # The parsed handshake is not needed once answered: about 1.7 KiB a
             # connection. websockets' parser (a generator) keeps the request for the
@@ -386,7 +445,17 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if self._direct is not None:
             self._end(code)
 
+    def pause_writing(self) -> None:
+        super().pause_writing()
+        self.conn.hold_pongs = True
+
     def resume_writing(self) -> None:
+        conn = self.conn
+        conn.hold_pongs = False
+        pong, conn.held_pong = conn.held_pong, None
+        if pong is not None and conn.state is _OPEN and not self.disconnected:
+            conn.send_pong(pong)  # the latest ping held while the buffer was full
+            self.transport.write(b"".join(conn.data_to_send()))
         super().resume_writing()
         callback = self.frame_socket.on_writable
         if callback is not None:
@@ -509,6 +578,26 @@ class TickcastHttpProtocol(HttpToolsProtocol):
         self._head_timer: asyncio.TimerHandle | None = None
         if self.handshake_timeout_s > 0:
             self._head_timer = self.loop.call_later(self.handshake_timeout_s, self._head_timeout)
+
+    def data_received(self, data: bytes) -> None:
+        """uvicorn's, except that on a WebSocket upgrade the bytes after the request (a
+        message sent with it) go to the WebSocket protocol too."""
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError:
+            msg = "Invalid HTTP request received."
+            self.logger.warning(msg)
+            self.send_400_response(msg)
+        except httptools.HttpParserUpgrade as upgrade:
+            if self._should_upgrade():
+                self.handle_websocket_upgrade()
+                rest = data[upgrade.args[0] :]
+                protocol = self.transport.get_protocol()
+                if rest and protocol is not self and not self.transport.is_closing():
+                    protocol.data_received(rest)  # type: ignore[attr-defined]
+            else:
+                self._unsupported_upgrade_warning()
 
     def on_headers_complete(self) -> None:
         if self._head_timer is not None:
