@@ -229,7 +229,7 @@ def _topic_text(topic: Topic) -> str:
 
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
-    e = envelope.payload
+    e: Any = envelope.payload  # its type read once, below
     kind = type(e)
     # The two per-tick messages built inline (no builder call, no seq fields to omit):
     # the same bytes as the builders' structs give.
@@ -263,7 +263,7 @@ def encode(envelope: Envelope) -> bytes:
 
 def encode_with_seq(envelope: Envelope) -> bytes:
     """The Front 1 message with ``topic``, ``seq`` and ``epoch`` (the ``seq=1`` option)."""
-    e = envelope.payload
+    e: Any = envelope.payload  # its type read once, below
     kind = type(e)
     topic = envelope.topic
     text = _TOPIC_TEXT.get(topic) or _topic_text(topic)
