@@ -131,17 +131,31 @@ class _AssetMessage(msgspec.Struct, gc=False, tag_field="type", tag="asset_updat
     timestamp: str
 
 
+_ROUNDED_6: Final = _ROUNDED[6]
+_ROUNDED_4: Final = _ROUNDED[4]
+
+
 def _asset_message(e: AssetUpdate) -> bytes:
     """``{"type": "asset_update", "data": {...}, "timestamp": ...}``: change rounded to 6
-    decimals, change_percent to 4, a whole volume as an integer (else 6 decimals)."""
+    decimals, change_percent to 4, a whole volume as an integer (else 6 decimals). The
+    memo's hits read inline (``_rounded`` otherwise)."""
+    value = e.change
+    change = _ROUNDED_6.get(value) if type(value) is _float else None
+    if change is None:
+        change = _rounded(value, 6)
+    value = e.change_percent
+    percent = _ROUNDED_4.get(value) if type(value) is _float else None
+    if percent is None:
+        percent = _rounded(value, 4)
+    volume = e.volume
     return _encode(
         _AssetMessage(
             _AssetData(
                 e.symbol,
                 e.price,
-                _rounded(e.change, 6),
-                _rounded(e.change_percent, 4),
-                _round(e.volume),
+                change,
+                percent,
+                int(volume) if type(volume) is _float and volume.is_integer() else round(volume, 6),
                 e.high,
                 e.low,
             ),
