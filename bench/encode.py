@@ -4,8 +4,10 @@ Side by side in one process and one run, on the same updates, so the ratios hold
 noisy machine even when the absolute figures move. Each wire's codec is the one its
 front registers (``fronts/*``' ``codecs``): the market feed (plain, ``seq``, and their
 ``stamps`` variants), STOMP's shared MESSAGE payload, Socket.IO's event, and the
-realtime envelope. The realtime envelope carries no quote or trade: its per-tick
-message is the ``asset_update`` a quote or a trade moves, measured in both columns.
+realtime envelope; then the three wires that carry Front 1's body (market, STOMP,
+Socket.IO) on one update, as the hub encodes it when all three are in use on a topic.
+The realtime envelope carries no quote or trade: its per-tick message is the
+``asset_update`` a quote or a trade moves, measured in both columns.
 
 The alternatives (stdlib ``json`` with compact separators, ``orjson``) encode Front 1's
 shape from a dict, the timestamp formatted with the same formatter as the codecs
@@ -171,6 +173,16 @@ def main(argv: Sequence[str] | None = None) -> None:
         on_trade = per_update(encode, trades if market else assets)
         label = name if market else f"{name} (asset_update)"
         print(f"{label:22} {on_quote:9.2f} {on_trade:9.2f}")
+    # The hub encodes an update once per wire in use on its topic, one wire after the
+    # other: with market, stomp and socketio subscribers on one topic, all three.
+    shared = (native.encode, stomp.encode, socketio.encode)
+
+    def three_wires(envelope: Envelope) -> None:
+        for encode in shared:
+            encode(envelope)
+
+    on_quote, on_trade = per_update(three_wires, quotes), per_update(three_wires, trades)
+    print(f"{'market+stomp+socketio':22} {on_quote:9.2f} {on_trade:9.2f}  (one update, 3 wires)")
     print("alternatives, Front 1's shape from a dict:")
     for label, encode in (("stdlib json", stdlib_json), ("orjson", orjson_dumps)):
         print(f"{label:22} {per_update(encode, quotes):9.2f} {per_update(encode, trades):9.2f}")

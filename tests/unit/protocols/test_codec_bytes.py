@@ -215,6 +215,20 @@ def test_every_market_wire_matches_its_reference(
         )
 
 
+def test_the_wires_of_one_update_share_its_body_and_no_other_update_gets_it() -> None:
+    first = wrap(Trade("AAPL", 1.5, 2.0, TS, "sim", "1"))
+    twin = wrap(Trade("AAPL", 1.5, 2.0, TS, "sim", "1"))  # equal, another envelope
+    other = wrap(Trade("AAPL", 1.25, 2.0, TS, "sim", "2"))
+    body = native.encode(first)
+    assert native.encode(first) is body  # encoded once for every wire of this update
+    assert stomp.encode(first).endswith(b"\n\n" + body + b"\0")
+    assert socketio.encode(first) == b'42["trade",' + body + b"]"
+    assert native.encode(twin) == body
+    assert native.encode(twin) is not body
+    assert native.encode(other) == reference_native(other, seq=False) != body
+    assert native.encode(first) == body
+
+
 def test_stomp_heads_follow_a_topic_whose_epoch_changes() -> None:
     trade = Trade("A:B\nC\\D", 1.5, 2.0, TS, "sim")
     for epoch in ("e1", "", "e:2", "e1"):

@@ -227,15 +227,26 @@ def _topic_text(topic: Topic) -> str:
     return text
 
 
+#: The last envelope ``encode`` encoded and its bytes. The hub encodes an update for
+#: every wire in use on its topic in turn, and STOMP's and Socket.IO's codecs (and the
+#: stamped market wire's) carry this same body: encoded once, not once per wire. The
+#: envelope is held, so no other can take its identity; envelopes are immutable.
+_last: Envelope | None = None
+_last_body = b""
+
+
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
+    global _last, _last_body
+    if envelope is _last:
+        return _last_body
     e: Any = envelope.payload  # its type read once, below
     kind = type(e)
     # The two per-tick messages built inline (no builder call, no seq fields to omit):
     # the same bytes as the builders' structs give.
     if kind is Quote:
         v = e.volume
-        return _encode(
+        body = _encode(
             _PlainQuote(
                 e.symbol,
                 e.price,
@@ -246,9 +257,9 @@ def encode(envelope: Envelope) -> bytes:
                 e.source,
             )
         )
-    if kind is Trade:
+    elif kind is Trade:
         v = e.size
-        return _encode(
+        body = _encode(
             _PlainTrade(
                 e.symbol,
                 e.price,
@@ -258,7 +269,10 @@ def encode(envelope: Envelope) -> bytes:
                 e.trade_id,
             )
         )
-    return _encode(_build(e)(e, "", 0, ""))
+    else:
+        body = _encode(_build(e)(e, "", 0, ""))
+    _last, _last_body = envelope, body
+    return body
 
 
 def encode_with_seq(envelope: Envelope) -> bytes:
