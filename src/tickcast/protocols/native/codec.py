@@ -230,16 +230,17 @@ def _topic_text(topic: Topic) -> str:
 #: The last envelope ``encode`` encoded and its bytes. The hub encodes an update for
 #: every wire in use on its topic in turn, and STOMP's and Socket.IO's codecs (and the
 #: stamped market wire's) carry this same body: encoded once, not once per wire. The
-#: envelope is held, so no other can take its identity; envelopes are immutable.
-_last: Envelope | None = None
-_last_body = b""
+#: envelope is held, so no other can take its identity; envelopes are immutable. One
+#: tuple, read and replaced whole.
+_last: tuple[Envelope | None, bytes] = (None, b"")
 
 
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
-    global _last, _last_body
-    if envelope is _last:
-        return _last_body
+    global _last
+    last = _last
+    if last[0] is envelope:
+        return last[1]
     e: Any = envelope.payload  # its type read once, below
     kind = type(e)
     # The two per-tick messages built inline (no builder call, no seq fields to omit):
@@ -271,7 +272,7 @@ def encode(envelope: Envelope) -> bytes:
         )
     else:
         body = _encode(_build(e)(e, "", 0, ""))
-    _last, _last_body = envelope, body
+    _last = (envelope, body)
     return body
 
 

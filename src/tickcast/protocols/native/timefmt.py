@@ -6,7 +6,8 @@ print it: most updates of a batch share their millisecond, and such a call is tw
 comparisons (no ``round``, which alone costs about 0.1 us). A ``ts`` outside the range is
 rounded (``round(ts * 1000)``, the one rule); in the same millisecond the range grows
 down to it, in a new one the text is made (the text up to the second cached, the
-millisecond suffixes precomputed) and the range starts at it.
+millisecond suffixes precomputed) and the range starts at it. The state is the
+module's: one thread formats (the gateway's event loop), as with the per-second cache.
 """
 
 from __future__ import annotations
