@@ -24,13 +24,14 @@ import msgspec
 from tickcast.model.envelope import Envelope
 from tickcast.model.market import Bar, BookUpdate, Level, Quote, Status, Trade
 from tickcast.model.signal import Signal
+from tickcast.model.topic import Topic
 from tickcast.protocols.native.timefmt import iso_ms
 
 WIRE = "market"
 WIRE_SEQ = "market+seq"
 
 
-class _Quote(msgspec.Struct, omit_defaults=True):
+class _Quote(msgspec.Struct, gc=False, omit_defaults=True):
     symbol: str
     price: float
     bid: float
@@ -43,7 +44,28 @@ class _Quote(msgspec.Struct, omit_defaults=True):
     epoch: str = ""
 
 
-class _Trade(msgspec.Struct, omit_defaults=True, tag_field="type", tag="trade"):
+class _PlainQuote(msgspec.Struct, gc=False):
+    """A quote without the ``seq`` option's fields: nothing to omit, so nothing checked."""
+
+    symbol: str
+    price: float
+    bid: float
+    ask: float
+    volume: float | int
+    timestamp: str
+    source: str
+
+
+class _PlainTrade(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="trade"):
+    symbol: str
+    price: float
+    size: float | int
+    timestamp: str
+    source: str
+    trade_id: str = ""
+
+
+class _Trade(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="trade"):
     symbol: str
     price: float
     size: float | int
@@ -55,7 +77,7 @@ class _Trade(msgspec.Struct, omit_defaults=True, tag_field="type", tag="trade"):
     epoch: str = ""
 
 
-class _Bar(msgspec.Struct, omit_defaults=True, tag_field="type", tag="bar"):
+class _Bar(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="bar"):
     symbol: str
     open: float
     high: float
@@ -70,7 +92,7 @@ class _Bar(msgspec.Struct, omit_defaults=True, tag_field="type", tag="bar"):
     epoch: str = ""
 
 
-class _Book(msgspec.Struct, omit_defaults=True, tag_field="type", tag="book"):
+class _Book(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="book"):
     symbol: str
     bids: tuple[Level, ...]
     asks: tuple[Level, ...]
@@ -83,7 +105,7 @@ class _Book(msgspec.Struct, omit_defaults=True, tag_field="type", tag="book"):
     epoch: str = ""
 
 
-class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"):
+class _Status(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="status"):
     provider: str
     state: str
     active: str
@@ -95,7 +117,7 @@ class _Status(msgspec.Struct, omit_defaults=True, tag_field="type", tag="status"
     epoch: str = ""
 
 
-class _Signal(msgspec.Struct, omit_defaults=True, tag_field="type", tag="signal"):
+class _Signal(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="signal"):
     data: Signal
     topic: str = ""
     seq: int = 0
@@ -191,16 +213,107 @@ def _build(event: Any) -> _Build:
     return build
 
 
+_float = float
+#: The text of a topic (``str(topic)``, an f-string) by topic, for the ``seq`` option.
+_TOPIC_TEXT: dict[Topic, str] = {}
+_TOPIC_TEXT_MAX = 65_536
+
+
+def _topic_text(topic: Topic) -> str:
+    text = str(topic)
+    if len(_TOPIC_TEXT) >= _TOPIC_TEXT_MAX:
+        _TOPIC_TEXT.clear()
+    _TOPIC_TEXT[topic] = text
+    return text
+
+
+#: The last envelope ``encode`` encoded and its bytes. The hub encodes an update for
+#: every wire in use on its topic in turn, and STOMP's and Socket.IO's codecs (and the
+#: stamped market wire's) carry this same body: encoded once, not once per wire. The
+#: envelope is held, so no other can take its identity; envelopes are immutable. One
+#: tuple, read and replaced whole.
+_last: tuple[Envelope | None, bytes] = (None, b"")
+
+
 def encode(envelope: Envelope) -> bytes:
     """The plain Front 1 message (no seq)."""
-    event = envelope.payload
-    return _encode(_build(event)(event, "", 0, ""))
+    global _last
+    last = _last
+    if last[0] is envelope:
+        return last[1]
+    e: Any = envelope.payload  # its type read once, below
+    kind = type(e)
+    # The two per-tick messages built inline (no builder call, no seq fields to omit):
+    # the same bytes as the builders' structs give.
+    if kind is Quote:
+        v = e.volume
+        body = _encode(
+            _PlainQuote(
+                e.symbol,
+                e.price,
+                e.bid,
+                e.ask,
+                int(v) if type(v) is _float and v.is_integer() else v,
+                iso_ms(e.ts),
+                e.source,
+            )
+        )
+    elif kind is Trade:
+        v = e.size
+        body = _encode(
+            _PlainTrade(
+                e.symbol,
+                e.price,
+                int(v) if type(v) is _float and v.is_integer() else v,
+                iso_ms(e.ts),
+                e.source,
+                e.trade_id,
+            )
+        )
+    else:
+        body = _encode(_build(e)(e, "", 0, ""))
+    _last = (envelope, body)
+    return body
 
 
 def encode_with_seq(envelope: Envelope) -> bytes:
     """The Front 1 message with ``topic``, ``seq`` and ``epoch`` (the ``seq=1`` option)."""
-    event = envelope.payload
-    return _encode(_build(event)(event, str(envelope.topic), envelope.seq, envelope.epoch))
+    e: Any = envelope.payload  # its type read once, below
+    kind = type(e)
+    topic = envelope.topic
+    text = _TOPIC_TEXT.get(topic) or _topic_text(topic)
+    if kind is Quote:
+        v = e.volume
+        return _encode(
+            _Quote(
+                e.symbol,
+                e.price,
+                e.bid,
+                e.ask,
+                int(v) if type(v) is _float and v.is_integer() else v,
+                iso_ms(e.ts),
+                e.source,
+                text,
+                envelope.seq,
+                envelope.epoch,
+            )
+        )
+    if kind is Trade:
+        v = e.size
+        return _encode(
+            _Trade(
+                e.symbol,
+                e.price,
+                int(v) if type(v) is _float and v.is_integer() else v,
+                iso_ms(e.ts),
+                e.source,
+                e.trade_id,
+                text,
+                envelope.seq,
+                envelope.epoch,
+            )
+        )
+    return _encode(_build(e)(e, text, envelope.seq, envelope.epoch))
 
 
 CODECS = {WIRE: encode, WIRE_SEQ: encode_with_seq}

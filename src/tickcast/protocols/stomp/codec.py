@@ -56,7 +56,7 @@ from tickcast.model.signal import encode as encode_signal
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols.native import codec as native
 from tickcast.protocols.native.timefmt import iso_ms
-from tickcast.protocols.stomp.frames import message_payload
+from tickcast.protocols.stomp.frames import escape
 
 __all__ = [
     "ALL_SIGNALS",
@@ -162,11 +162,39 @@ def body_of(payload: object) -> bytes:
     raise TypeError(type(payload).__name__)
 
 
+#: Per topic: the epoch they were made for and the constant parts of its MESSAGE
+#: payload around the seq and the body's length (``_heads``).
+_HEADS: dict[Topic, tuple[str, bytes, bytes]] = {}
+_HEADS_MAX: Final = 65_536
+_CONTENT: Final = b"\ncontent-type:application/json\ncontent-length:"
+
+
+def _heads(topic: Topic, epoch: str) -> tuple[str, bytes, bytes]:
+    """``frames.message_payload``'s lines for an update of ``topic`` in ``epoch``, cut
+    where the seq goes: up to the message-id's seq, and from the body's length to the
+    seq header's value (escaping a text is escaping its characters one by one, so the
+    escaped parts joined are the joined text escaped)."""
+    ident = f"{topic}-{epoch}-" if epoch else f"{topic}-"
+    head = f"destination:{escape(destination(topic))}\nmessage-id:{escape(ident)}"
+    tail = f"\nepoch:{escape(epoch)}\nseq:" if epoch else "\nseq:"
+    made = (epoch, head.encode(), tail.encode())
+    if len(_HEADS) >= _HEADS_MAX:
+        _HEADS.clear()
+    _HEADS[topic] = made
+    return made
+
+
 def encode(envelope: Envelope) -> bytes:
-    """The shared MESSAGE payload of an update (see the module docstring)."""
+    """The shared MESSAGE payload of an update (see the module docstring): the bytes of
+    ``frames.message_payload(destination(topic), message_id(envelope), body,
+    extra=[("epoch", epoch), ("seq", seq)])``, the parts that stay the same for a topic
+    made once."""
     payload = envelope.payload
     body = body_of(payload) if type(payload) in _OWN_BODY else native.encode(envelope)
-    extra = [("seq", str(envelope.seq))]
-    if envelope.epoch:
-        extra.insert(0, ("epoch", envelope.epoch))
-    return message_payload(destination(envelope.topic), message_id(envelope), body, extra=extra)
+    topic = envelope.topic
+    epoch = envelope.epoch
+    made = _HEADS.get(topic)
+    if made is None or made[0] != epoch:
+        made = _heads(topic, epoch)
+    seq = envelope.seq
+    return b"%b%d%b%d%b%d\n\n%b\0" % (made[1], seq, _CONTENT, len(body), made[2], seq, body)
