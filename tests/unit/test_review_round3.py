@@ -111,8 +111,8 @@ class Client:
         resume = {}
         for symbol in symbols:
             last = self.last_seq(f"{channel}.{symbol}")
-            if last is not None and rnd.random() < 0.7:
-                resume[f"{channel}.{symbol}"] = last
+            if last is not None and rnd.random() < 0.7:  # as far back as it likes
+                resume[f"{channel}.{symbol}"] = max(1, last - rnd.choice((0, 0, 3, 12)))
         request: dict[str, Any] = {"action": "subscribe", "symbols": symbols}
         request["channels"] = [channel]
         if resume:
