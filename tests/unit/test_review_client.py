@@ -136,3 +136,17 @@ def test_a_topic_refused_on_resubscription_is_dropped_and_announced() -> None:
     assert streams.refused("trades.MSFT") == Reset("trades.MSFT", 0, 5, "refused", None)
     assert list(streams.wanted) == ["trades.AAPL"]
     assert streams.accept(_trade_update(6, "MSFT")) == []
+
+
+def test_a_quiet_topic_resumed_after_a_reconnect_reports_a_replay_that_skips() -> None:
+    # nothing came on MSFT before the reconnect: it resumes from its acknowledged start,
+    # so a message at that seq (a snapshot) or the next is taken, one past that is a gap
+    streams = Streams()
+    streams.add(["trades.MSFT"])
+    streams.acknowledged({"trades.MSFT": (EPOCH, 7)})
+    streams.resubscribe()
+    out = streams.accept(_trade_update(10, "MSFT"))
+    assert out[0] == Reset("trades.MSFT", 10, 7, "gap", EPOCH)
+    assert streams.counters.gaps == 1
+    # and the next is checked as usual
+    assert [u.seq for u in streams.accept(_trade_update(11, "MSFT"))] == [11]  # type: ignore[union-attr]

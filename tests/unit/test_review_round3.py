@@ -262,12 +262,6 @@ def accept(streams: Streams, *updates: Update) -> list[Update | Reset]:
     return out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams.degraded() ignores the Degraded's seq: a topic with nothing delivered "
-    "yet stays anchored (acknowledged), so a replay starting past degraded.seq + 1 is "
-    "taken without a gap (a silent hole of 11..12)",
-)
 def test_a_replay_starting_past_the_degraded_seq_of_a_topic_not_delivered_yet_is_a_gap() -> None:
     """Subscribed while behind (docs/market-feed.md): the ``subscribed`` reply gives the
     topic's start (seq 10), its ``degraded`` comes at that start; the replay must then
@@ -281,12 +275,6 @@ def test_a_replay_starting_past_the_degraded_seq_of_a_topic_not_delivered_yet_is
     assert streams.counters.gaps == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="streams.resumed() moves a suspended topic to another epoch without a Reset "
-    "and reports nothing: the caller's stream crosses a renumbering silently (accept() "
-    "reports the same epoch change as a gap)",
-)
 def test_a_resumed_in_another_epoch_without_a_reset_is_a_gap() -> None:
     streams = Streams()
     streams.add([TOPIC])
@@ -298,12 +286,6 @@ def test_a_resumed_in_another_epoch_without_a_reset_is_a_gap() -> None:
     assert streams.counters.gaps == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="a resumed for a topic that was never degraded (a stray or repeated notice) "
-    "is counted as resumed_replay and delivered: counters.resumed_replay > "
-    "counters.degraded, and a caller pairing the notices sees a resume of nothing",
-)
 def test_a_resumed_without_its_degraded_is_not_counted_nor_delivered() -> None:
     streams = Streams()
     streams.add([TOPIC])

@@ -123,6 +123,7 @@ class Streams:
     suspended: dict[str, Degraded] = field(default_factory=dict)
     _reset_while_suspended: set[str] = field(default_factory=set)
     _anchor: set[str] = field(default_factory=set)  # re-anchor on the next message
+    _rejoined: set[str] = field(default_factory=set)  # anchored across a reconnect
     _resnapshot: dict[str, None] = field(default_factory=dict)  # to ask for
     _requested: set[str] = field(default_factory=set)  # asked for, not come yet
 
@@ -137,6 +138,7 @@ class Streams:
             self.wanted.pop(t, None)
             self.positions.pop(t, None)
             self._anchor.discard(t)
+            self._rejoined.discard(t)
             self.suspended.pop(t, None)
             self._reset_while_suspended.discard(t)
             channel, symbol = split_topic(t)
@@ -154,6 +156,9 @@ class Streams:
             by_channel.setdefault(channel, []).append(symbol)
         self._resnapshot.clear()
         self._requested.clear()
+        # a reliable topic that resumes from its acknowledged start takes a message at
+        # that very seq (a snapshot) or the next, and one past that is a gap
+        self._rejoined = {t for t in self._anchor if not t.startswith("quotes.")}
         self.suspended.clear()  # a new connection: nothing of it is suspended
         self._reset_while_suspended.clear()
         return [(syms, [ch], self.resume(syms, ch)) for ch, syms in by_channel.items()]
@@ -216,6 +221,7 @@ class Streams:
         if reset.epoch is not None:
             self.positions[reset.topic] = (reset.epoch, reset.seq)
         self._anchor.add(reset.topic)
+        self._rejoined.discard(reset.topic)
         channel, symbol = split_topic(reset.topic)
         if channel == Channel.BOOK:
             self.books.pop(symbol, None)  # the snapshot that follows replaces it
@@ -231,6 +237,14 @@ class Streams:
         self.counters.degraded += 1
         self.suspended[topic] = degraded
         self._reset_while_suspended.discard(topic)
+        if degraded.epoch:
+            # the last seq the server gave this client: what follows (the replay) must
+            # start at seq + 1, whether or not anything of the topic came yet
+            position = self.positions.get(topic)
+            if position is None or position[0] != degraded.epoch or position[1] < degraded.seq:
+                self.positions[topic] = (degraded.epoch, degraded.seq)
+            self._anchor.discard(topic)
+            self._rejoined.discard(topic)
         return degraded
 
     def resumed(self, resumed: Resumed) -> list[Reset | Resumed]:
@@ -240,7 +254,8 @@ class Streams:
         ``seq + 1``); before it, a gap's ``Reset`` if a replay ended short of that seq.
         Nothing when the topic is no longer wanted."""
         topic = resumed.topic
-        self.suspended.pop(topic, None)
+        if self.suspended.pop(topic, None) is None:
+            return []  # never degraded (a stray or repeated notice): nothing resumed
         was_reset = topic in self._reset_while_suspended
         self._reset_while_suspended.discard(topic)
         if topic not in self.wanted:
@@ -256,12 +271,14 @@ class Streams:
             position = self.positions.get(topic)
             same = position is not None and position[0] == resumed.epoch
             behind = position is None or not same or position[1] < resumed.seq
-            checked = same and not was_reset and topic not in self._anchor
-            if position is not None and checked and behind:  # the replay stopped short
+            checked = not was_reset and topic not in self._anchor
+            if position is not None and checked and behind:
+                # the replay stopped short, or the topic was renumbered without a reset
                 out.append(self._gap(topic, resumed.seq, position[1], resumed.epoch))
             if behind:
                 self.positions[topic] = (resumed.epoch, resumed.seq)
             self._anchor.discard(topic)  # known now: the next update is seq + 1
+            self._rejoined.discard(topic)
         out.append(resumed._replace(how="reset" if was_reset else "replay"))
         return out
 
@@ -288,6 +305,12 @@ class Streams:
                         out.append(self._gap(topic, update.seq, seq, update.epoch))
             elif not topic.startswith("quotes."):
                 out.append(self._gap(topic, update.seq, seq, update.epoch))
+        elif position is not None and topic in self._rejoined:
+            epoch, seq = position
+            snapshot = isinstance(update.payload, BookUpdate) and update.payload.snapshot
+            if update.epoch == epoch and update.seq > seq + 1 and not snapshot:
+                out.append(self._gap(topic, update.seq, seq, update.epoch))
+        self._rejoined.discard(topic)
         self._anchor.discard(topic)
         self.positions[topic] = (update.epoch, update.seq)
         if self._book_ok(update):
