@@ -143,6 +143,7 @@ class Node:
         self.on_fatal: Callable[[BaseException], None] | None = None
         self._ready = False
         self._tasks: asyncio.Task[None] | None = None
+        self._closing = False  # aclose has begun: the feed is never started again
 
     @property
     def ready(self) -> bool:
@@ -241,8 +242,10 @@ class Node:
             self.start_feed()
 
     def start_feed(self) -> None:
-        """Run the feed (the supervisor and its providers); nothing if it runs."""
-        if self._tasks is None:
+        """Run the feed (the supervisor and its providers); nothing if it runs, or once
+        the node is closing (a cluster node that wins the lease while it stops must not
+        open an upstream connection it would leave behind)."""
+        if self._tasks is None and not self._closing:
             self._tasks = asyncio.create_task(self._run(), name="node")
 
     async def stop_feed(self) -> None:
@@ -255,6 +258,7 @@ class Node:
         self._ready = False  # after the feed has stopped: it can no longer set it again
 
     async def aclose(self) -> None:
+        self._closing = True
         self.metrics.gc_pauses.uninstall()
         self.loop_monitor.close()
         await self.stop_feed()

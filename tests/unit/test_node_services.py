@@ -49,3 +49,30 @@ def test_a_bare_node_has_no_service_and_no_tap() -> None:
     assert node.publisher.taps == ()
     assert not hasattr(node, "portfolios")  # the composition root adds it (app.py)
     node.pumps.close()
+
+
+class StartsTheFeed:
+    """A service that starts the feed while the node closes (a cluster node that wins the
+    lease as it stops)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.started_on_close: bool | None = None
+
+    async def start(self) -> None:
+        pass
+
+    async def aclose(self) -> None:
+        self.node.start_feed()
+        self.started_on_close = self.node._tasks is not None
+
+
+async def test_a_closing_node_never_starts_its_feed_again() -> None:
+    node = Node(Settings(), providers=[Mute()])
+    node.feed_gated = True  # as under a cluster: the lease starts the feed
+    service = StartsTheFeed(node)
+    node.add_service(service)
+    await node.start()
+    await node.aclose()
+    assert service.started_on_close is False
+    assert node._tasks is None
