@@ -502,6 +502,7 @@ def build_app(
         try:
             yield
         finally:
+            running.closing()  # a lease won from here on starts no feed
             for endpoint in sockjs:
                 await endpoint.aclose()
             await socketio_endpoint.aclose()

@@ -257,6 +257,11 @@ class Node:
                 await task
         self._ready = False  # after the feed has stopped: it can no longer set it again
 
+    def closing(self) -> None:
+        """Shutdown has begun (the fronts close before the node does): from now on the
+        feed is never started again."""
+        self._closing = True
+
     async def aclose(self) -> None:
         self._closing = True
         self.metrics.gc_pauses.uninstall()
