@@ -424,12 +424,13 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         subprotocol = message.get("subprotocol")
         if subprotocol:
             headers.append(("Sec-WebSocket-Protocol", subprotocol))
-        response = self.response
-        del response.headers["Date"]
-        response.headers.update(headers)
+        fields = self.response.headers
+        del fields["Date"]
+        for name, value in headers:  # what Headers.update does, without its ABC checks
+            fields[name] = value
         if not self.transport.is_closing():
             self.handshake_complete = True
-            self.conn.send_response(response)
+            self.conn.send_response(self.response)
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.start_keepalive()
 
