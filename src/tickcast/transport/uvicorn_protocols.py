@@ -35,6 +35,12 @@ WebSocket protocol (websockets ``ServerProtocol``):
   complete message to the session, a close or the lost connection to ``finished``), the
   ASGI task ends without closing the socket, and the receive queue, the scope and the
   ``asyncio.Event`` of the write state are dropped for plain objects;
+- a cheaper connect: uvicorn's ``__init__`` re-stated so that one websockets
+  ``ServerProtocol`` (tickcast's) is built per connection, not uvicorn's and then a
+  second; the addresses the HTTP protocol read handed on at the upgrade rather than read
+  from the socket again; the accept answered as uvicorn answers it, without formatting
+  the arguments of an access-log line that INFO being off drops
+  (tests/integration/test_connect_path.py holds the re-stated ``__init__`` to uvicorn's);
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris), the bytes
