@@ -39,6 +39,7 @@ the client is ``203.0.113.7`` over https (``6.6.6.6`` is whatever the client cla
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from collections.abc import Iterable, Sequence
@@ -198,8 +199,10 @@ _NAT64: Final = ipaddress.IPv6Network("64:ff9b::/96")
 DEFAULT_IPV6_CLIENT_PREFIX: Final = 64
 
 
+@functools.lru_cache(maxsize=4096)
 def address_key(address: str, ipv6_prefix: int = DEFAULT_IPV6_CLIENT_PREFIX) -> str:
-    """The key one client's connections are counted under, for a per-address cap.
+    """The key one client's connections are counted under, for a per-address cap
+    (remembered for the last 4,096 addresses: a reconnecting client's is parsed once).
 
     - An IPv4 address is itself.
     - An IPv6 address that carries an IPv4 address is counted as that IPv4 address:

@@ -726,8 +726,10 @@ class WebSocketFront:
         direct.attach(connection, functools.partial(self._disconnected, peer))
 
     def _connected(self, scope: Scope, ticket: Ticket | None) -> str:
-        principal = ticket.principal if ticket is not None else ANONYMOUS
         peer = client_address(scope)
+        if not self._log.isEnabledFor(logging.INFO):
+            return peer  # nothing to gather for a record that is not written
+        principal = ticket.principal if ticket is not None else ANONYMOUS
         self._log.info(
             "client connected",
             extra={

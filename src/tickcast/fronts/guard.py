@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import asyncio
 import enum
+import functools
 import logging
 from collections.abc import Callable, Collection, Hashable, Iterable
 from dataclasses import dataclass
@@ -300,7 +301,7 @@ class RateLimited:
     def __init__(self, session: Session, limit: RateLimit) -> None:
         self._session = session
         self._limit = limit
-        self._refusal = policy.rate_limited(limit.bucket.rate_per_s, limit.bucket.burst)
+        self._refusal = _rate_refusal(limit.bucket.rate_per_s, limit.bucket.burst)
 
     @property
     def session(self) -> Session:
@@ -356,6 +357,12 @@ class RateLimited:
 
     def release(self, topics: Iterable[Topic]) -> None:
         self._session.release(topics)
+
+
+@functools.lru_cache(maxsize=16)
+def _rate_refusal(rate_per_s: float, burst: int) -> policy.Refusal:
+    """The rate-limit refusal (frozen), built once per rate rather than per connection."""
+    return policy.rate_limited(rate_per_s, burst)
 
 
 #: Told what a watched connection's API key names now (``Guard.watch``).

@@ -35,6 +35,12 @@ WebSocket protocol (websockets ``ServerProtocol``):
   complete message to the session, a close or the lost connection to ``finished``), the
   ASGI task ends without closing the socket, and the receive queue, the scope and the
   ``asyncio.Event`` of the write state are dropped for plain objects;
+- a cheaper connect: uvicorn's ``__init__`` re-stated so that one websockets
+  ``ServerProtocol`` (tickcast's) is built per connection, not uvicorn's and then a
+  second; the addresses the HTTP protocol read handed on at the upgrade rather than read
+  from the socket again; the accept answered as uvicorn answers it, without formatting
+  the arguments of an access-log line that INFO being off drops
+  (tests/integration/test_connect_path.py holds the re-stated ``__init__`` to uvicorn's);
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris), the bytes
@@ -51,15 +57,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httptools
+from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
-from uvicorn.protocols.utils import ClientDisconnected
+from uvicorn.protocols.utils import (
+    ClientDisconnected,
+    get_client_addr,
+    get_path_with_query_string,
+)
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -227,6 +241,21 @@ class _Discard:
 _DISCARD: Final = _Discard()
 
 
+_UVICORN_LOG: Final = logging.getLogger("uvicorn.error")
+
+
+def _deflate(on: bool) -> list[Any]:
+    """The extensions offered: permessage-deflate as uvicorn configures it, when on (a
+    factory per connection, as uvicorn builds it)."""
+    if not on:
+        return []
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+        )
+    ]
+
+
 class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's sans-I/O WebSocket protocol plus a FrameSocket, a non-blocking close and
     the fast path (``attach``: the protocol drives an accepted connection itself)."""
@@ -234,25 +263,84 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
     close_timeout_s: float = 5.0
     conn: _ServerProtocol
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # uvicorn's __init__ (0.55), without building a websockets ServerProtocol that
+        # would be replaced at once (each one costs a parser generator, a stream reader
+        # and a uuid4: a tenth of a connect's handshake work) and without looking the
+        # logger up twice per connection.
+        if not config.loaded:
+            config.load()  # pragma: no cover
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.logger = _UVICORN_LOG
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.default_headers = server_state.default_headers
+        self.transport = None  # type: ignore[assignment]
+        self.server = None
+        self.client = None
+        self.scheme = None  # type: ignore[assignment]
+        self.queue = asyncio.Queue()
+        self.handshake_initiated = False
+        self.handshake_complete = False
+        self.close_sent = False
+        self.disconnected = False
+        self.close_timer = None
+        self.initial_response = None
+        self.conn = _ServerProtocol(
+            extensions=_deflate(config.ws_per_message_deflate),
+            max_size=config.ws_max_size,
+            logger=_UVICORN_LOG,
+        )
+        self.read_paused = False
+        self.writable = asyncio.Event()
+        self.writable.set()
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.ping_timer = None
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+        self.frames = []
+        self.curr_msg_data_type = "bytes"
+        # tickcast's
         self.close_timeout = self.close_timeout_s
         self._on_abort: Callable[[], None] | None = None
         self._drain_started = 0.0
         self._drain_left = 0
         self.frame_socket = UvicornFrameSocket(self)
-        conn = self.conn
-        self.conn = _ServerProtocol(
-            extensions=conn.available_extensions,
-            max_size=conn.max_message_size,
-            logger=conn.logger,
-        )
         # the fast path: the connection this protocol drives, once a front attached it
         self._attached = False
         self._direct: Connection | None = None
         self._on_end: Callable[[Connection], None] | None = None
         # what the client sent after its request, before the handshake's answer
         self._early: bytearray | None = None
+
+    def upgraded(
+        self,
+        transport: asyncio.Transport,
+        server: tuple[str, int | None] | None,
+        client: tuple[str, int] | None,
+        scheme: Literal["ws", "wss"],
+    ) -> None:
+        """``connection_made`` for a connection upgraded from tickcast's HTTP protocol,
+        with the addresses and scheme it read already."""
+        self.connections.add(self)
+        self.transport = transport
+        self.server = server
+        self.client = client
+        self.scheme = scheme
 
     def data_received(self, data: bytes) -> None:
         early = self._early
@@ -301,7 +389,16 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self._early = bytearray()  # held until the app answers the handshake
 
     async def send(self, message: Any) -> None:
-        await super().send(message)
+        if (
+            message["type"] == "websocket.accept"
+            and not self.handshake_complete
+            and self.initial_response is None
+            and not self.disconnected
+            and self.writable.is_set()
+        ):
+            self._accept(message)
+        else:
+            await super().send(message)
         if self._early is not None:
             if message["type"] == "websocket.accept" and self.handshake_complete:
                 self._flush_early()  # queued before the app's next step (or attach)
@@ -315,6 +412,33 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             if request is not None:
                 request.headers.clear()
             self.request = self.response = None  # type: ignore[assignment]
+
+    def _accept(self, message: Any) -> None:
+        """uvicorn's answer to ``websocket.accept``, without formatting its access-log
+        line's arguments when INFO is off (the client's address and the quoted path, per
+        connection)."""
+        if self.logger.isEnabledFor(logging.INFO):
+            self.logger.info(
+                '%s - "WebSocket %s" [accepted]',
+                get_client_addr(self.scope),
+                get_path_with_query_string(self.scope),
+            )
+        headers = [
+            (name.decode("latin-1").lower(), value.decode("latin-1"))
+            for name, value in (self.default_headers + list(message.get("headers", [])))
+        ]
+        subprotocol = message.get("subprotocol")
+        if subprotocol:
+            headers.append(("Sec-WebSocket-Protocol", subprotocol))
+        fields = self.response.headers
+        del fields["Date"]
+        for name, value in headers:  # what Headers.update does, without its ABC checks
+            fields[name] = value
+        if not self.transport.is_closing():
+            self.handshake_complete = True
+            self.conn.send_response(self.response)
+            self.transport.write(b"".join(self.conn.data_to_send()))
+            self.start_keepalive()
 
     # -- the fast path (transport/direct.py)
 
@@ -598,6 +722,26 @@ class TickcastHttpProtocol(HttpToolsProtocol):
                     protocol.data_received(rest)  # type: ignore[attr-defined]
             else:
                 self._unsupported_upgrade_warning()
+
+    def handle_websocket_upgrade(self) -> None:
+        """uvicorn's, except that tickcast's WebSocket protocol is handed the addresses
+        this protocol read when the connection was made, not asked to read them again."""
+        self.connections.discard(self)
+        scope = self.scope
+        output = [scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
+        for name, value in scope["headers"]:
+            output += [name, b": ", value, b"\r\n"]
+        output.append(b"\r\n")
+        protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        if isinstance(protocol, TickcastWebSocketProtocol):
+            secure = self.scheme == "https"
+            protocol.upgraded(self.transport, self.server, self.client, "wss" if secure else "ws")
+        else:  # pragma: no cover - another WebSocket protocol class
+            protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        protocol.data_received(b"".join(output))
 
     def on_headers_complete(self) -> None:
         if self._head_timer is not None:
