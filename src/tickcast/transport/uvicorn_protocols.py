@@ -64,6 +64,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
 
 import httptools
+import uvicorn
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol, RequestResponseCycle
 from uvicorn.protocols.utils import (
@@ -242,6 +243,8 @@ _DISCARD: Final = _Discard()
 
 
 _UVICORN_LOG: Final = logging.getLogger("uvicorn.error")
+#: The uvicorn whose WebSocket protocol ``__init__`` is re-stated below (any other runs its own).
+_RESTATED: Final = uvicorn.__version__.startswith("0.55.")
 
 
 def _deflate(on: bool) -> list[Any]:
@@ -273,7 +276,17 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         # uvicorn's __init__ (0.55), without building a websockets ServerProtocol that
         # would be replaced at once (each one costs a parser generator, a stream reader
         # and a uuid4: a tenth of a connect's handshake work) and without looking the
-        # logger up twice per connection.
+        # logger up twice per connection. Another uvicorn runs its own __init__ and has
+        # its ServerProtocol replaced (the attributes may differ between versions).
+        if not _RESTATED:
+            super().__init__(config, server_state, app_state, _loop)
+            self.conn = _ServerProtocol(
+                extensions=_deflate(config.ws_per_message_deflate),
+                max_size=config.ws_max_size,
+                logger=_UVICORN_LOG,
+            )
+            self._tickcast_init()
+            return
         if not config.loaded:
             config.load()  # pragma: no cover
         self.config = config
@@ -314,7 +327,9 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.last_ping_rtt = 0.0
         self.frames = []
         self.curr_msg_data_type = "bytes"
-        # tickcast's
+        self._tickcast_init()
+
+    def _tickcast_init(self) -> None:
         self.close_timeout = self.close_timeout_s
         self._on_abort: Callable[[], None] | None = None
         self._drain_started = 0.0
