@@ -142,6 +142,17 @@ class Degrade:
         m = self.marks
         return items >= m.soft_items or (m.soft_bytes > 0 and nbytes >= m.soft_bytes)
 
+    def wants_step(self, items: int, nbytes: int, now: float) -> bool:
+        """Whether a backlog of ``items`` and ``nbytes`` at ``now`` is worth an
+        ``observe`` from the driver: over the soft mark, and not already suspended or
+        within a conflation's grace (what ``observe`` would answer with nothing)."""
+        state = self.state
+        if state is State.SUSPENDED:
+            return False
+        if state is State.CONFLATING and now < self.since + self.grace_s:
+            return False
+        return self.over_soft(items, nbytes)
+
     def below_low(self, items: int, nbytes: int) -> bool:
         m = self.marks
         return items <= m.low_items and (m.hard_bytes == 0 or nbytes <= m.low_bytes)

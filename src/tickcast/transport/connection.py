@@ -298,14 +298,13 @@ class Connection:
         if was_empty:
             self.pump.mark(self, now + outbox.window_s)
         degrade = self.degrade
-        if degrade is not None and self._blocked_since is not None and not self._stepping:
-            state = degrade.state
-            if (
-                state is not State.SUSPENDED
-                and (state is not State.CONFLATING or now >= degrade.since + degrade.grace_s)
-                and degrade.over_soft(len(outbox), outbox.pending_bytes)
-            ):
-                self._degrade_step(now)
+        if (
+            degrade is not None
+            and self._blocked_since is not None
+            and not self._stepping
+            and degrade.wants_step(len(outbox), outbox.pending_bytes, now)
+        ):
+            self._degrade_step(now)
 
     def _close_stalled(self, why: str, now: float) -> None:
         """The slow-client time rule closes the client (1013); a degraded one's machine

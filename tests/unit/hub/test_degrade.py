@@ -238,3 +238,14 @@ def test_the_drivers_time_rule_closes_from_any_state() -> None:
         assert not d.close(4.0)  # closed already: nothing moves
         assert d.since == 3.0
         assert d.observe(2000, 0, 5.0, at_fault=True) is None
+
+
+def test_a_step_is_wanted_over_the_soft_mark_except_when_suspended_or_in_grace() -> None:
+    m = machine(grace_s=1.0)
+    assert not m.wants_step(499, 0, 0.0)
+    assert m.wants_step(500, 0, 0.0)
+    assert m.observe(500, 0, 0.0, at_fault=True) is Action.CONFLATE
+    assert not m.wants_step(600, 0, 0.5)  # conflation gets its grace
+    assert m.wants_step(600, 0, 1.0)
+    assert m.observe(600, 0, 1.0, at_fault=True) is Action.SUSPEND
+    assert not m.wants_step(900, 0, 5.0)  # suspended: the driver waits for the low mark
