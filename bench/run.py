@@ -81,12 +81,16 @@ class Server:
     #: the WebSocket path before the fast path (``ws_fast_path = false``: each connection
     #: a task reading uvicorn's ASGI queue), for the before/after rows
     asgi: bool = False
+    #: the simulator's wake-up cadence, ms (``simulator_interval_ms``): 1, as the peers'
+    #: tick loops (a 1 ms sleep between passes), so that every server gets its ticks on
+    #: the same cadence; 0 = tickcast's default (one wake-up every 5 ms at these rates)
+    sim_ms: float = 1.0
 
     @property
     def opt_in(self) -> bool:
         """Run only when named in ``--servers`` (the workers need Redis or NATS; the ASGI
-        path is a comparison)."""
-        return self.workers > 0 or self.asgi
+        path and the default simulator cadence are comparisons)."""
+        return self.workers > 0 or self.asgi or not self.sim_ms
 
     @property
     def w1_only(self) -> bool:
@@ -122,6 +126,8 @@ class Server:
             wire += f", {self.workers} worker{'s' if self.workers > 1 else ''}{over}"
         if self.asgi:
             wire += ", ASGI path (ws_fast_path off)"
+        if not self.sim_ms:
+            wire += ", simulator every 5 ms"
         return mode + (", array frames" if self.array else "") + wire
 
     def command(self, port: int, rate: float) -> list[str]:
@@ -155,6 +161,7 @@ class Server:
         env = {**os.environ, "TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS": "0"}
         if self.asgi:
             env["TICKCAST_WS_FAST_PATH"] = "false"
+        env["TICKCAST_SIMULATOR_INTERVAL_MS"] = f"{self.sim_ms:g}"
         return env
 
     def ws_url(self, port: int) -> str:
@@ -186,6 +193,7 @@ SERVERS = {
         Server("tickcast-b0", "tickcast", batch_ms=0),
         Server("tickcast-b100-asgi", "tickcast", batch_ms=100, asgi=True),
         Server("tickcast-b0-asgi", "tickcast", batch_ms=0, asgi=True),
+        Server("tickcast-b0-sim5", "tickcast", batch_ms=0, sim_ms=0),
         Server("tickcast-b100-array", "tickcast", batch_ms=100, array=True),
         Server("tickcast-b100-stomp", "tickcast", batch_ms=100, front="stomp"),
         Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),

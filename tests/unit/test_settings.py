@@ -367,6 +367,7 @@ OTHER_VALUES: dict[str, object] = {
     "degrade_rate": 4.0,
     "simulator_max_backlog_s": 0.15,
     "simulator_bar_s": 30,
+    "simulator_interval_ms": 1.0,
     "overload_lag_s": 0.35,
     "history_size": 257,
     "max_subscriptions": 51,

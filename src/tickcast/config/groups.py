@@ -88,6 +88,7 @@ class FeedSettings:
     calendar: str
     simulator_max_backlog_s: float
     simulator_bar_s: int
+    simulator_interval_ms: float
     feed_stale_s: float
     feed_failback_s: float
     feed_backoff_base_s: float

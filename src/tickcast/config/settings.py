@@ -79,6 +79,10 @@ class Settings(BaseSettings):
             counted (tickcast_skipped_events_total); 0 = catch up on everything.
         simulator_bar_s: the simulator's bar length in seconds (``serve --demo`` makes
             it 5 unless it is set, so that the demo's signal rules warm up in minutes).
+        simulator_interval_ms: milliseconds between the simulator's wake-ups, each
+            delivering the ticks due since the one before; 0 = the default cadence (one
+            wake-up per tick, at most one every 5 ms). Smaller delivers each tick closer
+            to its timestamp, at the cost of more wake-ups.
         overload_lag_s: event-loop lag at which the gateway reports itself overloaded (a
             warning, tickcast_overloaded); 0 = never.
         history_size: updates kept per topic for resume; 0 disables resume.
@@ -249,6 +253,7 @@ class Settings(BaseSettings):
     degrade_rate: float = Field(2.0, gt=0, le=1000)
     simulator_max_backlog_s: float = Field(0.1, ge=0)
     simulator_bar_s: int = Field(60, ge=1)
+    simulator_interval_ms: float = Field(0.0, ge=0, le=1000)
     overload_lag_s: float = Field(0.25, ge=0)
     history_size: int = Field(256, ge=0)
     max_subscriptions: int = Field(50, ge=1)
@@ -401,6 +406,7 @@ class Settings(BaseSettings):
             calendar=self.calendar,
             simulator_max_backlog_s=self.simulator_max_backlog_s,
             simulator_bar_s=self.simulator_bar_s,
+            simulator_interval_ms=self.simulator_interval_ms,
             feed_stale_s=self.feed_stale_s,
             feed_failback_s=self.feed_failback_s,
             feed_backoff_base_s=self.feed_backoff_base_s,

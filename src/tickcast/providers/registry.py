@@ -49,7 +49,10 @@ def _simulator(settings: FeedSettings) -> Provider:
         max_backlog_s=settings.simulator_max_backlog_s or None,
         bar_interval_s=settings.simulator_bar_s,
     )
-    return SimulatorProvider(config, calendar)
+    interval_ms = settings.simulator_interval_ms
+    return SimulatorProvider(
+        config, calendar, tick_interval_s=interval_ms / 1000 if interval_ms else None
+    )
 
 
 def _alpaca(settings: FeedSettings) -> Provider:

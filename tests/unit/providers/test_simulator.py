@@ -353,6 +353,22 @@ def test_tick_interval_is_5ms_at_high_rates_and_coarser_at_low_rates() -> None:
     assert default_tick_interval_s(1) == 1.0  # one wake-up per tick
 
 
+def test_simulator_interval_ms_sets_the_cadence_and_zero_keeps_the_default() -> None:
+    from tickcast.config.settings import Settings
+    from tickcast.providers.registry import create
+
+    def provider(**fields: object) -> SimulatorProvider:
+        made = create("simulator", Settings(rate=2000, **fields).upstream)  # type: ignore[arg-type]
+        assert isinstance(made, SimulatorProvider)
+        return made
+
+    assert provider().tick_interval_s == 0.005
+    assert provider(simulator_interval_ms=0).tick_interval_s == 0.005
+    assert provider(simulator_interval_ms=1).tick_interval_s == 0.001
+    with pytest.raises(ValueError, match="simulator_interval_ms"):
+        Settings(simulator_interval_ms=-1)
+
+
 async def test_provider_delivers_batches_to_the_sink_until_cancelled() -> None:
     now = [START]
 
