@@ -98,7 +98,8 @@ class SimulatorProvider(Provider):
         that a tick is delivered right after its timestamp, not up to an interval later.
         After a stall longer than one interval the schedule restarts from now rather
         than firing a burst of catch-up wake-ups (``advance`` catches up on the events).
-        When the loop is saturated (a wake-up comes a whole interval late), a wake-up
+        When the loop is saturated (a wake-up comes a whole interval late, and at least
+        ``MIN_TICK_INTERVAL_S``: on a 1 ms cadence a millisecond late is jitter), a wake-up
         simulates only the newest ticks that fit in ``MAX_DUTY`` of the time since the
         previous one (``Pacer``); the others are skipped and counted in
         ``skipped_events``. While the loop keeps up, nothing is capped.
@@ -117,7 +118,8 @@ class SimulatorProvider(Provider):
         # Work is timed with perf_counter: the loop's clock may tick in whole ms (uvloop).
         perf = time.perf_counter
         previous = perf()
-        saturated = False  # the previous wake-up came a whole interval late
+        late = max(interval, MIN_TICK_INTERVAL_S)  # how late a saturated loop wakes us
+        saturated = False  # the previous wake-up came ``late`` or more behind
         while True:
             woke = perf()
             ticks, skipped = simulator.ticks, simulator.skipped_ticks
@@ -130,7 +132,7 @@ class SimulatorProvider(Provider):
             pacer.record(simulated, perf() - woke)
             deadline += interval
             delay = deadline - loop.time()
-            saturated = delay < -interval
+            saturated = delay < -late
             if delay < 0:
                 deadline -= delay  # fell behind: resume the cadence from now
                 delay = 0.0
