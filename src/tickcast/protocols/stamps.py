@@ -28,6 +28,7 @@ and the realtime envelope (``protocols/envelope/codec``) use it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
@@ -79,20 +80,39 @@ def event_time(event: object) -> float | None:
     return ts or None
 
 
+#: The last receive stamp's tail, ``"recv_us":R}}``, and the server time it is for: every
+#: envelope of a publisher's batch has the same ``server_ts``, so it is made once per
+#: batch, not per update (``round`` alone costs about 0.1 us). One tuple, read and
+#: replaced whole.
+_recv: tuple[float, bytes] = (math.nan, b"")
+#: The last event time and its ``micros``: a tick's book update, trade and quote share
+#: their ``ts``.
+_event: tuple[float, int] = (math.nan, 0)
+_float = float
+
+
 def with_stamps(payload: bytes, envelope: Envelope) -> bytes:
     """A message (one JSON object) with ``"stamps": {"event_us", "recv_us"}`` as its last
     field (``event_us`` left out when the event has no time), still open for
-    ``send_us``'s splice (``stamp``)."""
-    event_ts = event_time(envelope.payload)
-    event = b"" if event_ts is None else b"%b%d," % (_EVENT, micros(event_ts))
-    return b"%b%b%b%b%d%b" % (
-        payload[:-1],
-        _OPEN,
-        event,
-        _RECV,
-        micros(envelope.server_ts),
-        _CLOSE,
-    )
+    ``send_us``'s splice (``stamp``). The bytes of
+    ``payload[:-1] + b',"stamps":{"event_us":E,"recv_us":R}}'``, the receive tail kept
+    per server time and the event's microseconds per event time."""
+    global _recv, _event
+    server_ts = envelope.server_ts
+    recv = _recv
+    if recv[0] != server_ts:  # a NaN never equals: made (and raising) each time
+        recv = _recv = (server_ts, b"%b%d%b" % (_RECV, round(server_ts * 1_000_000), _CLOSE))
+    event = envelope.payload
+    ts = event_time(event) if type(event) is Signal else (getattr(event, "ts", 0.0) or None)
+    if ts is None:
+        return b"%b%b%b" % (payload[:-1], _OPEN, recv[1])
+    last = _event
+    if last[0] == ts and type(ts) is _float:
+        us = last[1]
+    else:
+        us = round(ts * 1_000_000)  # micros(ts), inline
+        _event = (ts, us)
+    return b"%b%b%b%d,%b" % (payload[:-1], _OPEN, _EVENT, us, recv[1])
 
 
 def stamped(encode: Codec) -> Codec:
