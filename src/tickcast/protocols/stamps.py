@@ -32,6 +32,8 @@ import math
 from collections.abc import Iterable, Mapping
 from typing import Final
 
+import msgspec
+
 from tickcast.model.envelope import Envelope
 from tickcast.model.signal import Signal
 from tickcast.protocols.native.timefmt import parse_iso_ms
@@ -113,6 +115,36 @@ def with_stamps(payload: bytes, envelope: Envelope) -> bytes:
         us = round(ts * 1_000_000)  # micros(ts), inline
         _event = (ts, us)
     return b"%b%b%b%d,%b" % (payload[:-1], _OPEN, _EVENT, us, recv[1])
+
+
+class Stamps(msgspec.Struct, gc=False):
+    """``{"event_us": E, "recv_us": R}``, for a codec that encodes a message with its
+    stamps as its last field in one go (``stamps_of``), rather than splicing them into
+    the plain message (``with_stamps``): the same bytes."""
+
+    event_us: int
+    recv_us: int
+
+
+#: The last server time and its ``micros`` (``stamps_of``'s, as ``_recv`` is the splice's).
+_recv_us: tuple[float, int] = (math.nan, 0)
+
+
+def stamps_of(ts: float, server_ts: float) -> Stamps:
+    """The stamps of an update whose event time is ``ts`` (one with a time: ``ts`` not
+    zero, not a signal's) and whose envelope's is ``server_ts``; both microseconds kept
+    per time, as ``with_stamps`` keeps them."""
+    global _recv_us, _event
+    recv = _recv_us
+    if recv[0] != server_ts:
+        recv = _recv_us = (server_ts, round(server_ts * 1_000_000))
+    last = _event
+    if last[0] == ts and type(ts) is _float:
+        us = last[1]
+    else:
+        us = round(ts * 1_000_000)
+        _event = (ts, us)
+    return Stamps(us, recv[1])
 
 
 def stamped(encode: Codec) -> Codec:

@@ -29,6 +29,7 @@ from tickcast.model.topic import Channel, Topic
 from tickcast.protocols import stamps
 from tickcast.protocols.envelope import codec as realtime
 from tickcast.protocols.native import codec as native
+from tickcast.protocols.native import stamps as native_stamps
 from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.protocols.socketio import codec as socketio
 from tickcast.protocols.stomp import codec as stomp
@@ -383,3 +384,58 @@ def test_a_server_time_that_is_not_a_number_raises_every_time() -> None:
             stamps.with_stamps(b"{}", Envelope(Topic(Channel.TRADES, "AAPL"), 1, math.nan, trade))
     envelope = Envelope(Topic(Channel.TRADES, "AAPL"), 1, TS, trade)
     assert stamps.with_stamps(b"{}", envelope) == reference_stamps(b"{}", envelope)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(market_events(), min_size=1, max_size=6),
+    epoch=st.sampled_from(["", EPOCH, "a:b\\c"]),
+    seq=st.integers(min_value=0, max_value=10**12),
+    server_ts=st.sampled_from([TS + 0.002, TS, 1.0]),
+)
+def test_stamped_market_wires_in_one_go_or_spliced_match_their_reference(
+    events: list[Quote | Trade], epoch: str, seq: int, server_ts: float
+) -> None:
+    """A quote or trade encoded with its stamps in one go (no plain body kept for its
+    envelope), and spliced into the plain body the market feed has just encoded: both
+    the plain message with the stamps made from scratch."""
+    for event in events:
+        envelope = Envelope(wrap(event).topic, seq, server_ts, event, epoch)
+        plain = reference_native(envelope, seq=False)
+        with_seq = reference_native(envelope, seq=True)
+        alone = native_stamps.encode_stamped(envelope)  # nothing kept for it yet
+        assert alone == reference_stamps(plain, envelope)
+        assert native_stamps.encode_seq_stamped(envelope) == reference_stamps(with_seq, envelope)
+        assert native.encode(envelope) == plain  # kept: the stamped wire splices it
+        assert native_stamps.encode_stamped(envelope) == alone
+
+
+def test_a_stamped_event_without_a_time_has_no_event_stamp_either_way() -> None:
+    for event in (Quote("AAPL", 1.5, 1.75, 1, 1, 1.625, 10.0, 0.0, "sim"),
+                  Trade("AAPL", 1.5, 2.0, -0.0, "sim", "1")):  # fmt: skip
+        envelope = wrap(event)
+        for encode, seq in (
+            (native_stamps.encode_stamped, False),
+            (native_stamps.encode_seq_stamped, True),
+        ):
+            expected = reference_stamps(reference_native(envelope, seq=seq), envelope)
+            assert b"event_us" not in expected
+            assert encode(envelope) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*[numbers] * 6, times | st.just(0.0)), min_size=1, max_size=8))
+def test_stamped_asset_updates_match_their_reference(rows: list[tuple[Any, ...]]) -> None:
+    """``realtime+stamps``: an ``asset_update`` encoded with its stamps in one go is the
+    plain message with the stamps made from scratch (or raises as the plain one does)."""
+    for *fields, ts in rows:
+        update = AssetUpdate("AAPL", *fields, ts, "sim")
+        envelope = Envelope(Topic(Channel.ASSETS, "AAPL"), 1, TS, update)
+        try:
+            expected = reference_stamps(reference_asset(update), envelope)
+        except (ValueError, OverflowError) as error:
+            with pytest.raises(type(error)):
+                realtime.encode_stamped(envelope)
+            continue
+        assert realtime.encode_stamped(envelope) == expected
+        assert realtime.CODECS[realtime.WIRE_STAMPS] is realtime.encode_stamped

@@ -227,6 +227,11 @@ def _topic_text(topic: Topic) -> str:
     return text
 
 
+def topic_text(topic: Topic) -> str:
+    """``str(topic)``, from the cache the ``seq`` option's messages use."""
+    return _TOPIC_TEXT.get(topic) or _topic_text(topic)
+
+
 #: The last envelope ``encode`` encoded and its bytes. The hub encodes an update for
 #: every wire in use on its topic in turn, and STOMP's and Socket.IO's codecs (and the
 #: stamped market wire's) carry this same body: encoded once, not once per wire. The
