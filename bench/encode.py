@@ -44,6 +44,7 @@ import time
 import timeit
 import types
 from collections.abc import Callable, Sequence
+from math import floor
 
 import msgspec
 import orjson
@@ -216,7 +217,7 @@ def breakdown(quotes: Sequence[Envelope]) -> None:
         "the whole codec (native.encode)": lambda: [native.encode(e) for e in quotes],
         "timestamp (iso_ms)": lambda: [iso_ms(q.ts) for q in payloads],  # type: ignore[union-attr]
         "volume's int (whole floats)": lambda: [
-            int(v) if type(v) is float and v.is_integer() else v
+            floor(v) if type(v) is float and v.is_integer() else v
             for v in [q.volume for q in payloads]  # type: ignore[union-attr]
         ],
         "the struct (built alone)": lambda: [
@@ -301,7 +302,8 @@ def _table(
         label = labels[name].replace("market, then ", "") + (
             " after market" if name.startswith("market, then") else ""
         )
-        print(f"{label:34} {cells[0]:>22} {cells[1]:>22}")
+        width = 9 if len(trees) == 1 else 22
+        print(f"{label:34} {cells[0]:>{width}} {cells[1]:>{width}}")
 
 
 if __name__ == "__main__":

@@ -39,6 +39,7 @@ protocol; a client that does not know them ignores them.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from decimal import Context, Decimal
 from typing import Any, Final
@@ -87,6 +88,9 @@ def _money_or_none(value: Decimal | None) -> Decimal | None:
 
 
 _float = float
+#: A whole float's int: ``floor`` is the same int as ``int`` for one, in a third of the
+#: time (a builtin's call, not a type's).
+_floor = math.floor
 #: ``round(x, digits)`` by float, per digits: about 0.4 us a call, and a symbol's change
 #: against its previous close takes few values (prices sit on a tick grid). Only
 #: nonzero floats are kept: ``-0.0`` equals ``0.0`` and ``2`` equals ``2.0`` as keys,
@@ -111,7 +115,7 @@ def _rounded(value: float, digits: int) -> float:
 
 
 def _round(value: float) -> float | int:
-    return int(value) if type(value) is _float and value.is_integer() else round(value, 6)
+    return _floor(value) if type(value) is _float and value.is_integer() else round(value, 6)
 
 
 class _AssetData(msgspec.Struct, gc=False):
@@ -162,7 +166,7 @@ def _asset_message(e: AssetUpdate, stamps: Stamps | None = None) -> bytes:
         e.price,
         change,
         percent,
-        int(volume) if type(volume) is _float and volume.is_integer() else round(volume, 6),
+        _floor(volume) if type(volume) is _float and volume.is_integer() else round(volume, 6),
         e.high,
         e.low,
     )
