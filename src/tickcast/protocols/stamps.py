@@ -19,12 +19,13 @@ The first two are the same for every subscriber, so they are encoded once per up
 with the rest of the message, by a stamped wire's codec (``stamped(codec)``, registered
 under the plain wire's name plus ``+stamps``, ``stamped_codecs``; or a codec of its own
 that encodes a message with a last ``Stamps`` field in one go, ``stamps_of``: the same
-bytes); the payload then ends with ``"recv_us":R}}``. The third is per connection: ``stamped_payloads`` splices
-``,"send_us":S`` before the last two bytes at write time (``transport.connection``'s
-``_write``, for a connection on a stamped wire only: ``is_stamped``), a slice and a
-concatenation per message, then frames them. Clients on the other wires get the same
-bytes (the same frame objects) as before. The market feed (``protocols/native/stamps``)
-and the realtime envelope (``protocols/envelope/codec``) use it.
+bytes); the payload then ends with ``"recv_us":R}}``. The third is per connection:
+``stamped_payloads`` splices ``,"send_us":S`` before the last two bytes at write time
+(``transport.connection``'s ``_write``, for a connection on a stamped wire only:
+``is_stamped``), a slice and a concatenation per message, then frames them. Clients on
+the other wires get the same bytes (the same frame objects) as before. The market feed
+(``protocols/native/stamps``) and the realtime envelope (``protocols/envelope/codec``)
+use it.
 """
 
 from __future__ import annotations
