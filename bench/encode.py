@@ -17,16 +17,34 @@ Updates: ``--count`` quotes and as many trades of one symbol, prices on a cent g
 ``--per-ms`` updates per millisecond (the simulator at 20,000 ticks/s over 100 symbols
 stamps 20 per millisecond; 10 by default). ``--breakdown`` times the pieces of the
 market feed's quote (the timestamp, the volume's int, the struct, msgspec's encode, the
-floats' share of it). Run: PYTHONPATH=src .venv/bin/python bench/encode.py
+floats' share of it).
+
+``--against DIR``: the same rows for an older tree's codecs too (``DIR`` holds its
+``src``, e.g. ``git archive main src | tar -x -C /tmp/before``), side by side, in
+``--rounds`` interleaved rounds (each wire: this tree, then the other, on the same
+updates); its ``tickcast.protocols`` is imported as ``tickcast_before.protocols`` (the
+model is this tree's, so both encode the same objects). Each cell is the best of its
+rounds; ``--rounds`` also prints every round's figures. The ``... after market`` rows
+are what a wire adds when the hub has encoded the update for the market feed first
+(the body shared): the pair's time less the market feed's alone, both called in turn.
+
+Run: PYTHONPATH=src .venv/bin/python bench/encode.py [--breakdown] [--against DIR]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
+import pathlib
+import shutil
+import sys
+import tempfile
 import time
 import timeit
+import types
 from collections.abc import Callable, Sequence
+from math import floor
 
 import msgspec
 import orjson
@@ -114,15 +132,72 @@ def per_update(encode: Callable[[Envelope], object], batch: Sequence[Envelope]) 
     return min(timeit.repeat(run, number=NUMBER, repeat=REPEAT)) / (NUMBER * len(batch)) * 1e6
 
 
-def wires() -> list[tuple[str, Codec, bool]]:
-    """(wire, codec, carries quotes and trades) for every wire format, as fronts register them."""
+Tree = dict[str, types.ModuleType]
+#: This tree's codec modules, by role.
+HERE: Tree = {
+    "native": native,
+    "native_stamps": native_stamps,
+    "stomp": stomp,
+    "socketio": socketio,
+    "realtime": realtime,
+}
+
+
+def wires(tree: Tree = HERE) -> list[tuple[str, Codec, bool]]:
+    """(row, codec, carries quotes and trades) for every wire format, as fronts register
+    them; then the three wires that carry Front 1's body on one update, and STOMP and
+    Socket.IO each after the market feed."""
     out: list[tuple[str, Codec, bool]] = [
-        (name, encode, True) for name, encode in native_stamps.CODECS.items()
+        (name, encode, True) for name, encode in tree["native_stamps"].CODECS.items()
     ]
-    out.append((stomp.WIRE, stomp.encode, True))
-    out.extend((name, encode, True) for name, encode in socketio.CODECS.items())
-    out.extend((name, encode, False) for name, encode in realtime.CODECS.items())
+    out.append((tree["stomp"].WIRE, tree["stomp"].encode, True))
+    out.extend((name, encode, True) for name, encode in tree["socketio"].CODECS.items())
+    out.extend((name, encode, False) for name, encode in tree["realtime"].CODECS.items())
+    # The hub encodes an update once per wire in use on its topic, one wire after the
+    # other: with market, stomp and socketio subscribers on one topic, all three.
+    market = tree["native"].encode
+    for name, shared in (
+        ("market+stomp+socketio", (market, tree["stomp"].encode, tree["socketio"].encode)),
+        ("market, then stomp", (market, tree["stomp"].encode)),
+        ("market, then socketio", (market, tree["socketio"].encode)),
+        (_BASE, (market,)),  # what the pairs less the wire are timed against
+    ):
+        out.append((name, _in_turn(shared), True))
     return out
+
+
+#: The market feed alone, called as the pairs call it (the ``after market`` rows' base).
+_BASE = "market, in turn"
+
+
+def _in_turn(codecs: Sequence[Codec]) -> Codec:
+    def encode(envelope: Envelope) -> bytes:
+        for codec in codecs:
+            out = codec(envelope)
+        return out
+
+    return encode
+
+
+def before(src: str) -> Tree:
+    """An older tree's codec modules: its ``tickcast/protocols`` copied into a temporary
+    package ``tickcast_before`` (imports of ``tickcast.protocols`` renamed), imported."""
+    root = pathlib.Path(tempfile.mkdtemp(prefix="tickcast-before-"))
+    package = root / "tickcast_before"
+    shutil.copytree(pathlib.Path(src) / "tickcast" / "protocols", package / "protocols")
+    (package / "__init__.py").write_text("")
+    for path in (package / "protocols").rglob("*.py"):
+        text = path.read_text()
+        path.write_text(text.replace("tickcast.protocols", "tickcast_before.protocols"))
+    sys.path.insert(0, str(root))
+    name = "tickcast_before.protocols."
+    return {
+        "native": importlib.import_module(name + "native.codec"),
+        "native_stamps": importlib.import_module(name + "native.stamps"),
+        "stomp": importlib.import_module(name + "stomp.codec"),
+        "socketio": importlib.import_module(name + "socketio.codec"),
+        "realtime": importlib.import_module(name + "envelope.codec"),
+    }
 
 
 def breakdown(quotes: Sequence[Envelope]) -> None:
@@ -142,7 +217,7 @@ def breakdown(quotes: Sequence[Envelope]) -> None:
         "the whole codec (native.encode)": lambda: [native.encode(e) for e in quotes],
         "timestamp (iso_ms)": lambda: [iso_ms(q.ts) for q in payloads],  # type: ignore[union-attr]
         "volume's int (whole floats)": lambda: [
-            int(v) if type(v) is float and v.is_integer() else v
+            floor(v) if type(v) is float and v.is_integer() else v
             for v in [q.volume for q in payloads]  # type: ignore[union-attr]
         ],
         "the struct (built alone)": lambda: [
@@ -165,29 +240,70 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--count", type=int, default=1000, help="quotes (and trades) per run")
     parser.add_argument("--per-ms", type=int, default=10, help="updates per millisecond")
     parser.add_argument("--breakdown", action="store_true", help="time the quote's pieces")
+    parser.add_argument("--against", metavar="DIR", help="an older tree's src, side by side")
+    parser.add_argument("--rounds", type=int, default=1, help="interleaved rounds")
     args = parser.parse_args(argv)
     quotes, trades, assets = updates(args.count, args.per_ms)
-    print(f"{'wire format':22} {'us/quote':>9} {'us/trade':>9}")
-    for name, encode, market in wires():
-        on_quote = per_update(encode, quotes if market else assets)
-        on_trade = per_update(encode, trades if market else assets)
-        label = name if market else f"{name} (asset_update)"
-        print(f"{label:22} {on_quote:9.2f} {on_trade:9.2f}")
-    # The hub encodes an update once per wire in use on its topic, one wire after the
-    # other: with market, stomp and socketio subscribers on one topic, all three.
-    shared = (native.encode, stomp.encode, socketio.encode)
-
-    def three_wires(envelope: Envelope) -> None:
-        for encode in shared:
-            encode(envelope)
-
-    on_quote, on_trade = per_update(three_wires, quotes), per_update(three_wires, trades)
-    print(f"{'market+stomp+socketio':22} {on_quote:9.2f} {on_trade:9.2f}  (one update, 3 wires)")
+    trees = {"after": HERE}
+    if args.against:
+        trees = {"before": before(args.against), "after": HERE}
+    rows: dict[str, dict[str, list[tuple[float, float]]]] = {}
+    labels: dict[str, str] = {}
+    reference = {name: encode for name, encode, _ in wires(HERE)}
+    for tree in trees.values():  # the same bytes, or the comparison means nothing
+        for name, encode, market in wires(tree):
+            for envelope in (quotes[:50] + trades[:50]) if market else assets[:50]:
+                assert encode(envelope) == reference[name](envelope), (name, envelope)
+    for round_ in range(args.rounds):
+        for index in range(len(wires())):
+            for tree_name, tree in trees.items():
+                name, encode, market = wires(tree)[index]
+                on_quote = per_update(encode, quotes if market else assets)
+                on_trade = per_update(encode, trades if market else assets)
+                labels[name] = name if market else f"{name} (asset_update)"
+                rows.setdefault(name, {}).setdefault(tree_name, []).append((on_quote, on_trade))
+        if args.rounds > 1:
+            figures = (
+                f"{name} " + "/".join(f"{r[t][-1][0]:.2f}" for t in trees)
+                for name, r in rows.items()
+            )
+            print(f"round {round_ + 1} (per quote): " + ", ".join(figures))
+    _table(rows, labels, list(trees))
     print("alternatives, Front 1's shape from a dict:")
     for label, encode in (("stdlib json", stdlib_json), ("orjson", orjson_dumps)):
-        print(f"{label:22} {per_update(encode, quotes):9.2f} {per_update(encode, trades):9.2f}")
+        print(f"{label:34} {per_update(encode, quotes):9.2f} {per_update(encode, trades):9.2f}")
     if args.breakdown:
         breakdown(quotes)
+
+
+def _table(
+    rows: dict[str, dict[str, list[tuple[float, float]]]], labels: dict[str, str], trees: list[str]
+) -> None:
+    """Best of the rounds per cell; with two trees, before / after and their ratio."""
+    market = {t: min(q for q, _ in rows[_BASE][t]) for t in trees}
+    market_trade = {t: min(x for _, x in rows[_BASE][t]) for t in trees}
+    if len(trees) == 1:
+        print(f"{'wire format':34} {'us/quote':>9} {'us/trade':>9}")
+    else:
+        print(f"{'wire format':34} {'us/quote before/after':>22} {'us/trade before/after':>22}")
+    for name, by_tree in rows.items():
+        if name == _BASE:
+            continue
+        cells = []
+        for column in (0, 1):
+            best = [min(r[column] for r in by_tree[t]) for t in trees]
+            if name.startswith("market, then"):  # what the wire adds after the market feed
+                base = market if column == 0 else market_trade
+                best = [b - base[t] for b, t in zip(best, trees, strict=True)]
+            if len(best) == 1:
+                cells.append(f"{best[0]:9.2f}")
+            else:
+                cells.append(f"{best[0]:9.2f} {best[1]:5.2f} x{best[1] / best[0]:4.2f}")
+        label = labels[name].replace("market, then ", "") + (
+            " after market" if name.startswith("market, then") else ""
+        )
+        width = 9 if len(trees) == 1 else 22
+        print(f"{label:34} {cells[0]:>{width}} {cells[1]:>{width}}")
 
 
 if __name__ == "__main__":

@@ -17,19 +17,24 @@ times in integer microseconds since the Unix epoch (UTC)::
 
 The first two are the same for every subscriber, so they are encoded once per update
 with the rest of the message, by a stamped wire's codec (``stamped(codec)``, registered
-under the plain wire's name plus ``+stamps``, ``stamped_codecs``); the payload then
-ends with ``"recv_us":R}}``. The third is per connection: ``stamped_payloads`` splices
-``,"send_us":S`` before the last two bytes at write time (``transport.connection``'s
-``_write``, for a connection on a stamped wire only: ``is_stamped``), a slice and a
-concatenation per message, then frames them. Clients on the other wires get the same
-bytes (the same frame objects) as before. The market feed (``protocols/native/stamps``)
-and the realtime envelope (``protocols/envelope/codec``) use it.
+under the plain wire's name plus ``+stamps``, ``stamped_codecs``; or a codec of its own
+that encodes a message with a last ``Stamps`` field in one go, ``stamps_of``: the same
+bytes); the payload then ends with ``"recv_us":R}}``. The third is per connection:
+``stamped_payloads`` splices ``,"send_us":S`` before the last two bytes at write time
+(``transport.connection``'s ``_write``, for a connection on a stamped wire only:
+``is_stamped``), a slice and a concatenation per message, then frames them. Clients on
+the other wires get the same bytes (the same frame objects) as before. The market feed
+(``protocols/native/stamps``) and the realtime envelope (``protocols/envelope/codec``)
+use it.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from typing import Final
+
+import msgspec
 
 from tickcast.model.envelope import Envelope
 from tickcast.model.signal import Signal
@@ -79,20 +84,69 @@ def event_time(event: object) -> float | None:
     return ts or None
 
 
+#: The last receive stamp's tail, ``"recv_us":R}}``, and the server time it is for: every
+#: envelope of a publisher's batch has the same ``server_ts``, so it is made once per
+#: batch, not per update (``round`` alone costs about 0.1 us). One tuple, read and
+#: replaced whole.
+_recv: tuple[float, bytes] = (math.nan, b"")
+#: The last event time and its ``micros``: a tick's book update, trade and quote share
+#: their ``ts``.
+_event: tuple[float, int] = (math.nan, 0)
+_float = float
+
+
 def with_stamps(payload: bytes, envelope: Envelope) -> bytes:
     """A message (one JSON object) with ``"stamps": {"event_us", "recv_us"}`` as its last
     field (``event_us`` left out when the event has no time), still open for
-    ``send_us``'s splice (``stamp``)."""
-    event_ts = event_time(envelope.payload)
-    event = b"" if event_ts is None else b"%b%d," % (_EVENT, micros(event_ts))
-    return b"%b%b%b%b%d%b" % (
-        payload[:-1],
-        _OPEN,
-        event,
-        _RECV,
-        micros(envelope.server_ts),
-        _CLOSE,
-    )
+    ``send_us``'s splice (``stamp``). The bytes of
+    ``payload[:-1] + b',"stamps":{"event_us":E,"recv_us":R}}'``, the receive tail kept
+    per server time and the event's microseconds per event time."""
+    global _recv, _event
+    server_ts = envelope.server_ts
+    recv = _recv
+    if recv[0] != server_ts:  # a NaN never equals: made (and raising) each time
+        recv = _recv = (server_ts, b"%b%d%b" % (_RECV, round(server_ts * 1_000_000), _CLOSE))
+    event = envelope.payload
+    ts = event_time(event) if type(event) is Signal else (getattr(event, "ts", 0.0) or None)
+    if ts is None:
+        return b"%b%b%b" % (payload[:-1], _OPEN, recv[1])
+    last = _event
+    if last[0] == ts and type(ts) is _float:
+        us = last[1]
+    else:
+        us = round(ts * 1_000_000)  # micros(ts), inline
+        _event = (ts, us)
+    return b"%b%b%b%d,%b" % (payload[:-1], _OPEN, _EVENT, us, recv[1])
+
+
+class Stamps(msgspec.Struct, gc=False):
+    """``{"event_us": E, "recv_us": R}``, for a codec that encodes a message with its
+    stamps as its last field in one go (``stamps_of``), rather than splicing them into
+    the plain message (``with_stamps``): the same bytes."""
+
+    event_us: int
+    recv_us: int
+
+
+#: The last server time and its ``micros`` (``stamps_of``'s, as ``_recv`` is the splice's).
+_recv_us: tuple[float, int] = (math.nan, 0)
+
+
+def stamps_of(ts: float, server_ts: float) -> Stamps:
+    """The stamps of an update whose event time is ``ts`` (one with a time: ``ts`` not
+    zero, not a signal's) and whose envelope's is ``server_ts``; both microseconds kept
+    per time, as ``with_stamps`` keeps them."""
+    global _recv_us, _event
+    recv = _recv_us
+    if recv[0] != server_ts:
+        recv = _recv_us = (server_ts, round(server_ts * 1_000_000))
+    last = _event
+    if last[0] == ts and type(ts) is _float:
+        us = last[1]
+    else:
+        us = round(ts * 1_000_000)
+        _event = (ts, us)
+    return Stamps(us, recv[1])
 
 
 def stamped(encode: Codec) -> Codec:

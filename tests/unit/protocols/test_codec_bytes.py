@@ -22,11 +22,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from tickcast.model.envelope import Envelope
-from tickcast.model.market import Quote, Trade
+from tickcast.model.market import Quote, Status, Trade
 from tickcast.model.portfolio import AssetUpdate
+from tickcast.model.signal import Signal
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols import stamps
 from tickcast.protocols.envelope import codec as realtime
 from tickcast.protocols.native import codec as native
+from tickcast.protocols.native import stamps as native_stamps
 from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.protocols.socketio import codec as socketio
 from tickcast.protocols.stomp import codec as stomp
@@ -321,3 +324,118 @@ def test_iso_ms_matches_round_for_ticks_within_and_across_milliseconds(
     for offset in offsets:
         ts = (millis + offset) / 1000
         assert iso_ms(ts) == reference_iso(ts), repr(ts)
+
+
+# -- latency stamps: the receive tail kept per server time, event_us per event time
+
+
+def reference_stamps(payload: bytes, envelope: Envelope) -> bytes:
+    """``with_stamps`` as it was: ``event_time`` and ``micros`` for every update."""
+    event_ts = stamps.event_time(envelope.payload)
+    event = b"" if event_ts is None else b'"event_us":%d,' % stamps.micros(event_ts)
+    recv = b'"recv_us":%d}}' % stamps.micros(envelope.server_ts)
+    return payload[:-1] + b',"stamps":{' + event + recv
+
+
+SIGNAL_TIMES = ["2023-05-01T12:34:56.789Z", "1970-01-01T00:00:00.000Z", "not a time"]
+STAMP_TIMES = [TS, TS + 1e-6, TS + 0.5e-6, -0.0, 0.0, 1.0, 1, 2**60, 0.25e-6, 1.5e-6, -1.5e-6]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(STAMP_TIMES) | st.floats(0, 4e9, allow_nan=False),
+            st.sampled_from(STAMP_TIMES) | st.floats(0, 4e9, allow_nan=False),
+            st.integers(0, 3),
+        ),
+        min_size=1,
+        max_size=12,
+    )
+)
+def test_stamps_match_their_reference_whatever_the_times_repeat(
+    rows: list[tuple[float, float, int]],
+) -> None:
+    """Server and event times repeating, changing, equal as numbers but of another type
+    (``1`` and ``1.0``, ``0.0`` and ``-0.0``) or absent (a zero ``ts``, a signal's
+    unreadable time): every stamped message is the one made from scratch."""
+    for server_ts, ts, kind in rows:
+        event: Any
+        if kind == 0:
+            event = Quote("AAPL", 1.5, 1.75, 1, 1, 1.625, 10.0, ts, "sim")
+        elif kind == 1:
+            event = Trade("AAPL", 1.5, 2.0, ts, "sim", "1")
+        elif kind == 2:
+            event = Status("FEED", "sim", "up", "sim", "", ts)
+        else:
+            timestamp = SIGNAL_TIMES[int(abs(ts)) % len(SIGNAL_TIMES)]
+            event = Signal("MA_CROSS", "BUY", 1.5, "AAPL", "1m", timestamp, "s", "engine")
+        envelope = Envelope(Topic(Channel.QUOTES, "AAPL"), 1, server_ts, event, EPOCH)
+        payload = b'{"a":1}'
+        assert stamps.with_stamps(payload, envelope) == reference_stamps(payload, envelope)
+
+
+def test_a_server_time_that_is_not_a_number_raises_every_time() -> None:
+    """NaN equals nothing, so it is never taken from the kept tail: it raises as
+    ``micros`` does, each time, and the next real time is stamped right."""
+    trade = Trade("AAPL", 1.5, 2.0, TS, "sim", "1")
+    for _ in range(2):
+        with pytest.raises(ValueError, match="NaN"):
+            stamps.with_stamps(b"{}", Envelope(Topic(Channel.TRADES, "AAPL"), 1, math.nan, trade))
+    envelope = Envelope(Topic(Channel.TRADES, "AAPL"), 1, TS, trade)
+    assert stamps.with_stamps(b"{}", envelope) == reference_stamps(b"{}", envelope)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    events=st.lists(market_events(), min_size=1, max_size=6),
+    epoch=st.sampled_from(["", EPOCH, "a:b\\c"]),
+    seq=st.integers(min_value=0, max_value=10**12),
+    server_ts=st.sampled_from([TS + 0.002, TS, 1.0]),
+)
+def test_stamped_market_wires_in_one_go_or_spliced_match_their_reference(
+    events: list[Quote | Trade], epoch: str, seq: int, server_ts: float
+) -> None:
+    """A quote or trade encoded with its stamps in one go (no plain body kept for its
+    envelope), and spliced into the plain body the market feed has just encoded: both
+    the plain message with the stamps made from scratch."""
+    for event in events:
+        envelope = Envelope(wrap(event).topic, seq, server_ts, event, epoch)
+        plain = reference_native(envelope, seq=False)
+        with_seq = reference_native(envelope, seq=True)
+        alone = native_stamps.encode_stamped(envelope)  # nothing kept for it yet
+        assert alone == reference_stamps(plain, envelope)
+        assert native_stamps.encode_seq_stamped(envelope) == reference_stamps(with_seq, envelope)
+        assert native.encode(envelope) == plain  # kept: the stamped wire splices it
+        assert native_stamps.encode_stamped(envelope) == alone
+
+
+def test_a_stamped_event_without_a_time_has_no_event_stamp_either_way() -> None:
+    for event in (Quote("AAPL", 1.5, 1.75, 1, 1, 1.625, 10.0, 0.0, "sim"),
+                  Trade("AAPL", 1.5, 2.0, -0.0, "sim", "1")):  # fmt: skip
+        envelope = wrap(event)
+        for encode, seq in (
+            (native_stamps.encode_stamped, False),
+            (native_stamps.encode_seq_stamped, True),
+        ):
+            expected = reference_stamps(reference_native(envelope, seq=seq), envelope)
+            assert b"event_us" not in expected
+            assert encode(envelope) == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(*[numbers] * 6, times | st.just(0.0)), min_size=1, max_size=8))
+def test_stamped_asset_updates_match_their_reference(rows: list[tuple[Any, ...]]) -> None:
+    """``realtime+stamps``: an ``asset_update`` encoded with its stamps in one go is the
+    plain message with the stamps made from scratch (or raises as the plain one does)."""
+    for *fields, ts in rows:
+        update = AssetUpdate("AAPL", *fields, ts, "sim")
+        envelope = Envelope(Topic(Channel.ASSETS, "AAPL"), 1, TS, update)
+        try:
+            expected = reference_stamps(reference_asset(update), envelope)
+        except (ValueError, OverflowError) as error:
+            with pytest.raises(type(error)):
+                realtime.encode_stamped(envelope)
+            continue
+        assert realtime.encode_stamped(envelope) == expected
+        assert realtime.CODECS[realtime.WIRE_STAMPS] is realtime.encode_stamped

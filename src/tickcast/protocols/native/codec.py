@@ -16,6 +16,7 @@ With the ``seq`` option every data message also carries ``topic``, ``seq`` and
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
@@ -129,7 +130,7 @@ _encode = msgspec.json.Encoder().encode
 
 def _number(value: float) -> float | int:
     """Whole volumes and sizes print as integers (``1000``, not ``1000.0``)."""
-    return int(value) if type(value) is float and value.is_integer() else value
+    return _floor(value) if type(value) is float and value.is_integer() else value
 
 
 def _quote(e: Quote, topic: str, seq: int, epoch: str) -> msgspec.Struct:
@@ -214,6 +215,9 @@ def _build(event: Any) -> _Build:
 
 
 _float = float
+#: A whole float's int: ``floor`` is the same int as ``int`` for one, in a third of the
+#: time (a builtin's call, not a type's).
+_floor = math.floor
 #: The text of a topic (``str(topic)``, an f-string) by topic, for the ``seq`` option.
 _TOPIC_TEXT: dict[Topic, str] = {}
 _TOPIC_TEXT_MAX = 65_536
@@ -225,6 +229,11 @@ def _topic_text(topic: Topic) -> str:
         _TOPIC_TEXT.clear()
     _TOPIC_TEXT[topic] = text
     return text
+
+
+def topic_text(topic: Topic) -> str:
+    """``str(topic)``, from the cache the ``seq`` option's messages use."""
+    return _TOPIC_TEXT.get(topic) or _topic_text(topic)
 
 
 #: The last envelope ``encode`` encoded and its bytes. The hub encodes an update for
@@ -253,7 +262,7 @@ def encode(envelope: Envelope) -> bytes:
                 e.price,
                 e.bid,
                 e.ask,
-                int(v) if type(v) is _float and v.is_integer() else v,
+                _floor(v) if type(v) is _float and v.is_integer() else v,
                 iso_ms(e.ts),
                 e.source,
             )
@@ -264,7 +273,7 @@ def encode(envelope: Envelope) -> bytes:
             _PlainTrade(
                 e.symbol,
                 e.price,
-                int(v) if type(v) is _float and v.is_integer() else v,
+                _floor(v) if type(v) is _float and v.is_integer() else v,
                 iso_ms(e.ts),
                 e.source,
                 e.trade_id,
@@ -290,7 +299,7 @@ def encode_with_seq(envelope: Envelope) -> bytes:
                 e.price,
                 e.bid,
                 e.ask,
-                int(v) if type(v) is _float and v.is_integer() else v,
+                _floor(v) if type(v) is _float and v.is_integer() else v,
                 iso_ms(e.ts),
                 e.source,
                 text,
@@ -304,7 +313,7 @@ def encode_with_seq(envelope: Envelope) -> bytes:
             _Trade(
                 e.symbol,
                 e.price,
-                int(v) if type(v) is _float and v.is_integer() else v,
+                _floor(v) if type(v) is _float and v.is_integer() else v,
                 iso_ms(e.ts),
                 e.source,
                 e.trade_id,

@@ -18,7 +18,11 @@ envelope: a stamped data message ends with one more field, ``stamps``::
 
 The first two are the same for every subscriber, so they are encoded once per update
 with the rest of the message, by the stamped wires' codecs (``market+stamps``,
-``market+seq+stamps``); the payload then ends with ``"recv_us":R}}``. The third is per
+``market+seq+stamps``); the payload then ends with ``"recv_us":R}}``. A quote or a
+trade is encoded with its stamps in one go (structs with a last ``stamps`` field), unless
+the market feed has just encoded its plain body (the hub encodes an update for each wire
+in use in turn): then, as for every other message, the stamps are spliced into that body
+(``with_stamps``). The bytes are the same either way. The third is per
 connection: ``stamped_payloads`` splices ``,"send_us":S`` before the last two bytes at
 write time (``transport.connection``'s ``_write``, for a connection on a stamped wire
 only), a slice and a concatenation per message, then frames them. Clients on the other
@@ -27,18 +31,25 @@ wires get the same bytes (the same frame objects) as before.
 
 from __future__ import annotations
 
-from typing import Final
+import math
+from typing import Any, Final
 
+import msgspec
+
+from tickcast.model.envelope import Envelope
+from tickcast.model.market import Quote, Trade
 from tickcast.protocols import stamps as _stamps
 from tickcast.protocols.native import codec
+from tickcast.protocols.native.timefmt import iso_ms
 from tickcast.protocols.stamps import (
     FIELD,
+    Stamps,
     event_time,
     micros,
     stamp,
-    stamped,
     stamped_codecs,
     stamped_payloads,
+    stamps_of,
     with_stamps,
 )
 from tickcast.protocols.wire import Codec
@@ -72,10 +83,160 @@ def wire(*, seq: bool, stamps: bool) -> str:
     return codec.WIRE_SEQ if seq else codec.WIRE
 
 
-#: The plain Front 1 message with its event and receive stamps.
-encode_stamped: Final = stamped(codec.encode)
-#: The ``seq=1`` message with its event and receive stamps.
-encode_seq_stamped: Final = stamped(codec.encode_with_seq)
+class _StampedPlainQuote(msgspec.Struct, gc=False):
+    """``codec._PlainQuote`` and its stamps, encoded in one go."""
+
+    symbol: str
+    price: float
+    bid: float
+    ask: float
+    volume: float | int
+    timestamp: str
+    source: str
+    stamps: Stamps
+
+
+class _StampedPlainTrade(
+    msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="trade"
+):
+    """``codec._PlainTrade`` and its stamps (always given: never the default)."""
+
+    symbol: str
+    price: float
+    size: float | int
+    timestamp: str
+    source: str
+    trade_id: str = ""
+    stamps: Stamps | None = None
+
+
+class _StampedQuote(msgspec.Struct, gc=False, omit_defaults=True):
+    """``codec._Quote`` (the ``seq`` option's) and its stamps."""
+
+    symbol: str
+    price: float
+    bid: float
+    ask: float
+    volume: float | int
+    timestamp: str
+    source: str
+    topic: str = ""
+    seq: int = 0
+    epoch: str = ""
+    stamps: Stamps | None = None
+
+
+class _StampedTrade(msgspec.Struct, gc=False, omit_defaults=True, tag_field="type", tag="trade"):
+    """``codec._Trade`` (the ``seq`` option's) and its stamps."""
+
+    symbol: str
+    price: float
+    size: float | int
+    timestamp: str
+    source: str
+    trade_id: str = ""
+    topic: str = ""
+    seq: int = 0
+    epoch: str = ""
+    stamps: Stamps | None = None
+
+
+_encode = msgspec.json.Encoder().encode
+_float = float
+#: A whole float's int: ``floor`` is the same int as ``int`` for one, in a third of the
+#: time (a builtin's call, not a type's).
+_floor = math.floor
+
+
+def encode_stamped(envelope: Envelope) -> bytes:
+    """The plain Front 1 message with its event and receive stamps: spliced into the
+    plain message when the market feed has just encoded it (``codec._last``: the body
+    shared), else a quote or a trade encoded with them in one go (no body to share, no
+    splice); the same bytes either way."""
+    last = codec._last
+    if last[0] is not envelope:
+        e: Any = envelope.payload
+        kind = type(e)
+        if kind is Quote:
+            ts = e.ts
+            if ts:
+                v = e.volume
+                return _encode(
+                    _StampedPlainQuote(
+                        e.symbol,
+                        e.price,
+                        e.bid,
+                        e.ask,
+                        _floor(v) if type(v) is _float and v.is_integer() else v,
+                        iso_ms(ts),
+                        e.source,
+                        stamps_of(ts, envelope.server_ts),
+                    )
+                )
+        elif kind is Trade:
+            ts = e.ts
+            if ts:
+                v = e.size
+                return _encode(
+                    _StampedPlainTrade(
+                        e.symbol,
+                        e.price,
+                        _floor(v) if type(v) is _float and v.is_integer() else v,
+                        iso_ms(ts),
+                        e.source,
+                        e.trade_id,
+                        stamps_of(ts, envelope.server_ts),
+                    )
+                )
+        return with_stamps(codec.encode(envelope), envelope)
+    return with_stamps(last[1], envelope)
+
+
+def encode_seq_stamped(envelope: Envelope) -> bytes:
+    """The ``seq=1`` message with its event and receive stamps: a quote or a trade
+    encoded with them in one go, anything else spliced (``with_stamps``); the same
+    bytes either way."""
+    e: Any = envelope.payload
+    kind = type(e)
+    if kind is Quote:
+        ts = e.ts
+        if ts:
+            v = e.volume
+            return _encode(
+                _StampedQuote(
+                    e.symbol,
+                    e.price,
+                    e.bid,
+                    e.ask,
+                    _floor(v) if type(v) is _float and v.is_integer() else v,
+                    iso_ms(ts),
+                    e.source,
+                    codec.topic_text(envelope.topic),
+                    envelope.seq,
+                    envelope.epoch,
+                    stamps_of(ts, envelope.server_ts),
+                )
+            )
+    elif kind is Trade:
+        ts = e.ts
+        if ts:
+            v = e.size
+            return _encode(
+                _StampedTrade(
+                    e.symbol,
+                    e.price,
+                    _floor(v) if type(v) is _float and v.is_integer() else v,
+                    iso_ms(ts),
+                    e.source,
+                    e.trade_id,
+                    codec.topic_text(envelope.topic),
+                    envelope.seq,
+                    envelope.epoch,
+                    stamps_of(ts, envelope.server_ts),
+                )
+            )
+    return with_stamps(codec.encode_with_seq(envelope), envelope)
+
 
 #: Every native wire: the front registers these with the hub.
 CODECS: Final[dict[str, Codec]] = {

@@ -88,7 +88,9 @@ def encode(envelope: Envelope) -> bytes:
     """The hub's codec: one update as its event (see the module docstring)."""
     payload = envelope.payload
     if type(payload) in _MARKET:
-        body = native.encode(envelope)
+        # the market feed's body, read here when it has just encoded this update
+        last = native._last
+        body = last[1] if last[0] is envelope else native.encode(envelope)
     elif isinstance(payload, Signal | WorkerStatus):
         body = encode_signal(payload)
     else:

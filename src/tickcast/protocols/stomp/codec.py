@@ -190,7 +190,11 @@ def encode(envelope: Envelope) -> bytes:
     extra=[("epoch", epoch), ("seq", seq)])``, the parts that stay the same for a topic
     made once."""
     payload = envelope.payload
-    body = body_of(payload) if type(payload) in _OWN_BODY else native.encode(envelope)
+    if type(payload) in _OWN_BODY:
+        body = body_of(payload)
+    else:  # the market feed's body, read here when it has just encoded this update
+        last = native._last
+        body = last[1] if last[0] is envelope else native.encode(envelope)
     topic = envelope.topic
     epoch = envelope.epoch
     made = _HEADS.get(topic)
