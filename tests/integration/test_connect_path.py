@@ -193,3 +193,53 @@ async def test_a_handshake_left_to_websockets_still_connects(
         async with connect(gateway.feed) as ws:
             await send_json(ws, {"action": "ping"})
             assert (await recv_json(ws))["type"] == "pong"
+
+
+class _Transport:
+    """What the protocol asks of its transport before the app runs."""
+
+    def write(self, data: bytes) -> None:  # pragma: no cover - not before the app runs
+        raise AssertionError("nothing is written before the app answers")
+
+    def is_closing(self) -> bool:
+        return False
+
+    def get_extra_info(self, name: str, default: Any = None) -> Any:
+        return default
+
+
+async def test_the_scope_is_the_one_uvicorn_builds_from_websockets_parse(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    config = Config(_app, ws_max_size=65536, root_path="/api")
+    config.load()
+    state = ServerState()
+    head = [
+        (b"host", b"example.com"),
+        (b"upgrade", b"websocket"),
+        (b"connection", b"keep-alive, Upgrade"),
+        (b"sec-websocket-key", KEY.encode()),
+        (b"sec-websocket-version", b"13"),
+        (b"sec-websocket-protocol", b"v12.stomp, v11.stomp"),
+        (b"user-agent", b"caf\xe9"),
+    ]
+    target = b"/ws/a%20b?seq=1&frames=array"
+    scopes = []
+    for parsed_by_websockets in (False, True):
+        with monkeypatch.context() as patch:
+            if parsed_by_websockets:
+                _by_websockets(patch)
+            protocol = TickcastWebSocketProtocol(config, state, {"k": 1})
+            protocol.upgraded(_Transport(), ("10.0.0.1", 80), ("10.0.0.2", 5000), "ws")  # type: ignore[arg-type]
+            protocol.upgrade(b"GET", target, list(head))
+            scopes.append(protocol.scope)
+            assert (protocol.request is None) is not parsed_by_websockets
+    for task in state.tasks:
+        task.cancel()
+    fast, slow = scopes
+    assert fast.keys() == slow.keys()
+    for key in fast.keys() - {"extensions"}:
+        assert fast[key] == slow[key], key
+    assert fast["extensions"].keys() == slow["extensions"].keys()
+    assert fast["path"] == "/api/ws/a b"
+    assert fast["subprotocols"] == ["v12.stomp", "v11.stomp"]

@@ -413,6 +413,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             return
         # uvicorn's handle_connect from here, with the head as httptools gave it
         self._accepted = accepted
+        self.conn.accept_called = True  # as in websockets' accept (a refusal's log line)
         self.handshake_initiated = True
         raw_path, _, query_string = target.partition(b"?")
         root_path = self.root_path
