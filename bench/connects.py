@@ -11,7 +11,8 @@ the C load client (bench/cclient, pinned to core 1) with ``--clients`` connectio
 symbol each, 100 handshakes in flight. A connect is a handshake plus its subscribe's
 ``subscribed`` reply. Reported per run: the client's connects/s (first connect to last
 ack), and the server's CPU seconds (user + system) from just before the client starts to
-the client's ``connected`` line, per 1,000 connects. ``--profile DIR`` records the server
+the client's ``connected`` line, per 1,000 connects; at the end, a Markdown table of
+the rounds with each tree's ratios to the first. ``--profile`` records the server
 with py-spy during the connect phase of each run (a flame graph SVG per run, and the
 top functions by own time on stdout). Only 127.0.0.1 is targeted.
 """
@@ -201,10 +202,12 @@ def main() -> int:
     Path(args.logs).mkdir(parents=True, exist_ok=True)
     trees = [(t.split("=", 1)[0], Path(t.split("=", 1)[1]).resolve()) for t in args.tree]
     binary = client_binary()
+    rows: list[dict[str, Any]] = []
     for r in range(args.repeat):
         for name, src in trees:
             tag = f"{name}-{r}"
             row = measure(name, src, args, binary, tag)
+            rows.append({**row, "round": r + 1})
             print(json.dumps(row), flush=True)
             folded = Path(args.logs) / f"{tag}.folded"
             if args.profile and folded.exists():
@@ -214,7 +217,28 @@ def main() -> int:
                 print("   inclusive:", flush=True)
                 for fn, inc in top_inclusive(folded):
                     print(f"   {inc:5.1f}  {fn}", flush=True)
+    print(summary(rows, [name for name, _ in trees]))
     return 0
+
+
+def summary(rows: list[dict[str, Any]], names: list[str]) -> str:
+    """A Markdown table, one line per round: each tree's connects/s and server CPU per
+    1,000 connects, and each later tree's ratio to the first (CPU: lower is better)."""
+    first, rest = names[0], names[1:]
+    head = ["round"]
+    for key in ("connects/s", "CPU ms per 1k"):
+        head += [f"{key} {name}" for name in names] + [f"ratio {name}" for name in rest]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in sorted({row["round"] for row in rows}):
+        by = {row["tree"]: row for row in rows if row["round"] == r}
+        cells = [str(r)]
+        for key in ("connects_per_s", "server_cpu_ms_per_1k"):
+            values = {name: by.get(name, {}).get(key) for name in names}
+            cells += [f"{v:,.0f}" if v else "-" for v in values.values()]
+            base = values[first]
+            cells += [f"{values[n] / base:.2f}" if base and values[n] else "-" for n in rest]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

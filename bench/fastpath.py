@@ -5,15 +5,15 @@ connection and connects per second.
     PYTHONPATH=src .venv/bin/python bench/fastpath.py --clients 5000 --repeat 2
 
 For each mode (``ws_fast_path`` on, then off; ``--repeat`` alternates them) a fresh
-``tickcast serve`` (this checkout's ``src``, the simulator at ``--rate`` ticks/s over 100
-symbols, 100 ms batching, no per-address cap) is started, pinned to core 0. This
-process, pinned to core 1, opens ``--clients`` connections to the market feed with picows
-(``--concurrency`` handshakes in flight), each subscribed to one symbol: a connect is
-counted once its ``subscribed`` reply arrived. Then, after ``--settle`` seconds, the
-server's RSS; per connection: (RSS loaded - RSS before) / connections. Also the server's
-CPU seconds over the connect phase, per 1,000 connects. The connections are then closed
-and the server stopped (SIGTERM). Only 127.0.0.1 is targeted; every child is killed at
-exit.
+``tickcast serve`` (this checkout's ``src``, or the tree ``--src`` names; the simulator at
+``--rate`` ticks/s over 100 symbols, 100 ms batching, no per-address cap) is started,
+pinned to core 0. This process, pinned to core 1, opens ``--clients`` connections to the
+market feed with picows (``--concurrency`` handshakes in flight), each subscribed to one
+symbol: a connect is counted once its ``subscribed`` reply arrived. Then, after
+``--settle`` seconds, the server's RSS; per connection: (RSS loaded - RSS before) /
+connections. Also the server's CPU seconds over the connect phase, per 1,000 connects.
+The connections are then closed and the server stopped (SIGTERM). Only 127.0.0.1 is
+targeted; every child is killed at exit.
 """
 
 from __future__ import annotations
@@ -74,11 +74,11 @@ class Client(WSListener):  # type: ignore[misc]
 
 
 def start_server(
-    port: int, fast: bool, rate: float, workdir: Path, cpu: int
+    port: int, fast: bool, rate: float, workdir: Path, cpu: int, src: Path = ROOT / "src"
 ) -> subprocess.Popen[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.update(
-        PYTHONPATH=str(ROOT / "src"),
+        PYTHONPATH=str(src),
         TICKCAST_WS_FAST_PATH="true" if fast else "false",
         TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS="0",
         TICKCAST_DATABASE_URL=f"sqlite+aiosqlite:///{workdir}/bench-{port}.db",
@@ -135,7 +135,7 @@ async def connect_all(url: str, n: int, concurrency: int) -> tuple[list[Client],
 
 async def measure(fast: bool, args: argparse.Namespace, workdir: Path) -> dict[str, Any]:
     port = free_port()
-    proc = start_server(port, fast, args.rate, workdir, args.server_cpu)
+    proc = start_server(port, fast, args.rate, workdir, args.server_cpu, args.src)
     try:
         server = psutil.Process(proc.pid)
         await asyncio.sleep(args.settle)
@@ -187,7 +187,9 @@ def main() -> int:
     p.add_argument("--repeat", type=int, default=1, help="rounds of (fast, ASGI)")
     p.add_argument("--server-cpu", type=int, default=0)
     p.add_argument("--client-cpu", type=int, default=1)
+    p.add_argument("--src", default=str(ROOT / "src"), help="the source tree the server runs")
     args = p.parse_args()
+    args.src = Path(args.src).resolve()
     limit = args.clients + 1024
     with contextlib.suppress(ValueError, OSError):
         import resource

@@ -41,6 +41,11 @@ WebSocket protocol (websockets ``ServerProtocol``):
   from the socket again; the accept answered as uvicorn answers it, without formatting
   the arguments of an access-log line that INFO being off drops
   (tests/integration/test_connect_path.py holds the re-stated ``__init__`` to uvicorn's);
+- the handshake answered from the request head httptools parsed (``upgrade``;
+  ``transport/handshake.py`` checks it as websockets would and builds the 101), not from
+  the head rebuilt as bytes and parsed again by websockets, which then builds a
+  ``Response`` with a ``Date`` that uvicorn replaces; a request that check does not
+  take (any websockets refuses) goes to websockets as before, which answers it;
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris), the bytes
@@ -62,6 +67,7 @@ import socket
 import struct
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final, Literal
+from urllib.parse import unquote
 
 import httptools
 import uvicorn
@@ -74,12 +80,14 @@ from uvicorn.protocols.utils import (
 )
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
+from websockets.extensions import Extension
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
 from tickcast.closecodes import CloseCode
+from tickcast.transport import handshake
 from tickcast.transport.direct import DIRECT_EXTENSION
 from tickcast.transport.socket import EXTENSION
 
@@ -151,6 +159,17 @@ class _ServerProtocol(ServerProtocol):
         if frame.opcode is Opcode.CLOSE and self.current_size is not None:
             self.current_size = None  # the connection ends: drop the unfinished message
         super().recv_frame(frame)
+
+    def opened(self, extensions: list[Extension]) -> None:
+        """Accepted from a request head it did not parse (``transport/handshake.py``
+        checked it): the state websockets' ``send_response`` of a 101 leaves, with the
+        extensions negotiated, and the frame parser its ``parse`` moves on to after the
+        request (the one started at ``__init__`` waits for a request that never comes)."""
+        self.extensions = extensions
+        self.state = _OPEN
+        self.logger.info("connection open")
+        self.parser = self.parse()
+        next(self.parser)
 
 
 class UvicornFrameSocket:
@@ -240,6 +259,26 @@ class _Discard:
 
 
 _DISCARD: Final = _Discard()
+
+
+class _HeaderLines:
+    """The server's default headers (``server_state.default_headers``, a new list when
+    its ``Date`` changes, once a second) as the 101's header lines, made once per list."""
+
+    __slots__ = ("_headers", "_lines")
+
+    def __init__(self) -> None:
+        self._headers: list[tuple[bytes, bytes]] | None = None
+        self._lines = b""
+
+    def __call__(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if headers is not self._headers:
+            self._lines = handshake.header_lines(headers)
+            self._headers = headers
+        return self._lines
+
+
+_DEFAULT_LINES: Final = _HeaderLines()
 
 
 _UVICORN_LOG: Final = logging.getLogger("uvicorn.error")
@@ -341,6 +380,11 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._on_end: Callable[[Connection], None] | None = None
         # what the client sent after its request, before the handshake's answer
         self._early: bytearray | None = None
+        # the request checked from httptools' parse, until the app accepts it; None when
+        # websockets parsed it (uvicorn's handle_connect: ``request`` and ``response``)
+        self._accepted: handshake.Accepted | None = None
+        self.request: Any = None
+        self.response: Any = None
 
     def upgraded(
         self,
@@ -356,6 +400,44 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.server = server
         self.client = client
         self.scheme = scheme
+
+    def upgrade(self, method: bytes, target: bytes, headers: list[tuple[bytes, bytes]]) -> None:
+        """The request head httptools parsed, handed over by the HTTP protocol: the
+        handshake starts from it when websockets would accept the request
+        (``handshake.check``); any other request is rebuilt and parsed by websockets,
+        which answers it, as uvicorn does it. ``headers`` becomes the scope's."""
+        factories = self.conn.available_extensions
+        accepted = handshake.check(method, target, headers, factories) if _RESTATED else None
+        if accepted is None:
+            self.data_received(handshake.request_head(method, target, headers))
+            return
+        # uvicorn's handle_connect from here, with the head as httptools gave it
+        self._accepted = accepted
+        self.conn.accept_called = True  # as in websockets' accept (a refusal's log line)
+        self.handshake_initiated = True
+        raw_path, _, query_string = target.partition(b"?")
+        root_path = self.root_path
+        self.scope = {
+            "type": "websocket",
+            "asgi": {"version": self.asgi_version, "spec_version": "2.4"},
+            "http_version": "1.1",
+            "scheme": self.scheme,
+            "server": self.server,
+            "client": self.client,
+            "root_path": root_path,
+            "path": root_path + unquote(raw_path.decode("ascii")),
+            "raw_path": root_path.encode("ascii") + raw_path,
+            "query_string": query_string,
+            "headers": headers,
+            "subprotocols": accepted.subprotocols,
+            "state": self.app_state.copy(),
+            "extensions": {"websocket.http.response": {}},
+        }
+        self.queue.put_nowait({"type": "websocket.connect"})
+        task = self.loop.create_task(self.run_asgi())
+        task.add_done_callback(self.on_task_complete)
+        self.tasks.add(task)
+        self._offer(self.scope)
 
     def data_received(self, data: bytes) -> None:
         early = self._early
@@ -395,21 +477,27 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
-        # The ASGI task was created but has not run yet: the scope can still be extended.
         scope = getattr(self, "scope", None)
         if scope is not None:
-            extensions = scope["extensions"]
-            extensions[EXTENSION] = self.frame_socket
-            extensions[DIRECT_EXTENSION] = self
-            self._early = bytearray()  # held until the app answers the handshake
+            self._offer(scope)
+
+    def _offer(self, scope: Any) -> None:
+        """The ASGI task was created but has not run yet: the scope can still be extended
+        with the frame socket and the fast path's ``Direct``."""
+        extensions = scope["extensions"]
+        extensions[EXTENSION] = self.frame_socket
+        extensions[DIRECT_EXTENSION] = self
+        self._early = bytearray()  # held until the app answers the handshake
 
     async def send(self, message: Any) -> None:
+        accept = message["type"] == "websocket.accept"
+        if accept and not self.writable.is_set():
+            await self.writable.wait()  # as uvicorn's send does, first
         if (
-            message["type"] == "websocket.accept"
+            accept
             and not self.handshake_complete
             and self.initial_response is None
             and not self.disconnected
-            and self.writable.is_set()
         ):
             self._accept(message)
         else:
@@ -426,18 +514,32 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             request = self.request
             if request is not None:
                 request.headers.clear()
-            self.request = self.response = None  # type: ignore[assignment]
+            self.request = self.response = None
 
     def _accept(self, message: Any) -> None:
         """uvicorn's answer to ``websocket.accept``, without formatting its access-log
         line's arguments when INFO is off (the client's address and the quoted path, per
-        connection)."""
+        connection); the 101 built from the checked request (``handshake.response``)
+        unless websockets parsed it."""
         if self.logger.isEnabledFor(logging.INFO):
             self.logger.info(
                 '%s - "WebSocket %s" [accepted]',
                 get_client_addr(self.scope),
                 get_path_with_query_string(self.scope),
             )
+        accepted, self._accepted = self._accepted, None
+        if accepted is not None:
+            lines = _DEFAULT_LINES(self.default_headers)
+            extra = message.get("headers")
+            if extra:
+                lines += handshake.header_lines(extra)
+            response = handshake.response(accepted, lines, message.get("subprotocol"))
+            if not self.transport.is_closing():
+                self.handshake_complete = True
+                self.conn.opened(accepted.extensions)
+                self.transport.write(response)
+                self.start_keepalive()
+            return
         headers = [
             (name.decode("latin-1").lower(), value.decode("latin-1"))
             for name, value in (self.default_headers + list(message.get("headers", [])))
@@ -740,38 +842,36 @@ class TickcastHttpProtocol(HttpToolsProtocol):
 
     def handle_websocket_upgrade(self) -> None:
         """uvicorn's, except that tickcast's WebSocket protocol is handed the addresses
-        this protocol read when the connection was made, not asked to read them again."""
+        this protocol read when the connection was made, not asked to read them again,
+        and the request head as httptools parsed it, not rebuilt for websockets to parse
+        again (``TickcastWebSocketProtocol.upgrade``)."""
         self.connections.discard(self)
-        scope = self.scope
-        output = [scope["method"].encode(), b" ", self.url, b" HTTP/1.1\r\n"]
-        for name, value in scope["headers"]:
-            output += [name, b": ", value, b"\r\n"]
-        output.append(b"\r\n")
+        method = self.scope["method"].encode()
+        headers = self.headers  # the scope's: one pair per line, names lower-cased
         protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        if isinstance(protocol, TickcastWebSocketProtocol):
-            secure = self.scheme == "https"
-            protocol.upgraded(self.transport, self.server, self.client, "wss" if secure else "ws")
-        else:  # pragma: no cover - another WebSocket protocol class
+        if not isinstance(protocol, TickcastWebSocketProtocol):  # pragma: no cover - another
             protocol.connection_made(self.transport)
+            self.transport.set_protocol(protocol)
+            protocol.data_received(handshake.request_head(method, self.url, headers))
+            return
+        secure = self.scheme == "https"
+        protocol.upgraded(self.transport, self.server, self.client, "wss" if secure else "ws")
         self.transport.set_protocol(protocol)
-        protocol.data_received(b"".join(output))
+        protocol.upgrade(method, self.url, headers)
 
     def on_headers_complete(self) -> None:
         if self._head_timer is not None:
             self._head_timer.cancel()
             self._head_timer = None
         super().on_headers_complete()
+        cycle = self.cycle
+        if cycle is None or cycle.scope is not self.scope:
+            return  # an upgrade: no response cycle for this request
         extensions: dict[str, Any] = self.scope.setdefault("extensions", {})
         extensions[SHUTDOWN_EXTENSION] = ShutdownNotice()
-        cycle = self.cycle
-        if (
-            cycle is not None
-            and cycle.scope is self.scope
-            and self.scope.get("http_version") == "1.0"
-            and type(cycle) is RequestResponseCycle
-        ):
+        if self.scope.get("http_version") == "1.0" and type(cycle) is RequestResponseCycle:
             cycle.__class__ = _Http10Cycle
 
     def connection_lost(self, exc: Exception | None) -> None:
