@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 
 from support.inloop import Gateway, running_gateway
+from tickcast.transport import uvicorn_protocols
 
 TIMEOUT_S = 15.0
 PING = json.dumps({"action": "ping"}).encode()
@@ -120,11 +121,13 @@ async def test_a_compressed_message_in_the_handshakes_segment_is_answered(
 
 @PATHS
 async def test_pings_held_while_the_client_does_not_read_get_one_pong_for_the_latest(
-    tmp_path: Path, fast: bool
+    tmp_path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A client floods pings without reading (its socket backs up): the gateway does not
     answer each one; once the client reads, it gets fewer pongs than pings, the last of
-    them for its latest ping, and the connection goes on."""
+    them for its latest ping, and the connection goes on. (The ping cap, which would
+    close such a client first, is lifted here: the holding is what is under test.)"""
+    monkeypatch.setattr(uvicorn_protocols, "PING_BURST", 1_000_000)
     pings = 40_000
     async with (
         running_gateway(tmp_path, ws_fast_path=fast) as gateway,
@@ -157,3 +160,39 @@ async def test_pings_held_while_the_client_does_not_read_get_one_pong_for_the_la
             writer.write(frame(1, PING))
             opcode, _, payload = await read_frame(reader)
             assert (opcode, json.loads(payload)["type"]) == (1, "pong")
+
+
+@PATHS
+async def test_a_ping_flood_is_closed_with_3002_and_other_clients_go_on(
+    tmp_path: Path, fast: bool
+) -> None:
+    """Pings past the cap (a burst of ``PING_BURST``, then ``PING_RATE_PER_S`` a second)
+    close the client with 3002 "too many pings"; the pings within it were answered, and
+    another client on the same gateway is answered as before."""
+    burst = uvicorn_protocols.PING_BURST
+    async with (
+        running_gateway(tmp_path, ws_fast_path=fast) as gateway,
+        client(gateway) as (reader, writer, _),
+        client(gateway) as (other_reader, other_writer, _),
+        asyncio.timeout(TIMEOUT_S),
+    ):
+        writer.write(frame(9, b"ok") * burst)
+        await writer.drain()
+        for _ in range(burst):
+            assert await read_frame(reader) == (10, False, b"ok")
+        # The bucket holds at most ``burst``: twice that, sent at once, is over it
+        # however long the reads above took.
+        writer.write(frame(9, b"more") * (2 * burst))
+        await writer.drain()
+        while True:
+            opcode, _, payload = await read_frame(reader)
+            if opcode == 8:
+                break
+            assert opcode == 10
+        assert struct.unpack("!H", payload[:2])[0] == 3002
+        assert payload[2:] == b"too many pings"
+        other_writer.write(frame(9, b"fine") + frame(1, PING))
+        await other_writer.drain()
+        assert await read_frame(other_reader) == (10, False, b"fine")
+        opcode, _, payload = await read_frame(other_reader)
+        assert (opcode, json.loads(payload)["type"]) == (1, "pong")

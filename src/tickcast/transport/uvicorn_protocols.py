@@ -46,6 +46,10 @@ WebSocket protocol (websockets ``ServerProtocol``):
   the head rebuilt as bytes and parsed again by websockets, which then builds a
   ``Response`` with a ``Date`` that uvicorn replaces; a request that check does not
   take (any websockets refuses) goes to websockets as before, which answers it;
+- a cap on pings: a client may send ``PING_BURST`` pings at once and then
+  ``PING_RATE_PER_S`` a second (a keepalive pings every few seconds); past that each
+  ping is a parse and a pong the gateway pays for nothing, and the client is closed
+  with 3002 (too many messages), as a client over the message rate is;
 
 and to uvicorn's HTTP protocol a handshake timeout: a connection that has not sent a
 complete request head within ``handshake_timeout_s`` is closed (slowloris), the bytes
@@ -86,7 +90,8 @@ from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
-from tickcast.closecodes import CloseCode
+from tickcast.auth.limits import TokenBucket
+from tickcast.closecodes import CLOSE_INFO, CloseCode
 from tickcast.transport import handshake
 from tickcast.transport.direct import DIRECT_EXTENSION
 from tickcast.transport.socket import EXTENSION
@@ -124,6 +129,7 @@ def _kernel_bytes(transport: asyncio.BaseTransport, request: int | None) -> int 
 
 
 _OPEN: Final = State.OPEN
+_RATE_LIMITED: Final = CLOSE_INFO[CloseCode.RATE_LIMITED]
 
 #: Unsent bytes the kernel may hold per connection (Linux, macOS: TCP_NOTSENT_LOWAT).
 #: Data in flight still grows with the path; only the queue the peer has not been sent
@@ -135,6 +141,11 @@ NOTSENT_LOWAT: Final = 64 * 1024
 #: Bytes a client may send after its upgrade request before the handshake is answered
 #: (held until then); past this, its socket is not read until the answer.
 EARLY_BYTES_MAX: Final = 64 * 1024
+
+#: Pings a client may send at once, then a second: a keepalive pings every few seconds
+#: (websockets' clients every 20 s, browsers never); past it the client is closed (3002).
+PING_BURST: Final = 50
+PING_RATE_PER_S: Final = 10.0
 
 #: The longest a closing connection whose peer keeps taking data (slowly) is kept, to
 #: let it read what was written before the close frame, and the close frame.
@@ -378,6 +389,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self._attached = False
         self._direct: Connection | None = None
         self._on_end: Callable[[Connection], None] | None = None
+        self._pings: TokenBucket | None = None  # made at the first ping
         # what the client sent after its request, before the handshake's answer
         self._early: bytearray | None = None
         # the request checked from httptools' parse, until the app accepts it; None when
@@ -685,6 +697,17 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         super().connection_lost(exc)
         if self._direct is not None:
             self._end(code)
+
+    def handle_ping(self) -> None:
+        """uvicorn's (write the pong websockets queued, unless held), within the cap."""
+        pings = self._pings
+        if pings is None:
+            pings = self._pings = TokenBucket(PING_RATE_PER_S, PING_BURST)
+        if not pings.allow(self.loop.time()):
+            if not self.close_sent:
+                self.close_now(_RATE_LIMITED.code, "too many pings")
+            return
+        super().handle_ping()
 
     def pause_writing(self) -> None:
         super().pause_writing()
