@@ -84,6 +84,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -264,7 +265,7 @@ class Connection:
                 self._close_stalled(f"{self.slow_timeout_s:.1f} s without taking data", now)
             return
         outbox = self.outbox
-        was_empty = not len(outbox)
+        was_empty = outbox.deadline is None  # nothing pending (cheaper than len)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
             if isinstance(overflow, Held):  # a rated key's value, held back: due at its own time
@@ -290,7 +291,7 @@ class Connection:
             if self._beyond_overload_cap():
                 self.close_overloaded()
                 return
-            was_empty = not len(outbox)
+            was_empty = outbox.deadline is None
             outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None and self._stalled(now):
             self._close_stalled(f"{self._blocked_for(now):.1f} s behind", now)
@@ -364,7 +365,7 @@ class Connection:
     # -- pump.Writer
 
     def due_at(self) -> float | None:
-        return self.outbox.next_flush()
+        return self.outbox.deadline  # next_flush(), without its call
 
     def flush(self, now: float, *, force: bool) -> None:
         """Write what is due, a chunk at a time while the socket takes it; the rest stays
@@ -381,9 +382,10 @@ class Connection:
             if not items:
                 return
             self._write(items)
-            if self.degrade is not None and self.degrade.degraded:
+            degrade = self.degrade
+            if degrade is not None and degrade.degraded:
                 self._recover_soon()
-            if outbox.next_flush() is None:
+            if outbox.deadline is None:
                 return  # all of it written (the usual case: one write per batch)
             force = True  # the rest of a due batch is due too
 
@@ -396,7 +398,8 @@ class Connection:
     def _write(self, items: list[Encoded]) -> None:
         sock = self.sock
         stats = self.stats
-        stats.items_out += len(items)
+        count = len(items)
+        stats.items_out += count
         if self._stamped:  # a stamped wire: this write's time in every data message
             payloads = stamped_payloads(items, self.clock.wall(), array=self.array)
             stats.frames_out += len(payloads)
@@ -412,18 +415,22 @@ class Connection:
             else:
                 sock.send_texts(payloads)
         else:
-            stats.frames_out += len(items)
+            stats.frames_out += count
             if sock.raw:
-                sock.write_frames(b"".join([item.frame for item in items]))
+                # one item (most writes at batch 0): its frame as it is, no join
+                sock.write_frames(
+                    items[0].frame if count == 1 else b"".join([item.frame for item in items])
+                )
             elif isinstance(sock, ItemSink):
                 sock.send_items(items)
             else:
                 _send_framed_by_socket(sock, items)
-        self._flushes += 1
-        if self.latency is not None and self._flushes & 7 == 1:
+        flushes = self._flushes = self._flushes + 1
+        if flushes & 7 == 1:
+            latency = self.latency
             ts = items[-1].ts
-            if ts:
-                self.latency(self.clock.wall() - ts)
+            if latency is not None and ts:
+                latency(self.clock.wall() - ts)
 
     def _on_writable(self) -> None:
         self._blocked_since = None
@@ -851,9 +858,9 @@ def _done(connection: Connection) -> None:
     """``on_close`` once it has been called (``finished`` runs it once)."""
 
 
-def payload_size(item: Encoded) -> int:
-    """What an item costs in an outbox: its message's length in bytes (head and payload)."""
-    return item.size
+#: What an item costs in an outbox: its message's length in bytes (head and payload),
+#: ``Encoded.size`` read in C (the outbox asks once per put: no Python frame).
+payload_size: Final[Callable[[Encoded], int]] = operator.attrgetter("size")
 
 
 def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:
