@@ -326,6 +326,13 @@ class Outbox(Generic[T]):
         if deadline is None or (not force and now < deadline):
             return []
         pending = self._pending
+        if len(pending) == 1:  # one item (most batches at batch 0): always taken whole
+            key, item = pending.popitem()  # keeps the dict's table for the next put
+            if gate is not None:
+                gate.sent((key,), now)
+            self.deadline = None
+            self.pending_bytes = 0
+            return [item]
         if not max_bytes or self.pending_bytes <= max_bytes:
             if gate is not None:
                 gate.sent(pending, now)
