@@ -14,11 +14,12 @@ of 7 rounds. Two kinds of subscriber:
   everything, flushed after each batch as the pump does (queueing, conflation and the
   one write per connection per pass included).
 - ``pump``: W4's batch-0 shape (5,000 connections x 10 of 100 symbols, one quote per
-  pass, so about one message per connection per pass): the real ``Connection``,
-  ``Outbox`` and ``Pump`` (its pass run after each publish, as the loop would) over
-  the real ``UvicornFrameSocket`` on a websockets protocol in the OPEN state, whose
-  transport's ``write`` discards (a C call: the send syscall is not counted). The
-  Python overhead per delivered message of the whole write path.
+  pass, so about one message per connection per pass): the real ``Connection`` (with
+  the market feed's degrade machine), ``Outbox`` and ``Pump`` (its pass run after each
+  publish, as the loop would) over the real ``UvicornFrameSocket`` on a websockets
+  protocol in the OPEN state, whose transport's ``write`` discards (a C call: the send
+  syscall is not counted). The Python overhead per delivered message of the whole write
+  path.
 
 No sockets, no event loop turns, no other process, and the time is the thread's CPU time
 (``time.thread_time_ns``: what a busy neighbour on a shared core does not add): the figures
@@ -45,6 +46,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Histogram
 
 from tickcast.clock import Clock, Now
+from tickcast.hub.degrade import Degrade, Marks
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.publisher import LocalPublisher
@@ -197,6 +199,9 @@ def uvicorn_socket() -> Any:
     return UvicornFrameSocket(protocol)  # type: ignore[arg-type]
 
 
+_NO_DEGRADING: Any = None  # never asked: the machine stays NORMAL without a backlog
+
+
 def round_pump(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     hub = Hub({codec.WIRE: codec.encode}, history_size=256)
     clock = FixedClock(asyncio.get_running_loop().time())
@@ -219,6 +224,9 @@ def round_pump(batches: list[list[MarketEvent]]) -> tuple[float, int]:
         )
         for _ in range(PUMP_CONNECTIONS)
     ]
+    for conn in conns:  # as the market feed's front does (never moved here: no backlog)
+        marks = Marks.of_budget(conn.outbox.max_items, conn.outbox.max_bytes, 0.5, 0.25)
+        conn.degrade_with(Degrade(marks), _NO_DEGRADING, conflate_interval_s=0.5)
     rng = random.Random(2)
     for conn in conns:
         for symbol in rng.sample(SYMBOLS, PER_SUBSCRIBER):

@@ -77,7 +77,9 @@ stream the client starts while suspended is suspended by its front too
 is the client closed (1013). A client that takes nothing at all for ``slow_timeout_s``
 while reliable data waits, or while its reliable streams are suspended, is closed as
 before (a dead peer is evicted in bounded time; a degraded one's machine goes to
-CLOSED). Every transition is counted (``Stats.degrade_transitions``).
+CLOSED). Every transition is counted (``Stats.degrade_transitions``). Only the
+connection moves its machine (``observe``, ``close``; a front reads its ``state``), so it
+keeps the machine's ``degraded`` beside its own fields for the write path to read.
 """
 
 from __future__ import annotations
@@ -161,6 +163,7 @@ class Connection:
         "_degrade_at",
         "_degrade_soon",
         "_degrade_timer",
+        "_degraded",
         "_degrading",
         "_fault",
         "_fault_at",
@@ -244,6 +247,9 @@ class Connection:
         self._degrade_at = 0.0
         self._degrade_soon = False
         self._stepping = False
+        # the machine's ``degraded``, as of its last move: only this connection moves it
+        # (observe, close), and the write path reads this instead of the machine
+        self._degraded = False
         # the last at-fault verdict and the pass it was made in (the kernel is asked once
         # a pass at most, however many updates that pass delivers)
         self._fault = False
@@ -281,7 +287,9 @@ class Connection:
                 degrade = self.degrade
                 if degrade is not None:
                     pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
-                    if degrade.observe(*pending, now, at_fault=True) is Action.CLOSE:
+                    action = degrade.observe(*pending, now, at_fault=True)
+                    self._degraded = degrade.degraded
+                    if action is Action.CLOSE:
                         self._count(degrade.state)
                 taken = f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
                 self.close_slow(taken)
@@ -313,6 +321,7 @@ class Connection:
         degrade = self.degrade
         if degrade is not None and degrade.degraded:
             degrade.close(now)
+            self._degraded = degrade.degraded
             self._count(degrade.state)
             why = f"{why}, degraded"
         self.close_slow(why)
@@ -382,8 +391,7 @@ class Connection:
             if not items:
                 return
             self._write(items)
-            degrade = self.degrade
-            if degrade is not None and degrade.degraded:
+            if self._degraded:  # the machine's degraded (cached: one object less a write)
                 self._recover_soon()
             if outbox.deadline is None:
                 return  # all of it written (the usual case: one write per batch)
@@ -449,6 +457,7 @@ class Connection:
         ``degrading`` (its front) suspends and resumes its reliable streams, and while
         degraded each conflatable key goes out at most once per ``conflate_interval_s``."""
         self.degrade = machine
+        self._degraded = machine.degraded
         self._degrading = degrading
         self.conflate_interval_s = conflate_interval_s
 
@@ -491,6 +500,7 @@ class Connection:
             return
         finally:
             self._stepping = False
+            self._degraded = machine.degraded
         self._arm_degrade(now)
 
     def _count(self, state: State) -> None:
