@@ -13,12 +13,21 @@ of 7 rounds. Two kinds of subscriber:
 - ``connection``: the real ``Connection`` and ``Outbox`` over a socket that takes
   everything, flushed after each batch as the pump does (queueing, conflation and the
   one write per connection per pass included).
+- ``pump``: W4's batch-0 shape (5,000 connections x 10 of 100 symbols, one quote per
+  pass, so about one message per connection per pass): the real ``Connection`` (with
+  the market feed's degrade machine), ``Outbox`` and ``Pump`` (its pass run after each
+  publish, as the loop would) over the real ``UvicornFrameSocket`` on a websockets
+  protocol in the OPEN state, whose transport's ``write`` discards (a C call: the send
+  syscall is not counted). The Python overhead per delivered message of the whole write
+  path.
 
-No sockets, no event loop turns, no other process: the figures move little between runs,
-so a change to the hot path shows as a difference of a few percent. Compare two trees
-by running this file with each tree's interpreter, alternated.
+No sockets, no event loop turns, no other process, and the time is the thread's CPU time
+(``time.thread_time_ns``: what a busy neighbour on a shared core does not add): the figures
+move little between runs, so a change to the hot path shows as a difference of a few
+percent. Compare two trees by running this file with each tree's ``src`` on PYTHONPATH,
+alternated (the file uses only public APIs, so one copy of it runs against both).
 
-Run: .venv/bin/python bench/fanout.py [--kinds list,connection] [--rounds 7]
+Run: PYTHONPATH=src .venv/bin/python bench/fanout.py [--kinds list,connection,pump] [--rounds 7]
 """
 
 from __future__ import annotations
@@ -29,10 +38,15 @@ import gc
 import random
 import sys
 import time
+import types
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Histogram
+
 from tickcast.clock import Clock, Now
+from tickcast.hub.degrade import Degrade, Marks
 from tickcast.hub.hub import Hub
 from tickcast.hub.outbox import Outbox
 from tickcast.hub.publisher import LocalPublisher
@@ -41,6 +55,7 @@ from tickcast.model.envelope import Envelope
 from tickcast.model.market import MarketEvent, Quote, Trade
 from tickcast.model.topic import Channel, Topic
 from tickcast.observability.faults import Faults
+from tickcast.observability.metrics import LATENCY_BUCKETS
 from tickcast.observability.stats import Stats
 from tickcast.protocols.native import codec
 from tickcast.protocols.wire import Encoded
@@ -52,6 +67,8 @@ SYMBOLS = [f"S{i:03d}" for i in range(100)]
 EVENTS = 20_000
 BATCH = 10
 TS = 1_700_000_000.0
+PUMP_CONNECTIONS = 5_000
+PUMP_EVENTS = 4_000
 
 
 class ListSubscriber:
@@ -151,10 +168,82 @@ def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     subs = [ListSubscriber() for _ in range(SUBSCRIBERS)]
     subscribe_all(hub, subs)
     publish = publisher_of(hub, FixedClock(0.0)).publish
-    start = time.perf_counter_ns()
+    start = time.thread_time_ns()
     for batch in batches:
         publish(batch)
-    elapsed = time.perf_counter_ns() - start
+    elapsed = time.thread_time_ns() - start
+    return elapsed, hub.deliveries
+
+
+class _Transport:
+    """A transport whose ``write`` discards, in C (the syscall left out)."""
+
+    __slots__ = ("write",)
+
+    def __init__(self) -> None:
+        self.write = deque(maxlen=0).append
+
+
+def uvicorn_socket() -> Any:
+    """The real ``UvicornFrameSocket`` over what it reads of uvicorn's protocol."""
+    from websockets.protocol import State
+    from websockets.server import ServerProtocol
+
+    from tickcast.transport.uvicorn_protocols import UvicornFrameSocket, _Flag
+
+    conn = ServerProtocol()
+    conn.state = State.OPEN
+    protocol = types.SimpleNamespace(
+        conn=conn, writable=_Flag(True), disconnected=False, transport=_Transport()
+    )
+    return UvicornFrameSocket(protocol)  # type: ignore[arg-type]
+
+
+_NO_DEGRADING: Any = None  # never asked: the machine stays NORMAL without a backlog
+
+
+def round_pump(batches: list[list[MarketEvent]]) -> tuple[float, int]:
+    hub = Hub({codec.WIRE: codec.encode}, history_size=256)
+    clock = FixedClock(asyncio.get_running_loop().time())
+    pumps = Pumps(clock, slice_s=3600.0)
+    pump = pumps.get(0.0)
+    stats = Stats()
+    latency = Histogram("latency", "", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    conns = [
+        Connection(
+            sock=uvicorn_socket(),
+            session=None,  # type: ignore[arg-type]  # never reads: no client messages
+            wire=codec.WIRE,
+            array=False,
+            outbox=Outbox(0.0, 65_536, 8 << 20, size=payload_size),
+            pump=pump,
+            stats=stats,
+            on_commands=lambda _c, _cmds: None,
+            on_close=lambda _c: None,
+            latency=latency.observe,
+        )
+        for _ in range(PUMP_CONNECTIONS)
+    ]
+    for conn in conns:  # as the market feed's front does (never moved here: no backlog)
+        marks = Marks.of_budget(conn.outbox.max_items, conn.outbox.max_bytes, 0.5, 0.25)
+        conn.degrade_with(Degrade(marks), _NO_DEGRADING, conflate_interval_s=0.5)
+    rng = random.Random(2)
+    for conn in conns:
+        for symbol in rng.sample(SYMBOLS, PER_SUBSCRIBER):
+            hub.subscribe(conn, Topic(Channel.QUOTES, symbol))
+    quotes = [e for batch in batches for e in batch if isinstance(e, Quote)][:PUMP_EVENTS]
+    publish = publisher_of(hub, clock).publish
+    run = pump._run  # the pass the loop would run (its call_soon is cancelled)
+    start = time.thread_time_ns()
+    for quote in quotes:
+        publish([quote])
+        soon = pump._soon
+        if soon is not None:
+            soon.cancel()
+        run()
+    elapsed = time.thread_time_ns() - start
+    pumps.close()
+    assert stats.items_out == hub.deliveries, (stats.items_out, hub.deliveries)
     return elapsed, hub.deliveries
 
 
@@ -183,13 +272,13 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     subscribe_all(hub, conns)
     now = clock.monotonic()
     publish = publisher_of(hub, clock).publish
-    start = time.perf_counter_ns()
+    start = time.thread_time_ns()
     for batch in batches:
         publish(batch)
         for conn in conns:
             if len(conn.outbox):
                 conn.flush(now, force=True)
-    elapsed = time.perf_counter_ns() - start
+    elapsed = time.thread_time_ns() - start
     pumps.close()
     assert stats.items_out > 0
     return elapsed, hub.deliveries
@@ -198,6 +287,7 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
 KINDS: dict[str, Callable[[list[list[MarketEvent]]], tuple[float, int]]] = {
     "list": round_list,
     "connection": round_connection,
+    "pump": round_pump,
 }
 
 
@@ -216,15 +306,18 @@ async def main(kinds: list[str], rounds: int) -> None:
             elapsed, deliveries = KINDS[kind](batches)
             best = elapsed if best is None else min(best, elapsed)
         assert best is not None
+        per_event = best / (PUMP_EVENTS if kind == "pump" else EVENTS)
         print(
             f"{kind:>10}: {best / deliveries:7.1f} ns per delivery, "
-            f"{best / EVENTS:9.0f} ns per event ({deliveries:,} deliveries)"
+            f"{per_event:9.0f} ns per event ({deliveries:,} deliveries)"
         )
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--kinds", default="list,connection", help=f"comma list of {', '.join(KINDS)}")
+    p.add_argument(
+        "--kinds", default="list,connection,pump", help=f"comma list of {', '.join(KINDS)}"
+    )
     p.add_argument("--rounds", type=int, default=7)
     args = p.parse_args()
     asyncio.run(main([k for k in args.kinds.split(",") if k], args.rounds))

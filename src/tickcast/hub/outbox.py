@@ -92,10 +92,12 @@ class Outbox(Generic[T]):
             of a rated key included).
         pending_bytes: the bytes pending now (values held back by a rate not counted:
             at most one per rated key, bounded by the subscriptions).
+        deadline: when the pending batch is due (monotonic seconds), None exactly when
+            nothing is pending (read-only; ``next_flush`` returns it): the writer's hot
+            path reads it rather than calling ``len`` or ``next_flush``.
     """
 
     __slots__ = (
-        "_deadline",
         "_floor",
         "_gate",
         "_next_id",
@@ -103,6 +105,7 @@ class Outbox(Generic[T]):
         "_pending",
         "_size",
         "conflated",
+        "deadline",
         "max_bytes",
         "max_items",
         "pending_bytes",
@@ -130,7 +133,7 @@ class Outbox(Generic[T]):
         # (string) conflation keys; dicts keep insertion order, so batches keep it too.
         self._pending: dict[object, T] = {}
         self._next_id = 0
-        self._deadline: float | None = None
+        self.deadline: float | None = None  # None exactly while nothing is pending
         # created by the first set_rate; None keeps the unrated hot path as it was
         self._gate: RateGate[T] | None = None
         # degraded: the least interval of every conflatable key (None: not degraded), and
@@ -182,7 +185,7 @@ class Outbox(Generic[T]):
         ):
             return Overflow(len(pending), self.pending_bytes)
         if not pending:
-            self._deadline = now + self.window_s
+            self.deadline = now + self.window_s
         if key is None:
             self._next_id -= 1
             pending[self._next_id] = item
@@ -193,7 +196,7 @@ class Outbox(Generic[T]):
 
     def next_flush(self) -> float | None:
         """When the pending batch is due (monotonic seconds), or None when empty."""
-        return self._deadline
+        return self.deadline
 
     def next_release(self) -> float | None:
         """When the earliest value held back by a rate may go out (monotonic seconds),
@@ -319,15 +322,23 @@ class Outbox(Generic[T]):
             due = gate.next_due()
             if due is not None and now >= due:
                 self._release(gate, now)
-        if self._deadline is None or (not force and now < self._deadline):
+        deadline = self.deadline
+        if deadline is None or (not force and now < deadline):
             return []
         pending = self._pending
+        if len(pending) == 1:  # one item (most batches at batch 0): always taken whole
+            key, item = pending.popitem()  # keeps the dict's table for the next put
+            if gate is not None:
+                gate.sent((key,), now)
+            self.deadline = None
+            self.pending_bytes = 0
+            return [item]
         if not max_bytes or self.pending_bytes <= max_bytes:
             if gate is not None:
                 gate.sent(pending, now)
             batch = list(pending.values())
             pending.clear()
-            self._deadline = None
+            self.deadline = None
             self.pending_bytes = 0
             return batch
         size = self._size
@@ -358,8 +369,8 @@ class Outbox(Generic[T]):
                 self.pending_bytes -= size(old)
             pending[key] = item
             self.pending_bytes += size(item)
-        if pending and (self._deadline is None or self._deadline > now):
-            self._deadline = now
+        if pending and (self.deadline is None or self.deadline > now):
+            self.deadline = now
 
     def discard(self, key: str) -> bool:
         """Drop the pending conflatable item with ``key`` (after an unsubscribe), and
@@ -372,7 +383,7 @@ class Outbox(Generic[T]):
             return held is not None
         self.pending_bytes -= self._size(item)
         if not self._pending:
-            self._deadline = None
+            self.deadline = None
         return True
 
     def discard_where(self, stale: Callable[[T], bool]) -> int:
@@ -384,7 +395,7 @@ class Outbox(Generic[T]):
         for key in dropped:
             self.pending_bytes -= size(pending.pop(key))
         if not pending:
-            self._deadline = None
+            self.deadline = None
         gate = self._gate
         held = 0 if gate is None else len(gate.discard_where(stale))
         return len(dropped) + held
@@ -395,6 +406,6 @@ class Outbox(Generic[T]):
         if self._gate is not None:
             dropped += len(self._gate.clear())
         self._pending.clear()
-        self._deadline = None
+        self.deadline = None
         self.pending_bytes = 0
         return dropped

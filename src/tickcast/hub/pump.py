@@ -172,11 +172,13 @@ class Pump:
         queue = self._queue
         give_up = time.perf_counter() + self._pumps.slice_s
         flushed = 0
+        popleft = queue.popleft
         while queue:
-            deadline, writer = queue[0]
+            entry = popleft()
+            deadline, writer = entry
             if deadline > horizon:
+                queue.appendleft(entry)
                 break
-            queue.popleft()
             due = writer.due_at()
             # A writer whose outbox is due later than this entry was flushed early (a
             # control reply) and refilled: its newer entry is further back in the queue.

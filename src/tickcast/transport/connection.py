@@ -77,13 +77,16 @@ stream the client starts while suspended is suspended by its front too
 is the client closed (1013). A client that takes nothing at all for ``slow_timeout_s``
 while reliable data waits, or while its reliable streams are suspended, is closed as
 before (a dead peer is evicted in bounded time; a degraded one's machine goes to
-CLOSED). Every transition is counted (``Stats.degrade_transitions``).
+CLOSED). Every transition is counted (``Stats.degrade_transitions``). Only the
+connection moves its machine (``observe``, ``close``; a front reads its ``state``), so it
+keeps the machine's ``degraded`` beside its own fields for the write path to read.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import operator
 from collections.abc import Awaitable, Callable, MutableMapping, Sequence
 from typing import Any, Final, Protocol
 
@@ -160,6 +163,7 @@ class Connection:
         "_degrade_at",
         "_degrade_soon",
         "_degrade_timer",
+        "_degraded",
         "_degrading",
         "_fault",
         "_fault_at",
@@ -243,6 +247,9 @@ class Connection:
         self._degrade_at = 0.0
         self._degrade_soon = False
         self._stepping = False
+        # the machine's ``degraded``, as of its last move: only this connection moves it
+        # (observe, close), and the write path reads this instead of the machine
+        self._degraded = False
         # the last at-fault verdict and the pass it was made in (the kernel is asked once
         # a pass at most, however many updates that pass delivers)
         self._fault = False
@@ -264,7 +271,7 @@ class Connection:
                 self._close_stalled(f"{self.slow_timeout_s:.1f} s without taking data", now)
             return
         outbox = self.outbox
-        was_empty = not len(outbox)
+        was_empty = outbox.deadline is None  # nothing pending (cheaper than len)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
             if isinstance(overflow, Held):  # a rated key's value, held back: due at its own time
@@ -280,7 +287,9 @@ class Connection:
                 degrade = self.degrade
                 if degrade is not None:
                     pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
-                    if degrade.observe(*pending, now, at_fault=True) is Action.CLOSE:
+                    action = degrade.observe(*pending, now, at_fault=True)
+                    self._degraded = degrade.degraded
+                    if action is Action.CLOSE:
                         self._count(degrade.state)
                 taken = f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
                 self.close_slow(taken)
@@ -290,7 +299,7 @@ class Connection:
             if self._beyond_overload_cap():
                 self.close_overloaded()
                 return
-            was_empty = not len(outbox)
+            was_empty = outbox.deadline is None
             outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None and self._stalled(now):
             self._close_stalled(f"{self._blocked_for(now):.1f} s behind", now)
@@ -312,6 +321,7 @@ class Connection:
         degrade = self.degrade
         if degrade is not None and degrade.degraded:
             degrade.close(now)
+            self._degraded = degrade.degraded
             self._count(degrade.state)
             why = f"{why}, degraded"
         self.close_slow(why)
@@ -364,7 +374,7 @@ class Connection:
     # -- pump.Writer
 
     def due_at(self) -> float | None:
-        return self.outbox.next_flush()
+        return self.outbox.deadline  # next_flush(), without its call
 
     def flush(self, now: float, *, force: bool) -> None:
         """Write what is due, a chunk at a time while the socket takes it; the rest stays
@@ -381,9 +391,9 @@ class Connection:
             if not items:
                 return
             self._write(items)
-            if self.degrade is not None and self.degrade.degraded:
+            if self._degraded:  # the machine's degraded (cached: one object less a write)
                 self._recover_soon()
-            if outbox.next_flush() is None:
+            if outbox.deadline is None:
                 return  # all of it written (the usual case: one write per batch)
             force = True  # the rest of a due batch is due too
 
@@ -396,7 +406,8 @@ class Connection:
     def _write(self, items: list[Encoded]) -> None:
         sock = self.sock
         stats = self.stats
-        stats.items_out += len(items)
+        count = len(items)
+        stats.items_out += count
         if self._stamped:  # a stamped wire: this write's time in every data message
             payloads = stamped_payloads(items, self.clock.wall(), array=self.array)
             stats.frames_out += len(payloads)
@@ -412,18 +423,22 @@ class Connection:
             else:
                 sock.send_texts(payloads)
         else:
-            stats.frames_out += len(items)
+            stats.frames_out += count
             if sock.raw:
-                sock.write_frames(b"".join([item.frame for item in items]))
+                # one item (most writes at batch 0): its frame as it is, no join
+                sock.write_frames(
+                    items[0].frame if count == 1 else b"".join([item.frame for item in items])
+                )
             elif isinstance(sock, ItemSink):
                 sock.send_items(items)
             else:
                 _send_framed_by_socket(sock, items)
-        self._flushes += 1
-        if self.latency is not None and self._flushes & 7 == 1:
+        flushes = self._flushes = self._flushes + 1
+        if flushes & 7 == 1:
+            latency = self.latency
             ts = items[-1].ts
-            if ts:
-                self.latency(self.clock.wall() - ts)
+            if latency is not None and ts:
+                latency(self.clock.wall() - ts)
 
     def _on_writable(self) -> None:
         self._blocked_since = None
@@ -442,6 +457,7 @@ class Connection:
         ``degrading`` (its front) suspends and resumes its reliable streams, and while
         degraded each conflatable key goes out at most once per ``conflate_interval_s``."""
         self.degrade = machine
+        self._degraded = machine.degraded
         self._degrading = degrading
         self.conflate_interval_s = conflate_interval_s
 
@@ -484,6 +500,7 @@ class Connection:
             return
         finally:
             self._stepping = False
+            self._degraded = machine.degraded
         self._arm_degrade(now)
 
     def _count(self, state: State) -> None:
@@ -851,9 +868,9 @@ def _done(connection: Connection) -> None:
     """``on_close`` once it has been called (``finished`` runs it once)."""
 
 
-def payload_size(item: Encoded) -> int:
-    """What an item costs in an outbox: its message's length in bytes (head and payload)."""
-    return item.size
+#: What an item costs in an outbox: its message's length in bytes (head and payload),
+#: ``Encoded.size`` read in C (the outbox asks once per put: no Python frame).
+payload_size: Final[Callable[[Encoded], int]] = operator.attrgetter("size")
 
 
 def _send_framed_by_socket(sock: FrameSocket, items: list[Encoded]) -> None:

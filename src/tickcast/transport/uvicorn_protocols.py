@@ -203,14 +203,17 @@ class UvicornFrameSocket:
         p = self._protocol
         return p.conn.state is _OPEN and not p.disconnected
 
+    # ``writable`` and ``write_frames`` run once per write: they read websockets' state
+    # behind its ``state`` property (``_state``, a test pins it) and inline ``_open``.
     @property
     def writable(self) -> bool:
         p = self._protocol
-        return p.writable.is_set() and p.conn.state is _OPEN and not p.disconnected
+        return p.writable.is_set() and p.conn._state is _OPEN and not p.disconnected
 
     def write_frames(self, data: bytes) -> None:
-        if self._open():
-            self._protocol.transport.write(data)
+        p = self._protocol
+        if p.conn._state is _OPEN and not p.disconnected:
+            p.transport.write(data)
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         # A peer's Close moves the protocol to CLOSING before the app hears of it;

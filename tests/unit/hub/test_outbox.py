@@ -353,3 +353,50 @@ def test_degraded_an_unsubscribed_key_is_forgotten() -> None:
     assert box.discard("quotes.AAPL")
     assert box.restore(now=1.2) is False
     assert box.flush(now=1.2, force=True) == []
+
+
+def test_deadline_is_none_exactly_while_nothing_is_pending() -> None:
+    # The connection's hot path reads ``deadline`` instead of ``len``: the two must agree
+    # after every operation, rated and degraded keys included.
+    import random
+
+    rng = random.Random(7)
+    box: Outbox[str] = Outbox(0.1, 6, 64, size=len)
+    now = 0.0
+    for _ in range(3000):
+        now += rng.choice((0.0, 0.01, 0.05, 0.2))
+        op = rng.randrange(10)
+        key = rng.choice(("a", "b", "c", None))
+        if op < 4:
+            box.put("x" * rng.randrange(1, 20), now, key, force=rng.random() < 0.2)
+        elif op == 4:
+            box.flush(now, force=rng.random() < 0.5, max_bytes=rng.choice((0, 10, 30)))
+        elif op == 5 and key is not None:
+            box.set_rate(key, rng.choice((None, 2.0, 20.0)), now)
+        elif op == 6 and key is not None:
+            box.discard(key)
+        elif op == 7:
+            box.discard_where(lambda item: len(item) % 3 == 0)
+        elif op == 8:
+            if box.degraded:
+                box.restore(now)
+            else:
+                box.conflate_all(0.3)
+        elif rng.random() < 0.1:
+            box.clear()
+        assert (box.deadline is None) == (len(box) == 0)
+        assert box.next_flush() == box.deadline
+
+
+def test_a_single_item_flush_takes_it_and_starts_its_keys_interval() -> None:
+    box: Outbox[str] = Outbox(0.0, 10, 0, size=len)
+    box.set_rate("q", 10.0, 0.0)
+    assert box.put("v1", 0.0, "q") is None
+    assert box.flush(0.0, max_bytes=1) == ["v1"]  # one item: taken whole, whatever its size
+    assert box.deadline is None
+    assert box.pending_bytes == 0
+    assert len(box) == 0
+    assert box.put("v2", 0.05, "q") is HELD  # the interval started at the flush
+    assert box.put("r", 0.05) is None
+    assert box.flush(0.05) == ["r"]
+    assert box.flush(0.1) == ["v2"]
