@@ -808,18 +808,26 @@ class HeadedConnection(Connection):
     """A ``Connection`` that heads each published item per subscription (module
     docstring): ``heads(item)`` gives this connection's items for it, each queued under
     the item's conflation key joined with its tag (``"<key>\\n<tag>"``). An item with no
-    topic (a reply) is queued as it is.
+    topic (a reply) is queued as it is. When ``heads`` also has ``keyed(item, key)``, the
+    fan-out goes through it instead: the same items, each with its joined key (None for
+    a None key), which a heads that plans per topic builds once rather than per delivery.
 
     Args:
         heads: the connection's items for one published item (``Heads``).
         **kwargs: as ``Connection``'s.
     """
 
-    __slots__ = ("forgotten", "heads", "rates")
+    __slots__ = ("forgotten", "heads", "keyed", "rates")
 
     def __init__(self, *, heads: Heads, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.heads = heads
+        # ``heads.keyed(item, key)``, when it has one: the items with their keys joined
+        # already (a heads that plans per topic saves building the joined key and the
+        # tag per delivery); else ``heads(item)`` and the keys joined here
+        self.keyed: Callable[[Encoded, str | None], Sequence[tuple[Encoded, str | None]]] | None = (
+            getattr(heads, "keyed", None)
+        )
         self.forgotten: Callable[[], Callable[[Encoded], bool] | None] | None = getattr(
             heads, "forgotten", None
         )
@@ -842,6 +850,11 @@ class HeadedConnection(Connection):
     def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         if not item.topic or self.closing:
             Connection.deliver(self, item, key, now)
+            return
+        keyed = self.keyed
+        if keyed is not None:
+            for headed, joined in keyed(item, key):
+                Connection.deliver(self, headed, joined, now)
             return
         for headed, tag in self.heads(item):
             Connection.deliver(self, headed, None if key is None else f"{key}\n{tag}", now)
