@@ -167,80 +167,102 @@ def message_id_of(payload: bytes) -> str:
     return unescape(line.partition(b":")[2].decode())
 
 
-class _Plan:
+class Plan:
     """What one topic's published item becomes on one connection, built once per change
-    of the session's subscriptions (``StompSession.changes``): for each subscription of
-    the topic (all ``ack:auto``, none of them fresh), its head's slot in the front's
-    ``HeadCache`` and the item's conflation key joined with its id (None when the topic
-    is reliable)."""
+    of the session's subscriptions: for each subscription of the topic (all
+    ``ack:auto``, none of them fresh), its head's slot in the front's ``HeadCache`` and
+    the item's conflation key joined with its id (None when the topic is reliable).
+    ``HeadedConnection`` reads it (``StompHeads.plans``) for every delivery of the topic
+    that comes with the same conflation key, and leaves the payload in ``last``.
 
-    __slots__ = ("key", "single", "targets")
+    Attributes:
+        key: the conflation key the joined keys were built from.
+        targets: ``(slot, joined key)`` per subscription, in SUBSCRIBE order.
+        slot, joined: the one target of a topic with one subscription (the usual
+            case), else None and None.
+        last: the payload the topic's subscriptions were given last, or None.
+    """
+
+    __slots__ = ("joined", "key", "last", "slot", "targets")
 
     def __init__(self, key: str | None, targets: tuple[tuple[HeadSlot, str | None], ...]) -> None:
-        #: the conflation key the joined keys were built from
         self.key = key
         self.targets = targets
-        #: the one target of a topic with one subscription (the usual case)
-        self.single = targets[0] if len(targets) == 1 else None
+        single = targets[0] if len(targets) == 1 else None
+        self.slot: HeadSlot | None = None if single is None else single[0]
+        self.joined: str | None = None if single is None else single[1]
+        self.last: bytes | None = None
 
 
 class StompHeads:
-    """One connection's ``heads`` (``transport.connection.Heads``), ``keyed``,
+    """One connection's ``heads`` (``transport.connection.Heads``), ``plans``, ``keyed``,
     ``forgotten`` and ``rates`` (see the module docstring).
 
-    ``keyed`` is the fan-out's path: a per-topic ``_Plan`` (the topic's subscriptions,
-    their heads' shared slots and their joined conflation keys) made once per change of
-    the session's subscriptions, so a delivery costs a lookup and a slot per
+    ``plans`` and ``keyed`` are the fan-out's path: a per-topic ``Plan`` (the topic's
+    subscriptions, their heads' shared slots and their joined conflation keys) made once
+    per change of the session's subscriptions (the session's ``on_change`` drops them all,
+    before anything else is delivered), so a delivery costs a lookup and a slot per
     subscription. A topic whose ids wait for their current value (fresh), or with a
     subscription that acknowledges (its own ``ack`` header per MESSAGE), goes through
     ``__call__`` as before; so does a topic the session holds only through a channel-wide
     subscription (no plan is kept for it: the plans stay bounded by the subscriptions).
     """
 
-    __slots__ = ("_changes", "_last", "_plans", "conflation_key", "session", "spec")
+    __slots__ = ("_changes", "_last", "conflation_key", "plans", "session", "spec")
 
     def __init__(
         self,
         spec: StompSpec,
         session: StompSession,
         conflation_key: Callable[[Topic], str | None] | None = None,
+        *,
+        watch: bool = True,
     ) -> None:
         self.spec = spec
         self.session = session
         # the hub's (a topic's key in an outbox, None for a reliable one); None: no rates
         self.conflation_key = conflation_key
         # an item's topic key -> the payload its subscriptions were given last (whose
-        # message-id tells a fresh id's current value from a live update)
+        # message-id tells a fresh id's current value from a live update); a planned
+        # topic's is its plan's ``last`` until the plans are dropped
         self._last: dict[str, bytes] = {}
-        # an item's topic key -> its plan (topics held by key only), for the session's
-        # subscriptions as they were at ``_changes``
-        self._plans: dict[str, _Plan] = {}
+        #: an item's topic key -> its plan (topics held by key only), for the session's
+        #: subscriptions as they were at ``_changes``
+        self.plans: dict[str, Plan] = {}
         self._changes = session.changes
+        if watch:  # the connection's heads (``StompSpec.heads`` makes passing ones)
+            session.on_change = self.drop_plans
+
+    def drop_plans(self) -> None:
+        """The subscriptions changed: every plan goes (what each gave last is kept)."""
+        plans = self.plans
+        if plans:
+            last = self._last
+            for topic_key, plan in plans.items():
+                if plan.last is not None:
+                    last[topic_key] = plan.last
+            plans.clear()
+        self._changes = self.session.changes
 
     def keyed(self, item: Encoded, key: str | None) -> Sequence[tuple[Encoded, str | None]]:
         """``item``'s MESSAGEs on this connection, each with the key it is queued under
         (``key`` joined with its subscription's id; None when ``key`` is): what
-        ``__call__`` gives, with the keys joined, through the topic's plan."""
-        session = self.session
-        if session.changes != self._changes:
-            self._plans.clear()
-            self._changes = session.changes
+        ``__call__`` gives, with the keys joined, through the topic's plan (made here
+        when there is none)."""
+        if self.session.changes != self._changes:
+            self.drop_plans()
         topic_key = item.topic
-        plan = self._plans.get(topic_key)
+        plan = self.plans.get(topic_key)
         if plan is None or (plan.key is not key and plan.key != key):
             plan = self._plan(topic_key, key)
             if plan is None:
                 return [
                     (headed, None if key is None else f"{key}\n{tag}") for headed, tag in self(item)
                 ]
-        self._last[topic_key] = item.payload  # held by key: remembered for fresh ids
-        single = plan.single
-        if single is not None:
-            slot = single[0]
-            return ((slot.headed if slot.item is item else slot.put(item), single[1]),)  # type: ignore[return-value]
+        plan.last = item.payload  # held by key: remembered for fresh ids
         return [(slot.put(item), joined) for slot, joined in plan.targets]
 
-    def _plan(self, topic_key: str, key: str | None) -> _Plan | None:
+    def _plan(self, topic_key: str, key: str | None) -> Plan | None:
         """The plan of a topic held by key, kept until the subscriptions change; None
         for a topic ``__call__`` must head (fresh ids, an ``ack`` mode, held whole)."""
         topic = self.spec.topic(topic_key)
@@ -251,10 +273,13 @@ class StompHeads:
         if any(s.ack != "auto" for s in subscriptions):
             return None
         slot = self.spec.cache.slot
-        plan = self._plans[topic_key] = _Plan(
+        plan = Plan(
             key,
             tuple((slot(s.head), None if key is None else f"{key}\n{s.id}") for s in subscriptions),
         )
+        previous = self.plans.get(topic_key)
+        plan.last = previous.last if previous is not None else self._last.pop(topic_key, None)
+        self.plans[topic_key] = plan
         return plan
 
     def __call__(self, item: Encoded) -> list[tuple[Encoded, str]]:
@@ -266,12 +291,17 @@ class StompHeads:
         subscriptions = session.subscriptions_for(topic)
         fresh = session.take_fresh(topic)
         if fresh:
-            previous = self._last.get(topic_key)
+            plan = self.plans.get(topic_key)
+            previous = plan.last if plan is not None else self._last.get(topic_key)
             if previous is not None and message_id_of(previous) == message_id_of(item.payload):
                 # what the others were given already: the fresh ids' current value
                 subscriptions = tuple(s for s in subscriptions if s.id in fresh)
         if topic in session.topics:  # a channel held whole has no current value to tell
-            self._last[topic_key] = item.payload
+            plan = self.plans.get(topic_key)
+            if plan is not None:
+                plan.last = item.payload
+            else:
+                self._last[topic_key] = item.payload
         cache = self.spec.cache
         out: list[tuple[Encoded, str]] = []
         for subscription in subscriptions:
@@ -381,7 +411,7 @@ class StompSpec(FrontSpec):
     def heads(self, session: StompSession, item: Encoded) -> list[tuple[Encoded, str]]:
         """One MESSAGE per subscription of ``item``'s topic on ``session`` (a
         ``StompHeads`` of its own is what a connection is given)."""
-        return StompHeads(self, session)(item)
+        return StompHeads(self, session, watch=False)(item)
 
     def topic(self, key: str) -> Topic:
         """The Topic of an item's topic key, parsed once per topic."""
