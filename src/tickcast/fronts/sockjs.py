@@ -274,7 +274,18 @@ class SockJSEndpoint:
         )
 
     def _schedule_sweep(self) -> None:
-        """Expire the sessions left without a receiving request when the first is due."""
+        """Expire the sessions left without a receiving request when the first is due.
+
+        A sweep already due within the disconnect delay is soon enough: no session
+        detached from now on expires before it, and it schedules the next (this is
+        called as every receiving request ends, and the sessions' scan is O(n))."""
+        at = self._sweep_at
+        if (
+            self._sweep is not None
+            and at is not None
+            and at <= self.ctx.clock.monotonic() + self.options.disconnect_delay_s
+        ):
+            return
         due = self.sessions.next_deadline()
         if due is None:
             return
