@@ -208,7 +208,7 @@ class StompHeads:
     subscription (no plan is kept for it: the plans stay bounded by the subscriptions).
     """
 
-    __slots__ = ("_changes", "_last", "conflation_key", "plans", "session", "spec")
+    __slots__ = ("_changes", "_last", "_plans", "conflation_key", "plans", "session", "spec")
 
     def __init__(
         self,
@@ -226,16 +226,20 @@ class StompHeads:
         # message-id tells a fresh id's current value from a live update); a planned
         # topic's is its plan's ``last`` until the plans are dropped
         self._last: dict[str, bytes] = {}
-        #: an item's topic key -> its plan (topics held by key only), for the session's
-        #: subscriptions as they were at ``_changes``
-        self.plans: dict[str, Plan] = {}
+        # an item's topic key -> its plan (topics held by key only), for the session's
+        # subscriptions as they were at ``_changes``
+        self._plans: dict[str, Plan] = {}
         self._changes = session.changes
-        if watch:  # the connection's heads (``StompSpec.heads`` makes passing ones)
+        #: the plans for ``HeadedConnection`` to read, which only a heads the session
+        #: tells of its changes offers (``StompSpec.heads`` makes passing ones)
+        self.plans: dict[str, Plan] | None = None
+        if watch:
             session.on_change = self.drop_plans
+            self.plans = self._plans
 
     def drop_plans(self) -> None:
         """The subscriptions changed: every plan goes (what each gave last is kept)."""
-        plans = self.plans
+        plans = self._plans
         if plans:
             last = self._last
             for topic_key, plan in plans.items():
@@ -252,7 +256,7 @@ class StompHeads:
         if self.session.changes != self._changes:
             self.drop_plans()
         topic_key = item.topic
-        plan = self.plans.get(topic_key)
+        plan = self._plans.get(topic_key)
         if plan is None or (plan.key is not key and plan.key != key):
             plan = self._plan(topic_key, key)
             if plan is None:
@@ -277,9 +281,9 @@ class StompHeads:
             key,
             tuple((slot(s.head), None if key is None else f"{key}\n{s.id}") for s in subscriptions),
         )
-        previous = self.plans.get(topic_key)
+        previous = self._plans.get(topic_key)
         plan.last = previous.last if previous is not None else self._last.pop(topic_key, None)
-        self.plans[topic_key] = plan
+        self._plans[topic_key] = plan
         return plan
 
     def __call__(self, item: Encoded) -> list[tuple[Encoded, str]]:
@@ -291,13 +295,13 @@ class StompHeads:
         subscriptions = session.subscriptions_for(topic)
         fresh = session.take_fresh(topic)
         if fresh:
-            plan = self.plans.get(topic_key)
+            plan = self._plans.get(topic_key)
             previous = plan.last if plan is not None else self._last.get(topic_key)
             if previous is not None and message_id_of(previous) == message_id_of(item.payload):
                 # what the others were given already: the fresh ids' current value
                 subscriptions = tuple(s for s in subscriptions if s.id in fresh)
         if topic in session.topics:  # a channel held whole has no current value to tell
-            plan = self.plans.get(topic_key)
+            plan = self._plans.get(topic_key)
             if plan is not None:
                 plan.last = item.payload
             else:
