@@ -33,7 +33,7 @@ import functools
 import hashlib
 import logging
 import secrets
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from typing import Any
 
 from starlette.types import Message, Receive, Scope, Send
@@ -274,7 +274,18 @@ class SockJSEndpoint:
         )
 
     def _schedule_sweep(self) -> None:
-        """Expire the sessions left without a receiving request when the first is due."""
+        """Expire the sessions left without a receiving request when the first is due.
+
+        A sweep already due within the disconnect delay is soon enough: no session
+        detached from now on expires before it, and it schedules the next (this is
+        called as every receiving request ends, and the sessions' scan is O(n))."""
+        at = self._sweep_at
+        if (
+            self._sweep is not None
+            and at is not None
+            and at <= self.ctx.clock.monotonic() + self.options.disconnect_delay_s
+        ):
+            return
         due = self.sessions.next_deadline()
         if due is None:
             return
@@ -337,6 +348,10 @@ class SockJSEndpoint:
             body = frames[0] if len(frames) == 1 else b"".join(frames)
             await send({"type": "http.response.body", "body": body, "more_body": not done})
 
+        def write_now(frames: list[bytes], done: bool) -> asyncio.Future[Any] | None:
+            body = frames[0] if len(frames) == 1 else b"".join(frames)
+            return _step(send({"type": "http.response.body", "body": body, "more_body": not done}))
+
         disconnected = asyncio.ensure_future(_until_disconnect(receive))
         notice = scope.get("extensions", {}).get(SHUTDOWN_EXTENSION)
         client = self.clients.get(session)
@@ -346,7 +361,7 @@ class SockJSEndpoint:
                 client.connection.close, CloseCode.GOING_AWAY, "Server shutting down"
             )
         try:
-            await self._drive(session, receiver, write, disconnected)
+            await self._drive(session, receiver, write, disconnected, write_now)
         finally:
             if isinstance(notice, ShutdownNotice):
                 notice.callback = None
@@ -360,46 +375,126 @@ class SockJSEndpoint:
         receiver: Receiver,
         write: Callable[[list[bytes], bool], Awaitable[None]],
         gone: asyncio.Future[Any],
-        write_now: Callable[[list[bytes], bool], None] | None = None,
+        write_now: Callable[[list[bytes], bool], asyncio.Future[Any] | None] | None = None,
     ) -> None:
         """Write what ``receiver`` holds until it is done, the client is ``gone`` (the
         session is then aborted) or the session expires; heartbeats on its deadline.
 
-        ``write_now``: a socket that never makes its writer wait (the server's own
-        WebSocket, whose buffer ``SockJSSocket.writable`` follows) is written to at
-        once, inside the connection's flush, rather than by waking this task for each
-        batch (an asyncio wake-up per batch per session was a third of the SockJS
-        websocket transport's cost over raw STOMP, W1)."""
+        ``write_now``: a write made at once, inside the connection's flush, rather than
+        by waking this task for each batch (an asyncio wake-up per batch per session was
+        a third of the SockJS websocket transport's cost over raw STOMP, W1): the server's
+        own WebSocket (whose buffer ``SockJSSocket.writable`` follows) never makes its
+        writer wait; an HTTP stream's ASGI ``send`` is stepped by hand (``_step``) and
+        returns, as it does while the transport takes data, or leaves a task that ends
+        the write once the peer has taken enough (the socket is not writable until then,
+        and nothing else is written meanwhile)."""
         clock = self.ctx.clock
+        loop = asyncio.get_running_loop()
         client = self.clients.get(session) if receiver is session.receiver else None
         sock = client.sock if client is not None else None
-        wake = asyncio.Event()
         ended = False
+        # The task sleeps on one future at a time (``waiter``), which data, the client
+        # going away or the heartbeat's timer resolves: one wake-up per batch, not the
+        # task, the Event and the ``asyncio.wait`` per batch that woke it before (half of
+        # the xhr-streaming transport's cost over the websocket one, W1). The timer is
+        # armed for the earliest deadline and left alone while later ones come (a write
+        # puts the heartbeat off): an early call of ``handle_timer`` does nothing.
+        waiter: asyncio.Future[None] | None = None
+        woken = False
+        fired = False
+        timer: asyncio.TimerHandle | None = None
+        timer_at = 0.0
+
+        def wake() -> None:
+            nonlocal woken
+            woken = True
+            if waiter is not None and not waiter.done():
+                waiter.set_result(None)
+
+        def on_timer() -> None:
+            nonlocal timer, fired
+            timer = None
+            fired = True
+            wake()
+
+        in_flight: asyncio.Future[Any] | None = None
+        failed: BaseException | None = None
+
+        def written(task: asyncio.Future[Any]) -> None:
+            # a write that waited for its peer is over: what came meanwhile goes now
+            nonlocal in_flight, failed, ended
+            in_flight = None
+            if sock is not None:
+                sock.sending = False
+            if task.cancelled() or task.exception() is not None:
+                failed = None if task.cancelled() else task.exception()
+                ended = True
+            if ended:
+                wake()
+                return
+            if sock is not None:
+                sock.drained()
+            flush_now()
+
+        def put(data: list[bytes], done: bool) -> None:
+            nonlocal in_flight
+            assert write_now is not None
+            pending = write_now(data, done)
+            if pending is not None:
+                in_flight = pending
+                if sock is not None:
+                    sock.sending = True
+                pending.add_done_callback(written)
 
         def flush_now() -> None:
             nonlocal ended
-            if ended or write_now is None:
+            if ended or write_now is None or in_flight is not None:
                 return
             data = receiver.take_frames()
             if receiver.done:
                 ended = True
-                write_now(data, True)
-                wake.set()  # the loop below returns
+                put(data, True)
+                wake()  # the loop below returns
             elif data:
-                write_now(data, False)
+                put(data, False)
 
-        on_data = flush_now if write_now is not None else wake.set
+        def on_gone(_: asyncio.Future[Any]) -> None:
+            wake()
+
+        on_data = flush_now if write_now is not None else wake
+        gone.add_done_callback(on_gone)
         if sock is not None:
             sock.on_data = on_data
             sock.attached()
         try:
             while True:
-                wake.clear()
+                woken = False
                 if ended:
+                    if in_flight is not None:
+                        await in_flight
+                    if failed is not None:
+                        raise failed
                     return
+                if in_flight is not None:  # written on by ``written``, or ended
+                    waiter = loop.create_future()
+                    try:
+                        await waiter
+                    finally:
+                        waiter = None
+                    if gone.done():
+                        session.abort(receiver, clock.now())
+                        return
+                    continue
                 data = receiver.take_frames()
                 done = receiver.done
                 if data or done:
+                    if write_now is not None:
+                        put(data, done)
+                        if done:
+                            ended = True
+                        elif in_flight is None and sock is not None:
+                            sock.drained()
+                        continue
                     if sock is not None:
                         sock.sending = True
                     try:
@@ -416,20 +511,30 @@ class SockJSEndpoint:
                     session.abort(receiver, clock.now())
                     return
                 deadline = session.next_deadline() if receiver is session.receiver else None
-                timeout = None if deadline is None else max(0.0, deadline - clock.monotonic())
-                woken = asyncio.ensure_future(wake.wait())
-                try:
-                    await asyncio.wait(
-                        (woken, gone), timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-                    )
-                finally:
-                    woken.cancel()
+                if deadline is not None and (timer is None or deadline < timer_at):
+                    if timer is not None:
+                        timer.cancel()
+                    timer_at = deadline
+                    timer = loop.call_later(max(0.0, deadline - clock.monotonic()), on_timer)
+                if not woken:
+                    waiter = loop.create_future()
+                    try:
+                        await waiter
+                    finally:
+                        waiter = None
                 if gone.done():
                     session.abort(receiver, clock.now())
                     return
-                if not wake.is_set():
+                if fired:
+                    fired = False
                     session.handle_timer(clock.now())
         finally:
+            gone.remove_done_callback(on_gone)
+            if in_flight is not None:
+                in_flight.remove_done_callback(written)
+                in_flight.cancel()
+            if timer is not None:
+                timer.cancel()
             if sock is not None and sock.on_data is on_data:
                 sock.on_data = None
             if session.expired:
@@ -537,6 +642,54 @@ class SockJSEndpoint:
             self._sweep = None
         for session in list(self.clients):
             self._finish(session, 1001)
+
+
+class _Resumed:
+    """The rest of a coroutine stepped by hand (``_step``) that yielded ``first`` (the
+    future it waits on): awaiting this runs it to its end as a task would have."""
+
+    __slots__ = ("coro", "first")
+
+    def __init__(self, coro: Coroutine[Any, Any, Any], first: Any) -> None:
+        self.coro = coro
+        self.first = first
+
+    def __await__(self) -> Generator[Any, Any, Any]:
+        coro = self.coro
+        yielded = self.first
+        while True:
+            try:
+                value = yield yielded
+            except BaseException as exc:  # a cancel (or anything thrown in) goes to it
+                try:
+                    yielded = coro.throw(exc)
+                except StopIteration as stop:
+                    return stop.value
+                continue
+            try:
+                yielded = coro.send(value)
+            except StopIteration as stop:
+                return stop.value
+
+
+async def _resume(rest: _Resumed) -> None:
+    await rest
+
+
+def _step(write: Awaitable[None]) -> asyncio.Future[Any] | None:
+    """Run ``write`` (an ASGI ``send``) as far as it goes without waiting: None once it
+    is done (what a ``send`` of a body does while the transport takes data: it writes
+    and returns), else a task that finishes it (it waits for the transport to drain)."""
+    if not isinstance(write, Coroutine):
+        return asyncio.ensure_future(write)
+    try:
+        first = write.send(None)
+    except StopIteration:
+        return None
+    except BaseException:
+        write.close()
+        raise
+    return asyncio.ensure_future(_resume(_Resumed(write, first)))
 
 
 async def _respond_start(send: Send, headers: urls.Headers) -> None:

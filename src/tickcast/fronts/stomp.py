@@ -53,7 +53,7 @@ session one client of this front, through ``WebSocketFront.connect``).
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Final, Protocol
 
@@ -105,33 +105,59 @@ def pick_subprotocol(offered: object) -> str | None:
     return next((p for p in SUBPROTOCOLS if p in offered), None)
 
 
+class HeadSlot:
+    """One head's share of the front's ``HeadCache``: the last shared item it was put
+    before (``item``) and the result (``headed``)."""
+
+    __slots__ = ("head", "headed", "item")
+
+    def __init__(self, head: bytes) -> None:
+        self.head = head
+        self.item: Encoded | None = None
+        self.headed: Encoded | None = None
+
+    def put(self, item: Encoded) -> Encoded:
+        """``item`` with the head before it: the one built already for this item, or a
+        new one (which replaces the previous)."""
+        headed = self.headed
+        if self.item is not item or headed is None:
+            headed = self.headed = item.headed(self.head)
+            self.item = item
+        return headed
+
+
 class HeadCache:
     """Headed items shared by every connection of the front: for each head, the last
-    shared item it was put before and the result. Fan-out hands one update to every
-    subscriber before the next, so the subscribers of one update that share a head
-    share one headed item (and one frame)."""
+    shared item it was put before and the result (a ``HeadSlot``). Fan-out hands one
+    update to every subscriber before the next, so the subscribers of one update that
+    share a head share one headed item (and one frame). A connection's plan
+    (``StompHeads``) holds its heads' slots, and puts items through them directly."""
 
-    __slots__ = ("_last", "limit")
+    __slots__ = ("_slots", "limit")
 
     def __init__(self, limit: int = MAX_CACHED_HEADS) -> None:
-        self._last: dict[bytes, tuple[Encoded, Encoded]] = {}
+        self._slots: dict[bytes, HeadSlot] = {}
         self.limit = limit
+
+    def slot(self, head: bytes) -> HeadSlot:
+        """The slot of ``head``: the one in use, or a new one. Past ``limit`` heads the
+        cache starts again (plans that hold an older slot go on using it: they share it
+        only with each other until they are rebuilt)."""
+        slots = self._slots
+        slot = slots.get(head)
+        if slot is None:
+            if len(slots) >= self.limit:
+                slots.clear()
+            slot = slots[head] = HeadSlot(head)
+        return slot
 
     def headed(self, item: Encoded, head: bytes) -> Encoded:
         """``item`` with ``head`` before it: the one built already for this item, or
         a new one (which replaces the head's previous)."""
-        last = self._last
-        hit = last.get(head)
-        if hit is not None and hit[0] is item:
-            return hit[1]
-        headed = item.headed(head)
-        if hit is None and len(last) >= self.limit:
-            last.clear()
-        last[head] = (item, headed)
-        return headed
+        return self.slot(head).put(item)
 
     def __len__(self) -> int:
-        return len(self._last)
+        return len(self._slots)
 
 
 def message_id_of(payload: bytes) -> str:
@@ -141,40 +167,145 @@ def message_id_of(payload: bytes) -> str:
     return unescape(line.partition(b":")[2].decode())
 
 
-class StompHeads:
-    """One connection's ``heads`` (``transport.connection.Heads``) and ``forgotten``
-    (see the module docstring)."""
+class Plan:
+    """What one topic's published item becomes on one connection, built once per change
+    of the session's subscriptions: for each subscription of the topic (all
+    ``ack:auto``, none of them fresh), its head's slot in the front's ``HeadCache`` and
+    the item's conflation key joined with its id (None when the topic is reliable).
+    ``HeadedConnection`` reads it (``StompHeads.plans``) for every delivery of the topic
+    that comes with the same conflation key, and leaves the payload in ``last``.
 
-    __slots__ = ("_last", "conflation_key", "session", "spec")
+    Attributes:
+        key: the conflation key the joined keys were built from.
+        targets: ``(slot, joined key)`` per subscription, in SUBSCRIBE order.
+        slot, joined: the one target of a topic with one subscription (the usual
+            case), else None and None.
+        last: the payload the topic's subscriptions were given last, or None.
+    """
+
+    __slots__ = ("joined", "key", "last", "slot", "targets")
+
+    def __init__(self, key: str | None, targets: tuple[tuple[HeadSlot, str | None], ...]) -> None:
+        self.key = key
+        self.targets = targets
+        single = targets[0] if len(targets) == 1 else None
+        self.slot: HeadSlot | None = None if single is None else single[0]
+        self.joined: str | None = None if single is None else single[1]
+        self.last: bytes | None = None
+
+
+class StompHeads:
+    """One connection's ``heads`` (``transport.connection.Heads``), ``plans``, ``keyed``,
+    ``forgotten`` and ``rates`` (see the module docstring).
+
+    ``plans`` and ``keyed`` are the fan-out's path: a per-topic ``Plan`` (the topic's
+    subscriptions, their heads' shared slots and their joined conflation keys) made once
+    per change of the session's subscriptions (the session's ``on_change`` drops them all,
+    before anything else is delivered), so a delivery costs a lookup and a slot per
+    subscription. A topic whose ids wait for their current value (fresh), or with a
+    subscription that acknowledges (its own ``ack`` header per MESSAGE), goes through
+    ``__call__`` as before; so does a topic the session holds only through a channel-wide
+    subscription (no plan is kept for it: the plans stay bounded by the subscriptions).
+    """
+
+    __slots__ = ("_changes", "_last", "_plans", "conflation_key", "plans", "session", "spec")
 
     def __init__(
         self,
         spec: StompSpec,
         session: StompSession,
         conflation_key: Callable[[Topic], str | None] | None = None,
+        *,
+        watch: bool = True,
     ) -> None:
         self.spec = spec
         self.session = session
         # the hub's (a topic's key in an outbox, None for a reliable one); None: no rates
         self.conflation_key = conflation_key
-        # topic -> the payload its subscriptions were given last (whose message-id
-        # tells a fresh id's current value from a live update)
-        self._last: dict[Topic, bytes] = {}
+        # an item's topic key -> the payload its subscriptions were given last (whose
+        # message-id tells a fresh id's current value from a live update); a planned
+        # topic's is its plan's ``last`` until the plans are dropped
+        self._last: dict[str, bytes] = {}
+        # an item's topic key -> its plan (topics held by key only), for the session's
+        # subscriptions as they were at ``_changes``
+        self._plans: dict[str, Plan] = {}
+        self._changes = session.changes
+        #: the plans for ``HeadedConnection`` to read, which only a heads the session
+        #: tells of its changes offers (``StompSpec.heads`` makes passing ones)
+        self.plans: dict[str, Plan] | None = None
+        if watch:
+            session.on_change = self.drop_plans
+            self.plans = self._plans
+
+    def drop_plans(self) -> None:
+        """The subscriptions changed: every plan goes (what each gave last is kept)."""
+        plans = self._plans
+        if plans:
+            last = self._last
+            for topic_key, plan in plans.items():
+                if plan.last is not None:
+                    last[topic_key] = plan.last
+            plans.clear()
+        self._changes = self.session.changes
+
+    def keyed(self, item: Encoded, key: str | None) -> Sequence[tuple[Encoded, str | None]]:
+        """``item``'s MESSAGEs on this connection, each with the key it is queued under
+        (``key`` joined with its subscription's id; None when ``key`` is): what
+        ``__call__`` gives, with the keys joined, through the topic's plan (made here
+        when there is none)."""
+        if self.session.changes != self._changes:
+            self.drop_plans()
+        topic_key = item.topic
+        plan = self._plans.get(topic_key)
+        if plan is None or (plan.key is not key and plan.key != key):
+            plan = self._plan(topic_key, key)
+            if plan is None:
+                return [
+                    (headed, None if key is None else f"{key}\n{tag}") for headed, tag in self(item)
+                ]
+        plan.last = item.payload  # held by key: remembered for fresh ids
+        return [(slot.put(item), joined) for slot, joined in plan.targets]
+
+    def _plan(self, topic_key: str, key: str | None) -> Plan | None:
+        """The plan of a topic held by key, kept until the subscriptions change; None
+        for a topic ``__call__`` must head (fresh ids, an ``ack`` mode, held whole)."""
+        topic = self.spec.topic(topic_key)
+        session = self.session
+        if topic not in session.topics or session.has_fresh(topic):
+            return None
+        subscriptions = session.subscriptions_for(topic)
+        if any(s.ack != "auto" for s in subscriptions):
+            return None
+        slot = self.spec.cache.slot
+        plan = Plan(
+            key,
+            tuple((slot(s.head), None if key is None else f"{key}\n{s.id}") for s in subscriptions),
+        )
+        previous = self._plans.get(topic_key)
+        plan.last = previous.last if previous is not None else self._last.pop(topic_key, None)
+        self._plans[topic_key] = plan
+        return plan
 
     def __call__(self, item: Encoded) -> list[tuple[Encoded, str]]:
         """One MESSAGE per subscription of ``item``'s topic on the session, tagged with
         its id (its conflation key's part)."""
-        topic = self.spec.topic(item.topic)
+        topic_key = item.topic
+        topic = self.spec.topic(topic_key)
         session = self.session
         subscriptions = session.subscriptions_for(topic)
         fresh = session.take_fresh(topic)
         if fresh:
-            previous = self._last.get(topic)
+            plan = self._plans.get(topic_key)
+            previous = plan.last if plan is not None else self._last.get(topic_key)
             if previous is not None and message_id_of(previous) == message_id_of(item.payload):
                 # what the others were given already: the fresh ids' current value
                 subscriptions = tuple(s for s in subscriptions if s.id in fresh)
         if topic in session.topics:  # a channel held whole has no current value to tell
-            self._last[topic] = item.payload
+            plan = self._plans.get(topic_key)
+            if plan is not None:
+                plan.last = item.payload
+            else:
+                self._last[topic_key] = item.payload
         cache = self.spec.cache
         out: list[tuple[Encoded, str]] = []
         for subscription in subscriptions:
@@ -204,8 +335,9 @@ class StompHeads:
         if not self.session.forgotten():
             return None
         held = self.session.topics
-        for topic in [t for t in self._last if t not in held]:
-            del self._last[topic]
+        topic = self.spec.topic
+        for key in [k for k in self._last if topic(k) not in held]:
+            del self._last[key]
         return self.stale
 
     def stale(self, item: Encoded) -> bool:
@@ -283,7 +415,7 @@ class StompSpec(FrontSpec):
     def heads(self, session: StompSession, item: Encoded) -> list[tuple[Encoded, str]]:
         """One MESSAGE per subscription of ``item``'s topic on ``session`` (a
         ``StompHeads`` of its own is what a connection is given)."""
-        return StompHeads(self, session)(item)
+        return StompHeads(self, session, watch=False)(item)
 
     def topic(self, key: str) -> Topic:
         """The Topic of an item's topic key, parsed once per topic."""

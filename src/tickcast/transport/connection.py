@@ -825,18 +825,35 @@ class HeadedConnection(Connection):
     """A ``Connection`` that heads each published item per subscription (module
     docstring): ``heads(item)`` gives this connection's items for it, each queued under
     the item's conflation key joined with its tag (``"<key>\\n<tag>"``). An item with no
-    topic (a reply) is queued as it is.
+    topic (a reply) is queued as it is. When ``heads`` also has ``keyed(item, key)``, the
+    fan-out goes through it instead: the same items, each with its joined key (None for
+    a None key), which a heads that plans per topic builds once rather than per delivery.
+    Such a heads may also offer its ``plans`` (a topic key -> a plan that ``keyed``
+    made, dropped by the heads whenever it would give other items): a delivery whose
+    topic has a plan for the same conflation key (``plan.key is key``) is queued from it
+    here, without a call into the heads. A plan has ``targets`` (``(slot, joined key)``
+    per item; ``slot.put(item)`` is the item headed, ``slot.item``/``slot.headed`` the
+    last one put), ``slot``/``joined`` (the one target of a plan of one, else None), and
+    ``last`` (set to each delivered item's payload).
 
     Args:
         heads: the connection's items for one published item (``Heads``).
         **kwargs: as ``Connection``'s.
     """
 
-    __slots__ = ("forgotten", "heads", "rates")
+    __slots__ = ("forgotten", "heads", "keyed", "plans", "rates")
 
     def __init__(self, *, heads: Heads, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.heads = heads
+        # ``heads.keyed(item, key)``, when it has one: the items with their keys joined
+        # already (a heads that plans per topic saves building the joined key and the
+        # tag per delivery); else ``heads(item)`` and the keys joined here
+        self.keyed: Callable[[Encoded, str | None], Sequence[tuple[Encoded, str | None]]] | None = (
+            getattr(heads, "keyed", None)
+        )
+        # ``heads.plans``, with ``keyed``: a topic key -> its plan, read here first (below)
+        self.plans: dict[str, Any] | None = getattr(heads, "plans", None) if self.keyed else None
         self.forgotten: Callable[[], Callable[[Encoded], bool] | None] | None = getattr(
             heads, "forgotten", None
         )
@@ -859,6 +876,24 @@ class HeadedConnection(Connection):
     def deliver(self, item: Encoded, key: str | None, now: float) -> None:
         if not item.topic or self.closing:
             Connection.deliver(self, item, key, now)
+            return
+        plans = self.plans
+        if plans is not None:
+            plan = plans.get(item.topic)
+            if plan is not None and plan.key is key:
+                plan.last = item.payload
+                slot = plan.slot
+                if slot is not None:  # one subscription of the topic: the usual case
+                    headed = slot.headed if slot.item is item else slot.put(item)
+                    Connection.deliver(self, headed, plan.joined, now)
+                    return
+                for slot, joined in plan.targets:
+                    Connection.deliver(self, slot.put(item), joined, now)
+                return
+        keyed = self.keyed
+        if keyed is not None:
+            for headed, joined in keyed(item, key):
+                Connection.deliver(self, headed, joined, now)
             return
         for headed, tag in self.heads(item):
             Connection.deliver(self, headed, None if key is None else f"{key}\n{tag}", now)

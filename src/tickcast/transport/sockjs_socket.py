@@ -102,8 +102,7 @@ class SockJSSocket(ItemSink):
         raise TypeError("SockJSSocket is not raw: the connection sends it items")
 
     def send_items(self, items: Sequence[Encoded]) -> None:
-        memo = self.memo
-        self._send([memo.encode(i) if i.topic else _escaped(i.message) for i in items])
+        self._send(self.memo.encode_batch(items))
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         self._send([_escaped(p) for p in payloads])

@@ -226,3 +226,61 @@ async def test_every_signal_reaches_each_channel_wide_id_and_none_after_its_unsu
         ("MESSAGE", "all-1", "2"),
         ("MESSAGE", "all-1", "3"),
     ]
+
+
+def test_the_planned_path_gives_what_the_heads_give_through_every_change() -> None:
+    """``keyed`` (a plan per topic, rebuilt when the subscriptions change) and the heads
+    (``__call__``, built per item) give the same MESSAGEs under the same keys, through a
+    second id's current value, an acknowledging id, unsubscribes and a reliable topic."""
+    planned, called = session(), session()
+    spec = StompSpec(allow_anonymous=True, login_timeout_s=10)
+    keyed = StompHeads(spec, planned).keyed
+    heads = StompHeads(StompSpec(allow_anonymous=True, login_timeout_s=10), called)
+
+    def both(step: Callable[[StompSession], None]) -> None:
+        step(planned)
+        step(called)
+
+    def same(make: Callable[[], Encoded], key: str | None, tags: list[str]) -> None:
+        got = [(h.head, h.payload, k) for h, k in keyed(make(), key)]
+        want = [
+            (h.head, h.payload, None if key is None else f"{key}\n{tag}")
+            for h, tag in heads(make())
+        ]
+        assert got == want
+        assert [k.rpartition("\n")[2] if k else None for *_, k in got] == (
+            tags if key is not None else [None] * len(tags)
+        )
+
+    q = str(QUOTES)
+    both(lambda s: subscribe(s, "sub-0", QUOTES))
+    same(lambda: quote(1), q, ["sub-0"])
+    same(lambda: quote(2, 1.5), q, ["sub-0"])
+    both(lambda s: subscribe(s, "sub-1", QUOTES))
+    same(lambda: quote(2, 1.5), q, ["sub-1"])  # the current value, to the fresh id alone
+    same(lambda: quote(3, 2.0), q, ["sub-0", "sub-1"])
+    both(lambda s: subscribe(s, "sub-2", QUOTES, ack="client"))
+    same(lambda: quote(3, 2.0), q, ["sub-2"])
+    same(lambda: quote(4, 2.5), q, ["sub-0", "sub-1", "sub-2"])  # an ack header of its own
+    both(lambda s: s.receive_text("UNSUBSCRIBE\nid:sub-2\n\n\x00", NOW))
+    same(lambda: quote(5, 3.0), q, ["sub-0", "sub-1"])
+    both(lambda s: s.receive_text("UNSUBSCRIBE\nid:sub-0\n\n\x00", NOW))
+    same(lambda: quote(6, 3.5), q, ["sub-1"])
+    both(lambda s: subscribe(s, "t-0", TRADES))
+    same(lambda: trade(1), None, ["t-0"])  # reliable: no key to join
+    both(lambda s: s.receive_text("UNSUBSCRIBE\nid:sub-1\n\n\x00", NOW))
+    same(lambda: quote(7, 4.0), q, [])
+
+
+def test_connections_whose_ids_match_share_one_headed_item_per_update() -> None:
+    spec = StompSpec(allow_anonymous=True, login_timeout_s=10)
+    sessions = [session() for _ in range(3)]
+    for s in sessions:
+        subscribe(s, "sub-0", QUOTES)
+    planned = [StompHeads(spec, s).keyed for s in sessions]
+    item = quote(1)
+    [(first, _)], *rest = [keyed(item, str(QUOTES)) for keyed in planned]
+    assert all(headed is first for [(headed, _)] in rest)
+    [(again, _)] = planned[0](quote(2, 1.5), str(QUOTES))
+    assert again is not first
+    assert again.head == first.head

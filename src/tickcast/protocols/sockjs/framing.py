@@ -85,10 +85,15 @@ def encode_message(text: str) -> bytes:
 
 
 class Carrier(Protocol):
-    """What ``EscapeMemo`` escapes: an object carrying one message (an ``Encoded``)."""
+    """What ``EscapeMemo`` escapes: an object carrying one message (an ``Encoded``), and
+    the key of the topic it was published on (empty for a reply, which no other session
+    shares)."""
 
     @property
     def message(self) -> bytes: ...
+
+    @property
+    def topic(self) -> str: ...
 
 
 class EscapeMemo:
@@ -119,6 +124,19 @@ class EscapeMemo:
             memo.clear()
         memo[id(shared)] = (shared, encoded)  # holding it keeps its id from being reused
         return encoded
+
+    def encode_batch(self, batch: Iterable[Carrier]) -> list[bytes]:
+        """Each of ``batch`` as ``encode_message`` gives it: a published one (with a
+        ``topic``) through the memo (``encode``), a reply as it comes."""
+        memo = self._memo
+        out: list[bytes] = []
+        for shared in batch:
+            if not shared.topic:
+                out.append(encode_message(shared.message.decode(errors="replace")))
+                continue
+            hit = memo.get(id(shared))
+            out.append(hit[1] if hit is not None and hit[0] is shared else self.encode(shared))
+        return out
 
     def __len__(self) -> int:
         return len(self._memo)

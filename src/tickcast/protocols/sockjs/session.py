@@ -250,7 +250,15 @@ class SockJSSession:
         if not encoded:
             return True
         self._queue.extend(encoded)
-        self._queued_bytes += sum(len(e) for e in encoded)
+        self._queued_bytes += sum(map(len, encoded))
+        receiver = self._receiver
+        if receiver is not None and self._opened and self._close is None:
+            # the usual case, written out: one ``a`` frame of what is queued
+            queue = self._queue
+            self._queue = []
+            self._queued_bytes = 0
+            self._write(receiver, array_frame(queue), now)
+            return True
         self._flush(now)
         return True
 

@@ -337,6 +337,13 @@ class StompSession:
         self._fresh: dict[Topic, list[str]] = {}
         # a subscription was dropped since the last ``forgotten()``
         self._dropped = False
+        #: bumped whenever what ``subscriptions_for`` answers may have changed (a
+        #: subscription added or dropped): a front that keeps per-topic plans built
+        #: from it (``fronts/stomp.py``) rebuilds them when it moves
+        self.changes = 0
+        #: called (with nothing) as the subscriptions change, before anything else is
+        #: delivered: a front's per-topic plans (``fronts/stomp.py``) are dropped then
+        self.on_change: Callable[[], None] | None = None
         # (topic, id, max_rate or None) changes the front has not taken yet (take_rates)
         self._rates: list[tuple[Topic, str, float | None]] = []
         self._frames: list[Encoded] = []
@@ -364,6 +371,15 @@ class StompSession:
 
     def subscription(self, id_: str) -> Subscription | None:
         return self._subscriptions.get(id_)
+
+    def _changed(self) -> None:
+        self.changes += 1
+        if self.on_change is not None:
+            self.on_change()
+
+    def has_fresh(self, topic: Topic) -> bool:
+        """Whether ids on ``topic`` wait for its current value (``take_fresh``)."""
+        return bool(self._fresh) and topic in self._fresh
 
     def take_fresh(self, topic: Topic) -> tuple[str, ...]:
         """The ids that joined ``topic`` while it was held and have had nothing of it
@@ -440,6 +456,7 @@ class StompSession:
         self._error(message, self.close_reason or CloseCode.POLICY_VIOLATION)
 
     def release(self, topics: Iterable[Topic]) -> None:
+        self._changed()
         for topic in topics:
             self._fresh.pop(topic, None)
             for subscription in self._by_topic.pop(topic, ()):
@@ -615,6 +632,7 @@ class StompSession:
         head = message_head(id_, escaped=escaped)
         subscription = Subscription(id_, topic, destination, ack, head, escaped, max_rate)
         self._subscriptions[id_] = subscription
+        self._changed()
         if topic.key == WHOLE:  # a reliable channel (signals): a rate holds nothing back
             whole = self._whole.get(topic.channel, ())
             self._whole[topic.channel] = (*whole, subscription)
@@ -682,6 +700,7 @@ class StompSession:
         if subscription is None:
             raise _Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
         self._dropped = True
+        self._changed()
         topic = subscription.topic
         if topic.key == WHOLE:
             self._drop_whole(subscription)
