@@ -428,10 +428,13 @@ class SockJSSessions:
         return gone
 
     def next_deadline(self) -> float | None:
-        """The earliest time a session without a request expires (None when none)."""
-        deadlines = [
-            d
-            for s in self._sessions.values()
-            if s.receiver is None and (d := s.next_deadline()) is not None
-        ]
+        """The earliest time a session without a request expires (None when none); a
+        session already over (its client went away: ``abort``) is due at once, so that
+        the next sweep forgets it even when no other session is waiting to expire."""
+        deadlines: list[float] = []
+        for s in self._sessions.values():
+            if s.expired:
+                return float("-inf")
+            if s.receiver is None and (d := s.next_deadline()) is not None:
+                deadlines.append(d)
         return min(deadlines, default=None)

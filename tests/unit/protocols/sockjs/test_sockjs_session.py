@@ -278,7 +278,10 @@ def test_the_registry_finds_by_id_and_forgets_the_expired() -> None:
     assert stream.take() == PRELUDE + b"o\n"
     assert sessions.next_deadline() is None
     b.abort(stream, at(101.0))
+    # Over, with no other session waiting to expire: due at once, so a sweep comes.
+    assert sessions.next_deadline() == float("-inf")
     assert sessions.expire(at(101.0)) == [b]
+    assert sessions.next_deadline() is None
     # The id is free again: a new session opens.
     again = sessions.open("a", Recorder(), at(102.0))
     assert again.attach(XHR, at(102.1)).take() == b"o\n"
