@@ -89,8 +89,8 @@ class Server:
     @property
     def opt_in(self) -> bool:
         """Run only when named in ``--servers`` (the workers need Redis or NATS; the ASGI
-        path and the default simulator cadence are comparisons)."""
-        return self.workers > 0 or self.asgi or not self.sim_ms
+        path, the default simulator cadence and a 1 ms window are comparisons)."""
+        return self.workers > 0 or self.asgi or not self.sim_ms or self.batch_ms not in (0, 100)
 
     @property
     def w1_only(self) -> bool:
@@ -194,6 +194,7 @@ SERVERS = {
         Server("tickcast-b100-asgi", "tickcast", batch_ms=100, asgi=True),
         Server("tickcast-b0-asgi", "tickcast", batch_ms=0, asgi=True),
         Server("tickcast-b0-sim5", "tickcast", batch_ms=0, sim_ms=0),
+        Server("tickcast-b1", "tickcast", batch_ms=1),
         Server("tickcast-b100-array", "tickcast", batch_ms=100, array=True),
         Server("tickcast-b100-stomp", "tickcast", batch_ms=100, front="stomp"),
         Server("tickcast-b100-sockjs-ws", "tickcast", batch_ms=100, front="sockjs-ws"),
