@@ -11,7 +11,6 @@ import uuid
 from pathlib import Path
 
 import httpx
-import pytest
 
 from support.inloop import Gateway, running_gateway
 from tickcast.model.signal import Signal
@@ -46,12 +45,6 @@ async def _read_until(
     return at
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="sockjs _drive: a heartbeat timer that fires while an xhr_streaming write waits "
-    "for its peer is consumed in the in-flight branch and never re-armed; once the write "
-    "completes nothing wakes the loop again, so the idle stream gets no more 'h' frames",
-)
 async def test_xhr_streaming_heartbeats_resume_after_a_write_waited_for_its_peer(
     tmp_path: Path,
 ) -> None:

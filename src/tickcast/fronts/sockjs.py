@@ -435,6 +435,9 @@ class SockJSEndpoint:
             if sock is not None:
                 sock.drained()
             flush_now()
+            # the loop waited while the write did: it re-arms the heartbeat's timer (one
+            # that fired meanwhile was spent) and beats if it is due
+            wake()
 
         def put(data: list[bytes], done: bool) -> None:
             nonlocal in_flight
