@@ -7,34 +7,38 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import pytest
-
 from tickcast.config.settings import Settings
+from tickcast.model.market import Quote
 from tickcast.providers.registry import create
+from tickcast.providers.simulator.market import SimulatorConfig
 from tickcast.providers.simulator.stream import SimulatorProvider
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="simulator_interval_ms above simulator_max_backlog_s (both valid: up to 1000 ms "
-    "and 0.1 s by default): every wake-up is 'late' to MarketSimulator.advance, which skips "
-    "all but the last max_backlog_s of the interval's ticks and counts them as skipped",
-)
 async def test_a_coarse_simulator_interval_does_not_skip_ticks_on_an_idle_gateway() -> None:
     """docs/configuration.md: simulator_interval_ms = "milliseconds between the simulator's
     wake-ups, each delivering the ticks due since the one before" (0 to 1000 allowed);
     simulator_max_backlog_s (0.1 by default) is "the most simulated time one wake-up
-    catches up on when the gateway falls behind". A gateway that keeps up with a 300 ms
-    cadence has fallen behind on nothing: every tick must be delivered, none skipped
-    (tickcast_skipped_events_total stays 0)."""
+    catches up on, beyond its own interval, when the gateway falls behind". A gateway
+    that keeps up with a 300 ms cadence has fallen behind on nothing: every tick must be
+    delivered, none skipped. The market's clock moves exactly one interval per wake-up,
+    so a busy machine cannot make a wake-up late."""
     settings = Settings(rate=200, simulator_interval_ms=300)
-    provider = create("simulator", settings.upstream)  # type: ignore[arg-type]
-    assert isinstance(provider, SimulatorProvider)
+    made = create("simulator", settings.upstream)  # type: ignore[arg-type]
+    assert isinstance(made, SimulatorProvider)
+    assert made.tick_interval_s == 0.3
+    now = [1_700_000_000.0]
+
+    def clock() -> float:
+        now[0] += 0.3
+        return now[0]
+
+    config = SimulatorConfig(rate=200, max_backlog_s=settings.simulator_max_backlog_s)
+    provider = SimulatorProvider(config, clock=clock, tick_interval_s=made.tick_interval_s)
     wakeups: list[int] = []
     enough = asyncio.Event()
 
     def sink(events: Sequence[object]) -> None:
-        wakeups.append(len(events))
+        wakeups.append(sum(type(e) is Quote for e in events))
         if len(wakeups) >= 4:
             enough.set()
 
@@ -45,3 +49,4 @@ async def test_a_coarse_simulator_interval_does_not_skip_ticks_on_an_idle_gatewa
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
     assert provider.skipped_events == 0, (provider.skipped_events, wakeups)
+    assert all(59 <= n <= 61 for n in wakeups[:4]), wakeups  # 0.3 s at 200 ticks/s

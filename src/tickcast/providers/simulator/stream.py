@@ -7,6 +7,7 @@ non-empty batch to the sink; every market decision stays in ``market.py``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable, Sequence
 from typing import Final
@@ -66,6 +67,12 @@ class SimulatorProvider(Provider):
         self._interval = tick_interval_s
         self._symbols = frozenset(config.symbols)
         calendar = calendar if calendar is not None else AlwaysOpen()
+        if config.max_backlog_s is not None:
+            # A wake-up on time catches up one interval: only what lies beyond it is a
+            # stall, so the backlog it may catch up on counts from there (an interval
+            # longer than the backlog skipped most of every wake-up's ticks).
+            backlog = config.max_backlog_s + tick_interval_s
+            config = dataclasses.replace(config, max_backlog_s=backlog)
         self._start_ts = clock()
         self._simulator = MarketSimulator(config, calendar, self._start_ts)
         self._pacer = Pacer(MAX_DUTY)
