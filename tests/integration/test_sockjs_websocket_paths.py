@@ -250,3 +250,23 @@ async def test_a_foreign_origin_is_refused(tmp_path: Path, fast: bool) -> None:
         ws = await opened(gateway, origin="http://good.example")
         await ws.close()
         await settled(gateway, 0)
+
+
+@PATHS
+async def test_a_compressed_session_carries_stomp(tmp_path: Path, fast: bool) -> None:
+    """With permessage-deflate negotiated the frames go through websockets (compressed);
+    without it (the other tests) the fast path builds them itself."""
+    async with running_gateway(tmp_path, ws_fast_path=fast, permessage_deflate=True) as gateway:
+        ws = await opened(gateway)
+        try:
+            assert ws.protocol.extensions  # negotiated
+            client = Reader(ws)
+            await client.connected()
+            await client.send(stomp("SUBSCRIBE", id="s", destination="/topic/signals", receipt="r"))
+            assert (await client.next()).command == "RECEIPT"
+            gateway.publish(signal(1), signal(2))
+            got = [await client.next() for _ in range(2)]
+            assert [f.body for f in got] == [seed_json(signal(1)), seed_json(signal(2))]
+        finally:
+            await ws.close()
+        await settled(gateway, 0)

@@ -65,6 +65,7 @@ from tickcast.protocols.sockjs.session import (
     SockJSSession,
     SockJSSessions,
 )
+from tickcast.protocols.wsframe import frame_header
 from tickcast.transport.connection import Connection
 from tickcast.transport.direct import DIRECT_EXTENSION, Direct
 from tickcast.transport.socket import EXTENSION, FrameSocket
@@ -108,6 +109,7 @@ class _DirectWebSocket:
         "_endpoint",
         "_loop",
         "_over",
+        "_raw",
         "_receiver",
         "_session",
         "_shut",
@@ -128,6 +130,8 @@ class _DirectWebSocket:
         self._connection = client.connection
         self._receiver = receiver
         self._carrier = carrier
+        #: no extension negotiated (fixed once accepted): frames may be written as built
+        self._raw = carrier.raw
         self._clock = endpoint.ctx.clock
         self._loop = asyncio.get_running_loop()
         self._timer: asyncio.TimerHandle | None = None
@@ -148,8 +152,15 @@ class _DirectWebSocket:
     def _flush(self) -> None:
         receiver = self._receiver
         frames = receiver.take_frames()
-        if frames:
-            self._carrier.send_texts(frames)  # a message per frame, one write
+        if frames:  # a message per frame, one write
+            if self._raw:  # no extension: the WebSocket frames built here, as Front 1's
+                if len(frames) == 1:
+                    frame = frames[0]
+                    self._carrier.write_frames(frame_header(len(frame)) + frame)
+                else:
+                    self._carrier.write_frames(b"".join([frame_header(len(f)) + f for f in frames]))
+            else:
+                self._carrier.send_texts(frames)
         if receiver.done and not self._shut:
             self._shut = True
             self._carrier.close(1000, "")
