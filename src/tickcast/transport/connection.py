@@ -742,6 +742,20 @@ class Connection:
         self._process()
         return not self.closing
 
+    def receive_bytes(self, data: bytes) -> bool:
+        """One client binary message, as ``run`` handles each (``receive_text``'s
+        contract: the fast path's ``direct.Attached``)."""
+        if self.closing:
+            return False
+        self.stats.client_messages_in += 1
+        try:
+            self.session.receive_bytes(data, self.clock.now())
+        except Exception as exc:
+            self._failed("command", exc)
+            return False
+        self.poke()
+        return not self.closing
+
     def finished(self, close_code: int | None = None) -> None:
         """The client is gone (or closed): stop the timers, drop what is queued and let
         the front release what the connection held (once; ``run`` calls it at its end).

@@ -31,8 +31,10 @@ WebSocket protocol (websockets ``ServerProtocol``):
   read until then;
 - the fast path (``transport/direct.py``): a ``Direct`` in the scope
   (``scope["extensions"]["tickcast.direct"]``, the protocol itself) to which a front
-  hands its accepted ``Connection``; from then on ``data_received`` drives it (each
-  complete message to the session, a close or the lost connection to ``finished``), the
+  hands its accepted ``Connection`` (or any ``direct.Attached``: SockJS's websocket
+  transport hands its session's adapter); from then on ``data_received`` drives it (each
+  complete message to ``receive_text`` / ``receive_bytes``, a close or the lost
+  connection to ``finished``), the
   ASGI task ends without closing the socket, and the receive queue, the scope and the
   ``asyncio.Event`` of the write state are dropped for plain objects;
 - a cheaper connect: uvicorn's ``__init__`` re-stated so that one websockets
@@ -70,7 +72,7 @@ import logging
 import socket
 import struct
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import Any, Final, Literal
 from urllib.parse import unquote
 
 import httptools
@@ -93,11 +95,8 @@ from websockets.server import ServerProtocol
 from tickcast.auth.limits import TokenBucket
 from tickcast.closecodes import CLOSE_INFO, CloseCode
 from tickcast.transport import handshake
-from tickcast.transport.direct import DIRECT_EXTENSION
+from tickcast.transport.direct import DIRECT_EXTENSION, Attached
 from tickcast.transport.socket import EXTENSION
-
-if TYPE_CHECKING:
-    from tickcast.transport.connection import Connection
 
 try:  # Linux: what the kernel holds for a TCP peer
     import fcntl
@@ -390,8 +389,8 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         self.frame_socket = UvicornFrameSocket(self)
         # the fast path: the connection this protocol drives, once a front attached it
         self._attached = False
-        self._direct: Connection | None = None
-        self._on_end: Callable[[Connection], None] | None = None
+        self._direct: Attached | None = None
+        self._on_end: Callable[[Any], None] | None = None
         self._pings: TokenBucket | None = None  # made at the first ping
         # what the client sent after its request, before the handshake's answer
         self._early: bytearray | None = None
@@ -574,9 +573,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
 
     # -- the fast path (transport/direct.py)
 
-    def attach(
-        self, connection: Connection, on_end: Callable[[Connection], None] | None = None
-    ) -> None:
+    def attach(self, connection: Attached, on_end: Callable[[Any], None] | None = None) -> None:
         """Drive ``connection`` from ``data_received`` from now on (``Direct.attach``)."""
         if self._attached:
             raise RuntimeError("a connection is attached to this protocol already")
@@ -628,23 +625,8 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             self._end()
 
     def _bytes(self, data: bytes) -> None:
-        """A binary message, handled as ``Connection.run`` handles one."""
         connection = self._direct
-        if connection is None:
-            return
-        if connection.closing:
-            self._end()
-            return
-        connection.stats.client_messages_in += 1
-        try:
-            connection.session.receive_bytes(data, connection.clock.now())
-        except Exception as exc:
-            connection.pump.faults.report("command", exc, wire=connection.wire)
-            connection.fault()  # closes it with 1011
-            self._end()
-            return
-        connection.poke()
-        if connection.closing:
+        if connection is not None and not connection.receive_bytes(data):
             self._end()
 
     def _end(self, code: int | None = None) -> None:
