@@ -25,7 +25,6 @@ import importlib.util
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -35,14 +34,10 @@ from typing import Any
 
 import psutil
 
+from fastpath import free_port, stop  # bench/ is this script's folder: on sys.path
+
 BENCH = Path(__file__).resolve().parent
 SYMBOLS = ",".join(f"S{i:03d}" for i in range(100))
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def client_binary() -> str:
@@ -83,16 +78,6 @@ def start_server(src: Path, port: int, rate: float, log: Path, fast: bool) -> su
         if time.monotonic() > deadline:
             raise RuntimeError("the server was not ready in 60 s")
         time.sleep(0.2)
-
-
-def stop(proc: subprocess.Popen[Any]) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(timeout=10)
 
 
 def measure(

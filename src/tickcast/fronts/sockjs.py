@@ -550,6 +550,15 @@ class SockJSEndpoint:
             if waiter is not None and not waiter.done():
                 waiter.set_result(None)
 
+        async def sleep() -> None:
+            """Until ``wake``: data, the client going away, a write's end or the timer."""
+            nonlocal waiter
+            waiter = loop.create_future()
+            try:
+                await waiter
+            finally:
+                waiter = None
+
         def on_timer() -> None:
             nonlocal timer, fired
             timer = None
@@ -618,11 +627,7 @@ class SockJSEndpoint:
                         raise failed
                     return
                 if in_flight is not None:  # written on by ``written``, or ended
-                    waiter = loop.create_future()
-                    try:
-                        await waiter
-                    finally:
-                        waiter = None
+                    await sleep()
                     if gone.done():
                         session.abort(receiver, clock.now())
                         return
@@ -659,11 +664,7 @@ class SockJSEndpoint:
                     timer_at = deadline
                     timer = loop.call_later(max(0.0, deadline - clock.monotonic()), on_timer)
                 if not woken:
-                    waiter = loop.create_future()
-                    try:
-                        await waiter
-                    finally:
-                        waiter = None
+                    await sleep()
                 if gone.done():
                     session.abort(receiver, clock.now())
                     return
