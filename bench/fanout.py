@@ -199,6 +199,16 @@ def uvicorn_socket() -> Any:
     return UvicornFrameSocket(protocol)  # type: ignore[arg-type]
 
 
+def latency_histogram() -> Any:
+    """The tree's own latency histogram, as the node makes it (``Metrics.latency``): a
+    tree without ``LatencyHistogram`` observed a ``prometheus_client.Histogram``."""
+    try:
+        from tickcast.observability.metrics import LatencyHistogram
+    except ImportError:
+        return Histogram("latency", "", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    return LatencyHistogram("latency", "", LATENCY_BUCKETS)
+
+
 _NO_DEGRADING: Any = None  # never asked: the machine stays NORMAL without a backlog
 
 
@@ -208,7 +218,7 @@ def round_pump(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     pumps = Pumps(clock, slice_s=3600.0)
     pump = pumps.get(0.0)
     stats = Stats()
-    latency = Histogram("latency", "", buckets=LATENCY_BUCKETS, registry=CollectorRegistry())
+    latency = latency_histogram()
     conns = [
         Connection(
             sock=uvicorn_socket(),

@@ -134,7 +134,9 @@ class LetterStore(Protocol):
 
 
 class Histogram(Protocol):
-    """A Prometheus histogram (``collect`` gives its cumulative buckets)."""
+    """A Prometheus histogram (``collect`` gives its cumulative buckets): the node's
+    ``observability.metrics.LatencyHistogram``, which also has ``cumulative()``, read
+    instead when there, or a ``prometheus_client.Histogram``."""
 
     def collect(self) -> Iterable[Any]: ...
 
@@ -463,6 +465,9 @@ class MonitoringService:
 
 def _buckets(histogram: Histogram) -> list[float]:
     """The histogram's cumulative bucket counts, +Inf's last (its ``_bucket`` samples)."""
+    cumulative = getattr(histogram, "cumulative", None)
+    if cumulative is not None:  # the node's LatencyHistogram: no samples built
+        return list(cumulative())
     counts: list[float] = []
     for family in histogram.collect():
         for sample in getattr(family, "samples", ()):

@@ -1,18 +1,24 @@
 """Prometheus metrics: hot-path counters are plain ints (Stats), exported at scrape time.
 
-Every metric is prefixed ``tickcast_``. The latency histogram is the one metric observed
-directly, sampled (one flush in eight per connection), so its cost stays off the
-per-message path.
+Every metric is prefixed ``tickcast_``. The latency histogram is observed on the write
+path, sampled (one flush in eight per connection): it too is kept in plain ints
+(``LatencyHistogram``: one bucket index and an add, no lock, as the event loop is its
+only writer) and turned into Prometheus samples at scrape time, the same samples a
+``prometheus_client.Histogram`` gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+import time
+from bisect import bisect_left
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from itertools import pairwise
 from typing import NamedTuple
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 
 from tickcast.observability.gcstats import GcPauses
 from tickcast.observability.stats import Stats
@@ -202,18 +208,78 @@ def _by_label(name: str, doc: str, label: str, counts: Mapping[str, int]) -> Met
     return family
 
 
+class LatencyHistogram(Collector):
+    """A histogram of seconds kept in plain ints, exported at scrape time.
+
+    ``observe`` costs one ``bisect`` and two adds (``prometheus_client.Histogram.observe``
+    takes a lock and goes through its value objects); ``collect`` gives the samples a
+    ``Histogram`` of the same name, documentation and buckets gives: the cumulative
+    ``_bucket`` per bound (``le``, +Inf last), ``_count``, ``_sum`` and ``_created``. A
+    value equal to a bound counts in that bound's bucket, as there. Only the event loop
+    observes; a scrape from another thread reads a count or two that may be one
+    observation apart, never a torn int.
+
+    Args:
+        name: the metric's name (no suffix).
+        documentation: its help text.
+        buckets: upper bounds, increasing (+Inf is added).
+    """
+
+    __slots__ = ("_bounds", "_counts", "_created", "_les", "_sum", "documentation", "name")
+
+    def __init__(self, name: str, documentation: str, buckets: Sequence[float]) -> None:
+        bounds = [float(b) for b in buckets]
+        if not bounds or any(a >= b for a, b in pairwise(bounds)):
+            raise ValueError(f"buckets must increase: {buckets}")
+        if bounds[-1] != float("inf"):
+            bounds.append(float("inf"))
+        self.name = name
+        self.documentation = documentation
+        self._bounds: list[float] = bounds
+        # each bound's ``le`` label as prometheus_client writes it ("0.001", "+Inf")
+        self._les: list[str] = [floatToGoString(b) for b in bounds]  # type: ignore[no-untyped-call]
+        # per bucket (not cumulative): the index ``bisect_left`` gives
+        self._counts: list[int] = [0] * len(bounds)
+        self._sum = 0.0
+        self._created = time.time()
+
+    def observe(self, value: float) -> None:
+        """Count one observation of ``value`` (seconds)."""
+        self._counts[bisect_left(self._bounds, value)] += 1
+        self._sum += value
+
+    def cumulative(self) -> list[float]:
+        """The cumulative bucket counts, +Inf's last (what the ``_bucket`` samples say)."""
+        total = 0
+        out: list[float] = []
+        for count in self._counts:
+            total += count
+            out.append(float(total))
+        return out
+
+    def collect(self) -> Iterator[Metric]:
+        family = Metric(self.name, self.documentation, "histogram")
+        cumulative = self.cumulative()
+        for le, count in zip(self._les, cumulative, strict=True):
+            family.add_sample(f"{self.name}_bucket", {"le": le}, count)
+        family.add_sample(f"{self.name}_count", {}, cumulative[-1])
+        family.add_sample(f"{self.name}_sum", {}, self._sum)
+        family.add_sample(f"{self.name}_created", {}, self._created)
+        yield family
+
+
 class Metrics:
     """A registry per gateway (so tests can build several apps in one process)."""
 
     def __init__(self, stats: Stats, gauges: Callable[[], Gauges]) -> None:
         self.registry = CollectorRegistry()
         self.registry.register(_StatsCollector(stats, gauges))
-        self.latency = Histogram(
+        self.latency = LatencyHistogram(
             "tickcast_latency_seconds",
             "End-to-end latency from event time to socket write (sampled)",
-            buckets=LATENCY_BUCKETS,
-            registry=self.registry,
+            LATENCY_BUCKETS,
         )
+        self.registry.register(self.latency)
         self.loop_lag = Histogram(
             "tickcast_event_loop_lag_seconds",
             "How late a 50 ms probe timer fires: the event loop's lag",
