@@ -27,7 +27,13 @@ move little between runs, so a change to the hot path shows as a difference of a
 percent. Compare two trees by running this file with each tree's ``src`` on PYTHONPATH,
 alternated (the file uses only public APIs, so one copy of it runs against both).
 
+``--bytecodes`` counts the Python bytecodes executed per delivery instead (one round of
+a twentieth of the events): the same on any machine, however busy, so a change to the
+hot path's Python shows exactly; it sees neither C calls nor cache misses (the syscall
+and memory costs the time includes).
+
 Run: PYTHONPATH=src .venv/bin/python bench/fanout.py [--kinds list,connection,pump] [--rounds 7]
+     PYTHONPATH=src .venv/bin/python bench/fanout.py --bytecodes
 """
 
 from __future__ import annotations
@@ -61,6 +67,46 @@ from tickcast.protocols.native import codec
 from tickcast.protocols.wire import Encoded
 from tickcast.transport.connection import Connection, payload_size
 
+
+class ThreadTime:
+    """What a round measures by default: the thread's CPU time, in ns."""
+
+    def start(self) -> float:
+        return time.thread_time_ns()
+
+    def stop(self, start: float) -> float:
+        return time.thread_time_ns() - start
+
+
+class Bytecodes:
+    """``--bytecodes``: the Python bytecodes a round executes instead of its time
+    (``sys.settrace`` with opcode events; the round's own loop not counted, only what it
+    calls). Deterministic, so two trees compare on a busy machine too, but blind to C
+    (the codec, dict and socket calls) and to memory stalls; slow (a short round)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def _local(self, frame: types.FrameType, event: str, arg: object) -> Any:
+        if event == "opcode":
+            self.count += 1
+        return self._local
+
+    def _global(self, frame: types.FrameType, event: str, arg: object) -> Any:
+        frame.f_trace_opcodes = True
+        return self._local
+
+    def start(self) -> float:
+        self.count = 0
+        sys.settrace(self._global)
+        return 0.0
+
+    def stop(self, start: float) -> float:
+        sys.settrace(None)
+        return float(self.count)
+
+
+METER: ThreadTime | Bytecodes = ThreadTime()
 SUBSCRIBERS = 500
 PER_SUBSCRIBER = 10
 SYMBOLS = [f"S{i:03d}" for i in range(100)]
@@ -168,10 +214,10 @@ def round_list(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     subs = [ListSubscriber() for _ in range(SUBSCRIBERS)]
     subscribe_all(hub, subs)
     publish = publisher_of(hub, FixedClock(0.0)).publish
-    start = time.thread_time_ns()
+    start = METER.start()
     for batch in batches:
         publish(batch)
-    elapsed = time.thread_time_ns() - start
+    elapsed = METER.stop(start)
     return elapsed, hub.deliveries
 
 
@@ -244,14 +290,14 @@ def round_pump(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     quotes = [e for batch in batches for e in batch if isinstance(e, Quote)][:PUMP_EVENTS]
     publish = publisher_of(hub, clock).publish
     run = pump._run  # the pass the loop would run (its call_soon is cancelled)
-    start = time.thread_time_ns()
+    start = METER.start()
     for quote in quotes:
         publish([quote])
         soon = pump._soon
         if soon is not None:
             soon.cancel()
         run()
-    elapsed = time.thread_time_ns() - start
+    elapsed = METER.stop(start)
     pumps.close()
     assert stats.items_out == hub.deliveries, (stats.items_out, hub.deliveries)
     return elapsed, hub.deliveries
@@ -282,13 +328,13 @@ def round_connection(batches: list[list[MarketEvent]]) -> tuple[float, int]:
     subscribe_all(hub, conns)
     now = clock.monotonic()
     publish = publisher_of(hub, clock).publish
-    start = time.thread_time_ns()
+    start = METER.start()
     for batch in batches:
         publish(batch)
         for conn in conns:
             if len(conn.outbox):
                 conn.flush(now, force=True)
-    elapsed = time.thread_time_ns() - start
+    elapsed = METER.stop(start)
     pumps.close()
     assert stats.items_out > 0
     return elapsed, hub.deliveries
@@ -303,6 +349,12 @@ KINDS: dict[str, Callable[[list[list[MarketEvent]]], tuple[float, int]]] = {
 
 async def main(kinds: list[str], rounds: int) -> None:
     batches = events()
+    unit = "ns"
+    if isinstance(METER, Bytecodes):
+        global PUMP_EVENTS
+        PUMP_EVENTS = PUMP_EVENTS // 20
+        batches = batches[: len(batches) // 20]
+        rounds, unit = 1, "bytecodes"
     print(
         f"fan-out: {SUBSCRIBERS} subscribers x {PER_SUBSCRIBER} of {len(SYMBOLS)} symbols, "
         f"{EVENTS:,} events in batches of {BATCH}, best of {rounds}; "
@@ -316,10 +368,10 @@ async def main(kinds: list[str], rounds: int) -> None:
             elapsed, deliveries = KINDS[kind](batches)
             best = elapsed if best is None else min(best, elapsed)
         assert best is not None
-        per_event = best / (PUMP_EVENTS if kind == "pump" else EVENTS)
+        per_event = best / (PUMP_EVENTS if kind == "pump" else len(batches) * BATCH)
         print(
-            f"{kind:>10}: {best / deliveries:7.1f} ns per delivery, "
-            f"{per_event:9.0f} ns per event ({deliveries:,} deliveries)"
+            f"{kind:>10}: {best / deliveries:7.1f} {unit} per delivery, "
+            f"{per_event:9.0f} {unit} per event ({deliveries:,} deliveries)"
         )
 
 
@@ -329,5 +381,12 @@ if __name__ == "__main__":
         "--kinds", default="list,connection,pump", help=f"comma list of {', '.join(KINDS)}"
     )
     p.add_argument("--rounds", type=int, default=7)
+    p.add_argument(
+        "--bytecodes",
+        action="store_true",
+        help="count Python bytecodes per delivery instead of time (one short round)",
+    )
     args = p.parse_args()
+    if args.bytecodes:
+        METER = Bytecodes()
     asyncio.run(main([k for k in args.kinds.split(",") if k], args.rounds))
