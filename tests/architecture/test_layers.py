@@ -83,6 +83,9 @@ SHARED_MODULES = frozenset({"tickcast.clock"})
 #: Drivers that read time only through the injected ``tickcast.clock.Clock``.
 ON_THE_CLOCK = (
     "transport/connection.py",
+    "transport/degrading.py",
+    "transport/inbound.py",
+    "transport/headed.py",
     "hub/pump.py",
     "hub/publisher.py",
     "observability/loop.py",

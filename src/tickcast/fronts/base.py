@@ -97,8 +97,9 @@ from tickcast.protocols.base import (
 )
 from tickcast.protocols.wire import Codec, Encoded
 from tickcast.transport.asgi_socket import open_frame_socket
-from tickcast.transport.connection import Connection, HeadedConnection, Heads, payload_size
+from tickcast.transport.connection import Connection, payload_size
 from tickcast.transport.direct import DIRECT_EXTENSION, Direct
+from tickcast.transport.headed import HeadedConnection, Heads
 from tickcast.transport.socket import EXTENSION, FrameSocket
 
 log = logging.getLogger("tickcast.fronts")

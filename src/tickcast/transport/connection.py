@@ -36,23 +36,6 @@ pump's ``Faults`` (``"subscriber"``, ``"command"``, ``"timer"``) and the connect
 closed with 1011: its stream may have lost an item, and nothing is lost silently. The
 exception never leaves a loop callback, and the other connections go on.
 
-Per-subscription heads (``HeadedConnection``): the hub shares one item per wire per
-update, but a protocol whose every message names the client's own subscription (STOMP's
-``subscription`` header) needs one message per subscription of the topic. A connection
-given ``heads`` turns each published item (one with a ``topic``) into that connection's
-own items (``heads(item)``: each item with its head, and a tag naming the subscription)
-and queues each under a conflation key joined with its tag, so the subscriptions of one
-topic never replace each other's messages. Snapshots and replays queued through the
-connection get the same treatment; replies (no topic) are queued as they are. When
-``heads`` also has ``forgotten()``, it is asked before each pass over
-the session's output: after an unsubscribe it returns the test of a queued item meant
-for a subscription that is gone, and those items are discarded, reliable ones too, so
-none is written after the unsubscribe. When ``heads`` has ``rates()``, it is asked
-then too, after that: ``(key, tag, max_rate)`` for each subscription whose rate was set
-(or lifted, None) since, applied with ``limit_rate`` to the joined key, so that a rate
-is a subscription's own (STOMP's ``max-rate``). The plain ``Connection`` has no such
-step: other fronts' hot path is unchanged.
-
 Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
 ``RateGate`` holds back the latest value of a rated key whose interval has not passed
 (``hub/rategate.py`` argues the design). The pump's FIFO stays as it is (its deadlines
@@ -62,24 +45,9 @@ session's deadlines, and flushes what is due when it fires. While the socket is 
 the held values keep conflating, and go out when it drains. A connection with no rate
 arms nothing.
 
-Degrade before disconnecting (``degrade_with``; a front whose protocol can say so, the
-market feed): the pure machine of ``hub/degrade.py`` is fed the outbox's backlog while the
-client is at fault (its socket blocked since an earlier pass, the peer not taking what
-the kernel holds). Past the soft mark every conflatable key goes to latest-value
-conflation at the degraded rate (``Outbox.conflate_all``); still over it after the
-grace, the reliable streams are suspended (``Degrading.suspend``: a ``degraded`` message
-each, with the last seq queued; their updates are no longer queued, and counted); once
-the backlog is under the low mark (and the hold has passed) they are resumed from the
-hub's history (``Degrading.resume``: replay then ``resumed``, or reset, snapshot and
-``resumed``), in a loop callback of its own, never inside a fan-out pass. A reliable
-stream the client starts while suspended is suspended by its front too
-(``suspend_also``). Only past the hard mark (the outbox budget, today's overflow rule)
-is the client closed (1013). A client that takes nothing at all for ``slow_timeout_s``
-while reliable data waits, or while its reliable streams are suspended, is closed as
-before (a dead peer is evicted in bounded time; a degraded one's machine goes to
-CLOSED). Every transition is counted (``Stats.degrade_transitions``). Only the
-connection moves its machine (``observe``, ``close``; a front reads its ``state``), so it
-keeps the machine's ``degraded`` beside its own fields for the write path to read.
+Degrade before disconnecting (``degrade_with``, the market feed): ``DegradeSteps`` in
+``transport/degrading.py``. Per-subscription heads (STOMP): ``HeadedConnection`` in
+``transport/headed.py`` (both names are importable from here too).
 """
 
 from __future__ import annotations
@@ -87,19 +55,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import operator
-from collections.abc import Awaitable, Callable, MutableMapping, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Callable
+from typing import Any, Final
 
 from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
-from tickcast.hub.degrade import Action, Degrade, State
+from tickcast.hub.degrade import Action, Degrade
 from tickcast.hub.outbox import Held, Outbox
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
-from tickcast.protocols.base import Command, Reply, Session
+from tickcast.protocols.base import Command, Session
 from tickcast.protocols.stamps import is_stamped, stamped_payloads
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
+from tickcast.transport.degrading import DegradeSteps, Degrading, size_text
+from tickcast.transport.inbound import Receive as Receive  # re-exported: fronts' type
+from tickcast.transport.inbound import SessionSteps
 from tickcast.transport.socket import FrameSocket, ItemSink
 
 log = logging.getLogger("tickcast.connection")
@@ -113,33 +84,8 @@ WRITE_CHUNK_BYTES: Final = 64 * 1024
 #: many times the budget; beyond it, it is closed (1013, "gateway overloaded").
 OVERLOAD_FACTOR: Final = 4
 
-Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
-#: A connection's own items for one item published on a topic: each with its own head
-#: before the same payload, and a tag (the subscription) its conflation key is joined with.
-Heads = Callable[[Encoded], Sequence[tuple[Encoded, str]]]
 
-
-class Degrading(Protocol):
-    """What a front that can degrade gives its connections (``Connection.degrade_with``):
-    it knows the topics, the hub's positions and history and the protocol's words."""
-
-    def suspend(self, connection: Connection) -> tuple[dict[str, Any], list[Encoded]]:
-        """Suspend ``connection``'s reliable streams: their keys (``Encoded.topic``) ->
-        where each was suspended (opaque to the connection, given back to ``resume``),
-        and a ``degraded`` message for each."""
-
-    def resume(
-        self,
-        connection: Connection,
-        suspended: dict[str, Any],
-        room: tuple[int, int | None],
-    ) -> dict[str, Any]:
-        """Queue on ``connection`` what each suspended stream missed (replay, or reset and
-        snapshot) and its ``resumed`` message, within ``room`` (items, bytes or None):
-        returns the streams whose replay did not fit, each at its new position."""
-
-
-class Connection:
+class Connection(SessionSteps, DegradeSteps):
     """One client connection: a hub subscriber and a pump writer.
 
     Args:
@@ -170,6 +116,7 @@ class Connection:
         "_flushes",
         "_gate_at",
         "_gate_timer",
+        "_plain",
         "_stamped",
         "_stepping",
         "_timer",
@@ -217,6 +164,8 @@ class Connection:
         self.wire = wire
         self._stamped = is_stamped(wire)  # a front's stamps=1 (protocols/stamps.py)
         self.array = array
+        # neither stamped nor array: a raw socket gets the items' own frames (``flush``)
+        self._plain = not self._stamped and not array
         self.outbox = outbox
         self.pump = pump
         self.clock: Clock = pump.clock
@@ -291,7 +240,9 @@ class Connection:
                     self._degraded = degrade.degraded
                     if action is Action.CLOSE:
                         self._count(degrade.state)
-                taken = f"{overflow.pending} messages ({_size(overflow.pending_bytes)}) not taken"
+                taken = (
+                    f"{overflow.pending} messages ({size_text(overflow.pending_bytes)}) not taken"
+                )
                 self.close_slow(taken)
                 return
             # Blocked by this pass's own writes, or the peer takes what the kernel holds:
@@ -390,7 +341,21 @@ class Connection:
             items = outbox.flush(now, force=force, max_bytes=WRITE_CHUNK_BYTES)
             if not items:
                 return
-            self._write(items)
+            if self._plain and sock.raw:
+                # the usual write (``_write``'s last case, inlined: one call less a write):
+                # the items' frames as they are; one item (most writes at batch 0), no join
+                count = len(items)
+                stats = self.stats
+                stats.items_out += count
+                stats.frames_out += count
+                sock.write_frames(
+                    items[0].frame if count == 1 else b"".join([item.frame for item in items])
+                )
+                flushes = self._flushes = self._flushes + 1
+                if flushes & 7 == 1:
+                    self._sample(items)
+            else:
+                self._write(items)
             if self._degraded:  # the machine's degraded (cached: one object less a write)
                 self._recover_soon()
             if outbox.deadline is None:
@@ -404,6 +369,8 @@ class Connection:
             self._blocked_stall = self.pump.stalled(now)
 
     def _write(self, items: list[Encoded]) -> None:
+        """Write one chunk that is not plain frames on a raw socket (``flush`` writes
+        those itself): stamped, array frames, or items a socket frames."""
         sock = self.sock
         stats = self.stats
         count = len(items)
@@ -422,23 +389,22 @@ class Connection:
                 sock.write_frames(b"".join([text_frame(p) for p in payloads]))
             else:
                 sock.send_texts(payloads)
-        else:
+        else:  # plain items on a socket that frames them (``flush`` writes raw ones)
             stats.frames_out += count
-            if sock.raw:
-                # one item (most writes at batch 0): its frame as it is, no join
-                sock.write_frames(
-                    items[0].frame if count == 1 else b"".join([item.frame for item in items])
-                )
-            elif isinstance(sock, ItemSink):
+            if isinstance(sock, ItemSink):
                 sock.send_items(items)
             else:
                 _send_framed_by_socket(sock, items)
         flushes = self._flushes = self._flushes + 1
         if flushes & 7 == 1:
-            latency = self.latency
-            ts = items[-1].ts
-            if latency is not None and ts:
-                latency(self.clock.wall() - ts)
+            self._sample(items)
+
+    def _sample(self, items: list[Encoded]) -> None:
+        """One write in eight: the latency of its last item, from its event time."""
+        latency = self.latency
+        ts = items[-1].ts
+        if latency is not None and ts:
+            latency(self.clock.wall() - ts)
 
     def _on_writable(self) -> None:
         self._blocked_since = None
@@ -447,151 +413,6 @@ class Connection:
             now = self.clock.monotonic()
             self.flush(now, force=True)
             self._arm_gate(now)
-
-    # -- degrade before disconnecting
-
-    def degrade_with(
-        self, machine: Degrade, degrading: Degrading, *, conflate_interval_s: float
-    ) -> None:
-        """Degrade this client before closing it (module docstring): ``machine`` decides,
-        ``degrading`` (its front) suspends and resumes its reliable streams, and while
-        degraded each conflatable key goes out at most once per ``conflate_interval_s``."""
-        self.degrade = machine
-        self._degraded = machine.degraded
-        self._degrading = degrading
-        self.conflate_interval_s = conflate_interval_s
-
-    def _at_fault(self, now: float) -> bool:
-        """The backlog is the client's doing: its socket has refused data since an
-        earlier pass and the peer does not take what the kernel holds."""
-        blocked = self._blocked_since
-        if blocked is None or blocked >= now:
-            return False
-        if self._fault_at != now:
-            self._fault, self._fault_at = self._peer_slow(), now
-        return self._fault
-
-    def _degrade_step(self, now: float) -> None:
-        """Feed the machine the backlog until it has nothing more to do; carry out each
-        action (a contained failure closes this connection, 1011)."""
-        machine = self.degrade
-        if machine is None or self.closing or self._stepping:
-            return
-        self._stepping = True
-        try:
-            for _ in range(4):  # each action moves the state; a few steps at most
-                outbox = self.outbox
-                action = machine.observe(
-                    len(outbox),
-                    outbox.pending_bytes,
-                    now,
-                    at_fault=self._at_fault(now),
-                    suspended=bool(self.suspended),
-                )
-                if action is None:
-                    break
-                self._count(machine.state)
-                self._carry_out(action, now)
-                if self.closing:
-                    return
-        except Exception as exc:
-            self._stepping = False
-            self._failed("subscriber", exc)
-            return
-        finally:
-            self._stepping = False
-            self._degraded = machine.degraded
-        self._arm_degrade(now)
-
-    def _count(self, state: State) -> None:
-        transitions = self.stats.degrade_transitions
-        transitions[state.value] = transitions.get(state.value, 0) + 1
-
-    def _carry_out(self, action: Action, now: float) -> None:
-        outbox = self.outbox
-        degrading = self._degrading
-        assert degrading is not None
-        if action is Action.CONFLATE:
-            outbox.conflate_all(self.conflate_interval_s)
-            log.info("client degraded: conflating", extra={"pending": len(outbox)})
-        elif action is Action.SUSPEND:
-            positions, notices = degrading.suspend(self)
-            self._suspend(positions, notices, now)
-            log.info(  # counted; a client may go through this often: no warning each time
-                "client degraded: %d reliable stream(s) suspended",
-                len(positions),
-                extra={"pending": len(outbox)},
-            )
-        elif action is Action.RESUME:
-            suspended, self.suspended = self.suspended, {}
-            assert self.degrade is not None
-            room = self.degrade.room(len(outbox), outbox.pending_bytes)
-            left = degrading.resume(self, suspended, room)
-            self.suspended.update(left)
-            log.info(
-                "client recovering: %d stream(s) resumed, %d to go",
-                len(suspended) - len(left),
-                len(left),
-            )
-        elif action is Action.RESTORE:
-            was_empty = not len(outbox)
-            if outbox.restore(now) and was_empty:
-                self.pump.mark(self, now + outbox.window_s)
-            self._arm_gate(now)
-        else:  # CLOSE
-            self.close_slow(f"{len(outbox)} messages ({_size(outbox.pending_bytes)}) not taken")
-
-    def suspend_also(self, positions: dict[str, Any], notices: list[Encoded]) -> None:
-        """Suspend more streams of a client whose streams are suspended (a reliable topic
-        it subscribed to meanwhile): ``positions`` and ``notices`` as ``Degrading.suspend``
-        gives them; they are resumed with the others."""
-        if not self.closing:
-            self._suspend(positions, notices, self.clock.monotonic())
-
-    def _suspend(self, positions: dict[str, Any], notices: list[Encoded], now: float) -> None:
-        outbox = self.outbox
-        self.suspended.update(positions)
-        self.stats.degraded_streams += len(positions)
-        was_empty = not len(outbox)
-        for notice in notices:
-            outbox.put(notice, now, None, force=True)
-        if was_empty and len(outbox):
-            self.pump.mark(self, now + outbox.window_s)
-
-    def _recover_soon(self) -> None:
-        """The backlog shrank: look again in a loop callback of its own (never inside a
-        fan-out pass, so that a replay cannot repeat what that pass is delivering)."""
-        if self._degrade_soon or self.closing:
-            return
-        self._degrade_soon = True
-        self.pump.loop.call_soon(self._on_degrade_soon)
-
-    def _on_degrade_soon(self) -> None:
-        self._degrade_soon = False
-        if not self.closing:
-            self._degrade_step(self.clock.monotonic())
-
-    def _arm_degrade(self, now: float) -> None:
-        """Have the machine look again when time alone may move it (grace, hold)."""
-        machine = self.degrade
-        due = None if machine is None or self.closing else machine.deadline(now)
-        timer = self._degrade_timer
-        if due is None:
-            if timer is not None:
-                timer.cancel()
-                self._degrade_timer = None
-            return
-        if timer is not None:
-            if self._degrade_at == due:
-                return
-            timer.cancel()
-        self._degrade_at = due
-        self._degrade_timer = self.pump.loop.call_later(max(0.0, due - now), self._on_degrade)
-
-    def _on_degrade(self) -> None:
-        self._degrade_timer = None
-        if not self.closing:
-            self._degrade_step(self.clock.monotonic())
 
     # -- per-topic rates
 
@@ -671,7 +492,9 @@ class Connection:
             return
         self.stats.overload_closes += 1
         outbox = self.outbox
-        why = f"gateway overloaded: {len(outbox)} messages ({_size(outbox.pending_bytes)}) queued"
+        why = (
+            f"gateway overloaded: {len(outbox)} messages ({size_text(outbox.pending_bytes)}) queued"
+        )
         outbox.clear()
         log.warning("closing a reader the gateway cannot keep up with: %s", why)
         self.close(CloseCode.TRY_AGAIN_LATER, why)
@@ -689,72 +512,7 @@ class Connection:
         self.close_code = int(code)
         self.sock.close(code, reason or info(code).reason, on_abort=on_abort)
 
-    # -- inbound
-
-    async def run(self, receive: Receive) -> None:
-        """Read client messages until the socket closes."""
-        clock = self.clock
-        self._process()
-        try:
-            while True:
-                message = await receive()
-                kind = message["type"]
-                if kind == "websocket.disconnect":
-                    if self.close_code is None:
-                        self.close_code = int(message.get("code", 1005))
-                    break
-                if kind != "websocket.receive":
-                    continue
-                self.stats.client_messages_in += 1
-                now = clock.now()
-                text = message.get("text")
-                try:
-                    if text is not None:
-                        self.session.receive_text(text, now)
-                    else:
-                        self.session.receive_bytes(message.get("bytes") or b"", now)
-                except Exception as exc:
-                    self._failed("command", exc)
-                    break
-                self._process()
-                if self.closing:
-                    break
-        finally:
-            self.finished()
-
-    # -- inbound without a receive loop (a transport that is not one WebSocket)
-
-    def start(self) -> None:
-        """Apply what the session produced on opening (``run`` does it first)."""
-        self._process()
-
-    def receive_text(self, text: str) -> bool:
-        """One client text message, as ``run`` handles each: False once the connection
-        is closing (the caller then calls ``finished``, as ``run`` does)."""
-        if self.closing:
-            return False
-        self.stats.client_messages_in += 1
-        try:
-            self.session.receive_text(text, self.clock.now())
-        except Exception as exc:
-            self._failed("command", exc)
-            return False
-        self._process()
-        return not self.closing
-
-    def receive_bytes(self, data: bytes) -> bool:
-        """One client binary message, as ``run`` handles each (``receive_text``'s
-        contract: the fast path's ``direct.Attached``)."""
-        if self.closing:
-            return False
-        self.stats.client_messages_in += 1
-        try:
-            self.session.receive_bytes(data, self.clock.now())
-        except Exception as exc:
-            self._failed("command", exc)
-            return False
-        self.poke()
-        return not self.closing
+    # -- the end
 
     def finished(self, close_code: int | None = None) -> None:
         """The client is gone (or closed): stop the timers, drop what is queued and let
@@ -774,143 +532,6 @@ class Connection:
         self.outbox.clear()
         on_close, self.on_close = self.on_close, _done
         on_close(self)
-
-    def answer(self, reply: Reply) -> None:
-        """Give the session the front's answer to a command, and queue the session's
-        words at once: ahead of what the front queues next (a reset before its snapshot).
-        A close it decides is carried out by ``poke`` or the end of the command pass."""
-        session = self.session
-        now = self.clock.now()
-        session.answer(reply, now)
-        for frame in session.frames_to_send():
-            self.deliver(frame, None, now.mono)
-
-    def poke(self) -> None:
-        """Apply what the session produced outside a client message (an async answer)."""
-        if not self.closing:
-            self._process()
-
-    def _process(self, where: str = "command") -> None:
-        """Apply what the session produced; a failure is reported under ``where``."""
-        try:
-            self._apply()
-        except Exception as exc:
-            self._failed(where, exc)
-
-    def _apply(self) -> None:
-        """Apply what the session produced: replies, commands, timers, close."""
-        session = self.session
-        frames = session.frames_to_send()
-        if frames:
-            now = self.clock.monotonic()
-            for frame in frames:
-                self.deliver(frame, None, now)
-        commands = session.commands_received()
-        if commands:
-            self.on_commands(self, commands)
-        self.flush_now()
-        if session.close_reason is not None:
-            self.close(session.close_reason)
-            return
-        self._schedule_timer()
-
-    def _schedule_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        deadline = self.session.next_deadline()
-        if deadline is not None:
-            delay = max(0.0, deadline - self.clock.monotonic())
-            self._timer = self.pump.loop.call_later(delay, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.closing:
-            return
-        try:
-            self.session.handle_timer(self.clock.now())
-        except Exception as exc:  # never out of a loop callback: close this one, 1011
-            self._failed("timer", exc)
-            return
-        self._process("timer")
-
-
-class HeadedConnection(Connection):
-    """A ``Connection`` that heads each published item per subscription (module
-    docstring): ``heads(item)`` gives this connection's items for it, each queued under
-    the item's conflation key joined with its tag (``"<key>\\n<tag>"``). An item with no
-    topic (a reply) is queued as it is. When ``heads`` also has ``keyed(item, key)``, the
-    fan-out goes through it instead: the same items, each with its joined key (None for
-    a None key), which a heads that plans per topic builds once rather than per delivery.
-    Such a heads may also offer its ``plans`` (a topic key -> a plan that ``keyed``
-    made, dropped by the heads whenever it would give other items): a delivery whose
-    topic has a plan for the same conflation key (``plan.key is key``) is queued from it
-    here, without a call into the heads. A plan has ``targets`` (``(slot, joined key)``
-    per item; ``slot.put(item)`` is the item headed, ``slot.item``/``slot.headed`` the
-    last one put), ``slot``/``joined`` (the one target of a plan of one, else None), and
-    ``last`` (set to each delivered item's payload).
-
-    Args:
-        heads: the connection's items for one published item (``Heads``).
-        **kwargs: as ``Connection``'s.
-    """
-
-    __slots__ = ("forgotten", "heads", "keyed", "plans", "rates")
-
-    def __init__(self, *, heads: Heads, **kwargs: Any) -> None:
-        super().__init__(**kwargs)
-        self.heads = heads
-        # ``heads.keyed(item, key)``, when it has one: the items with their keys joined
-        # already (a heads that plans per topic saves building the joined key and the
-        # tag per delivery); else ``heads(item)`` and the keys joined here
-        self.keyed: Callable[[Encoded, str | None], Sequence[tuple[Encoded, str | None]]] | None = (
-            getattr(heads, "keyed", None)
-        )
-        # ``heads.plans``, with ``keyed``: a topic key -> its plan, read here first (below)
-        self.plans: dict[str, Any] | None = getattr(heads, "plans", None) if self.keyed else None
-        self.forgotten: Callable[[], Callable[[Encoded], bool] | None] | None = getattr(
-            heads, "forgotten", None
-        )
-        self.rates: Callable[[], Sequence[tuple[str, str, float | None]]] | None = getattr(
-            heads, "rates", None
-        )
-
-    def _apply(self) -> None:
-        forgotten = self.forgotten
-        if forgotten is not None:
-            stale = forgotten()
-            if stale is not None:
-                self.outbox.discard_where(stale)
-        rates = self.rates
-        if rates is not None:  # before the commands: a rate counts from the snapshot
-            for key, tag, max_rate in rates():
-                self.limit_rate(f"{key}\n{tag}", max_rate)
-        super()._apply()
-
-    def deliver(self, item: Encoded, key: str | None, now: float) -> None:
-        if not item.topic or self.closing:
-            Connection.deliver(self, item, key, now)
-            return
-        plans = self.plans
-        if plans is not None:
-            plan = plans.get(item.topic)
-            if plan is not None and plan.key is key:
-                plan.last = item.payload
-                slot = plan.slot
-                if slot is not None:  # one subscription of the topic: the usual case
-                    headed = slot.headed if slot.item is item else slot.put(item)
-                    Connection.deliver(self, headed, plan.joined, now)
-                    return
-                for slot, joined in plan.targets:
-                    Connection.deliver(self, slot.put(item), joined, now)
-                return
-        keyed = self.keyed
-        if keyed is not None:
-            for headed, joined in keyed(item, key):
-                Connection.deliver(self, headed, joined, now)
-            return
-        for headed, tag in self.heads(item):
-            Connection.deliver(self, headed, None if key is None else f"{key}\n{tag}", now)
 
 
 def _done(connection: Connection) -> None:
@@ -954,10 +575,11 @@ def _array_payloads(items: list[Encoded]) -> list[bytes]:
     return payloads
 
 
-def _size(n: int) -> str:
-    """``n`` bytes, short, for a close reason: 8.0 MiB, 512 KiB, 300 B."""
-    if n >= 1 << 20:
-        return f"{n / (1 << 20):.1f} MiB"
-    if n >= 1 << 10:
-        return f"{n >> 10} KiB"
-    return f"{n} B"
+def __getattr__(name: str) -> Any:
+    """``HeadedConnection`` and ``Heads``, importable from here as before they moved to
+    ``transport/headed.py`` (which imports this module: read on first use, no cycle)."""
+    if name in ("HeadedConnection", "Heads"):
+        from tickcast.transport import headed
+
+        return getattr(headed, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
