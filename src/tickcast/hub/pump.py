@@ -7,7 +7,10 @@ by ``Pumps.get``) keeps a FIFO of ``(deadline, writer)`` and one loop timer inst
 task or a timer per connection. Fronts with different windows get different pumps, each
 with its own FIFO; a connection is marked only on its own window's pump. With a window
 of 0 the pump flushes every outbox that received data at the end of the current loop
-pass, so a connection gets one write per pass however many updates hit it.
+pass, so a connection gets one write per pass however many updates hit it; its FIFO
+holds the writers alone (every one is due at once: no deadline to keep, no tuple a
+mark), and a writer marked twice (flushed early, then refilled) is flushed at its
+first entry, the other finding it empty.
 
 Time is the injected clock's monotonic seconds (``tickcast.clock``), the same time the
 connections queue at: deadlines are compared with it, and the loop timer is set from the
@@ -120,6 +123,7 @@ class Pump:
 
     __slots__ = (
         "_loop",
+        "_now",
         "_pumps",
         "_queue",
         "_soon",
@@ -137,6 +141,7 @@ class Pump:
         self.faults = pumps.faults
         self.flushes = 0
         self._queue: deque[tuple[float, Writer]] = deque()
+        self._now: deque[Writer] = deque()  # window 0's FIFO: every writer in it is due
         self._timer: asyncio.TimerHandle | None = None
         self._soon: asyncio.Handle | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -154,11 +159,13 @@ class Pump:
     def mark(self, writer: Writer, deadline: float) -> None:
         """``writer``'s outbox just became non-empty and is due at ``deadline``
         (monotonic seconds)."""
-        self._queue.append((deadline, writer))
         if self.window_s == 0:
+            self._now.append(writer)
             if self._soon is None:
                 self._soon = self.loop.call_soon(self._run)
-        elif self._timer is None and self._soon is None:
+            return
+        self._queue.append((deadline, writer))
+        if self._timer is None and self._soon is None:
             # A pending continuation (_soon) re-arms the timer when it is done.
             self._arm(deadline, self.clock.monotonic())
 
@@ -167,6 +174,9 @@ class Pump:
 
     def _run(self) -> None:
         self._soon = self._timer = None
+        if self.window_s == 0:
+            self._run_now()
+            return
         now = self.clock.monotonic()
         horizon = now + self._pumps.slack_s
         queue = self._queue
@@ -197,9 +207,31 @@ class Pump:
             else:
                 self._arm(queue[0][0], now)
 
+    def _run_now(self) -> None:
+        """Window 0's pass: flush every writer marked, in order, within ``slice_s``."""
+        now = self.clock.monotonic()
+        queue = self._now
+        give_up = time.perf_counter() + self._pumps.slice_s
+        flushed = 0
+        popleft = queue.popleft
+        while queue:
+            writer = popleft()
+            if writer.due_at() is not None:  # None: flushed since it was marked
+                try:
+                    writer.flush(now, force=True)
+                except Exception as exc:  # one writer's bug must not strand the writers behind it
+                    self.faults.report("pump", exc, writer=type(writer).__name__)
+                flushed += 1
+                if not flushed & 31 and time.perf_counter() > give_up:
+                    break
+        self.flushes += flushed
+        if queue:
+            self._soon = self.loop.call_soon(self._run)
+
     def close(self) -> None:
         for handle in (self._timer, self._soon):
             if handle is not None:
                 handle.cancel()
         self._timer = self._soon = None
         self._queue.clear()
+        self._now.clear()

@@ -180,7 +180,7 @@ class Connection(SessionSteps, DegradeSteps):
         # the timer for the earliest value held back by a rate, and when it is due
         self._gate_timer: asyncio.TimerHandle | None = None
         self._gate_at = 0.0
-        self._flushes = 0
+        self._flushes = 0  # writes, modulo 8: the latency is sampled on one in eight
         # Since when (monotonic) the socket has refused more data, and the loop's
         # cumulative stall time then; None while it takes data.
         self._blocked_since: float | None = None
@@ -351,8 +351,8 @@ class Connection(SessionSteps, DegradeSteps):
                 sock.write_frames(
                     items[0].frame if count == 1 else b"".join([item.frame for item in items])
                 )
-                flushes = self._flushes = self._flushes + 1
-                if flushes & 7 == 1:
+                flushes = self._flushes = (self._flushes + 1) & 7  # a small int: no alloc
+                if flushes == 1:
                     self._sample(items)
             else:
                 self._write(items)
@@ -395,8 +395,8 @@ class Connection(SessionSteps, DegradeSteps):
                 sock.send_items(items)
             else:
                 _send_framed_by_socket(sock, items)
-        flushes = self._flushes = self._flushes + 1
-        if flushes & 7 == 1:
+        flushes = self._flushes = (self._flushes + 1) & 7
+        if flushes == 1:
             self._sample(items)
 
     def _sample(self, items: list[Encoded]) -> None:

@@ -46,6 +46,25 @@ async def test_window_zero_flushes_everything_marked_in_one_pass() -> None:
     assert pump.flushes == 5
 
 
+async def test_window_zero_flushes_a_writer_marked_twice_once() -> None:
+    """Flushed early (a reply) and refilled before the pass, a writer has two entries:
+    the pass flushes it once, at the first, and the second finds it empty."""
+    pump = Pumps(SYSTEM).get(0.0)
+    log: list[str] = []
+    a, b = FakeWriter(log, "a"), FakeWriter(log, "b")
+    a.due = SYSTEM.monotonic()
+    pump.mark(a, a.due)
+    b.due = SYSTEM.monotonic()
+    pump.mark(b, b.due)
+    a.due = None  # flushed early
+    a.due = SYSTEM.monotonic()  # and refilled: marked again
+    pump.mark(a, a.due)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert log == ["a", "b"]
+    assert pump.flushes == 2
+
+
 async def test_windowed_outboxes_flush_at_their_deadline_in_order() -> None:
     pump = Pumps(SYSTEM).get(0.05)
     log: list[str] = []
