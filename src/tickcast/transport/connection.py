@@ -45,9 +45,12 @@ session's deadlines, and flushes what is due when it fires. While the socket is 
 the held values keep conflating, and go out when it drains. A connection with no rate
 arms nothing.
 
-Degrade before disconnecting (``degrade_with``, the market feed): ``DegradeSteps`` in
-``transport/degrading.py``. Per-subscription heads (STOMP): ``HeadedConnection`` in
-``transport/headed.py`` (both names are importable from here too).
+Three parts live in modules of their own, the same object: the inbound side (client
+messages to the session, its commands and timers) is ``SessionSteps`` in
+``transport/inbound.py``; degrade before disconnecting (``degrade_with``, the market
+feed) is ``DegradeSteps`` in ``transport/degrading.py``; per-subscription heads (STOMP)
+are ``HeadedConnection``, a subclass, in ``transport/headed.py``. ``Degrading``,
+``Receive``, ``HeadedConnection`` and ``Heads`` are importable from here as before.
 """
 
 from __future__ import annotations
@@ -69,7 +72,7 @@ from tickcast.protocols.stamps import is_stamped, stamped_payloads
 from tickcast.protocols.wire import Encoded
 from tickcast.protocols.wsframe import text_frame
 from tickcast.transport.degrading import DegradeSteps, Degrading, size_text
-from tickcast.transport.inbound import Receive as Receive  # re-exported: fronts' type
+from tickcast.transport.inbound import Receive as Receive  # re-exported, as before
 from tickcast.transport.inbound import SessionSteps
 from tickcast.transport.socket import FrameSocket, ItemSink
 

@@ -581,3 +581,17 @@ async def test_messages_fed_one_at_a_time_then_finished_once(pump: Pump) -> None
     assert closed == [conn]  # the front releases once
     assert conn.close_code == 1000  # what closed it, not the later 1006
     assert len(conn.outbox) == 0
+
+
+def test_the_split_modules_names_are_importable_from_connection() -> None:
+    """``HeadedConnection``, ``Heads``, ``Degrading`` and ``Receive`` moved to modules of
+    their own (headed, degrading, inbound) and are still importable from here."""
+    from tickcast.transport import connection, degrading, headed, inbound
+
+    assert connection.HeadedConnection is headed.HeadedConnection
+    assert connection.Heads is headed.Heads
+    assert connection.Degrading is degrading.Degrading
+    assert connection.Receive is inbound.Receive
+    assert issubclass(connection.Connection, (inbound.SessionSteps, degrading.DegradeSteps))
+    with pytest.raises(AttributeError, match="no attribute"):
+        _ = connection.NoSuchName  # type: ignore[attr-defined]
