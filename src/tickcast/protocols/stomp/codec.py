@@ -162,43 +162,68 @@ def body_of(payload: object) -> bytes:
     raise TypeError(type(payload).__name__)
 
 
-#: Per topic: the epoch they were made for and the constant parts of its MESSAGE
-#: payload around the seq and the body's length (``_heads``).
-_HEADS: dict[Topic, tuple[str, bytes, bytes]] = {}
-_HEADS_MAX: Final = 65_536
+#: Per topic: the epoch they were made for, the MESSAGE payload's bytes up to the
+#: message-id's seq, and by the body's length the bytes from there to the seq header's
+#: value (``_heads``, ``_middle``). Bounded: every cached part counts, and past
+#: ``_PARTS_MAX`` all of them go (one topic's bodies take a few lengths, so this is about
+#: the number of topics).
+_Heads = tuple[str, bytes, bytes, dict[int, bytes]]
+_HEADS: dict[Topic, _Heads] = {}
+_PARTS_MAX: Final = 65_536
+_parts = 0
 _CONTENT: Final = b"\ncontent-type:application/json\ncontent-length:"
 
 
-def _heads(topic: Topic, epoch: str) -> tuple[str, bytes, bytes]:
+def _heads(topic: Topic, epoch: str) -> _Heads:
     """``frames.message_payload``'s lines for an update of ``topic`` in ``epoch``, cut
     where the seq goes: up to the message-id's seq, and from the body's length to the
     seq header's value (escaping a text is escaping its characters one by one, so the
     escaped parts joined are the joined text escaped)."""
+    global _parts
     ident = f"{topic}-{epoch}-" if epoch else f"{topic}-"
     head = f"destination:{escape(destination(topic))}\nmessage-id:{escape(ident)}"
     tail = f"\nepoch:{escape(epoch)}\nseq:" if epoch else "\nseq:"
-    made = (epoch, head.encode(), tail.encode())
-    if len(_HEADS) >= _HEADS_MAX:
+    made: _Heads = (epoch, head.encode(), tail.encode(), {})
+    if _parts >= _PARTS_MAX:
         _HEADS.clear()
+        _parts = 0
+    _parts += 1
     _HEADS[topic] = made
     return made
+
+
+def _middle(made: _Heads, length: int) -> bytes:
+    """The bytes between the message-id's seq and the seq header's value, for a body of
+    ``length`` octets: the content type, the length, the epoch header, the seq's name."""
+    global _parts
+    middle = b"%b%d%b" % (_CONTENT, length, made[2])
+    if _parts >= _PARTS_MAX:
+        _HEADS.clear()
+        _parts = 0
+    _parts += 1
+    made[3][length] = middle
+    return middle
 
 
 def encode(envelope: Envelope) -> bytes:
     """The shared MESSAGE payload of an update (see the module docstring): the bytes of
     ``frames.message_payload(destination(topic), message_id(envelope), body,
     extra=[("epoch", epoch), ("seq", seq)])``, the parts that stay the same for a topic
-    made once."""
-    payload = envelope.payload
-    if type(payload) in _OWN_BODY:
-        body = body_of(payload)
-    else:  # the market feed's body, read here when it has just encoded this update
-        last = native._last
-        body = last[1] if last[0] is envelope else native.encode(envelope)
-    topic = envelope.topic
+    (and a body's length) made once, the seq formatted once and the parts joined."""
+    last = native._last
+    if last[0] is envelope:
+        # the market feed's body of this update, just encoded (it keeps no other: a
+        # signal's, whose body here is the signal's own, is never kept)
+        body = last[1]
+    elif type(envelope.payload) in _OWN_BODY:
+        body = body_of(envelope.payload)
+    else:
+        body = native.encode(envelope)
     epoch = envelope.epoch
-    made = _HEADS.get(topic)
+    made = _HEADS.get(envelope.topic)
     if made is None or made[0] != epoch:
-        made = _heads(topic, epoch)
-    seq = envelope.seq
-    return b"%b%d%b%d%b%d\n\n%b\0" % (made[1], seq, _CONTENT, len(body), made[2], seq, body)
+        made = _heads(envelope.topic, epoch)
+    length = len(body)
+    middle = made[3].get(length) or _middle(made, length)
+    seq = b"%d" % envelope.seq
+    return b"".join((made[1], seq, middle, seq, b"\n\n", body, b"\0"))
