@@ -40,6 +40,26 @@ one to every signal (``ALL_SIGNALS``, ``/topic/signals``: the payload is shared 
 
     {"type": "MA_CROSS", "signal": "BUY", "price": 162.5, "symbol": "AAPL",
      "timeframe": "1m", "timestamp": "...", "id": "...", "source": "engine"}
+
+A resume the front cannot replay (the session's ``answer(ResumeGap)``) becomes, for
+every subscription of that topic, a MESSAGE that carries no update but says so
+(``reset_payload``; its head is the subscription's)::
+
+    MESSAGE
+    subscription:<id>
+    destination:/topic/trades.AAPL
+    message-id:reset-<n>
+    reset:<history_gap | epoch_changed>
+    requested:<seq the client named>
+    seq:<the newest seq on the topic>
+    epoch:<the current epoch>           (only when the client named one)
+    content-type:application/json
+    content-length:...
+
+    {"type":"reset","topic":"trades.AAPL","seq":...,"requested":...,"reason":...,"epoch":...}
+
+and the current value (if any) follows as an ordinary MESSAGE. A client that reads only
+the body sees a JSON object too, with ``"type": "reset"``.
 """
 
 from __future__ import annotations
@@ -54,9 +74,10 @@ from tickcast.model.portfolio import PositionState, UserPnl, UserPositions
 from tickcast.model.signal import Signal
 from tickcast.model.signal import encode as encode_signal
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.base import ResumeGap
 from tickcast.protocols.native import codec as native
 from tickcast.protocols.native.timefmt import iso_ms
-from tickcast.protocols.stomp.frames import escape
+from tickcast.protocols.stomp.frames import escape, message_payload
 
 __all__ = [
     "ALL_SIGNALS",
@@ -68,6 +89,7 @@ __all__ = [
     "destination",
     "encode",
     "message_id",
+    "reset_payload",
     "topic_of",
 ]
 
@@ -160,6 +182,25 @@ def body_of(payload: object) -> bytes:
             ]
         )
     raise TypeError(type(payload).__name__)
+
+
+def reset_payload(gap: ResumeGap, destination: str, message_id: str) -> bytes:
+    """The shared part of a reset MESSAGE (see the module docstring) to ``destination``."""
+    fields: dict[str, object] = {
+        "type": "reset",
+        "topic": str(gap.topic),
+        "seq": gap.latest,
+        "requested": gap.requested,
+        "reason": gap.reason,
+    }
+    extra = [("reset", gap.reason), ("requested", str(gap.requested)), ("seq", str(gap.latest))]
+    if gap.epoch is not None:
+        fields["epoch"] = gap.epoch
+        extra.append(("epoch", gap.epoch))
+    return message_payload(destination, message_id, _encode_reset(fields), extra=extra)
+
+
+_encode_reset = msgspec.json.Encoder().encode
 
 
 #: Per topic: the epoch they were made for, the MESSAGE payload's bytes up to the
