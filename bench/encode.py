@@ -72,6 +72,11 @@ def updates(count: int, per_ms: int) -> tuple[list[Envelope], list[Envelope], li
     start = round(time.time())
     server_ts = start + 0.5
     quotes, trades, assets = [], [], []
+    # One Topic object per topic, as the hub's sequencer stamps them (``hub/sequencer.py``
+    # builds a topic once, not per event): a codec's per-topic cache then finds its key
+    # by identity, as it does in the gateway, not by comparing two equal topics.
+    on_quotes, on_trades = Topic(Channel.QUOTES, "AAPL"), Topic(Channel.TRADES, "AAPL")
+    on_assets = Topic(Channel.ASSETS, "AAPL")
     for i in range(count):
         ts = start + i / (1000 * per_ms)
         price = (15025 + i % 500) / 100
@@ -83,9 +88,9 @@ def updates(count: int, per_ms: int) -> tuple[list[Envelope], list[Envelope], li
             "AAPL", price, round(price - 148.5, 6), round((price - 148.5) / 148.5 * 100, 4),
             1000.0 + i, 156.0, 148.0, ts, "simulator",
         )  # fmt: skip
-        quotes.append(Envelope(Topic(Channel.QUOTES, "AAPL"), i + 1, server_ts, quote, EPOCH))
-        trades.append(Envelope(Topic(Channel.TRADES, "AAPL"), i + 1, server_ts, trade, EPOCH))
-        assets.append(Envelope(Topic(Channel.ASSETS, "AAPL"), i + 1, server_ts, asset, EPOCH))
+        quotes.append(Envelope(on_quotes, i + 1, server_ts, quote, EPOCH))
+        trades.append(Envelope(on_trades, i + 1, server_ts, trade, EPOCH))
+        assets.append(Envelope(on_assets, i + 1, server_ts, asset, EPOCH))
     return quotes, trades, assets
 
 
