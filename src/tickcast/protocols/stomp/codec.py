@@ -184,6 +184,9 @@ def body_of(payload: object) -> bytes:
     raise TypeError(type(payload).__name__)
 
 
+_encode_reset = msgspec.json.Encoder().encode
+
+
 def reset_payload(gap: ResumeGap, destination: str, message_id: str) -> bytes:
     """The shared part of a reset MESSAGE (see the module docstring) to ``destination``."""
     fields: dict[str, object] = {
@@ -198,9 +201,6 @@ def reset_payload(gap: ResumeGap, destination: str, message_id: str) -> bytes:
         fields["epoch"] = gap.epoch
         extra.append(("epoch", gap.epoch))
     return message_payload(destination, message_id, _encode_reset(fields), extra=extra)
-
-
-_encode_reset = msgspec.json.Encoder().encode
 
 
 #: Per topic: the epoch they were made for, the MESSAGE payload's bytes up to the
