@@ -15,9 +15,17 @@ shape from a dict, the timestamp formatted with the same formatter as the codecs
 
 Updates: ``--count`` quotes and as many trades of one symbol, prices on a cent grid,
 ``--per-ms`` updates per millisecond (the simulator at 20,000 ticks/s over 100 symbols
-stamps 20 per millisecond; 10 by default). ``--breakdown`` times the pieces of the
-market feed's quote (the timestamp, the volume's int, the struct, msgspec's encode, the
-floats' share of it).
+stamps 20 per millisecond; 10 by default), each topic one ``Topic`` object as the hub's
+sequencer stamps them. Each figure is the best of 140 passes over the updates, each pass
+timed alone (under a millisecond: the best is one nothing interrupted).
+
+What a row measures: a wire's own row ("alone") is its codec called on each update with
+nothing encoded before it, so STOMP's and Socket.IO's include encoding Front 1's body
+(the market feed's kept body is another update's); the ``... after market`` rows are
+what the wire adds to the market feed's encode of the same update.
+
+``--breakdown`` times the pieces of the market feed's quote (the timestamp, the volume's
+int, the struct, msgspec's encode, the floats' share of it).
 
 ``--against DIR``: the same rows for an older tree's codecs too (``DIR`` holds its
 ``src``, e.g. ``git archive main src | tar -x -C /tmp/before``), side by side, in
