@@ -90,6 +90,8 @@ ON_THE_CLOCK = (
     "app.py",
     "fronts/base.py",
     "fronts/sockjs.py",
+    "fronts/sockjs_stream.py",
+    "fronts/sockjs_websocket.py",
     "transport/sockjs_socket.py",
     "fronts/socketio.py",
     "transport/socketio_socket.py",
