@@ -111,6 +111,9 @@ class WebSocketFront:
         if self.guard is not None and spec.recheck_s is not None:
             self.guard.watch(spec.name, self._judge)
         self._log = logging.getLogger(f"tickcast.fronts.{spec.name}")
+        # the callbacks every connection is given: bound once, not once per connection
+        self._on_commands = self.dispatcher.apply
+        self._on_close = self._closed
         for wire, codec in spec.codecs.items():
             ctx.hub.codecs.setdefault(wire, codec)
 
@@ -147,6 +150,31 @@ class WebSocketFront:
             if guard is not None and ticket is not None:
                 guard.release(ticket)
 
+    def connect_direct(self, scope: Scope, direct: Direct) -> bool:
+        """The fast path's connect without an ASGI call (``transport/direct.py``:
+        ``DirectConnect``): a client the guard admits at once (no credential to look
+        up) is accepted and its connection attached now, and True. False, with nothing
+        done, when the fast path is off or anything is to be waited for or refused: the
+        ASGI call (``__call__``) then admits or refuses it."""
+        if not self.ctx.server.ws_fast_path:
+            return False
+        guard = self.guard
+        ticket: Ticket | None = None
+        if guard is not None:
+            ticket = guard.admit_now(
+                scope, first_message_auth=self.spec.first_message_auth, user_cap=self.spec.user_cap
+            )
+            if ticket is None:
+                return False
+        try:  # from here the ticket holds a connection slot: give it back on any exit
+            direct.accept(self.spec.subprotocol(scope))
+            self._attach(scope, direct, ticket)
+            ticket = None  # the connection's close gives the slot back (_closed)
+        finally:
+            if guard is not None and ticket is not None:
+                guard.release(ticket)
+        return True
+
     def _direct(self, scope: Scope) -> Direct | None:
         """The server protocol that drives an accepted connection itself (the fast path:
         tickcast's uvicorn protocol, ``ws_fast_path`` on), or None."""
@@ -162,12 +190,17 @@ class WebSocketFront:
         connection = self.connect(scope, scope["extensions"][EXTENSION], ticket)
         peer = self._connected(scope, ticket)
         connection.start()
-        direct.attach(connection, functools.partial(self._disconnected, peer))
+        # its disconnect is logged if its connect was (INFO on then)
+        direct.attach(
+            connection, None if peer is None else functools.partial(self._disconnected, peer)
+        )
 
-    def _connected(self, scope: Scope, ticket: Ticket | None) -> str:
-        peer = client_address(scope)
+    def _connected(self, scope: Scope, ticket: Ticket | None) -> str | None:
+        """Log the client's connect (INFO): its address, for its disconnect's record;
+        None when INFO is off (nothing gathered for records that are not written)."""
         if not self._log.isEnabledFor(logging.INFO):
-            return peer  # nothing to gather for a record that is not written
+            return None
+        peer = client_address(scope)
         principal = ticket.principal if ticket is not None else ANONYMOUS
         self._log.info(
             "client connected",
@@ -192,7 +225,8 @@ class WebSocketFront:
         connection = self.connect(scope, sock, ticket)
         peer = self._connected(scope, ticket)
         await connection.run(receive)
-        self._disconnected(peer, connection)
+        if peer is not None:
+            self._disconnected(peer, connection)
 
     def connect(self, scope: Scope, sock: FrameSocket, ticket: Ticket | None) -> Connection:
         """Set up one accepted client on ``sock``: the spec's session (rate limited when
@@ -223,8 +257,8 @@ class WebSocketFront:
             ),
             pump=ctx.pumps.get(opened.window_s),
             stats=ctx.stats,
-            on_commands=self.dispatcher.apply,
-            on_close=self._closed,
+            on_commands=self._on_commands,
+            on_close=self._on_close,
             latency=ctx.latency,
             slow_timeout_s=budget.slow_client_timeout_s,
         )

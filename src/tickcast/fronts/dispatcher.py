@@ -74,6 +74,8 @@ class Dispatcher:
         # connection -> while a subscribe is being carried out, what each topic started
         # so far has been given (its replay, or the hub's position at its start)
         self._starting: dict[Connection, dict[str, ResumePoint]] = {}
+        # an outbox budget (items, bytes) -> its degrade marks
+        self._marks: dict[tuple[int, int], Marks] = {}
 
     def principal(self, connection: Connection) -> Principal:
         """Who ``connection`` acts as now (after a first-message authentication too)."""
@@ -265,9 +267,12 @@ class Dispatcher:
         if self.spec.notices is None or not settings.degrade_soft:
             return
         outbox = connection.outbox
-        marks = Marks.of_budget(
-            outbox.max_items, outbox.max_bytes, settings.degrade_soft, settings.degrade_low
-        )
+        budget = (outbox.max_items, outbox.max_bytes)
+        marks = self._marks.get(budget)
+        if marks is None:  # the same for every connection of a budget: made once
+            marks = self._marks[budget] = Marks.of_budget(
+                *budget, settings.degrade_soft, settings.degrade_low
+            )
         machine = Degrade(marks, grace_s=settings.degrade_grace_s, hold_s=settings.degrade_hold_s)
         connection.degrade_with(machine, self, conflate_interval_s=1.0 / settings.degrade_rate)
 

@@ -5,7 +5,8 @@ sans-I/O server protocol under it (``transport/uvicorn_websocket.py`` drives bot
   fragments of a message (RFC 6455 section 5.4; websockets answers 1002, Autobahn case
   7.1.5), holds pongs back while the transport is not writable (only the latest ping's
   payload is kept: RFC 6455 section 5.5.3), and opens from a handshake checked by
-  ``transport/handshake.py`` instead of one it parsed itself.
+  ``transport/handshake.py`` instead of one it parsed itself; ``_deflate``: the
+  extensions it offers, as uvicorn configures them.
 - ``UvicornFrameSocket``: the ``FrameSocket`` (``transport/socket.py``) in the scope of
   every accepted connection: a batch of pre-built frames is one ``transport.write``,
   and nothing awaits per subscriber; ``peer_limited`` asks the kernel (``SIOCOUTQNSD``)
@@ -22,6 +23,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any, Final
 
 from websockets.extensions import Extension
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
@@ -90,6 +92,18 @@ class _ServerProtocol(ServerProtocol):
         self.logger.info("connection open")
         self.parser = self.parse()
         next(self.parser)
+
+
+def _deflate(on: bool) -> list[Any]:
+    """The extensions offered: permessage-deflate as uvicorn configures it, when on (a
+    factory per connection, as uvicorn builds it)."""
+    if not on:
+        return []
+    return [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
+        )
+    ]
 
 
 class UvicornFrameSocket:

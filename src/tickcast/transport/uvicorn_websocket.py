@@ -35,9 +35,10 @@ frame socket), the only modules that know uvicorn's internals. It adds:
   hands its accepted ``Connection`` (or any ``direct.Attached``: SockJS's websocket
   transport hands its session's adapter); from then on ``data_received`` drives it (each
   complete message to ``receive_text`` / ``receive_bytes``, a close or the lost
-  connection to ``finished``), the
-  ASGI task ends without closing the socket, and the receive queue, the scope and the
-  ``asyncio.Event`` of the write state are dropped for plain objects;
+  connection to ``finished``), the ASGI task ends without closing the socket, and the
+  receive queue, the scope and the write state's ``asyncio.Event`` are dropped for
+  plain objects. An app that can connect a client at once (``connect_direct``:
+  ``direct.DirectConnect``) is asked to first, at the upgrade: no task, no ASGI call;
 - a cheaper connect: uvicorn's ``__init__`` re-stated so that one websockets
   ``ServerProtocol`` (tickcast's) is built per connection, not uvicorn's and then a
   second; the addresses the HTTP protocol read handed on at the upgrade rather than read
@@ -46,13 +47,11 @@ frame socket), the only modules that know uvicorn's internals. It adds:
   (tests/integration/test_connect_path.py holds the re-stated ``__init__`` to uvicorn's);
 - the handshake answered from the request head httptools parsed (``upgrade``;
   ``transport/handshake.py`` checks it as websockets would and builds the 101), not from
-  the head rebuilt as bytes and parsed again by websockets, which then builds a
-  ``Response`` with a ``Date`` that uvicorn replaces; a request that check does not
-  take (any websockets refuses) goes to websockets as before, which answers it;
-- a cap on pings: a client may send ``PING_BURST`` pings at once and then
-  ``PING_RATE_PER_S`` a second (a keepalive pings every few seconds); past that each
-  ping is a parse and a pong the gateway pays for nothing, and the client is closed
-  with 3002 (too many messages), as a client over the message rate is.
+  the head rebuilt and parsed again by websockets (a ``Response`` with a ``Date`` that
+  uvicorn replaces); any request that check does not take goes to websockets as before;
+- a cap on pings: ``PING_BURST`` at once, then ``PING_RATE_PER_S`` a second (a keepalive
+  pings every few seconds); past that the client is closed with 3002 (too many
+  messages), as a client over the message rate is.
 """
 
 from __future__ import annotations
@@ -72,7 +71,6 @@ from uvicorn.protocols.utils import (
 )
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
-from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.frames import Frame
 
 from tickcast.auth.limits import TokenBucket
@@ -85,6 +83,7 @@ from tickcast.transport.uvicorn_socket import (
     _OPEN,
     _TIOCOUTQ,
     UvicornFrameSocket,
+    _deflate,
     _Flag,
     _kernel_bytes,
     _ServerProtocol,
@@ -110,18 +109,6 @@ CLOSE_DRAIN_MAX_S: Final = 60.0
 _UVICORN_LOG: Final = logging.getLogger("uvicorn.error")
 #: The uvicorn whose WebSocket protocol ``__init__`` is re-stated below (any other runs its own).
 _RESTATED: Final = uvicorn.__version__.startswith("0.55.")
-
-
-def _deflate(on: bool) -> list[Any]:
-    """The extensions offered: permessage-deflate as uvicorn configures it, when on (a
-    factory per connection, as uvicorn builds it)."""
-    if not on:
-        return []
-    return [
-        ServerPerMessageDeflateFactory(
-            server_max_window_bits=12, client_max_window_bits=12, compress_settings={"memLevel": 5}
-        )
-    ]
 
 
 class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
@@ -260,11 +247,46 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             "state": self.app_state.copy(),
             "extensions": {"websocket.http.response": {}},
         }
+        self._offer(self.scope)
+        if self._connect_direct():
+            return
         self.queue.put_nowait({"type": "websocket.connect"})
         task = self.loop.create_task(self.run_asgi())
         task.add_done_callback(self.on_task_complete)
         self.tasks.add(task)
-        self._offer(self.scope)
+
+    def _connect_direct(self) -> bool:
+        """The app's ``connect_direct`` (``transport/direct.py``), if it has one: True
+        if it connected the client at once (no task, no ASGI call), or failed to (then
+        answered as ``run_asgi`` answers an app's exception); False: nothing was done."""
+        connect = getattr(self.app, "connect_direct", None)
+        if connect is None:
+            return False
+        try:
+            if not connect(self.scope, self):
+                return False
+        except Exception:
+            self.logger.exception("Exception in ASGI application\n")
+            self.send_500_response()
+            if self.close_timer is None and not self._attached:
+                self.transport.close()
+            return True
+        self.scope = None  # type: ignore[assignment]
+        return True
+
+    def accept(self, subprotocol: str | None = None) -> None:
+        """``Direct.accept``: the 101 now, as ``send`` answers ``websocket.accept``, from
+        the app's ``connect_direct`` (the handshake is not answered yet, nothing has
+        been written, so the transport is writable)."""
+        message: dict[str, Any] = {"type": "websocket.accept"}
+        if subprotocol is not None:
+            message["subprotocol"] = subprotocol
+        self._accept(message)
+        if self._early is not None:
+            if self.handshake_complete:
+                self._flush_early()
+            else:
+                self._early = None
 
     def data_received(self, data: bytes) -> None:
         early = self._early
