@@ -51,13 +51,17 @@ def client_binary() -> str:
     return str(build.binary())
 
 
-def start_server(src: Path, port: int, rate: float, log: Path, fast: bool) -> subprocess.Popen[Any]:
+def start_server(
+    src: Path, port: int, rate: float, log: Path, fast: bool, sim_ms: float | None = None
+) -> subprocess.Popen[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.update(
         PYTHONPATH=str(src),
         TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS="0",
         TICKCAST_WS_FAST_PATH="true" if fast else "false",
     )
+    if sim_ms is not None:  # bench/run.py's tickcast-b0 runs the simulator every 1 ms
+        env["TICKCAST_SIMULATOR_INTERVAL_MS"] = f"{sim_ms:g}"
     command = [
         sys.executable, "-m", "tickcast", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--symbols", SYMBOLS, "--rate", f"{rate:g}", "--batch-ms", "0", "--seed", "1",
@@ -87,7 +91,7 @@ def measure(
 ) -> dict[str, Any]:
     port = free_port()
     out = Path(args.logs)
-    proc = start_server(src, port, args.rate, out / f"{tag}-server.log", not args.asgi)
+    proc = start_server(src, port, args.rate, out / f"{tag}-server.log", not args.asgi, args.sim_ms)
     spy: subprocess.Popen[Any] | None = None
     try:
         server = psutil.Process(proc.pid)
@@ -211,6 +215,9 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--asgi", action="store_true", help="ws_fast_path off")
+    p.add_argument(
+        "--sim-ms", type=float, default=None, help="the simulator's interval (run.py's b0: 1)"
+    )
     p.add_argument("--logs", default="/tmp/tickcast-connects")
     p.add_argument("--profile", action="store_true", help="py-spy each run (folded, in --logs)")
     args = p.parse_args()
