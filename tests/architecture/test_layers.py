@@ -89,6 +89,7 @@ ON_THE_CLOCK = (
     "node.py",
     "app.py",
     "fronts/base.py",
+    "fronts/dispatcher.py",
     "fronts/sockjs.py",
     "fronts/sockjs_stream.py",
     "fronts/sockjs_websocket.py",
