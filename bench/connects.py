@@ -12,7 +12,9 @@ symbol each, 100 handshakes in flight. A connect is a handshake plus its subscri
 ``subscribed`` reply. Reported per run: the client's connects/s (first connect to last
 ack), and the server's CPU seconds (user + system) from just before the client starts to
 the client's ``connected`` line, per 1,000 connects; at the end, a Markdown table of
-the rounds with each tree's ratios to the first. ``--profile`` records the server
+the rounds with each tree's ratios to the first. Also per run: the server's garbage
+collections and their pauses per 1,000 connects, by generation (its ``/metrics``; a
+full collection walks every open connection's objects). ``--profile`` records the server
 with py-spy during the connect phase of each run (a flame graph SVG per run, and the
 top functions by own time on stdout). Only 127.0.0.1 is targeted.
 """
@@ -49,13 +51,17 @@ def client_binary() -> str:
     return str(build.binary())
 
 
-def start_server(src: Path, port: int, rate: float, log: Path, fast: bool) -> subprocess.Popen[Any]:
+def start_server(
+    src: Path, port: int, rate: float, log: Path, fast: bool, sim_ms: float | None = None
+) -> subprocess.Popen[Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TICKCAST_")}
     env.update(
         PYTHONPATH=str(src),
         TICKCAST_MAX_ANONYMOUS_CONNECTIONS_PER_ADDRESS="0",
         TICKCAST_WS_FAST_PATH="true" if fast else "false",
     )
+    if sim_ms is not None:  # bench/run.py's tickcast-b0 runs the simulator every 1 ms
+        env["TICKCAST_SIMULATOR_INTERVAL_MS"] = f"{sim_ms:g}"
     command = [
         sys.executable, "-m", "tickcast", "serve", "--host", "127.0.0.1", "--port", str(port),
         "--symbols", SYMBOLS, "--rate", f"{rate:g}", "--batch-ms", "0", "--seed", "1",
@@ -85,7 +91,7 @@ def measure(
 ) -> dict[str, Any]:
     port = free_port()
     out = Path(args.logs)
-    proc = start_server(src, port, args.rate, out / f"{tag}-server.log", not args.asgi)
+    proc = start_server(src, port, args.rate, out / f"{tag}-server.log", not args.asgi, args.sim_ms)
     spy: subprocess.Popen[Any] | None = None
     try:
         server = psutil.Process(proc.pid)
@@ -104,6 +110,7 @@ def measure(
             "--nsymbols", "100", "--concurrency", str(args.concurrency), "--warmup", "0",
             "--duration", "1", "--drain-max", "1",
         ]  # fmt: skip
+        gc0 = gc_seconds(port)
         cpu0 = sum(server.cpu_times()[:2])
         client = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
         with contextlib.suppress(psutil.Error, AttributeError):
@@ -116,6 +123,7 @@ def measure(
                 cpu1 = sum(server.cpu_times()[:2])
                 connected = event
                 break
+        gc1 = gc_seconds(port)
         if spy is not None:
             spy.send_signal(signal.SIGINT)
             spy.wait(timeout=60)
@@ -128,11 +136,37 @@ def measure(
             "errors": connected.get("connect_errors"),
             "connects_per_s": connected.get("connects_per_s"),
             "server_cpu_ms_per_1k": round(1e6 * (cpu1 - cpu0) / ok, 1) if ok else None,
+            "gc_ms_per_1k": gc_per_1k(gc0, gc1, ok),
         }
     finally:
         if spy is not None and spy.poll() is None:
             spy.kill()
         stop(proc)
+
+
+def gc_seconds(port: int) -> dict[str, float]:
+    """The server's garbage-collection pauses so far (its ``/metrics``): seconds and
+    collections per generation (``gen2_s``, ``gen2_n``...)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+        text = r.read().decode()
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        for suffix, unit in (("_sum", "s"), ("_count", "n")):
+            head = f'tickcast_gc_pause_seconds{suffix}{{generation="'
+            if line.startswith(head):
+                generation = line[len(head) :].split('"', 1)[0]
+                out[f"gen{generation}_{unit}"] = float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def gc_per_1k(before: dict[str, float], after: dict[str, float], ok: int) -> dict[str, float]:
+    """Per 1,000 connects: each generation's collections and pause milliseconds."""
+    if not ok:
+        return {}
+    return {
+        key: round((1e6 if key.endswith("_s") else 1e3) * (after[key] - before.get(key, 0)) / ok, 1)
+        for key in sorted(after)
+    }
 
 
 def _function(frame: str) -> str:
@@ -181,6 +215,9 @@ def main() -> int:
     p.add_argument("--rate", type=float, default=10.0)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--asgi", action="store_true", help="ws_fast_path off")
+    p.add_argument(
+        "--sim-ms", type=float, default=None, help="the simulator's interval (run.py's b0: 1)"
+    )
     p.add_argument("--logs", default="/tmp/tickcast-connects")
     p.add_argument("--profile", action="store_true", help="py-spy each run (folded, in --logs)")
     args = p.parse_args()

@@ -57,6 +57,7 @@ from tickcast.signals.engine import Engine, EngineParams
 from tickcast.signals.history import SignalHistory
 from tickcast.signals.redis_source import RedisSource
 from tickcast.signals.service import SignalService
+from tickcast.transport.direct import Direct
 from tickcast.web import pages
 from tickcast.web import realtime as realtime_web
 from tickcast.web.api import build_api
@@ -99,6 +100,13 @@ class WebSocketDispatch:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         await self.proxy_headers(scope, receive, send)
+
+    def connect_direct(self, scope: Scope, direct: Direct) -> bool:
+        """A WebSocket client connected without an ASGI call, if its front can do it at
+        once (``transport/direct.py``: ``DirectConnect``); False: nothing done."""
+        front = self.fronts.get(scope["path"])
+        connect = getattr(front, "connect_direct", None)
+        return connect is not None and bool(connect(self.proxy_headers.resolve(scope), direct))
 
     async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "websocket":

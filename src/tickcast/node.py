@@ -236,6 +236,9 @@ class Node:
             await service.start()
         gc.collect()
         gc.freeze()
+        # full collections at most every 100 generation-1 ones, not 10: a connect storm
+        # otherwise walks every open connection again every ~1,500 connects
+        gc.set_threshold(700, 10, 100)
         self.metrics.gc_pauses.install()
         self.loop_monitor.start()
         if not self.feed_gated:

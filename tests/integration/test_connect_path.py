@@ -20,7 +20,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 
 from support.inloop import running_gateway
 from support.wsclient import recv_json, send_json
-from tickcast.transport import uvicorn_protocols
+from tickcast.transport import uvicorn_protocols, uvicorn_websocket
 from tickcast.transport.uvicorn_protocols import TickcastWebSocketProtocol, _ServerProtocol
 
 
@@ -44,7 +44,7 @@ async def test_the_protocol_is_built_as_uvicorns_with_one_server_protocol(
     deflate: bool, restated: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # "uvicorns-own": what another uvicorn gets (its own __init__, the protocol replaced)
-    monkeypatch.setattr(uvicorn_protocols, "_RESTATED", restated)
+    monkeypatch.setattr(uvicorn_websocket, "_RESTATED", restated)
     theirs, ours = _pair(deflate)
     missing = set(vars(theirs)) - set(vars(ours))
     assert not missing, f"uvicorn sets attributes tickcast's protocol does not: {missing}"

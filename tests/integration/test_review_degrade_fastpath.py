@@ -27,7 +27,7 @@ from support.inloop import running_gateway
 from support.server import Server, start_server
 from support.wsclient import recv_json, send_json
 from tickcast.protocols.native.session import MarketFeedSession
-from tickcast.transport import uvicorn_protocols
+from tickcast.transport import uvicorn_websocket
 
 TIMEOUT_S = 15.0
 
@@ -335,7 +335,7 @@ async def test_a_ping_flood_from_a_client_that_never_reads_holds_bounded_memory(
     tmp_path: Path, fast: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # the ping cap (which closes such a client) lifted: the pongs' bound is under test
-    monkeypatch.setattr(uvicorn_protocols, "PING_BURST", 1_000_000)
+    monkeypatch.setattr(uvicorn_websocket, "PING_BURST", 1_000_000)
     async with running_gateway(tmp_path, ws_fast_path=fast) as gateway:
         reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
         try:

@@ -30,7 +30,7 @@ from typing import Any
 import pytest
 
 from support.inloop import Gateway, running_gateway
-from tickcast.transport import uvicorn_protocols
+from tickcast.transport import uvicorn_websocket
 
 TIMEOUT_S = 30.0
 PING = json.dumps({"action": "ping"}).encode()
@@ -175,7 +175,7 @@ async def test_a_ping_flood_between_commands_leaves_them_answered_in_order(
     and one command; once it reads, the commands' answers come in order, and each pong
     echoes a ping sent, in the order sent, the last one the latest ping. (The ping cap,
     which closes such a client, is lifted: the order under held pongs is under test.)"""
-    monkeypatch.setattr(uvicorn_protocols, "PING_BURST", 1_000_000)
+    monkeypatch.setattr(uvicorn_websocket, "PING_BURST", 1_000_000)
     rounds = 200
 
     def payload(i: int) -> bytes:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from support.inloop import Gateway, running_gateway
-from tickcast.transport import uvicorn_protocols
+from tickcast.transport import uvicorn_websocket
 
 TIMEOUT_S = 15.0
 PING = json.dumps({"action": "ping"}).encode()
@@ -127,7 +127,7 @@ async def test_pings_held_while_the_client_does_not_read_get_one_pong_for_the_la
     answer each one; once the client reads, it gets fewer pongs than pings, the last of
     them for its latest ping, and the connection goes on. (The ping cap, which would
     close such a client first, is lifted here: the holding is what is under test.)"""
-    monkeypatch.setattr(uvicorn_protocols, "PING_BURST", 1_000_000)
+    monkeypatch.setattr(uvicorn_websocket, "PING_BURST", 1_000_000)
     pings = 40_000
     async with (
         running_gateway(tmp_path, ws_fast_path=fast) as gateway,
@@ -169,7 +169,7 @@ async def test_a_ping_flood_is_closed_with_3002_and_other_clients_go_on(
     """Pings past the cap (a burst of ``PING_BURST``, then ``PING_RATE_PER_S`` a second)
     close the client with 3002 "too many pings"; the pings within it were answered, and
     another client on the same gateway is answered as before."""
-    burst = uvicorn_protocols.PING_BURST
+    burst = uvicorn_websocket.PING_BURST
     async with (
         running_gateway(tmp_path, ws_fast_path=fast) as gateway,
         client(gateway) as (reader, writer, _),

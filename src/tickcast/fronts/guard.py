@@ -202,7 +202,6 @@ class Guard:
         (refused, as two in one request are). ``user_cap``: how the front counts a user's
         connections."""
         origin = header(scope, b"origin")
-        address = client_address(scope)
         refusal = policy.check_origin(origin, self.auth.allowed_origins)
         principal = ANONYMOUS
         used: str | None = None
@@ -229,8 +228,45 @@ class Guard:
                 refusal = policy.invalid_credentials(exc)
             except CredentialsUnavailable as exc:
                 refusal = policy.unavailable(str(exc))
+        ticket, refusal = self._ticket(
+            scope, principal, used, refusal, first_message_auth, user_cap
+        )
+        if refusal is not None:
+            self.count(refusal)
+        return ticket, refusal
+
+    def admit_now(
+        self, scope: Scope, *, first_message_auth: bool = False, user_cap: UserCap = UserCap.SHARED
+    ) -> Ticket | None:
+        """``admit`` at once for a request that carries no credential (nothing to look
+        up): its ticket, holding a slot, if it is admitted; None, with nothing counted
+        or held, if it carries a credential or would be refused (``admit`` then decides,
+        counts and answers it)."""
+        if policy.check_origin(header(scope, b"origin"), self.auth.allowed_origins) is not None:
+            return None
+        try:
+            found = find_credential(scope.get("headers", ()), scope.get("query_string", b""))
+            if found is not None:
+                return None
+        except InvalidCredentials:
+            return None
+        ticket, refusal = self._ticket(scope, ANONYMOUS, None, None, first_message_auth, user_cap)
+        return ticket if refusal is None else None
+
+    def _ticket(
+        self,
+        scope: Scope,
+        principal: Principal,
+        used: str | None,
+        refusal: policy.Refusal | None,
+        first_message_auth: bool,
+        user_cap: UserCap,
+    ) -> tuple[Ticket, policy.Refusal | None]:
+        """What ``admit`` decides once the credential is checked: the market policy, the
+        ticket, and its slot (held only if nothing refuses it)."""
         if refusal is None and not first_message_auth:
             refusal = policy.check_market(principal, self.auth.allow_anonymous)
+        address = client_address(scope)
         ticket = Ticket(
             principal,
             address,
@@ -240,8 +276,6 @@ class Guard:
         )
         if refusal is None:
             refusal = self._acquire(ticket)
-        if refusal is not None:
-            self.count(refusal)
         return ticket, refusal
 
     def _users(self, ticket: Ticket) -> ConnectionCounter:

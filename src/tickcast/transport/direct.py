@@ -13,12 +13,20 @@ connection while it is open.
 
 A front that does not attach (any other server, or the ``ws_fast_path`` setting off)
 runs ``Connection.run(receive)`` (or its own receive loop) as before.
+
+A connect without an ASGI call: before it makes the task of the ASGI call, the protocol
+offers the handshake to the application's ``connect_direct(scope, direct)``
+(``DirectConnect``; tickcast's ``app.WebSocketDispatch``), if it has one. An app that
+can admit the client without waiting for anything (no credential to look up) accepts
+it (``Direct.accept``) and attaches its connection there and then, and returns True:
+no task, no ASGI call, no receive queue. False (anything to wait for, any refusal,
+another path) and nothing was done: the ASGI call runs as before.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Final, Protocol, TypeVar
+from typing import Any, Final, Protocol, TypeVar
 
 #: ASGI scope extension under which tickcast's uvicorn protocol offers ``Direct``.
 DIRECT_EXTENSION: Final = "tickcast.direct"
@@ -47,8 +55,22 @@ _A = TypeVar("_A", bound=Attached)
 
 
 class Direct(Protocol):
+    def accept(self, subprotocol: str | None = None) -> None:
+        """Answer the handshake (the 101, with ``subprotocol`` if any) at once: only in
+        ``DirectConnect.connect_direct``, before ``attach`` (the ASGI path sends
+        ``websocket.accept`` instead)."""
+
     def attach(self, connection: _A, on_end: Callable[[_A], None] | None = None) -> None:
         """Drive ``connection`` (started: a ``Connection``'s ``start`` was called) from
         the protocol from now on; ``on_end`` is called once after ``finished``. Call it
         after the accept, with no await in between, and return from the ASGI call: the
         ASGI receive channel is not read any more."""
+
+
+class DirectConnect(Protocol):
+    """An application that can connect a WebSocket client without an ASGI call."""
+
+    def connect_direct(self, scope: dict[str, Any], direct: Direct) -> bool:
+        """Admit, accept (``direct.accept``) and attach the client of ``scope`` now,
+        and True; or False, having done nothing (the ASGI call then runs)."""
+        ...

@@ -21,7 +21,8 @@ would accept, this module gives the same answer from the parsed head:
   checks only decide which of the two answers a request; they may be stricter than
   websockets (a value with surrounding blanks goes to websockets), never looser.
 - ``response``: the 101 as websockets serializes it once uvicorn has replaced its
-  ``Date`` by the server's default headers and the app's (``header_lines``).
+  ``Date`` by the server's default headers and the app's (``header_lines``;
+  ``HeaderLines`` keeps the server's, remade only when uvicorn's list changes).
 """
 
 from __future__ import annotations
@@ -251,3 +252,20 @@ def request_head(method: bytes, target: bytes, headers: Iterable[tuple[bytes, by
         lines += [name, b": ", value, b"\r\n"]
     lines.append(b"\r\n")
     return b"".join(lines)
+
+
+class HeaderLines:
+    """The server's default headers (``server_state.default_headers``, a new list when
+    its ``Date`` changes, once a second) as the 101's header lines, made once per list."""
+
+    __slots__ = ("_headers", "_lines")
+
+    def __init__(self) -> None:
+        self._headers: list[tuple[bytes, bytes]] | None = None
+        self._lines = b""
+
+    def __call__(self, headers: list[tuple[bytes, bytes]]) -> bytes:
+        if headers is not self._headers:
+            self._lines = header_lines(headers)
+            self._headers = headers
+        return self._lines

@@ -25,6 +25,7 @@ from tickcast.model.envelope import Envelope
 from tickcast.model.market import Quote, Status, Trade
 from tickcast.model.portfolio import AssetUpdate
 from tickcast.model.signal import Signal
+from tickcast.model.signal import encode as encode_signal
 from tickcast.model.topic import Channel, Topic
 from tickcast.protocols import stamps
 from tickcast.protocols.envelope import codec as realtime
@@ -223,13 +224,72 @@ def test_the_wires_of_one_update_share_its_body_and_no_other_update_gets_it() ->
     twin = wrap(Trade("AAPL", 1.5, 2.0, TS, "sim", "1"))  # equal, another envelope
     other = wrap(Trade("AAPL", 1.25, 2.0, TS, "sim", "2"))
     body = native.encode(first)
-    assert native.encode(first) is body  # encoded once for every wire of this update
+    assert native._last[1] is body  # kept for every other wire of this update
     assert stomp.encode(first).endswith(b"\n\n" + body + b"\0")
     assert socketio.encode(first) == b'42["trade",' + body + b"]"
     assert native.encode(twin) == body
-    assert native.encode(twin) is not body
+    assert native._last[1] is not body  # an equal envelope is another update
     assert native.encode(other) == reference_native(other, seq=False) != body
+    # the wires of the first update, after another update's body was kept: its own
+    assert stomp.encode(first).endswith(b"\n\n" + body + b"\0")
+    assert socketio.encode(first) == b'42["trade",' + body + b"]"
+    assert native_stamps.encode_stamped(first) == stamps.with_stamps(body, first)
     assert native.encode(first) == body
+
+
+def test_a_signal_after_the_market_feed_keeps_its_own_body_on_stomp_and_socketio() -> None:
+    """The market feed wraps a signal (``{"type": "signal", "data": ...}``); STOMP and
+    Socket.IO carry the signal itself, and read the market feed's kept body on the
+    envelope's identity alone: so a signal's is never kept."""
+    signal = Signal("MA_CROSS", "BUY", 1.5, "AAPL", "1m", "2023-05-01T12:34:56.789Z", "s", "e")
+    envelope = Envelope(Topic(Channel.SIGNALS, "AAPL"), 3, TS, signal, EPOCH)
+    alone = (stomp.encode(envelope), socketio.encode(envelope))
+    wrapped = native.encode(envelope)
+    assert wrapped.startswith(b'{"type":"signal","data":{')
+    assert native._last[0] is not envelope
+    assert (stomp.encode(envelope), socketio.encode(envelope)) == alone
+    assert alone[0].endswith(b"\n\n" + encode_signal(signal) + b"\0")
+    assert alone[1] == b'42["new_signal",' + encode_signal(signal) + b"]"
+    assert native_stamps.encode_stamped(envelope) == stamps.with_stamps(wrapped, envelope)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    sizes=st.lists(st.integers(min_value=0, max_value=5000), min_size=1, max_size=8),
+    epoch=st.sampled_from(["", EPOCH, "a:b\\c"]),
+    seq=st.integers(min_value=0, max_value=10**12),
+)
+def test_stomp_parts_kept_per_topic_and_length_give_the_reference_payload(
+    sizes: list[int], epoch: str, seq: int
+) -> None:
+    """Bodies of many lengths on one topic (each length's middle part made once)."""
+    for size in sizes:
+        event = Trade("A:B", 1.5, 2.0, TS, "s" * size)
+        envelope = wrap(event, seq, epoch)
+        body = native.encode(envelope)
+        extra = ([("epoch", epoch)] if epoch else []) + [("seq", str(seq))]
+        expected = message_payload(
+            stomp.destination(envelope.topic), stomp.message_id(envelope), body, extra=extra
+        )
+        assert stomp.encode(envelope) == expected
+
+
+def test_stomp_parts_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(stomp, "_PARTS_MAX", 5)
+    stomp._HEADS.clear()
+    for i in range(40):
+        event = Trade(f"S{i % 7}", 1.5, 2.0, TS, "s" * (i % 9))
+        envelope = wrap(event, i, EPOCH)
+        body = native.encode(envelope)
+        expected = message_payload(
+            stomp.destination(envelope.topic),
+            stomp.message_id(envelope),
+            body,
+            extra=[("epoch", EPOCH), ("seq", str(i))],
+        )
+        assert stomp.encode(envelope) == expected
+        assert stomp._parts <= 5
+        assert sum(1 + len(made[3]) for made in stomp._HEADS.values()) <= 5
 
 
 def test_stomp_heads_follow_a_topic_whose_epoch_changes() -> None:

@@ -243,15 +243,34 @@ class _StatusUpdate(msgspec.Struct, tag_field="type", tag="status_update"):
 
 
 def encode(envelope: Envelope) -> bytes:
-    """The envelope of one published update."""
-    event = envelope.payload
-    if type(event) is AssetUpdate:
-        return _asset_message(event)
-    build = _MESSAGE.get(type(event))
+    """The envelope of one published update; an ``asset_update`` as ``_asset_message``
+    makes it without stamps, inline (no call: the per-tick message)."""
+    e: Any = envelope.payload
+    if type(e) is AssetUpdate:
+        value = e.change
+        change = _ROUNDED_6.get(value) if type(value) is _float else None
+        if change is None:
+            change = _rounded(value, 6)
+        value = e.change_percent
+        percent = _ROUNDED_4.get(value) if type(value) is _float else None
+        if percent is None:
+            percent = _rounded(value, 4)
+        v = e.volume
+        data = _AssetData(
+            e.symbol,
+            e.price,
+            change,
+            percent,
+            _floor(v) if type(v) is _float and v.is_integer() else round(v, 6),
+            e.high,
+            e.low,
+        )
+        return _encode(_AssetMessage(data, iso_ms(e.ts)))
+    build = _MESSAGE.get(type(e))
     if build is None:
         return _signal_message(envelope)
-    type_, data = build(event)
-    return _encode({"type": type_, "data": data, "timestamp": iso_ms(event.ts)})
+    type_, fields = build(e)
+    return _encode({"type": type_, "data": fields, "timestamp": iso_ms(e.ts)})
 
 
 def _signal_message(envelope: Envelope) -> bytes:

@@ -240,16 +240,16 @@ def topic_text(topic: Topic) -> str:
 #: every wire in use on its topic in turn, and STOMP's and Socket.IO's codecs (and the
 #: stamped market wire's) carry this same body: encoded once, not once per wire. The
 #: envelope is held, so no other can take its identity; envelopes are immutable. One
-#: tuple, read and replaced whole.
+#: tuple, read and replaced whole. A trading signal's message is never kept: the other
+#: wires carry the signal in a shape of their own, so whatever is kept here is their body
+#: too, and they take it on the envelope's identity alone, without its payload's type.
 _last: tuple[Envelope | None, bytes] = (None, b"")
 
 
 def encode(envelope: Envelope) -> bytes:
-    """The plain Front 1 message (no seq)."""
+    """The plain Front 1 message (no seq), kept as ``_last`` for the wires that carry it
+    (which read it there before they call this: encoded here, it is encoded anew)."""
     global _last
-    last = _last
-    if last[0] is envelope:
-        return last[1]
     e: Any = envelope.payload  # its type read once, below
     kind = type(e)
     # The two per-tick messages built inline (no builder call, no seq fields to omit):
@@ -281,6 +281,8 @@ def encode(envelope: Envelope) -> bytes:
         )
     else:
         body = _encode(_build(e)(e, "", 0, ""))
+        if kind is Signal:  # not the body the other wires carry (see ``_last``)
+            return body
     _last = (envelope, body)
     return body
 

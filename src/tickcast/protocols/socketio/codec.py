@@ -86,17 +86,19 @@ def _head(channel: str) -> bytes:
 
 def encode(envelope: Envelope) -> bytes:
     """The hub's codec: one update as its event (see the module docstring)."""
-    payload = envelope.payload
-    if type(payload) in _MARKET:
-        # the market feed's body, read here when it has just encoded this update
-        last = native._last
-        body = last[1] if last[0] is envelope else native.encode(envelope)
-    elif isinstance(payload, Signal | WorkerStatus):
-        body = encode_signal(payload)
+    last = native._last
+    if last[0] is envelope:
+        # the market feed's body of this update, just encoded (it keeps no other: a
+        # signal's, whose body here is the signal's own, is never kept)
+        body = last[1]
+    elif type(envelope.payload) in _MARKET:
+        body = native.encode(envelope)
+    elif isinstance(envelope.payload, Signal | WorkerStatus):
+        body = encode_signal(envelope.payload)
     else:
         body = native.encode(envelope)
     channel = envelope.topic.channel
-    return (_HEADS.get(channel) or _head(channel)) + body + b"]"
+    return b"".join((_HEADS.get(channel) or _head(channel), body, b"]"))
 
 
 def control(name: str, **fields: Any) -> Encoded:

@@ -71,23 +71,52 @@ _ESCAPE: Final = re.compile(
 )
 
 
+#: What needs any escaping at all (``json.dumps``'s: quote, backslash, the C0 controls;
+#: and ``_ESCAPE``'s): text without it is its own JSON string, quotes aside.
+_NEEDS: Final = re.compile(
+    '["\\\\\x00-\x1f\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff\ud800-\udfff]'
+)
+
+
 def _escape(match: re.Match[str]) -> str:
     return f"\\u{ord(match.group()):04x}"
 
 
 def encode_message(text: str) -> bytes:
     """``text`` as one JSON string (quotes included), escaped as SockJS requires, in
-    UTF-8: what ``array_frame`` joins. Encode a shared body once and reuse it."""
+    UTF-8: what ``array_frame`` joins. Encode a shared body once and reuse it. Text
+    with nothing to escape is quoted as it is (no ``json.dumps``)."""
+    if _NEEDS.search(text) is None:
+        return b'"' + text.encode() + b'"'
     quoted = json.dumps(text, ensure_ascii=False)
     if _ESCAPE.search(quoted) is not None:
         quoted = _ESCAPE.sub(_escape, quoted)
     return quoted.encode()
 
 
+def _escaped_part(data: bytes) -> bytes | None:
+    """``data`` escaped as ``encode_message`` escapes it, without the quotes; None when
+    it is not UTF-8 on its own (then only the whole message may be decoded, with
+    replacement characters). Escaping goes character by character, so the parts of a
+    message (a head, a payload), each escaped, join into the message escaped."""
+    try:
+        text = data.decode()
+    except UnicodeDecodeError:
+        return None
+    return encode_message(text)[1:-1]
+
+
 class Carrier(Protocol):
-    """What ``EscapeMemo`` escapes: an object carrying one message (an ``Encoded``), and
-    the key of the topic it was published on (empty for a reply, which no other session
-    shares)."""
+    """What ``EscapeMemo`` escapes: an object carrying one message (an ``Encoded``): its
+    ``head`` (empty, or what goes before the payload: a STOMP front's per-subscription
+    lines) and ``payload``, and the key of the topic it was published on (empty for a
+    reply, which no other session shares)."""
+
+    @property
+    def head(self) -> bytes: ...
+
+    @property
+    def payload(self) -> bytes: ...
 
     @property
     def message(self) -> bytes: ...
@@ -100,14 +129,22 @@ class EscapeMemo:
     """``encode_message`` once per shared object: what a message published to many
     sessions (one object handed to each) is escaped to, remembered by the object's
     identity. Fan-out hands one update to every subscriber before the next, so the last
-    ``limit`` objects are enough; past it the memo starts again. ``misses`` counts the
-    encodings done (the rest were hits).
+    ``limit`` objects are enough; past it the memo starts again.
+
+    A headed message (a STOMP MESSAGE: the subscription's head before the update's
+    payload) is escaped by parts: the payload once per update, however many heads it
+    goes out under (one headed object per head, all sharing the payload object), and
+    each head once (heads are few: one per subscription id and destination). ``misses``
+    counts the payloads escaped (the rest were hits).
     """
 
-    __slots__ = ("_memo", "limit", "misses")
+    __slots__ = ("_heads", "_memo", "_payloads", "limit", "misses")
 
     def __init__(self, limit: int = 4096) -> None:
         self._memo: dict[int, tuple[object, bytes]] = {}
+        #: by the payload object's identity (held, so that its id is not reused)
+        self._payloads: dict[int, tuple[bytes, bytes | None]] = {}
+        self._heads: dict[bytes, bytes | None] = {}
         self.limit = limit
         self.misses = 0
 
@@ -118,12 +155,40 @@ class EscapeMemo:
         hit = memo.get(id(shared))
         if hit is not None and hit[0] is shared:
             return hit[1]
-        self.misses += 1
-        encoded = encode_message(shared.message.decode(errors="replace"))
+        encoded = self._compose(shared)
         if len(memo) >= self.limit:
             memo.clear()
         memo[id(shared)] = (shared, encoded)  # holding it keeps its id from being reused
         return encoded
+
+    def _compose(self, shared: Carrier) -> bytes:
+        payload = shared.payload
+        payloads = self._payloads
+        known = payloads.get(id(payload))
+        if known is not None and known[0] is payload:
+            body = known[1]
+        else:
+            self.misses += 1
+            body = _escaped_part(payload)
+            if len(payloads) >= self.limit:
+                payloads.clear()
+            payloads[id(payload)] = (payload, body)
+        head = shared.head
+        if body is not None and head:
+            heads = self._heads
+            if head in heads:
+                escaped = heads[head]
+            else:
+                escaped = _escaped_part(head)
+                if len(heads) >= self.limit:
+                    heads.clear()
+                heads[head] = escaped
+            if escaped is not None:
+                return b'"' + escaped + body + b'"'
+        elif body is not None:
+            return b'"' + body + b'"'
+        # a part that is not UTF-8 by itself: the whole message, decoded with replacements
+        return encode_message(shared.message.decode(errors="replace"))
 
     def encode_batch(self, batch: Iterable[Carrier]) -> list[bytes]:
         """Each of ``batch`` as ``encode_message`` gives it: a published one (with a

@@ -79,12 +79,13 @@ class SockJSOptions(NamedTuple):
         disconnect_delay_s: a session with no receiving request expires after this
             long (5 s).
         response_limit: bytes of frames a streaming HTTP response carries before it ends
-            (128 KiB; the protocol's test server uses 4096).
+            (1 MiB, tickcast's setting's default; SockJS servers default to 128 KiB, the
+            protocol's test server uses 4096).
     """
 
     heartbeat_s: float = 25.0
     disconnect_delay_s: float = 5.0
-    response_limit: int = 128 * 1024
+    response_limit: int = 1024 * 1024
 
 
 class Receiver:

@@ -40,6 +40,26 @@ one to every signal (``ALL_SIGNALS``, ``/topic/signals``: the payload is shared 
 
     {"type": "MA_CROSS", "signal": "BUY", "price": 162.5, "symbol": "AAPL",
      "timeframe": "1m", "timestamp": "...", "id": "...", "source": "engine"}
+
+A resume the front cannot replay (the session's ``answer(ResumeGap)``) becomes, for
+every subscription of that topic, a MESSAGE that carries no update but says so
+(``reset_payload``; its head is the subscription's)::
+
+    MESSAGE
+    subscription:<id>
+    destination:/topic/trades.AAPL
+    message-id:reset-<n>
+    reset:<history_gap | epoch_changed>
+    requested:<seq the client named>
+    seq:<the newest seq on the topic>
+    epoch:<the current epoch>           (only when the client named one)
+    content-type:application/json
+    content-length:...
+
+    {"type":"reset","topic":"trades.AAPL","seq":...,"requested":...,"reason":...,"epoch":...}
+
+and the current value (if any) follows as an ordinary MESSAGE. A client that reads only
+the body sees a JSON object too, with ``"type": "reset"``.
 """
 
 from __future__ import annotations
@@ -54,9 +74,10 @@ from tickcast.model.portfolio import PositionState, UserPnl, UserPositions
 from tickcast.model.signal import Signal
 from tickcast.model.signal import encode as encode_signal
 from tickcast.model.topic import Channel, Topic
+from tickcast.protocols.base import ResumeGap
 from tickcast.protocols.native import codec as native
 from tickcast.protocols.native.timefmt import iso_ms
-from tickcast.protocols.stomp.frames import escape
+from tickcast.protocols.stomp.frames import escape, message_payload
 
 __all__ = [
     "ALL_SIGNALS",
@@ -68,6 +89,7 @@ __all__ = [
     "destination",
     "encode",
     "message_id",
+    "reset_payload",
     "topic_of",
 ]
 
@@ -162,43 +184,87 @@ def body_of(payload: object) -> bytes:
     raise TypeError(type(payload).__name__)
 
 
-#: Per topic: the epoch they were made for and the constant parts of its MESSAGE
-#: payload around the seq and the body's length (``_heads``).
-_HEADS: dict[Topic, tuple[str, bytes, bytes]] = {}
-_HEADS_MAX: Final = 65_536
+_encode_reset = msgspec.json.Encoder().encode
+
+
+def reset_payload(gap: ResumeGap, destination: str, message_id: str) -> bytes:
+    """The shared part of a reset MESSAGE (see the module docstring) to ``destination``."""
+    fields: dict[str, object] = {
+        "type": "reset",
+        "topic": str(gap.topic),
+        "seq": gap.latest,
+        "requested": gap.requested,
+        "reason": gap.reason,
+    }
+    extra = [("reset", gap.reason), ("requested", str(gap.requested)), ("seq", str(gap.latest))]
+    if gap.epoch is not None:
+        fields["epoch"] = gap.epoch
+        extra.append(("epoch", gap.epoch))
+    return message_payload(destination, message_id, _encode_reset(fields), extra=extra)
+
+
+#: Per topic: the epoch they were made for, the MESSAGE payload's bytes up to the
+#: message-id's seq, and by the body's length the bytes from there to the seq header's
+#: value (``_heads``, ``_middle``). Bounded: every cached part counts, and past
+#: ``_PARTS_MAX`` all of them go (one topic's bodies take a few lengths, so this is about
+#: the number of topics).
+_Heads = tuple[str, bytes, bytes, dict[int, bytes]]
+_HEADS: dict[Topic, _Heads] = {}
+_PARTS_MAX: Final = 65_536
+_parts = 0
 _CONTENT: Final = b"\ncontent-type:application/json\ncontent-length:"
 
 
-def _heads(topic: Topic, epoch: str) -> tuple[str, bytes, bytes]:
+def _heads(topic: Topic, epoch: str) -> _Heads:
     """``frames.message_payload``'s lines for an update of ``topic`` in ``epoch``, cut
     where the seq goes: up to the message-id's seq, and from the body's length to the
     seq header's value (escaping a text is escaping its characters one by one, so the
     escaped parts joined are the joined text escaped)."""
+    global _parts
     ident = f"{topic}-{epoch}-" if epoch else f"{topic}-"
     head = f"destination:{escape(destination(topic))}\nmessage-id:{escape(ident)}"
     tail = f"\nepoch:{escape(epoch)}\nseq:" if epoch else "\nseq:"
-    made = (epoch, head.encode(), tail.encode())
-    if len(_HEADS) >= _HEADS_MAX:
+    made: _Heads = (epoch, head.encode(), tail.encode(), {})
+    if _parts >= _PARTS_MAX:
         _HEADS.clear()
+        _parts = 0
+    _parts += 1
     _HEADS[topic] = made
     return made
+
+
+def _middle(made: _Heads, length: int) -> bytes:
+    """The bytes between the message-id's seq and the seq header's value, for a body of
+    ``length`` octets: the content type, the length, the epoch header, the seq's name."""
+    global _parts
+    middle = b"%b%d%b" % (_CONTENT, length, made[2])
+    if _parts >= _PARTS_MAX:
+        _HEADS.clear()
+        _parts = 0
+    _parts += 1
+    made[3][length] = middle
+    return middle
 
 
 def encode(envelope: Envelope) -> bytes:
     """The shared MESSAGE payload of an update (see the module docstring): the bytes of
     ``frames.message_payload(destination(topic), message_id(envelope), body,
     extra=[("epoch", epoch), ("seq", seq)])``, the parts that stay the same for a topic
-    made once."""
-    payload = envelope.payload
-    if type(payload) in _OWN_BODY:
-        body = body_of(payload)
-    else:  # the market feed's body, read here when it has just encoded this update
-        last = native._last
-        body = last[1] if last[0] is envelope else native.encode(envelope)
-    topic = envelope.topic
+    (and a body's length) made once, the seq formatted once and the parts joined."""
+    last = native._last
+    if last[0] is envelope:
+        # the market feed's body of this update, just encoded (it keeps no other: a
+        # signal's, whose body here is the signal's own, is never kept)
+        body = last[1]
+    elif type(envelope.payload) in _OWN_BODY:
+        body = body_of(envelope.payload)
+    else:
+        body = native.encode(envelope)
     epoch = envelope.epoch
-    made = _HEADS.get(topic)
+    made = _HEADS.get(envelope.topic)
     if made is None or made[0] != epoch:
-        made = _heads(topic, epoch)
-    seq = envelope.seq
-    return b"%b%d%b%d%b%d\n\n%b\0" % (made[1], seq, _CONTENT, len(body), made[2], seq, body)
+        made = _heads(envelope.topic, epoch)
+    length = len(body)
+    middle = made[3].get(length) or _middle(made, length)
+    seq = b"%d" % envelope.seq
+    return b"".join((made[1], seq, middle, seq, b"\n\n", body, b"\0"))

@@ -48,6 +48,7 @@ from tickcast.errors import InvalidMessage, LimitExceeded
 __all__ = [
     "CLIENT_COMMANDS",
     "DEFAULT_LIMITS",
+    "MAX_MESSAGE_HEADER",
     "Frame",
     "FrameParser",
     "FrameTooLarge",
@@ -55,6 +56,7 @@ __all__ = [
     "MalformedFrame",
     "StompFrameError",
     "encode_frame",
+    "error_frame",
     "escape",
     "message_head",
     "message_payload",
@@ -373,6 +375,36 @@ def encode_frame(
             lines.append(f"{name}:{value}")
     lines.append("")
     return "\n".join(lines).encode() + b"\n" + body + b"\0"
+
+
+#: An ERROR's ``message`` header is cut to this many characters (the body has the whole
+#: text).
+MAX_MESSAGE_HEADER: Final = 200
+
+
+def error_frame(
+    message: str,
+    *,
+    escaped: bool,
+    slashes: bool = False,
+    receipt: str | None = None,
+    versions: str | None = None,
+) -> bytes:
+    """ERROR: ``message`` on one line and cut to ``MAX_MESSAGE_HEADER`` characters as its
+    ``message`` header (its backslashes made slashes with ``slashes``: for a client that
+    reads no escapes yet, none to misread), then ``version`` (``versions``, when a
+    negotiation failed) and ``receipt-id`` when given, and the whole text as its body."""
+    short = " ".join(message.split())[:MAX_MESSAGE_HEADER]
+    if slashes:
+        short = short.replace("\\", "/")
+    headers = [("message", short)]
+    if versions is not None:
+        headers.append(("version", versions))
+    if receipt is not None:
+        headers.append(("receipt-id", receipt))
+    body = message.encode()
+    headers += [("content-type", "text/plain"), ("content-length", str(len(body)))]
+    return encode_frame("ERROR", headers, body, escaped=escaped)
 
 
 def message_head(subscription: str, ack: str | None = None, *, escaped: bool = True) -> bytes:

@@ -84,39 +84,20 @@ frame: what follows it in the same message is parsed once the version is known (
 1.0 has no header escaping).
 
 A resume the front cannot replay (``answer(ResumeGap)``) becomes, for every
-subscription of that topic, a MESSAGE that carries no update but says so::
-
-    MESSAGE
-    subscription:<id>
-    destination:/topic/trades.AAPL
-    message-id:reset-<n>
-    reset:<history_gap | epoch_changed>
-    requested:<seq the client named>
-    seq:<the newest seq on the topic>
-    epoch:<the current epoch>           (only when the client named one)
-    content-type:application/json
-    content-length:...
-
-    {"type":"reset","topic":"trades.AAPL","seq":...,"requested":...,"reason":...,"epoch":...}
-
-and the current value (if any) follows as an ordinary MESSAGE. A client that reads only
-the body sees a JSON object too, with ``"type": "reset"``.
+subscription of that topic, a MESSAGE that carries no update but says so
+(``codec.reset_payload``), and the current value (if any) follows as an ordinary one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Collection, Iterable
-from typing import Final, NamedTuple
-
-import msgspec
+from typing import Final
 
 from tickcast.auth.limits import SubscriptionCap
 from tickcast.clock import Now
 from tickcast.closecodes import CloseCode
 from tickcast.errors import LimitExceeded
-from tickcast.model.envelope import ResumePoint
 from tickcast.model.topic import Topic
-from tickcast.protocols import maxrate
 from tickcast.protocols.base import (
     Authenticate,
     Authenticated,
@@ -130,6 +111,7 @@ from tickcast.protocols.base import (
     UnsubscribeChannel,
     cap_of,
 )
+from tickcast.protocols.stomp.codec import reset_payload
 from tickcast.protocols.stomp.frames import (
     DEFAULT_LIMITS,
     Frame,
@@ -137,8 +119,28 @@ from tickcast.protocols.stomp.frames import (
     Limits,
     StompFrameError,
     encode_frame,
+    error_frame,
     message_head,
-    message_payload,
+)
+from tickcast.protocols.stomp.headers import (
+    ACK_MODES,
+    CAP_MESSAGE,
+    MAX_RATE_HEADER,
+    VERSIONS,
+    WHOLE,
+    Fatal,
+    Subscription,
+    Unreadable,
+    check_overlap,
+    connect_heartbeats,
+    connect_version,
+    credentials,
+    negotiate_heartbeat,
+    negotiate_version,
+    read_subscribe,
+    resume_point,
+    subscription_cap,
+    unsubscribe_id,
 )
 from tickcast.protocols.wire import Encoded
 
@@ -156,120 +158,10 @@ __all__ = [
     "subscription_cap",
 ]
 
-#: The key of a resolved topic that names its whole channel (every topic, channel-wide).
-WHOLE: Final = "*"
-#: The versions we speak, lowest first.
-VERSIONS: Final = ("1.0", "1.1", "1.2")
-ACK_MODES: Final = frozenset({"auto", "client", "client-individual"})
-#: The refusal of a subscription over the cap, ``{max}`` standing for the cap.
-CAP_MESSAGE: Final = "Too many subscriptions: at most {max} per connection"
 #: Frames held while the front checks the credentials.
 MAX_PENDING: Final = 32
-MAX_TOKEN_CHARS: Final = 4096
-#: A heart-beat value above this (ms) counts as this.
-MAX_HEARTBEAT_MS: Final = 3_600_000
-#: The SUBSCRIBE header that rates a subscription (messages per second).
-MAX_RATE_HEADER: Final = "max-rate"
-#: The ``message`` header is cut to this many characters (the body has the whole text).
-MAX_MESSAGE_HEADER: Final = 200
 
 _HEARTBEAT: Final = b"\n"
-_encode_json = msgspec.json.Encoder().encode
-
-
-def subscription_cap(max_subscriptions: int) -> SubscriptionCap:
-    """The subscription cap in this protocol's words (the front's wording, pinned)."""
-    return SubscriptionCap(max_subscriptions, CAP_MESSAGE)
-
-
-class Subscription(NamedTuple):
-    """One SUBSCRIBE the session holds.
-
-    Attributes:
-        id: the client's ``id`` (unique on the connection).
-        topic: what ``destination`` resolved to.
-        destination: as the client wrote it.
-        ack: ``auto``, ``client`` or ``client-individual``.
-        head: the MESSAGE head of this subscription (``frames.message_head``), built once.
-        escaped: whether heads escape (not in STOMP 1.0).
-        max_rate: its ``max-rate`` (messages per second), or None (no limit).
-    """
-
-    id: str
-    topic: Topic
-    destination: str
-    ack: str
-    head: bytes
-    escaped: bool = True
-    max_rate: float | None = None
-
-    def head_for(self, message_id: str) -> bytes:
-        """The head of one MESSAGE: the shared ``head`` for ``ack:auto``; with ``ack``
-        (``message_id`` as its value) for the other modes."""
-        if self.ack == "auto":
-            return self.head
-        return message_head(self.id, message_id, escaped=self.escaped)
-
-
-class Unreadable(Exception):
-    """Raised by a front's ``resolve`` for a destination it serves that this client may
-    not read (a per-user one, anonymously): ERROR with this message, close 1008."""
-
-
-class _Fatal(Exception):
-    """A frame the session answers with ERROR and a close."""
-
-    def __init__(self, message: str, code: CloseCode, *, version: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.version = version
-
-
-def negotiate_version(accept_version: str | None) -> str | None:
-    """The highest version in ``accept-version`` we speak (absent: 1.0); None if none."""
-    if accept_version is None:
-        return "1.0"
-    offered = {v.strip() for v in accept_version.split(",")}
-    common = [v for v in VERSIONS if v in offered]
-    return common[-1] if common else None
-
-
-def _beat(text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or len(text) > 12:
-        raise ValueError(text)
-    return min(int(text), MAX_HEARTBEAT_MS)
-
-
-def negotiate_heartbeat(client: str | None, server: tuple[int, int]) -> tuple[int, int]:
-    """(outgoing, incoming) intervals in ms, 0 meaning none, from the client's
-    ``heart-beat: cx,cy`` (absent: 0,0) and ours ``(sx, sy)``: we send every
-    ``max(sx, cy)`` when both are non-zero, the client every ``max(cx, sy)`` when both
-    are non-zero.
-
-    Raises:
-        ValueError: the header is not two integers >= 0 separated by a comma.
-    """
-    cx = cy = 0
-    if client is not None:
-        parts = client.split(",")
-        try:
-            if len(parts) != 2:
-                raise ValueError(client)
-            cx, cy = _beat(parts[0].strip()), _beat(parts[1].strip())
-        except ValueError:
-            raise ValueError(f"not a heart-beat: {client[:40]!r}") from None
-    sx, sy = server
-    outgoing = max(sx, cy) if sx and cy else 0
-    incoming = max(cx, sy) if cx and sy else 0
-    return outgoing, incoming
-
-
-def _credentials(headers: dict[str, str]) -> str | None:
-    authorization = headers.get("Authorization", headers.get("authorization"))
-    if authorization:
-        scheme, _, rest = authorization.partition(" ")
-        return rest.strip() if scheme.lower() == "bearer" else authorization
-    return headers.get("passcode") or headers.get("login") or None
 
 
 class StompSession:
@@ -520,7 +412,7 @@ class StompSession:
             )
             try:
                 self._frame(frame, now)
-            except _Fatal as exc:
+            except Fatal as exc:
                 self._error(str(exc), exc.code, receipt=receipt, version=exc.version)
                 return
             except LimitExceeded as exc:
@@ -533,7 +425,7 @@ class StompSession:
         command = frame.command
         if not self.connected:
             if command not in ("CONNECT", "STOMP"):
-                raise _Fatal(
+                raise Fatal(
                     f"The first frame must be CONNECT or STOMP, not {command[:20]}",
                     CloseCode.PROTOCOL_ERROR,
                 )
@@ -547,46 +439,31 @@ class StompSession:
         elif command == "DISCONNECT":
             self.close_reason = CloseCode.NORMAL
         elif command == "SEND":
-            raise _Fatal("SEND is not accepted: clients read here", CloseCode.POLICY_VIOLATION)
+            raise Fatal("SEND is not accepted: clients read here", CloseCode.POLICY_VIOLATION)
         elif command in ("BEGIN", "COMMIT", "ABORT"):
-            raise _Fatal(f"{command}: transactions are not supported", CloseCode.PROTOCOL_ERROR)
+            raise Fatal(f"{command}: transactions are not supported", CloseCode.PROTOCOL_ERROR)
         elif command in ("CONNECT", "STOMP"):
-            raise _Fatal("Already connected", CloseCode.PROTOCOL_ERROR)
+            raise Fatal("Already connected", CloseCode.PROTOCOL_ERROR)
         else:
-            raise _Fatal(f"Unknown command {command[:20]}", CloseCode.PROTOCOL_ERROR)
+            raise Fatal(f"Unknown command {command[:20]}", CloseCode.PROTOCOL_ERROR)
 
     def _on_connect(self, frame: Frame, now: Now) -> None:
         headers = frame.headers
-        version = negotiate_version(headers.get("accept-version"))
-        if version is None:
-            raise _Fatal(
-                f"Supported protocol versions are {' '.join(VERSIONS)}",
-                CloseCode.PROTOCOL_ERROR,
-                version=True,
-            )
-        self.version = version
+        version = self.version = connect_version(headers)
         self._parser.unescape = version != "1.0"
         if version != "1.0":
-            try:
-                self.heartbeats = negotiate_heartbeat(headers.get("heart-beat"), self.heart_beat)
-            except ValueError:
-                raise _Fatal(
-                    "heart-beat must be two integers, as in 10000,10000",
-                    CloseCode.PROTOCOL_ERROR,
-                ) from None
+            self.heartbeats = connect_heartbeats(headers, self.heart_beat)
         if self.user_id is not None:
             self._connect(now)
             return
-        token = _credentials(headers)
+        token = credentials(headers)
         if token:
-            if len(token) > MAX_TOKEN_CHARS:
-                raise _Fatal("Invalid credentials", CloseCode.INVALID_CREDENTIALS)
             self._authenticating = True
             self._commands.append(Authenticate(token))
         elif self.anonymous_allowed:
             self._connect(now)
         else:
-            raise _Fatal("Authentication required", CloseCode.AUTHENTICATION_REQUIRED)
+            raise Fatal("Authentication required", CloseCode.AUTHENTICATION_REQUIRED)
 
     def _connect(self, now: Now) -> None:
         self.connected = True
@@ -605,32 +482,20 @@ class StompSession:
         self._next_beat = now.mono + outgoing / 1000 if outgoing else None
 
     def _subscribe(self, headers: dict[str, str]) -> None:
-        destination = headers.get("destination")
-        if not destination:
-            raise _Fatal("SUBSCRIBE needs a destination header", CloseCode.PROTOCOL_ERROR)
-        id_ = headers.get("id")
-        if id_ is None and self.version == "1.0":
-            id_ = destination  # 1.0: the id is optional, the destination names it
-        if not id_:
-            raise _Fatal("SUBSCRIBE needs an id header", CloseCode.PROTOCOL_ERROR)
-        if id_ in self._subscriptions:
-            raise _Fatal(f"Subscription id {id_[:60]} is in use", CloseCode.PROTOCOL_ERROR)
-        ack = headers.get("ack", "auto")
-        if ack not in ACK_MODES:
-            raise _Fatal("ack must be auto, client or client-individual", CloseCode.PROTOCOL_ERROR)
-        max_rate = _max_rate(headers)
+        asked = read_subscribe(headers, self.version, self._subscriptions)
+        destination, id_, max_rate = asked.destination, asked.id, asked.max_rate
         try:
             topic = self.resolve(destination)
         except Unreadable as exc:
-            raise _Fatal(str(exc), CloseCode.POLICY_VIOLATION) from None
+            raise Fatal(str(exc), CloseCode.POLICY_VIOLATION) from None
         if topic is None:
-            raise _Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
-        point = _resume(headers)
-        self._check_overlap(topic, destination, point)
+            raise Fatal(f"Unknown destination {destination[:80]}", CloseCode.POLICY_VIOLATION)
+        point = resume_point(headers)
+        check_overlap(topic, destination, point, self._subscriptions.values(), self._whole)
         self.cap.check(len(self._subscriptions), 1)
         escaped = self.version != "1.0"
         head = message_head(id_, escaped=escaped)
-        subscription = Subscription(id_, topic, destination, ack, head, escaped, max_rate)
+        subscription = Subscription(id_, topic, destination, asked.ack, head, escaped, max_rate)
         self._subscriptions[id_] = subscription
         self._changed()
         if topic.key == WHOLE:  # a reliable channel (signals): a rate holds nothing back
@@ -651,54 +516,11 @@ class StompSession:
         self._by_topic[topic] = (subscription,)
         self._commands.append(Subscribe((topic,), {topic: point} if point else {}))
 
-    def _check_overlap(self, topic: Topic, destination: str, point: ResumePoint | None) -> None:
-        """A channel is read whole or by key on one connection, not both; and a resume
-        names a position on one topic."""
-        if topic.key == WHOLE:
-            if point is not None:
-                raise _Fatal(
-                    f"resume-seq names a position on one topic, not on {destination[:80]}",
-                    CloseCode.PROTOCOL_ERROR,
-                )
-            keyed = next(
-                (
-                    s
-                    for s in self._subscriptions.values()
-                    if s.topic.channel == topic.channel and s.topic.key != WHOLE
-                ),
-                None,
-            )
-            if keyed is not None:
-                raise _Fatal(
-                    f"{destination[:80]}: {keyed.destination[:80]} is held on this "
-                    "connection; read a channel whole or by key, not both",
-                    CloseCode.POLICY_VIOLATION,
-                )
-        elif topic.channel in self._whole:
-            whole = self._whole[topic.channel][0]
-            raise _Fatal(
-                f"{destination[:80]}: {whole.destination[:80]} is held on this "
-                "connection; read a channel whole or by key, not both",
-                CloseCode.POLICY_VIOLATION,
-            )
-
     def _unsubscribe(self, headers: dict[str, str]) -> None:
-        id_ = headers.get("id")
-        if id_ is None and self.version == "1.0":
-            # 1.0 unsubscribes by destination: the subscription made without an id
-            # (keyed by its destination), else the first one made to it with an id
-            destination = headers.get("destination")
-            id_ = destination
-            if destination is not None and destination not in self._subscriptions:
-                id_ = next(
-                    (i for i, s in self._subscriptions.items() if s.destination == destination),
-                    destination,
-                )
-        if not id_:
-            raise _Fatal("UNSUBSCRIBE needs an id header", CloseCode.PROTOCOL_ERROR)
+        id_ = unsubscribe_id(headers, self.version, self._subscriptions)
         subscription = self._subscriptions.pop(id_, None)
         if subscription is None:
-            raise _Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
+            raise Fatal(f"No subscription {id_[:60]}", CloseCode.PROTOCOL_ERROR)
         self._dropped = True
         self._changed()
         topic = subscription.topic
@@ -733,14 +555,9 @@ class StompSession:
 
     # -- frames out
 
-    def _control(self, command: str, headers: list[tuple[str, str]], body: bytes = b"") -> None:
-        # Until CONNECTED the client knows no version: an ERROR then goes unescaped (as
-        # CONNECT and CONNECTED do), since clients unescape only once they have read
-        # 1.1 or later there (stompjs showed "Login timeout\\c ..."); ``_error`` keeps
-        # it parseable.
+    def _control(self, command: str, headers: list[tuple[str, str]]) -> None:
         escaped = self.connected and self.version != "1.0"
-        frame = encode_frame(command, headers, body, escaped=escaped)
-        self._frames.append(Encoded(frame, control=True))
+        self._frames.append(Encoded(encode_frame(command, headers, escaped=escaped), control=True))
 
     def _error(
         self,
@@ -751,67 +568,26 @@ class StompSession:
         version: bool = False,
     ) -> None:
         """ERROR with ``message`` (a header, and the body), then close with ``code``."""
-        short = " ".join(message.split())[:MAX_MESSAGE_HEADER]
-        if not self.connected:  # unescaped (``_control``): no backslash to misread
-            short = short.replace("\\", "/")
-        headers = [("message", short)]
-        if version:
-            headers.append(("version", ",".join(VERSIONS)))
-        if receipt is not None:
-            headers.append(("receipt-id", receipt))
-        body = message.encode()
-        headers += [("content-type", "text/plain"), ("content-length", str(len(body)))]
-        self._control("ERROR", headers, body)
+        # Until CONNECTED the client knows no version: an ERROR then goes unescaped (as
+        # CONNECT and CONNECTED do), since clients unescape only once they have read
+        # 1.1 or later there (stompjs showed "Login timeout\\c ..."); ``error_frame``
+        # keeps it parseable.
+        frame = error_frame(
+            message,
+            escaped=self.connected and self.version != "1.0",
+            slashes=not self.connected,
+            receipt=receipt,
+            versions=",".join(VERSIONS) if version else None,
+        )
+        self._frames.append(Encoded(frame, control=True))
         self.close_reason = code
         self._next_beat = None
 
     def _reset(self, gap: ResumeGap) -> None:
-        fields: dict[str, object] = {
-            "type": "reset",
-            "topic": str(gap.topic),
-            "seq": gap.latest,
-            "requested": gap.requested,
-            "reason": gap.reason,
-        }
-        extra = [("reset", gap.reason), ("requested", str(gap.requested)), ("seq", str(gap.latest))]
-        if gap.epoch is not None:
-            fields["epoch"] = gap.epoch
-            extra.append(("epoch", gap.epoch))
-        body = _encode_json(fields)
         for subscription in self.subscriptions_for(gap.topic):
             self._resets += 1
             message_id = f"reset-{self._resets}"
-            payload = message_payload(subscription.destination, message_id, body, extra=extra)
+            payload = reset_payload(gap, subscription.destination, message_id)
             self._frames.append(
                 Encoded(payload, control=True).headed(subscription.head_for(message_id))
             )
-
-
-def _max_rate(headers: dict[str, str]) -> float | None:
-    """``max-rate``: a decimal number of messages per second (``maxrate.from_header``);
-    None when absent."""
-    text = headers.get(MAX_RATE_HEADER)
-    if text is None:
-        return None
-    try:
-        return maxrate.from_header(text)
-    except ValueError:
-        raise _Fatal(
-            f"{MAX_RATE_HEADER} must be {maxrate.RULE}", CloseCode.PROTOCOL_ERROR
-        ) from None
-
-
-def _resume(headers: dict[str, str]) -> ResumePoint | None:
-    """``resume-seq`` (an integer >= 0) and, optionally, ``resume-epoch`` (as sent in the
-    ``epoch`` header); a bare seq counts in the current epoch."""
-    seq = headers.get("resume-seq")
-    epoch = headers.get("resume-epoch")
-    if seq is None:
-        if epoch is not None:
-            raise _Fatal("resume-epoch needs resume-seq", CloseCode.PROTOCOL_ERROR)
-        return None
-    if not (seq.isascii() and seq.isdigit()) or len(seq) > 19:
-        raise _Fatal("resume-seq must be an integer >= 0", CloseCode.PROTOCOL_ERROR)
-    if epoch is not None and not epoch:
-        raise _Fatal("resume-epoch must not be empty", CloseCode.PROTOCOL_ERROR)
-    return ResumePoint(int(seq), epoch)

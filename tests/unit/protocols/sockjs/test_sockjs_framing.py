@@ -20,6 +20,7 @@ from tickcast.protocols.sockjs.framing import (
     XHR,
     XHR_SEND,
     XHR_STREAMING,
+    EscapeMemo,
     PayloadError,
     array_frame,
     close_frame,
@@ -126,3 +127,64 @@ def test_each_transport_frames_as_the_suite_reads_it() -> None:
     assert set(TRANSPORTS) == {"xhr", "xhr_send", "xhr_streaming", "eventsource", "websocket"}
     assert XHR.content_type == "application/javascript; charset=UTF-8"
     assert XHR_SEND.content_type == "text/plain; charset=UTF-8"
+
+
+def _reference(text: str) -> bytes:
+    """What ``encode_message`` must give: ``json.dumps`` and SockJS's escapes (the
+    written-out rule, without the shortcut for text that needs none)."""
+    quoted = json.dumps(text, ensure_ascii=False)
+    return re.sub(
+        "[\x00-\x1f\u200c-\u200f\u2028-\u202f\u2060-\u206f\ufff0-\uffff\ud800-\udfff]",
+        lambda m: f"\\u{ord(m.group()):04x}",
+        quoted,
+    ).encode()
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "plain", "caf\u00e9 \U0001f600", "\x7f", "a\u200bb", 'say "x"', "a\\b", "\x00", "\u2028"],
+)
+def test_a_message_is_json_with_the_sockjs_escapes_whether_it_needs_any_or_none(text: str) -> None:
+    assert encode_message(text) == _reference(text)
+
+
+class _Item:
+    """A carrier as the STOMP front makes them: a head per subscription before the
+    update's payload, one payload object shared by every head."""
+
+    def __init__(self, payload: bytes, head: bytes = b"", topic: str = "quotes.X") -> None:
+        self.payload, self.head, self.topic = payload, head, topic
+
+    @property
+    def message(self) -> bytes:
+        return self.head + self.payload
+
+
+def test_a_headed_message_is_escaped_as_the_whole_message_would_be() -> None:
+    memo = EscapeMemo()
+    payload = 'destination:/x\n\n{"note":"a\u2028b \u00e9"}\x00'.encode()
+    for head in (b"", b"MESSAGE\nsubscription:sub-0\n", "MESSAGE\nsubscription:\u00e9\n".encode()):
+        item = _Item(payload, head)
+        assert memo.encode(item) == _reference((head + payload).decode())
+
+
+def test_a_payload_is_escaped_once_whatever_heads_it_goes_out_under() -> None:
+    memo = EscapeMemo()
+    payload = b'{"bid":1}\x00'
+    encoded = memo.encode_batch(
+        [_Item(payload, b"MESSAGE\nsubscription:sub-%d\n" % i) for i in range(5)]
+    )
+    assert [json.loads(e) for e in encoded] == [
+        f'MESSAGE\nsubscription:sub-{i}\n{{"bid":1}}\x00' for i in range(5)
+    ]
+    assert memo.misses == 1
+
+
+def test_a_message_split_inside_a_character_is_escaped_whole() -> None:
+    memo = EscapeMemo()
+    whole = "MESSAGE\n\u00e9{}".encode()
+    cut = whole.index(b"\xa9")  # the second byte of the e-acute: neither part is UTF-8
+    item = _Item(whole[cut:], whole[:cut])
+    assert memo.encode(item) == _reference(whole.decode())
+    broken = _Item(b"\xff{}", b"MESSAGE\n")
+    assert memo.encode(broken) == _reference((b"MESSAGE\n\xff{}").decode(errors="replace"))
