@@ -41,7 +41,8 @@ STREAMS = ("alerts", "metrics", "pipeline", "telemetry", "dlq")
 
 
 class Primary(Silent):
-    """The preferred provider: its first run fails when the test says so; a later run
+    """The preferred provider: its first run fails when the test says so (``fail``); a
+    later run reconnects when the test lets it (``back``: set unless a test clears it),
     delivers a quote (a provider takes the feed back once it delivers) and stays up."""
 
     name = "primary"
@@ -50,15 +51,19 @@ class Primary(Silent):
         super().__init__()
         self.sink: Sink | None = None
         self.fail = asyncio.Event()
+        self.back = asyncio.Event()
+        self.back.set()
         self.runs = 0
 
     async def run(self, sink: Sink) -> None:
         self.runs += 1
         self.sink = sink
-        sink.state("subscribed")
         if self.runs == 1:
+            sink.state("subscribed")
             await self.fail.wait()
             raise UpstreamError("connection lost")
+        await self.back.wait()
+        sink.state("subscribed")
         sink([Quote("AAPL", 99.0, 101.0, 1.0, 1.0, 100.0, 10.0, time.time(), self.name)])
         await asyncio.Event().wait()
 
@@ -121,6 +126,9 @@ async def env(tmp_path: Path) -> AsyncIterator[Env]:
         alert_memory_percent=100,
         alert_disk_percent=100,
         feed_failback_s=0,
+        # the primary retries at once after a failure: a test that needs the backup to
+        # stay active holds the primary back (``Primary.back``), never a timer's width
+        feed_backoff_base_s=0.001,
     ) as gateway:
         await until(lambda: gateway.node.supervisor.active == "primary")
         yield Env(gateway, keys, primary)
@@ -166,6 +174,9 @@ async def test_an_operator_gets_each_stream_at_once_in_its_shape(env: Env) -> No
         assert set(metrics["network"]) == {"bytesIn", "bytesOut"}
         assert metrics["cpu"]["cores"] >= 1
         assert metrics["memory"]["total"] > 0
+    # the server lets go of a closed socket after the client's close has returned: wait
+    # for it, so that the count below is of the telemetry socket alone
+    await until(lambda: env.service.sources.connections().get("monitoring", 0) == 0)
     async with env.open("telemetry") as ws:
         telemetry = await frame(ws)
         env.service.tick()
@@ -179,6 +190,10 @@ async def test_a_failover_opens_alerts_and_the_failback_resolves_them(env: Env) 
     async with env.open("alerts") as alerts, env.open("pipeline") as pipeline:
         assert rules(await alert_frame(alerts)) == set()  # nothing wrong yet
         await frame(pipeline)
+        # the primary's reconnection waits for the test: left to itself it takes the feed
+        # back as soon as its back-off ends, too short a moment for a poll to see the
+        # backup active on a busy machine
+        env.primary.back.clear()
         env.primary.fail.set()  # the upstream drops: the supervisor fails over
         await until(lambda: env.gateway.node.supervisor.active == "backup")
         env.service.tick()
@@ -189,6 +204,7 @@ async def test_a_failover_opens_alerts_and_the_failback_resolves_them(env: Env) 
         assert flows["backup"]["active"]
         assert flows["primary"]["failovers"] == 1
         # the primary comes back and takes over (failback after 0 s): resolved
+        env.primary.back.set()
         await until(lambda: env.gateway.node.supervisor.active == "primary")
         env.service.tick()
         resolved = await alert_frame(alerts)
