@@ -332,11 +332,8 @@ class Connection(SessionSteps, DegradeSteps):
 
     def flush(self, now: float, force: bool) -> None:
         """Write what is due, a chunk at a time while the socket takes it; the rest stays
-        queued (and conflating) until the socket drains (``_on_writable``).
-
-        ``force`` is positional-or-keyword, not keyword-only, and the calls on the hot
-        path (the pump's, ``outbox.flush`` here) pass it by position: on Python 3.11 only
-        such a call takes the interpreter's fast path into a Python function."""
+        queued (and conflating) until the socket drains (``_on_writable``). ``force`` is
+        not keyword-only: the pump passes it by position (3.11's fast call path)."""
         if self.closing:
             return
         sock = self.sock
@@ -367,9 +364,7 @@ class Connection(SessionSteps, DegradeSteps):
                 self._recover_soon()
             if outbox.deadline is None:
                 return  # all of it written (the usual case: one write per batch)
-            # more to write: the socket's answer after the last write, or (a socket that
-            # framed the items itself) its ``writable`` now
-            if writable is None:
+            if writable is None:  # more to write, and the socket framed the items: ask it
                 writable = sock.writable
             if not writable:
                 self._check_blocked(now)
