@@ -14,8 +14,9 @@ class RecordingSocket:
         self.written: list[bytes] = []
         self.closed: tuple[int, str] | None = None
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         self.written.append(data)
+        return self.writable
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         raise AssertionError("a raw socket gets frames")

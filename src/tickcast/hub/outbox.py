@@ -147,12 +147,14 @@ class Outbox(Generic[T]):
         return len(self._pending)
 
     def put(
-        self, item: T, now: float, key: str | None = None, *, force: bool = False
+        self, item: T, now: float, key: str | None = None, force: bool = False
     ) -> Overflow | Held | None:
         """Queue ``item``; with a ``key`` it replaces a pending item with that key.
 
         ``force`` queues it past the budget (the caller decided the backlog is not the
-        client's fault and bounds it itself).
+        client's fault and bounds it itself). It and ``flush``'s parameters are not
+        keyword-only: on Python 3.11 a call into a function with keyword-only parameters
+        misses the interpreter's fast path, and these run once per delivery.
 
         Returns:
             ``Overflow`` when the item does not fit (it was not queued, and nothing
@@ -306,7 +308,7 @@ class Outbox(Generic[T]):
         gate.set_rate(key, 1.0 / (floor if own is None else max(own, floor)))
         return gate
 
-    def flush(self, now: float, *, force: bool = False, max_bytes: int = 0) -> list[T]:
+    def flush(self, now: float, force: bool = False, max_bytes: int = 0) -> list[T]:
         """Take the pending batch if it is due at ``now`` (or ``force``), else [].
 
         With ``max_bytes`` (> 0) take only the oldest items that fit in that many bytes

@@ -38,8 +38,10 @@ from tickcast.observability.faults import Faults
 class Writer(Protocol):
     """A connection as the pump sees it."""
 
-    def flush(self, now: float, *, force: bool) -> None:
-        """Write what is due at ``now`` (everything, if ``force``)."""
+    def flush(self, now: float, force: bool) -> None:
+        """Write what is due at ``now`` (everything, if ``force``). The pump passes
+        ``force`` by position (Python 3.11's fast call path: no keyword-only parameter,
+        no keyword at the call)."""
 
     def due_at(self) -> float | None:
         """When its outbox is due, or None if empty."""
@@ -194,7 +196,7 @@ class Pump:
             # control reply) and refilled: its newer entry is further back in the queue.
             if due is not None and due <= deadline:
                 try:
-                    writer.flush(now, force=True)
+                    writer.flush(now, True)  # force
                 except Exception as exc:  # one writer's bug must not strand the writers behind it
                     self.faults.report("pump", exc, writer=type(writer).__name__)
                 flushed += 1
@@ -218,7 +220,7 @@ class Pump:
             writer = popleft()
             if writer.due_at() is not None:  # None: flushed since it was marked
                 try:
-                    writer.flush(now, force=True)
+                    writer.flush(now, True)  # force
                 except Exception as exc:  # one writer's bug must not strand the writers behind it
                     self.faults.report("pump", exc, writer=type(writer).__name__)
                 flushed += 1

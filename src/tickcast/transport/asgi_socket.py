@@ -62,7 +62,7 @@ class AsgiFrameSocket:
     def peer_limited(self) -> bool | None:
         return None
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         raise TypeError("AsgiFrameSocket is not raw: use send_texts")
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:

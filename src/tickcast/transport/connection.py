@@ -330,18 +330,19 @@ class Connection(SessionSteps, DegradeSteps):
     def due_at(self) -> float | None:
         return self.outbox.deadline  # next_flush(), without its call
 
-    def flush(self, now: float, *, force: bool) -> None:
+    def flush(self, now: float, force: bool) -> None:
         """Write what is due, a chunk at a time while the socket takes it; the rest stays
-        queued (and conflating) until the socket drains (``_on_writable``)."""
+        queued (and conflating) until the socket drains (``_on_writable``). ``force`` is
+        not keyword-only: the pump passes it by position (3.11's fast call path)."""
         if self.closing:
             return
         sock = self.sock
+        if not sock.writable:
+            self._check_blocked(now)
+            return
         outbox = self.outbox
         while True:
-            if not sock.writable:
-                self._check_blocked(now)
-                return
-            items = outbox.flush(now, force=force, max_bytes=WRITE_CHUNK_BYTES)
+            items = outbox.flush(now, force, WRITE_CHUNK_BYTES)  # (now, force, max_bytes)
             if not items:
                 return
             if self._plain and sock.raw:
@@ -351,18 +352,23 @@ class Connection(SessionSteps, DegradeSteps):
                 stats = self.stats
                 stats.items_out += count
                 stats.frames_out += count
-                sock.write_frames(
+                writable: bool | None = sock.write_frames(
                     items[0].frame if count == 1 else b"".join([item.frame for item in items])
                 )
                 flushes = self._flushes = (self._flushes + 1) & 7  # a small int: no alloc
                 if flushes == 1:
                     self._sample(items)
             else:
-                self._write(items)
+                writable = self._write(items)
             if self._degraded:  # the machine's degraded (cached: one object less a write)
                 self._recover_soon()
             if outbox.deadline is None:
                 return  # all of it written (the usual case: one write per batch)
+            if writable is None:  # more to write, and the socket framed the items: ask it
+                writable = sock.writable
+            if not writable:
+                self._check_blocked(now)
+                return
             force = True  # the rest of a due batch is due too
 
     def _check_blocked(self, now: float) -> None:
@@ -371,25 +377,28 @@ class Connection(SessionSteps, DegradeSteps):
             self._blocked_since = now
             self._blocked_stall = self.pump.stalled(now)
 
-    def _write(self, items: list[Encoded]) -> None:
+    def _write(self, items: list[Encoded]) -> bool | None:
         """Write one chunk that is not plain frames on a raw socket (``flush`` writes
-        those itself): stamped, array frames, or items a socket frames."""
+        those itself): stamped, array frames, or items a socket frames. Returns what
+        ``write_frames`` said of the socket after the write, or None when the socket was
+        given texts or items (``flush`` asks it then, if it has more to write)."""
         sock = self.sock
         stats = self.stats
         count = len(items)
         stats.items_out += count
+        writable: bool | None = None
         if self._stamped:  # a stamped wire: this write's time in every data message
             payloads = stamped_payloads(items, self.clock.wall(), array=self.array)
             stats.frames_out += len(payloads)
             if sock.raw:
-                sock.write_frames(b"".join([text_frame(p) for p in payloads]))
+                writable = sock.write_frames(b"".join([text_frame(p) for p in payloads]))
             else:
                 sock.send_texts(payloads)
         elif self.array:
             payloads = _array_payloads(items)
             stats.frames_out += len(payloads)
             if sock.raw:
-                sock.write_frames(b"".join([text_frame(p) for p in payloads]))
+                writable = sock.write_frames(b"".join([text_frame(p) for p in payloads]))
             else:
                 sock.send_texts(payloads)
         else:  # plain items on a socket that frames them (``flush`` writes raw ones)
@@ -401,6 +410,7 @@ class Connection(SessionSteps, DegradeSteps):
         flushes = self._flushes = (self._flushes + 1) & 7
         if flushes == 1:
             self._sample(items)
+        return writable
 
     def _sample(self, items: list[Encoded]) -> None:
         """One write in eight: the latency of its last item, from its event time."""

@@ -23,14 +23,18 @@ class FrameSocket(Protocol):
 
     @property
     def raw(self) -> bool:
-        """True when pre-built frames may be written as they are (no extension in use)."""
+        """True when pre-built frames may be written as they are (no extension in use).
+        Read on every write: a socket whose answer cannot change keeps it in a plain
+        attribute."""
 
     @property
     def writable(self) -> bool:
         """False while the send buffer is full or the socket is closing."""
 
-    def write_frames(self, data: bytes) -> None:
-        """Write complete, pre-built frames (only when ``raw``)."""
+    def write_frames(self, data: bytes) -> bool:
+        """Write complete, pre-built frames (only when ``raw``); return what ``writable``
+        says after the write (False, and nothing written, once the socket is closing),
+        so that a writer with more to write need not ask again."""
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         """Frame (and compress, if negotiated) text payloads, all in one write."""

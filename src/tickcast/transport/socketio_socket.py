@@ -165,10 +165,11 @@ class SocketIOSocket(ItemSink):
             return carrier.peer_limited()
         return None  # Engine.IO's queue is full: the client does not take its packets
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         carrier = self.carrier
         if carrier is not None and not self.closed:
-            carrier.write_frames(data)
+            return carrier.write_frames(data)  # raw only when direct: its ``writable``
+        return False
 
     def send_items(self, items: Sequence[Encoded]) -> None:
         types = self.types

@@ -98,7 +98,7 @@ class SockJSSocket(ItemSink):
         # no request attached, or its write backed up: the client does not take data
         return None
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         raise TypeError("SockJSSocket is not raw: the connection sends it items")
 
     def send_items(self, items: Sequence[Encoded]) -> None:

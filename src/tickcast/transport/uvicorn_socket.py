@@ -107,17 +107,23 @@ def _deflate(on: bool) -> list[Any]:
 
 
 class UvicornFrameSocket:
-    """FrameSocket over one uvicorn WebSocket connection."""
+    """FrameSocket over one uvicorn WebSocket connection.
 
-    __slots__ = ("_protocol", "on_writable")
+    ``raw`` is a plain attribute: the extensions are fixed once the handshake is
+    answered, and the protocol calls ``opened`` then (a socket made over a protocol
+    that is open already, as the tests' and the benchmark's, reads them at once).
+    """
+
+    __slots__ = ("_protocol", "on_writable", "raw")
 
     def __init__(self, protocol: TickcastWebSocketProtocol) -> None:
         self._protocol = protocol
         self.on_writable: Callable[[], None] | None = None
+        self.raw = not protocol.conn.extensions
 
-    @property
-    def raw(self) -> bool:
-        return not self._protocol.conn.extensions
+    def opened(self) -> None:
+        """The handshake is answered: the extensions negotiated decide ``raw``."""
+        self.raw = not self._protocol.conn.extensions
 
     def _open(self) -> bool:
         """Data may still be sent: neither side has started closing (a close sent or
@@ -127,16 +133,26 @@ class UvicornFrameSocket:
         return p.conn.state is _OPEN and not p.disconnected
 
     # ``writable`` and ``write_frames`` run once per write: they read websockets' state
-    # behind its ``state`` property (``_state``, a test pins it) and inline ``_open``.
+    # behind its ``state`` property (``_state``) and the protocol's write flag behind
+    # ``is_set`` (``_value``, an ``asyncio.Event``'s or a ``_Flag``'s; tests pin both
+    # reads), and inline ``_open``.
     @property
     def writable(self) -> bool:
         p = self._protocol
-        return p.writable.is_set() and p.conn._state is _OPEN and not p.disconnected
+        return (
+            p.writable._value  # type: ignore[attr-defined]
+            and p.conn._state is _OPEN
+            and not p.disconnected
+        )
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         p = self._protocol
         if p.conn._state is _OPEN and not p.disconnected:
             p.transport.write(data)
+            # what ``writable`` says now: the write itself may have paused writing (the
+            # transport calls ``pause_writing`` at once); it changes nothing else
+            return p.writable._value  # type: ignore[attr-defined, no-any-return]
+        return False
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         # A peer's Close moves the protocol to CLOSING before the app hears of it;
@@ -165,21 +181,23 @@ class UvicornFrameSocket:
 
 class _Flag:
     """The write state once nothing awaits it: what the protocol and the frame socket use
-    of an ``asyncio.Event`` (``is_set``, ``set``, ``clear``), without its waiter deque."""
+    of an ``asyncio.Event`` (``is_set``, ``set``, ``clear``), without its waiter deque.
+    Its state is ``_value``, the attribute an ``asyncio.Event`` keeps it in, so the frame
+    socket reads either without a call (a test pins the read against ``is_set``)."""
 
-    __slots__ = ("_set",)
+    __slots__ = ("_value",)
 
     def __init__(self, value: bool) -> None:
-        self._set = value
+        self._value = value
 
     def is_set(self) -> bool:
-        return self._set
+        return self._value
 
     def set(self) -> None:
-        self._set = True
+        self._value = True
 
     def clear(self) -> None:
-        self._set = False
+        self._value = False
 
 
 class _Discard:

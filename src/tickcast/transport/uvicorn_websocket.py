@@ -386,6 +386,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
             if not self.transport.is_closing():
                 self.handshake_complete = True
                 self.conn.opened(accepted.extensions)
+                self.frame_socket.opened()
                 self.transport.write(response)
                 self.start_keepalive()
             return
@@ -403,6 +404,7 @@ class TickcastWebSocketProtocol(WebSocketsSansIOProtocol):
         if not self.transport.is_closing():
             self.handshake_complete = True
             self.conn.send_response(self.response)
+            self.frame_socket.opened()
             self.transport.write(b"".join(self.conn.data_to_send()))
             self.start_keepalive()
 

@@ -26,7 +26,7 @@ class FakeWriter:
     def due_at(self) -> float | None:
         return self.due
 
-    def flush(self, now: float, *, force: bool) -> None:
+    def flush(self, now: float, force: bool) -> None:
         self.log.append(self.name)
         self.flushed_at.append(now)
         self.due = None
@@ -119,7 +119,7 @@ async def test_a_writer_that_raises_does_not_strand_the_writers_behind_it() -> N
     log: list[str] = []
 
     class Broken(FakeWriter):
-        def flush(self, now: float, *, force: bool) -> None:
+        def flush(self, now: float, force: bool) -> None:
             raise RuntimeError("a bug in one connection")
 
     broken, reader = Broken(log, "broken"), FakeWriter(log, "reader")

@@ -52,11 +52,12 @@ class FakeSocket:
         self.closed: tuple[int, str] | None = None
         self.on_abort: Callable[[], None] | None = None
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         self.written.append(data)
         self._taken += len(data)
         if self.capacity is not None and self._taken >= self.capacity:
             self.writable = False
+        return self.writable
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         self.written.extend(payloads)
@@ -345,6 +346,48 @@ async def test_a_flush_writes_chunks_while_the_socket_takes_them_then_waits(pump
     sock.drained()  # now it takes everything
     assert sock.trades_written() == 3000
     assert len(conn.outbox) == 0
+
+
+async def test_between_chunks_the_write_answers_whether_the_socket_takes_more(
+    pump: Pump,
+) -> None:
+    """``write_frames`` says whether the socket is still writable after the write: the
+    connection asks ``writable`` once a flush (before its first write), not again before
+    each chunk, and stops where the write said the socket is full."""
+    conn = connect(pump, max_bytes=0)
+    sock = sock_of(conn)
+    sock.writable = False
+    block(conn)
+    for i in range(3000):  # ~270 KB: five chunks
+        put(conn, trade(i), None)
+    sock.capacity = 3 * WRITE_CHUNK_BYTES
+    asked: list[bool] = []  # what the connection read of ``writable``
+    inside: list[bool] = []  # the fake's own reads, in its write_frames, not counted
+
+    class Counting(FakeSocket):
+        @property  # type: ignore[override]
+        def writable(self) -> bool:
+            if not inside:
+                asked.append(self._writable)
+            return bool(self._writable)
+
+        @writable.setter
+        def writable(self, value: bool) -> None:
+            self._writable = value
+
+        def write_frames(self, data: bytes) -> bool:
+            inside.append(True)
+            try:
+                return super().write_frames(data)
+            finally:
+                inside.pop()
+
+    sock.__class__ = Counting
+    sock._writable = True
+    sock.drained()
+    assert len(sock.written) == 3  # three chunks, the third filled the socket
+    assert asked == [True]  # once, before the first chunk
+    assert conn.outbox.deadline is not None  # the rest waits for the socket to drain
 
 
 async def test_the_slow_close_counts_an_abort_when_the_socket_reports_one(

@@ -32,8 +32,9 @@ class Socket:
         self.on_writable: Callable[[], None] | None = None
         self.written: list[bytes] = []
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         self.written.append(data)
+        return self.writable
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         raise AssertionError("a raw socket gets frames")

@@ -38,8 +38,9 @@ class Sock:
         self.frames: list[bytes] = []  # raw writes
         self.texts: list[bytes] = []  # messages a socket that frames was handed
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         self.frames.append(data)
+        return self.writable
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         self.texts.extend(payloads)
