@@ -141,8 +141,9 @@ class NullSocket:
         self.on_writable: Callable[[], None] | None = None
         self.bytes = 0
 
-    def write_frames(self, data: bytes) -> None:
+    def write_frames(self, data: bytes) -> bool:
         self.bytes += len(data)
+        return True
 
     def send_texts(self, payloads: Sequence[bytes]) -> None:
         raise AssertionError("raw")

@@ -71,8 +71,8 @@ class NullSocket:
     writable = True
     on_writable: Callable[[], None] | None = None
 
-    def write_frames(self, data: bytes) -> None:
-        pass
+    def write_frames(self, data: bytes) -> bool:
+        return True
 
     def send_texts(self, payloads: Any) -> None:
         pass
