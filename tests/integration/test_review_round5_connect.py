@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import json
+import logging
 import os
 import struct
 from pathlib import Path
@@ -196,3 +197,36 @@ async def test_a_message_and_close_in_the_upgrades_segment_release_the_slot(
         async with connect(gateway.feed) as ws:
             await send_json(ws, {"action": "ping"})
             assert (await recv_json(ws))["type"] == "pong"
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
+async def test_a_client_that_never_authenticates_is_closed_after_the_auth_timeout(
+    tmp_path: Path, fast: bool
+) -> None:
+    options = {"allow_anonymous": "false", "auth_timeout_s": 0.2, "ws_fast_path": fast}
+    async with running_gateway(tmp_path, **options) as gateway:
+        async with connect(gateway.realtime) as ws:
+            async with asyncio.timeout(10):
+                async for _ in ws:  # until the gateway closes it
+                    pass
+            assert ws.close_code is not None
+            assert ws.close_code >= 3000, ws.close_code
+        await _wait_released(gateway)
+
+
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
+async def test_a_connect_and_its_disconnect_are_logged_once(
+    tmp_path: Path, fast: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="tickcast.fronts.market_feed")
+    async with running_gateway(tmp_path, ws_fast_path=fast) as gateway:
+        async with connect(gateway.feed) as ws:
+            await send_json(ws, {"action": "ping"})
+            assert (await recv_json(ws))["type"] == "pong"
+        await _wait_released(gateway)
+        messages = [
+            r.getMessage() for r in caplog.records if r.name == "tickcast.fronts.market_feed"
+        ]
+        assert messages.count("client connected") == 1, messages
+        assert messages.count("client disconnected") == 1, messages
+        assert gateway.node.stats.connections_total == 1
