@@ -144,6 +144,7 @@ class Node:
         self._ready = False
         self._tasks: asyncio.Task[None] | None = None
         self._closing = False  # aclose has begun: the feed is never started again
+        self._gc_threshold: tuple[int, int, int] | None = None  # before start changed it
 
     @property
     def ready(self) -> bool:
@@ -238,6 +239,7 @@ class Node:
         gc.freeze()
         # full collections at most every 100 generation-1 ones, not 10: a connect storm
         # otherwise walks every open connection again every ~1,500 connects
+        self._gc_threshold = gc.get_threshold()
         gc.set_threshold(700, 10, 100)
         self.metrics.gc_pauses.install()
         self.loop_monitor.start()
@@ -268,6 +270,10 @@ class Node:
     async def aclose(self) -> None:
         self._closing = True
         self.metrics.gc_pauses.uninstall()
+        if self._gc_threshold is not None:  # the collector as start found it: the process
+            gc.set_threshold(*self._gc_threshold)  # may go on (tests start many nodes)
+            self._gc_threshold = None
+            gc.unfreeze()
         self.loop_monitor.close()
         await self.stop_feed()
         for service in reversed(self.services):

@@ -134,12 +134,6 @@ async def test_stomp_subprotocol_is_selected(tmp_path: Path, fast: bool) -> None
             await ws.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Node.start sets the process-global gc thresholds to (700, 10, 100) and nothing "
-    "restores them on stop: every node started in-process (the tests start many) leaves "
-    "the interpreter's full collections ten times rarer for everything after it",
-)
 async def test_starting_a_node_leaves_the_gc_thresholds_as_they_were(tmp_path: Path) -> None:
     before = gc.get_threshold()
     try:
@@ -240,14 +234,6 @@ async def test_a_connect_and_its_disconnect_are_logged_once(
         assert gateway.node.stats.connections_total == 1
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="Node.start calls gc.freeze() and nothing unfreezes: every object alive then "
-    "(the test's tasks, the uvicorn server task, earlier tests' leftovers) moves to the "
-    "permanent generation for the rest of the process, out of gc.get_objects(), so the "
-    "conftest watchdog's dump of pending tasks no longer lists them, and cycles among "
-    "them are never collected",
-)
 async def test_a_task_alive_when_a_node_starts_stays_visible_to_the_watchdog(
     tmp_path: Path,
 ) -> None:
