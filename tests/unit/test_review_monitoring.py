@@ -6,10 +6,8 @@ from __future__ import annotations
 
 import dataclasses
 
-from prometheus_client import CollectorRegistry, Histogram
-
 from tickcast.model.monitoring import Alert
-from tickcast.observability.metrics import LATENCY_BUCKETS
+from tickcast.observability.metrics import LATENCY_BUCKETS, LatencyHistogram
 from unit.monitoring.test_service import build
 
 
@@ -80,9 +78,7 @@ def test_a_latency_threshold_above_the_top_bucket_still_fires() -> None:
     """``alert_latency_p99_ms`` accepts any positive number; with 3000 ms and every
     delivery 10 s late, the latency alert should open."""
     service, _, clock, _, _ = build(alert_latency_p99_ms=3000)
-    histogram = Histogram(
-        "review_latency_seconds", "test", buckets=LATENCY_BUCKETS, registry=CollectorRegistry()
-    )
+    histogram = LatencyHistogram("review_latency_seconds", "test", LATENCY_BUCKETS)
     service.sources = dataclasses.replace(service.sources, latency=histogram)
     service.tick()
     for _ in range(100):
@@ -115,9 +111,7 @@ def test_a_quiet_interval_does_not_resolve_the_latency_alert() -> None:
     interval may have no sample at all. No news is not a recovery: the alert stays open
     until an interval's p99 is under the threshold."""
     service, _, clock, _, _ = build(alert_cooldown_s=300)
-    histogram = Histogram(
-        "review_quiet_seconds", "test", buckets=LATENCY_BUCKETS, registry=CollectorRegistry()
-    )
+    histogram = LatencyHistogram("review_quiet_seconds", "test", LATENCY_BUCKETS)
     service.sources = dataclasses.replace(service.sources, latency=histogram)
     service.tick()
     for _ in range(20):

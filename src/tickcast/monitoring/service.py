@@ -41,9 +41,9 @@ import logging
 import os
 import secrets
 import string
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 import psutil
 
@@ -134,11 +134,11 @@ class LetterStore(Protocol):
 
 
 class Histogram(Protocol):
-    """A Prometheus histogram (``collect`` gives its cumulative buckets): the node's
-    ``observability.metrics.LatencyHistogram``, which also has ``cumulative()``, read
-    instead when there, or a ``prometheus_client.Histogram``."""
+    """The node's latency histogram (``observability.metrics.LatencyHistogram``)."""
 
-    def collect(self) -> Iterable[Any]: ...
+    def cumulative(self) -> list[float]:
+        """The cumulative bucket counts, +Inf's last."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,7 +318,7 @@ class MonitoringService:
         histogram = src.latency
         latency = None
         if histogram is not None:
-            latency = probe("latency", lambda: _buckets(histogram))
+            latency = probe("latency", histogram.cumulative)
         sample = _Sample(
             now.mono,
             inflow,
@@ -461,19 +461,6 @@ class MonitoringService:
             bytes_in=int(net.bytes_recv) if net is not None else None,
             bytes_out=int(net.bytes_sent) if net is not None else None,
         )
-
-
-def _buckets(histogram: Histogram) -> list[float]:
-    """The histogram's cumulative bucket counts, +Inf's last (its ``_bucket`` samples)."""
-    cumulative = getattr(histogram, "cumulative", None)
-    if cumulative is not None:  # the node's LatencyHistogram: no samples built
-        return list(cumulative())
-    counts: list[float] = []
-    for family in histogram.collect():
-        for sample in getattr(family, "samples", ()):
-            if sample.name.endswith("_bucket"):
-                counts.append(float(sample.value))
-    return counts
 
 
 class ProviderLetters:
