@@ -288,3 +288,19 @@ async def test_an_unfinished_handshake_is_dropped(tmp_path: Path, fast: bool) ->
                 assert await reader.read() == b""  # or a 408: closed, never upgraded
         finally:
             writer.close()
+
+
+@pytest.mark.parametrize("front", list(FRONTS))
+@pytest.mark.parametrize("fast", [True, False], ids=["fast-path", "asgi-path"])
+async def test_a_bad_query_token_is_refused_once_counted_and_logged(
+    tmp_path: Path, front: str, fast: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    async with gateway_with_keys(tmp_path, ws_fast_path=fast) as (gateway, _):
+        caplog.set_level(logging.INFO)
+        with pytest.raises(InvalidStatus) as refused:
+            async with connect(f"{_url(gateway, front)}?token=not-a-token"):
+                pass
+        assert refused.value.response.status_code == 401
+        assert gateway.node.stats.refusals == {Reason.INVALID_CREDENTIALS.value: 1}
+        lines = [r for r in caplog.records if r.getMessage() == "client refused"]
+        assert len(lines) == 1, lines
