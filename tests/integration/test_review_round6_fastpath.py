@@ -108,13 +108,6 @@ def _attach_fails_once(monkeypatch: pytest.MonkeyPatch) -> list[int]:
     return calls
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/tickcast/fronts/base.py:190 (_attach): connect() adds the connection to "
-    "ctx.connections and the roster (base.py:267-270), and nothing discards it when "
-    "connection.start() or direct.attach() raises after it (connect_direct's finally "
-    "only releases the ticket, base.py:173-176)",
-)
 async def test_a_failed_attach_on_the_direct_connect_does_not_leave_the_connection_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -128,12 +121,6 @@ async def test_a_failed_attach_on_the_direct_connect_does_not_leave_the_connecti
         assert await _metric(gateway, "active_connections") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/tickcast/fronts/base.py:190 (_attach, called from __call__ at base.py:141): "
-    "the connection connect() registered (base.py:267-270) is never discarded when "
-    "direct.attach() raises; run_asgi closes the socket and nothing calls _closed",
-)
 async def test_a_failed_attach_on_the_asgi_connect_does_not_leave_the_connection_counted(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -148,13 +135,6 @@ async def test_a_failed_attach_on_the_asgi_connect_does_not_leave_the_connection
         assert await _metric(gateway, "active_connections") == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/tickcast/fronts/sockjs_websocket.py:189-192 (serve_websocket): after "
-    "open_client() took the ticket's slot and registered the session, an exception from "
-    "attached.start() or direct.attach() skips endpoint.finish(): the connection and its "
-    "per-address slot are never released (the ASGI loop's finally is only below)",
-)
 async def test_a_failed_attach_on_sockjs_websocket_gives_its_slot_back(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -189,12 +189,19 @@ class WebSocketFront:
         """The fast path: the connection, started and handed to the server protocol,
         which feeds it each message; no await, and the ASGI call then returns."""
         connection = self.connect(scope, scope["extensions"][EXTENSION], ticket)
-        peer = self._connected(scope, ticket)
-        connection.start()
-        # its disconnect is logged if its connect was (INFO on then)
-        direct.attach(
-            connection, None if peer is None else functools.partial(self._disconnected, peer)
-        )
+        try:
+            peer = self._connected(scope, ticket)
+            connection.start()
+            # its disconnect is logged if its connect was (INFO on then)
+            direct.attach(
+                connection, None if peer is None else functools.partial(self._disconnected, peer)
+            )
+        except BaseException:
+            # undo connect(): the connection ends here, unregistered; the ticket stays the
+            # caller's to give back (its finally), so the connection does not release it
+            self.tickets.pop(connection, None)
+            connection.finished()
+            raise
 
     def _connected(self, scope: Scope, ticket: Ticket | None) -> str | None:
         """Log the client's connect (INFO): its address, for its disconnect's record;

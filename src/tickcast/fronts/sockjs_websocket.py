@@ -188,8 +188,13 @@ async def serve_websocket(
     if direct is not None and carrier is not None:
         # the fast path: the server's protocol drives the session from here
         attached = DirectWebSocket(endpoint, client, receiver, carrier)
-        attached.start()
-        direct.attach(attached)
+        try:
+            attached.start()
+            direct.attach(attached)
+        except BaseException:  # the session ends here: its connection and slot go back
+            session.abort(receiver, clock.now())
+            endpoint.finish(session, 1011)
+            raise
         return
     closed: list[tuple[int, str]] = []
 
