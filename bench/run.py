@@ -775,7 +775,7 @@ def render(doc: dict[str, Any]) -> str:
                 f"| {fmt(clamp(best.get('other_load_core0_pct')))} "
                 f"| {fmt(r.get('fail_rate'), 0)} | {r.get('fail_reason', '-')} |"
             )
-        out.append("")
+        out += ["", LATENCY_NOTE, ""]
     if by["W3"]:
         out += [
             f"### {titles['W3']}",
@@ -828,6 +828,13 @@ LEGEND = [
     f"{CLIENT_BOUND_PCT:g} % is marked client-bound: a lower bound for the server.",
 ]
 
+#: Under the W2 table and the W1-socketio ladder, beside their superseded column.
+LATENCY_NOTE = (
+    "Latency: only on messages that arrived (for a conflating server, the ticks it kept); "
+    "superseded (how long the value a client holds has been out of date, sampled every "
+    "100 ms) shows the staleness that hides."
+)
+
 
 def latency(r: dict[str, Any]) -> str:
     return (
@@ -873,9 +880,10 @@ def render_ladder(rows: list[dict[str, Any]], titles: dict[str, str]) -> list[st
         f"### {titles.get('W1-socketio', 'W1-socketio')}",
         "",
         "| offered deliveries/s (ticks/s) | server | msgs/s received | per-tick delivered % "
-        "| latest value delivered % | p50 ms | p99 ms | server CPU % | CPU ms per 1,000 msgs "
+        "| latest value delivered % | p50 ms | p99 ms | superseded p99 / max ms "
+        "| server CPU % | CPU ms per 1,000 msgs "
         "| RSS MB: window start / end / after drain | client CPU % | other load core 0 % |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in rows:
         rate = float(r.get("step_rate") or r["rate"])
@@ -885,14 +893,16 @@ def render_ladder(rows: list[dict[str, Any]], titles: dict[str, str]) -> list[st
             f"| {r['server']} | {fmt(r.get('received_msgs_per_s'), 0)} "
             f"| {pct(r.get('per_tick_delivered_ratio'))} "
             f"| {pct(r.get('latest_delivered_ratio'))} | {fmt(r.get('latency_p50_ms'))} "
-            f"| {fmt(r.get('latency_p99_ms'))} | {fmt(r.get('server_cpu_pct'))} "
+            f"| {fmt(r.get('latency_p99_ms'))} "
+            f"| {fmt(r.get('superseded_p99_ms'))} / {fmt(r.get('superseded_max_ms'))} "
+            f"| {fmt(r.get('server_cpu_pct'))} "
             f"| {fmt(cpu_per_kmsg(r.get('server_cpu_pct'), r.get('received_msgs_per_s')), 2)} "
             f"| {fmt(r.get('server_rss_start_mb'))} / {fmt(r.get('server_rss_end_mb'))} "
             f"/ {fmt(r.get('server_rss_after_drain_mb'))} "
             f"| {fmt(r.get('client_cpu_pct'))}{bound} "
             f"| {fmt(clamp(r.get('other_load_core0_pct')))} |" + err_note(r)
         )
-    out += ["", *render_ratios(rows), ""]
+    out += ["", LATENCY_NOTE, "", *render_ratios(rows), ""]
     return out
 
 
