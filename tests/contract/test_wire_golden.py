@@ -240,7 +240,8 @@ async def test_the_market_feed_wire_is_unchanged(node: Node, case: str, query: s
     a.send('{"action":"subscribe","symbols":["FEED"],"channels":["status"]}')
     publish(node, t, [quote("AAPL", 190.01), trade(190.02, "t1"), BAR, BOOK, STATUS], a)
     publish(node, t, [quote("MSFT", 410.5), trade(190.03, "t2"), quote("AAPL", 190.04)], a)
-    # two quotes of a symbol in one pass conflate; trades never do
+    # two quotes of a symbol in one pass, at batch 0 to a client that takes its data:
+    # both, in order (the first written before the second is queued); trades never conflate
     publish(node, t, [quote("AAPL", 190.05), trade(190.06, "t3"), quote("AAPL", 190.07)], a)
     a.timer(NOW + 5.0)  # a heartbeat when the client asked for one; nothing otherwise
     a.send("not json")
@@ -366,7 +367,7 @@ async def test_the_stomp_websocket_wire(node: Node) -> None:
     b.connected()
     b.send(stomp("STOMP", accept_version="1.2", host="x") + "\n\0")
     b.send(stomp("SUBSCRIBE", id="sub-0", destination="/topic/trades.AAPL") + "\n\0")
-    t.note("one MESSAGE per subscription; quotes conflate per subscription; b shares a's")
+    t.note("one MESSAGE per subscription; each quote, in order, at batch 0; b shares a's")
     publish(node, t, [quote("AAPL", 190.01), trade(190.02, "t1"), quote("AAPL", 190.03)], a, b)
     publish(node, t, [BAR, BOOK, STATUS, trade(190.04, "t2")], a, b)
     a.timer(NOW + 10.0)  # a heart-beat EOL: every max(10000, 5000) ms

@@ -66,6 +66,21 @@ class Held:
 HELD: Final = Held()
 
 
+class Supersedes:
+    """Verdict: the outbox is not ``conflating`` and a value of the item's key is
+    pending: nothing was queued or replaced. The caller writes the pending batch first
+    and puts the item again (the older value goes out before its successor)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SUPERSEDES"
+
+
+#: The one ``Supersedes`` verdict.
+SUPERSEDES: Final = Supersedes()
+
+
 def _no_size(_: object) -> int:
     return 0
 
@@ -95,6 +110,11 @@ class Outbox(Generic[T]):
         deadline: when the pending batch is due (monotonic seconds), None exactly when
             nothing is pending (read-only; ``next_flush`` returns it): the writer's hot
             path reads it rather than calling ``len`` or ``next_flush``.
+        conflating: whether a newer value replaces the pending value of its key (True,
+            the default). False: ``put`` answers ``SUPERSEDES`` instead and the caller
+            writes the pending value first (a connection of window 0 sets it while its
+            client takes its data, so that every update goes out; see
+            ``transport/connection.py``). Puts with ``force`` always conflate.
     """
 
     __slots__ = (
@@ -105,6 +125,7 @@ class Outbox(Generic[T]):
         "_pending",
         "_size",
         "conflated",
+        "conflating",
         "deadline",
         "max_bytes",
         "max_items",
@@ -134,6 +155,7 @@ class Outbox(Generic[T]):
         self._pending: dict[object, T] = {}
         self._next_id = 0
         self.deadline: float | None = None  # None exactly while nothing is pending
+        self.conflating = True
         # created by the first set_rate; None keeps the unrated hot path as it was
         self._gate: RateGate[T] | None = None
         # degraded: the least interval of every conflatable key (None: not degraded), and
@@ -148,8 +170,9 @@ class Outbox(Generic[T]):
 
     def put(
         self, item: T, now: float, key: str | None = None, force: bool = False
-    ) -> Overflow | Held | None:
-        """Queue ``item``; with a ``key`` it replaces a pending item with that key.
+    ) -> Overflow | Held | Supersedes | None:
+        """Queue ``item``; with a ``key`` it replaces a pending item with that key (when
+        ``conflating``, or with ``force``).
 
         ``force`` queues it past the budget (the caller decided the backlog is not the
         client's fault and bounds it itself). It and ``flush``'s parameters are not
@@ -159,13 +182,16 @@ class Outbox(Generic[T]):
         Returns:
             ``Overflow`` when the item does not fit (it was not queued, and nothing
             pending was touched); ``HELD`` when its key is rated and it is held back
-            until ``next_release``; else None.
+            until ``next_release``; ``SUPERSEDES`` when not ``conflating`` and its key
+            has a value pending (nothing queued: write that first); else None.
         """
         pending = self._pending
         size = self._size(item)
         if key is not None:
             old = pending.get(key)
             if old is not None:
+                if not self.conflating and not force:
+                    return SUPERSEDES
                 pending[key] = item
                 self.pending_bytes += size - self._size(old)
                 self.conflated += 1

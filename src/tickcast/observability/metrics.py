@@ -120,6 +120,12 @@ class _StatsCollector(Collector):
                 s.write_throughs,
             ),
             (
+                "outbox_early_writes",
+                "Batch 0: writes within an event-loop pass so that an update is not replaced by "
+                "its successor of the same pass",
+                s.early_writes,
+            ),
+            (
                 "provider_restarts",
                 "Provider runs that ended (failed, stale, refused)",
                 s.provider_restarts,

@@ -17,6 +17,7 @@ class Stats:
         "connections_total",
         "degrade_transitions",
         "degraded_streams",
+        "early_writes",
         "events_by_kind",
         "failbacks",
         "failovers",
@@ -53,6 +54,9 @@ class Stats:
         self.overload_closes = 0  # readers closed because the gateway could not write to them
         self.conflated_closed = 0  # updates replaced in outboxes of closed connections
         self.write_throughs = 0  # outboxes over budget written out early (the gateway's lag)
+        # batch 0: writes made within a pass so that a quote is not replaced by its
+        # successor of the same pass (Outbox.conflating)
+        self.early_writes = 0
         # degrade before disconnecting (hub/degrade.py): transitions by the state entered
         self.degrade_transitions: dict[str, int] = {}
         self.degraded_streams = 0  # reliable streams suspended (a degraded message each)

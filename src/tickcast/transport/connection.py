@@ -36,6 +36,14 @@ pump's ``Faults`` (``"subscriber"``, ``"command"``, ``"timer"``) and the connect
 closed with 1011: its stream may have lost an item, and nothing is lost silently. The
 exception never leaves a loop callback, and the other connections go on.
 
+Batch 0 sends every update while the client takes its data: a connection of window 0
+keeps its outbox from conflating (``Outbox.conflating`` False), so when an update finds
+its key's previous value still pending in the same pass (``SUPERSEDES``), the pending
+batch is written first (``early_writes``) and the update queued after it. The rest of
+that fan-out pass (the same ``now``) conflates: at most two writes per connection per
+pass, so a gateway that falls behind thins its quotes instead of multiplying its writes.
+A connection whose socket refuses data conflates too, until it drains.
+
 Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
 ``RateGate`` holds back the latest value of a rated key whose interval has not passed
 (``hub/rategate.py`` argues the design). The pump's FIFO stays as it is (its deadlines
@@ -64,7 +72,7 @@ from typing import Any, Final
 from tickcast.clock import Clock
 from tickcast.closecodes import CloseCode, info
 from tickcast.hub.degrade import Action, Degrade
-from tickcast.hub.outbox import Held, Outbox
+from tickcast.hub.outbox import SUPERSEDES, Held, Outbox, Overflow, Supersedes
 from tickcast.hub.pump import Pump
 from tickcast.observability.stats import Stats
 from tickcast.protocols.base import Command, Session
@@ -75,6 +83,9 @@ from tickcast.transport.degrading import DegradeSteps, Degrading, size_text
 from tickcast.transport.inbound import Receive as Receive  # re-exported, as before
 from tickcast.transport.inbound import SessionSteps
 from tickcast.transport.socket import FrameSocket, ItemSink
+
+#: What ``Outbox.put`` answers once it conflates (never ``SUPERSEDES``).
+Verdict = Overflow | Held | None
 
 log = logging.getLogger("tickcast.connection")
 
@@ -109,11 +120,13 @@ class Connection(SessionSteps, DegradeSteps):
     __slots__ = (
         "_blocked_since",
         "_blocked_stall",
+        "_conflates",
         "_degrade_at",
         "_degrade_soon",
         "_degrade_timer",
         "_degraded",
         "_degrading",
+        "_early_at",
         "_fault",
         "_fault_at",
         "_flushes",
@@ -170,6 +183,9 @@ class Connection(SessionSteps, DegradeSteps):
         # neither stamped nor array: a raw socket gets the items' own frames (``flush``)
         self._plain = not self._stamped and not array
         self.outbox = outbox
+        # window 0: every update while the client takes its data (module docstring)
+        self._conflates = outbox.conflating = outbox.window_s > 0
+        self._early_at = -1.0  # the fan-out pass (its now) of the last early write
         self.pump = pump
         self.clock: Clock = pump.clock
         self.stats = stats
@@ -226,35 +242,37 @@ class Connection(SessionSteps, DegradeSteps):
         was_empty = outbox.deadline is None  # nothing pending (cheaper than len)
         overflow = outbox.put(item, now, key)
         if overflow is not None:
+            if overflow is SUPERSEDES:  # window 0, the client taking its data
+                was_empty, overflow = self._write_first(item, key, now)
             if isinstance(overflow, Held):  # a rated key's value, held back: due at its own time
                 self._arm_gate(now)
                 return
-            if self._blocked_since is None:
-                # The socket takes data: write the backlog out now, not at the window's
-                # end (it was the gateway that fell behind, in one burst).
-                self.stats.write_throughs += 1
-                self.flush(now, force=True)
-            elif self._blocked_since < now and self._peer_slow():
-                # past the hard mark (the budget) while the client does not take its data
-                degrade = self.degrade
-                if degrade is not None:
-                    pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
-                    action = degrade.observe(*pending, now, at_fault=True)
-                    self._degraded = degrade.degraded
-                    if action is Action.CLOSE:
-                        self._count(degrade.state)
-                taken = (
-                    f"{overflow.pending} messages ({size_text(overflow.pending_bytes)}) not taken"
-                )
-                self.close_slow(taken)
-                return
-            # Blocked by this pass's own writes, or the peer takes what the kernel holds:
-            # the backlog is the gateway's, not the client's. Keep it, within a bound.
-            if self._beyond_overload_cap():
-                self.close_overloaded()
-                return
-            was_empty = outbox.deadline is None
-            outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
+            if isinstance(overflow, Overflow):
+                if self._blocked_since is None:
+                    # The socket takes data: write the backlog out now, not at the window's
+                    # end (it was the gateway that fell behind, in one burst).
+                    self.stats.write_throughs += 1
+                    self.flush(now, force=True)
+                elif self._blocked_since < now and self._peer_slow():
+                    # past the hard mark (the budget) while the client does not take its data
+                    degrade = self.degrade
+                    if degrade is not None:
+                        pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
+                        action = degrade.observe(*pending, now, at_fault=True)
+                        self._degraded = degrade.degraded
+                        if action is Action.CLOSE:
+                            self._count(degrade.state)
+                    held = size_text(overflow.pending_bytes)
+                    taken = f"{overflow.pending} messages ({held}) not taken"
+                    self.close_slow(taken)
+                    return
+                # Blocked by this pass's own writes, or the peer takes what the kernel holds:
+                # the backlog is the gateway's, not the client's. Keep it, within a bound.
+                if self._beyond_overload_cap():
+                    self.close_overloaded()
+                    return
+                was_empty = outbox.deadline is None
+                outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None and self._stalled(now):
             self._close_stalled(f"{self._blocked_for(now):.1f} s behind", now)
             return
@@ -268,6 +286,23 @@ class Connection(SessionSteps, DegradeSteps):
             and degrade.wants_step(len(outbox), outbox.pending_bytes, now)
         ):
             self._degrade_step(now)
+
+    def _write_first(self, item: Encoded, key: str | None, now: float) -> tuple[bool, Verdict]:
+        """``item``'s key has a value pending at window 0 while the client takes its data
+        (``SUPERSEDES``): the first time in a fan-out pass (its ``now``), write what is
+        pending, then queue ``item``; later in that pass, conflate (module docstring).
+        Returns whether the outbox was empty before ``item`` and ``put``'s verdict."""
+        outbox = self.outbox
+        if self._early_at != now:
+            self._early_at = now
+            self.stats.early_writes += 1
+            self.flush(now, True)
+        was_empty = outbox.deadline is None
+        outbox.conflating = True
+        verdict = outbox.put(item, now, key)
+        outbox.conflating = self._blocked_since is not None  # a socket refusing data: latest
+        assert not isinstance(verdict, Supersedes)  # it conflated
+        return was_empty, verdict
 
     def _close_stalled(self, why: str, now: float) -> None:
         """The slow-client time rule closes the client (1013); a degraded one's machine
@@ -373,6 +408,7 @@ class Connection(SessionSteps, DegradeSteps):
 
     def _check_blocked(self, now: float) -> None:
         """Note when the socket started refusing data (cleared by ``_on_writable``)."""
+        self.outbox.conflating = True  # a client behind gets the latest values
         if self._blocked_since is None and not self.closing:
             self._blocked_since = now
             self._blocked_stall = self.pump.stalled(now)
@@ -422,6 +458,7 @@ class Connection(SessionSteps, DegradeSteps):
     def _on_writable(self) -> None:
         self._blocked_since = None
         outbox = self.outbox
+        outbox.conflating = self._conflates
         if outbox.next_flush() is not None or outbox.next_release() is not None:
             now = self.clock.monotonic()
             self.flush(now, force=True)

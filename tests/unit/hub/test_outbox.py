@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from tickcast.hub.outbox import HELD, Outbox, Overflow
+from tickcast.hub.outbox import HELD, SUPERSEDES, Outbox, Overflow
 
 
 def test_quotes_conflate_within_window() -> None:
@@ -400,3 +400,39 @@ def test_a_single_item_flush_takes_it_and_starts_its_keys_interval() -> None:
     assert box.put("r", 0.05) is None
     assert box.flush(0.05) == ["r"]
     assert box.flush(0.1) == ["v2"]
+
+
+# -- not conflating (a window-0 connection whose client takes its data)
+
+
+def test_not_conflating_answers_supersedes_and_touches_nothing() -> None:
+    box: Outbox[str] = Outbox(window_s=0, max_items=1000, size=len)
+    box.conflating = False
+    assert box.put("AAPL 1", now=0.0, key="quotes.AAPL") is None
+    assert box.put("trade 1", now=0.0) is None
+    assert box.put("AAPL 2", now=0.0, key="quotes.AAPL") is SUPERSEDES
+    assert box.put("MSFT 1", now=0.0, key="quotes.MSFT") is None  # another key: queued
+    assert box.conflated == 0
+    assert box.pending_bytes == len("AAPL 1") + len("trade 1") + len("MSFT 1")
+    assert box.flush(now=0.0) == ["AAPL 1", "trade 1", "MSFT 1"]
+    # written: the successor now queues behind what went out
+    assert box.put("AAPL 2", now=0.0, key="quotes.AAPL") is None
+    assert box.flush(now=0.0) == ["AAPL 2"]
+
+
+def test_not_conflating_still_conflates_a_forced_put() -> None:
+    box: Outbox[str] = Outbox(window_s=0, max_items=1000)
+    box.conflating = False
+    box.put("AAPL 1", now=0.0, key="quotes.AAPL")
+    assert box.put("AAPL 2", now=0.0, key="quotes.AAPL", force=True) is None
+    assert box.flush(now=0.0) == ["AAPL 2"]
+    assert box.conflated == 1
+
+
+def test_conflating_is_the_default_at_every_window() -> None:
+    for window_s in (0.0, 0.1):
+        box: Outbox[str] = Outbox(window_s=window_s, max_items=1000)
+        assert box.conflating
+        box.put("AAPL 1", now=0.0, key="quotes.AAPL")
+        assert box.put("AAPL 2", now=0.0, key="quotes.AAPL") is None
+        assert box.flush(now=window_s) == ["AAPL 2"]
