@@ -121,15 +121,20 @@ class Pump:
         window_s: the window every outbox marked here uses.
         clock, faults: its ``Pumps``'s.
         flushes: flush calls made (one per connection per batch).
+        behind: window 0: a pass ran out of ``slice_s`` with writers left, and no pass
+            since has flushed every writer it found within the slice (the gateway is
+            behind: a connection then adds no early write, it conflates).
     """
 
     __slots__ = (
+        "_continued",
         "_loop",
         "_now",
         "_pumps",
         "_queue",
         "_soon",
         "_timer",
+        "behind",
         "clock",
         "faults",
         "flushes",
@@ -142,6 +147,8 @@ class Pump:
         self.clock = pumps.clock
         self.faults = pumps.faults
         self.flushes = 0
+        self.behind = False
+        self._continued = False  # this window-0 pass goes on from one that ran out of time
         self._queue: deque[tuple[float, Writer]] = deque()
         self._now: deque[Writer] = deque()  # window 0's FIFO: every writer in it is due
         self._timer: asyncio.TimerHandle | None = None
@@ -227,6 +234,8 @@ class Pump:
                 if not flushed & 31 and time.perf_counter() > give_up:
                     break
         self.flushes += flushed
+        self.behind = bool(queue) or self._continued
+        self._continued = bool(queue)
         if queue:
             self._soon = self.loop.call_soon(self._run)
 

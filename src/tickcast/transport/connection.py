@@ -41,8 +41,9 @@ keeps its outbox from conflating (``Outbox.conflating`` False), so when an updat
 its key's previous value still pending in the same pass (``SUPERSEDES``), the pending
 batch is written first (``early_writes``) and the update queued after it. The rest of
 that fan-out pass (the same ``now``) conflates: at most two writes per connection per
-pass, so a gateway that falls behind thins its quotes instead of multiplying its writes.
-A connection whose socket refuses data conflates too, until it drains.
+pass. A gateway behind (its last window-0 pass ran out of its time slice, ``Pump.behind``)
+makes no early write at all: it thins its quotes instead of multiplying its writes. A
+connection whose socket refuses data conflates too, until it drains.
 
 Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
 ``RateGate`` holds back the latest value of a rated key whose interval has not passed
@@ -289,11 +290,12 @@ class Connection(SessionSteps, DegradeSteps):
 
     def _write_first(self, item: Encoded, key: str | None, now: float) -> tuple[bool, Verdict]:
         """``item``'s key has a value pending at window 0 while the client takes its data
-        (``SUPERSEDES``): the first time in a fan-out pass (its ``now``), write what is
-        pending, then queue ``item``; later in that pass, conflate (module docstring).
+        (``SUPERSEDES``): the first time in a fan-out pass (its ``now``), and unless the
+        pump is behind, write what is pending, then queue ``item``; else conflate (module
+        docstring).
         Returns whether the outbox was empty before ``item`` and ``put``'s verdict."""
         outbox = self.outbox
-        if self._early_at != now:
+        if self._early_at != now and not self.pump.behind:
             self._early_at = now
             self.stats.early_writes += 1
             self.flush(now, True)

@@ -187,3 +187,29 @@ async def test_close_stops_every_pump_and_drops_what_was_queued() -> None:
         await asyncio.sleep(0.01)
     assert sorted(log) == ["after close 0.0", "after close 0.01"]
     pumps.close()
+
+
+async def test_window_zero_is_behind_from_a_pass_out_of_time_until_a_whole_pass() -> None:
+    pump = Pumps(SYSTEM, slice_s=0.0).get(0.0)  # out of time after every 32 flushes
+    log: list[str] = []
+
+    def mark(count: int) -> None:
+        for _ in range(count):
+            writer = FakeWriter(log, "w")
+            writer.due = SYSTEM.monotonic()
+            pump.mark(writer, writer.due)
+
+    assert not pump.behind
+    mark(100)
+    await asyncio.sleep(0)
+    assert log.count("w") == 32
+    assert pump.behind
+    for _ in range(10):
+        await asyncio.sleep(0)
+    assert log.count("w") == 100
+    assert pump.behind, "the pass that finished went on from one out of time"
+    mark(5)  # a pass that flushes all it finds within its slice
+    for _ in range(2):
+        await asyncio.sleep(0)
+    assert log.count("w") == 105
+    assert not pump.behind

@@ -143,3 +143,13 @@ async def test_a_window_above_0_conflates_within_it(pumps: Pumps) -> None:
     assert sock_of(conn).written == []
     assert conn.outbox.flush(conn.clock.monotonic(), True) == [q(2)]
     assert conn.stats.early_writes == 0
+
+
+async def test_a_gateway_behind_makes_no_early_write(pumps: Pumps) -> None:
+    conn = immediate(pumps)
+    conn.pump.behind = True  # its last pass ran out of time with writers left
+    for i in (1, 2, 3):
+        put(conn, q(i), KEY)
+    assert sock_of(conn).written == []
+    assert conn.stats.early_writes == 0
+    assert conn.outbox.flush(conn.clock.monotonic(), True) == [q(3)]
