@@ -13,39 +13,28 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import json
 import os
 import sys
 import time
 from http import HTTPStatus
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.http11 import Request, Response
 
+from support.benchmod import load_bench
 from tickcast.client.load import percentile
 
 ROOT = Path(__file__).resolve().parents[2]
 BENCH = ROOT / "bench"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("bench_cclient_build", BENCH / "cclient" / "build.py")
+build = load_bench("bench_cclient_build", "cclient/build.py")
 sys.path.insert(0, str(BENCH))  # bench/freshness.py, as bench/loadclient.py imports it
-freshness = _load("freshness", BENCH / "freshness.py")
+freshness = load_bench("freshness", "freshness.py")
 
 
 @pytest.fixture(scope="module")

@@ -18,31 +18,18 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import importlib.util
 import json
 import os
 import struct
 import time
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BENCH = ROOT / "bench"
+from support.benchmod import load_bench
 
-
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-build = _load("bench_cclient_build_bytes", BENCH / "cclient" / "build.py")
+build = load_bench("bench_cclient_build_bytes", "cclient/build.py")
 
 #: a 2-second window 10 s in the past, across a second's boundary (the client keeps
 #: buckets for the last 10 minutes only: no server lags that far within a run)

@@ -3,29 +3,14 @@ that each way really does its work (no clocks asserted)."""
 
 from __future__ import annotations
 
-import importlib.util
 import math
-import sys
-from pathlib import Path
-from types import ModuleType
 
 import pytest
 
+from support.benchmod import load_bench
 from tickcast.bus import wire
 
-
-def _load() -> ModuleType:
-    path = Path(__file__).resolve().parents[2] / "bench" / "cluster.py"
-    spec = importlib.util.spec_from_file_location("bench_cluster", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-bc = _load()
+bc = load_bench("bench_cluster", "cluster.py")
 
 
 def test_quote_batches_are_sized_and_repeatable() -> None:
