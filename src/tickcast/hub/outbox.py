@@ -114,7 +114,9 @@ class Outbox(Generic[T]):
             the default). False: ``put`` answers ``SUPERSEDES`` instead and the caller
             writes the pending value first (a connection of window 0 sets it while its
             client takes its data, so that every update goes out; see
-            ``transport/connection.py``). Puts with ``force`` always conflate.
+            ``transport/connection.py``). Puts with ``force``, and keys a rate holds
+            (``set_rate``, ``conflate_all``: their promise is the latest value), always
+            conflate.
     """
 
     __slots__ = (
@@ -190,7 +192,7 @@ class Outbox(Generic[T]):
         if key is not None:
             old = pending.get(key)
             if old is not None:
-                if not self.conflating and not force:
+                if not self.conflating and not force and not self._limits(key):
                     return SUPERSEDES
                 pending[key] = item
                 self.pending_bytes += size - self._size(old)
@@ -221,6 +223,12 @@ class Outbox(Generic[T]):
             pending[key] = item
         self.pending_bytes += size
         return None
+
+    def _limits(self, key: str) -> bool:
+        """Whether a rate holds ``key`` (its own, or the degraded one): its releases are
+        the latest values, so a pending value is replaced, never written first."""
+        gate = self._gate
+        return self._floor is not None or (gate is not None and key in gate.intervals)
 
     def next_flush(self) -> float | None:
         """When the pending batch is due (monotonic seconds), or None when empty."""

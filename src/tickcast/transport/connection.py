@@ -38,12 +38,13 @@ exception never leaves a loop callback, and the other connections go on.
 
 Batch 0 sends every update while the client takes its data: a connection of window 0
 keeps its outbox from conflating (``Outbox.conflating`` False), so when an update finds
-its key's previous value still pending in the same pass (``SUPERSEDES``), the pending
-batch is written first (``early_writes``) and the update queued after it. The rest of
-that fan-out pass (the same ``now``) conflates: at most two writes per connection per
-pass. A gateway behind (its last window-0 pass ran out of its time slice, ``Pump.behind``)
-makes no early write at all: it thins its quotes instead of multiplying its writes. A
-connection whose socket refuses data conflates too, until it drains.
+its key's previous value still pending (``SUPERSEDES``), the pending batch is written
+first (``early_writes``) and the update queued after it. One early write per fan-out
+pass (one published batch, its ``now``): after it, the pass conflates. A gateway behind
+(its last window-0 pass ran out of its time slice, ``Pump.behind``) makes no early write
+at all: it thins its quotes instead of multiplying its writes. A connection whose socket
+refuses data conflates too, until it drains; a rated key and a degraded client always
+do (the outbox never answers ``SUPERSEDES`` for them).
 
 Per-topic rates (``limit_rate``, the market feed's ``max_rate``): the outbox's
 ``RateGate`` holds back the latest value of a rated key whose interval has not passed
@@ -297,8 +298,11 @@ class Connection(SessionSteps, DegradeSteps):
         outbox = self.outbox
         if self._early_at != now and not self.pump.behind:
             self._early_at = now
-            self.stats.early_writes += 1
+            stats = self.stats
+            written = stats.items_out
             self.flush(now, True)
+            if stats.items_out != written:  # the socket may have refused it
+                stats.early_writes += 1
         was_empty = outbox.deadline is None
         outbox.conflating = True
         verdict = outbox.put(item, now, key)
