@@ -33,8 +33,6 @@ build = load_bench("bench_cclient_build_bytes", "cclient/build.py")
 
 #: a 2-second window 10 s in the past, across a second's boundary (the client keeps
 #: buckets for the last 10 minutes only: no server lags that far within a run)
-B0 = (int(time.time()) - 10) * 1000 - 500
-B1 = B0 + 2000
 
 
 @pytest.fixture(scope="module")
@@ -84,14 +82,18 @@ class Script:
     def __init__(self) -> None:
         self.writes: list[bytes] = []
         self.in_window = 0
+        # the window's boundaries, from the time the test runs (the client keeps stamps
+        # from 10 minutes before it starts: one taken at import could be older by then)
+        self.b0 = (int(time.time()) - 10) * 1000 - 500
+        self.b1 = self.b0 + 2000
 
     def stamps(self) -> list[int]:
         # both sides of both boundaries, and of a second's
-        return [B0 - 1, B0, B0 + 499, B0 + 500, B1 - 1, B1]
+        return [self.b0 - 1, self.b0, self.b0 + 499, self.b0 + 500, self.b1 - 1, self.b1]
 
     def build(self) -> None:
         w = self.writes
-        counted = [ms for ms in self.stamps() if B0 <= ms < B1]
+        counted = [ms for ms in self.stamps() if self.b0 <= ms < self.b1]
         # the 16-bit length, its header cut after one byte and after three
         for k, ms in enumerate(self.stamps()):  # sizes differ: no stale byte reads right
             f = frame(quote(ms, pad=150 + 37 * k))
@@ -99,24 +101,24 @@ class Script:
             w += [f[:1], f[1:3], f[3:]]
         self.in_window += len(counted)
         # the 64-bit length on a 200-byte payload, cut inside the length
-        f = frame(quote(B0 + 5, pad=60), long=True)
+        f = frame(quote(self.b0 + 5, pad=60), long=True)
         w += [f[:5], f[5:12], f[12:]]
         self.in_window += 1
         # an array frame of 700 quotes (over 64 KB), in 1,000-byte writes
-        items = b"[" + b",".join(quote(B0 + 10 + k % 1000) for k in range(700)) + b"]"
+        items = b"[" + b",".join(quote(self.b0 + 10 + k % 1000) for k in range(700)) + b"]"
         f = frame(items)
         assert len(items) > 0xFFFF
         w += [f[i : i + 1000] for i in range(0, len(f), 1000)]
         self.in_window += 700
         # many frames in one write: quotes, a ping, a message without a price
-        many = b"".join(frame(quote(B0 + 20 + k)) for k in range(50))
+        many = b"".join(frame(quote(self.b0 + 20 + k)) for k in range(50))
         many += frame(b"hello", op=0x9) + frame(b'{"type":"heartbeat"}')
         w.append(many)
         self.in_window += 50
         # a binary frame that mentions a price: not a text message, not counted
-        w.append(frame(quote(B0 + 30), op=0x2))
+        w.append(frame(quote(self.b0 + 30), op=0x2))
         # one message in three fragments, cut inside "timestamp", a ping between
-        body = quote(B0 + 40)
+        body = quote(self.b0 + 40)
         cut = body.index(b'"timestamp"') + 5
         w.append(frame(body[:cut], fin=False))
         w.append(frame(b"mid", op=0x9))
@@ -124,7 +126,7 @@ class Script:
         w.append(frame(body[cut + 7 :], op=0x0))
         self.in_window += 1
         # the same kind of message byte by byte
-        f = frame(quote(B0 + 41))
+        f = frame(quote(self.b0 + 41))
         w += [f[i : i + 1] for i in range(len(f))]
         self.in_window += 1
 
@@ -163,7 +165,9 @@ class RawServer:
         if head.startswith(b"GET /stats"):
             self.stats_calls += 1
             ticks = 0 if self.stats_calls == 1 else self.script.in_window
-            body = json.dumps({"ticks": ticks, "boundary_ms": B0 if ticks == 0 else B1})
+            body = json.dumps(
+                {"ticks": ticks, "boundary_ms": self.script.b0 if ticks == 0 else self.script.b1}
+            )
             writer.write(
                 f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n{body}".encode()
@@ -179,7 +183,7 @@ class RawServer:
         writer.write(response[:20])
         await writer.drain()
         await asyncio.sleep(0.01)
-        writer.write(response[20:] + ack + frame(quote(B0 - 5)))
+        writer.write(response[20:] + ack + frame(quote(self.script.b0 - 5)))
         await writer.drain()
         reading = asyncio.create_task(self.read_client(reader))
         for chunk in self.script.writes:
@@ -229,17 +233,17 @@ async def test_crafted_byte_streams_are_counted_exactly(cbin: Path) -> None:
         await srv.wait_closed()
     r = got["result"]
     assert "error" not in r, r
-    assert got["measure_start"]["boundary"] == B0
-    assert got["measure_end"]["boundary"] == B1
+    assert got["measure_start"]["boundary"] == script.b0
+    assert got["measure_end"]["boundary"] == script.b1
     assert r["clients_connected"] == 1
     assert r["expected_deliveries"] == script.in_window
     assert r["received_in_window"] == script.in_window
     assert r["per_tick_delivered_ratio"] == 1.0
     assert r["latency_samples"] == script.in_window
-    # every text quote, in the window or not (B0 - 5, B0 - 1 and B1 are not)
+    # every text quote, in the window or not (b0 - 5, b0 - 1 and b1 are not)
     assert r["per_client_received_min"] == script.in_window + 3
     assert r["disconnected_during_run"] == 1
-    # the newest stamp received in the window was B1 - 1, and one at B1 arrived
+    # the newest stamp received in the window was b1 - 1, and one at b1 arrived
     assert r["latest_delivered_ratio"] == 1.0
     frames = client_frames(server.from_client)
     ops = [op for op, _ in frames]
