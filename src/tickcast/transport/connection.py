@@ -122,6 +122,7 @@ class Connection(SessionSteps, DegradeSteps):
     __slots__ = (
         "_blocked_since",
         "_blocked_stall",
+        "_conflates",
         "_degrade_at",
         "_degrade_soon",
         "_degrade_timer",
@@ -185,7 +186,7 @@ class Connection(SessionSteps, DegradeSteps):
         self._plain = not self._stamped and not array
         self.outbox = outbox
         # window 0: every update while the client takes its data (module docstring)
-        outbox.conflating = outbox.window_s > 0
+        self._conflates = outbox.conflating = outbox.window_s > 0
         self._early_at = -1.0  # the fan-out pass (its now) of the last early write
         self.pump = pump
         self.clock: Clock = pump.clock
@@ -249,10 +250,31 @@ class Connection(SessionSteps, DegradeSteps):
                 self._arm_gate(now)
                 return
             if isinstance(overflow, Overflow):
-                queued = self._over_budget(overflow, item, key, now)
-                if queued is None:
+                if self._blocked_since is None:
+                    # The socket takes data: write the backlog out now, not at the window's
+                    # end (it was the gateway that fell behind, in one burst).
+                    self.stats.write_throughs += 1
+                    self.flush(now, force=True)
+                elif self._blocked_since < now and self._peer_slow():
+                    # past the hard mark (the budget) while the client does not take its data
+                    degrade = self.degrade
+                    if degrade is not None:
+                        pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
+                        action = degrade.observe(*pending, now, at_fault=True)
+                        self._degraded = degrade.degraded
+                        if action is Action.CLOSE:
+                            self._count(degrade.state)
+                    held = size_text(overflow.pending_bytes)
+                    taken = f"{overflow.pending} messages ({held}) not taken"
+                    self.close_slow(taken)
                     return
-                was_empty = queued
+                # Blocked by this pass's own writes, or the peer takes what the kernel holds:
+                # the backlog is the gateway's, not the client's. Keep it, within a bound.
+                if self._beyond_overload_cap():
+                    self.close_overloaded()
+                    return
+                was_empty = outbox.deadline is None
+                outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
         elif key is None and self._blocked_since is not None and self._stalled(now):
             self._close_stalled(f"{self._blocked_for(now):.1f} s behind", now)
             return
@@ -266,39 +288,6 @@ class Connection(SessionSteps, DegradeSteps):
             and degrade.wants_step(len(outbox), outbox.pending_bytes, now)
         ):
             self._degrade_step(now)
-
-    def _over_budget(
-        self, overflow: Overflow, item: Encoded, key: str | None, now: float
-    ) -> bool | None:
-        """``item`` does not fit in the outbox's budget: write the backlog out, close the
-        client as slow or the reader as overloaded (None), or keep the backlog past the
-        budget; returns whether the outbox was empty before ``item`` was queued."""
-        outbox = self.outbox
-        if self._blocked_since is None:
-            # The socket takes data: write the backlog out now, not at the window's
-            # end (it was the gateway that fell behind, in one burst).
-            self.stats.write_throughs += 1
-            self.flush(now, force=True)
-        elif self._blocked_since < now and self._peer_slow():
-            # past the hard mark (the budget) while the client does not take its data
-            degrade = self.degrade
-            if degrade is not None:
-                pending = (overflow.pending + 1, overflow.pending_bytes + item.size)
-                action = degrade.observe(*pending, now, at_fault=True)
-                self._degraded = degrade.degraded
-                if action is Action.CLOSE:
-                    self._count(degrade.state)
-            taken = f"{overflow.pending} messages ({size_text(overflow.pending_bytes)}) not taken"
-            self.close_slow(taken)
-            return None
-        # Blocked by this pass's own writes, or the peer takes what the kernel holds:
-        # the backlog is the gateway's, not the client's. Keep it, within a bound.
-        if self._beyond_overload_cap():
-            self.close_overloaded()
-            return None
-        was_empty = outbox.deadline is None
-        outbox.put(item, now, key, force=True)  # not HELD: the key was not held above
-        return was_empty
 
     def _write_first(self, item: Encoded, key: str | None, now: float) -> tuple[bool, Verdict]:
         """``item``'s key has a value pending at window 0 while the client takes its data
@@ -475,7 +464,7 @@ class Connection(SessionSteps, DegradeSteps):
     def _on_writable(self) -> None:
         self._blocked_since = None
         outbox = self.outbox
-        outbox.conflating = outbox.window_s > 0
+        outbox.conflating = self._conflates
         if outbox.next_flush() is not None or outbox.next_release() is not None:
             now = self.clock.monotonic()
             self.flush(now, force=True)
